@@ -1,0 +1,121 @@
+"""Pruning of ``nn.MultiheadAttention`` along ``embed_dim``.
+
+Like Torch-Pruning, the attention block is one channel space of size ``E = embed_dim``: the query input
+features, the per-head projection features (``num_heads`` heads of ``head_dim = E / num_heads``) and the
+output features are all pruned with the same indices (``in_out_coupled`` is True, so
+``prune_multihead_attention_out_channels`` and ``..._in_channels`` do the same thing: call one of them).
+Removing channel ``j`` removes:
+
+* rows ``j``, ``E + j`` and ``2E + j`` (the q, k and v thirds) of ``in_proj_weight`` (3E, E) and
+  ``in_proj_bias`` (3E,), and column ``j`` of ``in_proj_weight``;
+* when the projections are separate (``kdim`` or ``vdim`` differs from ``E``): row ``j`` of
+  ``q_proj_weight`` (E, E), ``k_proj_weight`` (E, kdim) and ``v_proj_weight`` (E, vdim); column ``j`` of
+  ``q_proj_weight``, and of ``k_proj_weight`` / ``v_proj_weight`` only where ``kdim`` / ``vdim`` equals
+  ``E`` (those inputs then share the query's feature space; other key/value inputs are left alone);
+* entry ``j`` of ``bias_k`` / ``bias_v`` (1, 1, E);
+* row and column ``j`` of ``out_proj.weight`` (E, E) and entry ``j`` of ``out_proj.bias``.
+
+``embed_dim``, ``head_dim``, ``kdim``/``vdim`` (where equal to ``E``) and ``out_proj.in_features`` /
+``out_features`` are updated; ``num_heads`` is kept, so the number removed must be a multiple of
+``num_heads`` (``channel_multiple``). Head ``h`` is always features ``h*head_dim .. (h+1)*head_dim - 1`` of
+the pruned layer: removing channels unevenly across heads moves features between heads (only the
+divisibility is checked). ``batch_first`` does not matter.
+
+Example::
+
+    >>> import torch, torch.nn as nn
+    >>> mha = nn.MultiheadAttention(8, num_heads=2, batch_first=True)
+    >>> _ = prune_multihead_attention_out_channels(mha, [0, 5])
+    >>> mha.embed_dim, mha.head_dim, tuple(mha.in_proj_weight.shape)
+    (6, 3, (18, 6))
+    >>> x = torch.randn(1, 4, 6)
+    >>> mha(x, x, x)[0].shape
+    torch.Size([1, 4, 6])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from .base import BasePruningFunc, Plan, keep_indices
+
+__all__ = [
+    "MultiheadAttentionPruner",
+    "prune_multihead_attention_out_channels",
+    "prune_multihead_attention_in_channels",
+]
+
+
+class MultiheadAttentionPruner(BasePruningFunc):
+    """Prunes ``nn.MultiheadAttention`` along ``embed_dim`` (see the module docstring for every tensor).
+
+    >>> mha = nn.MultiheadAttention(6, 3)
+    >>> MultiheadAttentionPruner().prune_out_channels(mha, [0, 1, 2]).embed_dim
+    3
+    """
+
+    TARGET_MODULES = (nn.MultiheadAttention,)
+
+    def get_out_channels(self, layer: nn.MultiheadAttention) -> int:
+        return layer.embed_dim
+
+    def get_in_channels(self, layer: nn.MultiheadAttention) -> int:
+        return layer.embed_dim
+
+    def in_out_coupled(self, layer: Any) -> bool:
+        return True
+
+    def channel_multiple(self, layer: nn.MultiheadAttention, side: Any) -> int:
+        return layer.num_heads
+
+    def get_out_channel_groups(self, layer: nn.MultiheadAttention) -> int:
+        return layer.num_heads
+
+    def get_in_channel_groups(self, layer: nn.MultiheadAttention) -> int:
+        return layer.num_heads
+
+    def prune_out_channels(self, layer: nn.MultiheadAttention, idxs: Sequence[int]) -> nn.MultiheadAttention:
+        """Remove embedding channels ``idxs``; the same as :meth:`prune_in_channels`. Returns ``layer``."""
+        idxs = self.check(layer, idxs, "out")
+        return self._prune(layer, idxs) if idxs else layer
+
+    def prune_in_channels(self, layer: nn.MultiheadAttention, idxs: Sequence[int]) -> nn.MultiheadAttention:
+        """Remove embedding channels ``idxs``; the same as :meth:`prune_out_channels`. Returns ``layer``."""
+        idxs = self.check(layer, idxs, "in")
+        return self._prune(layer, idxs) if idxs else layer
+
+    def _prune(self, layer: nn.MultiheadAttention, idxs: list[int]) -> nn.MultiheadAttention:
+        e = layer.embed_dim
+        keep = keep_indices(e, idxs)
+        n = len(keep)
+        keep3 = keep + [e + i for i in keep] + [2 * e + i for i in keep]
+        plan = Plan()
+        if getattr(layer, "in_proj_weight", None) is not None:
+            plan.select(layer, "in_proj_weight", (0, keep3), (1, keep))
+        plan.select(layer, "q_proj_weight", (0, keep), (1, keep))
+        plan.select(layer, "k_proj_weight", (0, keep), *([(1, keep)] if layer.kdim == e else []))
+        plan.select(layer, "v_proj_weight", (0, keep), *([(1, keep)] if layer.vdim == e else []))
+        plan.select(layer, "in_proj_bias", (0, keep3))
+        plan.select(layer, "bias_k", (2, keep))
+        plan.select(layer, "bias_v", (2, keep))
+        out = layer.out_proj
+        plan.select(out, "weight", (0, keep), (1, keep))
+        plan.select(out, "bias", (0, keep))
+        plan.set(out, "in_features", n)
+        plan.set(out, "out_features", n)
+        if layer.kdim == e:
+            plan.set(layer, "kdim", n)
+        if layer.vdim == e:
+            plan.set(layer, "vdim", n)
+        plan.set(layer, "embed_dim", n)
+        plan.set(layer, "head_dim", n // layer.num_heads)
+        plan.apply()
+        return layer
+
+
+MHA_PRUNER = MultiheadAttentionPruner()
+prune_multihead_attention_out_channels = MHA_PRUNER.prune_out_channels
+prune_multihead_attention_in_channels = MHA_PRUNER.prune_in_channels

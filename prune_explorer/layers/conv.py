@@ -1,0 +1,311 @@
+"""Pruning of convolutions: Conv1d/2d/3d and ConvTranspose1d/2d/3d, dense, grouped and depthwise.
+
+Weight layouts (``G = groups``, ``k...`` the kernel dims)::
+
+    ConvNd           weight (out_channels, in_channels / G, k...)
+    ConvTransposeNd  weight (in_channels, out_channels / G, k...)
+    bias             (out_channels,)
+
+Three kinds of convolution, told apart by ``groups``:
+
+dense (``groups == 1``)
+    Output channel ``o`` is weight row ``o`` (column ``o`` of dim 1 when transposed); input channel ``i`` is
+    column ``i`` of dim 1 (row ``i`` when transposed). Either side can be pruned freely.
+
+depthwise (``groups == in_channels > 1``, optionally with a channel multiplier ``k = out_channels / groups``)
+    Input channel ``c`` is its own group and owns the ``k`` consecutive output channels ``c*k .. c*k+k-1``.
+    Input and output are therefore one space (:meth:`ConvPruner.in_out_coupled` is True):
+
+    * ``prune_in_channels(conv, [c, ...])`` removes input channel ``c`` *and* its ``k`` output channels, and
+      decreases ``groups`` by the number of input channels removed;
+    * ``prune_out_channels(conv, idxs)`` accepts only whole blocks of ``k`` output channels (for ``k == 1``:
+      any channels) and removes the matching input channels the same way.
+
+    With ``k == 1`` (the usual depthwise conv) both functions do exactly the same thing: call one of them.
+    Removing *some* of a channel's ``k`` outputs (reducing the multiplier) is not supported.
+
+grouped (``1 < groups < in_channels``)
+    ``groups`` stays unchanged, so every group must keep the same number of channels:
+
+    * input side: with ``a = in_channels / groups`` channels per group, the removed indices must be the same
+      within-group offsets ``O`` in every group, i.e. ``idxs == {q*a + o for q in range(groups) for o in O}``
+      (the weight has only ``a`` columns, shared by all groups);
+    * output side: the same *number* of channels must be removed from every group of ``out_channels / groups``
+      consecutive channels; the offsets may differ between groups.
+
+Example (depthwise with multiplier 2: input channel 1 owns output channels 2 and 3)::
+
+    >>> import torch, torch.nn as nn
+    >>> dw = nn.Conv2d(4, 8, 3, groups=4)
+    >>> prune_depthwise_conv_in_channels(dw, [1])
+    Conv2d(3, 6, kernel_size=(3, 3), stride=(1, 1), groups=3)
+    >>> dw(torch.randn(1, 3, 5, 5)).shape
+    torch.Size([1, 6, 3, 3])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .base import BasePruningFunc, Plan, index_tensor, keep_indices, normalize_side
+
+__all__ = [
+    "ConvPruner",
+    "DepthwiseConvPruner",
+    "conv_kind",
+    "prune_conv_out_channels",
+    "prune_conv_in_channels",
+    "prune_convtranspose_out_channels",
+    "prune_convtranspose_in_channels",
+    "prune_depthwise_conv_out_channels",
+    "prune_depthwise_conv_in_channels",
+]
+
+_ConvNd = nn.modules.conv._ConvNd
+
+
+def conv_kind(layer: nn.Module) -> str:
+    """``"dense"`` (groups == 1), ``"depthwise"`` (groups == in_channels > 1) or ``"grouped"`` (otherwise).
+
+    >>> conv_kind(nn.Conv2d(4, 4, 3, groups=4)), conv_kind(nn.Conv2d(4, 8, 3, groups=2))
+    ('depthwise', 'grouped')
+    """
+    g = layer.groups
+    if g == 1:
+        return "dense"
+    if g == layer.in_channels:
+        return "depthwise"
+    return "grouped"
+
+
+def _group_counts(idxs: Sequence[int], per_group: int, groups: int) -> list[int]:
+    counts = [0] * groups
+    for i in idxs:
+        counts[i // per_group] += 1
+    return counts
+
+
+class ConvPruner(BasePruningFunc):
+    """Prunes ``nn.Conv{1,2,3}d`` and ``nn.ConvTranspose{1,2,3}d`` (dense, grouped and depthwise).
+
+    Output side: ``out_channels`` channels (weight dim 0, or dim 1 for transposed convs; bias).
+    Input side: ``in_channels`` channels (weight dim 1, or dim 0 for transposed convs).
+    See the module docstring for the rules of grouped and depthwise convolutions.
+
+    >>> conv = nn.ConvTranspose2d(6, 4, 2)
+    >>> ConvPruner().prune_in_channels(conv, [0, 1])
+    ConvTranspose2d(4, 4, kernel_size=(2, 2), stride=(1, 1))
+    >>> tuple(conv.weight.shape)  # (in_channels, out_channels / groups, kH, kW)
+    (4, 4, 2, 2)
+    """
+
+    TARGET_MODULES = (_ConvNd,)
+
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return layer.out_channels
+
+    def get_in_channels(self, layer: nn.Module) -> int:
+        return layer.in_channels
+
+    def specialize(self, layer: nn.Module) -> BasePruningFunc:
+        return DEPTHWISE_CONV_PRUNER if conv_kind(layer) == "depthwise" else self
+
+    def in_out_coupled(self, layer: nn.Module) -> bool:
+        return conv_kind(layer) == "depthwise"
+
+    def channel_multiple(self, layer: nn.Module, side: str) -> int:
+        kind = conv_kind(layer)
+        if kind == "dense":
+            return 1
+        if kind == "depthwise":
+            return layer.out_channels // layer.groups if normalize_side(side) == "out" else 1
+        return layer.groups
+
+    def get_out_channel_groups(self, layer: nn.Module) -> int:
+        return layer.groups
+
+    def get_in_channel_groups(self, layer: nn.Module) -> int:
+        return layer.groups
+
+    def channel_multiplier(self, layer: nn.Module) -> int:
+        """Output channels per group (``out_channels // groups``); the depthwise channel multiplier."""
+        return layer.out_channels // layer.groups
+
+    def coupled_indices(self, layer: nn.Module, idxs: Sequence[int], from_side: str) -> list[int]:
+        """For a depthwise conv, map channel indices from one side to the other.
+
+        ``from_side="in"``: input channel ``c`` -> output channels ``c*k .. c*k+k-1``;
+        ``from_side="out"``: whole blocks of output channels -> their input channels (checked).
+
+        >>> DEPTHWISE_CONV_PRUNER.coupled_indices(nn.Conv1d(3, 6, 1, groups=3), [2], "in")
+        [4, 5]
+        """
+        if conv_kind(layer) != "depthwise":
+            raise self.error(layer, None, None, "only depthwise convolutions couple input and output channels",
+                             "prune the two sides of this layer separately")
+        k = self.channel_multiplier(layer)
+        if normalize_side(from_side) == "in":
+            idxs = self.check(layer, idxs, "in")
+            return [c * k + m for c in idxs for m in range(k)]
+        idxs = self.check(layer, idxs, "out")
+        return sorted({o // k for o in idxs})
+
+    def check_structure(self, layer: nn.Module, idxs: list[int], side: str) -> None:
+        kind = conv_kind(layer)
+        g = layer.groups
+        if kind == "depthwise" and side == "out":
+            k = self.channel_multiplier(layer)
+            if k > 1:
+                blocks = sorted({o // k for o in idxs})
+                wanted = [c * k + m for c in blocks for m in range(k)]
+                if wanted != idxs:
+                    partial = [c for c in blocks if any(c * k + m not in set(idxs) for m in range(k))]
+                    raise self.error(
+                        layer, side, idxs,
+                        f"this depthwise conv has channel multiplier {k}: input channel c owns output channels "
+                        f"c*{k}..c*{k}+{k - 1}, and output channels can only be removed in whole blocks of {k} "
+                        f"(which also removes input channel c); the blocks of input channels {partial} are "
+                        "only partly listed",
+                        "list all the outputs of each input channel removed, or prune the input channels "
+                        "(prune_depthwise_conv_in_channels) instead",
+                    )
+        elif kind == "grouped" and side == "in":
+            a = layer.in_channels // g
+            offsets = [sorted(i - q * a for i in idxs if i // a == q) for q in range(g)]
+            if any(o != offsets[0] for o in offsets):
+                shown = {q: o for q, o in enumerate(offsets)}
+                raise self.error(
+                    layer, side, idxs,
+                    f"grouped conv (groups={g}, {a} input channels per group) shares its {a} weight columns "
+                    "between all groups, so the same within-group offsets must be removed from every group "
+                    f"(idxs = {{q*{a} + o : q in range({g}), o in O}}); got offsets per group {shown}",
+                    f"remove the same offsets from each group, e.g. "
+                    f"{[q * a + o for q in range(g) for o in offsets[0]][:12]}",
+                )
+        elif kind == "grouped" and side == "out":
+            b = layer.out_channels // g
+            counts = _group_counts(idxs, b, g)
+            if len(set(counts)) != 1:
+                raise self.error(
+                    layer, side, idxs,
+                    f"grouped conv (groups={g}, {b} output channels per group) keeps groups={g}, so every group "
+                    f"must lose the same number of output channels; got {counts} removed per group",
+                    f"remove the same number of channels from each block of {b} consecutive output channels",
+                )
+
+    # ---- pruning ----------------------------------------------------------------------------------------
+
+    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        """Remove output channels ``idxs`` (indices into ``range(out_channels)``); returns ``layer``.
+
+        >>> conv = nn.Conv1d(2, 5, 3)
+        >>> ConvPruner().prune_out_channels(conv, [4]).out_channels
+        4
+        """
+        idxs = self.check(layer, idxs, "out")
+        if not idxs:
+            return layer
+        kind = conv_kind(layer)
+        if kind == "depthwise":
+            k = self.channel_multiplier(layer)
+            return self._prune_depthwise(layer, sorted({o // k for o in idxs}))
+        keep = keep_indices(layer.out_channels, idxs)
+        plan = Plan()
+        if not layer.transposed:
+            plan.select(layer, "weight", (0, keep))
+        elif kind == "dense":
+            plan.select(layer, "weight", (1, keep))
+        else:  # grouped transposed: (in, out/G, k...); each group keeps its own offsets
+            g, a, b = layer.groups, layer.in_channels // layer.groups, layer.out_channels // layer.groups
+            offs = [[o - q * b for o in keep if o // b == q] for q in range(g)]
+
+            def fn(w: torch.Tensor) -> torch.Tensor:
+                parts = [
+                    torch.index_select(w[q * a:(q + 1) * a], 1, index_tensor(offs[q], w.device)) for q in range(g)
+                ]
+                return torch.cat(parts, 0)
+
+            plan.derive(layer, "weight", fn)
+        plan.select(layer, "bias", (0, keep))
+        plan.set(layer, "out_channels", len(keep))
+        plan.apply()
+        return layer
+
+    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        """Remove input channels ``idxs`` (indices into ``range(in_channels)``); returns ``layer``.
+
+        >>> conv = nn.Conv2d(4, 4, 1, groups=2)   # 2 input channels per group: remove offset 1 of each
+        >>> ConvPruner().prune_in_channels(conv, [1, 3])
+        Conv2d(2, 4, kernel_size=(1, 1), stride=(1, 1), groups=2)
+        """
+        idxs = self.check(layer, idxs, "in")
+        if not idxs:
+            return layer
+        kind = conv_kind(layer)
+        if kind == "depthwise":
+            return self._prune_depthwise(layer, idxs)
+        keep = keep_indices(layer.in_channels, idxs)
+        plan = Plan()
+        if layer.transposed:
+            plan.select(layer, "weight", (0, keep))
+        elif kind == "dense":
+            plan.select(layer, "weight", (1, keep))
+        else:
+            a = layer.in_channels // layer.groups
+            removed_offsets = [i for i in idxs if i < a]
+            plan.select(layer, "weight", (1, keep_indices(a, removed_offsets)))
+        plan.set(layer, "in_channels", len(keep))
+        plan.apply()
+        return layer
+
+    def _prune_depthwise(self, layer: nn.Module, chans: list[int]) -> nn.Module:
+        k = self.channel_multiplier(layer)
+        keep_in = keep_indices(layer.in_channels, chans)
+        keep_out = keep_indices(layer.out_channels, [c * k + m for c in chans for m in range(k)])
+        plan = Plan()
+        plan.select(layer, "weight", (0, keep_in if layer.transposed else keep_out))
+        plan.select(layer, "bias", (0, keep_out))
+        plan.set(layer, "in_channels", len(keep_in))
+        plan.set(layer, "out_channels", len(keep_out))
+        plan.set(layer, "groups", len(keep_in))
+        plan.apply()
+        return layer
+
+
+class DepthwiseConvPruner(ConvPruner):
+    """Prunes depthwise convolutions (``groups == in_channels > 1``); input and output are one space.
+
+    ``prune_in_channels(conv, [c])`` removes input channel ``c``, its ``k = out_channels / groups`` output
+    channels ``c*k .. c*k+k-1`` and one group. ``prune_out_channels`` takes output-channel indices, in whole
+    blocks of ``k``. Raises :class:`~prune_explorer.errors.PruningError` for a non-depthwise conv.
+
+    >>> dw = nn.Conv2d(3, 3, 3, groups=3)
+    >>> prune_depthwise_conv_out_channels(dw, [0])
+    Conv2d(2, 2, kernel_size=(3, 3), stride=(1, 1), groups=2)
+    """
+
+    def specialize(self, layer: nn.Module) -> BasePruningFunc:
+        return self
+
+    def check_layer(self, layer: nn.Module, side: str) -> None:
+        super().check_layer(layer, side)
+        if not isinstance(layer, _ConvNd) or conv_kind(layer) != "depthwise":
+            raise self.error(
+                layer, side, None, "it is not a depthwise convolution (groups must equal in_channels > 1)",
+                "use prune_conv_out_channels / prune_conv_in_channels",
+            )
+
+
+CONV_PRUNER = ConvPruner()
+DEPTHWISE_CONV_PRUNER = DepthwiseConvPruner()
+
+prune_conv_out_channels = CONV_PRUNER.prune_out_channels
+prune_conv_in_channels = CONV_PRUNER.prune_in_channels
+# Transposed convolutions are handled by the same pruner (it reads ``layer.transposed``).
+prune_convtranspose_out_channels = CONV_PRUNER.prune_out_channels
+prune_convtranspose_in_channels = CONV_PRUNER.prune_in_channels
+prune_depthwise_conv_out_channels = DEPTHWISE_CONV_PRUNER.prune_out_channels
+prune_depthwise_conv_in_channels = DEPTHWISE_CONV_PRUNER.prune_in_channels

@@ -1,0 +1,68 @@
+"""Pruning of ``nn.Embedding`` and ``nn.EmbeddingBag``.
+
+``weight`` has shape ``(num_embeddings, embedding_dim)``. The output channels are the ``embedding_dim``
+features (weight columns). The input side is a vocabulary of token ids, not a feature dimension:
+``get_in_channels`` is ``None`` and ``prune_embedding_in_channels`` raises
+:class:`~prune_explorer.errors.PruningError` (removing rows would renumber every token id after them).
+
+Example::
+
+    >>> import torch, torch.nn as nn
+    >>> emb = nn.Embedding(10, 6)
+    >>> prune_embedding_out_channels(emb, [0, 1])
+    Embedding(10, 4)
+    >>> emb(torch.tensor([[1, 2]])).shape
+    torch.Size([1, 2, 4])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from .base import BasePruningFunc, Plan, keep_indices
+
+__all__ = ["EmbeddingPruner", "prune_embedding_out_channels", "prune_embedding_in_channels"]
+
+
+class EmbeddingPruner(BasePruningFunc):
+    """Prunes the ``embedding_dim`` features of ``nn.Embedding`` / ``nn.EmbeddingBag`` (weight columns).
+
+    >>> EmbeddingPruner().prune_out_channels(nn.Embedding(5, 3), [2]).weight.shape
+    torch.Size([5, 2])
+    """
+
+    TARGET_MODULES = (nn.Embedding, nn.EmbeddingBag)
+
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return layer.embedding_dim
+
+    def get_in_channels(self, layer: nn.Module) -> None:
+        return None
+
+    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        """Remove embedding features ``idxs`` (columns of ``weight``); returns ``layer``."""
+        idxs = self.check(layer, idxs, "out")
+        if not idxs:
+            return layer
+        keep = keep_indices(layer.embedding_dim, idxs)
+        plan = Plan()
+        plan.select(layer, "weight", (1, keep))
+        plan.set(layer, "embedding_dim", len(keep))
+        plan.apply()
+        return layer
+
+    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        """Not supported: the input of an embedding is token ids (``num_embeddings``), not channels."""
+        raise self.error(
+            layer, "in", None,
+            f"its input is {layer.num_embeddings} token ids (num_embeddings), not a channel dimension; "
+            "removing rows would renumber the tokens",
+            "prune the embedding features with prune_embedding_out_channels, or build a new vocabulary",
+        )
+
+
+EMBEDDING_PRUNER = EmbeddingPruner()
+prune_embedding_out_channels = EMBEDDING_PRUNER.prune_out_channels
+prune_embedding_in_channels = EMBEDDING_PRUNER.prune_in_channels

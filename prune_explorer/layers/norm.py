@@ -1,0 +1,232 @@
+"""Pruning of normalisation layers and PReLU: one channel space shared by input and output.
+
+For every layer here input and output channels are the same space (``in_out_coupled`` is True), so
+``prune_*_out_channels`` and ``prune_*_in_channels`` do the same thing: call one of them.
+
+=====================================  ===========================================================================
+layer                                  what is pruned (``C`` channels)
+=====================================  ===========================================================================
+BatchNorm1d/2d/3d, SyncBatchNorm       ``weight``, ``bias`` (C,), ``running_mean``, ``running_var`` (C,); ``num_features``
+InstanceNorm1d/2d/3d                   the same, where present (``affine``, ``track_running_stats``); ``num_features``
+GroupNorm                              ``weight``, ``bias`` (C,); ``num_channels``; C must stay a multiple of ``num_groups``
+LayerNorm, RMSNorm                     the last normalised dim: ``weight``/``bias`` (..., C); ``normalized_shape[-1]``
+PReLU                                  ``weight`` (C,) and ``num_parameters``; with one shared parameter: nothing
+=====================================  ===========================================================================
+
+GroupNorm keeps ``num_groups``: removing channels unevenly moves channels between groups (group ``g`` is
+always channels ``g*C/G .. (g+1)*C/G - 1`` of the pruned layer); only the divisibility is checked.
+
+Example::
+
+    >>> import torch, torch.nn as nn
+    >>> bn = nn.BatchNorm2d(4)
+    >>> prune_batchnorm_out_channels(bn, [0, 3]).num_features
+    2
+    >>> bn.running_mean.shape
+    torch.Size([2])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
+
+from .base import BasePruningFunc, Plan, keep_indices, normalize_indices
+
+__all__ = [
+    "BatchnormPruner",
+    "InstanceNormPruner",
+    "GroupNormPruner",
+    "LayernormPruner",
+    "PReLUPruner",
+    "prune_batchnorm_out_channels",
+    "prune_batchnorm_in_channels",
+    "prune_instancenorm_out_channels",
+    "prune_instancenorm_in_channels",
+    "prune_groupnorm_out_channels",
+    "prune_groupnorm_in_channels",
+    "prune_layernorm_out_channels",
+    "prune_layernorm_in_channels",
+    "prune_prelu_out_channels",
+    "prune_prelu_in_channels",
+]
+
+
+class _CoupledPruner(BasePruningFunc):
+    """A layer whose input and output channels are one space; subclasses implement ``_prune``."""
+
+    def in_out_coupled(self, layer: Any) -> bool:
+        return True
+
+    def get_in_channels(self, layer: Any) -> int | None:
+        return self.get_out_channels(layer)
+
+    def _prune(self, layer: Any, idxs: list[int]) -> Any:
+        raise NotImplementedError
+
+    def prune_out_channels(self, layer: Any, idxs: Sequence[int]) -> Any:
+        """Remove channels ``idxs``; the same as :meth:`prune_in_channels`. Returns ``layer``."""
+        idxs = self.check(layer, idxs, "out")
+        return self._prune(layer, idxs) if idxs else layer
+
+    def prune_in_channels(self, layer: Any, idxs: Sequence[int]) -> Any:
+        """Remove channels ``idxs``; the same as :meth:`prune_out_channels`. Returns ``layer``."""
+        idxs = self.check(layer, idxs, "in")
+        return self._prune(layer, idxs) if idxs else layer
+
+
+class _NumFeaturesPruner(_CoupledPruner):
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return layer.num_features
+
+    def _prune(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
+        keep = keep_indices(layer.num_features, idxs)
+        plan = Plan()
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            plan.select(layer, name, (0, keep))
+        plan.set(layer, "num_features", len(keep))
+        plan.apply()
+        return layer
+
+
+class BatchnormPruner(_NumFeaturesPruner):
+    """Prunes BatchNorm1d/2d/3d and SyncBatchNorm: ``num_features`` channels (affine and running stats).
+
+    >>> bn = nn.BatchNorm1d(5)
+    >>> BatchnormPruner().prune_out_channels(bn, [1, 2]).num_features
+    3
+    """
+
+    TARGET_MODULES = (_BatchNorm,)
+
+
+class InstanceNormPruner(_NumFeaturesPruner):
+    """Prunes InstanceNorm1d/2d/3d: ``num_features``, plus weight/bias and running stats when present.
+
+    >>> inorm = nn.InstanceNorm2d(4)          # no affine, no running stats: only num_features changes
+    >>> InstanceNormPruner().prune_out_channels(inorm, [3]).num_features
+    3
+    """
+
+    TARGET_MODULES = (_InstanceNorm,)
+
+
+class GroupNormPruner(_CoupledPruner):
+    """Prunes ``nn.GroupNorm``: ``num_channels`` (weight, bias), keeping ``num_groups``.
+
+    The number of channels removed must be a multiple of ``num_groups`` (``channel_multiple``).
+
+    >>> gn = nn.GroupNorm(2, 8)
+    >>> GroupNormPruner().prune_out_channels(gn, [0, 7]).num_channels
+    6
+    """
+
+    TARGET_MODULES = (nn.GroupNorm,)
+
+    def get_out_channels(self, layer: nn.GroupNorm) -> int:
+        return layer.num_channels
+
+    def channel_multiple(self, layer: nn.GroupNorm, side: Any) -> int:
+        return layer.num_groups
+
+    def get_out_channel_groups(self, layer: nn.GroupNorm) -> int:
+        return layer.num_groups
+
+    def get_in_channel_groups(self, layer: nn.GroupNorm) -> int:
+        return layer.num_groups
+
+    def _prune(self, layer: nn.GroupNorm, idxs: list[int]) -> nn.GroupNorm:
+        keep = keep_indices(layer.num_channels, idxs)
+        plan = Plan()
+        plan.select(layer, "weight", (0, keep))
+        plan.select(layer, "bias", (0, keep))
+        plan.set(layer, "num_channels", len(keep))
+        plan.apply()
+        return layer
+
+
+_LAYERNORM_TYPES: tuple[type, ...] = (nn.LayerNorm,) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+
+
+class LayernormPruner(_CoupledPruner):
+    """Prunes ``nn.LayerNorm`` (and ``nn.RMSNorm``) along the last normalised dim (the feature dim).
+
+    ``weight`` / ``bias`` (shape ``normalized_shape``) lose entries along their last dim, when present;
+    ``normalized_shape`` becomes ``(*normalized_shape[:-1], C - len(idxs))``.
+
+    >>> ln = nn.LayerNorm((3, 6))
+    >>> LayernormPruner().prune_out_channels(ln, [0, 1]).normalized_shape
+    (3, 4)
+    """
+
+    TARGET_MODULES = _LAYERNORM_TYPES
+
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return layer.normalized_shape[-1]
+
+    def _prune(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
+        shape = tuple(layer.normalized_shape)
+        keep = keep_indices(shape[-1], idxs)
+        plan = Plan()
+        plan.select(layer, "weight", (-1, keep))
+        plan.select(layer, "bias", (-1, keep))
+        plan.set(layer, "normalized_shape", (*shape[:-1], len(keep)))
+        plan.apply()
+        return layer
+
+
+class PReLUPruner(_CoupledPruner):
+    """Prunes ``nn.PReLU``: with ``num_parameters > 1``, ``weight`` (C,) and ``num_parameters``.
+
+    A PReLU with one shared parameter has no channel side (``get_out_channels`` is ``None``) and pruning it
+    is a no-op (the indices are still checked for type and duplicates).
+
+    >>> act = nn.PReLU(4)
+    >>> PReLUPruner().prune_out_channels(act, [2]).num_parameters
+    3
+    """
+
+    TARGET_MODULES = (nn.PReLU,)
+
+    def get_out_channels(self, layer: nn.PReLU) -> int | None:
+        return None if layer.num_parameters == 1 else layer.num_parameters
+
+    def check(self, layer: nn.PReLU, idxs: Any, side: Any) -> list[int]:
+        if layer.num_parameters == 1:
+            try:
+                return normalize_indices(idxs)
+            except Exception as e:
+                raise self.error(layer, None, None, str(e).rstrip("."), "pass a list of distinct ints") from None
+        return super().check(layer, idxs, side)
+
+    def _prune(self, layer: nn.PReLU, idxs: list[int]) -> nn.PReLU:
+        if layer.num_parameters == 1:
+            return layer
+        keep = keep_indices(layer.num_parameters, idxs)
+        plan = Plan()
+        plan.select(layer, "weight", (0, keep))
+        plan.set(layer, "num_parameters", len(keep))
+        plan.apply()
+        return layer
+
+
+BATCHNORM_PRUNER = BatchnormPruner()
+INSTANCENORM_PRUNER = InstanceNormPruner()
+GROUPNORM_PRUNER = GroupNormPruner()
+LAYERNORM_PRUNER = LayernormPruner()
+PRELU_PRUNER = PReLUPruner()
+
+prune_batchnorm_out_channels = BATCHNORM_PRUNER.prune_out_channels
+prune_batchnorm_in_channels = BATCHNORM_PRUNER.prune_in_channels
+prune_instancenorm_out_channels = INSTANCENORM_PRUNER.prune_out_channels
+prune_instancenorm_in_channels = INSTANCENORM_PRUNER.prune_in_channels
+prune_groupnorm_out_channels = GROUPNORM_PRUNER.prune_out_channels
+prune_groupnorm_in_channels = GROUPNORM_PRUNER.prune_in_channels
+prune_layernorm_out_channels = LAYERNORM_PRUNER.prune_out_channels
+prune_layernorm_in_channels = LAYERNORM_PRUNER.prune_in_channels
+prune_prelu_out_channels = PRELU_PRUNER.prune_out_channels
+prune_prelu_in_channels = PRELU_PRUNER.prune_in_channels

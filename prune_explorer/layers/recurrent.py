@@ -1,0 +1,169 @@
+"""Pruning of recurrent layers: ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` (any ``num_layers``, bidirectional).
+
+Shapes (``H = hidden_size``, ``g`` gates: 4 for LSTM (i, f, g, o), 3 for GRU (r, z, n), 1 for RNN;
+``D = 2`` if bidirectional else 1; suffix ``_reverse`` for the backward direction)::
+
+    weight_ih_l0{,_reverse}   (g*H, input_size)
+    weight_ih_l{k>0}{...}     (g*H, D*H)          # input = [forward H | backward H] of the layer below
+    weight_hh_l{k}{...}       (g*H, H)
+    bias_ih_l{k}, bias_hh_l{k}  (g*H,)
+
+Output side: the ``H`` hidden units. Removing hidden unit ``j`` removes, in every layer and direction,
+row ``q*H + j`` of each gate block ``q`` of ``weight_ih``/``weight_hh``/biases, column ``j`` of
+``weight_hh``, and from the input of every layer above the first, column ``j`` (and ``H + j`` when
+bidirectional) of ``weight_ih``. ``hidden_size`` is updated. The module's output has ``D*H`` features:
+hidden unit ``j`` is output features ``j`` and ``H + j`` (:meth:`RNNPruner.output_feature_indices`).
+
+Input side: the ``input_size`` features (columns of ``weight_ih_l0`` and ``weight_ih_l0_reverse``).
+
+After assigning the new parameters the pruner refreshes the module's flat-weight list
+(``_init_flat_weights``), so the forward pass (and cuDNN's flattened weights on GPU) use the new tensors.
+LSTMs with projections (``proj_size > 0``) are not supported and raise
+:class:`~prune_explorer.errors.PruningError`.
+
+Example::
+
+    >>> import torch, torch.nn as nn
+    >>> lstm = nn.LSTM(6, 8, num_layers=2, bidirectional=True, batch_first=True)
+    >>> _ = prune_lstm_out_channels(lstm, [0, 1, 2])
+    >>> _ = prune_lstm_in_channels(lstm, [5])
+    >>> lstm
+    LSTM(5, 5, num_layers=2, batch_first=True, bidirectional=True)
+    >>> lstm(torch.randn(2, 7, 5))[0].shape
+    torch.Size([2, 7, 10])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from .base import BasePruningFunc, Plan, keep_indices
+
+__all__ = [
+    "RNNPruner",
+    "LSTMPruner",
+    "GRUPruner",
+    "prune_lstm_out_channels",
+    "prune_lstm_in_channels",
+    "prune_gru_out_channels",
+    "prune_gru_in_channels",
+    "prune_rnn_out_channels",
+    "prune_rnn_in_channels",
+]
+
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+
+
+def refresh_flat_weights(layer: nn.RNNBase) -> None:
+    """Make ``layer`` use its current parameters in forward (re-collect and re-flatten its weights)."""
+    if hasattr(layer, "_init_flat_weights"):
+        layer._init_flat_weights()
+    else:  # pragma: no cover - older torch
+        layer._flat_weights = [getattr(layer, n, None) for n in layer._flat_weights_names]
+        layer.flatten_parameters()
+
+
+class RNNPruner(BasePruningFunc):
+    """Prunes ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``: ``hidden_size`` (out) and ``input_size`` (in).
+
+    >>> gru = nn.GRU(4, 6, bidirectional=True)
+    >>> GRUPruner().prune_out_channels(gru, [5]).weight_ih_l0.shape   # 3 gates * 5 hidden units
+    torch.Size([15, 4])
+    """
+
+    TARGET_MODULES = (nn.RNNBase,)
+
+    def get_out_channels(self, layer: nn.RNNBase) -> int:
+        return layer.hidden_size
+
+    def get_in_channels(self, layer: nn.RNNBase) -> int:
+        return layer.input_size
+
+    def get_out_features(self, layer: nn.RNNBase) -> int:
+        """Size of the output tensor's feature dim: ``hidden_size * (2 if bidirectional else 1)``."""
+        return layer.hidden_size * (2 if layer.bidirectional else 1)
+
+    def output_feature_indices(self, layer: nn.RNNBase, idxs: Sequence[int]) -> list[int]:
+        """The output features that hidden units ``idxs`` produce: ``j``, and ``H + j`` if bidirectional.
+
+        >>> RNNPruner().output_feature_indices(nn.LSTM(2, 4, bidirectional=True), [1])
+        [1, 5]
+        """
+        idxs = sorted(idxs)
+        if layer.bidirectional:
+            return idxs + [layer.hidden_size + j for j in idxs]
+        return idxs
+
+    def check_layer(self, layer: nn.RNNBase, side: str) -> None:
+        super().check_layer(layer, side)
+        if getattr(layer, "proj_size", 0):
+            raise self.error(
+                layer, side, None, f"LSTMs with projections (proj_size={layer.proj_size}) are not supported",
+                "leave this layer out of pruning (ignored_layers), or use proj_size=0",
+            )
+        if layer.mode not in _GATES:
+            raise self.error(layer, side, None, f"unknown recurrent mode {layer.mode!r}",
+                             "register a customised pruner for this layer type")
+
+    @staticmethod
+    def _directions(layer: nn.RNNBase) -> list[str]:
+        return ["", "_reverse"] if layer.bidirectional else [""]
+
+    def prune_out_channels(self, layer: nn.RNNBase, idxs: Sequence[int]) -> nn.RNNBase:
+        """Remove hidden units ``idxs`` from every layer and direction; returns ``layer``."""
+        idxs = self.check(layer, idxs, "out")
+        if not idxs:
+            return layer
+        h = layer.hidden_size
+        keep = keep_indices(h, idxs)
+        rows = [q * h + j for q in range(_GATES[layer.mode]) for j in keep]
+        below = keep + [h + j for j in keep] if layer.bidirectional else keep
+        plan = Plan()
+        for k in range(layer.num_layers):
+            for sfx in self._directions(layer):
+                plan.select(layer, f"weight_ih_l{k}{sfx}", (0, rows), *([(1, below)] if k > 0 else []))
+                plan.select(layer, f"weight_hh_l{k}{sfx}", (0, rows), (1, keep))
+                plan.select(layer, f"bias_ih_l{k}{sfx}", (0, rows))
+                plan.select(layer, f"bias_hh_l{k}{sfx}", (0, rows))
+        plan.set(layer, "hidden_size", len(keep))
+        plan.apply(finalize=lambda: refresh_flat_weights(layer))
+        return layer
+
+    def prune_in_channels(self, layer: nn.RNNBase, idxs: Sequence[int]) -> nn.RNNBase:
+        """Remove input features ``idxs`` (columns of ``weight_ih_l0`` and its reverse); returns ``layer``."""
+        idxs = self.check(layer, idxs, "in")
+        if not idxs:
+            return layer
+        keep = keep_indices(layer.input_size, idxs)
+        plan = Plan()
+        for sfx in self._directions(layer):
+            plan.select(layer, f"weight_ih_l0{sfx}", (1, keep))
+        plan.set(layer, "input_size", len(keep))
+        plan.apply(finalize=lambda: refresh_flat_weights(layer))
+        return layer
+
+
+class LSTMPruner(RNNPruner):
+    """Prunes ``nn.LSTM`` (4 gates per hidden unit); see :class:`RNNPruner`."""
+
+    TARGET_MODULES = (nn.LSTM,)
+
+
+class GRUPruner(RNNPruner):
+    """Prunes ``nn.GRU`` (3 gates per hidden unit); see :class:`RNNPruner`."""
+
+    TARGET_MODULES = (nn.GRU,)
+
+
+RNN_PRUNER = RNNPruner()
+LSTM_PRUNER = LSTMPruner()
+GRU_PRUNER = GRUPruner()
+
+prune_lstm_out_channels = LSTM_PRUNER.prune_out_channels
+prune_lstm_in_channels = LSTM_PRUNER.prune_in_channels
+prune_gru_out_channels = GRU_PRUNER.prune_out_channels
+prune_gru_in_channels = GRU_PRUNER.prune_in_channels
+prune_rnn_out_channels = RNN_PRUNER.prune_out_channels
+prune_rnn_in_channels = RNN_PRUNER.prune_in_channels

@@ -1,0 +1,221 @@
+"""Which pruner handles which layer type, and how to recognise a pruning function.
+
+:class:`PrunerRegistry` maps layer types to pruner instances. ``get(module)`` looks up the exact type
+first, then walks the type's MRO (so subclasses of ``nn.Linear`` use the linear pruner), then falls back to
+``isinstance`` for virtual subclasses; the pruner found may specialise itself for the module (the conv
+pruner returns the depthwise pruner for a depthwise conv). Customised pruners (Torch-Pruning's
+``customized_pruners`` argument) override the defaults::
+
+    >>> import torch.nn as nn
+    >>> reg = DEFAULT_REGISTRY.with_overrides({nn.Linear: MyLinearPruner()})   # doctest: +SKIP
+
+The module-level ``prune_*`` functions are bound methods of pruner instances, so ``fn.__self__`` is the
+pruner and the side is the method's name:
+
+    >>> from prune_explorer.layers import prune_conv_out_channels, prune_batchnorm_in_channels
+    >>> is_out_channel_pruning_fn(prune_conv_out_channels), is_in_channel_pruning_fn(prune_conv_out_channels)
+    (True, False)
+    >>> pruner_of(prune_batchnorm_in_channels)
+    BatchnormPruner()
+    >>> DEFAULT_REGISTRY.get(nn.Conv2d(4, 4, 3, groups=4))
+    DepthwiseConvPruner()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from torch import nn
+
+from ..errors import PruningError
+from .attention import MHA_PRUNER
+from .base import BasePruningFunc
+from .conv import CONV_PRUNER
+from .embedding import EMBEDDING_PRUNER
+from .linear import LINEAR_PRUNER
+from .norm import BATCHNORM_PRUNER, GROUPNORM_PRUNER, INSTANCENORM_PRUNER, LAYERNORM_PRUNER, PRELU_PRUNER
+from .parameter import PARAMETER_PRUNER
+from .recurrent import GRU_PRUNER, LSTM_PRUNER, RNN_PRUNER
+
+__all__ = [
+    "PrunerRegistry",
+    "DEFAULT_REGISTRY",
+    "default_registry",
+    "pruner_of",
+    "is_out_channel_pruning_fn",
+    "is_in_channel_pruning_fn",
+    "pruning_fn_side",
+]
+
+
+class PrunerRegistry:
+    """A mapping from layer types to pruners (:class:`BasePruningFunc` instances).
+
+    >>> reg = PrunerRegistry()
+    >>> reg.register(nn.Linear, LINEAR_PRUNER)
+    >>> reg.get(nn.Linear(2, 3)) is LINEAR_PRUNER, reg.get(nn.ReLU())
+    (True, None)
+    """
+
+    def __init__(self, pruners: Mapping[type, BasePruningFunc | None] | None = None) -> None:
+        self._by_type: dict[type, BasePruningFunc | None] = {}
+        for t, p in (pruners or {}).items():
+            self.register(t, p)
+
+    @classmethod
+    def from_pruners(cls, pruners: Iterable[BasePruningFunc]) -> PrunerRegistry:
+        """A registry mapping every type in each pruner's ``TARGET_MODULES`` to that pruner."""
+        reg = cls()
+        for p in pruners:
+            for t in p.TARGET_MODULES:
+                reg.register(t, p)
+        return reg
+
+    def register(self, layer_type: type, pruner: BasePruningFunc | None) -> None:
+        """Map ``layer_type`` (and, through the MRO, its subclasses) to ``pruner``.
+
+        ``pruner=None`` marks the type as not prunable (``get`` returns None for it), which hides a default
+        registered for a base class.
+        """
+        if not isinstance(layer_type, type):
+            raise PruningError(f"register() needs a layer type (a class), got {layer_type!r}.")
+        if pruner is not None and not isinstance(pruner, BasePruningFunc):
+            raise PruningError(
+                f"the pruner registered for {layer_type.__name__} must be a BasePruningFunc instance, got "
+                f"{type(pruner).__name__}. Fix: subclass prune_explorer.layers.BasePruningFunc."
+            )
+        self._by_type[layer_type] = pruner
+
+    def unregister(self, layer_type: type) -> None:
+        self._by_type.pop(layer_type, None)
+
+    def lookup_type(self, layer_type: type) -> BasePruningFunc | None:
+        """The pruner registered for ``layer_type`` or its nearest registered base class (no specialisation)."""
+        for klass in layer_type.__mro__:
+            if klass in self._by_type:
+                return self._by_type[klass]
+        return None
+
+    def get(self, module: Any) -> BasePruningFunc | None:
+        """The pruner for ``module`` (an ``nn.Module`` or an ``nn.Parameter``), or None if none is registered.
+
+        Exact type first, then the MRO, then ``isinstance`` (registration order); finally the pruner's
+        :meth:`~BasePruningFunc.specialize` picks the variant for this module.
+        """
+        t = type(module)
+        if t in self._by_type:
+            pruner = self._by_type[t]
+        else:
+            pruner = self.lookup_type(t)
+            if pruner is None and not any(k in self._by_type for k in t.__mro__):
+                for klass, p in self._by_type.items():
+                    if isinstance(module, klass):
+                        pruner = p
+                        break
+        return pruner.specialize(module) if pruner is not None else None
+
+    def with_overrides(self, customized_pruners: Mapping[type, BasePruningFunc | None] | None) -> PrunerRegistry:
+        """A copy of this registry with ``customized_pruners`` (type -> pruner) taking precedence."""
+        reg = self.copy()
+        for t, p in (customized_pruners or {}).items():
+            reg.register(t, p)
+        return reg
+
+    def copy(self) -> PrunerRegistry:
+        reg = PrunerRegistry()
+        reg._by_type = dict(self._by_type)
+        return reg
+
+    def pruners(self) -> list[BasePruningFunc]:
+        """Every distinct pruner registered (and the depthwise pruner, reachable through specialisation)."""
+        from .conv import DEPTHWISE_CONV_PRUNER
+
+        out: list[BasePruningFunc] = []
+        for p in [*self._by_type.values(), DEPTHWISE_CONV_PRUNER]:
+            if p is not None and all(p is not q for q in out):
+                out.append(p)
+        return out
+
+    def items(self) -> list[tuple[type, BasePruningFunc | None]]:
+        return list(self._by_type.items())
+
+    def __contains__(self, layer_type: type) -> bool:
+        return layer_type in self._by_type
+
+    def __len__(self) -> int:
+        return len(self._by_type)
+
+    def __repr__(self) -> str:
+        rows = [f"  {t.__module__}.{t.__qualname__}: {p!r}" for t, p in self._by_type.items()]
+        return "PrunerRegistry(\n" + "\n".join(rows) + "\n)"
+
+
+def default_registry() -> PrunerRegistry:
+    """A fresh registry with the built-in pruners (safe to modify)."""
+    reg = PrunerRegistry.from_pruners(
+        [
+            CONV_PRUNER,
+            LINEAR_PRUNER,
+            BATCHNORM_PRUNER,
+            INSTANCENORM_PRUNER,
+            GROUPNORM_PRUNER,
+            LAYERNORM_PRUNER,
+            PRELU_PRUNER,
+            EMBEDDING_PRUNER,
+            MHA_PRUNER,
+            RNN_PRUNER,
+            LSTM_PRUNER,
+            GRU_PRUNER,
+            PARAMETER_PRUNER,
+        ]
+    )
+    return reg
+
+
+#: The registry of built-in pruners. Prefer ``DEFAULT_REGISTRY.with_overrides(...)`` to modifying it.
+DEFAULT_REGISTRY = default_registry()
+
+
+def pruner_of(fn: Callable[..., Any]) -> BasePruningFunc | None:
+    """The pruner a pruning function belongs to (``fn.__self__``), or None for anything else.
+
+    >>> from prune_explorer.layers import prune_linear_in_channels
+    >>> pruner_of(prune_linear_in_channels)
+    LinearPruner()
+    """
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, BasePruningFunc) else None
+
+
+def _is_side(fn: Callable[..., Any], method: str) -> bool:
+    pruner = pruner_of(fn)
+    if pruner is None:
+        return False
+    try:
+        return fn == getattr(pruner, method)
+    except Exception:  # pragma: no cover
+        return False
+
+
+def is_out_channel_pruning_fn(fn: Callable[..., Any]) -> bool:
+    """True if ``fn`` is some pruner's ``prune_out_channels`` (bound method).
+
+    A customised pruner that aliases ``prune_in_channels = prune_out_channels`` (a common Torch-Pruning
+    idiom for layers whose two sides are one space) makes its function count as both.
+    """
+    return _is_side(fn, "prune_out_channels")
+
+
+def is_in_channel_pruning_fn(fn: Callable[..., Any]) -> bool:
+    """True if ``fn`` is some pruner's ``prune_in_channels`` (bound method)."""
+    return _is_side(fn, "prune_in_channels")
+
+
+def pruning_fn_side(fn: Callable[..., Any]) -> str | None:
+    """``"out"`` or ``"in"`` for a pruning function, None for anything else (``"out"`` for an alias of both)."""
+    if is_out_channel_pruning_fn(fn):
+        return "out"
+    if is_in_channel_pruning_fn(fn):
+        return "in"
+    return None
