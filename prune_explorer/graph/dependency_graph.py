@@ -1,0 +1,488 @@
+"""DependencyGraph: trace a model once, then list and prune its coupled channel groups.
+
+Example::
+
+    >>> import torch, torchvision
+    >>> import prune_explorer as pe
+    >>> model = torchvision.models.resnet18()
+    >>> DG = pe.DependencyGraph().build_dependency(model, example_inputs=torch.randn(1, 3, 224, 224))
+    >>> group = DG.get_pruning_group(model.conv1, pe.prune_conv_out_channels, idxs=[2, 6, 9])
+    >>> group.prune()                     # conv1, bn1, every residual add and reader of those channels
+    >>> model.conv1.out_channels
+    61
+
+How it works: tracing labels every tensor position with a global channel id and records pairs of ids that must be
+removed together (see :mod:`.labels`); a vectorised union-find turns the pairs into *classes*. A group is the set of
+classes present in its root layer; its members are every channel of those classes. Pruning marks the classes'
+channels dead in a global mask, so the graph stays valid without re-tracing and every later group is computed
+against the pruned model. Listing all groups costs time linear in the number of channels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import DependencyError, PruningError
+from ..layers import registry as layer_registry
+from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
+from .group import Dependency, Group, GroupItem, fn_name
+from .node import Node
+from .tracing import Tracer
+from .union_find import connected_components
+
+DEFAULT_ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.LSTM, nn.GRU)
+
+
+class PruneRecord:
+    """What one ``group.prune()`` changed; JSON-able via :meth:`as_dict`, reversible with :meth:`undo`."""
+
+    def __init__(self, graph, group_root: str, root_fn: str, members: List[dict], killed: np.ndarray, snapshot):
+        self.graph = graph
+        self.root = group_root
+        self.root_fn = root_fn
+        self.members = members  # [{"name", "fn", "side", "idxs"}] with current indices at pruning time
+        self._killed = killed
+        self._snapshot = snapshot
+        self.undone = False
+
+    def as_dict(self) -> dict:
+        return {"root": self.root, "root_fn": self.root_fn, "members": self.members}
+
+    def undo(self) -> None:
+        """Restore the model and the graph exactly as they were before this pruning (last record first)."""
+        self.graph.undo(self)
+
+    def __repr__(self):
+        n = sum(len(m["idxs"]) for m in self.members)
+        return f"PruneRecord(root={self.root}, members={len(self.members)}, channels={n})"
+
+
+class DependencyGraph:
+    """Traced channel dependencies of a model. Build with :meth:`build_dependency`."""
+
+    def __init__(self):
+        self.model: Optional[nn.Module] = None
+        self.nodes: Dict[str, Node] = {}
+        self.module2node: Dict[nn.Module, Node] = {}
+        self.spaces: List[ChannelSpace] = []
+        self.history: List[PruneRecord] = []
+        self.unknown_ops: Dict[str, int] = {}
+        self._version = 0
+        self._built = False
+
+    # ------------------------------------------------------------------------------------------------------------
+    # building
+    # ------------------------------------------------------------------------------------------------------------
+    def build_dependency(
+        self,
+        model: nn.Module,
+        example_inputs,
+        forward_fn: Optional[Callable] = None,
+        output_transform: Optional[Callable] = None,
+        unwrapped_parameters=None,
+        customized_pruners: Optional[dict] = None,
+        verbose: bool = True,
+        ignored_params=None,
+    ) -> "DependencyGraph":
+        """Trace ``model`` on ``example_inputs`` (tensor → ``model(x)``, tuple/list → ``model(*x)``,
+        dict → ``model(**x)``) and compute every channel coupling. Returns ``self``.
+
+        ``customized_pruners`` maps a layer type to a :class:`~prune_explorer.layers.BasePruningFunc` for layers the
+        library does not know. ``unwrapped_parameters`` (``{param: dim}`` or ``[(param, dim)]``) restricts a loose
+        ``nn.Parameter`` to one prunable dim (by default every dim of size > 1 is considered).
+        """
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"build_dependency expects an nn.Module, got {type(model).__name__}")
+        if customized_pruners:
+            for t, p in customized_pruners.items():
+                if not isinstance(t, type) or not all(hasattr(p, a) for a in ("prune_out_channels", "get_out_channels")):
+                    raise TypeError(
+                        "customized_pruners must map a layer type to a pruner object with get_out_channels / "
+                        f"get_in_channels / prune_out_channels / prune_in_channels (got {t!r}: {p!r})"
+                    )
+        tracer = Tracer(model, layer_registry.DEFAULT_REGISTRY, customized_pruners, unwrapped_parameters)
+        tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform)
+        self.model = model
+        self._tracer_registry = tracer
+        self.customized_pruners = dict(customized_pruners or {})
+        self.nodes = tracer.nodes
+        self.module2node = {n.module: n for n in tracer.nodes.values() if n.module is not None}
+        self.param2node = {id(s.owner): tracer.nodes[s.name] for s in tracer.spaces.spaces if s.dim is not None}
+        self.unknown_ops = dict(tracer.unknown_ops)
+        self.internal_errors = list(tracer.internal_errors)
+        self._table = tracer.spaces
+        self.spaces = tracer.spaces.spaces
+        self._param_attr = {id(p): (owner, attr) for (_, owner, attr, p) in tracer.loose.values()}
+        self._finalise(tracer)
+        self._built = True
+        return self
+
+    def _finalise(self, tracer: Tracer) -> None:
+        n = self._table.next_gid
+        a, b = tracer.couple.as_numpy()
+        cls = connected_components(n, a, b)
+        n_cls = n
+        fixed_reason: Dict[int, str] = {}
+        for ids, reason in tracer.couple.fixed_as_numpy():
+            for c in np.unique(cls[ids]):
+                fixed_reason.setdefault(int(c), reason)
+        # deferred checks: a reshape size read from another tensor must follow the same channels
+        for src_fields, fields, reason in tracer.deferred:
+            src = np.unique(np.concatenate([f.reshape(-1).numpy() for f in src_fields]))
+            dst = np.unique(np.concatenate([f.reshape(-1).numpy() for f in fields]))
+            src, dst = src[src >= 0], dst[dst >= 0]
+            if not np.array_equal(np.unique(cls[src]), np.unique(cls[dst])):
+                for c in np.unique(np.concatenate([cls[src], cls[dst]])):
+                    fixed_reason.setdefault(int(c), reason)
+        fixed_reason.setdefault(int(cls[0]), "sentinel")
+        self._cls = cls
+        self._fixed = np.zeros(n_cls, dtype=bool)
+        if fixed_reason:
+            self._fixed[np.fromiter(fixed_reason.keys(), dtype=np.int64)] = True
+        self._fixed_reason = fixed_reason
+        self._order = np.argsort(cls, kind="stable")
+        sorted_cls = cls[self._order]
+        self._cls_start = np.searchsorted(sorted_cls, np.arange(n_cls + 1))
+        self._space_of = self._table.space_of_gid_array()
+        self._offsets = np.array([s.offset for s in self.spaces] + [n], dtype=np.int64)
+        self._alive = self._table.bind_alive()
+        self._space_nodes = {s.index: tracer.nodes[s.name] for s in self.spaces}
+        self._root_cache: Dict[int, Node] = {}
+
+    # ------------------------------------------------------------------------------------------------------------
+    # lookups
+    # ------------------------------------------------------------------------------------------------------------
+    def _check_built(self):
+        if not self._built:
+            raise DependencyError("the graph is empty: call build_dependency(model, example_inputs) first")
+
+    def space_node(self, space: ChannelSpace) -> Node:
+        return self._space_nodes[space.index]
+
+    def _owner_key(self, layer):
+        return id(layer)
+
+    def spaces_of(self, layer) -> List[ChannelSpace]:
+        """The channel spaces of a module or loose parameter (empty if it has none)."""
+        key = id(layer)
+        return [s for s in self.spaces if id(s.owner) == key]
+
+    def _space_for(self, layer, pruning_fn) -> ChannelSpace:
+        self._check_built()
+        spaces = self.spaces_of(layer)
+        name = self._name_of(layer)
+        if not spaces:
+            raise DependencyError(
+                f"{name} is not a prunable layer of the traced model (it was not called during tracing, or its type "
+                "has no pruner: pass customized_pruners={MyLayer: MyPruner()} to build_dependency)"
+            )
+        if pruning_fn is None or layer_registry.is_out_channel_pruning_fn(pruning_fn):
+            side = SIDE_OUT
+        elif layer_registry.is_in_channel_pruning_fn(pruning_fn):
+            side = SIDE_IN
+        else:
+            raise DependencyError(f"{fn_name(pruning_fn)} is not a pruning function (use e.g. pe.prune_conv_out_channels)")
+        for s in spaces:
+            if s.side == side or s.passthrough:
+                return s
+        raise DependencyError(f"{name} has no {side}-channel space (its spaces: {', '.join(s.label for s in spaces)})")
+
+    def _name_of(self, layer) -> str:
+        node = self.module2node.get(layer) if isinstance(layer, nn.Module) else self.param2node.get(id(layer))
+        if node is not None:
+            return node.name
+        return f"{type(layer).__name__} (not in the traced graph)"
+
+    def get_out_channels(self, layer) -> Optional[int]:
+        for s in self.spaces_of(layer):
+            if s.side == SIDE_OUT:
+                return s.current_size
+        p = layer_registry.DEFAULT_REGISTRY.get(layer) if isinstance(layer, nn.Module) else None
+        return p.get_out_channels(layer) if p else None
+
+    def get_in_channels(self, layer) -> Optional[int]:
+        for s in self.spaces_of(layer):
+            if s.side == SIDE_IN or s.passthrough:
+                return s.current_size
+        p = layer_registry.DEFAULT_REGISTRY.get(layer) if isinstance(layer, nn.Module) else None
+        return p.get_in_channels(layer) if p else None
+
+    @staticmethod
+    def is_out_channel_pruning_fn(fn) -> bool:
+        return layer_registry.is_out_channel_pruning_fn(fn)
+
+    @staticmethod
+    def is_in_channel_pruning_fn(fn) -> bool:
+        return layer_registry.is_in_channel_pruning_fn(fn)
+
+    def fixed_reason(self, layer, idx: int = None) -> Optional[str]:
+        """Why channel ``idx`` of ``layer`` (or its first fixed channel) can never be pruned; None if it can."""
+        for s in self.spaces_of(layer):
+            idxs = s.alive_idx if idx is None else s.alive_idx[[idx]]
+            cls = self._cls[s.gids(idxs)]
+            fixed = cls[self._fixed[cls]]
+            if fixed.size:
+                return self._fixed_reason.get(int(fixed[0]))
+        return None
+
+    def prunable_fraction(self, layer) -> float:
+        """Fraction of a layer's current output channels that some group can prune (0.0 - 1.0)."""
+        for s in self.spaces_of(layer):
+            if s.side == SIDE_OUT:
+                cls = self._cls[s.gids(s.alive_idx)]
+                return float((~self._fixed[cls]).mean()) if cls.size else 0.0
+        return 0.0
+
+    # ------------------------------------------------------------------------------------------------------------
+    # groups
+    # ------------------------------------------------------------------------------------------------------------
+    def _members_of(self, classes: np.ndarray) -> np.ndarray:
+        starts, ends = self._cls_start[classes], self._cls_start[classes + 1]
+        lens = ends - starts
+        if lens.sum() == 0:
+            return np.empty(0, dtype=np.int64)
+        idx = np.repeat(starts - np.cumsum(np.concatenate([[0], lens[:-1]])), lens) + np.arange(lens.sum())
+        gids = self._order[idx]
+        return gids[self._alive[gids]]
+
+    def _blocked_classes(self, ignored) -> np.ndarray:
+        blocked = np.zeros(self._fixed.size, dtype=bool)
+        for layer in ignored or ():
+            for s in self.spaces_of(layer):
+                if s.side == SIDE_OUT:
+                    blocked[self._cls[s.gids()]] = True
+        return blocked
+
+    def _group(self, root: ChannelSpace, root_orig: Optional[np.ndarray], blocked: Optional[np.ndarray] = None) -> Group:
+        if root_orig is None:
+            root_orig = root.alive_idx
+        classes = np.unique(self._cls[root.gids(root_orig)])
+        keep = ~self._fixed[classes]
+        if blocked is not None:
+            keep &= ~blocked[classes]
+        classes = classes[keep]
+        # the root selection is the closure: every alive root channel of those classes
+        root_gids = root.gids(root.alive_idx)
+        sel = np.isin(self._cls[root_gids], classes)
+        return Group(self, root, classes, root.alive_idx[sel])
+
+    def _materialise(self, group: Group):
+        root = group.root_space
+        gids = self._members_of(group.classes)
+        space_idx = self._space_of[gids]
+        # root first, then spaces in trace order; indices ascending within a space
+        order = np.lexsort((gids, np.where(space_idx == root.index, -1, space_idx)))
+        gids, space_idx = gids[order], space_idx[order]
+        cls_of = self._cls[gids]
+        # class -> the root channel (current index) it maps to
+        root_mask = space_idx == root.index
+        root_gids = gids[root_mask]
+        root_cur = root.rank[root_gids - root.offset]
+        rc_cls, first = np.unique(self._cls[root_gids], return_index=True)
+        units: Dict[int, List[int]] = {}
+        for c, cur in zip(self._cls[root_gids].tolist(), root_cur.tolist()):
+            units.setdefault(c, []).append(cur)
+        root_node = self.space_node(root)
+        items: List[GroupItem] = []
+        bounds = np.flatnonzero(np.diff(space_idx)) + 1
+        for chunk_g, chunk_s in zip(np.split(gids, bounds), np.split(space_idx, bounds)):
+            if chunk_g.size == 0:
+                continue
+            s = self.spaces[int(chunk_s[0])]
+            cur = s.rank[chunk_g - s.offset]
+            pos = np.searchsorted(rc_cls, self._cls[chunk_g])
+            r_idx = root_cur[first[np.minimum(pos, rc_cls.size - 1)]]
+            dep = Dependency(root.handler, s.handler, root_node, self.space_node(s), s)
+            items.append(GroupItem(dep, cur.tolist(), r_idx.tolist()))
+        unit_list = sorted(units.values())
+        return items, unit_list
+
+    def _subgroup(self, group: Group, idxs: Sequence[int]) -> Group:
+        root = group.root_space
+        idxs = self._validate_root_idxs(root, idxs)
+        orig = root.alive_idx[idxs]
+        cls = np.unique(self._cls[root.gids(orig)])
+        outside = cls[~np.isin(cls, group.classes)]
+        if outside.size:
+            reason = self._fixed_reason.get(int(outside[0]), "it is not part of this group (ignored or fixed)")
+            bad = [int(i) for i, c in zip(idxs, self._cls[root.gids(orig)]) if c in set(outside.tolist())][:5]
+            raise PruningError(f"channels {bad} of {root.label} cannot be pruned in this group: {reason}")
+        sub = self._group(root, orig)
+        sub.classes = cls
+        return sub
+
+    def _validate_root_idxs(self, root: ChannelSpace, idxs) -> np.ndarray:
+        try:
+            arr = np.asarray([int(i) for i in (idxs.tolist() if isinstance(idxs, torch.Tensor) else idxs)], dtype=np.int64)
+        except (TypeError, ValueError):
+            raise PruningError(f"idxs must be a sequence of ints (channel indices of {root.label}), got {idxs!r}") from None
+        n = root.current_size
+        if arr.size and (arr.min() < 0 or arr.max() >= n):
+            bad = arr[(arr < 0) | (arr >= n)][:5].tolist()
+            raise PruningError(f"channel indices {bad} are out of range for {root.label}, which has {n} channels (valid: 0..{n - 1})")
+        if np.unique(arr).size != arr.size:
+            dup = sorted({int(i) for i in arr if (arr == i).sum() > 1})[:5]
+            raise PruningError(f"duplicate channel indices {dup} for {root.label}; pass each index once")
+        return arr
+
+    def get_pruning_group(self, module, pruning_fn: Callable, idxs: Sequence[int]) -> Group:
+        """The group that removing channels ``idxs`` of ``module`` with ``pruning_fn`` implies (nothing changes yet).
+
+        Channel indices tied by a layer's arithmetic (grouped convs) are added to complete their units.
+        """
+        space = self._space_for(module, pruning_fn)
+        arr = self._validate_root_idxs(space, idxs)
+        orig = space.alive_idx[arr]
+        cls = self._cls[space.gids(orig)]
+        fixed = self._fixed[cls]
+        if fixed.any():
+            k = int(np.flatnonzero(fixed)[0])
+            raise PruningError(
+                f"channel {int(arr[k])} of {space.label} can never be pruned: {self._fixed_reason.get(int(cls[k]))}"
+            )
+        group = self._group(space, orig)
+        group.classes = np.unique(cls)
+        return group
+
+    def get_all_groups(self, ignored_layers: Iterable = (), root_module_types=DEFAULT_ROOT_TYPES) -> Iterator[Group]:
+        """Yield every prunable group once, in execution order of their root layers.
+
+        A group is skipped when all of its channels were already yielded in an earlier group, are fixed (they reach the
+        model output, or an op that cannot follow pruning) or belong to an ``ignored_layers`` layer's outputs.
+        """
+        self._check_built()
+        ignored = list(ignored_layers or ())
+        ignored_ids = {id(m) for m in ignored}
+        blocked = self._blocked_classes(ignored)
+        covered = np.zeros(self._fixed.size, dtype=bool)
+        root_types = tuple(root_module_types) if root_module_types else DEFAULT_ROOT_TYPES
+        for s in list(self.spaces):
+            if s.side != SIDE_OUT or id(s.owner) in ignored_ids:
+                continue
+            if not isinstance(s.owner, root_types):
+                continue
+            if s.current_size == 0:
+                continue
+            classes = np.unique(self._cls[s.gids(s.alive_idx)])
+            classes = classes[~self._fixed[classes] & ~blocked[classes]]
+            if classes.size == 0 or covered[classes].all():
+                continue
+            covered[classes] = True
+            g = self._group(s, None, blocked)
+            yield g
+
+    # ------------------------------------------------------------------------------------------------------------
+    # pruning
+    # ------------------------------------------------------------------------------------------------------------
+    def prune_group(self, group: Group, record_history: bool = True) -> PruneRecord:
+        """Remove the group's channels from every member. Validates everything first; rolls back on any error."""
+        items = group.items
+        if not items or not items[0].idxs:
+            raise PruningError(f"the group rooted at {group.root_space.label} has no channel to remove")
+        plan = []
+        for it in items:
+            s = it.dep.space
+            try:
+                idxs = s.pruner.check(s.owner, it.idxs, SIDE_IN if s.side == SIDE_IN else SIDE_OUT) if hasattr(s.pruner, "check") else it.idxs
+            except PruningError as exc:
+                raise PruningError(f"cannot prune group rooted at {group.root_space.label}: member {s.label}: {exc}") from None
+            plan.append((s, list(idxs)))
+        snapshot = self._snapshot([s for s, _ in plan])
+        try:
+            for s, idxs in plan:
+                if s.dim is not None:  # a loose parameter: the pruner returns a new Parameter
+                    owner, attr = self._param_attr[id(s.owner)]
+                    new = s.handler(s.owner, idxs)
+                    old_id = id(s.owner)
+                    setattr(owner, attr, new)
+                    self._param_attr[id(new)] = (owner, attr)
+                    for other in self.spaces:
+                        if id(other.owner) == old_id:
+                            other.owner = new
+                else:
+                    s.handler(s.owner, idxs)
+        except Exception as exc:
+            self._restore(snapshot)
+            raise PruningError(
+                f"pruning the group rooted at {group.root_space.label} failed ({type(exc).__name__}: {exc}); "
+                "the model was restored unchanged"
+            ) from exc
+        killed = self._members_of(group.classes)
+        self._alive[killed] = False
+        for s, _ in plan:
+            s.invalidate()
+        self._version += 1
+        members = [
+            {"name": s.name, "fn": fn_name(s.handler), "side": s.side, "idxs": [int(i) for i in idxs]}
+            for s, idxs in plan
+        ]
+        rec = PruneRecord(self, group.root_space.name, fn_name(group.root_space.handler), members, killed, snapshot)
+        if record_history:
+            self.history.append(rec)
+        return rec
+
+    def _snapshot(self, spaces: List[ChannelSpace]):
+        mods, params = {}, []
+        for s in spaces:
+            if s.dim is not None:
+                owner, attr = self._param_attr[id(s.owner)]
+                params.append((owner, attr, s.owner, [o for o in self.spaces if o.owner is s.owner]))
+                continue
+            for m in s.owner.modules():
+                if id(m) not in mods:
+                    d = {k: (list(v) if isinstance(v, list) else v) for k, v in m.__dict__.items()}
+                    mods[id(m)] = (m, d, dict(m._parameters), dict(m._buffers))
+        return list(mods.values()), params
+
+    def _restore(self, snapshot) -> None:
+        mods, params = snapshot
+        for m, d, p, b in mods:
+            m.__dict__.clear()
+            m.__dict__.update(d)
+            m.__dict__["_parameters"] = dict(p)
+            m.__dict__["_buffers"] = dict(b)
+        for owner, attr, param, spaces in params:
+            setattr(owner, attr, param)
+            for s in spaces:
+                s.owner = param
+
+    def undo(self, record: Optional[PruneRecord] = None) -> None:
+        """Undo the last pruning (or ``record``, which must be the last one)."""
+        if not self.history:
+            raise PruningError("nothing to undo: no group was pruned with record_history=True")
+        if record is None:
+            record = self.history[-1]
+        if record.undone:
+            raise PruningError("this pruning was already undone")
+        if record is not self.history[-1]:
+            raise PruningError("only the most recent pruning can be undone (undo later ones first)")
+        self._restore(record._snapshot)
+        self._alive[record._killed] = True
+        for s in self.spaces:
+            s.invalidate()
+        self._version += 1
+        record.undone = True
+        self.history.pop()
+
+    # ------------------------------------------------------------------------------------------------------------
+    # printing
+    # ------------------------------------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        if not self._built:
+            return "DependencyGraph(empty: call build_dependency)"
+        layers = sum(1 for n in self.nodes.values() if n.kind == "layer")
+        ops = sum(1 for n in self.nodes.values() if n.kind == "op")
+        return f"DependencyGraph({type(self.model).__name__}: {layers} layers, {ops} ops, {len(self.spaces)} channel spaces)"
+
+    def summary(self) -> str:
+        """One line per node: name, type, channels and inputs (like ``torch.fx.Graph.print_tabular``)."""
+        lines = [repr(self)]
+        for n in self.nodes.values():
+            if n.kind in ("layer", "param"):
+                lines.append(n.format())
+        return "\n".join(lines)

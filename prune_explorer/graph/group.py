@@ -1,0 +1,228 @@
+"""A pruning group: every layer side (and loose parameter) whose channels must be removed together.
+
+A :class:`Group` is list-like, as in Torch-Pruning: ``for dep, idxs in group`` visits each member, ``group[0]`` is
+the root (the layer the group was asked for), ``group.prune()`` removes the channels from every member at once and
+``group.details()`` prints a table. Each item also carries ``root_idxs``: for every index in ``idxs``, the root
+channel it is coupled with (importance criteria use it to add up scores across members).
+
+Units: when a layer's own arithmetic ties several root channels together (a grouped convolution can only lose the
+same offset from every group), those root channels form one *unit*; ``group.units`` lists them and pruning any
+channel of a unit removes the whole unit.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
+from .node import Node
+
+
+class Dependency:
+    """"Pruning ``source`` with ``trigger`` requires pruning ``target`` with ``handler``."""
+
+    __slots__ = ("trigger", "handler", "source", "target", "space")
+
+    def __init__(self, trigger: Callable, handler: Callable, source: Node, target: Node, space: ChannelSpace):
+        self.trigger = trigger
+        self.handler = handler
+        self.source = source
+        self.target = target
+        self.space = space
+
+    @property
+    def layer(self):
+        """The module (or loose ``nn.Parameter``) whose channels this dependency removes."""
+        return self.space.owner
+
+    @property
+    def pruning_fn(self) -> Callable:
+        return self.handler
+
+    @property
+    def is_out_channels(self) -> bool:
+        return self.space.side == SIDE_OUT
+
+    @property
+    def side(self) -> str:
+        """``"out"`` (output channels, or the single space of a pass-through layer) or ``"in"``."""
+        return self.space.side
+
+    def is_triggered_by(self, pruning_fn) -> bool:
+        return pruning_fn == self.trigger
+
+    def __repr__(self) -> str:
+        return f"[{self.source.name} ({fn_name(self.trigger)}) => {self.target.name} ({fn_name(self.handler)})]"
+
+
+class GroupItem:
+    """One member of a group: ``dep``, the current channel indices ``idxs`` it loses, and their ``root_idxs``."""
+
+    __slots__ = ("dep", "idxs", "root_idxs")
+
+    def __init__(self, dep: Dependency, idxs: List[int], root_idxs: List[int]):
+        self.dep = dep
+        self.idxs = idxs
+        self.root_idxs = root_idxs
+
+    def __iter__(self):
+        yield self.dep
+        yield self.idxs
+
+    def __repr__(self) -> str:
+        return f"GroupItem({self.dep!r}, {len(self.idxs)} channels)"
+
+
+_FN_NAMES = {}
+
+
+def fn_name(fn) -> str:
+    """Torch-Pruning-style name of a pruning function, e.g. ``prune_conv_out_channels``."""
+    if not _FN_NAMES:
+        from .. import layers
+
+        for attr in dir(layers):
+            if attr.startswith("prune_"):
+                f = getattr(layers, attr)
+                if callable(f) and hasattr(f, "__self__"):
+                    _FN_NAMES.setdefault((id(f.__self__), f.__func__), attr)
+    owner = getattr(fn, "__self__", None)
+    func = getattr(fn, "__func__", None)
+    name = _FN_NAMES.get((id(owner), func))
+    if name is not None:
+        return name
+    if owner is not None:
+        return f"{type(owner).__name__}.{getattr(fn, '__name__', 'prune')}"
+    return getattr(fn, "__name__", repr(fn))
+
+
+class Group:
+    """Coupled channels of several layers, rooted at one layer side; see the module docstring."""
+
+    def __init__(self, graph, root: ChannelSpace, classes: np.ndarray, root_orig: np.ndarray):
+        self._graph = graph
+        self.root_space = root
+        self.classes = classes  # the coupled-channel classes this group removes (stable across pruning)
+        self._root_orig = root_orig  # original root indices selected
+        self._items: Optional[List[GroupItem]] = None
+        self._units: Optional[List[List[int]]] = None
+        self._version = graph._version
+        # attached by pruners in interactive mode (None elsewhere)
+        self.importance = None
+        self.proposed_idxs = None
+        self.scope = None
+        self.pruning_ratio = None
+
+    # ---- list-like access ------------------------------------------------------------------------------------
+    @property
+    def items(self) -> List[GroupItem]:
+        if self._items is None or self._version != self._graph._version:
+            self._items, self._units = self._graph._materialise(self)
+            self._version = self._graph._version
+        return self._items
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k):
+        return self.items[k]
+
+    @property
+    def units(self) -> List[List[int]]:
+        """Root channel indices that can only be removed together (most units hold one channel)."""
+        self.items
+        return self._units
+
+    # ---- what the group is about -----------------------------------------------------------------------------
+    @property
+    def root(self) -> Node:
+        return self._graph.space_node(self.root_space)
+
+    @property
+    def root_module(self):
+        return self.root_space.owner
+
+    @property
+    def root_name(self) -> str:
+        return self.root_space.name
+
+    @property
+    def pruning_fn(self) -> Callable:
+        return self.root_space.handler
+
+    @property
+    def root_idxs(self) -> List[int]:
+        """Current indices, in the root layer, of the channels this group removes."""
+        return self.items[0].idxs if self.items else []
+
+    @property
+    def num_channels(self) -> int:
+        """How many root channels the group covers (its size as a pruning decision)."""
+        return len(self.root_idxs)
+
+    def has_dep(self, dep) -> bool:
+        return any(it.dep is dep for it in self.items)
+
+    def has_pruning_op(self, dep, idxs) -> bool:
+        return any(it.dep.target is dep.target and it.dep.handler == dep.handler and set(idxs) <= set(it.idxs) for it in self.items)
+
+    def layers(self):
+        """The distinct modules / parameters this group touches, in order."""
+        seen, out = set(), []
+        for it in self.items:
+            if id(it.dep.layer) not in seen:
+                seen.add(id(it.dep.layer))
+                out.append(it.dep.layer)
+        return out
+
+    # ---- acting on it ----------------------------------------------------------------------------------------
+    def select(self, idxs: Sequence[int]) -> "Group":
+        """A group with the same members that removes only root channels ``idxs`` (current indices)."""
+        return self._graph._subgroup(self, idxs)
+
+    def prune(self, idxs: Optional[Sequence[int]] = None, record_history: bool = True):
+        """Remove the group's channels (or only root channels ``idxs``) from every member, atomically.
+
+        Indices are validated first; on any error nothing changes. Returns a record with ``undo()``.
+        """
+        group = self if idxs is None else self.select(idxs)
+        return self._graph.prune_group(group, record_history=record_history)
+
+    # ---- printing --------------------------------------------------------------------------------------------
+    def details(self, max_idxs: int = 8) -> str:
+        items = self.items
+        root = self.root_space
+        n_units = len(self.units)
+        head = (
+            f"Group rooted at {root.label} ({self.root.op}): removes {len(self.root_idxs)} of "
+            f"{root.current_size} channels"
+            + (f" in {n_units} units" if n_units != len(self.root_idxs) else "")
+            + f", {len(items)} members"
+        )
+        rows = [("#", "layer", "type", "side", "channels", "removed idxs", "pruning fn")]
+        for k, it in enumerate(items):
+            s = it.dep.space
+            node = it.dep.target
+            side = "in=out" if s.passthrough else s.side
+            cur = s.current_size
+            ch = f"{cur} -> {cur - len(it.idxs)}"
+            shown = ", ".join(str(i) for i in it.idxs[:max_idxs]) + (", ..." if len(it.idxs) > max_idxs else "")
+            rows.append((str(k), node.name, node.op, side, ch, f"[{shown}]", fn_name(it.dep.handler)))
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        lines = [head, "-" * min(len(head), 120)]
+        for r in rows:
+            lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.details()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return "<pre>" + html.escape(self.details()) + "</pre>"

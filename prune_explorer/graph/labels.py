@@ -1,0 +1,175 @@
+"""Channel labels carried by traced tensors, and the couplings they produce.
+
+Every tensor seen while tracing is a :class:`Value`. A value carries zero or more *label fields*: int64 tensors
+that broadcast against the value's shape and hold, at each position, the global id of the channel stored there
+(``-1`` where the position belongs to no prunable channel). A field has size 1 along every dimension where its
+labels do not vary, so a conv output ``(N, C, H, W)`` carries a field of shape ``(1, C, 1, 1)``.
+
+Shape operations (``view``, ``permute``, ``cat``, ``split``, slicing…) are *replayed* on the fields, which gives the
+exact index mapping of any combination of them (channel shuffles, head splits, flatten-before-linear) for free.
+Operations that need equal channels on both sides (``add``, ``mul``, a layer reading its input) *couple* labels:
+:class:`Couplings` records pairs of ids that must be removed together, and ids that can never be removed
+(:data:`~prune_explorer.graph.channel_space.FIXED`), each with a human-readable reason.
+
+Example::
+
+    >>> import torch
+    >>> c = Couplings()
+    >>> a = torch.tensor([[5, 6, 7]]); b = torch.tensor([[9, 6, -1]])
+    >>> c.unify(a, b, reason="add")
+    >>> [p.tolist() for p in c.pair_a], [p.tolist() for p in c.pair_b]
+    ([[5]], [[9]])
+    >>> c.fixed[0][0].tolist(), c.fixed[0][1]
+    ([7], 'add')
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+Field = torch.Tensor  # int64, ndim == value.ndim, broadcastable to value.shape
+
+
+class Value:
+    """A tensor observed during tracing: its shape, who produced it, and its label fields."""
+
+    __slots__ = ("uid", "shape", "fields", "producer", "__weakref__")
+
+    def __init__(self, uid: int, shape: Tuple[int, ...], producer=None, fields: Optional[List[Field]] = None):
+        self.uid = uid
+        self.shape = tuple(int(s) for s in shape)
+        self.producer = producer
+        self.fields: List[Field] = fields or []
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def labeled_dims(self) -> set:
+        dims = set()
+        for f in self.fields:
+            dims |= varying_dims(f)
+        return dims
+
+    def field_on(self, dim: int) -> Optional[Field]:
+        """The field whose labels vary along ``dim`` (None if the dim carries no channel)."""
+        for f in self.fields:
+            if f.shape[dim] > 1:
+                return f
+        return None
+
+    def __repr__(self) -> str:
+        return f"Value#{self.uid}{list(self.shape)} labeled={sorted(self.labeled_dims())}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# field helpers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def varying_dims(f: Field) -> set:
+    return {d for d, s in enumerate(f.shape) if s > 1}
+
+
+def compress(f: Field) -> Optional[Field]:
+    """Shrink ``f`` to size 1 along every dim where its labels are constant; None if it holds no label at all."""
+    if f.numel() == 0 or bool((f < 0).all()):
+        return None
+    for d in range(f.ndim):
+        if f.shape[d] > 1:
+            first = f.narrow(d, 0, 1)
+            if bool((f == first).all()):
+                f = first
+    return f.contiguous() if f.numel() < 1_000_000 else f
+
+
+def align(f: Field, ndim: int) -> Field:
+    """Left-pad ``f`` with singleton dims to ``ndim`` dims (numpy broadcasting alignment)."""
+    if f.ndim == ndim:
+        return f
+    return f.reshape((1,) * (ndim - f.ndim) + tuple(f.shape))
+
+
+def full_field(f: Field, shape: Sequence[int]) -> Field:
+    """``f`` expanded to the value's full shape (a view, no copy)."""
+    return f.expand(tuple(shape))
+
+
+def new_field(shape: Sequence[int], dim: int, gids: torch.Tensor) -> Field:
+    """A field labelling ``dim`` of a tensor of ``shape`` with ``gids`` (len == shape[dim])."""
+    view = [1] * len(shape)
+    view[dim] = int(gids.numel())
+    return gids.reshape(view)
+
+
+def merge_fields(fields: List[Field]) -> List[Field]:
+    """Keep at most one field per varying dim (callers unify overlapping fields before merging)."""
+    out: List[Field] = []
+    used: set = set()
+    for f in sorted(fields, key=lambda t: -len(varying_dims(t))):
+        dims = varying_dims(f)
+        if dims & used:
+            continue
+        used |= dims
+        out.append(f)
+    return out
+
+
+class Couplings:
+    """Pairs of global ids that must be pruned together, and ids that must never be pruned."""
+
+    def __init__(self):
+        self.pair_a: List[torch.Tensor] = []
+        self.pair_b: List[torch.Tensor] = []
+        self.fixed: List[Tuple[torch.Tensor, str]] = []
+
+    def pair(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        a, b = torch.broadcast_tensors(a, b)
+        mask = (a >= 0) & (b >= 0) & (a != b)
+        if bool(mask.any()):
+            pa, pb = a[mask], b[mask]
+            if pa.numel() > 64:  # many positions repeat the same pair (broadcast); keep each pair once
+                key = torch.unique(torch.stack([pa, pb]), dim=1)
+                pa, pb = key[0], key[1]
+            self.pair_a.append(pa.reshape(-1))
+            self.pair_b.append(pb.reshape(-1))
+
+    def fix(self, ids: torch.Tensor, reason: str) -> None:
+        ids = ids.reshape(-1)
+        ids = ids[ids >= 0]
+        if ids.numel():
+            self.fixed.append((torch.unique(ids), reason))
+
+    def fix_field(self, f: Optional[Field], reason: str) -> None:
+        if f is not None:
+            self.fix(f, reason)
+
+    def unify(self, a: Field, b: Field, reason: str) -> None:
+        """Couple ``a`` and ``b`` position by position; a labeled position facing an unlabeled one is fixed."""
+        a, b = torch.broadcast_tensors(a, b)
+        self.pair(a, b)
+        self.fix(a[(a >= 0) & (b < 0)], reason)
+        self.fix(b[(b >= 0) & (a < 0)], reason)
+
+    def tie_along(self, f: Field, dims: Sequence[int]) -> None:
+        """Couple labels that differ only in their position along ``dims`` (e.g. the same offset in every group)."""
+        base = f
+        for d in dims:
+            if base.shape[d] > 1:
+                base = base.narrow(d, 0, 1)
+        self.pair(f, base)
+
+    def as_numpy(self):
+        a = [p.numpy() for p in self.pair_a]
+        b = [p.numpy() for p in self.pair_b]
+        return a, b
+
+    def fixed_as_numpy(self):
+        return [(ids.numpy(), reason) for ids, reason in self.fixed]
+
+
+def gids_to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.reshape(-1).numpy()

@@ -1,0 +1,449 @@
+"""One eager forward pass that records every torch operation and layer call, and follows channels through them.
+
+The tracer is a :class:`torch.overrides.TorchFunctionMode`: it sees each torch function call made by the model's
+Python code (``F.conv2d``, ``x.view(...)``, ``a + b``, ``torch.cat``…) with its real arguments, so Python control
+flow just works and no symbolic tracing is involved. Registered layers (Conv, Linear, norms, attention, RNNs…) are
+seen as one call each through forward hooks; their internals are not recorded. A layer's parameters used outside
+its ``forward`` (torchvision's Swin calls ``F.linear(x, self.qkv.weight)``) are recognised by the parameter.
+
+Tracing leaves the model exactly as it was: weights, buffers (BatchNorm running statistics are restored), gradients,
+train/eval mode and hooks. It runs under ``torch.no_grad()``: no autograd graph is needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+import weakref
+from collections import Counter
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode, resolve_name
+
+from ..errors import TracingError
+from . import module_rules, op_rules
+from .channel_space import FIXED, SIDE_IN, SIDE_OUT, SpaceTable
+from .labels import Couplings, Value, new_field
+from .node import Node
+from .traced_int import TracedInt
+
+_NAME_CACHE: Dict[Any, str] = {}
+_DUNDER_ARITH = {
+    "add": "add", "sub": "sub", "mul": "mul", "truediv": "div", "floordiv": "floor_divide", "mod": "remainder",
+    "pow": "pow", "matmul": "matmul", "and": "and", "or": "or", "xor": "xor", "lshift": "lshift", "rshift": "rshift",
+    "div": "div",
+}
+_DUNDER_UNARY = {"neg": "neg", "abs": "abs", "invert": "invert", "pos": "positive", "lt": "lt", "le": "le",
+                 "gt": "gt", "ge": "ge", "eq": "eq", "ne": "ne"}
+
+
+def op_name(func) -> str:
+    """Short name of a torch function: ``torch.Tensor.add_`` → ``add``, ``Tensor.__radd__`` → ``add``."""
+    try:
+        return _NAME_CACHE[func]
+    except (KeyError, TypeError):
+        pass
+    full = resolve_name(func) or getattr(func, "__name__", None) or repr(func)
+    parts = full.split(".")
+    base = parts[-1]
+    if base == "__get__" and len(parts) >= 2:
+        base = parts[-2]
+    elif base.startswith("__") and base.endswith("__") and base not in ("__getitem__", "__setitem__"):
+        inner = base[2:-2]
+        if inner in _DUNDER_ARITH:
+            base = _DUNDER_ARITH[inner]
+        elif inner[:1] in ("i", "r") and inner[1:] in _DUNDER_ARITH:
+            base = _DUNDER_ARITH[inner[1:]]
+            if inner == "rsub":
+                base = "rsub"
+        elif inner in _DUNDER_UNARY:
+            base = _DUNDER_UNARY[inner]
+    elif base.endswith("_") and not base.startswith("_") and base[:-1]:
+        base = base[:-1]  # in-place variant
+    try:
+        _NAME_CACHE[func] = base
+    except TypeError:
+        pass
+    return base
+
+
+def flatten_tensors(obj, out: Optional[list] = None, depth: int = 0) -> list:
+    """Tensors inside nested tuples/lists/dicts/dataclasses/namedtuples/objects, in a deterministic order."""
+    if out is None:
+        out = []
+    if depth > 8:
+        return out
+    if isinstance(obj, torch.Tensor):
+        out.append(obj)
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            flatten_tensors(o, out, depth + 1)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            flatten_tensors(o, out, depth + 1)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            flatten_tensors(getattr(obj, f.name), out, depth + 1)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (nn.Module, type)) and not callable(obj):
+        for o in vars(obj).values():
+            flatten_tensors(o, out, depth + 1)
+    return out
+
+
+class _Mode(TorchFunctionMode):
+    def __init__(self, tracer: "Tracer"):
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tr = self.tracer
+        if tr.busy or tr.depth:
+            return func(*args, **kwargs)
+        name = op_name(func)
+        if name in ("size", "shape"):
+            out = func(*args, **kwargs)
+            return tr.traced_size(args[0], out, args[1:] if len(args) > 1 else kwargs.get("dim"))
+        out = func(*args, **kwargs)
+        tr.busy = True
+        try:
+            tr.on_call(func, name, args, kwargs, out)
+        except Exception as exc:  # never break the user's forward pass because of a tracer bug
+            tr.on_internal_error(name, exc, args, kwargs, out)
+        finally:
+            tr.busy = False
+        return out
+
+
+class Tracer:
+    """Builds channel spaces and couplings from one forward pass. Used by :class:`DependencyGraph`."""
+
+    def __init__(self, model: nn.Module, registry, customized_pruners=None, unwrapped_parameters=None):
+        self.model = model
+        self.registry = registry
+        self.custom = dict(customized_pruners or {})
+        self.couple = Couplings()
+        self.spaces = SpaceTable()
+        self.values: Dict[int, Value] = {}
+        self._by_id: Dict[int, Tuple[Any, Value]] = {}
+        self._next_uid = 0
+        self.busy = False
+        self.depth = 0
+        self.calls: List[op_rules.Call] = []
+        self.nodes: Dict[str, Node] = {}
+        self.unknown_ops: Counter = Counter()
+        self.internal_errors: List[str] = []
+        self.deferred: List[Tuple[list, list, str]] = []
+        self._op_counter: Counter = Counter()
+        # module bookkeeping
+        self.module_names = {m: n for n, m in model.named_modules()}
+        self.param_owner: Dict[int, nn.Module] = {}  # params/buffers of registered layers -> layer
+        self.loose: Dict[int, Tuple[str, nn.Module, str, nn.Parameter]] = {}
+        self.layers = []
+        for mname, m in model.named_modules():
+            if self._is_layer(m):
+                self.layers.append(m)
+                for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
+                    self.param_owner[id(t)] = m
+                if isinstance(m, nn.MultiheadAttention):
+                    for t in m.out_proj.parameters():
+                        self.param_owner[id(t)] = m
+        for pname, p in model.named_parameters():
+            if id(p) in self.param_owner:
+                continue
+            owner_name, _, attr = pname.rpartition(".")
+            owner = model.get_submodule(owner_name) if owner_name else model
+            self.loose[id(p)] = (pname, owner, attr, p)
+        self.unwrapped = {}
+        for item in (unwrapped_parameters.items() if isinstance(unwrapped_parameters, dict) else (unwrapped_parameters or [])):
+            p, dim = item
+            self.unwrapped[id(p)] = dim
+
+    # ---- registry --------------------------------------------------------------------------------------------
+    def pruner_for(self, module):
+        for t in type(module).__mro__:
+            if t in self.custom:
+                return self.custom[t]
+        return self.registry.get(module)
+
+    def _is_layer(self, m: nn.Module) -> bool:
+        if any(isinstance(m, t) for t in self.custom):
+            return True
+        if module_rules.rule_for(m) is None or self.registry.get(m) is None:
+            return False
+        # a subclass that overrides forward (e.g. torchvision's LayerNorm2d) is traced through instead
+        for base in (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm,
+                     nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm, nn.PReLU, nn.Embedding,
+                     nn.MultiheadAttention, nn.LSTM, nn.GRU):
+            if isinstance(m, base):
+                own = type(m).forward
+                return own is base.forward or own in _STD_FORWARDS
+        return True
+
+    # ---- values ----------------------------------------------------------------------------------------------
+    def _new_value(self, t: torch.Tensor, producer=None) -> Value:
+        v = Value(self._next_uid, tuple(t.shape), producer)
+        self._next_uid += 1
+        self.values[v.uid] = v
+        self._by_id[id(t)] = (weakref.ref(t), v)
+        return v
+
+    def value_of(self, t: torch.Tensor) -> Value:
+        hit = self._by_id.get(id(t))
+        if hit is not None and hit[0]() is t:
+            return hit[1]
+        if id(t) in self.loose:
+            return self._param_value(t)
+        return self._new_value(t)
+
+    def _param_value(self, p: nn.Parameter) -> Value:
+        pname, owner, attr, _ = self.loose[id(p)]
+        v = self._new_value(p)
+        node = self._node(pname, "param", None, op="Parameter")
+        v.producer = node
+        dims = [self.unwrapped[id(p)]] if id(p) in self.unwrapped else range(p.ndim)
+        fields = []
+        for d in dims:
+            d = d % p.ndim
+            if p.shape[d] <= 1:
+                continue
+            s = self.param_space(p, pname, d)
+            fields.append(new_field(p.shape, d, torch.as_tensor(s.gids(), dtype=torch.long)))
+        v.fields = fields
+        return v
+
+    def traced_size(self, t, out, dim):
+        if self.busy or self.depth or not isinstance(t, torch.Tensor):
+            return out
+        self.busy = True
+        try:
+            v = self.value_of(t)
+            if isinstance(out, int):
+                d = dim[0] if isinstance(dim, tuple) else dim
+                d = int(d) % max(t.ndim, 1)
+                return TracedInt(out, {(v.uid, d)}, exact=True)
+            return torch.Size([TracedInt(s, {(v.uid, d)}, exact=True) for d, s in enumerate(out)])
+        finally:
+            self.busy = False
+
+    # ---- spaces ----------------------------------------------------------------------------------------------
+    def space(self, module, name, side, passthrough=False):
+        key = (id(module), SIDE_OUT if passthrough else side)
+        s = self.spaces.get(key)
+        if s is not None:
+            return s
+        pruner = self.pruner_for(module)
+        if passthrough or side == SIDE_OUT:
+            size = pruner.get_out_channels(module)
+            handler = pruner.prune_out_channels
+        else:
+            size = pruner.get_in_channels(module)
+            handler = pruner.prune_in_channels
+        s = self.spaces.add(key, owner=module, name=name, side=SIDE_OUT if passthrough else side, size=int(size),
+                            pruner=pruner, handler=handler, passthrough=passthrough)
+        self._node(name, "layer", module).spaces.append(s)
+        return s
+
+    def param_space(self, p, pname, dim):
+        key = (id(p), f"dim{dim}")
+        s = self.spaces.get(key)
+        if s is not None:
+            return s
+        from ..layers.parameter import ParameterPruner  # local: the layers package owns parameter pruning
+
+        pruner = ParameterPruner(dim=dim)
+        s = self.spaces.add(key, owner=p, name=pname, side=SIDE_OUT, size=int(p.shape[dim]), pruner=pruner,
+                            handler=pruner.prune_out_channels, passthrough=True, dim=dim)
+        self._node(pname, "param", None, op="Parameter").spaces.append(s)
+        return s
+
+    def deferred_same_channels(self, src_fields, fields, reason):
+        self.deferred.append((src_fields, fields, reason))
+
+    # ---- nodes -----------------------------------------------------------------------------------------------
+    def _node(self, name, kind, module, op=None) -> Node:
+        node = self.nodes.get(name)
+        if node is None:
+            node = Node(name=name, kind=kind, module=module, op=op or (type(module).__name__ if module is not None else kind))
+            self.nodes[name] = node
+        return node
+
+    def _op_node(self, name) -> Node:
+        self._op_counter[name] += 1
+        k = self._op_counter[name]
+        return self._node(f"{name}_{k}" if k > 1 else name, "op", None, op=name)
+
+    def _link(self, call, node: Node) -> None:
+        call.node = node
+        for v in call.inputs:
+            src = v.producer
+            src_node = src.node if isinstance(src, op_rules.Call) else src
+            if isinstance(src_node, Node) and src_node is not node:
+                src_node.add_output(node)
+                node.add_input(src_node)
+
+    # ---- hooks -----------------------------------------------------------------------------------------------
+    def _pre_hook(self, module, args, kwargs):
+        if self.depth == 0 and not self.busy:
+            self._pending = getattr(self, "_pending", [])
+            self.busy = True
+            try:
+                tensors = flatten_tensors((args, kwargs))
+                self._pending.append((module, [self.value_of(t) for t in tensors]))
+            finally:
+                self.busy = False
+        self.depth += 1
+
+    def _post_hook(self, module, args, kwargs, output):
+        self.depth -= 1
+        if self.depth != 0 or self.busy:
+            return None
+        module_, in_values = self._pending.pop()
+        self.busy = True
+        try:
+            out_tensors = flatten_tensors(output)
+            name = self.module_names.get(module, type(module).__name__)
+            call = op_rules.Call(len(self.calls), type(module).__name__, None, args, kwargs, in_values, [], module)
+            call.outputs = [self._new_value(t, call) for t in out_tensors]
+            self.calls.append(call)
+            self._link(call, self._node(name, "layer", module))
+            self._apply_layer(module, name, call)
+        except Exception as exc:
+            self.on_internal_error(type(module).__name__, exc, None, None, None)
+        finally:
+            self.busy = False
+        return None
+
+    def _apply_layer(self, module, name, call) -> None:
+        x = call.inputs[0] if call.inputs else None
+        if any(isinstance(module, t) for t in self.custom):
+            rule = module_rules.custom
+        else:
+            rule = module_rules.rule_for(module) or module_rules.custom
+        if x is None:
+            for o in call.outputs:
+                o.fields = []
+            return
+        rule(self, module, name, call, x)
+
+    # ---- calls -----------------------------------------------------------------------------------------------
+    def on_call(self, func, name, args, kwargs, out) -> None:
+        in_tensors = flatten_tensors((args, kwargs))
+        out_tensors = flatten_tensors(out)
+        if not out_tensors and name != "__setitem__":
+            return
+        owner = None
+        if name in module_rules.FUNCTIONAL_LAYER_OPS:
+            for t in in_tensors[1:]:
+                owner = self.param_owner.get(id(t))
+                if owner is not None:
+                    break
+        if owner is not None:
+            in_values = [self.value_of(in_tensors[0])]
+        else:
+            in_values = [self.value_of(t) for t in in_tensors]
+        call = op_rules.Call(len(self.calls), name, func, args, kwargs, in_values, [])
+        call.outputs = [self._new_value(t, call) for t in out_tensors]
+        self.calls.append(call)
+        if owner is not None:
+            mname = self.module_names.get(owner, type(owner).__name__)
+            self._link(call, self._node(mname, "layer", owner))
+            self._apply_layer(owner, mname, call)
+            return
+        self._link(call, self._op_node(name))
+        rule = op_rules.OP_RULES.get(name, op_rules.unknown)
+        rule(self, call)
+        if name == "__setitem__" and in_tensors:
+            # the written tensor now has a new value (same labels)
+            v = self._new_value(in_tensors[0], call)
+            v.fields = list(call.inputs[0].fields)
+
+    def report_unknown(self, name: str) -> None:
+        self.unknown_ops[name] += 1
+
+    def on_internal_error(self, name, exc, args, kwargs, out) -> None:
+        self.internal_errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        # be safe: every channel touching this op is frozen
+        tensors = flatten_tensors((args, kwargs)) if args is not None else []
+        for t in tensors:
+            hit = self._by_id.get(id(t))
+            if hit is not None and hit[0]() is t:
+                for f in hit[1].fields:
+                    self.couple.fix(f, f"'{name}' could not be followed ({type(exc).__name__})")
+        for t in flatten_tensors(out) if out is not None else []:
+            hit = self._by_id.get(id(t))
+            if hit is not None and hit[0]() is t:
+                hit[1].fields = []
+
+    # ---- the trace -------------------------------------------------------------------------------------------
+    def run(self, example_inputs, forward_fn: Optional[Callable] = None, output_transform: Optional[Callable] = None):
+        model = self.model
+        handles = []
+        for m in self.layers:
+            handles.append(m.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+            handles.append(m.register_forward_hook(self._post_hook, with_kwargs=True))
+        buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+        self._pending = []
+        inputs = flatten_tensors(example_inputs)
+        try:
+            with torch.no_grad():
+                for k, t in enumerate(inputs):
+                    v = self._new_value(t)
+                    v.producer = self._node(f"input_{k}" if len(inputs) > 1 else "input", "input", None, op="input")
+                with _Mode(self):
+                    if forward_fn is not None:
+                        out = forward_fn(model, example_inputs)
+                    elif isinstance(example_inputs, dict):
+                        out = model(**example_inputs)
+                    elif isinstance(example_inputs, (list, tuple)):
+                        out = model(*example_inputs)
+                    else:
+                        out = model(example_inputs)
+                if output_transform is not None:
+                    out = output_transform(out)
+        except Exception as exc:
+            raise TracingError(
+                f"the model failed to run on the example inputs ({type(exc).__name__}: {exc}). "
+                "Check that example_inputs has the shape, dtype and device the model expects "
+                "(a tensor is passed as model(x), a tuple/list as model(*x), a dict as model(**x)), "
+                "or pass forward_fn=lambda model, inputs: ..."
+            ) from exc
+        finally:
+            for h in handles:
+                h.remove()
+            with torch.no_grad():
+                for n, b in model.named_buffers():
+                    if n in buffers and b.shape == buffers[n].shape:
+                        b.copy_(buffers[n])
+            self.busy = False
+            self.depth = 0
+        outs = flatten_tensors(out)
+        if not outs:
+            raise TracingError("the model returned no tensor; pass output_transform= to pick the outputs")
+        out_node = self._node("output", "output", None, op="output")
+        for k, t in enumerate(outs):
+            v = self.value_of(t)
+            src = v.producer.node if isinstance(v.producer, op_rules.Call) else v.producer
+            if isinstance(src, Node):
+                src.add_output(out_node)
+                out_node.add_input(src)
+            for f in v.fields:
+                self.couple.fix(f, "reaches the model output (its size is part of the model's interface)")
+        if self.unknown_ops:
+            names = ", ".join(f"{n} (x{c})" for n, c in sorted(self.unknown_ops.items()))
+            warnings.warn(
+                f"prune_explorer: operations not understood by the dependency graph: {names}. Channels that pass "
+                "through them are kept fixed (never pruned), so the model stays valid. Please report the op name.",
+                stacklevel=3,
+            )
+        return out
+
+
+_STD_FORWARDS = set()
+for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+             nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d,
+             nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm, nn.PReLU, nn.Embedding,
+             nn.MultiheadAttention, nn.LSTM, nn.GRU):
+    _STD_FORWARDS.add(_cls.forward)
