@@ -38,6 +38,23 @@ from .union_find import connected_components
 DEFAULT_ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.LSTM, nn.GRU)
 
 
+HISTORY_ATTR = "_prune_explorer_history"
+
+
+def model_history(model: nn.Module) -> List[dict]:
+    """The JSON-able pruning history stored on a model (a plain list attribute, not a buffer).
+
+    Each entry: ``{"root": name, "root_fn": fn name, "members": [{"name", "fn", "side", "idxs"}]}`` with the
+    channel indices as they were when that group was pruned; replaying the entries in order on a fresh model
+    rebuilds the pruned architecture.
+    """
+    hist = model.__dict__.get(HISTORY_ATTR)
+    if hist is None:
+        hist = []
+        model.__dict__[HISTORY_ATTR] = hist
+    return hist
+
+
 class PruneRecord:
     """What one ``group.prune()`` changed; JSON-able via :meth:`as_dict`, reversible with :meth:`undo`."""
 
@@ -424,6 +441,7 @@ class DependencyGraph:
         rec = PruneRecord(self, group.root_space.name, fn_name(group.root_space.handler), members, killed, snapshot)
         if record_history:
             self.history.append(rec)
+            model_history(self.model).append(rec.as_dict())
         return rec
 
     def _snapshot(self, spaces: List[ChannelSpace]):
@@ -468,6 +486,9 @@ class DependencyGraph:
         self._version += 1
         record.undone = True
         self.history.pop()
+        hist = model_history(self.model)
+        if hist and hist[-1] == record.as_dict():
+            hist.pop()
 
     # ------------------------------------------------------------------------------------------------------------
     # printing
