@@ -111,7 +111,11 @@ class ConvPruner(BasePruningFunc):
         return layer.in_channels
 
     def specialize(self, layer: nn.Module) -> BasePruningFunc:
-        return DEPTHWISE_CONV_PRUNER if conv_kind(layer) == "depthwise" else self
+        """The depthwise pruner for a depthwise conv, else ``self``. A subclass (a customised pruner) is
+        always returned as is: it handles every conv it is registered for."""
+        if type(self) is ConvPruner and conv_kind(layer) == "depthwise":
+            return DEPTHWISE_CONV_PRUNER
+        return self
 
     def in_out_coupled(self, layer: nn.Module) -> bool:
         return conv_kind(layer) == "depthwise"
