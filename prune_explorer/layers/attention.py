@@ -59,6 +59,10 @@ class MultiheadAttentionPruner(BasePruningFunc):
 
     TARGET_MODULES = (nn.MultiheadAttention,)
 
+    def describe(self, layer: nn.MultiheadAttention) -> str:
+        return (f"MultiheadAttention(embed_dim={layer.embed_dim}, num_heads={layer.num_heads}, "
+                f"kdim={layer.kdim}, vdim={layer.vdim})")
+
     def get_out_channels(self, layer: nn.MultiheadAttention) -> int:
         return layer.embed_dim
 

@@ -170,14 +170,23 @@ def select(t: torch.Tensor, dim: int, keep: Sequence[int]) -> torch.Tensor:
         return torch.index_select(t.detach(), dim, index_tensor(keep, t.device))
 
 
+def _same_layout(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """Give ``new`` the channels-last memory format of ``old`` when ``old`` had it (index_select drops it)."""
+    if new.dim() == old.dim() and old.dim() in (4, 5) and not old.is_contiguous():
+        fmt = torch.channels_last if old.dim() == 4 else torch.channels_last_3d
+        if old.is_contiguous(memory_format=fmt):
+            return new.contiguous(memory_format=fmt)
+    return new
+
+
 def derive_param(old: nn.Parameter, fn: Callable[[torch.Tensor], torch.Tensor]) -> nn.Parameter:
     """A new parameter ``fn(old)``, keeping ``requires_grad``; ``.grad`` (if any) is mapped with ``fn`` too.
 
     ``fn`` must build a new tensor (e.g. with :func:`torch.index_select`), never a view of ``old``.
     """
     with torch.no_grad():
-        data = fn(old.detach())
-        grad = fn(old.grad.detach()) if old.grad is not None else None
+        data = _same_layout(fn(old.detach()), old)
+        grad = _same_layout(fn(old.grad.detach()), old.grad) if old.grad is not None else None
     new = nn.Parameter(data, requires_grad=old.requires_grad)
     if grad is not None:
         new.grad = grad
@@ -189,7 +198,7 @@ def derive_tensor(old: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor])
     if isinstance(old, nn.Parameter):
         return derive_param(old, fn)
     with torch.no_grad():
-        return fn(old.detach())
+        return _same_layout(fn(old.detach()), old)
 
 
 def selector(*dims_keeps: tuple[int, Sequence[int]]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -87,7 +87,7 @@ def test_mha_kdim_equal_to_embed_dim(device):
 def test_mha_divisibility_and_invalid(snapshot):
     mha = nn.MultiheadAttention(12, 3, add_bias_kv=True)
     snap = snapshot(mha)
-    with pytest.raises(PruningError, match=r"MultiheadAttention.*multiple of 3") as ei:
+    with pytest.raises(PruningError, match=r"MultiheadAttention\(embed_dim=12, num_heads=3.*multiple of 3") as ei:
         L.prune_multihead_attention_out_channels(mha, [0, 1])
     assert "remove a multiple of 3" in str(ei.value)
     snap.assert_unchanged()

@@ -275,3 +275,15 @@ def test_repeated_pruning_and_tensor_indices():
     L.prune_conv_in_channels(conv, range(4))
     assert tuple(conv.weight.shape) == (5, 4, 3, 3)
     assert conv(torch.randn(1, 4, 5, 5)).shape == (1, 5, 3, 3)
+
+
+def test_channels_last_weights_stay_channels_last(device):
+    conv = nn.Conv2d(4, 6, 3).to(device).to(memory_format=torch.channels_last)
+    conv.weight.grad = torch.randn_like(conv.weight)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    L.prune_conv_out_channels(conv, [0])
+    L.prune_conv_in_channels(conv, [1])
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert conv.weight.grad.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 6, 6, device=device).to(memory_format=torch.channels_last)
+    assert conv(x).shape == (1, 5, 4, 4)
