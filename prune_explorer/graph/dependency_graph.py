@@ -237,9 +237,12 @@ class DependencyGraph:
     def is_in_channel_pruning_fn(fn) -> bool:
         return layer_registry.is_in_channel_pruning_fn(fn)
 
-    def fixed_reason(self, layer, idx: int = None) -> Optional[str]:
-        """Why channel ``idx`` of ``layer`` (or its first fixed channel) can never be pruned; None if it can."""
+    def fixed_reason(self, layer, idx: int = None, side: str = SIDE_OUT) -> Optional[str]:
+        """Why channel ``idx`` (current index) of ``layer``'s ``side`` (``"out"`` or ``"in"``), or its first fixed
+        channel, can never be pruned; None if it can."""
         for s in self.spaces_of(layer):
+            if not (s.side == side or s.passthrough):
+                continue
             idxs = s.alive_idx if idx is None else s.alive_idx[[idx]]
             cls = self._cls[s.gids(idxs)]
             fixed = cls[self._fixed[cls]]

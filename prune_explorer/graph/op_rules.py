@@ -131,6 +131,8 @@ def first_operand(ctx, call: Call) -> None:
 def _replay(call: Call, field: torch.Tensor, shape) -> object:
     """Run the same function on the label field instead of the data (same non-tensor arguments)."""
     src = full_field(field, shape)
+    if call.name in ("view", "view_as"):
+        src = src.contiguous()  # an expanded label tensor has zero strides; the data itself was viewable
     args = list(call.args)
     args[0] = src
     return call.func(*args, **call.kwargs)
@@ -402,16 +404,29 @@ def split(ctx, call: Call) -> None:
         return
     sizes = [o.shape[d] for o in call.outputs]
     arg = _arg(call, 1, "split_size_or_sections" if name == "split" else "chunks")
-    follows = name == "chunk" or isinstance(arg, TracedInt) or (
-        isinstance(arg, (list, tuple)) and arg and all(isinstance(a, TracedInt) for a in arg)
-    )
-    if follows and len(set(sizes)) == 1 and len(sizes) > 1:
-        parts = [compress(p[0]) if p else None for p in per_out]
-        parts = [align(p, x.ndim) for p in parts if p is not None]
-        for p in parts[1:]:
-            ctx.couple.pair(parts[0], p)
-    elif len(sizes) > 1:
-        ctx.couple.fix(f, f"'{name}' cuts the channels at literal sizes {sizes}")
+    parts = [compress(p[0]) if p else None for p in per_out]
+    parts = [align(p, x.ndim) if p is not None else None for p in parts]
+    if len(sizes) <= 1:
+        return
+    if name == "chunk" or isinstance(arg, TracedInt):
+        derived = [True] * len(sizes)  # equal parts that follow the channel count
+    elif isinstance(arg, (list, tuple)):
+        derived = [isinstance(a, TracedInt) for a in arg]
+    else:
+        derived = [False] * len(sizes)
+    where = f"'{name}' cuts the channels at sizes {sizes}"
+    if sum(derived) == 1:
+        # the literal parts keep their size; the one part whose size is computed from the input absorbs pruning
+        for p, dv in zip(parts, derived):
+            if p is not None and not dv:
+                ctx.couple.fix(p, f"{where}: this part's size is a literal in the model's code")
+    elif all(derived) and len(set(sizes)) == 1:
+        # equal parts: every part must lose the same positions
+        real = [p for p in parts if p is not None]
+        for p in real[1:]:
+            ctx.couple.pair(real[0], p)
+    else:
+        ctx.couple.fix(f, f"{where}: the sizes are literals in the model's code")
 
 
 def narrow_select(ctx, call: Call) -> None:

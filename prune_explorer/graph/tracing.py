@@ -143,8 +143,11 @@ class Tracer:
         self.loose: Dict[int, Tuple[str, nn.Module, str, nn.Parameter]] = {}
         self.layers = []
         for mname, m in model.named_modules():
-            if self._is_layer(m):
+            hooked = self._is_layer(m)
+            if hooked:
                 self.layers.append(m)
+            if hooked or (module_rules.rule_for(m) is not None and self.registry.get(m) is not None):
+                # a known layer type with its own forward (e.g. LayerNorm2d) is recognised by its parameters
                 for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
                     self.param_owner[id(t)] = m
                 if isinstance(m, nn.MultiheadAttention):
