@@ -1,0 +1,18 @@
+"""Project-wide test set-up. Keep it light: feature-specific fixtures live in conftest.py files
+of the test sub-folders."""
+
+import random
+
+import pytest
+import torch
+
+# Denormal floats make CPU timings erratic and tiny-weight tests slow; the benchmarks use the same.
+torch.set_flush_denormal(True)
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    """Seed torch (and ``random``) with 0 before every test; returns the seed."""
+    torch.manual_seed(0)
+    random.seed(0)
+    return 0
