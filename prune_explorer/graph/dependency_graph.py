@@ -91,6 +91,8 @@ class DependencyGraph:
         self.unknown_ops: Dict[str, int] = {}
         self._version = 0
         self._built = False
+        #: how many recent prunings keep what ``undo()`` needs (the replaced tensors). 0 = no undo, no memory cost.
+        self.undo_depth = 0
 
     # ------------------------------------------------------------------------------------------------------------
     # building
@@ -445,6 +447,12 @@ class DependencyGraph:
         if record_history:
             self.history.append(rec)
             model_history(self.model).append(rec.as_dict())
+        # drop replaced tensors that undo() will not need (they would double the memory of a large model)
+        undoable = [r for r in self.history if r._snapshot is not None]
+        for r in undoable[: max(0, len(undoable) - self.undo_depth)]:
+            r._snapshot = None
+        if not record_history or self.undo_depth == 0:
+            rec._snapshot = None
         return rec
 
     def _snapshot(self, spaces: List[ChannelSpace]):
@@ -482,6 +490,10 @@ class DependencyGraph:
             raise PruningError("this pruning was already undone")
         if record is not self.history[-1]:
             raise PruningError("only the most recent pruning can be undone (undo later ones first)")
+        if record._snapshot is None:
+            raise PruningError(
+                "this pruning cannot be undone: set DG.undo_depth = N (N > 0) before pruning to keep what undo needs"
+            )
         self._restore(record._snapshot)
         self._alive[record._killed] = True
         for s in self.spaces:
