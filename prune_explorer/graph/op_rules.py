@@ -809,6 +809,18 @@ argsort sort topk is_nonzero has_names names is_quantized is_meta is_mkldnn __it
 __get__ output_nr is_inference is_set_to real imag isreal""".split():
     OP_RULES.setdefault(_n, no_channels)
 
-# sort/topk return values too: values keep channels only when sorting along another dim; be safe
-for _n in ("sort", "topk", "unique", "nonzero", "argsort"):
-    OP_RULES[_n] = unknown
+
+
+def selection(ctx, call: Call) -> None:
+    """``topk`` / ``sort`` / ``nms`` / ``nonzero``…: entries picked by value. The picked positions depend on the
+    data, so any channels among them are kept fixed (quietly: these are well understood, e.g. detection
+    post-processing), and the results carry no channel."""
+    for v in call.inputs:
+        for f in v.fields:
+            ctx.couple.fix(f, f"'{call.name}' selects entries by value")
+    _unlabeled(call)
+
+
+for _n in ("sort", "topk", "unique", "unique_consecutive", "nonzero", "argsort", "nms", "batched_nms",
+           "masked_select", "kthvalue", "msort", "searchsorted", "bucketize"):
+    OP_RULES[_n] = selection
