@@ -22,12 +22,22 @@ __all__ = [
     "PruneExplorerError", "PruningError", "TracingError", "DependencyError", "MissingDependencyError",
 ] + list(_layer_names)
 
-# optional submodules (importance, pruner, utils, explorer) are attached as they are imported below
+# the higher layers load on first use (``pe.pruner``, ``pe.importance``, ``pe.utils``, ``pe.Explorer``…)
 import importlib as _importlib
 
-for _name in ("importance", "pruner", "utils", "measure"):
-    try:
-        globals()[_name] = _importlib.import_module(f".{_name}", __name__)
-    except ModuleNotFoundError as _exc:  # a submodule not written yet
-        if _exc.name != f"{__name__}.{_name}":
-            raise
+_SUBMODULES = ("importance", "pruner", "utils", "measure", "explorer", "history", "graph")
+_LAZY = {"Explorer": ("explorer", "Explorer"), "save_pruned": ("history", "save_pruned"),
+         "load_pruned": ("history", "load_pruned")}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
+        mod, attr = _LAZY[name]
+        return getattr(_importlib.import_module(f".{mod}", __name__), attr)
+    raise AttributeError(f"module 'prune_explorer' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES) | set(_LAZY))

@@ -548,6 +548,26 @@ def spatial(ctx, call: Call) -> None:
             o.fields = []
 
 
+def pad(ctx, call: Call) -> None:
+    """``F.pad``: channels pass through unless a dim that holds them is padded (its size would be a literal)."""
+    x = call.x
+    if x is None or not x.fields:
+        return _unlabeled(call)
+    amounts = list(_arg(call, 1, "pad", ()))
+    padded = set()
+    for k in range(0, len(amounts), 2):
+        if amounts[k] != 0 or (k + 1 < len(amounts) and amounts[k + 1] != 0):
+            padded.add(x.ndim - 1 - k // 2)
+    out = call.outputs[0]
+    fields = []
+    for f in x.fields:
+        if varying_dims(f) & padded:
+            ctx.couple.fix(f, "'pad' adds positions to a dim that holds channels")
+        elif f.ndim == out.ndim:
+            fields.append(f)
+    out.fields = fields
+
+
 def softmax_like(ctx, call: Call) -> None:
     elementwise(ctx, call, inputs=call.inputs[:1])
 
@@ -774,6 +794,7 @@ for _n in ("unbind", "narrow", "select"):
 OP_RULES["__getitem__"] = getitem
 OP_RULES["__setitem__"] = setitem
 OP_RULES["roll"] = roll
+OP_RULES["pad"] = pad
 for _n in ("index_select", "gather", "take_along_dim"):
     OP_RULES[_n] = index_replay
 for _n in ("cat", "concat", "concatenate", "stack"):
