@@ -32,6 +32,7 @@ from ..layers import registry as layer_registry
 from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from .group import Dependency, Group, GroupItem, fn_name
 from .node import Node
+from .snapshot import restore_modules, snapshot_modules
 from .tracing import Tracer
 from .union_find import connected_components
 
@@ -439,10 +440,12 @@ class DependencyGraph:
         for s, _ in plan:
             s.invalidate()
         self._version += 1
-        members = [
-            {"name": s.name, "fn": fn_name(s.handler), "side": s.side, "idxs": [int(i) for i in idxs]}
-            for s, idxs in plan
-        ]
+        members = []
+        for s, idxs in plan:
+            entry = {"name": s.name, "fn": fn_name(s.handler), "side": s.side, "idxs": [int(i) for i in idxs]}
+            if s.dim is not None:
+                entry["dim"] = int(s.dim)  # a loose parameter: the tensor dim that shrank
+            members.append(entry)
         rec = PruneRecord(self, group.root_space.name, fn_name(group.root_space.handler), members, killed, snapshot)
         if record_history:
             self.history.append(rec)
@@ -456,25 +459,16 @@ class DependencyGraph:
         return rec
 
     def _snapshot(self, spaces: List[ChannelSpace]):
-        mods, params = {}, []
+        params = []
         for s in spaces:
             if s.dim is not None:
                 owner, attr = self._param_attr[id(s.owner)]
                 params.append((owner, attr, s.owner, [o for o in self.spaces if o.owner is s.owner]))
-                continue
-            for m in s.owner.modules():
-                if id(m) not in mods:
-                    d = {k: (list(v) if isinstance(v, list) else v) for k, v in m.__dict__.items()}
-                    mods[id(m)] = (m, d, dict(m._parameters), dict(m._buffers))
-        return list(mods.values()), params
+        return snapshot_modules(s.owner for s in spaces if s.dim is None), params
 
     def _restore(self, snapshot) -> None:
         mods, params = snapshot
-        for m, d, p, b in mods:
-            m.__dict__.clear()
-            m.__dict__.update(d)
-            m.__dict__["_parameters"] = dict(p)
-            m.__dict__["_buffers"] = dict(b)
+        restore_modules(mods)
         for owner, attr, param, spaces in params:
             setattr(owner, attr, param)
             for s in spaces:
