@@ -7,6 +7,9 @@ median time of a plain ``model(x)`` under ``torch.no_grad()`` in eval mode, of `
 ratio, and — when ``torch_pruning`` is importable — the median time of ``tp.utils.count_ops_and_params`` and
 its ratio to the plain forward.  All figures come from the same process; timings alternate between the
 contenders so that drift affects them alike.
+
+Two clocks are reported: the process's CPU time (``time.process_time``, summed over its threads), which other
+programs on a shared machine disturb little, and wall-clock time.  Ratios are given for both.
 """
 
 from __future__ import annotations
@@ -32,10 +35,10 @@ except Exception:  # pragma: no cover - optional reference
 MODELS = ["resnet50", "densenet121", "swin_t", "vit_b_16", "mobilenet_v3_large"]
 
 
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
+def _timed(fn):
+    c0, t0 = time.process_time(), time.perf_counter()
     fn()
-    return time.perf_counter() - t0
+    return time.process_time() - c0, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -49,9 +52,9 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, threads {torch.get_num_threads()}, "
           f"torch_pruning {getattr(tp, '__version__', 'not installed')}, repeats {ns.repeats}")
-    header = f"{'model':<20}{'GMACs':>9}{'Mparams':>9}{'forward s':>11}{'ours s':>9}{'ours/fwd':>10}"
+    header = f"{'model':<20}{'GMACs':>8}{'Mparams':>9} | {'clock':<5}{'forward s':>10}{'ours s':>9}{'ours/fwd':>9}"
     if tp is not None:
-        header += f"{'TP s':>9}{'TP/fwd':>9}{'TP GMACs':>10}"
+        header += f"{'TP s':>9}{'TP/fwd':>8}{'TP GMACs':>10}"
     print(header)
     for name in ns.models.split(","):
         model = getattr(torchvision.models, name)().eval()
@@ -66,18 +69,46 @@ def main() -> None:
             contenders["tp"] = lambda: tp.utils.count_ops_and_params(model, x)
         for fn in contenders.values():  # warm-up
             fn()
-        times = {k: [] for k in contenders}
+        times = {k: ([], []) for k in contenders}
         for _ in range(ns.repeats):
             for key, fn in contenders.items():
-                times[key].append(_timed(fn))
-        med = {k: statistics.median(v) for k, v in times.items()}
+                cpu, wall = _timed(fn)
+                times[key][0].append(cpu)
+                times[key][1].append(wall)
         macs, params = count_ops_and_params(model, x)
-        line = (f"{name:<20}{macs / 1e9:>9.3f}{params / 1e6:>9.3f}{med['fwd']:>11.4f}{med['ours']:>9.4f}"
-                f"{med['ours'] / med['fwd']:>10.2f}")
-        if tp is not None:
-            tp_macs, _ = tp.utils.count_ops_and_params(model, x)
-            line += f"{med['tp']:>9.4f}{med['tp'] / med['fwd']:>9.2f}{tp_macs / 1e9:>10.3f}"
-        print(line, flush=True)
+        tp_macs = tp.utils.count_ops_and_params(model, x)[0] if tp is not None else None
+        for clock, idx in (("cpu", 0), ("wall", 1)):
+            med = {k: statistics.median(v[idx]) for k, v in times.items()}
+            first = f"{name:<20}{macs / 1e9:>8.3f}{params / 1e6:>9.3f}" if idx == 0 else " " * 37
+            line = f"{first} | {clock:<5}{med['fwd']:>10.4f}{med['ours']:>9.4f}{med['ours'] / med['fwd']:>9.2f}"
+            if tp is not None:
+                line += f"{med['tp']:>9.4f}{med['tp'] / med['fwd']:>8.2f}"
+                if idx == 0:
+                    line += f"{tp_macs / 1e9:>10.3f}"
+            print(line, flush=True)
+
+    # What counting adds besides the forward itself, measured on meta tensors (shapes only, no arithmetic):
+    # the torch-function interception, the handlers, the mode/buffer bookkeeping and the parameter count.
+    print("\ncounting overhead without arithmetic (meta tensors, CPU time, medians):")
+    for name in ns.models.split(","):
+        with torch.device("meta"):
+            model = getattr(torchvision.models, name)().eval()
+            x = torch.randn(1, 3, 224, 224)
+
+        def forward_meta():
+            with torch.no_grad():
+                model(x)
+
+        contenders = {"fwd": forward_meta, "ours": lambda: count_ops_and_params(model, x)}
+        for fn in contenders.values():
+            fn()
+        cpu = {k: [] for k in contenders}
+        for _ in range(ns.repeats):
+            for key, fn in contenders.items():
+                cpu[key].append(_timed(fn)[0])
+        med = {k: statistics.median(v) for k, v in cpu.items()}
+        print(f"{name:<20} meta forward {med['fwd'] * 1e3:7.1f} ms, count_ops_and_params {med['ours'] * 1e3:7.1f} ms,"
+              f" difference {(med['ours'] - med['fwd']) * 1e3:+6.1f} ms", flush=True)
 
 
 if __name__ == "__main__":
