@@ -1,0 +1,224 @@
+"""The group card: the group on show, what accepting it would change, and the controls.
+
+A table of every coupled layer (qualified name, type, side, channels before/after, parameters removed), an
+importance histogram (plotly) with the channels proposed for removal coloured and the threshold marked, the
+predicted change in parameters and MACs, and the buttons Accept, Skip, Adjust (slider, or channels picked by
+hand), Undo and Accept all remaining. Groups a guard of the pruner passed over are listed with their reason.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+
+from .common import KEEP_COLOR, REMOVE_COLOR, esc, fmt_count, fmt_pct
+
+_MAX_ROWS = 60
+
+
+def members_table_html(card: dict, max_rows: int = _MAX_ROWS) -> str:
+    """The coupled layers of a group card as an HTML table (a pure function, for tests)."""
+    rows = card["prediction"]["rows"]
+    head = ("<tr><th>layer</th><th>type</th><th>side</th><th>channels</th><th>params removed</th></tr>")
+    body = []
+    for r in rows[:max_rows]:
+        cls = " class='pe-root'" if r["is_root"] else ""
+        ch = (f"{r['channels_before']} → {r['channels_after']}" if r["channels_after"] != r["channels_before"]
+              else f"{r['channels_before']}")
+        body.append(
+            f"<tr{cls}><td>{esc(r['name'])}</td><td>{esc(r['type'])}</td><td>{esc(r['side'])}</td>"
+            f"<td>{ch}</td><td>{r['params_removed']:,}</td></tr>"
+        )
+    more = (f"<tr><td colspan='5' class='pe-muted'>... {len(rows) - max_rows} more members</td></tr>"
+            if len(rows) > max_rows else "")
+    return f"<div class='pe-card-table pe-scroll'><table>{head}{''.join(body)}{more}</table></div>"
+
+
+def title_html(card: dict, total: int) -> str:
+    scope = f" · scope {esc(card['scope'])}" if card.get("scope") else ""
+    ratio = f" · ratio {card['pruning_ratio']:.2f}" if card.get("pruning_ratio") is not None else ""
+    units = f" in {card['n_units']} units" if card["n_units"] != card["channels"] else ""
+    return (
+        f"<div><span class='pe-muted'>Group {card['position']} of ~{total}</span><br>"
+        f"<span class='pe-big pe-card-root'>{esc(card['root'])}</span> "
+        f"<span class='pe-muted'>({esc(card['root_type'])}, {card['channels']} channels{units}, "
+        f"{len(card['prediction']['rows'])} members{scope}{ratio})</span></div>"
+    )
+
+
+def prediction_html(card: dict) -> str:
+    p = card["prediction"]
+    prop = "" if card["follows_proposal"] else " <span class='pe-muted'>(adjusted; the pruner proposed " \
+                                                f"{len(card['proposed'])})</span>"
+    macs = ("" if p["macs_removed"] is None else
+            f" · MACs <span class='pe-removed'>&minus;{fmt_count(p['macs_removed'])}</span> "
+            f"(&minus;{fmt_pct(p['macs_removed_pct'])}) → {fmt_count(p['macs_after'])}")
+    return (
+        f"<div class='pe-prediction'>Accepting removes <b>{p['n_removed']}</b> of {card['channels']} channels{prop}: "
+        f"parameters <span class='pe-removed pe-pred-params'>&minus;{p['params_removed']:,}</span> "
+        f"(&minus;{fmt_pct(p['params_removed_pct'], 2)}) → {p['params_after']:,}{macs}</div>"
+    )
+
+
+def guard_html(items: List[dict]) -> str:
+    if not items:
+        return ""
+    lis = "".join(f"<li><b>{esc(d['root'])}</b>: {esc(d['reason'])}</li>" for d in items[-8:])
+    more = f"<li class='pe-muted'>... and {len(items) - 8} earlier</li>" if len(items) > 8 else ""
+    return (f"<div class='pe-guard'><span class='pe-muted'>Skipped by the pruner's guards ({len(items)}):</span>"
+            f"<ul style='margin:2px 0'>{more}{lis}</ul></div>")
+
+
+def histogram_data(card: dict):
+    """(kept importances, removed importances, threshold) of a card, finite values only."""
+    sel = set(card["selected"])
+    kept, removed = [], []
+    for c, v in zip(card["candidates"], card["importance"]):
+        if v is None or not math.isfinite(v):
+            continue
+        (removed if c in sel else kept).append(v)
+    return kept, removed, card["threshold"]
+
+
+class GroupCardView(widgets.VBox):
+    """The current group and the decision buttons."""
+
+    def __init__(self, app):
+        self.app = app
+        self.title = widgets.HTML()
+        self.title.add_class("pe-card-title")
+        self.table = widgets.HTML()
+        self.table.add_class("pe-card-members")
+        self.prediction = widgets.HTML()
+        self.prediction.add_class("pe-card-prediction")
+        self.guards = widgets.HTML()
+        self.guards.add_class("pe-card-guards")
+        self.hist = go.FigureWidget(
+            data=[
+                go.Histogram(x=[], name="kept", marker_color=KEEP_COLOR, opacity=0.85, nbinsx=40),
+                go.Histogram(x=[], name="proposed for removal", marker_color=REMOVE_COLOR, opacity=0.9, nbinsx=40),
+            ],
+            layout=go.Layout(
+                barmode="stack", height=230, margin=dict(l=45, r=10, t=30, b=35),
+                title=dict(text="Channel importance", font=dict(size=13)),
+                xaxis_title="importance", yaxis_title="channels",
+                legend=dict(orientation="h", y=1.12, x=1, xanchor="right", font=dict(size=10)),
+                template="plotly_white",
+            ),
+        )
+        self.hist.add_class("pe-hist")
+        b = widgets.Layout(width="auto")
+        self.accept_btn = widgets.Button(description="Accept", button_style="success", icon="check", layout=b,
+                                         tooltip="Prune the selected channels from every coupled layer")
+        self.skip_btn = widgets.Button(description="Skip", icon="forward", layout=b, tooltip="Leave this group as it is")
+        self.undo_btn = widgets.Button(description="Undo", icon="undo", button_style="warning", layout=b,
+                                       tooltip="Restore the model as it was before the last accepted group")
+        self.all_btn = widgets.Button(description="Accept all remaining", icon="fast-forward", layout=b,
+                                      tooltip="Accept every remaining group as the pruner proposes it")
+        for w, cls in ((self.accept_btn, "pe-accept"), (self.skip_btn, "pe-skip"), (self.undo_btn, "pe-undo"),
+                       (self.all_btn, "pe-accept-all")):
+            w.add_class(cls)
+        self.accept_btn.on_click(lambda _: self.app.run(lambda c: c.accept(), busy="pruning the group"))
+        self.skip_btn.on_click(lambda _: self.app.run(lambda c: c.skip()))
+        self.undo_btn.on_click(lambda _: self.app.run(lambda c: c.undo(), busy="restoring the model"))
+        self.all_btn.on_click(lambda _: self.app.run(lambda c: c.accept_all_remaining(),
+                                                     busy="accepting every remaining group"))
+        self.slider = widgets.IntSlider(description="remove", min=0, max=1, step=1, continuous_update=False,
+                                        layout=widgets.Layout(width="340px"), style={"description_width": "55px"})
+        self.slider.add_class("pe-adjust-slider")
+        self.slider.observe(self._on_slider, names="value")
+        self.pick = widgets.Text(placeholder="pick channels by hand, e.g. 0, 5, 7", layout=widgets.Layout(width="260px"))
+        self.pick.add_class("pe-pick")
+        self.pick_btn = widgets.Button(description="Use these", layout=widgets.Layout(width="90px"))
+        self.pick_btn.on_click(self._on_pick)
+        self.reset_btn = widgets.Button(description="Proposal", layout=widgets.Layout(width="85px"),
+                                        tooltip="Back to the pruner's proposal")
+        self.reset_btn.on_click(self._on_reset)
+        self.done = widgets.HTML()
+        self.done.add_class("pe-card-done")
+        self.buttons = widgets.HBox([self.accept_btn, self.skip_btn, self.undo_btn, self.all_btn])
+        self.details = widgets.VBox([
+            widgets.HBox([self.slider, self.reset_btn]),
+            widgets.HBox([self.pick, self.pick_btn]),
+            self.prediction,
+            self.hist,
+            self.table,
+        ])
+        super().__init__([self.guards, self.title, self.done, self.buttons, self.details])
+        self.add_class("pe-group-card")
+        self._syncing = False
+        self.refresh()
+
+    # ---- events -----------------------------------------------------------------------------------------------------
+    def _on_slider(self, change) -> None:
+        if self._syncing:
+            return
+        n = int(change["new"])
+        allowed = self.app.controller.allowed_counts() if self.app.controller.current is not None else [n]
+        if n not in allowed:  # snap to the nearest reachable count (units, round_to)
+            n = min(allowed, key=lambda a: abs(a - n))
+        self.app.run(lambda c: c.adjust(n=n), quiet=True)
+
+    def _on_pick(self, _=None) -> None:
+        text = self.pick.value
+        self.app.run(lambda c: c.adjust(idxs=text), quiet=True)
+
+    def _on_reset(self, _=None) -> None:
+        def reset(c):
+            c.adjust(idxs=c.card()["proposed"]) if c.card()["proposed"] else c.adjust(n=0)
+        self.app.run(reset, quiet=True)
+
+    # ---- drawing ----------------------------------------------------------------------------------------------------
+    def refresh(self, event: str = "") -> None:
+        c = self.app.controller
+        card = c.card()
+        self.guards.value = guard_html(c.guard_skipped())
+        self.undo_btn.disabled = not any(d.action == "accept" for d in c.decisions)
+        finished = card is None
+        for w in (self.accept_btn, self.skip_btn, self.all_btn):
+            w.disabled = finished
+        self.details.layout.display = "none" if finished else ""
+        self.title.layout.display = "none" if finished else ""
+        self.done.layout.display = "" if finished else "none"
+        f = c.figures()
+        if finished:
+            self.done.value = (
+                "<div class='pe-done'><span class='pe-big'>All groups decided.</span> "
+                f"{f['groups_accepted']} accepted, {f['groups_skipped']} skipped, {f['groups_guard_skipped']} "
+                "skipped by guards.<br><span class='pe-muted'>Undo to go back; ex.model is the pruned model, "
+                "ex.save(path) writes it, ex.code() gives a script that reproduces it.</span></div>")
+            return
+        self.title.value = title_html(card, f["groups_total"])
+        self.prediction.value = prediction_html(card)
+        self.table.value = members_table_html(card)
+        allowed = card["allowed_counts"]
+        self._syncing = True
+        try:
+            self.slider.max = max(card["max_removable"], 1)
+            self.slider.step = _step(allowed)
+            self.slider.value = len(card["selected"])
+            self.slider.disabled = card["max_removable"] == 0
+        finally:
+            self._syncing = False
+        kept, removed, thr = histogram_data(card)
+        with self.hist.batch_update():
+            self.hist.data[0].x = kept
+            self.hist.data[1].x = removed
+            shapes = []
+            if thr is not None:
+                shapes.append(dict(type="line", x0=thr, x1=thr, y0=0, y1=1, yref="paper",
+                                   line=dict(color="#212529", dash="dash", width=1.5)))
+            self.hist.layout.shapes = shapes
+            self.hist.layout.annotations = ([dict(x=thr, y=1, yref="paper", text="threshold", showarrow=False,
+                                                  xanchor="left", yanchor="bottom", font=dict(size=10))]
+                                            if thr is not None else [])
+
+
+def _step(allowed: List[int]) -> int:
+    if len(allowed) < 2:
+        return 1
+    diffs = {b - a for a, b in zip(allowed, allowed[1:])}
+    return min(diffs) if len(diffs) == 1 else 1

@@ -1,0 +1,262 @@
+"""The widgets: instantiate the app on real models, act through its buttons, check what the views show."""
+
+import re
+import shutil
+
+import pytest
+import torch
+
+import prune_explorer as pe
+from prune_explorer.explorer import Explorer
+from prune_explorer.explorer.views import GraphModel
+from prune_explorer.explorer.views.common import IGNORED_COLOR, MEMBER_COLOR, ROOT_COLOR, fmt_count
+from prune_explorer.explorer.views.header import header_html
+
+from conftest import Broken, same_as, snapshot
+
+pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz 'dot' is not installed")
+
+
+def params_shown(ex) -> int:
+    m = re.search(r"class='pe-params-now' data-value='(\d+)'", ex.header.html.value)
+    return int(m.group(1))
+
+
+def status(ex) -> str:
+    return re.sub("<[^>]+>", "", ex.status.value)
+
+
+@pytest.fixture
+def ex(small):
+    model, x = small
+    return Explorer(model, x, importance=pe.importance.MagnitudeImportance(p=2), pruning_ratio=0.5)
+
+
+def test_app_builds_and_displays(ex, small):
+    model, _ = small
+    assert ex.controller is not None and ex.error is None
+    assert ex.model is model
+    bundle = ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert pe.Explorer is Explorer
+    assert "Ready" in status(ex) and "ignoring fc" in status(ex)
+    assert "Explorer(SmallNet" in repr(ex)
+
+
+def test_header_shows_the_figures_and_follows_accept_and_undo(ex, small):
+    model, _ = small
+    p0 = sum(p.numel() for p in model.parameters())
+    assert params_shown(ex) == p0
+    html = ex.header.html.value
+    assert f"{p0:,}" in html and "0 accepted" in html and "3 left" in html and "0.50" in html
+    ex.card.accept_btn.click()
+    p1 = sum(p.numel() for p in model.parameters())
+    assert p1 < p0 and params_shown(ex) == p1
+    assert "1 accepted" in ex.header.html.value and "2 left" in ex.header.html.value
+    assert "accepted conv1" in status(ex)
+    ex.card.undo_btn.click()
+    assert params_shown(ex) == p0 and "undid conv1" in status(ex)
+
+
+def test_header_html_formats():
+    f = dict(params_now=1234567, params_original=2000000, params_removed=0.3827, macs_now=None, macs_original=None,
+             macs_removed=None, groups_accepted=2, groups_skipped=1, groups_left=4, groups_guard_skipped=1,
+             channels_removed=0.25, pruning_ratio=0.5, current_ratio=0.5, finished=False)
+    html = header_html(f)
+    assert "1,234,567" in html and "38.3%" in html and "n/a" in html and "1 skipped by guards" in html
+    assert fmt_count(1816557056) == "1.82G" and fmt_count(11689512) == "11.69M" and fmt_count(999) == "999"
+
+
+def test_group_card_table_histogram_and_prediction(ex):
+    c = ex.controller
+    card = ex.card
+    assert "conv1" in card.title.value and "16 channels" in card.title.value
+    table = card.table.value
+    for name in ("conv1", "bn1", "block.conv_a", "block.conv_b", "conv2"):
+        assert f"<td>{name}</td>" in table
+    assert "16 → 8" in table and "pe-root" in table
+    pred = c.predict()
+    assert f"&minus;{pred['params_removed']:,}" in card.prediction.value
+    kept, removed = card.hist.data[0].x, card.hist.data[1].x
+    assert len(kept) + len(removed) == 16 and len(removed) == 8
+    thr = card.hist.layout.shapes[0].x0
+    assert max(removed) <= thr <= min(kept)
+    # the slider adjusts the selection (snapped to reachable counts), the card follows
+    card.slider.value = 3
+    assert len(c.current_idxs) == 3 and len(card.hist.data[1].x) == 3
+    assert "adjusted" in card.prediction.value
+    card.reset_btn.click()
+    assert c.current_idxs == c.card()["proposed"]
+
+
+def test_pick_by_hand_and_bad_indices_show_an_error_and_change_nothing(ex, small):
+    model, _ = small
+    c = ex.controller
+    card = ex.card
+    card.pick.value = "0, 2, 4"
+    card.pick_btn.click()
+    assert c.current_idxs == [0, 2, 4] and len(card.hist.data[1].x) == 3
+    snap = snapshot(model)
+    card.pick.value = "1, 99"
+    card.pick_btn.click()
+    assert "out of range" in status(ex) and "pe-status-error" in ex.status.value
+    assert c.current_idxs == [0, 2, 4] and same_as(model, snap)
+
+
+def test_skip_accept_all_and_the_end_of_the_walk(ex, small):
+    model, _ = small
+    ex.card.skip_btn.click()
+    assert "skipped conv1" in status(ex) and "block.conv_a" in ex.card.title.value
+    ex.card.all_btn.click()
+    c = ex.controller
+    assert c.current is None and "All groups decided" in ex.card.done.value
+    assert ex.card.accept_btn.disabled and not ex.card.undo_btn.disabled
+    assert ex.card.details.layout.display == "none"
+    snap = snapshot(model)
+    assert not ex.run(lambda c: c.accept())  # accept after the last group: a message, nothing changes
+    assert "walk is over" in status(ex) and same_as(model, snap)
+    assert len(ex.history) == 3 and ex.history[0]["action"] == "skip"
+
+
+def test_graph_view_svg_highlights_and_selector(ex):
+    g = ex.graph
+    svg = g.svg.svg
+    assert svg.startswith("<svg") and "conv1" in svg
+    assert ROOT_COLOR.lower() in svg.lower() and MEMBER_COLOR.lower() in svg.lower()
+    # the selector shows a layer's groups and toggles it as ignored
+    g.search.value = "conv2"
+    assert "conv2" in g.info.value and "conv1" in g.info.value and g.ignore_toggle.layout.display == ""
+    g.ignore_toggle.value = True
+    c = ex.controller
+    assert "conv2" in c.ignored_names
+    assert IGNORED_COLOR.lower() in g.svg.svg.lower() and "(ignored)" in g.svg.svg
+    g.ignore_toggle.value = False
+    assert "conv2" not in c.ignored_names
+    # after accepting, the pruned layers show their new widths
+    ex.card.accept_btn.click()
+    assert "out 8/16" in g.svg.svg
+
+
+def test_graph_collapses_blocks_and_expands_on_demand():
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet18()
+    ex = Explorer(model, torch.randn(1, 3, 64, 64), max_graph_items=30)
+    gm = ex.graph.model
+    assert "layer1.0" in gm.blocks and gm.count_items(gm.expanded) <= 30
+    src = gm.dot_source()
+    assert "layer3.1  ▸" in src or "layer3  ▸" in src  # collapsed blocks are single boxes
+    # the current group's root (conv1, top level) is drawn as itself
+    assert 'fillcolor="%s"' % ROOT_COLOR in src
+    ex.graph.blocks.value = "layer3"
+    ex.graph.collapse_btn.click()
+    assert "layer3  ▸" in gm.dot_source()
+    n_before = gm.count_items(gm.effective_expansion())
+    ex.graph.expand_btn.click()
+    assert gm.count_items(gm.effective_expansion()) > n_before
+    ex.graph.blocks.value = "layer3.1"
+    ex.graph.expand_btn.click()
+    assert "layer3.1.conv2" in ex.graph.svg.svg
+    ex.graph.collapse_btn.click()
+    assert "layer3.1.conv2" not in ex.graph.svg.svg
+    # clicking a collapsed block (its node id comes back from the front end) expands it
+    nid = next(k for k, v in gm.ids.items() if v == "blk:layer3.1")
+    ex.graph.svg.clicked = f"{nid}|123"
+    assert "layer3.1.conv2" in ex.graph.svg.svg
+    # a deep root is revealed while "follow current group" is on
+    ex.controller.skip()
+    assert ex.controller.current.root_name == "layer1.0.conv1"
+    assert "layer1.0.conv1" in gm.dot_source()
+
+
+def test_graph_model_plain_python(small):
+    model, x = small
+    from prune_explorer.explorer import ExplorerController
+
+    c = ExplorerController(model, x)
+    gm = GraphModel(c, max_items=100)
+    assert gm.block_of["block.conv_a"] == "block" and gm.block_of["conv1"] == ""
+    assert gm.expanded == {"block"}
+    gm.collapse("block")
+    gm.follow = False
+    src = gm.dot_source()
+    assert "block  ▸" in src and "block.conv_a" not in src
+    gm.reveal("block.bn_a")
+    assert "block.conv_a" in gm.dot_source()
+    root, members = gm.roles()
+    assert root == "conv1" and {"bn1", "block.conv_a", "conv2"} <= members
+
+
+def test_curves_view_points_and_sweep(ex):
+    fig = ex.curves.fig
+    assert len(fig.data[0].x) == 51 and fig.data[0].y[-1] == pytest.approx(1.0)  # 1-(1-p)^2 reference
+    assert list(fig.data[1].y) == list(fig.data[1].x)  # linear reference
+    assert len(fig.data[3].x) == 1  # the start point only
+    ex.card.accept_btn.click()
+    assert len(fig.data[3].x) == 2 and fig.data[3].y[1] > 0 and len(fig.data[7].y) == 2
+    assert len(fig.data[2].y) == 0
+    ex.curves.sweep_btn.click()
+    sw = ex.controller.sweep_result
+    assert list(fig.data[2].y) == pytest.approx(sw.params_removed) and len(fig.data[6].y) == 10
+    assert "uniform p = 0.5" in ex.curves.note.value
+
+
+def test_ignored_layers_view(ex):
+    v = ex.ignored
+    c = ex.controller
+    labels = [lab for lab, _ in v.select.options]
+    assert any(lab.startswith("fc ") for lab in labels) and v.select.value == ("fc",)
+    assert "can remove" in v.effect.value and "with your edits" not in v.effect.value
+    v.filter.value = "conv"
+    assert all("conv" in lab.lower() for lab, _ in v.select.options)
+    v.select.value = ("block.conv_a",)
+    assert v.selection == {"fc", "block.conv_a"}  # fc stays selected although filtered out
+    assert "with your edits" in v.effect.value and "points" in v.effect.value
+    v.apply.click()
+    assert c.ignored_names == ["block.conv_a", "fc"] or sorted(c.ignored_names) == ["block.conv_a", "fc"]
+    assert "rebuilt" in status(ex)
+    assert "with your edits" not in v.effect.value
+
+
+def test_ratio_box_rebuilds_and_rejects_bad_values(ex, small):
+    model, _ = small
+    snap = snapshot(model)
+    ex.header.ratio.value = 1.2
+    ex.header.apply_ratio.click()
+    assert "[0, 1)" in status(ex) and ex.controller.pruning_ratio == 0.5 and same_as(model, snap)
+    ex.header.ratio.value = 0.25
+    ex.header.apply_ratio.click()
+    assert ex.controller.pruning_ratio == 0.25 and "0.25" in ex.header.html.value
+    assert len(ex.card.hist.data[1].x) == 4
+
+
+def test_model_that_fails_to_trace_shows_the_error():
+    ex = Explorer(Broken(), torch.randn(1, 3))
+    assert ex.controller is None and isinstance(ex.error, pe.PruneExplorerError)
+    assert "Cannot start" in status(ex) and "does not run on these example inputs" in status(ex)
+    assert "application/vnd.jupyter.widget-view+json" in ex._repr_mimebundle_()
+    with pytest.raises(pe.PruneExplorerError, match="did not start"):
+        ex.code()
+
+
+def test_bad_ratio_at_build_shows_the_error(small):
+    model, x = small
+    ex = Explorer(model, x, pruning_ratio=1.0)
+    assert ex.controller is None and "[0, 1)" in status(ex)
+
+
+def test_progress_view_updates():
+    from prune_explorer.explorer.views import ProgressView
+
+    p = ProgressView()
+    p.update("sweep", 3, 10)
+    assert p.bar.max == 10 and p.bar.value == 3 and p.label.value == "sweep: 3/10"
+    assert p.layout.visibility == "visible"
+    p.hide()
+    assert p.layout.visibility == "hidden"
+
+
+def test_save_and_code_from_the_app(ex, tmp_path):
+    ex.card.accept_btn.click()
+    ex.save(tmp_path / "m.pth")
+    assert (tmp_path / "m.pth").stat().st_size > 0
+    assert "STEPS" in ex.code()
