@@ -94,6 +94,10 @@ def fn_name(fn) -> str:
     if name is not None:
         return name
     if owner is not None:
+        from ..layers import ParameterPruner
+
+        if isinstance(owner, ParameterPruner):  # one instance per pruning dim; the dim is recorded separately
+            return "prune_parameter_" + getattr(fn, "__name__", "prune_out_channels")[len("prune_"):]
         return f"{type(owner).__name__}.{getattr(fn, '__name__', 'prune')}"
     return getattr(fn, "__name__", repr(fn))
 

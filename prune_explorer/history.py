@@ -1,0 +1,198 @@
+"""Saving and loading pruned models safely: a JSON-able history plus a state dict, never pickled code.
+
+A pruned model has a different architecture from the one its code builds, so Torch-Pruning users save the whole
+model with ``torch.save(model)`` and must load it with ``weights_only=False``, which runs arbitrary code from the
+file. Here the file holds only plain data:
+
+* ``history``: what was pruned, in order (qualified module names, pruning function names, channel indices), the
+  record every :class:`~prune_explorer.DependencyGraph` keeps on the model it prunes;
+* ``state_dict``: the pruned weights.
+
+:func:`load_pruned` replays the history on a freshly constructed model (same class and constructor arguments), then
+loads the weights with ``torch.load(weights_only=True)``. A file that does not match the model (unknown module,
+index out of range, wrong pruning function) is refused with a clear error and the model is left untouched.
+
+Example::
+
+    >>> import torch, torchvision, prune_explorer as pe
+    >>> model = torchvision.models.resnet18()
+    >>> pruner = pe.pruner.MagnitudePruner(model, torch.randn(1, 3, 224, 224), pe.importance.MagnitudeImportance())
+    >>> pruner.step()
+    >>> pe.save_pruned(model, "resnet18_pruned.pt")
+    >>> restored = pe.load_pruned(torchvision.models.resnet18(), "resnet18_pruned.pt")
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import List, Union
+
+import torch
+import torch.nn as nn
+
+from . import layers
+from .errors import PruningError
+from .graph.dependency_graph import HISTORY_ATTR, model_history
+from .graph.snapshot import restore_modules, snapshot_modules
+
+FORMAT = "prune_explorer.pruned/1"
+
+__all__ = ["save_pruned", "load_pruned", "apply_history", "pruning_history", "FORMAT"]
+
+
+def pruning_history(model: nn.Module) -> List[dict]:
+    """A deep copy of the JSON-able pruning history recorded on ``model`` (empty if never pruned)."""
+    return copy.deepcopy(model_history(model))
+
+
+def save_pruned(model: nn.Module, path: Union[str, os.PathLike]) -> None:
+    """Write ``model``'s pruning history and weights to ``path`` (plain data: loadable with ``weights_only=True``)."""
+    data = {
+        "format": FORMAT,
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "history": pruning_history(model),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    torch.save(data, path)
+
+
+def load_pruned(model: nn.Module, path: Union[str, os.PathLike], strict: bool = True) -> nn.Module:
+    """Rebuild the pruned architecture on ``model`` (freshly constructed, unpruned) and load the saved weights.
+
+    Returns ``model``. Raises :class:`~prune_explorer.PruningError` (model unchanged) when the file does not match.
+    """
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PruningError(
+            f"could not read {os.fspath(path)!r} as a prune_explorer file ({type(exc).__name__}: {exc}). "
+            "Only files written by pe.save_pruned can be loaded; they are read with torch.load(weights_only=True)."
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise PruningError(f"{os.fspath(path)!r} is not a prune_explorer file (expected format {FORMAT!r}); save it with pe.save_pruned")
+    cls = f"{type(model).__module__}.{type(model).__qualname__}"
+    if data.get("model_class") != cls:
+        raise PruningError(
+            f"the file was saved from a {data.get('model_class')} but the model given is a {cls}; construct the same "
+            "model class (with the same arguments) before loading"
+        )
+    if model_history(model):
+        raise PruningError("load_pruned needs a freshly constructed, unpruned model; this one was already pruned")
+    snapshot = snapshot_modules([model])
+    try:
+        apply_history(model, data["history"])
+        _check_weights_fit(model, data["state_dict"], strict)
+        model.load_state_dict(data["state_dict"], strict=strict)
+    except Exception as exc:
+        restore_modules(snapshot)
+        model.__dict__.pop(HISTORY_ATTR, None)
+        if isinstance(exc, PruningError):
+            raise
+        raise PruningError(f"the saved weights do not fit the rebuilt model ({type(exc).__name__}: {exc}); model unchanged") from None
+    return model
+
+
+def _check_weights_fit(model: nn.Module, saved: dict, strict: bool) -> None:
+    """Compare names and shapes first: ``load_state_dict`` copies in place before it reports a mismatch."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in saved]
+    unexpected = [k for k in saved if k not in own]
+    if strict and (missing or unexpected):
+        raise PruningError(
+            f"the saved weights do not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]} "
+            "(the file was saved from a different architecture); model unchanged"
+        )
+    wrong = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise PruningError(
+            f"the saved weight {k} has shape {tuple(saved[k].shape)} but the rebuilt model has {tuple(own[k].shape)}; "
+            "model unchanged"
+        )
+
+
+def _pruning_function(name: str):
+    fn = getattr(layers, name, None) if isinstance(name, str) and name.startswith("prune_") else None
+    if fn is None or not callable(fn):
+        raise PruningError(f"unknown pruning function {name!r} in the history (expected a pe.prune_* name)")
+    return fn
+
+
+def _resolve(model: nn.Module, name: str):
+    """The module or parameter called ``name`` in ``model`` (qualified name)."""
+    try:
+        return model.get_submodule(name), None
+    except AttributeError:
+        pass
+    owner_name, _, attr = name.rpartition(".")
+    try:
+        owner = model.get_submodule(owner_name) if owner_name else model
+    except AttributeError:
+        owner = None
+    p = getattr(owner, attr, None) if owner is not None else None
+    if isinstance(p, nn.Parameter):
+        return owner, attr
+    raise PruningError(f"the history names {name!r}, which is not a module or parameter of this {type(model).__name__}")
+
+
+def _validate(model: nn.Module, history) -> None:
+    """Check every entry against the model's channel counts before changing anything."""
+    if not isinstance(history, list):
+        raise PruningError("the pruning history must be a list of entries")
+    sizes = {}
+    for k, entry in enumerate(history):
+        members = entry.get("members") if isinstance(entry, dict) else None
+        if not isinstance(members, list):
+            raise PruningError(f"history entry {k} has no 'members' list")
+        updates = {}
+        for mem in members:
+            obj, attr = _resolve(model, mem.get("name", ""))
+            fn = _pruning_function(mem.get("fn"))
+            idxs = mem.get("idxs")
+            if not isinstance(idxs, list) or not all(isinstance(i, int) for i in idxs):
+                raise PruningError(f"history entry {k}, {mem.get('name')}: 'idxs' must be a list of ints")
+            if attr is not None:
+                dim = int(mem.get("dim", -1))
+                key = (mem["name"], "dim", dim)
+                n = sizes.get(key, getattr(obj, attr).shape[dim])
+            else:
+                pruner = layers.pruner_of(fn)
+                side = layers.pruning_fn_side(fn)
+                actual = layers.DEFAULT_REGISTRY.get(obj)
+                if pruner is None or actual is None or type(actual) is not type(pruner) and not isinstance(obj, pruner.TARGET_MODULES):
+                    raise PruningError(f"history entry {k}: {mem['name']} is a {type(obj).__name__}, which {mem.get('fn')} cannot prune")
+                coupled = actual.in_out_coupled(obj) if hasattr(actual, "in_out_coupled") else False
+                key = (mem["name"], "both" if coupled else side)
+                n = sizes.get(key, actual.get_out_channels(obj) if side == "out" else actual.get_in_channels(obj))
+            if n is None:
+                raise PruningError(f"history entry {k}: {mem['name']} has no {mem.get('side')} channels to prune")
+            bad = [i for i in idxs if i < 0 or i >= n]
+            if bad or len(set(idxs)) != len(idxs) or len(idxs) >= n:
+                raise PruningError(
+                    f"history entry {k}: channel indices {bad[:5] or idxs[:5]} of {mem['name']} do not fit its {n} channels "
+                    "(the file was saved from a different model or configuration)"
+                )
+            updates[key] = n - len(idxs)
+        sizes.update(updates)
+
+
+def apply_history(model: nn.Module, history: List[dict]) -> nn.Module:
+    """Replay a pruning history on ``model`` (validated first; on any error the model is left unchanged)."""
+    _validate(model, history)
+    snapshot = snapshot_modules([model])
+    try:
+        for entry in history:
+            for mem in entry["members"]:
+                obj, attr = _resolve(model, mem["name"])
+                fn = _pruning_function(mem["fn"])
+                if attr is not None:
+                    param = getattr(obj, attr)
+                    setattr(obj, attr, layers.ParameterPruner(dim=int(mem.get("dim", -1))).prune_out_channels(param, mem["idxs"]))
+                else:
+                    fn(obj, mem["idxs"])
+    except Exception as exc:
+        restore_modules(snapshot)
+        raise PruningError(f"replaying the pruning history failed ({type(exc).__name__}: {exc}); model unchanged") from None
+    model_history(model).extend(copy.deepcopy(history))
+    return model
