@@ -50,6 +50,7 @@ class Explorer:
         self.progress = ProgressView()
         self.status = widgets.HTML()
         self.status.add_class("pe-status")
+        self.status.layout = widgets.Layout(width="70%")
         self.error: Optional[BaseException] = None
         self.controller: Optional[ExplorerController] = None
         handle = _transient_display(self.progress)
@@ -86,7 +87,7 @@ class Explorer:
         self.root = widgets.VBox([
             title,
             self.header,
-            widgets.HBox([self.progress, self.status]),
+            widgets.HBox([self.status, self.progress]),
             widgets.HBox([self.card, self.graph]),
             widgets.HBox([self.curves, self.ignored]),
         ])

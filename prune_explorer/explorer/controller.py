@@ -86,6 +86,7 @@ class Decision:
     macs_after: float = 0.0
     channels_removed: float = 0.0  # fraction of prunable channels removed after this step
     record: Any = field(default=None, repr=False)  # the graph's PruneRecord (accepts)
+    explicit: bool = False  # an attention-head group of the pruner (not one of the graph's channel groups)
 
     @property
     def n_removed(self) -> int:
@@ -378,7 +379,7 @@ class ExplorerController:
             channels=root.current_size, idxs=list(idxs),
             orig_idxs=[int(i) for i in root.alive_idx[list(idxs)]] if len(idxs) else [],
             proposed=None if prop is None else sorted(int(i) for i in prop),
-            reason=reason,
+            reason=reason, explicit=type(group).__name__.endswith("ExplicitGroup"),
         )
 
     def _require_current(self, what: str) -> None:
@@ -932,7 +933,7 @@ class ExplorerController:
         ``model_expr`` is the Python expression that builds the model (e.g. ``"torchvision.models.resnet18()"``);
         without it the script has a placeholder line to fill in.
         """
-        steps = [(d.root, d.root_fn, list(d.idxs)) for d in self.decisions if d.action == "accept"]
+        accepted = [d for d in self.decisions if d.action == "accept"]
         ex = self.example_inputs
         if isinstance(ex, torch.Tensor):
             inputs = _tensor_expr(ex)
@@ -943,7 +944,7 @@ class ExplorerController:
         else:
             inputs = "...  # the example inputs you gave the explorer"
         needs_tv = model_expr is not None and "torchvision" in model_expr
-        lines = [
+        head = [
             '"""Reproduce the pruning chosen in the prune_explorer Explorer (no widgets needed)."""',
             "import torch",
             *(["import torchvision"] if needs_tv else []),
@@ -951,19 +952,31 @@ class ExplorerController:
             "",
             f"model = {model_expr}" if model_expr else
             "model = ...  # build the model and load its weights exactly as before the explorer pruned it",
-            f"example_inputs = {inputs}",
-            "",
-            "# (root layer, pruning function, root channel indices) of every accepted group, in order",
-            "STEPS = " + _pretty_steps(steps),
-            "",
-            "DG = pe.DependencyGraph().build_dependency(model, example_inputs)",
-            "layers = dict(model.named_modules())",
-            "for name, fn, idxs in STEPS:",
-            "    DG.get_pruning_group(layers[name], getattr(pe, fn), idxs).prune()",
-            "",
-            'print(f"{sum(p.numel() for p in model.parameters()):,} parameters")',
         ]
-        return "\n".join(lines) + "\n"
+        if any(d.explicit for d in accepted):
+            # attention-head groups are not graph groups: replay every member, as pe.load_pruned does
+            body = [
+                "",
+                "# every pruned member (layer, pruning function, channel indices at that time), group by group",
+                "HISTORY = " + _pretty_history(self.pruning_history),
+                "",
+                "pe.history.apply_history(model, HISTORY)",
+            ]
+        else:
+            steps = [(d.root, d.root_fn, list(d.idxs)) for d in accepted]
+            body = [
+                f"example_inputs = {inputs}",
+                "",
+                "# (root layer, pruning function, root channel indices) of every accepted group, in order",
+                "STEPS = " + _pretty_steps(steps),
+                "",
+                "DG = pe.DependencyGraph().build_dependency(model, example_inputs)",
+                "layers = dict(model.named_modules())",
+                "for name, fn, idxs in STEPS:",
+                "    DG.get_pruning_group(layers[name], getattr(pe, fn), idxs).prune()",
+            ]
+        tail = ["", 'print(f"{sum(p.numel() for p in model.parameters()):,} parameters")']
+        return "\n".join(head + body + tail) + "\n"
 
     def save(self, path) -> None:
         """Write the pruned model safely: the JSON pruning history plus the weights (``pe.save_pruned``)."""
@@ -1007,6 +1020,16 @@ def _tensor_expr(t: torch.Tensor) -> str:
     if t.is_floating_point():
         return f"torch.randn{shape}" if len(shape) != 1 else f"torch.randn({shape[0]})"
     return f"torch.zeros({shape}, dtype=torch.{str(t.dtype).split('.')[-1]})"
+
+
+def _pretty_history(history) -> str:
+    if not history:
+        return "[]"
+    rows = []
+    for h in history:
+        members = ",\n".join(f"        {json.dumps(m)}" for m in h["members"])
+        rows.append(f'    {{"root": {h["root"]!r}, "members": [\n{members},\n    ]}}')
+    return "[\n" + ",\n".join(rows) + ",\n]"
 
 
 def _pretty_steps(steps) -> str:

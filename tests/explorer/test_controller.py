@@ -549,3 +549,41 @@ def test_listeners_see_every_change(small):
     c.accept_all_remaining()
     assert events == ["accept", "adjust", "skip", "undo", "sweep", "ignore", "ratio", "accept_all"]
     assert "ExplorerController(SmallNet" in repr(c)
+
+
+class HeadsNet(nn.Module):
+    """Separate q/k/v/o projections declared with num_heads: the pruner walks an attention-head group."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v, self.o = (nn.Linear(16, 16) for _ in range(4))
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = (f(x).view(b, t, 2, 8).transpose(1, 2) for f in (self.q, self.k, self.v))
+        a = torch.softmax(q @ k.transpose(-1, -2) / 8 ** 0.5, -1) @ v
+        return self.head((x + self.o(a.transpose(1, 2).reshape(b, t, c))).mean(1))
+
+
+def test_attention_head_groups_predict_undo_and_code():
+    def make():
+        torch.manual_seed(0)
+        return HeadsNet()
+
+    model, x = make(), torch.randn(2, 5, 16)
+    c = ExplorerController(model, x, num_heads={model.q: 2, model.k: 2, model.v: 2})
+    assert c.current.root_name == "q" and {r["name"] for r in c.predict()["rows"]} == {"q", "k", "v", "o"}
+    snap = snapshot(model)
+    before = n_params(model)
+    pred = c.predict()["params_removed"]
+    c.accept()
+    assert before - n_params(model) == pred and c.decisions[0].explicit
+    src = c.code("make()")
+    assert "apply_history" in src
+    ns = {"make": make}
+    exec(compile(src, "<explorer code>", "exec"), ns)
+    sd, sd2 = model.state_dict(), ns["model"].state_dict()
+    assert all(torch.equal(sd[k], sd2[k]) for k in sd)
+    c.undo()
+    assert same_as(model, snap)

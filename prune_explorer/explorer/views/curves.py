@@ -46,14 +46,16 @@ class RatioCurvesView(widgets.VBox):
     def __init__(self, app):
         self.app = app
         self.fig = build_figure()
-        self.fig.add_class("pe-curves")
+        self.fig_box = widgets.Box([self.fig], layout=widgets.Layout(width="100%"))
+        self.fig_box.add_class("pe-curves")
         self.sweep_btn = widgets.Button(description="Sweep p = 0…0.9", icon="line-chart",
+                                        layout=widgets.Layout(width="auto"),
                                         tooltip="Uniform pruning of every group at p = 0, 0.1, ... 0.9 "
                                                 "(computed from the group structure, nothing is pruned)")
         self.sweep_btn.add_class("pe-sweep")
         self.sweep_btn.on_click(lambda _: self.app.run(lambda c: c.sweep(), busy="sweeping"))
         self.note = widgets.HTML()
-        super().__init__([widgets.HBox([self.sweep_btn, self.note]), self.fig])
+        super().__init__([widgets.HBox([self.sweep_btn, self.note]), self.fig_box])
         self.add_class("pe-curves-view")
         self.refresh()
 

@@ -198,6 +198,13 @@ class GraphModel:
         a["label"] = label
         return ", ".join(f'{k}="{_dot_escape(v)}"' for k, v in a.items())
 
+    def focus_id(self) -> str:
+        """SVG element id of the box holding the current group's root (what the view scrolls to)."""
+        root, _ = self.roles()
+        if not root:
+            return ""
+        return f"pe-{_slug(self.item_of(root, self.effective_expansion()))}"
+
     def item_for_id(self, nid: str) -> Optional[str]:
         return getattr(self, "ids", {}).get(nid)
 
@@ -239,6 +246,14 @@ function render({ model, el }) {
   box.style.overflow = "auto";
   box.style.maxHeight = model.get("max_height");
   el.appendChild(box);
+  const focus = () => {
+    const id = model.get("focus");
+    const n = id ? box.querySelector(`[id="${id}"]`) : null;
+    if (!n) return;
+    const br = box.getBoundingClientRect(), nr = n.getBoundingClientRect();
+    if (nr.top < br.top || nr.bottom > br.bottom)
+      box.scrollTop += nr.top - br.top - box.clientHeight / 3;
+  };
   const draw = () => {
     box.innerHTML = model.get("svg");
     for (const g of box.querySelectorAll("g.node")) {
@@ -250,8 +265,10 @@ function render({ model, el }) {
       });
     }
   };
-  model.on("change:svg", draw);
+  model.on("change:svg", () => { draw(); requestAnimationFrame(focus); });
+  model.on("change:focus", () => requestAnimationFrame(focus));
   draw();
+  requestAnimationFrame(focus);
 }
 export default { render };
 """
@@ -268,11 +285,12 @@ def _svg_widget():
             _esm = _ESM
             svg = traitlets.Unicode("").tag(sync=True)
             clicked = traitlets.Unicode("").tag(sync=True)
-            max_height = traitlets.Unicode("560px").tag(sync=True)
+            focus = traitlets.Unicode("").tag(sync=True)  # id of the SVG element to keep in view
+            max_height = traitlets.Unicode("600px").tag(sync=True)
 
         return SvgGraph()
     w = widgets.HTML()
-    w.add_traits(svg=traitlets.Unicode(""), clicked=traitlets.Unicode(""))
+    w.add_traits(svg=traitlets.Unicode(""), clicked=traitlets.Unicode(""), focus=traitlets.Unicode(""))
     traitlets.link((w, "svg"), (w, "value"))
     return w
 
@@ -288,15 +306,15 @@ class GraphView(widgets.VBox):
         self.svg.observe(self._on_click, names="clicked")
         layer_names = [n.name for n in self.model.nodes if n.kind in ("layer", "param")]
         self.search = widgets.Combobox(placeholder="find a layer (type to search)", options=layer_names,
-                                       ensure_option=True, layout=widgets.Layout(width="260px"))
+                                       ensure_option=True, layout=widgets.Layout(width="250px"))
         self.search.add_class("pe-layer-search")
         self.search.observe(self._on_search, names="value")
-        self.blocks = widgets.Dropdown(options=[("(block)", "")] + [(b, b) for b in sorted(self.model.blocks)],
-                                       layout=widgets.Layout(width="180px"))
-        self.expand_btn = widgets.Button(description="Expand", layout=widgets.Layout(width="80px"))
-        self.collapse_btn = widgets.Button(description="Collapse", layout=widgets.Layout(width="80px"))
-        self.follow = widgets.Checkbox(value=True, description="follow current group", indent=False,
+        self.blocks = widgets.Dropdown(options=[("(pick a block)", "")] + [(b, b) for b in sorted(self.model.blocks)],
                                        layout=widgets.Layout(width="170px"))
+        self.expand_btn = widgets.Button(description="Expand", layout=widgets.Layout(width="auto"))
+        self.collapse_btn = widgets.Button(description="Collapse", layout=widgets.Layout(width="auto"))
+        self.follow = widgets.Checkbox(value=True, description="follow the current group", indent=False,
+                                       layout=widgets.Layout(width="auto"))
         self.expand_btn.on_click(lambda _: self._expand(self.blocks.value))
         self.collapse_btn.on_click(lambda _: self._collapse(self.blocks.value))
         self.follow.observe(self._on_follow, names="value")
@@ -317,7 +335,8 @@ class GraphView(widgets.VBox):
             "<span style='background:#f8f9fa'>block ▸ (click to expand)</span></div>"
         )
         super().__init__([
-            widgets.HBox([self.search, self.blocks, self.expand_btn, self.collapse_btn, self.follow]),
+            widgets.HBox([self.search, self.follow]),
+            widgets.HBox([self.blocks, self.expand_btn, self.collapse_btn]),
             legend,
             widgets.HBox([self.info, self.ignore_toggle]),
             self.svg,
@@ -420,6 +439,7 @@ class GraphView(widgets.VBox):
         if event in ("ignore", "ratio"):
             self.model = _rebind(self.model, self.app.controller)
         src = self.model.dot_source(self.selected)
+        self.svg.focus = self.model.focus_id()
         if src != self._last_source:
             self.svg.svg = render_svg(src)
             self._last_source = src

@@ -102,14 +102,15 @@ class GroupCardView(widgets.VBox):
                 go.Histogram(x=[], name="proposed for removal", marker_color=REMOVE_COLOR, opacity=0.9, nbinsx=40),
             ],
             layout=go.Layout(
-                barmode="stack", height=230, margin=dict(l=45, r=10, t=30, b=35),
-                title=dict(text="Channel importance", font=dict(size=13)),
-                xaxis_title="importance", yaxis_title="channels",
-                legend=dict(orientation="h", y=1.12, x=1, xanchor="right", font=dict(size=10)),
+                barmode="stack", height=240, margin=dict(l=45, r=10, t=28, b=38),
+                xaxis_title="channel importance", yaxis_title="channels",
+                legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=11)),
                 template="plotly_white",
             ),
         )
-        self.hist.add_class("pe-hist")
+        # plotly's FigureWidget does not carry CSS classes itself: its box does
+        self.hist_box = widgets.Box([self.hist], layout=widgets.Layout(width="100%"))
+        self.hist_box.add_class("pe-hist")
         b = widgets.Layout(width="auto")
         self.accept_btn = widgets.Button(description="Accept", button_style="success", icon="check", layout=b,
                                          tooltip="Prune the selected channels from every coupled layer")
@@ -144,7 +145,7 @@ class GroupCardView(widgets.VBox):
             widgets.HBox([self.slider, self.reset_btn]),
             widgets.HBox([self.pick, self.pick_btn]),
             self.prediction,
-            self.hist,
+            self.hist_box,
             self.table,
         ])
         super().__init__([self.guards, self.title, self.done, self.buttons, self.details])
@@ -212,8 +213,8 @@ class GroupCardView(widgets.VBox):
                 shapes.append(dict(type="line", x0=thr, x1=thr, y0=0, y1=1, yref="paper",
                                    line=dict(color="#212529", dash="dash", width=1.5)))
             self.hist.layout.shapes = shapes
-            self.hist.layout.annotations = ([dict(x=thr, y=1, yref="paper", text="threshold", showarrow=False,
-                                                  xanchor="left", yanchor="bottom", font=dict(size=10))]
+            self.hist.layout.annotations = ([dict(x=thr, y=1, yref="paper", text=" threshold", showarrow=False,
+                                                  xanchor="left", yanchor="top", font=dict(size=10))]
                                             if thr is not None else [])
 
 

@@ -19,19 +19,20 @@ class IgnoredLayersView(widgets.VBox):
     def __init__(self, app):
         self.app = app
         self.filter = widgets.Text(placeholder="filter layers (e.g. layer4, fc, Linear)",
-                                   layout=widgets.Layout(width="300px"))
+                                   layout=widgets.Layout(width="95%"))
         self.filter.add_class("pe-ignored-filter")
         self.filter.observe(lambda _: self._fill(), names="value")
-        self.select = widgets.SelectMultiple(options=[], rows=10, layout=widgets.Layout(width="420px"))
+        self.select = widgets.SelectMultiple(options=[], rows=10, layout=widgets.Layout(width="95%"))
         self.select.add_class("pe-ignored-select")
         self.select.observe(self._on_select, names="value")
         self.effect = widgets.HTML()
         self.effect.add_class("pe-ignored-effect")
-        self.apply = widgets.Button(description="Apply ignored layers", icon="check",
+        self.apply = widgets.Button(description="Apply ignored layers", icon="check", layout=widgets.Layout(width="auto"),
                                     tooltip="Rebuild the pruner with these ignored layers")
         self.apply.add_class("pe-ignored-apply")
         self.apply.on_click(self._on_apply)
-        self.reset = widgets.Button(description="Reset", tooltip="Back to the ignored layers in use")
+        self.reset = widgets.Button(description="Reset", tooltip="Back to the ignored layers in use",
+                                    layout=widgets.Layout(width="auto"))
         self.reset.on_click(lambda _: self._reset())
         super().__init__([
             widgets.HTML("<b>Ignored layers</b> <span class='pe-muted'>(their output channels are never pruned; "
