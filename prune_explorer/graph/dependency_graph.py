@@ -33,10 +33,14 @@ from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from .group import Dependency, Group, GroupItem, fn_name
 from .node import Node
 from .snapshot import restore_modules, snapshot_modules
-from .tracing import Tracer
+from .tracing import Tracer, flatten_tensors, has_user_hooks
 from .union_find import connected_components
 
 DEFAULT_ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.LSTM, nn.GRU)
+
+
+def _all_real(example_inputs) -> bool:
+    return all(t.device.type != "meta" for t in flatten_tensors(example_inputs))
 
 
 HISTORY_ATTR = "_prune_explorer_history"
@@ -125,8 +129,26 @@ class DependencyGraph:
                         "customized_pruners must map a layer type to a pruner object with get_out_channels / "
                         f"get_in_channels / prune_out_channels / prune_in_channels (got {t!r}: {p!r})"
                     )
-        tracer = Tracer(model, layer_registry.DEFAULT_REGISTRY, customized_pruners, unwrapped_parameters)
-        tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform)
+        tracer = None
+        if not has_user_hooks(model) and _all_real(example_inputs):
+            # shapes are all tracing needs: run on meta stand-ins first (no arithmetic at all)
+            tracer = Tracer(model, layer_registry.DEFAULT_REGISTRY, customized_pruners, unwrapped_parameters)
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform, meta=True)
+                if tracer.internal_errors:
+                    raise RuntimeError("internal errors on meta")
+            except Exception:
+                tracer = None  # data-dependent code (e.g. detection post-processing): trace for real
+            else:
+                for w in caught:
+                    if "prune_explorer" in str(w.message):
+                        warnings.warn(w.message, w.category, stacklevel=2)
+        if tracer is None:
+            tracer = Tracer(model, layer_registry.DEFAULT_REGISTRY, customized_pruners, unwrapped_parameters)
+            tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform)
+        self.traced_on_meta = tracer.meta
         self.model = model
         self._tracer_registry = tracer
         self.customized_pruners = dict(customized_pruners or {})

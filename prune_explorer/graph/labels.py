@@ -76,14 +76,22 @@ def varying_dims(f: Field) -> set:
 
 def compress(f: Field) -> Optional[Field]:
     """Shrink ``f`` to size 1 along every dim where its labels are constant; None if it holds no label at all."""
-    if f.numel() == 0 or bool((f < 0).all()):
+    if f.numel() == 0:
+        return None
+    if f.numel() == 1:
+        return None if int(f.reshape(-1)[0]) < 0 else f
+    # work on a view with each dim's stride-0 (broadcast) positions already removed
+    for d in range(f.ndim):
+        if f.shape[d] > 1 and f.stride(d) == 0:
+            f = f.narrow(d, 0, 1)
+    if bool((f < 0).all()):
         return None
     for d in range(f.ndim):
         if f.shape[d] > 1:
             first = f.narrow(d, 0, 1)
             if bool((f == first).all()):
                 f = first
-    return f.contiguous() if f.numel() < 1_000_000 else f
+    return f.contiguous()
 
 
 def align(f: Field, ndim: int) -> Field:
@@ -111,6 +119,8 @@ def merge_fields(fields: List[Field]) -> List[Field]:
     used: set = set()
     for f in sorted(fields, key=lambda t: -len(varying_dims(t))):
         dims = varying_dims(f)
+        if not dims:
+            continue  # one label everywhere: a single channel, which can never be pruned (it would leave none)
         if dims & used:
             continue
         used |= dims
@@ -127,6 +137,7 @@ class Couplings:
         self.fixed: List[Tuple[torch.Tensor, str]] = []
 
     def pair(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        _check_real(a, b)
         a, b = torch.broadcast_tensors(a, b)
         mask = (a >= 0) & (b >= 0) & (a != b)
         if bool(mask.any()):
@@ -138,6 +149,7 @@ class Couplings:
             self.pair_b.append(pb.reshape(-1))
 
     def fix(self, ids: torch.Tensor, reason: str) -> None:
+        _check_real(ids)
         ids = ids.reshape(-1)
         ids = ids[ids >= 0]
         if ids.numel():
@@ -169,6 +181,12 @@ class Couplings:
 
     def fixed_as_numpy(self):
         return [(ids.numpy(), reason) for ids, reason in self.fixed]
+
+
+def _check_real(*tensors) -> None:
+    for t in tensors:
+        if t.device.type != "cpu" or t.dtype != torch.long:
+            raise RuntimeError(f"internal: a label tensor must be int64 on the CPU, got {t.dtype} on {t.device}")
 
 
 def gids_to_numpy(t: torch.Tensor) -> np.ndarray:

@@ -128,14 +128,51 @@ def first_operand(ctx, call: Call) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _materialise(obj):
+    """Meta-device arguments (index tensors during a meta trace) become CPU zeros of the same shape and dtype.
+
+    Labels picked through such an index along a channel dim are fixed by the rules anyway; along other dims the
+    labels are constant, so any index gives the same result.
+    """
+    if isinstance(obj, torch.Tensor) and obj.device.type == "meta":
+        return torch.zeros(obj.shape, dtype=obj.dtype)
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(_materialise(o) for o in obj)
+    if isinstance(obj, list):
+        return [_materialise(o) for o in obj]
+    return obj
+
+
+# ops that are valid on the compact (broadcast) form of a field: no need to materialise the full shape
+_ON_BROADCAST = {"permute", "transpose", "swapaxes", "swapdims", "t", "T", "mT", "movedim", "moveaxis", "flip",
+                 "fliplr", "flipud", "roll", "expand", "expand_as", "broadcast_to", "contiguous", "clone"}
+_RESHAPES = {"view", "reshape", "flatten", "unflatten", "view_as", "reshape_as", "squeeze", "unsqueeze"}
+
+
+def reshape_field(f: torch.Tensor, in_shape, out_shape) -> torch.Tensor:
+    """Reshape a compact field like its tensor goes from ``in_shape`` to ``out_shape``, expanding only the dim
+    groups along which the labels vary (a (1, 56, 56, 96) window partition stays a 96-element operation)."""
+    sizes_in, sizes_out = [], []
+    for gi, gj in _dim_groups(tuple(in_shape), tuple(out_shape)):
+        varies = any(f.shape[d] > 1 for d in gi)
+        sizes_in += [in_shape[d] if varies else 1 for d in gi]
+        sizes_out += [out_shape[d] if varies else 1 for d in gj]
+    return f.expand(sizes_in).reshape(sizes_out)
+
+
 def _replay(call: Call, field: torch.Tensor, shape) -> object:
     """Run the same function on the label field instead of the data (same non-tensor arguments)."""
+    if call.name in _RESHAPES and len(call.outputs) == 1:
+        return reshape_field(field, shape, call.outputs[0].shape)
+    if call.name in _ON_BROADCAST and not any(isinstance(a, torch.Tensor) for a in call.args[1:]):
+        args = [field] + list(call.args[1:])
+        return call.func(*args, **call.kwargs)
     src = full_field(field, shape)
     if call.name in ("view", "view_as"):
         src = src.contiguous()  # an expanded label tensor has zero strides; the data itself was viewable
-    args = list(call.args)
-    args[0] = src
-    return call.func(*args, **call.kwargs)
+    args = [src] + [_materialise(a) for a in call.args[1:]]
+    kwargs = {k: _materialise(v) for k, v in call.kwargs.items()}
+    return call.func(*args, **kwargs)
 
 
 def _as_outputs(result) -> List[torch.Tensor]:
@@ -229,7 +266,7 @@ def setitem(ctx, call: Call) -> None:
     region_fields = []
     for f in x.fields:
         try:
-            region_fields.append(full_field(f, x.shape)[idx])
+            region_fields.append(full_field(f, x.shape)[_materialise(idx)])
         except Exception:
             ctx.couple.fix(f, "an indexed assignment could not be followed")
     if yv is not None:

@@ -136,6 +136,7 @@ class Tracer:
         self.unknown_ops: Counter = Counter()
         self.internal_errors: List[str] = []
         self.deferred: List[Tuple[list, list, str]] = []
+        self.meta = False  # True when the trace ran on meta-device stand-ins
         self._op_counter: Counter = Counter()
         # module bookkeeping
         self.module_names = {m: n for n, m in model.named_modules()}
@@ -202,17 +203,17 @@ class Tracer:
         return self._new_value(t)
 
     def _param_value(self, p: nn.Parameter) -> Value:
-        pname, owner, attr, _ = self.loose[id(p)]
+        pname, owner, attr, original = self.loose[id(p)]
         v = self._new_value(p)
         node = self._node(pname, "param", None, op="Parameter")
         v.producer = node
-        dims = [self.unwrapped[id(p)]] if id(p) in self.unwrapped else range(p.ndim)
+        dims = [self.unwrapped[id(original)]] if id(original) in self.unwrapped else range(p.ndim)
         fields = []
         for d in dims:
             d = d % p.ndim
             if p.shape[d] <= 1:
                 continue
-            s = self.param_space(p, pname, d)
+            s = self.param_space(original, pname, d)
             fields.append(new_field(p.shape, d, torch.as_tensor(s.gids(), dtype=torch.long)))
         v.fields = fields
         return v
@@ -381,8 +382,44 @@ class Tracer:
                 hit[1].fields = []
 
     # ---- the trace -------------------------------------------------------------------------------------------
-    def run(self, example_inputs, forward_fn: Optional[Callable] = None, output_transform: Optional[Callable] = None):
+    def use_meta_copies(self) -> dict:
+        """Meta-device stand-ins for every parameter and buffer, registered under the originals' identities."""
+        stand_ins = {}
+        for name, p in self.model.named_parameters(remove_duplicate=False):
+            meta = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+            stand_ins[name] = meta
+            if id(p) in self.param_owner:
+                self.param_owner[id(meta)] = self.param_owner[id(p)]
+            if id(p) in self.loose:
+                self.loose[id(meta)] = self.loose[id(p)]
+        for name, b in self.model.named_buffers(remove_duplicate=False):
+            meta = torch.empty_like(b, device="meta")
+            stand_ins[name] = meta
+            if id(b) in self.param_owner:
+                self.param_owner[id(meta)] = self.param_owner[id(b)]
+        return stand_ins
+
+    def run(self, example_inputs, forward_fn: Optional[Callable] = None, output_transform: Optional[Callable] = None,
+            meta: bool = False):
+        """Trace one forward pass. With ``meta=True`` nothing is computed: parameters, buffers and inputs are
+        replaced by meta-device stand-ins for the duration of the call, so only shapes flow (raises on
+        data-dependent code; the caller then traces for real)."""
         model = self.model
+        self.meta = meta
+        if meta:
+            stand_ins = self.use_meta_copies()
+            example_inputs = _to_meta(example_inputs)
+            user_forward = forward_fn
+
+            def forward_fn(m, inputs):
+                if user_forward is not None:
+                    with torch.nn.utils.stateless._reparametrize_module(m, stand_ins, tie_weights=True):
+                        return user_forward(m, inputs)
+                if isinstance(inputs, dict):
+                    return torch.func.functional_call(m, stand_ins, (), inputs, tie_weights=True, strict=False)
+                args = tuple(inputs) if isinstance(inputs, (list, tuple)) else (inputs,)
+                return torch.func.functional_call(m, stand_ins, args, tie_weights=True, strict=False)
+
         handles = []
         for m in self.layers:
             handles.append(m.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
@@ -442,6 +479,27 @@ class Tracer:
                 stacklevel=3,
             )
         return out
+
+
+def _to_meta(obj):
+    if isinstance(obj, torch.Tensor):
+        return torch.empty_like(obj, device="meta")
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(_to_meta(o) for o in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_meta(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to_meta(v) for k, v in obj.items()}
+    return obj
+
+
+def has_user_hooks(model: nn.Module) -> bool:
+    """Hooks a meta-device trace would feed meta tensors to (so the trace then runs for real)."""
+    from torch.nn.modules import module as _m
+
+    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
 _STD_FORWARDS = set()
