@@ -206,6 +206,19 @@ def custom(ctx, module, name, call, x: Value) -> None:
                 return d
         return None
 
+    coupled = bool(getattr(pruner, "in_out_coupled", lambda m: False)(module))
+    if coupled and n_out is not None:
+        # one space: input channel c is output channel c (a per-channel scale, a custom norm...)
+        s = ctx.space(module, name, SIDE_OUT, passthrough=True)
+        d_in = pick(x, n_out)
+        if d_in is None:
+            ctx.couple.fix(_ids(s), f"{name}: no input dim has {n_out} channels")
+        else:
+            consume(ctx, x, d_in, _ids(s), name)
+        for o in call.outputs:
+            d = pick(o, n_out)
+            o.fields = [new_field(o.shape, d, _ids(s))] if d is not None else []
+        return
     if n_in is not None and x is not None:
         s_in = ctx.space(module, name, SIDE_IN)
         d = pick(x, n_in)
