@@ -46,7 +46,7 @@ import torch.nn as nn
 
 from ..errors import PruneExplorerError, PruningError, TracingError
 from ..graph import DEFAULT_ROOT_TYPES
-from .structure import GroupLayout, ModelStructure, SweepResult, kept_channels, uniform_sweep
+from .structure import GroupLayout, ModelStructure, SweepResult, kept_channels, meta_clone, uniform_sweep
 
 __all__ = ["ExplorerController", "ExplorerError", "Decision", "DEFAULT_SWEEP_RATIOS", "AUTO_SKIP_KINDS"]
 
@@ -280,25 +280,43 @@ class ExplorerController:
         raise ExplorerError(f"a layer is given by its qualified name (str) or the module itself, got {layer!r}")
 
     def _measure(self, find_classifier: bool):
-        """MACs (total and per module) in one forward pass; also the layers whose outputs are the model's outputs."""
+        """MACs (total and per module) in one forward pass; also the layers whose outputs are the model's outputs.
+
+        The pass runs on a ``meta``-device copy of the model (shapes only, no arithmetic), or on the model itself
+        when its forward cannot run on meta tensors (data-dependent control flow, ...).
+        """
         from ..measure import count_ops_and_params
 
+        fwd = self.pruner_kwargs.get("forward_fn")
+        try:
+            meta_model = meta_clone(self.model)
+            meta_inputs = _to_meta(self.example_inputs)
+        except Exception:  # noqa: BLE001 - a model that cannot be copied is measured as it is
+            meta_model = None
+        if meta_model is not None:
+            try:
+                return self._count(count_ops_and_params, meta_model, meta_inputs, fwd, find_classifier)
+            except Exception:  # noqa: BLE001 - fall back to the real forward pass
+                pass
+        try:
+            return self._count(count_ops_and_params, self.model, self.example_inputs, fwd, find_classifier)
+        except TracingError as exc:
+            raise ExplorerError(f"the model does not run on these example inputs, so the explorer cannot start: {exc}") from exc
+        except Exception:  # noqa: BLE001 - MACs are a nice-to-have: the walk works without them
+            return None, None, self._last_linear() if find_classifier else []
+
+    def _count(self, count_ops_and_params, model, inputs, fwd, find_classifier):
         produced: Dict[int, str] = {}
         outputs: List[Any] = []
         hooks = []
         if find_classifier:
-            for name, m in self._modules.items():
+            for name, m in model.named_modules():
                 if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
                     hooks.append(m.register_forward_hook(
                         lambda mod, inp, out, name=name: produced.__setitem__(id(out), name)))
-            hooks.append(self.model.register_forward_hook(lambda mod, inp, out: outputs.append(out)))
+            hooks.append(model.register_forward_hook(lambda mod, inp, out: outputs.append(out)))
         try:
-            macs, _, layer_macs, _ = count_ops_and_params(
-                self.model, self.example_inputs, layer_wise=True, forward_fn=self.pruner_kwargs.get("forward_fn"))
-        except TracingError as exc:
-            raise ExplorerError(f"the model does not run on these example inputs, so the explorer cannot start: {exc}") from exc
-        except Exception:  # MACs are a nice-to-have: the walk works without them
-            macs, layer_macs = None, None
+            macs, _, layer_macs, _ = count_ops_and_params(model, inputs, layer_wise=True, forward_fn=fwd)
         finally:
             for h in hooks:
                 h.remove()
@@ -308,10 +326,12 @@ class ExplorerController:
                 name = produced.get(id(t))
                 if name is not None and name not in classifier:
                     classifier.append(name)
-            if not classifier:  # the output is post-processed: fall back to the last linear layer
-                lin = [n for n, m in self._modules.items() if isinstance(m, nn.Linear)]
-                classifier = lin[-1:]
+            classifier = classifier or self._last_linear()  # the output is post-processed
         return macs, layer_macs, classifier
+
+    def _last_linear(self) -> List[str]:
+        lin = [n for n, m in self._modules.items() if isinstance(m, nn.Linear)]
+        return lin[-1:]
 
     # ------------------------------------------------------------------------------------------------------------
     # listeners
@@ -996,6 +1016,19 @@ class ExplorerController:
         cur = self.current.root_name if self.current is not None else "(finished)"
         return (f"ExplorerController({type(self.model).__name__}: params {f['params_now']:,}/{f['params_original']:,}, "
                 f"{f['groups_done']} groups decided, current: {cur})")
+
+
+def _to_meta(obj):
+    """``obj`` (example inputs) with every tensor replaced by an empty one on the ``meta`` device."""
+    if isinstance(obj, torch.Tensor):
+        return torch.empty(obj.shape, dtype=obj.dtype, device="meta")
+    if isinstance(obj, dict):
+        return {k: _to_meta(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(_to_meta(v) for v in obj)
+    if isinstance(obj, (int, float, bool, str, type(None))):
+        return obj
+    raise TypeError(f"cannot move {type(obj).__name__} to the meta device")
 
 
 def _tensors_in(obj, depth: int = 0):

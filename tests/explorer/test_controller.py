@@ -13,7 +13,7 @@ import prune_explorer as pe
 from prune_explorer.explorer import ExplorerController, ExplorerError
 from prune_explorer.measure import count_ops_and_params
 
-from conftest import Broken, SmallNet, same_as, snapshot
+from explorer_helpers import Broken, SmallNet, same_as, snapshot
 
 
 def n_params(model):
@@ -587,3 +587,28 @@ def test_attention_head_groups_predict_undo_and_code():
     assert all(torch.equal(sd[k], sd2[k]) for k in sd)
     c.undo()
     assert same_as(model, snap)
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: cannot run on meta tensors, so MACs are counted on the real model."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        if y.sum() > -1:  # always true, but needs the data
+            y = y * 2
+        return self.fc(y.mean(dim=(2, 3)))
+
+
+def test_macs_of_a_model_with_data_dependent_control_flow():
+    torch.manual_seed(0)
+    model, x = Branchy(), torch.randn(1, 3, 8, 8)
+    c = ExplorerController(model, x)
+    macs, _ = count_ops_and_params(model, x)
+    assert c.figures()["macs_original"] == macs and c.ignored_names == ["fc"]
+    c.accept()
+    assert c.figures()["macs_now"] == count_ops_and_params(model, x)[0]

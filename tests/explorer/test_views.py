@@ -12,7 +12,7 @@ from prune_explorer.explorer.views import GraphModel
 from prune_explorer.explorer.views.common import IGNORED_COLOR, MEMBER_COLOR, ROOT_COLOR, fmt_count
 from prune_explorer.explorer.views.header import header_html
 
-from conftest import Broken, same_as, snapshot
+from explorer_helpers import Broken, same_as, snapshot
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz 'dot' is not installed")
 
