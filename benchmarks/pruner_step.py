@@ -1,0 +1,143 @@
+"""How long do the pruner's operations take, next to Torch-Pruning's (when ``import torch_pruning`` works)?
+
+    .venv/bin/python benchmarks/pruner_step.py [--repeats 3] [--models resnet50,swin_t] [--ratio 0.5] [--no-tp]
+
+For each torchvision model (random init, seed 0, batch 1 at 224x224, CPU, 2 threads, denormals flushed) and each
+library, on a fresh copy of the model every time, it measures:
+
+* ``build``: constructing ``MagnitudePruner(model, x, MagnitudeImportance(p=2), pruning_ratio=R,
+  ignored_layers=[classifier])`` (tracing + dependency graph);
+* ``step``: one ``pruner.step()`` (every group scored, ranked and pruned, local scope);
+* ``interactive``: one pass of ``for g in pruner.step(interactive=True): g.prune()``;
+* ``count``: ``count_ops_and_params(model, x)`` on the unpruned model (``pe.utils`` / ``tp.utils``).
+
+It prints medians (process CPU time, which other programs on a shared machine disturb little, and wall-clock time)
+and the ratio ours / Torch-Pruning measured in the same process, plus the parameter counts each library reaches.
+The two libraries do not prune the same channels on every model: the dependency graph of prune_explorer keeps
+channels fixed that Torch-Pruning prunes without proof that the model still runs (e.g. the embedding width of
+torchvision's ViT, which the model's code reshapes with a literal size), so compare the parameter columns too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+import warnings
+
+import torch
+import torchvision
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import prune_explorer as pe  # noqa: E402
+
+try:
+    from prune_explorer.utils import count_ops_and_params  # noqa: E402
+except ImportError:  # pe.utils not there: the measuring module has it
+    from prune_explorer.measure import count_ops_and_params  # noqa: E402
+
+try:
+    import torch_pruning as tp  # noqa: E402
+except Exception:  # pragma: no cover - optional reference
+    tp = None
+
+MODELS = ["resnet50", "densenet121", "densenet201", "swin_t", "vit_b_16", "mobilenet_v3_large"]
+OPS = ["build", "step", "interactive", "count"]
+
+
+def _timed(fn):
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = fn()
+    return (time.process_time() - c0, time.perf_counter() - t0), out
+
+
+def _classifier(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+
+
+def _n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+class Lib:
+    def __init__(self, name, mod, ratio):
+        self.name, self.mod, self.ratio = name, mod, ratio
+
+    def pruner(self, model, x):
+        return self.mod.pruner.MagnitudePruner(model, x, self.mod.importance.MagnitudeImportance(p=2),
+                                               pruning_ratio=self.ratio, ignored_layers=[_classifier(model)])
+
+    def count(self, model, x):
+        fn = count_ops_and_params if self.mod is pe else self.mod.utils.count_ops_and_params
+        return fn(model, x)
+
+
+def run_one(lib: Lib, template, x, op):
+    model = copy.deepcopy(template)
+    if op == "build":
+        t, _ = _timed(lambda: lib.pruner(model, x))
+        return t, None
+    if op == "count":
+        t, _ = _timed(lambda: lib.count(model, x))
+        return t, None
+    pruner = lib.pruner(model, x)
+    if op == "step":
+        t, _ = _timed(pruner.step)
+    else:
+        def interactive():
+            for g in pruner.step(interactive=True):
+                g.prune()
+        t, _ = _timed(interactive)
+    return t, _n_params(model)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--ratio", type=float, default=0.5)
+    parser.add_argument("--no-tp", action="store_true", help="do not measure Torch-Pruning even if installed")
+    ns = parser.parse_args()
+
+    torch.set_flush_denormal(True)
+    torch.set_num_threads(2)
+    warnings.simplefilter("ignore")
+    libs = [Lib("ours", pe, ns.ratio)]
+    if tp is not None and not ns.no_tp:
+        libs.append(Lib("TP", tp, ns.ratio))
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, threads {torch.get_num_threads()}, "
+          f"torch_pruning {getattr(tp, '__version__', 'not installed') if not ns.no_tp else 'not measured'}, "
+          f"pruning_ratio {ns.ratio}, repeats {ns.repeats}, medians (CPU s / wall s)")
+    head = f"{'model':<20}{'op':<12}" + "".join(f"{lib.name + ' cpu':>11}{lib.name + ' wall':>11}" for lib in libs)
+    if len(libs) == 2:
+        head += f"{'cpu ratio':>11}{'wall ratio':>11}"
+    print(head)
+    for name in ns.models.split(","):
+        torch.manual_seed(0)
+        template = getattr(torchvision.models, name)().eval()
+        x = torch.randn(1, 3, 224, 224)
+        params = {}
+        for op in OPS:
+            times = {lib.name: [] for lib in libs}
+            for _ in range(ns.repeats):
+                for lib in libs:  # alternate, so that drift affects both alike
+                    t, n = run_one(lib, template, x, op)
+                    times[lib.name].append(t)
+                    if n is not None:
+                        params[lib.name] = n
+            med = {k: (statistics.median(c for c, _ in v), statistics.median(w for _, w in v)) for k, v in times.items()}
+            row = f"{name:<20}{op:<12}" + "".join(f"{med[lib.name][0]:>11.3f}{med[lib.name][1]:>11.3f}" for lib in libs)
+            if len(libs) == 2:
+                row += f"{med['ours'][0] / med['TP'][0]:>11.2f}{med['ours'][1] / med['TP'][1]:>11.2f}"
+            print(row, flush=True)
+        n0 = _n_params(template)
+        print(f"{name:<20}{'params':<12}" + f"  {n0 / 1e6:.2f}M -> "
+              + ", ".join(f"{lib.name} {params.get(lib.name, float('nan')) / 1e6:.2f}M" for lib in libs), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Importance criteria: ``imp(group)`` -> one score per root channel of the group (higher = more important).
+
+    >>> import prune_explorer as pe
+    >>> imp = pe.importance.MagnitudeImportance(p=2)            # Torch-Pruning's default criterion
+    >>> scores = imp(group)                                     # doctest: +SKIP   shape (len(group.root_idxs),)
+
+Every group-level criterion aggregates over *every* coupled member of the group (see :mod:`.members`), reduces
+over members with ``group_reduction`` and normalises with ``normalizer`` (so groups can be ranked together).
+A criterion may return ``None`` for a group it cannot score; the pruners skip such groups and say why in
+``pruner.skipped``.
+"""
+
+from .base import GroupImportance, Importance, normalize
+from .gradient import GroupHessianImportance, GroupTaylorImportance, HessianImportance, ImportanceError, TaylorImportance
+from .magnitude import (
+    BNScaleImportance,
+    FPGMImportance,
+    GroupMagnitudeImportance,
+    GroupNormImportance,
+    LAMPImportance,
+    MagnitudeImportance,
+    RandomImportance,
+)
+from .members import Part, channel_parts
+
+__all__ = [
+    "Importance",
+    "GroupImportance",
+    "MagnitudeImportance",
+    "GroupMagnitudeImportance",
+    "GroupNormImportance",
+    "BNScaleImportance",
+    "LAMPImportance",
+    "FPGMImportance",
+    "RandomImportance",
+    "TaylorImportance",
+    "GroupTaylorImportance",
+    "HessianImportance",
+    "GroupHessianImportance",
+    "ImportanceError",
+    "normalize",
+    "channel_parts",
+    "Part",
+]

@@ -1,0 +1,229 @@
+"""The importance interface and the machinery shared by the group-level criteria.
+
+An importance criterion is a callable ``imp(group) -> torch.Tensor`` returning one score per root channel the
+group covers, in ``group.root_idxs`` order (float32, on the CPU; higher = more important), or ``None`` when it
+has no opinion about this group (e.g. :class:`~prune_explorer.importance.BNScaleImportance` on a group without a
+normalisation layer): the pruners then skip the group and record why.
+
+:class:`GroupImportance` scores *every* member of a group (see :mod:`.members` for which weights each channel
+owns), scatters each member's per-channel scores into root positions with ``group[k].root_idxs`` (several member
+channels coupled with one root channel, as in a Linear layer reading a flattened conv map, add up), reduces over
+members (``group_reduction``) and normalises the result (``normalizer``), as Torch-Pruning's criteria do.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .members import Part, channel_parts
+
+__all__ = ["Importance", "GroupImportance", "normalize", "REDUCTIONS", "NORMALIZERS"]
+
+REDUCTIONS = ("mean", "sum", "max", "prod", "first", None)
+NORMALIZERS = ("mean", "max", "sum", "standardization", "standarization", "gaussian", "lamp", None)
+
+
+class Importance:
+    """Base class of importance criteria: ``imp(group)`` -> one score per channel of ``group.root_idxs`` (or None)."""
+
+    def __call__(self, group) -> Optional[torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__(group)")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+def _lamp(x: torch.Tensor) -> torch.Tensor:
+    """LAMP score: each value divided by the sum of the values at least as large (itself included)."""
+    sorted_x, order = torch.sort(x, descending=True)
+    out = torch.empty_like(x)
+    denom = torch.cumsum(sorted_x, 0)
+    out[order] = sorted_x / torch.where(denom > 0, denom, torch.ones_like(denom))
+    return out
+
+
+def normalize(x: torch.Tensor, normalizer: Union[str, Callable, None]) -> torch.Tensor:
+    """Normalise a group's scores so groups can be ranked together (global pruning).
+
+    ``"mean"``: x / mean(x); ``"max"``: x / max(x); ``"sum"``: x / sum(x); ``"standardization"`` (Torch-Pruning's
+    spelling ``"standarization"`` too): min-max scaling to [0, 1]; ``"gaussian"``: (x - mean) / std; ``"lamp"``: LAMP
+    scores; a callable: ``normalizer(x)``; None: unchanged. A zero denominator leaves ``x`` unchanged.
+    """
+    if normalizer is None:
+        return x
+    if callable(normalizer):
+        return normalizer(x)
+    if x.numel() == 0:
+        return x
+    if normalizer == "mean":
+        d = x.mean()
+        return x / d if d != 0 else x
+    if normalizer == "max":
+        d = x.max()
+        return x / d if d != 0 else x
+    if normalizer == "sum":
+        d = x.sum()
+        return x / d if d != 0 else x
+    if normalizer in ("standardization", "standarization"):
+        return (x - x.min()) / (x.max() - x.min() + 1e-8)
+    if normalizer == "gaussian":
+        std = x.std() if x.numel() > 1 else torch.zeros((), dtype=x.dtype)
+        return (x - x.mean()) / (std + 1e-8)
+    if normalizer == "lamp":
+        return _lamp(x)
+    raise ValueError(f"unknown normalizer {normalizer!r}; use one of {NORMALIZERS} or a callable")
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value in choices or (name == "normalizer" and callable(value)):
+        return
+    raise ValueError(f"{name}={value!r} is not supported; use one of {choices}" + (" or a callable" if name == "normalizer" else ""))
+
+
+def root_positions(group) -> Tuple[torch.Tensor, Callable[[Sequence[int]], torch.Tensor]]:
+    """``(root, pos)``: the group's root channels as a tensor, and a function mapping root channel indices (as in
+    ``group[k].root_idxs``) to positions in ``group.root_idxs``."""
+    root = torch.as_tensor(list(group.root_idxs), dtype=torch.long)
+    size = int(root.max()) + 1 if root.numel() else 0
+    lut = torch.full((size,), -1, dtype=torch.long)
+    lut[root] = torch.arange(root.numel())
+
+    def pos(root_idxs: Sequence[int]) -> torch.Tensor:
+        r = torch.as_tensor(list(root_idxs), dtype=torch.long)
+        if r.numel() and (int(r.min()) < 0 or int(r.max()) >= size):
+            raise ValueError(f"group member maps to root channels outside group.root_idxs ({group.root_name})")
+        out = lut[r]
+        if out.numel() and int(out.min()) < 0:
+            raise ValueError(f"group member maps to root channels outside group.root_idxs ({group.root_name})")
+        return out
+
+    return root, pos
+
+
+class _UnitSpreader:
+    """Even out a member's scores inside units whose channels it does not map one by one.
+
+    The graph ties channels into units (grouped convs) and maps every member channel of a unit to *one* root channel
+    of it, so a member's scores can pile up on the first channel of each unit. Pruning removes whole units, so what
+    matters is each unit's total: for such members the unit total is shared evenly by the unit's channels (the root
+    layer's own scores are kept per channel)."""
+
+    def __init__(self, group, pos_of, n: int):
+        units = [u for u in group.units if len(u) > 1] if n else []
+        self.active = bool(units)
+        if not self.active:
+            return
+        self.uid = torch.arange(n)  # singleton units keep their own id
+        nxt = n
+        for u in units:
+            self.uid[pos_of(u)] = nxt
+            nxt += 1
+        self.uid = torch.unique(self.uid, return_inverse=True)[1]
+        self.n_units = int(self.uid.max()) + 1
+        self.size = torch.bincount(self.uid, minlength=self.n_units)
+
+    def __call__(self, vec: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor):
+        if not self.active:
+            return vec, mask
+        hits = torch.bincount(pos, minlength=vec.numel())
+        lo = torch.full((self.n_units,), 1 << 30, dtype=torch.long).scatter_reduce(0, self.uid, hits, "amin")
+        hi = torch.zeros(self.n_units, dtype=torch.long).scatter_reduce(0, self.uid, hits, "amax")
+        uneven = (lo != hi)[self.uid]
+        if not bool(uneven.any()):
+            return vec, mask
+        total = torch.zeros(self.n_units).index_add_(0, self.uid, vec)
+        even = total[self.uid] / self.size[self.uid].float()
+        return torch.where(uneven, even, vec), mask | uneven
+
+
+class GroupImportance(Importance):
+    """Scores every member of a group, scatters the scores into root positions, reduces and normalises.
+
+    Subclasses implement :meth:`member_scores` (per-channel scores of one member, from its :class:`Part`s).
+
+    Args:
+        group_reduction: how member scores combine per root channel: ``"mean"`` (over the members that own the
+            channel), ``"sum"``, ``"max"``, ``"prod"``, ``"first"`` (the root layer only) or ``None`` (no reduction:
+            a ``[n_members, n_channels]`` tensor, for analysis; the pruners need a reduction).
+        normalizer: see :func:`normalize`.
+        bias: include biases (and norm-layer shifts) in the score.
+        target_types: only members whose layer is an instance of one of these types count (None: every member).
+    """
+
+    def __init__(self, group_reduction: Optional[str] = "mean", normalizer="mean", bias: bool = False,
+                 target_types: Optional[Iterable[type]] = None):
+        _check_choice("group_reduction", group_reduction, REDUCTIONS)
+        _check_choice("normalizer", normalizer, NORMALIZERS)
+        self.group_reduction = group_reduction
+        self.normalizer = normalizer
+        self.bias = bias
+        self.target_types = tuple(target_types) if target_types else None
+
+    # ---- to implement ------------------------------------------------------------------------------------------
+    def member_scores(self, item, parts: Sequence[Part]) -> Optional[torch.Tensor]:
+        """Scores ``[len(item.idxs)]`` of one member's channels (before scattering), or None to leave it out."""
+        raise NotImplementedError
+
+    def member_position_scores(self, item, parts: Sequence[Part], pos: torch.Tensor):
+        """``(positions, scores)`` of one member; by default :meth:`member_scores` at ``pos`` (repeats add up)."""
+        s = self.member_scores(item, parts)
+        return (pos, s) if s is not None else None
+
+    # ---- the shared pipeline ------------------------------------------------------------------------------------
+    def accepts(self, dep) -> bool:
+        return self.target_types is None or isinstance(dep.layer, self.target_types)
+
+    def parts_of(self, item) -> list:
+        return [p for p in channel_parts(item.dep, item.idxs) if self.bias or not p.is_bias]
+
+    def __call__(self, group) -> Optional[torch.Tensor]:
+        root, pos_of = root_positions(group)
+        n = root.numel()
+        spread = _UnitSpreader(group, pos_of, n)
+        vectors = []
+        for k, item in enumerate(group):
+            if not item.idxs or not self.accepts(item.dep):
+                continue
+            parts = self.parts_of(item)
+            if not parts:
+                continue
+            # the root layer's own channels are their own root channels (the graph maps every channel of a unit to
+            # the unit's first root channel, see _UnitSpreader)
+            own = k == 0 and item.dep.space is group.root_space
+            res = self.member_position_scores(item, parts, pos_of(item.idxs if own else item.root_idxs))
+            if res is None:
+                continue
+            pos, s = res
+            s = s.detach().to(device="cpu", dtype=torch.float32).reshape(-1)
+            vec = torch.zeros(n, dtype=torch.float32).index_add_(0, pos, s)
+            mask = torch.zeros(n, dtype=torch.bool)
+            mask[pos] = True
+            if not own:
+                vec, mask = spread(vec, mask, pos)
+            vectors.append((vec, mask))
+        if not vectors:
+            return None
+        return normalize(self.reduce(vectors, n), self.normalizer) if self.group_reduction is not None else self.reduce(vectors, n)
+
+    def reduce(self, vectors, n: int) -> torch.Tensor:
+        """Combine the members' ``(scores, covered)`` vectors per root channel (see ``group_reduction``)."""
+        r = self.group_reduction
+        if r is None:
+            return torch.stack([v for v, _ in vectors])
+        if r == "first":
+            return vectors[0][0]
+        vals = torch.stack([v for v, _ in vectors])
+        masks = torch.stack([m for _, m in vectors])
+        if r == "sum":
+            return vals.sum(0)
+        if r == "mean":
+            return vals.sum(0) / masks.sum(0).clamp(min=1)
+        if r == "max":
+            out = torch.where(masks, vals, torch.full_like(vals, float("-inf"))).max(0).values
+            return torch.where(masks.any(0), out, torch.zeros_like(out))
+        if r == "prod":
+            return torch.where(masks, vals, torch.ones_like(vals)).prod(0)
+        raise ValueError(r)

@@ -1,0 +1,142 @@
+"""Criteria that need calibration data: first-order Taylor and diagonal-Hessian (OBD-style) scores."""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..errors import PruneExplorerError
+from .base import GroupImportance
+from .members import Part
+
+__all__ = ["TaylorImportance", "HessianImportance", "GroupTaylorImportance", "GroupHessianImportance", "ImportanceError"]
+
+
+class ImportanceError(PruneExplorerError, RuntimeError):
+    """An importance criterion cannot score a group as things stand (e.g. no gradients were computed)."""
+
+
+class TaylorImportance(GroupImportance):
+    """First-order Taylor expansion of the loss: ``sum |w * dL/dw|`` over the weights each channel owns.
+
+    Run a forward and backward pass on calibration data before scoring (``loss.backward()``, without
+    ``model.zero_grad()`` afterwards); the layer pruners slice ``.grad`` along with the weights, so the scores stay
+    valid while a step prunes group after group. ``multivariable=True`` takes ``|sum(w * dL/dw)|`` per channel
+    instead (the joint first-order change of removing the whole channel).
+    """
+
+    def __init__(self, group_reduction: Optional[str] = "mean", normalizer="mean", multivariable: bool = False,
+                 bias: bool = False, target_types: Optional[Iterable[type]] = None):
+        super().__init__(group_reduction=group_reduction, normalizer=normalizer, bias=bias, target_types=target_types)
+        self.multivariable = multivariable
+
+    def __call__(self, group):
+        self._seen_grad = False
+        out = super().__call__(group)
+        if not self._seen_grad:
+            raise ImportanceError(
+                f"TaylorImportance needs gradients, but no weight of the group rooted at {group.root_name} has a .grad. "
+                "Fix: run the model on calibration data and call loss.backward() before pruner.step() "
+                "(and do not call model.zero_grad() in between)."
+            )
+        return out
+
+    def member_scores(self, item, parts: Sequence[Part]):
+        total = None
+        for part in parts:
+            g = part.param.grad
+            if g is None:
+                continue
+            self._seen_grad = True
+            rows = part.select(part.param.detach() * g.detach()).float()
+            s = rows.sum(1) if self.multivariable else rows.abs().sum(1)
+            total = s if total is None else total + s
+        if total is not None and self.multivariable:
+            total = total.abs()
+        return total
+
+
+class HessianImportance(GroupImportance):
+    """Diagonal-Hessian (Optimal Brain Damage) scores: ``sum w^2 * H_diag`` per channel, with the diagonal
+    approximated by the mean over samples of the squared per-sample gradients (empirical Fisher).
+
+    Usage (one sample at a time)::
+
+        imp = pe.importance.HessianImportance()
+        imp.zero_grad()
+        for x, y in calibration_samples:
+            model.zero_grad()
+            loss_fn(model(x), y).backward()
+            imp.accumulate_grad(model)        # after each sample's backward
+        pruner.step()
+
+    As in Torch-Pruning, the first scoring after accumulation writes the averaged squared gradients into each
+    parameter's ``.grad`` (so they are sliced along with the weights while a step prunes group after group);
+    call :meth:`zero_grad` and ``model.zero_grad()`` before accumulating again.
+    """
+
+    def __init__(self, group_reduction: Optional[str] = "mean", normalizer="mean", bias: bool = False,
+                 target_types: Optional[Iterable[type]] = None):
+        super().__init__(group_reduction=group_reduction, normalizer=normalizer, bias=bias, target_types=target_types)
+        self.zero_grad()
+
+    def zero_grad(self) -> None:
+        """Forget every accumulated gradient."""
+        self._accu: Dict[int, torch.Tensor] = {}
+        self._params: Dict[int, nn.Parameter] = {}
+        self._count: Dict[int, int] = {}
+        self._ready = False
+
+    def accumulate_grad(self, model: nn.Module) -> None:
+        """Add the squares of the current gradients of ``model``'s parameters (call after each sample's backward)."""
+        n = 0
+        for p in model.parameters():
+            if p.grad is None:
+                continue
+            k = id(p)
+            sq = p.grad.detach().pow(2)
+            if k in self._accu and self._accu[k].shape == sq.shape:
+                self._accu[k] += sq
+                self._count[k] += 1
+            else:
+                self._accu[k], self._count[k], self._params[k] = sq.clone(), 1, p
+            n += 1
+        if n == 0:
+            raise ImportanceError(
+                "accumulate_grad found no gradient on the model. Fix: call loss.backward() on one sample first."
+            )
+        self._ready = False
+
+    def _materialise(self) -> None:
+        for k, acc in self._accu.items():
+            p = self._params[k]
+            p.grad = acc / self._count[k]
+        self._accu, self._count, self._params = {}, {}, {}
+        self._ready = True
+
+    def __call__(self, group):
+        if self._accu:
+            self._materialise()
+        if not self._ready:
+            raise ImportanceError(
+                "HessianImportance has no accumulated gradients. Fix: for each calibration sample run "
+                "loss.backward() and then imp.accumulate_grad(model), before pruner.step()."
+            )
+        return super().__call__(group)
+
+    def member_scores(self, item, parts: Sequence[Part]):
+        total = None
+        for part in parts:
+            h = part.param.grad
+            if h is None:
+                continue
+            rows = part.select(part.param.detach().pow(2) * h.detach()).float()
+            s = rows.sum(1)
+            total = s if total is None else total + s
+        return total
+
+
+GroupTaylorImportance = TaylorImportance
+GroupHessianImportance = HessianImportance

@@ -1,0 +1,80 @@
+"""What the pruners refuse to do, and the record they keep of it.
+
+Guards (applied to every group before anything is removed, as in Torch-Pruning's ``BasePruner``):
+
+* **max_pruning_ratio**: a group is skipped when one of its members already has fewer channels than
+  ``initial * (1 - max_pruning_ratio)``; otherwise the root layer is not cut below ``int(initial * (1 -
+  max_pruning_ratio))`` channels (global pruning included).
+* **single channel**: a group is skipped when one of its members is down to one channel, and no layer is ever cut
+  below one channel (a group never removes every channel of a member). Torch-Pruning's guard is the first half
+  ("never prune a layer that has 1 channel"); the second half is what makes it hold under global ranking too.
+* **multiples and units**: removals keep ``round_to`` and each member's ``channel_multiple`` (attention heads,
+  GroupNorm groups) satisfied and take whole units (``group.units``: channels a grouped conv or a declared head
+  structure ties together); the count is rounded *down* (fewer channels removed) to the nearest feasible one.
+
+Every group that a step does not prune is recorded as a :class:`SkippedGroup` in ``pruner.skipped`` with its
+reason (a guard, an importance that returned None, a target already reached, a user who did not accept the
+proposal in interactive mode...), never silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+__all__ = ["SkippedGroup", "feasible_units", "GUARD", "IMPORTANCE", "TARGET", "CONSTRAINT", "USER", "HEADS", "ERROR"]
+
+GUARD = "guard"  # max_pruning_ratio / single-channel guard
+IMPORTANCE = "importance"  # the criterion returned None for the group
+TARGET = "target"  # nothing to remove at this step (the group is at or below its target)
+CONSTRAINT = "constraint"  # round_to / multiples / units allow no removal near the target
+USER = "user"  # interactive: the user did not call group.prune()
+HEADS = "heads"  # attention head structure not handled (prune_head_dims=False, unrecognised block)
+ERROR = "error"  # a layer pruner refused the proposal (the group was rolled back; non-interactive step)
+
+
+@dataclass
+class SkippedGroup:
+    """One group a pruning step left alone: ``root`` (qualified name of the root layer), ``step``, ``kind`` (one of
+    the constants of this module), ``reason`` (a sentence), ``scope`` and ``pruning_ratio`` (the target it had)."""
+
+    root: str
+    step: int
+    kind: str
+    reason: str
+    scope: Optional[str] = None
+    pruning_ratio: Optional[float] = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"step {self.step}: {self.root} skipped ({self.kind}): {self.reason}"
+
+
+def feasible_units(unit_sizes, n_target: int, root_current: int, min_keep: int, round_to, member_counts=()) -> int:
+    """How many of the ranked units (a prefix of ``unit_sizes``) can be removed: the longest prefix that removes
+    at most ``n_target`` root channels and keeps every constraint:
+
+    * the root keeps at least ``min_keep`` channels, and a multiple of ``round_to`` when given;
+    * for each ``(counts, multiple, size)`` in ``member_counts`` (``counts[k]``: how many of that member's channels
+      the first ``k`` units remove), the member loses a multiple of ``multiple`` and keeps at least one channel.
+
+    >>> feasible_units([1, 1, 1, 1], n_target=3, root_current=8, min_keep=1, round_to=2)
+    2
+    """
+    import torch
+
+    sizes = torch.as_tensor(list(unit_sizes), dtype=torch.long)
+    cum = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(sizes, 0)])
+    remaining = root_current - cum
+    ok = (cum <= n_target) & (remaining >= min_keep)
+    if round_to and round_to > 1:
+        ok &= (remaining % round_to == 0) | (cum == 0)
+    for counts, multiple, size in member_counts:
+        counts = torch.as_tensor(counts, dtype=torch.long)
+        if multiple > 1:
+            ok &= counts % multiple == 0
+        ok &= counts < size
+    ok[0] = True
+    return int(torch.nonzero(ok).max())
