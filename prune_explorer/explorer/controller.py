@@ -480,6 +480,13 @@ class ExplorerController:
         self._changed("adjust")
         return list(sel)
 
+    def use_proposal(self) -> List[int]:
+        """Go back to the pruner's proposal for the current group (undoing :meth:`adjust`)."""
+        self._require_current("use the proposal")
+        self.current_idxs = sorted(int(i) for i in self._planned.proposed_idxs)
+        self._changed("adjust")
+        return list(self.current_idxs)
+
     @property
     def round_to(self) -> Optional[int]:
         r = self.pruner_kwargs.get("round_to")
@@ -508,9 +515,8 @@ class ExplorerController:
                 reach |= {r + s for r in reach if r + s <= hi}
             counts = sorted(reach)
         rt = self.round_to
-        if rt and rt > 1:
-            ok = [c for c in counts if (total - c) % rt == 0 or c == 0]
-            counts = ok if len(ok) > 1 else counts
+        if rt and rt > 1:  # the pruner keeps a multiple of round_to channels (or removes nothing)
+            counts = [c for c in counts if (total - c) % rt == 0 or c == 0]
         self._cache[key] = counts
         return counts
 
@@ -625,7 +631,7 @@ class ExplorerController:
         while self.DG.history:
             self.DG.undo()
         self.decisions = []
-        # 2. a new pruner with the new options (the graph is reused where the pruner allows it)
+        # 2. a new pruner with the new options (it traces the unpruned model again)
         try:
             pruner = self._make_pruner(ignored_names, ratio)
         except ExplorerError:

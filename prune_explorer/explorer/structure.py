@@ -70,10 +70,7 @@ class TensorLaw:
     exps: Dict[int, int] = field(default_factory=dict)  # space index -> number of dims that follow that space
 
     def scale(self, k: np.ndarray) -> float:
-        f = 1.0
-        for s, e in self.exps.items():
-            f *= float(k[s]) ** e
-        return f
+        return _scale(self.exps, k)
 
 
 @dataclass
@@ -263,9 +260,10 @@ class ModelStructure:
                         new = (new * (cur[s] - removed[s])) // cur[s] if cur[s] else new
             lost = numel - new
             total += lost
-            # attribute the loss to the member spaces (split evenly over the spaces it follows)
-            for s in hit:
-                per_space[s] = per_space.get(s, 0) + lost // len(hit)
+            # attribute the loss to the member spaces (split evenly over the spaces it follows, remainder first)
+            share, rest = divmod(lost, len(hit))
+            for j, s in enumerate(hit):
+                per_space[s] = per_space.get(s, 0) + share + (rest if j == 0 else 0)
         k_now = self.kept_now()
         k_new = k_now.copy()
         for i, f in k_after.items():

@@ -178,7 +178,7 @@ class GraphModel:
         fill = None
         if d["ignored"]:
             fill = IGNORED_COLOR
-            a["style"] = "filled,dashed" if not item.startswith("blk:") else "filled,dashed"
+            a["style"] = "filled,dashed"
             if not item.startswith("blk:"):
                 label += "\n(ignored)"
         if d["pruned"]:

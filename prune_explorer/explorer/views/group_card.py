@@ -168,9 +168,7 @@ class GroupCardView(widgets.VBox):
         self.app.run(lambda c: c.adjust(idxs=text), quiet=True)
 
     def _on_reset(self, _=None) -> None:
-        def reset(c):
-            c.adjust(idxs=c.card()["proposed"]) if c.card()["proposed"] else c.adjust(n=0)
-        self.app.run(reset, quiet=True)
+        self.app.run(lambda c: c.use_proposal(), quiet=True)
 
     # ---- drawing ----------------------------------------------------------------------------------------------------
     def refresh(self, event: str = "") -> None:
