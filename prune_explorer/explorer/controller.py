@@ -170,7 +170,7 @@ class ExplorerController:
         self.current_idxs: List[int] = []
         self.message = ""  # the last notice for the status area (not an error)
         self._sweep: Optional[SweepResult] = None
-        self._cache: Dict[str, Any] = {}
+        self._cache: Dict[tuple, Any] = {}  # figures of the current state, cleared on every change
         self._modules = dict(model.named_modules())
         self._names = {id(m): n for n, m in self._modules.items()}
         explicit = ignored_layers is not None
