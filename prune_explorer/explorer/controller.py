@@ -500,7 +500,7 @@ class ExplorerController:
     def allowed_counts(self) -> List[int]:
         """Every number of channels the current group can lose (whole units, ``round_to``, guards)."""
         self._require_current("list the allowed counts")
-        key = ("allowed", id(self.current), self.DG._version)
+        key = ("allowed", id(self.current), self.DG.version)
         if key in self._cache:
             return self._cache[key]
         g = self.current
@@ -688,7 +688,7 @@ class ExplorerController:
     # figures
     # ------------------------------------------------------------------------------------------------------------
     def _params_now(self) -> int:
-        key = ("params", self.DG._version)
+        key = ("params", self.DG.version)
         if key not in self._cache:
             from ..measure import count_params
 
@@ -698,7 +698,7 @@ class ExplorerController:
     def _macs_now(self) -> Optional[float]:
         if self.macs0 is None:
             return None
-        key = ("macs", self.DG._version)
+        key = ("macs", self.DG.version)
         if key not in self._cache:
             self._cache[key] = float(self.structure.macs_at(self.structure.kept_now()))
         return self._cache[key]
@@ -750,7 +750,7 @@ class ExplorerController:
         """
         self._require_current("predict")
         idxs = list(self.current_idxs if idxs is None else idxs)
-        key = ("predict", id(self.current), self.DG._version, tuple(idxs))
+        key = ("predict", id(self.current), self.DG.version, tuple(idxs))
         if key in self._cache:
             return self._cache[key]
         g = self.current

@@ -311,9 +311,9 @@ class GroupLayout:
         root_types = tuple(root_module_types) if root_module_types else DEFAULT_ROOT_TYPES
         ignored = list(ignored_layers or ())
         ignored_ids = {id(m) for m in ignored}
-        cls = DG._cls
-        fixed = DG._fixed
-        blocked = DG._blocked_classes(ignored)
+        cls = DG.channel_class
+        fixed = DG.fixed_class_mask
+        blocked = DG.blocked_class_mask(ignored)
         owner_of = np.full(fixed.size, -1, dtype=np.int64)
         roots: List[int] = []  # space index of each group's root
         root_size: List[int] = []  # root channels of each group (its closure)
@@ -369,7 +369,7 @@ class GroupLayout:
         """Fraction of the prunable classes already removed from the model (0 on the unpruned model)."""
         if not self.rep.size:
             return 0.0
-        return float(1.0 - self.DG._alive[self.rep].mean())
+        return float(1.0 - self.DG.alive_mask[self.rep].mean())
 
     def removed_fraction(self, ratio: float, round_to=None, max_ratio: float = 1.0) -> np.ndarray:
         """Per group: the fraction of its channels that uniform pruning at ``ratio`` removes."""

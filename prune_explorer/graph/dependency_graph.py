@@ -75,6 +75,11 @@ class PruneRecord:
     def as_dict(self) -> dict:
         return {"root": self.root, "root_fn": self.root_fn, "members": self.members}
 
+    @property
+    def removed_ids(self) -> np.ndarray:
+        """Global channel ids this pruning removed (what :meth:`undo` brings back)."""
+        return self._killed
+
     def undo(self) -> None:
         """Restore the model and the graph exactly as they were before this pruning (last record first)."""
         self.graph.undo(self)
@@ -261,6 +266,31 @@ class DependencyGraph:
     @staticmethod
     def is_in_channel_pruning_fn(fn) -> bool:
         return layer_registry.is_in_channel_pruning_fn(fn)
+
+    # ---- read-only views for tools built on the graph (explorer, pruner) ----------------------------------------
+    @property
+    def version(self) -> int:
+        """A counter that changes after every prune and undo (use it to cache results per model state)."""
+        return self._version
+
+    @property
+    def channel_class(self) -> np.ndarray:
+        """``channel_class[gid]``: the coupled-channel class of every global channel id (stable across pruning)."""
+        return self._cls
+
+    @property
+    def fixed_class_mask(self) -> np.ndarray:
+        """``fixed_class_mask[c]``: class ``c`` can never be pruned (see :meth:`fixed_reason`)."""
+        return self._fixed
+
+    @property
+    def alive_mask(self) -> np.ndarray:
+        """``alive_mask[gid]``: that channel is still in the model (read it, do not write it)."""
+        return self._alive
+
+    def blocked_class_mask(self, ignored_layers) -> np.ndarray:
+        """Classes containing an output channel of one of ``ignored_layers`` (what ``get_all_groups`` skips)."""
+        return self._blocked_classes(ignored_layers)
 
     def fixed_reason(self, layer, idx: int = None, side: str = SIDE_OUT) -> Optional[str]:
         """Why channel ``idx`` (current index) of ``layer``'s ``side`` (``"out"`` or ``"in"``), or its first fixed
