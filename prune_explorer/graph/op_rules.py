@@ -813,62 +813,6 @@ log_normal masked_scatter index_fill scatter_add""".split()
 _REPLAY = """permute transpose swapaxes swapdims t T mT H mH movedim moveaxis squeeze unsqueeze expand expand_as broadcast_to
 repeat tile flip fliplr flipud repeat_interleave""".split()
 
-OP_RULES: Dict[str, callable] = {}
-for _n in _ELEMENTWISE:
-    OP_RULES[_n] = elementwise
-for _n in _REPLAY:
-    OP_RULES[_n] = simple_replay
-for _n in ("to", "type_as", "type", "new_tensor"):
-    OP_RULES[_n] = first_operand
-for _n in ("view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"):
-    OP_RULES[_n] = reshape
-for _n in ("squeeze", "unsqueeze"):
-    OP_RULES[_n] = simple_replay
-for _n in ("split", "chunk", "tensor_split", "split_with_sizes", "unsafe_split", "unsafe_chunk"):
-    OP_RULES[_n] = split
-for _n in ("unbind", "narrow", "select"):
-    OP_RULES[_n] = narrow_select
-OP_RULES["__getitem__"] = getitem
-OP_RULES["__setitem__"] = setitem
-OP_RULES["roll"] = roll
-OP_RULES["pad"] = pad
-for _n in ("index_select", "gather", "take_along_dim"):
-    OP_RULES[_n] = index_replay
-for _n in ("cat", "concat", "concatenate", "stack"):
-    OP_RULES[_n] = cat
-for _n in """sum mean amax amin max min std var norm logsumexp prod nansum nanmean median nanmedian std_mean var_mean
-argmax argmin all any count_nonzero mode""".split():
-    OP_RULES[_n] = reduction
-for _n in """max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d
-adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d lp_pool1d lp_pool2d lp_pool3d
-max_pool1d_with_indices max_pool2d_with_indices max_pool3d_with_indices adaptive_max_pool1d_with_indices
-adaptive_max_pool2d_with_indices interpolate upsample upsample_nearest upsample_bilinear grid_sample roi_align
-roi_pool ps_roi_align ps_roi_pool fractional_max_pool2d""".split():
-    OP_RULES[_n] = spatial
-for _n in ("softmax", "log_softmax", "softmin"):
-    OP_RULES[_n] = softmax_like
-for _n in ("matmul", "mm", "bmm", "__matmul__", "__rmatmul__", "inner"):
-    OP_RULES[_n] = matmul
-for _n in ("addmm", "baddbmm", "addbmm"):
-    OP_RULES[_n] = baddbmm
-OP_RULES["einsum"] = einsum
-OP_RULES["linear"] = functional_linear
-OP_RULES["scaled_dot_product_attention"] = sdpa
-for _n in """zeros ones empty full rand randn randint arange linspace logspace tensor as_tensor eye new_zeros new_ones
-new_empty new_full zeros_like_ scalar_tensor""".split():
-    OP_RULES[_n] = creation
-for _n in ("zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like"):
-    OP_RULES[_n] = like
-for _n in """dim ndim numel nelement size shape is_contiguous dtype device is_cuda grad_fn requires_grad_get data_ptr
-stride storage_offset element_size is_floating_point get_device item tolist __len__ __bool__ __format__ __repr__
-__hash__ __eq__ is_complex is_leaf is_sparse layout untyped_storage __reduce_ex__ __deepcopy__ __index__ __int__
-__float__ __array__ __contains__ register_hook retain_grad isclose allclose equal nonzero bincount unique
-argsort sort topk is_nonzero has_names names is_quantized is_meta is_mkldnn __iter__ __dir__ __sizeof__ _version
-__get__ output_nr is_inference is_set_to real imag isreal""".split():
-    OP_RULES.setdefault(_n, no_channels)
-
-
-
 def selection(ctx, call: Call) -> None:
     """``topk`` / ``sort`` / ``nms`` / ``nonzero``…: entries picked by value. The picked positions depend on the
     data, so any channels among them are kept fixed (quietly: these are well understood, e.g. detection
@@ -879,6 +823,52 @@ def selection(ctx, call: Call) -> None:
     _unlabeled(call)
 
 
-for _n in ("sort", "topk", "unique", "unique_consecutive", "nonzero", "argsort", "nms", "batched_nms",
-           "masked_select", "kthvalue", "msort", "searchsorted", "bucketize"):
-    OP_RULES[_n] = selection
+def _names(text: str) -> List[str]:
+    return text.split()
+
+
+_NO_CHANNELS = _names("""dim ndim numel nelement size shape is_contiguous dtype device is_cuda grad_fn requires_grad_get
+data_ptr stride storage_offset element_size is_floating_point get_device item tolist __len__ __bool__ __format__
+__repr__ __hash__ __eq__ is_complex is_leaf is_sparse layout untyped_storage __reduce_ex__ __deepcopy__ __index__
+__int__ __float__ __array__ __contains__ register_hook retain_grad isclose allclose equal bincount is_nonzero
+has_names names is_quantized is_meta is_mkldnn __iter__ __dir__ __sizeof__ _version __get__ output_nr is_inference
+is_set_to real imag isreal""")
+
+# (rule, op names); a later row wins for a name listed twice
+_TABLE = [
+    (no_channels, _NO_CHANNELS),
+    (elementwise, _ELEMENTWISE),
+    (simple_replay, _REPLAY),
+    (first_operand, ["to", "type_as", "type", "new_tensor"]),
+    (reshape, ["view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"]),
+    (split, ["split", "chunk", "tensor_split", "split_with_sizes", "unsafe_split", "unsafe_chunk"]),
+    (narrow_select, ["unbind", "narrow", "select"]),
+    (getitem, ["__getitem__"]),
+    (setitem, ["__setitem__"]),
+    (roll, ["roll"]),
+    (pad, ["pad"]),
+    (index_replay, ["index_select", "gather", "take_along_dim"]),
+    (cat, ["cat", "concat", "concatenate", "stack"]),
+    (reduction, _names("""sum mean amax amin max min std var norm logsumexp prod nansum nanmean median nanmedian
+        std_mean var_mean argmax argmin all any count_nonzero mode""")),
+    (spatial, _names("""max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d
+        adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d lp_pool1d
+        lp_pool2d lp_pool3d max_pool1d_with_indices max_pool2d_with_indices max_pool3d_with_indices
+        adaptive_max_pool1d_with_indices adaptive_max_pool2d_with_indices interpolate upsample upsample_nearest
+        upsample_bilinear grid_sample roi_align roi_pool ps_roi_align ps_roi_pool fractional_max_pool2d""")),
+    (softmax_like, ["softmax", "log_softmax", "softmin"]),
+    (matmul, ["matmul", "mm", "bmm", "__matmul__", "__rmatmul__", "inner"]),
+    (baddbmm, ["addmm", "baddbmm", "addbmm"]),
+    (einsum, ["einsum"]),
+    (functional_linear, ["linear"]),
+    (sdpa, ["scaled_dot_product_attention"]),
+    (creation, _names("""zeros ones empty full rand randn randint arange linspace logspace tensor as_tensor eye
+        new_zeros new_ones new_empty new_full scalar_tensor""")),
+    (like, ["zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like"]),
+    (selection, _names("""sort topk unique unique_consecutive nonzero argsort nms batched_nms masked_select kthvalue
+        msort searchsorted bucketize""")),
+]
+
+#: op short name -> rule; anything else that meets a channel is reported as unsupported and kept fixed
+OP_RULES: Dict[str, callable] = {name: rule for rule, names in _TABLE for name in names}
+
