@@ -13,6 +13,7 @@ first half of its channels; each run starts from a freshly constructed model (sa
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import time
 
@@ -62,6 +63,10 @@ def time_tp(tp, model, x):
     return t1 - t0, t2 - t1, t3 - t2, len(groups)
 
 
+def _too_slow(signum, frame):
+    raise TimeoutError
+
+
 def median(fn, runs):
     results = [fn() for _ in range(runs)]
     return [statistics.median(r[k] for r in results) for k in range(4)]
@@ -79,6 +84,7 @@ def main():
     ap.add_argument("models", nargs="*", default=MODELS)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tp-runs", type=int, default=1, help="Torch-Pruning is slow on some models")
+    ap.add_argument("--tp-timeout", type=int, default=600, help="seconds before a Torch-Pruning run is abandoned")
     args = ap.parse_args()
     torch.set_flush_denormal(True)
     torch.set_num_threads(2)
@@ -96,11 +102,19 @@ def main():
         line = f"{name:20s} {ours[3]:6.0f} {ours[0]:9.3f} {ours[1]:9.4f} {ours[2]:9.3f}"
         if tp is not None:
             try:
-                ref = median(lambda: time_tp(tp, fresh(name), x), args.tp_runs)
+                signal.signal(signal.SIGALRM, _too_slow)
+                signal.alarm(args.tp_timeout)
+                try:
+                    ref = median(lambda: time_tp(tp, fresh(name), x), args.tp_runs)
+                finally:
+                    signal.alarm(0)
                 sp = [ref[k] / max(ours[k], 1e-9) for k in range(3)]
                 total = sum(ref[:3]) / sum(ours[:3])
                 line += (f"   {ref[0]:9.3f} {ref[1]:9.4f} {ref[2]:9.3f}   "
                          f"{sp[0]:6.1f}x/{sp[1]:6.1f}x/{sp[2]:6.1f}x ({total:5.1f}x)  TP groups={ref[3]:.0f}")
+            except TimeoutError:
+                total = sum(ours[:3])
+                line += f"   Torch-Pruning did not finish in {args.tp_timeout} s: > {args.tp_timeout / total:.0f}x slower in total"
             except Exception as exc:  # Torch-Pruning fails on some models
                 line += f"   Torch-Pruning failed: {type(exc).__name__}: {str(exc)[:60]}"
         print(line, flush=True)
