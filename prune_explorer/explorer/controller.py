@@ -647,8 +647,16 @@ class ExplorerController:
         self._sweep = None
         self._report("rebuild", 2, 3)
         dropped = self._replay(old)
-        self.message = (f"pruner rebuilt; {len(old) - len(dropped)} earlier decisions kept"
-                        + (f", dropped {len(dropped)} on now-ignored layers ({_fmt_names(dropped)})" if dropped else ""))
+        ignored_now = set(self.ignored_names)
+        on_ignored = [d for d in dropped if d in ignored_now]
+        others = [d for d in dropped if d not in ignored_now]
+        msg = f"pruner rebuilt; {len(old) - len(dropped)} earlier decisions kept"
+        if on_ignored:
+            msg += f", dropped {len(on_ignored)} on now-ignored layers ({_fmt_names(on_ignored)})"
+        if others:
+            where = f" after {self.replay_stopped_at}, which the walk now visits first" if self.replay_stopped_at else ""
+            msg += f", dropped {len(others)} that came{where} ({_fmt_names(others)})"
+        self.message = msg
         self._report("rebuild", 3, 3)
 
     def _replay(self, old: List[Decision]) -> List[str]:
@@ -657,10 +665,16 @@ class ExplorerController:
         self.decisions = []
         self._iter = iter(self._groups())
         dropped = []
+        self.replay_stopped_at = None
         while True:
             self._advance()
             g = self.current
-            if g is None or g.root_name not in pending:
+            if g is None:
+                break
+            if g.root_name not in pending:
+                # decisions are a prefix of the walk: a group that was not walked before (e.g. a layer no longer
+                # ignored) comes first now, so the decisions after it cannot be kept
+                self.replay_stopped_at = g.root_name
                 break
             d = pending.pop(g.root_name)
             if d.action == "skip":

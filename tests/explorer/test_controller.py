@@ -612,3 +612,22 @@ def test_macs_of_a_model_with_data_dependent_control_flow():
     assert c.figures()["macs_original"] == macs and c.ignored_names == ["fc"]
     c.accept()
     assert c.figures()["macs_now"] == count_ops_and_params(model, x)[0]
+
+
+def test_unignoring_an_earlier_layer_explains_which_decisions_were_dropped():
+    import torch
+    import torchvision
+
+    from prune_explorer.explorer import ExplorerController
+
+    torch.manual_seed(0)
+    m = torchvision.models.resnet18().eval()
+    c = ExplorerController(m, torch.randn(1, 3, 64, 64), pruning_ratio=0.5)
+    c.ignore("conv1")
+    c.accept()
+    c.accept()
+    c.ignore("conv1", False)
+    assert "now-ignored" not in c.message
+    assert "after conv1" in c.message and "layer1.0.conv1" in c.message
+    assert c.current.root_name == "conv1"  # the walk restarts at the group that is walked first now
+    assert m.layer1[0].conv1.out_channels == 64  # nothing half-applied
