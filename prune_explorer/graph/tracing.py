@@ -92,6 +92,58 @@ def flatten_tensors(obj, out: Optional[list] = None, depth: int = 0) -> list:
     return out
 
 
+_FAST_UNARY = set("""relu relu6 hardtanh hardswish hardsigmoid silu gelu sigmoid tanh elu leaky_relu selu celu mish
+softplus softsign dropout dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout clone contiguous neg abs
+exp log sqrt rsqrt reciprocal square sign erf logsigmoid tanhshrink hardshrink softshrink""".split())
+_FAST_BINARY = {"add", "sub", "mul", "div", "true_divide", "rsub"}
+_SHAPE_PRESERVING_NORMS = {"batch_norm", "layer_norm", "group_norm", "instance_norm"}
+
+
+def _fast_meta(func, name, args, kwargs):
+    """Output of a shape-only elementwise op on meta tensors, without running PyTorch's (Python) meta kernels.
+
+    Returns None when the op is not one of the simple cases (the op then runs normally)."""
+    if name in _SHAPE_PRESERVING_NORMS:
+        x = args[0] if args else None
+        return torch.empty_like(x) if isinstance(x, torch.Tensor) and x.device.type == "meta" else None
+    if name not in _FAST_UNARY and name not in _FAST_BINARY:
+        return None
+    if kwargs and any(k not in ("inplace", "alpha", "p", "training", "approximate", "negative_slope") for k in kwargs):
+        return None
+    full = _FULL_NAME_CACHE.get(func)
+    if full is None:
+        full = resolve_name(func) or ""
+        _FULL_NAME_CACHE[func] = full
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor) or x.device.type != "meta":
+        return None
+    short = full.rsplit(".", 1)[-1]
+    inplace = (short.endswith("_") and not short.startswith("__")) or short.startswith("__i") or kwargs.get("inplace") is True
+    if name in _FAST_UNARY:
+        if len([a for a in args if isinstance(a, torch.Tensor)]) != 1:
+            return None
+        if name.startswith(("dropout", "alpha_dropout", "feature_alpha")) and len(args) > 3 and args[3] is True:
+            inplace = True
+        return x if inplace else torch.empty_like(x)
+    if len(args) != 2:
+        return None
+    other = args[1]
+    if not isinstance(other, (torch.Tensor, int, float, bool)):
+        return None
+    if isinstance(other, torch.Tensor) and other.device.type != "meta" and other.dim() > 0:
+        return None
+    shape = torch.broadcast_shapes(x.shape, other.shape) if isinstance(other, torch.Tensor) else x.shape
+    dtype = torch.result_type(x, other)
+    if name in ("div", "true_divide") and not dtype.is_floating_point:
+        return None
+    if inplace:
+        return x if tuple(shape) == tuple(x.shape) and dtype == x.dtype else None
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+_FULL_NAME_CACHE: Dict[Any, str] = {}
+
+
 class _Mode(TorchFunctionMode):
     def __init__(self, tracer: "Tracer"):
         super().__init__()
@@ -101,12 +153,18 @@ class _Mode(TorchFunctionMode):
         kwargs = kwargs or {}
         tr = self.tracer
         if tr.busy or tr.depth:
+            if tr.meta and not tr.busy:
+                out = _fast_meta(func, op_name(func), args, kwargs)
+                if out is not None:
+                    return out
             return func(*args, **kwargs)
         name = op_name(func)
         if name in ("size", "shape"):
             out = func(*args, **kwargs)
             return tr.traced_size(args[0], out, args[1:] if len(args) > 1 else kwargs.get("dim"))
-        out = func(*args, **kwargs)
+        out = _fast_meta(func, name, args, kwargs) if tr.meta else None
+        if out is None:
+            out = func(*args, **kwargs)
         tr.busy = True
         try:
             tr.on_call(func, name, args, kwargs, out)
