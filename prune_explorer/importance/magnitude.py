@@ -7,7 +7,7 @@ from typing import Iterable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .base import GroupImportance, Importance, normalize
+from .base import GroupImportance, Importance
 from .members import Part
 
 __all__ = [

@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import PruneExplorerError, PruningError
-from ..graph import DEFAULT_ROOT_TYPES, DependencyGraph, Group, model_history
+from ..graph import DEFAULT_ROOT_TYPES, DependencyGraph, Group
 from . import guards as G
 from .guards import SkippedGroup, feasible_units
 from .heads import AttentionBlock, ExplicitGroup, find_attention_blocks
@@ -356,7 +356,7 @@ class BasePruner:
 
         self.current_step = 0
         self.skipped: List[SkippedGroup] = []
-        self._record_step: Dict[int, int] = {}
+        self._record_info: Dict[int, dict] = {}
         self._active_step: Optional[int] = None
         self._iso_names: Dict[tuple, str] = {}
         self._budget_cache = None
@@ -420,9 +420,11 @@ class BasePruner:
     @property
     def history(self) -> List[dict]:
         """What this pruner's graph actually pruned, in order (undone prunings are gone): JSON-able dicts
-        ``{"root", "root_fn", "members": [{"name", "fn", "side", "idxs"}], "step"}`` (``step`` is None for prunings
-        made outside :meth:`step`). ``pe.graph.model_history(model)`` holds the same entries without ``step``."""
-        return [dict(rec.as_dict(), step=self._record_step.get(id(rec))) for rec in self.DG.history]
+        ``{"root", "root_fn", "members": [{"name", "fn", "side", "idxs", ...}], "step", "scope", "pruning_ratio"}``
+        (the last three are None for prunings made outside the pruner's plans, e.g. a direct ``group.prune()``).
+        ``pe.graph.model_history(model)`` holds the same entries without them."""
+        blank = {"step": None, "scope": None, "pruning_ratio": None}
+        return [dict(rec.as_dict(), **self._record_info.get(id(rec), blank)) for rec in self.DG.history]
 
     def pruning_history(self) -> List[dict]:
         """Same as :attr:`history` (Torch-Pruning's method name)."""
@@ -824,8 +826,9 @@ class BasePruner:
         self.skipped.append(SkippedGroup(root=root, step=step, kind=kind, reason=reason, scope=scope, pruning_ratio=ratio))
 
     def _after_prune(self, planned, chosen: List[int], rec) -> None:
-        if rec is not None and planned.step is not None:
-            self._record_step[id(rec)] = planned.step
+        if rec is not None:
+            self._record_info[id(rec)] = {"step": planned.step, "scope": planned.scope,
+                                          "pruning_ratio": planned.pruning_ratio}
 
     def _emit(self, planned) -> Iterator:
         if not planned.proposed_idxs:

@@ -13,7 +13,7 @@ owned by several members receives each member's share, as in Torch-Pruning.
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional
+from typing import Iterable, Optional
 
 import torch
 import torch.nn as nn

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Dict, List, Sequence, Tuple
 
 import torch
-import torch.nn as nn
 
 __all__ = ["structural_signature", "rank_scope", "LOCAL", "GLOBAL", "ISOMORPHIC", "USER"]
 

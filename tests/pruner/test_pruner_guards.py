@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-import prune_explorer as pe
 from prune_explorer.importance import BNScaleImportance, MagnitudeImportance
 from prune_explorer.pruner import BasePruner
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from prune_explorer.importance import BNScaleImportance, MagnitudeImportance
-from prune_explorer.pruner import BNScalePruner, GroupNormPruner, MagnitudePruner, regularizers
+from prune_explorer.pruner import BNScalePruner, GroupNormPruner, MagnitudePruner
 
 from pruner_helpers import ConvStack, TinyResNet
 

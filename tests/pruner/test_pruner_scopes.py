@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from prune_explorer.importance import MagnitudeImportance
 from prune_explorer.pruner import BasePruner
