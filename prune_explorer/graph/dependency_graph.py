@@ -138,6 +138,9 @@ class DependencyGraph:
         if not has_user_hooks(model) and _all_real(example_inputs):
             # shapes are all tracing needs: run on meta stand-ins first (no arithmetic at all)
             tracer = Tracer(model, layer_registry.DEFAULT_REGISTRY, customized_pruners, unwrapped_parameters)
+            # a forward pass may cache things on modules (torchvision's anchor generators keep their anchors):
+            # whatever the meta run stores is put back, so the model is exactly as it was
+            state = snapshot_modules([model])
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
@@ -150,6 +153,8 @@ class DependencyGraph:
                 for w in caught:
                     if "prune_explorer" in str(w.message):
                         warnings.warn(w.message, w.category, stacklevel=2)
+            finally:
+                restore_modules(state)
         if tracer is None:
             tracer = Tracer(model, layer_registry.DEFAULT_REGISTRY, customized_pruners, unwrapped_parameters)
             tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform)

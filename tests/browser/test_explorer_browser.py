@@ -98,10 +98,11 @@ def test_explorer_renders_and_accept_undo_round_trip(tmp_path):
             page.locator("button.pe-accept").first.click()
             p1 = _wait_params(page, lambda v: v != p0)
             assert p1 < p0
-            assert "accepted conv1" in page.locator(".pe-status").first.inner_text()
+            # the header updates first; the status line replaces its busy text when the callback returns
+            page.locator(".pe-status", has_text="accepted conv1").first.wait_for(timeout=60_000)
             page.locator("button.pe-undo").first.click()
             _wait_params(page, lambda v: v == p0)
-            assert "undid conv1" in page.locator(".pe-status").first.inner_text()
+            page.locator(".pe-status", has_text="undid conv1").first.wait_for(timeout=60_000)
 
             # a fuller picture for the screenshot: two groups accepted, the sweep drawn
             page.locator("button.pe-accept").first.click()

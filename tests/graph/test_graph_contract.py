@@ -199,3 +199,26 @@ def test_grouped_outputs_are_enumerated_once_in_a_deterministic_order():
     a = [g.root_name for g in pe.DependencyGraph().build_dependency(m, x).get_all_groups()]
     b = [g.root_name for g in pe.DependencyGraph().build_dependency(m, x).get_all_groups()]
     assert a == b and len(a) == len(set(a))
+
+
+def test_tracing_does_not_leave_attributes_cached_by_the_forward_pass():
+    class Caching(nn.Module):
+        """Caches a tensor on itself during forward, like torchvision's anchor generators."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+            self.cache = None
+
+        def forward(self, x):
+            if self.cache is None:
+                self.cache = torch.zeros(1, 4, 1, 1, device=x.device)
+            if float(x.abs().sum()) < 0:  # data-dependent: a meta trace cannot run this
+                return x
+            return self.conv(x) + self.cache
+
+    m = Caching()
+    dg = pe.DependencyGraph().build_dependency(m, torch.randn(1, 3, 4, 4))
+    assert not dg.traced_on_meta
+    assert m.cache is not None and m.cache.device.type == "cpu"
+    assert m(torch.randn(1, 3, 4, 4)).shape == (1, 4, 4, 4)
