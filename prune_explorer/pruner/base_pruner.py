@@ -288,6 +288,12 @@ class BasePruner:
                     raise PrunerConfigError(f"pruning_ratio_dict: {where(m, '')} appears in two keys. Fix: list each module once")
                 self._ratio_key_of[id(m)] = k
             self.pruning_ratio_dict[k] = float(ratio)
+        # as in Torch-Pruning, a container key (e.g. model.layer4) sets the ratio of every layer inside it;
+        # a key naming an inner layer explicitly wins
+        for k in list(self.pruning_ratio_dict):
+            if not isinstance(k, tuple):
+                for sub in k.modules():
+                    self._ratio_key_of.setdefault(id(sub), k)
 
         def module_int_dict(d, option):
             out = {}

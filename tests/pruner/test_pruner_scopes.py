@@ -93,3 +93,20 @@ def test_iterative_global_pruning_reaches_the_ratio_of_initial_channels():
     assert sum([m.first.out_channels] + [c.out_channels for c in m.body]) == 40 - 10
     pr.step()
     assert sum([m.first.out_channels] + [c.out_channels for c in m.body]) == 40 - 20
+
+
+def test_container_key_in_pruning_ratio_dict_sets_every_layer_inside():
+    import torch
+    import torchvision
+
+    import prune_explorer as pe
+
+    torch.manual_seed(0)
+    m = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, 64, 64)
+    p = pe.pruner.MagnitudePruner(m, x, pe.importance.MagnitudeImportance(), pruning_ratio=0.5, ignored_layers=[m.fc],
+                                  pruning_ratio_dict={m.layer4: 0.2, m.layer4[1].conv1: 0.75})
+    p.step()
+    assert m.layer4[0].conv1.out_channels == int(512 * 0.8)  # the container's ratio
+    assert m.layer4[1].conv1.out_channels == 512 - int(512 * 0.75)  # an explicit inner key wins
+    assert m.layer3[0].conv1.out_channels == 128  # elsewhere the global ratio
