@@ -73,3 +73,24 @@ def test_taylor_on_resnet18():
     pr.step()
     assert m.layer1[0].conv1.out_channels == 48
     assert m(X).shape == (1, 1000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet50", "densenet121", "googlenet"])
+@pytest.mark.parametrize("global_pruning", [False, True])
+def test_same_layer_widths_as_torch_pruning(name, global_pruning):
+    """Where Torch-Pruning is installed (it is not a dependency), the same options give the same layer widths."""
+    tp = pytest.importorskip("torch_pruning")
+    import copy
+
+    torch.manual_seed(0)
+    template = _build(name)
+    widths = []
+    for lib in (pe, tp):
+        m = copy.deepcopy(template)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lib.pruner.MagnitudePruner(m, X, lib.importance.MagnitudeImportance(p=2), pruning_ratio=0.5,
+                                       ignored_layers=[_classifier(m)], global_pruning=global_pruning).step()
+        widths.append([(n, c.in_channels, c.out_channels) for n, c in m.named_modules() if isinstance(c, nn.Conv2d)])
+    assert widths[0] == widths[1]
