@@ -375,8 +375,11 @@ class DependencyGraph:
                 continue
             s = self.spaces[int(chunk_s[0])]
             cur = s.rank[chunk_g - s.offset]
-            pos = np.searchsorted(rc_cls, self._cls[chunk_g])
-            r_idx = root_cur[first[np.minimum(pos, rc_cls.size - 1)]]
+            if s.index == root.index:
+                r_idx = cur  # the root's own channels map to themselves (also inside tied units)
+            else:
+                pos = np.searchsorted(rc_cls, self._cls[chunk_g])
+                r_idx = root_cur[first[np.minimum(pos, rc_cls.size - 1)]]
             dep = Dependency(root.handler, s.handler, root_node, self.space_node(s), s)
             items.append(GroupItem(dep, cur.tolist(), r_idx.tolist()))
         unit_list = sorted(units.values())

@@ -397,3 +397,20 @@ def test_channel_shuffle_maps_permuted_indices():
     sub.prune()
     assert m.a.out_channels == 6 and m.b.in_channels == 6 and torch.equal(m.b.weight, w_kept)
     check_still_runs(m, x, y0)
+
+
+def test_root_item_maps_its_own_channels_to_themselves_inside_tied_units():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 1)
+            self.g = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+
+        def forward(self, x):
+            return self.g(self.a(x)).mean((2, 3))
+
+    m = Net().eval()
+    dg = build(m, torch.randn(1, 3, 4, 4))
+    g = dg.get_pruning_group(m.a, pe.prune_conv_out_channels, [0])
+    assert g.units == [[0, 4]]
+    assert g[0].idxs == [0, 4] and g[0].root_idxs == [0, 4]
