@@ -289,43 +289,39 @@ def setitem(ctx, call: Call) -> None:
 
 
 def _dim_groups(in_shape, out_shape):
-    """Split a reshape into groups of input dims and output dims with equal products."""
+    """Split a reshape into groups of input dims and output dims with equal products.
+
+    >>> _dim_groups((1, 56, 56, 96), (1, 8, 7, 8, 7, 96))
+    [([0], [0]), ([1], [1, 2]), ([2], [3, 4]), ([3], [5])]
+    """
     groups = []
-    i = j = 0
+    pos = [0, 0]
+    shapes = (in_shape, out_shape)
+
+    def take(side, group, prod):
+        group.append(pos[side])
+        pos[side] += 1
+        return prod * shapes[side][group[-1]]
+
     ni, no = len(in_shape), len(out_shape)
-    while i < ni or j < no:
+    while pos[0] < ni or pos[1] < no:
         gi, gj = [], []
-        pi = pj = 1
-        if i < ni:
-            gi.append(i)
-            pi *= in_shape[i]
-            i += 1
-        if j < no:
-            gj.append(j)
-            pj *= out_shape[j]
-            j += 1
+        pi = take(0, gi, 1) if pos[0] < ni else 1
+        pj = take(1, gj, 1) if pos[1] < no else 1
         while pi != pj:
-            if pi < pj and i < ni:
-                gi.append(i)
-                pi *= in_shape[i]
-                i += 1
-            elif j < no:
-                gj.append(j)
-                pj *= out_shape[j]
-                j += 1
-            elif i < ni:
-                gi.append(i)
-                pi *= in_shape[i]
-                i += 1
+            if pi < pj and pos[0] < ni:
+                pi = take(0, gi, pi)
+            elif pos[1] < no:
+                pj = take(1, gj, pj)
+            elif pos[0] < ni:
+                pi = take(0, gi, pi)
             else:
                 break
         # trailing size-1 dims join the group they follow
-        while i < ni and in_shape[i] == 1 and (j >= no or out_shape[j] != 1):
-            gi.append(i)
-            i += 1
-        while j < no and out_shape[j] == 1 and (i >= ni or in_shape[i] != 1):
-            gj.append(j)
-            j += 1
+        while pos[0] < ni and in_shape[pos[0]] == 1 and (pos[1] >= no or out_shape[pos[1]] != 1):
+            take(0, gi, 1)
+        while pos[1] < no and out_shape[pos[1]] == 1 and (pos[0] >= ni or in_shape[pos[0]] != 1):
+            take(1, gj, 1)
         groups.append((gi, gj))
     return groups
 
