@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from .channel_space import SIDE_IN, SIDE_OUT
-from .labels import Value, align, new_field, varying_dims
+from .labels import Value, new_field, varying_dims
 
 _CONV = (nn.modules.conv._ConvNd,)
 _NORM_CHANNEL_FIRST = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
@@ -140,8 +140,9 @@ def prelu(ctx, module, name, call, x: Value) -> None:
 def embedding(ctx, module, name, call, x: Value) -> None:
     out = call.outputs[0]
     s = ctx.space(module, name, SIDE_OUT)
+    # labels of the index tensor (rare) stay on their dims; the new last dim holds the embedding channels
     out.fields = [new_field(out.shape, out.ndim - 1, _ids(s))] + [
-        align(f, out.ndim)[..., :1] if False else f.unsqueeze(-1) for f in x.fields if f.ndim + 1 == out.ndim
+        f.unsqueeze(-1) for f in x.fields if f.ndim + 1 == out.ndim
     ]
 
 

@@ -330,10 +330,8 @@ def _target_args(call: Call, in_shape, out_shape):
     """Per output dim: ``"infer"`` (follows the input), ``"literal"``, or a frozenset of traced sources."""
     name = call.name
     nd_out = len(out_shape)
-    if name in ("flatten",):
-        start = _norm_dim(_arg(call, 1, "start_dim", 0), len(in_shape))
-        end = _norm_dim(_arg(call, 2, "end_dim", -1), len(in_shape))
-        return ["infer"] * nd_out if end >= start else ["infer"] * nd_out
+    if name in ("flatten", "squeeze", "unsqueeze"):
+        return ["infer"] * nd_out  # sizes computed from the input: they follow pruning
     if name == "unflatten":
         dim = _norm_dim(_arg(call, 1, "dim"), len(in_shape))
         sizes = list(_arg(call, 2, "sizes"))
@@ -342,10 +340,7 @@ def _target_args(call: Call, in_shape, out_shape):
             kinds[dim + k] = _kind_of(s)
         return kinds
     if name in ("view_as", "reshape_as"):
-        other = call.args[1]
         return [frozenset({(call.inputs[1].uid, d)}) for d in range(nd_out)] if len(call.inputs) > 1 else ["literal"] * nd_out
-    if name in ("squeeze", "unsqueeze"):
-        return ["infer"] * nd_out
     shape = list(call.args[1:]) or list(call.kwargs.get("shape", call.kwargs.get("size", ())))
     if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
         shape = list(shape[0])
@@ -754,8 +749,7 @@ def creation(ctx, call: Call) -> None:
                 v = ctx.values.get(uid)
                 g = v.field_on(sd) if v is not None and sd < v.ndim else None
                 if g is not None:
-                    vec = g.narrow(0, 0, 1) if False else g
-                    line = vec.movedim(sd, 0).reshape(vec.shape[sd], -1)[:, 0]
+                    line = g.movedim(sd, 0).reshape(g.shape[sd], -1)[:, 0]
                     fields.append(new_field(out.shape, d, line))
     out.fields = merge_fields(fields)
 
