@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from ..errors import DependencyError, PruningError
 from ..layers import registry as layer_registry
+from ..layers.base import CheckedIndices
 from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from .group import Dependency, Group, GroupItem, fn_name
 from .node import Node
@@ -87,6 +88,26 @@ class PruneRecord:
     def __repr__(self):
         n = sum(len(m["idxs"]) for m in self.members)
         return f"PruneRecord(root={self.root}, members={len(self.members)}, channels={n})"
+
+
+def _in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_set)`` for a sorted, duplicate-free ``sorted_set`` (a binary search: no hashing)."""
+    if sorted_set.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    pos = np.searchsorted(sorted_set, values)
+    return sorted_set[np.minimum(pos, sorted_set.size - 1)] == values
+
+
+def _units(root_cls: np.ndarray, root_cur: np.ndarray) -> List[List[int]]:
+    """Root channels (current indices) grouped by channel class, sorted: the units a group removes whole."""
+    if root_cls.size == 0:
+        return []
+    order = np.argsort(root_cls, kind="stable")
+    cls_sorted, cur_sorted = root_cls[order], root_cur[order]
+    bounds = np.flatnonzero(np.diff(cls_sorted)) + 1
+    if bounds.size + 1 == cur_sorted.size:  # one channel per class: singletons
+        return [[c] for c in sorted(cur_sorted.tolist())]
+    return sorted(chunk.tolist() for chunk in np.split(cur_sorted, bounds))
 
 
 class DependencyGraph:
@@ -348,7 +369,7 @@ class DependencyGraph:
         classes = classes[keep]
         # the root selection is the closure: every alive root channel of those classes
         root_gids = root.gids(root.alive_idx)
-        sel = np.isin(self._cls[root_gids], classes)
+        sel = _in_sorted(self._cls[root_gids], classes)
         return Group(self, root, classes, root.alive_idx[sel])
 
     def _materialise(self, group: Group):
@@ -363,10 +384,8 @@ class DependencyGraph:
         root_mask = space_idx == root.index
         root_gids = gids[root_mask]
         root_cur = root.rank[root_gids - root.offset]
-        rc_cls, first = np.unique(self._cls[root_gids], return_index=True)
-        units: Dict[int, List[int]] = {}
-        for c, cur in zip(self._cls[root_gids].tolist(), root_cur.tolist()):
-            units.setdefault(c, []).append(cur)
+        root_cls = self._cls[root_gids]
+        rc_cls, first = np.unique(root_cls, return_index=True)
         root_node = self.space_node(root)
         items: List[GroupItem] = []
         bounds = np.flatnonzero(np.diff(space_idx)) + 1
@@ -381,34 +400,52 @@ class DependencyGraph:
                 pos = np.searchsorted(rc_cls, self._cls[chunk_g])
                 r_idx = root_cur[first[np.minimum(pos, rc_cls.size - 1)]]
             dep = Dependency(root.handler, s.handler, root_node, self.space_node(s), s)
-            items.append(GroupItem(dep, cur.tolist(), r_idx.tolist()))
-        unit_list = sorted(units.values())
-        return items, unit_list
+            items.append(GroupItem(dep, cur, r_idx))
+        return items, _units(root_cls, root_cur)
+
+    def _restricted_items(self, group: Group, sub: Group):
+        """``sub``'s items and units cut out of ``group``'s (already materialised, same graph version): every member
+        channel whose root channel ``sub`` selects. Same result as :meth:`_materialise`, without the graph walk."""
+        root = group.root_space
+        keep = np.zeros(root.current_size, dtype=bool)
+        keep[root.rank[sub._root_orig]] = True
+        items: List[GroupItem] = []
+        for it in group._items:
+            m = keep[it.root_array]
+            if m.any():
+                items.append(GroupItem(it.dep, it.idx_array[m], it.root_array[m]))
+        units = [u for u in group._units if keep[u[0]]]
+        return items, units
 
     def _subgroup(self, group: Group, idxs: Sequence[int]) -> Group:
         root = group.root_space
         idxs = self._validate_root_idxs(root, idxs)
         orig = root.alive_idx[idxs]
         cls = np.unique(self._cls[root.gids(orig)])
-        outside = cls[~np.isin(cls, group.classes)]
+        outside = cls[~_in_sorted(cls, group.classes)]
         if outside.size:
             reason = self._fixed_reason.get(int(outside[0]), "it is not part of this group (ignored or fixed)")
             bad = [int(i) for i, c in zip(idxs, self._cls[root.gids(orig)]) if c in set(outside.tolist())][:5]
             raise PruningError(f"channels {bad} of {root.label} cannot be pruned in this group: {reason}")
-        sub = self._group(root, orig)
-        sub.classes = cls
+        # the closure: every alive root channel of those classes (all of them prunable: they are the group's)
+        sub = Group(self, root, cls, root.alive_idx[_in_sorted(self._cls[root.gids(root.alive_idx)], cls)])
+        if group._items is not None and group._version == self._version and group.root_space is root:
+            sub._items, sub._units = self._restricted_items(group, sub)
         return sub
 
     def _validate_root_idxs(self, root: ChannelSpace, idxs) -> np.ndarray:
         try:
-            arr = np.asarray([int(i) for i in (idxs.tolist() if isinstance(idxs, torch.Tensor) else idxs)], dtype=np.int64)
+            if type(idxs) is list and set(map(type, idxs)) <= {int}:
+                arr = np.fromiter(idxs, dtype=np.int64, count=len(idxs))
+            else:
+                arr = np.asarray([int(i) for i in (idxs.tolist() if isinstance(idxs, torch.Tensor) else idxs)], dtype=np.int64)
         except (TypeError, ValueError):
             raise PruningError(f"idxs must be a sequence of ints (channel indices of {root.label}), got {idxs!r}") from None
         n = root.current_size
         if arr.size and (arr.min() < 0 or arr.max() >= n):
             bad = arr[(arr < 0) | (arr >= n)][:5].tolist()
             raise PruningError(f"channel indices {bad} are out of range for {root.label}, which has {n} channels (valid: 0..{n - 1})")
-        if np.unique(arr).size != arr.size:
+        if arr.size > 1 and np.unique(arr).size != arr.size:
             dup = sorted({int(i) for i in arr if (arr == i).sum() > 1})[:5]
             raise PruningError(f"duplicate channel indices {dup} for {root.label}; pass each index once")
         return arr
@@ -465,16 +502,16 @@ class DependencyGraph:
     def prune_group(self, group: Group, record_history: bool = True) -> PruneRecord:
         """Remove the group's channels from every member. Validates everything first; rolls back on any error."""
         items = group.items
-        if not items or not items[0].idxs:
+        if not items or not items[0].idx_array.size:
             raise PruningError(f"the group rooted at {group.root_space.label} has no channel to remove")
         plan = []
         for it in items:
             s = it.dep.space
             try:
-                idxs = s.pruner.check(s.owner, it.idxs, SIDE_IN if s.side == SIDE_IN else SIDE_OUT) if hasattr(s.pruner, "check") else it.idxs
+                idxs = s.pruner.check(s.owner, it.idx_array, SIDE_IN if s.side == SIDE_IN else SIDE_OUT) if hasattr(s.pruner, "check") else it.idxs
             except PruningError as exc:
                 raise PruningError(f"cannot prune group rooted at {group.root_space.label}: member {s.label}: {exc}") from None
-            plan.append((s, list(idxs)))
+            plan.append((s, idxs if isinstance(idxs, list) else list(idxs)))
         snapshot = self._snapshot([s for s, _ in plan])
         try:
             for s, idxs in plan:
@@ -502,7 +539,7 @@ class DependencyGraph:
         self._version += 1
         members = []
         for s, idxs in plan:
-            entry = {"name": s.name, "fn": fn_name(s.handler), "side": s.side, "idxs": [int(i) for i in idxs]}
+            entry = {"name": s.name, "fn": fn_name(s.handler), "side": s.side, "idxs": list(idxs) if isinstance(idxs, CheckedIndices) else [int(i) for i in idxs]}
             if s.dim is not None:
                 entry["dim"] = int(s.dim)  # a loose parameter: the tensor dim that shrank
             members.append(entry)

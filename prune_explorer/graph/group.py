@@ -58,21 +58,68 @@ class Dependency:
 
 
 class GroupItem:
-    """One member of a group: ``dep``, the current channel indices ``idxs`` it loses, and their ``root_idxs``."""
+    """One member of a group: ``dep``, the current channel indices ``idxs`` it loses, and their ``root_idxs``.
 
-    __slots__ = ("dep", "idxs", "root_idxs")
+    ``idxs`` and ``root_idxs`` are lists of ints (as in Torch-Pruning); ``idx_array`` and ``root_array`` are the
+    same indices as read-only ``int64`` numpy arrays, which the pruners and importance criteria use (no list
+    round trip). Either form may be given; the other is made on first use."""
 
-    def __init__(self, dep: Dependency, idxs: List[int], root_idxs: List[int]):
+    __slots__ = ("dep", "_idxs", "_root_idxs", "_idx_arr", "_root_arr")
+
+    def __init__(self, dep: Dependency, idxs, root_idxs):
         self.dep = dep
         self.idxs = idxs
         self.root_idxs = root_idxs
+
+    @staticmethod
+    def _split(value):
+        if isinstance(value, np.ndarray):
+            arr = value.astype(np.int64, copy=False).reshape(-1)
+            arr.flags.writeable = False
+            return None, arr
+        return (value if isinstance(value, list) else list(value)), None
+
+    @property
+    def idxs(self) -> List[int]:
+        if self._idxs is None:
+            self._idxs = self._idx_arr.tolist()
+        return self._idxs
+
+    @idxs.setter
+    def idxs(self, value) -> None:
+        self._idxs, self._idx_arr = self._split(value)
+
+    @property
+    def root_idxs(self) -> List[int]:
+        if self._root_idxs is None:
+            self._root_idxs = self._root_arr.tolist()
+        return self._root_idxs
+
+    @root_idxs.setter
+    def root_idxs(self, value) -> None:
+        self._root_idxs, self._root_arr = self._split(value)
+
+    @property
+    def idx_array(self) -> np.ndarray:
+        """``idxs`` as an ``int64`` numpy array."""
+        if self._idx_arr is None:
+            self._idx_arr = np.fromiter(self._idxs, dtype=np.int64, count=len(self._idxs))
+        return self._idx_arr
+
+    @property
+    def root_array(self) -> np.ndarray:
+        """``root_idxs`` as an ``int64`` numpy array."""
+        if self._root_arr is None:
+            self._root_arr = np.fromiter(self._root_idxs, dtype=np.int64, count=len(self._root_idxs))
+        return self._root_arr
 
     def __iter__(self):
         yield self.dep
         yield self.idxs
 
     def __repr__(self) -> str:
-        return f"GroupItem({self.dep!r}, {len(self.idxs)} channels)"
+        n = len(self._idxs) if self._idxs is not None else int(self._idx_arr.size)
+        return f"GroupItem({self.dep!r}, {n} channels)"
 
 
 _FN_NAMES = {}
@@ -163,6 +210,12 @@ class Group:
     def root_idxs(self) -> List[int]:
         """Current indices, in the root layer, of the channels this group removes."""
         return self.items[0].idxs if self.items else []
+
+    @property
+    def root_array(self) -> np.ndarray:
+        """``root_idxs`` as a read-only ``int64`` numpy array."""
+        items = self.items
+        return items[0].idx_array if items else np.empty(0, dtype=np.int64)
 
     @property
     def num_channels(self) -> int:

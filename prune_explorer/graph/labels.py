@@ -138,13 +138,15 @@ class Couplings:
 
     def pair(self, a: torch.Tensor, b: torch.Tensor) -> None:
         _check_real(a, b)
-        a, b = torch.broadcast_tensors(a, b)
+        if a.shape != b.shape:
+            a, b = torch.broadcast_tensors(a, b)
+        stored = max(_stored_numel(a), _stored_numel(b))  # fewer than a.numel(): a broadcast repeats positions
         mask = (a >= 0) & (b >= 0) & (a != b)
         if bool(mask.any()):
             pa, pb = a[mask], b[mask]
-            if pa.numel() > 64:  # many positions repeat the same pair (broadcast); keep each pair once
-                key = torch.unique(torch.stack([pa, pb]), dim=1)
-                pa, pb = key[0], key[1]
+            if pa.numel() > max(stored, 64):  # many positions repeat the same pair; keep each pair once
+                key = torch.unique((pa << 32) | pb)  # ids are < 2**31 (one per channel of the model)
+                pa, pb = key >> 32, key & 0xFFFFFFFF
             self.pair_a.append(pa.reshape(-1))
             self.pair_b.append(pb.reshape(-1))
 
@@ -181,6 +183,15 @@ class Couplings:
 
     def fixed_as_numpy(self):
         return [(ids.numpy(), reason) for ids, reason in self.fixed]
+
+
+def _stored_numel(t: torch.Tensor) -> int:
+    """How many distinct elements a (possibly expanded) view reads: the sizes of its dims with a nonzero stride."""
+    n = 1
+    for size, stride in zip(t.shape, t.stride()):
+        if stride:
+            n *= size
+    return n
 
 
 def _check_real(*tensors) -> None:

@@ -365,18 +365,22 @@ class Tracer:
         module_, in_values = self._pending.pop()
         self.busy = True
         try:
-            out_tensors = flatten_tensors(output)
-            name = self.module_names.get(module, type(module).__name__)
-            call = op_rules.Call(len(self.calls), type(module).__name__, None, args, kwargs, in_values, [], module)
-            call.outputs = [self._new_value(t, call) for t in out_tensors]
-            self.calls.append(call)
-            self._link(call, self._node(name, "layer", module))
-            self._apply_layer(module, name, call)
+            with torch._C.DisableTorchFunction():  # the label arithmetic below is not the model's: skip the mode
+                self._record_layer(module, args, kwargs, output, in_values)
         except Exception as exc:
             self.on_internal_error(type(module).__name__, exc, None, None, None)
         finally:
             self.busy = False
         return None
+
+    def _record_layer(self, module, args, kwargs, output, in_values) -> None:
+        out_tensors = flatten_tensors(output)
+        name = self.module_names.get(module, type(module).__name__)
+        call = op_rules.Call(len(self.calls), type(module).__name__, None, args, kwargs, in_values, [], module)
+        call.outputs = [self._new_value(t, call) for t in out_tensors]
+        self.calls.append(call)
+        self._link(call, self._node(name, "layer", module))
+        self._apply_layer(module, name, call)
 
     def _apply_layer(self, module, name, call) -> None:
         x = call.inputs[0] if call.inputs else None

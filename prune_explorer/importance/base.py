@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
+from .._index import long_array
 from .members import Part, channel_parts
 
 __all__ = ["Importance", "GroupImportance", "normalize", "REDUCTIONS", "NORMALIZERS"]
@@ -86,20 +88,21 @@ def _check_choice(name: str, value, choices) -> None:
 def root_positions(group) -> Tuple[torch.Tensor, Callable[[Sequence[int]], torch.Tensor]]:
     """``(root, pos)``: the group's root channels as a tensor, and a function mapping root channel indices (as in
     ``group[k].root_idxs``) to positions in ``group.root_idxs``."""
-    root = torch.as_tensor(list(group.root_idxs), dtype=torch.long)
-    size = int(root.max()) + 1 if root.numel() else 0
-    lut = torch.full((size,), -1, dtype=torch.long)
-    lut[root] = torch.arange(root.numel())
+    root_np = group.root_array if hasattr(group, "root_array") else long_array(group.root_idxs)
+    size = int(root_np.max()) + 1 if root_np.size else 0
+    lut = np.full(size, -1, dtype=np.int64)
+    lut[root_np] = np.arange(root_np.size)
 
     def pos(root_idxs: Sequence[int]) -> torch.Tensor:
-        r = torch.as_tensor(list(root_idxs), dtype=torch.long)
-        if r.numel() and (int(r.min()) < 0 or int(r.max()) >= size):
+        r = long_array(root_idxs)
+        if r.size and (r.min() < 0 or r.max() >= size):
             raise ValueError(f"group member maps to root channels outside group.root_idxs ({group.root_name})")
         out = lut[r]
-        if out.numel() and int(out.min()) < 0:
+        if out.size and out.min() < 0:
             raise ValueError(f"group member maps to root channels outside group.root_idxs ({group.root_name})")
-        return out
+        return torch.from_numpy(out)
 
+    root = torch.from_numpy(root_np)
     return root, pos
 
 
@@ -109,34 +112,34 @@ class _UnitSpreader:
     The graph ties channels into units (grouped convs) and maps every member channel of a unit to *one* root channel
     of it, so a member's scores can pile up on the first channel of each unit. Pruning removes whole units, so what
     matters is each unit's total: for such members the unit total is shared evenly by the unit's channels (the root
-    layer's own scores are kept per channel)."""
+    layer's own scores are kept per channel). Works on numpy vectors of length ``n`` (root positions)."""
 
     def __init__(self, group, pos_of, n: int):
         units = [u for u in group.units if len(u) > 1] if n else []
         self.active = bool(units)
         if not self.active:
             return
-        self.uid = torch.arange(n)  # singleton units keep their own id
-        nxt = n
-        for u in units:
-            self.uid[pos_of(u)] = nxt
-            nxt += 1
-        self.uid = torch.unique(self.uid, return_inverse=True)[1]
+        uid = np.arange(n)  # singleton units keep their own id
+        for k, u in enumerate(units):
+            uid[pos_of(u).numpy()] = n + k
+        self.uid = np.unique(uid, return_inverse=True)[1].reshape(-1)
         self.n_units = int(self.uid.max()) + 1
-        self.size = torch.bincount(self.uid, minlength=self.n_units)
+        self.size = np.bincount(self.uid, minlength=self.n_units)
 
-    def __call__(self, vec: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor):
+    def __call__(self, vec: np.ndarray, mask: np.ndarray, pos: np.ndarray):
         if not self.active:
             return vec, mask
-        hits = torch.bincount(pos, minlength=vec.numel())
-        lo = torch.full((self.n_units,), 1 << 30, dtype=torch.long).scatter_reduce(0, self.uid, hits, "amin")
-        hi = torch.zeros(self.n_units, dtype=torch.long).scatter_reduce(0, self.uid, hits, "amax")
+        hits = np.bincount(pos, minlength=vec.size)
+        lo = np.full(self.n_units, 1 << 30, dtype=np.int64)
+        np.minimum.at(lo, self.uid, hits)
+        hi = np.zeros(self.n_units, dtype=np.int64)
+        np.maximum.at(hi, self.uid, hits)
         uneven = (lo != hi)[self.uid]
-        if not bool(uneven.any()):
+        if not uneven.any():
             return vec, mask
-        total = torch.zeros(self.n_units).index_add_(0, self.uid, vec)
-        even = total[self.uid] / self.size[self.uid].float()
-        return torch.where(uneven, even, vec), mask | uneven
+        total = np.bincount(self.uid, weights=vec, minlength=self.n_units)
+        even = (total[self.uid] / self.size[self.uid]).astype(np.float32)
+        return np.where(uneven, even, vec), mask | uneven
 
 
 class GroupImportance(Importance):
@@ -177,15 +180,15 @@ class GroupImportance(Importance):
         return self.target_types is None or isinstance(dep.layer, self.target_types)
 
     def parts_of(self, item) -> list:
-        return [p for p in channel_parts(item.dep, item.idxs) if self.bias or not p.is_bias]
+        return [p for p in channel_parts(item.dep, item.idx_array) if self.bias or not p.is_bias]
 
     def __call__(self, group) -> Optional[torch.Tensor]:
         root, pos_of = root_positions(group)
         n = root.numel()
         spread = _UnitSpreader(group, pos_of, n)
         vectors = []
-        for k, item in enumerate(group):
-            if not item.idxs or not self.accepts(item.dep):
+        for k, item in enumerate(group.items):
+            if not item.idx_array.size or not self.accepts(item.dep):
                 continue
             parts = self.parts_of(item)
             if not parts:
@@ -193,37 +196,44 @@ class GroupImportance(Importance):
             # the root layer's own channels are their own root channels (the graph maps every channel of a unit to
             # the unit's first root channel, see _UnitSpreader)
             own = k == 0 and item.dep.space is group.root_space
-            res = self.member_position_scores(item, parts, pos_of(item.idxs if own else item.root_idxs))
+            res = self.member_position_scores(item, parts, pos_of(item.idx_array if own else item.root_array))
             if res is None:
                 continue
             pos, s = res
-            s = s.detach().to(device="cpu", dtype=torch.float32).reshape(-1)
-            vec = torch.zeros(n, dtype=torch.float32).index_add_(0, pos, s)
-            mask = torch.zeros(n, dtype=torch.bool)
-            mask[pos] = True
+            pos = pos.numpy() if isinstance(pos, torch.Tensor) else np.asarray(pos, dtype=np.int64)
+            s = s.detach().to(device="cpu", dtype=torch.float32).reshape(-1).numpy()
+            if pos.size == n and n and pos[0] == 0 and pos[-1] == n - 1 and (pos[1:] > pos[:-1]).all():
+                vec, mask = s, np.ones(n, dtype=bool)  # one score per root position, in order
+            else:
+                vec = np.bincount(pos, weights=s, minlength=n).astype(np.float32)
+                mask = np.zeros(n, dtype=bool)
+                mask[pos] = True
             if not own:
                 vec, mask = spread(vec, mask, pos)
             vectors.append((vec, mask))
         if not vectors:
             return None
-        return normalize(self.reduce(vectors, n), self.normalizer) if self.group_reduction is not None else self.reduce(vectors, n)
+        out = torch.from_numpy(np.ascontiguousarray(self.reduce(vectors, n), dtype=np.float32))
+        return normalize(out, self.normalizer) if self.group_reduction is not None else out
 
-    def reduce(self, vectors, n: int) -> torch.Tensor:
-        """Combine the members' ``(scores, covered)`` vectors per root channel (see ``group_reduction``)."""
+    def reduce(self, vectors, n: int) -> np.ndarray:
+        """Combine the members' ``(scores, covered)`` numpy vectors per root channel (see ``group_reduction``)."""
         r = self.group_reduction
         if r is None:
-            return torch.stack([v for v, _ in vectors])
+            return np.stack([v for v, _ in vectors])
         if r == "first":
             return vectors[0][0]
-        vals = torch.stack([v for v, _ in vectors])
-        masks = torch.stack([m for _, m in vectors])
         if r == "sum":
-            return vals.sum(0)
+            return np.sum([v for v, _ in vectors], axis=0, dtype=np.float32)
         if r == "mean":
-            return vals.sum(0) / masks.sum(0).clamp(min=1)
+            total = np.sum([v for v, _ in vectors], axis=0, dtype=np.float32)
+            count = np.sum([m for _, m in vectors], axis=0)
+            return total / np.maximum(count, 1)
+        vals = np.stack([v for v, _ in vectors])
+        masks = np.stack([m for _, m in vectors])
         if r == "max":
-            out = torch.where(masks, vals, torch.full_like(vals, float("-inf"))).max(0).values
-            return torch.where(masks.any(0), out, torch.zeros_like(out))
+            out = np.where(masks, vals, -np.inf).max(0)
+            return np.where(masks.any(0), out, 0.0)
         if r == "prod":
-            return torch.where(masks, vals, torch.ones_like(vals)).prod(0)
+            return np.where(masks, vals, 1.0).prod(0)
         raise ValueError(r)

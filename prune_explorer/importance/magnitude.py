@@ -43,8 +43,12 @@ class MagnitudeImportance(GroupImportance):
     def member_scores(self, item, parts: Sequence[Part]) -> torch.Tensor:
         total = None
         for part in parts:
-            rows = part.select(part.param.detach()).float()
-            s = torch.linalg.vector_norm(rows, ord=self.p, dim=1).pow(self.p) if rows.shape[1] > 1 else rows.abs().pow(self.p).reshape(-1)
+            power_sum = getattr(part.select, "power_sum", None)
+            if power_sum is not None:  # plain rows: reduce in place, no gather
+                s = power_sum(part.param.detach(), self.p)
+            else:
+                rows = part.select(part.param.detach()).float()
+                s = rows.abs().pow(self.p).sum(1)
             total = s if total is None else total + s
         return total
 

@@ -31,10 +31,13 @@ Members that own no parameter (a non-affine norm, a PReLU with one shared weight
 
 from __future__ import annotations
 
+import math
 from typing import Callable, List, NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
+
+from .._index import long_tensor
 
 __all__ = ["Part", "channel_parts"]
 
@@ -49,18 +52,37 @@ class Part(NamedTuple):
     is_bias: bool
 
 
-def _rows(dim: int, idx: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Entries along ``dim`` -> rows (``t.index_select(dim, idx)`` with ``dim`` moved first, flattened)."""
+class _Rows:
+    """Entries along ``dim`` -> rows: ``t.index_select(dim, idx)`` with ``dim`` moved first, flattened to
+    ``[len(idx), k]``. :meth:`power_sum` gives each row's ``sum |x|^p`` without gathering the rows (reductions over
+    a strided gather are up to 20x slower than over the tensor in place)."""
 
-    n = idx.numel()
-    whole = bool(n) and int(idx[0]) == 0 and int(idx[-1]) == n - 1 and bool((idx[1:] > idx[:-1]).all())
+    __slots__ = ("dim", "idx", "n", "whole")
 
-    def f(t: torch.Tensor) -> torch.Tensor:
-        if whole and t.shape[dim] == n:  # every channel, in order: no gather needed
-            return t.movedim(dim, 0).reshape(n, -1)
-        return t.index_select(dim, idx.to(t.device)).movedim(dim, 0).reshape(n, -1)
+    def __init__(self, dim: int, idx: torch.Tensor):
+        self.dim, self.idx, self.n = dim, idx, idx.numel()
+        arr = idx.numpy()
+        self.whole = bool(self.n) and arr[0] == 0 and arr[-1] == self.n - 1 and bool((arr[1:] > arr[:-1]).all())
 
-    return f
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        if self.whole and t.shape[self.dim] == self.n:  # every channel, in order: no gather needed
+            return t.movedim(self.dim, 0).reshape(self.n, -1)
+        return t.index_select(self.dim, self.idx.to(t.device)).movedim(self.dim, 0).reshape(self.n, -1)
+
+    def power_sum(self, t: torch.Tensor, p: float) -> torch.Tensor:
+        """``[len(idx)]``: ``sum |x|^p`` over each row of ``self(t)``, in float32."""
+        t = t.float()
+        v = t * t if p == 2 else (t.abs() if p == 1 else t.abs().pow(p))
+        size = t.shape[self.dim]
+        v = v.reshape(math.prod(t.shape[: self.dim]), size, -1)
+        v = v.sum(2) if v.shape[2] > 1 else v.reshape(v.shape[0], size)
+        v = v.sum(0) if v.shape[0] > 1 else v.reshape(size)
+        if self.whole and size == self.n:
+            return v
+        return v.index_select(0, self.idx.to(v.device))
+
+
+_rows = _Rows
 
 
 def _blocks(n_blocks: int, dim: int, idx: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -200,7 +222,7 @@ def channel_parts(dep, idxs: Sequence[int]) -> List[Part]:
     """The parameter parts owned by channels ``idxs`` (current indices) of member ``dep`` (see the module doc)."""
     space = dep.space
     layer = space.owner
-    idx = torch.as_tensor(list(idxs), dtype=torch.long)
+    idx = long_tensor(idxs)
     if idx.numel() == 0:
         return []
     if space.dim is not None:  # a loose parameter

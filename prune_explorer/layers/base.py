@@ -42,9 +42,11 @@ import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from .._index import long_tensor
 from ..errors import PruningError
 
 __all__ = [
@@ -117,22 +119,28 @@ def normalize_indices(idxs: Any, *, what: str = "channel indices") -> list[int]:
     >>> normalize_indices([3, 1, 2])
     [1, 2, 3]
     """
-    if isinstance(idxs, torch.Tensor):
-        if idxs.dtype == torch.bool or idxs.is_floating_point() or idxs.is_complex():
-            raise PruningError(f"{what} must be integers, got a tensor of dtype {idxs.dtype}.")
-        idxs = idxs.detach().reshape(-1).tolist()
+    if isinstance(idxs, (torch.Tensor, np.ndarray)):
+        kind = idxs.dtype.kind if isinstance(idxs, np.ndarray) else (
+            "f" if idxs.is_floating_point() or idxs.is_complex() else "b" if idxs.dtype == torch.bool else "i")
+        if kind not in "iu":
+            raise PruningError(f"{what} must be integers, got {'a tensor' if isinstance(idxs, torch.Tensor) else 'an array'} "
+                               f"of dtype {idxs.dtype}.")
+        out = (idxs.detach().reshape(-1).tolist() if isinstance(idxs, torch.Tensor) else idxs.reshape(-1).tolist())
     elif isinstance(idxs, (str, bytes)) or not isinstance(idxs, Iterable):
         raise PruningError(
             f"{what} must be a sequence of ints (e.g. [0, 3, 5]), got {type(idxs).__name__} {idxs!r}."
         )
-    out: list[int] = []
-    for x in idxs:
-        if isinstance(x, bool):
-            raise PruningError(f"{what} must be ints, got the bool {x!r}.")
-        try:
-            out.append(operator.index(x))
-        except TypeError:
-            raise PruningError(f"{what} must be ints, got {type(x).__name__} {x!r}.") from None
+    elif type(idxs) is list and set(map(type, idxs)) <= {int}:  # the common case, checked at C speed
+        out = idxs
+    else:
+        out = []
+        for x in idxs:
+            if isinstance(x, (bool, np.bool_)):
+                raise PruningError(f"{what} must be ints, got the bool {x!r}.")
+            try:
+                out.append(operator.index(x))
+            except TypeError:
+                raise PruningError(f"{what} must be ints, got {type(x).__name__} {x!r}.") from None
     uniq = sorted(set(out))
     if len(uniq) != len(out):
         seen: set[int] = set()
@@ -150,8 +158,10 @@ def keep_indices(n: int, idxs: Iterable[int]) -> list[int]:
     >>> keep_indices(5, [1, 3])
     [0, 2, 4]
     """
-    drop = set(idxs)
-    return [i for i in range(n) if i not in drop]
+    mask = np.ones(n, dtype=bool)
+    drop = np.fromiter(idxs, dtype=np.int64) if not isinstance(idxs, np.ndarray) else idxs
+    mask[drop[(drop >= 0) & (drop < n)]] = False
+    return np.flatnonzero(mask).tolist()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -161,7 +171,7 @@ def keep_indices(n: int, idxs: Iterable[int]) -> list[int]:
 
 def index_tensor(idxs: Sequence[int], device: torch.device | str | None = None) -> torch.Tensor:
     """A ``torch.long`` tensor of ``idxs`` on ``device``."""
-    return torch.as_tensor(list(idxs), dtype=torch.long, device=device)
+    return long_tensor(idxs, device)
 
 
 def select(t: torch.Tensor, dim: int, keep: Sequence[int]) -> torch.Tensor:
@@ -212,6 +222,18 @@ def selector(*dims_keeps: tuple[int, Sequence[int]]) -> Callable[[torch.Tensor],
     return fn
 
 
+class CheckedIndices(list):
+    """The sorted, unique channel indices :meth:`BasePruningFunc.check` returns, stamped with what they were
+    validated for (layer, side, pruner type, channel count), so that checking the same list again for the same
+    layer side, as a ``prune_*`` call right after the dependency graph's validation pass does, costs nothing."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, idxs: Iterable[int], key: tuple) -> None:
+        super().__init__(idxs)
+        self.key = key
+
+
 class Plan:
     """A list of attribute assignments applied all together, or not at all.
 
@@ -222,6 +244,15 @@ class Plan:
 
     def __init__(self) -> None:
         self._items: list[tuple[Any, str, Any]] = []
+        self._index_cache: dict[tuple[int, Any], tuple[Sequence[int], torch.Tensor]] = {}
+
+    def _index(self, keep: Sequence[int], device) -> torch.Tensor:
+        """``keep`` as a long tensor on ``device``, converted once per plan (a layer selects the same list often)."""
+        key = (id(keep), device)
+        hit = self._index_cache.get(key)
+        if hit is None or hit[0] is not keep:
+            hit = self._index_cache[key] = (keep, index_tensor(keep, device))
+        return hit[1]
 
     def set(self, obj: Any, name: str, value: Any) -> None:
         self._items.append((obj, name, value))
@@ -231,7 +262,13 @@ class Plan:
         old = getattr(module, name, None)
         if old is None:
             return
-        self.set(module, name, derive_tensor(old, selector(*dims_keeps)))
+
+        def fn(t: torch.Tensor) -> torch.Tensor:
+            for dim, keep in dims_keeps:
+                t = torch.index_select(t, dim, self._index(keep, t.device))
+            return t
+
+        self.set(module, name, derive_tensor(old, fn))
 
     def derive(self, module: nn.Module, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         old = getattr(module, name, None)
@@ -390,23 +427,23 @@ class BasePruningFunc:
 
     def check_layer(self, layer: Any, side: str) -> None:
         """Raise if this layer cannot be pruned at all (lazy, parametrised...). Subclasses may extend."""
-        if isinstance(layer, nn.Module):
-            for name, p in layer.named_parameters(recurse=True):
+        if not isinstance(layer, nn.Module):
+            return
+        modules = list(layer.named_modules())
+        for prefix, m in modules:
+            for name, p in m._parameters.items():
                 if isinstance(p, nn.parameter.UninitializedParameter):
+                    full = f"{prefix}.{name}" if prefix else name
                     raise self.error(
-                        layer, side, None, f"its parameter {name!r} is not initialised yet (lazy module)",
+                        layer, side, None, f"its parameter {full!r} is not initialised yet (lazy module)",
                         "run one forward pass with example inputs before pruning",
                     )
-            try:
-                from torch.nn.utils import parametrize
-
-                if any(parametrize.is_parametrized(m) for m in layer.modules()):
-                    raise self.error(
-                        layer, side, None, "it carries parametrizations (weight_norm, spectral_norm, ...)",
-                        "remove them first with torch.nn.utils.parametrize.remove_parametrizations",
-                    )
-            except ImportError:  # pragma: no cover
-                pass
+        # torch.nn.utils.parametrize registers a ``parametrizations`` ModuleDict child on the module it changes
+        if any("parametrizations" in m._modules for _, m in modules):
+            raise self.error(
+                layer, side, None, "it carries parametrizations (weight_norm, spectral_norm, ...)",
+                "remove them first with torch.nn.utils.parametrize.remove_parametrizations",
+            )
 
     def check_structure(self, layer: Any, idxs: list[int], side: str) -> None:
         """Layer-specific constraints on the (already range-checked, sorted, unique) indices. Nothing here."""
@@ -424,6 +461,8 @@ class BasePruningFunc:
         [0, 2]
         """
         side = normalize_side(side)
+        if type(idxs) is CheckedIndices and idxs.key == (id(layer), side, type(self), self.get_channels(layer, side)):
+            return idxs  # this very list was validated for this layer side at its current size
         self.check_layer(layer, side)
         word = _SIDE_WORDS[side]
         try:
@@ -437,9 +476,9 @@ class BasePruningFunc:
                 f"prune the other side, or leave this layer out of {word}-channel pruning",
             )
         if not clean:
-            return clean
-        bad = [i for i in clean if i < 0 or i >= n]
-        if bad:
+            return CheckedIndices(clean, (id(layer), side, type(self), n))
+        if clean[0] < 0 or clean[-1] >= n:  # sorted: the ends tell
+            bad = [i for i in clean if i < 0 or i >= n]
             raise self.error(
                 layer, side, clean,
                 f"index {_short(bad)} out of range for {n} {word} channels (valid: 0..{n - 1})",
@@ -459,7 +498,7 @@ class BasePruningFunc:
                 f"{len(clean) + m - len(clean) % m})",
             )
         self.check_structure(layer, clean, side)
-        return clean
+        return CheckedIndices(clean, (id(layer), side, type(self), n))
 
     # ---- pruning ----------------------------------------------------------------------------------------
 

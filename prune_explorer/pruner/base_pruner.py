@@ -27,6 +27,7 @@ Attention blocks with separate q/k/v/o layers declared in ``num_heads`` are prun
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections import defaultdict
@@ -536,11 +537,14 @@ class BasePruner:
     def _member_constraints(self, group, unit_order: List[List[int]]):
         """Per constrained member: (removed count after each prefix of units, channel multiple, member size)."""
         out = []
-        root_pos = {r: k for k, r in enumerate(group.root_idxs)}
-        unit_of = np.zeros(len(root_pos), dtype=np.int64)
-        for u_idx, u in enumerate(unit_order):
-            for r in u:
-                unit_of[root_pos[r]] = u_idx
+        root = group.root_array
+        lut = np.full(int(root.max()) + 1 if root.size else 0, -1, dtype=np.int64)
+        lut[root] = np.arange(root.size)
+        sizes = np.fromiter(map(len, unit_order), dtype=np.int64, count=len(unit_order))
+        unit_of = np.zeros(root.size, dtype=np.int64)
+        if unit_order:
+            unit_of[lut[np.fromiter(itertools.chain.from_iterable(unit_order), dtype=np.int64, count=int(sizes.sum()))]] = \
+                np.repeat(np.arange(len(unit_order)), sizes)
         for it in group.items:
             s = it.dep.space
             mult = 1
@@ -550,13 +554,12 @@ class BasePruner:
                     mult = int(pr.channel_multiple(s.owner, "in" if s.side == "in" else "out"))
                 except Exception:
                     mult = 1
-            full = len(it.idxs) >= s.current_size
+            full = it.idx_array.size >= s.current_size
             if mult <= 1 and not full:
                 continue
-            pos = np.fromiter((root_pos[r] for r in it.root_idxs), dtype=np.int64, count=len(it.root_idxs))
-            per_unit = np.bincount(unit_of[pos], minlength=len(unit_order))
+            per_unit = np.bincount(unit_of[lut[it.root_array]], minlength=len(unit_order))
             counts = np.concatenate([[0], np.cumsum(per_unit)])
-            out.append((torch.from_numpy(counts), mult, s.current_size))
+            out.append((counts, mult, s.current_size))
         return out
 
     # ==================================================================================================================
@@ -565,9 +568,13 @@ class BasePruner:
     def _ranked_units(self, group, imp: Optional[torch.Tensor], units) -> Tuple[List[List[int]], torch.Tensor]:
         if imp is None or not units:
             return units, torch.zeros(len(units))
-        root = np.asarray(group.root_idxs, dtype=np.int64)
+        root = group.root_array
+        if len(units) == root.size and (root.size < 2 or bool((root[1:] > root[:-1]).all())):
+            # one channel per unit, root channels ascending (as groups list them): units[k] == [root[k]]
+            order = torch.argsort(imp.float(), stable=True)
+            return [units[i] for i in order.tolist()], imp.float()[order]
         sorter = np.argsort(root, kind="stable")
-        flat = np.fromiter((r for u in units for r in u), dtype=np.int64)
+        flat = np.fromiter(itertools.chain.from_iterable(units), dtype=np.int64)
         unit_id = np.repeat(np.arange(len(units)), [len(u) for u in units])
         pos = torch.from_numpy(sorter[np.searchsorted(root, flat, sorter=sorter)])
         uid = torch.from_numpy(unit_id)
@@ -588,10 +595,13 @@ class BasePruner:
             return cur, min_keep, None
         return cur, min_keep, self.round_to
 
-    def _solve(self, group, ranked_units, n_target: int) -> int:
+    def _solve(self, group, ranked_units, n_target: int, constraints=None) -> int:
+        """How many of ``ranked_units`` (a prefix) to remove for about ``n_target`` root channels; ``constraints``:
+        :meth:`_member_constraints` of the same ranking, when the caller already has them."""
         cur, min_keep, round_to = self._limits(group)
-        return feasible_units([len(u) for u in ranked_units], n_target, cur, min_keep, round_to,
-                              self._member_constraints(group, ranked_units))
+        if constraints is None:
+            constraints = self._member_constraints(group, ranked_units)
+        return feasible_units(map(len, ranked_units), n_target, cur, min_keep, round_to, constraints)
 
     @staticmethod
     def _full_and_importance(group):
@@ -684,7 +694,8 @@ class BasePruner:
         units = self._units_of(full)
         attrs["prune_units"] = units
         ranked, _ = self._ranked_units(full, imp, units)
-        k_max = self._solve(full, ranked, 1 << 62)
+        constraints = self._member_constraints(full, ranked)
+        k_max = self._solve(full, ranked, 1 << 62, constraints)
         attrs["max_removable"] = sum(len(u) for u in ranked[:k_max])
         if n_target is None:
             if attrs["scope"].startswith(LOCAL + ":"):
@@ -698,7 +709,7 @@ class BasePruner:
             attrs.update(skip_kind=G.TARGET, skip_reason=f"nothing to remove at step {step}: the target ratio "
                          f"{attrs['pruning_ratio']:.3f} is already reached in scope {attrs['scope']}")
             return done([])
-        k = self._solve(full, ranked, attrs["n_target"])
+        k = self._solve(full, ranked, attrs["n_target"], constraints)
         proposed = sorted(r for u in ranked[:k] for r in u)
         if not proposed:
             attrs.update(skip_kind=G.CONSTRAINT, skip_reason=(
@@ -709,7 +720,7 @@ class BasePruner:
 
     @staticmethod
     def _signature(group) -> tuple:
-        return tuple((it.dep.space.index, it.dep.space.current_size, len(it.idxs)) for it in group.items)
+        return tuple((it.dep.space.index, it.dep.space.current_size, it.idx_array.size) for it in group.items)
 
     def _importance(self, group, store: bool = False):
         """``estimate_importance``, reusing the score of the ranking pass while the group's members are unchanged."""

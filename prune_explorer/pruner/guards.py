@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+import numpy as np
+
 __all__ = ["SkippedGroup", "feasible_units", "GUARD", "IMPORTANCE", "TARGET", "CONSTRAINT", "USER", "HEADS", "ERROR"]
 
 GUARD = "guard"  # max_pruning_ratio / single-channel guard
@@ -63,18 +65,16 @@ def feasible_units(unit_sizes, n_target: int, root_current: int, min_keep: int, 
     >>> feasible_units([1, 1, 1, 1], n_target=3, root_current=8, min_keep=1, round_to=2)
     2
     """
-    import torch
-
-    sizes = torch.as_tensor(list(unit_sizes), dtype=torch.long)
-    cum = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(sizes, 0)])
+    sizes = np.fromiter(unit_sizes, dtype=np.int64)
+    cum = np.concatenate([[0], np.cumsum(sizes)])
     remaining = root_current - cum
     ok = (cum <= n_target) & (remaining >= min_keep)
     if round_to and round_to > 1:
         ok &= (remaining % round_to == 0) | (cum == 0)
     for counts, multiple, size in member_counts:
-        counts = torch.as_tensor(counts, dtype=torch.long)
+        counts = np.asarray(counts, dtype=np.int64)
         if multiple > 1:
             ok &= counts % multiple == 0
         ok &= counts < size
     ok[0] = True
-    return int(torch.nonzero(ok).max())
+    return int(np.flatnonzero(ok)[-1])

@@ -51,11 +51,11 @@ def _member_rows(group, bias: bool, types=None):
     """``(positions, [parts' row tensors])`` per member, selected from the live (differentiable) parameters."""
     _, pos_of = root_positions(group)
     for it in group.items:
-        if not it.idxs or (types is not None and not isinstance(it.dep.layer, types)):
+        if not it.idx_array.size or (types is not None and not isinstance(it.dep.layer, types)):
             continue
-        parts = [p for p in channel_parts(it.dep, it.idxs) if bias or not p.is_bias]
+        parts = [p for p in channel_parts(it.dep, it.idx_array) if bias or not p.is_bias]
         if parts:
-            yield pos_of(it.root_idxs), parts
+            yield pos_of(it.root_array), parts
 
 
 def group_channel_norms(group, bias: bool = False, types=None) -> Optional[torch.Tensor]:
