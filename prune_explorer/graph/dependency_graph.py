@@ -226,6 +226,7 @@ class DependencyGraph:
         self._alive = self._table.bind_alive()
         self._space_nodes = {s.index: tracer.nodes[s.name] for s in self.spaces}
         self._root_cache: Dict[int, Node] = {}
+        self._deps: Dict[tuple, Dependency] = {}  # (root space, member space) -> their Dependency (immutable)
 
     # ------------------------------------------------------------------------------------------------------------
     # lookups
@@ -373,34 +374,36 @@ class DependencyGraph:
         return Group(self, root, classes, root.alive_idx[sel])
 
     def _materialise(self, group: Group):
+        """``(items, units)`` of a group: its members (root first, then spaces in trace order; indices ascending within
+        a space; each with the root channel it is coupled with) and its units."""
         root = group.root_space
-        gids = self._members_of(group.classes)
+        gids = np.sort(self._members_of(group.classes))  # ids are allocated space by space: sorted = grouped by space
+        lo, hi = np.searchsorted(gids, (root.offset, root.offset + root.size))
+        root_gids = gids[lo:hi]
+        if lo:
+            gids = np.concatenate([root_gids, gids[:lo], gids[hi:]])
         space_idx = self._space_of[gids]
-        # root first, then spaces in trace order; indices ascending within a space
-        order = np.lexsort((gids, np.where(space_idx == root.index, -1, space_idx)))
-        gids, space_idx = gids[order], space_idx[order]
-        cls_of = self._cls[gids]
-        # class -> the root channel (current index) it maps to
-        root_mask = space_idx == root.index
-        root_gids = gids[root_mask]
         root_cur = root.rank[root_gids - root.offset]
         root_cls = self._cls[root_gids]
         rc_cls, first = np.unique(root_cls, return_index=True)
-        root_node = self.space_node(root)
+        # every member channel -> the root channel (current index) of its class; the root's own channels map to
+        # themselves (also inside tied units)
+        pos = np.minimum(np.searchsorted(rc_cls, self._cls[gids]), max(rc_cls.size - 1, 0))
+        r_all = root_cur[first[pos]] if rc_cls.size else np.zeros(gids.size, dtype=np.int64)
+        r_all[: root_gids.size] = root_cur
+        starts = np.flatnonzero(np.diff(space_idx)) + 1
+        starts = [0] + starts.tolist() + [gids.size]
+        spaces, deps = self.spaces, self._deps
         items: List[GroupItem] = []
-        bounds = np.flatnonzero(np.diff(space_idx)) + 1
-        for chunk_g, chunk_s in zip(np.split(gids, bounds), np.split(space_idx, bounds)):
-            if chunk_g.size == 0:
+        for a, b in zip(starts[:-1], starts[1:]):
+            if a == b:
                 continue
-            s = self.spaces[int(chunk_s[0])]
-            cur = s.rank[chunk_g - s.offset]
-            if s.index == root.index:
-                r_idx = cur  # the root's own channels map to themselves (also inside tied units)
-            else:
-                pos = np.searchsorted(rc_cls, self._cls[chunk_g])
-                r_idx = root_cur[first[np.minimum(pos, rc_cls.size - 1)]]
-            dep = Dependency(root.handler, s.handler, root_node, self.space_node(s), s)
-            items.append(GroupItem(dep, cur, r_idx))
+            s = spaces[space_idx[a]]
+            dep = deps.get((root.index, s.index))
+            if dep is None:
+                dep = deps[(root.index, s.index)] = Dependency(root.handler, s.handler, self.space_node(root),
+                                                               self.space_node(s), s)
+            items.append(GroupItem(dep, s.rank[gids[a:b] - s.offset], r_all[a:b]))
         return items, _units(root_cls, root_cur)
 
     def _restricted_items(self, group: Group, sub: Group):

@@ -129,33 +129,40 @@ def merge_fields(fields: List[Field]) -> List[Field]:
 
 
 class Couplings:
-    """Pairs of global ids that must be pruned together, and ids that must never be pruned."""
+    """Pairs of global ids that must be pruned together, and ids that must never be pruned.
+
+    Fields come in as int64 CPU tensors (the label arithmetic replays torch shape ops) and are kept as numpy arrays:
+    the bookkeeping here is many small elementwise operations, which numpy runs several times faster than torch."""
 
     def __init__(self):
-        self.pair_a: List[torch.Tensor] = []
-        self.pair_b: List[torch.Tensor] = []
-        self.fixed: List[Tuple[torch.Tensor, str]] = []
+        self.pair_a: List[np.ndarray] = []
+        self.pair_b: List[np.ndarray] = []
+        self.fixed: List[Tuple[np.ndarray, str]] = []
 
     def pair(self, a: torch.Tensor, b: torch.Tensor) -> None:
-        _check_real(a, b)
+        self._pair(_as_numpy(a), _as_numpy(b))
+
+    def _pair(self, a: np.ndarray, b: np.ndarray) -> None:
+        stored = max(_stored_numel(a), _stored_numel(b))  # fewer than the broadcast size: positions repeat
         if a.shape != b.shape:
-            a, b = torch.broadcast_tensors(a, b)
-        stored = max(_stored_numel(a), _stored_numel(b))  # fewer than a.numel(): a broadcast repeats positions
+            a, b = np.broadcast_arrays(a, b)
         mask = (a >= 0) & (b >= 0) & (a != b)
-        if bool(mask.any()):
+        if mask.any():
             pa, pb = a[mask], b[mask]
-            if pa.numel() > max(stored, 64):  # many positions repeat the same pair; keep each pair once
-                key = torch.unique((pa << 32) | pb)  # ids are < 2**31 (one per channel of the model)
+            if pa.size > max(stored, 64):  # many positions repeat the same pair; keep each pair once
+                key = np.unique((pa << 32) | pb)  # ids are < 2**31 (one per channel of the model)
                 pa, pb = key >> 32, key & 0xFFFFFFFF
             self.pair_a.append(pa.reshape(-1))
             self.pair_b.append(pb.reshape(-1))
 
     def fix(self, ids: torch.Tensor, reason: str) -> None:
-        _check_real(ids)
+        self._fix(_as_numpy(ids), reason)
+
+    def _fix(self, ids: np.ndarray, reason: str) -> None:
         ids = ids.reshape(-1)
         ids = ids[ids >= 0]
-        if ids.numel():
-            self.fixed.append((torch.unique(ids), reason))
+        if ids.size:
+            self.fixed.append((np.unique(ids), reason))
 
     def fix_field(self, f: Optional[Field], reason: str) -> None:
         if f is not None:
@@ -163,10 +170,12 @@ class Couplings:
 
     def unify(self, a: Field, b: Field, reason: str) -> None:
         """Couple ``a`` and ``b`` position by position; a labeled position facing an unlabeled one is fixed."""
-        a, b = torch.broadcast_tensors(a, b)
-        self.pair(a, b)
-        self.fix(a[(a >= 0) & (b < 0)], reason)
-        self.fix(b[(b >= 0) & (a < 0)], reason)
+        a, b = _as_numpy(a), _as_numpy(b)
+        self._pair(a, b)
+        if a.shape != b.shape:
+            a, b = np.broadcast_arrays(a, b)
+        self._fix(a[(a >= 0) & (b < 0)], reason)
+        self._fix(b[(b >= 0) & (a < 0)], reason)
 
     def tie_along(self, f: Field, dims: Sequence[int]) -> None:
         """Couple labels that differ only in their position along ``dims`` (e.g. the same offset in every group)."""
@@ -177,18 +186,22 @@ class Couplings:
         self.pair(f, base)
 
     def as_numpy(self):
-        a = [p.numpy() for p in self.pair_a]
-        b = [p.numpy() for p in self.pair_b]
-        return a, b
+        return list(self.pair_a), list(self.pair_b)
 
     def fixed_as_numpy(self):
-        return [(ids.numpy(), reason) for ids, reason in self.fixed]
+        return list(self.fixed)
 
 
-def _stored_numel(t: torch.Tensor) -> int:
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    """A label field as a numpy view (no copy; expanded views keep their zero strides)."""
+    _check_real(t)
+    return t.numpy()
+
+
+def _stored_numel(t) -> int:
     """How many distinct elements a (possibly expanded) view reads: the sizes of its dims with a nonzero stride."""
     n = 1
-    for size, stride in zip(t.shape, t.stride()):
+    for size, stride in zip(t.shape, t.strides if isinstance(t, np.ndarray) else t.stride()):
         if stride:
             n *= size
     return n

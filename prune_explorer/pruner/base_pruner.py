@@ -40,7 +40,7 @@ import torch.nn as nn
 from ..errors import PruneExplorerError, PruningError
 from ..graph import DEFAULT_ROOT_TYPES, DependencyGraph, Group
 from . import guards as G
-from .guards import SkippedGroup, feasible_units
+from .guards import SkippedGroup, feasible_prefixes, feasible_units
 from .heads import AttentionBlock, ExplicitGroup, find_attention_blocks
 from .schedulers import linear_scheduler
 from .scope import GLOBAL, ISOMORPHIC, LOCAL, USER, rank_scope, structural_signature
@@ -538,6 +538,7 @@ class BasePruner:
         """Per constrained member: (removed count after each prefix of units, channel multiple, member size)."""
         out = []
         root = group.root_array
+        root_size = group.root_space.current_size
         lut = np.full(int(root.max()) + 1 if root.size else 0, -1, dtype=np.int64)
         lut[root] = np.arange(root.size)
         sizes = np.fromiter(map(len, unit_order), dtype=np.int64, count=len(unit_order))
@@ -557,6 +558,8 @@ class BasePruner:
             full = it.idx_array.size >= s.current_size
             if mult <= 1 and not full:
                 continue
+            if mult <= 1 and s.current_size == root_size and np.array_equal(it.root_array, root):
+                continue  # one channel per root channel: the root's own guard (keep >= 1) already covers it
             per_unit = np.bincount(unit_of[lut[it.root_array]], minlength=len(unit_order))
             counts = np.concatenate([[0], np.cumsum(per_unit)])
             out.append((counts, mult, s.current_size))
@@ -595,13 +598,11 @@ class BasePruner:
             return cur, min_keep, None
         return cur, min_keep, self.round_to
 
-    def _solve(self, group, ranked_units, n_target: int, constraints=None) -> int:
-        """How many of ``ranked_units`` (a prefix) to remove for about ``n_target`` root channels; ``constraints``:
-        :meth:`_member_constraints` of the same ranking, when the caller already has them."""
+    def _solve(self, group, ranked_units, n_target: int) -> int:
+        """How many of ``ranked_units`` (a prefix) to remove for about ``n_target`` root channels."""
         cur, min_keep, round_to = self._limits(group)
-        if constraints is None:
-            constraints = self._member_constraints(group, ranked_units)
-        return feasible_units(map(len, ranked_units), n_target, cur, min_keep, round_to, constraints)
+        return feasible_units(map(len, ranked_units), n_target, cur, min_keep, round_to,
+                              self._member_constraints(group, ranked_units))
 
     @staticmethod
     def _full_and_importance(group):
@@ -694,9 +695,10 @@ class BasePruner:
         units = self._units_of(full)
         attrs["prune_units"] = units
         ranked, _ = self._ranked_units(full, imp, units)
-        constraints = self._member_constraints(full, ranked)
-        k_max = self._solve(full, ranked, 1 << 62, constraints)
-        attrs["max_removable"] = sum(len(u) for u in ranked[:k_max])
+        cur, min_keep, round_to = self._limits(full)
+        ok, cum = feasible_prefixes(map(len, ranked), cur, min_keep, round_to, self._member_constraints(full, ranked))
+        feasible = np.flatnonzero(ok)
+        attrs["max_removable"] = int(cum[feasible[-1]])
         if n_target is None:
             if attrs["scope"].startswith(LOCAL + ":"):
                 s = full.root_space
@@ -709,8 +711,8 @@ class BasePruner:
             attrs.update(skip_kind=G.TARGET, skip_reason=f"nothing to remove at step {step}: the target ratio "
                          f"{attrs['pruning_ratio']:.3f} is already reached in scope {attrs['scope']}")
             return done([])
-        k = self._solve(full, ranked, attrs["n_target"], constraints)
-        proposed = sorted(r for u in ranked[:k] for r in u)
+        k = int(feasible[cum[feasible] <= attrs["n_target"]][-1])
+        proposed = sorted(itertools.chain.from_iterable(ranked[:k]))
         if not proposed:
             attrs.update(skip_kind=G.CONSTRAINT, skip_reason=(
                 f"the target asks for {attrs['n_target']} channels, but no removal up to that count keeps the "

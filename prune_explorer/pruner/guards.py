@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["SkippedGroup", "feasible_units", "GUARD", "IMPORTANCE", "TARGET", "CONSTRAINT", "USER", "HEADS", "ERROR"]
+__all__ = ["SkippedGroup", "feasible_units", "feasible_prefixes", "GUARD", "IMPORTANCE", "TARGET", "CONSTRAINT", "USER", "HEADS", "ERROR"]
 
 GUARD = "guard"  # max_pruning_ratio / single-channel guard
 IMPORTANCE = "importance"  # the criterion returned None for the group
@@ -54,6 +54,24 @@ class SkippedGroup:
         return f"step {self.step}: {self.root} skipped ({self.kind}): {self.reason}"
 
 
+def feasible_prefixes(unit_sizes, root_current: int, min_keep: int, round_to, member_counts=()):
+    """``(ok, cum)`` for the ranked units: ``cum[k]`` root channels are removed by the first ``k`` units, and
+    ``ok[k]`` says whether removing them keeps every constraint (see :func:`feasible_units`; ``ok[0]`` is True)."""
+    sizes = np.fromiter(unit_sizes, dtype=np.int64)
+    cum = np.concatenate([[0], np.cumsum(sizes)])
+    remaining = root_current - cum
+    ok = remaining >= min_keep
+    if round_to and round_to > 1:
+        ok &= (remaining % round_to == 0) | (cum == 0)
+    for counts, multiple, size in member_counts:
+        counts = np.asarray(counts, dtype=np.int64)
+        if multiple > 1:
+            ok &= counts % multiple == 0
+        ok &= counts < size
+    ok[0] = True
+    return ok, cum
+
+
 def feasible_units(unit_sizes, n_target: int, root_current: int, min_keep: int, round_to, member_counts=()) -> int:
     """How many of the ranked units (a prefix of ``unit_sizes``) can be removed: the longest prefix that removes
     at most ``n_target`` root channels and keeps every constraint:
@@ -65,16 +83,5 @@ def feasible_units(unit_sizes, n_target: int, root_current: int, min_keep: int, 
     >>> feasible_units([1, 1, 1, 1], n_target=3, root_current=8, min_keep=1, round_to=2)
     2
     """
-    sizes = np.fromiter(unit_sizes, dtype=np.int64)
-    cum = np.concatenate([[0], np.cumsum(sizes)])
-    remaining = root_current - cum
-    ok = (cum <= n_target) & (remaining >= min_keep)
-    if round_to and round_to > 1:
-        ok &= (remaining % round_to == 0) | (cum == 0)
-    for counts, multiple, size in member_counts:
-        counts = np.asarray(counts, dtype=np.int64)
-        if multiple > 1:
-            ok &= counts % multiple == 0
-        ok &= counts < size
-    ok[0] = True
-    return int(np.flatnonzero(ok)[-1])
+    ok, cum = feasible_prefixes(unit_sizes, root_current, min_keep, round_to, member_counts)
+    return int(np.flatnonzero(ok & (cum <= n_target))[-1])

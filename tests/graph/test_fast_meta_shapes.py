@@ -1,0 +1,64 @@
+"""The tracer's shape-only fast paths for meta tensors must give exactly the shapes PyTorch computes."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prune_explorer.graph.tracing import _fast_meta
+
+
+def _meta(t):
+    return t.to("meta")
+
+
+def test_conv_shapes_match_torch_on_random_arguments():
+    rng = random.Random(0)
+    fast = 0
+    for _ in range(300):
+        nd = rng.choice([1, 2, 3])
+        batched = rng.random() < 0.8
+        g = rng.choice([1, 1, 2, 4])
+        cin, cout = g * rng.randint(1, 3), g * rng.randint(1, 3)
+        k = [rng.randint(1, 4) for _ in range(nd)]
+        size = [rng.randint(3, 10) for _ in range(nd)]
+        stride = rng.choice([1, 2, 3, tuple(rng.randint(1, 3) for _ in range(nd))])
+        pad = rng.choice([0, 1, 2, tuple(rng.randint(0, 2) for _ in range(nd))])
+        dil = rng.choice([1, 2])
+        x = torch.zeros(([2] if batched else []) + [cin] + size)
+        w = torch.zeros([cout, cin // g] + k)
+        conv = getattr(F, f"conv{nd}d")
+        try:
+            ref = conv(x, w, None, stride, pad, dil, g).shape
+        except RuntimeError:
+            ref = None
+        got = _fast_meta(None, f"conv{nd}d", (_meta(x), _meta(w), None, stride, pad, dil, g), {})
+        if ref is None:
+            assert got is None  # an invalid call is left to PyTorch, which raises
+        elif got is not None:
+            assert got.shape == ref and got.device.type == "meta"
+            fast += 1
+    assert fast > 200  # the fast path really is taken for ordinary convolutions
+
+
+def test_conv_with_string_padding_is_left_to_torch():
+    x, w = torch.zeros(1, 3, 8, 8, device="meta"), torch.zeros(4, 3, 3, 3, device="meta")
+    assert _fast_meta(None, "conv2d", (x, w, None, 1, "same"), {}) is None
+
+
+@pytest.mark.parametrize("size", [1, (3, 4), (None, 2), (2, None)])
+def test_adaptive_avg_pool_shapes(size):
+    x = torch.zeros(2, 5, 7, 9)
+    assert _fast_meta(None, "adaptive_avg_pool2d", (_meta(x), size), {}).shape == F.adaptive_avg_pool2d(x, size).shape
+
+
+def test_linear_and_norm_shapes():
+    x = torch.zeros(2, 3, 5, device="meta")
+    assert _fast_meta(None, "linear", (x, torch.zeros(4, 5, device="meta")), {}).shape == (2, 3, 4)
+    assert _fast_meta(None, "linear", (x, torch.zeros(4, 6, device="meta")), {}) is None  # mismatch: torch raises
+    y = torch.zeros(2, 4, 6, 6, device="meta").to(memory_format=torch.channels_last)
+    out = _fast_meta(None, "relu", (y,), {})
+    assert out.shape == y.shape and out.stride() == y.stride()
