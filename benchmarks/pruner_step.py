@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/pruner_step.py [--repeats 3] [--models resnet50,swin_t] [--ratio 0.5] [--no-tp]
 
+Each model is measured in a fresh process (``--in-process`` measures them all in this one).
+
 For each torchvision model (random init, seed 0, batch 1 at 224x224, CPU, 2 threads, denormals flushed) and each
 library, on a fresh copy of the model every time, it measures:
 
@@ -30,6 +32,7 @@ import gc
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -107,8 +110,27 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--no-tp", action="store_true", help="do not measure Torch-Pruning even if installed")
+    parser.add_argument("--no-header", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mem-limit-gb", type=float, default=12.0, help="address-space cap of this process")
+    parser.add_argument("--in-process", action="store_true",
+                        help="measure every model in this process (default: one fresh process per model, so that "
+                             "memory one library leaves behind after an OOM cannot disturb the next model)")
     ns = parser.parse_args()
+    models = ns.models.split(",")
+    if len(models) > 1 and not ns.in_process:
+        passed, argv = [], sys.argv[1:]
+        while argv:  # every option but --models (given as "--models x" or "--models=x")
+            a = argv.pop(0)
+            if a == "--models":
+                argv.pop(0)
+            elif not a.startswith("--models="):
+                passed.append(a)
+        for k, name in enumerate(models):
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), *passed, "--models", name, "--in-process"]
+                                 + (["--no-header"] if k else []), check=False)
+            if out.returncode:
+                print(f"{name:<20}failed (exit {out.returncode})", flush=True)
+        return
     if ns.mem_limit_gb > 0:
         cap = int(ns.mem_limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
@@ -119,13 +141,14 @@ def main() -> None:
     libs = [Lib("ours", pe, ns.ratio)]
     if tp is not None and not ns.no_tp:
         libs.append(Lib("TP", tp, ns.ratio))
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, threads {torch.get_num_threads()}, "
-          f"torch_pruning {getattr(tp, '__version__', 'not installed') if not ns.no_tp else 'not measured'}, "
-          f"pruning_ratio {ns.ratio}, repeats {ns.repeats}, medians (CPU s / wall s)")
-    head = f"{'model':<20}{'op':<12}" + "".join(f"{lib.name + ' cpu':>11}{lib.name + ' wall':>11}" for lib in libs)
-    if len(libs) == 2:
-        head += f"{'cpu ratio':>11}{'wall ratio':>11}"
-    print(head)
+    if not ns.no_header:
+        print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, threads {torch.get_num_threads()}, "
+              f"torch_pruning {getattr(tp, '__version__', 'not installed') if not ns.no_tp else 'not measured'}, "
+              f"pruning_ratio {ns.ratio}, repeats {ns.repeats}, medians (CPU s / wall s)")
+        head = f"{'model':<20}{'op':<12}" + "".join(f"{lib.name + ' cpu':>11}{lib.name + ' wall':>11}" for lib in libs)
+        if len(libs) == 2:
+            head += f"{'cpu ratio':>11}{'wall ratio':>11}"
+        print(head, flush=True)
     for name in ns.models.split(","):
         torch.manual_seed(0)
         template = getattr(torchvision.models, name)().eval()
@@ -140,7 +163,9 @@ def main() -> None:
                         continue
                     try:
                         t, n = run_one(lib, template, x, op)
-                    except MemoryError:
+                    except (MemoryError, RuntimeError) as exc:  # torch reports a failed allocation as RuntimeError
+                        if isinstance(exc, RuntimeError) and "allocate" not in str(exc):
+                            raise
                         failed.add(lib.name)
                         gc.collect()
                         continue

@@ -119,6 +119,7 @@ class DependencyGraph:
         self.module2node: Dict[nn.Module, Node] = {}
         self.spaces: List[ChannelSpace] = []
         self.history: List[PruneRecord] = []
+        self._undoable: List[PruneRecord] = []  # the last records that still hold what undo() needs (<= undo_depth)
         self.unknown_ops: Dict[str, int] = {}
         self._version = 0
         self._built = False
@@ -502,11 +503,16 @@ class DependencyGraph:
     # ------------------------------------------------------------------------------------------------------------
     # pruning
     # ------------------------------------------------------------------------------------------------------------
-    def prune_group(self, group: Group, record_history: bool = True) -> PruneRecord:
-        """Remove the group's channels from every member. Validates everything first; rolls back on any error."""
+    def prune_group(self, group: Group, record_history: bool = True, exact: bool = False) -> PruneRecord:
+        """Remove the group's channels from every member. Validates everything first; rolls back on any error.
+
+        ``exact=True`` removes exactly the channels the group's items list, and marks exactly those as removed in
+        the graph, whatever the graph's coupling says (for groups built by hand, such as the pruner's attention-head
+        groups). The caller is then responsible for the model still running."""
         items = group.items
         if not items or not items[0].idx_array.size:
             raise PruningError(f"the group rooted at {group.root_space.label} has no channel to remove")
+        listed = [it.dep.space.gids(it.dep.space.alive_idx[it.idx_array]) for it in items] if exact else []
         plan = []
         for it in items:
             s = it.dep.space
@@ -536,6 +542,8 @@ class DependencyGraph:
                 "the model was restored unchanged"
             ) from exc
         killed = self._members_of(group.classes)
+        if exact:
+            killed = np.unique(np.concatenate([killed] + listed))
         self._alive[killed] = False
         for s, _ in plan:
             s.invalidate()
@@ -551,11 +559,13 @@ class DependencyGraph:
             self.history.append(rec)
             model_history(self.model).append(rec.as_dict())
         # drop replaced tensors that undo() will not need (they would double the memory of a large model)
-        undoable = [r for r in self.history if r._snapshot is not None]
-        for r in undoable[: max(0, len(undoable) - self.undo_depth)]:
-            r._snapshot = None
-        if not record_history or self.undo_depth == 0:
+        if not record_history or self.undo_depth <= 0:
             rec._snapshot = None
+        self._undoable = [r for r in self._undoable if r._snapshot is not None and not r.undone]
+        if rec._snapshot is not None:
+            self._undoable.append(rec)
+        while len(self._undoable) > max(0, self.undo_depth):
+            self._undoable.pop(0)._snapshot = None
         return rec
 
     def _snapshot(self, spaces: List[ChannelSpace]):

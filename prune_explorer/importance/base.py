@@ -107,12 +107,13 @@ def root_positions(group) -> Tuple[torch.Tensor, Callable[[Sequence[int]], torch
 
     def pos(root_idxs: Sequence[int]) -> torch.Tensor:
         r = long_array(root_idxs)
-        if r.size and (r.min() < 0 or r.max() >= size):
+        try:
+            out = lut[r] if r.size and r.min() >= 0 else None  # too large: IndexError
+        except IndexError:
+            out = None
+        if r.size and (out is None or out.min() < 0):
             raise ValueError(f"group member maps to root channels outside group.root_idxs ({group.root_name})")
-        out = lut[r]
-        if out.size and out.min() < 0:
-            raise ValueError(f"group member maps to root channels outside group.root_idxs ({group.root_name})")
-        return torch.from_numpy(out)
+        return torch.from_numpy(out if r.size else r)
 
     root = torch.from_numpy(root_np)
     return root, pos
@@ -127,7 +128,8 @@ class _UnitSpreader:
     layer's own scores are kept per channel). Works on numpy vectors of length ``n`` (root positions)."""
 
     def __init__(self, group, pos_of, n: int):
-        units = [u for u in group.units if len(u) > 1] if n else []
+        all_units = group.units if n else []
+        units = [u for u in all_units if len(u) > 1] if len(all_units) != n else []  # n units of n channels: singles
         self.active = bool(units)
         if not self.active:
             return
@@ -213,8 +215,12 @@ class GroupImportance(Importance):
                 continue
             pos, s = res
             pos = pos.numpy() if isinstance(pos, torch.Tensor) else np.asarray(pos, dtype=np.int64)
-            s = s.detach().to(device="cpu", dtype=torch.float32).reshape(-1).numpy()
-            if pos.size == n and n and pos[0] == 0 and pos[-1] == n - 1 and (pos[1:] > pos[:-1]).all():
+            s = s.detach()
+            if s.dtype != torch.float32 or s.device.type != "cpu":
+                s = s.to(device="cpu", dtype=torch.float32)
+            s = s.reshape(-1).numpy()
+            if own and pos.size == n or (
+                    pos.size == n and n and pos[0] == 0 and pos[-1] == n - 1 and (pos[1:] > pos[:-1]).all()):
                 vec, mask = s, np.ones(n, dtype=bool)  # one score per root position, in order
             else:
                 vec = np.bincount(pos, weights=s, minlength=n).astype(np.float32)

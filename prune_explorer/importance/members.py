@@ -57,15 +57,23 @@ class _Rows:
     ``[len(idx), k]``. :meth:`power_sum` gives each row's ``sum |x|^p`` without gathering the rows (reductions over
     a strided gather are up to 20x slower than over the tensor in place)."""
 
-    __slots__ = ("dim", "idx", "n", "whole")
+    __slots__ = ("dim", "idx", "n", "_whole")
 
     def __init__(self, dim: int, idx: torch.Tensor):
         self.dim, self.idx, self.n = dim, idx, idx.numel()
-        arr = idx.numpy()
-        self.whole = bool(self.n) and arr[0] == 0 and arr[-1] == self.n - 1 and bool((arr[1:] > arr[:-1]).all())
+        self._whole = None
+
+    def _covers(self, size: int) -> bool:
+        """``idx`` is ``0, 1, ..., size - 1``: every channel, in order (no gather needed)."""
+        if self.n != size or not size:
+            return False
+        if self._whole is None:
+            arr = self.idx.numpy()
+            self._whole = bool(arr[0] == 0 and arr[-1] == size - 1 and (arr[1:] > arr[:-1]).all())
+        return self._whole
 
     def __call__(self, t: torch.Tensor) -> torch.Tensor:
-        if self.whole and t.shape[self.dim] == self.n:  # every channel, in order: no gather needed
+        if self._covers(t.shape[self.dim]):
             return t.movedim(self.dim, 0).reshape(self.n, -1)
         return t.index_select(self.dim, self.idx.to(t.device)).movedim(self.dim, 0).reshape(self.n, -1)
 
@@ -77,7 +85,7 @@ class _Rows:
         v = v.reshape(math.prod(t.shape[: self.dim]), size, -1)
         v = v.sum(2) if v.shape[2] > 1 else v.reshape(v.shape[0], size)
         v = v.sum(0) if v.shape[0] > 1 else v.reshape(size)
-        if self.whole and size == self.n:
+        if self._covers(size):
             return v
         return v.index_select(0, self.idx.to(v.device))
 

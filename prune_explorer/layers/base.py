@@ -54,6 +54,7 @@ __all__ = [
     "normalize_side",
     "normalize_indices",
     "keep_indices",
+    "keep_array",
     "describe_layer",
 ]
 
@@ -125,7 +126,10 @@ def normalize_indices(idxs: Any, *, what: str = "channel indices") -> list[int]:
         if kind not in "iu":
             raise PruningError(f"{what} must be integers, got {'a tensor' if isinstance(idxs, torch.Tensor) else 'an array'} "
                                f"of dtype {idxs.dtype}.")
-        out = (idxs.detach().reshape(-1).tolist() if isinstance(idxs, torch.Tensor) else idxs.reshape(-1).tolist())
+        arr = idxs.detach().reshape(-1).cpu().numpy() if isinstance(idxs, torch.Tensor) else idxs.reshape(-1)
+        if arr.size < 2 or bool((arr[1:] > arr[:-1]).all()):  # already sorted and unique (as groups list them)
+            return arr.tolist()
+        out = arr.tolist()
     elif isinstance(idxs, (str, bytes)) or not isinstance(idxs, Iterable):
         raise PruningError(
             f"{what} must be a sequence of ints (e.g. [0, 3, 5]), got {type(idxs).__name__} {idxs!r}."
@@ -152,16 +156,27 @@ def normalize_indices(idxs: Any, *, what: str = "channel indices") -> list[int]:
     return uniq
 
 
+def keep_array(n: int, idxs: Iterable[int]) -> np.ndarray:
+    """The channels that stay, as a sorted ``int64`` numpy array (the complement of ``idxs`` in ``range(n)``).
+
+    >>> keep_array(5, [1, 3]).tolist()
+    [0, 2, 4]
+    """
+    mask = np.ones(n, dtype=bool)
+    drop = getattr(idxs, "array", None)  # CheckedIndices made from an array keep it
+    if drop is None:
+        drop = idxs if isinstance(idxs, np.ndarray) else np.fromiter(idxs, dtype=np.int64)
+    mask[drop[(drop >= 0) & (drop < n)]] = False
+    return np.flatnonzero(mask)
+
+
 def keep_indices(n: int, idxs: Iterable[int]) -> list[int]:
     """The sorted complement of ``idxs`` in ``range(n)``: the channels that stay.
 
     >>> keep_indices(5, [1, 3])
     [0, 2, 4]
     """
-    mask = np.ones(n, dtype=bool)
-    drop = np.fromiter(idxs, dtype=np.int64) if not isinstance(idxs, np.ndarray) else idxs
-    mask[drop[(drop >= 0) & (drop < n)]] = False
-    return np.flatnonzero(mask).tolist()
+    return keep_array(n, idxs).tolist()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -225,13 +240,15 @@ def selector(*dims_keeps: tuple[int, Sequence[int]]) -> Callable[[torch.Tensor],
 class CheckedIndices(list):
     """The sorted, unique channel indices :meth:`BasePruningFunc.check` returns, stamped with what they were
     validated for (layer, side, pruner type, channel count), so that checking the same list again for the same
-    layer side, as a ``prune_*`` call right after the dependency graph's validation pass does, costs nothing."""
+    layer side, as a ``prune_*`` call right after the dependency graph's validation pass does, costs nothing.
+    ``array``: the same indices as an ``int64`` numpy array when the caller passed one (else None)."""
 
-    __slots__ = ("key",)
+    __slots__ = ("key", "array")
 
-    def __init__(self, idxs: Iterable[int], key: tuple) -> None:
+    def __init__(self, idxs: Iterable[int], key: tuple, array: np.ndarray | None = None) -> None:
         super().__init__(idxs)
         self.key = key
+        self.array = array
 
 
 class Plan:
@@ -498,7 +515,8 @@ class BasePruningFunc:
                 f"{len(clean) + m - len(clean) % m})",
             )
         self.check_structure(layer, clean, side)
-        return CheckedIndices(clean, (id(layer), side, type(self), n))
+        array = idxs if isinstance(idxs, np.ndarray) and idxs.dtype == np.int64 and idxs.ndim == 1 else None
+        return CheckedIndices(clean, (id(layer), side, type(self), n), array)
 
     # ---- pruning ----------------------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .base import BasePruningFunc, Plan, index_tensor, keep_indices, normalize_side
+from .base import BasePruningFunc, Plan, index_tensor, keep_array, keep_indices, normalize_side
 
 __all__ = [
     "ConvPruner",
@@ -216,7 +216,7 @@ class ConvPruner(BasePruningFunc):
         if kind == "depthwise":
             k = self.channel_multiplier(layer)
             return self._prune_depthwise(layer, sorted({o // k for o in idxs}))
-        keep = keep_indices(layer.out_channels, idxs)
+        keep = keep_array(layer.out_channels, idxs)
         plan = Plan()
         if not layer.transposed:
             plan.select(layer, "weight", (0, keep))
@@ -251,7 +251,7 @@ class ConvPruner(BasePruningFunc):
         kind = conv_kind(layer)
         if kind == "depthwise":
             return self._prune_depthwise(layer, idxs)
-        keep = keep_indices(layer.in_channels, idxs)
+        keep = keep_array(layer.in_channels, idxs)
         plan = Plan()
         if layer.transposed:
             plan.select(layer, "weight", (0, keep))

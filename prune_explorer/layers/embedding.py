@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from .base import BasePruningFunc, Plan, keep_indices
+from .base import BasePruningFunc, Plan, keep_array, keep_indices
 
 __all__ = ["EmbeddingPruner", "prune_embedding_out_channels", "prune_embedding_in_channels"]
 
@@ -46,7 +46,7 @@ class EmbeddingPruner(BasePruningFunc):
         idxs = self.check(layer, idxs, "out")
         if not idxs:
             return layer
-        keep = keep_indices(layer.embedding_dim, idxs)
+        keep = keep_array(layer.embedding_dim, idxs)
         plan = Plan()
         plan.select(layer, "weight", (1, keep))
         plan.set(layer, "embedding_dim", len(keep))

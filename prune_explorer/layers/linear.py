@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from .base import BasePruningFunc, Plan, keep_indices
+from .base import BasePruningFunc, Plan, keep_array, keep_indices
 
 __all__ = ["LinearPruner", "prune_linear_out_channels", "prune_linear_in_channels"]
 
@@ -45,7 +45,7 @@ class LinearPruner(BasePruningFunc):
         idxs = self.check(layer, idxs, "out")
         if not idxs:
             return layer
-        keep = keep_indices(layer.out_features, idxs)
+        keep = keep_array(layer.out_features, idxs)
         plan = Plan()
         plan.select(layer, "weight", (0, keep))
         plan.select(layer, "bias", (0, keep))
@@ -58,7 +58,7 @@ class LinearPruner(BasePruningFunc):
         idxs = self.check(layer, idxs, "in")
         if not idxs:
             return layer
-        keep = keep_indices(layer.in_features, idxs)
+        keep = keep_array(layer.in_features, idxs)
         plan = Plan()
         plan.select(layer, "weight", (1, keep))
         plan.set(layer, "in_features", len(keep))

@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-from .base import BasePruningFunc, Plan, keep_indices, normalize_indices
+from .base import BasePruningFunc, Plan, keep_array, keep_indices, normalize_indices
 
 __all__ = [
     "BatchnormPruner",
@@ -84,7 +84,7 @@ class _NumFeaturesPruner(_CoupledPruner):
         return layer.num_features
 
     def _prune(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
-        keep = keep_indices(layer.num_features, idxs)
+        keep = keep_array(layer.num_features, idxs)
         plan = Plan()
         for name in ("weight", "bias", "running_mean", "running_var"):
             plan.select(layer, name, (0, keep))
@@ -140,7 +140,7 @@ class GroupNormPruner(_CoupledPruner):
         return layer.num_groups
 
     def _prune(self, layer: nn.GroupNorm, idxs: list[int]) -> nn.GroupNorm:
-        keep = keep_indices(layer.num_channels, idxs)
+        keep = keep_array(layer.num_channels, idxs)
         plan = Plan()
         plan.select(layer, "weight", (0, keep))
         plan.select(layer, "bias", (0, keep))
@@ -170,7 +170,7 @@ class LayernormPruner(_CoupledPruner):
 
     def _prune(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
         shape = tuple(layer.normalized_shape)
-        keep = keep_indices(shape[-1], idxs)
+        keep = keep_array(shape[-1], idxs)
         plan = Plan()
         plan.select(layer, "weight", (-1, keep))
         plan.select(layer, "bias", (-1, keep))
@@ -206,7 +206,7 @@ class PReLUPruner(_CoupledPruner):
     def _prune(self, layer: nn.PReLU, idxs: list[int]) -> nn.PReLU:
         if layer.num_parameters == 1:
             return layer
-        keep = keep_indices(layer.num_parameters, idxs)
+        keep = keep_array(layer.num_parameters, idxs)
         plan = Plan()
         plan.select(layer, "weight", (0, keep))
         plan.set(layer, "num_parameters", len(keep))

@@ -100,22 +100,10 @@ class ExplicitGroup(Group):
 def force_prune(graph, group: Group, record_history: bool = True):
     """Remove exactly the channels listed in ``group``'s items, atomically, and keep the graph in step.
 
-    The graph's :meth:`~prune_explorer.graph.DependencyGraph.prune_group` validates every member, prunes them all or
-    none, records the history and makes the record undoable; this function then marks the removed channels dead in
-    the graph (``ChannelSpace.kill``) and adds them to the record, so ``DG.undo()`` revives them.
+    ``DG.prune_group(group, exact=True)``: the graph validates every member, prunes them all or none, marks exactly
+    the listed channels as removed, records the history and makes the record undoable (``DG.undo()`` revives them).
     """
-    items = group.items
-    if not items or not items[0].idxs:
-        raise PruningError(f"the group rooted at {group.root_space.label} has no channel to remove")
-    origs = [(it.dep.space, it.dep.space.alive_idx[np.asarray(it.idxs, dtype=np.int64)].copy()) for it in items]
-    rec = graph.prune_group(group, record_history=record_history)
-    killed = []
-    for space, orig in origs:
-        space.kill(orig)
-        killed.append(space.gids(orig))
-    # NOTE: relies on PruneRecord._killed (what DG.undo() revives); see the module docstring
-    rec._killed = np.concatenate([np.asarray(rec._killed, dtype=np.int64)] + killed)
-    return rec
+    return graph.prune_group(group, record_history=record_history, exact=True)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -254,7 +242,7 @@ def find_attention_blocks(graph, model: nn.Module, num_heads: Dict[nn.Module, in
     unhandled: Dict[nn.Module, str] = {}
     if not declared:
         return [], unhandled
-    cls = graph._cls  # NOTE: the graph's channel classes (no public accessor yet)
+    cls = graph.channel_class
     declared_ids = {id(m) for m, _ in declared}
     # classes read by the inputs of each other Linear layer
     readers: Dict[int, List[nn.Module]] = {}
