@@ -421,9 +421,9 @@ class DependencyGraph:
         units = [u for u in group._units if keep[u[0]]]
         return items, units
 
-    def _subgroup(self, group: Group, idxs: Sequence[int]) -> Group:
+    def _subgroup(self, group: Group, idxs: Sequence[int], validate: bool = True) -> Group:
         root = group.root_space
-        idxs = self._validate_root_idxs(root, idxs)
+        idxs = self._validate_root_idxs(root, idxs) if validate else np.asarray(idxs, dtype=np.int64)
         orig = root.alive_idx[idxs]
         cls = np.unique(self._cls[root.gids(orig)])
         outside = cls[~_in_sorted(cls, group.classes)]
@@ -490,15 +490,17 @@ class DependencyGraph:
                 continue
             if not isinstance(s.owner, root_types):
                 continue
-            if s.current_size == 0:
+            alive = s.alive_idx
+            if alive.size == 0:
                 continue
-            classes = np.unique(self._cls[s.gids(s.alive_idx)])
+            root_cls = self._cls[s.gids(alive)]
+            classes = np.unique(root_cls)
             classes = classes[~self._fixed[classes] & ~blocked[classes]]
             if classes.size == 0 or covered[classes].all():
                 continue
             covered[classes] = True
-            g = self._group(s, None, blocked)
-            yield g
+            # the group of every prunable class of this layer (the same as self._group(s, None, blocked))
+            yield Group(self, s, classes, alive[_in_sorted(root_cls, classes)])
 
     # ------------------------------------------------------------------------------------------------------------
     # pruning

@@ -238,9 +238,12 @@ class Group:
         return out
 
     # ---- acting on it ----------------------------------------------------------------------------------------
-    def select(self, idxs: Sequence[int]) -> "Group":
-        """A group with the same members that removes only root channels ``idxs`` (current indices)."""
-        return self._graph._subgroup(self, idxs)
+    def select(self, idxs: Sequence[int], validate: bool = True) -> "Group":
+        """A group with the same members that removes only root channels ``idxs`` (current indices).
+
+        ``validate=False`` skips checking ``idxs`` (ints, in range, no duplicates): only for indices taken from this
+        group's own ``root_idxs``."""
+        return self._graph._subgroup(self, idxs, validate=validate)
 
     def prune(self, idxs: Optional[Sequence[int]] = None, record_history: bool = True):
         """Remove the group's channels (or only root channels ``idxs``) from every member, atomically.

@@ -79,8 +79,8 @@ class _Planned:
         """The whole group (every candidate channel), e.g. to ``select`` another subset."""
         return self._full
 
-    def select(self, idxs):
-        return self._full.select(idxs)
+    def select(self, idxs, validate: bool = True):
+        return self._full.select(idxs, validate=validate)
 
     def prune(self, idxs=None, record_history: bool = True):
         if idxs is None:
@@ -665,7 +665,7 @@ class BasePruner:
                      pruning_ratio=0.0, n_target=0, max_removable=0, skip_reason=None, skip_kind=None)
 
         def done(proposed):
-            sub = full.select(proposed)
+            sub = full.select(proposed, validate=False)  # the pruner's own choice of candidates: valid
             return _as_planned(sub, full, self, proposed_idxs=list(proposed), **attrs)
 
         if isinstance(full, ExplicitGroup):

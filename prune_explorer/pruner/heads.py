@@ -66,7 +66,7 @@ class ExplicitGroup(Group):
     def units(self) -> List[List[int]]:
         return self._explicit_units
 
-    def select(self, idxs: Sequence[int]) -> "ExplicitGroup":
+    def select(self, idxs: Sequence[int], validate: bool = True) -> "ExplicitGroup":
         wanted = {int(i) for i in (idxs.tolist() if hasattr(idxs, "tolist") else idxs)}
         cand = set(self.root_idxs)
         bad = sorted(wanted - cand)
