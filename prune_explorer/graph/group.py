@@ -61,8 +61,8 @@ class GroupItem:
     """One member of a group: ``dep``, the current channel indices ``idxs`` it loses, and their ``root_idxs``.
 
     ``idxs`` and ``root_idxs`` are lists of ints (as in Torch-Pruning); ``idx_array`` and ``root_array`` are the
-    same indices as read-only ``int64`` numpy arrays, which the pruners and importance criteria use (no list
-    round trip). Either form may be given; the other is made on first use."""
+    same indices as ``int64`` numpy arrays (treat them as read-only), which the pruners and importance criteria use
+    (no list round trip). Either form may be given; the other is made on first use."""
 
     __slots__ = ("dep", "_idxs", "_root_idxs", "_idx_arr", "_root_arr")
 
@@ -74,9 +74,7 @@ class GroupItem:
     @staticmethod
     def _split(value):
         if isinstance(value, np.ndarray):
-            arr = value.astype(np.int64, copy=False).reshape(-1)
-            arr.flags.writeable = False
-            return None, arr
+            return None, value.astype(np.int64, copy=False).reshape(-1)
         return (value if isinstance(value, list) else list(value)), None
 
     @property
@@ -213,7 +211,7 @@ class Group:
 
     @property
     def root_array(self) -> np.ndarray:
-        """``root_idxs`` as a read-only ``int64`` numpy array."""
+        """``root_idxs`` as an ``int64`` numpy array (treat it as read-only)."""
         items = self.items
         return items[0].idx_array if items else np.empty(0, dtype=np.int64)
 

@@ -211,3 +211,25 @@ def test_importance_of_the_wrong_shape_is_reported():
     with pytest.raises(pe.PruneExplorerError, match="one score per channel"):
         pr.step()
     assert m.first.out_channels == 8
+
+
+@pytest.mark.parametrize("importance", ["magnitude", "fpgm", "lamp", "bn_scale"])
+def test_a_step_emits_no_warning(importance):
+    """Pruning must stay silent: a stray warning (e.g. from torch internals on the hot path) clutters every
+    notebook cell that prunes, and nbval treats it as changed output."""
+    import warnings
+
+    imp = {"magnitude": pe.importance.MagnitudeImportance(p=2), "fpgm": pe.importance.FPGMImportance(),
+           "lamp": pe.importance.LAMPImportance(), "bn_scale": pe.importance.BNScaleImportance()}[importance]
+    torch.manual_seed(0)
+    for interactive in (False, True):
+        m = TinyResNet()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            pr = MagnitudePruner(m, X, imp, pruning_ratio=0.5, ignored_layers=[m.fc])
+            if interactive:
+                for g in pr.step(interactive=True):
+                    g.prune()
+            else:
+                pr.step()
+        assert n_params(m) < n_params(TinyResNet())
