@@ -361,18 +361,13 @@ class DependencyGraph:
                     blocked[self._cls[s.gids()]] = True
         return blocked
 
-    def _group(self, root: ChannelSpace, root_orig: Optional[np.ndarray], blocked: Optional[np.ndarray] = None) -> Group:
-        if root_orig is None:
-            root_orig = root.alive_idx
-        classes = np.unique(self._cls[root.gids(root_orig)])
-        keep = ~self._fixed[classes]
-        if blocked is not None:
-            keep &= ~blocked[classes]
-        classes = classes[keep]
-        # the root selection is the closure: every alive root channel of those classes
-        root_gids = root.gids(root.alive_idx)
-        sel = _in_sorted(self._cls[root_gids], classes)
-        return Group(self, root, classes, root.alive_idx[sel])
+    def _closure(self, root: ChannelSpace, classes: np.ndarray, root_cls: Optional[np.ndarray] = None) -> Group:
+        """The group that removes ``classes`` (sorted, prunable) from ``root``: it selects every alive root channel
+        of those classes. ``root_cls``: the classes of the alive root channels, when the caller has them."""
+        alive = root.alive_idx
+        if root_cls is None:
+            root_cls = self._cls[root.gids(alive)]
+        return Group(self, root, classes, alive[_in_sorted(root_cls, classes)])
 
     def _materialise(self, group: Group):
         """``(items, units)`` of a group: its members (root first, then spaces in trace order; indices ascending within
@@ -431,8 +426,7 @@ class DependencyGraph:
             reason = self._fixed_reason.get(int(outside[0]), "it is not part of this group (ignored or fixed)")
             bad = [int(i) for i, c in zip(idxs, self._cls[root.gids(orig)]) if c in set(outside.tolist())][:5]
             raise PruningError(f"channels {bad} of {root.label} cannot be pruned in this group: {reason}")
-        # the closure: every alive root channel of those classes (all of them prunable: they are the group's)
-        sub = Group(self, root, cls, root.alive_idx[_in_sorted(self._cls[root.gids(root.alive_idx)], cls)])
+        sub = self._closure(root, cls)  # all of them prunable: they are the group's
         if group._items is not None and group._version == self._version and group.root_space is root:
             sub._items, sub._units = self._restricted_items(group, sub)
         return sub
@@ -469,9 +463,7 @@ class DependencyGraph:
             raise PruningError(
                 f"channel {int(arr[k])} of {space.label} can never be pruned: {self._fixed_reason.get(int(cls[k]))}"
             )
-        group = self._group(space, orig)
-        group.classes = np.unique(cls)
-        return group
+        return self._closure(space, np.unique(cls))
 
     def get_all_groups(self, ignored_layers: Iterable = (), root_module_types=DEFAULT_ROOT_TYPES) -> Iterator[Group]:
         """Yield every prunable group once, in execution order of their root layers.
@@ -499,8 +491,7 @@ class DependencyGraph:
             if classes.size == 0 or covered[classes].all():
                 continue
             covered[classes] = True
-            # the group of every prunable class of this layer (the same as self._group(s, None, blocked))
-            yield Group(self, s, classes, alive[_in_sorted(root_cls, classes)])
+            yield self._closure(s, classes, root_cls)
 
     # ------------------------------------------------------------------------------------------------------------
     # pruning

@@ -198,10 +198,10 @@ def _as_numpy(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
-def _stored_numel(t) -> int:
+def _stored_numel(a: np.ndarray) -> int:
     """How many distinct elements a (possibly expanded) view reads: the sizes of its dims with a nonzero stride."""
     n = 1
-    for size, stride in zip(t.shape, t.strides if isinstance(t, np.ndarray) else t.stride()):
+    for size, stride in zip(a.shape, a.strides):
         if stride:
             n *= size
     return n

@@ -79,18 +79,6 @@ def normalize(x: torch.Tensor, normalizer: Union[str, Callable, None]) -> torch.
     raise ValueError(f"unknown normalizer {normalizer!r}; use one of {NORMALIZERS} or a callable")
 
 
-def _divide(x: np.ndarray, d) -> np.ndarray:
-    return (x / d).astype(np.float32) if d != 0 else x
-
-
-# the same formulas as :func:`normalize`, in numpy (a group's scores are a small vector: numpy is quicker)
-_NUMPY_NORMALIZERS = {
-    "mean": lambda x: _divide(x, x.mean(dtype=np.float32)) if x.size else x,
-    "max": lambda x: _divide(x, x.max()) if x.size else x,
-    "sum": lambda x: _divide(x, x.sum(dtype=np.float32)) if x.size else x,
-}
-
-
 def _check_choice(name: str, value, choices) -> None:
     if value in choices or (name == "normalizer" and callable(value)):
         return
@@ -231,12 +219,8 @@ class GroupImportance(Importance):
             vectors.append((vec, mask))
         if not vectors:
             return None
-        out = np.ascontiguousarray(self.reduce(vectors, n), dtype=np.float32)
-        if self.group_reduction is None:
-            return torch.from_numpy(out)
-        if isinstance(self.normalizer, str) and self.normalizer in _NUMPY_NORMALIZERS:
-            return torch.from_numpy(_NUMPY_NORMALIZERS[self.normalizer](out))
-        return normalize(torch.from_numpy(out), self.normalizer)
+        out = torch.from_numpy(np.ascontiguousarray(self.reduce(vectors, n), dtype=np.float32))
+        return normalize(out, self.normalizer) if self.group_reduction is not None else out
 
     def reduce(self, vectors, n: int) -> np.ndarray:
         """Combine the members' ``(scores, covered)`` numpy vectors per root channel (see ``group_reduction``)."""

@@ -226,12 +226,13 @@ def derive_tensor(old: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor])
         return _same_layout(fn(old.detach()), old)
 
 
-def selector(*dims_keeps: tuple[int, Sequence[int]]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function selecting ``keep`` along ``dim`` for each ``(dim, keep)`` pair, applied in order."""
+def selector(*dims_keeps: tuple[int, Sequence[int]], index: Callable = index_tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function selecting ``keep`` along ``dim`` for each ``(dim, keep)`` pair, applied in order.
+    ``index(keep, device)`` makes the index tensors (:func:`index_tensor` by default)."""
 
     def fn(t: torch.Tensor) -> torch.Tensor:
         for dim, keep in dims_keeps:
-            t = torch.index_select(t, dim, index_tensor(keep, t.device))
+            t = torch.index_select(t, dim, index(keep, t.device))
         return t
 
     return fn
@@ -279,13 +280,7 @@ class Plan:
         old = getattr(module, name, None)
         if old is None:
             return
-
-        def fn(t: torch.Tensor) -> torch.Tensor:
-            for dim, keep in dims_keeps:
-                t = torch.index_select(t, dim, self._index(keep, t.device))
-            return t
-
-        self.set(module, name, derive_tensor(old, fn))
+        self.set(module, name, derive_tensor(old, selector(*dims_keeps, index=self._index)))
 
     def derive(self, module: nn.Module, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         old = getattr(module, name, None)

@@ -39,6 +39,7 @@ import torch.nn as nn
 
 from ..errors import PruneExplorerError, PruningError
 from ..graph import DEFAULT_ROOT_TYPES, DependencyGraph, Group
+from ..importance.base import root_positions
 from . import guards as G
 from .guards import SkippedGroup, feasible_prefixes, feasible_units
 from .heads import AttentionBlock, ExplicitGroup, find_attention_blocks
@@ -539,12 +540,11 @@ class BasePruner:
         out = []
         root = group.root_array
         root_size = group.root_space.current_size
-        lut = np.full(int(root.max()) + 1 if root.size else 0, -1, dtype=np.int64)
-        lut[root] = np.arange(root.size)
+        _, pos_of = root_positions(group)
         sizes = np.fromiter(map(len, unit_order), dtype=np.int64, count=len(unit_order))
-        unit_of = np.zeros(root.size, dtype=np.int64)
+        unit_of = np.zeros(root.size, dtype=np.int64)  # root position -> its unit's rank in unit_order
         if unit_order:
-            unit_of[lut[np.fromiter(itertools.chain.from_iterable(unit_order), dtype=np.int64, count=int(sizes.sum()))]] = \
+            unit_of[pos_of(list(itertools.chain.from_iterable(unit_order))).numpy()] = \
                 np.repeat(np.arange(len(unit_order)), sizes)
         for it in group.items:
             s = it.dep.space
@@ -560,7 +560,7 @@ class BasePruner:
                 continue
             if mult <= 1 and s.current_size == root_size and np.array_equal(it.root_array, root):
                 continue  # one channel per root channel: the root's own guard (keep >= 1) already covers it
-            per_unit = np.bincount(unit_of[lut[it.root_array]], minlength=len(unit_order))
+            per_unit = np.bincount(unit_of[pos_of(it.root_array).numpy()], minlength=len(unit_order))
             counts = np.concatenate([[0], np.cumsum(per_unit)])
             out.append((counts, mult, s.current_size))
         return out
@@ -576,10 +576,9 @@ class BasePruner:
             # one channel per unit, root channels ascending (as groups list them): units[k] == [root[k]]
             order = torch.argsort(imp.float(), stable=True)
             return [units[i] for i in order.tolist()], imp.float()[order]
-        sorter = np.argsort(root, kind="stable")
-        flat = np.fromiter(itertools.chain.from_iterable(units), dtype=np.int64)
+        _, pos_of = root_positions(group)
+        pos = pos_of(list(itertools.chain.from_iterable(units)))
         unit_id = np.repeat(np.arange(len(units)), [len(u) for u in units])
-        pos = torch.from_numpy(sorter[np.searchsorted(root, flat, sorter=sorter)])
         uid = torch.from_numpy(unit_id)
         sums = torch.zeros(len(units), dtype=torch.float32).index_add_(0, uid, imp.float()[pos])
         scores = sums / torch.bincount(uid, minlength=len(units)).float()
