@@ -35,6 +35,7 @@ from . import layers
 from .errors import PruningError
 from .graph.dependency_graph import HISTORY_ATTR, model_history
 from .graph.snapshot import restore_modules, snapshot_modules
+from .validation import check_indices
 
 FORMAT = "prune_explorer.pruned/1"
 
@@ -150,7 +151,7 @@ def _validate(model: nn.Module, history) -> None:
             obj, attr = _resolve(model, mem.get("name", ""))
             fn = _pruning_function(mem.get("fn"))
             idxs = mem.get("idxs")
-            if not isinstance(idxs, list) or not all(isinstance(i, int) for i in idxs):
+            if not isinstance(idxs, list):
                 raise PruningError(f"history entry {k}, {mem.get('name')}: 'idxs' must be a list of ints")
             if attr is not None:
                 dim = int(mem.get("dim", -1))
@@ -167,12 +168,13 @@ def _validate(model: nn.Module, history) -> None:
                 n = sizes.get(key, actual.get_out_channels(obj) if side == "out" else actual.get_in_channels(obj))
             if n is None:
                 raise PruningError(f"history entry {k}: {mem['name']} has no {mem.get('side')} channels to prune")
-            bad = [i for i in idxs if i < 0 or i >= n]
-            if bad or len(set(idxs)) != len(idxs) or len(idxs) >= n:
+            try:
+                check_indices(idxs, n, what=f"history entry {k}, {mem['name']}: 'idxs'", min_keep=1)
+            except PruningError as e:
                 raise PruningError(
-                    f"history entry {k}: channel indices {bad[:5] or idxs[:5]} of {mem['name']} do not fit its {n} channels "
-                    "(the file was saved from a different model or configuration)"
-                )
+                    f"history entry {k}: the channel indices of {mem['name']} do not fit its {n} channels "
+                    f"({e.problem}); the file was saved from a different model or configuration"
+                ) from None
             updates[key] = n - len(idxs)
         sizes.update(updates)
 

@@ -30,18 +30,16 @@ import torch.nn as nn
 from ..errors import DependencyError, PruningError
 from ..layers import registry as layer_registry
 from ..layers.base import CheckedIndices
+from ..inputs import has_meta_tensors
+from ..validation import check_indices
 from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from .group import Dependency, Group, GroupItem, fn_name
 from .node import Node
 from .snapshot import restore_modules, snapshot_modules
-from .tracing import Tracer, flatten_tensors, has_user_hooks
+from .tracing import Tracer, has_user_hooks
 from .union_find import connected_components
 
 DEFAULT_ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.LSTM, nn.GRU)
-
-
-def _all_real(example_inputs) -> bool:
-    return all(t.device.type != "meta" for t in flatten_tensors(example_inputs))
 
 
 HISTORY_ATTR = "_prune_explorer_history"
@@ -157,7 +155,7 @@ class DependencyGraph:
                         f"get_in_channels / prune_out_channels / prune_in_channels (got {t!r}: {p!r})"
                     )
         tracer = None
-        if not has_user_hooks(model) and _all_real(example_inputs):
+        if not has_user_hooks(model) and not has_meta_tensors(example_inputs):
             # shapes are all tracing needs: run on meta stand-ins first (no arithmetic at all)
             tracer = Tracer(model, layer_registry.DEFAULT_REGISTRY, customized_pruners, unwrapped_parameters)
             # a forward pass may cache things on modules (torchvision's anchor generators keep their anchors):
@@ -432,21 +430,7 @@ class DependencyGraph:
         return sub
 
     def _validate_root_idxs(self, root: ChannelSpace, idxs) -> np.ndarray:
-        try:
-            if type(idxs) is list and set(map(type, idxs)) <= {int}:
-                arr = np.fromiter(idxs, dtype=np.int64, count=len(idxs))
-            else:
-                arr = np.asarray([int(i) for i in (idxs.tolist() if isinstance(idxs, torch.Tensor) else idxs)], dtype=np.int64)
-        except (TypeError, ValueError):
-            raise PruningError(f"idxs must be a sequence of ints (channel indices of {root.label}), got {idxs!r}") from None
-        n = root.current_size
-        if arr.size and (arr.min() < 0 or arr.max() >= n):
-            bad = arr[(arr < 0) | (arr >= n)][:5].tolist()
-            raise PruningError(f"channel indices {bad} are out of range for {root.label}, which has {n} channels (valid: 0..{n - 1})")
-        if arr.size > 1 and np.unique(arr).size != arr.size:
-            dup = sorted({int(i) for i in arr if (arr == i).sum() > 1})[:5]
-            raise PruningError(f"duplicate channel indices {dup} for {root.label}; pass each index once")
-        return arr
+        return check_indices(idxs, root.current_size, of=root.label)
 
     def get_pruning_group(self, module, pruning_fn: Callable, idxs: Sequence[int]) -> Group:
         """The group that removing channels ``idxs`` of ``module`` with ``pruning_fn`` implies (nothing changes yet).

@@ -12,7 +12,6 @@ train/eval mode and hooks. It runs under ``torch.no_grad()``: no autograd graph 
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 import weakref
 from collections import Counter
@@ -23,6 +22,7 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode, resolve_name
 
 from ..errors import TracingError
+from ..inputs import CALL_CONVENTION, call_model, kept_state, tensors_in, to_meta
 from . import module_rules, op_rules
 from .channel_space import FIXED, SIDE_IN, SIDE_OUT, SpaceTable
 from .labels import Couplings, Value, new_field
@@ -67,29 +67,6 @@ def op_name(func) -> str:
     except TypeError:
         pass
     return base
-
-
-def flatten_tensors(obj, out: Optional[list] = None, depth: int = 0) -> list:
-    """Tensors inside nested tuples/lists/dicts/dataclasses/namedtuples/objects, in a deterministic order."""
-    if out is None:
-        out = []
-    if depth > 8:
-        return out
-    if isinstance(obj, torch.Tensor):
-        out.append(obj)
-    elif isinstance(obj, (list, tuple)):
-        for o in obj:
-            flatten_tensors(o, out, depth + 1)
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            flatten_tensors(o, out, depth + 1)
-    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        for f in dataclasses.fields(obj):
-            flatten_tensors(getattr(obj, f.name), out, depth + 1)
-    elif hasattr(obj, "__dict__") and not isinstance(obj, (nn.Module, type)) and not callable(obj):
-        for o in vars(obj).values():
-            flatten_tensors(o, out, depth + 1)
-    return out
 
 
 _FAST_UNARY = set("""relu relu6 hardtanh hardswish hardsigmoid silu gelu sigmoid tanh elu leaky_relu selu celu mish
@@ -433,7 +410,7 @@ class Tracer:
             self._pending = getattr(self, "_pending", [])
             self.busy = True
             try:
-                tensors = flatten_tensors((args, kwargs))
+                tensors = tensors_in((args, kwargs))
                 self._pending.append((module, [self.value_of(t) for t in tensors]))
             finally:
                 self.busy = False
@@ -455,7 +432,7 @@ class Tracer:
         return None
 
     def _record_layer(self, module, args, kwargs, output, in_values) -> None:
-        out_tensors = flatten_tensors(output)
+        out_tensors = tensors_in(output)
         name = self.module_names.get(module, type(module).__name__)
         call = op_rules.Call(len(self.calls), type(module).__name__, None, args, kwargs, in_values, [], module)
         call.outputs = [self._new_value(t, call) for t in out_tensors]
@@ -477,8 +454,8 @@ class Tracer:
 
     # ---- calls -----------------------------------------------------------------------------------------------
     def on_call(self, func, name, args, kwargs, out) -> None:
-        in_tensors = flatten_tensors((args, kwargs))
-        out_tensors = flatten_tensors(out)
+        in_tensors = tensors_in((args, kwargs))
+        out_tensors = tensors_in(out)
         if not out_tensors and name != "__setitem__":
             return
         owner = None
@@ -513,13 +490,13 @@ class Tracer:
     def on_internal_error(self, name, exc, args, kwargs, out) -> None:
         self.internal_errors.append(f"{name}: {type(exc).__name__}: {exc}")
         # be safe: every channel touching this op is frozen
-        tensors = flatten_tensors((args, kwargs)) if args is not None else []
+        tensors = tensors_in((args, kwargs)) if args is not None else []
         for t in tensors:
             hit = self._by_id.get(id(t))
             if hit is not None and hit[0]() is t:
                 for f in hit[1].fields:
                     self.couple.fix(f, f"'{name}' could not be followed ({type(exc).__name__})")
-        for t in flatten_tensors(out) if out is not None else []:
+        for t in tensors_in(out) if out is not None else []:
             hit = self._by_id.get(id(t))
             if hit is not None and hit[0]() is t:
                 hit[1].fields = []
@@ -549,60 +526,42 @@ class Tracer:
         data-dependent code; the caller then traces for real)."""
         model = self.model
         self.meta = meta
+        user_forward = forward_fn
         if meta:
             stand_ins = self.use_meta_copies()
-            example_inputs = _to_meta(example_inputs)
-            user_forward = forward_fn
+            example_inputs = to_meta(example_inputs)
 
             def forward_fn(m, inputs):
-                if user_forward is not None:
-                    with torch.nn.utils.stateless._reparametrize_module(m, stand_ins, tie_weights=True):
-                        return user_forward(m, inputs)
-                if isinstance(inputs, dict):
-                    return torch.func.functional_call(m, stand_ins, (), inputs, tie_weights=True, strict=False)
-                args = tuple(inputs) if isinstance(inputs, (list, tuple)) else (inputs,)
-                return torch.func.functional_call(m, stand_ins, args, tie_weights=True, strict=False)
+                with torch.nn.utils.stateless._reparametrize_module(m, stand_ins, tie_weights=True):
+                    return call_model(m, inputs, user_forward)
 
         handles = []
         for m in self.layers:
             handles.append(m.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
             handles.append(m.register_forward_hook(self._post_hook, with_kwargs=True))
-        buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
         self._pending = []
-        inputs = flatten_tensors(example_inputs)
+        inputs = tensors_in(example_inputs)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), kept_state(model):
                 for k, t in enumerate(inputs):
                     v = self._new_value(t)
                     v.producer = self._node(f"input_{k}" if len(inputs) > 1 else "input", "input", None, op="input")
                 with _Mode(self):
-                    if forward_fn is not None:
-                        out = forward_fn(model, example_inputs)
-                    elif isinstance(example_inputs, dict):
-                        out = model(**example_inputs)
-                    elif isinstance(example_inputs, (list, tuple)):
-                        out = model(*example_inputs)
-                    else:
-                        out = model(example_inputs)
+                    out = call_model(model, example_inputs, forward_fn)
                 if output_transform is not None:
                     out = output_transform(out)
         except Exception as exc:
             raise TracingError(
                 f"the model failed to run on the example inputs ({type(exc).__name__}: {exc}). "
-                "Check that example_inputs has the shape, dtype and device the model expects "
-                "(a tensor is passed as model(x), a tuple/list as model(*x), a dict as model(**x)), "
+                f"Check that example_inputs has the shape, dtype and device the model expects ({CALL_CONVENTION}), "
                 "or pass forward_fn=lambda model, inputs: ..."
             ) from exc
         finally:
             for h in handles:
                 h.remove()
-            with torch.no_grad():
-                for n, b in model.named_buffers():
-                    if n in buffers and b.shape == buffers[n].shape:
-                        b.copy_(buffers[n])
             self.busy = False
             self.depth = 0
-        outs = flatten_tensors(out)
+        outs = tensors_in(out)
         if not outs:
             raise TracingError("the model returned no tensor; pass output_transform= to pick the outputs")
         out_node = self._node("output", "output", None, op="output")
@@ -622,18 +581,6 @@ class Tracer:
                 stacklevel=3,
             )
         return out
-
-
-def _to_meta(obj):
-    if isinstance(obj, torch.Tensor):
-        return torch.empty_like(obj, device="meta")
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(_to_meta(o) for o in obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_meta(o) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _to_meta(v) for k, v in obj.items()}
-    return obj
 
 
 def has_user_hooks(model: nn.Module) -> bool:

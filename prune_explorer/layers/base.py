@@ -38,7 +38,6 @@ Example::
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -48,6 +47,7 @@ from torch import nn
 
 from .._index import long_tensor
 from ..errors import PruningError
+from ..validation import check_indices, short_list
 
 __all__ = [
     "BasePruningFunc",
@@ -102,58 +102,17 @@ def describe_layer(layer: Any) -> str:
     return name
 
 
-def _short(idxs: Sequence[int], limit: int = 12) -> str:
-    idxs = list(idxs)
-    if len(idxs) <= limit:
-        return str(idxs)
-    head = ", ".join(str(i) for i in idxs[:limit])
-    return f"[{head}, ...] ({len(idxs)} in all)"
-
-
 def normalize_indices(idxs: Any, *, what: str = "channel indices") -> list[int]:
     """Turn ``idxs`` into a sorted list of unique Python ints, or raise :class:`PruningError`.
 
     Accepts any iterable of integers (list, tuple, range, set, 1-D integer tensor or numpy array).
-    Duplicates, bools, floats and non-integers are errors; range checks are done by the caller, which knows
-    the channel count.
+    Duplicates, bools, floats and non-integers are errors (the rules of :mod:`prune_explorer.validation`); range
+    checks are done by the caller, which knows the channel count.
 
     >>> normalize_indices([3, 1, 2])
     [1, 2, 3]
     """
-    if isinstance(idxs, (torch.Tensor, np.ndarray)):
-        kind = idxs.dtype.kind if isinstance(idxs, np.ndarray) else (
-            "f" if idxs.is_floating_point() or idxs.is_complex() else "b" if idxs.dtype == torch.bool else "i")
-        if kind not in "iu":
-            raise PruningError(f"{what} must be integers, got {'a tensor' if isinstance(idxs, torch.Tensor) else 'an array'} "
-                               f"of dtype {idxs.dtype}.")
-        arr = idxs.detach().reshape(-1).cpu().numpy() if isinstance(idxs, torch.Tensor) else idxs.reshape(-1)
-        if arr.size < 2 or bool((arr[1:] > arr[:-1]).all()):  # already sorted and unique (as groups list them)
-            return arr.tolist()
-        out = arr.tolist()
-    elif isinstance(idxs, (str, bytes)) or not isinstance(idxs, Iterable):
-        raise PruningError(
-            f"{what} must be a sequence of ints (e.g. [0, 3, 5]), got {type(idxs).__name__} {idxs!r}."
-        )
-    elif type(idxs) is list and set(map(type, idxs)) <= {int}:  # the common case, checked at C speed
-        out = idxs
-    else:
-        out = []
-        for x in idxs:
-            if isinstance(x, (bool, np.bool_)):
-                raise PruningError(f"{what} must be ints, got the bool {x!r}.")
-            try:
-                out.append(operator.index(x))
-            except TypeError:
-                raise PruningError(f"{what} must be ints, got {type(x).__name__} {x!r}.") from None
-    uniq = sorted(set(out))
-    if len(uniq) != len(out):
-        seen: set[int] = set()
-        dups = sorted({i for i in out if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
-        raise PruningError(
-            f"{what} contain duplicates {_short(dups)}; each channel may be listed once. "
-            "Fix: deduplicate the indices (e.g. sorted(set(idxs)))."
-        )
-    return uniq
+    return check_indices(idxs, what=what, sort=True).tolist()
 
 
 def keep_array(n: int, idxs: Iterable[int]) -> np.ndarray:
@@ -430,7 +389,7 @@ class BasePruningFunc:
         if side is not None:
             what += f" {_SIDE_WORDS[side]} channels"
         if idxs is not None:
-            what += f" {_short(idxs)}"
+            what += f" {short_list(idxs)}"
         err = PruningError(f"{what}: {problem}. Fix: {fix}")
         err.layer = layer  # type: ignore[attr-defined]
         err.side = side  # type: ignore[attr-defined]
@@ -477,11 +436,15 @@ class BasePruningFunc:
             return idxs  # this very list was validated for this layer side at its current size
         self.check_layer(layer, side)
         word = _SIDE_WORDS[side]
-        try:
-            clean = normalize_indices(idxs, what=f"{word}-channel indices")
-        except PruningError as e:
-            raise self.error(layer, side, None, str(e).rstrip("."), "pass a list of distinct ints") from None
         n = self.get_channels(layer, side)
+        try:
+            arr = check_indices(idxs, n, what=f"{word}-channel indices", unit=f"{word} channels", sort=True,
+                                min_keep=1)
+        except PruningError as e:
+            raise self.error(layer, side, None if e.kind in ("type", "duplicate") else e.checked_idxs, e.problem,
+                             f"keep at least {max(self.channel_multiple(layer, side), 1)} channel(s)"
+                             if e.kind == "empty" else e.fix) from None
+        clean = arr.tolist()
         if n is None:
             raise self.error(
                 layer, side, clean, f"this layer has no prunable {word} channels",
@@ -489,19 +452,7 @@ class BasePruningFunc:
             )
         if not clean:
             return CheckedIndices(clean, (id(layer), side, type(self), n))
-        if clean[0] < 0 or clean[-1] >= n:  # sorted: the ends tell
-            bad = [i for i in clean if i < 0 or i >= n]
-            raise self.error(
-                layer, side, clean,
-                f"index {_short(bad)} out of range for {n} {word} channels (valid: 0..{n - 1})",
-                "use indices of existing channels; the layer may already have been pruned",
-            )
         m = self.channel_multiple(layer, side)
-        if len(clean) >= n:
-            raise self.error(
-                layer, side, clean, f"removing {len(clean)} of {n} {word} channels would leave none",
-                f"keep at least {max(m, 1)} channel(s)",
-            )
         if m > 1 and len(clean) % m:
             raise self.error(
                 layer, side, clean,
@@ -510,8 +461,7 @@ class BasePruningFunc:
                 f"{len(clean) + m - len(clean) % m})",
             )
         self.check_structure(layer, clean, side)
-        array = idxs if isinstance(idxs, np.ndarray) and idxs.dtype == np.int64 and idxs.ndim == 1 else None
-        return CheckedIndices(clean, (id(layer), side, type(self), n), array)
+        return CheckedIndices(clean, (id(layer), side, type(self), n), arr)
 
     # ---- pruning ----------------------------------------------------------------------------------------
 

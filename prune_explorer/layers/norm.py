@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
+from ..errors import PruningError
 from .base import BasePruningFunc, Plan, keep_array, keep_indices, normalize_indices
 
 __all__ = [
@@ -199,8 +200,8 @@ class PReLUPruner(_CoupledPruner):
         if layer.num_parameters == 1:
             try:
                 return normalize_indices(idxs)
-            except Exception as e:
-                raise self.error(layer, None, None, str(e).rstrip("."), "pass a list of distinct ints") from None
+            except PruningError as e:
+                raise self.error(layer, None, None, e.problem, e.fix) from None
         return super().check(layer, idxs, side)
 
     def _prune(self, layer: nn.PReLU, idxs: list[int]) -> nn.PReLU:

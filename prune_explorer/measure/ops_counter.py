@@ -71,10 +71,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 
 from ..errors import TracingError
+from ..inputs import CALL_CONVENTION, call_model, kept_state
 from .params import count_params, params_per_module
 
 __all__ = ["MacCounter", "count_ops_and_params", "count_macs"]
@@ -590,39 +591,6 @@ class MacCounter(TorchFunctionMode):
 # --------------------------------------------------------------------------------------------------------
 # public entry points
 # --------------------------------------------------------------------------------------------------------
-def _run(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callable]) -> Any:
-    if forward_fn is not None:
-        return forward_fn(model, example_inputs)
-    if isinstance(example_inputs, (tuple, list)) and not isinstance(example_inputs, PackedSequence):
-        return model(*example_inputs)
-    if isinstance(example_inputs, dict):
-        return model(**example_inputs)
-    return model(example_inputs)
-
-
-def _snapshot_buffers(modules: Sequence[nn.Module]):
-    """Keep each buffer and a copy of its values, to undo whatever the forward pass might do to it."""
-    saved = []
-    for module in modules:
-        for name, buf in module._buffers.items():
-            if buf is None:
-                continue
-            try:
-                saved.append((module, name, buf, buf.detach().clone(), buf._version))
-            except Exception:  # inference tensors have no version counter: they cannot change in place anyway
-                saved.append((module, name, buf, None, None))
-    return saved
-
-
-def _restore_buffers(saved) -> None:
-    with torch.no_grad():
-        for module, name, buf, copy, version in saved:
-            if module._buffers.get(name) is not buf:
-                module._buffers[name] = buf
-            if copy is not None and buf._version != version:
-                buf.copy_(copy)
-
-
 def _inclusive(exclusive: Dict[str, int]) -> Dict[str, int]:
     """Add each module's own MACs to itself and to every ancestor named by its qualified-name prefixes."""
     totals: Dict[str, int] = {}
@@ -639,9 +607,6 @@ def _inclusive(exclusive: Dict[str, int]) -> Dict[str, int]:
 def _count(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callable], layer_wise: bool):
     if not isinstance(model, nn.Module):
         raise TypeError(f"count_ops_and_params expects an nn.Module, got {type(model).__name__}")
-    modules = list(model.modules())
-    flags = [m.training for m in modules]
-    buffers = _snapshot_buffers(modules)
     handles = []
     module_names: Dict[int, str] = {}
     param_owner: Dict[int, str] = {}
@@ -652,8 +617,6 @@ def _count(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callable]
                 param_owner.setdefault(id(p), name)
     counter = MacCounter(param_owner)
     if layer_wise:
-        from torch.nn.modules import module as _module_mod
-
         def pre_hook(module, inputs):
             name = module_names.get(id(module))
             if name is not None:
@@ -663,30 +626,24 @@ def _count(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callable]
             if id(module) in module_names:
                 counter.pop_module()
 
-        handles.append(_module_mod.register_module_forward_pre_hook(pre_hook))
-        handles.append(_module_mod.register_module_forward_hook(post_hook, always_call=True))
+        handles.append(register_module_forward_pre_hook(pre_hook))
+        handles.append(register_module_forward_hook(post_hook, always_call=True))
     try:
-        if any(flags):
-            model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), kept_state(model, eval_mode=True):
             try:
                 with counter:
-                    _run(model, example_inputs, forward_fn)
+                    call_model(model, example_inputs, forward_fn)
             except TracingError:
                 raise
             except Exception as exc:
                 raise TracingError(
                     f"count_ops_and_params: the forward pass of {type(model).__name__} failed with "
-                    f"{type(exc).__name__}: {exc}. Check example_inputs (a tensor is passed as model(x), a "
-                    "tuple/list as model(*x), a dict as model(**x)) or pass forward_fn(model, example_inputs)."
+                    f"{type(exc).__name__}: {exc}. Check example_inputs ({CALL_CONVENTION}) or pass "
+                    "forward_fn(model, example_inputs)."
                 ) from exc
     finally:
         for h in handles:
             h.remove()
-        for m, training in zip(modules, flags):
-            if m.training != training:
-                m.training = training
-        _restore_buffers(buffers)
     return counter, module_names
 
 

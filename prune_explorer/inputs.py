@@ -1,0 +1,207 @@
+"""``example_inputs``: how the model is called with them, and every walk over the tensors nested inside them.
+
+Tracing, MAC counting, the explorer and the pruners all run the model on user-given example inputs. This module is
+the one place that knows
+
+* the calling convention (:func:`call_model`): a tensor is passed as ``model(x)``, a tuple or list as
+  ``model(*x)``, a dict as ``model(**x)``, a :class:`~torch.nn.utils.rnn.PackedSequence` (a tuple) whole as
+  ``model(x)``; ``forward_fn(model, inputs)`` replaces all of that;
+* where the tensors are inside nested inputs and outputs (:func:`tensors_in`): tuples, lists, namedtuples, dicts
+  (including ``OrderedDict`` subclasses such as Hugging Face's ``ModelOutput``), dataclasses and plain objects;
+* how to rebuild the same structure with every tensor replaced (:func:`map_tensors`, built on
+  ``torch.utils._pytree``, so containers registered there are rebuilt with their own type), e.g. on the ``meta``
+  device (:func:`to_meta`) or another device (:func:`to_device`);
+* how to run a forward pass and leave the model exactly as it was (:func:`kept_state`: buffer values such as
+  BatchNorm running statistics, buffer identities and train/eval flags are restored).
+
+>>> import torch
+>>> x = {"ids": torch.zeros(2, 3, dtype=torch.long), "extra": (torch.ones(4), "mode")}
+>>> [tuple(t.shape) for t in tensors_in(x)]
+[(2, 3), (4,)]
+>>> m = to_meta(x); m["ids"].device.type, m["extra"][1]
+('meta', 'mode')
+>>> call_model(lambda a, b: a + b, (torch.ones(1), torch.ones(1)))
+tensor([2.])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.utils._pytree as pytree
+from torch.nn.utils.rnn import PackedSequence
+
+__all__ = ["CALL_CONVENTION", "as_call_args", "call_model", "tensors_in", "map_tensors", "to_meta", "to_device",
+           "has_meta_tensors", "kept_state"]
+
+#: how :func:`call_model` passes inputs, worded for error messages
+CALL_CONVENTION = "a tensor is passed as model(x), a tuple/list as model(*x), a dict as model(**x)"
+
+_MAX_DEPTH = 8  # nesting depth searched for tensors (outputs can hold cyclic object graphs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# calling the model
+# ---------------------------------------------------------------------------------------------------------------
+def as_call_args(example_inputs: Any) -> Tuple[tuple, Dict[str, Any]]:
+    """``(args, kwargs)`` for ``model(*args, **kwargs)`` under the calling convention (see the module docstring).
+
+    >>> as_call_args({"x": 1}), as_call_args([1, 2]), as_call_args(3)
+    (((), {'x': 1}), ((1, 2), {}), ((3,), {}))
+    """
+    if isinstance(example_inputs, PackedSequence):
+        return (example_inputs,), {}
+    if isinstance(example_inputs, dict):
+        return (), dict(example_inputs)
+    if isinstance(example_inputs, (list, tuple)):
+        return tuple(example_inputs), {}
+    return (example_inputs,), {}
+
+
+def call_model(model: Callable, example_inputs: Any, forward_fn: Optional[Callable] = None) -> Any:
+    """Run ``model`` on ``example_inputs``: ``forward_fn(model, example_inputs)`` if given, else by the convention."""
+    if forward_fn is not None:
+        return forward_fn(model, example_inputs)
+    args, kwargs = as_call_args(example_inputs)
+    return model(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# finding tensors
+# ---------------------------------------------------------------------------------------------------------------
+def tensors_in(obj: Any) -> List[torch.Tensor]:
+    """Every tensor inside ``obj`` (a tensor, or nested tuples / lists / dicts / dataclasses / objects), in order.
+
+    Modules, classes and callables are not searched; nesting deeper than 8 levels is ignored.
+    """
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    out: List[torch.Tensor] = []
+    _collect(obj, out, 0)
+    return out
+
+
+def _collect(obj: Any, out: list, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        return
+    if isinstance(obj, torch.Tensor):
+        out.append(obj)
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            _collect(o, out, depth + 1)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            _collect(o, out, depth + 1)
+    elif obj is None or isinstance(obj, (int, float, str, bool)):
+        return
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            _collect(getattr(obj, f.name), out, depth + 1)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (nn.Module, type)) and not callable(obj):
+        for o in vars(obj).values():
+            _collect(o, out, depth + 1)
+
+
+def has_meta_tensors(obj: Any) -> bool:
+    """True if any tensor inside ``obj`` is on the ``meta`` device."""
+    return any(t.device.type == "meta" for t in tensors_in(obj))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# rebuilding with other tensors
+# ---------------------------------------------------------------------------------------------------------------
+def _opaque(x: Any) -> bool:
+    """Leaves for the pytree walk that :func:`_map_leaf` handles itself."""
+    return isinstance(x, PackedSequence)
+
+
+def map_tensors(fn: Callable[[torch.Tensor], Any], obj: Any) -> Any:
+    """``obj`` rebuilt with ``fn(t)`` in place of every tensor ``t`` (other leaves kept as they are).
+
+    Containers known to ``torch.utils._pytree`` (tuples, lists, namedtuples, dicts, ``OrderedDict``, registered
+    types) keep their type; dataclasses are rebuilt with :func:`dataclasses.replace`; in a ``PackedSequence`` the
+    data and the sort indices are mapped, while ``batch_sizes`` stays the CPU tensor PyTorch requires.
+
+    >>> map_tensors(lambda t: t * 2, (torch.ones(1), [torch.ones(2)], "keep"))
+    (tensor([2.]), [tensor([2., 2.])], 'keep')
+    """
+    leaves, spec = pytree.tree_flatten(obj, is_leaf=_opaque)
+    return pytree.tree_unflatten([_map_leaf(fn, leaf) for leaf in leaves], spec)
+
+
+def _map_leaf(fn: Callable[[torch.Tensor], Any], leaf: Any) -> Any:
+    if isinstance(leaf, torch.Tensor):
+        return fn(leaf)
+    if isinstance(leaf, PackedSequence):
+        def opt(t):
+            return None if t is None else fn(t)
+
+        return PackedSequence(fn(leaf.data), leaf.batch_sizes, opt(leaf.sorted_indices), opt(leaf.unsorted_indices))
+    if dataclasses.is_dataclass(leaf) and not isinstance(leaf, type):
+        changes = {f.name: map_tensors(fn, getattr(leaf, f.name)) for f in dataclasses.fields(leaf) if f.init}
+        return dataclasses.replace(leaf, **changes)
+    return leaf
+
+
+def to_meta(obj: Any) -> Any:
+    """``obj`` with every tensor replaced by an empty one of the same shape, dtype and strides on ``meta``."""
+    return map_tensors(lambda t: torch.empty_like(t, device="meta"), obj)
+
+
+def to_device(obj: Any, device: Any) -> Any:
+    """``obj`` with every tensor moved to ``device``."""
+    return map_tensors(lambda t: t.to(device), obj)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# leaving the model as it was
+# ---------------------------------------------------------------------------------------------------------------
+def _saved_buffers(modules: Sequence[nn.Module]) -> list:
+    """Each buffer and a copy of its values (what a forward pass may change; BatchNorm's kernels update their
+    running statistics in place without bumping the version counter, so the values are always put back)."""
+    saved = []
+    for module in modules:
+        for name, buf in module._buffers.items():
+            if buf is None:
+                continue
+            # an inference tensor cannot be changed in place outside inference mode: nothing to restore
+            saved.append((module, name, buf, None if buf.is_inference() else buf.detach().clone()))
+    return saved
+
+
+def _restore_buffers(saved: list) -> None:
+    with torch.no_grad():
+        for module, name, buf, copy in saved:
+            if module._buffers.get(name) is not buf:
+                module._buffers[name] = buf
+            if copy is not None:
+                buf.copy_(copy)
+
+
+@contextlib.contextmanager
+def kept_state(model: nn.Module, eval_mode: bool = False) -> Iterator[None]:
+    """Undo, on exit, what a forward pass does to ``model``: buffer values (BatchNorm running statistics, counters)
+    and identities, and every submodule's train/eval flag. ``eval_mode=True`` switches to eval inside.
+
+    >>> bn = torch.nn.BatchNorm1d(2)
+    >>> with kept_state(bn):
+    ...     _ = bn(torch.randn(4, 2) + 5)
+    >>> bn.running_mean.tolist(), int(bn.num_batches_tracked)
+    ([0.0, 0.0], 0)
+    """
+    modules = list(model.modules())
+    flags = [m.training for m in modules]
+    saved = _saved_buffers(modules)
+    try:
+        if eval_mode and any(flags):
+            model.eval()
+        yield
+    finally:
+        for m, training in zip(modules, flags):
+            if m.training != training:
+                m.training = training
+        _restore_buffers(saved)
