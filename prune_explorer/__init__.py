@@ -12,13 +12,14 @@ from ._version import __version__
 from .errors import DependencyError, MissingDependencyError, PruneExplorerError, PruningError, TracingError
 from .graph import Dependency, DependencyGraph, Group, GroupItem, Node
 from . import layers
+from . import layers as function  # Torch-Pruning's ``tp.function`` (the per-layer pruners), same module as pe.layers
 from .layers import *  # noqa: F401,F403  (the prune_* functions and pruner classes, Torch-Pruning names)
 from .layers import BasePruningFunc
 
 from .layers import __all__ as _layer_names
 
 __all__ = [
-    "__version__", "DependencyGraph", "Group", "GroupItem", "Dependency", "Node", "BasePruningFunc", "layers",
+    "__version__", "DependencyGraph", "Group", "GroupItem", "Dependency", "Node", "BasePruningFunc", "layers", "function",
     "PruneExplorerError", "PruningError", "TracingError", "DependencyError", "MissingDependencyError",
 ] + list(_layer_names)
 

@@ -26,3 +26,11 @@ class DependencyError(PruneExplorerError, ValueError):
 
 class MissingDependencyError(PruneExplorerError, ImportError):
     """An optional system program or package needed for a feature is missing (e.g. graphviz's ``dot``)."""
+
+
+class OutputShapeWarning(UserWarning):
+    """An explicitly requested pruning removed channels that reach the model's outputs, so their shapes changed.
+
+    The automatic tools (``DG.get_all_groups``, the pruners) never do this; only ``DG.get_pruning_group`` on such
+    channels does, because the user asked for it (e.g. removing classes from a classifier on purpose).
+    """

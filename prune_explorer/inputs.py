@@ -73,37 +73,47 @@ def call_model(model: Callable, example_inputs: Any, forward_fn: Optional[Callab
 # ---------------------------------------------------------------------------------------------------------------
 # finding tensors
 # ---------------------------------------------------------------------------------------------------------------
-def tensors_in(obj: Any) -> List[torch.Tensor]:
+def tensors_in(obj: Any, paths: Optional[list] = None) -> List[torch.Tensor]:
     """Every tensor inside ``obj`` (a tensor, or nested tuples / lists / dicts / dataclasses / objects), in order.
 
-    Modules, classes and callables are not searched; nesting deeper than 8 levels is ignored.
+    Modules, classes and callables are not searched; nesting deeper than 8 levels is ignored. ``paths``: a list
+    that receives where each tensor sits in ``obj`` (``"[0]"``, ``"['logits']"``, ``".pred_boxes"``; ``""`` for
+    ``obj`` itself).
+
+    >>> paths = []
+    >>> len(tensors_in({"a": torch.zeros(1), "b": (torch.zeros(1), 3)}, paths)), paths
+    (2, ["['a']", "['b'][0]"])
     """
     if isinstance(obj, torch.Tensor):
+        if paths is not None:
+            paths.append("")
         return [obj]
     out: List[torch.Tensor] = []
-    _collect(obj, out, 0)
+    _collect(obj, out, 0, paths, "")
     return out
 
 
-def _collect(obj: Any, out: list, depth: int) -> None:
+def _collect(obj: Any, out: list, depth: int, paths: Optional[list] = None, path: str = "") -> None:
     if depth > _MAX_DEPTH:
         return
     if isinstance(obj, torch.Tensor):
         out.append(obj)
+        if paths is not None:
+            paths.append(path)
     elif isinstance(obj, (list, tuple)):
-        for o in obj:
-            _collect(o, out, depth + 1)
+        for k, o in enumerate(obj):
+            _collect(o, out, depth + 1, paths, f"{path}[{k}]")
     elif isinstance(obj, dict):
-        for o in obj.values():
-            _collect(o, out, depth + 1)
+        for k, o in obj.items():
+            _collect(o, out, depth + 1, paths, f"{path}[{k!r}]")
     elif obj is None or isinstance(obj, (int, float, str, bool)):
         return
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         for f in dataclasses.fields(obj):
-            _collect(getattr(obj, f.name), out, depth + 1)
+            _collect(getattr(obj, f.name), out, depth + 1, paths, f"{path}.{f.name}")
     elif hasattr(obj, "__dict__") and not isinstance(obj, (nn.Module, type)) and not callable(obj):
-        for o in vars(obj).values():
-            _collect(o, out, depth + 1)
+        for k, o in vars(obj).items():
+            _collect(o, out, depth + 1, paths, f"{path}.{k}")
 
 
 def has_meta_tensors(obj: Any) -> bool:

@@ -17,8 +17,10 @@ from typing import Callable, Optional
 
 from .errors import PruningError
 from .measure import count_macs, count_ops_and_params, count_params
+from .model_diff import flatten_as_list, print_tool
 
-__all__ = ["count_ops_and_params", "count_macs", "count_params", "progressive_pruning"]
+__all__ = ["count_ops_and_params", "count_macs", "count_params", "progressive_pruning", "print_tool",
+           "flatten_as_list"]
 
 
 def progressive_pruning(pruner, example_inputs, target_speedup: float, forward_fn: Optional[Callable] = None) -> float:

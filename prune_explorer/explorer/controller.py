@@ -316,7 +316,8 @@ class ExplorerController:
                         lambda mod, inp, out, name=name: produced.__setitem__(id(out), name)))
             hooks.append(model.register_forward_hook(lambda mod, inp, out: outputs.append(out)))
         try:
-            macs, _, layer_macs, _ = count_ops_and_params(model, inputs, layer_wise=True, forward_fn=fwd)
+            macs, _, layer_macs, _ = count_ops_and_params(model, inputs, layer_wise=True, forward_fn=fwd,
+                                                     layer_keys="name")
         finally:
             for h in hooks:
                 h.remove()

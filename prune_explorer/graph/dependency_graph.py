@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import DependencyError, PruningError
+from ..errors import DependencyError, OutputShapeWarning, PruningError
 from ..layers import registry as layer_registry
 from ..layers.base import CheckedIndices
 from ..inputs import has_meta_tensors
@@ -36,7 +36,9 @@ from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from .group import Dependency, Group, GroupItem, fn_name
 from .node import Node
 from .snapshot import restore_modules, snapshot_modules
-from .tracing import Tracer, has_user_hooks
+from .output_changes import output_changes_message
+from .tp_api import TorchPruningGraphAPI
+from .tracing import OUTPUT_REASON, Tracer, has_user_hooks
 from .union_find import connected_components
 
 DEFAULT_ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.LSTM, nn.GRU)
@@ -70,6 +72,7 @@ class PruneRecord:
         self._killed = killed
         self._snapshot = snapshot
         self.undone = False
+        self.exact = False  # True for a hand-built group pruned with prune_group(exact=True)
 
     def as_dict(self) -> dict:
         return {"root": self.root, "root_fn": self.root_fn, "members": self.members}
@@ -108,8 +111,11 @@ def _units(root_cls: np.ndarray, root_cur: np.ndarray) -> List[List[int]]:
     return sorted(chunk.tolist() for chunk in np.split(cur_sorted, bounds))
 
 
-class DependencyGraph:
-    """Traced channel dependencies of a model. Build with :meth:`build_dependency`."""
+class DependencyGraph(TorchPruningGraphAPI):
+    """Traced channel dependencies of a model. Build with :meth:`build_dependency`.
+
+    Torch-Pruning's remaining graph methods (``check_pruning_group``, ``pruning_history``, ``register_customized_layer``
+    ...) come from :class:`~prune_explorer.graph.tp_api.TorchPruningGraphAPI`."""
 
     def __init__(self):
         self.model: Optional[nn.Module] = None
@@ -123,6 +129,10 @@ class DependencyGraph:
         self._built = False
         #: how many recent prunings keep what ``undo()`` needs (the replaced tensors). 0 = no undo, no memory cost.
         self.undo_depth = 0
+        #: pruners for layer types the library does not know (``register_customized_layer``; used by the next build)
+        self.customized_pruners: dict = {}
+        #: layers ``get_all_groups`` never uses (``build_dependency(ignored_layers=...)``, as Torch-Pruning)
+        self.ignored_layers: list = []
 
     # ------------------------------------------------------------------------------------------------------------
     # building
@@ -137,6 +147,7 @@ class DependencyGraph:
         customized_pruners: Optional[dict] = None,
         verbose: bool = True,
         ignored_params=None,
+        ignored_layers=None,
     ) -> "DependencyGraph":
         """Trace ``model`` on ``example_inputs`` (tensor → ``model(x)``, tuple/list → ``model(*x)``,
         dict → ``model(**x)``) and compute every channel coupling. Returns ``self``.
@@ -144,9 +155,11 @@ class DependencyGraph:
         ``customized_pruners`` maps a layer type to a :class:`~prune_explorer.layers.BasePruningFunc` for layers the
         library does not know. ``unwrapped_parameters`` (``{param: dim}`` or ``[(param, dim)]``) restricts a loose
         ``nn.Parameter`` to one prunable dim (by default every dim of size > 1 is considered).
+        ``ignored_layers``: layers :meth:`get_all_groups` never uses (as a root, nor their output channels).
         """
         if not isinstance(model, nn.Module):
             raise TypeError(f"build_dependency expects an nn.Module, got {type(model).__name__}")
+        customized_pruners = {**self.customized_pruners, **(customized_pruners or {})}
         if customized_pruners:
             for t, p in customized_pruners.items():
                 if not isinstance(t, type) or not all(hasattr(p, a) for a in ("prune_out_channels", "get_out_channels")):
@@ -181,7 +194,8 @@ class DependencyGraph:
         self.traced_on_meta = tracer.meta
         self.model = model
         self._tracer_registry = tracer
-        self.customized_pruners = dict(customized_pruners or {})
+        self.customized_pruners = dict(customized_pruners)
+        self.ignored_layers = list(ignored_layers or ())
         self.nodes = tracer.nodes
         self.module2node = {n.module: n for n in tracer.nodes.values() if n.module is not None}
         self.param2node = {id(s.owner): tracer.nodes[s.name] for s in tracer.spaces.spaces if s.dim is not None}
@@ -200,7 +214,11 @@ class DependencyGraph:
         cls = connected_components(n, a, b)
         n_cls = n
         fixed_reason: Dict[int, str] = {}
+        output_ids = []
         for ids, reason in tracer.couple.fixed_as_numpy():
+            if reason == OUTPUT_REASON:  # fixed for the automatic tools only (see OUTPUT_REASON)
+                output_ids.append(ids)
+                continue
             for c in np.unique(cls[ids]):
                 fixed_reason.setdefault(int(c), reason)
         # deferred checks: a reshape size read from another tensor must follow the same channels
@@ -213,10 +231,18 @@ class DependencyGraph:
                     fixed_reason.setdefault(int(c), reason)
         fixed_reason.setdefault(int(cls[0]), "sentinel")
         self._cls = cls
-        self._fixed = np.zeros(n_cls, dtype=bool)
-        if fixed_reason:
-            self._fixed[np.fromiter(fixed_reason.keys(), dtype=np.int64)] = True
+        # _hard_fixed: never prunable. _fixed: also the classes reaching an output, which only an explicit
+        # get_pruning_group prunes (the automatic tools read _fixed)
+        self._hard_fixed = np.zeros(n_cls, dtype=bool)
+        self._hard_fixed[np.fromiter(fixed_reason.keys(), dtype=np.int64)] = True
+        self._output_cls = np.zeros(n_cls, dtype=bool)
+        if output_ids:
+            self._output_cls[cls[np.concatenate(output_ids)]] = True
+        for c in np.flatnonzero(self._output_cls & ~self._hard_fixed):
+            fixed_reason[int(c)] = OUTPUT_REASON
+        self._fixed = self._hard_fixed | self._output_cls
         self._fixed_reason = fixed_reason
+        self._outputs = [(name, shape, [f.numpy() for f in fields]) for name, shape, fields in tracer.outputs]
         self._order = np.argsort(cls, kind="stable")
         sorted_cls = cls[self._order]
         self._cls_start = np.searchsorted(sorted_cls, np.arange(n_cls + 1))
@@ -272,6 +298,8 @@ class DependencyGraph:
         return f"{type(layer).__name__} (not in the traced graph)"
 
     def get_out_channels(self, layer) -> Optional[int]:
+        """Current output-channel count of a layer (module, loose parameter or graph :class:`Node`); None if none."""
+        layer = layer.module if isinstance(layer, Node) else layer
         for s in self.spaces_of(layer):
             if s.side == SIDE_OUT:
                 return s.current_size
@@ -279,6 +307,8 @@ class DependencyGraph:
         return p.get_out_channels(layer) if p else None
 
     def get_in_channels(self, layer) -> Optional[int]:
+        """Current input-channel count of a layer (module, loose parameter or graph :class:`Node`); None if none."""
+        layer = layer.module if isinstance(layer, Node) else layer
         for s in self.spaces_of(layer):
             if s.side == SIDE_IN or s.passthrough:
                 return s.current_size
@@ -308,6 +338,12 @@ class DependencyGraph:
     def fixed_class_mask(self) -> np.ndarray:
         """``fixed_class_mask[c]``: class ``c`` can never be pruned (see :meth:`fixed_reason`)."""
         return self._fixed
+
+    @property
+    def output_class_mask(self) -> np.ndarray:
+        """``output_class_mask[c]``: class ``c`` reaches a model output. Such classes are in :attr:`fixed_class_mask`
+        (the automatic tools keep them) but an explicit :meth:`get_pruning_group` prunes them, with a warning."""
+        return self._output_cls
 
     @property
     def alive_mask(self) -> np.ndarray:
@@ -435,13 +471,17 @@ class DependencyGraph:
     def get_pruning_group(self, module, pruning_fn: Callable, idxs: Sequence[int]) -> Group:
         """The group that removing channels ``idxs`` of ``module`` with ``pruning_fn`` implies (nothing changes yet).
 
-        Channel indices tied by a layer's arithmetic (grouped convs) are added to complete their units.
+        Channel indices tied by a layer's arithmetic (grouped convs) are added to complete their units. Channels that
+        reach a model output may be asked for explicitly (pruning them warns, naming each output whose shape
+        changes); channels the model's code cannot follow (literal sizes, unknown ops) raise :class:`PruningError`.
         """
-        space = self._space_for(module, pruning_fn)
+        return self._group_on(self._space_for(module, pruning_fn), idxs)
+
+    def _group_on(self, space: ChannelSpace, idxs: Sequence[int]) -> Group:
         arr = self._validate_root_idxs(space, idxs)
         orig = space.alive_idx[arr]
         cls = self._cls[space.gids(orig)]
-        fixed = self._fixed[cls]
+        fixed = self._hard_fixed[cls]
         if fixed.any():
             k = int(np.flatnonzero(fixed)[0])
             raise PruningError(
@@ -456,7 +496,7 @@ class DependencyGraph:
         model output, or an op that cannot follow pruning) or belong to an ``ignored_layers`` layer's outputs.
         """
         self._check_built()
-        ignored = list(ignored_layers or ())
+        ignored = list(ignored_layers or ()) + self.ignored_layers
         ignored_ids = {id(m) for m in ignored}
         blocked = self._blocked_classes(ignored)
         covered = np.zeros(self._fixed.size, dtype=bool)
@@ -494,7 +534,7 @@ class DependencyGraph:
         for it in items:
             s = it.dep.space
             try:
-                idxs = s.pruner.check(s.owner, it.idx_array, SIDE_IN if s.side == SIDE_IN else SIDE_OUT) if hasattr(s.pruner, "check") else it.idxs
+                idxs = self._checked_idxs(s, it)
             except PruningError as exc:
                 raise PruningError(f"cannot prune group rooted at {group.root_space.label}: member {s.label}: {exc}") from None
             plan.append((s, idxs if isinstance(idxs, list) else list(idxs)))
@@ -521,6 +561,7 @@ class DependencyGraph:
         killed = self._members_of(group.classes)
         if exact:
             killed = np.unique(np.concatenate([killed] + listed))
+        changed_outputs = output_changes_message(self, killed) if self._output_cls[self._cls[killed]].any() else None
         self._alive[killed] = False
         for s, _ in plan:
             s.invalidate()
@@ -532,6 +573,7 @@ class DependencyGraph:
                 entry["dim"] = int(s.dim)  # a loose parameter: the tensor dim that shrank
             members.append(entry)
         rec = PruneRecord(self, group.root_space.name, fn_name(group.root_space.handler), members, killed, snapshot)
+        rec.exact = exact
         if record_history:
             self.history.append(rec)
             model_history(self.model).append(rec.as_dict())
@@ -543,7 +585,28 @@ class DependencyGraph:
             self._undoable.append(rec)
         while len(self._undoable) > max(0, self.undo_depth):
             self._undoable.pop(0)._snapshot = None
+        if changed_outputs:
+            warnings.warn(f"prune_explorer: pruning the group rooted at {group.root_space.label} changes the model's "
+                          f"outputs: {changed_outputs}. Code that relies on their sizes must follow.",
+                          OutputShapeWarning, stacklevel=3)
         return rec
+
+    @staticmethod
+    def _checked_idxs(s: ChannelSpace, item: GroupItem):
+        """The member's indices as its pruner validates them (raises :class:`PruningError` if it refuses them)."""
+        check = getattr(s.pruner, "check", None)
+        if check is None:
+            return item.idxs
+        try:
+            return check(s.owner, item.idx_array, SIDE_IN if s.side == SIDE_IN else SIDE_OUT)
+        except PruningError:
+            raise
+        except Exception:
+            if type(s.pruner).__module__.startswith("prune_explorer."):
+                raise
+            # a user's pruner whose channel count cannot be read (Torch-Pruning never asks for it): the graph's
+            # indices are already checked against the traced size
+            return item.idxs
 
     def _snapshot(self, spaces: List[ChannelSpace]):
         params = []

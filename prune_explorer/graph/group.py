@@ -53,6 +53,11 @@ class Dependency:
     def is_triggered_by(self, pruning_fn) -> bool:
         return pruning_fn == self.trigger
 
+    def __call__(self, idxs):
+        """Apply ``handler`` to the target layer alone (Torch-Pruning's ``dep(idxs)``; prefer ``group.prune()``,
+        which keeps every coupled layer and the graph in step)."""
+        return self.handler(self.layer, idxs)
+
     def __repr__(self) -> str:
         return f"[{self.source.name} ({fn_name(self.trigger)}) => {self.target.name} ({fn_name(self.handler)})]"
 
@@ -111,9 +116,16 @@ class GroupItem:
             self._root_arr = np.fromiter(self._root_idxs, dtype=np.int64, count=len(self._root_idxs))
         return self._root_arr
 
+    # a ``(dep, idxs)`` pair, as Torch-Pruning's group items: ``dep, idxs = item``, ``item[0]``, ``len(item) == 2``
     def __iter__(self):
         yield self.dep
         yield self.idxs
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, k):
+        return (self.dep, self.idxs)[k]
 
     def __repr__(self) -> str:
         n = len(self._idxs) if self._idxs is not None else int(self._idx_arr.size)
@@ -251,6 +263,17 @@ class Group:
         group = self if idxs is None else self.select(idxs)
         return self._graph.prune_group(group, record_history=record_history)
 
+    def __call__(self):
+        """``group()`` is ``group.prune()`` (Torch-Pruning's spelling)."""
+        return self.prune()
+
+    def exec(self):
+        """Deprecated spelling of :meth:`prune` (kept from Torch-Pruning)."""
+        import warnings
+
+        warnings.warn("Group.exec() is deprecated; use group.prune()", DeprecationWarning, stacklevel=2)
+        return self.prune()
+
     # ---- printing --------------------------------------------------------------------------------------------
     def details(self, max_idxs: int = 8) -> str:
         items = self.items
@@ -275,6 +298,11 @@ class Group:
         lines = [head, "-" * min(len(head), 120)]
         for r in rows:
             lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        g = self._graph
+        if self.classes.size and g.output_class_mask[self.classes].any():
+            from .output_changes import output_changes_message
+
+            lines.append("changes the model's outputs: " + output_changes_message(g, g._members_of(self.classes)))
         return "\n".join(lines)
 
     def __repr__(self) -> str:

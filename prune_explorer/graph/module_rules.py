@@ -10,6 +10,7 @@ Functions take the tracer (``ctx``), the module, its qualified name and the :cla
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
@@ -196,8 +197,10 @@ def recurrent(ctx, module, name, call, x: Value) -> None:
 def custom(ctx, module, name, call, x: Value) -> None:
     """A layer with a user-supplied pruner: channels found on the dim whose size matches (dim 1, else last)."""
     pruner = ctx.pruner_for(module)
-    n_in, n_out = pruner.get_in_channels(module), pruner.get_out_channels(module)
     out = call.outputs[0] if call.outputs else None
+    coupled = bool(getattr(pruner, "in_out_coupled", lambda m: False)(module))
+    n_in = _custom_count(pruner, module, name, SIDE_IN, x)
+    n_out = _custom_count(pruner, module, name, SIDE_OUT, x if coupled else out)
 
     def pick(v: Value, n):
         if v is None or n is None or v.ndim == 0:
@@ -207,10 +210,9 @@ def custom(ctx, module, name, call, x: Value) -> None:
                 return d
         return None
 
-    coupled = bool(getattr(pruner, "in_out_coupled", lambda m: False)(module))
     if coupled and n_out is not None:
         # one space: input channel c is output channel c (a per-channel scale, a custom norm...)
-        s = ctx.space(module, name, SIDE_OUT, passthrough=True)
+        s = ctx.space(module, name, SIDE_OUT, passthrough=True, size=n_out)
         d_in = pick(x, n_out)
         if d_in is None:
             ctx.couple.fix(_ids(s), f"{name}: no input dim has {n_out} channels")
@@ -221,7 +223,7 @@ def custom(ctx, module, name, call, x: Value) -> None:
             o.fields = [new_field(o.shape, d, _ids(s))] if d is not None else []
         return
     if n_in is not None and x is not None:
-        s_in = ctx.space(module, name, SIDE_IN)
+        s_in = ctx.space(module, name, SIDE_IN, size=n_in)
         d = pick(x, n_in)
         if d is None:
             ctx.couple.fix(_ids(s_in), f"{name}: no input dim has {n_in} channels")
@@ -230,7 +232,7 @@ def custom(ctx, module, name, call, x: Value) -> None:
     if out is not None:
         out.fields = []
         if n_out is not None:
-            s_out = ctx.space(module, name, SIDE_OUT)
+            s_out = ctx.space(module, name, SIDE_OUT, size=n_out)
             d = pick(out, n_out)
             if d is None:
                 ctx.couple.fix(_ids(s_out), f"{name}: no output dim has {n_out} channels")
@@ -238,6 +240,22 @@ def custom(ctx, module, name, call, x: Value) -> None:
                 out.fields = [new_field(out.shape, d, _ids(s_out))]
     for o in call.outputs[1:]:
         o.fields = []
+
+
+def _custom_count(pruner, module, name, side, v: Optional[Value]) -> Optional[int]:
+    """A user pruner's channel count for ``side``; if its ``get_*_channels`` raises (Torch-Pruning never calls it
+    while tracing, so ported pruners may not implement it), the size of ``v``'s channel dim (1, else the last)."""
+    fn = pruner.get_out_channels if side == SIDE_OUT else pruner.get_in_channels
+    try:
+        return fn(module)
+    except Exception as exc:
+        if v is None or v.ndim == 0:
+            raise
+        n = v.shape[1] if v.ndim > 1 else v.shape[-1]
+        warnings.warn(
+            f"prune_explorer: {type(pruner).__name__}.{getattr(fn, '__name__', 'get_channels')}({name}) raised "
+            f"{type(exc).__name__}: {exc}; using the channel count seen while tracing ({n})", stacklevel=2)
+        return n
 
 
 def rule_for(module) -> Optional[callable]:

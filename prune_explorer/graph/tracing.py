@@ -69,6 +69,12 @@ def op_name(func) -> str:
     return base
 
 
+#: Why channels that reach the model's outputs are kept fixed by the automatic tools. Unlike the other reasons, it
+#: does not make them unprunable: an explicit ``DG.get_pruning_group`` on them is done, with a warning naming each
+#: output whose shape changes (see ``Tracer.outputs``).
+OUTPUT_REASON = "reaches the model output (its size is part of the model's interface)"
+
+
 _FAST_UNARY = set("""relu relu6 hardtanh hardswish hardsigmoid silu gelu sigmoid tanh elu leaky_relu selu celu mish
 softplus softsign dropout dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout clone contiguous neg abs
 exp log sqrt rsqrt reciprocal square sign erf logsigmoid tanhshrink hardshrink softshrink""".split())
@@ -252,6 +258,7 @@ class Tracer:
         self.unknown_ops: Counter = Counter()
         self.internal_errors: List[str] = []
         self.deferred: List[Tuple[list, list, str]] = []
+        self.outputs: List[Tuple[str, Tuple[int, ...], list]] = []  # (name, shape, label fields) per model output
         self.meta = False  # True when the trace ran on meta-device stand-ins
         self._op_counter: Counter = Counter()
         # module bookkeeping
@@ -349,17 +356,19 @@ class Tracer:
             self.busy = False
 
     # ---- spaces ----------------------------------------------------------------------------------------------
-    def space(self, module, name, side, passthrough=False):
+    def space(self, module, name, side, passthrough=False, size=None):
+        """The channel space of ``module``'s ``side`` (made on first use). ``size``: the channel count when the
+        caller already knows it (else the pruner's ``get_out_channels`` / ``get_in_channels``)."""
         key = (id(module), SIDE_OUT if passthrough else side)
         s = self.spaces.get(key)
         if s is not None:
             return s
         pruner = self.pruner_for(module)
         if passthrough or side == SIDE_OUT:
-            size = pruner.get_out_channels(module)
+            size = pruner.get_out_channels(module) if size is None else size
             handler = pruner.prune_out_channels
         else:
-            size = pruner.get_in_channels(module)
+            size = pruner.get_in_channels(module) if size is None else size
             handler = pruner.prune_in_channels
         s = self.spaces.add(key, owner=module, name=name, side=SIDE_OUT if passthrough else side, size=int(size),
                             pruner=pruner, handler=handler, passthrough=passthrough)
@@ -561,18 +570,22 @@ class Tracer:
                 h.remove()
             self.busy = False
             self.depth = 0
-        outs = tensors_in(out)
+        paths: list = []
+        outs = tensors_in(out, paths=paths)
         if not outs:
             raise TracingError("the model returned no tensor; pass output_transform= to pick the outputs")
         out_node = self._node("output", "output", None, op="output")
+        # (name, shape, label fields) of every output tensor: what an explicit pruning of output channels changes
+        self.outputs = []
         for k, t in enumerate(outs):
             v = self.value_of(t)
             src = v.producer.node if isinstance(v.producer, op_rules.Call) else v.producer
             if isinstance(src, Node):
                 src.add_output(out_node)
                 out_node.add_input(src)
+            self.outputs.append((f"output{paths[k]}", tuple(t.shape), list(v.fields)))
             for f in v.fields:
-                self.couple.fix(f, "reaches the model output (its size is part of the model's interface)")
+                self.couple.fix(f, OUTPUT_REASON)
         if self.unknown_ops:
             names = ", ".join(f"{n} (x{c})" for n, c in sorted(self.unknown_ops.items()))
             warnings.warn(

@@ -347,8 +347,9 @@ class BasePruningFunc:
 
     def in_out_coupled(self, layer: Any) -> bool:
         """True if input and output channels are the same space, so that pruning one side prunes the other
-        (normalisation layers, PReLU, depthwise convs, multi-head attention). False here."""
-        return False
+        (normalisation layers, PReLU, depthwise convs, multi-head attention). Here: True only when the class
+        aliases ``prune_in_channels = prune_out_channels`` (Torch-Pruning's way of declaring it)."""
+        return type(self).prune_in_channels is type(self).prune_out_channels
 
     def coupled_indices(self, layer: Any, idxs: Any, from_side: Any) -> list[int]:
         """For a layer whose input and output channels are one space (:meth:`in_out_coupled`), the indices on

@@ -658,6 +658,7 @@ def count_ops_and_params(
     example_inputs: Any,
     layer_wise: bool = False,
     forward_fn: Optional[Callable[[nn.Module, Any], Any]] = None,
+    layer_keys: str = "module",
 ):
     """Multiply-accumulates and parameters of ``model``, in one forward pass.
 
@@ -668,24 +669,27 @@ def count_ops_and_params(
             a ``PackedSequence``, though a tuple, is passed whole (``model(x)``).
         layer_wise: also return per-module figures.
         forward_fn: ``forward_fn(model, example_inputs)`` runs the model instead of the rules above.
+        layer_keys: how the layer-wise dicts are keyed: ``"module"`` (the module objects, as Torch-Pruning) or
+            ``"name"`` (qualified names, root ``""``).
 
     Returns:
         ``(macs, params)`` as ints — MACs for the whole batch in ``example_inputs``, and the number of distinct
         scalar parameters.  With ``layer_wise=True``: ``(macs, params, layer_macs, layer_params)``, the last two
-        ``{qualified module name: int}`` for every module (root ``""``), each figure covering the module and
-        its submodules.  An op is charged to the module whose forward ran it, or, for a functional
+        ``{module: int}`` for every module of ``model`` (``model`` itself included; ``{qualified name: int}``
+        with ``layer_keys="name"``), each figure covering the module and its submodules.  An op is charged to the module whose forward ran it, or, for a functional
         convolution or linear layer, to the module owning the weight it used; ops run outside any module of
         ``model`` (e.g. by ``forward_fn``) count for the root only.
 
     Differences from ``torch_pruning.utils.count_ops_and_params`` 1.6: TP returns a float, its MACs divided by
-    the length of the first positional input (per sample; identical at batch size 1), and keys its layer-wise
-    dicts by module object (``dict(model.named_modules())`` maps our names back); TP also charges biases,
+    the length of the first positional input (per sample; identical at batch size 1); TP also charges biases,
     activations, pooling and upsampling and 2 per element for affine BatchNorm, so its totals run slightly
     higher (ResNet-50: 4.122 G for TP, 4.100 G here).  TP deep-copies the model; this function does not.
 
     Raises:
         TracingError: the forward pass failed.
     """
+    if layer_keys not in ("module", "name"):
+        raise ValueError(f"layer_keys must be 'module' or 'name', got {layer_keys!r}")
     counter, module_names = _count(model, example_inputs, forward_fn, layer_wise)
     params = count_params(model)
     if not layer_wise:
@@ -693,4 +697,9 @@ def count_ops_and_params(
     names = list(module_names.values())
     totals = _inclusive(counter.by_module)
     layer_macs = {name: totals.get(name, 0) for name in names}
-    return counter.total, params, layer_macs, params_per_module(model)
+    layer_params = params_per_module(model)
+    if layer_keys == "module":
+        modules = dict(model.named_modules())
+        layer_macs = {modules[n]: v for n, v in layer_macs.items()}
+        layer_params = {modules[n]: v for n, v in layer_params.items() if n in modules}
+    return counter.total, params, layer_macs, layer_params

@@ -10,6 +10,8 @@ pruned, :mod:`.heads` for attention heads and :mod:`.regularizers` for sparse tr
 """
 
 from . import guards, heads, regularizers, schedulers, scope
+from .. import layers as function  # Torch-Pruning's ``tp.pruner.function``: the per-layer pruners and prune_* functions
+from ..layers import BasePruningFunc
 from .algorithms import BNScalePruner, GroupNormPruner, MagnitudePruner
 from .base_pruner import BasePruner, PlannedExplicitGroup, PlannedGroup, PrunerConfigError
 from .guards import SkippedGroup
@@ -28,6 +30,8 @@ __all__ = [
     "AttentionBlock",
     "ExplicitGroup",
     "linear_scheduler",
+    "BasePruningFunc",
+    "function",
     "schedulers",
     "scope",
     "guards",

@@ -66,7 +66,7 @@ def test_functional_linear_outside_a_module_forward():
             return F.linear(x, self.qkv.weight, self.qkv.bias)
 
     model = Parent()
-    macs, params, layer_macs, layer_params = count_ops_and_params(model, torch.randn(3, 8), layer_wise=True)
+    macs, params, layer_macs, layer_params = count_ops_and_params(model, torch.randn(3, 8), layer_wise=True, layer_keys="name")
     assert macs == 3 * 8 * 24
     assert layer_macs["qkv"] == macs  # charged to the module owning the weight
     assert layer_macs[""] == macs
@@ -153,7 +153,7 @@ def test_multihead_attention(need_weights, batch_first):
     qk = B * H * L * L * (E // H)  # 800
     av = B * H * L * L * (E // H)  # 800
     out_proj = B * L * E * E  # 2560
-    macs, _, layer_macs, _ = count_ops_and_params(Wrap(), x, layer_wise=True)
+    macs, _, layer_macs, _ = count_ops_and_params(Wrap(), x, layer_wise=True, layer_keys="name")
     assert macs == in_proj + qk + av + out_proj == 11840
     assert layer_macs["mha.out_proj"] == out_proj  # the out-projection is charged to its own module
     assert layer_macs["mha"] == layer_macs[""] == macs
@@ -271,7 +271,7 @@ def test_layer_wise_resnet18():
     torchvision = pytest.importorskip("torchvision")
     model = torchvision.models.resnet18()
     macs, params, layer_macs, layer_params = count_ops_and_params(
-        model, torch.randn(1, 3, 224, 224), layer_wise=True
+        model, torch.randn(1, 3, 224, 224), layer_wise=True, layer_keys="name"
     )
     assert set(layer_macs) == set(layer_params) == {n for n, _ in model.named_modules()}
     assert layer_macs[""] == macs and layer_params[""] == params
