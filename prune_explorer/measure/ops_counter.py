@@ -676,9 +676,10 @@ def count_ops_and_params(
         ``(macs, params)`` as ints — MACs for the whole batch in ``example_inputs``, and the number of distinct
         scalar parameters.  With ``layer_wise=True``: ``(macs, params, layer_macs, layer_params)``, the last two
         ``{module: int}`` for every module of ``model`` (``model`` itself included; ``{qualified name: int}``
-        with ``layer_keys="name"``), each figure covering the module and its submodules.  An op is charged to the module whose forward ran it, or, for a functional
-        convolution or linear layer, to the module owning the weight it used; ops run outside any module of
-        ``model`` (e.g. by ``forward_fn``) count for the root only.
+        with ``layer_keys="name"``), each figure covering the module and its submodules.  An op is charged to
+        the module whose forward ran it, or, for a functional convolution or linear layer, to the module owning
+        the weight it used; ops run outside any module of ``model`` (e.g. by ``forward_fn``) count for the root
+        only.
 
     Differences from ``torch_pruning.utils.count_ops_and_params`` 1.6: TP returns a float, its MACs divided by
     the length of the first positional input (per sample; identical at batch size 1); TP also charges biases,
