@@ -5,17 +5,22 @@
     ...                                    pruning_ratio=0.5, ignored_layers=[model.fc])    # doctest: +SKIP
     >>> pruner.step()                                                                       # doctest: +SKIP
 
-See :mod:`.base_pruner` for what a step does, :mod:`.scope` for ranking scopes, :mod:`.guards` for what is never
-pruned, :mod:`.heads` for attention heads and :mod:`.regularizers` for sparse training.
+See :mod:`.base_pruner` for what a step does, :mod:`.proposal` for what it proposes per group, :mod:`.config` for
+the options, :mod:`.planning` for how a proposal is made, :mod:`.scope` for ranking scopes, :mod:`.guards` for what
+is never pruned, :mod:`.units` for channels pruned together, :mod:`.heads` for attention heads,
+:mod:`.progressive` for pruning to a speed-up and :mod:`.regularizers` for sparse training.
 """
 
 from . import guards, heads, regularizers, schedulers, scope
 from .. import layers as function  # Torch-Pruning's ``tp.pruner.function``: the per-layer pruners and prune_* functions
 from ..layers import BasePruningFunc
 from .algorithms import BNScalePruner, GroupNormPruner, MagnitudePruner
-from .base_pruner import BasePruner, PlannedExplicitGroup, PlannedGroup, PrunerConfigError
+from .base_pruner import BasePruner
+from .config import PrunerConfigError, PrunerOptions
 from .guards import SkippedGroup
 from .heads import AttentionBlock, ExplicitGroup
+from .progressive import progressive_pruning
+from .proposal import Proposal
 from .schedulers import linear_scheduler
 
 __all__ = [
@@ -24,8 +29,9 @@ __all__ = [
     "BNScalePruner",
     "GroupNormPruner",
     "PrunerConfigError",
-    "PlannedGroup",
-    "PlannedExplicitGroup",
+    "PrunerOptions",
+    "Proposal",
+    "progressive_pruning",
     "SkippedGroup",
     "AttentionBlock",
     "ExplicitGroup",

@@ -20,17 +20,19 @@ proposal in interactive mode...), never silently dropped.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["SkippedGroup", "feasible_units", "feasible_prefixes", "GUARD", "IMPORTANCE", "TARGET", "CONSTRAINT", "USER", "HEADS", "ERROR"]
+__all__ = ["SkippedGroup", "guard_refusal", "root_limits", "feasible_units", "feasible_prefixes", "GUARD",
+           "IMPORTANCE", "TARGET", "CONSTRAINT", "NOT_ACCEPTED", "HEADS", "ERROR"]
 
+# the kinds of SkippedGroup (why a step left a group alone)
 GUARD = "guard"  # max_pruning_ratio / single-channel guard
 IMPORTANCE = "importance"  # the criterion returned None for the group
 TARGET = "target"  # nothing to remove at this step (the group is at or below its target)
 CONSTRAINT = "constraint"  # round_to / multiples / units allow no removal near the target
-USER = "user"  # interactive: the user did not call group.prune()
+NOT_ACCEPTED = "user"  # interactive: the user did not call group.prune() (not to be confused with a "user:" scope)
 HEADS = "heads"  # attention head structure not handled (prune_head_dims=False, unrecognised block)
 ERROR = "error"  # a layer pruner refused the proposal (the group was rolled back; non-interactive step)
 
@@ -52,6 +54,35 @@ class SkippedGroup:
 
     def __str__(self) -> str:
         return f"step {self.step}: {self.root} skipped ({self.kind}): {self.reason}"
+
+
+def guard_refusal(group, initial_sizes: Dict[int, int], max_pruning_ratio: float) -> Optional[str]:
+    """Why the guards refuse ``group`` (None when it may be pruned). ``initial_sizes``: channel space index ->
+    channels when the pruner was built."""
+    for it in group.items:
+        s = it.dep.space
+        cur = s.current_size
+        init = initial_sizes.get(s.index, s.size)
+        if cur <= 1:
+            return f"single-channel guard: {s.label} has {cur} channel"
+        if cur < init * (1 - max_pruning_ratio):
+            return (f"max_pruning_ratio guard: {s.label} has {cur} channels, fewer than {init} * (1 - "
+                    f"{max_pruning_ratio}) = {init * (1 - max_pruning_ratio):g}")
+    return None
+
+
+def root_limits(group, initial_sizes: Dict[int, int], max_pruning_ratio: float, round_to: Optional[int],
+                keep_one_unit: bool = False) -> Tuple[int, int, Optional[int]]:
+    """``(root channels now, fewest root channels the group may keep, round_to)``. ``keep_one_unit``: the group
+    must keep a whole unit (an attention group keeps one head group, or one dim in every head; round_to does not
+    apply to it)."""
+    s = group.root_space
+    init = initial_sizes.get(s.index, s.size)
+    min_keep = max(1, int(init * (1 - max_pruning_ratio)))
+    if keep_one_unit:
+        u = group.units
+        return s.current_size, max(min_keep, len(u[0]) if u else 1), None
+    return s.current_size, min_keep, round_to
 
 
 def feasible_prefixes(unit_sizes, root_current: int, min_keep: int, round_to, member_counts=()):

@@ -27,7 +27,7 @@ graph's own machinery (validation, snapshot, rollback, history, undo), whatever 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch.nn as nn
@@ -35,7 +35,7 @@ import torch.nn as nn
 from ..errors import PruningError
 from ..graph.group import Dependency, Group, GroupItem
 
-__all__ = ["ExplicitGroup", "force_prune", "AttentionBlock", "find_attention_blocks"]
+__all__ = ["ExplicitGroup", "force_prune", "AttentionBlock", "find_attention_blocks", "attention_groups"]
 
 HEAD_ATTRS = ("num_heads", "num_attention_heads", "n_heads", "n_head", "heads")
 KV_ATTRS = ("num_key_value_heads", "num_kv_heads", "n_kv_heads", "n_kv_head")
@@ -301,3 +301,19 @@ def find_attention_blocks(graph, model: nn.Module, num_heads: Dict[nn.Module, in
         blk.init_head_dim = q.out_features // h_q
         blocks.append(blk)
     return blocks, unhandled
+
+
+def attention_groups(blocks: Sequence[AttentionBlock], graph, prune_num_heads: bool,
+                     prune_head_dims: bool) -> Iterator[Union[ExplicitGroup, Tuple[AttentionBlock, str]]]:
+    """The attention groups of a step, block by block (whole heads first, then head dims), each made against the
+    model as it is when it is reached; ``(block, reason)`` for a mode that cannot be planned."""
+    for blk in blocks:
+        blk.sync()
+        if prune_num_heads:
+            yield blk.group(graph, "heads")
+        if prune_head_dims:
+            d, dv = blk.head_dims(graph)
+            if d != dv:
+                yield blk, f"head dims of q/k ({d}) and v ({dv}) differ, so dims cannot be removed in pairs"
+            else:
+                yield blk.group(graph, "dims")

@@ -106,7 +106,7 @@ def test_interactive_attention_groups_and_user_choice():
                     head_pruning_ratio=0.25, prune_head_dims=False, ignored_layers=[m.fc])
     gen = pr.step(interactive=True)
     g = next(gen)
-    assert isinstance(g, pe.pruner.PlannedExplicitGroup)
+    assert isinstance(g, pe.pruner.Proposal) and isinstance(g.group, pe.pruner.ExplicitGroup)
     assert g.scope == "attention:attn:heads" and g.importance.shape == (32,)
     assert len(g.proposed_idxs) == 8 and sorted(len(u) for u in g.prune_units) == [8, 8, 8, 8]
     g.prune(idxs=[17])  # the user removes head 2 instead (any channel of it selects the whole head)

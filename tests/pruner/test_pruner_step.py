@@ -83,7 +83,7 @@ def test_interactive_yields_planned_groups_with_their_plan():
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5, ignored_layers=[m.fc])
     seen = []
     for g in pr.step(interactive=True):
-        assert isinstance(g, pe.pruner.PlannedGroup)
+        assert isinstance(g, pe.pruner.Proposal)
         assert g.importance.shape == (len(g.candidate_idxs),)
         assert set(g.proposed_idxs) <= set(g.candidate_idxs)
         assert g.root_idxs == g.proposed_idxs  # the yielded group is the selection
@@ -92,7 +92,7 @@ def test_interactive_yields_planned_groups_with_their_plan():
         lowest = sorted(g.candidate_idxs[i] for i in order[: len(g.proposed_idxs)])
         assert g.proposed_idxs == lowest
         assert g.scope == f"local:{g.root_name}" and g.pruning_ratio == pytest.approx(0.5)
-        assert "Plan (step 1" in repr(g)
+        assert "Proposal (step 1" in repr(g)
         seen.append(g.root_name)
         g.prune()
         assert g.was_pruned

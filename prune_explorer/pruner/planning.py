@@ -1,0 +1,241 @@
+"""How a pruner makes the :class:`~.proposal.Proposal` for one group at one step.
+
+For a group (of the dependency graph, or an attention-head group of :mod:`.heads`) the :class:`Planner`
+
+1. refuses it when a guard says so (:func:`~.guards.guard_refusal`), or when it would change the head size of
+   layers declared in ``num_heads`` while ``prune_head_dims=False``;
+2. scores it (``pruner.estimate_importance``; ``None``: skipped);
+3. sets the target: a local scope removes ``current - int(initial * (1 - ratio))`` root channels; a shared scope
+   (global, isomorphic, a tuple key of ``pruning_ratio_dict``) ranked all its groups once per step
+   (:meth:`Planner.budgets`, :func:`~.scope.rank_scope`) and gives each its share; an attention group removes
+   whole head groups or one dim in every head (:meth:`Planner.attention_target`);
+4. proposes the lowest-scored whole units (:mod:`.units`) whose count keeps ``round_to``, each member's channel
+   multiple and the guards satisfied (rounded down, :func:`~.guards.feasible_prefixes`).
+
+Every refusal is a proposal with nothing proposed and a ``skip_kind`` / ``skip_reason``: the step records it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..errors import PruneExplorerError
+from . import guards as G
+from .heads import AttentionBlock, ExplicitGroup
+from .proposal import Proposal
+from .scope import LOCAL, ScopeRules, rank_scope
+from .units import member_constraints, rank_units, tied_units
+
+__all__ = ["Planner"]
+
+_ALL = 1 << 62  # "as many channels as the constraints allow"
+
+
+def _signature(group) -> tuple:
+    """What an importance score depends on besides the weights: each member's space, size and channel count."""
+    return tuple((it.dep.space.index, it.dep.space.current_size, it.idx_array.size) for it in group.items)
+
+
+class Planner:
+    """Makes proposals for a pruner (see the module docstring).
+
+    Args:
+        options: the pruner's :class:`~.config.PrunerOptions` (read live).
+        graph: the pruner's ``DependencyGraph``.
+        initial_sizes: channel space index -> channels when the pruner was built.
+        scopes: the pruner's :class:`~.scope.ScopeRules`.
+        attention_blocks: the blocks the pruner prunes by head (:class:`~.heads.AttentionBlock`).
+        head_layers: ``{id(layer): heads}`` of the other layers declared in ``num_heads``.
+        estimate_importance: ``group -> scores or None`` (the pruner's checked criterion).
+        graph_groups: ``() -> iterable of the graph's groups a step visits``.
+    """
+
+    def __init__(self, options, graph, initial_sizes: Dict[int, int], scopes: ScopeRules,
+                 attention_blocks: List[AttentionBlock], head_layers: Dict[int, int],
+                 estimate_importance: Callable, graph_groups: Callable[[], Iterable]):
+        self.options = options
+        self.graph = graph
+        self.initial_sizes = initial_sizes
+        self.scopes = scopes
+        self.attention_blocks = attention_blocks
+        self.head_layers = head_layers
+        self.estimate_importance = estimate_importance
+        self.graph_groups = graph_groups
+        self._importance_cache: Dict[int, tuple] = {}  # root space index -> (signature, scores) of the ranking pass
+        self._budget_cache = None  # ((step, graph version), budgets)
+
+    # ---- pieces --------------------------------------------------------------------------------------------------
+    def refusal(self, group) -> Optional[str]:
+        return G.guard_refusal(group, self.initial_sizes, self.options.max_pruning_ratio)
+
+    def keeps_head_size(self, group) -> bool:
+        """Whether ``prune_head_dims=False`` forbids this graph group (it touches a declared head layer)."""
+        return not self.options.prune_head_dims and any(id(it.dep.layer) in self.head_layers for it in group.items)
+
+    def units_of(self, group) -> List[List[int]]:
+        if isinstance(group, ExplicitGroup):
+            return group.units
+        o = self.options
+        return tied_units(group, o.out_channel_groups, o.in_channel_groups, self.head_layers)
+
+    def limits(self, group) -> Tuple[int, int, Optional[int]]:
+        return G.root_limits(group, self.initial_sizes, self.options.max_pruning_ratio, self.options.round_to,
+                             keep_one_unit=isinstance(group, ExplicitGroup))
+
+    def solve(self, group, ranked_units, n_target: int) -> int:
+        """How many of ``ranked_units`` (a prefix) to remove for about ``n_target`` root channels."""
+        cur, min_keep, round_to = self.limits(group)
+        return G.feasible_units(map(len, ranked_units), n_target, cur, min_keep, round_to,
+                                member_constraints(group, ranked_units))
+
+    def importance(self, group, store: bool = False):
+        """``estimate_importance``, reusing the score of the ranking pass while the group's members are unchanged."""
+        key = group.root_space.index
+        cached = self._importance_cache.get(key) if not isinstance(group, ExplicitGroup) else None
+        sig = _signature(group) if (store or cached is not None) else None
+        if cached is not None and cached[0] == sig:
+            return cached[1]
+        imp = self.estimate_importance(group)
+        if store:
+            self._importance_cache[key] = (sig, imp)
+        return imp
+
+    # ---- public questions (a Proposal stands for its whole group and brings its scores) ---------------------------
+    @staticmethod
+    def _whole(group):
+        if isinstance(group, Proposal):
+            return group.group, group.importance
+        return group, None
+
+    def max_removable(self, group) -> int:
+        group, imp = self._whole(group)
+        if self.refusal(group) is not None:
+            return 0
+        ranked, _ = rank_units(group, imp, self.units_of(group))
+        return sum(len(u) for u in ranked[: self.solve(group, ranked, _ALL)])
+
+    def choose(self, group, n_remove: int) -> List[int]:
+        group, imp = self._whole(group)
+        if self.refusal(group) is not None or n_remove <= 0:
+            return []
+        if imp is None:
+            imp = self.estimate_importance(group)
+        ranked, _ = rank_units(group, imp, self.units_of(group))
+        k = self.solve(group, ranked, int(n_remove))
+        return sorted(r for u in ranked[:k] for r in u)
+
+    # ---- the proposal ----------------------------------------------------------------------------------------------
+    def proposal(self, group, step: int, budgets: Dict[int, int], on_pruned=None) -> Proposal:
+        """The proposal for ``group`` (a graph / attention group, or a proposal standing for its group) at ``step``;
+        ``budgets``: the shares of shared scopes (:meth:`budgets`)."""
+        full = group.group if isinstance(group, Proposal) else group
+        made = dict(step=step, scope=None, pruning_ratio=0.0, on_pruned=on_pruned)
+
+        def skip(kind: str, reason: str) -> Proposal:
+            return Proposal(full, skip_kind=kind, skip_reason=reason, **made)
+
+        if isinstance(full, ExplicitGroup):
+            blk, mode = self.block_of(full)
+            made["scope"] = f"attention:{blk.parent_name or '<model>'}:{mode}"
+            made["pruning_ratio"], target_units = self.attention_target(blk, mode, step)
+            n_target = target_units * (len(full.units[0]) if full.units else 0)
+        else:
+            if self.keeps_head_size(full):
+                return skip(G.HEADS, "prune_head_dims=False keeps the head size of declared attention layers")
+            made["scope"], made["pruning_ratio"] = self.scopes.scope(full, step)
+            n_target = None
+        reason = self.refusal(full)
+        if reason is not None:
+            return skip(G.GUARD, reason)
+        imp = self.importance(full)
+        if imp is None:
+            return skip(G.IMPORTANCE, f"{type(self.options.importance).__name__} returned None for this group "
+                                      "(it cannot score it)")
+        units = self.units_of(full)
+        ranked, _ = rank_units(full, imp, units)
+        cur, min_keep, round_to = self.limits(full)
+        ok, cum = G.feasible_prefixes(map(len, ranked), cur, min_keep, round_to, member_constraints(full, ranked))
+        feasible = np.flatnonzero(ok)
+        scope, ratio = made["scope"], made["pruning_ratio"]
+        if n_target is None:
+            if scope.startswith(LOCAL + ":"):
+                s = full.root_space
+                n_target = s.current_size - int(self.initial_sizes.get(s.index, s.size) * (1 - ratio))
+            else:
+                n_target = budgets.get(full.root_space.index, 0)
+        n_target = max(0, int(n_target))
+        made.update(importance=imp, prune_units=units, max_removable=int(cum[feasible[-1]]), n_target=n_target)
+        if n_target <= 0:
+            return skip(G.TARGET, f"nothing to remove at step {step}: the target ratio {ratio:.3f} is already "
+                                  f"reached in scope {scope}")
+        k = int(feasible[cum[feasible] <= n_target][-1])
+        proposed = sorted(itertools.chain.from_iterable(ranked[:k]))
+        if not proposed:
+            return skip(G.CONSTRAINT, (
+                f"the target asks for {n_target} channels, but no removal up to that count keeps the constraints "
+                f"(units of {sorted({len(u) for u in units})} channels, round_to={self.options.round_to}, member "
+                f"multiples, at least {min_keep} channel(s) kept)"))
+        return Proposal(full, proposed_idxs=proposed, **made)
+
+    # ---- shared scopes --------------------------------------------------------------------------------------------
+    def budgets(self, step: int, cached: bool = False) -> Dict[int, int]:
+        """For groups in shared scopes: root space index -> root channels to remove at ``step``."""
+        if not self.scopes.any_shared:
+            return {}
+        key = (step, self.graph.version)
+        if cached and self._budget_cache is not None and self._budget_cache[0] == key:
+            return self._budget_cache[1]
+        self._importance_cache = {}
+        members = defaultdict(list)  # scope -> [(group, current, initial, (unit scores, unit sizes, cap) or None)]
+        ratios = {}
+        for group in self.graph_groups():
+            scope, ratio = self.scopes.scope(group, step)
+            if scope.startswith(LOCAL + ":"):
+                continue
+            ratios[scope] = ratio
+            s = group.root_space
+            ranking = None
+            if self.refusal(group) is None and not self.keeps_head_size(group):
+                imp = self.importance(group, store=True)
+                if imp is not None:
+                    ranked, scores = rank_units(group, imp, self.units_of(group))
+                    cap = sum(len(u) for u in ranked[: self.solve(group, ranked, _ALL)])
+                    ranking = (scores, torch.tensor([len(u) for u in ranked], dtype=torch.long), cap)
+            members[scope].append((group, s.current_size, self.initial_sizes.get(s.index, s.size), ranking))
+        budgets: Dict[int, int] = {}
+        for scope, entries in members.items():
+            n_total = sum(e[1] for e in entries) - int(sum(e[2] for e in entries) * (1 - ratios[scope]))
+            ranked = [(e[0].root_space.index, *e[3]) for e in entries if e[3] is not None]
+            for (idx, *_), n in zip(ranked, rank_scope(ranked, n_total)):
+                budgets[idx] = n
+        self._budget_cache = (key, budgets)
+        return budgets
+
+    # ---- attention ------------------------------------------------------------------------------------------------
+    def block_of(self, group: ExplicitGroup) -> Tuple[AttentionBlock, str]:
+        mode = group.kind.split("-", 1)[1]
+        for blk in self.attention_blocks:
+            if group.root_module is blk.q:
+                return blk, mode
+        raise PruneExplorerError(f"no attention block is rooted at {group.root_name}")
+
+    def attention_target(self, blk: AttentionBlock, mode: str, step: int) -> Tuple[float, int]:
+        """``(ratio, units to remove)`` for an attention group of ``blk`` (``mode``: heads or dims) at ``step``."""
+        o = self.options
+        if mode == "heads":
+            sched = None
+            for m in (blk.q, blk.k, blk.v):
+                sched = sched or o.head_schedules.get(id(m))
+            ratio = (sched or o.per_step_head_pruning_ratio)[step]
+            return ratio, blk.h_kv - max(1, int(blk.init_h_kv * (1 - ratio)))
+        key = None
+        for m in (blk.q, blk.k, blk.v, blk.parent):
+            key = key or o.ratio_key_of.get(id(m))
+        ratio = (o.ratio_schedules[key] if key is not None else o.per_step_pruning_ratio)[step]
+        d, _ = blk.head_dims(self.graph)
+        return ratio, d - max(1, int(blk.init_head_dim * (1 - ratio)))

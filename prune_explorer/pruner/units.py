@@ -1,0 +1,124 @@
+"""Pruning units: the root channels a pruner can only remove together, ranked by importance, and what they cost.
+
+A group's own units (``group.units``) tie channels that a layer's arithmetic ties (a grouped convolution loses the
+same offset from every group). The pruner adds the ties the user declared: ``out_channel_groups`` /
+``in_channel_groups`` (``{module: g}``: that side is ``g`` equal blocks that lose the same offsets) and the heads of
+``num_heads`` layers it does not prune by head itself. :func:`tied_units` merges both (connected components, with
+:func:`~prune_explorer.graph.union_find.connected_components`).
+
+All indices here are root channels: current channel indices of the group's root layer (``group.root_idxs``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..graph.union_find import connected_components
+from ..importance.base import root_positions
+
+__all__ = ["tied_units", "rank_units", "member_constraints"]
+
+
+def _declared_blocks(item, out_channel_groups: Dict[nn.Module, int], in_channel_groups: Dict[nn.Module, int],
+                     head_layers: Dict[int, int]) -> Optional[int]:
+    """How many equal blocks the user declared for this member's side (None: no declaration)."""
+    s, layer = item.dep.space, item.dep.layer
+    out_side = s.side == "out" or s.passthrough
+    in_side = s.side == "in" or s.passthrough
+    if out_side and layer in out_channel_groups:
+        return out_channel_groups[layer]
+    if in_side and layer in in_channel_groups:
+        return in_channel_groups[layer]
+    if out_side:
+        return head_layers.get(id(layer))
+    return None
+
+
+def tied_units(group, out_channel_groups: Dict[nn.Module, int], in_channel_groups: Dict[nn.Module, int],
+               head_layers: Dict[int, int]) -> List[List[int]]:
+    """The group's units merged with the same-offset ties of declared blocks (``head_layers``: ``{id(layer):
+    heads}``). Returns the units as sorted lists of root channels, themselves sorted; the group's own units when
+    nothing is declared for its members."""
+    units = group.units
+    ties = []
+    for it in group.items:
+        g = _declared_blocks(it, out_channel_groups, in_channel_groups, head_layers)
+        n = it.dep.space.current_size
+        if not g or g <= 1 or n % g:
+            continue
+        per = n // g
+        offset = it.idx_array % per
+        roots = it.root_array
+        order = np.argsort(offset, kind="stable")
+        bounds = np.flatnonzero(np.diff(offset[order])) + 1
+        ties.extend(t for t in np.split(roots[order], bounds) if t.size > 1)
+    if not ties:
+        return units
+    root, pos_of = root_positions(group)
+    pairs = [np.asarray(u, dtype=np.int64) for u in units if len(u) > 1] + ties
+    positions = [pos_of(p).numpy() for p in pairs]
+    labels = connected_components(root.numel(), [p[:-1] for p in positions], [p[1:] for p in positions])
+    merged: Dict[int, List[int]] = {}
+    for r, lab in zip(group.root_idxs, labels.tolist()):
+        merged.setdefault(lab, []).append(r)
+    return sorted(merged.values())
+
+
+def rank_units(group, importance: Optional[torch.Tensor], units) -> Tuple[List[List[int]], torch.Tensor]:
+    """``(units in increasing score order, their scores)``; a unit's score is the mean of its channels'
+    ``importance`` (one score per channel of ``group.root_idxs``). Without importance: unchanged, zero scores."""
+    if importance is None or not units:
+        return units, torch.zeros(len(units))
+    root = group.root_array
+    if len(units) == root.size and (root.size < 2 or bool((root[1:] > root[:-1]).all())):
+        # one channel per unit, root channels ascending (as groups list them): units[k] == [root[k]]
+        order = torch.argsort(importance.float(), stable=True)
+        return [units[i] for i in order.tolist()], importance.float()[order]
+    _, pos_of = root_positions(group)
+    pos = pos_of(list(itertools.chain.from_iterable(units)))
+    uid = torch.from_numpy(np.repeat(np.arange(len(units)), [len(u) for u in units]))
+    sums = torch.zeros(len(units), dtype=torch.float32).index_add_(0, uid, importance.float()[pos])
+    scores = sums / torch.bincount(uid, minlength=len(units)).float()
+    order = torch.argsort(scores, stable=True).tolist()
+    return [units[i] for i in order], scores[order]
+
+
+def _channel_multiple(space) -> int:
+    pruner = space.pruner
+    if space.dim is None and hasattr(pruner, "channel_multiple"):
+        try:
+            return int(pruner.channel_multiple(space.owner, "in" if space.side == "in" else "out"))
+        except Exception:  # noqa: BLE001 - a layer that cannot say has no multiple
+            return 1
+    return 1
+
+
+def member_constraints(group, unit_order: List[List[int]]):
+    """Per constrained member: ``(counts, multiple, size)`` for :func:`~.guards.feasible_prefixes`: ``counts[k]``
+    is how many of its channels the first ``k`` units of ``unit_order`` remove, ``multiple`` its channel multiple
+    (e.g. attention heads, GroupNorm groups) and ``size`` its current channel count."""
+    out = []
+    root = group.root_array
+    root_size = group.root_space.current_size
+    _, pos_of = root_positions(group)
+    sizes = np.fromiter(map(len, unit_order), dtype=np.int64, count=len(unit_order))
+    unit_of = np.zeros(root.size, dtype=np.int64)  # root position -> its unit's rank in unit_order
+    if unit_order:
+        unit_of[pos_of(list(itertools.chain.from_iterable(unit_order))).numpy()] = \
+            np.repeat(np.arange(len(unit_order)), sizes)
+    for it in group.items:
+        s = it.dep.space
+        mult = _channel_multiple(s)
+        full = it.idx_array.size >= s.current_size
+        if mult <= 1 and not full:
+            continue
+        if mult <= 1 and s.current_size == root_size and np.array_equal(it.root_array, root):
+            continue  # one channel per root channel: the root's own guard (keep >= 1) already covers it
+        per_unit = np.bincount(unit_of[pos_of(it.root_array).numpy()], minlength=len(unit_order))
+        out.append((np.concatenate([[0], np.cumsum(per_unit)]), mult, s.current_size))
+    return out
