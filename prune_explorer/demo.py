@@ -7,6 +7,8 @@ It builds an :class:`~prune_explorer.explorer.ExplorerController` (no widgets), 
 the first group card, accepts a few groups (adjusting one by hand), undoes the last one and checks the model is
 restored exactly, runs the uniform-pruning sweep, accepts every remaining group and prints the final figures and
 the first lines of the script ``ex.code()`` returns.
+
+It needs the controller only: no widget library (ipywidgets, plotly, anywidget) is imported.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import sys
 import time
 
 import torch
+import torchvision
 
-from .explorer import ExplorerController
-from .explorer.views.common import fmt_count, fmt_pct
+from .explorer.controller import ExplorerController
+from .explorer.text import fmt_count, fmt_pct
 
 
 def _header(c: ExplorerController) -> str:
@@ -60,8 +63,6 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=224, help="input resolution (default 224)")
     args = ap.parse_args(argv)
 
-    import torchvision
-
     torch.manual_seed(0)
     try:
         model = torchvision.models.get_model(args.model, weights=None).eval()
@@ -101,9 +102,7 @@ def main(argv=None) -> int:
     print(_header(c))
 
     print("\n-- undo the last accepted group")
-    before_last = [d for d in c.decisions if d.action == "accept"]
-    snap = None
-    if before_last:
+    if any(d.action == "accept" for d in c.decisions):
         t = time.perf_counter()
         d = c.undo()
         ok = c.figures()["params_now"] == d.params_before

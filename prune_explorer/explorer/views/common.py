@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import html
-from typing import Optional
+
+from ..text import fmt_count, fmt_pct  # noqa: F401 (plain formatting, shared with the headless demo)
 
 # colours used consistently across the graph, the card and the curves
 ROOT_COLOR = "#e8590c"  # the current group's root
@@ -37,20 +38,3 @@ CSS = """
 
 def esc(x) -> str:
     return html.escape(str(x))
-
-
-def fmt_count(n: Optional[float], digits: int = 2) -> str:
-    """``11689512 -> '11.69M'``, ``1816557056 -> '1.82G'``; ``None -> 'n/a'``."""
-    if n is None:
-        return "n/a"
-    n = float(n)
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            return f"{n / div:.{digits}f}{suffix}"
-    return f"{int(round(n))}"
-
-
-def fmt_pct(x: Optional[float], digits: int = 1) -> str:
-    if x is None or x != x:
-        return "n/a"
-    return f"{100.0 * x:.{digits}f}%"
