@@ -34,40 +34,46 @@ What it holds (all in root channels, i.e. channel indices of the group's root la
 from __future__ import annotations
 
 import html
-from typing import Callable, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Sequence
 
 import torch
 
 __all__ = ["Proposal"]
 
+#: group attributes that a selection shares with its whole group
+_SAME_AS_WHOLE_GROUP = frozenset({"root_space", "root_name", "root_module", "root", "pruning_fn"})
 
+
+@dataclass(eq=False, repr=False)
 class Proposal:
     """The pruner's proposal for one group (see the module docstring). Nothing is pruned until :meth:`prune`.
 
     Iteration, indexing, ``len``, ``items``, ``root_idxs``, ``units``, ``details()`` and every other attribute of a
     group refer to the *selection*: the group restricted to :attr:`proposed_idxs` (computed on first use).
+    ``on_pruned(proposal, record)`` is called after each :meth:`prune` (the pruner records the step, scope and
+    ratio behind the pruning).
     """
 
-    def __init__(self, group, *, step: int, scope: Optional[str], pruning_ratio: float,
-                 importance: Optional[torch.Tensor] = None, prune_units: Optional[List[List[int]]] = None,
-                 proposed_idxs: Sequence[int] = (), n_target: int = 0, max_removable: int = 0,
-                 skip_kind: Optional[str] = None, skip_reason: Optional[str] = None,
-                 on_pruned: Optional[Callable[["Proposal", object], None]] = None):
-        self.group = group
-        self.candidate_idxs: List[int] = list(group.root_idxs)
-        self.step = step
-        self.scope = scope
-        self.pruning_ratio = pruning_ratio
-        self.importance = importance
-        self.prune_units = prune_units
-        self.proposed_idxs: List[int] = list(proposed_idxs)
-        self.n_target = n_target
-        self.max_removable = max_removable
-        self.skip_kind = skip_kind
-        self.skip_reason = skip_reason
-        self.record = None
-        self._on_pruned = on_pruned
-        self._selection = None
+    group: Any
+    step: int
+    scope: Optional[str]
+    pruning_ratio: float
+    importance: Optional[torch.Tensor] = None
+    prune_units: Optional[List[List[int]]] = None
+    proposed_idxs: List[int] = field(default_factory=list)
+    n_target: int = 0
+    max_removable: int = 0
+    skip_kind: Optional[str] = None
+    skip_reason: Optional[str] = None
+    on_pruned: Optional[Callable[["Proposal", object], None]] = None
+    candidate_idxs: List[int] = field(init=False)
+    record: Any = field(init=False, default=None)
+    _selection: Any = field(init=False, default=None)
+
+    def __post_init__(self):
+        self.candidate_idxs = list(self.group.root_idxs)
+        self.proposed_idxs = list(self.proposed_idxs)
 
     # ---- the group and the selection ----------------------------------------------------------------------------
     @property
@@ -82,27 +88,6 @@ class Proposal:
             # the pruner's own choice among the group's candidates: valid by construction
             self._selection = self.group.select(self.proposed_idxs, validate=False)
         return self._selection
-
-    # the root is the whole group's (and the selection's): asking for it needs no selection
-    @property
-    def root_space(self):
-        return self.group.root_space
-
-    @property
-    def root_name(self) -> str:
-        return self.group.root_name
-
-    @property
-    def root_module(self):
-        return self.group.root_module
-
-    @property
-    def root(self):
-        return self.group.root
-
-    @property
-    def pruning_fn(self):
-        return self.group.pruning_fn
 
     def select(self, idxs: Sequence[int], validate: bool = True):
         """The whole group restricted to root channels ``idxs`` (see ``Group.select``)."""
@@ -122,11 +107,11 @@ class Proposal:
         return self.selection.items[k]
 
     def __getattr__(self, name: str):
-        # the rest of the group interface (root_idxs, root_name, root_space, units, layers(), ...) is the
-        # selection's; private names are not forwarded (they are this object's own, or missing)
+        # the rest of the group interface (root_idxs, units, layers(), ...) is the selection's; the root is the
+        # same for the whole group (no selection needed); private names are not forwarded
         if name.startswith("_"):
             raise AttributeError(name)
-        return getattr(self.selection, name)
+        return getattr(self.group if name in _SAME_AS_WHOLE_GROUP else self.selection, name)
 
     # ---- acting on it ----------------------------------------------------------------------------------------------
     def prune(self, idxs: Optional[Sequence[int]] = None, record_history: bool = True):
@@ -141,8 +126,8 @@ class Proposal:
         else:
             record = self.group.select(idxs).prune(record_history=record_history)
         self.record = record
-        if self._on_pruned is not None:
-            self._on_pruned(self, record)
+        if self.on_pruned is not None:
+            self.on_pruned(self, record)
         return record
 
     @property

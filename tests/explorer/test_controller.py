@@ -68,6 +68,21 @@ def test_build_figures_and_first_group(small):
     assert stages[0] == ("build", 0, 3) and stages[-1] == ("build", 3, 3)
 
 
+def test_the_walk_reads_the_pruners_proposal_and_never_writes_into_graph_groups(small):
+    model, x = small
+    c = ExplorerController(model, x)
+    g = c.current
+    g.items  # materialised: what follows must add or change nothing on the group
+    before = dict(vars(g))
+    card = c.card()
+    c.adjust(n=4)
+    c.predict()
+    assert type(g) is pe.Group and vars(g).keys() == before.keys() and all(vars(g)[k] is v for k, v in before.items())
+    proposal = c.pruner.plan(g)  # what the walk shows is the pruner's own proposal for that group
+    assert card["proposed"] == proposal.proposed_idxs and card["scope"] == proposal.scope
+    assert card["importance"] == pytest.approx(proposal.importance.tolist())
+
+
 def test_explicit_ignored_layers_by_name_and_module(small):
     model, x = small
     c = ExplorerController(model, x, ignored_layers=["fc", model.conv2])
