@@ -34,6 +34,7 @@ What it holds (all in root channels, i.e. channel indices of the group's root la
 from __future__ import annotations
 
 import html
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence
 
@@ -129,6 +130,15 @@ class Proposal:
         if self.on_pruned is not None:
             self.on_pruned(self, record)
         return record
+
+    def __call__(self):
+        """``group()`` is ``group.prune()`` (Torch-Pruning's spelling)."""
+        return self.prune()
+
+    def exec(self):
+        """Deprecated spelling of :meth:`prune` (kept from Torch-Pruning)."""
+        warnings.warn("Group.exec() is deprecated; use group.prune()", DeprecationWarning, stacklevel=2)
+        return self.prune()
 
     @property
     def was_pruned(self) -> bool:

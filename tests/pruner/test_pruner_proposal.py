@@ -36,6 +36,21 @@ def test_interactive_loop_as_torch_pruning_users_write_it():
     assert pr.skipped == []
 
 
+@pytest.mark.parametrize("call", ["prune", "call", "exec"])
+def test_every_spelling_of_prune_records_the_proposal(call):
+    m = ConvStack(width=8, depth=1)
+    pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5)
+    for group in pr.step(interactive=True):
+        if call == "exec":
+            with pytest.warns(DeprecationWarning, match="use group.prune"):
+                group.exec()
+        else:
+            group() if call == "call" else group.prune()
+        assert group.was_pruned
+    assert pr.skipped == [] and [h["step"] for h in pr.history] == [1, 1]
+    assert m.first.out_channels == m.body[0].out_channels == 4
+
+
 def test_soft_pruning_reads_the_members_without_pruning():
     """Torch-Pruning's soft-pruning example zeroes the proposed weights instead of calling group.prune()."""
     m = ConvStack(width=8, depth=2)
