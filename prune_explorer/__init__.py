@@ -29,6 +29,8 @@ import importlib as _importlib
 _SUBMODULES = ("importance", "pruner", "utils", "measure", "explorer", "history", "graph")
 _LAZY = {"Explorer": ("explorer", "Explorer"), "save_pruned": ("history", "save_pruned"),
          "load_pruned": ("history", "load_pruned")}
+_SUBMODULES += ("sensitivity", "plan")  # sensitivity scans, budgets and pruning plans
+_LAZY.update(PruningPlan=("plan", "PruningPlan"), apply_plan=("plan", "apply_plan"))
 
 
 def __getattr__(name):
