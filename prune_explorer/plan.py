@@ -458,7 +458,8 @@ def prune_with_plan(pruner, plan: PruningPlan, strict: bool = True,
     """Apply ``plan`` through an existing pruner (built on the model to prune); returns the prune records.
 
     ``strict=True`` (default): every key of the plan must name one of the pruner's groups (checked before anything
-    is pruned), and every group must lose exactly its planned count; otherwise everything pruned so far is undone
+    is pruned), and every group with a planned count (``remove``) must lose exactly that (a ``ratio`` is rounded
+    down to a feasible count, as the pruner does); otherwise everything pruned so far is undone
     and :class:`PlanError` is raised. ``strict=False`` skips unknown keys and accepts counts rounded down.
     ``verify()``, when given, runs once everything is pruned; if it raises, everything is undone too.
     """
@@ -478,7 +479,7 @@ def prune_with_plan(pruner, plan: PruningPlan, strict: bool = True,
     records: List[Any] = []
     try:
         for prop in plan_proposals(pruner, plan):
-            if strict and not prop.exact:
+            if strict and prop.decision.remove is not None and not prop.exact:
                 raise PlanError(
                     f"plan {plan.name!r}: group {prop.key} can lose {prop.n} root channels, not the planned "
                     f"{prop.n_planned}, under round_to={pruner.round_to}, max_pruning_ratio={pruner.max_pruning_ratio} "

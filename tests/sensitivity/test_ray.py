@@ -1,0 +1,44 @@
+"""The Ray executor: the same table as local worker processes (on a local Ray instance with 2 CPUs)."""
+
+import os
+import sys
+
+import pytest
+
+import prune_explorer as pe
+from prune_explorer.sensitivity import SensitivityError
+from sens_helpers import NegMSE, assert_unchanged, returns_string, snapshot
+from conftest import RATIOS
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+OPTS = dict(ignored_layers=["fc"], round_to=4, max_pruning_ratio=0.75, progress=False)
+
+
+def test_missing_ray_names_the_extra(tiny, monkeypatch):
+    model, x, batch, ref = tiny
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    snap = snapshot(model)
+    with pytest.raises(pe.MissingDependencyError, match=r"pip install prune_explorer\[ray\]"):
+        pe.sensitivity.scan(model, x, NegMSE(batch, ref), ratios=(0.5,), executor="ray", **OPTS)
+    assert_unchanged(model, snap)
+
+
+@pytest.mark.slow  # starting Ray takes 10-30 s
+def test_ray_and_local_processes_give_identical_tables(tiny):
+    ray = pytest.importorskip("ray")
+    model, x, batch, ref = tiny
+    snap = snapshot(model)
+    local = pe.sensitivity.scan(model, x, NegMSE(batch, ref), ratios=RATIOS, executor="local", workers=2, **OPTS)
+    # the Ray workers import this repository's prune_explorer and the test helpers
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([REPO, HERE])}})
+    try:
+        remote = pe.sensitivity.scan(model, x, NegMSE(batch, ref), ratios=RATIOS, executor="ray", **OPTS)
+        assert remote.stats["executor"] == "ray" and remote.stats["workers"] == 2
+        assert remote == local
+        with pytest.raises(SensitivityError, match="returned str 'high' on the unpruned model"):
+            pe.sensitivity.scan(model, x, returns_string, ratios=(0.5,), executor="ray", **OPTS)
+    finally:
+        ray.shutdown()
+    assert_unchanged(model, snap)
