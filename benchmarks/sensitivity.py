@@ -48,9 +48,11 @@ class NegMSE:
 
 
 def run(model, x, eval_fn, executor, workers=None):
-    t = pe.sensitivity.scan(model, x, eval_fn, executor=executor, workers=workers, ignored_layers=[model.fc],
-                            progress=False)
-    return t
+    if executor == "local":
+        executor = pe.sensitivity.LocalExecutor(workers=workers, threads_per_worker=1)
+    elif executor == "ray":
+        executor = pe.sensitivity.RayExecutor(workers=2, threads_per_worker=1)
+    return pe.sensitivity.scan(model, x, eval_fn, executor=executor, ignored_layers=[model.fc], progress=False)
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 
@@ -145,12 +145,18 @@ class PlanCostModel:
     def max_removable(self, key: str) -> int:
         return self.pruner.max_removable(self._group(key))
 
-    def plan(self, counts: Mapping[str, int], name: str = "plan") -> PruningPlan:
-        return PruningPlan([GroupDecision(k, channels=self.channels[k], remove=int(n))
-                            for k, n in counts.items() if n > 0], name=name)
+    def decision(self, key: str, n) -> GroupDecision:
+        """``n``: an int (root channels to remove) or a float (a ratio, resolved when the group is reached)."""
+        if isinstance(n, float):
+            return GroupDecision(key, channels=self.channels[key], ratio=n)
+        return GroupDecision(key, channels=self.channels[key], remove=int(n))
 
-    def measure(self, counts: Mapping[str, int], latency: Optional[bool] = None) -> dict:
-        key = tuple(sorted((k, int(n)) for k, n in counts.items() if n > 0))
+    def plan(self, counts: Mapping[str, Union[int, float]], name: str = "plan") -> PruningPlan:
+        return PruningPlan([self.decision(k, n) for k, n in counts.items() if n > 0], name=name)
+
+    def measure(self, counts: Mapping[str, Union[int, float]], latency: Optional[bool] = None) -> dict:
+        """Costs with ``counts`` applied (see :meth:`decision` for the values)."""
+        key = tuple(sorted((k, n) for k, n in counts.items() if n > 0))
         if key in self._cost:
             return self._cost[key]
         records = prune_with_plan(self.pruner, self.plan(dict(key)), strict=True)
@@ -181,9 +187,11 @@ class Move:
     efficiency: float  # metric drop per unit of cost saved
 
 
-def greedy_path(curves: Mapping[str, Sequence[Tuple[int, float, float]]]) -> List[Move]:
+def greedy_path(curves: Mapping[str, Sequence[Tuple[int, float, float]]],
+                exclusive: Sequence[set] = ()) -> List[Move]:
     """The greedy path over ``curves`` (``{key: [(n, drop, saving), ...]}``, each starting at ``(0, 0, 0)`` and
-    sorted by ``n``): see the module docstring. Ties go to the larger saving, then to the earlier group.
+    sorted by ``n``): see the module docstring. Ties go to the larger saving, then to the earlier group. Of the
+    keys in one set of ``exclusive``, only the first one moved keeps moving.
 
     >>> path = greedy_path({"a": [(0, 0.0, 0), (4, 0.1, 10), (8, 0.5, 20)], "b": [(0, 0.0, 0), (2, 0.05, 10)]})
     >>> [(m.key, m.n_to) for m in path]
@@ -191,10 +199,13 @@ def greedy_path(curves: Mapping[str, Sequence[Tuple[int, float, float]]]) -> Lis
     """
     order = {k: i for i, k in enumerate(curves)}
     state = {k: 0 for k in curves}
+    rivals = {k: set().union(*(s for s in exclusive if k in s)) - {k} for k in curves}
     moves: List[Move] = []
     while True:
         best = None
         for k, pts in curves.items():
+            if any(state.get(r, 0) for r in rivals[k]):
+                continue
             i = state[k]
             n0, d0, s0 = pts[i]
             for j in range(i + 1, len(pts)):
@@ -212,6 +223,16 @@ def greedy_path(curves: Mapping[str, Sequence[Tuple[int, float, float]]]) -> Lis
         i = state[k]
         moves.append(Move(k, curves[k][i][0], curves[k][j][0], curves[k][i][1], curves[k][j][1], eff))
         state[k] = j
+
+
+def _attention_blocks(keys: Sequence[str]) -> List[set]:
+    """Sets of keys of the same attention block (``root:attention-heads`` and ``root:attention-dims``)."""
+    blocks: Dict[str, set] = {}
+    for k in keys:
+        root, _, kind = k.rpartition(":")
+        if kind in ("attention-heads", "attention-dims"):
+            blocks.setdefault(root, set()).add(k)
+    return [b for b in blocks.values() if len(b) > 1]
 
 
 def _counts_after(moves: Sequence[Move], k: int) -> Dict[str, int]:
@@ -269,16 +290,16 @@ def _cost_value(costs: dict, kind: str) -> float:
     return float(v)
 
 
-def _finish_plan(cm: PlanCostModel, counts: Dict[str, int], keys: Sequence[str], name: str, target: float, kind: str,
-                 importance, options: Mapping, source: dict, drops: Optional[Dict[str, float]] = None,
-                 baseline: Optional[float] = None) -> PruningPlan:
+def _finish_plan(cm: PlanCostModel, counts: Dict[str, Union[int, float]], keys: Sequence[str], name: str,
+                 target: float, kind: str, importance, options: Mapping, source: dict,
+                 drops: Optional[Dict[str, float]] = None, baseline: Optional[float] = None) -> PruningPlan:
     costs = cm.measure(counts)
     decisions = []
     for k in keys:
-        extra = {}
+        d = cm.decision(k, counts.get(k, 0))
         if drops is not None:
-            extra["predicted_drop"] = drops.get(k, 0.0)
-        decisions.append(GroupDecision(k, channels=cm.channels[k], remove=int(counts.get(k, 0)), extra=extra))
+            d.extra["predicted_drop"] = drops.get(k, 0.0)
+        decisions.append(d)
     base = {"params": cm.base["params"], "macs": cm.base["macs"]}
     predicted = {"params": costs["params"], "macs": costs["macs"]}
     if cm.base.get("latency") is not None:
@@ -348,8 +369,8 @@ def solve_budget(table: SensitivityTable, target: Optional[float] = None, kind: 
             if 0 < r.channels <= cap and r.channels not in pts:
                 pts[r.channels] = (r.channels, table.baseline - r.metric, float(getattr(r, save_col)))
         curves[info.key] = sorted(pts.values())
-    # 2. path
-    moves = greedy_path(curves)
+    # 2. path (an attention block loses whole heads or head dims, not both: the scan measured each on the full block)
+    moves = greedy_path(curves, exclusive=_attention_blocks(list(curves)))
     # 3. the first prefix meeting the budget (exact measurements)
     def cost_of(counts):
         return _cost_value(cm.measure(counts), kind)
@@ -432,8 +453,12 @@ def uniform_plan(model: Optional[nn.Module] = None, example_inputs=None, ratio: 
                        latency_fn=latency_fn if kind == "latency" else None)
     keys = [k for k in cm.keys if groups is None or k in set(groups)]
 
-    def counts_at(r: float) -> Dict[str, int]:
-        return {k: cm.feasible(k, cm.channels[k] - int(cm.channels[k] * (1 - r))) for k in keys}
+    # head dims of a block that also loses heads: the ratio is resolved on the block as its heads left it
+    after_heads = {k for b in _attention_blocks(keys) for k in b if k.endswith(":attention-dims")}
+
+    def counts_at(r: float) -> Dict[str, Union[int, float]]:
+        return {k: float(r) if k in after_heads else cm.feasible(k, cm.channels[k] - int(cm.channels[k] * (1 - r)))
+                for k in keys}
 
     goal = None
     if ratio is None:

@@ -12,7 +12,7 @@
     >>> table = pe.sensitivity.scan(model, x, eval_fn, ratios=(0.25, 0.5), groups=["conv1", "layer4.0.conv1"],
     ...                             executor="serial", ignored_layers=[model.fc], progress=False)
     >>> len(table.rows), table.baseline
-    (4, -0.0)
+    (4, 0.0)
 
 How a point is chosen: for a group with ``C`` root channels and a ratio ``r``, the target is ``C - int(C * (1 - r))``
 root channels (as ``pe.pruner.BasePruner`` computes a local ratio), and the pruner's own

@@ -157,3 +157,35 @@ def assert_unchanged(model, snap):
         assert id(v) == ids[k], f"{k} was replaced by another tensor"
     assert [m.training for m in model.modules()] == modes
     assert not getattr(model, "_prune_explorer_history", [])
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with separate q/k/v/o projections (the head count read from an attribute)."""
+
+    def __init__(self, dim: int = 32, heads: int = 4):
+        super().__init__()
+        self.num_heads, self.head_dim = heads, dim // heads
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, _ = x.shape
+        q, k, v = (p(x).view(B, N, self.num_heads, -1).transpose(1, 2) for p in (self.q, self.k, self.v))
+        a = (q @ k.transpose(-1, -2) / 4).softmax(-1)
+        return self.o((a @ v).transpose(1, 2).reshape(B, N, -1))
+
+
+class TinyTransformer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(8, 32)
+        self.attn = SelfAttention()
+        self.mlp1 = nn.Linear(32, 64)
+        self.mlp2 = nn.Linear(64, 32)
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x):
+        x = self.inp(x)
+        x = x + self.attn(x)
+        x = x + self.mlp2(F.gelu(self.mlp1(x)))
+        return self.head(x)

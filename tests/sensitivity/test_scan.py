@@ -237,6 +237,22 @@ def test_interrupted_scan_resumes_from_the_cache(tiny, tiny_table, tmp_path):
     assert 0 < more.calls <= len(t2.keys())
 
 
+def test_interrupt_in_a_worker_process_stops_the_scan_and_keeps_finished_points(tiny, tiny_table, tmp_path):
+    model, x, batch, ref = tiny
+    snap = snapshot(model)
+    k = 5
+    with pytest.raises(KeyboardInterrupt):
+        pe.sensitivity.scan(model, x, InterruptAfter(batch, ref, k), ratios=RATIOS,
+                            executor=pe.sensitivity.LocalExecutor(workers=1, threads_per_worker=1),
+                            cache_dir=tmp_path, cache_key="tiny-negmse", **SCAN_OPTS)
+    assert_unchanged(model, snap)
+    counting = Counting(batch, ref)
+    t = pe.sensitivity.scan(model, x, counting, ratios=RATIOS, executor="serial", cache_dir=tmp_path,
+                            cache_key="tiny-negmse", **SCAN_OPTS)
+    assert counting.calls == tiny_table.stats["points"] - k
+    assert t.rows == tiny_table.rows
+
+
 def test_cache_survives_a_line_cut_short_and_ignores_other_weights(tiny, tmp_path):
     model, x, batch, ref = tiny
     opts = dict(ratios=(0.5,), executor="serial", cache_dir=tmp_path, **SCAN_OPTS)
