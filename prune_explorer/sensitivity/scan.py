@@ -158,14 +158,13 @@ def scan(model: nn.Module, example_inputs, eval_fn: Callable[[nn.Module], float]
         if chosen is not None and key not in chosen:
             continue
         total = len(g.root_idxs)
-        imp = pruner.estimate_importance(g)
-        if imp is None:
-            skipped[key] = f"{type(importance).__name__} cannot score this group"
+        prop = pruner.plan(g)  # the pruner's proposal carries the scores, reused for every ratio
+        if prop.importance is None and prop.skip_kind == "importance":
+            skipped[key] = prop.skip_reason or f"{type(importance).__name__} cannot score this group"
             continue
-        g.importance = imp
-        max_rm = pruner.max_removable(g)
+        max_rm = pruner.max_removable(prop)
         if max_rm == 0:
-            skipped[key] = "the guards / round_to allow no channel to be removed"
+            skipped[key] = prop.skip_reason or "the guards / round_to allow no channel to be removed"
             continue
         layers = []
         for it in g.items:
@@ -176,7 +175,7 @@ def scan(model: nn.Module, example_inputs, eval_fn: Callable[[nn.Module], float]
                                channels=total, max_removable=max_rm, members=len(g.items), layers=tuple(layers)))
         for r in ratios:
             n_target = total - int(total * (1 - r))
-            idxs = tuple(sorted(int(i) for i in pruner.propose(g, n_target))) if n_target > 0 else ()
+            idxs = tuple(sorted(int(i) for i in pruner.propose(prop, n_target))) if n_target > 0 else ()
             points[(key, r)] = PointTask(point_id(key, idxs) if idxs else "none", key, idxs)
     if not infos:
         raise SensitivityError("no group to scan: " + ("; ".join(f"{k}: {v}" for k, v in skipped.items())
