@@ -92,7 +92,8 @@ def scan(model: nn.Module, example_inputs, eval_fn: Callable[[nn.Module], float]
          ratios: Sequence[float] = DEFAULT_RATIOS, groups: Optional[Iterable[Union[str, nn.Module]]] = None,
          executor="local", workers: Optional[int] = None, cache_dir=None, cache_key: Optional[str] = None,
          ignored_layers=None, round_to: Optional[int] = None, max_pruning_ratio: float = 1.0,
-         pruner_options: Optional[dict] = None, seed: int = 0, progress: bool = True) -> SensitivityTable:
+         pruner_options: Optional[dict] = None, seed: int = 0,
+         progress: Union[bool, Callable[[int, int], None]] = True) -> SensitivityTable:
     """Prune every group (or the chosen ones) alone at each ratio, evaluate, restore; return a table.
 
     Args:
@@ -116,7 +117,8 @@ def scan(model: nn.Module, example_inputs, eval_fn: Callable[[nn.Module], float]
         pruner_options: other :class:`~prune_explorer.pruner.BasePruner` options (``num_heads``,
             ``prune_num_heads``, ``in_channel_groups``, ``forward_fn``, ...).
         seed: the seed set before each call of ``eval_fn``.
-        progress: show a progress bar (``tqdm.auto``: a widget in notebooks, text in terminals).
+        progress: show a progress bar (``tqdm.auto``: a widget in notebooks, text in terminals); or a function
+            ``progress(done, total)`` called as points finish (points, the cached ones included), e.g. for an app.
 
     Returns:
         a :class:`~.table.SensitivityTable`; ``table.stats`` holds timings.
@@ -132,6 +134,8 @@ def scan(model: nn.Module, example_inputs, eval_fn: Callable[[nn.Module], float]
         raise SensitivityError(f"eval_fn must be callable as eval_fn(model) -> float (higher is better), got "
                                f"{type(eval_fn).__name__} {eval_fn!r:.60}")
     ratios = _check_ratios(ratios)
+    if not (isinstance(progress, bool) or callable(progress)):
+        raise SensitivityError(f"progress must be True, False or a function progress(done, total), got {progress!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SensitivityError(f"seed must be an int, got {seed!r}")
     if cache_key is not None and not isinstance(cache_key, str):
@@ -210,8 +214,11 @@ def scan(model: nn.Module, example_inputs, eval_fn: Callable[[nn.Module], float]
     point_seconds = eval_seconds = 0.0
     t_run = time.perf_counter()
     first_result = None
+    report = progress if callable(progress) else None
     bar = tqdm(total=len(tasks), initial=len(done), desc=f"sensitivity scan ({runner.name})", unit="pt",
-               disable=not progress, leave=True)
+               disable=report is not None or not progress, leave=True)
+    if report is not None:
+        report(len(done), len(tasks))
     results = runner.run(job, todo)
     try:
         for res in results:
@@ -226,6 +233,8 @@ def scan(model: nn.Module, example_inputs, eval_fn: Callable[[nn.Module], float]
             for name in res.restored:
                 restored.setdefault(name)
             bar.update(1)
+            if report is not None:
+                report(len(done), len(tasks))
     finally:
         results.close()
         bar.close()

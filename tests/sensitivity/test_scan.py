@@ -285,3 +285,15 @@ def test_progress_bar_is_shown(tiny, capsys):
     pe.sensitivity.scan(model, x, NegMSE(batch, ref), ratios=(0.5,), groups=["conv1"], executor="serial",
                         ignored_layers=["fc"], progress=True)
     assert "sensitivity scan (serial)" in capsys.readouterr().err
+
+
+def test_progress_callback_counts_every_point(tiny, tiny_table):
+    model, x, batch, ref = tiny
+    seen = []
+    pe.sensitivity.scan(model, x, NegMSE(batch, ref), ratios=RATIOS, executor="serial",
+                        progress=lambda done, total: seen.append((done, total)),
+                        **{k: v for k, v in SCAN_OPTS.items() if k != "progress"})
+    n = tiny_table.stats["points"]
+    assert seen == [(i, n) for i in range(n + 1)]
+    with pytest.raises(SensitivityError, match="progress must be"):
+        pe.sensitivity.scan(model, x, NegMSE(batch, ref), executor="serial", progress="yes")
