@@ -30,6 +30,7 @@ import torch.nn as nn
 from ..errors import DependencyError, OutputShapeWarning, PruningError
 from ..layers import registry as layer_registry
 from ..layers.base import CheckedIndices
+from ..layers.family import FAMILIES
 from ..inputs import has_meta_tensors
 from ..validation import check_indices
 from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
@@ -41,7 +42,8 @@ from .tp_api import TorchPruningGraphAPI
 from .tracing import OUTPUT_REASON, Tracer, has_user_hooks
 from .union_find import connected_components
 
-DEFAULT_ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.LSTM, nn.GRU)
+#: the layer types whose output channels start the groups of ``get_all_groups`` (conv, linear, recurrent)
+DEFAULT_ROOT_TYPES = FAMILIES.root_types()
 
 
 HISTORY_ATTR = "_prune_explorer_history"
@@ -162,7 +164,7 @@ class DependencyGraph(TorchPruningGraphAPI):
         customized_pruners = {**self.customized_pruners, **(customized_pruners or {})}
         if customized_pruners:
             for t, p in customized_pruners.items():
-                if not isinstance(t, type) or not all(hasattr(p, a) for a in ("prune_out_channels", "get_out_channels")):
+                if not isinstance(t, type) or not layer_registry.is_pruner(p):
                     raise TypeError(
                         "customized_pruners must map a layer type to a pruner object with get_out_channels / "
                         f"get_in_channels / prune_out_channels / prune_in_channels (got {t!r}: {p!r})"
@@ -170,7 +172,7 @@ class DependencyGraph(TorchPruningGraphAPI):
         tracer = None
         if not has_user_hooks(model) and not has_meta_tensors(example_inputs):
             # shapes are all tracing needs: run on meta stand-ins first (no arithmetic at all)
-            tracer = Tracer(model, layer_registry.DEFAULT_REGISTRY, customized_pruners, unwrapped_parameters)
+            tracer = Tracer(model, customized_pruners, unwrapped_parameters)
             # a forward pass may cache things on modules (torchvision's anchor generators keep their anchors):
             # whatever the meta run stores is put back, so the model is exactly as it was
             state = snapshot_modules([model])
@@ -189,7 +191,7 @@ class DependencyGraph(TorchPruningGraphAPI):
             finally:
                 restore_modules(state)
         if tracer is None:
-            tracer = Tracer(model, layer_registry.DEFAULT_REGISTRY, customized_pruners, unwrapped_parameters)
+            tracer = Tracer(model, customized_pruners, unwrapped_parameters)
             tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform)
         self.traced_on_meta = tracer.meta
         self.model = model
@@ -210,12 +212,12 @@ class DependencyGraph(TorchPruningGraphAPI):
 
     def _finalise(self, tracer: Tracer) -> None:
         n = self._table.next_gid
-        a, b = tracer.couple.as_numpy()
+        a, b = tracer.couplings.as_numpy()
         cls = connected_components(n, a, b)
         n_cls = n
         fixed_reason: Dict[int, str] = {}
         output_ids = []
-        for ids, reason in tracer.couple.fixed_as_numpy():
+        for ids, reason in tracer.couplings.fixed_as_numpy():
             if reason == OUTPUT_REASON:  # fixed for the automatic tools only (see OUTPUT_REASON)
                 output_ids.append(ids)
                 continue

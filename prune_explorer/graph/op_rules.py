@@ -79,7 +79,7 @@ def _fix_lost_labels(ctx, call: Call, reason: str) -> None:
     if lost.numel():
         for f in call.x.fields:
             if bool(torch.isin(f, lost).any()):
-                ctx.couple.fix(f, reason)
+                ctx.couplings.fix(f, reason)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -108,10 +108,10 @@ def elementwise(ctx, call: Call, inputs: Optional[Sequence[Value]] = None) -> No
                     continue
                 partners = [g for g in fields[j] if varying_dims(g) & full]
                 if not partners:
-                    ctx.couple.fix(f, reason)
+                    ctx.couplings.fix(f, reason)
                 elif j > i:
                     for g in partners:
-                        ctx.couple.unify(f, g, reason)
+                        ctx.couplings.unify(f, g, reason)
     merged = merge_fields([f for fi in fields for f in fi])
     for o in call.outputs:
         if o.shape == out.shape:
@@ -191,7 +191,7 @@ def replay(ctx, call: Call, check_lost: bool = True) -> List[List[torch.Tensor]]
         try:
             res = _as_outputs(_replay(call, f, x.shape))
         except Exception as exc:  # the op cannot run on labels: be safe
-            ctx.couple.fix(f, f"'{call.name}' could not be followed through ({type(exc).__name__})")
+            ctx.couplings.fix(f, f"'{call.name}' could not be followed through ({type(exc).__name__})")
             continue
         for k, r in enumerate(res[: len(call.outputs)]):
             per_out[k].append(r)
@@ -216,7 +216,7 @@ def index_replay(ctx, call: Call) -> None:
         d = _norm_dim(dim, x.ndim)
         f = x.field_on(d)
         if f is not None:
-            ctx.couple.fix(f, f"'{call.name}' picks channels with a literal index")
+            ctx.couplings.fix(f, f"'{call.name}' picks channels with a literal index")
     replay(ctx, call)
 
 
@@ -228,7 +228,7 @@ def roll(ctx, call: Call) -> None:
         for d in dims:
             f = x.field_on(_norm_dim(d, x.ndim))
             if f is not None:
-                ctx.couple.fix(f, "'roll' shifts channels by a literal amount")
+                ctx.couplings.fix(f, "'roll' shifts channels by a literal amount")
     replay(ctx, call)
 
 
@@ -250,7 +250,7 @@ def getitem(ctx, call: Call) -> None:
         if isinstance(it, (torch.Tensor, list)) and d < x.ndim:
             f = x.field_on(d)
             if f is not None:
-                ctx.couple.fix(f, "indexing picks channels with a literal index tensor")
+                ctx.couplings.fix(f, "indexing picks channels with a literal index tensor")
         d += 1
     replay(ctx, call)
 
@@ -268,7 +268,7 @@ def setitem(ctx, call: Call) -> None:
         try:
             region_fields.append(full_field(f, x.shape)[_materialise(idx)])
         except Exception:
-            ctx.couple.fix(f, "an indexed assignment could not be followed")
+            ctx.couplings.fix(f, "an indexed assignment could not be followed")
     if yv is not None:
         nd = max([r.ndim for r in region_fields] + [yv.ndim])
         for r in region_fields:
@@ -276,10 +276,10 @@ def setitem(ctx, call: Call) -> None:
             if r is None:
                 continue
             for g in yv.fields:
-                ctx.couple.unify(align(r, nd), align(g, nd), "indexed assignment")
+                ctx.couplings.unify(align(r, nd), align(g, nd), "indexed assignment")
         if not region_fields and yv.fields:
             for g in yv.fields:
-                ctx.couple.fix(g, "written into a tensor that carries no prunable channel")
+                ctx.couplings.fix(g, "written into a tensor that carries no prunable channel")
     # the tensor keeps its labels (the in-place op gives it a new value)
     for o in call.outputs:
         o.fields = list(x.fields)
@@ -377,7 +377,7 @@ def reshape(ctx, call: Call) -> None:
 
         def freeze(msg):
             for f in in_fields:
-                ctx.couple.fix(f, f"{where}: {msg}")
+                ctx.couplings.fix(f, f"{where}: {msg}")
 
         def derived(k):
             kind = kinds[k]
@@ -412,7 +412,7 @@ def reshape(ctx, call: Call) -> None:
         tie_dims = [d for d in big_out if d not in derived_dims]
         for f in out_fields:
             if varying_dims(f) & set(big_out):
-                ctx.couple.tie_along(f, tie_dims)
+                ctx.couplings.tie_along(f, tie_dims)
 
 
 # --- split / chunk / unbind / narrow / select -----------------------------------------------------------------------
@@ -447,14 +447,14 @@ def split(ctx, call: Call) -> None:
         # the literal parts keep their size; the one part whose size is computed from the input absorbs pruning
         for p, dv in zip(parts, derived):
             if p is not None and not dv:
-                ctx.couple.fix(p, f"{where}: this part's size is a literal in the model's code")
+                ctx.couplings.fix(p, f"{where}: this part's size is a literal in the model's code")
     elif all(derived) and len(set(sizes)) == 1:
         # equal parts: every part must lose the same positions
         real = [p for p in parts if p is not None]
         for p in real[1:]:
-            ctx.couple.pair(real[0], p)
+            ctx.couplings.pair(real[0], p)
     else:
-        ctx.couple.fix(f, f"{where}: the sizes are literals in the model's code")
+        ctx.couplings.fix(f, f"{where}: the sizes are literals in the model's code")
 
 
 def narrow_select(ctx, call: Call) -> None:
@@ -497,10 +497,10 @@ def cat(ctx, call: Call) -> None:
             partners = [fb for kb, fb in others if kb == k and varying_dims(fb) & varying_dims(fa)]
             if not partners:
                 if any(shape[x] > 1 for x in varying_dims(fa)):
-                    ctx.couple.fix(fa, reason)
+                    ctx.couplings.fix(fa, reason)
             elif k > ka:
                 for fb in partners:
-                    ctx.couple.unify(fa, fb, reason)
+                    ctx.couplings.unify(fa, fb, reason)
     # the cat dim: concatenate the labels of every piece (unlabeled pieces give -1)
     along = [[f for f in fs if f.shape[d] > 1 or len(fs) == 1] for fs in fields]
     if any(along):
@@ -569,7 +569,7 @@ def spatial(ctx, call: Call) -> None:
             if vd <= keep and f.ndim == o.ndim:
                 fields.append(f)
             elif vd - keep:
-                ctx.couple.fix(f, f"'{call.name}' resamples a dim that holds channels")
+                ctx.couplings.fix(f, f"'{call.name}' resamples a dim that holds channels")
         if o.ndim == x.ndim:
             o.fields = fields
         else:
@@ -590,7 +590,7 @@ def pad(ctx, call: Call) -> None:
     fields = []
     for f in x.fields:
         if varying_dims(f) & padded:
-            ctx.couple.fix(f, "'pad' adds positions to a dim that holds channels")
+            ctx.couplings.fix(f, "'pad' adds positions to a dim that holds channels")
         elif f.ndim == out.ndim:
             fields.append(f)
     out.fields = fields
@@ -632,10 +632,10 @@ def _einsum_general(ctx, call: Call, specs: List[str], out_spec: str, vals: List
                     continue
                 partners = [g for g in lifted[j] if {letters[k] for k in varying_dims(g)} & shared]
                 if not partners:
-                    ctx.couple.fix(f, reason)
+                    ctx.couplings.fix(f, reason)
                 elif j > i:
                     for g in partners:
-                        ctx.couple.unify(f, g, reason)
+                        ctx.couplings.unify(f, g, reason)
     out = call.outputs[0]
     fields = []
     for i in range(len(vals)):
@@ -723,7 +723,7 @@ def sdpa(ctx, call: Call) -> None:
     if len(call.inputs) > 3:  # attn_mask: added to the scores
         for m in call.inputs[3:]:
             for f in m.fields:
-                ctx.couple.fix(f, "used as an attention mask")
+                ctx.couplings.fix(f, "used as an attention mask")
 
 
 # --- creation -------------------------------------------------------------------------------------------------------
@@ -774,7 +774,7 @@ def no_channels(ctx, call: Call) -> None:
 def _unfixable(ctx, call: Call) -> None:
     for v in call.inputs:
         for f in v.fields:
-            ctx.couple.fix(f, f"unsupported operation '{call.name}'")
+            ctx.couplings.fix(f, f"unsupported operation '{call.name}'")
     _unlabeled(call)
 
 
@@ -809,7 +809,7 @@ def selection(ctx, call: Call) -> None:
     post-processing), and the results carry no channel."""
     for v in call.inputs:
         for f in v.fields:
-            ctx.couple.fix(f, f"'{call.name}' selects entries by value")
+            ctx.couplings.fix(f, f"'{call.name}' selects entries by value")
     _unlabeled(call)
 
 

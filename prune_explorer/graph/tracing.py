@@ -23,7 +23,10 @@ from torch.overrides import TorchFunctionMode, resolve_name
 
 from ..errors import TracingError
 from ..inputs import CALL_CONVENTION, call_model, kept_state, tensors_in, to_meta
-from . import module_rules, op_rules
+from ..layers.family import FAMILIES
+from ..layers.registry import DEFAULT_REGISTRY
+from . import op_rules
+from .layer_calls import LayerCallContext, custom_channel_map
 from .channel_space import FIXED, SIDE_IN, SIDE_OUT, SpaceTable
 from .labels import Couplings, Value, new_field
 from .node import Node
@@ -242,11 +245,14 @@ class _Mode(TorchFunctionMode):
 class Tracer:
     """Builds channel spaces and couplings from one forward pass. Used by :class:`DependencyGraph`."""
 
-    def __init__(self, model: nn.Module, registry, customized_pruners=None, unwrapped_parameters=None):
+    def __init__(self, model: nn.Module, customized_pruners=None, unwrapped_parameters=None):
         self.model = model
-        self.registry = registry
-        self.custom = dict(customized_pruners or {})
-        self.couple = Couplings()
+        #: layer type -> pruner: the built-in families', overridden by the user's ``customized_pruners``
+        self.registry = DEFAULT_REGISTRY.with_overrides(customized_pruners)
+        self.custom_types = tuple(customized_pruners or ())
+        self.functional_layer_ops = FAMILIES.functional_ops()
+        self.couplings = Couplings()
+        self.context = LayerCallContext(self)
         self.spaces = SpaceTable()
         self.values: Dict[int, Value] = {}
         self._by_id: Dict[int, Tuple[Any, Value]] = {}
@@ -270,13 +276,10 @@ class Tracer:
             hooked = self._is_layer(m)
             if hooked:
                 self.layers.append(m)
-            if hooked or (module_rules.rule_for(m) is not None and self.registry.get(m) is not None):
+            if hooked or self._family_layer(m) is not None:
                 # a known layer type with its own forward (e.g. LayerNorm2d) is recognised by its parameters
                 for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
                     self.param_owner[id(t)] = m
-                if isinstance(m, nn.MultiheadAttention):
-                    for t in m.out_proj.parameters():
-                        self.param_owner[id(t)] = m
         for pname, p in model.named_parameters():
             if id(p) in self.param_owner:
                 continue
@@ -288,26 +291,24 @@ class Tracer:
             p, dim = item
             self.unwrapped[id(p)] = dim
 
-    # ---- registry --------------------------------------------------------------------------------------------
+    # ---- layers ----------------------------------------------------------------------------------------------
     def pruner_for(self, module):
-        for t in type(module).__mro__:
-            if t in self.custom:
-                return self.custom[t]
         return self.registry.get(module)
 
+    def _family_layer(self, m: nn.Module):
+        """The family of ``m`` if the tracer can follow it as one layer (a channel map and a pruner), else None."""
+        family = FAMILIES.family_of(m)
+        if family is None or family.channel_map is None or self.registry.get(m) is None:
+            return None
+        return family
+
     def _is_layer(self, m: nn.Module) -> bool:
-        if any(isinstance(m, t) for t in self.custom):
+        """Layers seen as one call (hooked); a subclass that overrides forward (e.g. torchvision's LayerNorm2d) is
+        traced through instead, op by op."""
+        if isinstance(m, self.custom_types):
             return True
-        if module_rules.rule_for(m) is None or self.registry.get(m) is None:
-            return False
-        # a subclass that overrides forward (e.g. torchvision's LayerNorm2d) is traced through instead
-        for base in (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm,
-                     nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm, nn.PReLU, nn.Embedding,
-                     nn.MultiheadAttention, nn.LSTM, nn.GRU):
-            if isinstance(m, base):
-                own = type(m).forward
-                return own is base.forward or own in _STD_FORWARDS
-        return True
+        family = self._family_layer(m)
+        return family is not None and family.runs_standard_forward(m)
 
     # ---- values ----------------------------------------------------------------------------------------------
     def _new_value(self, t: torch.Tensor, producer=None) -> Value:
@@ -451,15 +452,12 @@ class Tracer:
 
     def _apply_layer(self, module, name, call) -> None:
         x = call.inputs[0] if call.inputs else None
-        if any(isinstance(module, t) for t in self.custom):
-            rule = module_rules.custom
-        else:
-            rule = module_rules.rule_for(module) or module_rules.custom
+        family = None if isinstance(module, self.custom_types) else FAMILIES.family_of(module)
+        channel_map = family.channel_map if family is not None and family.channel_map else custom_channel_map
         if x is None:
-            for o in call.outputs:
-                o.fields = []
+            self.context.unlabel(*call.outputs)
             return
-        rule(self, module, name, call, x)
+        channel_map(self.context, module, name, call, x)
 
     # ---- calls -----------------------------------------------------------------------------------------------
     def on_call(self, func, name, args, kwargs, out) -> None:
@@ -468,7 +466,7 @@ class Tracer:
         if not out_tensors and name != "__setitem__":
             return
         owner = None
-        if name in module_rules.FUNCTIONAL_LAYER_OPS:
+        if name in self.functional_layer_ops:
             for t in in_tensors[1:]:
                 owner = self.param_owner.get(id(t))
                 if owner is not None:
@@ -504,7 +502,7 @@ class Tracer:
             hit = self._by_id.get(id(t))
             if hit is not None and hit[0]() is t:
                 for f in hit[1].fields:
-                    self.couple.fix(f, f"'{name}' could not be followed ({type(exc).__name__})")
+                    self.couplings.fix(f, f"'{name}' could not be followed ({type(exc).__name__})")
         for t in tensors_in(out) if out is not None else []:
             hit = self._by_id.get(id(t))
             if hit is not None and hit[0]() is t:
@@ -585,7 +583,7 @@ class Tracer:
                 out_node.add_input(src)
             self.outputs.append((f"output{paths[k]}", tuple(t.shape), list(v.fields)))
             for f in v.fields:
-                self.couple.fix(f, OUTPUT_REASON)
+                self.couplings.fix(f, OUTPUT_REASON)
         if self.unknown_ops:
             names = ", ".join(f"{n} (x{c})" for n, c in sorted(self.unknown_ops.items()))
             warnings.warn(
@@ -604,10 +602,3 @@ def has_user_hooks(model: nn.Module) -> bool:
         return True
     return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
-
-_STD_FORWARDS = set()
-for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-             nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d,
-             nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm, nn.PReLU, nn.Embedding,
-             nn.MultiheadAttention, nn.LSTM, nn.GRU):
-    _STD_FORWARDS.add(_cls.forward)

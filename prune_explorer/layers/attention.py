@@ -41,8 +41,12 @@ from typing import Any
 from torch import nn
 
 from .base import BasePruningFunc, Plan, keep_indices
+from .family import LayerFamily, register_family
+from .slicing import Part, Rows, blocks, param_of
 
 __all__ = [
+    "MHA_PRUNER",
+    "MHA_FAMILY",
     "MultiheadAttentionPruner",
     "prune_multihead_attention_out_channels",
     "prune_multihead_attention_in_channels",
@@ -123,3 +127,55 @@ class MultiheadAttentionPruner(BasePruningFunc):
 MHA_PRUNER = MultiheadAttentionPruner()
 prune_multihead_attention_out_channels = MHA_PRUNER.prune_out_channels
 prune_multihead_attention_in_channels = MHA_PRUNER.prune_in_channels
+
+
+def mha_channel_map(ctx, module: nn.MultiheadAttention, name: str, call, x) -> None:
+    """One space (``embed_dim``): the query, key and value inputs (when they share it) and the output."""
+    ids = ctx.channels(module, name, "out", passthrough=True)
+    q = call.inputs[0]
+    ctx.consume(q, -1, ids, name)
+    same = getattr(module, "_qkv_same_embed_dim", True)
+    for v in call.inputs[1:3]:
+        if same:
+            ctx.consume(v, -1, ids, name)
+        else:
+            ctx.fix(v, f"{name} reads key/value through separate kdim/vdim projections")
+    for v in call.inputs[3:]:
+        ctx.fix(v, f"used as a mask by {name}")
+    out = call.outputs[0]
+    ctx.label(out, out.ndim - 1, ids, ctx.carried(q, out, q.ndim - 1, set(range(q.ndim - 1))))
+    ctx.unlabel(*call.outputs[1:])
+
+
+def mha_parts(layer: nn.MultiheadAttention, space, idx) -> list:
+    """Rows ``c, E+c, 2E+c`` and column ``c`` of ``in_proj_weight`` (or of the q/k/v projections), the matching
+    ``in_proj_bias`` entries, ``bias_k``/``bias_v[..., c]``, ``out_proj.weight`` row and column ``c``, ``out_proj.bias[c]``."""
+    parts = []
+    w = param_of(layer, "in_proj_weight")
+    if w is not None:
+        parts += [Part(w, blocks(3, 0, idx), False), Part(w, Rows(1, idx), False)]
+    e = layer.embed_dim
+    for pname, reads_e in (("q_proj_weight", True), ("k_proj_weight", layer.kdim == e), ("v_proj_weight", layer.vdim == e)):
+        p = param_of(layer, pname)
+        if p is not None:
+            parts.append(Part(p, Rows(0, idx), False))
+            if reads_e:
+                parts.append(Part(p, Rows(1, idx), False))
+    b = param_of(layer, "in_proj_bias")
+    if b is not None:
+        parts.append(Part(b, blocks(3, 0, idx), True))
+    for pname in ("bias_k", "bias_v"):
+        p = param_of(layer, pname)
+        if p is not None:
+            parts.append(Part(p, Rows(p.dim() - 1, idx), True))
+    out = layer.out_proj
+    parts += [Part(out.weight, Rows(0, idx), False), Part(out.weight, Rows(1, idx), False)]
+    if out.bias is not None:
+        parts.append(Part(out.bias, Rows(0, idx), True))
+    return parts
+
+
+MHA_FAMILY = register_family(LayerFamily(
+    "multihead_attention", MHA_PRUNER, channel_map=mha_channel_map, parts=mha_parts,
+    standard_types=(nn.MultiheadAttention,),
+))

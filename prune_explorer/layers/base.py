@@ -374,6 +374,10 @@ class BasePruningFunc:
         pruner for depthwise convolutions. The registry calls this in ``get``."""
         return self
 
+    def variants(self) -> tuple:
+        """Every pruner :meth:`specialize` may return (``self`` here)."""
+        return (self,)
+
     # ---- validation -------------------------------------------------------------------------------------
 
     def describe(self, layer: Any) -> str:

@@ -51,8 +51,13 @@ import torch
 from torch import nn
 
 from .base import BasePruningFunc, Plan, index_tensor, keep_array, keep_indices, normalize_side
+from .family import LayerFamily, register_family
+from .slicing import Part, Rows, grouped, param_of
 
 __all__ = [
+    "CONV_PRUNER",
+    "DEPTHWISE_CONV_PRUNER",
+    "CONV_FAMILY",
     "ConvPruner",
     "DepthwiseConvPruner",
     "conv_kind",
@@ -116,6 +121,9 @@ class ConvPruner(BasePruningFunc):
         if type(self) is ConvPruner and conv_kind(layer) == "depthwise":
             return DEPTHWISE_CONV_PRUNER
         return self
+
+    def variants(self) -> tuple:
+        return (self, DEPTHWISE_CONV_PRUNER) if type(self) is ConvPruner else (self,)
 
     def in_out_coupled(self, layer: nn.Module) -> bool:
         return conv_kind(layer) == "depthwise"
@@ -305,6 +313,50 @@ class DepthwiseConvPruner(ConvPruner):
 
 CONV_PRUNER = ConvPruner()
 DEPTHWISE_CONV_PRUNER = DepthwiseConvPruner()
+
+
+def conv_channel_map(ctx, module: nn.Module, name: str, call, x) -> None:
+    """Channels on dim 1 (dim 0 unbatched). Depthwise: one space, each output channel is its input channel.
+    Grouped: every group keeps the same within-group offsets (weight dim 1 is shared by all groups)."""
+    out = call.outputs[0]
+    cdim = 1 if x.ndim == module.weight.ndim else 0
+    batch = {0} if cdim == 1 else set()
+    if conv_kind(module) == "depthwise" and module.in_channels == module.out_channels:
+        ids = ctx.channels(module, name, "out", passthrough=True)
+        ctx.consume(x, cdim, ids, name)
+        ctx.label(out, cdim, ids, ctx.carried(x, out, cdim, batch))
+        return
+    i_ids, o_ids = ctx.channels(module, name, "in"), ctx.channels(module, name, "out")
+    ctx.consume(x, cdim, i_ids, name)
+    if module.groups > 1:
+        ctx.tie_groups(i_ids, module.groups)
+        ctx.tie_groups(o_ids, module.groups)
+    ctx.fix_other_dims(x, cdim, batch, f"{name} mixes a dim that holds channels")
+    ctx.label(out, cdim, o_ids, ctx.carried(x, out, cdim, batch))
+
+
+def conv_parts(layer: nn.Module, space, idx) -> list[Part]:
+    """Out: weight rows (dim 1 when transposed) and bias; in: weight dim 1 (dim 0 when transposed); a grouped
+    conv's side stored once per group is read through :func:`~.slicing.grouped`; depthwise: weight[c], bias[c]."""
+    w, b = param_of(layer, "weight"), param_of(layer, "bias")
+    transposed = bool(getattr(layer, "transposed", False))
+    g = layer.groups
+    out_dim, in_dim = (1, 0) if transposed else (0, 1)
+    bias = [Part(b, Rows(0, idx), True)] if b is not None else []
+    if space.passthrough:  # depthwise: weight dim 0 holds the channel either way (in = out = groups)
+        return [Part(w, Rows(0, idx), False)] + bias
+    if space.side == "out":
+        sel = Rows(out_dim, idx) if g == 1 or not transposed else grouped(g, out_dim, in_dim, idx)
+        return [Part(w, sel, False)] + bias
+    sel = Rows(in_dim, idx) if g == 1 or transposed else grouped(g, in_dim, out_dim, idx)
+    return [Part(w, sel, False)]
+
+
+CONV_FAMILY = register_family(LayerFamily(
+    "conv", CONV_PRUNER, channel_map=conv_channel_map, parts=conv_parts, root=True,
+    functional_ops=("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"),
+    standard_types=(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),
+))
 
 prune_conv_out_channels = CONV_PRUNER.prune_out_channels
 prune_conv_in_channels = CONV_PRUNER.prune_in_channels

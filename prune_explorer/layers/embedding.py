@@ -21,9 +21,12 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from .base import BasePruningFunc, Plan, keep_array, keep_indices
+from .base import BasePruningFunc, Plan, keep_array
+from .family import LayerFamily, register_family
+from .slicing import Part, Rows
 
-__all__ = ["EmbeddingPruner", "prune_embedding_out_channels", "prune_embedding_in_channels"]
+__all__ = ["EmbeddingPruner", "EMBEDDING_PRUNER", "EMBEDDING_FAMILY", "prune_embedding_out_channels",
+           "prune_embedding_in_channels"]
 
 
 class EmbeddingPruner(BasePruningFunc):
@@ -66,3 +69,20 @@ class EmbeddingPruner(BasePruningFunc):
 EMBEDDING_PRUNER = EmbeddingPruner()
 prune_embedding_out_channels = EMBEDDING_PRUNER.prune_out_channels
 prune_embedding_in_channels = EMBEDDING_PRUNER.prune_in_channels
+
+
+def embedding_channel_map(ctx, module: nn.Module, name: str, call, x) -> None:
+    """A lookup: the new last dim holds the embedding channels; labels of the index tensor (rare) stay on their dims."""
+    out = call.outputs[0]
+    ctx.label(out, out.ndim - 1, ctx.channels(module, name, "out"), ctx.unsqueezed(x, out))
+
+
+def embedding_parts(layer: nn.Module, space, idx) -> list:
+    """Out: ``weight[:, c]``; the input side (token ids) owns nothing."""
+    return [Part(layer.weight, Rows(1, idx), False)] if space.side == "out" else []
+
+
+EMBEDDING_FAMILY = register_family(LayerFamily(
+    "embedding", EMBEDDING_PRUNER, channel_map=embedding_channel_map, parts=embedding_parts,
+    functional_ops=("embedding", "embedding_bag"), standard_types=(nn.Embedding, nn.EmbeddingBag),
+))

@@ -19,9 +19,11 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from .base import BasePruningFunc, Plan, keep_array, keep_indices
+from .base import BasePruningFunc, Plan, keep_array
+from .family import LayerFamily, register_family
+from .slicing import Part, Rows, param_of
 
-__all__ = ["LinearPruner", "prune_linear_out_channels", "prune_linear_in_channels"]
+__all__ = ["LinearPruner", "LINEAR_PRUNER", "LINEAR_FAMILY", "prune_linear_out_channels", "prune_linear_in_channels"]
 
 
 class LinearPruner(BasePruningFunc):
@@ -69,3 +71,27 @@ class LinearPruner(BasePruningFunc):
 LINEAR_PRUNER = LinearPruner()
 prune_linear_out_channels = LINEAR_PRUNER.prune_out_channels
 prune_linear_in_channels = LINEAR_PRUNER.prune_in_channels
+
+
+def linear_channel_map(ctx, module: nn.Linear, name: str, call, x) -> None:
+    """Reads the last dim; the leading dims pass through when the output keeps their sizes."""
+    out = call.outputs[0]
+    i_ids, o_ids = ctx.channels(module, name, "in"), ctx.channels(module, name, "out")
+    ctx.consume(x, -1, i_ids, name)
+    keep = set(range(x.ndim - 1)) if out.shape[:-1] == x.shape[:-1] else set()
+    ctx.fix_other_dims(x, x.ndim - 1, keep, f"{name} changes the shape of a dim that holds channels")
+    ctx.label(out, out.ndim - 1, o_ids, ctx.carried(x, out, x.ndim - 1, keep))
+
+
+def linear_parts(layer: nn.Linear, space, idx) -> list:
+    """Out: ``weight[o]`` and ``bias[o]``; in: ``weight[:, i]``."""
+    if space.side == "out":
+        b = param_of(layer, "bias")
+        return [Part(layer.weight, Rows(0, idx), False)] + ([Part(b, Rows(0, idx), True)] if b is not None else [])
+    return [Part(layer.weight, Rows(1, idx), False)]
+
+
+LINEAR_FAMILY = register_family(LayerFamily(
+    "linear", LINEAR_PRUNER, channel_map=linear_channel_map, parts=linear_parts, root=True,
+    functional_ops=("linear",), standard_types=(nn.Linear,),
+))

@@ -36,9 +36,21 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from ..errors import PruningError
-from .base import BasePruningFunc, Plan, keep_array, keep_indices, normalize_indices
+from .base import BasePruningFunc, Plan, keep_array, normalize_indices
+from .family import LayerFamily, register_family
+from .slicing import affine_parts
 
 __all__ = [
+    "BATCHNORM_FAMILY",
+    "INSTANCENORM_FAMILY",
+    "GROUPNORM_FAMILY",
+    "LAYERNORM_FAMILY",
+    "PRELU_FAMILY",
+    "BATCHNORM_PRUNER",
+    "INSTANCENORM_PRUNER",
+    "GROUPNORM_PRUNER",
+    "LAYERNORM_PRUNER",
+    "PRELU_PRUNER",
     "BatchnormPruner",
     "InstanceNormPruner",
     "GroupNormPruner",
@@ -231,3 +243,65 @@ prune_layernorm_out_channels = LAYERNORM_PRUNER.prune_out_channels
 prune_layernorm_in_channels = LAYERNORM_PRUNER.prune_in_channels
 prune_prelu_out_channels = PRELU_PRUNER.prune_out_channels
 prune_prelu_in_channels = PRELU_PRUNER.prune_in_channels
+
+
+# ---- tracing and importance -------------------------------------------------------------------------------------
+def channel_norm_map(ctx, module: nn.Module, name: str, call, x) -> None:
+    """BatchNorm / InstanceNorm / GroupNorm / PReLU: one space, channels on dim 1 (dim 0 when unbatched)."""
+    out = call.outputs[0]
+    ids = ctx.channels(module, name, "out", passthrough=True)
+    n = ids.numel()
+    cdim = 1 if x.ndim >= 2 else 0
+    if x.ndim >= 2 and x.shape[1] != n and x.shape[0] == n:
+        cdim = 0
+    ctx.consume(x, cdim, ids, name)
+    if isinstance(module, nn.GroupNorm) and module.num_groups > 1:
+        ctx.tie_groups(ids, module.num_groups)  # remove the same offsets from every group
+    ctx.label(out, cdim, ids, ctx.carried(x, out, cdim, set(range(x.ndim)) - {cdim}))
+
+
+def layer_norm_map(ctx, module: nn.Module, name: str, call, x) -> None:
+    """LayerNorm / RMSNorm: channels on the last dim; the other normalised dims must not hold channels."""
+    out = call.outputs[0]
+    shape = tuple(module.normalized_shape)
+    ids = ctx.channels(module, name, "out", passthrough=True)
+    ctx.consume(x, -1, ids, name)
+    nd = len(shape)
+    ctx.fix_dims(x, set(range(x.ndim - nd, x.ndim - 1)),
+                 f"{name} normalises over a dim that holds channels (normalized_shape={shape})")
+    ctx.label(out, out.ndim - 1, ids, ctx.carried(x, out, x.ndim - 1, set(range(x.ndim - nd))))
+
+
+def prelu_map(ctx, module: nn.PReLU, name: str, call, x) -> None:
+    """One shared slope acts element-wise; one slope per channel is a channel-wise layer."""
+    if module.num_parameters == 1:
+        ctx.elementwise(call, [x])
+    else:
+        channel_norm_map(ctx, module, name, call, x)
+
+
+def channel_affine_parts(layer: nn.Module, space, idx) -> list:
+    """``weight[c]`` and ``bias[c]`` (affine layers only; a single shared PReLU slope owns nothing)."""
+    return affine_parts(layer, idx, lambda p: 0, min_numel=2)
+
+
+def last_dim_affine_parts(layer: nn.Module, space, idx) -> list:
+    """``weight[..., c]`` and ``bias[..., c]``: the channel is the last normalised dim."""
+    return affine_parts(layer, idx, lambda p: p.dim() - 1)
+
+
+_CHANNEL_NORM = dict(channel_map=channel_norm_map, parts=channel_affine_parts)
+BATCHNORM_FAMILY = register_family(LayerFamily(
+    "batchnorm", BATCHNORM_PRUNER, functional_ops=("batch_norm",), **_CHANNEL_NORM,
+    standard_types=(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)))
+INSTANCENORM_FAMILY = register_family(LayerFamily(
+    "instancenorm", INSTANCENORM_PRUNER, functional_ops=("instance_norm",), **_CHANNEL_NORM,
+    standard_types=(nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)))
+GROUPNORM_FAMILY = register_family(LayerFamily(
+    "groupnorm", GROUPNORM_PRUNER, functional_ops=("group_norm",), **_CHANNEL_NORM, standard_types=(nn.GroupNorm,)))
+LAYERNORM_FAMILY = register_family(LayerFamily(
+    "layernorm", LAYERNORM_PRUNER, channel_map=layer_norm_map, parts=last_dim_affine_parts,
+    functional_ops=("layer_norm", "rms_norm"), standard_types=_LAYERNORM_TYPES))
+PRELU_FAMILY = register_family(LayerFamily(
+    "prelu", PRELU_PRUNER, channel_map=prelu_map, parts=channel_affine_parts, functional_ops=("prelu",),
+    standard_types=(nn.PReLU,)))

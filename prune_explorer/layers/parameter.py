@@ -26,8 +26,13 @@ from torch import nn
 
 from ..errors import PruningError
 from .base import BasePruningFunc, Plan, derive_tensor, describe_layer, keep_indices, selector
+from .family import LayerFamily, register_family
+from .recurrent import refresh_flat_weights
+from .slicing import Part, Rows
 
 __all__ = [
+    "PARAMETER_PRUNER",
+    "PARAMETER_FAMILY",
     "ParameterPruner",
     "prune_parameter_out_channels",
     "prune_parameter_in_channels",
@@ -198,8 +203,6 @@ def replace_parameter(model: nn.Module, qualified_name: str, new_param: torch.Te
     rnns = [m for m, _ in targets if isinstance(m, nn.RNNBase)]
 
     def refresh() -> None:
-        from .recurrent import refresh_flat_weights
-
         for m in rnns:
             refresh_flat_weights(m)
 
@@ -210,3 +213,12 @@ def replace_parameter(model: nn.Module, qualified_name: str, new_param: torch.Te
 PARAMETER_PRUNER = ParameterPruner()
 prune_parameter_out_channels = PARAMETER_PRUNER.prune_out_channels
 prune_parameter_in_channels = PARAMETER_PRUNER.prune_in_channels
+
+
+def parameter_parts(param: torch.Tensor, space, idx) -> list:
+    """A loose parameter: its entries along the pruned dim (``space.dim``)."""
+    return [Part(param, Rows(space.dim % param.dim(), idx), False)]
+
+
+# loose parameters are found and followed by the tracer itself (no channel map): see graph/tracing.py
+PARAMETER_FAMILY = register_family(LayerFamily("parameter", PARAMETER_PRUNER, parts=parameter_parts))

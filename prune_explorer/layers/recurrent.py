@@ -40,8 +40,15 @@ from collections.abc import Sequence
 from torch import nn
 
 from .base import BasePruningFunc, Plan, keep_indices
+from .family import LayerFamily, register_family
+from .slicing import Part, Rows, blocks, param_of
 
 __all__ = [
+    "RNN_PRUNER",
+    "LSTM_PRUNER",
+    "GRU_PRUNER",
+    "RECURRENT_FAMILY",
+    "refresh_flat_weights",
     "RNNPruner",
     "LSTMPruner",
     "GRUPruner",
@@ -74,6 +81,16 @@ class RNNPruner(BasePruningFunc):
     """
 
     TARGET_MODULES = (nn.RNNBase,)
+
+    def specialize(self, layer: nn.RNNBase) -> BasePruningFunc:
+        """The LSTM / GRU pruner for those layers (their pruning functions carry Torch-Pruning's names); a subclass
+        (a customised pruner) is always returned as is."""
+        if type(self) is RNNPruner:
+            return {"LSTM": LSTM_PRUNER, "GRU": GRU_PRUNER}.get(getattr(layer, "mode", None), self)
+        return self
+
+    def variants(self) -> tuple:
+        return (self, LSTM_PRUNER, GRU_PRUNER) if type(self) is RNNPruner else (self,)
 
     def get_out_channels(self, layer: nn.RNNBase) -> int:
         return layer.hidden_size
@@ -167,3 +184,53 @@ prune_gru_out_channels = GRU_PRUNER.prune_out_channels
 prune_gru_in_channels = GRU_PRUNER.prune_in_channels
 prune_rnn_out_channels = RNN_PRUNER.prune_out_channels
 prune_rnn_in_channels = RNN_PRUNER.prune_in_channels
+
+
+def recurrent_channel_map(ctx, module: nn.RNNBase, name: str, call, x) -> None:
+    """Reads the last dim of its input; the initial states and every output carry the hidden units (twice in the
+    output of a bidirectional layer: forward then backward)."""
+    in_ids, hid = ctx.channels(module, name, "in"), ctx.channels(module, name, "out")
+    ctx.consume(x, -1, in_ids, name)
+    if getattr(module, "proj_size", 0):
+        ctx.fix(hid, f"{name} uses proj_size, which is not prunable")
+    for h in call.inputs[1:]:  # initial states (h0, c0): hidden size on the last dim
+        if h.ndim and h.shape[-1] == hid.numel():
+            ctx.consume(h, -1, hid, name)
+        else:
+            ctx.fix(h, f"initial state of {name}")
+    dirs = 2 if module.bidirectional else 1
+    outs = call.outputs
+    if outs:
+        o = outs[0]
+        ctx.label(o, o.ndim - 1, hid.repeat(dirs) if o.shape[-1] == dirs * hid.numel() else None)
+        for st in outs[1:]:
+            ctx.label(st, st.ndim - 1, hid if st.shape[-1] == hid.numel() else None)
+
+
+def recurrent_parts(layer: nn.RNNBase, space, idx) -> list:
+    """Out (hidden unit ``j``): rows ``q*H+j`` of every gate block ``q`` of every weight and bias in every layer and
+    direction, column ``j`` of ``weight_hh``, columns ``j`` (and ``H+j``) of ``weight_ih`` above the first layer;
+    in: columns of ``weight_ih_l0`` (and ``_reverse``)."""
+    dirs = ["", "_reverse"] if layer.bidirectional else [""]
+    if space.side == "in":
+        return [Part(getattr(layer, f"weight_ih_l0{sfx}"), Rows(1, idx), False) for sfx in dirs]
+    gates = _GATES.get(layer.mode, 1)
+    parts = []
+    for k in range(layer.num_layers):
+        for sfx in dirs:
+            wih, whh = getattr(layer, f"weight_ih_l{k}{sfx}"), getattr(layer, f"weight_hh_l{k}{sfx}")
+            parts += [Part(wih, blocks(gates, 0, idx), False), Part(whh, blocks(gates, 0, idx), False),
+                      Part(whh, Rows(1, idx), False)]
+            if k > 0:  # the layer below's outputs: [forward H | backward H] when bidirectional
+                parts.append(Part(wih, blocks(len(dirs), 1, idx), False))
+            for bname in (f"bias_ih_l{k}{sfx}", f"bias_hh_l{k}{sfx}"):
+                b = param_of(layer, bname)
+                if b is not None:
+                    parts.append(Part(b, blocks(gates, 0, idx), True))
+    return parts
+
+
+RECURRENT_FAMILY = register_family(LayerFamily(
+    "recurrent", RNN_PRUNER, channel_map=recurrent_channel_map, parts=recurrent_parts, root=True,
+    standard_types=(nn.LSTM, nn.GRU, nn.RNN),
+))

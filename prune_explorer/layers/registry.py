@@ -29,14 +29,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import PruningError
-from .attention import MHA_PRUNER
 from .base import BasePruningFunc
-from .conv import CONV_PRUNER
-from .embedding import EMBEDDING_PRUNER
-from .linear import LINEAR_PRUNER
-from .norm import BATCHNORM_PRUNER, GROUPNORM_PRUNER, INSTANCENORM_PRUNER, LAYERNORM_PRUNER, PRELU_PRUNER
-from .parameter import PARAMETER_PRUNER
-from .recurrent import GRU_PRUNER, LSTM_PRUNER, RNN_PRUNER
+from .family import FAMILIES, FamilyRegistry
 
 __all__ = [
     "PrunerRegistry",
@@ -46,12 +40,24 @@ __all__ = [
     "is_out_channel_pruning_fn",
     "is_in_channel_pruning_fn",
     "pruning_fn_side",
+    "is_pruner",
+    "PRUNER_METHODS",
 ]
+
+
+#: the methods every pruner has (a Torch-Pruning-style pruner need not subclass BasePruningFunc)
+PRUNER_METHODS = ("get_out_channels", "get_in_channels", "prune_out_channels", "prune_in_channels")
+
+
+def is_pruner(obj: Any) -> bool:
+    """True for a :class:`BasePruningFunc`, or any object with the four pruner methods (:data:`PRUNER_METHODS`)."""
+    return isinstance(obj, BasePruningFunc) or all(callable(getattr(obj, m, None)) for m in PRUNER_METHODS)
 
 
 class PrunerRegistry:
     """A mapping from layer types to pruners (:class:`BasePruningFunc` instances).
 
+    >>> from prune_explorer.layers import LINEAR_PRUNER
     >>> reg = PrunerRegistry()
     >>> reg.register(nn.Linear, LINEAR_PRUNER)
     >>> reg.get(nn.Linear(2, 3)) is LINEAR_PRUNER, reg.get(nn.ReLU())
@@ -62,6 +68,15 @@ class PrunerRegistry:
         self._by_type: dict[type, BasePruningFunc | None] = {}
         for t, p in (pruners or {}).items():
             self.register(t, p)
+
+    @classmethod
+    def from_families(cls, families: FamilyRegistry) -> PrunerRegistry:
+        """A registry mapping every type of each family to the family's pruner."""
+        reg = cls()
+        for family in families:
+            for t in family.types:
+                reg.register(t, family.pruner)
+        return reg
 
     @classmethod
     def from_pruners(cls, pruners: Iterable[BasePruningFunc]) -> PrunerRegistry:
@@ -80,10 +95,11 @@ class PrunerRegistry:
         """
         if not isinstance(layer_type, type):
             raise PruningError(f"register() needs a layer type (a class), got {layer_type!r}.")
-        if pruner is not None and not isinstance(pruner, BasePruningFunc):
+        if pruner is not None and not is_pruner(pruner):
             raise PruningError(
-                f"the pruner registered for {layer_type.__name__} must be a BasePruningFunc instance, got "
-                f"{type(pruner).__name__}. Fix: subclass prune_explorer.layers.BasePruningFunc."
+                f"the pruner registered for {layer_type.__name__} must be a BasePruningFunc instance (or an object "
+                f"with {', '.join(PRUNER_METHODS)}), got {type(pruner).__name__}. "
+                "Fix: subclass prune_explorer.layers.BasePruningFunc."
             )
         self._by_type[layer_type] = pruner
 
@@ -113,7 +129,10 @@ class PrunerRegistry:
                     if isinstance(module, klass):
                         pruner = p
                         break
-        return pruner.specialize(module) if pruner is not None else None
+        if pruner is None:
+            return None
+        specialize = getattr(pruner, "specialize", None)  # Torch-Pruning-style pruners may not have it
+        return specialize(module) if specialize is not None else pruner
 
     def with_overrides(self, customized_pruners: Mapping[type, BasePruningFunc | None] | None) -> PrunerRegistry:
         """A copy of this registry with ``customized_pruners`` (type -> pruner) taking precedence."""
@@ -128,13 +147,12 @@ class PrunerRegistry:
         return reg
 
     def pruners(self) -> list[BasePruningFunc]:
-        """Every distinct pruner registered (and the depthwise pruner, reachable through specialisation)."""
-        from .conv import DEPTHWISE_CONV_PRUNER
-
+        """Every distinct pruner registered, and the ones they specialise into (the depthwise conv pruner...)."""
         out: list[BasePruningFunc] = []
-        for p in [*self._by_type.values(), DEPTHWISE_CONV_PRUNER]:
-            if p is not None and all(p is not q for q in out):
-                out.append(p)
+        for p in self._by_type.values():
+            for v in (p.variants() if hasattr(p, "variants") else (p,)) if p is not None else ():
+                if all(v is not q for q in out):
+                    out.append(v)
         return out
 
     def items(self) -> list[tuple[type, BasePruningFunc | None]]:
@@ -152,25 +170,8 @@ class PrunerRegistry:
 
 
 def default_registry() -> PrunerRegistry:
-    """A fresh registry with the built-in pruners (safe to modify)."""
-    reg = PrunerRegistry.from_pruners(
-        [
-            CONV_PRUNER,
-            LINEAR_PRUNER,
-            BATCHNORM_PRUNER,
-            INSTANCENORM_PRUNER,
-            GROUPNORM_PRUNER,
-            LAYERNORM_PRUNER,
-            PRELU_PRUNER,
-            EMBEDDING_PRUNER,
-            MHA_PRUNER,
-            RNN_PRUNER,
-            LSTM_PRUNER,
-            GRU_PRUNER,
-            PARAMETER_PRUNER,
-        ]
-    )
-    return reg
+    """A fresh registry with the built-in pruners: every registered layer family's (safe to modify)."""
+    return PrunerRegistry.from_families(FAMILIES)
 
 
 #: The registry of built-in pruners. Prefer ``DEFAULT_REGISTRY.with_overrides(...)`` to modifying it.

@@ -113,3 +113,35 @@ def test_customized_pruner_and_automatic_loose_parameter_handling():
 def test_bad_customized_pruners_are_rejected_with_the_fix():
     with pytest.raises(TypeError, match="customized_pruners"):
         pe.DependencyGraph().build_dependency(nn.Linear(2, 2), torch.randn(1, 2), customized_pruners={Scale: object()})
+
+
+def test_every_family_the_pruners_know_is_followed_by_the_graph():
+    """RMSNorm, EmbeddingBag and nn.RNN have pruners; one family definition makes the graph follow them too
+    (each is a node of its own, no channel fixed, no 'not understood' warning)."""
+    import warnings
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.EmbeddingBag(10, 8)
+            self.norm = nn.RMSNorm(8)
+            self.rnn = nn.RNN(8, 6, batch_first=True)
+            self.fc = nn.Linear(6, 2)
+
+        def forward(self, ids):
+            h = self.norm(self.emb(ids))
+            return self.fc(self.rnn(h.unsqueeze(1).repeat(1, 3, 1))[0][:, -1])
+
+    torch.manual_seed(0)
+    m, x = Net().eval(), torch.randint(0, 10, (2, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dg = pe.DependencyGraph().build_dependency(m, x)
+    groups = {g.root_name: {(dep.target.name, dep.side) for dep, _ in g} for g in dg.get_all_groups()}
+    assert groups == {"rnn": {("rnn", "out"), ("fc", "in")}}
+    g = dg.get_pruning_group(m.emb, pe.prune_embedding_out_channels, [0, 7])
+    assert {dep.target.name for dep, _ in g} == {"emb", "norm", "rnn"}
+    g.prune()
+    dg.get_pruning_group(m.rnn, pe.prune_rnn_out_channels, [1]).prune()
+    assert (m.emb.embedding_dim, m.norm.normalized_shape, m.rnn.input_size, m.rnn.hidden_size) == (6, (6,), 6, 5)
+    assert m(x).shape == (2, 2)
