@@ -1,0 +1,122 @@
+"""Recurrent cells: ``nn.RNNCell``, ``nn.LSTMCell``, ``nn.GRUCell`` (one time step, usually called in a loop).
+
+Shapes (``H = hidden_size``, ``g`` gates: 4 for LSTMCell (i, f, g, o), 3 for GRUCell (r, z, n), 1 for RNNCell)::
+
+    weight_ih  (g*H, input_size)      weight_hh  (g*H, H)      bias_ih, bias_hh  (g*H,)
+
+Output side: the ``H`` hidden units. Removing unit ``j`` removes row ``q*H + j`` of every gate block ``q`` of both
+weights and biases, and column ``j`` of ``weight_hh`` (the state the cell reads back). Input side: the
+``input_size`` features (columns of ``weight_ih``). The hidden state a cell reads (``hx``, and ``cx`` for an
+LSTM cell) holds the same hidden units as its outputs, so a cell called in a loop keeps one channel space.
+
+Example::
+
+    >>> import torch, torch.nn as nn
+    >>> cell = nn.LSTMCell(4, 6)
+    >>> prune_rnn_cell_out_channels(cell, [0, 5])
+    LSTMCell(4, 4)
+    >>> [tuple(t.shape) for t in cell(torch.randn(2, 4))]
+    [(2, 4), (2, 4)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from .base import BasePruningFunc, Plan, keep_indices
+from .family import LayerFamily, register_family
+from .slicing import Part, Rows, blocks, param_of
+
+__all__ = ["RNNCellPruner", "RNN_CELL_PRUNER", "RNN_CELL_FAMILY", "prune_rnn_cell_out_channels",
+           "prune_rnn_cell_in_channels"]
+
+
+def _gates(layer: nn.RNNCellBase) -> int:
+    return layer.weight_ih.shape[0] // layer.hidden_size
+
+
+class RNNCellPruner(BasePruningFunc):
+    """Prunes ``nn.RNNCell`` / ``nn.LSTMCell`` / ``nn.GRUCell``: ``hidden_size`` (out) and ``input_size`` (in).
+
+    >>> RNNCellPruner().prune_in_channels(nn.GRUCell(5, 3), [0, 4]).weight_ih.shape
+    torch.Size([9, 3])
+    """
+
+    TARGET_MODULES = (nn.RNNCellBase,)
+
+    def get_out_channels(self, layer: nn.RNNCellBase) -> int:
+        return layer.hidden_size
+
+    def get_in_channels(self, layer: nn.RNNCellBase) -> int:
+        return layer.input_size
+
+    def prune_out_channels(self, layer: nn.RNNCellBase, idxs: Sequence[int]) -> nn.RNNCellBase:
+        """Remove hidden units ``idxs`` (their rows in every gate block, their column of ``weight_hh``)."""
+        idxs = self.check(layer, idxs, "out")
+        if not idxs:
+            return layer
+        h = layer.hidden_size
+        keep = keep_indices(h, idxs)
+        rows = [q * h + j for q in range(_gates(layer)) for j in keep]
+        plan = Plan()
+        plan.select(layer, "weight_ih", (0, rows))
+        plan.select(layer, "weight_hh", (0, rows), (1, keep))
+        plan.select(layer, "bias_ih", (0, rows))
+        plan.select(layer, "bias_hh", (0, rows))
+        plan.set(layer, "hidden_size", len(keep))
+        plan.apply()
+        return layer
+
+    def prune_in_channels(self, layer: nn.RNNCellBase, idxs: Sequence[int]) -> nn.RNNCellBase:
+        """Remove input features ``idxs`` (columns of ``weight_ih``)."""
+        idxs = self.check(layer, idxs, "in")
+        if not idxs:
+            return layer
+        keep = keep_indices(layer.input_size, idxs)
+        plan = Plan()
+        plan.select(layer, "weight_ih", (1, keep))
+        plan.set(layer, "input_size", len(keep))
+        plan.apply()
+        return layer
+
+
+RNN_CELL_PRUNER = RNNCellPruner()
+prune_rnn_cell_out_channels = RNN_CELL_PRUNER.prune_out_channels
+prune_rnn_cell_in_channels = RNN_CELL_PRUNER.prune_in_channels
+
+
+def rnn_cell_channel_map(ctx, module: nn.RNNCellBase, name: str, call, x) -> None:
+    """Reads the last dim of its input; the states it reads and returns hold its hidden units."""
+    in_ids, hid = ctx.channels(module, name, "in"), ctx.channels(module, name, "out")
+    ctx.consume(x, -1, in_ids, name)
+    for state in call.inputs[1:]:
+        if state.ndim and state.shape[-1] == hid.numel():
+            ctx.consume(state, -1, hid, name)
+        else:
+            ctx.fix(state, f"state of {name}")
+    for out in call.outputs:
+        ctx.label(out, out.ndim - 1, hid if out.ndim and out.shape[-1] == hid.numel() else None)
+
+
+def rnn_cell_parts(layer: nn.RNNCellBase, space, idx) -> list:
+    """Out (hidden unit ``j``): entry ``j`` of every gate block of the weights and biases, column ``j`` of
+    ``weight_hh``; in: columns of ``weight_ih``."""
+    if space.side == "in":
+        return [Part(layer.weight_ih, Rows(1, idx), False)]
+    g = _gates(layer)
+    parts = [Part(layer.weight_ih, blocks(g, 0, idx), False), Part(layer.weight_hh, blocks(g, 0, idx), False),
+             Part(layer.weight_hh, Rows(1, idx), False)]
+    for name in ("bias_ih", "bias_hh"):
+        b = param_of(layer, name)
+        if b is not None:
+            parts.append(Part(b, blocks(g, 0, idx), True))
+    return parts
+
+
+RNN_CELL_FAMILY = register_family(LayerFamily(
+    "rnn_cell", RNN_CELL_PRUNER, channel_map=rnn_cell_channel_map, parts=rnn_cell_parts, root=True,
+    functional_ops=("rnn_tanh_cell", "rnn_relu_cell", "lstm_cell", "gru_cell"),
+    standard_types=(nn.RNNCell, nn.LSTMCell, nn.GRUCell),
+))
