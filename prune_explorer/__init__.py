@@ -26,9 +26,12 @@ __all__ = [
 # the higher layers load on first use (``pe.pruner``, ``pe.importance``, ``pe.utils``, ``pe.Explorer``…)
 import importlib as _importlib
 
-_SUBMODULES = ("importance", "pruner", "utils", "measure", "explorer", "history", "graph")
+_SUBMODULES = ("importance", "pruner", "utils", "measure", "explorer", "history", "graph", "serialization", "ops")
 _LAZY = {"Explorer": ("explorer", "Explorer"), "save_pruned": ("history", "save_pruned"),
-         "load_pruned": ("history", "load_pruned")}
+         "load_pruned": ("history", "load_pruned"),
+         # Torch-Pruning's serialization names, plain data only (see prune_explorer.serialization)
+         "state_dict": ("serialization", "state_dict"), "load_state_dict": ("serialization", "load_state_dict"),
+         "save": ("serialization", "save"), "load": ("serialization", "load")}
 _SUBMODULES += ("sensitivity", "plan")  # sensitivity scans, budgets and pruning plans
 _LAZY.update(PruningPlan=("plan", "PruningPlan"), apply_plan=("plan", "apply_plan"))
 

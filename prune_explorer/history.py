@@ -39,7 +39,8 @@ from .validation import check_indices
 
 FORMAT = "prune_explorer.pruned/1"
 
-__all__ = ["save_pruned", "load_pruned", "apply_history", "pruning_history", "FORMAT"]
+__all__ = ["save_pruned", "load_pruned", "pruned_state", "load_pruned_state", "module_attributes", "apply_history",
+           "pruning_history", "FORMAT"]
 
 
 def pruning_history(model: nn.Module) -> List[dict]:
@@ -47,15 +48,28 @@ def pruning_history(model: nn.Module) -> List[dict]:
     return copy.deepcopy(model_history(model))
 
 
-def save_pruned(model: nn.Module, path: Union[str, os.PathLike]) -> None:
-    """Write ``model``'s pruning history and weights to ``path`` (plain data: loadable with ``weights_only=True``)."""
-    data = {
+def pruned_state(model: nn.Module) -> dict:
+    """Everything needed to rebuild ``model`` as it is now, as plain data (what :func:`save_pruned` writes)::
+
+        {"format": FORMAT, "model_class": "module.Class", "history": [...], "state_dict": {name: tensor},
+         "attributes": {module name: {attribute: plain value}}}
+
+    ``attributes`` holds every public, plain-data attribute of every module (ints, floats, strings, bools, None
+    and lists / tuples / dicts of them), so values changed after pruning (``model.hidden_dim = ...``) or added by
+    the user come back too. Tensors are detached CPU copies. ``torch.save`` of it loads with ``weights_only=True``.
+    """
+    return {
         "format": FORMAT,
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "history": pruning_history(model),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "attributes": module_attributes(model),
     }
-    torch.save(data, path)
+
+
+def save_pruned(model: nn.Module, path: Union[str, os.PathLike]) -> None:
+    """Write ``model``'s pruning history and weights to ``path`` (plain data: loadable with ``weights_only=True``)."""
+    torch.save(pruned_state(model), path)
 
 
 def load_pruned(model: nn.Module, path: Union[str, os.PathLike], strict: bool = True) -> nn.Module:
@@ -70,8 +84,16 @@ def load_pruned(model: nn.Module, path: Union[str, os.PathLike], strict: bool = 
             f"could not read {os.fspath(path)!r} as a prune_explorer file ({type(exc).__name__}: {exc}). "
             "Only files written by pe.save_pruned can be loaded; they are read with torch.load(weights_only=True)."
         ) from None
+    return load_pruned_state(model, data, strict=strict, source=repr(os.fspath(path)))
+
+
+def load_pruned_state(model: nn.Module, data: dict, strict: bool = True, source: str = "the state dict") -> nn.Module:
+    """Rebuild ``model`` (freshly constructed, unpruned) from :func:`pruned_state`'s dict: replay the history, set the
+    saved attributes, load the weights. All or nothing: on any mismatch the model is left unchanged and a
+    :class:`~prune_explorer.PruningError` says what does not fit. Returns ``model``."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise PruningError(f"{os.fspath(path)!r} is not a prune_explorer file (expected format {FORMAT!r}); save it with pe.save_pruned")
+        raise PruningError(f"{source} is not a prune_explorer file (expected format {FORMAT!r}); save it with "
+                           "pe.save_pruned (or pe.state_dict)")
     cls = f"{type(model).__module__}.{type(model).__qualname__}"
     if data.get("model_class") != cls:
         raise PruningError(
@@ -79,10 +101,12 @@ def load_pruned(model: nn.Module, path: Union[str, os.PathLike], strict: bool = 
             "model class (with the same arguments) before loading"
         )
     if model_history(model):
-        raise PruningError("load_pruned needs a freshly constructed, unpruned model; this one was already pruned")
+        raise PruningError("loading a pruned model needs a freshly constructed, unpruned model; this one was already "
+                           "pruned")
     snapshot = snapshot_modules([model])
     try:
         apply_history(model, data["history"])
+        _set_attributes(model, data.get("attributes") or {})
         _check_weights_fit(model, data["state_dict"], strict)
         model.load_state_dict(data["state_dict"], strict=strict)
     except Exception as exc:
@@ -92,6 +116,62 @@ def load_pruned(model: nn.Module, path: Union[str, os.PathLike], strict: bool = 
             raise
         raise PruningError(f"the saved weights do not fit the rebuilt model ({type(exc).__name__}: {exc}); model unchanged") from None
     return model
+
+
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _plain(value, depth: int = 0):
+    """``value`` as plain data (tuple subclasses such as ``torch.Size`` become tuples), or raise ``TypeError``."""
+    if isinstance(value, _PLAIN):
+        return value
+    if depth < 6 and isinstance(value, (list, tuple)):
+        items = [_plain(v, depth + 1) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if depth < 6 and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
+    raise TypeError(type(value).__name__)
+
+
+def module_attributes(model: nn.Module) -> dict:
+    """``{module name: {attribute: value}}``: the public plain-data attributes of every module (see
+    :func:`pruned_state`). Private names (``_...``) and ``training`` (the caller's mode) are left out."""
+    out = {}
+    for name, module in model.named_modules():
+        attrs = {}
+        for k, v in vars(module).items():
+            if k.startswith("_") or k == "training":
+                continue
+            try:
+                attrs[k] = _plain(v)
+            except TypeError:
+                continue
+        out[name] = attrs
+    return out
+
+
+def _set_attributes(model: nn.Module, attributes: dict) -> None:
+    """Set every saved attribute that differs from the rebuilt model's (modules the model lacks are an error)."""
+    modules = dict(model.named_modules())
+    for name, attrs in attributes.items():
+        module = modules.get(name)
+        if module is None:
+            raise PruningError(f"the saved attributes name module {name!r}, which this {type(model).__name__} does "
+                               "not have (the file was saved from a different model)")
+        for k, v in attrs.items():
+            if not _same_plain(vars(module).get(k, _MISSING), v):
+                setattr(module, k, v)
+
+
+_MISSING = object()
+
+
+def _same_plain(current, saved) -> bool:
+    try:
+        cur = _plain(current)
+    except TypeError:
+        return False
+    return type(cur) is type(saved) and cur == saved
 
 
 def _check_weights_fit(model: nn.Module, saved: dict, strict: bool) -> None:

@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from ..errors import DependencyError, PruningError
 from ..layers import registry as layer_registry
+from ..validation import check_indices
 from .channel_space import SIDE_OUT
 from .group import Group, GroupItem
 
@@ -162,12 +163,7 @@ class TorchPruningGraphAPI:
                     raise PruningError("each member is a dict {'name', 'fn', 'side', 'idxs'}")
                 dim = m.get("dim")
                 s = self._space_named(m.get("name", ""), m.get("side", SIDE_OUT), None if dim is None else int(dim))
-                idxs = m.get("idxs")
-                if not isinstance(idxs, list) or not all(isinstance(i, int) for i in idxs):
-                    raise PruningError(f"{m.get('name')}: 'idxs' must be a list of ints")
-                if any(i < 0 or i >= s.current_size for i in idxs) or len(set(idxs)) != len(idxs):
-                    raise PruningError(f"indices {idxs[:5]} do not fit the {s.current_size} channels of {s.label}")
-                arr = np.asarray(idxs, dtype=np.int64)
+                arr = check_indices(m.get("idxs"), s.current_size, what=f"{s.label} 'idxs'", of=s.label, min_keep=1)
                 items.append(GroupItem(self._dependency(root, s), arr, arr))
             group = Group(self, root, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
             group._items, group._units, group._version = items, [[int(i)] for i in items[0].idx_array], self._version

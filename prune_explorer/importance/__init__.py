@@ -22,6 +22,9 @@ from .magnitude import (
     RandomImportance,
 )
 from .members import Part, channel_parts
+from .activation import ActivationImportance
+from .calibration import ChannelStatistics
+from .obdc import OBDCImportance
 
 __all__ = [
     "Importance",
@@ -38,6 +41,9 @@ __all__ = [
     "HessianImportance",
     "GroupHessianImportance",
     "ImportanceError",
+    "ActivationImportance",
+    "OBDCImportance",
+    "ChannelStatistics",
     "normalize",
     "channel_parts",
     "Part",

@@ -23,7 +23,7 @@ from .members import Part, channel_parts
 
 __all__ = ["Importance", "GroupImportance", "normalize", "REDUCTIONS", "NORMALIZERS"]
 
-REDUCTIONS = ("mean", "sum", "max", "prod", "first", None)
+REDUCTIONS = ("mean", "sum", "max", "prod", "first", "gate", None)
 NORMALIZERS = ("mean", "max", "sum", "standardization", "standarization", "gaussian", "lamp", None)
 
 
@@ -151,7 +151,8 @@ class GroupImportance(Importance):
 
     Args:
         group_reduction: how member scores combine per root channel: ``"mean"`` (over the members that own the
-            channel), ``"sum"``, ``"max"``, ``"prod"``, ``"first"`` (the root layer only) or ``None`` (no reduction:
+            channel), ``"sum"``, ``"max"``, ``"prod"``, ``"first"`` (the root layer only), ``"gate"`` (the last
+            scored member only: a gating layer that closes the group, as in Torch-Pruning) or ``None`` (no reduction:
             a ``[n_members, n_channels]`` tensor, for analysis; the pruners need a reduction).
         normalizer: see :func:`normalize`.
         bias: include biases (and norm-layer shifts) in the score.
@@ -229,6 +230,8 @@ class GroupImportance(Importance):
             return np.stack([v for v, _ in vectors])
         if r == "first":
             return vectors[0][0]
+        if r == "gate":
+            return vectors[-1][0]
         if r == "sum":
             return np.sum([v for v, _ in vectors], axis=0, dtype=np.float32)
         if r == "mean":

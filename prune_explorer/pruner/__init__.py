@@ -16,7 +16,10 @@ from .. import layers as function  # Torch-Pruning's ``tp.pruner.function``: the
 from ..layers import BasePruningFunc
 from .algorithms import BNScalePruner, GroupNormPruner, MagnitudePruner
 from .base_pruner import BasePruner
+from .compat import MetaPruner
 from .config import PrunerConfigError, PrunerOptions
+from .growing_reg import GrowingRegPruner
+from .. import importance  # Torch-Pruning's ``tp.pruner.importance`` (same module as pe.importance)
 from .guards import SkippedGroup
 from .heads import AttentionBlock, ExplicitGroup
 from .progressive import progressive_pruning
@@ -38,6 +41,9 @@ __all__ = [
     "linear_scheduler",
     "BasePruningFunc",
     "function",
+    "GrowingRegPruner",
+    "MetaPruner",
+    "importance",
     "schedulers",
     "scope",
     "guards",

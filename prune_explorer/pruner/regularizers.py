@@ -21,7 +21,7 @@ import torch.nn as nn
 from ..importance.base import root_positions
 from ..importance.members import channel_parts
 
-__all__ = ["l1_norm_scale", "group_channel_norms", "group_lasso", "growing_group_norm"]
+__all__ = ["l1_norm_scale", "group_channel_norms", "group_lasso", "growing_group_norm", "weighted_channel_l2"]
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
@@ -119,3 +119,9 @@ def growing_group_norm(groups: Iterable, reg: float, alpha: float = 4.0, bias: b
         span = norms.max() - norms.min()
         gamma = alpha ** ((norms.max() - norms) / span) if span > 0 else torch.ones_like(norms)
         _apply_penalty(group, reg * gamma, bias, None, power=2)
+
+
+def weighted_channel_l2(group, coefficients: torch.Tensor, bias: bool = False) -> None:
+    """Add ``coefficients[c] * w`` to the gradient of every weight ``w`` root channel ``c`` owns in the group's
+    members (the gradient of ``sum_c coefficients[c] * ||w_c||^2 / 2``; :class:`GrowingRegPruner`'s penalty)."""
+    _apply_penalty(group, coefficients.float(), bias, None, power=2)
