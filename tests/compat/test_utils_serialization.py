@@ -172,3 +172,14 @@ def test_draw_writes_valid_images(draw, resnet_graph, tmp_path):
     assert fn(resnet_graph, tmp_path / "g").endswith("g.png")
     with pytest.raises(ValueError, match="ending in"):
         fn(resnet_graph, tmp_path / "g.bmp")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_benchmark_on_cuda_uses_the_device():
+    bench = pe.utils.benchmark
+    model = nn.Sequential(nn.Linear(512, 2048), nn.ReLU(), nn.Linear(2048, 512)).cuda()
+    x = torch.randn(64, 512, device="cuda")
+    stats = bench.measure_latency(model, x, repeat=5, warmup=2)
+    assert stats.device.startswith("cuda") and stats.repeat == 5 and stats.median_ms > 0
+    params = 4 * sum(p.numel() for p in model.parameters())
+    assert bench.measure_memory(model, x) >= params + 4 * 64 * 2048
