@@ -18,7 +18,10 @@ _KEPT = {}  # nodeid -> (params before, params after)
 
 
 def library_or_skip(case: Z.ZooCase):
-    """Skip the test when the case's library is not installed (optional extras timm / hf / yolo)."""
+    """Import the case's library, or skip the test when it is not installed (optional extras timm / hf / yolo).
+    ultralytics is imported through :func:`zoo_models.ultralytics_offline` (private settings folder, sync off)."""
+    if case.library == "ultralytics" and Z.has_library("ultralytics"):
+        return Z.ultralytics_offline()
     return pytest.importorskip(case.library)
 
 

@@ -10,7 +10,7 @@ import pytest
 import zoo_models as Z
 from known_failures import params
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Z.has_library("timm"), reason="timm is not installed (extra [timm])")]
 
 TIMM = [n for n, c in Z.CASES.items() if c.library == "timm" and not c.big]
 

@@ -12,8 +12,7 @@ import torch
 import zoo_models as Z
 from known_failures import params
 
-pytestmark = pytest.mark.slow
-pytest.importorskip("transformers")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Z.has_library("transformers"), reason="transformers is not installed (extra [hf])")]
 
 HF = [n for n, c in Z.CASES.items() if c.library == "transformers"]
 TIED = ["hf/gpt2", "hf/llama_gqa", "hf/t5"]  # built with tie_word_embeddings=True

@@ -16,8 +16,7 @@ import pytest
 import zoo_models as Z
 from known_failures import params
 
-pytestmark = pytest.mark.slow
-pytest.importorskip("ultralytics")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Z.has_library("ultralytics"), reason="ultralytics is not installed (extra [yolo])")]
 
 YOLO = [n for n, c in Z.CASES.items() if c.library == "ultralytics"]
 HERE = Path(__file__).resolve().parent
@@ -63,7 +62,7 @@ print(json.dumps({"guard_works": guard_works, "attempts": attempts, "results": r
 def test_nothing_touches_the_network(tmp_path):
     """YOLO (ultralytics import, settings, model build from yaml, pruning, forward) and a transformers model never
     open a connection nor resolve a host name: no font, weight, update check or telemetry."""
-    names = YOLO + (["hf/gpt2"] if _has("transformers") else [])
+    names = YOLO + (["hf/gpt2"] if Z.has_library("transformers") else [])
     env = {k: v for k, v in os.environ.items() if k not in Z.OFFLINE_ENV and k != "YOLO_CONFIG_DIR"}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parents[1])] + [p for p in [env.get("PYTHONPATH")] if p])
     env["YOLO_CONFIG_DIR"] = str(tmp_path)  # zoo_models sets the rest of the offline environment itself
@@ -77,10 +76,3 @@ def test_nothing_touches_the_network(tmp_path):
         assert report["results"][name]["problems"] == []
     assert not list(tmp_path.glob("*.pt")), "weights were written"
 
-
-def _has(module: str) -> bool:
-    try:
-        __import__(module)
-        return True
-    except ImportError:
-        return False

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -53,6 +54,11 @@ def set_offline_env() -> None:
 
 
 set_offline_env()
+
+
+def has_library(name: str) -> bool:
+    """Whether ``name`` is installed, without importing it (collection stays fast and side-effect free)."""
+    return importlib.util.find_spec(name) is not None
 
 
 def ultralytics_offline():
