@@ -25,9 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import resource
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -86,25 +89,49 @@ def _batch(names, lib_name: str, memory_gb: float) -> None:
         gc.collect()
 
 
+def _pump(stream, lines: "queue.Queue") -> None:
+    """Copy ``stream``'s lines into ``lines``, then None (end of stream)."""
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
 def _run_lib(names, lib_name: str, memory_gb: float, timeout: float) -> dict:
-    """Run ``names`` through ``lib_name`` in child processes; a child that dies is replaced, its model reported."""
+    """Run ``names`` through ``lib_name`` in a child process, reading one result line per model. A model that takes
+    longer than ``timeout`` seconds, or kills the child, is reported as such and a new child takes the rest.
+    Progress goes to stderr."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ZOO), os.environ.get("PYTHONPATH", "")]))
     out, todo = {}, list(names)
     while todo:
         cmd = [sys.executable, __file__, "--batch", ",".join(todo), "--libs", lib_name, "--memory-gb", str(memory_gb)]
-        try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * len(todo), env=env, cwd=ROOT)
-            stdout, tail = p.stdout, (p.stderr.strip().splitlines() or ["?"])[-1]
-        except subprocess.TimeoutExpired as exc:
-            stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            tail = "timed out"
-        for line in stdout.splitlines():
-            if line.startswith("{"):
-                rec = json.loads(line)
-                out[rec["name"]] = rec["result"]
-        todo = [n for n in todo if n not in out]
-        if todo:  # the child died on todo[0]
-            out[todo.pop(0)] = {"error": f"child process died: {tail[:200]}", "runs": False}
+        with tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT)
+            lines: "queue.Queue" = queue.Queue()
+            threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+            why = None
+            while todo:
+                try:
+                    line = lines.get(timeout=timeout)
+                except queue.Empty:
+                    why = f"timed out after {timeout:g} s"
+                    break
+                if line is None:
+                    proc.wait()
+                    err.seek(0)
+                    why = f"child process died (exit {proc.returncode}): " + ((err.read().strip().splitlines() or ["?"])[-1])[:200]
+                    break
+                if line.startswith("{"):
+                    rec = json.loads(line)
+                    out[rec["name"]] = rec["result"]
+                    todo.remove(rec["name"])
+                    r = rec["result"]
+                    print(f"  [{lib_name}] {rec['name']}: kept {r.get('kept', float('nan')):.3f}, "
+                          f"{'runs' if r.get('runs') else r.get('error')}", file=sys.stderr, flush=True)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if todo:  # the model the child was on
+            out[todo.pop(0)] = {"error": why, "runs": False}
     return out
 
 
@@ -148,7 +175,7 @@ def main(argv=None) -> None:
     ap.add_argument("--no-big", action="store_true", help="skip the report-only ViT-B / 224 px models")
     ap.add_argument("--no-tp", action="store_true", help="do not run Torch-Pruning")
     ap.add_argument("--memory-gb", type=float, default=8.0, help="address-space cap per child process (0: none)")
-    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per model and library")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per model and library")
     ap.add_argument("--reasons", type=int, default=3, help="fixed-width reasons shown per model")
     ap.add_argument("--json", default="", help="also write the raw results to this file")
     ap.add_argument("--batch", default="", help=argparse.SUPPRESS)
