@@ -52,13 +52,13 @@ KNOWN_FAILURES: Dict[Tuple[str, str], str] = {
     ),
     ("runs", "timm/nfnet_l0"): (
         "forward: RuntimeError: weight should contain 8 elements not 16. Root cause: timm's ScaledStdConv2d (an "
-        "nn.Conv2d subclass) is pruned by layers/conv.py ConvPruner, whose prune_out_channels selects weight and bias "
-        "only; its per-output-channel gain (out_channels, 1, 1, 1) keeps the old size"
+        "nn.Conv2d subclass) falls to the conv family (layers/conv.py): ConvPruner.prune_out_channels and conv_parts "
+        "handle weight and bias only; its per-output-channel gain (out_channels, 1, 1, 1) keeps the old size"
     ),
     ("runs", "timm/fastvit_t8"): (
         "group rolled back with an error: final_conv.conv_scale.conv Conv2d(384, 768, groups=384): 'output channels "
-        "can only be removed in whole blocks of 2'. Root cause: graph/module_rules.py conv() treats groups == "
-        "in_channels < out_channels as a grouped conv (same offsets in every group: units = all even / all odd "
+        "can only be removed in whole blocks of 2'. Root cause: layers/conv.py conv_channel_map() treats groups "
+        "== in_channels < out_channels as a grouped conv (same offsets in every group: units = all even / all odd "
         "outputs, all 384 inputs one unit) while layers/conv.py treats it as depthwise with channel multiplier 2 "
         "(whole blocks of 2 per input channel); the proposal (every odd output) is refused by the layer"
     ),
@@ -74,8 +74,8 @@ KNOWN_FAILURES: Dict[Tuple[str, str], str] = {
         "relative_attention_bias, shape (1, n_heads, L, S), as the mask) instead of unifying them with the scores' heads"
     ),
     ("runs", "hf/gpt2"): (
-        "nothing pruned (112384 parameters before and after). Root cause: transformers' Conv1D is not in the layer "
-        "registry (layers/registry.py), so the tracer walks its forward, whose view(size_out) uses the literal "
+        "nothing pruned (112384 parameters before and after). Root cause: transformers' Conv1D has no layer family "
+        "(layers/family.py registry), so the tracer walks its forward, whose view(size_out) uses the literal "
         "attribute self.nf: every Conv1D output is fixed ('view' to [1, 16, 64]: the new size is a literal), the "
         "residual stream with them"
     ),
