@@ -76,20 +76,16 @@ def _check_kind(kind) -> str:
     return kind
 
 
-def default_latency_fn(example_inputs, forward_fn=None) -> Callable[[nn.Module], float]:
-    """Seconds per forward pass of a model on ``example_inputs``, measured with ``pe.utils.benchmark``."""
-    try:
-        from ..utils import benchmark
-    except ImportError:
-        benchmark = None
-    measure = getattr(benchmark, "measure_latency", None)
-    if measure is None:
-        raise SensitivityError("latency targets need pe.utils.benchmark.measure_latency, which this version does not "
-                               "have. Fix: pass latency_fn=f, where f(model) returns seconds per forward pass")
+def default_latency_fn(example_inputs, forward_fn=None, repeat: int = 20, warmup: int = 3,
+                       max_time_s: float = 2.0) -> Callable[[nn.Module], float]:
+    """Seconds per forward pass of a model on ``example_inputs``: the median of ``repeat`` timed passes after
+    ``warmup`` (at most ``max_time_s`` of timing), measured with ``pe.utils.benchmark.measure_latency``."""
+    from ..measure.benchmark import measure_latency
 
     def latency(model):
-        res = measure(model, example_inputs)
-        return float(getattr(res, "median", res))
+        stats = measure_latency(model, example_inputs, repeat=repeat, warmup=warmup, run_fn=forward_fn,
+                                max_time_s=max_time_s)
+        return stats.median_ms / 1e3
 
     return latency
 

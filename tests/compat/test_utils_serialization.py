@@ -183,3 +183,14 @@ def test_benchmark_on_cuda_uses_the_device():
     assert stats.device.startswith("cuda") and stats.repeat == 5 and stats.median_ms > 0
     params = 4 * sum(p.numel() for p in model.parameters())
     assert bench.measure_memory(model, x) >= params + 4 * 64 * 2048
+
+
+def test_sensitivity_default_latency_is_the_benchmark_median_in_seconds():
+    from prune_explorer.sensitivity.budget import default_latency_fn
+
+    model = nn.Sequential(nn.Linear(128, 256), nn.ReLU(), nn.Linear(256, 8))
+    x = torch.randn(4, 128)
+    calls = []
+    fn = default_latency_fn(x, forward_fn=lambda m, inp: calls.append(m(inp)), repeat=5, warmup=1)
+    seconds = fn(model)
+    assert isinstance(seconds, float) and 0 < seconds < 1 and len(calls) == 6  # 1 warm-up + 5 timed passes
