@@ -19,7 +19,6 @@ cumulative ratio after each step). A bad option raises :class:`PrunerConfigError
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -27,6 +26,7 @@ import torch.nn as nn
 
 from ..errors import PruneExplorerError
 from ..graph import DEFAULT_ROOT_TYPES
+from ..validation import check_ratio, check_ratios, is_ratio
 from .schedulers import linear_scheduler
 
 __all__ = ["PrunerConfigError", "PrunerOptions", "check_options"]
@@ -36,19 +36,8 @@ class PrunerConfigError(PruneExplorerError, ValueError):
     """An option of a pruner is invalid; the message names the option and the fix. The model is untouched."""
 
 
-def _is_ratio(x, hi_open: bool = True) -> bool:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-        return False
-    return 0.0 <= x < 1.0 if hi_open else 0.0 < x <= 1.0
-
-
 def _check_ratio(name: str, x) -> float:
-    if not _is_ratio(x):
-        raise PrunerConfigError(
-            f"{name}={x!r} must be a number in [0, 1) (the fraction of each layer's channels to remove). "
-            f"Fix: pass e.g. {name}=0.5"
-        )
-    return float(x)
+    return check_ratio(name, x, error=PrunerConfigError)
 
 
 @dataclass
@@ -123,12 +112,9 @@ def _check_scalars(o: PrunerOptions) -> None:
             "per channel. Fix: use group_reduction='mean' (or 'sum', 'max', ...)"
         )
     o.pruning_ratio = _check_ratio("pruning_ratio", o.pruning_ratio)
-    if not _is_ratio(o.max_pruning_ratio, hi_open=False):
-        raise PrunerConfigError(
-            f"max_pruning_ratio={o.max_pruning_ratio!r} must be a number in (0, 1] (the most any layer may lose). "
-            "Fix: pass e.g. max_pruning_ratio=0.9, or leave the default 1.0"
-        )
-    o.max_pruning_ratio = float(o.max_pruning_ratio)
+    o.max_pruning_ratio = check_ratio("max_pruning_ratio", o.max_pruning_ratio, error=PrunerConfigError,
+                                      low_open=True, high_open=False, example=0.9,
+                                      meaning="the most any layer may lose; the default 1.0 sets no limit")
     steps = o.iterative_steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise PrunerConfigError(f"iterative_steps={steps!r} must be an int >= 1. Fix: pass e.g. iterative_steps=5")
@@ -194,16 +180,16 @@ def _check_heads(index: _ModelIndex, o: PrunerOptions, head_ratios) -> None:
                 f"num_heads[{index.name(m, '')}]={h} does not divide its {n} output features. Fix: give the head "
                 "count of that layer (for grouped-query attention, k and v have num_key_value_heads)"
             )
-    o.head_pruning_ratio_dict = {}
-    for m, r in (head_ratios or {}).items():
+    for m in head_ratios or {}:
         index.name(m, "head_pruning_ratio_dict")
-        o.head_pruning_ratio_dict[m] = _check_ratio(f"head_pruning_ratio_dict[{index.name(m, '')}]", r)
+    o.head_pruning_ratio_dict = check_ratios("head_pruning_ratio_dict", head_ratios or {},
+                                             label=lambda m: index.name(m, ""), error=PrunerConfigError)
 
 
 def _schedule(o: PrunerOptions, ratio: float, what: str) -> List[float]:
     steps = o.iterative_steps
     sched = list(o.iterative_pruning_ratio_scheduler(ratio, steps))
-    if len(sched) < steps + 1 or not all(_is_ratio(r) for r in sched[: steps + 1]):
+    if len(sched) < steps + 1 or not all(is_ratio(r) for r in sched[: steps + 1]):
         raise PrunerConfigError(
             f"iterative_pruning_ratio_scheduler({what}={ratio}, steps={steps}) returned {sched!r:.120}; "
             f"it must return {steps + 1} ratios in [0, 1) (the cumulative ratio after each step, starting with 0)"
