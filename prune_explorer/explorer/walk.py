@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import PruneExplorerError
 from ..graph import fn_name
+from ..pruner.guards import GUARD, HEADS, IMPORTANCE
 from ..pruner.heads import ExplicitGroup
 from ..validation import check_indices
 from .session import ExplorerError
@@ -26,7 +27,7 @@ __all__ = ["Decision", "Walk", "AUTO_SKIP_KINDS"]
 #: skip kinds of a proposal (``pe.pruner.guards``) that the walk passes over by itself, recording the reason; for
 #: the other kinds (target reached, no removal fits the constraints) the group is shown with an empty proposal and
 #: the user may still choose channels.
-AUTO_SKIP_KINDS = ("guard", "importance", "heads")
+AUTO_SKIP_KINDS = (GUARD, IMPORTANCE, HEADS)
 
 
 @dataclass
