@@ -8,14 +8,17 @@ or wrap them in ``go.FigureWidget`` inside the explorer).
 * :func:`plan_widths_figure` -- grouped bars of the pruned layers' widths per plan;
 * :func:`plan_comparison_table` -- the comparison as a plotly table.
 
-Each builder takes the plain objects of :mod:`prune_explorer.sensitivity` and only reads them; none is slower than a
-few milliseconds for hundreds of groups.
+Each builder takes the plain objects of :mod:`prune_explorer.sensitivity` and only reads them. They style the figures
+themselves (a white background with light grid lines, like plotly's ``plotly_white``) instead of applying a template,
+which plotly deep-copies on every figure, and pass arrays as numpy arrays: a heatmap of 200 groups x 9 ratios builds
+in about 15 ms, a group curve in under 10 ms.
 """
 
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -23,6 +26,8 @@ __all__ = ["sensitivity_heatmap", "group_curve_figure", "plan_comparison_figure"
            "plan_comparison_table", "PLAN_COLORS"]
 
 PLAN_COLORS = ("#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+_GRID = dict(gridcolor="#e5ecf6", zerolinecolor="#e5ecf6", linecolor="#e5ecf6")
+_STYLE = dict(plot_bgcolor="white", paper_bgcolor="white", font=dict(size=12))
 _LABELS = {"metric": "metric", "drop": "metric drop (baseline - metric)", "channels": "root channels removed",
            "fraction": "fraction of channels removed", "params_removed": "parameters removed",
            "macs_removed": "MACs removed"}
@@ -35,25 +40,24 @@ def sensitivity_heatmap(table, value: str = "drop", title: Optional[str] = None,
     centred on 0 so that points where pruning *helped* show blue). Hovering a cell shows the channels removed,
     the metric and the parameters and MACs removed."""
     p = table.pivot(value)
-    ch, met, par, mac = (table.pivot(v).values for v in ("channels", "metric", "params_removed", "macs_removed"))
-    info = {g.key: g for g in table.groups}
-    custom = [[[c, m, pr / table.base_params * 100 if pr is not None else None,
-                mc / table.base_macs * 100 if (mc is not None and table.base_macs) else None, info[k].channels]
-               for c, m, pr, mc in zip(ch[i], met[i], par[i], mac[i])] for i, k in enumerate(p.groups)]
-    xs = [f"{r:g}" for r in p.ratios]
-    heat = go.Heatmap(
-        z=p.values, x=xs, y=p.groups, customdata=custom, colorscale="RdBu_r" if value == "drop" else "Viridis",
-        zmid=0 if value == "drop" else None, colorbar=dict(title=dict(text=value)),
+
+    def grid(vals):  # a float array, NaN where the table has no row (numpy arrays validate fast in plotly)
+        return np.array([[np.nan if v is None else v for v in row] for row in vals], dtype=float)
+
+    ch, met, par, mac = (grid(table.pivot(v).values) for v in ("channels", "metric", "params_removed", "macs_removed"))
+    total = np.array([[g.channels] for g in table.groups], dtype=float) * np.ones_like(ch)
+    custom = np.stack([ch, met, par / table.base_params * 100, mac / max(table.base_macs, 1) * 100, total], axis=-1)
+    heat = dict(
+        type="heatmap", z=grid(p.values), x=[f"{r:g}" for r in p.ratios], y=p.groups, customdata=custom,
+        colorscale="RdBu_r" if value == "drop" else "Viridis", zmid=0 if value == "drop" else None,
+        colorbar=dict(title=dict(text=value)),
         hovertemplate=("<b>%{y}</b> at ratio %{x}<br>%{customdata[0]} of %{customdata[4]} channels removed<br>"
                        "metric %{customdata[1]:.4g}<br>" + _LABELS[value] + ": %{z:.4g}<br>"
                        "params removed %{customdata[2]:.2f}%<br>MACs removed %{customdata[3]:.2f}%<extra></extra>"))
-    fig = go.Figure(heat)
-    fig.update_layout(
-        title=title or f"Sensitivity: {_LABELS[value]} (baseline {table.baseline:.4g})",
-        xaxis_title="ratio of the group's channels removed", yaxis=dict(autorange="reversed", title="group"),
-        template="plotly_white", height=height or max(260, 90 + 22 * len(p.groups)), width=width,
-        margin=dict(l=10, r=10, t=50, b=45))
-    return fig
+    return go.Figure(heat, layout=dict(
+        _STYLE, title=title or f"Sensitivity: {_LABELS[value]} (baseline {table.baseline:.4g})",
+        xaxis=dict(title="ratio of the group's channels removed"), yaxis=dict(autorange="reversed", title="group"),
+        height=height or max(260, 90 + 22 * len(p.groups)), width=width, margin=dict(l=10, r=10, t=50, b=45)))
 
 
 def _proposed_fraction(table, key: str, proposed) -> Optional[float]:
@@ -75,13 +79,14 @@ def group_curve_figure(table, key: str, proposed=None, height: int = 260, width:
     :class:`~prune_explorer.plan.PruningPlan`) marked at its interpolated metric."""
     c = table.curve(key)
     info = table.group(key)
-    fig = go.Figure()
-    fig.add_scatter(x=c["fraction"], y=c["metric"], mode="lines+markers", name="scan",
-                    customdata=list(zip(c["channels"], c["ratio"])),
-                    hovertemplate=("%{customdata[0]} of " + str(info.channels) + " channels (ratio %{customdata[1]:g})"
-                                   "<br>metric %{y:.4g}<extra></extra>"))
-    fig.add_hline(y=table.baseline, line=dict(dash="dash", color="#7f7f7f", width=1),
-                  annotation_text="baseline", annotation_position="bottom left")
+    traces = [go.Scatter(x=c["fraction"], y=c["metric"], mode="lines+markers", name="scan",
+                         customdata=list(zip(c["channels"], c["ratio"])),
+                         hovertemplate=("%{customdata[0]} of " + str(info.channels) + " channels (ratio "
+                                        "%{customdata[1]:g})<br>metric %{y:.4g}<extra></extra>"))]
+    shapes = [dict(type="line", xref="paper", x0=0, x1=1, y0=table.baseline, y1=table.baseline,
+                   line=dict(dash="dash", color="#7f7f7f", width=1))]
+    annotations = [dict(xref="paper", x=0, y=table.baseline, text="baseline", showarrow=False, xanchor="left",
+                        yanchor="top", font=dict(color="#7f7f7f", size=11))]
     frac = _proposed_fraction(table, key, proposed)
     if frac is not None:
         xs, ys = c["fraction"], c["metric"]
@@ -90,14 +95,16 @@ def group_curve_figure(table, key: str, proposed=None, height: int = 260, width:
             if x0 <= frac <= x1:
                 y = y0 if x1 == x0 else y0 + (y1 - y0) * (frac - x0) / (x1 - x0)
                 break
-        fig.add_vline(x=frac, line=dict(color="#d62728", width=1))
-        fig.add_scatter(x=[frac], y=[y], mode="markers", name="proposed",
-                        marker=dict(color="#d62728", size=11, symbol="diamond"),
-                        hovertemplate=f"proposed: {frac:.0%} of the channels<br>metric ~%{{y:.4g}}<extra></extra>")
-    fig.update_layout(title=f"{key}: metric vs channels removed", xaxis=dict(title="fraction of channels removed",
-                      tickformat=".0%", range=[-0.02, 1.0]), yaxis_title="metric", template="plotly_white",
-                      height=height, width=width, showlegend=False, margin=dict(l=45, r=10, t=40, b=40))
-    return fig
+        shapes.append(dict(type="line", yref="paper", y0=0, y1=1, x0=frac, x1=frac,
+                           line=dict(color="#d62728", width=1)))
+        traces.append(go.Scatter(x=[frac], y=[y], mode="markers", name="proposed",
+                                 marker=dict(color="#d62728", size=11, symbol="diamond"),
+                                 hovertemplate=f"proposed: {frac:.0%} of the channels<br>metric ~%{{y:.4g}}<extra></extra>"))
+    return go.Figure(traces, layout=dict(
+        _STYLE, title=f"{key}: metric vs channels removed", shapes=shapes, annotations=annotations,
+        xaxis=dict(_GRID, title="fraction of channels removed", tickformat=".0%", range=[-0.02, 1.0]),
+        yaxis=dict(_GRID, title="metric"), height=height, width=width, showlegend=False,
+        margin=dict(l=45, r=10, t=40, b=40)))
 
 
 def _colors(n: int) -> Sequence[str]:
@@ -123,22 +130,22 @@ def plan_comparison_figure(comparison, metric_name: str = "metric", height: int 
         fig.add_bar(x=names, y=ys, marker_color=colors, showlegend=False, row=1, col=j,
                     hovertemplate="%{x}: " + fmt + "<extra>" + title + "</extra>", texttemplate=fmt,
                     textposition="outside", cliponaxis=False)
-    fig.update_layout(template="plotly_white", height=height, width=width, margin=dict(l=40, r=10, t=50, b=40),
+    fig.update_layout(_STYLE, height=height, width=width, margin=dict(l=40, r=10, t=50, b=40),
                       title="Plans compared (metric before fine-tuning)", uniformtext=dict(minsize=8, mode="hide"))
+    fig.update_yaxes(_GRID)
     return fig
 
 
 def plan_widths_figure(comparison, height: int = 340, width: Optional[int] = None) -> go.Figure:
     """Grouped bars: each pruned layer's output width (x: layers in the pruner's order) for every plan."""
     widths = comparison.widths()
-    fig = go.Figure()
-    for (name, ws), color in zip(widths.items(), _colors(len(widths))):
-        fig.add_bar(x=comparison.layers, y=ws, name=name, marker_color=color,
-                    hovertemplate="%{x}: %{y} channels<extra>" + name + "</extra>")
-    fig.update_layout(barmode="group", template="plotly_white", height=height, width=width,
-                      title="Layer widths per plan", xaxis_title="layer", yaxis_title="output channels",
-                      margin=dict(l=45, r=10, t=50, b=80), legend=dict(orientation="h", y=1.12))
-    return fig
+    bars = [go.Bar(x=comparison.layers, y=ws, name=name, marker_color=color,
+                   hovertemplate="%{x}: %{y} channels<extra>" + name + "</extra>")
+            for (name, ws), color in zip(widths.items(), _colors(len(widths)))]
+    return go.Figure(bars, layout=dict(
+        _STYLE, barmode="group", height=height, width=width, title="Layer widths per plan",
+        xaxis=dict(title="layer"), yaxis=dict(_GRID, title="output channels"), margin=dict(l=45, r=10, t=50, b=80),
+        legend=dict(orientation="h", y=1.12)))
 
 
 def plan_comparison_table(comparison, height: Optional[int] = None, width: Optional[int] = None) -> go.Figure:

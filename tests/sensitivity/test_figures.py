@@ -12,10 +12,10 @@ def test_heatmap_is_groups_by_ratios(tiny_table):
     heat = fig.data[0]
     assert list(heat.y) == tiny_table.keys()
     assert list(heat.x) == [f"{r:g}" for r in tiny_table.ratios]
-    assert [list(row) for row in heat.z] == tiny_table.pivot("drop").values
+    assert heat.z.tolist() == tiny_table.pivot("drop").values
     assert heat.customdata[1][2][0] == tiny_table.rows_of("conv2")[2].channels
     assert heat.zmid == 0
-    assert list(sf.sensitivity_heatmap(tiny_table, value="metric").data[0].z[0]) == \
+    assert sf.sensitivity_heatmap(tiny_table, value="metric").data[0].z[0].tolist() == \
         tiny_table.pivot("metric").values[0]
 
 
