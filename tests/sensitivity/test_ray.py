@@ -24,20 +24,32 @@ def test_missing_ray_names_the_extra(tiny, monkeypatch):
     assert_unchanged(model, snap)
 
 
+def _start_ray(ray, attempts: int = 3):
+    """A local Ray instance with 2 CPUs whose workers import this repository's prune_explorer and the test helpers.
+    Ray gives its node 30 s to come up; on a saturated machine that can fail, so it gets a few attempts."""
+    for i in range(attempts):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([REPO, HERE])}})
+            return
+        except Exception as exc:  # Ray raises a bare Exception when its node times out during start-up
+            ray.shutdown()
+            if i == attempts - 1:
+                pytest.skip(f"Ray could not start a local instance on this machine ({exc})")
+
+
 @pytest.mark.slow  # starting Ray takes 10-30 s
 def test_ray_and_local_processes_give_identical_tables(tiny):
     ray = pytest.importorskip("ray")
     model, x, batch, ref = tiny
     snap = snapshot(model)
     local = pe.sensitivity.scan(model, x, NegMSE(batch, ref), ratios=RATIOS, executor="local", workers=2, **OPTS)
-    # the Ray workers import this repository's prune_explorer and the test helpers
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([REPO, HERE])}})
+    _start_ray(ray)
     try:
         remote = pe.sensitivity.scan(model, x, NegMSE(batch, ref), ratios=RATIOS, executor="ray", **OPTS)
         assert remote.stats["executor"] == "ray" and remote.stats["workers"] == 2
         assert remote == local
-        with pytest.raises(SensitivityError, match="returned str 'high' on the unpruned model"):
+        with pytest.raises(SensitivityError, match="eval_fn returned str 'high'"):  # from whichever point ends first
             pe.sensitivity.scan(model, x, returns_string, ratios=(0.5,), executor="ray", **OPTS)
     finally:
         ray.shutdown()
