@@ -207,7 +207,8 @@ class LocalExecutor(Executor):
                 raise SensitivityError(
                     f"the model cannot be pickled for the worker processes ({type(exc).__name__}: {exc}). Fix: remove "
                     "hooks or attributes holding lambdas / open files from the model, or use executor='serial'") from None
-            ctx = mp.get_context(self._start_method(job.model))
+            method = self._start_method(job.model)
+            ctx = mp.get_context(method)
             task_q, result_q = ctx.Queue(), ctx.Queue()
             for t in tasks:
                 task_q.put(t)
@@ -234,7 +235,11 @@ class LocalExecutor(Executor):
                     pending.discard(tid)
                     yield payload
                 elif kind == "init_error":
-                    raise _unpack_error(payload, "a worker process could not load the model and trace it")
+                    hint = "" if method == "fork" else (
+                        f" (workers started with {method!r} import everything afresh: a model class or eval_fn defined "
+                        "in a notebook or in __main__ cannot be found there; define them in a module, or use "
+                        "executor='serial')")
+                    raise _unpack_error(payload, "a worker process could not load the model and trace it" + hint)
                 elif kind == "error":
                     raise _unpack_error(payload, "a worker process failed")
             finished = True

@@ -100,7 +100,11 @@ def _pandas():
 class SensitivityTable:
     """Rows of a scan (see the module docstring) with the ``baseline`` metric, ``groups`` (in the pruner's order),
     ``ratios``, the unpruned model's ``base_params`` / ``base_macs``, ``meta`` (importance, pruner options,
-    fingerprints) and ``stats`` (timings: not part of equality)."""
+    fingerprints) and ``stats`` (timings: not part of equality).
+
+    A table returned by :func:`~prune_explorer.sensitivity.scan` also keeps a reference to the scanned model, its
+    example inputs and the importance (not saved with it), so that :func:`~prune_explorer.sensitivity.solve_budget`
+    needs nothing else in the same session."""
 
     def __init__(self, rows: Sequence[ScanRow], baseline: float, groups: Sequence[GroupInfo], ratios: Sequence[float],
                  base_params: int, base_macs: int, meta: Optional[Mapping] = None, stats: Optional[Mapping] = None):
