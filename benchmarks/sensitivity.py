@@ -73,7 +73,8 @@ def main() -> None:
         ref = model(batch)
     eval_fn = NegMSE(batch, ref)
     print(f"torch {torch.__version__}, CPUs {os.cpu_count()}, resnet18 at {ns.size}x{ns.size}, metric batch "
-          f"{ns.batch}, one torch thread per worker, medians of {ns.repeats}")
+          f"{ns.batch}, one torch thread per worker, medians of {ns.repeats}; load average "
+          f"{os.getloadavg()[0]:.1f} (other programs on this machine)")
 
     configs = [("serial", "serial", None), ("local, 1 worker", "local", 1), ("local, 2 workers", "local", 2)]
     ray = None
@@ -84,11 +85,16 @@ def main() -> None:
             print("ray is not installed: skipping the Ray executor (pip install prune_explorer[ray])")
         else:
             t0 = time.perf_counter()
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": os.path.abspath(REPO)}})
-            print(f"ray {ray.__version__}: local instance with 2 CPUs started in {time.perf_counter() - t0:.1f} s "
-                  "(not part of the scan times)")
-            configs.append(("ray, 2 CPUs", "ray", None))
+            try:
+                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": {"PYTHONPATH": os.path.abspath(REPO)}})
+            except Exception as exc:  # Ray gives its node 30 s to start; a saturated machine can miss that
+                print(f"ray {ray.__version__} could not start a local instance ({exc}): skipping the Ray executor")
+                ray.shutdown()
+            else:
+                print(f"ray {ray.__version__}: local instance with 2 CPUs started in {time.perf_counter() - t0:.1f} s "
+                      "(not part of the scan times)")
+                configs.append(("ray, 2 CPUs", "ray", None))
     try:
         results = {}
         reference = None
@@ -99,7 +105,8 @@ def main() -> None:
             same = all(r.rows == reference.rows for r in runs)
             results[label] = (runs, same)
         print(f"{len(reference.keys())} groups x {len(reference.ratios)} ratios = {len(reference.rows)} rows, "
-              f"{reference.stats['points']} distinct points (the baseline included)")
+              f"{reference.stats['points']} distinct points (the baseline included); load average now "
+              f"{os.getloadavg()[0]:.1f}")
         head = (f"{'executor':<18}{'workers':>8}{'wall s':>9}{'speed-up':>10}{'pt ms':>8}{'eval ms':>9}"
                 f"{'overhead ms':>13}{'first s':>9}  same table as serial")
         print(head)
