@@ -64,3 +64,9 @@ def test_bad_comparisons_are_refused(tiny, plans):
         pe.sensitivity.compare_plans(model, x, [p], latency="fast")
     with pytest.raises(SensitivityError, match="eval_fn raised ZeroDivisionError on plan 'original'"):
         pe.sensitivity.compare_plans(model, x, [p], eval_fn=lambda m: 1 / 0)
+
+
+def test_measured_latency_with_pe_utils_benchmark(tiny, plans):
+    model, x = tiny[0], tiny[1]
+    cmp = pe.sensitivity.compare_plans(model, x, plans, latency=True)
+    assert all(r.latency is not None and 0 < r.latency < 1 for r in cmp.rows)  # seconds per forward pass
