@@ -12,21 +12,54 @@ Example::
 Everything the app does goes through :class:`~prune_explorer.explorer.controller.ExplorerController`
 (``ex.controller``), which can also be driven from code. Errors are shown in the app's status line and change
 nothing.
+
+Layout: the header, the status line, then two grids whose columns wrap to fit the window (group card and
+graph; curves, ignored layers and any panel added with :meth:`Explorer.add_panel`). Every panel and chart sizes
+to its box, from a 1,000 px window to a wide screen.
 """
 
 from __future__ import annotations
 
 import traceback
+from pathlib import Path
 from typing import Any, Callable, Optional
 
+import anywidget
 import ipywidgets as widgets
+import traitlets
 
 from ..errors import PruneExplorerError
 from .controller import ExplorerController, ExplorerError
+from .graph_state import DEFAULT_MAX_ITEMS
 from .views import GraphView, GroupCardView, HeaderView, IgnoredLayersView, ProgressView, RatioCurvesView
 from .views.common import CSS, esc
 
-__all__ = ["Explorer"]
+__all__ = ["Explorer", "SHORTCUTS"]
+
+#: Keyboard shortcuts (while the focus is inside the app and not in a text box): key -> action.
+SHORTCUTS = {"a": "accept", "s": "skip", "u": "undo"}
+_SHORTCUT_HELP = "Keyboard (click inside the app first): A accept · S skip · U undo"
+
+_STATIC = Path(__file__).resolve().parent / "static"
+
+
+class AppBridge(anywidget.AnyWidget):
+    """Invisible helper in the app: keyboard shortcuts (sent back as ``{"event": "key", "action"}``) and chart
+    resizing when the app's width changes (see ``static/app.js``)."""
+
+    _esm = _STATIC / "app.js"
+    shortcuts = traitlets.Dict({}).tag(sync=True)
+
+
+def _grid(children, min_col: str = "460px") -> widgets.GridBox:
+    """A grid whose columns wrap: as many ``min_col``-wide columns as fit, one column on a narrow window."""
+    grid = widgets.GridBox(list(children), layout=widgets.Layout(
+        grid_template_columns=f"repeat(auto-fit, minmax(min(100%, {min_col}), 1fr))",
+        grid_gap="12px 16px", width="100%", align_items="flex-start"))
+    for w in children:
+        w.layout.min_width = "0"
+        w.layout.width = "auto"
+    return grid
 
 
 class Explorer:
@@ -37,7 +70,7 @@ class Explorer:
         importance: importance criterion (default ``pe.importance.MagnitudeImportance(p=2)``).
         pruning_ratio: channel ratio each group is proposed to lose, in ``[0, 1)``.
         ignored_layers: modules or qualified names never pruned; ``None`` pre-selects the final classifier.
-        max_graph_items: the graph view expands blocks while it draws at most this many boxes.
+        max_graph_items: the graph opens with blocks expanded while it draws at most this many boxes.
         **pruner_kwargs: any other ``pe.pruner.BasePruner`` option (``round_to``, ``max_pruning_ratio``,
             ``global_pruning``, ``iterative_steps``...).
 
@@ -46,13 +79,14 @@ class Explorer:
     """
 
     def __init__(self, model, example_inputs, importance=None, pruning_ratio: float = 0.5, ignored_layers=None,
-                 max_graph_items: int = 48, **pruner_kwargs):
+                 max_graph_items: int = DEFAULT_MAX_ITEMS, **pruner_kwargs):
         self.progress = ProgressView()
         self.status = widgets.HTML()
         self.status.add_class("pe-status")
-        self.status.layout = widgets.Layout(width="70%")
+        self.status.layout = widgets.Layout(flex="1 1 auto", min_width="0")
         self.error: Optional[BaseException] = None
         self.controller: Optional[ExplorerController] = None
+        self._running = False
         handle = _transient_display(self.progress)
         try:
             self.controller = ExplorerController(model, example_inputs, importance=importance,
@@ -62,10 +96,15 @@ class Explorer:
             self.error = exc
         finally:
             self.progress.hide()
-            if handle is not None:
-                handle.update(widgets.HTML(""))
-        title = widgets.HTML(CSS + "<div class='pe-app-title'><b>prune_explorer</b> · Explorer"
-                             + (f" — {esc(type(model).__name__)}" if model is not None else "") + "</div>")
+            _clear_transient(handle)
+        self.bridge = AppBridge(shortcuts=dict(SHORTCUTS))
+        self.bridge.on_msg(self._on_bridge_msg)
+        self.bridge.layout = widgets.Layout(width="0", height="0", overflow="hidden")
+        name = f" — {esc(type(model).__name__)}" if model is not None else ""
+        title = widgets.HTML(CSS + f"<div class='pe-app-title'><b>prune_explorer</b> · Explorer{name}"
+                             f"<span class='pe-keys' title='{_SHORTCUT_HELP}'>⌨ A accept · S skip · U undo</span>"
+                             "</div>")
+        title.layout = widgets.Layout(width="100%")
         if self.controller is None:
             self._set_status(f"Cannot start: {self.error}", error=True)
             self.views = []
@@ -80,28 +119,32 @@ class Explorer:
         self.ignored = IgnoredLayersView(self)
         self.views = [self.header, self.card, self.graph, self.curves, self.ignored]
         c.subscribe(self._on_change)
-        self.card.layout = widgets.Layout(width="54%", padding="0 12px 0 0")
-        self.graph.layout = widgets.Layout(width="46%")
-        self.curves.layout = widgets.Layout(width="62%")
-        self.ignored.layout = widgets.Layout(width="38%")
+        self.main_grid = _grid([self.card, self.graph], "460px")
+        self.panels = _grid([self.curves, self.ignored], "420px")
         self.root = widgets.VBox([
             title,
             self.header,
-            widgets.HBox([self.status, self.progress]),
-            widgets.HBox([self.card, self.graph]),
-            widgets.HBox([self.curves, self.ignored]),
-        ])
+            widgets.HBox([self.status, self.progress], layout=widgets.Layout(width="100%", flex_flow="row wrap")),
+            self.main_grid,
+            self.panels,
+            self.bridge,
+        ], layout=widgets.Layout(width="100%", min_width="0"))
         self.root.add_class("pe-app")
-        self._set_status(f"Ready: {c.figures()['groups_total']} groups to decide; ignoring "
-                         f"{', '.join(c.ignored_names) or 'no layer'}.")
+        self._set_status(self._summary())
 
     # ---- running actions ------------------------------------------------------------------------------------------
     def run(self, fn: Callable[[ExplorerController], Any], busy: Optional[str] = None, quiet: bool = False) -> bool:
-        """Run ``fn(controller)``; show any error in the status line (nothing changes). Returns True on success."""
+        """Run ``fn(controller)``; the status line then says what happened (or shows the error: nothing changes).
+
+        Every action replaces the status line, so an old error never stays beside a later success. ``quiet``
+        actions (adjusting the selection) show the controller's notice, or the current state, instead of a
+        summary of the last decision. Returns True on success.
+        """
         if self.controller is None:
             return False
         if busy:
             self._set_status(busy + " ...")
+        self._running = True
         try:
             fn(self.controller)
         except PruneExplorerError as exc:
@@ -112,22 +155,38 @@ class Explorer:
                              details=traceback.format_exc())
             return False
         finally:
+            self._running = False
             self.progress.hide()
         msg = self.controller.message
         self.controller.message = ""
-        if msg or not quiet:
-            self._set_status(msg or self._summary())
+        self._set_status(msg or (self._selection_summary() if quiet else self._summary()))
         return True
+
+    def notify(self, text: str, error: bool = False) -> None:
+        """Show ``text`` in the status line (replacing what was there)."""
+        self._set_status(text, error=error)
 
     def _summary(self) -> str:
         c = self.controller
+        f = c.figures()
         last = c.decisions[-1] if c.decisions else None
         cur = c.current.root_name if c.current is not None else None
+        if cur is None:
+            return (f"All groups decided: {f['groups_accepted']} accepted, {f['groups_skipped']} skipped, "
+                    f"{f['groups_guard_skipped']} skipped by guards.")
         if last is None:
-            return f"Ready; current group: {cur}."
+            return (f"Ready: {f['groups_total']} groups to decide, starting with {cur}; ignoring "
+                    f"{', '.join(c.ignored_names) or 'no layer'}.")
         verb = {"accept": f"accepted {last.root} (−{last.n_removed} channels)", "skip": f"skipped {last.root}",
                 "guard": f"{last.root} skipped by a guard"}[last.action]
-        return f"{verb}; " + (f"now at {cur}." if cur else "all groups decided.")
+        return f"{verb}; now at {cur}."
+
+    def _selection_summary(self) -> str:
+        c = self.controller
+        if c.current is None:
+            return self._summary()
+        n = len(c.current_idxs)
+        return f"{c.current.root_name}: {n} of {c.current.root_space.current_size} channels selected for removal."
 
     def _set_status(self, text: str, error: bool = False, details: str = "") -> None:
         cls = "pe-status-error" if error else "pe-status-ok"
@@ -141,6 +200,39 @@ class Explorer:
             except Exception as exc:  # noqa: BLE001
                 self._set_status(f"a view failed to update ({type(v).__name__}: {exc})", error=True,
                                  details=traceback.format_exc())
+                return
+        if not self._running:  # a change made from code (ex.controller.accept() in a cell): say where we are
+            msg = self.controller.message
+            self.controller.message = ""
+            self._set_status(msg or self._summary())
+
+    def _on_bridge_msg(self, _widget, content, _buffers) -> None:
+        if isinstance(content, dict) and content.get("event") == "key":
+            self.shortcut(str(content.get("action", "")))
+
+    def shortcut(self, action: str) -> bool:
+        """Run the action of a keyboard shortcut (``"accept"``, ``"skip"`` or ``"undo"``)."""
+        actions = {"accept": (lambda c: c.accept(), "pruning the group"), "skip": (lambda c: c.skip(), None),
+                   "undo": (lambda c: c.undo(), "restoring the model")}
+        if action not in actions:
+            self.notify(f"unknown shortcut action {action!r}", error=True)
+            return False
+        fn, busy = actions[action]
+        return self.run(fn, busy=busy)
+
+    def add_panel(self, widget, title: Optional[str] = None) -> None:
+        """Add a panel (any ipywidget) to the lower grid, beside the ratio curves and the ignored layers.
+
+        The panel should refresh itself from ``ex.controller``; give it a ``refresh(event)`` method to be called
+        after every change of the walk.
+        """
+        if self.controller is None:
+            raise ExplorerError(f"the explorer did not start: {self.error}")
+        box = widgets.VBox(([widgets.HTML(f"<b>{esc(title)}</b>")] if title else []) + [widget],
+                           layout=widgets.Layout(min_width="0", width="auto"))
+        self.panels.children = tuple(self.panels.children) + (box,)
+        if hasattr(widget, "refresh"):
+            self.views.append(widget)
 
     # ---- results ----------------------------------------------------------------------------------------------------
     @property
@@ -169,12 +261,18 @@ class Explorer:
 
     # ---- display -----------------------------------------------------------------------------------------------------
     def _repr_mimebundle_(self, include=None, exclude=None):
-        return self.root._repr_mimebundle_(include=include, exclude=exclude)
+        bundle = self.root._repr_mimebundle_(include=include, exclude=exclude)
+        if isinstance(bundle, tuple):
+            bundle = bundle[0]
+        bundle = dict(bundle)
+        # what a notebook opened without its widget state shows: a readable line, not the widgets' repr
+        bundle["text/plain"] = repr(self) + "  (run the cell to show the app)"
+        return bundle
 
     def _ipython_display_(self):
         from IPython.display import display
 
-        display(self.root)
+        display(self._repr_mimebundle_(), raw=True)
 
     def __repr__(self) -> str:
         if self.controller is None:
@@ -195,3 +293,13 @@ def _transient_display(widget):
         return display(widget, display_id=True)
     except Exception:  # noqa: BLE001
         return None
+
+
+def _clear_transient(handle) -> None:
+    """Replace the transient progress output by nothing (no widget, no text left in the saved notebook)."""
+    if handle is None:
+        return
+    try:
+        handle.update({"text/plain": ""}, raw=True)
+    except Exception:  # noqa: BLE001
+        pass

@@ -179,7 +179,8 @@ def running_lab(
 
     ``url`` ends with ``/`` (e.g. ``http://127.0.0.1:41234/``). Everything Jupyter writes (config,
     runtime, data, lab settings, workspaces, IPython dir) goes to a temporary directory, so user
-    settings can neither leak in nor be changed. The kernel is the current interpreter's ``python3``.
+    settings can neither leak in nor be changed. The kernel is the current interpreter's ``python3``,
+    importing the same ``prune_explorer`` as this process (its source root goes first on ``PYTHONPATH``).
     With ``port=None`` a free port is chosen (and another one tried if that start fails).
     """
     root = Path(notebook_dir).resolve()
@@ -202,6 +203,11 @@ def running_lab(
         env = dict(os.environ, **{k: str(v) for k, v in dirs.items()})
         env["JUPYTER_PLATFORM_DIRS"] = "1"
         env.pop("JUPYTER_PATH", None)
+        # kernels import the same prune_explorer as this process (a worktree, not another editable install)
+        import prune_explorer
+
+        src_root = str(Path(prune_explorer.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join([src_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
 
         last_error = ""
         for attempt in range(attempts):

@@ -8,7 +8,7 @@ import torch
 
 import prune_explorer as pe
 from prune_explorer.explorer import Explorer
-from prune_explorer.explorer.views import GraphModel
+from prune_explorer.explorer.graph_state import GraphState
 from prune_explorer.explorer.views.common import IGNORED_COLOR, MEMBER_COLOR, ROOT_COLOR, fmt_count
 from prune_explorer.explorer.views.header import header_html
 
@@ -118,71 +118,86 @@ def test_skip_accept_all_and_the_end_of_the_walk(ex, small):
     assert len(ex.history) == 3 and ex.history[0]["action"] == "skip"
 
 
-def test_graph_view_svg_highlights_and_selector(ex):
+def test_graph_view_svg_highlights_and_selection(ex):
     g = ex.graph
     svg = g.svg.svg
     assert svg.startswith("<svg") and "conv1" in svg
     assert ROOT_COLOR.lower() in svg.lower() and MEMBER_COLOR.lower() in svg.lower()
-    # the selector shows a layer's groups and toggles it as ignored
-    g.search.value = "conv2"
-    assert "conv2" in g.info.value and "conv1" in g.info.value and g.ignore_toggle.layout.display == ""
-    g.ignore_toggle.value = True
+    assert g.svg.target["element"] == "pe-n-conv1" and g.svg.target["kind"] == "current"
+    # a click on a layer (reported by the front end) selects it: its groups and the ignore button show
+    g.handle_event({"event": "click", "element": "pe-n-conv2"})
+    assert g.svg.selected == "pe-n-conv2" and "conv2" in g.info.value and "conv1" in g.info.value
+    assert g.ignore_btn.layout.display == "" and g.ignore_btn.description == "Ignore this layer"
+    g.ignore_btn.click()
     c = ex.controller
     assert "conv2" in c.ignored_names
     assert IGNORED_COLOR.lower() in g.svg.svg.lower() and "(ignored)" in g.svg.svg
-    g.ignore_toggle.value = False
-    assert "conv2" not in c.ignored_names
+    assert g.ignore_btn.description == "Stop ignoring this layer"  # worded as the action it takes
+    g.ignore_btn.click()
+    assert "conv2" not in c.ignored_names and g.ignore_btn.description == "Ignore this layer"
     # after accepting, the pruned layers show their new widths
     ex.card.accept_btn.click()
     assert "out 8/16" in g.svg.svg
 
 
-def test_graph_collapses_blocks_and_expands_on_demand():
+def test_graph_view_search_box_and_not_found(ex):
+    g = ex.graph
+    g.search.value = "conv_b"
+    assert g.svg.highlight == "pe-n-block.conv_b" and g.svg.target["kind"] == "search"
+    assert g.search.value == ""  # cleared: the next search does not append to the last name
+    assert "found block.conv_b" in status(ex)
+    g.search.value = "conv"
+    assert g.next_btn.layout.display == ""  # several matches: "Next match" shows the next one
+    first = g.state.highlight
+    g.next_btn.click()
+    assert g.state.highlight != first
+    g.search.value = "nothing_like_it"
+    assert "no layer or block matches" in status(ex) and "pe-status-error" in ex.status.value
+    assert g.svg.highlight == ""
+
+
+def test_graph_collapses_blocks_and_expands_on_click():
     torchvision = pytest.importorskip("torchvision")
     model = torchvision.models.resnet18()
-    ex = Explorer(model, torch.randn(1, 3, 64, 64), max_graph_items=30)
-    gm = ex.graph.model
-    assert "layer1.0" in gm.blocks and gm.count_items(gm.expanded) <= 30
-    src = gm.dot_source()
-    assert "layer3.1  ▸" in src or "layer3  ▸" in src  # collapsed blocks are single boxes
-    # the current group's root (conv1, top level) is drawn as itself
-    assert 'fillcolor="%s"' % ROOT_COLOR in src
-    ex.graph.blocks.value = "layer3"
-    ex.graph.collapse_btn.click()
-    assert "layer3  ▸" in gm.dot_source()
-    n_before = gm.count_items(gm.effective_expansion())
-    ex.graph.expand_btn.click()
-    assert gm.count_items(gm.effective_expansion()) > n_before
-    ex.graph.blocks.value = "layer3.1"
-    ex.graph.expand_btn.click()
-    assert "layer3.1.conv2" in ex.graph.svg.svg
-    ex.graph.collapse_btn.click()
-    assert "layer3.1.conv2" not in ex.graph.svg.svg
-    # clicking a collapsed block (its node id comes back from the front end) expands it
-    nid = next(k for k, v in gm.ids.items() if v == "blk:layer3.1")
-    ex.graph.svg.clicked = f"{nid}|123"
-    assert "layer3.1.conv2" in ex.graph.svg.svg
-    # a deep root is revealed while "follow current group" is on
-    ex.controller.skip()
+    ex = Explorer(model, torch.randn(1, 3, 64, 64), max_graph_items=10)
+    g = ex.graph
+    gs = g.state
+    assert "layer1.0" in gs.blocks and gs.count_items() <= 10
+    assert 'id="pe-b-layer3"' in g._last_source  # collapsed blocks are single boxes
+    g.follow.value = False
+    g.handle_event({"event": "click", "element": "pe-b-layer3"})  # the front end reports the click
+    assert "layer3" in gs.expanded and g.svg.target["element"] == "pe-c-layer3"
+    g.handle_event({"event": "click", "element": "pe-b-layer3.1"})
+    assert "layer3.1.conv2" in g.svg.svg and g.svg.target["kind"] == "expanded"
+    ex.card.skip_btn.click()  # follow is off: the view stays on the block just opened
+    assert g.svg.target["kind"] == "keep" and "layer3.1" in gs.expanded
+    g.handle_event({"event": "click", "element": "pe-c-layer3.1"})  # an open block's label closes it
+    assert "layer3.1.conv2" not in g.svg.svg
+    g.handle_event({"event": "click", "element": "pe-n-nothing"})
+    assert "no element" in status(ex)
+    # "Current group" (front-end button) opens the current group's block and looks at it
     assert ex.controller.current.root_name == "layer1.0.conv1"
-    assert "layer1.0.conv1" in gm.dot_source()
+    g.handle_event({"event": "current"})
+    assert g.svg.target == {"element": "pe-n-layer1.0.conv1", "kind": "current", "seq": gs.target.seq}
+    g.overview_btn.click()
+    assert g.svg.target["kind"] == "overview"
 
 
-def test_graph_model_plain_python(small):
+def test_graph_state_plain_python(small):
     model, x = small
     from prune_explorer.explorer import ExplorerController
 
     c = ExplorerController(model, x)
-    gm = GraphModel(c, max_items=100)
-    assert gm.block_of["block.conv_a"] == "block" and gm.block_of["conv1"] == ""
-    assert gm.expanded == {"block"}
-    gm.collapse("block")
-    gm.follow = False
-    src = gm.dot_source()
+    gs = GraphState(c, max_items=100)
+    assert gs.block_of["block.conv_a"] == "block" and gs.block_of["conv1"] == ""
+    assert gs.expanded == {"block"}
+    gs.collapse("block")
+    gs.follow = False
+    src = gs.dot_source()
     assert "block  ▸" in src and "block.conv_a" not in src
-    gm.reveal("block.bn_a")
-    assert "block.conv_a" in gm.dot_source()
-    root, members = gm.roles()
+    gs.search("block.bn_a")
+    assert "block.conv_a" in gs.dot_source()
+    root, members = gs.roles()
     assert root == "conv1" and {"bn1", "block.conv_a", "conv2"} <= members
 
 
@@ -244,15 +259,65 @@ def test_bad_ratio_at_build_shows_the_error(small):
     assert ex.controller is None and "[0, 1)" in status(ex)
 
 
-def test_progress_view_updates():
+def test_progress_view_names_its_stage_and_disappears_when_done():
     from prune_explorer.explorer.views import ProgressView
 
     p = ProgressView()
+    assert not p.visible
     p.update("sweep", 3, 10)
-    assert p.bar.max == 10 and p.bar.value == 3 and p.label.value == "sweep: 3/10"
-    assert p.layout.visibility == "visible"
+    assert p.bar.max == 10 and p.bar.value == 3 and p.label.value == "sweeping p = 0…0.9: 3/10" and p.visible
+    p.update("sweep", 10, 10)
+    assert not p.visible  # a finished bar is not left behind
+    p.update("accept all", 1, 9)
+    assert p.visible and p.label.value.startswith("accepting every remaining group")
     p.hide()
-    assert p.layout.visibility == "hidden"
+    assert not p.visible
+
+
+def test_status_is_replaced_by_every_action(ex):
+    card = ex.card
+    card.pick.value = "33-40, x"
+    card.pick_btn.click()
+    assert "pe-status-error" in ex.status.value
+    card.pick.value = "0, 2"
+    card.pick_btn.click()  # a later valid pick replaces the error
+    assert "pe-status-error" not in ex.status.value and "2 of 16 channels selected" in status(ex)
+    ex.controller.accept_all_remaining()  # from code: the app still says where the walk is
+    assert "All groups decided" in status(ex) and "Ready" not in status(ex)
+
+
+def test_keyboard_shortcuts_run_the_actions(ex, small):
+    model, _ = small
+    p0 = sum(p.numel() for p in model.parameters())
+    assert ex.bridge.shortcuts == {"a": "accept", "s": "skip", "u": "undo"}
+    ex._on_bridge_msg(ex.bridge, {"event": "key", "action": "accept"}, [])
+    assert sum(p.numel() for p in model.parameters()) < p0 and "accepted conv1" in status(ex)
+    ex._on_bridge_msg(ex.bridge, {"event": "key", "action": "undo"}, [])
+    assert sum(p.numel() for p in model.parameters()) == p0
+    ex._on_bridge_msg(ex.bridge, {"event": "key", "action": "skip"}, [])
+    assert "skipped conv1" in status(ex)
+    assert not ex.shortcut("explode") and "unknown shortcut" in status(ex)
+
+
+def test_add_panel_puts_a_refreshed_panel_in_the_lower_grid(ex):
+    import ipywidgets as widgets
+
+    class Panel(widgets.HTML):
+        events = []
+
+        def refresh(self, event=""):
+            self.events.append(event)
+
+    panel = Panel("extra")
+    ex.add_panel(panel, title="Sensitivity")
+    assert any(panel in getattr(ch, "children", ()) for ch in ex.panels.children)
+    ex.card.skip_btn.click()
+    assert panel.events == ["skip"]
+
+
+def test_notebook_text_fallback_is_readable(ex):
+    text = ex._repr_mimebundle_()["text/plain"]
+    assert text.startswith("Explorer(SmallNet") and "VBox" not in text and "HTML(" not in text
 
 
 def test_save_and_code_from_the_app(ex, tmp_path):

@@ -5,11 +5,11 @@ user events to it; none keeps state of its own beyond what its widgets show.
 """
 
 from .curves import RatioCurvesView
-from .graph import GraphModel, GraphView
+from .graph import GraphView, GraphWidget
 from .group_card import GroupCardView
 from .header import HeaderView
 from .ignored import IgnoredLayersView
 from .progress import ProgressView
 
-__all__ = ["HeaderView", "GraphView", "GraphModel", "GroupCardView", "RatioCurvesView", "IgnoredLayersView",
+__all__ = ["HeaderView", "GraphView", "GraphWidget", "GroupCardView", "RatioCurvesView", "IgnoredLayersView",
            "ProgressView"]

@@ -6,32 +6,48 @@ import html
 
 from ..text import fmt_count, fmt_pct  # noqa: F401 (plain formatting, shared with the headless demo)
 
-# colours used consistently across the graph, the card and the curves
-ROOT_COLOR = "#e8590c"  # the current group's root
-MEMBER_COLOR = "#ffc078"  # layers coupled to it
-PRUNED_COLOR = "#d0ebff"  # layers already pruned
-IGNORED_COLOR = "#dee2e6"  # ignored layers
-KEEP_COLOR = "#4c6ef5"  # kept channels in the histogram
-REMOVE_COLOR = "#e8590c"  # channels proposed for removal
-PARAMS_COLOR = "#1c7ed6"
-MACS_COLOR = "#2f9e44"
+from ..colors import (  # noqa: F401 - re-exported for the views
+    IGNORED_COLOR,
+    KEEP_COLOR,
+    MACS_COLOR,
+    MEMBER_COLOR,
+    PARAMS_COLOR,
+    PRUNED_COLOR,
+    REMOVE_COLOR,
+    ROOT_COLOR,
+)
 
 CSS = """
 <style>
-.pe-app { font-family: var(--jp-ui-font-family, sans-serif); }
+.pe-app { font-family: var(--jp-ui-font-family, sans-serif); box-sizing: border-box; max-width: 100%; outline: none; }
+.pe-app * { box-sizing: border-box; }
+.pe-app-title { display: flex; flex-wrap: wrap; align-items: baseline; gap: 4px 16px; }
+.pe-keys { color: #868e96; font-size: 11px; cursor: help; border-bottom: 1px dotted #adb5bd; }
 .pe-header table, .pe-card-table table { border-collapse: collapse; }
-.pe-header td { padding: 2px 14px 2px 0; vertical-align: top; }
+.pe-header-cells { display: flex; flex-wrap: wrap; gap: 6px 22px; }
+.pe-header-cells > div { min-width: 0; }
 .pe-big { font-size: 1.35em; font-weight: 600; }
 .pe-muted { color: #868e96; }
 .pe-removed { color: #c92a2a; font-weight: 600; }
+.pe-card-table { overflow-x: auto; max-width: 100%; }
 .pe-card-table table { font-size: 12px; width: 100%; }
 .pe-card-table th { text-align: left; border-bottom: 1px solid #adb5bd; padding: 2px 8px 2px 0; }
 .pe-card-table td { padding: 1px 8px 1px 0; border-bottom: 1px solid #f1f3f5; white-space: nowrap; }
+.pe-card-table td:first-child { white-space: normal; overflow-wrap: anywhere; }
 .pe-card-table tr.pe-root td { background: #fff4e6; font-weight: 600; }
 .pe-status-error { color: #c92a2a; font-weight: 600; }
 .pe-status-ok { color: #2b8a3e; }
-.pe-legend span { display: inline-block; padding: 0 6px; margin-right: 6px; border: 1px solid #adb5bd; border-radius: 3px; font-size: 11px; }
+.pe-status div { overflow-wrap: anywhere; }
+.pe-legend span { display: inline-block; padding: 0 6px; margin: 0 6px 2px 0; border: 1px solid #adb5bd; border-radius: 3px; font-size: 11px; }
 .pe-scroll { max-height: 260px; overflow-y: auto; }
+.pe-layer-info { overflow-wrap: anywhere; }
+.pe-app .widget-html-content { overflow-wrap: anywhere; }
+.pe-app .widget-select-multiple select { font-size: 12px; }
+/* plotly pins a chart drawn before its box had a width to 700px: charts always take their box's width, and
+   the app's resize helper (static/app.js) makes them redraw at it */
+.pe-app .pe-hist .js-plotly-plot, .pe-app .pe-curves .js-plotly-plot { width: 100% !important; min-width: 0; }
+.pe-app .pe-hist, .pe-app .pe-curves { overflow: hidden; }
+.pe-app .widget-button:disabled, .pe-app .jupyter-button:disabled { opacity: 0.45; filter: grayscale(1); cursor: not-allowed; }
 </style>
 """
 

@@ -35,9 +35,11 @@ def build_figure() -> go.FigureWidget:
                                  "channels %{x:.1%}<br>removed %{y:.1%}<extra></extra>"), row=1, col=col)
     fig.update_xaxes(title_text="fraction of channels removed", range=[0, 1], tickformat=".0%")
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    fig.update_layout(height=300, margin=dict(l=45, r=10, t=40, b=40), template="plotly_white",
+    fig.update_layout(height=300, autosize=True, margin=dict(l=48, r=24, t=40, b=44), template="plotly_white",
                       legend=dict(orientation="h", y=-0.28, x=0.5, xanchor="center", font=dict(size=10)))
-    return go.FigureWidget(fig)
+    w = go.FigureWidget(fig)
+    w._config = {"responsive": True, "displaylogo": False}
+    return w
 
 
 class RatioCurvesView(widgets.VBox):
@@ -46,8 +48,9 @@ class RatioCurvesView(widgets.VBox):
     def __init__(self, app):
         self.app = app
         self.fig = build_figure()
-        self.fig_box = widgets.Box([self.fig], layout=widgets.Layout(width="100%"))
+        self.fig_box = widgets.Box([self.fig], layout=widgets.Layout(width="100%", min_width="0"))
         self.fig_box.add_class("pe-curves")
+        self.fig_box.add_class("pe-plot-box")  # resized with its box (static/app.js)
         self.sweep_btn = widgets.Button(description="Sweep p = 0…0.9", icon="line-chart",
                                         layout=widgets.Layout(width="auto"),
                                         tooltip="Uniform pruning of every group at p = 0, 0.1, ... 0.9 "
@@ -55,7 +58,9 @@ class RatioCurvesView(widgets.VBox):
         self.sweep_btn.add_class("pe-sweep")
         self.sweep_btn.on_click(lambda _: self.app.run(lambda c: c.sweep(), busy="sweeping"))
         self.note = widgets.HTML()
-        super().__init__([widgets.HBox([self.sweep_btn, self.note]), self.fig_box])
+        super().__init__([widgets.HBox([self.sweep_btn, self.note],
+                                       layout=widgets.Layout(flex_flow="row wrap", align_items="center")),
+                          self.fig_box])
         self.add_class("pe-curves-view")
         self.refresh()
 

@@ -59,7 +59,8 @@ def prediction_html(card: dict) -> str:
     return (
         f"<div class='pe-prediction'>Accepting removes <b>{p['n_removed']}</b> of {card['channels']} channels{prop}: "
         f"parameters <span class='pe-removed pe-pred-params'>&minus;{p['params_removed']:,}</span> "
-        f"(&minus;{fmt_pct(p['params_removed_pct'], 2)}) → {p['params_after']:,}{macs}</div>"
+        f"(&minus;{fmt_pct(p['params_removed_pct'])}) → {p['params_after']:,}{macs} "
+        "<span class='pe-muted'>(% of the model as it is now)</span></div>"
     )
 
 
@@ -102,15 +103,17 @@ class GroupCardView(widgets.VBox):
                 go.Histogram(x=[], name="proposed for removal", marker_color=REMOVE_COLOR, opacity=0.9, nbinsx=40),
             ],
             layout=go.Layout(
-                barmode="stack", height=240, margin=dict(l=45, r=10, t=28, b=38),
+                barmode="stack", height=240, autosize=True, margin=dict(l=48, r=24, t=30, b=40),
                 xaxis_title="channel importance", yaxis_title="channels",
                 legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=11)),
                 template="plotly_white",
             ),
         )
+        self.hist._config = {"responsive": True, "displaylogo": False}
         # plotly's FigureWidget does not carry CSS classes itself: its box does
-        self.hist_box = widgets.Box([self.hist], layout=widgets.Layout(width="100%"))
+        self.hist_box = widgets.Box([self.hist], layout=widgets.Layout(width="100%", min_width="0"))
         self.hist_box.add_class("pe-hist")
+        self.hist_box.add_class("pe-plot-box")  # resized with its box (static/app.js)
         b = widgets.Layout(width="auto")
         self.accept_btn = widgets.Button(description="Accept", button_style="success", icon="check", layout=b,
                                          tooltip="Prune the selected channels from every coupled layer")
@@ -128,10 +131,12 @@ class GroupCardView(widgets.VBox):
         self.all_btn.on_click(lambda _: self.app.run(lambda c: c.accept_all_remaining(),
                                                      busy="accepting every remaining group"))
         self.slider = widgets.IntSlider(description="remove", min=0, max=1, step=1, continuous_update=False,
-                                        layout=widgets.Layout(width="340px"), style={"description_width": "55px"})
+                                        layout=widgets.Layout(flex="1 1 220px", min_width="160px", max_width="420px"),
+                                        style={"description_width": "55px"})
         self.slider.add_class("pe-adjust-slider")
         self.slider.observe(self._on_slider, names="value")
-        self.pick = widgets.Text(placeholder="pick channels by hand, e.g. 0, 5, 7", layout=widgets.Layout(width="260px"))
+        self.pick = widgets.Text(placeholder="pick channels by hand, e.g. 0, 5, 7",
+                                 layout=widgets.Layout(flex="1 1 200px", min_width="140px", max_width="320px"))
         self.pick.add_class("pe-pick")
         self.pick_btn = widgets.Button(description="Use these", layout=widgets.Layout(width="90px"))
         self.pick_btn.on_click(self._on_pick)
@@ -140,10 +145,11 @@ class GroupCardView(widgets.VBox):
         self.reset_btn.on_click(self._on_reset)
         self.done = widgets.HTML()
         self.done.add_class("pe-card-done")
-        self.buttons = widgets.HBox([self.accept_btn, self.skip_btn, self.undo_btn, self.all_btn])
+        wrap = widgets.Layout(flex_flow="row wrap", align_items="center", width="100%")
+        self.buttons = widgets.HBox([self.accept_btn, self.skip_btn, self.undo_btn, self.all_btn], layout=wrap)
         self.details = widgets.VBox([
-            widgets.HBox([self.slider, self.reset_btn]),
-            widgets.HBox([self.pick, self.pick_btn]),
+            widgets.HBox([self.slider, self.reset_btn], layout=wrap),
+            widgets.HBox([self.pick, self.pick_btn], layout=wrap),
             self.prediction,
             self.hist_box,
             self.table,

@@ -8,30 +8,34 @@ from .common import esc, fmt_count, fmt_pct
 
 
 def header_html(f: dict) -> str:
-    """The header's HTML for the figures of :meth:`ExplorerController.figures` (a pure function, for tests)."""
+    """The header's HTML for the figures of :meth:`ExplorerController.figures` (a pure function, for tests).
+
+    Percentages here are of the *original* model (the card's are of the model as it is now); both say so.
+    """
     macs_now = f.get("macs_now")
-    macs_row = (
-        f"<td><div class='pe-muted'>MACs</div><div class='pe-big'><span class='pe-macs-now'>{fmt_count(macs_now)}</span>"
+    macs_cell = (
+        f"<div><div class='pe-muted'>MACs</div><div class='pe-big'><span class='pe-macs-now'>{fmt_count(macs_now)}</span>"
         f" <span class='pe-muted'>/ {fmt_count(f.get('macs_original'))}</span></div>"
-        f"<div><span class='pe-removed'>&minus;{fmt_pct(f.get('macs_removed'))}</span></div></td>"
+        f"<div><span class='pe-removed'>&minus;{fmt_pct(f.get('macs_removed'))}</span>"
+        " <span class='pe-muted'>of original</span></div></div>"
     )
     cur = f.get("current_ratio")
     cur_txt = "finished" if f.get("finished") else ("n/a" if cur is None else f"{cur:.2f}")
     return (
-        "<div class='pe-header'><table><tr>"
-        f"<td><div class='pe-muted'>Parameters</div><div class='pe-big'>"
+        "<div class='pe-header'><div class='pe-header-cells'>"
+        f"<div><div class='pe-muted'>Parameters</div><div class='pe-big'>"
         f"<span class='pe-params-now' data-value='{int(f['params_now'])}'>{f['params_now']:,}</span>"
         f" <span class='pe-muted'>/ {f['params_original']:,}</span></div>"
         f"<div><span class='pe-removed pe-params-removed'>&minus;{fmt_pct(f['params_removed'])}</span>"
-        f" <span class='pe-muted'>({fmt_count(f['params_now'])} left)</span></div></td>"
-        + macs_row
-        + f"<td><div class='pe-muted'>Groups</div><div class='pe-big pe-groups'>{f['groups_accepted']} accepted · "
+        f" <span class='pe-muted'>of original ({fmt_count(f['params_now'])} left)</span></div></div>"
+        + macs_cell
+        + f"<div><div class='pe-muted'>Groups</div><div class='pe-big pe-groups'>{f['groups_accepted']} accepted · "
         f"{f['groups_skipped']} skipped · {f['groups_left']} left</div>"
         f"<div class='pe-muted'>{f['groups_guard_skipped']} skipped by guards · "
-        f"{fmt_pct(f['channels_removed'])} of prunable channels removed</div></td>"
-        f"<td><div class='pe-muted'>Channel ratio</div><div class='pe-big'>{f['pruning_ratio']:.2f}</div>"
-        f"<div class='pe-muted'>current group: {esc(cur_txt)}</div></td>"
-        "</tr></table></div>"
+        f"{fmt_pct(f['channels_removed'])} of prunable channels removed</div></div>"
+        f"<div><div class='pe-muted'>Channel ratio</div><div class='pe-big'>{f['pruning_ratio']:.2f}</div>"
+        f"<div class='pe-muted'>current group: {esc(cur_txt)}</div></div>"
+        "</div></div>"
     )
 
 
@@ -48,7 +52,8 @@ class HeaderView(widgets.VBox):
         self.apply_ratio = widgets.Button(description="Apply ratio", layout=widgets.Layout(width="110px"),
                                           tooltip="Rebuild the pruner with this channel ratio (decisions are kept)")
         self.apply_ratio.on_click(self._on_apply_ratio)
-        super().__init__([self.html, widgets.HBox([self.ratio, self.apply_ratio])])
+        super().__init__([self.html, widgets.HBox([self.ratio, self.apply_ratio],
+                                                  layout=widgets.Layout(flex_flow="row wrap"))])
         self.add_class("pe-header-view")
         self.refresh()
 

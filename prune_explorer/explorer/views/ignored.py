@@ -19,10 +19,10 @@ class IgnoredLayersView(widgets.VBox):
     def __init__(self, app):
         self.app = app
         self.filter = widgets.Text(placeholder="filter layers (e.g. layer4, fc, Linear)",
-                                   layout=widgets.Layout(width="95%"))
+                                   layout=widgets.Layout(width="auto", align_self="stretch"))
         self.filter.add_class("pe-ignored-filter")
         self.filter.observe(lambda _: self._fill(), names="value")
-        self.select = widgets.SelectMultiple(options=[], rows=10, layout=widgets.Layout(width="95%"))
+        self.select = widgets.SelectMultiple(options=[], rows=10, layout=widgets.Layout(width="auto", align_self="stretch"))
         self.select.add_class("pe-ignored-select")
         self.select.observe(self._on_select, names="value")
         self.effect = widgets.HTML()
@@ -60,8 +60,12 @@ class IgnoredLayersView(widgets.VBox):
             opts.append((label, d["name"]))
         self._filling = True
         try:
-            self.select.options = opts
-            self.select.value = tuple(v for _, v in opts if v in self.selection)
+            # options and selection travel to the browser in one message: sent apart, the front end briefly
+            # holds a selection index past the end of the new options (a JavaScript error on every filter edit)
+            with self.select.hold_sync():
+                self.select.value = ()
+                self.select.options = opts
+                self.select.value = tuple(v for _, v in opts if v in self.selection)
         finally:
             self._filling = False
         self._show_effect()

@@ -4,25 +4,37 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
+#: What the user reads for the controller's progress stages.
+STAGE_LABELS = {"build": "building", "rebuild": "rebuilding the pruner", "sweep": "sweeping p = 0…0.9",
+                "accept all": "accepting every remaining group"}
+
 
 class ProgressView(widgets.HBox):
-    """``IntProgress`` + a label; :meth:`update` is the controller's ``progress(stage, done, total)`` callback."""
+    """``IntProgress`` + a label naming the stage; :meth:`update` is the controller's ``progress(stage, done, total)``
+    callback. The bar disappears (takes no room) when its stage is done or :meth:`hide` is called."""
 
     def __init__(self):
-        self.bar = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="260px"))
+        self.bar = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="200px", min_width="80px"))
         self.bar.add_class("pe-progress")
         self.label = widgets.Label("")
         super().__init__([self.bar, self.label])
         self.add_class("pe-progress-view")
-        self.layout.visibility = "hidden"
+        self.layout = widgets.Layout(display="none", max_width="100%", flex="0 1 auto", align_items="center")
 
     def update(self, stage: str, done: int, total: int) -> None:
         total = max(int(total), 1)
-        self.layout.visibility = "visible"
+        done = min(int(done), total)
+        if done >= total:
+            self.hide()
+            return
+        self.layout.display = ""
         self.bar.max = total
-        self.bar.value = min(int(done), total)
-        self.bar.bar_style = "success" if done >= total else ""
-        self.label.value = f"{stage}: {done}/{total}"
+        self.bar.value = done
+        self.label.value = f"{STAGE_LABELS.get(stage, stage)}: {done}/{total}"
 
     def hide(self) -> None:
-        self.layout.visibility = "hidden"
+        self.layout.display = "none"
+
+    @property
+    def visible(self) -> bool:
+        return self.layout.display != "none"

@@ -1,0 +1,727 @@
+"""What the dependency-graph view draws and where it looks: plain Python, no widgets.
+
+:class:`GraphState` is the graph view's controller. It decides
+
+* **which boxes are drawn**: blocks collapse by module path (``layer3.1`` is one box until it is expanded);
+  a model opens at its top-level stages (descending through wrappers such as DenseNet's ``features``), level
+  by level while the drawing stays under ``max_items`` boxes; collapsed blocks show how many layers and
+  parameters they hold;
+* **how they are connected**: channel-preserving element-wise operations (activations, dropout, pooling) are
+  drawn as the edge they are, unless ``show_elementwise``; a concatenation whose inputs include every input
+  of an earlier one (DenseNet's growing feature list) takes a single dashed edge from that earlier one
+  instead of the whole fan-in, and no box receives more than :data:`FAN_IN_LIMIT` edges (the others are
+  counted in its label);
+* **where the viewport goes** (:attr:`GraphState.target`): the current group by default, the block just
+  expanded, the layer just searched for (also highlighted), or nowhere (the front end keeps the view where it
+  was, anchored on the box under its centre);
+* **what is selected** (a clicked or searched layer, whose groups and ignore toggle the view shows).
+
+The front end only renders the SVG and reports clicks; every decision is taken here, so tests drive this class
+directly. Element ids in the SVG: ``pe-n-<layer>`` (a layer or an operation), ``pe-b-<path>`` (a collapsed
+block), ``pe-c-<path>`` (an expanded block, drawn as a cluster).
+
+Example::
+
+    >>> import torch, torch.nn as nn
+    >>> from prune_explorer.explorer import ExplorerController
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Sequential(nn.Conv2d(8, 8, 3), nn.ReLU()), nn.Conv2d(8, 4, 3))
+    >>> gs = GraphState(ExplorerController(net, torch.randn(1, 3, 16, 16), ignored_layers=[]))
+    >>> sorted(gs.blocks)
+    ['1']
+    >>> gs.search("1.0").found
+    '1.0'
+    >>> gs.target.kind, gs.target.element
+    ('search', 'pe-n-1.0')
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+from .colors import IGNORED_COLOR, MEMBER_COLOR, PRUNED_COLOR, ROOT_COLOR
+
+__all__ = ["GraphState", "ViewTarget", "SearchResult", "GraphStateError", "assign_blocks", "container_blocks", "ELEMENTWISE_OPS", "FAN_IN_LIMIT",
+           "DEFAULT_MAX_ITEMS"]
+
+#: Operations that keep every channel where it is and have one input: drawn as plain edges by default.
+ELEMENTWISE_OPS = frozenset({
+    "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu", "leaky_relu_", "elu", "selu", "celu", "gelu",
+    "silu", "silu_", "mish", "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_", "sigmoid", "tanh",
+    "softplus", "prelu", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
+    "identity", "contiguous", "clone", "detach", "to", "float", "half", "type_as",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+    "adaptive_max_pool2d", "adaptive_max_pool3d", "interpolate", "upsample", "pad",
+})
+#: Operations that join their inputs along the channel dimension (placed beside the blocks they join).
+CONCAT_OPS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack", "column_stack"})
+#: The most edges drawn into one box; further inputs are counted in its label and listed in its tooltip.
+FAN_IN_LIMIT = 6
+#: Boxes the opening drawing may hold (blocks expand level by level while the drawing stays under it).
+DEFAULT_MAX_ITEMS = 60
+_WRAPPER_SHARE = 0.6  # a block holding this share of the nodes is opened even when its level does not fit
+
+
+def _parent(path: str) -> str:
+    return path.rpartition(".")[0]
+
+
+def _prefixes(block: str) -> List[str]:
+    """``"layer3.1" -> ["layer3", "layer3.1"]``."""
+    if not block:
+        return []
+    parts = block.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _depth(block: str) -> int:
+    return 0 if not block else block.count(".") + 1
+
+
+def _common(a: str, b: str) -> str:
+    """The deepest block holding both ``a`` and ``b`` (``""`` is the model itself)."""
+    pa, pb = _prefixes(a), _prefixes(b)
+    out = ""
+    for x, y in zip(pa, pb):
+        if x != y:
+            break
+        out = x
+    return out
+
+
+def assign_blocks(nodes: Sequence, containers: Iterable[str] = ()) -> Dict[str, str]:
+    """The block (module path) each traced node is drawn in.
+
+    A layer or parameter lives in its parent module (``layer1.0.conv1`` in ``layer1.0``). An operation has no
+    module of its own; it is placed where the module that ran it most likely is:
+
+    * one input: with that input (an activation follows the layer before it);
+    * several inputs of which two or more are layers: in the deepest block holding all of those layers (a
+      residual add joins ``bn2`` and ``downsample.1`` in ``layer1.0``; DenseNet's concatenations sit in their
+      dense block); a concatenation with one layer input sits beside that layer's block, not inside it;
+    * otherwise with its deepest input (the latest one on ties: a transformer's residual add joins the block's
+      attention output with what came in);
+
+    and never in a ``containers`` block (``nn.Sequential`` and friends only call their children, so an operation
+    joining tensors ran in the module around them).
+    """
+    containers = set(containers)
+    block: Dict[str, str] = {}
+    order = {n.name: k for k, n in enumerate(nodes)}
+    for n in nodes:  # trace order: inputs come first
+        if n.kind in ("layer", "param"):
+            block[n.name] = _parent(n.name)
+            continue
+        if n.kind in ("input", "output"):
+            block[n.name] = ""
+            continue
+        ins = sorted((i for i in n.inputs if i.name in block), key=lambda i: order[i.name])
+        if len(ins) <= 1:
+            block[n.name] = block[ins[0].name] if ins else ""
+            continue
+        layer_ins = [block[i.name] for i in ins if i.kind in ("layer", "param")]
+        if len(layer_ins) >= 2:
+            b = layer_ins[0]
+            for other in layer_ins[1:]:
+                b = _common(b, other)
+        elif layer_ins and n.op in CONCAT_OPS:
+            b = _parent(layer_ins[0])  # a concatenation joins block outputs: it sits beside them, not inside
+        else:
+            b = max(reversed([block[i.name] for i in ins]), key=_depth)
+        while b and b in containers:
+            b = _parent(b)
+        block[n.name] = b
+    return block
+
+
+def container_blocks(model) -> Set[str]:
+    """Paths of the modules that only call their children (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``
+    and subclasses that keep their ``forward``)."""
+    import torch.nn as nn
+
+    out = set()
+    for name, m in model.named_modules():
+        if not name:
+            continue
+        if isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward:
+            out.add(name)
+        elif isinstance(m, (nn.ModuleList, nn.ModuleDict)) and type(m).forward in (nn.ModuleList.forward,
+                                                                                 nn.ModuleDict.forward,
+                                                                                 nn.Module.forward):
+            out.add(name)
+    return out
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", s) or "_"
+
+
+
+def _dot_escape(v) -> str:
+    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _fmt_params(n: int) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.2f}{suffix}"
+    return str(n)
+
+
+@dataclass(frozen=True)
+class ViewTarget:
+    """Where the front end should look: the SVG element ``element`` (``""``: keep the view as it is).
+
+    ``kind`` says why: ``"current"`` (the current group), ``"expanded"`` (a block just opened), ``"collapsed"``,
+    ``"search"`` (a found layer), ``"overview"`` (fit the whole drawing) or ``"keep"``. ``seq`` grows with every
+    new target, so asking for the same element twice moves the view twice.
+    """
+
+    element: str = ""
+    kind: str = "keep"
+    seq: int = 0
+
+    def as_dict(self) -> dict:
+        return {"element": self.element, "kind": self.kind, "seq": self.seq}
+
+
+@dataclass
+class SearchResult:
+    """What a search found: ``found`` is a layer name or a block path (None when nothing matched)."""
+
+    query: str
+    found: Optional[str]
+    matches: List[str] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.found is not None
+
+
+class GraphStateError(ValueError):
+    """A request the graph view refuses (an unknown block or element)."""
+
+
+class GraphState:
+    """The graph view's state and decisions (see the module docstring).
+
+    Args:
+        controller: the :class:`~prune_explorer.explorer.controller.ExplorerController` whose model is drawn.
+        max_items: the opening drawing expands blocks while it holds at most this many boxes.
+        show_elementwise: draw activations, dropout and pooling as boxes of their own.
+    """
+
+    def __init__(self, controller, max_items: int = DEFAULT_MAX_ITEMS, show_elementwise: bool = False):
+        self.c = controller
+        self.max_items = int(max_items)
+        self.show_elementwise = bool(show_elementwise)
+        self.follow = True  # open the current group's blocks and look at it after every decision
+        self.selected: Optional[str] = None  # a layer name or block path
+        self.highlight: Optional[str] = None  # what the last search found
+        self.target = ViewTarget()
+        self._auto: Set[str] = set()  # blocks opened by "follow" (closed again when the walk moves on)
+        self._search: Tuple[str, List[str], int] = ("", [], -1)
+        self._elements: Dict[str, Tuple[str, str]] = {}
+        self._bind()
+        self.expanded: Set[str] = self.default_expansion()
+        self._current_root: Optional[str] = None
+        self._follow_current(force=True)
+
+    # ---- the model ------------------------------------------------------------------------------------------------
+    def _bind(self) -> None:
+        """(Re)read the controller's dependency graph (it is rebuilt when the ratio or the ignored layers change)."""
+        DG = self.c.DG
+        self._dg = DG
+        self.nodes = list(DG.nodes.values())
+        self.by_name = {n.name: n for n in self.nodes}
+        self.block_of = assign_blocks(self.nodes, container_blocks(self.c.model))
+        self.blocks: Dict[str, int] = {}  # block path -> number of nodes under it
+        self.block_layers: Dict[str, int] = {}
+        for n in self.nodes:
+            for p in _prefixes(self.block_of[n.name]):
+                self.blocks[p] = self.blocks.get(p, 0) + 1
+                if n.kind == "layer":
+                    self.block_layers[p] = self.block_layers.get(p, 0) + 1
+        self.modules = dict(self.c.model.named_modules())
+        self._visible_cache: Dict[str, List] = {}
+        self._slugs: Dict[str, str] = {}
+        self._slug_owner: Dict[str, str] = {}
+
+    def rebind(self) -> bool:
+        """Follow a rebuilt dependency graph, keeping the expanded blocks and the selection. True if rebuilt."""
+        if self.c.DG is self._dg:
+            return False
+        old_expanded, old_auto = set(self.expanded), set(self._auto)
+        self._bind()
+        self.expanded = {b for b in old_expanded if b in self.blocks}
+        self._auto = {b for b in old_auto if b in self.blocks}
+        if self.selected and not self._exists(self.selected):
+            self.selected = None
+        if self.highlight and not self._exists(self.highlight):
+            self.highlight = None
+        return True
+
+    def _exists(self, item: str) -> bool:
+        return item in self.by_name or item in self.blocks
+
+    # ---- collapsing -----------------------------------------------------------------------------------------------
+    def item_of(self, name: str, expanded: Optional[Set[str]] = None) -> str:
+        """The drawn box holding node ``name``: the node itself or its outermost collapsed block ("blk:" + path)."""
+        expanded = self.expanded if expanded is None else expanded
+        for p in _prefixes(self.block_of[name]):
+            if p not in expanded:
+                return "blk:" + p
+        return name
+
+    def _drawn_nodes(self) -> List:
+        return [n for n in self.nodes if self._is_drawn(n)]
+
+    def _is_drawn(self, n) -> bool:
+        return (self.show_elementwise or n.kind != "op" or len(n.inputs) != 1
+                or n.op not in ELEMENTWISE_OPS)
+
+    def count_items(self, expanded: Optional[Set[str]] = None) -> int:
+        """How many boxes the drawing has with these blocks expanded."""
+        expanded = self.expanded if expanded is None else expanded
+        return len({self.item_of(n.name, expanded) for n in self.nodes if self._is_drawn(n)})
+
+    def _children(self, block: str) -> List[str]:
+        return sorted(b for b in self.blocks if _parent(b) == block and b != block)
+
+    def default_expansion(self) -> Set[str]:
+        """The blocks open when the view starts: top-level stages, then deeper levels while everything fits."""
+        expanded: Set[str] = set()
+        frontier = self._children("")
+        total = max(len(self.nodes), 1)
+        while frontier:
+            trial = expanded | set(frontier)
+            if self.count_items(trial) <= self.max_items:
+                expanded = trial
+                frontier = [c for b in frontier for c in self._children(b)]
+                continue
+            # a wrapper that holds most of the model (DenseNet's `features`, ViT's `encoder.layers`) still opens
+            wrappers = [b for b in frontier if self.blocks[b] >= _WRAPPER_SHARE * total]
+            if len(wrappers) == 1 and self.count_items(expanded | set(wrappers)) <= self.max_items:
+                expanded |= set(wrappers)
+                frontier = self._children(wrappers[0])
+                continue
+            break
+        return expanded
+
+    def reset(self) -> None:
+        """Back to the opening drawing (the current group's blocks open if following), looking at everything."""
+        self.expanded = self.default_expansion()
+        self._auto = set()
+        self._current_root = None
+        if self.follow:
+            self._follow_current(force=True)
+        self._set_target("", "overview")
+
+    def expand(self, block: str) -> None:
+        """Open ``block`` (and the blocks holding it) and look at it."""
+        if block not in self.blocks:
+            raise GraphStateError(self._unknown_block(block))
+        for p in _prefixes(block):
+            self.expanded.add(p)
+            self._auto.discard(p)  # the user opened it: it stays open when the walk moves on
+        self._set_target(self._cluster_id(block), "expanded")
+
+    def collapse(self, block: str) -> None:
+        """Close ``block`` and every block inside it, and look at the box it becomes."""
+        if block not in self.blocks:
+            raise GraphStateError(self._unknown_block(block))
+        self.expanded = {b for b in self.expanded if not (b == block or b.startswith(block + "."))}
+        self._auto = {b for b in self._auto if b in self.expanded}
+        self._set_target(self._block_id(block), "collapsed")
+
+    def _unknown_block(self, block: str) -> str:
+        close = difflib.get_close_matches(str(block), list(self.blocks), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        return f"there is no block {block!r} in the graph{hint}"
+
+    # ---- following the walk ---------------------------------------------------------------------------------------
+    def current_root(self) -> Optional[str]:
+        g = self.c.current
+        return None if g is None else g.root.name
+
+    def set_follow(self, flag: bool) -> None:
+        """Turn "follow the current group" on (opens its blocks and looks at it now) or off."""
+        self.follow = bool(flag)
+        if self.follow:
+            self._follow_current(force=True)
+
+    def focus_current(self) -> bool:
+        """Open the current group's blocks and look at it (whatever ``follow`` says). False when the walk is over."""
+        root = self.current_root()
+        if root is None:
+            return False
+        self._reveal(root, auto=False)
+        self._set_target(self.element_of(root), "current")
+        return True
+
+    def walk_changed(self, event: str = "") -> None:
+        """Call after every controller change: follow a rebuilt graph, and the new current group when following."""
+        self.rebind()
+        if event in ("adjust", "sweep"):
+            return  # the group on show did not change
+        self._follow_current(force=False)
+
+    def _follow_current(self, force: bool) -> None:
+        root = self.current_root()
+        moved = root != self._current_root
+        self._current_root = root
+        if not self.follow or root is None or not (moved or force):
+            if moved or force:
+                self._set_target("", "keep")
+            return
+        # close what following opened for the previous group, unless it still holds the new one
+        keep = set(_prefixes(self.block_of.get(root, "")))
+        self.expanded -= {b for b in self._auto if b not in keep}
+        self._auto &= keep
+        self._reveal(root, auto=True)
+        self._set_target(self.element_of(root), "current")
+
+    def _reveal(self, name: str, auto: bool) -> None:
+        block = self.block_of.get(name, name if name in self.blocks else "")
+        for p in _prefixes(block):
+            if p not in self.expanded:
+                self.expanded.add(p)
+                if auto:
+                    self._auto.add(p)
+
+    def _set_target(self, element: str, kind: str) -> None:
+        self.target = ViewTarget(element, kind, self.target.seq + 1)
+
+    # ---- selection and search -------------------------------------------------------------------------------------
+    def click(self, element: str) -> str:
+        """A click on SVG element ``element``: a collapsed block opens, an open block's label closes it, a layer or
+        operation is selected. Returns what happened: ``"expanded"``, ``"collapsed"``, ``"selected"``."""
+        kind_item = self._elements.get(element)
+        if kind_item is None:
+            raise GraphStateError(f"no element {element!r} in the current drawing")
+        kind, item = kind_item
+        if kind == "block":
+            self.expand(item)
+            return "expanded"
+        if kind == "cluster":
+            self.collapse(item)
+            return "collapsed"
+        self.selected = item
+        return "selected"
+
+    def select(self, name: Optional[str]) -> None:
+        """Select a layer (or block) by name without moving the view; None clears the selection."""
+        if name is not None and not self._exists(name):
+            raise GraphStateError(f"there is no layer or block named {name!r}")
+        self.selected = name
+
+    def searchable(self) -> List[str]:
+        """Names the search box suggests: every layer and loose parameter, then every block."""
+        names = [n.name for n in self.nodes if n.kind in ("layer", "param")]
+        return names + sorted(b for b in self.blocks if b not in self.by_name)
+
+    def search(self, query: str) -> SearchResult:
+        """Find a layer, operation or block by (part of) its name, reveal it, highlight it and look at it.
+
+        An exact name wins; otherwise every name containing ``query`` (case-insensitive) matches, those ending
+        with it as whole path segments first, and searching the same text again shows the next match. Nothing found: the message says so, with close names.
+        """
+        q = (query or "").strip()
+        if not q:
+            self.highlight = None
+            return SearchResult(q, None, [], "")
+        if q in self.by_name or q in self.blocks:
+            matches = [q]
+        else:
+            ql = q.lower()
+            pool = self.searchable() + [n.name for n in self.nodes if n.kind == "op"]
+            hits = [n for n in pool if ql in n.lower()]
+            # names ending with the query as whole path segments first ("denseblock1" -> the block itself)
+            matches = ([n for n in hits if n.lower().endswith("." + ql)]
+                       + [n for n in hits if not n.lower().endswith("." + ql)])
+        if not matches:
+            close = difflib.get_close_matches(q, self.searchable(), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            self.highlight = None
+            return SearchResult(q, None, [], f"no layer or block matches {q!r}{hint}")
+        last_q, last_matches, k = self._search
+        k = (k + 1) % len(matches) if (q == last_q and matches == last_matches) else 0
+        self._search = (q, matches, k)
+        found = matches[k]
+        if found in self.blocks and found not in self.by_name:
+            for p in _prefixes(found):
+                self.expanded.add(p)
+                self._auto.discard(p)
+            element = self._cluster_id(found)
+        else:
+            self._reveal(found, auto=False)
+            element = self._node_id(found)
+        self.highlight = found
+        self.selected = found
+        self._set_target(element, "search")
+        msg = f"found {found}" + (f" (match {k + 1} of {len(matches)} for {q!r}; search again for the next)"
+                                  if len(matches) > 1 else "")
+        return SearchResult(q, found, matches, msg)
+
+    def selected_element(self) -> str:
+        return self.element_of(self.selected) if self.selected else ""
+
+    def highlight_element(self) -> str:
+        return self.element_of(self.highlight) if self.highlight else ""
+
+    # ---- element ids --------------------------------------------------------------------------------------------
+    def _slug_for(self, key: str) -> str:
+        """A stable, unique, id-safe spelling of a node name or of ``"blk:" + block path``."""
+        s = self._slugs.get(key)
+        if s is None:
+            kind = "b" if key.startswith("blk:") else "n"
+            s = base = _slug(key[4:] if kind == "b" else key)
+            k = 1
+            while (kind, s) in self._slug_owner and self._slug_owner[(kind, s)] != key:
+                k += 1
+                s = f"{base}~{k}"
+            self._slugs[key] = s
+            self._slug_owner[(kind, s)] = key
+        return s
+
+    def _node_id(self, name: str) -> str:
+        return "pe-n-" + self._slug_for(name)
+
+    def _block_id(self, block: str) -> str:
+        return "pe-b-" + self._slug_for("blk:" + block)
+
+    def _cluster_id(self, block: str) -> str:
+        return "pe-c-" + self._slug_for("blk:" + block)
+
+    def element_of(self, name: str) -> str:
+        """The SVG element showing layer / operation / block ``name`` as things are drawn now."""
+        if name in self.by_name:
+            item = self.item_of(name)
+            return self._block_id(item[4:]) if item.startswith("blk:") else self._node_id(name)
+        if name in self.blocks:
+            hidden = next((p for p in _prefixes(name) if p not in self.expanded), None)
+            if hidden is None:
+                return self._cluster_id(name)
+            return self._block_id(hidden)
+        return ""
+
+    def element_kind(self, element: str) -> Optional[Tuple[str, str]]:
+        """``("node" | "block" | "cluster", name)`` of an element of the last drawing (None if unknown)."""
+        return self._elements.get(element)
+
+    # ---- highlights ---------------------------------------------------------------------------------------------
+    def roles(self) -> Tuple[str, Set[str]]:
+        """(root node name or "", names of the nodes coupled to it) for the current group."""
+        g = self.c.current
+        if g is None:
+            return "", set()
+        root = g.root.name
+        return root, {it.dep.target.name for it in g.items} - {root}
+
+    # ---- DOT ----------------------------------------------------------------------------------------------------
+    def _visible_successors(self, n) -> List:
+        """The drawn nodes reading ``n``'s output, looking through operations that are not drawn."""
+        out, seen, stack = [], set(), list(n.outputs)
+        while stack:
+            o = stack.pop(0)
+            if id(o) in seen:
+                continue
+            seen.add(id(o))
+            if self._is_drawn(o):
+                out.append(o)
+            else:
+                stack.extend(o.outputs)
+        return out
+
+    def dot_source(self) -> str:
+        """The Graphviz DOT source of the drawing as things stand (clusters for open blocks)."""
+        expanded = self.expanded
+        root, members = self.roles()
+        ignored = set(self.c.ignored_names)
+        drawn = self._drawn_nodes()
+        items: Dict[str, dict] = {}
+        order: List[str] = []
+        for n in self.nodes:
+            it = self.item_of(n.name, expanded)
+            if not (self._is_drawn(n) or it.startswith("blk:")):
+                continue
+            if it not in items:
+                items[it] = {"nodes": [], "root": False, "member": False, "ignored": False, "pruned": False}
+                order.append(it)
+            d = items[it]
+            d["nodes"].append(n)
+            d["root"] |= n.name == root
+            d["member"] |= n.name in members
+            d["ignored"] |= n.name in ignored
+            d["pruned"] |= any(s.current_size != s.size for s in n.spaces)
+        # edges between drawn boxes, in trace order of their targets
+        sources: Dict[str, List[str]] = {it: [] for it in order}
+        for n in drawn:
+            a = self.item_of(n.name, expanded)
+            for o in self._visible_successors(n):
+                b = self.item_of(o.name, expanded)
+                if a != b and a not in sources[b]:
+                    sources[b].append(a)
+        position = {it: k for k, it in enumerate(order)}
+        edges: List[Tuple[str, str, str]] = []  # (from, to, kind: "" | "bundle")
+        extra_inputs: Dict[str, List[str]] = {}
+        merges: List[str] = []  # drawn concatenation-like boxes seen so far
+        for b in order:
+            srcs = sorted(sources[b], key=lambda s: position[s])
+            bundle = None
+            is_merge = not b.startswith("blk:") and len(srcs) >= 2 and items[b]["nodes"][0].kind == "op"
+            if is_merge and len(srcs) > 2:
+                op = items[b]["nodes"][0].op
+                cand = [p for p in merges if items[p]["nodes"][0].op == op and set(sources[p]) <= set(srcs)]
+                if cand:
+                    bundle = max(cand, key=lambda p: (len(sources[p]), position[p]))
+                    srcs = [s for s in srcs if s not in set(sources[bundle]) and s != bundle]
+                    edges.append((bundle, b, "bundle"))
+            if is_merge:
+                merges.append(b)
+            room = FAN_IN_LIMIT - (1 if bundle else 0)
+            if len(srcs) > room:
+                extra_inputs[b] = srcs[: len(srcs) - room]
+                srcs = srcs[len(srcs) - room:]
+            edges.extend((s, b, "") for s in srcs)
+        # clusters: every expanded block that holds a drawn box
+        cluster_items: Dict[str, List[str]] = {}
+        for it in order:
+            home = _parent(it[4:]) if it.startswith("blk:") else self.block_of[it]
+            cluster_items.setdefault(home, []).append(it)
+        self._elements = {}
+        lines = [
+            "digraph G {",
+            '  graph [rankdir=TB, nodesep=0.2, ranksep=0.25, fontname="Helvetica", fontsize=10, '
+            'bgcolor="transparent", newrank=true];',
+            '  node [fontname="Helvetica", fontsize=10, shape=box, style="rounded,filled", fillcolor="white", '
+            'color="#495057", height=0.3, margin="0.08,0.03"];',
+            '  edge [color="#868e96", arrowsize=0.5];',
+        ]
+        dot_ids = {it: f"n{k}" for k, it in enumerate(order)}
+
+        def emit(block: str, indent: str) -> None:
+            if block:
+                cid = self._cluster_id(block)
+                self._elements[cid] = ("cluster", block)
+                mod = self.modules.get(block)
+                kind = type(mod).__name__ if mod is not None else "block"
+                lines.append(f'{indent}subgraph "cluster_{_dot_escape(self._slug_for("blk:" + block))}" {{')
+                lines.append(f'{indent}  id="{cid}"; class="pe-cluster"; label="{_dot_escape(block)} ▾ {kind}"; '
+                             'labeljust="l"; style="rounded,dashed"; color="#adb5bd"; fontcolor="#868e96"; '
+                             f'tooltip="{_dot_escape(block)}: click the label to collapse";')
+            for it in cluster_items.get(block, []):
+                eid = self._block_id(it[4:]) if it.startswith("blk:") else self._node_id(it)
+                self._elements[eid] = ("block", it[4:]) if it.startswith("blk:") else ("node", it)
+                lines.append(f"{indent}  {dot_ids[it]} [{self._attrs(it, items[it], eid, extra_inputs.get(it))}];")
+            for child in sorted(c for c in cluster_items if c and _parent(c) == block and c != block):
+                emit(child, indent + "  ")
+            # blocks open but holding nothing drawn directly (only open sub-blocks) still nest their children
+            for child in sorted(c for c in self._open_descendants_without_items(block, cluster_items)):
+                emit(child, indent + "  ")
+            if block:
+                lines.append(f"{indent}}}")
+
+        emit("", "")
+        for a, b, kind in edges:
+            style = ' [style=dashed, color="#adb5bd", tooltip="also takes every input of the box above"]' \
+                if kind == "bundle" else ""
+            lines.append(f"  {dot_ids[a]} -> {dot_ids[b]}{style};")
+        lines.append("}")
+        return "\n".join(lines)
+
+    def _open_descendants_without_items(self, block: str, cluster_items: Dict[str, List[str]]) -> List[str]:
+        """Open child blocks of ``block`` that hold no box directly but have boxes deeper down."""
+        out = []
+        for c in self._children(block):
+            if c in self.expanded and c not in cluster_items and any(
+                    k.startswith(c + ".") for k in cluster_items if k):
+                out.append(c)
+        return out
+
+    def _attrs(self, item: str, d: dict, eid: str, extra: Optional[List[str]]) -> str:
+        a: Dict[str, str] = {"id": eid}
+        classes = []
+        if item.startswith("blk:"):
+            path = item[4:]
+            mod = self.modules.get(path)
+            kind = type(mod).__name__ if mod is not None else "block"
+            n_layers = self.block_layers.get(path, 0)
+            n_params = sum(p.numel() for p in mod.parameters()) if mod is not None else 0
+            label = f"{path}  ▸\n{kind} · {n_layers} layers · {_fmt_params(n_params)} params"
+            a.update(shape="box3d", style="filled", fillcolor="#f8f9fa", tooltip=f"{path}: click to expand")
+            classes.append("pe-block")
+        else:
+            n = d["nodes"][0]
+            if n.kind == "op":
+                label = n.op
+                a.update(shape="ellipse", style="filled", fillcolor="#f1f3f5", fontsize="9", height="0.2",
+                         color="#adb5bd", fontcolor="#495057", tooltip=n.name)
+                classes.append("pe-op")
+            elif n.kind in ("input", "output"):
+                label = n.name
+                a.update(shape="oval", style="filled", fillcolor="#e9ecef")
+                classes.append("pe-io")
+            else:
+                label = f"{n.name}\n{n.op} · {_widths(n)}"
+                a["tooltip"] = f"{n.name} ({n.op}): {n.channels()} — click to select"
+                classes.append("pe-layer")
+        if extra:
+            label += f"\n+{len(extra)} more inputs"
+            a["tooltip"] = a.get("tooltip", "") + " — also reads: " + ", ".join(
+                s[4:] if s.startswith("blk:") else s for s in extra)
+        fill = None
+        if d["ignored"]:
+            fill = IGNORED_COLOR
+            a["style"] = a.get("style", "rounded,filled") + ",dashed"
+            classes.append("pe-ignored")
+            if not item.startswith("blk:"):
+                label += "\n(ignored)"
+        if d["pruned"]:
+            fill = PRUNED_COLOR
+            classes.append("pe-pruned")
+        if d["member"]:
+            fill = MEMBER_COLOR
+            classes.append("pe-member")
+        if d["root"]:
+            fill = ROOT_COLOR
+            a.update(fontcolor="white", penwidth="2", color="#7f2704")
+            classes.append("pe-root")
+        if fill:
+            a["fillcolor"] = fill
+        a["class"] = " ".join(classes)
+        a["label"] = label
+        return ", ".join(f'{k}="{_dot_escape(v)}"' for k, v in a.items())
+
+
+def _widths(n) -> str:
+    parts = []
+    for s in n.spaces:
+        txt = f"{s.current_size}" if s.current_size == s.size else f"{s.current_size}/{s.size}"
+        parts.append(txt if s.passthrough else f"{s.side} {txt}")
+    return ", ".join(parts) if parts else ""
+
+
+_SVG_CACHE: Dict[str, str] = {}
+
+
+def render_svg(dot_source: str) -> str:
+    """Lay out ``dot_source`` with Graphviz's ``dot`` and return the ``<svg>`` element (the last 16 are cached)."""
+    svg = _SVG_CACHE.get(dot_source)
+    if svg is not None:
+        return svg
+    import graphviz
+
+    from .._system import require_dot
+
+    require_dot()
+    out = graphviz.Source(dot_source).pipe(format="svg", encoding="utf-8")
+    svg = out[out.index("<svg"):]
+    if len(_SVG_CACHE) >= 16:
+        _SVG_CACHE.pop(next(iter(_SVG_CACHE)))
+    _SVG_CACHE[dot_source] = svg
+    return svg
