@@ -77,13 +77,11 @@ def test_group_card_table_histogram_and_prediction(ex):
     assert "16 → 8" in table and "pe-root" in table
     pred = c.predict()
     assert f"&minus;{pred['params_removed']:,}" in card.prediction.value
-    kept, removed = card.hist.data[0].x, card.hist.data[1].x
-    assert len(kept) + len(removed) == 16 and len(removed) == 8
-    thr = card.hist.layout.shapes[0].x0
-    assert max(removed) <= thr <= min(kept)
+    svg = card.hist.value
+    assert "proposed for removal (8)" in svg and "kept (8)" in svg and "pe-threshold" in svg
     # the slider adjusts the selection (snapped to reachable counts), the card follows
     card.slider.value = 3
-    assert len(c.current_idxs) == 3 and len(card.hist.data[1].x) == 3
+    assert len(c.current_idxs) == 3 and "proposed for removal (3)" in card.hist.value
     assert "adjusted" in card.prediction.value
     card.reset_btn.click()
     assert c.current_idxs == c.card()["proposed"]
@@ -95,7 +93,7 @@ def test_pick_by_hand_and_bad_indices_show_an_error_and_change_nothing(ex, small
     card = ex.card
     card.pick.value = "0, 2, 4"
     card.pick_btn.click()
-    assert c.current_idxs == [0, 2, 4] and len(card.hist.data[1].x) == 3
+    assert c.current_idxs == [0, 2, 4] and "proposed for removal (3)" in card.hist.value
     snap = snapshot(model)
     card.pick.value = "1, 99"
     card.pick_btn.click()
@@ -202,17 +200,20 @@ def test_graph_state_plain_python(small):
 
 
 def test_curves_view_points_and_sweep(ex):
-    fig = ex.curves.fig
-    assert len(fig.data[0].x) == 51 and fig.data[0].y[-1] == pytest.approx(1.0)  # 1-(1-p)^2 reference
-    assert list(fig.data[1].y) == list(fig.data[1].x)  # linear reference
-    assert len(fig.data[3].x) == 1  # the start point only
+    cv = ex.curves
+    svg = cv.params_chart.value
+    assert "pe-ref-quadratic" in svg and "pe-ref-linear" in svg
+    assert svg.count("pe-accepted-point") == 1 and "pe-sweep-point" not in svg  # the start point only
     ex.card.accept_btn.click()
-    assert len(fig.data[3].x) == 2 and fig.data[3].y[1] > 0 and len(fig.data[7].y) == 2
-    assert len(fig.data[2].y) == 0
-    ex.curves.sweep_btn.click()
+    assert cv.params_chart.value.count("pe-accepted-point") == 2 and "conv1: " in cv.params_chart.value
+    assert cv.macs_chart.value.count("pe-accepted-point") == 2
+    cv.sweep_btn.click()
     sw = ex.controller.sweep_result
-    assert list(fig.data[2].y) == pytest.approx(sw.params_removed) and len(fig.data[6].y) == 10
-    assert "uniform p = 0.5" in ex.curves.note.value
+    assert cv.params_chart.value.count("pe-sweep-point") == len(sw.ratios) == 10
+    k = sw.ratios.index(0.5)
+    assert f"p = 0.5: {sw.channels_removed[k]:.1%} of channels, {sw.params_removed[k]:.1%} removed" in \
+        cv.params_chart.value
+    assert "uniform p = 0.5" in cv.note.value
 
 
 def test_ignored_layers_view(ex):
@@ -241,7 +242,7 @@ def test_ratio_box_rebuilds_and_rejects_bad_values(ex, small):
     ex.header.ratio.value = 0.25
     ex.header.apply_ratio.click()
     assert ex.controller.pruning_ratio == 0.25 and "0.25" in ex.header.html.value
-    assert len(ex.card.hist.data[1].x) == 4
+    assert "proposed for removal (4)" in ex.card.hist.value
 
 
 def test_model_that_fails_to_trace_shows_the_error():
@@ -325,3 +326,17 @@ def test_save_and_code_from_the_app(ex, tmp_path):
     ex.save(tmp_path / "m.pth")
     assert (tmp_path / "m.pth").stat().st_size > 0
     assert "STEPS" in ex.code()
+
+
+def test_pick_box_applies_on_enter_and_is_cleared_when_the_group_changes(ex):
+    c = ex.controller
+    card = ex.card
+    card.pick.value = "1, 3"  # what the front end sends on Enter (continuous_update=False)
+    assert c.current_idxs == [1, 3] and "2 of 16 channels selected" in status(ex)
+    card.accept_btn.click()
+    assert card.pick.value == ""
+    card.pick.value = "0"
+    card.undo_btn.click()
+    assert card.pick.value == "" and c.current.root_name == "conv1"
+    card.pick_btn.click()  # nothing typed: a hint, nothing changes
+    assert "type the channels" in status(ex)

@@ -11,7 +11,7 @@
 const MIN_SCALE = 0.08;
 const MAX_SCALE = 4;
 const READABLE = 0.75; // scale at which 10pt labels are comfortably readable
-const MIN_FIT = 0.3; // a target is not shrunk below this to fit; a bigger one shows its top part
+const MIN_FIT = 0.2; // a target is not shrunk below this to fit; a bigger one shows its top part
 const PAD = 16;
 const PT_TO_PX = 4 / 3; // Graphviz sizes are in points
 
@@ -233,6 +233,8 @@ function render({ model, el }) {
     }
     model.send({ event: "click", element: id });
   });
+  // the view moves by transform only: undo any scrolling the browser does by itself (focus, find in page)
+  vp.addEventListener("scroll", () => { vp.scrollTop = 0; vp.scrollLeft = 0; });
   vp.addEventListener("wheel", (e) => {
     const vr = vp.getBoundingClientRect();
     if (e.ctrlKey || e.metaKey) {

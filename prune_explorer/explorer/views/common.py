@@ -43,10 +43,10 @@ CSS = """
 .pe-layer-info { overflow-wrap: anywhere; }
 .pe-app .widget-html-content { overflow-wrap: anywhere; }
 .pe-app .widget-select-multiple select { font-size: 12px; }
-/* plotly pins a chart drawn before its box had a width to 700px: charts always take their box's width, and
-   the app's resize helper (static/app.js) makes them redraw at it */
-.pe-app .pe-hist .js-plotly-plot, .pe-app .pe-curves .js-plotly-plot { width: 100% !important; min-width: 0; }
-.pe-app .pe-hist, .pe-app .pe-curves { overflow: hidden; }
+/* a plotly chart in an added panel (box class pe-plot-box): plotly pins a chart drawn before its box had a width
+   to 700px; it always takes its box's width, and the app's helper (static/app.js) makes it redraw at it */
+.pe-app .pe-plot-box .js-plotly-plot { width: 100% !important; min-width: 0; }
+.pe-app .pe-plot-box { overflow: hidden; }
 .pe-app .widget-button:disabled, .pe-app .jupyter-button:disabled { opacity: 0.45; filter: grayscale(1); cursor: not-allowed; }
 </style>
 """

@@ -1,7 +1,7 @@
 """The group card: the group on show, what accepting it would change, and the controls.
 
 A table of every coupled layer (qualified name, type, side, channels before/after, parameters removed), an
-importance histogram (plotly) with the channels proposed for removal coloured and the threshold marked, the
+importance histogram (SVG) with the channels proposed for removal coloured and the threshold marked, the
 predicted change in parameters and MACs, and the buttons Accept, Skip, Adjust (slider, or channels picked by
 hand), Undo and Accept all remaining. Groups a guard of the pruner passed over are listed with their reason.
 """
@@ -12,9 +12,9 @@ import math
 from typing import List, Optional
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
 
-from .common import KEEP_COLOR, REMOVE_COLOR, esc, fmt_count, fmt_pct
+from ..charts import histogram_svg
+from .common import esc, fmt_count, fmt_pct
 
 _MAX_ROWS = 60
 
@@ -97,23 +97,9 @@ class GroupCardView(widgets.VBox):
         self.prediction.add_class("pe-card-prediction")
         self.guards = widgets.HTML()
         self.guards.add_class("pe-card-guards")
-        self.hist = go.FigureWidget(
-            data=[
-                go.Histogram(x=[], name="kept", marker_color=KEEP_COLOR, opacity=0.85, nbinsx=40),
-                go.Histogram(x=[], name="proposed for removal", marker_color=REMOVE_COLOR, opacity=0.9, nbinsx=40),
-            ],
-            layout=go.Layout(
-                barmode="stack", height=240, autosize=True, margin=dict(l=48, r=24, t=30, b=40),
-                xaxis_title="channel importance", yaxis_title="channels",
-                legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=11)),
-                template="plotly_white",
-            ),
-        )
-        self.hist._config = {"responsive": True, "displaylogo": False}
-        # plotly's FigureWidget does not carry CSS classes itself: its box does
+        self.hist = widgets.HTML(layout=widgets.Layout(width="100%", min_width="0"))  # an SVG (see ..charts)
         self.hist_box = widgets.Box([self.hist], layout=widgets.Layout(width="100%", min_width="0"))
         self.hist_box.add_class("pe-hist")
-        self.hist_box.add_class("pe-plot-box")  # resized with its box (static/app.js)
         b = widgets.Layout(width="auto")
         self.accept_btn = widgets.Button(description="Accept", button_style="success", icon="check", layout=b,
                                          tooltip="Prune the selected channels from every coupled layer")
@@ -135,9 +121,10 @@ class GroupCardView(widgets.VBox):
                                         style={"description_width": "55px"})
         self.slider.add_class("pe-adjust-slider")
         self.slider.observe(self._on_slider, names="value")
-        self.pick = widgets.Text(placeholder="pick channels by hand, e.g. 0, 5, 7",
+        self.pick = widgets.Text(placeholder="pick channels by hand, e.g. 0, 5, 7 (Enter)", continuous_update=False,
                                  layout=widgets.Layout(flex="1 1 200px", min_width="140px", max_width="320px"))
         self.pick.add_class("pe-pick")
+        self.pick.observe(self._on_pick_enter, names="value")  # Enter (or leaving the box) applies it
         self.pick_btn = widgets.Button(description="Use these", layout=widgets.Layout(width="90px"))
         self.pick_btn.on_click(self._on_pick)
         self.reset_btn = widgets.Button(description="Proposal", layout=widgets.Layout(width="85px"),
@@ -169,8 +156,15 @@ class GroupCardView(widgets.VBox):
             n = min(allowed, key=lambda a: abs(a - n))
         self.app.run(lambda c: c.adjust(n=n), quiet=True)
 
+    def _on_pick_enter(self, change) -> None:
+        if not self._syncing and (change["new"] or "").strip():
+            self._on_pick()
+
     def _on_pick(self, _=None) -> None:
         text = self.pick.value
+        if not text.strip():
+            self.app.notify("type the channels to remove first, e.g. 0, 5, 7", error=True)
+            return
         self.app.run(lambda c: c.adjust(idxs=text), quiet=True)
 
     def _on_reset(self, _=None) -> None:
@@ -208,18 +202,14 @@ class GroupCardView(widgets.VBox):
             self.slider.disabled = card["max_removable"] == 0
         finally:
             self._syncing = False
+        if event in ("accept", "skip", "undo", "accept_all", "ignore", "ratio"):
+            self._syncing = True
+            try:
+                self.pick.value = ""  # another group on show: old channel numbers would mean something else
+            finally:
+                self._syncing = False
         kept, removed, thr = histogram_data(card)
-        with self.hist.batch_update():
-            self.hist.data[0].x = kept
-            self.hist.data[1].x = removed
-            shapes = []
-            if thr is not None:
-                shapes.append(dict(type="line", x0=thr, x1=thr, y0=0, y1=1, yref="paper",
-                                   line=dict(color="#212529", dash="dash", width=1.5)))
-            self.hist.layout.shapes = shapes
-            self.hist.layout.annotations = ([dict(x=thr, y=1, yref="paper", text=" threshold", showarrow=False,
-                                                  xanchor="left", yanchor="top", font=dict(size=10))]
-                                            if thr is not None else [])
+        self.hist.value = histogram_svg(kept, removed, thr)
 
 
 def _step(allowed: List[int]) -> int:

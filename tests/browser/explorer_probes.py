@@ -1,0 +1,97 @@
+"""DOM probes for the explorer in a real browser (Playwright ``page.evaluate`` snippets and small waits).
+
+Used by the browser tests and by ``scripts/screenshots.py``. Every probe takes the index of the app on the page
+(the apps are ``.pe-app`` elements in cell order).
+"""
+
+from __future__ import annotations
+
+import time
+
+#: the explorer's panels, checked for overflow
+PANELS = (".pe-header-view", ".pe-group-card", ".pe-graph-view", ".pe-curves-view", ".pe-ignored-view", ".pe-status",
+          ".pe-finish-view")
+
+_APP = "const app = document.querySelectorAll('.pe-app')[i]; if (!app) return null;"
+
+VISIBLE_NODES = """([i]) => { %s
+  const vp = app.querySelector('.pe-gv-viewport'); if (!vp) return -1;
+  const a = vp.getBoundingClientRect(); let k = 0;
+  for (const n of vp.querySelectorAll('g.node')) { const b = n.getBoundingClientRect();
+    if (b.width && b.right > a.left && b.left < a.right && b.bottom > a.top && b.top < a.bottom) k++; }
+  return k; }""" % _APP
+
+IN_VIEW = """([i, id]) => { %s
+  const vp = app.querySelector('.pe-gv-viewport'); const n = vp && vp.querySelector(`[id="${id}"]`);
+  if (!n) return {found: false};
+  const a = vp.getBoundingClientRect(), b = n.getBoundingClientRect();
+  return {found: true, inside: b.width > 0 && b.left >= a.left - 1 && b.right <= a.right + 1 && b.top >= a.top - 1
+          && b.bottom <= a.bottom + 1, highlighted: n.classList.contains('pe-hl'),
+          selected: n.classList.contains('pe-sel'), node: [b.left, b.top, b.right, b.bottom],
+          viewport: [a.left, a.top, a.right, a.bottom]}; }""" % _APP
+
+OVERFLOW = """([i, panels]) => { %s
+  const out = [];
+  const ar = app.getBoundingClientRect();
+  const host = app.closest('.jp-OutputArea-output');
+  if (host) { const h = host.getBoundingClientRect(); if (ar.right > h.right + 1) out.push(`app ends at ${ar.right}, its output area at ${h.right}`); }
+  for (const sel of panels) {
+    const p = app.querySelector(sel); if (!p) continue;
+    const pr = p.getBoundingClientRect(); if (!pr.width) continue;
+    if (pr.right > ar.right + 1 || pr.left < ar.left - 1) out.push(`${sel} (${pr.left}-${pr.right}) outside the app (${ar.left}-${ar.right})`);
+    if (p.scrollWidth > p.clientWidth + 1) out.push(`${sel} scrolls sideways (${p.scrollWidth} > ${p.clientWidth})`);
+    for (const e of p.querySelectorAll('*')) {
+      if (e.closest('.pe-gv-canvas')) continue;  // the drawing is larger than its viewport on purpose
+      const r = e.getBoundingClientRect(); if (!r.width || !r.height) continue;
+      if (r.right > pr.right + 1 || r.left < pr.left - 1) {
+        const cls = (e.className && e.className.baseVal !== undefined) ? e.className.baseVal : e.className;
+        out.push(`${sel}: <${e.tagName.toLowerCase()} class="${cls}"> spans ${Math.round(r.left)}-${Math.round(r.right)}, panel ${Math.round(pr.left)}-${Math.round(pr.right)}`);
+        break; }
+    }
+  }
+  return out; }""" % _APP
+
+HEADER_PARAMS = """([i]) => { %s const e = app.querySelector('.pe-params-now'); return e ? +e.dataset.value : null; }""" % _APP
+
+
+def app(page, i: int):
+    return page.locator(".pe-app").nth(i)
+
+
+def wait_until(page, js: str, arg, pred, timeout: float = 60.0, what: str = "condition"):
+    """Poll ``page.evaluate(js, arg)`` until ``pred(value)``; returns the value, or raises AssertionError."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = page.evaluate(js, arg)
+        if pred(value):
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value: {value!r}")
+
+
+def status_text(page, i: int) -> str:
+    return app(page, i).locator(".pe-status").first.inner_text()
+
+
+def wait_status(page, i: int, needle: str, timeout: float = 60.0) -> str:
+    """Wait until the status line of app ``i`` contains ``needle``."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = status_text(page, i)
+        if needle in text:
+            return text
+        time.sleep(0.1)
+    raise AssertionError(f"status never said {needle!r}; it says {text!r}")
+
+
+def search(page, i: int, query: str) -> None:
+    box = app(page, i).locator(".pe-layer-search input").first
+    box.fill(query)
+    box.press("Enter")
+
+
+def click_element(page, i: int, element_id: str) -> None:
+    """Click a box of the graph (scrolling the page to it; the box must be inside the graph's viewport)."""
+    app(page, i).locator(f'.pe-gv-viewport [id="{element_id}"]').first.click()
