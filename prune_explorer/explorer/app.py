@@ -145,6 +145,7 @@ class Explorer:
         if busy:
             self._set_status(busy + " ...")
         self._running = True
+        self.controller.message = ""  # a notice left by an earlier call from code is not this action's
         try:
             fn(self.controller)
         except PruneExplorerError as exc:
@@ -202,9 +203,7 @@ class Explorer:
                                  details=traceback.format_exc())
                 return
         if not self._running:  # a change made from code (ex.controller.accept() in a cell): say where we are
-            msg = self.controller.message
-            self.controller.message = ""
-            self._set_status(msg or self._summary())
+            self._set_status(self.controller.message or self._summary())
 
     def _on_bridge_msg(self, _widget, content, _buffers) -> None:
         if isinstance(content, dict) and content.get("event") == "key":
