@@ -175,7 +175,7 @@ def test_a_whole_session_logs_no_javascript_error(page, tmp_path):
     a.locator(".pe-curves-view", has_text="uniform p = 0.5 removes").first.wait_for()
     a.screenshot(path=str(tmp_path / "after_sweep.png"))
     wait_until(page, "([i]) => document.querySelectorAll('.pe-app')[i].querySelectorAll("
-                     "'.pe-curves .scatterlayer .trace .point').length", [i], lambda v: v >= 20,
+                     "'.pe-curves .pe-sweep-point').length", [i], lambda v: v >= 20,
                what="the sweep's points drawn")
     # ignore the selected layer from the graph, and filter / clear the ignored-layers list
     ignore = a.locator(".pe-ignore-toggle").first
