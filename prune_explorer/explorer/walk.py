@@ -1,7 +1,7 @@
 """The walk: the pruner's groups one by one, each accepted, adjusted, skipped or undone by the user.
 
 The groups come from ``pruner.get_all_groups()`` in the dependency graph's deterministic order; each is *planned*
-by the pruner right before it is shown (``pruner.plan(group)``: a :class:`~prune_explorer.pruner.Proposal` with
+by the pruner right before it is shown (``pruner.proposal(group)``: a :class:`~prune_explorer.pruner.Proposal` with
 its importance, the channels it proposes to remove, the scope and ratio behind them), so every proposal sees the
 model as the earlier decisions left it. A group the pruner refuses (a guard, an importance without opinion, head
 constraints: :data:`AUTO_SKIP_KINDS`) is logged with its reason and passed over. Every step of the walk is a
@@ -103,7 +103,7 @@ class Walk:
             if g.root_name != self.decisions[k].root:
                 # the walk changed shape (should not happen): forget the rest of the log, show this group
                 del self.decisions[k:]
-                self._show(self.pruner.plan(g))
+                self._show(self.pruner.proposal(g))
                 return
             k += 1
         self._advance()
@@ -111,7 +111,7 @@ class Walk:
     def _advance(self) -> None:
         """Plan the next group and show it, unless the pruner refuses it (then log why and go on)."""
         for g in self._iter:
-            proposal = self.pruner.plan(g)
+            proposal = self.pruner.proposal(g)
             if proposal.skip_kind in AUTO_SKIP_KINDS:
                 self.decisions.append(self._decision(proposal, "guard", reason=proposal.skip_reason or proposal.skip_kind))
                 continue

@@ -280,7 +280,7 @@ class BasePruner:
         guards, and clipped to :meth:`max_removable`. Given a :class:`~.proposal.Proposal`, reuses its scores."""
         return self.planner.choose(group, n_remove)
 
-    def plan(self, group, step: Optional[int] = None) -> Proposal:
+    def proposal(self, group, step: Optional[int] = None) -> Proposal:
         """The :class:`~.proposal.Proposal` a step would make for ``group`` (a group from :meth:`get_all_groups` or
         ``pruner.DG.get_all_groups(...)``, or a proposal, standing for its group). Nothing is pruned. ``step``
         defaults to the step in progress, or else the next one."""
@@ -292,6 +292,10 @@ class BasePruner:
         else:
             budgets = self.planner.budgets(step, cached=True)
         return self.planner.proposal(group, step, budgets, on_pruned=self._remember)
+
+    #: the former name of :meth:`proposal`, kept for code written against it (``pe.plan`` is another thing: per-group
+    #: channel counts applied later)
+    plan = proposal
 
     def _remember(self, proposal: Proposal, record) -> None:
         if record is not None:

@@ -78,7 +78,7 @@ def test_the_walk_reads_the_pruners_proposal_and_never_writes_into_graph_groups(
     c.adjust(n=4)
     c.predict()
     assert type(g) is pe.Group and vars(g).keys() == before.keys() and all(vars(g)[k] is v for k, v in before.items())
-    proposal = c.pruner.plan(g)  # what the walk shows is the pruner's own proposal for that group
+    proposal = c.pruner.proposal(g)  # what the walk shows is the pruner's own proposal for that group
     assert card["proposed"] == proposal.proposed_idxs and card["scope"] == proposal.scope
     assert card["importance"] == pytest.approx(proposal.importance.tolist())
 

@@ -77,7 +77,7 @@ def test_head_dims_are_removed_alike_in_every_head(kw):
     ref = m(X)
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.125, num_heads=m.heads(), ignored_layers=[m.fc],
                     pruning_ratio_dict={m.inp: 0.0})
-    plans = [pr.plan(g) for g in pr.get_all_groups()]
+    plans = [pr.proposal(g) for g in pr.get_all_groups()]
     dims = next(p for p in plans if p.scope.endswith(":dims"))
     assert dims.proposed_idxs == [h * 8 + 5 for h in range(4)]
     pr.step()

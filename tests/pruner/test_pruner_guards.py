@@ -72,7 +72,7 @@ class GroupedNet(nn.Module):
 def test_grouped_conv_units_are_removed_whole():
     m = GroupedNet()
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5)
-    plans = [pr.plan(g) for g in pr.DG.get_all_groups()]
+    plans = [pr.proposal(g) for g in pr.DG.get_all_groups()]
     p1 = next(p for p in plans if p.root_name == "conv1")
     # gconv reads 4 channels per group: the same offset of every group is one unit
     assert sorted(len(u) for u in p1.prune_units) == [4, 4, 4, 4]
@@ -134,7 +134,7 @@ def test_declared_heads_remove_the_same_offsets_in_every_head():
     m = MHANet()
     x = torch.randn(2, 5, 6)
     pr = BasePruner(m, x, MagnitudeImportance(), pruning_ratio=0.5, num_heads={m.mha: 3})
-    g = pr.plan(next(pr.DG.get_all_groups()))
+    g = pr.proposal(next(pr.DG.get_all_groups()))
     assert all(len(u) == 1 for u in g.full_group.units)  # the graph does not tie the heads...
     assert sorted(len(u) for u in g.prune_units) == [3, 3, 3, 3]  # ...the declared head structure does
     offsets = {i % 4 for i in g.proposed_idxs}
@@ -151,7 +151,7 @@ def test_declared_heads_remove_the_same_offsets_in_every_head():
 def test_out_channel_groups_tie_offsets():
     m = ConvStack(width=12, depth=1)
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5, out_channel_groups={m.body[0]: 3})
-    g = pr.plan(next(g for g in pr.DG.get_all_groups() if g.root_module is m.body[0]))
+    g = pr.proposal(next(g for g in pr.DG.get_all_groups() if g.root_module is m.body[0]))
     assert sorted(len(u) for u in g.prune_units) == [3, 3, 3, 3]
     assert len({i % 4 for i in g.proposed_idxs}) == 2 and len(g.proposed_idxs) == 6
 

@@ -72,7 +72,8 @@ def test_planning_leaves_the_graph_group_as_it_was():
     group = next(iter(pr.DG.get_all_groups(ignored_layers=[m.fc])))
     group.items  # materialised before, so the comparison is not about the lazy cache
     before = dict(vars(group))
-    proposal = pr.plan(group)
+    proposal = pr.proposal(group)
+    assert pr.plan(group).proposed_idxs == proposal.proposed_idxs  # the former name
     assert isinstance(proposal, Proposal) and proposal.group is group and type(group) is Group
     assert vars(group).keys() == before.keys() and all(vars(group)[k] is v for k, v in before.items())
     # the proposal's own choice and the caller's choice both prune through the whole group
@@ -85,7 +86,7 @@ def test_planning_leaves_the_graph_group_as_it_was():
 def test_a_skipped_proposal_says_why_and_prunes_nothing():
     m = ConvStack(width=8, depth=1)
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.0)
-    proposal = pr.plan(next(iter(pr.DG.get_all_groups())))
+    proposal = pr.proposal(next(iter(pr.DG.get_all_groups())))
     assert proposal.proposed_idxs == [] and proposal.skip_kind == "target"
     assert "nothing proposed" in proposal.details() and proposal.prune() is None and not proposal.was_pruned
 
@@ -105,6 +106,6 @@ def test_attention_proposal_wraps_an_explicit_group():
 def test_private_names_are_not_forwarded_to_the_group():
     m = ConvStack(width=8, depth=1)
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5)
-    proposal = pr.plan(next(iter(pr.DG.get_all_groups())))
+    proposal = pr.proposal(next(iter(pr.DG.get_all_groups())))
     with pytest.raises(AttributeError):
         proposal._graph

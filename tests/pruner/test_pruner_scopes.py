@@ -55,7 +55,7 @@ def test_isomorphic_scopes_group_identical_structures():
     m = TinyResNet()
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5, isomorphic=True, global_pruning=True,
                     ignored_layers=[m.fc])
-    scopes = {g.root_name: g.scope for g in (pr.plan(g) for g in pr.DG.get_all_groups(ignored_layers=[m.fc]))}
+    scopes = {g.root_name: g.scope for g in (pr.proposal(g) for g in pr.DG.get_all_groups(ignored_layers=[m.fc]))}
     # the three blocks' conv1 groups are isomorphic; the residual stream and the head are each alone
     assert scopes["blocks.0.conv1"] == scopes["blocks.1.conv1"] == scopes["blocks.2.conv1"]
     assert len({scopes["stem"], scopes["head"], scopes["blocks.0.conv1"]}) == 3
@@ -69,7 +69,7 @@ def test_user_scope_ranks_its_modules_together_with_its_ratio():
     m = _scaled_stack()
     key = (m.body[0], m.body[1])
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.1, pruning_ratio_dict={key: 0.4})
-    plans = {g.root_name: g for g in (pr.plan(g) for g in pr.DG.get_all_groups())}
+    plans = {g.root_name: g for g in (pr.proposal(g) for g in pr.DG.get_all_groups())}
     assert plans["body.0"].scope == plans["body.1"].scope == "user:body.0,body.1"
     assert plans["body.0"].pruning_ratio == pytest.approx(0.4)
     assert plans["first"].scope == "local:first" and plans["first"].pruning_ratio == pytest.approx(0.1)

@@ -78,7 +78,7 @@ def test_custom_scheduler_and_bad_scheduler():
                    iterative_pruning_ratio_scheduler=lambda r, s: [0.0, 0.5])
 
 
-def test_interactive_yields_planned_groups_with_their_plan():
+def test_interactive_yields_proposals():
     m = TinyResNet()
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5, ignored_layers=[m.fc])
     seen = []
@@ -141,11 +141,11 @@ def test_breaking_out_records_the_open_group_as_skipped():
     assert m.first.out_channels == 10
 
 
-def test_plan_propose_and_max_removable_match_the_step():
+def test_proposal_propose_and_max_removable_match_the_step():
     m = TinyResNet()
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5, ignored_layers=[m.fc], round_to=4)
     groups = list(pr.DG.get_all_groups(ignored_layers=pr.ignored_layers))
-    plans = [pr.plan(g) for g in groups]
+    plans = [pr.proposal(g) for g in groups]
     assert n_params(m) == n_params(TinyResNet())  # planning prunes nothing
     assert [p.step for p in plans] == [1] * len(plans)
     g = groups[0]
@@ -157,8 +157,8 @@ def test_plan_propose_and_max_removable_match_the_step():
     assert plans[0].proposed_idxs == pr.propose(g, plans[0].n_target)
     n = 0
     for y in pr.step(interactive=True):
-        # what the generator yields is what plan() says for that group at that moment
-        again = pr.plan(y.full_group)
+        # what the generator yields is what proposal() says for that group at that moment
+        again = pr.proposal(y.full_group)
         assert (again.proposed_idxs, again.scope, again.step) == (y.proposed_idxs, y.scope, y.step)
         torch.testing.assert_close(again.importance, y.importance)
         y.prune()
