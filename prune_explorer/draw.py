@@ -194,9 +194,10 @@ def draw_computational_graph(DG, save_as: PathLike, title: Optional[str] = "Comp
     lines = _header(title, figsize, dpi)
     for n in nodes:
         if n.kind in ("layer", "param"):
-            label = f"{n.name}\\n{n.op}" + (f"\\n{n.channels()}" if n.spaces else "")
+            parts = [n.name, n.op] + ([n.channels()] if n.spaces else [])
+            label = '"' + "\\n".join(_q(p)[1:-1] for p in parts) + '"'  # \n: graphviz's line break
             lines.append(f"  {ids[id(n)]} [shape=box, style=\"rounded,filled\", fillcolor=\"#EEF3FB\", "
-                         f"label={_q(label).replace(chr(92) * 2 + 'n', chr(92) + 'n')}];")
+                         f"label={label}];")
         elif n.kind == "op":
             lines.append(f"  {ids[id(n)]} [shape=ellipse, fontsize=9, label={_q(n.op)}];")
         else:

@@ -1,8 +1,6 @@
 """Torch-Pruning's pruner and importance names: GrowingRegPruner, MetaPruner, pe.pruner.* namespaces,
 OBDCImportance, ActivationImportance and group_reduction='gate', on real models."""
 
-import copy
-
 import pytest
 import torch
 import torch.nn as nn
