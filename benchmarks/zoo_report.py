@@ -15,7 +15,8 @@ Each library runs the models in a child process (1 torch thread, address space c
 Torch-Pruning runs out of memory on some models); a child that dies is replaced and the model it died on reported,
 so one crash cannot take the table down.
 
-    python benchmarks/zoo_report.py                  # everything (about 5-10 minutes on 2 cores)
+    python benchmarks/zoo_report.py                  # everything: ~3 min for prune_explorer, ~45 min for Torch-Pruning
+                                                     # (2-core VM under load; 3 of its models time out at 400 s)
     python benchmarks/zoo_report.py --only timm/res  # models whose name contains the text
     python benchmarks/zoo_report.py --no-big --no-tp # the test-suite models, prune_explorer only
 """
