@@ -24,7 +24,6 @@ import warnings
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
-import torch
 import torch.nn as nn
 
 from ..errors import DependencyError, OutputShapeWarning, PruningError

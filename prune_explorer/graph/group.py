@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
+from .channel_space import SIDE_OUT, ChannelSpace
 from .node import Node
 
 

@@ -30,7 +30,7 @@ import torch.nn as nn
 from ..errors import DependencyError, PruningError
 from ..layers import registry as layer_registry
 from ..validation import check_indices
-from .channel_space import SIDE_OUT
+from .channel_space import SIDE_IN, SIDE_OUT
 from .group import Group, GroupItem
 
 HistoryEntry = Union[list, tuple, dict]

@@ -24,7 +24,8 @@ module.
 import importlib as _importlib
 import pkgutil as _pkgutil
 
-from .base import BasePruningFunc, describe_layer, keep_indices, normalize_indices, normalize_side
+from .base import BasePruningFunc, describe_layer, normalize_indices, normalize_side
+from .edits import LayerEdit, keep_indices
 from .family import FAMILIES, ChannelMapContext, FamilyRegistry, LayerFamily, register_family
 from .slicing import Part
 
@@ -32,7 +33,7 @@ _MACHINERY = {"base", "edits", "family", "registry", "slicing"}
 
 __all__ = [
     "BasePruningFunc", "describe_layer", "keep_indices", "normalize_indices", "normalize_side",
-    "LayerFamily", "FamilyRegistry", "FAMILIES", "register_family", "ChannelMapContext", "Part",
+    "LayerFamily", "FamilyRegistry", "FAMILIES", "register_family", "ChannelMapContext", "Part", "LayerEdit",
 ]
 
 for _info in sorted(_pkgutil.iter_modules(__path__), key=lambda m: m.name):

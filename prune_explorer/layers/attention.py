@@ -35,12 +35,12 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
 
-from .base import BasePruningFunc, Plan, keep_indices
+from .base import BasePruningFunc
+from .edits import LayerEdit, keep_indices
 from .family import LayerFamily, register_family
 from .slicing import Part, Rows, blocks, param_of
 
@@ -67,11 +67,7 @@ class MultiheadAttentionPruner(BasePruningFunc):
         return (f"MultiheadAttention(embed_dim={layer.embed_dim}, num_heads={layer.num_heads}, "
                 f"kdim={layer.kdim}, vdim={layer.vdim})")
 
-    def get_out_channels(self, layer: nn.MultiheadAttention) -> int:
-        return layer.embed_dim
-
-    def get_in_channels(self, layer: nn.MultiheadAttention) -> int:
-        return layer.embed_dim
+    CHANNEL_ATTRS = ("embed_dim", "embed_dim")
 
     def in_out_coupled(self, layer: Any) -> bool:
         return True
@@ -85,43 +81,26 @@ class MultiheadAttentionPruner(BasePruningFunc):
     def get_in_channel_groups(self, layer: nn.MultiheadAttention) -> int:
         return layer.num_heads
 
-    def prune_out_channels(self, layer: nn.MultiheadAttention, idxs: Sequence[int]) -> nn.MultiheadAttention:
-        """Remove embedding channels ``idxs``; the same as :meth:`prune_in_channels`. Returns ``layer``."""
-        idxs = self.check(layer, idxs, "out")
-        return self._prune(layer, idxs) if idxs else layer
-
-    def prune_in_channels(self, layer: nn.MultiheadAttention, idxs: Sequence[int]) -> nn.MultiheadAttention:
-        """Remove embedding channels ``idxs``; the same as :meth:`prune_out_channels`. Returns ``layer``."""
-        idxs = self.check(layer, idxs, "in")
-        return self._prune(layer, idxs) if idxs else layer
-
-    def _prune(self, layer: nn.MultiheadAttention, idxs: list[int]) -> nn.MultiheadAttention:
+    def remove(self, layer: nn.MultiheadAttention, idxs: list[int], side: str) -> None:
+        """Embedding channels ``idxs`` from every tensor the module docstring lists (both sides are one space)."""
         e = layer.embed_dim
         keep = keep_indices(e, idxs)
         n = len(keep)
         keep3 = keep + [e + i for i in keep] + [2 * e + i for i in keep]
-        plan = Plan()
+        edit = LayerEdit()
         if getattr(layer, "in_proj_weight", None) is not None:
-            plan.select(layer, "in_proj_weight", (0, keep3), (1, keep))
-        plan.select(layer, "q_proj_weight", (0, keep), (1, keep))
-        plan.select(layer, "k_proj_weight", (0, keep), *([(1, keep)] if layer.kdim == e else []))
-        plan.select(layer, "v_proj_weight", (0, keep), *([(1, keep)] if layer.vdim == e else []))
-        plan.select(layer, "in_proj_bias", (0, keep3))
-        plan.select(layer, "bias_k", (2, keep))
-        plan.select(layer, "bias_v", (2, keep))
+            edit.select(layer, "in_proj_weight", (0, keep3), (1, keep))
+        edit.select(layer, "q_proj_weight", (0, keep), (1, keep))
+        edit.select(layer, "k_proj_weight", (0, keep), *([(1, keep)] if layer.kdim == e else []))
+        edit.select(layer, "v_proj_weight", (0, keep), *([(1, keep)] if layer.vdim == e else []))
+        edit.select(layer, "in_proj_bias", (0, keep3)).select(layer, "bias_k", (2, keep)).select(layer, "bias_v", (2, keep))
         out = layer.out_proj
-        plan.select(out, "weight", (0, keep), (1, keep))
-        plan.select(out, "bias", (0, keep))
-        plan.set(out, "in_features", n)
-        plan.set(out, "out_features", n)
-        if layer.kdim == e:
-            plan.set(layer, "kdim", n)
-        if layer.vdim == e:
-            plan.set(layer, "vdim", n)
-        plan.set(layer, "embed_dim", n)
-        plan.set(layer, "head_dim", n // layer.num_heads)
-        plan.apply()
-        return layer
+        edit.select(out, "weight", (0, keep), (1, keep)).select(out, "bias", (0, keep))
+        edit.set(out, "in_features", n).set(out, "out_features", n)
+        for dim_attr in ("kdim", "vdim"):
+            if getattr(layer, dim_attr) == e:
+                edit.set(layer, dim_attr, n)
+        edit.set(layer, "embed_dim", n).set(layer, "head_dim", n // layer.num_heads).apply()
 
 
 MHA_PRUNER = MultiheadAttentionPruner()

@@ -38,23 +38,22 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._index import long_tensor
 from ..errors import PruningError
 from ..validation import check_indices, short_list
+from .edits import LayerEdit, derive_param, keep_array, selector
 
 __all__ = [
     "BasePruningFunc",
+    "CheckedIndices",
     "normalize_side",
     "normalize_indices",
-    "keep_indices",
-    "keep_array",
     "describe_layer",
 ]
 
@@ -115,88 +114,6 @@ def normalize_indices(idxs: Any, *, what: str = "channel indices") -> list[int]:
     return check_indices(idxs, what=what, sort=True).tolist()
 
 
-def keep_array(n: int, idxs: Iterable[int]) -> np.ndarray:
-    """The channels that stay, as a sorted ``int64`` numpy array (the complement of ``idxs`` in ``range(n)``).
-
-    >>> keep_array(5, [1, 3]).tolist()
-    [0, 2, 4]
-    """
-    mask = np.ones(n, dtype=bool)
-    drop = getattr(idxs, "array", None)  # CheckedIndices made from an array keep it
-    if drop is None:
-        drop = idxs if isinstance(idxs, np.ndarray) else np.fromiter(idxs, dtype=np.int64)
-    mask[drop[(drop >= 0) & (drop < n)]] = False
-    return np.flatnonzero(mask)
-
-
-def keep_indices(n: int, idxs: Iterable[int]) -> list[int]:
-    """The sorted complement of ``idxs`` in ``range(n)``: the channels that stay.
-
-    >>> keep_indices(5, [1, 3])
-    [0, 2, 4]
-    """
-    return keep_array(n, idxs).tolist()
-
-
-# --------------------------------------------------------------------------------------------------------
-# Building new tensors and assigning them atomically
-# --------------------------------------------------------------------------------------------------------
-
-
-def index_tensor(idxs: Sequence[int], device: torch.device | str | None = None) -> torch.Tensor:
-    """A ``torch.long`` tensor of ``idxs`` on ``device``."""
-    return long_tensor(idxs, device)
-
-
-def select(t: torch.Tensor, dim: int, keep: Sequence[int]) -> torch.Tensor:
-    """A new tensor holding the entries ``keep`` of ``t`` along ``dim`` (``t`` itself is not touched)."""
-    with torch.no_grad():
-        return torch.index_select(t.detach(), dim, index_tensor(keep, t.device))
-
-
-def _same_layout(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    """Give ``new`` the channels-last memory format of ``old`` when ``old`` had it (index_select drops it)."""
-    if new.dim() == old.dim() and old.dim() in (4, 5) and not old.is_contiguous():
-        fmt = torch.channels_last if old.dim() == 4 else torch.channels_last_3d
-        if old.is_contiguous(memory_format=fmt):
-            return new.contiguous(memory_format=fmt)
-    return new
-
-
-def derive_param(old: nn.Parameter, fn: Callable[[torch.Tensor], torch.Tensor]) -> nn.Parameter:
-    """A new parameter ``fn(old)``, keeping ``requires_grad``; ``.grad`` (if any) is mapped with ``fn`` too.
-
-    ``fn`` must build a new tensor (e.g. with :func:`torch.index_select`), never a view of ``old``.
-    """
-    with torch.no_grad():
-        data = _same_layout(fn(old.detach()), old)
-        grad = _same_layout(fn(old.grad.detach()), old.grad) if old.grad is not None else None
-    new = nn.Parameter(data, requires_grad=old.requires_grad)
-    if grad is not None:
-        new.grad = grad
-    return new
-
-
-def derive_tensor(old: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``fn(old)`` for a buffer (or a parameter: then a new parameter, see :func:`derive_param`)."""
-    if isinstance(old, nn.Parameter):
-        return derive_param(old, fn)
-    with torch.no_grad():
-        return _same_layout(fn(old.detach()), old)
-
-
-def selector(*dims_keeps: tuple[int, Sequence[int]], index: Callable = index_tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function selecting ``keep`` along ``dim`` for each ``(dim, keep)`` pair, applied in order.
-    ``index(keep, device)`` makes the index tensors (:func:`index_tensor` by default)."""
-
-    def fn(t: torch.Tensor) -> torch.Tensor:
-        for dim, keep in dims_keeps:
-            t = torch.index_select(t, dim, index(keep, t.device))
-        return t
-
-    return fn
-
-
 class CheckedIndices(list):
     """The sorted, unique channel indices :meth:`BasePruningFunc.check` returns, stamped with what they were
     validated for (layer, side, pruner type, channel count), so that checking the same list again for the same
@@ -209,65 +126,6 @@ class CheckedIndices(list):
         super().__init__(idxs)
         self.key = key
         self.array = array
-
-
-class Plan:
-    """A list of attribute assignments applied all together, or not at all.
-
-    The pruners put every new tensor and attribute value in a plan, then call :meth:`apply`. If an
-    assignment (or the ``finalize`` callback) raises, every assignment already made is undone in reverse
-    order and the exception propagates, so the layer is left as it was.
-    """
-
-    def __init__(self) -> None:
-        self._items: list[tuple[Any, str, Any]] = []
-        self._index_cache: dict[tuple[int, Any], tuple[Sequence[int], torch.Tensor]] = {}
-
-    def _index(self, keep: Sequence[int], device) -> torch.Tensor:
-        """``keep`` as a long tensor on ``device``, converted once per plan (a layer selects the same list often)."""
-        key = (id(keep), device)
-        hit = self._index_cache.get(key)
-        if hit is None or hit[0] is not keep:
-            hit = self._index_cache[key] = (keep, index_tensor(keep, device))
-        return hit[1]
-
-    def set(self, obj: Any, name: str, value: Any) -> None:
-        self._items.append((obj, name, value))
-
-    def select(self, module: nn.Module, name: str, *dims_keeps: tuple[int, Sequence[int]]) -> None:
-        """Plan ``module.name`` (a parameter or buffer, possibly ``None``) -> its selected entries."""
-        old = getattr(module, name, None)
-        if old is None:
-            return
-        self.set(module, name, derive_tensor(old, selector(*dims_keeps, index=self._index)))
-
-    def derive(self, module: nn.Module, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        old = getattr(module, name, None)
-        if old is None:
-            return
-        self.set(module, name, derive_tensor(old, fn))
-
-    def apply(self, finalize: Callable[[], None] | None = None) -> None:
-        done: list[tuple[Any, str, Any]] = []
-        try:
-            for obj, name, value in self._items:
-                old = getattr(obj, name)
-                setattr(obj, name, value)
-                done.append((obj, name, old))
-            if finalize is not None:
-                finalize()
-        except BaseException:
-            for obj, name, old in reversed(done):
-                try:
-                    setattr(obj, name, old)
-                except Exception:  # pragma: no cover - best effort; the original error matters more
-                    pass
-            if finalize is not None:
-                try:
-                    finalize()
-                except Exception:  # pragma: no cover
-                    pass
-            raise
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -289,6 +147,7 @@ class BasePruningFunc:
     A customised pruner for your own layer (Torch-Pruning style)::
 
         >>> import torch, torch.nn as nn
+        >>> from prune_explorer.layers import keep_indices
         >>> class Scale(nn.Module):
         ...     def __init__(self, n):
         ...         super().__init__()
@@ -326,13 +185,23 @@ class BasePruningFunc:
 
     # ---- channel counts ---------------------------------------------------------------------------------
 
+    #: ``(output attribute, input attribute)``: the layer attributes holding its channel counts (``None``: that side
+    #: has no prunable channels), read by the default :meth:`get_out_channels` / :meth:`get_in_channels`.
+    CHANNEL_ATTRS: tuple[str | None, str | None] | None = None
+
+    def _count(self, layer: Any, side: int, method: str) -> int | None:
+        if self.CHANNEL_ATTRS is None:
+            raise NotImplementedError(f"{type(self).__name__}.{method}")
+        attr = self.CHANNEL_ATTRS[side]
+        return None if attr is None else getattr(layer, attr)
+
     def get_out_channels(self, layer: Any) -> int | None:
         """Size of the layer's output-channel space, or ``None`` if it has no prunable output side."""
-        raise NotImplementedError(f"{type(self).__name__}.get_out_channels")
+        return self._count(layer, 0, "get_out_channels")
 
     def get_in_channels(self, layer: Any) -> int | None:
         """Size of the layer's input-channel space, or ``None`` if it has no prunable input side."""
-        raise NotImplementedError(f"{type(self).__name__}.get_in_channels")
+        return self._count(layer, 1, "get_in_channels")
 
     def get_channels(self, layer: Any, side: Any) -> int | None:
         """``get_out_channels`` or ``get_in_channels`` according to ``side`` (``"out"``/``"in"``)."""
@@ -471,12 +340,37 @@ class BasePruningFunc:
     # ---- pruning ----------------------------------------------------------------------------------------
 
     def prune_out_channels(self, layer: Any, idxs: Sequence[int]) -> Any:
-        """Remove output channels ``idxs`` from ``layer`` (in place on the module) and return it."""
-        raise NotImplementedError(f"{type(self).__name__}.prune_out_channels")
+        """Remove output channels ``idxs`` from ``layer`` (in place on the module) and return it: the request is
+        validated by :meth:`check`, then :meth:`remove` builds and assigns the new tensors."""
+        idxs = self.check(layer, idxs, "out")
+        if idxs:
+            self.remove(layer, idxs, "out")
+        return layer
 
     def prune_in_channels(self, layer: Any, idxs: Sequence[int]) -> Any:
-        """Remove input channels ``idxs`` from ``layer`` (in place on the module) and return it."""
-        raise NotImplementedError(f"{type(self).__name__}.prune_in_channels")
+        """Remove input channels ``idxs`` from ``layer`` (in place on the module) and return it (see
+        :meth:`prune_out_channels`)."""
+        idxs = self.check(layer, idxs, "in")
+        if idxs:
+            self.remove(layer, idxs, "in")
+        return layer
+
+    #: For a layer whose channels are plain slices of its tensors: ``{side: {tensor name: dim}}``. The default
+    #: :meth:`remove` keeps the other entries of each tensor along its dim and updates :attr:`CHANNEL_ATTRS`.
+    SLICED_TENSORS: dict[str, dict[str, int]] | None = None
+
+    def remove(self, layer: Any, idxs: list[int], side: str) -> None:
+        """Remove the channels ``idxs`` (checked: sorted, unique, in range, not empty) on ``side`` (``"out"`` or
+        ``"in"``): build the new tensors and assign them with one :class:`~.edits.LayerEdit`. Here: from
+        :attr:`SLICED_TENSORS`; pruners of other layers override it (a customised pruner may override
+        ``prune_out_channels`` / ``prune_in_channels`` instead)."""
+        if self.SLICED_TENSORS is None or self.CHANNEL_ATTRS is None:
+            raise NotImplementedError(f"{type(self).__name__}.prune_{side}_channels")
+        keep = keep_array(self.get_channels(layer, side), idxs)
+        edit = LayerEdit()
+        for name, dim in self.SLICED_TENSORS[side].items():
+            edit.select(layer, name, (dim, keep))
+        edit.set(layer, self.CHANNEL_ATTRS[0 if side == "out" else 1], len(keep)).apply()
 
     # ---- Torch-Pruning compatibility helpers -------------------------------------------------------------
 

@@ -21,13 +21,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import nn
 
-from .base import BasePruningFunc, Plan, keep_indices
+from .base import BasePruningFunc
+from .edits import LayerEdit, keep_indices
+from .recurrent import gate_parts, gate_rows
 from .family import LayerFamily, register_family
-from .slicing import Part, Rows, blocks, param_of
+from .slicing import Part, Rows
 
 __all__ = ["RNNCellPruner", "RNN_CELL_PRUNER", "RNN_CELL_FAMILY", "prune_rnn_cell_out_channels",
            "prune_rnn_cell_in_channels"]
@@ -46,40 +46,22 @@ class RNNCellPruner(BasePruningFunc):
 
     TARGET_MODULES = (nn.RNNCellBase,)
 
-    def get_out_channels(self, layer: nn.RNNCellBase) -> int:
-        return layer.hidden_size
+    CHANNEL_ATTRS = ("hidden_size", "input_size")
 
-    def get_in_channels(self, layer: nn.RNNCellBase) -> int:
-        return layer.input_size
-
-    def prune_out_channels(self, layer: nn.RNNCellBase, idxs: Sequence[int]) -> nn.RNNCellBase:
-        """Remove hidden units ``idxs`` (their rows in every gate block, their column of ``weight_hh``)."""
-        idxs = self.check(layer, idxs, "out")
-        if not idxs:
-            return layer
-        h = layer.hidden_size
-        keep = keep_indices(h, idxs)
-        rows = [q * h + j for q in range(_gates(layer)) for j in keep]
-        plan = Plan()
-        plan.select(layer, "weight_ih", (0, rows))
-        plan.select(layer, "weight_hh", (0, rows), (1, keep))
-        plan.select(layer, "bias_ih", (0, rows))
-        plan.select(layer, "bias_hh", (0, rows))
-        plan.set(layer, "hidden_size", len(keep))
-        plan.apply()
-        return layer
-
-    def prune_in_channels(self, layer: nn.RNNCellBase, idxs: Sequence[int]) -> nn.RNNCellBase:
-        """Remove input features ``idxs`` (columns of ``weight_ih``)."""
-        idxs = self.check(layer, idxs, "in")
-        if not idxs:
-            return layer
-        keep = keep_indices(layer.input_size, idxs)
-        plan = Plan()
-        plan.select(layer, "weight_ih", (1, keep))
-        plan.set(layer, "input_size", len(keep))
-        plan.apply()
-        return layer
+    def remove(self, layer: nn.RNNCellBase, idxs: list[int], side: str) -> None:
+        """Out: hidden units ``idxs`` (their rows in every gate block, their column of ``weight_hh``); in: input
+        features ``idxs`` (columns of ``weight_ih``)."""
+        edit = LayerEdit()
+        if side == "out":
+            keep = keep_indices(layer.hidden_size, idxs)
+            rows = gate_rows(keep, layer.hidden_size, _gates(layer))
+            edit.select(layer, "weight_ih", (0, rows)).select(layer, "weight_hh", (0, rows), (1, keep))
+            edit.select(layer, "bias_ih", (0, rows)).select(layer, "bias_hh", (0, rows))
+            edit.set(layer, "hidden_size", len(keep))
+        else:
+            keep = keep_indices(layer.input_size, idxs)
+            edit.select(layer, "weight_ih", (1, keep)).set(layer, "input_size", len(keep))
+        edit.apply()
 
 
 RNN_CELL_PRUNER = RNNCellPruner()
@@ -106,13 +88,8 @@ def rnn_cell_parts(layer: nn.RNNCellBase, space, idx) -> list:
     if space.side == "in":
         return [Part(layer.weight_ih, Rows(1, idx), False)]
     g = _gates(layer)
-    parts = [Part(layer.weight_ih, blocks(g, 0, idx), False), Part(layer.weight_hh, blocks(g, 0, idx), False),
-             Part(layer.weight_hh, Rows(1, idx), False)]
-    for name in ("bias_ih", "bias_hh"):
-        b = param_of(layer, name)
-        if b is not None:
-            parts.append(Part(b, blocks(g, 0, idx), True))
-    return parts
+    return (gate_parts(layer, ("weight_ih", "weight_hh"), g, idx, False) + [Part(layer.weight_hh, Rows(1, idx), False)]
+            + gate_parts(layer, ("bias_ih", "bias_hh"), g, idx, True))
 
 
 RNN_CELL_FAMILY = register_family(LayerFamily(

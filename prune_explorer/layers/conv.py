@@ -50,7 +50,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .base import BasePruningFunc, Plan, index_tensor, keep_array, keep_indices, normalize_side
+from .base import BasePruningFunc, normalize_side
+from .edits import LayerEdit, index_tensor, keep_array, keep_indices
 from .family import LayerFamily, register_family
 from .slicing import Part, Rows, grouped, param_of
 
@@ -109,11 +110,7 @@ class ConvPruner(BasePruningFunc):
 
     TARGET_MODULES = (_ConvNd,)
 
-    def get_out_channels(self, layer: nn.Module) -> int:
-        return layer.out_channels
-
-    def get_in_channels(self, layer: nn.Module) -> int:
-        return layer.in_channels
+    CHANNEL_ATTRS = ("out_channels", "in_channels")
 
     def specialize(self, layer: nn.Module) -> BasePruningFunc:
         """The depthwise pruner for a depthwise conv, else ``self``. A subclass (a customised pruner) is
@@ -210,81 +207,58 @@ class ConvPruner(BasePruningFunc):
 
     # ---- pruning ----------------------------------------------------------------------------------------
 
-    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
-        """Remove output channels ``idxs`` (indices into ``range(out_channels)``); returns ``layer``.
+    def remove(self, layer: nn.Module, idxs: list[int], side: str) -> None:
+        """Remove channels ``idxs`` of ``side`` (see the module docstring for the three kinds of convolution).
 
-        >>> conv = nn.Conv1d(2, 5, 3)
-        >>> ConvPruner().prune_out_channels(conv, [4]).out_channels
+        >>> ConvPruner().prune_out_channels(nn.Conv1d(2, 5, 3), [4]).out_channels
         4
+        >>> conv = nn.Conv2d(4, 4, 1, groups=2)   # 2 input channels per group: remove offset 1 of each
+        >>> ConvPruner().prune_in_channels(conv, [1, 3])
+        Conv2d(2, 4, kernel_size=(1, 1), stride=(1, 1), groups=2)
         """
-        idxs = self.check(layer, idxs, "out")
-        if not idxs:
-            return layer
         kind = conv_kind(layer)
-        if kind == "depthwise":
+        if kind == "depthwise":  # one space: input channel c owns outputs c*k .. c*k+k-1
             k = self.channel_multiplier(layer)
-            return self._prune_depthwise(layer, sorted({o // k for o in idxs}))
+            self._remove_depthwise(layer, sorted({o // k for o in idxs}) if side == "out" else idxs)
+        elif side == "out":
+            self._remove_out(layer, idxs, kind)
+        else:
+            self._remove_in(layer, idxs, kind)
+
+    def _remove_out(self, layer: nn.Module, idxs: list[int], kind: str) -> None:
         keep = keep_array(layer.out_channels, idxs)
-        plan = Plan()
-        if not layer.transposed:
-            plan.select(layer, "weight", (0, keep))
-        elif kind == "dense":
-            plan.select(layer, "weight", (1, keep))
+        edit = LayerEdit()
+        if not layer.transposed or kind == "dense":
+            edit.select(layer, "weight", (1 if layer.transposed else 0, keep))
         else:  # grouped transposed: (in, out/G, k...); each group keeps its own offsets
             g, a, b = layer.groups, layer.in_channels // layer.groups, layer.out_channels // layer.groups
             offs = [[o - q * b for o in keep if o // b == q] for q in range(g)]
 
-            def fn(w: torch.Tensor) -> torch.Tensor:
+            def per_group(w: torch.Tensor) -> torch.Tensor:
                 parts = [
                     torch.index_select(w[q * a:(q + 1) * a], 1, index_tensor(offs[q], w.device)) for q in range(g)
                 ]
                 return torch.cat(parts, 0)
 
-            plan.derive(layer, "weight", fn)
-        plan.select(layer, "bias", (0, keep))
-        plan.set(layer, "out_channels", len(keep))
-        plan.apply()
-        return layer
+            edit.derive(layer, "weight", per_group)
+        edit.select(layer, "bias", (0, keep)).set(layer, "out_channels", len(keep)).apply()
 
-    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
-        """Remove input channels ``idxs`` (indices into ``range(in_channels)``); returns ``layer``.
-
-        >>> conv = nn.Conv2d(4, 4, 1, groups=2)   # 2 input channels per group: remove offset 1 of each
-        >>> ConvPruner().prune_in_channels(conv, [1, 3])
-        Conv2d(2, 4, kernel_size=(1, 1), stride=(1, 1), groups=2)
-        """
-        idxs = self.check(layer, idxs, "in")
-        if not idxs:
-            return layer
-        kind = conv_kind(layer)
-        if kind == "depthwise":
-            return self._prune_depthwise(layer, idxs)
+    def _remove_in(self, layer: nn.Module, idxs: list[int], kind: str) -> None:
         keep = keep_array(layer.in_channels, idxs)
-        plan = Plan()
-        if layer.transposed:
-            plan.select(layer, "weight", (0, keep))
-        elif kind == "dense":
-            plan.select(layer, "weight", (1, keep))
-        else:
+        if layer.transposed or kind == "dense":
+            weight_keep = (0 if layer.transposed else 1, keep)
+        else:  # grouped: the weight stores one group's inputs; the same offsets leave every group
             a = layer.in_channels // layer.groups
-            removed_offsets = [i for i in idxs if i < a]
-            plan.select(layer, "weight", (1, keep_indices(a, removed_offsets)))
-        plan.set(layer, "in_channels", len(keep))
-        plan.apply()
-        return layer
+            weight_keep = (1, keep_indices(a, [i for i in idxs if i < a]))
+        LayerEdit().select(layer, "weight", weight_keep).set(layer, "in_channels", len(keep)).apply()
 
-    def _prune_depthwise(self, layer: nn.Module, chans: list[int]) -> nn.Module:
+    def _remove_depthwise(self, layer: nn.Module, chans: list[int]) -> None:
         k = self.channel_multiplier(layer)
         keep_in = keep_indices(layer.in_channels, chans)
         keep_out = keep_indices(layer.out_channels, [c * k + m for c in chans for m in range(k)])
-        plan = Plan()
-        plan.select(layer, "weight", (0, keep_in if layer.transposed else keep_out))
-        plan.select(layer, "bias", (0, keep_out))
-        plan.set(layer, "in_channels", len(keep_in))
-        plan.set(layer, "out_channels", len(keep_out))
-        plan.set(layer, "groups", len(keep_in))
-        plan.apply()
-        return layer
+        edit = LayerEdit().select(layer, "weight", (0, keep_in if layer.transposed else keep_out))
+        edit.select(layer, "bias", (0, keep_out)).set(layer, "in_channels", len(keep_in))
+        edit.set(layer, "out_channels", len(keep_out)).set(layer, "groups", len(keep_in)).apply()
 
 
 class DepthwiseConvPruner(ConvPruner):

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from .base import BasePruningFunc, Plan, keep_array
+from .base import BasePruningFunc
 from .family import LayerFamily, register_family
 from .slicing import Part, Rows
 
@@ -38,23 +38,9 @@ class EmbeddingPruner(BasePruningFunc):
 
     TARGET_MODULES = (nn.Embedding, nn.EmbeddingBag)
 
-    def get_out_channels(self, layer: nn.Module) -> int:
-        return layer.embedding_dim
+    CHANNEL_ATTRS = ("embedding_dim", None)  # the input is token ids, not channels
 
-    def get_in_channels(self, layer: nn.Module) -> None:
-        return None
-
-    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
-        """Remove embedding features ``idxs`` (columns of ``weight``); returns ``layer``."""
-        idxs = self.check(layer, idxs, "out")
-        if not idxs:
-            return layer
-        keep = keep_array(layer.embedding_dim, idxs)
-        plan = Plan()
-        plan.select(layer, "weight", (1, keep))
-        plan.set(layer, "embedding_dim", len(keep))
-        plan.apply()
-        return layer
+    SLICED_TENSORS = {"out": {"weight": 1}}  # embedding features: columns of the weight
 
     def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
         """Not supported: the input of an embedding is token ids (``num_embeddings``), not channels."""

@@ -15,11 +15,9 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import nn
 
-from .base import BasePruningFunc, Plan, keep_array
+from .base import BasePruningFunc
 from .family import LayerFamily, register_family
 from .slicing import Part, Rows, param_of
 
@@ -36,36 +34,8 @@ class LinearPruner(BasePruningFunc):
 
     TARGET_MODULES = (nn.Linear,)
 
-    def get_out_channels(self, layer: nn.Linear) -> int:
-        return layer.out_features
-
-    def get_in_channels(self, layer: nn.Linear) -> int:
-        return layer.in_features
-
-    def prune_out_channels(self, layer: nn.Linear, idxs: Sequence[int]) -> nn.Linear:
-        """Remove output features ``idxs`` (rows of ``weight``, entries of ``bias``); returns ``layer``."""
-        idxs = self.check(layer, idxs, "out")
-        if not idxs:
-            return layer
-        keep = keep_array(layer.out_features, idxs)
-        plan = Plan()
-        plan.select(layer, "weight", (0, keep))
-        plan.select(layer, "bias", (0, keep))
-        plan.set(layer, "out_features", len(keep))
-        plan.apply()
-        return layer
-
-    def prune_in_channels(self, layer: nn.Linear, idxs: Sequence[int]) -> nn.Linear:
-        """Remove input features ``idxs`` (columns of ``weight``); returns ``layer``."""
-        idxs = self.check(layer, idxs, "in")
-        if not idxs:
-            return layer
-        keep = keep_array(layer.in_features, idxs)
-        plan = Plan()
-        plan.select(layer, "weight", (1, keep))
-        plan.set(layer, "in_features", len(keep))
-        plan.apply()
-        return layer
+    CHANNEL_ATTRS = ("out_features", "in_features")
+    SLICED_TENSORS = {"out": {"weight": 0, "bias": 0}, "in": {"weight": 1}}
 
 
 LINEAR_PRUNER = LinearPruner()

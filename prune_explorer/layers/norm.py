@@ -28,7 +28,6 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -36,7 +35,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from ..errors import PruningError
-from .base import BasePruningFunc, Plan, keep_array, normalize_indices
+from .base import BasePruningFunc, normalize_indices
+from .edits import LayerEdit, keep_array
 from .family import LayerFamily, register_family
 from .slicing import affine_parts
 
@@ -70,7 +70,7 @@ __all__ = [
 
 
 class _CoupledPruner(BasePruningFunc):
-    """A layer whose input and output channels are one space; subclasses implement ``_prune``."""
+    """A layer whose input and output channels are one space; subclasses implement ``remove`` (the side does not matter)."""
 
     def in_out_coupled(self, layer: Any) -> bool:
         return True
@@ -78,32 +78,10 @@ class _CoupledPruner(BasePruningFunc):
     def get_in_channels(self, layer: Any) -> int | None:
         return self.get_out_channels(layer)
 
-    def _prune(self, layer: Any, idxs: list[int]) -> Any:
-        raise NotImplementedError
-
-    def prune_out_channels(self, layer: Any, idxs: Sequence[int]) -> Any:
-        """Remove channels ``idxs``; the same as :meth:`prune_in_channels`. Returns ``layer``."""
-        idxs = self.check(layer, idxs, "out")
-        return self._prune(layer, idxs) if idxs else layer
-
-    def prune_in_channels(self, layer: Any, idxs: Sequence[int]) -> Any:
-        """Remove channels ``idxs``; the same as :meth:`prune_out_channels`. Returns ``layer``."""
-        idxs = self.check(layer, idxs, "in")
-        return self._prune(layer, idxs) if idxs else layer
-
 
 class _NumFeaturesPruner(_CoupledPruner):
-    def get_out_channels(self, layer: nn.Module) -> int:
-        return layer.num_features
-
-    def _prune(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
-        keep = keep_array(layer.num_features, idxs)
-        plan = Plan()
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            plan.select(layer, name, (0, keep))
-        plan.set(layer, "num_features", len(keep))
-        plan.apply()
-        return layer
+    CHANNEL_ATTRS = ("num_features", "num_features")
+    SLICED_TENSORS = dict.fromkeys(("out", "in"), {"weight": 0, "bias": 0, "running_mean": 0, "running_var": 0})
 
 
 class BatchnormPruner(_NumFeaturesPruner):
@@ -139,9 +117,8 @@ class GroupNormPruner(_CoupledPruner):
     """
 
     TARGET_MODULES = (nn.GroupNorm,)
-
-    def get_out_channels(self, layer: nn.GroupNorm) -> int:
-        return layer.num_channels
+    CHANNEL_ATTRS = ("num_channels", "num_channels")
+    SLICED_TENSORS = dict.fromkeys(("out", "in"), {"weight": 0, "bias": 0})
 
     def channel_multiple(self, layer: nn.GroupNorm, side: Any) -> int:
         return layer.num_groups
@@ -151,15 +128,6 @@ class GroupNormPruner(_CoupledPruner):
 
     def get_in_channel_groups(self, layer: nn.GroupNorm) -> int:
         return layer.num_groups
-
-    def _prune(self, layer: nn.GroupNorm, idxs: list[int]) -> nn.GroupNorm:
-        keep = keep_array(layer.num_channels, idxs)
-        plan = Plan()
-        plan.select(layer, "weight", (0, keep))
-        plan.select(layer, "bias", (0, keep))
-        plan.set(layer, "num_channels", len(keep))
-        plan.apply()
-        return layer
 
 
 _LAYERNORM_TYPES: tuple[type, ...] = (nn.LayerNorm,) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
@@ -181,15 +149,11 @@ class LayernormPruner(_CoupledPruner):
     def get_out_channels(self, layer: nn.Module) -> int:
         return layer.normalized_shape[-1]
 
-    def _prune(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
+    def remove(self, layer: nn.Module, idxs: list[int], side: str) -> None:
         shape = tuple(layer.normalized_shape)
         keep = keep_array(shape[-1], idxs)
-        plan = Plan()
-        plan.select(layer, "weight", (-1, keep))
-        plan.select(layer, "bias", (-1, keep))
-        plan.set(layer, "normalized_shape", (*shape[:-1], len(keep)))
-        plan.apply()
-        return layer
+        edit = LayerEdit().select(layer, "weight", (-1, keep)).select(layer, "bias", (-1, keep))
+        edit.set(layer, "normalized_shape", (*shape[:-1], len(keep))).apply()
 
 
 class PReLUPruner(_CoupledPruner):
@@ -216,15 +180,10 @@ class PReLUPruner(_CoupledPruner):
                 raise self.error(layer, None, None, e.problem, e.fix) from None
         return super().check(layer, idxs, side)
 
-    def _prune(self, layer: nn.PReLU, idxs: list[int]) -> nn.PReLU:
-        if layer.num_parameters == 1:
-            return layer
-        keep = keep_array(layer.num_parameters, idxs)
-        plan = Plan()
-        plan.select(layer, "weight", (0, keep))
-        plan.set(layer, "num_parameters", len(keep))
-        plan.apply()
-        return layer
+    def remove(self, layer: nn.PReLU, idxs: list[int], side: str) -> None:
+        if layer.num_parameters > 1:  # one shared slope: nothing to remove
+            keep = keep_array(layer.num_parameters, idxs)
+            LayerEdit().select(layer, "weight", (0, keep)).set(layer, "num_parameters", len(keep)).apply()
 
 
 BATCHNORM_PRUNER = BatchnormPruner()

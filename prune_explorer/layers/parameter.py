@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from ..errors import PruningError
-from .base import BasePruningFunc, Plan, derive_tensor, describe_layer, keep_indices, selector
+from .base import BasePruningFunc, describe_layer
+from .edits import LayerEdit, derive_tensor, keep_indices, selector
 from .family import LayerFamily, register_family
 from .recurrent import refresh_flat_weights
 from .slicing import Part, Rows
@@ -144,9 +145,7 @@ class ParameterPruner(BasePruningFunc):
         new = derive_tensor(t, selector((self.pruning_dim, keep_indices(t.shape[self.pruning_dim], idxs))))
         if owner is None:
             return new
-        plan = Plan()
-        plan.set(owner, name, new)
-        plan.apply()
+        LayerEdit().set(owner, name, new).apply()
         return owner
 
     def prune_out_channels(self, layer: Any, idxs: Sequence[int], dim: int | None = None) -> Any:
@@ -195,18 +194,18 @@ def replace_parameter(model: nn.Module, qualified_name: str, new_param: torch.Te
         if p is old
     ]
     seen: set[tuple[int, str]] = set()
-    plan = Plan()
+    edit = LayerEdit()
     for m, n in targets:
         if (id(m), n) not in seen:
             seen.add((id(m), n))
-            plan.set(m, n, new_param)
+            edit.set(m, n, new_param)
     rnns = [m for m, _ in targets if isinstance(m, nn.RNNBase)]
 
     def refresh() -> None:
         for m in rnns:
             refresh_flat_weights(m)
 
-    plan.apply(finalize=refresh if rnns else None)
+    edit.apply(finalize=refresh if rnns else None)
     return old
 
 

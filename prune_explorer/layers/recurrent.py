@@ -37,9 +37,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+
 from torch import nn
 
-from .base import BasePruningFunc, Plan, keep_indices
+from .base import BasePruningFunc
+from .edits import LayerEdit, keep_indices
 from .family import LayerFamily, register_family
 from .slicing import Part, Rows, blocks, param_of
 
@@ -49,6 +51,8 @@ __all__ = [
     "GRU_PRUNER",
     "RECURRENT_FAMILY",
     "refresh_flat_weights",
+    "gate_rows",
+    "gate_parts",
     "RNNPruner",
     "LSTMPruner",
     "GRUPruner",
@@ -61,6 +65,20 @@ __all__ = [
 ]
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+
+
+def gate_rows(keep: list[int], hidden: int, gates: int) -> list[int]:
+    """The rows of a gate-stacked weight (``gates`` blocks of ``hidden`` rows) that the hidden units ``keep`` own.
+
+    >>> gate_rows([0, 2], hidden=3, gates=2)
+    [0, 2, 3, 5]
+    """
+    return [q * hidden + j for q in range(gates) for j in keep]
+
+
+def gate_parts(layer: nn.Module, names, gates: int, idx, is_bias: bool) -> list:
+    """Parts of the named gate-stacked tensors that exist: channel ``j`` owns entry ``j`` of every gate block."""
+    return [Part(p, blocks(gates, 0, idx), is_bias) for p in (param_of(layer, n) for n in names) if p is not None]
 
 
 def refresh_flat_weights(layer: nn.RNNBase) -> None:
@@ -92,11 +110,7 @@ class RNNPruner(BasePruningFunc):
     def variants(self) -> tuple:
         return (self, LSTM_PRUNER, GRU_PRUNER) if type(self) is RNNPruner else (self,)
 
-    def get_out_channels(self, layer: nn.RNNBase) -> int:
-        return layer.hidden_size
-
-    def get_in_channels(self, layer: nn.RNNBase) -> int:
-        return layer.input_size
+    CHANNEL_ATTRS = ("hidden_size", "input_size")
 
     def get_out_features(self, layer: nn.RNNBase) -> int:
         """Size of the output tensor's feature dim: ``hidden_size * (2 if bidirectional else 1)``."""
@@ -128,38 +142,27 @@ class RNNPruner(BasePruningFunc):
     def _directions(layer: nn.RNNBase) -> list[str]:
         return ["", "_reverse"] if layer.bidirectional else [""]
 
-    def prune_out_channels(self, layer: nn.RNNBase, idxs: Sequence[int]) -> nn.RNNBase:
-        """Remove hidden units ``idxs`` from every layer and direction; returns ``layer``."""
-        idxs = self.check(layer, idxs, "out")
-        if not idxs:
-            return layer
-        h = layer.hidden_size
-        keep = keep_indices(h, idxs)
-        rows = [q * h + j for q in range(_GATES[layer.mode]) for j in keep]
-        below = keep + [h + j for j in keep] if layer.bidirectional else keep
-        plan = Plan()
-        for k in range(layer.num_layers):
+    def remove(self, layer: nn.RNNBase, idxs: list[int], side: str) -> None:
+        """Out: hidden units ``idxs`` from every layer and direction; in: input features ``idxs`` (columns of
+        ``weight_ih_l0`` and its reverse)."""
+        edit = LayerEdit()
+        if side == "out":
+            h = layer.hidden_size
+            keep = keep_indices(h, idxs)
+            rows = gate_rows(keep, h, _GATES[layer.mode])
+            below = keep + [h + j for j in keep] if layer.bidirectional else keep
+            for k in range(layer.num_layers):
+                for sfx in self._directions(layer):
+                    edit.select(layer, f"weight_ih_l{k}{sfx}", (0, rows), *([(1, below)] if k > 0 else []))
+                    edit.select(layer, f"weight_hh_l{k}{sfx}", (0, rows), (1, keep))
+                    edit.select(layer, f"bias_ih_l{k}{sfx}", (0, rows)).select(layer, f"bias_hh_l{k}{sfx}", (0, rows))
+            edit.set(layer, "hidden_size", len(keep))
+        else:
+            keep = keep_indices(layer.input_size, idxs)
             for sfx in self._directions(layer):
-                plan.select(layer, f"weight_ih_l{k}{sfx}", (0, rows), *([(1, below)] if k > 0 else []))
-                plan.select(layer, f"weight_hh_l{k}{sfx}", (0, rows), (1, keep))
-                plan.select(layer, f"bias_ih_l{k}{sfx}", (0, rows))
-                plan.select(layer, f"bias_hh_l{k}{sfx}", (0, rows))
-        plan.set(layer, "hidden_size", len(keep))
-        plan.apply(finalize=lambda: refresh_flat_weights(layer))
-        return layer
-
-    def prune_in_channels(self, layer: nn.RNNBase, idxs: Sequence[int]) -> nn.RNNBase:
-        """Remove input features ``idxs`` (columns of ``weight_ih_l0`` and its reverse); returns ``layer``."""
-        idxs = self.check(layer, idxs, "in")
-        if not idxs:
-            return layer
-        keep = keep_indices(layer.input_size, idxs)
-        plan = Plan()
-        for sfx in self._directions(layer):
-            plan.select(layer, f"weight_ih_l0{sfx}", (1, keep))
-        plan.set(layer, "input_size", len(keep))
-        plan.apply(finalize=lambda: refresh_flat_weights(layer))
-        return layer
+                edit.select(layer, f"weight_ih_l0{sfx}", (1, keep))
+            edit.set(layer, "input_size", len(keep))
+        edit.apply(finalize=lambda: refresh_flat_weights(layer))
 
 
 class LSTMPruner(RNNPruner):
@@ -219,14 +222,11 @@ def recurrent_parts(layer: nn.RNNBase, space, idx) -> list:
     for k in range(layer.num_layers):
         for sfx in dirs:
             wih, whh = getattr(layer, f"weight_ih_l{k}{sfx}"), getattr(layer, f"weight_hh_l{k}{sfx}")
-            parts += [Part(wih, blocks(gates, 0, idx), False), Part(whh, blocks(gates, 0, idx), False),
-                      Part(whh, Rows(1, idx), False)]
+            parts += gate_parts(layer, (f"weight_ih_l{k}{sfx}", f"weight_hh_l{k}{sfx}"), gates, idx, False)
+            parts.append(Part(whh, Rows(1, idx), False))
             if k > 0:  # the layer below's outputs: [forward H | backward H] when bidirectional
                 parts.append(Part(wih, blocks(len(dirs), 1, idx), False))
-            for bname in (f"bias_ih_l{k}{sfx}", f"bias_hh_l{k}{sfx}"):
-                b = param_of(layer, bname)
-                if b is not None:
-                    parts.append(Part(b, blocks(gates, 0, idx), True))
+            parts += gate_parts(layer, (f"bias_ih_l{k}{sfx}", f"bias_hh_l{k}{sfx}"), gates, idx, True)
     return parts
 
 

@@ -12,9 +12,10 @@ from torch import nn
 
 import prune_explorer.layers as L
 from prune_explorer.errors import PruneExplorerError, PruningError
-from prune_explorer.layers.base import Plan
+from prune_explorer.layers.edits import LayerEdit
 
-MODULES = ["base", "conv", "linear", "norm", "embedding", "attention", "recurrent", "parameter", "registry"]
+MODULES = ["base", "edits", "family", "slicing", "conv", "linear", "norm", "embedding", "attention", "recurrent", "cell",
+           "parameter", "registry"]
 
 
 @pytest.mark.parametrize("name", MODULES + [None])
@@ -84,10 +85,10 @@ def test_lazy_and_parametrized_layers_are_refused(snapshot):
     snap.assert_unchanged()
 
 
-def test_plan_rolls_back_every_assignment(snapshot):
+def test_layer_edit_rolls_back_every_assignment(snapshot):
     fc = nn.Linear(3, 3)
     snap = snapshot(fc)
-    plan = Plan()
+    plan = LayerEdit()
     plan.select(fc, "weight", (0, [0]))
     plan.set(fc, "out_features", 1)
     plan.set(fc, "bias", "not a tensor")  # Module.__setattr__ refuses this -> TypeError
@@ -95,7 +96,7 @@ def test_plan_rolls_back_every_assignment(snapshot):
         plan.apply()
     snap.assert_unchanged()
 
-    plan = Plan()
+    plan = LayerEdit()
     plan.select(fc, "weight", (0, [0]))
 
     def fail():

@@ -1,0 +1,101 @@
+"""The record of one traced operation, and the rules shared by every op family: unlabeled outputs, unsupported
+ops (their channels are fixed), ops whose outputs never carry a channel, selections by value."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+
+from ..labels import Value
+
+__all__ = ["Call", "arg", "norm_dim", "labels_of", "fix_lost_labels", "unlabeled", "no_channels", "unfixable",
+           "unknown", "selection"]
+
+
+class Call:
+    """One traced operation: ``outputs = func(*args, **kwargs)``."""
+
+    __slots__ = ("index", "name", "func", "args", "kwargs", "inputs", "outputs", "node", "module")
+
+    def __init__(self, index, name, func, args, kwargs, inputs, outputs, module=None):
+        self.index = index
+        self.name = name
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.inputs: List[Value] = inputs
+        self.outputs: List[Value] = outputs
+        self.node = None
+        self.module = module
+
+    @property
+    def x(self) -> Optional[Value]:
+        return self.inputs[0] if self.inputs else None
+
+    def __repr__(self):
+        return f"Call({self.name}, in={self.inputs}, out={self.outputs})"
+
+
+def arg(call: Call, pos: int, key: str, default=None):
+    if len(call.args) > pos:
+        return call.args[pos]
+    return call.kwargs.get(key, default)
+
+
+def norm_dim(d: int, ndim: int) -> int:
+    return d + ndim if d < 0 else d
+
+
+def labels_of(fields) -> torch.Tensor:
+    parts = [f.reshape(-1) for f in fields]
+    if not parts:
+        return torch.empty(0, dtype=torch.long)
+    ids = torch.cat(parts)
+    return torch.unique(ids[ids >= 0])
+
+
+def fix_lost_labels(tracer, call: Call, reason: str) -> None:
+    """Fix input labels that no output carries any more (the op selected a fixed subset of channels)."""
+    before = labels_of(call.x.fields) if call.x is not None else torch.empty(0, dtype=torch.long)
+    if before.numel() == 0:
+        return
+    after = labels_of([f for v in call.outputs for f in v.fields])
+    lost = before[~torch.isin(before, after)]
+    if lost.numel():
+        for f in call.x.fields:
+            if bool(torch.isin(f, lost).any()):
+                tracer.couplings.fix(f, reason)
+
+
+def unlabeled(call: Call) -> None:
+    for o in call.outputs:
+        o.fields = []
+
+
+def no_channels(tracer, call: Call) -> None:
+    """Ops whose outputs never carry channels (shape queries, argmax indices, comparisons to scalars…)."""
+    unlabeled(call)
+
+
+def unfixable(tracer, call: Call) -> None:
+    for v in call.inputs:
+        for f in v.fields:
+            tracer.couplings.fix(f, f"unsupported operation '{call.name}'")
+    unlabeled(call)
+
+
+def unknown(tracer, call: Call) -> None:
+    if any(v.fields for v in call.inputs):
+        tracer.report_unknown(call.name)
+    unfixable(tracer, call)
+
+
+def selection(tracer, call: Call) -> None:
+    """``topk`` / ``sort`` / ``nms`` / ``nonzero``…: entries picked by value. The picked positions depend on the
+    data, so any channels among them are kept fixed (quietly: these are well understood, e.g. detection
+    post-processing), and the results carry no channel."""
+    for v in call.inputs:
+        for f in v.fields:
+            tracer.couplings.fix(f, f"'{call.name}' selects entries by value")
+    unlabeled(call)

@@ -1,0 +1,47 @@
+"""Broadcasting ops (``add``, ``mul``, ``relu``, ``where``...): a channel meets the channel at the same position of
+every other operand, so those channels are removed together."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..labels import Value, align, merge_fields, varying_dims
+from .call import Call
+
+__all__ = ["elementwise", "first_operand"]
+
+
+def elementwise(tracer, call: Call, inputs: Optional[Sequence[Value]] = None) -> None:
+    """Broadcasting ops: a channel meets the channel at the same position of every other operand."""
+    if not call.outputs:
+        return
+    out = call.outputs[0]
+    nd = out.ndim
+    ins = [v for v in (inputs if inputs is not None else call.inputs) if v.ndim <= nd]
+    shapes = [(1,) * (nd - v.ndim) + v.shape for v in ins]
+    fields = [[align(f, nd) for f in v.fields] for v in ins]
+    reason = f"'{call.name}' combines these channels with a tensor of the same size that carries no prunable channel"
+    for i, fi in enumerate(fields):
+        for f in fi:
+            vd = varying_dims(f)
+            for j in range(len(ins)):
+                if j == i:
+                    continue
+                full = {d for d in vd if shapes[j][d] > 1}
+                if not full:
+                    continue
+                partners = [g for g in fields[j] if varying_dims(g) & full]
+                if not partners:
+                    tracer.couplings.fix(f, reason)
+                elif j > i:
+                    for g in partners:
+                        tracer.couplings.unify(f, g, reason)
+    merged = merge_fields([f for fi in fields for f in fi])
+    for o in call.outputs:
+        if o.shape == out.shape:
+            o.fields = list(merged)
+
+
+def first_operand(tracer, call: Call) -> None:
+    """Ops such as ``x.to(other)`` / ``x.type_as(other)``: only the first tensor flows to the output."""
+    elementwise(tracer, call, inputs=call.inputs[:1])
