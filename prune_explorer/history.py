@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from . import layers
 from .errors import PruningError
-from .graph.dependency_graph import HISTORY_ATTR, model_history
+from .graph.records import HISTORY_ATTR, model_history
 from .graph.snapshot import restore_modules, snapshot_modules
 from .validation import check_indices
 

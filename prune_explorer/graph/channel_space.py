@@ -64,15 +64,6 @@ class ChannelSpace:
             self._rank = np.cumsum(self.alive) - 1
         return self._rank
 
-    def kill(self, orig_idxs: np.ndarray) -> None:
-        """Mark original channels as removed (``alive`` is a view into the graph's global mask)."""
-        self.alive[orig_idxs] = False
-        self.invalidate()
-
-    def set_alive(self, alive: np.ndarray) -> None:
-        self.alive[:] = alive
-        self.invalidate()
-
     def invalidate(self) -> None:
         self._rank = None
         self._alive_idx = None

@@ -12,12 +12,17 @@ channel of a unit removes the whole unit.
 
 from __future__ import annotations
 
+import html
+import warnings
 from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from .. import layers
+from ..layers.parameter import ParameterPruner
 from .channel_space import SIDE_OUT, ChannelSpace
 from .node import Node
+from .output_changes import output_changes_message
 
 
 class Dependency:
@@ -138,8 +143,6 @@ _FN_NAMES = {}
 def fn_name(fn) -> str:
     """Torch-Pruning-style name of a pruning function, e.g. ``prune_conv_out_channels``."""
     if not _FN_NAMES:
-        from .. import layers
-
         for attr in dir(layers):
             if attr.startswith("prune_"):
                 f = getattr(layers, attr)
@@ -151,8 +154,6 @@ def fn_name(fn) -> str:
     if name is not None:
         return name
     if owner is not None:
-        from ..layers import ParameterPruner
-
         if isinstance(owner, ParameterPruner):  # one instance per pruning dim; the dim is recorded separately
             return "prune_parameter_" + getattr(fn, "__name__", "prune_out_channels")[len("prune_"):]
         return f"{type(owner).__name__}.{getattr(fn, '__name__', 'prune')}"
@@ -180,7 +181,7 @@ class Group:
     @property
     def items(self) -> List[GroupItem]:
         if self._items is None or self._version != self._graph._version:
-            self._items, self._units = self._graph._materialise(self)
+            self._items, self._units = self._graph._group_items(self)
             self._version = self._graph._version
         return self._items
 
@@ -269,8 +270,6 @@ class Group:
 
     def exec(self):
         """Deprecated spelling of :meth:`prune` (kept from Torch-Pruning)."""
-        import warnings
-
         warnings.warn("Group.exec() is deprecated; use group.prune()", DeprecationWarning, stacklevel=2)
         return self.prune()
 
@@ -300,15 +299,12 @@ class Group:
             lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
         g = self._graph
         if self.classes.size and g.output_class_mask[self.classes].any():
-            from .output_changes import output_changes_message
-
-            lines.append("changes the model's outputs: " + output_changes_message(g, g._members_of(self.classes)))
+            changed = output_changes_message(g, g.classes.members(self.classes, g.alive_mask))
+            lines.append("changes the model's outputs: " + changed)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return self.details()
 
     def _repr_html_(self) -> str:
-        import html
-
         return "<pre>" + html.escape(self.details()) + "</pre>"

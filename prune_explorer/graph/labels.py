@@ -164,10 +164,6 @@ class Couplings:
         if ids.size:
             self.fixed.append((np.unique(ids), reason))
 
-    def fix_field(self, f: Optional[Field], reason: str) -> None:
-        if f is not None:
-            self.fix(f, reason)
-
     def unify(self, a: Field, b: Field, reason: str) -> None:
         """Couple ``a`` and ``b`` position by position; a labeled position facing an unlabeled one is fixed."""
         a, b = _as_numpy(a), _as_numpy(b)
@@ -212,6 +208,3 @@ def _check_real(*tensors) -> None:
         if t.device.type != "cpu" or t.dtype != torch.long:
             raise RuntimeError(f"internal: a label tensor must be int64 on the CPU, got {t.dtype} on {t.device}")
 
-
-def gids_to_numpy(t: torch.Tensor) -> np.ndarray:
-    return t.reshape(-1).numpy()

@@ -32,6 +32,8 @@ from ..layers import registry as layer_registry
 from ..validation import check_indices
 from .channel_space import SIDE_IN, SIDE_OUT
 from .group import Group, GroupItem
+from .group_members import dependency
+from .records import checked_idxs
 
 HistoryEntry = Union[list, tuple, dict]
 
@@ -49,8 +51,7 @@ class TorchPruningGraphAPI:
                 f"register_customized_layer expects a layer type (a class), got {layer_type!r}; register "
                 "type(layer) to handle every layer of that class"
             )
-        if not all(hasattr(layer_pruner, a) for a in ("prune_out_channels", "prune_in_channels", "get_out_channels",
-                                                       "get_in_channels")):
+        if not layer_registry.is_pruner(layer_pruner):
             raise TypeError(
                 "the pruner must have prune_out_channels / prune_in_channels / get_out_channels / get_in_channels "
                 f"(subclass pe.pruner.BasePruningFunc); got {layer_pruner!r}"
@@ -63,10 +64,7 @@ class TorchPruningGraphAPI:
         for s in self.spaces_of(module) if self._built else ():
             return s.pruner
         if isinstance(module, nn.Module):
-            for t in type(module).__mro__:
-                if t in self.customized_pruners:
-                    return self.customized_pruners[t]
-            return layer_registry.DEFAULT_REGISTRY.get(module)
+            return layer_registry.DEFAULT_REGISTRY.with_overrides(self.customized_pruners).get(module)
         return None
 
     # ---- validation ----------------------------------------------------------------------------------------------
@@ -82,14 +80,14 @@ class TorchPruningGraphAPI:
             return False
         if not items or not items[0].idx_array.size:
             return False
-        if group.classes.size and self._hard_fixed[group.classes].any():
+        if group.classes.size and self.classes.never[group.classes].any():
             return False
         for it in items:
             s = it.dep.space
             if it.idx_array.size >= s.current_size:
                 return False
             try:
-                self._checked_idxs(s, it)
+                checked_idxs(s, it)
             except PruningError:
                 return False
         return True
@@ -175,14 +173,7 @@ class TorchPruningGraphAPI:
         return self._group_on(space, list(idxs)), False
 
     def _dependency(self, root_space, space):
-        from .group import Dependency
-
-        key = (root_space.index, space.index)
-        dep = self._deps.get(key)
-        if dep is None:
-            dep = self._deps[key] = Dependency(root_space.handler, space.handler, self.space_node(root_space),
-                                               self.space_node(space), space)
-        return dep
+        return dependency(self, root_space, space)
 
 
 def _describe_entry(entry) -> str:

@@ -86,14 +86,3 @@ class TracedInt(int):
     def __reduce__(self):  # pickles/deep-copies as a plain int
         return (int, (int(self),))
 
-
-def sources_of(obj) -> FrozenSet[Source]:
-    """All traced sources of an int (or nested tuple/list of ints); empty for literals."""
-    if isinstance(obj, TracedInt):
-        return obj.sources
-    if isinstance(obj, (tuple, list)):
-        out = set()
-        for item in obj:
-            out |= sources_of(item)
-        return frozenset(out)
-    return frozenset()

@@ -24,23 +24,24 @@ from torch.overrides import TorchFunctionMode
 from ..errors import TracingError
 from ..inputs import CALL_CONVENTION, call_model, kept_state, tensors_in, to_meta
 from ..layers.family import FAMILIES
+from ..layers.parameter import ParameterPruner
 from ..layers.registry import DEFAULT_REGISTRY
 from . import op_rules
 from .layer_calls import LayerCallContext, custom_channel_map
 from .channel_space import SIDE_OUT, SpaceTable
+from .classes import OUTPUT_REASON
 from .labels import Couplings, Value, new_field
 from .meta_shapes import fast_meta
 from .node import Node
 from .op_names import op_name
 from .traced_int import TracedInt
 
-#: Why channels that reach the model's outputs are kept fixed by the automatic tools. Unlike the other reasons, it
-#: does not make them unprunable: an explicit ``DG.get_pruning_group`` on them is done, with a warning naming each
-#: output whose shape changes (see ``Tracer.outputs``).
-OUTPUT_REASON = "reaches the model output (its size is part of the model's interface)"
 
 
-class _Mode(TorchFunctionMode):
+class TracingMode(TorchFunctionMode):
+    """Hands every torch call the model makes to the tracer (calls inside a hooked layer, and the tracer's own,
+    just run; on meta stand-ins the common ones get their output shape from :mod:`.meta_shapes`)."""
+
     def __init__(self, tracer: "Tracer"):
         super().__init__()
         self.tracer = tracer
@@ -48,8 +49,8 @@ class _Mode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         tr = self.tracer
-        if tr.busy or tr.depth:
-            if tr.meta and not tr.busy:
+        if tr.in_tracer_code or tr.layer_depth:
+            if tr.meta and not tr.in_tracer_code:
                 out = fast_meta(func, op_name(func), args, kwargs)
                 if out is not None:
                     return out
@@ -61,13 +62,13 @@ class _Mode(TorchFunctionMode):
         out = fast_meta(func, name, args, kwargs) if tr.meta else None
         if out is None:
             out = func(*args, **kwargs)
-        tr.busy = True
+        tr.in_tracer_code = True
         try:
             tr.on_call(func, name, args, kwargs, out)
         except Exception as exc:  # never break the user's forward pass because of a tracer bug
             tr.on_internal_error(name, exc, args, kwargs, out)
         finally:
-            tr.busy = False
+            tr.in_tracer_code = False
         return out
 
 
@@ -86,9 +87,9 @@ class Tracer:
         self.values: Dict[int, Value] = {}
         self._by_id: Dict[int, Tuple[Any, Value]] = {}
         self._next_uid = 0
-        self.busy = False
-        self.depth = 0
-        self.calls: List[op_rules.Call] = []
+        self.in_tracer_code = False  # True while the tracer's own code runs: its torch calls are not the model's
+        self.layer_depth = 0  # how many hooked layers' forwards are running (calls inside them are not recorded)
+        self.n_calls = 0  # calls recorded so far (each call's arguments are dropped once its rule ran)
         self.nodes: Dict[str, Node] = {}
         self.unknown_ops: Counter = Counter()
         self.internal_errors: List[str] = []
@@ -99,7 +100,8 @@ class Tracer:
         # module bookkeeping
         self.module_names = {m: n for n, m in model.named_modules()}
         self.param_owner: Dict[int, nn.Module] = {}  # params/buffers of registered layers -> layer
-        self.loose: Dict[int, Tuple[str, nn.Module, str, nn.Parameter]] = {}
+        #: parameters of no known layer: id -> (qualified name, owning module, attribute, parameter)
+        self.loose_params: Dict[int, Tuple[str, nn.Module, str, nn.Parameter]] = {}
         self.layers = []
         for mname, m in model.named_modules():
             hooked = self._is_layer(m)
@@ -114,7 +116,7 @@ class Tracer:
                 continue
             owner_name, _, attr = pname.rpartition(".")
             owner = model.get_submodule(owner_name) if owner_name else model
-            self.loose[id(p)] = (pname, owner, attr, p)
+            self.loose_params[id(p)] = (pname, owner, attr, p)
         self.unwrapped = {}
         for item in (unwrapped_parameters.items() if isinstance(unwrapped_parameters, dict) else (unwrapped_parameters or [])):
             p, dim = item
@@ -151,12 +153,12 @@ class Tracer:
         hit = self._by_id.get(id(t))
         if hit is not None and hit[0]() is t:
             return hit[1]
-        if id(t) in self.loose:
+        if id(t) in self.loose_params:
             return self._param_value(t)
         return self._new_value(t)
 
     def _param_value(self, p: nn.Parameter) -> Value:
-        pname, owner, attr, original = self.loose[id(p)]
+        pname, owner, attr, original = self.loose_params[id(p)]
         v = self._new_value(p)
         node = self._node(pname, "param", None, op="Parameter")
         v.producer = node
@@ -172,9 +174,9 @@ class Tracer:
         return v
 
     def traced_size(self, t, out, dim):
-        if self.busy or self.depth or not isinstance(t, torch.Tensor):
+        if self.in_tracer_code or self.layer_depth or not isinstance(t, torch.Tensor):
             return out
-        self.busy = True
+        self.in_tracer_code = True
         try:
             v = self.value_of(t)
             if isinstance(out, int):
@@ -183,7 +185,7 @@ class Tracer:
                 return TracedInt(out, {(v.uid, d)}, exact=True)
             return torch.Size([TracedInt(s, {(v.uid, d)}, exact=True) for d, s in enumerate(out)])
         finally:
-            self.busy = False
+            self.in_tracer_code = False
 
     # ---- spaces ----------------------------------------------------------------------------------------------
     def space(self, module, name, side, passthrough=False, size=None):
@@ -210,8 +212,6 @@ class Tracer:
         s = self.spaces.get(key)
         if s is not None:
             return s
-        from ..layers.parameter import ParameterPruner  # local: the layers package owns parameter pruning
-
         pruner = ParameterPruner(dim=dim)
         s = self.spaces.add(key, owner=p, name=pname, side=SIDE_OUT, size=int(p.shape[dim]), pruner=pruner,
                             handler=pruner.prune_out_channels, passthrough=True, dim=dim)
@@ -245,39 +245,40 @@ class Tracer:
 
     # ---- hooks -----------------------------------------------------------------------------------------------
     def _pre_hook(self, module, args, kwargs):
-        if self.depth == 0 and not self.busy:
+        if self.layer_depth == 0 and not self.in_tracer_code:
             self._pending = getattr(self, "_pending", [])
-            self.busy = True
+            self.in_tracer_code = True
             try:
                 tensors = tensors_in((args, kwargs))
                 self._pending.append((module, [self.value_of(t) for t in tensors]))
             finally:
-                self.busy = False
-        self.depth += 1
+                self.in_tracer_code = False
+        self.layer_depth += 1
 
     def _post_hook(self, module, args, kwargs, output):
-        self.depth -= 1
-        if self.depth != 0 or self.busy:
+        self.layer_depth -= 1
+        if self.layer_depth != 0 or self.in_tracer_code:
             return None
         module_, in_values = self._pending.pop()
-        self.busy = True
+        self.in_tracer_code = True
         try:
             with torch._C.DisableTorchFunction():  # the label arithmetic below is not the model's: skip the mode
                 self._record_layer(module, args, kwargs, output, in_values)
         except Exception as exc:
             self.on_internal_error(type(module).__name__, exc, None, None, None)
         finally:
-            self.busy = False
+            self.in_tracer_code = False
         return None
 
     def _record_layer(self, module, args, kwargs, output, in_values) -> None:
         out_tensors = tensors_in(output)
         name = self.module_names.get(module, type(module).__name__)
-        call = op_rules.Call(len(self.calls), type(module).__name__, None, args, kwargs, in_values, [], module)
-        call.outputs = [self._new_value(t, call) for t in out_tensors]
-        self.calls.append(call)
-        self._link(call, self._node(name, "layer", module))
-        self._apply_layer(module, name, call)
+        call = self._new_call(type(module).__name__, None, args, kwargs, in_values, out_tensors, module)
+        try:
+            self._link(call, self._node(name, "layer", module))
+            self._apply_layer(module, name, call)
+        finally:
+            call.forget_arguments()
 
     def _apply_layer(self, module, name, call) -> None:
         x = call.inputs[0] if call.inputs else None
@@ -304,21 +305,27 @@ class Tracer:
             in_values = [self.value_of(in_tensors[0])]
         else:
             in_values = [self.value_of(t) for t in in_tensors]
-        call = op_rules.Call(len(self.calls), name, func, args, kwargs, in_values, [])
+        call = self._new_call(name, func, args, kwargs, in_values, out_tensors)
+        try:
+            if owner is not None:
+                mname = self.module_names.get(owner, type(owner).__name__)
+                self._link(call, self._node(mname, "layer", owner))
+                self._apply_layer(owner, mname, call)
+            else:
+                self._link(call, self._op_node(name))
+                op_rules.OP_RULES.get(name, op_rules.unknown)(self, call)
+                if name == "__setitem__" and in_tensors:
+                    # the written tensor now has a new value (same labels)
+                    v = self._new_value(in_tensors[0], call)
+                    v.fields = list(call.inputs[0].fields)
+        finally:
+            call.forget_arguments()
+
+    def _new_call(self, name, func, args, kwargs, in_values, out_tensors, module=None) -> op_rules.Call:
+        call = op_rules.Call(self.n_calls, name, func, args, kwargs, in_values, [], module)
         call.outputs = [self._new_value(t, call) for t in out_tensors]
-        self.calls.append(call)
-        if owner is not None:
-            mname = self.module_names.get(owner, type(owner).__name__)
-            self._link(call, self._node(mname, "layer", owner))
-            self._apply_layer(owner, mname, call)
-            return
-        self._link(call, self._op_node(name))
-        rule = op_rules.OP_RULES.get(name, op_rules.unknown)
-        rule(self, call)
-        if name == "__setitem__" and in_tensors:
-            # the written tensor now has a new value (same labels)
-            v = self._new_value(in_tensors[0], call)
-            v.fields = list(call.inputs[0].fields)
+        self.n_calls += 1
+        return call
 
     def report_unknown(self, name: str) -> None:
         self.unknown_ops[name] += 1
@@ -346,14 +353,21 @@ class Tracer:
             stand_ins[name] = meta
             if id(p) in self.param_owner:
                 self.param_owner[id(meta)] = self.param_owner[id(p)]
-            if id(p) in self.loose:
-                self.loose[id(meta)] = self.loose[id(p)]
+            if id(p) in self.loose_params:
+                self.loose_params[id(meta)] = self.loose_params[id(p)]
         for name, b in self.model.named_buffers(remove_duplicate=False):
             meta = torch.empty_like(b, device="meta")
             stand_ins[name] = meta
             if id(b) in self.param_owner:
                 self.param_owner[id(meta)] = self.param_owner[id(b)]
         return stand_ins
+
+    def close(self) -> None:
+        """Drop the record of the traced values (their calls and labels), which the graph does not need once built; the
+        channel spaces, nodes, couplings and outputs stay. The tracer cannot record any more. (No tensor of the model's
+        is kept by then: each call forgets its arguments as soon as its rule has run.)"""
+        self.values, self._by_id, self._pending = {}, {}, []
+        self.context = None
 
     def run(self, example_inputs, forward_fn: Optional[Callable] = None, output_transform: Optional[Callable] = None,
             meta: bool = False):
@@ -382,7 +396,7 @@ class Tracer:
                 for k, t in enumerate(inputs):
                     v = self._new_value(t)
                     v.producer = self._node(f"input_{k}" if len(inputs) > 1 else "input", "input", None, op="input")
-                with _Mode(self):
+                with TracingMode(self):
                     out = call_model(model, example_inputs, forward_fn)
                 if output_transform is not None:
                     out = output_transform(out)
@@ -395,8 +409,8 @@ class Tracer:
         finally:
             for h in handles:
                 h.remove()
-            self.busy = False
-            self.depth = 0
+            self.in_tracer_code = False
+            self.layer_depth = 0
         paths: list = []
         outs = tensors_in(out, paths=paths)
         if not outs:
@@ -421,13 +435,3 @@ class Tracer:
                 stacklevel=3,
             )
         return out
-
-
-def has_user_hooks(model: nn.Module) -> bool:
-    """Hooks a meta-device trace would feed meta tensors to (so the trace then runs for real)."""
-    from torch.nn.modules import module as _m
-
-    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
-

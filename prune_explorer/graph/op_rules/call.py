@@ -29,6 +29,10 @@ class Call:
         self.node = None
         self.module = module
 
+    def forget_arguments(self) -> None:
+        """Drop the call's arguments once its rule has run (with a real forward pass they are activations)."""
+        self.args = self.kwargs = None
+
     @property
     def x(self) -> Optional[Value]:
         return self.inputs[0] if self.inputs else None

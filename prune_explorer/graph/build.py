@@ -1,0 +1,69 @@
+"""Tracing a model for the dependency graph: on meta stand-ins when possible, for real otherwise.
+
+Shapes are all the graph needs, so :func:`trace_model` first runs the model with every parameter, buffer and input
+replaced by a meta-device stand-in (no arithmetic at all). Data-dependent code (detection post-processing, ``if
+x.sum() > 0``), or hooks the user registered (they would be fed meta tensors), make it trace for real instead. Either
+way the model is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Optional
+
+import torch.nn as nn
+from torch.nn.modules import module as torch_module
+
+from ..inputs import has_meta_tensors
+from ..layers.registry import PRUNER_METHODS, is_pruner
+from .snapshot import restore_modules, snapshot_modules
+from .tracing import Tracer
+
+__all__ = ["check_customized_pruners", "has_user_hooks", "trace_model"]
+
+
+def has_user_hooks(model: nn.Module) -> bool:
+    """Hooks a meta-device trace would feed meta tensors to (so the trace then runs for real)."""
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def check_customized_pruners(customized_pruners: dict) -> None:
+    """Raise ``TypeError`` unless every key is a layer type and every value a pruner."""
+    for t, p in customized_pruners.items():
+        if not isinstance(t, type) or not is_pruner(p):
+            raise TypeError(
+                f"customized_pruners must map a layer type to a pruner object with {' / '.join(PRUNER_METHODS)} "
+                f"(got {t!r}: {p!r})"
+            )
+
+
+def trace_model(model: nn.Module, example_inputs, forward_fn: Optional[Callable] = None,
+                output_transform: Optional[Callable] = None, customized_pruners: Optional[dict] = None,
+                unwrapped_parameters=None) -> Tracer:
+    """The finished :class:`~.tracing.Tracer` of one forward pass (see the module docstring). Warnings the library
+    raised during a meta trace that succeeded are re-raised here (those of a meta trace given up on are dropped)."""
+    if not has_user_hooks(model) and not has_meta_tensors(example_inputs):
+        tracer = Tracer(model, customized_pruners, unwrapped_parameters)
+        # a forward pass may cache things on modules (torchvision's anchor generators keep their anchors):
+        # whatever the meta run stores is put back, so the model is exactly as it was
+        state = snapshot_modules([model])
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform, meta=True)
+            if tracer.internal_errors:
+                raise RuntimeError("internal errors on meta")
+        except Exception:
+            pass  # data-dependent code (e.g. detection post-processing): trace for real
+        else:
+            for w in caught:
+                if "prune_explorer" in str(w.message):
+                    warnings.warn(w.message, w.category, stacklevel=3)
+            return tracer
+        finally:
+            restore_modules(state)
+    tracer = Tracer(model, customized_pruners, unwrapped_parameters)
+    tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform)
+    return tracer

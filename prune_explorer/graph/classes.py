@@ -1,0 +1,101 @@
+"""Coupled-channel classes: which channels must be removed together, and which can never be removed.
+
+Tracing records pairs of global channel ids that must be removed together and ids that must never be (with a reason,
+see :mod:`.labels`). :meth:`ChannelClasses.from_trace` turns the pairs into *classes* (connected components, see
+:mod:`.union_find`); a class is fixed when any of its ids is. Classes never change after tracing: pruning only marks
+channels dead in the graph's alive mask, so every later group is computed against the pruned model.
+
+>>> import numpy as np
+>>> classes = ChannelClasses.build(5, [np.array([1, 3])], [np.array([2, 4])], fixed=[(np.array([4]), "output")],
+...                                output_ids=[], deferred=[])
+>>> classes.of.tolist(), classes.never.tolist(), classes.reasons[3]
+([0, 1, 1, 3, 3], [True, False, False, True, False], 'output')
+>>> classes.members(np.array([1]), alive=np.ones(5, dtype=bool)).tolist()
+[1, 2]
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from .union_find import connected_components
+
+#: Why channels that reach the model's outputs are kept fixed by the automatic tools. Unlike the other reasons, it
+#: does not make them unprunable: an explicit ``DG.get_pruning_group`` on them is done, with a warning naming each
+#: output whose shape changes (see ``Tracer.outputs``).
+OUTPUT_REASON = "reaches the model output (its size is part of the model's interface)"
+
+__all__ = ["ChannelClasses", "OUTPUT_REASON"]
+
+
+class ChannelClasses:
+    """Per global channel id, its class (``of``); per class, whether it is fixed and why.
+
+    ``never[c]``: class ``c`` can never be pruned. ``at_output[c]``: it reaches a model output (only an explicit
+    request prunes it). ``kept[c]``: either (what the automatic tools leave alone). ``reasons[c]``: why a class is
+    kept. Arrays are indexed by class id (the smallest channel id of the class), sized like the channel ids.
+    """
+
+    def __init__(self, of: np.ndarray, reasons: Dict[int, str], at_output: np.ndarray):
+        self.of = of
+        n = of.size
+        self.never = np.zeros(n, dtype=bool)
+        self.never[np.fromiter(reasons.keys(), dtype=np.int64, count=len(reasons))] = True
+        self.at_output = at_output
+        for c in np.flatnonzero(at_output & ~self.never):
+            reasons[int(c)] = OUTPUT_REASON
+        self.kept = self.never | at_output
+        self.reasons = reasons
+        # the ids of each class, contiguous: ids of class c are _order[_start[c]:_start[c + 1]]
+        self._order = np.argsort(of, kind="stable")
+        self._start = np.searchsorted(of[self._order], np.arange(n + 1))
+
+    @classmethod
+    def build(cls, n: int, pair_a: Sequence[np.ndarray], pair_b: Sequence[np.ndarray],
+              fixed: Sequence[Tuple[np.ndarray, str]], output_ids: List[np.ndarray],
+              deferred: Sequence[Tuple[list, list, str]]) -> "ChannelClasses":
+        """Classes of ``n`` channel ids from coupled pairs, fixed ids (with reasons), ids reaching an output, and
+        deferred checks ``(source fields, fields, reason)``: a size read from another tensor must follow the same
+        classes, else both are fixed."""
+        of = connected_components(n, pair_a, pair_b)
+        reasons: Dict[int, str] = {}
+        for ids, reason in fixed:
+            for c in np.unique(of[ids]):
+                reasons.setdefault(int(c), reason)
+        for src_fields, fields, reason in deferred:
+            src = np.unique(np.concatenate([f.reshape(-1).numpy() for f in src_fields]))
+            dst = np.unique(np.concatenate([f.reshape(-1).numpy() for f in fields]))
+            src, dst = src[src >= 0], dst[dst >= 0]
+            if not np.array_equal(np.unique(of[src]), np.unique(of[dst])):
+                for c in np.unique(np.concatenate([of[src], of[dst]])):
+                    reasons.setdefault(int(c), reason)
+        reasons.setdefault(int(of[0]), "sentinel")
+        at_output = np.zeros(n, dtype=bool)
+        if output_ids:
+            at_output[of[np.concatenate(output_ids)]] = True
+        return cls(of, reasons, at_output)
+
+    @classmethod
+    def from_trace(cls, tracer) -> "ChannelClasses":
+        """The classes of a finished trace (its couplings; fixed ids reaching an output are kept apart)."""
+        fixed, output_ids = [], []
+        for ids, reason in tracer.couplings.fixed_as_numpy():
+            if reason == OUTPUT_REASON:
+                output_ids.append(ids)
+            else:
+                fixed.append((ids, reason))
+        a, b = tracer.couplings.as_numpy()
+        return cls.build(tracer.spaces.next_gid, a, b, fixed, output_ids, tracer.deferred)
+
+    def members(self, classes: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """The alive channel ids of ``classes`` (class by class)."""
+        starts, ends = self._start[classes], self._start[classes + 1]
+        lens = ends - starts
+        total = int(lens.sum())
+        if total == 0:
+            return np.empty(0, dtype=np.int64)
+        idx = np.repeat(starts - np.cumsum(np.concatenate([[0], lens[:-1]])), lens) + np.arange(total)
+        gids = self._order[idx]
+        return gids[alive[gids]]

@@ -1,0 +1,129 @@
+"""A group's members, computed from its classes: which channels of which layer sides it removes.
+
+A :class:`~.group.Group` stores only its root space and its classes. Its items are computed on first use (and again
+after any prune or undo): every alive channel of its classes, grouped by channel space (root first, then trace
+order), each with the root channel it is coupled with. Its units are the root channels that share a class (a
+grouped convolution ties the same offset of every group: they can only leave together). All of it is vectorised:
+the cost is linear in the number of member channels.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import PruningError
+from .channel_space import ChannelSpace
+from .group import Dependency, Group, GroupItem
+
+__all__ = ["in_sorted", "root_units", "closure", "group_items", "restricted_items", "subgroup", "dependency"]
+
+
+def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_set)`` for a sorted, duplicate-free ``sorted_set`` (a binary search: no hashing).
+
+    >>> in_sorted(np.array([3, 4, 9]), np.array([1, 3, 9])).tolist()
+    [True, False, True]
+    """
+    if sorted_set.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    pos = np.searchsorted(sorted_set, values)
+    return sorted_set[np.minimum(pos, sorted_set.size - 1)] == values
+
+
+def root_units(root_cls: np.ndarray, root_cur: np.ndarray) -> List[List[int]]:
+    """Root channels (current indices) grouped by channel class, sorted: the units a group removes whole.
+
+    >>> root_units(np.array([7, 5, 7, 5]), np.array([0, 1, 2, 3]))
+    [[0, 2], [1, 3]]
+    """
+    if root_cls.size == 0:
+        return []
+    order = np.argsort(root_cls, kind="stable")
+    cls_sorted, cur_sorted = root_cls[order], root_cur[order]
+    bounds = np.flatnonzero(np.diff(cls_sorted)) + 1
+    if bounds.size + 1 == cur_sorted.size:  # one channel per class: singletons
+        return [[c] for c in sorted(cur_sorted.tolist())]
+    return sorted(chunk.tolist() for chunk in np.split(cur_sorted, bounds))
+
+
+def dependency(graph, root: ChannelSpace, space: ChannelSpace) -> Dependency:
+    """The (immutable, cached) :class:`~.group.Dependency` from a group's root space to one of its member spaces."""
+    key = (root.index, space.index)
+    dep = graph._deps.get(key)
+    if dep is None:
+        dep = graph._deps[key] = Dependency(root.handler, space.handler, graph.space_node(root),
+                                            graph.space_node(space), space)
+    return dep
+
+
+def closure(graph, root: ChannelSpace, classes: np.ndarray, root_cls: Optional[np.ndarray] = None) -> Group:
+    """The group that removes ``classes`` (sorted, prunable) from ``root``: it selects every alive root channel of
+    those classes. ``root_cls``: the classes of the alive root channels, when the caller has them."""
+    alive = root.alive_idx
+    if root_cls is None:
+        root_cls = graph.classes.of[root.gids(alive)]
+    return Group(graph, root, classes, alive[in_sorted(root_cls, classes)])
+
+
+def group_items(graph, group: Group) -> Tuple[List[GroupItem], List[List[int]]]:
+    """``(items, units)`` of a group: its members (root first, then spaces in trace order; indices ascending within
+    a space; each with the root channel it is coupled with) and its units."""
+    of = graph.classes.of
+    root = group.root_space
+    gids = np.sort(graph.classes.members(group.classes, graph.alive_mask))  # ids are allocated space by space
+    lo, hi = np.searchsorted(gids, (root.offset, root.offset + root.size))
+    root_gids = gids[lo:hi]
+    if lo:
+        gids = np.concatenate([root_gids, gids[:lo], gids[hi:]])
+    space_idx = graph._space_of[gids]
+    root_cur = root.rank[root_gids - root.offset]
+    root_cls = of[root_gids]
+    rc_cls, first = np.unique(root_cls, return_index=True)
+    # every member channel -> the root channel (current index) of its class; the root's own channels map to
+    # themselves (also inside tied units)
+    pos = np.minimum(np.searchsorted(rc_cls, of[gids]), max(rc_cls.size - 1, 0))
+    r_all = root_cur[first[pos]] if rc_cls.size else np.zeros(gids.size, dtype=np.int64)
+    r_all[: root_gids.size] = root_cur
+    starts = [0] + (np.flatnonzero(np.diff(space_idx)) + 1).tolist() + [gids.size]
+    items: List[GroupItem] = []
+    for a, b in zip(starts[:-1], starts[1:]):
+        if a == b:
+            continue
+        s = graph.spaces[space_idx[a]]
+        items.append(GroupItem(dependency(graph, root, s), s.rank[gids[a:b] - s.offset], r_all[a:b]))
+    return items, root_units(root_cls, root_cur)
+
+
+def restricted_items(group: Group, sub: Group) -> Tuple[List[GroupItem], List[List[int]]]:
+    """``sub``'s items and units cut out of ``group``'s (already computed, same graph version): every member channel
+    whose root channel ``sub`` selects. Same result as :func:`group_items`, without the graph walk."""
+    root = group.root_space
+    keep = np.zeros(root.current_size, dtype=bool)
+    keep[root.rank[sub._root_orig]] = True
+    items: List[GroupItem] = []
+    for it in group._items:
+        m = keep[it.root_array]
+        if m.any():
+            items.append(GroupItem(it.dep, it.idx_array[m], it.root_array[m]))
+    units = [u for u in group._units if keep[u[0]]]
+    return items, units
+
+
+def subgroup(graph, group: Group, idxs: Sequence[int], validate: bool = True) -> Group:
+    """The part of ``group`` that removes only root channels ``idxs`` (whole units; see :meth:`Group.select`)."""
+    root = group.root_space
+    idxs = graph._validate_root_idxs(root, idxs) if validate else np.asarray(idxs, dtype=np.int64)
+    orig = root.alive_idx[idxs]
+    of_idxs = graph.classes.of[root.gids(orig)]
+    cls = np.unique(of_idxs)
+    outside = cls[~in_sorted(cls, group.classes)]
+    if outside.size:
+        reason = graph.classes.reasons.get(int(outside[0]), "it is not part of this group (ignored or fixed)")
+        bad = [int(i) for i, c in zip(idxs, of_idxs) if c in set(outside.tolist())][:5]
+        raise PruningError(f"channels {bad} of {root.label} cannot be pruned in this group: {reason}")
+    sub = closure(graph, root, cls)  # all of them prunable: they are the group's
+    if group._items is not None and group._version == graph.version and group.root_space is root:
+        sub._items, sub._units = restricted_items(group, sub)
+    return sub
