@@ -14,12 +14,16 @@ index out of range, wrong pruning function) is refused with a clear error and th
 
 Example::
 
-    >>> import torch, torchvision, prune_explorer as pe
+    >>> import os, tempfile, torch, torchvision, prune_explorer as pe
     >>> model = torchvision.models.resnet18()
     >>> pruner = pe.pruner.MagnitudePruner(model, torch.randn(1, 3, 224, 224), pe.importance.MagnitudeImportance())
     >>> pruner.step()
-    >>> pe.save_pruned(model, "resnet18_pruned.pt")
-    >>> restored = pe.load_pruned(torchvision.models.resnet18(), "resnet18_pruned.pt")
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> pe.save_pruned(model, os.path.join(folder.name, "resnet18_pruned.pt"))
+    >>> restored = pe.load_pruned(torchvision.models.resnet18(), os.path.join(folder.name, "resnet18_pruned.pt"))
+    >>> restored.layer1[0].conv1.out_channels == model.layer1[0].conv1.out_channels < 64
+    True
+    >>> folder.cleanup()
 """
 
 from __future__ import annotations

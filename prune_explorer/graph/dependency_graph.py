@@ -8,6 +8,7 @@ Example::
     >>> DG = pe.DependencyGraph().build_dependency(model, example_inputs=torch.randn(1, 3, 224, 224))
     >>> group = DG.get_pruning_group(model.conv1, pe.prune_conv_out_channels, idxs=[2, 6, 9])
     >>> group.prune()                     # conv1, bn1, every residual add and reader of those channels
+    PruneRecord(root=conv1, members=10, channels=30)
     >>> model.conv1.out_channels
     61
 

@@ -1,8 +1,12 @@
 """Importance criteria: ``imp(group)`` -> one score per root channel of the group (higher = more important).
 
-    >>> import prune_explorer as pe
+    >>> import torch, torch.nn as nn, prune_explorer as pe
+    >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    >>> group = pe.DependencyGraph().build_dependency(model, torch.randn(1, 3, 8, 8)).get_pruning_group(
+    ...     model[0], pe.prune_conv_out_channels, idxs=[1, 5])
     >>> imp = pe.importance.MagnitudeImportance(p=2)            # Torch-Pruning's default criterion
-    >>> scores = imp(group)                                     # doctest: +SKIP   shape (len(group.root_idxs),)
+    >>> imp(group).shape                                        # one score per channel of group.root_idxs
+    torch.Size([2])
 
 Every group-level criterion aggregates over *every* coupled member of the group (see :mod:`.members`), reduces
 over members with ``group_reduction`` and normalises with ``normalizer`` (so groups can be ranked together).

@@ -29,8 +29,12 @@ class MagnitudeImportance(GroupImportance):
     over members (``group_reduction``) and normalised (``normalizer``), like Torch-Pruning's
     ``MagnitudeImportance(p=2, group_reduction="mean", normalizer="mean", bias=False)``.
 
-    >>> imp = MagnitudeImportance(p=1)           # L1
-    >>> scores = imp(group)                     # doctest: +SKIP   (one score per channel of group.root_idxs)
+    >>> import prune_explorer as pe
+    >>> fc = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    >>> group = pe.DependencyGraph().build_dependency(fc, torch.randn(1, 4)).get_pruning_group(
+    ...     fc[0], pe.prune_linear_out_channels, idxs=[0, 2])
+    >>> MagnitudeImportance(p=1)(group).shape   # L1: one score per channel of group.root_idxs
+    torch.Size([2])
     """
 
     def __init__(self, p: float = 2, group_reduction: Optional[str] = "mean", normalizer="mean", bias: bool = False,
