@@ -14,8 +14,9 @@ The algorithm (:func:`solve_budget`)
     3. **Exact costs.** Savings of different groups do not add up exactly (a convolution between two groups loses
        ``a + b - ab`` of its weights, not ``a + b``), so the plan's cost is never taken from the sum: plans on the
        path are *applied* to a private copy of the model (through the pruner, then undone) and measured
-       (``count_params``, ``count_macs``, or the latency function). The cost falls monotonically along the path, so a
-       binary search finds the first prefix that meets the target (``log2(moves)`` measurements).
+       (:class:`~.costs.PlanCostModel`: ``count_params``, ``count_macs``, or the latency function). The cost falls
+       monotonically along the path, so a binary search finds the first prefix that meets the target
+       (``log2(moves)`` measurements).
     4. **Feasibility repair.** The last move usually overshoots; the group it moved is set to the smallest count
        between its previous and new points that still meets the target (another binary search over the counts the
        pruner accepts; the metric drop in between is interpolated linearly). The result meets the target and
@@ -34,7 +35,6 @@ Targets are fractions of the unpruned model's cost to *keep*: ``target=0.5, kind
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from dataclasses import dataclass
@@ -42,14 +42,13 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import torch.nn as nn
 
-from ..measure import count_macs, count_params
-from ..plan import (GroupDecision, PruningPlan, build_pruner, group_key, json_options, options_from_names,
-                    options_to_names, prune_with_plan)
+from ..plan import PruningPlan, json_options, options_from_names, options_to_names
 from .cache import model_fingerprint
+from .costs import PlanCostModel, default_latency_fn
 from .errors import SensitivityError
 from .table import SensitivityTable
 
-__all__ = ["solve_budget", "uniform_plan", "PlanCostModel", "greedy_path", "KINDS"]
+__all__ = ["solve_budget", "uniform_plan", "PlanCostModel", "default_latency_fn", "greedy_path", "KINDS"]
 
 KINDS = ("params", "macs", "latency")
 
@@ -74,98 +73,6 @@ def _check_kind(kind) -> str:
     if kind not in KINDS:
         raise SensitivityError(f"kind must be one of {KINDS} (what the target measures), got {kind!r}")
     return kind
-
-
-def default_latency_fn(example_inputs, forward_fn=None, repeat: int = 20, warmup: int = 3,
-                       max_time_s: float = 2.0) -> Callable[[nn.Module], float]:
-    """Seconds per forward pass of a model on ``example_inputs``: the median of ``repeat`` timed passes after
-    ``warmup`` (at most ``max_time_s`` of timing), measured with ``pe.utils.benchmark.measure_latency``."""
-    from ..measure.benchmark import measure_latency
-
-    def latency(model):
-        stats = measure_latency(model, example_inputs, repeat=repeat, warmup=warmup, run_fn=forward_fn,
-                                max_time_s=max_time_s)
-        return stats.median_ms / 1e3
-
-    return latency
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# exact costs of plans
-# ----------------------------------------------------------------------------------------------------------------------
-class PlanCostModel:
-    """Applies per-group counts to a private copy of a model (through a pruner, then undone) and measures them.
-
-    ``measure({key: n})`` -> ``{"params": int, "macs": int, "latency": seconds or None}``; measurements are cached
-    by counts. ``feasible(key, n)`` is the count the pruner actually removes when asked for ``n`` (rounded down for
-    ``round_to`` / ties / guards), ``max_removable(key)`` the most it allows.
-    """
-
-    def __init__(self, model: nn.Module, example_inputs, importance=None, options: Optional[Mapping] = None,
-                 latency_fn: Optional[Callable[[nn.Module], float]] = None):
-        self.model = copy.deepcopy(model)
-        self.example_inputs = example_inputs
-        self.options = dict(options or {})
-        resolved = options_from_names(self.model, self.options)
-        self.forward_fn = resolved.get("forward_fn")
-        self.pruner = build_pruner(self.model, example_inputs, importance, resolved)
-        self.latency_fn = latency_fn
-        self._groups = {}
-        for g in self.pruner.get_all_groups():
-            self._groups[group_key(g)] = g
-        self.keys = list(self._groups)
-        self.pruner.DG.undo_depth = len(self.keys) + 1
-        self.channels = {k: len(g.root_idxs) for k, g in self._groups.items()}
-        self._feasible: Dict[Tuple[str, int], int] = {}
-        self._cost: Dict[tuple, dict] = {}
-        self.base = self.measure({})
-
-    def _group(self, key: str):
-        if key not in self._groups:
-            raise SensitivityError(f"the model has no group {key!r} with these options; groups: {self.keys[:8]}")
-        if getattr(self.pruner, "attention_blocks", None):  # attention groups are rebuilt on the current model
-            for g in self.pruner.get_all_groups():
-                if group_key(g) == key:
-                    return g
-        return self._groups[key]
-
-    def feasible(self, key: str, n: int) -> int:
-        n = max(0, int(n))
-        if n == 0:
-            return 0
-        k = (key, n)
-        if k not in self._feasible:
-            self._feasible[k] = len(self.pruner.propose(self._group(key), n))
-        return self._feasible[k]
-
-    def max_removable(self, key: str) -> int:
-        return self.pruner.max_removable(self._group(key))
-
-    def decision(self, key: str, n) -> GroupDecision:
-        """``n``: an int (root channels to remove) or a float (a ratio, resolved when the group is reached)."""
-        if isinstance(n, float):
-            return GroupDecision(key, channels=self.channels[key], ratio=n)
-        return GroupDecision(key, channels=self.channels[key], remove=int(n))
-
-    def plan(self, counts: Mapping[str, Union[int, float]], name: str = "plan") -> PruningPlan:
-        return PruningPlan([self.decision(k, n) for k, n in counts.items() if n > 0], name=name)
-
-    def measure(self, counts: Mapping[str, Union[int, float]], latency: Optional[bool] = None) -> dict:
-        """Costs with ``counts`` applied (see :meth:`decision` for the values)."""
-        key = tuple(sorted((k, n) for k, n in counts.items() if n > 0))
-        if key in self._cost:
-            return self._cost[key]
-        records = prune_with_plan(self.pruner, self.plan(dict(key)), strict=True)
-        try:
-            out = {"params": count_params(self.model),
-                   "macs": count_macs(self.model, self.example_inputs, forward_fn=self.forward_fn), "latency": None}
-            if self.latency_fn is not None and latency is not False:
-                out["latency"] = float(self.latency_fn(self.model))
-        finally:
-            for rec in reversed(records):
-                rec.undo()
-        self._cost[key] = out
-        return out
 
 
 # ----------------------------------------------------------------------------------------------------------------------

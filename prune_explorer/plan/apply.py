@@ -1,0 +1,74 @@
+"""Applying a plan to a model: :func:`apply_plan` builds a pruner with the plan's options (:func:`build_pruner`) and
+prunes every group the plan names, atomically, checking the parameter count the plan predicted.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Optional
+
+import torch.nn as nn
+
+from .decisions import PlanError, PruningPlan
+from .options import options_from_names
+from .walk import prune_with_plan
+
+__all__ = ["apply_plan", "build_pruner"]
+
+
+def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs=None, importance: Optional[Callable] = None,
+               pruner=None, strict: bool = True, **pruner_options) -> nn.Module:
+    """Prune ``model`` in place as ``plan`` says and return it.
+
+    Args:
+        model: the model to prune (same architecture as the plan's).
+        plan: a :class:`PruningPlan`.
+        example_inputs: inputs for tracing (not needed when ``pruner`` is given).
+        importance: ranks the channels on the model's weights (default ``MagnitudeImportance(p=2)``).
+        pruner: an existing :class:`~prune_explorer.pruner.BasePruner` on ``model`` to apply the plan through
+            (e.g. the explorer's); its options are used as they are.
+        strict: see :func:`prune_with_plan`. Also checks that the parameter count reached equals
+            ``plan.predicted["params"]`` when the plan predicts one for this model.
+        **pruner_options: override the plan's recorded pruner options (``ignored_layers``, ``round_to``,
+            ``max_pruning_ratio``, ``num_heads``, ...; see :class:`~prune_explorer.pruner.BasePruner`).
+
+    Raises:
+        PlanError: the plan does not fit the model; nothing is pruned (or everything is undone).
+    """
+    if not isinstance(model, nn.Module):
+        raise PlanError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(plan, PruningPlan):
+        raise PlanError(f"plan must be a PruningPlan, got {type(plan).__name__}. Fix: PruningPlan.load(path) or "
+                        "PruningPlan.from_dict(d)")
+    from ..measure import count_params
+
+    if pruner is None:
+        if example_inputs is None:
+            raise PlanError("apply_plan needs example_inputs (to trace the model) when no pruner is given")
+        pruner = build_pruner(model, example_inputs, importance, {**options_from_names(model, plan.options),
+                                                                  **pruner_options})
+    elif getattr(pruner, "model", None) is not model:
+        raise PlanError("pruner was built on another model. Fix: pass the pruner of the model being pruned")
+    before = count_params(model)
+    want = plan.predicted.get("params")
+
+    def verify():
+        got = count_params(model)
+        if got != want:
+            raise PlanError(f"plan {plan.name!r} predicted {want:,} parameters but applying it gives {got:,}; the model "
+                            "was restored unchanged. Fix: apply with the pruner options in plan.options")
+
+    check = strict and want is not None and plan.base.get("params") == before
+    prune_with_plan(pruner, plan, strict=strict, verify=verify if check else None)
+    return model
+
+
+def build_pruner(model: nn.Module, example_inputs, importance: Optional[Callable] = None,
+                 options: Optional[Mapping] = None):
+    """A :class:`~prune_explorer.pruner.BasePruner` on ``model`` with resolved ``options`` (modules, not names),
+    used to list groups and propose channels (its ratio and schedule are not used)."""
+    from ..importance import MagnitudeImportance
+    from ..pruner import BasePruner
+
+    opts = dict(options or {})
+    return BasePruner(model, example_inputs, importance if importance is not None else MagnitudeImportance(p=2),
+                      **opts)
