@@ -254,6 +254,12 @@ class Explorer:
         self._require()
         return self.controller.code(model_expr)
 
+    def export_plan(self, path, name: Optional[str] = None):
+        """Write the accepted decisions as a pruning plan (JSON: counts per group, not indices) and return it; apply
+        it to the real model with ``pe.apply_plan`` (see the controller's ``plan()``)."""
+        self._require()
+        return self.controller.export_plan(path, name)
+
     def _require(self) -> None:
         if self.controller is None:
             raise ExplorerError(f"the explorer did not start: {self.error}")

@@ -44,6 +44,8 @@ import torch.nn as nn
 from ..importance import MagnitudeImportance
 from ..measure.structure import ModelStructure
 from ..measure.sweep import SweepResult
+from ..plan.meta import meta_aware
+from ..plan.record import explorer_plan
 from ..pruner import BasePruner
 from .export import Export
 from .figures import DEFAULT_SWEEP_RATIOS, Figures
@@ -68,6 +70,7 @@ class ExplorerController(Walk, Figures, Export, Session):
         **pruner_kwargs: any other ``BasePruner`` option (``round_to``, ``max_pruning_ratio``, ``global_pruning``...).
     """
 
+    @meta_aware(ExplorerError)  # a meta-device model: RandomImportance by default, a clear error for weight-based ones
     def __init__(self, model: nn.Module, example_inputs, importance=None, pruning_ratio: float = 0.5,
                  ignored_layers=None, progress: Optional[ProgressFn] = None, pruner_class=None, **pruner_kwargs):
         if not isinstance(model, nn.Module):
@@ -119,3 +122,15 @@ class ExplorerController(Walk, Figures, Export, Session):
         cur = self.current.root_name if self.current is not None else "(finished)"
         return (f"ExplorerController({type(self.model).__name__}: params {f['params_now']:,}/{f['params_original']:,}, "
                 f"{f['groups_done']} groups decided, current: {cur})")
+
+    def plan(self, name: Optional[str] = None):
+        """The accepted decisions as a :class:`~prune_explorer.plan.PruningPlan`: counts per group (not indices), the
+        pruner options, parameters and attention heads before and after. Apply it to another copy of the model (the
+        real one behind a meta-device walk) with ``pe.apply_plan`` (see :func:`~prune_explorer.plan.explorer_plan`)."""
+        return explorer_plan(self, name)
+
+    def export_plan(self, path, name: Optional[str] = None):
+        """Write :meth:`plan` as JSON to ``path`` (read it back with ``pe.PruningPlan.load``) and return it."""
+        plan = self.plan(name)
+        plan.save(path)
+        return plan

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import PruneExplorerError
 from ..graph import fn_name
+from ..plan.decisions import group_key
 from ..pruner.guards import GUARD, HEADS, IMPORTANCE
 from ..pruner.heads import ExplicitGroup
 from ..validation import check_indices
@@ -50,6 +51,7 @@ class Decision:
     channels_removed: float = 0.0  # fraction of prunable channels removed after this step
     record: Any = field(default=None, repr=False)  # the graph's PruneRecord (accepts)
     explicit: bool = False  # an attention-head group of the pruner (not one of the graph's channel groups)
+    key: str = ""  # the group's key in a pruning plan (pe.plan.group_key: root name, ":in" or ":<attention kind>")
 
     @property
     def n_removed(self) -> int:
@@ -134,7 +136,7 @@ class Walk:
             channels=root.current_size, idxs=list(idxs),
             orig_idxs=[int(i) for i in root.alive_idx[list(idxs)]] if len(idxs) else [],
             proposed=sorted(int(i) for i in proposal.proposed_idxs),
-            reason=reason, explicit=isinstance(group, ExplicitGroup),
+            reason=reason, explicit=isinstance(group, ExplicitGroup), key=group_key(group),
         )
 
     def _log(self, d: Decision) -> Decision:

@@ -41,9 +41,12 @@ from .decisions import ATTENTION_KINDS, FORMAT, GroupDecision, PlanError, Prunin
 from .options import JSON_OPTIONS, PRUNER_OPTIONS, json_options, options_from_names, options_to_names
 from .walk import PlanProposal, plan_proposals, prune_with_plan
 from .apply import apply_plan, build_pruner
+from .meta import causal_lm_inputs, check_importance, is_meta_model, needs_weights, planning_importance
+from .record import attention_sizes, explorer_plan
 
 __all__ = [
     "PruningPlan", "GroupDecision", "PlanError", "PlanProposal", "apply_plan", "prune_with_plan", "plan_proposals",
     "group_key", "options_to_names", "options_from_names", "json_options", "build_pruner", "FORMAT",
-    "ATTENTION_KINDS", "JSON_OPTIONS", "PRUNER_OPTIONS",
+    "ATTENTION_KINDS", "JSON_OPTIONS", "PRUNER_OPTIONS", "causal_lm_inputs", "check_importance", "is_meta_model",
+    "needs_weights", "planning_importance", "attention_sizes", "explorer_plan",
 ]

@@ -8,8 +8,11 @@ from typing import Callable, Mapping, Optional
 
 import torch.nn as nn
 
+from ..errors import TracingError
 from .decisions import PlanError, PruningPlan
+from .meta import meta_trace_hint, planning_importance
 from .options import options_from_names
+from .record import attention_sizes
 from .walk import prune_with_plan
 
 __all__ = ["apply_plan", "build_pruner"]
@@ -23,11 +26,13 @@ def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs=None, importa
         model: the model to prune (same architecture as the plan's).
         plan: a :class:`PruningPlan`.
         example_inputs: inputs for tracing (not needed when ``pruner`` is given).
-        importance: ranks the channels on the model's weights (default ``MagnitudeImportance(p=2)``).
+        importance: ranks the channels on the model's weights (default ``MagnitudeImportance(p=2)``; on a
+            ``meta``-device model, which has no weights to rank, ``RandomImportance()``: see :mod:`.meta`).
         pruner: an existing :class:`~prune_explorer.pruner.BasePruner` on ``model`` to apply the plan through
             (e.g. the explorer's); its options are used as they are.
         strict: see :func:`prune_with_plan`. Also checks that the parameter count reached equals
-            ``plan.predicted["params"]`` when the plan predicts one for this model.
+            ``plan.predicted["params"]``, and every attention block's heads, key-value heads and head size equal
+            ``plan.predicted["attention"]``, when the plan predicts them for this model (same unpruned figures).
         **pruner_options: override the plan's recorded pruner options (``ignored_layers``, ``round_to``,
             ``max_pruning_ratio``, ``num_heads``, ...; see :class:`~prune_explorer.pruner.BasePruner`).
 
@@ -50,14 +55,24 @@ def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs=None, importa
         raise PlanError("pruner was built on another model. Fix: pass the pruner of the model being pruned")
     before = count_params(model)
     want = plan.predicted.get("params")
+    want_heads = plan.predicted.get("attention")
+    check_params = want is not None and plan.base.get("params") == before
+    check_heads = bool(want_heads) and plan.base.get("attention") == attention_sizes(pruner.DG)
 
     def verify():
         got = count_params(model)
-        if got != want:
+        if check_params and got != want:
             raise PlanError(f"plan {plan.name!r} predicted {want:,} parameters but applying it gives {got:,}; the model "
                             "was restored unchanged. Fix: apply with the pruner options in plan.options")
+        heads = attention_sizes(pruner.DG) if check_heads else {}
+        wrong = [b for b in want_heads or {} if check_heads and heads.get(b) != want_heads[b]]
+        if wrong:
+            raise PlanError(f"plan {plan.name!r} predicted {wrong[0]} to have {want_heads[wrong[0]]} but applying it "
+                            f"gives {heads.get(wrong[0])} ({len(wrong)} attention block(s) differ); the model was "
+                            "restored unchanged. Fix: apply with the pruner options in plan.options (prune_num_heads, "
+                            "prune_head_dims)")
 
-    check = strict and want is not None and plan.base.get("params") == before
+    check = strict and (check_params or check_heads)
     prune_with_plan(pruner, plan, strict=strict, verify=verify if check else None)
     return model
 
@@ -65,10 +80,15 @@ def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs=None, importa
 def build_pruner(model: nn.Module, example_inputs, importance: Optional[Callable] = None,
                  options: Optional[Mapping] = None):
     """A :class:`~prune_explorer.pruner.BasePruner` on ``model`` with resolved ``options`` (modules, not names),
-    used to list groups and propose channels (its ratio and schedule are not used)."""
-    from ..importance import MagnitudeImportance
+    used to list groups and propose channels (its ratio and schedule are not used). ``importance`` defaults to
+    :func:`~.meta.planning_importance`'s choice; one that reads weights is refused on a meta-device model."""
     from ..pruner import BasePruner
 
-    opts = dict(options or {})
-    return BasePruner(model, example_inputs, importance if importance is not None else MagnitudeImportance(p=2),
-                      **opts)
+    importance = planning_importance(model, importance)
+    try:
+        return BasePruner(model, example_inputs, importance, **dict(options or {}))
+    except TracingError as exc:
+        hint = meta_trace_hint(exc, model)
+        if hint is None:
+            raise
+        raise TracingError(f"{exc}. On the meta device: {hint}") from exc

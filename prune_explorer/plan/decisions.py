@@ -271,7 +271,22 @@ class PruningPlan:
         w = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = [head] + ["  " + "  ".join(v.ljust(w[i]) if i == 0 else v.rjust(w[i]) for i, v in enumerate(r))
                           for r in rows]
-        return "\n".join(lines)
+        return "\n".join(lines + self._attention_lines())
+
+    def _attention_lines(self) -> List[str]:
+        """One line per attention block whose heads change: heads, key-value heads and head size, before -> after."""
+        before, after = self.base.get("attention") or {}, self.predicted.get("attention") or {}
+        lines = []
+        for block, now in after.items():
+            was = before.get(block, {})
+            if was == now:
+                continue
+            parts = [f"{label} {was.get(k, '?')}->{now.get(k, '?')}" for k, label in
+                     (("num_heads", "heads"), ("num_key_value_heads", "kv heads"), ("head_dim", "head_dim"))]
+            lines.append(f"  attention {block}: " + ", ".join(parts))
+        if lines:
+            lines.insert(0, f"  attention blocks changed: {len(lines)} of {len(after)}")
+        return lines
 
     def __repr__(self) -> str:
         return self.summary()

@@ -43,6 +43,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 import torch.nn as nn
 
 from ..plan import PruningPlan, json_options, options_from_names, options_to_names
+from ..plan.meta import is_meta_model, planning_importance
 from .cache import model_fingerprint
 from .costs import PlanCostModel, default_latency_fn
 from .errors import SensitivityError
@@ -208,13 +209,18 @@ def _finish_plan(cm: PlanCostModel, counts: Dict[str, Union[int, float]], keys: 
     if cm.base.get("latency") is not None:
         base["latency"] = cm.base["latency"]
         predicted["latency"] = costs["latency"]
+    if cm.base.get("attention"):
+        base["attention"], predicted["attention"] = cm.base["attention"], costs["attention"]
     if baseline is not None:
         base["metric"] = baseline
     if drops is not None and baseline is not None:
         total = sum(drops.values())
         predicted["metric_drop"] = total
         predicted["metric"] = baseline - total
-    return PruningPlan(decisions, name=name, target=target, kind=kind, importance=repr(importance),
+    on_meta = is_meta_model(cm.model)
+    if on_meta:  # counts made without weights: the importance is chosen when the plan is applied
+        source = dict(source, planned_on="meta")
+    return PruningPlan(decisions, name=name, target=target, kind=kind, importance=None if on_meta else repr(importance),
                        options=json_options(options), source=source, base=base, predicted=predicted)
 
 
@@ -323,7 +329,9 @@ def uniform_plan(model: Optional[nn.Module] = None, example_inputs=None, ratio: 
                  table: Optional[SensitivityTable] = None, latency_fn: Optional[Callable[[nn.Module], float]] = None,
                  name: Optional[str] = None) -> PruningPlan:
     """The same ratio for every group: ``ratio`` itself, or the smallest ratio whose plan meets ``target`` (or
-    ``speedup``) of ``kind`` (see :func:`solve_budget`).
+    ``speedup``) of ``kind`` (see :func:`solve_budget`). The model may be on the ``meta`` device (a model too big
+    to load, see :mod:`prune_explorer.plan.meta`): the plan then records counts made with ``RandomImportance`` and
+    no importance, and :func:`~prune_explorer.plan.apply_plan` ranks the real weights later.
 
     Each group with ``C`` root channels loses ``C - int(C * (1 - ratio))`` rounded down to a count the pruner
     allows, as ``pruner.step()`` would. With ``table=`` the model, example inputs, importance, pruner options and
@@ -339,10 +347,7 @@ def uniform_plan(model: Optional[nn.Module] = None, example_inputs=None, ratio: 
             raise SensitivityError("uniform_plan needs model= and example_inputs= (or table= from a scan)")
         options = options_to_names(model, ignored_layers=ignored_layers, round_to=round_to,
                                    **(pruner_options or {}))
-        if importance is None:
-            from ..importance import MagnitudeImportance
-
-            importance = MagnitudeImportance(p=2)
+        importance = planning_importance(model, importance, error=SensitivityError)
     if max_pruning_ratio is not None:
         options["max_pruning_ratio"] = max_pruning_ratio
     if (ratio is None) == (target is None and speedup is None):
@@ -350,6 +355,9 @@ def uniform_plan(model: Optional[nn.Module] = None, example_inputs=None, ratio: 
     if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1):
         raise SensitivityError(f"ratio={ratio!r} must be a number in [0, 1)")
     kind = _check_kind(kind)
+    if kind == "latency" and ratio is None and is_meta_model(model):
+        raise SensitivityError("a meta-device model has no latency (nothing runs): use kind='params' or 'macs', or "
+                               "a ratio=")
     if kind == "latency" and latency_fn is None and ratio is None:
         latency_fn = default_latency_fn(example_inputs)
     cm = PlanCostModel(model, example_inputs, importance, options,

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from ..measure import count_macs, count_params
 from ..plan import GroupDecision, PruningPlan, build_pruner, group_key, options_from_names, prune_with_plan
+from ..plan.record import attention_sizes
 from .errors import SensitivityError
 
 __all__ = ["PlanCostModel", "default_latency_fn"]
@@ -35,7 +36,8 @@ def default_latency_fn(example_inputs, forward_fn=None, repeat: int = 20, warmup
 class PlanCostModel:
     """Applies per-group counts to a private copy of a model (through a pruner, then undone) and measures them.
 
-    ``measure({key: n})`` -> ``{"params": int, "macs": int, "latency": seconds or None}``; measurements are cached
+    ``measure({key: n})`` -> ``{"params": int, "macs": int, "latency": seconds or None}`` (plus ``"attention"``, each
+    block's head counts, for models with attention blocks); measurements are cached
     by counts. ``feasible(key, n)`` is the count the pruner actually removes when asked for ``n`` (rounded down for
     ``round_to`` / ties / guards), ``max_removable(key)`` the most it allows.
     """
@@ -98,6 +100,9 @@ class PlanCostModel:
         try:
             out = {"params": count_params(self.model),
                    "macs": count_macs(self.model, self.example_inputs, forward_fn=self.forward_fn), "latency": None}
+            heads = attention_sizes(self.pruner.DG)
+            if heads:
+                out["attention"] = heads  # {block: {"num_heads", "num_key_value_heads", "head_dim"}}
             if self.latency_fn is not None and latency is not False:
                 out["latency"] = float(self.latency_fn(self.model))
         finally:
