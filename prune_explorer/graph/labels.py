@@ -113,6 +113,37 @@ def new_field(shape: Sequence[int], dim: int, gids: torch.Tensor) -> Field:
     return gids.reshape(view)
 
 
+def collapse(couplings: "Couplings", f: Field, dims: Sequence[int], reason: str) -> Optional[Field]:
+    """The labels ``f`` leaves on the result of an op that collapses ``dims`` (a sum, mean or max over them, or a
+    contraction) when ``f`` also varies along a dim the op keeps.
+
+    Each kept position of the result combines every position of ``f`` along ``dims``, so those channels can only be
+    removed together: they are coupled (a channel combined with a position that holds none is fixed, with
+    ``reason``), and the result carries ``f`` narrowed to size 1 along ``dims`` (same ``ndim``: the caller squeezes
+    the dims the op drops). Returns None when ``f`` varies along ``dims`` only: every channel is summed away and the
+    result no longer depends on which of them exist. Returns ``f`` itself when it does not vary along ``dims``.
+
+    >>> c = Couplings()
+    >>> f = torch.tensor([[1, 2, 3], [4, 5, 6]])      # (radix=2, C=3): summed over the radix dim
+    >>> collapse(c, f, [0], "sum").tolist()
+    [[1, 2, 3]]
+    >>> sorted(zip(np.concatenate(c.pair_a).tolist(), np.concatenate(c.pair_b).tolist()))
+    [(4, 1), (5, 2), (6, 3)]
+    >>> collapse(c, torch.tensor([[7], [8]]), [0], "sum") is None   # only the summed dim holds channels
+    True
+    """
+    collapsed = [d for d in dims if 0 <= d < f.ndim and f.shape[d] > 1]
+    if not collapsed:
+        return f
+    if not varying_dims(f) - set(collapsed):
+        return None
+    base = f
+    for d in collapsed:
+        base = base.narrow(d, 0, 1)
+    couplings.unify(f, base, reason)
+    return base
+
+
 def merge_fields(fields: List[Field]) -> List[Field]:
     """Keep at most one field per varying dim (callers unify overlapping fields before merging)."""
     out: List[Field] = []

@@ -37,19 +37,6 @@ _NO_HEADS = (
 
 KNOWN_FAILURES: Dict[Tuple[str, str], str] = {
     # ---- timm -----------------------------------------------------------------------------------------------------
-    ("runs", "timm/resnest14d"): (
-        "forward: RuntimeError: Given groups=1, weight of size [16, 64, 1, 1], expected input[1, 32, 1, 1] to have 64 "
-        "channels, but got 32 channels instead (conv2.fc1). Root cause: graph/op_rules.py reduction() drops a label "
-        "field that varies along the summed dim even when it also varies along a kept dim: in SplitAttn, "
-        "x.reshape(B, radix, RC // radix, H, W).sum(dim=1) then looks unlabeled, so fc1 and conv3 read 'channels that "
-        "come from no prunable layer' (fixed) while conv2.conv, which feeds them, loses half its outputs"
-    ),
-    ("runs", "timm/skresnet18"): (
-        "forward: RuntimeError: Given groups=1, weight of size [64, 64, 3, 3], expected input[1, 32, 16, 16] to have "
-        "64 channels, but got 32 channels instead (layer1.0.conv2). Root cause: as resnest14d: SelectiveKernel's "
-        "torch.sum(torch.stack(paths, dim=1) * attn, dim=1) loses its labels in graph/op_rules.py reduction(), so the "
-        "next conv's input is fixed while the paths' convs are pruned"
-    ),
     ("runs", "timm/nfnet_l0"): (
         "forward: RuntimeError: weight should contain 8 elements not 16. Root cause: timm's ScaledStdConv2d (an "
         "nn.Conv2d subclass) falls to the conv family (layers/conv.py): ConvPruner.prune_out_channels and conv_parts "

@@ -1,11 +1,12 @@
-"""Reductions (a reduced channel dim disappears), pooling and resampling (channels stay on dim 1; a resampled
-channel dim is fixed), and tensor creation with sizes read from a traced tensor."""
+"""Reductions (channels along a reduced dim are summed away, or coupled when they also lie along a kept dim:
+:func:`~..labels.collapse`), pooling and resampling (channels stay on dim 1; a resampled channel dim is fixed),
+and tensor creation with sizes read from a traced tensor."""
 
 from __future__ import annotations
 
 import torch
 
-from ..labels import merge_fields, new_field, varying_dims
+from ..labels import collapse, merge_fields, new_field, varying_dims
 from ..traced_int import TracedInt
 from .call import Call, arg, norm_dim, unlabeled
 
@@ -24,12 +25,15 @@ def reduction(tracer, call: Call) -> None:
         return unlabeled(call)
     dims = [dim] if isinstance(dim, int) else list(dim)
     dims = sorted({norm_dim(int(dd), x.ndim) for dd in dims})
+    reason = f"'{call.name}' combines these channels with positions that hold no prunable channel"
+    kept = []
+    for f in x.fields:  # a field varying along a reduced dim and a kept one: coupled along the reduced dims
+        g = collapse(tracer.couplings, f, dims, reason)
+        if g is not None:
+            kept.append(g)
     for o in call.outputs:
         fields = []
-        for f in x.fields:
-            if varying_dims(f) & set(dims):
-                continue  # channels summed away: the result no longer depends on which ones exist
-            g = f
+        for g in kept:
             if not keepdim:
                 for dd in reversed(dims):
                     g = g.squeeze(dd) if g.ndim > dd else g
