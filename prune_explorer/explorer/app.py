@@ -31,7 +31,9 @@ import traitlets
 from ..errors import PruneExplorerError
 from .controller import ExplorerController, ExplorerError
 from .graph_state import DEFAULT_MAX_ITEMS
+from .status import Status
 from .views import GraphView, GroupCardView, HeaderView, IgnoredLayersView, ProgressView, RatioCurvesView
+from .views.finish import FinishView
 from .views.common import CSS, esc
 
 __all__ = ["Explorer", "SHORTCUTS"]
@@ -106,7 +108,7 @@ class Explorer:
                              "</div>")
         title.layout = widgets.Layout(width="100%")
         if self.controller is None:
-            self._set_status(f"Cannot start: {self.error}", error=True)
+            self._render_status(f"Cannot start: {self.error}", error=True)
             self.views = []
             self.root = widgets.VBox([title, self.status])
             self.root.add_class("pe-app")
@@ -117,7 +119,8 @@ class Explorer:
         self.graph = GraphView(self, max_items=max_graph_items)
         self.curves = RatioCurvesView(self)
         self.ignored = IgnoredLayersView(self)
-        self.views = [self.header, self.card, self.graph, self.curves, self.ignored]
+        self.finish = FinishView(self)
+        self.views = [self.header, self.card, self.graph, self.curves, self.ignored, self.finish]
         c.subscribe(self._on_change)
         self.main_grid = _grid([self.card, self.graph], "460px")
         self.panels = _grid([self.curves, self.ignored], "420px")
@@ -127,83 +130,61 @@ class Explorer:
             widgets.HBox([self.status, self.progress], layout=widgets.Layout(width="100%", flex_flow="row wrap")),
             self.main_grid,
             self.panels,
+            self.finish,
             self.bridge,
         ], layout=widgets.Layout(width="100%", min_width="0"))
         self.root.add_class("pe-app")
-        self._set_status(self._summary())
+        self._render_status()
 
     # ---- running actions ------------------------------------------------------------------------------------------
-    def run(self, fn: Callable[[ExplorerController], Any], busy: Optional[str] = None, quiet: bool = False) -> bool:
-        """Run ``fn(controller)``; the status line then says what happened (or shows the error: nothing changes).
-
-        Every action replaces the status line, so an old error never stays beside a later success. ``quiet``
-        actions (adjusting the selection) show the controller's notice, or the current state, instead of a
-        summary of the last decision. Returns True on success.
-        """
+    def run(self, fn: Callable[[ExplorerController], Any], busy: Optional[str] = None) -> bool:
+        """Run ``fn(controller)``; the status line then shows what the controller says (or why it refused: nothing
+        changes then). ``busy`` is shown while it runs. Returns True on success."""
         if self.controller is None:
             return False
+        c = self.controller
         if busy:
-            self._set_status(busy + " ...")
-        self._running = True
-        self.controller.message = ""  # a notice left by an earlier call from code is not this action's
+            self._render_status(busy + " ...")
         try:
-            fn(self.controller)
+            fn(c)
         except PruneExplorerError as exc:
-            self._set_status(str(exc), error=True)
+            c.fail(exc)
             return False
         except Exception as exc:  # noqa: BLE001 - an unexpected failure is shown, not lost in a callback
-            self._set_status(f"unexpected error: {type(exc).__name__}: {exc}", error=True,
-                             details=traceback.format_exc())
+            c.fail(f"unexpected error: {type(exc).__name__}: {exc}", details=traceback.format_exc())
             return False
         finally:
-            self._running = False
             self.progress.hide()
-        msg = self.controller.message
-        self.controller.message = ""
-        self._set_status(msg or (self._selection_summary() if quiet else self._summary()))
+            self._render_status()
         return True
 
     def notify(self, text: str, error: bool = False) -> None:
-        """Show ``text`` in the status line (replacing what was there)."""
-        self._set_status(text, error=error)
+        """Show ``text`` in the status line (it belongs to the controller: the next action replaces it)."""
+        if self.controller is None:
+            self._render_status(text, error)
+        else:
+            self.controller.notify(text, error=error)
 
-    def _summary(self) -> str:
-        c = self.controller
-        f = c.figures()
-        last = c.decisions[-1] if c.decisions else None
-        cur = c.current.root_name if c.current is not None else None
-        if cur is None:
-            return (f"All groups decided: {f['groups_accepted']} accepted, {f['groups_skipped']} skipped, "
-                    f"{f['groups_guard_skipped']} skipped by guards.")
-        if last is None:
-            return (f"Ready: {f['groups_total']} groups to decide, starting with {cur}; ignoring "
-                    f"{', '.join(c.ignored_names) or 'no layer'}.")
-        verb = {"accept": f"accepted {last.root} (−{last.n_removed} channels)", "skip": f"skipped {last.root}",
-                "guard": f"{last.root} skipped by a guard"}[last.action]
-        return f"{verb}; now at {cur}."
-
-    def _selection_summary(self) -> str:
-        c = self.controller
-        if c.current is None:
-            return self._summary()
-        n = len(c.current_idxs)
-        return f"{c.current.root_name}: {n} of {c.current.root_space.current_size} channels selected for removal."
-
-    def _set_status(self, text: str, error: bool = False, details: str = "") -> None:
+    def _render_status(self, text: Optional[str] = None, error: bool = False) -> None:
+        """Draw the controller's status (or ``text``, e.g. while an action runs)."""
+        details = ""
+        if text is None:
+            st = self.controller.status
+            text, error, details = st.text, st.is_error, st.details
         cls = "pe-status-error" if error else "pe-status-ok"
         extra = f"<details><summary>details</summary><pre>{esc(details)}</pre></details>" if details else ""
         self.status.value = f"<div class='{cls}'>{esc(text)}</div>{extra}"
 
     def _on_change(self, event: str) -> None:
-        for v in self.views:
-            try:
-                v.refresh(event)
-            except Exception as exc:  # noqa: BLE001
-                self._set_status(f"a view failed to update ({type(v).__name__}: {exc})", error=True,
-                                 details=traceback.format_exc())
-                return
-        if not self._running:  # a change made from code (ex.controller.accept() in a cell): say where we are
-            self._set_status(self.controller.message or self._summary())
+        if event != "status":
+            for v in self.views:
+                try:
+                    v.refresh(event)
+                except Exception as exc:  # noqa: BLE001
+                    self.controller.status = Status.error(f"a view failed to update ({type(v).__name__}: {exc})",
+                                                          traceback.format_exc())
+                    break
+        self._render_status()
 
     def _on_bridge_msg(self, _widget, content, _buffers) -> None:
         if isinstance(content, dict) and content.get("event") == "key":

@@ -19,7 +19,14 @@ Plain Python, no widgets: :class:`ExplorerController` is what the views call, wh
     computed from the group structure without tracing again), as plain dicts and lists;
 :mod:`.export`
     the decision log (``history``), the graph's ``pruning_history``, :meth:`~ExplorerController.code` (a script
-    that replays the pruning) and :meth:`~ExplorerController.save`.
+    that replays the pruning), :meth:`~ExplorerController.save`, :meth:`~ExplorerController.export_onnx` and
+    :meth:`~ExplorerController.report` (layer by layer, before and after; :mod:`.finish`);
+:mod:`.speed`
+    :meth:`~ExplorerController.measure_speed`: latency of the original and the current model, on demand.
+
+Status
+    ``status`` (:mod:`.status`) is the one status line: every change replaces it with a sentence describing the
+    new state and the action's notices (also in ``message``); :meth:`~ExplorerController.fail` shows a refusal.
 
 Errors
     Bad input raises :class:`ExplorerError` (a :class:`~prune_explorer.PruneExplorerError`) with a message that
@@ -47,15 +54,18 @@ from ..measure.sweep import SweepResult
 from ..plan.meta import meta_aware
 from ..plan.record import explorer_plan
 from ..pruner import BasePruner
+from ..measure import params_per_module
 from .export import Export
 from .figures import DEFAULT_SWEEP_RATIOS, Figures
 from .session import ExplorerError, ProgressFn, Session, check_explorer_ratio, measure_model
+from .status import Status, describe
+from .speed import Speed
 from .walk import AUTO_SKIP_KINDS, Decision, Walk
 
 __all__ = ["ExplorerController", "ExplorerError", "Decision", "DEFAULT_SWEEP_RATIOS", "AUTO_SKIP_KINDS"]
 
 
-class ExplorerController(Walk, Figures, Export, Session):
+class ExplorerController(Walk, Figures, Export, Speed, Session):
     """State and decisions of one exploration (see the module docstring).
 
     Args:
@@ -88,7 +98,10 @@ class ExplorerController(Walk, Figures, Export, Session):
         self.current = None  # the group on show, whole (None when the walk is over)
         self._proposal = None  # the pruner's proposal for it (importance, proposed channels, scope, ratio, ...)
         self.current_idxs: List[int] = []
-        self.message = ""  # the last notice for the status area (not an error)
+        self.message = ""  # the notices of the last action ("" when it had none), also shown in the status line
+        self._notices: List[str] = []
+        self.last_undone: Optional[str] = None
+        self._latency: Dict[str, Any] = {}  # measured speed (see .speed)
         self._sweep: Optional[SweepResult] = None
         self._cache: Dict[tuple, Any] = {}  # figures of the current state, cleared on every change
         self._modules = dict(model.named_modules())
@@ -96,26 +109,30 @@ class ExplorerController(Walk, Figures, Export, Session):
         explicit = ignored_layers is not None
         ignored_names = self._resolve_layers(ignored_layers or ()) if explicit else []
         # 1. one forward pass: MACs per layer (and, unless given, which layer is the final classifier)
-        self._report("build", 0, 3)
+        self._report("measuring MACs", 0, 4)
         macs, layer_macs, classifier = measure_model(model, example_inputs, self.pruner_kwargs.get("forward_fn"),
                                                      find_classifier=not explicit)
         if not explicit:
             ignored_names = classifier
         # 2. the pruner traces the model
-        self._report("build", 1, 3)
+        self._report("tracing", 1, 4)
         self.ignored_names: List[str] = list(ignored_names)
         self.pruner = self._make_pruner(self.ignored_names)
         self.DG = self.pruner.DG
         self.DG.undo_depth = 1 << 30  # every accepted group stays undoable
         # 3. parameter / MAC laws and the group layout (for predictions and the sweep)
-        self._report("build", 2, 3)
+        self._report("grouping", 2, 4)
         self._layer_macs = layer_macs
+        self._layer_params0 = params_per_module(model)  # as built, per module name (the finish report)
         self.structure = ModelStructure(self.DG, layer_macs, macs)
         self.params0 = self.structure.total_params0
         self.macs0 = macs
         self._layout = self._make_layout(self.ignored_names)
+        # 4. the pruner scores the first group
+        self._report("scoring", 3, 4)
         self._restart_walk()
-        self._report("build", 3, 3)
+        self.status = Status(describe(self, "build"))
+        self._report("scoring", 4, 4)
 
     def __repr__(self) -> str:
         f = self.figures()

@@ -14,8 +14,12 @@ from typing import List, Optional
 
 import torch
 
+from pathlib import Path
+
 from ..graph import model_history
 from ..history import save_pruned
+from .finish import FinishReport, OnnxExport, export_onnx, finish_report
+from .session import ExplorerError
 
 __all__ = ["Export", "replay_script"]
 
@@ -119,6 +123,25 @@ class Export:
         history = self.pruning_history if any(d.explicit for d in accepted) else []
         return replay_script(accepted, self.example_inputs, history, model_expr)
 
-    def save(self, path) -> None:
-        """Write the pruned model safely: the JSON pruning history plus the weights (``pe.save_pruned``)."""
-        save_pruned(self.model, path)
+    def save(self, path) -> Path:
+        """Write the pruned model safely: the JSON pruning history plus the weights (``pe.save_pruned``; reload it
+        with ``pe.load_pruned(fresh_model, path)``). Returns the path written."""
+        path = Path(path)
+        if not str(path).strip() or path.is_dir():
+            raise ExplorerError(f"give a file name to save to, not {str(path)!r} (e.g. 'pruned.pth')")
+        if not path.parent.exists():
+            raise ExplorerError(f"the folder {str(path.parent)!r} does not exist; create it or choose another path")
+        try:
+            save_pruned(self.model, path)
+        except OSError as exc:
+            raise ExplorerError(f"could not write {str(path)!r}: {exc.strerror or exc}") from exc
+        return path
+
+    def export_onnx(self, path, opset: Optional[int] = None) -> OnnxExport:
+        """Export the pruned model to ONNX at ``path`` and check the file's input and output shapes
+        (:func:`.finish.export_onnx`; needs ``pip install "prune_explorer[onnx]"``)."""
+        return export_onnx(self.model, self.example_inputs, path, opset)
+
+    def report(self) -> FinishReport:
+        """Layer by layer, the model as built and now, the totals, and the groups left alone (:mod:`.finish`)."""
+        return finish_report(self)

@@ -366,7 +366,7 @@ class GraphState:
     def walk_changed(self, event: str = "") -> None:
         """Call after every controller change: follow a rebuilt graph, and the new current group when following."""
         self.rebind()
-        if event in ("adjust", "sweep"):
+        if event in ("adjust", "sweep", "speed", "status"):
             return  # the group on show did not change
         self._follow_current(force=False)
 

@@ -21,6 +21,7 @@ from ..measure import count_ops_and_params
 from ..measure.structure import ModelStructure, meta_clone
 from ..measure.sweep import GroupLayout
 from ..validation import check_ratio
+from .status import Status, describe
 
 __all__ = ["ExplorerError", "Session", "check_explorer_ratio", "measure_model", "build_pruner"]
 
@@ -140,13 +141,37 @@ class Session:
                 pass
 
     def subscribe(self, fn: Callable[[str], None]) -> None:
-        """Call ``fn(event)`` after every change (event: accept, skip, adjust, undo, ignore, ratio, sweep, ...)."""
+        """Call ``fn(event)`` after every change (event: accept, skip, adjust, undo, accept_all, ignore, ratio,
+        options, sweep, or ``"status"`` when only the status line changed)."""
         self._listeners.append(fn)
 
-    def _changed(self, event: str) -> None:
-        self._cache.clear()
+    def _notify_listeners(self, event: str) -> None:
         for fn in list(self._listeners):
             fn(event)
+
+    def _changed(self, event: str) -> None:
+        """After every change: the status line describes the new state plus this action's notices; listeners run."""
+        self._cache.clear()
+        notices, self._notices = self._notices, []
+        self.message = "; ".join(notices)
+        self.status = Status(describe(self, event) + (f" ({self.message})" if self.message else ""))
+        self._notify_listeners(event)
+
+    # ---- the status line ----------------------------------------------------------------------------------------------
+    def _notice(self, text: str) -> None:
+        """A notice of the running action (shown after the status sentence, and in :attr:`message`)."""
+        self._notices.append(text)
+
+    def fail(self, exc, details: str = "") -> None:
+        """Show why an action was refused (``exc``: an exception or a sentence); nothing else changes."""
+        self._notices = []
+        self.status = Status.error(exc, details)
+        self._notify_listeners("status")
+
+    def notify(self, text: str, error: bool = False) -> None:
+        """Put ``text`` in the status line (a view's own message, e.g. what a search found)."""
+        self.status = Status(text, "error" if error else "info")
+        self._notify_listeners("status")
 
     # ---- the pruner -----------------------------------------------------------------------------------------------
     def _make_pruner(self, ignored_names: Sequence[str], ratio: Optional[float] = None):
@@ -220,11 +245,44 @@ class Session:
         self._rebuild(ratio=r)
         self._changed("ratio")
 
+    def set_options(self, **options) -> None:
+        """Change other pruner options (e.g. ``prune_num_heads=True, head_pruning_ratio=0.25``) and rebuild the
+        pruner; decisions are kept where they still apply. A bad option raises and changes nothing."""
+        for key in ("ignored_layers", "pruning_ratio", "importance"):
+            if key in options:
+                raise ExplorerError(f"{key} has its own control: use "
+                                    + {"ignored_layers": "ignore() / set_ignored()", "pruning_ratio": "set_ratio()",
+                                       "importance": "a new Explorer"}[key])
+        new = {**self.pruner_kwargs, **options}
+        if new == self.pruner_kwargs:
+            return
+        old = self.pruner_kwargs
+        self.pruner_kwargs = new
+        try:
+            self._rebuild()
+        except ExplorerError:
+            self.pruner_kwargs = old
+            self._rebuild()  # the pruner with the old options, the decisions replayed
+            self._notices = []
+            raise
+        self._changed("options")
+
+    @property
+    def head_options(self) -> Optional[dict]:
+        """The attention-head options in use, or None when the pruner handles no attention block (declare the q / k /
+        v layers in ``num_heads`` to prune heads)."""
+        blocks = getattr(self.pruner, "attention_blocks", None)
+        if not blocks:
+            return None
+        return {"blocks": len(blocks), "prune_num_heads": bool(getattr(self.pruner, "prune_num_heads", False)),
+                "prune_head_dims": bool(getattr(self.pruner, "prune_head_dims", True)),
+                "head_pruning_ratio": float(getattr(self.pruner, "head_pruning_ratio", 0.0) or 0.0)}
+
     def _rebuild(self, ignored_names: Optional[List[str]] = None, ratio: Optional[float] = None) -> None:
         ignored_names = list(self.ignored_names if ignored_names is None else ignored_names)
         ratio = self.pruning_ratio if ratio is None else ratio
         old = [d for d in self.decisions if d.action in ("accept", "skip")]
-        self._report("rebuild", 0, 3)
+        self._report("tracing", 0, 3)
         # 1. back to the unpruned model
         while self.DG.history:
             self.DG.undo()
@@ -243,7 +301,7 @@ class Session:
             self.structure = ModelStructure(self.DG, self._layer_macs, self.macs0)
         self._layout = self._make_layout(self.ignored_names)
         self._sweep = None
-        self._report("rebuild", 2, 3)
+        self._report("replaying the decisions", 2, 3)
         dropped = self._replay(old)
         ignored_now = set(self.ignored_names)
         on_ignored = [d for d in dropped if d in ignored_now]
@@ -254,5 +312,5 @@ class Session:
         if others:
             where = f" after {self.replay_stopped_at}, which the walk now visits first" if self.replay_stopped_at else ""
             msg += f", dropped {len(others)} that came{where} ({fmt_names(others)})"
-        self.message = msg
-        self._report("rebuild", 3, 3)
+        self._notice(msg)
+        self._report("replaying the decisions", 3, 3)

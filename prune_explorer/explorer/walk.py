@@ -72,13 +72,23 @@ class Decision:
 
 
 def _read_idx_text(text: str, what: str) -> List[int]:
-    """Channel indices typed as text, e.g. ``"0, 5, 7"`` or ``"0 5 7"``."""
-    tokens = [t for t in text.replace(",", " ").split() if t]
-    try:
-        return [int(t) for t in tokens]
-    except ValueError:
-        raise ExplorerError(f"{what}: could not read {tokens!r} as channel indices; type integers separated by "
-                            "commas or spaces, e.g. '0, 5, 7'") from None
+    """Channel indices typed as text: integers and inclusive ranges separated by commas or spaces.
+
+    >>> _read_idx_text("0, 5 7, 33-36", "channels")
+    [0, 5, 7, 33, 34, 35, 36]
+    """
+    out: List[int] = []
+    for token in text.replace(",", " ").split():
+        lo, sep, hi = token.partition("-")
+        try:
+            a, b = (int(lo), int(hi)) if (sep and lo) else (int(token), int(token))  # "33-40": both ends included
+        except ValueError:
+            raise ExplorerError(f"{what}: could not read {token!r} as a channel index or range; type integers and "
+                                "ranges separated by commas or spaces, e.g. '0, 5, 7, 33-40'") from None
+        if b < a:
+            raise ExplorerError(f"{what}: the range {token!r} goes backwards; write it low-high, e.g. '{b}-{a}'")
+        out.extend(range(a, b + 1))
+    return out
 
 
 class Walk:
@@ -262,7 +272,7 @@ class Walk:
             return []
         idxs = sorted(int(i) for i in self.pruner.propose(self._proposal, n))  # the proposal brings its scores
         if len(idxs) != n:
-            self.message = (f"{n} channels cannot be removed from {self.current.root_name} while keeping the "
+            self._notice(f"{n} channels cannot be removed from {self.current.root_name} while keeping the "
                             f"constraints (units, round_to, member multiples, guards); selected {len(idxs)} instead")
         return idxs
 
@@ -291,7 +301,7 @@ class Walk:
             raise ExplorerError(f"removing {len(full)} channels from {g.root_name} goes past the guards: at most {hi} "
                                 f"of its {n} channels may be removed (max_pruning_ratio, and at least one channel stays)")
         if len(full) > len(vals):
-            self.message = (f"added {len(full) - len(vals)} channels to complete whole units (channels tied by the "
+            self._notice(f"added {len(full) - len(vals)} channels to complete whole units (channels tied by the "
                             "layer's arithmetic are removed together)")
         return sorted(full)
 
@@ -308,7 +318,7 @@ class Walk:
         del self.decisions[k:]
         self._cache.clear()
         self._restart_walk()
-        self.message = f"undid {d.root}: the model is as it was before it was accepted"
+        self.last_undone = d.root
         self._changed("undo")
         return d
 
@@ -317,11 +327,12 @@ class Walk:
         self._require_current("accept all")
         done = []
         n_total = self.n_groups_left
-        self._report("accept all", 0, n_total)
+        stage = "accepting every remaining group"
+        self._report(stage, 0, n_total)
         while self.current is not None:
             done.append(self._apply(list(self.current_idxs)))
             self._advance()
-            self._report("accept all", len(done), max(n_total, len(done) + self.n_groups_left))
+            self._report(stage, len(done), max(n_total, len(done) + self.n_groups_left))
         self._changed("accept_all")
         return done
 

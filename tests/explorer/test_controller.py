@@ -65,7 +65,8 @@ def test_build_figures_and_first_group(small):
     assert max(removed) <= card["threshold"] <= min(kept)
     names = {r["name"] for r in card["prediction"]["rows"]}
     assert {"conv1", "bn1", "block.conv_a", "block.conv_b", "block.bn_b", "conv2"} <= names
-    assert stages[0] == ("build", 0, 3) and stages[-1] == ("build", 3, 3)
+    assert [s for s, _, _ in stages] == ["measuring MACs", "tracing", "grouping", "scoring", "scoring"]
+    assert stages[0][1:] == (0, 4) and stages[-1][1:] == (4, 4)
 
 
 def test_the_walk_reads_the_pruners_proposal_and_never_writes_into_graph_groups(small):
@@ -303,7 +304,7 @@ def test_accept_all_remaining_and_accept_after_the_end(small):
     assert f["finished"] and f["groups_left"] == 0 and f["groups_accepted"] == 2 and f["groups_skipped"] == 1
     assert model.block.conv_a.out_channels == 16 and model.conv2.out_channels == 12
     assert model.conv1.out_channels == 16  # skipped
-    acc = [s for s in seen if s[0] == "accept all"]
+    acc = [s for s in seen if s[0] == "accepting every remaining group"]
     assert acc[0][1] == 0 and acc[-1][1] == acc[-1][2] == 2
     snap = snapshot(model)
     for action in (c.accept, c.skip, c.accept_all_remaining, lambda: c.adjust(n=1)):
@@ -377,7 +378,7 @@ def test_ignore_rebuilds_the_pruner_and_keeps_decisions(small):
     c.progress = lambda s, d, t: seen.append(s)
     c.ignore("conv2")
     assert c.pruner is not pruner0 and c.ignored_names == ["fc", "conv2"]
-    assert "rebuild" in seen
+    assert seen[0] == "tracing" and seen[-1] == "replaying the decisions"
     assert same_as(model, snap1)  # the accepted group was replayed: same channels removed
     assert [d.root for d in c.decisions] == ["conv1"] and c.decisions[0].idxs == d0.idxs
     assert [g.root_name for g in c.pruner.get_all_groups()] == ["conv1", "block.conv_a"]

@@ -266,11 +266,11 @@ def test_progress_view_names_its_stage_and_disappears_when_done():
     p = ProgressView()
     assert not p.visible
     p.update("sweep", 3, 10)
-    assert p.bar.max == 10 and p.bar.value == 3 and p.label.value == "sweeping p = 0…0.9: 3/10" and p.visible
+    assert p.bar.max == 10 and p.bar.value == 3 and p.label.value == "sweep: 3/10" and p.visible
     p.update("sweep", 10, 10)
     assert not p.visible  # a finished bar is not left behind
-    p.update("accept all", 1, 9)
-    assert p.visible and p.label.value.startswith("accepting every remaining group")
+    p.update("tracing", 1, 4)
+    assert p.visible and p.label.value == "tracing — step 2 of 4"
     p.hide()
     assert not p.visible
 
@@ -284,7 +284,7 @@ def test_status_is_replaced_by_every_action(ex):
     card.pick_btn.click()  # a later valid pick replaces the error
     assert "pe-status-error" not in ex.status.value and "2 of 16 channels selected" in status(ex)
     ex.controller.accept_all_remaining()  # from code: the app still says where the walk is
-    assert "All groups decided" in status(ex) and "Ready" not in status(ex)
+    assert "all groups decided" in status(ex) and "Ready" not in status(ex)
 
 
 def test_keyboard_shortcuts_run_the_actions(ex, small):

@@ -1,4 +1,4 @@
-// The explorer app's front-end helper (anywidget, invisible): keyboard shortcuts and chart resizing.
+// The explorer app's front-end helper (anywidget, invisible): keyboard shortcuts, chart resizing, downloads.
 //
 // * Keyboard: while the focus is inside the app (click anywhere in it) and not in a text box, the keys listed in
 //   the `shortcuts` trait ({key: action}) send {event: "key", action} to Python, which runs the action.
@@ -53,7 +53,21 @@ function render({ model, el }) {
     setTimeout(() => window.dispatchEvent(new Event("resize")), 50); // charts drawn before layout settled
   };
   requestAnimationFrame(attach);
+  // {event: "download", filename, text} from Python: hand the text to the browser as a file download
+  const onMsg = (msg) => {
+    if (!msg || msg.event !== "download") return;
+    const url = URL.createObjectURL(new Blob([msg.text], { type: "text/plain" }));
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = msg.filename || "download.txt";
+    a.style.display = "none";
+    document.body.appendChild(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(url); a.remove(); }, 1000);
+  };
+  model.on("msg:custom", onMsg);
   return () => {
+    model.off("msg:custom", onMsg);
     ro.disconnect();
     clearTimeout(timer);
     if (app) app.removeEventListener("keydown", onKey);

@@ -154,7 +154,7 @@ class GroupCardView(widgets.VBox):
         allowed = self.app.controller.allowed_counts() if self.app.controller.current is not None else [n]
         if n not in allowed:  # snap to the nearest reachable count (units, round_to)
             n = min(allowed, key=lambda a: abs(a - n))
-        self.app.run(lambda c: c.adjust(n=n), quiet=True)
+        self.app.run(lambda c: c.adjust(n=n))
 
     def _on_pick_enter(self, change) -> None:
         if not self._syncing and (change["new"] or "").strip():
@@ -165,10 +165,10 @@ class GroupCardView(widgets.VBox):
         if not text.strip():
             self.app.notify("type the channels to remove first, e.g. 0, 5, 7", error=True)
             return
-        self.app.run(lambda c: c.adjust(idxs=text), quiet=True)
+        self.app.run(lambda c: c.adjust(idxs=text))
 
     def _on_reset(self, _=None) -> None:
-        self.app.run(lambda c: c.use_proposal(), quiet=True)
+        self.app.run(lambda c: c.use_proposal())
 
     # ---- drawing ----------------------------------------------------------------------------------------------------
     def refresh(self, event: str = "") -> None:
@@ -202,7 +202,7 @@ class GroupCardView(widgets.VBox):
             self.slider.disabled = card["max_removable"] == 0
         finally:
             self._syncing = False
-        if event in ("accept", "skip", "undo", "accept_all", "ignore", "ratio"):
+        if event in ("accept", "skip", "undo", "accept_all", "ignore", "ratio", "options"):
             self._syncing = True
             try:
                 self.pick.value = ""  # another group on show: old channel numbers would mean something else

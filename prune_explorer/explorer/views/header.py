@@ -39,21 +39,103 @@ def header_html(f: dict) -> str:
     )
 
 
-class HeaderView(widgets.VBox):
-    """Figures of the pruning so far, plus the pruning-ratio box (applied by rebuilding the pruner)."""
+def speed_html(latency, params_now: int) -> str:
+    """The measured-latency line of the header (a pure function, for tests)."""
+    if latency is None:
+        return ("<span class='pe-muted'>Latency: not measured yet (timing takes a few seconds, so it runs only when "
+                "you ask)</span>")
+    stale = (" <span class='pe-muted'>(measured before the last change: measure again)</span>"
+             if latency.params != params_now else "")
+    return (f"Latency on {esc(latency.device)}: <span class='pe-latency'>{latency.original_ms:.2f} ms</span> "
+            f"originally → <b class='pe-latency-now'>{latency.current_ms:.2f} ms</b> now "
+            f"(<b>{latency.speedup:.2f}x</b>; median of {latency.repeat} runs after a warm-up){stale}")
+
+
+#: models whose modules look like attention (the head options are offered for them)
+_ATTENTION_HINTS = ("MultiheadAttention", "Attention", "SelfAttention")
+
+
+def has_attention(model) -> bool:
+    return any(any(h in type(m).__name__ for h in _ATTENTION_HINTS) for m in model.modules())
+
+
+class HeadOptionsView(widgets.HBox):
+    """Attention-head options of the pruner (``prune_num_heads``, ``prune_head_dims``, ``head_pruning_ratio``),
+    applied by rebuilding the pruner; shown when the model has attention."""
 
     def __init__(self, app):
         self.app = app
+        c = app.controller
+        opts = c.head_options or {"prune_num_heads": bool(c.pruner_kwargs.get("prune_num_heads", False)),
+                                  "prune_head_dims": bool(c.pruner_kwargs.get("prune_head_dims", True)),
+                                  "head_pruning_ratio": float(c.pruner_kwargs.get("head_pruning_ratio", 0.0))}
+        self.num_heads = widgets.Checkbox(value=opts["prune_num_heads"], description="prune whole heads",
+                                          indent=False, layout=widgets.Layout(width="auto"))
+        self.head_dims = widgets.Checkbox(value=opts["prune_head_dims"], description="prune head dims",
+                                          indent=False, layout=widgets.Layout(width="auto"))
+        self.head_ratio = widgets.BoundedFloatText(value=opts["head_pruning_ratio"], min=0.0, max=0.95, step=0.05,
+                                                   description="head ratio", layout=widgets.Layout(width="170px"),
+                                                   style={"description_width": "70px"})
+        self.apply = widgets.Button(description="Apply head options", layout=widgets.Layout(width="auto"),
+                                    tooltip="Rebuild the pruner with these attention-head options (decisions kept)")
+        self.apply.add_class("pe-apply-heads")
+        self.apply.on_click(lambda _: self._apply())
+        self.note = widgets.HTML()
+        self.note.layout = widgets.Layout(min_width="0")
+        super().__init__([widgets.HTML("<b>Attention heads</b>"), self.num_heads, self.head_dims, self.head_ratio,
+                          self.apply, self.note],
+                         layout=widgets.Layout(flex_flow="row wrap", align_items="center", width="100%"))
+        self.add_class("pe-head-options")
+        self.refresh()
+
+    def _apply(self) -> None:
+        opts = dict(prune_num_heads=bool(self.num_heads.value), prune_head_dims=bool(self.head_dims.value),
+                    head_pruning_ratio=float(self.head_ratio.value))
+        self.app.run(lambda c: c.set_options(**opts), busy="rebuilding the pruner with the new head options")
+
+    def refresh(self, event: str = "") -> None:
+        c = self.app.controller
+        declared = c.head_options is not None
+        for w in (self.num_heads, self.head_dims, self.head_ratio, self.apply):
+            w.disabled = not declared
+        self.note.value = (f"<span class='pe-muted'>{c.head_options['blocks']} attention block(s) pruned by heads"
+                           "</span>" if declared else
+                           "<span class='pe-muted'>to prune heads, declare the q / k / v layers when you create the "
+                           "explorer: <code>pe.Explorer(..., num_heads={model.blocks[0].attn.q: 12, ...})</code>; "
+                           "nn.MultiheadAttention keeps its heads (the graph prunes its embedding only where the "
+                           "code allows)</span>")
+
+
+class HeaderView(widgets.VBox):
+    """Figures of the pruning so far, measured latency, the pruning-ratio box (applied by rebuilding the pruner) and,
+    for models with attention, the head options."""
+
+    def __init__(self, app):
+        self.app = app
+        c = app.controller
         self.html = widgets.HTML()
         self.html.add_class("pe-header-html")
-        self.ratio = widgets.FloatText(value=app.controller.pruning_ratio, step=0.05, description="ratio",
+        self.ratio = widgets.FloatText(value=c.pruning_ratio, step=0.05, description="ratio",
                                        layout=widgets.Layout(width="160px"))
         self.ratio.add_class("pe-ratio")
         self.apply_ratio = widgets.Button(description="Apply ratio", layout=widgets.Layout(width="110px"),
                                           tooltip="Rebuild the pruner with this channel ratio (decisions are kept)")
         self.apply_ratio.on_click(self._on_apply_ratio)
-        super().__init__([self.html, widgets.HBox([self.ratio, self.apply_ratio],
-                                                  layout=widgets.Layout(flex_flow="row wrap"))])
+        self.speed = widgets.HTML()
+        self.speed.add_class("pe-speed")
+        self.speed.layout = widgets.Layout(min_width="0")
+        self.speed_btn = widgets.Button(description="Measure speed", icon="clock-o", layout=widgets.Layout(width="auto"),
+                                        tooltip="Time forward passes of the original and the current model on the "
+                                                "model's device (median after a warm-up; a few seconds)")
+        self.speed_btn.add_class("pe-measure-speed")
+        self.speed_btn.on_click(lambda _: self.app.run(lambda c: c.measure_speed(), busy="timing the model"))
+        wrap = widgets.Layout(flex_flow="row wrap", align_items="center", width="100%")
+        rows = [self.html, widgets.HBox([self.ratio, self.apply_ratio], layout=wrap),
+                widgets.HBox([self.speed_btn, self.speed], layout=wrap)]
+        self.heads = HeadOptionsView(app) if (c.head_options is not None or has_attention(c.model)) else None
+        if self.heads is not None:
+            rows.append(self.heads)
+        super().__init__(rows)
         self.add_class("pe-header-view")
         self.refresh()
 
@@ -61,7 +143,13 @@ class HeaderView(widgets.VBox):
         self.app.run(lambda c: c.set_ratio(self.ratio.value), busy=f"rebuilding the pruner at ratio {self.ratio.value}")
 
     def refresh(self, event: str = "") -> None:
+        if event == "status":
+            return
         c = self.app.controller
-        self.html.value = header_html(c.figures())
-        if self.ratio.value != c.pruning_ratio and event in ("ratio", "", "ignore"):
+        f = c.figures()
+        self.html.value = header_html(f)
+        self.speed.value = speed_html(c.latency, f["params_now"])
+        if self.ratio.value != c.pruning_ratio and event in ("ratio", "", "ignore", "options"):
             self.ratio.value = c.pruning_ratio
+        if self.heads is not None and event in ("", "options", "ignore", "ratio"):
+            self.heads.refresh(event)

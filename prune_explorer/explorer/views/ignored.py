@@ -99,7 +99,7 @@ class IgnoredLayersView(widgets.VBox):
         self.app.run(lambda c: c.set_ignored(names), busy="rebuilding the pruner with the new ignored layers")
 
     def refresh(self, event: str = "") -> None:
-        if event in ("ignore", "ratio", "rebuild", ""):
+        if event in ("ignore", "ratio", "options", "speed", ""):
             self._reset()
         elif event in ("accept", "undo", "accept_all"):
             self._fill()  # channel counts changed

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-#: What the user reads for the controller's progress stages.
-STAGE_LABELS = {"build": "building", "rebuild": "rebuilding the pruner", "sweep": "sweeping p = 0…0.9",
-                "accept all": "accepting every remaining group"}
-
-
 class ProgressView(widgets.HBox):
-    """``IntProgress`` + a label naming the stage; :meth:`update` is the controller's ``progress(stage, done, total)``
-    callback. The bar disappears (takes no room) when its stage is done or :meth:`hide` is called."""
+    """``IntProgress`` + a label naming the stage (``"tracing — step 2 of 4"``, ``"sweeping: 3/10"``); :meth:`update`
+    is the controller's ``progress(stage, done, total)`` callback. The bar disappears (takes no room) when the work
+    is done or :meth:`hide` is called."""
 
     def __init__(self):
         self.bar = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="200px", min_width="80px"))
@@ -30,7 +26,7 @@ class ProgressView(widgets.HBox):
         self.layout.display = ""
         self.bar.max = total
         self.bar.value = done
-        self.label.value = f"{STAGE_LABELS.get(stage, stage)}: {done}/{total}"
+        self.label.value = f"{stage} — step {done + 1} of {total}" if total <= 6 else f"{stage}: {done}/{total}"
 
     def hide(self) -> None:
         self.layout.display = "none"

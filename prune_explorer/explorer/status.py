@@ -1,0 +1,90 @@
+"""The explorer's one status line: what the last action did, or why it was refused (plain Python, no widgets).
+
+The controller owns it (``controller.status``). Every change of the walk replaces it with a sentence that
+describes the new state (:func:`describe`), followed by the notices the action produced (``"added 2 channels to
+complete whole units"``...); a refused action replaces it with the error (:meth:`Status.error`). So an old error
+never stays beside a later success, and a summary never contradicts the walk.
+
+>>> Status("accepted conv1").level, Status.error(ValueError("bad")).text
+('info', 'bad')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+__all__ = ["Status", "describe"]
+
+
+@dataclass(frozen=True)
+class Status:
+    """One status line: ``text``; ``level`` is ``"info"`` or ``"error"``; ``details`` (a traceback) is optional."""
+
+    text: str
+    level: str = "info"
+    details: str = ""
+
+    @classmethod
+    def error(cls, exc, details: str = "") -> "Status":
+        return cls(str(exc), "error", details)
+
+    @property
+    def is_error(self) -> bool:
+        return self.level == "error"
+
+
+def _walk_state(c) -> str:
+    f = c.figures()
+    if c.current is None:
+        return (f"all groups decided: {f['groups_accepted']} accepted, {f['groups_skipped']} skipped, "
+                f"{f['groups_guard_skipped']} skipped by guards.")
+    return f"now at {c.current.root_name}."
+
+
+def _pct(x: Optional[float]) -> str:
+    return "n/a" if x is None or x != x else f"{100 * x:.1f}%"
+
+
+def describe(c, event: str) -> str:
+    """The status sentence after ``event`` (``"build"``, ``"accept"``, ``"skip"``, ``"adjust"``, ``"undo"``,
+    ``"accept_all"``, ``"ignore"``, ``"ratio"``, ``"options"``, ``"sweep"``, ``"speed"``) on controller ``c``."""
+    last = c.decisions[-1] if c.decisions else None
+    if event == "build":
+        f = c.figures()
+        if c.current is None:
+            return "Ready: no group to decide (every channel is fixed or ignored)."
+        return (f"Ready: {f['groups_total']} groups to decide, starting with {c.current.root_name}; ignoring "
+                f"{', '.join(c.ignored_names) or 'no layer'}.")
+    if event == "accept" and last is not None:
+        k = next((i for i in range(len(c.decisions) - 1, -1, -1) if c.decisions[i].action in ("accept", "skip")), 0)
+        acc = c.decisions[k]
+        guards = len(c.decisions) - 1 - k
+        then = f"{guards} group(s) after it skipped by guards; " if guards else ""
+        return (f"accepted {acc.root} (−{acc.n_removed} of {acc.channels} channels, "
+                f"−{acc.params_before - acc.params_after:,} parameters); " + then + _walk_state(c))
+    if event == "skip" and last is not None:
+        sk = next((d for d in reversed(c.decisions) if d.action == "skip"), last)
+        return f"skipped {sk.root}; " + _walk_state(c)
+    if event == "adjust" and c.current is not None:
+        n = len(c.current_idxs)
+        return (f"{c.current.root_name}: {n} of {c.current.root_space.current_size} channels selected for removal "
+                f"({'the pruner' + chr(39) + 's proposal' if c.card()['follows_proposal'] else 'adjusted'}).")
+    if event == "undo":
+        return f"undid {c.last_undone}: the model is as it was before it was accepted; " + _walk_state(c)
+    if event == "accept_all":
+        return "accepted every remaining group; " + _walk_state(c)
+    if event in ("ignore", "ratio", "options"):
+        what = {"ignore": f"ignoring {', '.join(c.ignored_names) or 'no layer'}",
+                "ratio": f"channel ratio {c.pruning_ratio:.2f}", "options": "new pruner options"}[event]
+        return f"{what}: " + _walk_state(c)
+    if event == "sweep" and c.sweep_result is not None:
+        sw = c.sweep_result
+        k = min(range(len(sw.ratios)), key=lambda i: abs(sw.ratios[i] - c.pruning_ratio))
+        return (f"uniform pruning at p = {sw.ratios[k]:.1f} would remove {_pct(sw.params_removed[k])} of the "
+                f"parameters and {_pct(sw.macs_removed[k])} of the MACs of the original model.")
+    if event == "speed" and c.latency is not None:
+        lat = c.latency
+        return (f"latency on {lat.device}: {lat.original_ms:.2f} ms originally, {lat.current_ms:.2f} ms now "
+                f"({lat.speedup:.2f}x; median of {lat.repeat} runs after a warm-up).")
+    return _walk_state(c).capitalize()

@@ -1,0 +1,201 @@
+"""The finish view: what the exploration did, layer by layer, and the buttons that take the pruned model away.
+
+A per-layer table (channels, parameters, MACs: original -> pruned; only the changed layers unless asked), the
+totals (counted afresh on the model, exactly ``pe.utils.count_ops_and_params``), the groups left alone with the
+reason, and Save (``pe.save_pruned`` format), Download script (``ex.code()``) and Export ONNX (checked shapes).
+The report costs one forward pass, so it is made when the walk ends or when asked, not on every click.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+import ipywidgets as widgets
+
+from ..finish import FinishReport
+from ..text import fmt_count, fmt_pct
+from .common import esc
+
+_MAX_ROWS = 400
+
+
+def _pair(a, b, fmt=lambda v: f"{v:,}") -> str:
+    if a == b:
+        return fmt(a)
+    return f"{fmt(a)} → <b>{fmt(b)}</b>"
+
+
+def report_html(r: FinishReport, only_changed: bool = True) -> str:
+    """The report as HTML: totals, the per-layer table and the groups left alone (a pure function, for tests)."""
+    pr, mr = r.removed_fraction("params"), r.removed_fraction("macs")
+    macs_cell = ("<td>MACs</td><td>n/a</td><td>n/a</td><td></td>" if r.macs is None else
+                 f"<td>MACs</td><td>{fmt_count(r.macs[0])}</td><td class='pe-total-macs' data-value='{r.macs[1]}'>"
+                 f"{fmt_count(r.macs[1])}</td><td class='pe-removed'>&minus;{fmt_pct(mr)}</td>")
+    totals = (
+        "<table class='pe-totals'><tr><th></th><th>original</th><th>pruned</th><th>removed</th></tr>"
+        f"<tr><td>parameters</td><td>{r.params[0]:,}</td><td class='pe-total-params' data-value='{r.params[1]}'>"
+        f"{r.params[1]:,}</td><td class='pe-removed'>&minus;{fmt_pct(pr)}</td></tr><tr>{macs_cell}</tr></table>"
+    )
+    rows = r.changed_layers if only_changed else r.layers
+    body = []
+    for row in rows[:_MAX_ROWS]:
+        ch = " · ".join(f"{side} {_pair(a, b, str)}" for side, (a, b) in row.channels.items())
+        macs = "n/a" if row.macs is None else _pair(row.macs[0], row.macs[1], fmt_count)
+        cls = " class='pe-changed'" if row.changed else ""
+        body.append(f"<tr{cls}><td>{esc(row.name)}</td><td>{esc(row.type)}</td><td>{ch}</td>"
+                    f"<td>{_pair(*row.params)}</td><td>{macs}</td></tr>")
+    more = (f"<tr><td colspan='5' class='pe-muted'>... {len(rows) - _MAX_ROWS} more layers</td></tr>"
+            if len(rows) > _MAX_ROWS else "")
+    what = (f"{len(r.changed_layers)} of {len(r.layers)} layers changed" if only_changed
+            else f"all {len(r.layers)} layers ({len(r.changed_layers)} changed)")
+    table = ("<div class='pe-card-table pe-scroll pe-finish-table'><table><tr><th>layer</th><th>type</th>"
+             f"<th>channels</th><th>parameters</th><th>MACs</th></tr>{''.join(body)}{more}</table></div>")
+    left = ""
+    if r.left_alone:
+        items = "".join(f"<li><b>{esc(d['root'])}</b>: {esc(d['reason'])}</li>" for d in r.left_alone[:30])
+        extra = f"<li class='pe-muted'>... {len(r.left_alone) - 30} more</li>" if len(r.left_alone) > 30 else ""
+        left = (f"<div class='pe-left-alone'><b>Groups left alone ({len(r.left_alone)})</b>"
+                f"<ul style='margin:2px 0'>{items}{extra}</ul></div>")
+    pending = (f"<div class='pe-muted'>{r.groups_left} group(s) not decided yet stay as they are.</div>"
+               if r.groups_left else "")
+    return (f"<div class='pe-finish-report'>{totals}<div class='pe-muted'>{what}; {r.accepted} group(s) accepted"
+            f"</div>{pending}{table}{left}</div>")
+
+
+def _default_name(model_name: str, suffix: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_]+", "_", model_name).strip("_").lower() or "model"
+    return f"pruned_{stem}{suffix}"
+
+
+class FinishView(widgets.VBox):
+    """Summary, per-layer table, left-alone groups; Save / Download script / Export ONNX."""
+
+    def __init__(self, app):
+        self.app = app
+        c = app.controller
+        name = type(c.model).__name__
+        self.report: Optional[FinishReport] = None
+        self._report_params: Optional[int] = None  # parameters when the report was made (stale after a change)
+        self.summary = widgets.HTML()
+        self.summary.add_class("pe-finish-summary")
+        self.refresh_btn = widgets.Button(description="Show the summary", icon="table",
+                                          layout=widgets.Layout(width="auto"),
+                                          tooltip="Count the model as it is now and compare every layer with the "
+                                                  "original (one forward pass)")
+        self.refresh_btn.add_class("pe-finish-refresh")
+        self.refresh_btn.on_click(lambda _: self.make_report())
+        self.all_layers = widgets.Checkbox(value=False, description="every layer (not only the changed ones)",
+                                           indent=False, layout=widgets.Layout(width="auto"))
+        self.all_layers.observe(lambda _: self._draw(), names="value")
+        self.table = widgets.HTML()
+        self.table.add_class("pe-finish-table-box")
+        self.save_path = widgets.Text(value=_default_name(name, ".pth"), description="file",
+                                      layout=widgets.Layout(flex="1 1 200px", min_width="140px", max_width="360px"),
+                                      style={"description_width": "32px"})
+        self.save_path.add_class("pe-save-path")
+        self.save_btn = widgets.Button(description="Save", icon="save", layout=widgets.Layout(width="auto"),
+                                       tooltip="pe.save_pruned: the pruning history (JSON) and the weights; reload "
+                                               "with pe.load_pruned(fresh_model, path)")
+        self.save_btn.add_class("pe-save")
+        self.save_btn.on_click(lambda _: self.save())
+        self.onnx_path = widgets.Text(value=_default_name(name, ".onnx"), description="file",
+                                      layout=widgets.Layout(flex="1 1 200px", min_width="140px", max_width="360px"),
+                                      style={"description_width": "32px"})
+        self.onnx_path.add_class("pe-onnx-path")
+        self.onnx_btn = widgets.Button(description="Export ONNX", icon="share-square-o",
+                                       layout=widgets.Layout(width="auto"),
+                                       tooltip="torch.onnx.export, then the file's input and output shapes are "
+                                               "checked against the model (needs the onnx extra)")
+        self.onnx_btn.add_class("pe-export-onnx")
+        self.onnx_btn.on_click(lambda _: self.export_onnx())
+        self.script_btn = widgets.Button(description="Download script", icon="download",
+                                         layout=widgets.Layout(width="auto"),
+                                         tooltip="A Python script that applies the same pruning to a fresh model "
+                                                 "(ex.code()), no widgets needed")
+        self.script_btn.add_class("pe-download-script")
+        self.script_btn.on_click(lambda _: self.download_script())
+        wrap = widgets.Layout(flex_flow="row wrap", align_items="center", width="100%")
+        super().__init__([
+            widgets.HTML("<b>Finish &amp; export</b>"),
+            self.summary,
+            widgets.HBox([self.refresh_btn, self.all_layers], layout=wrap),
+            self.table,
+            widgets.HBox([self.save_path, self.save_btn], layout=wrap),
+            widgets.HBox([self.onnx_path, self.onnx_btn], layout=wrap),
+            widgets.HBox([self.script_btn], layout=wrap),
+        ])
+        self.add_class("pe-finish-view")
+        self.refresh()
+
+    # ---- the report -----------------------------------------------------------------------------------------------
+    def make_report(self) -> bool:
+        """Count the model now and draw the report (shown in the status line if it fails)."""
+        def work(c):
+            self.report = c.report()
+            self._report_params = c.figures()["params_now"]
+
+        ok = self.app.run(work, busy="counting the pruned model")
+        self._draw()
+        return ok
+
+    def _draw(self) -> None:
+        if self.report is None:
+            self.table.value = ""
+            return
+        stale = self._report_params != self.app.controller.figures()["params_now"]
+        note = ("<div class='pe-status-error'>The model changed since this summary: press Refresh.</div>"
+                if stale else "")
+        self.table.value = note + report_html(self.report, only_changed=not self.all_layers.value)
+        self.refresh_btn.description = "Refresh the summary"
+
+    def refresh(self, event: str = "") -> None:
+        c = self.app.controller
+        f = c.figures()
+        if c.current is None:
+            self.summary.value = (
+                f"<div class='pe-done'><span class='pe-big'>All groups decided.</span> {f['groups_accepted']} "
+                f"accepted, {f['groups_skipped']} skipped, {f['groups_guard_skipped']} skipped by guards: "
+                f"parameters <span class='pe-removed'>&minus;{fmt_pct(f['params_removed'])}</span>, MACs "
+                f"<span class='pe-removed'>&minus;{fmt_pct(f['macs_removed'])}</span> of the original. "
+                "Undo to go back.</div>")
+            if event in ("accept", "skip", "accept_all", "ignore", "ratio", "options"):
+                self.make_report()  # the walk just ended: the summary is what the user wants to see
+                return
+        else:
+            self.summary.value = (f"<span class='pe-muted'>{f['groups_left']} group(s) left to decide; you can "
+                                  "save or export at any point (undecided groups stay as they are).</span>")
+        if event and event != "status":
+            self._draw()
+
+    # ---- taking the model away ------------------------------------------------------------------------------------
+    def save(self) -> bool:
+        path = self.save_path.value.strip()
+
+        def work(c):
+            written = c.save(path)
+            c.notify(f"saved the pruned model to {written} ({Path(written).stat().st_size / 1e6:.1f} MB); reload it "
+                     "with pe.load_pruned(model, path) on a freshly built model")
+
+        return self.app.run(work, busy=f"saving to {path}")
+
+    def export_onnx(self) -> bool:
+        path = self.onnx_path.value.strip()
+
+        def work(c):
+            res = c.export_onnx(path)
+            ins = ", ".join(f"{n} {list(s)}" for n, s in res.inputs)
+            outs = ", ".join(f"{n} {list(s)}" for n, s in res.outputs)
+            c.notify(f"exported {res.path} ({res.size_bytes / 1e6:.1f} MB, opset {res.opset}); checked: inputs "
+                     f"{ins}, outputs {outs}")
+
+        return self.app.run(work, busy=f"exporting ONNX to {path} (this can take a while)")
+
+    def download_script(self) -> dict:
+        """Send the reproducing script to the browser as a file download; returns what was sent."""
+        payload = {"event": "download", "filename": "reproduce_pruning.py", "text": self.app.controller.code()}
+        self.app.bridge.send(payload)
+        self.app.notify("downloading reproduce_pruning.py: it applies the same pruning to a fresh model "
+                        "(fill in the line that builds the model)")
+        return payload
