@@ -101,7 +101,8 @@ def main(argv=None) -> int:
                     _shoot(page, i, args.out / f"explorer_{name}_midway.png", args.width)
                     # finished
                     a.locator("button.pe-accept-all").first.click()
-                    wait_status(page, i, "All groups decided", timeout=300)
+                    wait_status(page, i, "all groups decided", timeout=300)
+                    a.locator(".pe-finish-view .pe-total-params").first.wait_for()
                     time.sleep(1.0)
                     _shoot(page, i, args.out / f"explorer_{name}_finished.png", args.width)
                     page.set_viewport_size({"width": args.width, "height": 1000})

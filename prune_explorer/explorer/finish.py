@@ -1,8 +1,8 @@
 """What the exploration did, layer by layer, and the ways to take the pruned model away (plain Python, no widgets).
 
 :func:`finish_report` compares every traced layer as built (channels per side, parameters, MACs) with the model
-as it is now, counted afresh with :func:`~prune_explorer.measure.count_ops_and_params` (so the totals are exactly
-what ``pe.utils.count_ops_and_params(ex.model, x)`` says), and lists the groups that were left alone with the
+as it is now, counted afresh with :func:`~prune_explorer.measure.count_ops_and_params` on a shape-only copy (so the totals are
+exactly what ``pe.utils.count_ops_and_params(ex.model, x)`` says, at no arithmetic cost), and lists the groups that were left alone with the
 reason. :func:`export_onnx` writes the pruned model to ONNX and checks the file: it loads, and its inputs and
 outputs have the shapes the model takes and gives.
 
@@ -21,8 +21,9 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..inputs import call_model, tensors_in
+from ..inputs import call_model, tensors_in, to_meta
 from ..measure import count_ops_and_params
+from ..measure.structure import meta_clone
 from .session import ExplorerError
 
 __all__ = ["LayerChange", "FinishReport", "finish_report", "export_onnx", "OnnxExport"]
@@ -66,12 +67,22 @@ class FinishReport:
         return 1.0 - pair[1] / pair[0]
 
 
-def finish_report(c) -> FinishReport:
-    """The report of controller ``c`` (one forward pass of the model to count it as it is now)."""
+def _count_now(c):
+    """``count_ops_and_params(model, inputs, layer_wise=True, layer_keys="name")`` of the model as it is now: on a
+    ``meta``-device copy (shapes only, no arithmetic; the same figures), or on the model itself when its forward
+    cannot run on meta tensors."""
+    fwd = c.pruner_kwargs.get("forward_fn")
     try:
-        macs_now, params_now, layer_macs, layer_params = count_ops_and_params(
-            c.model, c.example_inputs, layer_wise=True, forward_fn=c.pruner_kwargs.get("forward_fn"),
-            layer_keys="name")
+        model, inputs = meta_clone(c.model), to_meta(c.example_inputs)
+        return count_ops_and_params(model, inputs, layer_wise=True, forward_fn=fwd, layer_keys="name")
+    except Exception:  # noqa: BLE001 - count the real model instead
+        return count_ops_and_params(c.model, c.example_inputs, layer_wise=True, forward_fn=fwd, layer_keys="name")
+
+
+def finish_report(c) -> FinishReport:
+    """The report of controller ``c`` (the model counted as it is now, one shape-only forward pass)."""
+    try:
+        macs_now, params_now, layer_macs, layer_params = _count_now(c)
     except Exception as exc:  # noqa: BLE001 - the walk worked without MACs; so does the report
         from ..measure import count_params, params_per_module
 

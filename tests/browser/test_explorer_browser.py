@@ -157,8 +157,8 @@ def test_a_whole_session_logs_no_javascript_error(page, tmp_path):
     a.locator("button.pe-skip").first.click()
     wait_status(page, i, "skipped layer1.0.conv1")
     pick = a.locator(".pe-pick input").first
-    pick.fill("0, 1, 2")
-    a.locator("button", has_text="Use these").first.click()
+    pick.fill("0-2")
+    pick.press("Enter")  # Enter applies; ranges work
     wait_status(page, i, "3 of")
     a.locator("button.pe-undo").first.click()
     wait_until(page, HEADER_PARAMS, [i], lambda v: v == p0, what="the header after Undo")
@@ -179,16 +179,39 @@ def test_a_whole_session_logs_no_javascript_error(page, tmp_path):
                what="the sweep's points drawn")
     # ignore the selected layer from the graph, and filter / clear the ignored-layers list
     ignore = a.locator(".pe-ignore-toggle").first
+    assert ignore.inner_text().strip() == "Ignore this layer"
     ignore.click()
     wait_status(page, i, "rebuilt")
+    assert ignore.inner_text().strip() == "Stop ignoring this layer"
     filt = a.locator(".pe-ignored-filter input").first
     filt.fill("layer4")
     time.sleep(0.5)
     filt.fill("")  # used to log "Cannot set properties of undefined (setting 'selected')"
     time.sleep(0.5)
-    # finish
+    # finish: the summary appears by itself when the walk ends
     a.locator("button.pe-accept-all").first.click()
-    wait_status(page, i, "All groups decided", timeout=120)
+    wait_status(page, i, "all groups decided", timeout=120)
+    a.locator(".pe-finish-view .pe-total-params").first.wait_for(timeout=120_000)
+    shown = int(a.locator(".pe-finish-view .pe-total-params").first.get_attribute("data-value"))
+    assert shown == page.evaluate(HEADER_PARAMS, [i])
+    assert a.locator("button.pe-undo").first.is_enabled() and not a.locator("button.pe-accept").first.is_enabled()
+    # save, download the script, export ONNX, measure speed
+    a.locator(".pe-save-path input").first.fill(str(tmp_path / "resnet18_pruned.pth"))
+    a.locator("button.pe-save").first.click()
+    wait_status(page, i, "saved the pruned model")
+    assert (tmp_path / "resnet18_pruned.pth").is_file()
+    with page.expect_download(timeout=60_000) as dl:
+        a.locator("button.pe-download-script").first.click()
+    script = tmp_path / "reproduce_pruning.py"
+    dl.value.save_as(str(script))
+    assert "STEPS = [" in script.read_text() and "prune_explorer" in script.read_text()
+    a.locator(".pe-onnx-path input").first.fill(str(tmp_path / "resnet18_pruned.onnx"))
+    a.locator("button.pe-export-onnx").first.click()
+    wait_status(page, i, "exported", timeout=240)
+    assert (tmp_path / "resnet18_pruned.onnx").is_file()
+    a.locator("button.pe-measure-speed").first.click()
+    wait_status(page, i, "latency on cpu", timeout=180)
+    assert a.locator(".pe-latency-now").count() == 1
     assert widget_problems(page) == []
     assert "Traceback" not in a.inner_text()
     assert _js_errors(page) == []

@@ -73,7 +73,7 @@ def test_group_card_table_histogram_and_prediction(ex):
     assert "conv1" in card.title.value and "16 channels" in card.title.value
     table = card.table.value
     for name in ("conv1", "bn1", "block.conv_a", "block.conv_b", "conv2"):
-        assert f"<td>{name}</td>" in table
+        assert f"<td>{name.replace('.', '.<wbr>')}</td>" in table
     assert "16 → 8" in table and "pe-root" in table
     pred = c.predict()
     assert f"&minus;{pred['params_removed']:,}" in card.prediction.value
@@ -340,3 +340,12 @@ def test_pick_box_applies_on_enter_and_is_cleared_when_the_group_changes(ex):
     assert card.pick.value == "" and c.current.root_name == "conv1"
     card.pick_btn.click()  # nothing typed: a hint, nothing changes
     assert "type the channels" in status(ex)
+
+
+def test_view_helpers_docstrings_run():
+    import doctest
+
+    from prune_explorer.explorer.views import common
+
+    result = doctest.testmod(common)
+    assert result.attempted > 0 and result.failed == 0

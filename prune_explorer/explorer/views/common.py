@@ -33,7 +33,7 @@ CSS = """
 .pe-card-table table { font-size: 12px; width: 100%; }
 .pe-card-table th { text-align: left; border-bottom: 1px solid #adb5bd; padding: 2px 8px 2px 0; }
 .pe-card-table td { padding: 1px 8px 1px 0; border-bottom: 1px solid #f1f3f5; white-space: nowrap; }
-.pe-card-table td:first-child { white-space: normal; overflow-wrap: anywhere; }
+.pe-card-table td:first-child { white-space: normal; }
 .pe-card-table tr.pe-root td { background: #fff4e6; font-weight: 600; }
 .pe-status-error { color: #c92a2a; font-weight: 600; }
 .pe-status-ok { color: #2b8a3e; }
@@ -54,3 +54,22 @@ CSS = """
 
 def esc(x) -> str:
     return html.escape(str(x))
+
+
+def fmt_share(x, digits: int = 1) -> str:
+    """A fraction as a percentage with ``digits`` decimals; a tiny non-zero one reads ``<0.1%``, never ``0.0%``.
+
+    >>> fmt_share(0.178), fmt_share(0.0003), fmt_share(0.0), fmt_share(None)
+    ('17.8%', '<0.1%', '0.0%', 'n/a')
+    """
+    if x is None or x != x:
+        return "n/a"
+    floor = 0.5 * 10 ** (-digits) / 100
+    if 0 < abs(x) < floor:
+        return f"<{10 ** (-digits):.{digits}f}%"
+    return f"{100.0 * x:.{digits}f}%"
+
+
+def esc_name(name) -> str:
+    """A qualified layer name for HTML, allowed to wrap after its dots (``features.<wbr>denseblock1...``)."""
+    return esc(name).replace(".", ".<wbr>")

@@ -15,8 +15,8 @@ from typing import Optional
 import ipywidgets as widgets
 
 from ..finish import FinishReport
-from ..text import fmt_count, fmt_pct
-from .common import esc
+from ..text import fmt_count
+from .common import esc, esc_name, fmt_share
 
 _MAX_ROWS = 400
 
@@ -32,11 +32,11 @@ def report_html(r: FinishReport, only_changed: bool = True) -> str:
     pr, mr = r.removed_fraction("params"), r.removed_fraction("macs")
     macs_cell = ("<td>MACs</td><td>n/a</td><td>n/a</td><td></td>" if r.macs is None else
                  f"<td>MACs</td><td>{fmt_count(r.macs[0])}</td><td class='pe-total-macs' data-value='{r.macs[1]}'>"
-                 f"{fmt_count(r.macs[1])}</td><td class='pe-removed'>&minus;{fmt_pct(mr)}</td>")
+                 f"{fmt_count(r.macs[1])}</td><td class='pe-removed'>&minus;{fmt_share(mr)}</td>")
     totals = (
         "<table class='pe-totals'><tr><th></th><th>original</th><th>pruned</th><th>removed</th></tr>"
         f"<tr><td>parameters</td><td>{r.params[0]:,}</td><td class='pe-total-params' data-value='{r.params[1]}'>"
-        f"{r.params[1]:,}</td><td class='pe-removed'>&minus;{fmt_pct(pr)}</td></tr><tr>{macs_cell}</tr></table>"
+        f"{r.params[1]:,}</td><td class='pe-removed'>&minus;{fmt_share(pr)}</td></tr><tr>{macs_cell}</tr></table>"
     )
     rows = r.changed_layers if only_changed else r.layers
     body = []
@@ -44,7 +44,7 @@ def report_html(r: FinishReport, only_changed: bool = True) -> str:
         ch = " · ".join(f"{side} {_pair(a, b, str)}" for side, (a, b) in row.channels.items())
         macs = "n/a" if row.macs is None else _pair(row.macs[0], row.macs[1], fmt_count)
         cls = " class='pe-changed'" if row.changed else ""
-        body.append(f"<tr{cls}><td>{esc(row.name)}</td><td>{esc(row.type)}</td><td>{ch}</td>"
+        body.append(f"<tr{cls}><td>{esc_name(row.name)}</td><td>{esc(row.type)}</td><td>{ch}</td>"
                     f"<td>{_pair(*row.params)}</td><td>{macs}</td></tr>")
     more = (f"<tr><td colspan='5' class='pe-muted'>... {len(rows) - _MAX_ROWS} more layers</td></tr>"
             if len(rows) > _MAX_ROWS else "")
@@ -157,8 +157,8 @@ class FinishView(widgets.VBox):
             self.summary.value = (
                 f"<div class='pe-done'><span class='pe-big'>All groups decided.</span> {f['groups_accepted']} "
                 f"accepted, {f['groups_skipped']} skipped, {f['groups_guard_skipped']} skipped by guards: "
-                f"parameters <span class='pe-removed'>&minus;{fmt_pct(f['params_removed'])}</span>, MACs "
-                f"<span class='pe-removed'>&minus;{fmt_pct(f['macs_removed'])}</span> of the original. "
+                f"parameters <span class='pe-removed'>&minus;{fmt_share(f['params_removed'])}</span>, MACs "
+                f"<span class='pe-removed'>&minus;{fmt_share(f['macs_removed'])}</span> of the original. "
                 "Undo to go back.</div>")
             if event in ("accept", "skip", "accept_all", "ignore", "ratio", "options"):
                 self.make_report()  # the walk just ended: the summary is what the user wants to see

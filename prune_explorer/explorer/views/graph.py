@@ -108,7 +108,7 @@ class GraphView(widgets.VBox):
         self.info.add_class("pe-layer-info")
         self.info.layout = widgets.Layout(width="auto", min_width="0")
         self.ignore_btn = widgets.Button(description="Ignore this layer", icon="ban",
-                                         layout=widgets.Layout(width="auto", display="none"),
+                                         layout=widgets.Layout(width="auto", display="none", align_self="flex-start"),
                                          tooltip="Never prune this layer's output channels (rebuilds the pruner)")
         self.ignore_btn.add_class("pe-ignore-toggle")
         self.ignore_btn.on_click(self._on_ignore)

@@ -14,7 +14,7 @@ from typing import List, Optional
 import ipywidgets as widgets
 
 from ..charts import histogram_svg
-from .common import esc, fmt_count, fmt_pct
+from .common import esc, esc_name, fmt_count, fmt_share
 
 _MAX_ROWS = 60
 
@@ -29,7 +29,7 @@ def members_table_html(card: dict, max_rows: int = _MAX_ROWS) -> str:
         ch = (f"{r['channels_before']} → {r['channels_after']}" if r["channels_after"] != r["channels_before"]
               else f"{r['channels_before']}")
         body.append(
-            f"<tr{cls}><td>{esc(r['name'])}</td><td>{esc(r['type'])}</td><td>{esc(r['side'])}</td>"
+            f"<tr{cls}><td>{esc_name(r['name'])}</td><td>{esc(r['type'])}</td><td>{esc(r['side'])}</td>"
             f"<td>{ch}</td><td>{r['params_removed']:,}</td></tr>"
         )
     more = (f"<tr><td colspan='5' class='pe-muted'>... {len(rows) - max_rows} more members</td></tr>"
@@ -55,11 +55,11 @@ def prediction_html(card: dict) -> str:
                                                 f"{len(card['proposed'])})</span>"
     macs = ("" if p["macs_removed"] is None else
             f" · MACs <span class='pe-removed'>&minus;{fmt_count(p['macs_removed'])}</span> "
-            f"(&minus;{fmt_pct(p['macs_removed_pct'])}) → {fmt_count(p['macs_after'])}")
+            f"(&minus;{fmt_share(p['macs_removed_pct'])}) → {fmt_count(p['macs_after'])}")
     return (
         f"<div class='pe-prediction'>Accepting removes <b>{p['n_removed']}</b> of {card['channels']} channels{prop}: "
         f"parameters <span class='pe-removed pe-pred-params'>&minus;{p['params_removed']:,}</span> "
-        f"(&minus;{fmt_pct(p['params_removed_pct'])}) → {p['params_after']:,}{macs} "
+        f"(&minus;{fmt_share(p['params_removed_pct'])}) → {p['params_after']:,}{macs} "
         "<span class='pe-muted'>(% of the model as it is now)</span></div>"
     )
 
@@ -187,8 +187,9 @@ class GroupCardView(widgets.VBox):
             self.done.value = (
                 "<div class='pe-done'><span class='pe-big'>All groups decided.</span> "
                 f"{f['groups_accepted']} accepted, {f['groups_skipped']} skipped, {f['groups_guard_skipped']} "
-                "skipped by guards.<br><span class='pe-muted'>Undo to go back; ex.model is the pruned model, "
-                "ex.save(path) writes it, ex.code() gives a script that reproduces it.</span></div>")
+                "skipped by guards.<br><span class='pe-muted'>Undo to go back. The summary, Save, Download script "
+                "and Export ONNX are under Finish &amp; export below; in code, ex.model is the pruned model.</span>"
+                "</div>")
             return
         self.title.value = title_html(card, f["groups_total"])
         self.prediction.value = prediction_html(card)

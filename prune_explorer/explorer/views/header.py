@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from .common import esc, fmt_count, fmt_pct
+from .common import esc, fmt_count, fmt_share
 
 
 def header_html(f: dict) -> str:
@@ -16,7 +16,7 @@ def header_html(f: dict) -> str:
     macs_cell = (
         f"<div><div class='pe-muted'>MACs</div><div class='pe-big'><span class='pe-macs-now'>{fmt_count(macs_now)}</span>"
         f" <span class='pe-muted'>/ {fmt_count(f.get('macs_original'))}</span></div>"
-        f"<div><span class='pe-removed'>&minus;{fmt_pct(f.get('macs_removed'))}</span>"
+        f"<div><span class='pe-removed'>&minus;{fmt_share(f.get('macs_removed'))}</span>"
         " <span class='pe-muted'>of original</span></div></div>"
     )
     cur = f.get("current_ratio")
@@ -26,13 +26,13 @@ def header_html(f: dict) -> str:
         f"<div><div class='pe-muted'>Parameters</div><div class='pe-big'>"
         f"<span class='pe-params-now' data-value='{int(f['params_now'])}'>{f['params_now']:,}</span>"
         f" <span class='pe-muted'>/ {f['params_original']:,}</span></div>"
-        f"<div><span class='pe-removed pe-params-removed'>&minus;{fmt_pct(f['params_removed'])}</span>"
+        f"<div><span class='pe-removed pe-params-removed'>&minus;{fmt_share(f['params_removed'])}</span>"
         f" <span class='pe-muted'>of original ({fmt_count(f['params_now'])} left)</span></div></div>"
         + macs_cell
         + f"<div><div class='pe-muted'>Groups</div><div class='pe-big pe-groups'>{f['groups_accepted']} accepted · "
         f"{f['groups_skipped']} skipped · {f['groups_left']} left</div>"
         f"<div class='pe-muted'>{f['groups_guard_skipped']} skipped by guards · "
-        f"{fmt_pct(f['channels_removed'])} of prunable channels removed</div></div>"
+        f"{fmt_share(f['channels_removed'])} of prunable channels removed</div></div>"
         f"<div><div class='pe-muted'>Channel ratio</div><div class='pe-big'>{f['pruning_ratio']:.2f}</div>"
         f"<div class='pe-muted'>current group: {esc(cur_txt)}</div></div>"
         "</div></div>"
