@@ -169,7 +169,9 @@ class Session:
         self._notify_listeners("status")
 
     def notify(self, text: str, error: bool = False) -> None:
-        """Put ``text`` in the status line (a view's own message, e.g. what a search found)."""
+        """Put ``text`` in the status line and in :attr:`message` (a notice outside any action: what a search found,
+        that the model is on the meta device...)."""
+        self.message = text
         self.status = Status(text, "error" if error else "info")
         self._notify_listeners("status")
 
