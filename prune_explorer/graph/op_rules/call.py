@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+import numpy as np
 import torch
 
 from ..labels import Value
@@ -60,16 +61,30 @@ def labels_of(fields) -> torch.Tensor:
 
 
 def fix_lost_labels(tracer, call: Call, reason: str) -> None:
-    """Fix input labels that no output carries any more (the op selected a fixed subset of channels)."""
-    before = labels_of(call.x.fields) if call.x is not None else torch.empty(0, dtype=torch.long)
-    if before.numel() == 0:
+    """Fix input labels that no output carries any more (the op selected a fixed subset of channels).
+
+    Label sets are compared with a presence mask over the inputs' label range, in numpy: linear in the labels, and
+    free of torch's thread pool (``torch.isin`` on two threads takes milliseconds per call on a busy machine)."""
+    if call.x is None:
         return
-    after = labels_of([f for v in call.outputs for f in v.fields])
-    lost = before[~torch.isin(before, after)]
-    if lost.numel():
-        for f in call.x.fields:
-            if bool(torch.isin(f, lost).any()):
-                tracer.couplings.fix(f, reason)
+    ins = [f.reshape(-1).numpy() for f in call.x.fields]
+    ids = [a[a >= 0] for a in ins]
+    if not any(a.size for a in ids):
+        return
+    lo = min(int(a.min()) for a in ids if a.size)
+    hi = max(int(a.max()) for a in ids if a.size)
+    lost = np.zeros(hi - lo + 1, dtype=bool)
+    for a in ids:
+        lost[a - lo] = True
+    for v in call.outputs:
+        for f in v.fields:
+            a = f.reshape(-1).numpy()
+            lost[a[(a >= lo) & (a <= hi)] - lo] = False
+    if not lost.any():
+        return
+    for f, a in zip(call.x.fields, ids):
+        if a.size and lost[a - lo].any():
+            tracer.couplings.fix(f, reason)
 
 
 def unlabeled(call: Call) -> None:
