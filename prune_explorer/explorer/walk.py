@@ -6,6 +6,11 @@ its importance, the channels it proposes to remove, the scope and ratio behind t
 model as the earlier decisions left it. A group the pruner refuses (a guard, an importance without opinion, head
 constraints: :data:`AUTO_SKIP_KINDS`) is logged with its reason and passed over. Every step of the walk is a
 :class:`Decision`; undo restores the model exactly (the graph's own undo) and walks back to that group.
+
+After an accept (and after accept-all) the pruner's post-prune check runs the model on shape-only stand-ins
+(:mod:`prune_explorer.pruner.post_check`); a group that breaks it is rolled back exactly and its decision becomes a
+skip whose reason is the error. Accept and accept-all are safe to interrupt: a group is pruned and logged whole or
+not at all, and the walk resumes at the first undecided group.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import numpy as np
 from ..errors import PruneExplorerError
 from ..graph import fn_name
 from ..plan.decisions import group_key
-from ..pruner.guards import GUARD, HEADS, IMPORTANCE
+from ..pruner.guards import CHECK, GUARD, HEADS, IMPORTANCE
 from ..pruner.heads import ExplicitGroup
+from ..pruner.post_check import warn_rolled_back
 from ..validation import check_indices
 from .session import ExplorerError
 
@@ -28,7 +34,7 @@ __all__ = ["Decision", "Walk", "AUTO_SKIP_KINDS"]
 #: skip kinds of a proposal (``pe.pruner.guards``) that the walk passes over by itself, recording the reason; for
 #: the other kinds (target reached, no removal fits the constraints) the group is shown with an empty proposal and
 #: the user may still choose channels.
-AUTO_SKIP_KINDS = (GUARD, IMPORTANCE, HEADS)
+AUTO_SKIP_KINDS = (GUARD, IMPORTANCE, HEADS, CHECK)
 
 
 @dataclass
@@ -43,7 +49,7 @@ class Decision:
     idxs: List[int] = field(default_factory=list)  # root channels removed (current indices at that time)
     orig_idxs: List[int] = field(default_factory=list)  # the same channels, as original channel ids
     proposed: Optional[List[int]] = None  # what the pruner proposed
-    reason: str = ""  # why a guard skipped it
+    reason: str = ""  # why a guard skipped it (or why the post-prune check rolled it back)
     params_before: int = 0
     params_after: int = 0
     macs_before: float = 0.0
@@ -66,7 +72,7 @@ class Decision:
                 params_removed=self.params_before - self.params_after,
                 macs_removed=int(round(self.macs_before - self.macs_after)),
             )
-        if self.action == "guard":
+        if self.action == "guard" or self.reason:
             d["reason"] = self.reason
         return d
 
@@ -166,8 +172,13 @@ class Walk:
         """Prune the current group (its proposed channels, those set by :meth:`adjust`, or ``idxs``) and move on."""
         self._require_current("accept")
         idxs = self._validate_idxs(idxs) if idxs is not None else list(self.current_idxs)
-        d = self._apply(idxs)
-        self._advance()
+        d = self._apply(idxs)  # pruned and logged, or neither
+        try:
+            self._check_decisions([d])
+            self._advance()
+        except BaseException:
+            self._resume_walk()
+            raise
         self._changed("accept")
         return d
 
@@ -177,13 +188,23 @@ class Walk:
         if proposed is not None:
             d.proposed = proposed
         d.params_before, d.macs_before = self._params_now(), self._macs_now()
-        if idxs:
-            try:
-                d.record = self._proposal.prune(idxs=list(idxs))
-            except PruneExplorerError as exc:
-                raise ExplorerError(f"the group rooted at {self.current.root_name} could not be pruned: {exc}") from exc
-            self._cache.clear()
-        return self._log(d)
+        n_records = len(self.DG.history)
+        try:
+            if idxs:
+                try:
+                    d.record = self._proposal.prune(idxs=list(idxs))
+                except PruneExplorerError as exc:
+                    raise ExplorerError(f"the group rooted at {self.current.root_name} could not be pruned: "
+                                        f"{exc}") from exc
+                self._cache.clear()
+            return self._log(d)
+        except BaseException:
+            # pruned but not logged (an interrupt between the two): take the pruning back, so log and model agree
+            if not (self.decisions and self.decisions[-1] is d):
+                while len(self.DG.history) > n_records:
+                    self.DG.undo()
+                self._cache.clear()
+            raise
 
     def _skip_current(self) -> Decision:
         d = self._decision(self._proposal, "skip")
@@ -329,12 +350,58 @@ class Walk:
         n_total = self.n_groups_left
         stage = "accepting every remaining group"
         self._report(stage, 0, n_total)
-        while self.current is not None:
-            done.append(self._apply(list(self.current_idxs)))
-            self._advance()
-            self._report(stage, len(done), max(n_total, len(done) + self.n_groups_left))
+        try:
+            while self.current is not None:
+                done.append(self._apply(list(self.current_idxs)))
+                self._advance()
+                self._report(stage, len(done), max(n_total, len(done) + self.n_groups_left))
+        except BaseException:
+            # stopped part-way (an interrupt, an error while planning the next group): the groups accepted so far
+            # stay accepted and checked, and the walk goes on from the first undecided group
+            try:
+                self._check_decisions(done)
+            finally:
+                self._resume_walk()
+                self._changed("accept_all")
+            raise
+        self._check_decisions(done)
         self._changed("accept_all")
         return done
+
+    def _resume_walk(self) -> None:
+        """Put the walk back on the first undecided group after an operation stopped part-way (the group on show
+        may already be decided, or its proposal stale)."""
+        self._cache.clear()
+        try:
+            self._restart_walk()
+        except Exception:  # noqa: BLE001 - planning fails again (e.g. NaN scores): the caller's error says why
+            self.current, self._proposal, self.current_idxs = None, None, []
+
+    def _check_decisions(self, decisions: Sequence[Decision]) -> None:
+        """The pruner's post-prune check of the groups just accepted (the newest entries of the graph's history):
+        a group that breaks the model is rolled back, and its decision becomes a skip with the error as reason."""
+        records = [d.record for d in decisions if d.record is not None]
+        if not records or not getattr(self.pruner, "post_prune_check", False):
+            return
+        check = self.pruner.check
+        error = check.error()
+        if error is None:
+            return
+        repair = check.repair(records, error)
+        self.pruner.apply_repair(repair)
+        self._cache.clear()
+        for d in decisions:
+            if d.record is None:
+                continue
+            now = repair.current(d.record)
+            if now is not None:
+                d.record = now
+                continue
+            err = next(e for r, e in repair.rolled_back if r is d.record)
+            d.action, d.record, d.idxs, d.orig_idxs = "skip", None, [], []
+            d.reason = f"rolled back by the post-prune check: the pruned model did not run ({err})"
+            d.params_after, d.macs_after = d.params_before, d.macs_before
+        warn_rolled_back(repair, "accept")
 
     def _replay(self, old: List[Decision]) -> List[str]:
         """Walk the groups again, re-taking the decisions of ``old`` (by original channel ids) where they apply.

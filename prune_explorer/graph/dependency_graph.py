@@ -58,6 +58,7 @@ class DependencyGraph(TorchPruningGraphAPI):
         self.spaces: List[ChannelSpace] = []
         self.history: List[PruneRecord] = []
         self._undoable: List[PruneRecord] = []  # the last records that still hold what undo() needs (<= undo_depth)
+        self._keep_undo = 0  # > 0 inside undoable(): every pruning keeps what undo() needs
         self.unknown_ops: Dict[str, int] = {}
         self._version = 0
         self._built = False
@@ -312,7 +313,9 @@ class DependencyGraph(TorchPruningGraphAPI):
     # pruning
     # ------------------------------------------------------------------------------------------------------------
     def prune_group(self, group: Group, record_history: bool = True, exact: bool = False) -> PruneRecord:
-        """Remove the group's channels from every member. Validates everything first; rolls back on any error.
+        """Remove the group's channels from every member. Validates everything first; atomic: on any exception,
+        ``KeyboardInterrupt`` included, the model and the graph are put back exactly as they were, then the exception
+        propagates (a layer's own error as :class:`PruningError`).
 
         ``exact=True`` removes exactly the channels the group's items list, and marks exactly those as removed in
         the graph, whatever the graph's coupling says (for groups built by hand, such as the pruner's attention-head
@@ -322,6 +325,18 @@ class DependencyGraph(TorchPruningGraphAPI):
     def undo(self, record: Optional[PruneRecord] = None) -> None:
         """Undo the last pruning (or ``record``, which must be the last one)."""
         records.undo(self, record)
+
+    def redo(self, record: PruneRecord) -> PruneRecord:
+        """Prune again exactly the channels an undone ``record`` removed (same members, same channels); returns the
+        new record, appended to the history like any pruning. Atomic, like :meth:`prune_group`."""
+        self._check_built()
+        return records.redo(self, record)
+
+    def undoable(self, keep: bool = True):
+        """``with DG.undoable():`` every pruning inside keeps what :meth:`undo` needs, whatever ``undo_depth`` says
+        (a pruner's step holds it to roll back exactly); on leaving, prunings beyond ``undo_depth`` drop it again.
+        ``keep=False`` changes nothing."""
+        return records.keep_undoable(self, keep)
 
     # ------------------------------------------------------------------------------------------------------------
     # printing

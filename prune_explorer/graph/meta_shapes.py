@@ -2,9 +2,12 @@
 
 When the tracer runs on meta-device stand-ins (shapes only), most of the time would go into PyTorch's meta
 implementations, several of which are written in Python. :func:`fast_meta` returns the output of the common simple
-cases directly: element-wise ops, normalisations (shape-preserving), convolutions, linear layers and adaptive
-average pooling. It returns None for anything else, and the op then runs normally. The shapes must be exactly
-PyTorch's (``tests/graph/test_fast_meta_shapes.py`` compares them on random arguments).
+cases directly: element-wise ops, normalisations (shape-preserving), convolutions, linear layers, adaptive average
+pooling, concatenation, reductions over explicit dims, ``pow``, scaled dot-product attention and
+``F.multi_head_attention_forward``. It returns None for anything else, a mismatch included, and the op then runs
+normally (so PyTorch raises its own error for a call it refuses). The shapes must be exactly PyTorch's
+(``tests/graph/test_fast_meta_shapes.py`` compares them on random arguments). :class:`ShapeOnlyMode` applies it to a
+whole forward pass; :func:`check_meta_dtypes` refuses the dtype mismatches the meta kernels let through.
 
 >>> import torch, torch.nn.functional as F
 >>> x, w = torch.empty(2, 3, 8, 8, device="meta"), torch.empty(4, 3, 3, 3, device="meta")
@@ -19,10 +22,11 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch.overrides import TorchFunctionMode
 
-from .op_names import full_op_name
+from .op_names import full_op_name, op_name
 
-__all__ = ["fast_meta", "meta_like"]
+__all__ = ["fast_meta", "meta_like", "check_meta_dtypes", "ShapeOnlyMode"]
 
 
 _FAST_UNARY = set("""relu relu6 hardtanh hardswish hardsigmoid silu gelu sigmoid tanh elu leaky_relu selu celu mish
@@ -110,11 +114,182 @@ _FAST_LAYER_OPS = {"conv1d", "conv2d", "conv3d", "linear", "adaptive_avg_pool1d"
                    "adaptive_avg_pool3d"}
 
 
+def _is_meta(t) -> bool:
+    return isinstance(t, torch.Tensor) and t.device.type == "meta"
+
+
+def _cat(args, kwargs) -> Optional[torch.Tensor]:
+    tensors = args[0] if args else kwargs.get("tensors")
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if not isinstance(tensors, (list, tuple)) or not tensors or not isinstance(dim, int) or set(kwargs) - {"dim", "tensors"}:
+        return None
+    if not all(_is_meta(t) for t in tensors):
+        return None
+    first = tensors[0]
+    nd = first.dim()
+    if nd == 0 or any(t.dim() != nd or t.dtype != first.dtype for t in tensors):
+        return None
+    d = dim + nd if dim < 0 else dim
+    if not 0 <= d < nd:
+        return None
+    shape = list(first.shape)
+    for t in tensors[1:]:
+        for k in range(nd):
+            if k != d and t.shape[k] != shape[k]:
+                return None
+        shape[d] += t.shape[d]
+    return torch.empty(shape, dtype=first.dtype, device="meta")
+
+
+def _reduce(name, args, kwargs) -> Optional[torch.Tensor]:
+    """``sum`` / ``mean`` / ``amax`` / ``amin`` over explicit dims."""
+    x = args[0] if args else None
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+    if not _is_meta(x) or dim is None or len(args) > 3 or set(kwargs) - {"dim", "keepdim"}:
+        return None
+    dims = [dim] if isinstance(dim, int) else list(dim) if isinstance(dim, (list, tuple)) else None
+    if not dims or not all(isinstance(d, int) for d in dims) or not isinstance(keepdim, bool):
+        return None
+    nd = x.dim()
+    norm = {d + nd if d < 0 else d for d in dims}
+    if any(not 0 <= d < nd for d in norm) or len(norm) != len(dims):
+        return None
+    if name == "mean" and not x.dtype.is_floating_point:
+        return None
+    shape = [1 if k in norm else s for k, s in enumerate(x.shape)] if keepdim else \
+        [s for k, s in enumerate(x.shape) if k not in norm]
+    return torch.empty(shape, dtype=x.dtype, device="meta")
+
+
+def _pow(args, kwargs) -> Optional[torch.Tensor]:
+    x = args[0] if args else None
+    if not _is_meta(x) or len(args) != 2 or kwargs or not isinstance(args[1], (int, float)) or isinstance(args[1], bool):
+        return None
+    if not x.dtype.is_floating_point:
+        return None
+    return meta_like(x)
+
+
+def _sdpa(args, kwargs) -> Optional[torch.Tensor]:
+    """``F.scaled_dot_product_attention``: ``(..., L, E) x (..., S, E) x (..., S, Ev) -> (..., L, Ev)``."""
+    if len(args) < 3 or set(kwargs) - {"attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"}:
+        return None
+    q, k, v = args[:3]
+    mask = args[3] if len(args) > 3 else kwargs.get("attn_mask")
+    if not (_is_meta(q) and _is_meta(k) and _is_meta(v)) or len(args) > 4:
+        return None
+    if q.dim() < 2 or not q.dim() == k.dim() == v.dim() or not q.dtype == k.dtype == v.dtype:
+        return None
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        return None
+    batch_q, batch_k, batch_v = q.shape[:-2], k.shape[:-2], v.shape[:-2]
+    if batch_k != batch_v:
+        return None
+    if kwargs.get("enable_gqa") and q.dim() >= 3:
+        hq, hk = batch_q[-1], batch_k[-1]
+        if hk == 0 or hq % hk or batch_q[:-1] != batch_k[:-1]:
+            return None
+    else:
+        try:
+            if torch.broadcast_shapes(batch_q, batch_k) != batch_q:
+                return None
+        except RuntimeError:
+            return None
+    if mask is not None:
+        if not _is_meta(mask):
+            return None
+        try:
+            if torch.broadcast_shapes(mask.shape, tuple(batch_q) + (q.shape[-2], k.shape[-2])) != \
+                    tuple(batch_q) + (q.shape[-2], k.shape[-2]):
+                return None
+        except RuntimeError:
+            return None
+    return torch.empty(tuple(batch_q) + (q.shape[-2], v.shape[-1]), dtype=q.dtype, device="meta")
+
+
+def _mha(args, kwargs) -> Optional[tuple]:
+    """``F.multi_head_attention_forward`` with packed or separate projections and the default options:
+    ``(L, N, E)`` query -> ``(L, N, E)`` output (``(L, E)`` unbatched) and the attention weights, if asked."""
+    names = ["query", "key", "value", "embed_dim_to_check", "num_heads", "in_proj_weight", "in_proj_bias",
+             "bias_k", "bias_v", "add_zero_attn", "dropout_p", "out_proj_weight", "out_proj_bias"]
+    a = dict(zip(names, args))
+    a.update(kwargs)
+    q, k, v = a.get("query"), a.get("key"), a.get("value")
+    if not (_is_meta(q) and _is_meta(k) and _is_meta(v)) or q.dim() not in (2, 3):
+        return None
+    if a.get("bias_k") is not None or a.get("bias_v") is not None or a.get("add_zero_attn") or \
+            a.get("static_k") is not None or a.get("static_v") is not None:
+        return None
+    e, h = q.shape[-1], a.get("num_heads")
+    if e != a.get("embed_dim_to_check") or not isinstance(h, int) or h <= 0 or e % h:
+        return None
+    if k.dim() != q.dim() or v.dim() != q.dim() or k.shape[:-1] != v.shape[:-1] or \
+            (q.dim() == 3 and not q.shape[1] == k.shape[1]):
+        return None
+    w_in, w_out = a.get("in_proj_weight"), a.get("out_proj_weight")
+    if a.get("use_separate_proj_weight"):
+        ws = [a.get("q_proj_weight"), a.get("k_proj_weight"), a.get("v_proj_weight")]
+        if not all(_is_meta(w) for w in ws):
+            return None
+        if ws[0].shape != (e, e) or ws[1].shape != (e, k.shape[-1]) or ws[2].shape != (e, v.shape[-1]):
+            return None
+    else:
+        if not _is_meta(w_in) or w_in.shape != (3 * e, e) or k.shape[-1] != e or v.shape[-1] != e:
+            return None
+    b_in, b_out = a.get("in_proj_bias"), a.get("out_proj_bias")
+    if b_in is not None and (not _is_meta(b_in) or b_in.shape != (3 * e,)):
+        return None
+    if not _is_meta(w_out) or w_out.shape != (e, e) or (b_out is not None and (not _is_meta(b_out) or b_out.shape != (e,))):
+        return None
+    for mask_name in ("key_padding_mask", "attn_mask"):
+        if a.get(mask_name) is not None:
+            return None
+    out = torch.empty(q.shape, dtype=q.dtype, device="meta")
+    if not a.get("need_weights", True):
+        return out, None
+    n = (q.shape[1],) if q.dim() == 3 else ()
+    heads = () if a.get("average_attn_weights", True) else (h,)
+    return out, torch.empty(n + heads + (q.shape[0], k.shape[0]), dtype=q.dtype, device="meta")
+
+
+_COMPOSITE_RULES = {"cat": _cat, "concat": _cat, "concatenate": _cat, "pow": _pow,
+                    "scaled_dot_product_attention": _sdpa, "multi_head_attention_forward": _mha}
+_REDUCTIONS = {"sum", "mean", "amax", "amin"}
+_DTYPE_CHECKED = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear"}
+
+
+def check_meta_dtypes(name: str, args, kwargs) -> None:
+    """Raise, as the real kernel would, when a conv or linear op on meta tensors gets an input whose dtype is not its
+    weight's: PyTorch's meta kernels accept it, so a trace on meta tensors would build a graph for example inputs
+    the model cannot run (an integer image into a float conv without bias).
+
+    >>> x, w = torch.empty(1, 3, 4, 4, dtype=torch.long, device="meta"), torch.empty(2, 3, 1, 1, device="meta")
+    >>> check_meta_dtypes("conv2d", (x, w), {})
+    Traceback (most recent call last):
+    ...
+    RuntimeError: conv2d: input type (torch.int64) and weight type (torch.float32) should be the same
+    """
+    if name not in _DTYPE_CHECKED or not args:
+        return
+    x = args[0]
+    w = args[1] if len(args) > 1 else kwargs.get("weight")
+    if isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor) and x.device.type == "meta" and x.dtype != w.dtype:
+        raise RuntimeError(f"{name}: input type ({x.dtype}) and weight type ({w.dtype}) should be the same")
+
+
 def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
     """Output of a shape-only op on meta tensors, without running PyTorch's (Python) meta kernels: elementwise
-    ops, normalisations, convolutions, linear layers and adaptive average pooling.
+    ops, normalisations, convolutions, linear layers, adaptive average pooling, concatenation, reductions over
+    explicit dims, ``pow``, scaled dot-product attention and ``F.multi_head_attention_forward``.
 
-    Returns None when the op is not one of the simple cases (the op then runs normally)."""
+    Returns None when the op is not one of the simple cases (the op then runs normally, and PyTorch raises its own
+    error for a call it refuses)."""
+    check_meta_dtypes(name, args, kwargs)
+    if name in _COMPOSITE_RULES:
+        return _COMPOSITE_RULES[name](args, kwargs)
+    if name in _REDUCTIONS:
+        return _reduce(name, args, kwargs)
     if name in _SHAPE_PRESERVING_NORMS:
         x = args[0] if args else None
         return meta_like(x) if isinstance(x, torch.Tensor) and x.device.type == "meta" else None
@@ -150,3 +325,19 @@ def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
     if inplace:
         return x if tuple(shape) == tuple(x.shape) and dtype == x.dtype else None
     return torch.empty(shape, dtype=dtype, device="meta")
+
+
+class ShapeOnlyMode(TorchFunctionMode):
+    """Within it, the ops :func:`fast_meta` knows take their output from it on meta tensors (a forward pass on
+    meta stand-ins, such as the post-prune check of :mod:`prune_explorer.pruner.post_check`).
+
+    >>> a, b = torch.empty(2, 3, device="meta"), torch.empty(2, 5, device="meta")
+    >>> with ShapeOnlyMode():
+    ...     torch.cat([a, b], dim=1).shape
+    torch.Size([2, 8])
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = fast_meta(func, op_name(func), args, kwargs)
+        return func(*args, **kwargs) if out is None else out

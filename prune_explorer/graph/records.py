@@ -5,16 +5,24 @@ pruning assigns new tensors, see :mod:`.snapshot`), prunes them all, and on any 
 raises. Then it marks the group's channels dead in the graph's alive mask, records a :class:`PruneRecord` (JSON-able
 entry appended to the model's history, :func:`model_history`) and keeps the snapshot for :func:`undo` while the
 graph's ``undo_depth`` allows.
+
+All of it is atomic against any exception, ``KeyboardInterrupt`` included: an interrupt landing anywhere in
+:func:`prune_group` puts the model, the alive mask and the histories back as they were before it re-raises, and the
+rollback itself runs to completion even if a second interrupt lands in it (:func:`prune_explorer._atomic.finish`);
+:func:`undo` likewise. :func:`redo` prunes the very channels of an undone record again (the post-prune check re-applies
+the groups it keeps that way), and :func:`keep_undoable` makes every pruning undoable for a while (a pruner's step).
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import numpy as np
 import torch.nn as nn
 
+from .._atomic import finish
 from ..errors import OutputShapeWarning, PruningError
 from ..layers.base import CheckedIndices
 from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
@@ -22,7 +30,7 @@ from .group import Group, GroupItem, fn_name
 from .output_changes import output_changes_message
 from .snapshot import restore_modules, snapshot_modules
 
-__all__ = ["HISTORY_ATTR", "model_history", "PruneRecord", "prune_group", "undo"]
+__all__ = ["HISTORY_ATTR", "model_history", "PruneRecord", "prune_group", "undo", "redo", "keep_undoable"]
 
 HISTORY_ATTR = "_prune_explorer_history"
 
@@ -56,6 +64,8 @@ class PruneRecord:
         self._snapshot = snapshot
         self.undone = False
         self.exact = False  # True for a hand-built group pruned with prune_group(exact=True)
+        self.root_space: Optional[ChannelSpace] = None  # the group's root channel space
+        self._plan: List[tuple] = []  # (space index, original ids its pruner removed), in pruning order
 
     def as_dict(self) -> dict:
         return {"root": self.root, "root_fn": self.root_fn, "members": self.members}
@@ -68,6 +78,10 @@ class PruneRecord:
     def undo(self) -> None:
         """Restore the model and the graph exactly as they were before this pruning (last record first)."""
         self.graph.undo(self)
+
+    def redo(self) -> "PruneRecord":
+        """Prune the very same channels again after :meth:`undo`; returns the new record."""
+        return self.graph.redo(self)
 
     def __repr__(self):
         n = sum(len(m["idxs"]) for m in self.members)
@@ -139,33 +153,80 @@ def prune_group(graph, group: Group, record_history: bool = True, exact: bool = 
         except PruningError as exc:
             raise PruningError(f"cannot prune group rooted at {label}: member {s.label}: {exc}") from None
         plan.append((s, idxs if isinstance(idxs, list) else list(idxs)))
-    snapshot = _snapshot(graph, [s for s, _ in plan])
-    try:
-        for s, idxs in plan:
-            _prune_member(graph, s, idxs)
-    except Exception as exc:
-        _restore(snapshot)
-        raise PruningError(
-            f"pruning the group rooted at {label} failed ({type(exc).__name__}: {exc}); the model was restored unchanged"
-        ) from exc
-    classes = graph.classes
-    killed = classes.members(group.classes, graph.alive_mask)
+    killed = graph.classes.members(group.classes, graph.alive_mask)
     if exact:
         killed = np.unique(np.concatenate([killed] + listed))
+    return _apply_plan(graph, group.root_space, plan, killed, exact, record_history)
+
+
+def redo(graph, record: PruneRecord) -> PruneRecord:
+    """See :meth:`DependencyGraph.redo <prune_explorer.graph.dependency_graph.DependencyGraph.redo>`."""
+    if record.graph is not graph or not record.undone:
+        raise PruningError("only a pruning of this graph that was undone can be redone")
+    killed = np.asarray(record._killed, dtype=np.int64)
+    if not graph.alive_mask[killed].all():
+        raise PruningError(f"cannot redo the pruning rooted at {record.root}: some of its channels were removed "
+                           "since (by another pruning)")
+    plan = []
+    for index, ids in record._plan:
+        s = graph.spaces[index]
+        cur = s.rank[ids - s.offset]
+        plan.append((s, list(checked_idxs(s, GroupItem(None, cur, cur)))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutputShapeWarning)  # said when it was first pruned
+        return _apply_plan(graph, record.root_space, plan, killed, record.exact, True)
+
+
+def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact: bool,
+                record_history: bool) -> PruneRecord:
+    """Run every member's pruner, mark ``killed`` removed and record it: all of it, or (on any exception, an
+    interrupt included) none of it."""
+    label = root.label
+    snapshot = _snapshot(graph, [s for s, _ in plan])
+    before = (len(graph.history), len(model_history(graph.model)), graph._version)
+    plan_ids = [(s.index, s.gids(s.alive_idx[np.asarray(idxs, dtype=np.int64)])) for s, idxs in plan]
+    classes = graph.classes
     changed_outputs = output_changes_message(graph, killed) if classes.at_output[classes.of[killed]].any() else None
-    graph.alive_mask[killed] = False
-    for s, _ in plan:
-        s.invalidate()
-    graph._version += 1
-    rec = PruneRecord(graph, group.root_space.name, fn_name(group.root_space.handler),
-                      [_member_entry(s, idxs) for s, idxs in plan], killed, snapshot)
-    rec.exact = exact
+    done = False
+    try:
+        try:
+            for s, idxs in plan:
+                _prune_member(graph, s, idxs)
+        except Exception as exc:
+            raise PruningError(f"pruning the group rooted at {label} failed ({type(exc).__name__}: {exc}); the model "
+                               "was restored unchanged") from exc
+        graph.alive_mask[killed] = False
+        for s, _ in plan:
+            s.invalidate()
+        graph._version += 1
+        rec = PruneRecord(graph, root.name, fn_name(root.handler), [_member_entry(s, idxs) for s, idxs in plan],
+                          killed, snapshot)
+        rec.exact, rec.root_space, rec._plan = exact, root, plan_ids
+        if record_history:
+            graph.history.append(rec)
+            model_history(graph.model).append(rec.as_dict())
+        done = True
+    finally:
+        if not done:
+            finish(_roll_back, graph, snapshot, killed, [s for s, _ in plan], before)
     _keep_record(graph, rec, record_history)
     if changed_outputs:
         warnings.warn(f"prune_explorer: pruning the group rooted at {label} changes the model's outputs: "
                       f"{changed_outputs}. Code that relies on their sizes must follow.", OutputShapeWarning,
-                      stacklevel=4)
+                      stacklevel=5)
     return rec
+
+
+def _roll_back(graph, snapshot, killed: np.ndarray, spaces: List[ChannelSpace], before: tuple) -> None:
+    """Put the model and the graph back as they were before a pruning that did not complete (idempotent)."""
+    n_history, n_model_history, version = before
+    _restore(snapshot)
+    graph.alive_mask[killed] = True
+    for s in spaces:
+        s.invalidate()
+    del graph.history[n_history:]
+    del model_history(graph.model)[n_model_history:]
+    graph._version = max(graph._version, version) + 1
 
 
 def _member_entry(s: ChannelSpace, idxs) -> dict:
@@ -177,18 +238,38 @@ def _member_entry(s: ChannelSpace, idxs) -> dict:
 
 
 def _keep_record(graph, rec: PruneRecord, record_history: bool) -> None:
-    """Append ``rec`` to the history; keep the replaced tensors only for the last ``graph.undo_depth`` records (they
-    would double the memory of a large model)."""
-    if record_history:
-        graph.history.append(rec)
-        model_history(graph.model).append(rec.as_dict())
-    if not record_history or graph.undo_depth <= 0:
+    """Keep the replaced tensors only for the last ``graph.undo_depth`` records (they would double the memory of a
+    large model), or all of them inside :func:`keep_undoable`."""
+    if not record_history or _undo_limit(graph) <= 0:
         rec._snapshot = None
     graph._undoable = [r for r in graph._undoable if r._snapshot is not None and not r.undone]
     if rec._snapshot is not None:
         graph._undoable.append(rec)
-    while len(graph._undoable) > max(0, graph.undo_depth):
+    _trim_undoable(graph)
+
+
+def _undo_limit(graph) -> int:
+    return 1 << 62 if getattr(graph, "_keep_undo", 0) else graph.undo_depth
+
+
+def _trim_undoable(graph) -> None:
+    while len(graph._undoable) > max(0, _undo_limit(graph)):
         graph._undoable.pop(0)._snapshot = None
+
+
+@contextlib.contextmanager
+def keep_undoable(graph, keep: bool = True) -> Iterator:
+    """See :meth:`DependencyGraph.undoable <prune_explorer.graph.dependency_graph.DependencyGraph.undoable>`."""
+    if not keep:
+        yield graph
+        return
+    graph._keep_undo = getattr(graph, "_keep_undo", 0) + 1
+    try:
+        yield graph
+    finally:
+        graph._keep_undo -= 1
+        if not graph._keep_undo:
+            _trim_undoable(graph)
 
 
 def undo(graph, record: Optional[PruneRecord] = None) -> None:
@@ -205,13 +286,17 @@ def undo(graph, record: Optional[PruneRecord] = None) -> None:
         raise PruningError(
             "this pruning cannot be undone: set DG.undo_depth = N (N > 0) before pruning to keep what undo needs"
         )
+    hist = model_history(graph.model)
+    lengths = (len(graph.history) - 1, len(hist) - 1 if hist and hist[-1] == record.as_dict() else len(hist))
+    finish(_undo, graph, record, lengths)  # all of it, even if an interrupt lands in the middle
+
+
+def _undo(graph, record: PruneRecord, lengths: tuple) -> None:
     _restore(record._snapshot)
     graph.alive_mask[record._killed] = True
     for s in graph.spaces:
         s.invalidate()
     graph._version += 1
     record.undone = True
-    graph.history.pop()
-    hist = model_history(graph.model)
-    if hist and hist[-1] == record.as_dict():
-        hist.pop()
+    del graph.history[lengths[0]:]
+    del model_history(graph.model)[lengths[1]:]

@@ -31,7 +31,7 @@ from .layer_calls import LayerCallContext, custom_channel_map
 from .channel_space import SIDE_OUT, SpaceTable
 from .classes import OUTPUT_REASON
 from .labels import Couplings, Value, new_field
-from .meta_shapes import fast_meta
+from .meta_shapes import check_meta_dtypes, fast_meta
 from .node import Node
 from .op_names import op_name
 from .traced_int import TracedInt
@@ -54,11 +54,14 @@ class TracingMode(TorchFunctionMode):
                 out = fast_meta(func, op_name(func), args, kwargs)
                 if out is not None:
                     return out
+            elif not tr.in_tracer_code:
+                check_meta_dtypes(op_name(func), args, kwargs)  # a model built on meta, traced as it is
             return func(*args, **kwargs)
         name = op_name(func)
         if name in ("size", "shape"):
             out = func(*args, **kwargs)
             return tr.traced_size(args[0], out, args[1:] if len(args) > 1 else kwargs.get("dim"))
+        check_meta_dtypes(name, args, kwargs)
         out = fast_meta(func, name, args, kwargs) if tr.meta else None
         if out is None:
             out = func(*args, **kwargs)

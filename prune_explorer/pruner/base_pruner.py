@@ -16,6 +16,13 @@ graph's groups (lazily, each computed against the model as the earlier groups le
 for the caller to prune (``group.prune()``), override (``group.prune(idxs=[...])``) or skip (do nothing). Groups a
 step leaves alone are recorded in :attr:`BasePruner.skipped` with their reason.
 
+After a step, the pruned model runs once on shape-only stand-ins (:mod:`.post_check`); a group that breaks it is
+rolled back exactly and recorded as skipped (kind ``"check"``), with one warning: a step never hands back a model
+that does not run (``post_prune_check=False`` turns the check off). A step is safe to interrupt: each group is
+pruned whole or not at all (``KeyboardInterrupt`` included), the groups finished before the interrupt stay pruned
+and in :attr:`BasePruner.history`, and calling ``step()`` again finishes the interrupted step. Any other error in
+a step (e.g. an importance that returns NaN scores) rolls the whole step back before it is raised.
+
 Attention blocks with separate q/k/v/o layers declared in ``num_heads`` are pruned first, by the pruner itself
 (:mod:`.heads`): head dims (``prune_head_dims``) and whole heads (``prune_num_heads``, ``head_pruning_ratio``).
 
@@ -37,6 +44,7 @@ from ..graph import DEFAULT_ROOT_TYPES, DependencyGraph, Group
 from . import guards as G
 from .config import PrunerConfigError, check_options
 from .guards import SkippedGroup
+from .post_check import PostPruneCheck, Repair, warn_rolled_back
 from .heads import AttentionBlock, ExplicitGroup, attention_groups, find_attention_blocks
 from .planning import Planner
 from .proposal import Proposal
@@ -87,6 +95,8 @@ class BasePruner:
         customized_pruners, unwrapped_parameters, forward_fn, output_transform: passed to
             :meth:`DependencyGraph.build_dependency`.
         root_module_types: layer types whose outputs root the groups.
+        post_prune_check: after each step, run the pruned model on shape-only stand-ins and roll back any group
+            that breaks it (see :mod:`.post_check`).
 
     The checked options live in ``pruner.options`` (:class:`~.config.PrunerOptions`); the attributes of the same
     names read and write them.
@@ -139,7 +149,10 @@ class BasePruner:
         root_module_types: Sequence[type] = DEFAULT_ROOT_TYPES,
         forward_fn: Optional[Callable] = None,
         output_transform: Optional[Callable] = None,
+        post_prune_check: bool = True,
     ):
+        if not isinstance(post_prune_check, bool):
+            raise PrunerConfigError(f"post_prune_check must be True or False, got {post_prune_check!r}")
         # nothing touches the model before every option is checked
         self.options = check_options(
             model, importance=importance, global_pruning=global_pruning, pruning_ratio=pruning_ratio,
@@ -156,11 +169,16 @@ class BasePruner:
             unwrapped_parameters=unwrapped_parameters, customized_pruners=customized_pruners,
         )
         self.example_inputs = example_inputs
+        self.post_prune_check = post_prune_check
+        #: the post-prune check of this pruner's graph (:class:`~.post_check.PostPruneCheck`)
+        self.check = PostPruneCheck(self.DG, example_inputs, forward_fn)
+        #: root space index -> why the post-prune check rolled its group back (later steps leave it alone)
+        self.check_failed: Dict[int, str] = {}
         self._record_initial_sizes()
         self._find_attention_blocks(model)
         self.scopes = ScopeRules(self.options, self._init_shape, self._init_size)
         self.planner = Planner(self.options, self.DG, self._init_size, self.scopes, self.attention_blocks,
-                               self._head_layers, self.estimate_importance, self._graph_groups)
+                               self._head_layers, self.estimate_importance, self._graph_groups, self.check_failed)
         self.current_step = 0
         self.skipped: List[SkippedGroup] = []
         self._made_by: Dict[int, dict] = {}  # id(PruneRecord) -> step, scope and ratio of the proposal behind it
@@ -247,6 +265,15 @@ class BasePruner:
                 f"{group.root_name}, which covers {n} channels; an importance must return one score per channel of "
                 "group.root_idxs"
             )
+        nan = torch.isnan(imp)
+        if bool(nan.any()):
+            raise PruneExplorerError(
+                f"{type(self.importance).__name__} returned NaN scores for {int(nan.sum())} of the {n} channels of the "
+                f"group rooted at {group.root_name}, so they cannot be ranked. The usual cause is NaN or infinite "
+                "weights or gradients (e.g. a diverged training step, or a Taylor/Hessian importance used before "
+                "any backward pass). Fix the weights (check torch.isfinite(p).all() for every parameter) or the "
+                "criterion, then step again; the model was left as it was before this step"
+            )
         return imp
 
     @property
@@ -311,20 +338,82 @@ class BasePruner:
         skipped; ``group.prune()`` accepts the proposal, ``group.prune(idxs=[...])`` prunes your own choice,
         doing nothing skips it."""
         self.current_step += 1
-        proposals = self._proposals()
         if interactive:
-            return proposals
+            return self._interactive_step()
         if self._past_last_step():
             return None
-        for proposal in proposals:
+        start, n_skipped = len(self.DG.history), len(self.skipped)
+        proposals = self._proposals()
+        with self.DG.undoable(self.post_prune_check):
             try:
-                proposal.prune()
-            except PruningError as exc:  # a layer refused: keep going, and say so
-                proposal.skip_reason, proposal.skip_kind = str(exc), G.ERROR
-                self._skip(proposal, G.ERROR, f"pruning failed and was rolled back: {exc}")
-                warnings.warn(f"prune_explorer: the group rooted at {proposal.root_name} could not be pruned and "
-                              f"was skipped: {exc}")
+                for proposal in proposals:
+                    try:
+                        proposal.prune()
+                    except PruningError as exc:  # a layer refused: keep going, and say so
+                        proposal.skip_reason, proposal.skip_kind = str(exc), G.ERROR
+                        self._skip(proposal, G.ERROR, f"pruning failed and was rolled back: {exc}")
+                        warnings.warn(f"prune_explorer: the group rooted at {proposal.root_name} could not be "
+                                      f"pruned and was skipped: {exc}")
+                self._check_step(start)
+            except BaseException as exc:
+                self._abort_step(proposals, start, n_skipped, exc)
+                raise
         return None
+
+    def _interactive_step(self) -> Iterator[Proposal]:
+        """``step(interactive=True)``: the proposals, then (when the loop ends or is left) the post-prune check of
+        every pruning made during the loop."""
+        start = len(self.DG.history)
+        with self.DG.undoable(self.post_prune_check):
+            try:
+                yield from self._proposals()
+            finally:
+                self._check_step(start)
+
+    def _abort_step(self, proposals, start: int, n_skipped: int, exc: BaseException) -> None:
+        """A step stopped by ``exc``. ``KeyboardInterrupt`` (and other non-``Exception`` stops): the groups pruned so
+        far stay pruned (each group is atomic) and are checked; any other error: the step's groups are rolled back.
+        Either way the step no longer counts (``step()`` again redoes it) and leaves no skip record."""
+        proposals.close()
+        del self.skipped[n_skipped:]
+        self.current_step -= 1
+        records = self.DG.history[start:]
+        if isinstance(exc, Exception):
+            for rec in reversed(records):
+                self.DG.undo(rec)
+            return
+        for rec in records:  # an interrupt may land between a pruning and its bookkeeping
+            self._made_by.setdefault(id(rec), {"step": self.current_step + 1, "scope": None, "pruning_ratio": None})
+        self._check_step(start)
+
+    def _check_step(self, start: int) -> Optional[Repair]:
+        """The post-prune check of the prunings since history entry ``start`` (see :mod:`.post_check`)."""
+        records = self.DG.history[start:]
+        if not self.post_prune_check or not records:
+            return None
+        error = self.check.error()
+        if error is None:
+            return None
+        repair = self.check.repair(records, error)
+        self.apply_repair(repair)
+        warn_rolled_back(repair, "pruning step")
+        return repair
+
+    def apply_repair(self, repair: Repair) -> None:
+        """Bring the pruner's records in line with what a post-prune check rolled back or re-applied: re-applied
+        prunings keep their step, scope and ratio; rolled back groups are recorded as skipped (kind ``"check"``,
+        the error as reason) and left alone by later steps."""
+        for old_id, new in repair.replaced.items():
+            if old_id in self._made_by:
+                self._made_by[id(new)] = self._made_by[old_id]
+        for rec, error in repair.rolled_back:
+            made = self._made_by.get(id(rec), {})
+            reason = f"the pruned model did not run ({error}); the group was rolled back"
+            self._skip_root(rec.root, made.get("step") or self.current_step, G.CHECK, reason,
+                            made.get("scope"), made.get("pruning_ratio"))
+            space = rec.root_space
+            if space is not None:
+                self.check_failed[space.index] = reason
 
     def _past_last_step(self) -> bool:
         if self.current_step <= self.iterative_steps:

@@ -10,7 +10,11 @@ Guards (applied to every group before anything is removed, as in Torch-Pruning's
   ("never prune a layer that has 1 channel"); the second half is what makes it hold under global ranking too.
 * **multiples and units**: removals keep ``round_to`` and each member's ``channel_multiple`` (attention heads,
   GroupNorm groups) satisfied and take whole units (``group.units``: channels a grouped conv or a declared head
-  structure ties together); the count is rounded *down* (fewer channels removed) to the nearest feasible one.
+  structure ties together); the count is rounded *down* (fewer channels removed) to the nearest feasible one, as
+  Torch-Pruning rounds. When rounding down would remove nothing although the target asks for channels (units
+  larger than the target, e.g. a depthwise conv with a channel multiplier), the nearest feasible count is taken
+  instead, a larger one on a tie (:func:`chosen_prefix`), so a group is only left alone when removing nothing is
+  truly the nearest choice.
 
 Every group that a step does not prune is recorded as a :class:`SkippedGroup` in ``pruner.skipped`` with its
 reason (a guard, an importance that returned None, a target already reached, a user who did not accept the
@@ -24,8 +28,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["SkippedGroup", "guard_refusal", "root_limits", "feasible_units", "feasible_prefixes", "GUARD",
-           "IMPORTANCE", "TARGET", "CONSTRAINT", "NOT_ACCEPTED", "HEADS", "ERROR"]
+__all__ = ["SkippedGroup", "guard_refusal", "root_limits", "feasible_units", "feasible_prefixes", "chosen_prefix",
+           "GUARD", "IMPORTANCE", "TARGET", "CONSTRAINT", "NOT_ACCEPTED", "HEADS", "ERROR", "CHECK"]
 
 # the kinds of SkippedGroup (why a step left a group alone)
 GUARD = "guard"  # max_pruning_ratio / single-channel guard
@@ -35,6 +39,7 @@ CONSTRAINT = "constraint"  # round_to / multiples / units allow no removal near 
 NOT_ACCEPTED = "user"  # interactive: the user did not call group.prune() (not to be confused with a "user:" scope)
 HEADS = "heads"  # attention head structure not handled (prune_head_dims=False, unrecognised block)
 ERROR = "error"  # a layer pruner refused the proposal (the group was rolled back; non-interactive step)
+CHECK = "check"  # pruned, but the pruned model did not run (post-prune check): the group was rolled back
 
 
 @dataclass
@@ -116,3 +121,23 @@ def feasible_units(unit_sizes, n_target: int, root_current: int, min_keep: int, 
     """
     ok, cum = feasible_prefixes(unit_sizes, root_current, min_keep, round_to, member_counts)
     return int(np.flatnonzero(ok & (cum <= n_target))[-1])
+
+
+def chosen_prefix(ok, cum, n_target: int) -> int:
+    """Which prefix of the ranked units to remove for a target of ``n_target`` root channels, given ``(ok, cum)``
+    from :func:`feasible_prefixes`: the longest feasible prefix removing at most ``n_target`` (rounded down, as
+    Torch-Pruning rounds); if that removes nothing while ``n_target > 0``, the feasible prefix whose count is
+    nearest to ``n_target`` (the larger count on a tie). Returns the number of units (0: remove nothing).
+
+    >>> ok = np.array([True, False, True, False, True]); cum = np.array([0, 2, 4, 6, 8])
+    >>> chosen_prefix(ok, cum, 5), chosen_prefix(ok, cum, 2), chosen_prefix(ok, cum, 1)
+    (2, 2, 0)
+    """
+    ok, cum = np.asarray(ok, dtype=bool), np.asarray(cum)
+    feasible = np.flatnonzero(ok)
+    down = int(feasible[cum[feasible] <= n_target][-1])
+    if down > 0 or n_target <= 0:
+        return down
+    distance = np.abs(cum[feasible] - n_target)
+    best = np.flatnonzero(distance == distance.min())
+    return int(feasible[best[-1]])

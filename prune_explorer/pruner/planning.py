@@ -10,7 +10,8 @@ For a group (of the dependency graph, or an attention-head group of :mod:`.heads
    (:meth:`Planner.budgets`, :func:`~.scope.rank_scope`) and gives each its share; an attention group removes
    whole head groups or one dim in every head (:meth:`Planner.attention_target`);
 4. proposes the lowest-scored whole units (:mod:`.units`) whose count keeps ``round_to``, each member's channel
-   multiple and the guards satisfied (rounded down, :func:`~.guards.feasible_prefixes`).
+   multiple and the guards satisfied (rounded down, or the nearest feasible count when rounding down removes
+   nothing: :func:`~.guards.chosen_prefix`).
 
 Every refusal is a proposal with nothing proposed and a ``skip_kind`` / ``skip_reason``: the step records it.
 """
@@ -53,11 +54,13 @@ class Planner:
         head_layers: ``{id(layer): heads}`` of the other layers declared in ``num_heads``.
         estimate_importance: ``group -> scores or None`` (the pruner's checked criterion).
         graph_groups: ``() -> iterable of the graph's groups a step visits``.
+        check_failed: root space index -> why the post-prune check rolled that group back (it is left alone).
     """
 
     def __init__(self, options, graph, initial_sizes: Dict[int, int], scopes: ScopeRules,
                  attention_blocks: List[AttentionBlock], head_layers: Dict[int, int],
-                 estimate_importance: Callable, graph_groups: Callable[[], Iterable]):
+                 estimate_importance: Callable, graph_groups: Callable[[], Iterable],
+                 check_failed: Optional[Dict[int, str]] = None):
         self.options = options
         self.graph = graph
         self.initial_sizes = initial_sizes
@@ -66,11 +69,15 @@ class Planner:
         self.head_layers = head_layers
         self.estimate_importance = estimate_importance
         self.graph_groups = graph_groups
+        self.check_failed = {} if check_failed is None else check_failed
         self._importance_cache: Dict[int, tuple] = {}  # root space index -> (signature, scores) of the ranking pass
         self._budget_cache = None  # ((step, graph version), budgets)
 
     # ---- pieces --------------------------------------------------------------------------------------------------
     def refusal(self, group) -> Optional[str]:
+        failed = self.check_failed.get(group.root_space.index) if self.check_failed else None
+        if failed is not None:
+            return f"left alone since a post-prune check: {failed}"
         return G.guard_refusal(group, self.initial_sizes, self.options.max_pruning_ratio)
 
     def keeps_head_size(self, group) -> bool:
@@ -151,7 +158,7 @@ class Planner:
             n_target = None
         reason = self.refusal(full)
         if reason is not None:
-            return skip(G.GUARD, reason)
+            return skip(G.CHECK if full.root_space.index in self.check_failed else G.GUARD, reason)
         imp = self.importance(full)
         if imp is None:
             return skip(G.IMPORTANCE, f"{type(self.options.importance).__name__} returned None for this group "
@@ -173,12 +180,14 @@ class Planner:
         if n_target <= 0:
             return skip(G.TARGET, f"nothing to remove at step {step}: the target ratio {ratio:.3f} is already "
                                   f"reached in scope {scope}")
-        k = int(feasible[cum[feasible] <= n_target][-1])
+        k = G.chosen_prefix(ok, cum, n_target)
         proposed = sorted(itertools.chain.from_iterable(ranked[:k]))
         if not proposed:
+            near = int(cum[feasible[1]]) if feasible.size > 1 else None
             return skip(G.CONSTRAINT, (
-                f"the target asks for {n_target} channels, but no removal up to that count keeps the constraints "
-                f"(units of {sorted({len(u) for u in units})} channels, round_to={self.options.round_to}, member "
+                f"the target asks for {n_target} channels, but the nearest removal that keeps the constraints "
+                + (f"is {near} channels, farther from the target than removing none " if near else "removes none ")
+                + f"(units of {sorted({len(u) for u in units})} channels, round_to={self.options.round_to}, member "
                 f"multiples, at least {min_keep} channel(s) kept)"))
         return Proposal(full, proposed_idxs=proposed, **made)
 

@@ -577,9 +577,9 @@ class HeadsNet(nn.Module):
 
     def forward(self, x):
         b, t, c = x.shape
-        q, k, v = (f(x).view(b, t, 2, 8).transpose(1, 2) for f in (self.q, self.k, self.v))
+        q, k, v = (f(x).view(b, t, 2, -1).transpose(1, 2) for f in (self.q, self.k, self.v))
         a = torch.softmax(q @ k.transpose(-1, -2) / 8 ** 0.5, -1) @ v
-        return self.head((x + self.o(a.transpose(1, 2).reshape(b, t, c))).mean(1))
+        return self.head((x + self.o(a.transpose(1, 2).reshape(b, t, -1))).mean(1))
 
 
 def test_attention_head_groups_predict_undo_and_code():

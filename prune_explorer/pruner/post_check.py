@@ -1,0 +1,201 @@
+"""The post-prune check: a pruning step never hands back a model that does not run.
+
+The dependency graph keeps fixed every channel whose size the model's code cannot follow, so a pruned model runs by
+construction. What a trace cannot see is caught after the fact: a size held in a Python ``int`` and used or checked
+by the model at run time (``assert x.shape[1] == self.channels``), a library's own shape assertion, an operation the
+graph mapped wrongly. After a pruning step (and after the explorer accepts groups), the pruned model runs once on
+shape-only stand-ins (:func:`run_error`: every parameter, buffer and input replaced by a ``meta`` tensor of the same
+shape, so nothing is computed). If that run fails, :meth:`PostPruneCheck.repair` finds the offending groups by
+bisection over the groups just pruned, rolls each of them back exactly (the graph's undo; the other groups are
+re-applied with the very same channels) and returns them with the error as the reason; the pruner records them in
+``pruner.skipped`` (kind :data:`~.guards.CHECK`) and warns once.
+
+What it costs: one shape-only forward pass per step when the model runs (the common case; figures in
+``benchmarks/post_prune_check.py``), and the replaced tensors of the step's groups are kept until the check passes
+(that is what the exact rollback needs). Models that cannot run on meta tensors (data-dependent code) were traced
+for real, and are checked with a real forward pass under ``torch.no_grad()``.
+
+>>> import torch, torch.nn as nn
+>>> run_error(nn.Linear(4, 2), torch.randn(1, 4)) is None
+True
+>>> run_error(nn.Linear(4, 2), torch.randn(1, 3))[:12]
+'RuntimeError'
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from torch.nn.utils.stateless import _reparametrize_module
+
+from .._atomic import finish
+from ..graph.meta_shapes import ShapeOnlyMode, meta_like
+from ..graph.snapshot import restore_modules, snapshot_modules
+from ..inputs import call_model, has_meta_tensors, kept_state, to_meta
+
+__all__ = ["run_error", "PostPruneCheck", "Repair"]
+
+_MAX_ERROR_CHARS = 400
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if len(text) > _MAX_ERROR_CHARS:
+        text = text[: _MAX_ERROR_CHARS - 3] + "..."
+    return f"{type(exc).__name__}: {text}"
+
+
+def _meta_stand_ins(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """A ``meta`` tensor of the same shape, dtype and strides for every parameter and buffer, by qualified name
+    (shared tensors under each of their names: ``tie_weights=True`` keeps them one)."""
+    out: Dict[str, torch.Tensor] = {}
+    made: Dict[int, torch.Tensor] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) not in made:
+            made[id(p)] = nn.Parameter(meta_like(p), requires_grad=p.requires_grad)
+        out[name] = made[id(p)]
+    for name, b in model.named_buffers(remove_duplicate=False):
+        if id(b) not in made:
+            made[id(b)] = meta_like(b)
+        out[name] = made[id(b)]
+    return out
+
+
+def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callable] = None,
+              on_meta: bool = True) -> Optional[str]:
+    """Run ``model`` once on ``example_inputs`` and return why it failed (``"ErrorType: message"``), or None.
+
+    ``on_meta=True``: on shape-only stand-ins (``meta`` tensors for every parameter, buffer and input; nothing is
+    computed, the model's tensors are not touched). ``on_meta=False``: a real forward pass under ``torch.no_grad()``
+    (buffers such as BatchNorm statistics are put back). Either way the model is left exactly as it was, including
+    attributes its forward may cache. Only ``Exception`` is caught: ``KeyboardInterrupt`` propagates.
+    """
+    state = snapshot_modules([model])
+    try:
+        with torch.no_grad():
+            if not on_meta:
+                with kept_state(model):
+                    call_model(model, example_inputs, forward_fn)
+            elif has_meta_tensors(list(model.parameters()) + list(model.buffers())):
+                call_model(model, to_meta(example_inputs), forward_fn)  # a model built on meta: run it as it is
+            else:
+                stand_ins = _meta_stand_ins(model)
+                with ShapeOnlyMode(), _reparametrize_module(model, stand_ins, tie_weights=True):
+                    call_model(model, to_meta(example_inputs), forward_fn)
+    except Exception as exc:  # noqa: BLE001 - any failure of the model's forward is the answer
+        return _describe(exc)
+    finally:
+        finish(restore_modules, state)  # never leave the model half restored, even if interrupted here
+    return None
+
+
+@dataclass
+class Repair:
+    """What :meth:`PostPruneCheck.repair` did.
+
+    ``rolled_back``: ``(record, error)`` for each group rolled back (the record is the one that was undone);
+    ``replaced``: ``{id(old record): new record}`` for the groups that were undone and re-applied with the same
+    channels during the search (their old records are gone from the graph's history); ``inconclusive``: the model
+    does not run on the stand-ins even with none of the groups pruned (then every group is kept as it was and this
+    holds the error)."""
+
+    rolled_back: List[Tuple[Any, str]] = field(default_factory=list)
+    replaced: Dict[int, Any] = field(default_factory=dict)
+    inconclusive: Optional[str] = None
+
+    def current(self, record):
+        """The record standing for ``record`` now (itself, its re-applied copy, or None when rolled back)."""
+        if any(record is r for r, _ in self.rolled_back):
+            return None
+        return self.replaced.get(id(record), record)
+
+
+class PostPruneCheck:
+    """The check for one dependency graph (see the module docstring).
+
+    Args:
+        graph: the :class:`~prune_explorer.graph.DependencyGraph` the groups were pruned with.
+        example_inputs, forward_fn: how the model is run (as for tracing).
+    """
+
+    def __init__(self, graph, example_inputs, forward_fn: Optional[Callable] = None):
+        self.graph = graph
+        self.example_inputs = example_inputs
+        self.forward_fn = forward_fn
+
+    @property
+    def on_meta(self) -> bool:
+        """Whether the check runs on meta stand-ins (the graph was traced on them, so the model runs there)."""
+        return bool(getattr(self.graph, "traced_on_meta", True))
+
+    def error(self) -> Optional[str]:
+        """Why the model does not run now, or None."""
+        return run_error(self.graph.model, self.example_inputs, self.forward_fn, on_meta=self.on_meta)
+
+    def repair(self, records: Sequence, error: Optional[str] = None) -> Repair:
+        """Make the model run again by rolling back the fewest of ``records`` (the groups just pruned, oldest first;
+        they must be the newest entries of the graph's history and undoable).
+
+        ``error``: the failure already observed (skips the first run). The groups are undone, then re-applied in
+        halves, keeping every half that runs and splitting every half that does not, down to the single groups that
+        fail; those stay rolled back, each with the error it causes. The graph's history ends with the kept groups
+        (re-applied ones as new records: :attr:`Repair.replaced`)."""
+        result = Repair()
+        records = list(records)
+        if error is None:
+            error = self.error()
+        if error is None or not records:
+            return result
+        graph = self.graph
+        for rec in reversed(records):
+            graph.undo(rec)
+        before = self.error()
+        if before is not None:  # the model does not run without these groups either: the check cannot tell
+            for rec in records:
+                result.replaced[id(rec)] = graph.redo(rec)
+            result.inconclusive = before
+            return result
+        self._search(records, error, result)
+        return result
+
+    def _search(self, candidates: List, known_error: Optional[str], result: Repair) -> None:
+        """Re-apply ``candidates`` (in order) on top of what is applied; keep them if the model runs, else split."""
+        graph = self.graph
+        error = known_error
+        if error is None:
+            applied = []
+            for rec in candidates:
+                new = graph.redo(rec)
+                result.replaced[id(rec)] = new
+                applied.append(new)
+            error = self.error()
+            if error is None:
+                return
+            for new in reversed(applied):
+                graph.undo(new)
+        if len(candidates) == 1:
+            result.rolled_back.append((candidates[0], error))
+            return
+        half = len(candidates) // 2
+        self._search(candidates[:half], None, result)
+        self._search(candidates[half:], None, result)
+
+
+def warn_rolled_back(repair: Repair, what: str = "pruning step") -> None:
+    """One warning for everything a repair rolled back (or could not check)."""
+    if repair.rolled_back:
+        names = ", ".join(rec.root for rec, _ in repair.rolled_back[:5])
+        more = f" and {len(repair.rolled_back) - 5} more" if len(repair.rolled_back) > 5 else ""
+        warnings.warn(
+            f"prune_explorer: after this {what} the pruned model did not run ({repair.rolled_back[0][1]}); the "
+            f"group(s) rooted at {names}{more} were rolled back (their channels are kept) and recorded as skipped "
+            "with the error as the reason. The model runs. Please report the model: its code uses a size the "
+            "dependency graph could not see", stacklevel=3)
+    elif repair.inconclusive:
+        warnings.warn(
+            f"prune_explorer: the post-prune check could not run the model on shape-only stand-ins even before this "
+            f"{what} ({repair.inconclusive}); the pruned model was not checked", stacklevel=3)
