@@ -46,8 +46,8 @@ _STATIC = Path(__file__).resolve().parent / "static"
 
 
 class AppBridge(anywidget.AnyWidget):
-    """Invisible helper in the app: keyboard shortcuts (sent back as ``{"event": "key", "action"}``) and chart
-    resizing when the app's width changes (see ``static/app.js``)."""
+    """Invisible helper in the app: keyboard shortcuts (sent back as ``{"event": "key", "action"}``) and file
+    downloads (see ``static/app.js``)."""
 
     _esm = _STATIC / "app.js"
     shortcuts = traitlets.Dict({}).tag(sync=True)

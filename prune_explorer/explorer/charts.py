@@ -1,222 +1,168 @@
-"""The explorer's charts as plain SVG strings (no widgets, no JavaScript): the importance histogram and the ratio
-curves.
+"""The explorer's charts as plotly figures (pure functions of plain numbers; shown with :class:`.plotly_chart.PlotlyChart`).
 
-They are drawn in Python and shown in HTML widgets: an SVG with a ``viewBox`` takes the width of its box (from a
-narrow column to a wide screen), costs a few kilobytes, appears with the app, and needs no chart library in the
-browser. Every bar and point has a ``<title>`` (the browser's tooltip) with its exact values.
+* :func:`histogram_figure` -- the group card's channel-importance histogram: channels proposed for removal and kept,
+  stacked, with the threshold between them.
+* :func:`ratio_curve_figure` -- fraction of parameters (or MACs) removed against fraction of channels removed: the
+  accepted groups, the uniform sweep, and the references ``1-(1-p)^2`` (the quadratic rule: a layer losing a
+  fraction p of its input and output channels loses 1-(1-p)^2 of its weights) and ``p``.
+* :func:`macs_bars_figure` -- the finish view's MACs per layer, original and pruned, for the layers that cost most.
+
+Every figure sets its own height and styles itself (white background, light grid; the ``none`` template, so the
+JSON stays small); the width is the box's (the chart widget sets it). Hover texts carry the exact values.
 
 Example::
 
-    >>> svg = histogram_svg(kept=[0.9, 1.1, 1.2], removed=[0.1, 0.2], threshold=0.5)
-    >>> svg.startswith("<svg") and "channel importance" in svg and "threshold" in svg
-    True
-    >>> "uniform sweep" in ratio_curve_svg("Parameters removed", [0, 0.5], [0, 0.7], sweep=([0, 0.5], [0, 0.75]))
-    True
+    >>> fig = histogram_figure(kept=[0.9, 1.1, 1.2], removed=[0.1, 0.2], threshold=0.5)
+    >>> [t.name for t in fig.data], int(sum(fig.data[0].y)), int(sum(fig.data[1].y))
+    (['proposed for removal (2)', 'kept (3)'], 2, 3)
+    >>> fig.layout.shapes[0].x0
+    0.5
+    >>> curve = ratio_curve_figure("Parameters removed", [0.0, 0.5], [0.0, 0.7])
+    >>> [t.name for t in curve.data]
+    ['1-(1-p)²', 'p', 'accepted groups']
+    >>> round(float(curve.data[0].y[25]), 4)   # the quadratic rule at p = 0.5
+    0.75
 """
 
 from __future__ import annotations
 
-import html
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
-from .colors import KEEP_COLOR, REMOVE_COLOR
+import numpy as np
+import plotly.graph_objects as go
 
-__all__ = ["histogram_svg", "ratio_curve_svg", "nice_ticks"]
+from .colors import KEEP_COLOR, MACS_COLOR, REMOVE_COLOR
 
-_FONT = "font-family:var(--jp-ui-font-family, sans-serif)"
+__all__ = ["histogram_figure", "ratio_curve_figure", "macs_bars_figure", "quadratic_rule", "ACCEPTED_COLOR"]
+
+ACCEPTED_COLOR = "#e8590c"
 _AXIS = "#495057"
 _GRID = "#e9ecef"
-_MUTED = "#868e96"
+_FONT = dict(family="var(--jp-ui-font-family, sans-serif)", size=11, color=_AXIS)
 
 
-def _esc(x) -> str:
-    return html.escape(str(x), quote=True)
+def quadratic_rule(p):
+    """``1-(1-p)^2``: the fraction of a layer's weights removed when a fraction ``p`` of both its input and its output
+    channels go (elementwise on arrays).
 
-
-def nice_ticks(lo: float, hi: float, n: int = 5) -> List[float]:
-    """About ``n`` round tick values covering ``[lo, hi]``.
-
-    >>> nice_ticks(0, 1)
-    [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    >>> nice_ticks(3, 17, 4)
-    [5.0, 10.0, 15.0]
+    >>> quadratic_rule(0.5), quadratic_rule(0.0), quadratic_rule(1.0)
+    (0.75, 0.0, 1.0)
     """
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
-        return [lo]
-    raw = (hi - lo) / max(n, 1)
-    mag = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    first = math.ceil(lo / step - 1e-9) * step
-    out = []
-    k = 0
-    while first + k * step <= hi + step * 1e-9:
-        out.append(round(first + k * step, 12))
-        k += 1
-    return out
+    return 1.0 - (1.0 - p) ** 2
 
 
-def _fmt_tick(v: float, step: float) -> str:
-    if step >= 1:
-        return f"{v:.0f}"
-    digits = max(0, -int(math.floor(math.log10(step))))
-    return f"{v:.{digits}f}"
+def _axis(**kw) -> dict:
+    return {**dict(gridcolor=_GRID, linecolor="#adb5bd", zeroline=False, ticks="outside", tickcolor="#adb5bd",
+                   automargin=True), **kw}
 
 
-def _svg_open(width: int, height: int, cls: str, label: str) -> str:
-    return (f'<svg class="{cls}" viewBox="0 0 {width} {height}" width="100%" preserveAspectRatio="xMidYMid meet" '
-            f'role="img" aria-label="{_esc(label)}" style="display:block;max-width:{int(width * 1.35)}px;'
-            f'height:auto;{_FONT}" xmlns="http://www.w3.org/2000/svg">')
+def _layout(height: int, **kw) -> dict:
+    return dict(template="none", height=height, font=_FONT, paper_bgcolor="white", plot_bgcolor="white",
+                hoverlabel=dict(font_size=11), **kw)
 
 
-def histogram_svg(kept: Sequence[float], removed: Sequence[float], threshold: Optional[float] = None,
-                  bins: int = 30, width: int = 560, height: int = 230) -> str:
-    """Stacked histogram of channel importances: kept channels (blue) and those proposed for removal (orange).
+def _finite(values) -> np.ndarray:
+    a = np.asarray([v for v in values if v is not None], dtype=float)
+    return a[np.isfinite(a)]
 
-    ``kept`` and ``removed`` are importance values (finite floats); ``threshold`` draws the dashed line between
-    them. Bars carry ``<title>`` tooltips; the SVG scales to its box.
+
+def histogram_figure(kept: Sequence[float], removed: Sequence[float], threshold: Optional[float] = None,
+                     bins: int = 30, height: int = 250) -> go.Figure:
+    """Stacked histogram of channel importances: channels proposed for removal (orange) and kept (blue).
+
+    ``kept`` / ``removed`` are importance scores (non-finite ones are left out); the bins are shared, so each bar
+    counts channels (trace 0: removed, trace 1: kept; ``y`` are counts, ``x`` bin centres). ``threshold`` draws
+    the dashed line between the two sets.
     """
-    kept = [float(v) for v in kept if v is not None and math.isfinite(v)]
-    removed = [float(v) for v in removed if v is not None and math.isfinite(v)]
-    values = kept + removed
-    ml, mr, mt, mb = 46, 16, 30, 40
-    pw, ph = width - ml - mr, height - mt - mb
-    parts = [_svg_open(width, height, "pe-hist-svg", "importance histogram")]
-    legend_y = 14
-    parts.append(f'<rect x="{ml}" y="{legend_y - 9}" width="10" height="10" fill="{REMOVE_COLOR}"/>'
-                 f'<text x="{ml + 14}" y="{legend_y}" font-size="11" fill="{_AXIS}">proposed for removal ({len(removed)})</text>'
-                 f'<rect x="{ml + 190}" y="{legend_y - 9}" width="10" height="10" fill="{KEEP_COLOR}"/>'
-                 f'<text x="{ml + 204}" y="{legend_y}" font-size="11" fill="{_AXIS}">kept ({len(kept)})</text>')
-    if not values:
-        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" font-size="12" fill="{_MUTED}">'
-                     "no importance scores for this group</text></svg>")
-        return "".join(parts)
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-12:
+    k, r = _finite(kept), _finite(removed)
+    values = np.concatenate([k, r])
+    fig = go.Figure(layout=_layout(height, barmode="stack", bargap=0.05, margin=dict(l=48, r=12, t=30, b=40),
+                                   legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom"),
+                                   xaxis=_axis(title=dict(text="channel importance", standoff=6)),
+                                   yaxis=_axis(title=dict(text="channels", standoff=4), rangemode="tozero")))
+    if not values.size:
+        fig.add_annotation(text="no importance scores for this group", showarrow=False, xref="paper", yref="paper",
+                           x=0.5, y=0.5, font=dict(color="#868e96", size=12))
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        return fig
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo < 1e-12:  # one value: a range around it
         lo, hi = lo - 0.5 * (abs(lo) or 1.0), hi + 0.5 * (abs(hi) or 1.0)
-    pad = (hi - lo) * 0.02
-    lo, hi = lo - pad, hi + pad
-    bw = (hi - lo) / bins
-    counts_k = [0] * bins
-    counts_r = [0] * bins
-    for v in kept:
-        counts_k[min(int((v - lo) / bw), bins - 1)] += 1
-    for v in removed:
-        counts_r[min(int((v - lo) / bw), bins - 1)] += 1
-    top = max(k + r for k, r in zip(counts_k, counts_r)) or 1
-    yt = [t for t in nice_ticks(0, top, 4) if t == int(t)] or [0.0, float(top)]
-    ymax = max(top, yt[-1])
-
-    def X(v):
-        return ml + (v - lo) / (hi - lo) * pw
-
-    def Y(c):
-        return mt + ph - c / ymax * ph
-
-    for t in yt:  # grid and y ticks
-        parts.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{Y(t):.1f}" y2="{Y(t):.1f}" stroke="{_GRID}"/>'
-                     f'<text x="{ml - 6}" y="{Y(t) + 4:.1f}" text-anchor="end" font-size="11" fill="{_AXIS}">{t:.0f}</text>')
-    for b in range(bins):
-        k, r = counts_k[b], counts_r[b]
-        if not (k or r):
-            continue
-        x0, x1 = X(lo + b * bw), X(lo + (b + 1) * bw)
-        tip = _esc(f"importance {lo + b * bw:.4g} to {lo + (b + 1) * bw:.4g}: {r} proposed for removal, {k} kept")
-        w = max(x1 - x0 - 1, 1)
-        if r:
-            parts.append(f'<rect class="pe-bar pe-bar-removed" x="{x0:.1f}" y="{Y(r):.1f}" width="{w:.1f}" '
-                         f'height="{Y(0) - Y(r):.1f}" fill="{REMOVE_COLOR}"><title>{tip}</title></rect>')
-        if k:
-            parts.append(f'<rect class="pe-bar pe-bar-kept" x="{x0:.1f}" y="{Y(r + k):.1f}" width="{w:.1f}" '
-                         f'height="{Y(r) - Y(r + k):.1f}" fill="{KEEP_COLOR}" fill-opacity="0.9"><title>{tip}</title></rect>')
-    xt = [t for t in nice_ticks(lo, hi, 5) if lo <= t <= hi]
-    step = (xt[1] - xt[0]) if len(xt) > 1 else (hi - lo)
-    for t in xt:
-        parts.append(f'<line x1="{X(t):.1f}" x2="{X(t):.1f}" y1="{mt + ph}" y2="{mt + ph + 4}" stroke="{_AXIS}"/>'
-                     f'<text x="{X(t):.1f}" y="{mt + ph + 16}" text-anchor="middle" font-size="11" '
-                     f'fill="{_AXIS}">{_fmt_tick(t, step)}</text>')
-    parts.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{mt + ph}" y2="{mt + ph}" stroke="{_AXIS}"/>')
-    if threshold is not None and lo <= threshold <= hi:
-        tx = X(threshold)
-        parts.append(f'<line class="pe-threshold" x1="{tx:.1f}" x2="{tx:.1f}" y1="{mt - 4}" y2="{mt + ph}" '
-                     f'stroke="#212529" stroke-dasharray="5,3" stroke-width="1.5"><title>threshold '
-                     f'{threshold:.4g}</title></line>')
-        anchor = "start" if tx < ml + pw * 0.8 else "end"
-        dx = 4 if anchor == "start" else -4
-        parts.append(f'<text x="{tx + dx:.1f}" y="{mt + 8}" text-anchor="{anchor}" font-size="10" '
-                     f'fill="#212529">threshold</text>')
-    parts.append(f'<text x="{ml + pw / 2}" y="{height - 4}" text-anchor="middle" font-size="12" '
-                 f'fill="{_AXIS}">channel importance</text>'
-                 f'<text transform="translate(12 {mt + ph / 2}) rotate(-90)" text-anchor="middle" font-size="12" '
-                 f'fill="{_AXIS}">channels</text></svg>')
-    return "".join(parts)
+    edges = np.linspace(lo, hi, bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    width = float(edges[1] - edges[0])
+    tips = [f"importance {a:.4g} to {b:.4g}" for a, b in zip(edges[:-1], edges[1:])]
+    for vals, name, color in ((r, "proposed for removal", REMOVE_COLOR), (k, "kept", KEEP_COLOR)):
+        counts, _ = np.histogram(vals, bins=edges)
+        fig.add_trace(go.Bar(x=centres, y=counts, width=width, name=f"{name} ({vals.size})", marker_color=color,
+                             text=tips, hovertemplate="%{text}: %{y} " + name + "<extra></extra>",
+                             textposition="none"))
+    if threshold is not None and math.isfinite(threshold):
+        fig.add_shape(type="line", x0=threshold, x1=threshold, y0=0, y1=1, yref="paper",
+                      line=dict(color="#212529", dash="dash", width=1.5))
+        fig.add_annotation(x=threshold, y=1, yref="paper", text="threshold", showarrow=False, xanchor="left",
+                           yanchor="top", font=dict(size=10, color="#212529"))
+    return fig
 
 
-def ratio_curve_svg(title: str, xs: Sequence[float], ys: Sequence[float], roots: Sequence[str] = (),
-                    sweep: Optional[Tuple[Sequence[float], Sequence[float]]] = None, color: str = "#1c7ed6",
-                    sweep_ratios: Sequence[float] = (), width: int = 340, height: int = 270) -> str:
-    """One ratio-curve panel: fraction removed (y) against fraction of channels removed (x), both 0..100%.
+def ratio_curve_figure(title: str, xs: Sequence[float], ys: Sequence[float], roots: Sequence[str] = (),
+                       sweep: Optional[Tuple[Sequence[float], Sequence[float]]] = None, color: str = MACS_COLOR,
+                       sweep_ratios: Sequence[float] = (), height: int = 300) -> go.Figure:
+    """One ratio-curve panel: fraction removed (y) against fraction of channels removed (x), both 0..1.
 
-    Draws the references ``1-(1-p)^2`` (dashed) and ``p`` (dotted), the uniform sweep (``sweep = (x, y)``,
-    diamonds) and the accepted groups (``xs``, ``ys``, one point per group named by ``roots``).
+    Traces, in order: the quadratic rule ``1-(1-p)^2`` (dashed) and ``p`` (dotted) at p = 0, 0.02 .. 1, the uniform
+    sweep (``sweep = (x, y)``, diamonds; only when given; non-finite points left out) and the accepted groups
+    (``xs``, ``ys``, one point per group, hover names from ``roots``).
     """
-    ml, mr, mt, mb = 42, 14, 26, 62
-    pw, ph = width - ml - mr, height - mt - mb
-    parts = [_svg_open(width, height, "pe-curve-svg", title),
-             f'<text x="{ml + pw / 2}" y="16" text-anchor="middle" font-size="13" fill="#212529">{_esc(title)}</text>']
-
-    def X(v):
-        return ml + min(max(v, 0.0), 1.0) * pw
-
-    def Y(v):
-        return mt + ph - min(max(v, 0.0), 1.0) * ph
-
-    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{Y(t):.1f}" y2="{Y(t):.1f}" stroke="{_GRID}"/>'
-                     f'<text x="{ml - 5}" y="{Y(t) + 4:.1f}" text-anchor="end" font-size="10" fill="{_AXIS}">'
-                     f'{t:.0%}</text>'
-                     f'<line x1="{X(t):.1f}" x2="{X(t):.1f}" y1="{mt}" y2="{mt + ph}" stroke="{_GRID}"/>'
-                     f'<text x="{X(t):.1f}" y="{mt + ph + 14}" text-anchor="middle" font-size="10" fill="{_AXIS}">'
-                     f'{t:.0%}</text>')
-    ref = [i / 50 for i in range(51)]
-
-    def path(px, py):
-        return " ".join(f"{'M' if i == 0 else 'L'}{X(a):.1f},{Y(b):.1f}" for i, (a, b) in enumerate(zip(px, py)))
-
-    parts.append(f'<path class="pe-ref-quadratic" d="{path(ref, [1 - (1 - p) ** 2 for p in ref])}" fill="none" '
-                 f'stroke="#adb5bd" stroke-dasharray="6,4" stroke-width="1.5"/>'
-                 f'<path class="pe-ref-linear" d="{path(ref, ref)}" fill="none" stroke="#ced4da" '
-                 'stroke-dasharray="2,3" stroke-width="1.5"/>')
+    ref = np.linspace(0.0, 1.0, 51)
+    fig = go.Figure(layout=_layout(
+        height, title=dict(text=title, x=0.5, xanchor="center", y=0.97, font=dict(size=13, color="#212529")),
+        margin=dict(l=46, r=12, t=34, b=40), hovermode="closest",
+        legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.22, yanchor="top", font=dict(size=10)),
+        xaxis=_axis(title=dict(text="fraction of channels removed", standoff=4), range=[0, 1], tickformat=".0%"),
+        yaxis=_axis(range=[0, 1.02], tickformat=".0%")))
+    fig.add_trace(go.Scatter(x=ref, y=quadratic_rule(ref), mode="lines", name="1-(1-p)²", hoverinfo="skip",
+                             line=dict(color="#adb5bd", dash="dash", width=1.5)))
+    fig.add_trace(go.Scatter(x=ref, y=ref, mode="lines", name="p", hoverinfo="skip",
+                             line=dict(color="#ced4da", dash="dot", width=1.5)))
     if sweep is not None and len(sweep[0]):
-        sx, sy = sweep
-        parts.append(f'<path class="pe-sweep-line" d="{path(sx, sy)}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-        for k, (a, b) in enumerate(zip(sx, sy)):
-            if b is None or not math.isfinite(b):
-                continue
-            p = f"p = {sweep_ratios[k]:.1f}: " if k < len(sweep_ratios) else ""
-            parts.append(f'<path class="pe-point pe-sweep-point" d="M{X(a):.1f},{Y(b) - 4:.1f} l4,4 l-4,4 l-4,-4 z" '
-                         f'fill="white" stroke="{color}" stroke-width="1.3"><title>{_esc(p)}{a:.1%} of channels, '
-                         f'{b:.1%} removed</title></path>')
-    if len(xs) > 1:
-        parts.append(f'<path class="pe-accepted-line" d="{path(xs, ys)}" fill="none" stroke="#e8590c" stroke-width="1"/>')
-    for k, (a, b) in enumerate(zip(xs, ys)):
-        name = roots[k] if k < len(roots) else ""
-        parts.append(f'<circle class="pe-point pe-accepted-point" cx="{X(a):.1f}" cy="{Y(b):.1f}" r="3.5" '
-                     f'fill="#e8590c"><title>{_esc(name)}: {a:.1%} of channels, {b:.1%} removed</title></circle>')
-    parts.append(f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="{_AXIS}" stroke-width="0.8"/>'
-                 f'<text x="{ml + pw / 2}" y="{mt + ph + 30}" text-anchor="middle" font-size="11" fill="{_AXIS}">'
-                 "fraction of channels removed</text>")
-    ly = height - 10
-    items = [("dash", "#adb5bd", "1-(1-p)²"), ("dot", "#ced4da", "p"), ("line", color, "uniform sweep"),
-             ("point", "#e8590c", "accepted groups")]
-    x = ml - 30
-    for kind, c, label in items:
-        if kind == "point":
-            parts.append(f'<circle cx="{x + 8}" cy="{ly - 4}" r="3.5" fill="{c}"/>')
-        else:
-            dash = {"dash": ' stroke-dasharray="6,4"', "dot": ' stroke-dasharray="2,3"', "line": ""}[kind]
-            parts.append(f'<line x1="{x}" x2="{x + 16}" y1="{ly - 4}" y2="{ly - 4}" stroke="{c}" stroke-width="2"{dash}/>')
-        parts.append(f'<text x="{x + 20}" y="{ly}" font-size="10" fill="{_AXIS}">{_esc(label)}</text>')
-        x += 26 + 5.6 * len(label)
-    parts.append("</svg>")
-    return "".join(parts)
+        sx = np.asarray(sweep[0], dtype=float)
+        sy = np.asarray([np.nan if v is None else v for v in sweep[1]], dtype=float)
+        ok = np.isfinite(sx) & np.isfinite(sy)
+        labels = [f"p = {sweep_ratios[i]:.1f}" if i < len(sweep_ratios) else "" for i in range(len(sx))]
+        fig.add_trace(go.Scatter(x=sx[ok], y=sy[ok], mode="lines+markers", name="uniform sweep",
+                                 text=[labels[i] for i in np.flatnonzero(ok)],
+                                 line=dict(color=color, width=1.5),
+                                 marker=dict(symbol="diamond-open", size=8, color=color),
+                                 hovertemplate="uniform %{text}: %{x:.1%} of channels, %{y:.1%} removed<extra></extra>"))
+    fig.add_trace(go.Scatter(x=list(xs), y=list(ys), mode="lines+markers", name="accepted groups",
+                             text=[roots[i] if i < len(roots) else "" for i in range(len(xs))],
+                             line=dict(color=ACCEPTED_COLOR, width=1), marker=dict(size=7, color=ACCEPTED_COLOR),
+                             hovertemplate="%{text}: %{x:.1%} of channels, %{y:.1%} removed<extra></extra>"))
+    return fig
+
+
+def macs_bars_figure(names: Sequence[str], original: Sequence[float], pruned: Sequence[float], top: int = 12,
+                     height: Optional[int] = None) -> go.Figure:
+    """MACs per layer, original (grey) and pruned (colour), as horizontal bars: the ``top`` layers that cost most
+    originally, costliest first (traces 0 / 1: original / pruned, ``y`` the layer names, ``x`` MACs)."""
+    order = sorted(range(len(names)), key=lambda i: -float(original[i]))[:top]
+    ys = [str(names[i]) for i in order]
+    o = [float(original[i]) for i in order]
+    p = [float(pruned[i]) for i in order]
+    removed = [f"{1 - b / a:.1%} removed" if a else "" for a, b in zip(o, p)]
+    h = height or 70 + 22 * max(len(ys), 1)
+    fig = go.Figure(layout=_layout(
+        h, barmode="group", bargap=0.25, bargroupgap=0.05, margin=dict(l=8, r=12, t=30, b=36),
+        title=dict(text=f"MACs of the {len(ys)} costliest layers", x=0, xanchor="left", y=0.98,
+                   font=dict(size=12, color="#212529")),
+        legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"),
+        xaxis=_axis(title=dict(text="MACs", standoff=4), tickformat="~s", rangemode="tozero"),
+        yaxis=_axis(autorange="reversed", ticks="", tickfont=dict(size=10))))
+    fig.add_trace(go.Bar(y=ys, x=o, orientation="h", name="original", marker_color="#ced4da",
+                         hovertemplate="%{y}: %{x:,.0f} MACs originally<extra></extra>"))
+    fig.add_trace(go.Bar(y=ys, x=p, orientation="h", name="pruned", marker_color=MACS_COLOR, text=removed,
+                         textposition="none", hovertemplate="%{y}: %{x:,.0f} MACs now (%{text})<extra></extra>"))
+    return fig

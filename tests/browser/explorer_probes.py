@@ -42,6 +42,7 @@ OVERFLOW = """([i, panels]) => { %s
     if (p.scrollWidth > p.clientWidth + 1) out.push(`${sel} scrolls sideways (${p.scrollWidth} > ${p.clientWidth})`);
     for (const e of p.querySelectorAll('*')) {
       if (e.closest('.pe-gv-canvas')) continue;  // the drawing is larger than its viewport on purpose
+      if (e.ownerSVGElement && e.ownerSVGElement.matches('.main-svg')) continue;  // inside a chart: its svg clips
       const r = e.getBoundingClientRect(); if (!r.width || !r.height) continue;
       if (r.right > pr.right + 1 || r.left < pr.left - 1) {
         const cls = (e.className && e.className.baseVal !== undefined) ? e.className.baseVal : e.className;
@@ -50,6 +51,22 @@ OVERFLOW = """([i, panels]) => { %s
     }
   }
   return out; }""" % _APP
+
+CHARTS = """([i]) => { %s
+  const out = [];
+  for (const c of app.querySelectorAll('.pe-chart')) {
+    const box = c.getBoundingClientRect(); if (!box.width) continue;  // hidden (e.g. MACs chart before a report)
+    const svg = c.querySelector('.js-plotly-plot .main-svg');
+    const name = c.closest('[class*="pe-"][class*="-view"], .pe-group-card');
+    const where = name ? [...name.classList].find(k => k.startsWith('pe-')) : '?';
+    if (!svg) { out.push(`${where}: a chart not drawn (${c.innerText.slice(0, 80)})`); continue; }
+    const r = svg.getBoundingClientRect();
+    if (Math.abs(r.width - box.width) > 2 || r.height < 100) out.push(`${where}: chart ${Math.round(r.width)}x${Math.round(r.height)} in a box ${Math.round(box.width)} wide`);
+  }
+  return out; }""" % _APP
+
+#: number of drawn (visible) charts of app i
+CHARTS_DRAWN = """([i]) => { %s return [...app.querySelectorAll('.pe-chart')].filter(c => c.getBoundingClientRect().width > 0 && c.querySelector('.main-svg')).length; }""" % _APP
 
 HEADER_PARAMS = """([i]) => { %s const e = app.querySelector('.pe-params-now'); return e ? +e.dataset.value : null; }""" % _APP
 

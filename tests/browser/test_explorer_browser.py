@@ -18,6 +18,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from explorer_probes import (  # noqa: E402
+    CHARTS,
+    CHARTS_DRAWN,
     HEADER_PARAMS,
     IN_VIEW,
     OVERFLOW,
@@ -128,16 +130,22 @@ def test_graph_shows_its_target_in_the_viewport(page, name):
 @pytest.mark.parametrize("width", [1000, 1920])
 def test_no_panel_overflows_its_box(page, width):
     page.set_viewport_size({"width": width, "height": 1000})
-    time.sleep(1.5)  # the charts redraw at their new width (debounced resize)
-    problems = {}
     for name, i in INDEX.items():
         app(page, i).scroll_into_view_if_needed()
-        found = wait_until(page, OVERFLOW, [i, list(PANELS)], lambda v: v == [], timeout=20,
-                           what=f"{name} fitting at {width}px") if True else None
-        if found:
-            problems[name] = found
+        # nothing sticks out of its panel, and every chart is drawn at the width of its box (redrawn on resize)
+        wait_until(page, OVERFLOW, [i, list(PANELS)], lambda v: v == [], timeout=20, what=f"{name} fitting at {width}px")
+        wait_until(page, CHARTS, [i], lambda v: v == [], timeout=20, what=f"{name}'s charts at their box width")
     page.set_viewport_size({"width": 1400, "height": 1000})
-    assert problems == {}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_charts_are_drawn_with_plotly_at_open(page, name):
+    i = INDEX[name]
+    app(page, i).scroll_into_view_if_needed()
+    # the histogram and the two ratio curves (a plotly chart each), at their boxes' width
+    assert wait_until(page, CHARTS_DRAWN, [i], lambda v: v >= 3, what=f"{name}'s charts drawn") >= 3
+    assert page.evaluate(CHARTS, [i]) == []
+    assert _js_errors(page) == []
 
 
 def test_a_whole_session_logs_no_javascript_error(page, tmp_path):
@@ -175,8 +183,8 @@ def test_a_whole_session_logs_no_javascript_error(page, tmp_path):
     a.locator(".pe-curves-view", has_text="uniform p = 0.5 removes").first.wait_for()
     a.screenshot(path=str(tmp_path / "after_sweep.png"))
     wait_until(page, "([i]) => document.querySelectorAll('.pe-app')[i].querySelectorAll("
-                     "'.pe-curves .pe-sweep-point').length", [i], lambda v: v >= 20,
-               what="the sweep's points drawn")
+                     "'.pe-curves .scatterlayer .point').length", [i], lambda v: v >= 20,
+               what="the sweep's points drawn (10 per panel)")
     # ignore the selected layer from the graph, and filter / clear the ignored-layers list
     ignore = a.locator(".pe-ignore-toggle").first
     assert ignore.inner_text().strip() == "Ignore this layer"
@@ -194,6 +202,8 @@ def test_a_whole_session_logs_no_javascript_error(page, tmp_path):
     a.locator(".pe-finish-view .pe-total-params").first.wait_for(timeout=120_000)
     shown = int(a.locator(".pe-finish-view .pe-total-params").first.get_attribute("data-value"))
     assert shown == page.evaluate(HEADER_PARAMS, [i])
+    a.locator(".pe-finish-macs .main-svg").first.wait_for(timeout=60_000)  # the MACs bars, drawn with plotly
+    assert wait_until(page, CHARTS, [i], lambda v: v == [], what="the charts after finish") == []
     assert a.locator("button.pe-undo").first.is_enabled() and not a.locator("button.pe-accept").first.is_enabled()
     # save, download the script, export ONNX, measure speed
     a.locator(".pe-save-path input").first.fill(str(tmp_path / "resnet18_pruned.pth"))

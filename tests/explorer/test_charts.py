@@ -1,47 +1,95 @@
-"""The SVG charts (pure functions): ticks, bins, tooltips, degenerate inputs."""
+"""The charts (plotly figures built by pure functions) and the widget that shows them."""
 
 import doctest
-import re
+import json
 
-from prune_explorer.explorer import charts
-from prune_explorer.explorer.charts import histogram_svg, nice_ticks, ratio_curve_svg
+import numpy as np
+import plotly.graph_objects as go
+import pytest
 
-
-def test_nice_ticks_cover_the_range_with_round_steps():
-    assert nice_ticks(0, 10, 5) == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
-    t = nice_ticks(0.937, 1.046, 5)
-    assert all(0.937 <= v <= 1.046 for v in t) and len(t) >= 3
-    assert nice_ticks(1, 1) == [1]
+from prune_explorer.explorer import charts, plotly_chart
+from prune_explorer.explorer.charts import histogram_figure, macs_bars_figure, quadratic_rule, ratio_curve_figure
+from prune_explorer.explorer.plotly_chart import PlotlyChart, plotly_js_source
 
 
-def test_histogram_counts_every_channel_once():
+def test_histogram_counts_every_channel_once_in_shared_bins():
     kept = [1.0, 1.1, 1.1, 1.2, 1.3]
-    removed = [0.1, 0.2, 0.25]
-    svg = histogram_svg(kept, removed, threshold=0.6, bins=10)
-    tips = re.findall(r"<title>importance [^<]*?: (\d+) proposed for removal, (\d+) kept</title>", svg)
-    # each non-empty bin has one tooltip per bar drawn; count each bin once
-    bins = {}
-    for m in re.finditer(r"<title>(importance [^<]*?): (\d+) proposed for removal, (\d+) kept</title>", svg):
-        bins[m.group(1)] = (int(m.group(2)), int(m.group(3)))
-    assert sum(r for r, _ in bins.values()) == 3 and sum(k for _, k in bins.values()) == 5 and tips
-    assert svg.count("pe-bar-removed") == len([b for b in bins.values() if b[0]])
-    assert "threshold 0.6" in svg
+    removed = [0.1, 0.2, 0.25, float("nan")]
+    fig = histogram_figure(kept, removed, threshold=0.6, bins=10)
+    rem, kep = fig.data
+    assert rem.name == "proposed for removal (3)" and kep.name == "kept (5)"
+    assert int(np.sum(rem.y)) == 3 and int(np.sum(kep.y)) == 5
+    assert list(rem.x) == list(kep.x) and len(rem.x) == 10  # one shared set of bins
+    # each channel sits in the bin whose range holds its value
+    width = float(rem.width)
+    for v in kept:
+        b = int(np.argmin([abs(v - x) for x in kep.x]))
+        assert abs(v - kep.x[b]) <= width / 2 + 1e-9 and kep.y[b] >= 1
+    assert fig.layout.barmode == "stack"
+    assert fig.layout.shapes[0].x0 == 0.6 and fig.layout.shapes[0].line.dash == "dash"
 
 
 def test_histogram_degenerate_inputs():
-    assert "no importance scores" in histogram_svg([], [float("nan")])
-    one = histogram_svg([2.0, 2.0], [])  # a single value: still a drawable range
-    assert one.count("pe-bar-kept") == 1 and "nan" not in one
+    empty = histogram_figure([], [float("nan")])
+    assert not empty.data and "no importance scores" in empty.layout.annotations[0].text
+    one = histogram_figure([2.0, 2.0], [])  # a single value: still a drawable range
+    assert int(np.sum(one.data[1].y)) == 2 and np.all(np.isfinite(one.data[1].x))
+    assert not one.layout.shapes  # no threshold given
 
 
-def test_ratio_curve_clamps_and_names_points():
-    svg = ratio_curve_svg("MACs removed", [0.0, 0.3], [0.0, 0.5], ["(start)", "layer1.0.conv1"],
-                          sweep=([0.0, 0.5], [0.0, float("nan")]), sweep_ratios=[0.0, 0.5])
-    assert "layer1.0.conv1: 30.0% of channels, 50.0% removed" in svg
-    assert svg.count("pe-sweep-point") == 1  # the NaN point is left out, not drawn at 0
-    assert svg.count("pe-accepted-point") == 2
+def test_ratio_curve_references_sweep_and_named_points():
+    fig = ratio_curve_figure("MACs removed", [0.0, 0.3], [0.0, 0.5], ["(start)", "layer1.0.conv1"],
+                             sweep=([0.0, 0.5, 0.9], [0.0, float("nan"), 0.99]), sweep_ratios=[0.0, 0.5, 0.9])
+    quad, lin, sweep, acc = fig.data
+    p = np.asarray(quad.x)
+    assert np.allclose(quad.y, 1 - (1 - p) ** 2) and np.allclose(lin.y, lin.x)
+    assert list(sweep.x) == [0.0, 0.9] and list(sweep.text) == ["p = 0.0", "p = 0.9"]  # NaN left out, not drawn at 0
+    assert list(acc.text) == ["(start)", "layer1.0.conv1"] and list(acc.y) == [0.0, 0.5]
+    assert fig.layout.title.text == "MACs removed" and fig.layout.xaxis.range == (0, 1)
+    assert [t.name for t in ratio_curve_figure("x", [0], [0]).data] == ["1-(1-p)²", "p", "accepted groups"]
+
+
+def test_quadratic_rule_is_elementwise():
+    assert np.allclose(quadratic_rule(np.array([0.0, 0.5, 1.0])), [0.0, 0.75, 1.0])
+
+
+def test_macs_bars_show_the_costliest_layers_first():
+    names = ["a", "b", "c", "d"]
+    fig = macs_bars_figure(names, [10, 400, 30, 200], [10, 100, 30, 50], top=3)
+    orig, pruned = fig.data
+    assert list(orig.y) == ["b", "d", "c"] and list(orig.x) == [400, 200, 30]
+    assert list(pruned.x) == [100, 50, 30] and pruned.text[0] == "75.0% removed"
+    assert "3 costliest" in fig.layout.title.text
+
+
+def test_plotly_chart_syncs_the_figure_json_and_sizes_to_its_box():
+    fig = histogram_figure([1.0, 2.0], [0.5], threshold=0.7)
+    chart = PlotlyChart(fig)
+    assert chart.fig is fig
+    spec = chart.figure
+    json.dumps(spec)  # plain JSON, numpy arrays encoded for plotly.js
+    assert [t["type"] for t in spec["data"]] == ["bar", "bar"] and spec["layout"]["height"] == 250
+    assert "width" not in spec["layout"] and chart.layout.width == "100%" and chart.layout.min_width == "0"
+    chart.show(ratio_curve_figure("Parameters removed", [0.0], [0.0]))
+    assert chart.figure["layout"]["title"]["text"] == "Parameters removed"
+    before = chart.figure
+    with pytest.raises(TypeError, match="plotly.graph_objects.Figure"):
+        chart.show({"data": []})
+    assert chart.figure == before
+
+
+def test_plotly_chart_sends_plotly_js_when_the_front_end_asks():
+    chart = PlotlyChart()
+    sent = []
+    chart.send = lambda content, buffers=None: sent.append(content)  # the comm is not open outside a kernel
+    chart._on_front_end_msg(chart, {"event": "something else"}, [])
+    assert sent == []
+    chart._on_front_end_msg(chart, {"event": "need-plotly-js"}, [])
+    assert sent[0]["event"] == "plotly-js" and sent[0]["source"] is plotly_js_source()
+    assert "plotly.js v" in sent[0]["source"][:200]
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(charts)
-    assert result.attempted > 0 and result.failed == 0
+    for mod in (charts, plotly_chart):
+        result = doctest.testmod(mod)
+        assert result.attempted > 0 and result.failed == 0

@@ -152,6 +152,10 @@ def test_finish_view_in_the_app(small, tmp_path):
     assert fv.make_report()
     macs, params = pe.utils.count_ops_and_params(model, x)
     assert f"data-value='{params}'" in fv.table.value and "The model changed" not in fv.table.value
+    orig, pruned = fv.macs_chart.fig.data  # MACs of the costliest layers, original and now
+    rows = {r.name: r.macs for r in fv.report.layers if r.macs is not None}
+    assert fv.macs_chart.layout.display == "" and orig.x[0] == max(a for a, _ in rows.values())
+    assert all(rows[n] == (a, b) for n, a, b in zip(orig.y, orig.x, pruned.x))
     ex.card.skip_btn.click()
     ex.card.all_btn.click()  # the walk ends: the summary is made by itself
     assert "All groups decided" in fv.summary.value

@@ -77,11 +77,12 @@ def test_group_card_table_histogram_and_prediction(ex):
     assert "16 → 8" in table and "pe-root" in table
     pred = c.predict()
     assert f"&minus;{pred['params_removed']:,}" in card.prediction.value
-    svg = card.hist.value
-    assert "proposed for removal (8)" in svg and "kept (8)" in svg and "pe-threshold" in svg
+    hist = card.hist.fig
+    assert [t.name for t in hist.data] == ["proposed for removal (8)", "kept (8)"] and hist.layout.shapes
+    assert card.hist.figure["data"][0]["name"] == "proposed for removal (8)"  # what the browser draws
     # the slider adjusts the selection (snapped to reachable counts), the card follows
     card.slider.value = 3
-    assert len(c.current_idxs) == 3 and "proposed for removal (3)" in card.hist.value
+    assert len(c.current_idxs) == 3 and card.hist.fig.data[0].name == "proposed for removal (3)"
     assert "adjusted" in card.prediction.value
     card.reset_btn.click()
     assert c.current_idxs == c.card()["proposed"]
@@ -93,7 +94,7 @@ def test_pick_by_hand_and_bad_indices_show_an_error_and_change_nothing(ex, small
     card = ex.card
     card.pick.value = "0, 2, 4"
     card.pick_btn.click()
-    assert c.current_idxs == [0, 2, 4] and "proposed for removal (3)" in card.hist.value
+    assert c.current_idxs == [0, 2, 4] and card.hist.fig.data[0].name == "proposed for removal (3)"
     snap = snapshot(model)
     card.pick.value = "1, 99"
     card.pick_btn.click()
@@ -201,18 +202,25 @@ def test_graph_state_plain_python(small):
 
 def test_curves_view_points_and_sweep(ex):
     cv = ex.curves
-    svg = cv.params_chart.value
-    assert "pe-ref-quadratic" in svg and "pe-ref-linear" in svg
-    assert svg.count("pe-accepted-point") == 1 and "pe-sweep-point" not in svg  # the start point only
+    def traces(chart):
+        return {t.name: t for t in chart.fig.data}
+
+    t = traces(cv.params_chart)
+    assert set(t) == {"1-(1-p)²", "p", "accepted groups"}  # no sweep yet
+    assert len(t["accepted groups"].x) == 1  # the start point only
     ex.card.accept_btn.click()
-    assert cv.params_chart.value.count("pe-accepted-point") == 2 and "conv1: " in cv.params_chart.value
-    assert cv.macs_chart.value.count("pe-accepted-point") == 2
+    t = traces(cv.params_chart)
+    assert len(t["accepted groups"].x) == 2 and "conv1" in t["accepted groups"].text
+    params = ex.controller.figures()["params_removed"]
+    assert t["accepted groups"].y[-1] == pytest.approx(params)
+    assert len(traces(cv.macs_chart)["accepted groups"].x) == 2
     cv.sweep_btn.click()
     sw = ex.controller.sweep_result
-    assert cv.params_chart.value.count("pe-sweep-point") == len(sw.ratios) == 10
+    sweep = traces(cv.params_chart)["uniform sweep"]
+    assert len(sweep.x) == len(sw.ratios) == 10
     k = sw.ratios.index(0.5)
-    assert f"p = 0.5: {sw.channels_removed[k]:.1%} of channels, {sw.params_removed[k]:.1%} removed" in \
-        cv.params_chart.value
+    assert sweep.text[k] == "p = 0.5"
+    assert sweep.x[k] == pytest.approx(sw.channels_removed[k]) and sweep.y[k] == pytest.approx(sw.params_removed[k])
     assert "uniform p = 0.5" in cv.note.value
 
 
@@ -242,7 +250,7 @@ def test_ratio_box_rebuilds_and_rejects_bad_values(ex, small):
     ex.header.ratio.value = 0.25
     ex.header.apply_ratio.click()
     assert ex.controller.pruning_ratio == 0.25 and "0.25" in ex.header.html.value
-    assert "proposed for removal (4)" in ex.card.hist.value
+    assert ex.card.hist.fig.data[0].name == "proposed for removal (4)"
 
 
 def test_model_that_fails_to_trace_shows_the_error():

@@ -43,10 +43,9 @@ CSS = """
 .pe-layer-info { overflow-wrap: anywhere; }
 .pe-app .widget-html-content { overflow-wrap: anywhere; }
 .pe-app .widget-select-multiple select { font-size: 12px; }
-/* a plotly chart in an added panel (box class pe-plot-box): plotly pins a chart drawn before its box had a width
-   to 700px; it always takes its box's width, and the app's helper (static/app.js) makes it redraw at it */
-.pe-app .pe-plot-box .js-plotly-plot { width: 100% !important; min-width: 0; }
-.pe-app .pe-plot-box { overflow: hidden; }
+/* charts (PlotlyChart, see ..plotly_chart) draw themselves at their box's width */
+.pe-app .pe-chart { max-width: 100%; overflow: hidden; }
+.pe-chart-error { color: #c92a2a; font-size: 12px; }
 .pe-app .widget-button:disabled, .pe-app .jupyter-button:disabled { opacity: 0.45; filter: grayscale(1); cursor: not-allowed; }
 </style>
 """

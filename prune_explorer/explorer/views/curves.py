@@ -2,15 +2,16 @@
 
 Each accepted group adds a point; the quadratic rule ``1-(1-p)^2`` and the linear ``p`` are drawn as
 references; the sweep button draws the whole curve of uniform pruning at p = 0 .. 0.9 for this model, computed
-from the group structure (nothing is pruned). The two panels are SVGs (see :mod:`..charts`) that sit side by
-side and wrap to one column in a narrow box.
+from the group structure (nothing is pruned). The two panels are plotly charts (:func:`..charts.ratio_curve_figure`
+in a :class:`..plotly_chart.PlotlyChart`) that sit side by side and wrap to one column in a narrow box.
 """
 
 from __future__ import annotations
 
 import ipywidgets as widgets
 
-from ..charts import ratio_curve_svg
+from ..charts import ratio_curve_figure
+from ..plotly_chart import PlotlyChart
 from .common import MACS_COLOR, PARAMS_COLOR
 
 
@@ -19,10 +20,10 @@ class RatioCurvesView(widgets.VBox):
 
     def __init__(self, app):
         self.app = app
-        self.params_chart = widgets.HTML()
-        self.macs_chart = widgets.HTML()
-        for w in (self.params_chart, self.macs_chart):
-            w.layout = widgets.Layout(flex="1 1 230px", min_width="0", max_width="480px")
+        self.params_chart = PlotlyChart(layout=widgets.Layout(flex="1 1 240px", min_width="0", max_width="520px",
+                                                              overflow="hidden"))
+        self.macs_chart = PlotlyChart(layout=widgets.Layout(flex="1 1 240px", min_width="0", max_width="520px",
+                                                            overflow="hidden"))
         self.fig_box = widgets.Box([self.params_chart, self.macs_chart],
                                    layout=widgets.Layout(width="100%", min_width="0", flex_flow="row wrap"))
         self.fig_box.add_class("pe-curves")
@@ -45,15 +46,15 @@ class RatioCurvesView(widgets.VBox):
         data = c.curves()
         pts, sw = data["points"], data["sweep"]
         xs, roots = pts["channels_removed"], pts["roots"]
-        self.params_chart.value = ratio_curve_svg(
+        self.params_chart.show(ratio_curve_figure(
             "Parameters removed", xs, pts["params_removed"], roots, color=PARAMS_COLOR,
             sweep=None if sw is None else (sw["channels_removed"], sw["params_removed"]),
-            sweep_ratios=() if sw is None else sw["ratios"])
+            sweep_ratios=() if sw is None else sw["ratios"]))
         if pts["macs_removed"]:
-            self.macs_chart.value = ratio_curve_svg(
+            self.macs_chart.show(ratio_curve_figure(
                 "MACs removed", xs, pts["macs_removed"], roots, color=MACS_COLOR,
                 sweep=None if sw is None else (sw["channels_removed"], sw["macs_removed"]),
-                sweep_ratios=() if sw is None else sw["ratios"])
+                sweep_ratios=() if sw is None else sw["ratios"]))
             self.macs_chart.layout.display = ""
         else:  # MACs could not be counted for this model
             self.macs_chart.layout.display = "none"

@@ -1,6 +1,7 @@
 """The finish view: what the exploration did, layer by layer, and the buttons that take the pruned model away.
 
-A per-layer table (channels, parameters, MACs: original -> pruned; only the changed layers unless asked), the
+A per-layer table (channels, parameters, MACs: original -> pruned; only the changed layers unless asked), a bar
+chart of the MACs of the costliest layers, original and pruned (:func:`..charts.macs_bars_figure`), the
 totals (counted afresh on the model, exactly ``pe.utils.count_ops_and_params``), the groups left alone with the
 reason, and Save (``pe.save_pruned`` format), Download script (``ex.code()``) and Export ONNX (checked shapes).
 The report costs one forward pass, so it is made when the walk ends or when asked, not on every click.
@@ -14,7 +15,9 @@ from typing import Optional
 
 import ipywidgets as widgets
 
+from ..charts import macs_bars_figure
 from ..finish import FinishReport
+from ..plotly_chart import PlotlyChart
 from ..text import fmt_count
 from .common import esc, esc_name, fmt_share
 
@@ -64,6 +67,15 @@ def report_html(r: FinishReport, only_changed: bool = True) -> str:
             f"</div>{pending}{table}{left}</div>")
 
 
+def macs_bars(r: FinishReport, top: int = 12):
+    """The report's MACs per layer as a bar chart (``None`` when MACs could not be counted or no layer has any)."""
+    rows = [row for row in r.layers if row.macs is not None and row.macs[0] > 0]
+    if r.macs is None or not rows:
+        return None
+    return macs_bars_figure([row.name for row in rows], [row.macs[0] for row in rows],
+                            [row.macs[1] for row in rows], top=top)
+
+
 def _default_name(model_name: str, suffix: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9_]+", "_", model_name).strip("_").lower() or "model"
     return f"pruned_{stem}{suffix}"
@@ -91,6 +103,9 @@ class FinishView(widgets.VBox):
         self.all_layers.observe(lambda _: self._draw(), names="value")
         self.table = widgets.HTML()
         self.table.add_class("pe-finish-table-box")
+        self.macs_chart = PlotlyChart()
+        self.macs_chart.add_class("pe-finish-macs")
+        self.macs_chart.layout.display = "none"
         self.save_path = widgets.Text(value=_default_name(name, ".pth"), description="file",
                                       layout=widgets.Layout(flex="1 1 200px", min_width="140px", max_width="360px"),
                                       style={"description_width": "32px"})
@@ -122,6 +137,7 @@ class FinishView(widgets.VBox):
             self.summary,
             widgets.HBox([self.refresh_btn, self.all_layers], layout=wrap),
             self.table,
+            self.macs_chart,
             widgets.HBox([self.save_path, self.save_btn], layout=wrap),
             widgets.HBox([self.onnx_path, self.onnx_btn], layout=wrap),
             widgets.HBox([self.script_btn], layout=wrap),
@@ -143,11 +159,16 @@ class FinishView(widgets.VBox):
     def _draw(self) -> None:
         if self.report is None:
             self.table.value = ""
+            self.macs_chart.layout.display = "none"
             return
         stale = self._report_params != self.app.controller.figures()["params_now"]
         note = ("<div class='pe-status-error'>The model changed since this summary: press Refresh.</div>"
                 if stale else "")
         self.table.value = note + report_html(self.report, only_changed=not self.all_layers.value)
+        fig = macs_bars(self.report)
+        if fig is not None:
+            self.macs_chart.show(fig)
+        self.macs_chart.layout.display = "" if fig is not None else "none"
         self.refresh_btn.description = "Refresh the summary"
 
     def refresh(self, event: str = "") -> None:

@@ -1,7 +1,7 @@
 """The group card: the group on show, what accepting it would change, and the controls.
 
 A table of every coupled layer (qualified name, type, side, channels before/after, parameters removed), an
-importance histogram (SVG) with the channels proposed for removal coloured and the threshold marked, the
+importance histogram (plotly, :func:`..charts.histogram_figure`) with the channels proposed for removal coloured and the threshold marked, the
 predicted change in parameters and MACs, and the buttons Accept, Skip, Adjust (slider, or channels picked by
 hand), Undo and Accept all remaining. Groups a guard of the pruner passed over are listed with their reason.
 """
@@ -13,7 +13,8 @@ from typing import List, Optional
 
 import ipywidgets as widgets
 
-from ..charts import histogram_svg
+from ..charts import histogram_figure
+from ..plotly_chart import PlotlyChart
 from .common import esc, esc_name, fmt_count, fmt_share
 
 _MAX_ROWS = 60
@@ -97,7 +98,7 @@ class GroupCardView(widgets.VBox):
         self.prediction.add_class("pe-card-prediction")
         self.guards = widgets.HTML()
         self.guards.add_class("pe-card-guards")
-        self.hist = widgets.HTML(layout=widgets.Layout(width="100%", min_width="0"))  # an SVG (see ..charts)
+        self.hist = PlotlyChart()
         self.hist_box = widgets.Box([self.hist], layout=widgets.Layout(width="100%", min_width="0"))
         self.hist_box.add_class("pe-hist")
         b = widgets.Layout(width="auto")
@@ -210,7 +211,7 @@ class GroupCardView(widgets.VBox):
             finally:
                 self._syncing = False
         kept, removed, thr = histogram_data(card)
-        self.hist.value = histogram_svg(kept, removed, thr)
+        self.hist.show(histogram_figure(kept, removed, thr))
 
 
 def _step(allowed: List[int]) -> int:

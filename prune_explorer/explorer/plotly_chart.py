@@ -1,0 +1,94 @@
+"""``PlotlyChart``: the one widget that shows every chart of the explorer (a plotly figure, sized to its box).
+
+Charts are built in Python as ``plotly.graph_objects.Figure`` (see :mod:`.charts` and
+:mod:`.sensitivity_figures`), so tests read their data; :class:`PlotlyChart` shows one in JupyterLab. It is a small
+anywidget (front end: ``static/plotly_chart.js``) that draws the figure's JSON with the plotly.js shipped inside the
+plotly package (sent by the kernel once per page and shared by every chart), at exactly the width of its own box,
+and redraws it when that width changes (a ResizeObserver). A chart drawn before its box is laid out waits for a
+width instead of drawing at 0 or 700 px, which is what left plotly's own ``FigureWidget`` empty inside boxes. The
+height is the figure's ``layout.height`` (default 300 px).
+
+Usage::
+
+    chart = PlotlyChart(histogram_figure(kept, removed, threshold))   # in any box of the app
+    chart.show(other_figure)                                           # replace what it shows
+
+Example (no browser needed: the figure is plain data)::
+
+    >>> import plotly.graph_objects as go
+    >>> chart = PlotlyChart(go.Figure(go.Bar(x=["a", "b"], y=[1, 2])))
+    >>> chart.fig.data[0].y
+    (1, 2)
+    >>> chart.figure["data"][0]["type"], chart.figure["layout"]["height"]
+    ('bar', 300)
+    >>> chart.layout.width, chart.layout.min_width
+    ('100%', '0')
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+import anywidget
+import ipywidgets as widgets
+import plotly.graph_objects as go
+import traitlets
+
+__all__ = ["PlotlyChart", "DEFAULT_HEIGHT"]
+
+#: height in px of a chart whose figure does not set ``layout.height``
+DEFAULT_HEIGHT = 300
+
+_STATIC = Path(__file__).resolve().parent / "static"
+
+
+@lru_cache(maxsize=1)
+def plotly_js_source() -> str:
+    """The plotly.js bundle that ships with the installed plotly package (read once)."""
+    import plotly
+
+    path = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+    if not path.is_file():  # pragma: no cover - a broken plotly install
+        raise FileNotFoundError(f"plotly.js not found at {path}: reinstall plotly (pip install --force-reinstall plotly)")
+    return path.read_text(encoding="utf-8")
+
+
+class PlotlyChart(anywidget.AnyWidget):
+    """A plotly figure in the app, as wide as its box (see the module docstring).
+
+    Args:
+        fig: the figure to show (``go.Figure``, or ``None`` for an empty chart until :meth:`show`).
+        **kwargs: widget options (``layout=...``); the default layout is ``width: 100%``, ``min_width: 0``.
+
+    Attributes:
+        fig: the ``go.Figure`` on show (read it in tests); ``figure`` is its JSON, synced to the browser.
+    """
+
+    _esm = _STATIC / "plotly_chart.js"
+    figure = traitlets.Dict({}).tag(sync=True)
+
+    def __init__(self, fig: Optional[go.Figure] = None, **kwargs):
+        kwargs.setdefault("layout", widgets.Layout(width="100%", min_width="0", overflow="hidden"))
+        super().__init__(**kwargs)
+        self.fig: go.Figure = go.Figure()
+        self.on_msg(self._on_front_end_msg)
+        self.show(fig if fig is not None else go.Figure())
+
+    def show(self, fig: go.Figure) -> None:
+        """Show ``fig`` (the browser redraws it in place)."""
+        if not isinstance(fig, go.Figure):
+            raise TypeError(f"PlotlyChart.show takes a plotly.graph_objects.Figure, not {type(fig).__name__}")
+        self.fig = fig
+        spec = json.loads(fig.to_json())  # numpy arrays become plotly.js typed-array specs
+        spec.setdefault("layout", {})
+        spec["layout"].setdefault("height", DEFAULT_HEIGHT)
+        spec["layout"].pop("width", None)  # the box decides the width
+        spec["layout"].pop("template", None)  # figures style themselves; an empty template costs nothing to drop
+        self.figure = spec
+
+    def _on_front_end_msg(self, _widget, content, _buffers) -> None:
+        if isinstance(content, dict) and content.get("event") == "need-plotly-js":
+            self.send({"event": "plotly-js", "source": plotly_js_source()})
