@@ -39,136 +39,23 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
-from .colors import IGNORED_COLOR, MEMBER_COLOR, PRUNED_COLOR, ROOT_COLOR
+from .graph_blocks import (ELEMENTWISE_OPS, assign_blocks, block_prefixes, container_blocks,
+                           parent_block)
+from .graph_dot import FAN_IN_LIMIT, GraphDrawing, render_svg
 
-__all__ = ["GraphState", "ViewTarget", "SearchResult", "GraphStateError", "assign_blocks", "container_blocks", "ELEMENTWISE_OPS", "FAN_IN_LIMIT",
-           "DEFAULT_MAX_ITEMS"]
+__all__ = ["GraphState", "ViewTarget", "SearchResult", "GraphStateError", "DEFAULT_MAX_ITEMS",
+           # drawn by .graph_dot, placed in blocks by .graph_blocks (importable from here too)
+           "render_svg", "FAN_IN_LIMIT", "assign_blocks", "container_blocks", "ELEMENTWISE_OPS"]
 
-#: Operations that keep every channel where it is and have one input: drawn as plain edges by default.
-ELEMENTWISE_OPS = frozenset({
-    "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu", "leaky_relu_", "elu", "selu", "celu", "gelu",
-    "silu", "silu_", "mish", "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_", "sigmoid", "tanh",
-    "softplus", "prelu", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
-    "identity", "contiguous", "clone", "detach", "to", "float", "half", "type_as",
-    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
-    "adaptive_max_pool2d", "adaptive_max_pool3d", "interpolate", "upsample", "pad",
-})
-#: Operations that join their inputs along the channel dimension (placed beside the blocks they join).
-CONCAT_OPS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack", "column_stack"})
-#: The most edges drawn into one box; further inputs are counted in its label and listed in its tooltip.
-FAN_IN_LIMIT = 6
 #: Boxes the opening drawing may hold (blocks expand level by level while the drawing stays under it).
 DEFAULT_MAX_ITEMS = 60
 _WRAPPER_SHARE = 0.6  # a block holding this share of the nodes is opened even when its level does not fit
 
 
-def _parent(path: str) -> str:
-    return path.rpartition(".")[0]
-
-
-def _prefixes(block: str) -> List[str]:
-    """``"layer3.1" -> ["layer3", "layer3.1"]``."""
-    if not block:
-        return []
-    parts = block.split(".")
-    return [".".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def _depth(block: str) -> int:
-    return 0 if not block else block.count(".") + 1
-
-
-def _common(a: str, b: str) -> str:
-    """The deepest block holding both ``a`` and ``b`` (``""`` is the model itself)."""
-    pa, pb = _prefixes(a), _prefixes(b)
-    out = ""
-    for x, y in zip(pa, pb):
-        if x != y:
-            break
-        out = x
-    return out
-
-
-def assign_blocks(nodes: Sequence, containers: Iterable[str] = ()) -> Dict[str, str]:
-    """The block (module path) each traced node is drawn in.
-
-    A layer or parameter lives in its parent module (``layer1.0.conv1`` in ``layer1.0``). An operation has no
-    module of its own; it is placed where the module that ran it most likely is:
-
-    * one input: with that input (an activation follows the layer before it);
-    * several inputs of which two or more are layers: in the deepest block holding all of those layers (a
-      residual add joins ``bn2`` and ``downsample.1`` in ``layer1.0``; DenseNet's concatenations sit in their
-      dense block); a concatenation with one layer input sits beside that layer's block, not inside it;
-    * otherwise with its deepest input (the latest one on ties: a transformer's residual add joins the block's
-      attention output with what came in);
-
-    and never in a ``containers`` block (``nn.Sequential`` and friends only call their children, so an operation
-    joining tensors ran in the module around them).
-    """
-    containers = set(containers)
-    block: Dict[str, str] = {}
-    order = {n.name: k for k, n in enumerate(nodes)}
-    for n in nodes:  # trace order: inputs come first
-        if n.kind in ("layer", "param"):
-            block[n.name] = _parent(n.name)
-            continue
-        if n.kind in ("input", "output"):
-            block[n.name] = ""
-            continue
-        ins = sorted((i for i in n.inputs if i.name in block), key=lambda i: order[i.name])
-        if len(ins) <= 1:
-            block[n.name] = block[ins[0].name] if ins else ""
-            continue
-        layer_ins = [block[i.name] for i in ins if i.kind in ("layer", "param")]
-        if len(layer_ins) >= 2:
-            b = layer_ins[0]
-            for other in layer_ins[1:]:
-                b = _common(b, other)
-        elif layer_ins and n.op in CONCAT_OPS:
-            b = _parent(layer_ins[0])  # a concatenation joins block outputs: it sits beside them, not inside
-        else:
-            b = max(reversed([block[i.name] for i in ins]), key=_depth)
-        while b and b in containers:
-            b = _parent(b)
-        block[n.name] = b
-    return block
-
-
-def container_blocks(model) -> Set[str]:
-    """Paths of the modules that only call their children (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``
-    and subclasses that keep their ``forward``)."""
-    import torch.nn as nn
-
-    out = set()
-    for name, m in model.named_modules():
-        if not name:
-            continue
-        if isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward:
-            out.add(name)
-        elif isinstance(m, (nn.ModuleList, nn.ModuleDict)) and type(m).forward in (nn.ModuleList.forward,
-                                                                                 nn.ModuleDict.forward,
-                                                                                 nn.Module.forward):
-            out.add(name)
-    return out
-
-
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", s) or "_"
-
-
-
-def _dot_escape(v) -> str:
-    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _fmt_params(n: int) -> str:
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
-            return f"{n / div:.2f}{suffix}"
-    return str(n)
 
 
 @dataclass(frozen=True)
@@ -206,7 +93,7 @@ class GraphStateError(ValueError):
     """A request the graph view refuses (an unknown block or element)."""
 
 
-class GraphState:
+class GraphState(GraphDrawing):
     """The graph view's state and decisions (see the module docstring).
 
     Args:
@@ -242,7 +129,7 @@ class GraphState:
         self.blocks: Dict[str, int] = {}  # block path -> number of nodes under it
         self.block_layers: Dict[str, int] = {}
         for n in self.nodes:
-            for p in _prefixes(self.block_of[n.name]):
+            for p in block_prefixes(self.block_of[n.name]):
                 self.blocks[p] = self.blocks.get(p, 0) + 1
                 if n.kind == "layer":
                     self.block_layers[p] = self.block_layers.get(p, 0) + 1
@@ -272,7 +159,7 @@ class GraphState:
     def item_of(self, name: str, expanded: Optional[Set[str]] = None) -> str:
         """The drawn box holding node ``name``: the node itself or its outermost collapsed block ("blk:" + path)."""
         expanded = self.expanded if expanded is None else expanded
-        for p in _prefixes(self.block_of[name]):
+        for p in block_prefixes(self.block_of[name]):
             if p not in expanded:
                 return "blk:" + p
         return name
@@ -290,7 +177,7 @@ class GraphState:
         return len({self.item_of(n.name, expanded) for n in self.nodes if self._is_drawn(n)})
 
     def _children(self, block: str) -> List[str]:
-        return sorted(b for b in self.blocks if _parent(b) == block and b != block)
+        return sorted(b for b in self.blocks if parent_block(b) == block and b != block)
 
     def default_expansion(self) -> Set[str]:
         """The blocks open when the view starts: top-level stages, then deeper levels while everything fits."""
@@ -325,7 +212,7 @@ class GraphState:
         """Open ``block`` (and the blocks holding it) and look at it."""
         if block not in self.blocks:
             raise GraphStateError(self._unknown_block(block))
-        for p in _prefixes(block):
+        for p in block_prefixes(block):
             self.expanded.add(p)
             self._auto.discard(p)  # the user opened it: it stays open when the walk moves on
         self._set_target(self._cluster_id(block), "expanded")
@@ -379,7 +266,7 @@ class GraphState:
                 self._set_target("", "keep")
             return
         # close what following opened for the previous group, unless it still holds the new one
-        keep = set(_prefixes(self.block_of.get(root, "")))
+        keep = set(block_prefixes(self.block_of.get(root, "")))
         self.expanded -= {b for b in self._auto if b not in keep}
         self._auto &= keep
         self._reveal(root, auto=True)
@@ -387,7 +274,7 @@ class GraphState:
 
     def _reveal(self, name: str, auto: bool) -> None:
         block = self.block_of.get(name, name if name in self.blocks else "")
-        for p in _prefixes(block):
+        for p in block_prefixes(block):
             if p not in self.expanded:
                 self.expanded.add(p)
                 if auto:
@@ -453,7 +340,7 @@ class GraphState:
         self._search = (q, matches, k)
         found = matches[k]
         if found in self.blocks and found not in self.by_name:
-            for p in _prefixes(found):
+            for p in block_prefixes(found):
                 self.expanded.add(p)
                 self._auto.discard(p)
             element = self._cluster_id(found)
@@ -503,7 +390,7 @@ class GraphState:
             item = self.item_of(name)
             return self._block_id(item[4:]) if item.startswith("blk:") else self._node_id(name)
         if name in self.blocks:
-            hidden = next((p for p in _prefixes(name) if p not in self.expanded), None)
+            hidden = next((p for p in block_prefixes(name) if p not in self.expanded), None)
             if hidden is None:
                 return self._cluster_id(name)
             return self._block_id(hidden)
@@ -521,207 +408,3 @@ class GraphState:
             return "", set()
         root = g.root.name
         return root, {it.dep.target.name for it in g.items} - {root}
-
-    # ---- DOT ----------------------------------------------------------------------------------------------------
-    def _visible_successors(self, n) -> List:
-        """The drawn nodes reading ``n``'s output, looking through operations that are not drawn."""
-        out, seen, stack = [], set(), list(n.outputs)
-        while stack:
-            o = stack.pop(0)
-            if id(o) in seen:
-                continue
-            seen.add(id(o))
-            if self._is_drawn(o):
-                out.append(o)
-            else:
-                stack.extend(o.outputs)
-        return out
-
-    def dot_source(self) -> str:
-        """The Graphviz DOT source of the drawing as things stand (clusters for open blocks)."""
-        expanded = self.expanded
-        root, members = self.roles()
-        ignored = set(self.c.ignored_names)
-        drawn = self._drawn_nodes()
-        items: Dict[str, dict] = {}
-        order: List[str] = []
-        for n in self.nodes:
-            it = self.item_of(n.name, expanded)
-            if not (self._is_drawn(n) or it.startswith("blk:")):
-                continue
-            if it not in items:
-                items[it] = {"nodes": [], "root": False, "member": False, "ignored": False, "pruned": False}
-                order.append(it)
-            d = items[it]
-            d["nodes"].append(n)
-            d["root"] |= n.name == root
-            d["member"] |= n.name in members
-            d["ignored"] |= n.name in ignored
-            d["pruned"] |= any(s.current_size != s.size for s in n.spaces)
-        # edges between drawn boxes, in trace order of their targets
-        sources: Dict[str, List[str]] = {it: [] for it in order}
-        for n in drawn:
-            a = self.item_of(n.name, expanded)
-            for o in self._visible_successors(n):
-                b = self.item_of(o.name, expanded)
-                if a != b and a not in sources[b]:
-                    sources[b].append(a)
-        position = {it: k for k, it in enumerate(order)}
-        edges: List[Tuple[str, str, str]] = []  # (from, to, kind: "" | "bundle")
-        extra_inputs: Dict[str, List[str]] = {}
-        merges: List[str] = []  # drawn concatenation-like boxes seen so far
-        for b in order:
-            srcs = sorted(sources[b], key=lambda s: position[s])
-            bundle = None
-            is_merge = not b.startswith("blk:") and len(srcs) >= 2 and items[b]["nodes"][0].kind == "op"
-            if is_merge and len(srcs) > 2:
-                op = items[b]["nodes"][0].op
-                cand = [p for p in merges if items[p]["nodes"][0].op == op and set(sources[p]) <= set(srcs)]
-                if cand:
-                    bundle = max(cand, key=lambda p: (len(sources[p]), position[p]))
-                    srcs = [s for s in srcs if s not in set(sources[bundle]) and s != bundle]
-                    edges.append((bundle, b, "bundle"))
-            if is_merge:
-                merges.append(b)
-            room = FAN_IN_LIMIT - (1 if bundle else 0)
-            if len(srcs) > room:
-                extra_inputs[b] = srcs[: len(srcs) - room]
-                srcs = srcs[len(srcs) - room:]
-            edges.extend((s, b, "") for s in srcs)
-        # clusters: every expanded block that holds a drawn box
-        cluster_items: Dict[str, List[str]] = {}
-        for it in order:
-            home = _parent(it[4:]) if it.startswith("blk:") else self.block_of[it]
-            cluster_items.setdefault(home, []).append(it)
-        self._elements = {}
-        lines = [
-            "digraph G {",
-            '  graph [rankdir=TB, nodesep=0.2, ranksep=0.25, fontname="Helvetica", fontsize=10, '
-            'bgcolor="transparent", newrank=true];',
-            '  node [fontname="Helvetica", fontsize=10, shape=box, style="rounded,filled", fillcolor="white", '
-            'color="#495057", height=0.3, margin="0.08,0.03"];',
-            '  edge [color="#868e96", arrowsize=0.5];',
-        ]
-        dot_ids = {it: f"n{k}" for k, it in enumerate(order)}
-
-        def emit(block: str, indent: str) -> None:
-            if block:
-                cid = self._cluster_id(block)
-                self._elements[cid] = ("cluster", block)
-                mod = self.modules.get(block)
-                kind = type(mod).__name__ if mod is not None else "block"
-                lines.append(f'{indent}subgraph "cluster_{_dot_escape(self._slug_for("blk:" + block))}" {{')
-                lines.append(f'{indent}  id="{cid}"; class="pe-cluster"; label="{_dot_escape(block)} ▾ {kind}"; '
-                             'labeljust="l"; style="rounded,dashed"; color="#adb5bd"; fontcolor="#868e96"; '
-                             f'tooltip="{_dot_escape(block)}: click the label to collapse";')
-            for it in cluster_items.get(block, []):
-                eid = self._block_id(it[4:]) if it.startswith("blk:") else self._node_id(it)
-                self._elements[eid] = ("block", it[4:]) if it.startswith("blk:") else ("node", it)
-                lines.append(f"{indent}  {dot_ids[it]} [{self._attrs(it, items[it], eid, extra_inputs.get(it))}];")
-            for child in sorted(c for c in cluster_items if c and _parent(c) == block and c != block):
-                emit(child, indent + "  ")
-            # blocks open but holding nothing drawn directly (only open sub-blocks) still nest their children
-            for child in sorted(c for c in self._open_descendants_without_items(block, cluster_items)):
-                emit(child, indent + "  ")
-            if block:
-                lines.append(f"{indent}}}")
-
-        emit("", "")
-        for a, b, kind in edges:
-            style = ' [style=dashed, color="#adb5bd", tooltip="also takes every input of the box above"]' \
-                if kind == "bundle" else ""
-            lines.append(f"  {dot_ids[a]} -> {dot_ids[b]}{style};")
-        lines.append("}")
-        return "\n".join(lines)
-
-    def _open_descendants_without_items(self, block: str, cluster_items: Dict[str, List[str]]) -> List[str]:
-        """Open child blocks of ``block`` that hold no box directly but have boxes deeper down."""
-        out = []
-        for c in self._children(block):
-            if c in self.expanded and c not in cluster_items and any(
-                    k.startswith(c + ".") for k in cluster_items if k):
-                out.append(c)
-        return out
-
-    def _attrs(self, item: str, d: dict, eid: str, extra: Optional[List[str]]) -> str:
-        a: Dict[str, str] = {"id": eid}
-        classes = []
-        if item.startswith("blk:"):
-            path = item[4:]
-            mod = self.modules.get(path)
-            kind = type(mod).__name__ if mod is not None else "block"
-            n_layers = self.block_layers.get(path, 0)
-            n_params = sum(p.numel() for p in mod.parameters()) if mod is not None else 0
-            label = f"{path}  ▸\n{kind} · {n_layers} layers · {_fmt_params(n_params)} params"
-            a.update(shape="box3d", style="filled", fillcolor="#f8f9fa", tooltip=f"{path}: click to expand")
-            classes.append("pe-block")
-        else:
-            n = d["nodes"][0]
-            if n.kind == "op":
-                label = n.op
-                a.update(shape="ellipse", style="filled", fillcolor="#f1f3f5", fontsize="9", height="0.2",
-                         color="#adb5bd", fontcolor="#495057", tooltip=n.name)
-                classes.append("pe-op")
-            elif n.kind in ("input", "output"):
-                label = n.name
-                a.update(shape="oval", style="filled", fillcolor="#e9ecef")
-                classes.append("pe-io")
-            else:
-                label = f"{n.name}\n{n.op} · {_widths(n)}"
-                a["tooltip"] = f"{n.name} ({n.op}): {n.channels()} — click to select"
-                classes.append("pe-layer")
-        if extra:
-            label += f"\n+{len(extra)} more inputs"
-            a["tooltip"] = a.get("tooltip", "") + " — also reads: " + ", ".join(
-                s[4:] if s.startswith("blk:") else s for s in extra)
-        fill = None
-        if d["ignored"]:
-            fill = IGNORED_COLOR
-            a["style"] = a.get("style", "rounded,filled") + ",dashed"
-            classes.append("pe-ignored")
-            if not item.startswith("blk:"):
-                label += "\n(ignored)"
-        if d["pruned"]:
-            fill = PRUNED_COLOR
-            classes.append("pe-pruned")
-        if d["member"]:
-            fill = MEMBER_COLOR
-            classes.append("pe-member")
-        if d["root"]:
-            fill = ROOT_COLOR
-            a.update(fontcolor="white", penwidth="2", color="#7f2704")
-            classes.append("pe-root")
-        if fill:
-            a["fillcolor"] = fill
-        a["class"] = " ".join(classes)
-        a["label"] = label
-        return ", ".join(f'{k}="{_dot_escape(v)}"' for k, v in a.items())
-
-
-def _widths(n) -> str:
-    parts = []
-    for s in n.spaces:
-        txt = f"{s.current_size}" if s.current_size == s.size else f"{s.current_size}/{s.size}"
-        parts.append(txt if s.passthrough else f"{s.side} {txt}")
-    return ", ".join(parts) if parts else ""
-
-
-_SVG_CACHE: Dict[str, str] = {}
-
-
-def render_svg(dot_source: str) -> str:
-    """Lay out ``dot_source`` with Graphviz's ``dot`` and return the ``<svg>`` element (the last 16 are cached)."""
-    svg = _SVG_CACHE.get(dot_source)
-    if svg is not None:
-        return svg
-    import graphviz
-
-    from .._system import require_dot
-
-    require_dot()
-    out = graphviz.Source(dot_source).pipe(format="svg", encoding="utf-8")
-    svg = out[out.index("<svg"):]
-    if len(_SVG_CACHE) >= 16:
-        _SVG_CACHE.pop(next(iter(_SVG_CACHE)))
-    _SVG_CACHE[dot_source] = svg
-    return svg
