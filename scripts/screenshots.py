@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
-from explorer_probes import HEADER_PARAMS, app, search, wait_status, wait_until  # noqa: E402
+from explorer_probes import CHARTS, CHARTS_DRAWN, HEADER_PARAMS, app, search, wait_status, wait_until  # noqa: E402
 from lab_driver import browser_available, run_notebook_in_browser, running_lab  # noqa: E402
 
 SETUP = """\
@@ -54,6 +54,7 @@ def _shoot(page, i: int, path: Path, width: int) -> None:
     page.set_viewport_size({"width": width, "height": int(height) + 260})
     time.sleep(0.8)
     a.scroll_into_view_if_needed()
+    wait_until(page, CHARTS, [i], lambda v: v == [], timeout=30, what="every chart drawn at its box width")
     time.sleep(0.4)
     a.screenshot(path=str(path))
     print(f"  wrote {path} ({path.stat().st_size // 1024} KB)")
@@ -80,6 +81,7 @@ def main(argv=None) -> int:
                     print(f"{name}:")
                     a = app(page, i)
                     a.locator(".pe-gv-viewport svg").first.wait_for(state="attached")
+                    wait_until(page, CHARTS_DRAWN, [i], lambda v: v >= 3, what="the charts drawn")
                     _shoot(page, i, args.out / f"explorer_{name}_open.png", args.width)
                     # mid-way: accept two groups, skip one, adjust one, accept it; sweep; search
                     p0 = page.evaluate(HEADER_PARAMS, [i])
@@ -103,6 +105,7 @@ def main(argv=None) -> int:
                     a.locator("button.pe-accept-all").first.click()
                     wait_status(page, i, "all groups decided", timeout=300)
                     a.locator(".pe-finish-view .pe-total-params").first.wait_for()
+                    a.locator(".pe-finish-macs .main-svg").first.wait_for()
                     time.sleep(1.0)
                     _shoot(page, i, args.out / f"explorer_{name}_finished.png", args.width)
                     page.set_viewport_size({"width": args.width, "height": 1000})

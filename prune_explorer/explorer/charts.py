@@ -8,7 +8,9 @@
 * :func:`macs_bars_figure` -- the finish view's MACs per layer, original and pruned, for the layers that cost most.
 
 Every figure sets its own height and styles itself (white background, light grid; the ``none`` template, so the
-JSON stays small); the width is the box's (the chart widget sets it). Hover texts carry the exact values.
+JSON stays small); the width is the box's (the chart widget sets it). Hover texts carry the exact values. Figures
+are built from plain dicts without plotly's property validation (3x faster: the card redraws its histogram on every
+click); the tests validate every builder's output.
 
 Example::
 
@@ -77,16 +79,15 @@ def histogram_figure(kept: Sequence[float], removed: Sequence[float], threshold:
     """
     k, r = _finite(kept), _finite(removed)
     values = np.concatenate([k, r])
-    fig = go.Figure(layout=_layout(height, barmode="stack", bargap=0.05, margin=dict(l=48, r=12, t=30, b=40),
-                                   legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom"),
-                                   xaxis=_axis(title=dict(text="channel importance", standoff=6)),
-                                   yaxis=_axis(title=dict(text="channels", standoff=4), rangemode="tozero")))
+    layout = _layout(height, barmode="stack", bargap=0.05, margin=dict(l=48, r=12, t=30, b=40),
+                     legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom"),
+                     xaxis=_axis(title=dict(text="channel importance", standoff=6)),
+                     yaxis=_axis(title=dict(text="channels", standoff=4), rangemode="tozero"))
     if not values.size:
-        fig.add_annotation(text="no importance scores for this group", showarrow=False, xref="paper", yref="paper",
-                           x=0.5, y=0.5, font=dict(color="#868e96", size=12))
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
-        return fig
+        layout["annotations"] = [dict(text="no importance scores for this group", showarrow=False, xref="paper",
+                                      yref="paper", x=0.5, y=0.5, font=dict(color="#868e96", size=12))]
+        layout["xaxis"]["visible"] = layout["yaxis"]["visible"] = False
+        return go.Figure(dict(data=[], layout=layout))
     lo, hi = float(values.min()), float(values.max())
     if hi - lo < 1e-12:  # one value: a range around it
         lo, hi = lo - 0.5 * (abs(lo) or 1.0), hi + 0.5 * (abs(hi) or 1.0)
@@ -94,17 +95,18 @@ def histogram_figure(kept: Sequence[float], removed: Sequence[float], threshold:
     centres = (edges[:-1] + edges[1:]) / 2
     width = float(edges[1] - edges[0])
     tips = [f"importance {a:.4g} to {b:.4g}" for a, b in zip(edges[:-1], edges[1:])]
+    data = []
     for vals, name, color in ((r, "proposed for removal", REMOVE_COLOR), (k, "kept", KEEP_COLOR)):
         counts, _ = np.histogram(vals, bins=edges)
-        fig.add_trace(go.Bar(x=centres, y=counts, width=width, name=f"{name} ({vals.size})", marker_color=color,
-                             text=tips, hovertemplate="%{text}: %{y} " + name + "<extra></extra>",
-                             textposition="none"))
+        data.append(dict(type="bar", x=centres, y=counts, width=width, name=f"{name} ({vals.size})",
+                         marker=dict(color=color), text=tips, textposition="none",
+                         hovertemplate="%{text}: %{y} " + name + "<extra></extra>"))
     if threshold is not None and math.isfinite(threshold):
-        fig.add_shape(type="line", x0=threshold, x1=threshold, y0=0, y1=1, yref="paper",
-                      line=dict(color="#212529", dash="dash", width=1.5))
-        fig.add_annotation(x=threshold, y=1, yref="paper", text="threshold", showarrow=False, xanchor="left",
-                           yanchor="top", font=dict(size=10, color="#212529"))
-    return fig
+        layout["shapes"] = [dict(type="line", x0=threshold, x1=threshold, y0=0, y1=1, yref="paper",
+                                 line=dict(color="#212529", dash="dash", width=1.5))]
+        layout["annotations"] = [dict(x=threshold, y=1, yref="paper", text="threshold", showarrow=False,
+                                      xanchor="left", yanchor="top", font=dict(size=10, color="#212529"))]
+    return go.Figure(dict(data=data, layout=layout), _validate=False)
 
 
 def ratio_curve_figure(title: str, xs: Sequence[float], ys: Sequence[float], roots: Sequence[str] = (),
@@ -117,31 +119,30 @@ def ratio_curve_figure(title: str, xs: Sequence[float], ys: Sequence[float], roo
     (``xs``, ``ys``, one point per group, hover names from ``roots``).
     """
     ref = np.linspace(0.0, 1.0, 51)
-    fig = go.Figure(layout=_layout(
+    layout = _layout(
         height, title=dict(text=title, x=0.5, xanchor="center", y=0.97, font=dict(size=13, color="#212529")),
         margin=dict(l=46, r=12, t=34, b=40), hovermode="closest",
         legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.22, yanchor="top", font=dict(size=10)),
         xaxis=_axis(title=dict(text="fraction of channels removed", standoff=4), range=[0, 1], tickformat=".0%"),
-        yaxis=_axis(range=[0, 1.02], tickformat=".0%")))
-    fig.add_trace(go.Scatter(x=ref, y=quadratic_rule(ref), mode="lines", name="1-(1-p)²", hoverinfo="skip",
-                             line=dict(color="#adb5bd", dash="dash", width=1.5)))
-    fig.add_trace(go.Scatter(x=ref, y=ref, mode="lines", name="p", hoverinfo="skip",
-                             line=dict(color="#ced4da", dash="dot", width=1.5)))
+        yaxis=_axis(range=[0, 1.02], tickformat=".0%"))
+    data = [dict(type="scatter", x=ref, y=quadratic_rule(ref), mode="lines", name="1-(1-p)²", hoverinfo="skip",
+                 line=dict(color="#adb5bd", dash="dash", width=1.5)),
+            dict(type="scatter", x=ref, y=ref, mode="lines", name="p", hoverinfo="skip",
+                 line=dict(color="#ced4da", dash="dot", width=1.5))]
     if sweep is not None and len(sweep[0]):
         sx = np.asarray(sweep[0], dtype=float)
         sy = np.asarray([np.nan if v is None else v for v in sweep[1]], dtype=float)
         ok = np.isfinite(sx) & np.isfinite(sy)
         labels = [f"p = {sweep_ratios[i]:.1f}" if i < len(sweep_ratios) else "" for i in range(len(sx))]
-        fig.add_trace(go.Scatter(x=sx[ok], y=sy[ok], mode="lines+markers", name="uniform sweep",
-                                 text=[labels[i] for i in np.flatnonzero(ok)],
-                                 line=dict(color=color, width=1.5),
-                                 marker=dict(symbol="diamond-open", size=8, color=color),
-                                 hovertemplate="uniform %{text}: %{x:.1%} of channels, %{y:.1%} removed<extra></extra>"))
-    fig.add_trace(go.Scatter(x=list(xs), y=list(ys), mode="lines+markers", name="accepted groups",
-                             text=[roots[i] if i < len(roots) else "" for i in range(len(xs))],
-                             line=dict(color=ACCEPTED_COLOR, width=1), marker=dict(size=7, color=ACCEPTED_COLOR),
-                             hovertemplate="%{text}: %{x:.1%} of channels, %{y:.1%} removed<extra></extra>"))
-    return fig
+        data.append(dict(type="scatter", x=sx[ok], y=sy[ok], mode="lines+markers", name="uniform sweep",
+                         text=[labels[i] for i in np.flatnonzero(ok)], line=dict(color=color, width=1.5),
+                         marker=dict(symbol="diamond-open", size=8, color=color),
+                         hovertemplate="uniform %{text}: %{x:.1%} of channels, %{y:.1%} removed<extra></extra>"))
+    data.append(dict(type="scatter", x=list(xs), y=list(ys), mode="lines+markers", name="accepted groups",
+                     text=[roots[i] if i < len(roots) else "" for i in range(len(xs))],
+                     line=dict(color=ACCEPTED_COLOR, width=1), marker=dict(size=7, color=ACCEPTED_COLOR),
+                     hovertemplate="%{text}: %{x:.1%} of channels, %{y:.1%} removed<extra></extra>"))
+    return go.Figure(dict(data=data, layout=layout), _validate=False)
 
 
 def macs_bars_figure(names: Sequence[str], original: Sequence[float], pruned: Sequence[float], top: int = 12,
@@ -154,15 +155,15 @@ def macs_bars_figure(names: Sequence[str], original: Sequence[float], pruned: Se
     p = [float(pruned[i]) for i in order]
     removed = [f"{1 - b / a:.1%} removed" if a else "" for a, b in zip(o, p)]
     h = height or 70 + 22 * max(len(ys), 1)
-    fig = go.Figure(layout=_layout(
+    layout = _layout(
         h, barmode="group", bargap=0.25, bargroupgap=0.05, margin=dict(l=8, r=12, t=30, b=36),
         title=dict(text=f"MACs of the {len(ys)} costliest layers", x=0, xanchor="left", y=0.98,
                    font=dict(size=12, color="#212529")),
         legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"),
         xaxis=_axis(title=dict(text="MACs", standoff=4), tickformat="~s", rangemode="tozero"),
-        yaxis=_axis(autorange="reversed", ticks="", tickfont=dict(size=10))))
-    fig.add_trace(go.Bar(y=ys, x=o, orientation="h", name="original", marker_color="#ced4da",
-                         hovertemplate="%{y}: %{x:,.0f} MACs originally<extra></extra>"))
-    fig.add_trace(go.Bar(y=ys, x=p, orientation="h", name="pruned", marker_color=MACS_COLOR, text=removed,
-                         textposition="none", hovertemplate="%{y}: %{x:,.0f} MACs now (%{text})<extra></extra>"))
-    return fig
+        yaxis=_axis(autorange="reversed", ticks="", tickfont=dict(size=10)))
+    data = [dict(type="bar", y=ys, x=o, orientation="h", name="original", marker=dict(color="#ced4da"),
+                 hovertemplate="%{y}: %{x:,.0f} MACs originally<extra></extra>"),
+            dict(type="bar", y=ys, x=p, orientation="h", name="pruned", marker=dict(color=MACS_COLOR), text=removed,
+                 textposition="none", hovertemplate="%{y}: %{x:,.0f} MACs now (%{text})<extra></extra>")]
+    return go.Figure(dict(data=data, layout=layout), _validate=False)

@@ -62,6 +62,19 @@ def test_macs_bars_show_the_costliest_layers_first():
     assert "3 costliest" in fig.layout.title.text
 
 
+@pytest.mark.parametrize("fig", [
+    histogram_figure([1.0, 2.0, 2.5], [0.5], threshold=0.7), histogram_figure([], []),
+    ratio_curve_figure("P", [0.0, 0.2], [0.0, 0.3], ["a", "b"], sweep=([0.0, 0.5], [0.0, 0.7]), sweep_ratios=[0, 0.5]),
+    macs_bars_figure(["a", "b"], [10, 20], [5, 20]),
+], ids=["histogram", "empty histogram", "ratio curve", "MACs bars"])
+def test_every_figure_passes_plotly_validation(fig):
+    # the builders skip plotly's validation for speed: a misspelt property would only show up here
+    checked = go.Figure(fig.to_dict())
+    assert len(checked.data) == len(fig.data) and checked.layout.height == fig.layout.height
+    with pytest.raises(ValueError):  # (what validation catches)
+        go.Figure({**fig.to_dict(), "layout": {**fig.to_dict()["layout"], "heigth": 1}})
+
+
 def test_plotly_chart_syncs_the_figure_json_and_sizes_to_its_box():
     fig = histogram_figure([1.0, 2.0], [0.5], threshold=0.7)
     chart = PlotlyChart(fig)
