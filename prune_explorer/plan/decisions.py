@@ -237,18 +237,37 @@ class PruningPlan:
 
     @classmethod
     def from_json(cls, text: str) -> "PruningPlan":
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise PlanError(f"not a pruning plan: the text is not JSON ({exc})") from None
+        return cls.from_dict(data)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write the plan as JSON."""
+        """Write the plan as JSON to the file ``path`` (its folder must exist). Raises :class:`PlanError` naming the
+        problem when ``path`` is empty, a folder, in a missing folder, or cannot be written."""
         text = self.to_json(indent=1)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+        if not isinstance(path, (str, os.PathLike)) or not str(path).strip() or os.path.isdir(path):
+            raise PlanError(f"give a file name to save the plan to, not {str(path)!r} (e.g. 'plan.json')")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise PlanError(f"the folder {folder!r} does not exist; create it or choose another path")
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            raise PlanError(f"could not write the plan to {str(path)!r}: {exc.strerror or exc}") from exc
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "PruningPlan":
-        with open(path, encoding="utf-8") as f:
-            return cls.from_json(f.read())
+        """Read a plan written by :meth:`save` (or any JSON in its format). Raises :class:`PlanError` when the file
+        is missing or not a plan."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise PlanError(f"could not read a plan from {str(path)!r}: {exc.strerror or exc}") from exc
+        return cls.from_json(text)
 
     # ---- printing --------------------------------------------------------------------------------------------
     def summary(self) -> str:

@@ -82,7 +82,7 @@ def _default_name(model_name: str, suffix: str) -> str:
 
 
 class FinishView(widgets.VBox):
-    """Summary, per-layer table, left-alone groups; Save / Download script / Export ONNX."""
+    """Summary, per-layer table, left-alone groups; Save / Save plan / Download script / Export ONNX."""
 
     def __init__(self, app):
         self.app = app
@@ -125,6 +125,17 @@ class FinishView(widgets.VBox):
                                                "checked against the model (needs the onnx extra)")
         self.onnx_btn.add_class("pe-export-onnx")
         self.onnx_btn.on_click(lambda _: self.export_onnx())
+        self.plan_path = widgets.Text(value=_default_name(name, "_plan.json"), description="file",
+                                      layout=widgets.Layout(flex="1 1 200px", min_width="140px", max_width="360px"),
+                                      style={"description_width": "32px"})
+        self.plan_path.add_class("pe-plan-path")
+        self.plan_btn = widgets.Button(description="Save plan", icon="list", layout=widgets.Layout(width="auto"),
+                                       tooltip="The decisions as a pruning plan (JSON: how many channels per group, "
+                                               "not which); pe.apply_plan(model, pe.PruningPlan.load(path), ...) "
+                                               "applies it to another copy, e.g. the real weights behind a "
+                                               "meta-device model")
+        self.plan_btn.add_class("pe-save-plan")
+        self.plan_btn.on_click(lambda _: self.save_plan())
         self.script_btn = widgets.Button(description="Download script", icon="download",
                                          layout=widgets.Layout(width="auto"),
                                          tooltip="A Python script that applies the same pruning to a fresh model "
@@ -139,6 +150,7 @@ class FinishView(widgets.VBox):
             self.table,
             self.macs_chart,
             widgets.HBox([self.save_path, self.save_btn], layout=wrap),
+            widgets.HBox([self.plan_path, self.plan_btn], layout=wrap),
             widgets.HBox([self.onnx_path, self.onnx_btn], layout=wrap),
             widgets.HBox([self.script_btn], layout=wrap),
         ])
@@ -200,6 +212,18 @@ class FinishView(widgets.VBox):
                      "with pe.load_pruned(model, path) on a freshly built model")
 
         return self.app.run(work, busy=f"saving to {path}")
+
+    def save_plan(self) -> bool:
+        """Write the accepted decisions as a pruning plan (``controller.export_plan``) to the path in the box."""
+        path = self.plan_path.value.strip()
+
+        def work(c):
+            plan = c.export_plan(path)
+            c.notify(f"saved the plan ({len(plan)} groups, {plan.predicted['params']:,} parameters predicted) to "
+                     f"{path}; apply it with pe.apply_plan(model, pe.PruningPlan.load(path), example_inputs=..., "
+                     "importance=...)")
+
+        return self.app.run(work, busy=f"saving the plan to {path}")
 
     def export_onnx(self) -> bool:
         path = self.onnx_path.value.strip()
