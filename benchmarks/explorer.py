@@ -38,7 +38,8 @@ torch.set_num_threads(2)
 
 import prune_explorer as pe  # noqa: E402
 from prune_explorer.explorer import Explorer  # noqa: E402
-from prune_explorer.explorer.graph_state import GraphState, _SVG_CACHE, render_svg  # noqa: E402
+from prune_explorer.explorer.graph_dot import _SVG_CACHE, render_svg  # noqa: E402
+from prune_explorer.explorer.graph_state import GraphState  # noqa: E402
 
 TARGETS = {"card": 0.2, "accept (controller)": 0.2, "undo (controller)": 0.2, "accept (app)": 0.5,
            "undo (app)": 0.5, "sweep": 3.0}
