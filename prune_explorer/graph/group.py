@@ -171,11 +171,6 @@ class Group:
         self._items: Optional[List[GroupItem]] = None
         self._units: Optional[List[List[int]]] = None
         self._version = graph._version
-        # attached by pruners in interactive mode (None elsewhere)
-        self.importance = None
-        self.proposed_idxs = None
-        self.scope = None
-        self.pruning_ratio = None
 
     # ---- list-like access ------------------------------------------------------------------------------------
     @property
