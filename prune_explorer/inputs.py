@@ -100,20 +100,21 @@ def _collect(obj: Any, out: list, depth: int, paths: Optional[list] = None, path
         out.append(obj)
         if paths is not None:
             paths.append(path)
-    elif isinstance(obj, (list, tuple)):
-        for k, o in enumerate(obj):
-            _collect(o, out, depth + 1, paths, f"{path}[{k}]")
+        return
+    if isinstance(obj, (list, tuple)):
+        key_format, items = "[{}]", enumerate(obj)
     elif isinstance(obj, dict):
-        for k, o in obj.items():
-            _collect(o, out, depth + 1, paths, f"{path}[{k!r}]")
+        key_format, items = "[{!r}]", obj.items()
     elif obj is None or isinstance(obj, (int, float, str, bool)):
         return
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        for f in dataclasses.fields(obj):
-            _collect(getattr(obj, f.name), out, depth + 1, paths, f"{path}.{f.name}")
+        key_format, items = ".{}", ((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj))
     elif hasattr(obj, "__dict__") and not isinstance(obj, (nn.Module, type)) and not callable(obj):
-        for k, o in vars(obj).items():
-            _collect(o, out, depth + 1, paths, f"{path}.{k}")
+        key_format, items = ".{}", vars(obj).items()
+    else:
+        return
+    for key, child in items:  # paths are spelled out only when asked for (the tracer calls this for every op)
+        _collect(child, out, depth + 1, paths, path if paths is None else path + key_format.format(key))
 
 
 def has_meta_tensors(obj: Any) -> bool:
