@@ -287,27 +287,17 @@ class DependencyGraph(TorchPruningGraphAPI):
         A group is skipped when all of its channels were already yielded in an earlier group, are fixed (they reach the
         model output, or an op that cannot follow pruning) or belong to an ``ignored_layers`` layer's outputs.
         """
+        for root in self.group_roots(ignored_layers, root_module_types):
+            yield Group(self, root.space, root.classes, root.idxs)
+
+    def group_roots(self, ignored_layers: Iterable = (), root_module_types=DEFAULT_ROOT_TYPES,
+                    as_built: bool = False) -> Iterator[group_members.GroupRoot]:
+        """Where each group of :meth:`get_all_groups` starts, without materialising it: its root space, selected
+        root channels (original indices), classes, and the classes no earlier group reached. ``as_built=True``
+        walks every channel the model was built with, whatever has been pruned since."""
         self._check_built()
-        ignored = list(ignored_layers or ()) + self.ignored_layers
-        ignored_ids = {id(m) for m in ignored}
-        blocked = self._blocked_classes(ignored)
-        covered = np.zeros(self.classes.of.size, dtype=bool)
         root_types = tuple(root_module_types) if root_module_types else DEFAULT_ROOT_TYPES
-        for s in list(self.spaces):
-            if s.side != SIDE_OUT or id(s.owner) in ignored_ids:
-                continue
-            if not isinstance(s.owner, root_types):
-                continue
-            alive = s.alive_idx
-            if alive.size == 0:
-                continue
-            root_cls = self.classes.of[s.gids(alive)]
-            classes = np.unique(root_cls)
-            classes = classes[~self.classes.kept[classes] & ~blocked[classes]]
-            if classes.size == 0 or covered[classes].all():
-                continue
-            covered[classes] = True
-            yield group_members.closure(self, s, classes, root_cls)
+        return group_members.group_roots(self, list(ignored_layers or ()) + self.ignored_layers, root_types, as_built)
 
     # ------------------------------------------------------------------------------------------------------------
     # pruning

@@ -5,19 +5,23 @@ after any prune or undo): every alive channel of its classes, grouped by channel
 order), each with the root channel it is coupled with. Its units are the root channels that share a class (a
 grouped convolution ties the same offset of every group: they can only leave together). All of it is vectorised:
 the cost is linear in the number of member channels.
+
+:func:`group_roots` is the one walk that says which groups a graph has (``DependencyGraph.get_all_groups``
+materialises them; ``measure.sweep.GroupLayout`` counts their channels on the model as built).
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import PruningError
-from .channel_space import ChannelSpace
+from .channel_space import SIDE_OUT, ChannelSpace
 from .group import Dependency, Group, GroupItem
 
-__all__ = ["in_sorted", "root_units", "closure", "group_items", "restricted_items", "subgroup", "dependency"]
+__all__ = ["in_sorted", "root_units", "GroupRoot", "group_roots", "closure", "group_items", "restricted_items", "subgroup", "dependency"]
 
 
 def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -48,6 +52,49 @@ def root_units(root_cls: np.ndarray, root_cur: np.ndarray) -> List[List[int]]:
     return sorted(chunk.tolist() for chunk in np.split(cur_sorted, bounds))
 
 
+@dataclass(frozen=True)
+class GroupRoot:
+    """Where one group of the graph's walk starts (see :func:`group_roots`)."""
+
+    space: ChannelSpace  # the root layer side (an output space)
+    idxs: np.ndarray  # original indices of the root channels the group selects (sorted)
+    classes: np.ndarray  # the prunable coupled-channel classes it removes (sorted, unique)
+    new_classes: np.ndarray  # those of ``classes`` no earlier group of the walk reached (sorted)
+
+
+def group_roots(graph, ignored_layers: Iterable = (), root_module_types: tuple = (),
+                as_built: bool = False) -> Iterator[GroupRoot]:
+    """Every group of ``graph`` once, in execution order of their root layers: an output space of a
+    ``root_module_types`` layer not in ``ignored_layers`` roots a group when some of its channels belong to classes
+    that are prunable (not fixed, not reached by an ignored layer's outputs) and not all of them were reached by an
+    earlier group. The group removes all of those classes (an earlier group may share some).
+
+    ``as_built=False`` looks at the alive channels (the groups prunable now); ``as_built=True`` at every channel the
+    model was built with, whatever has been pruned since.
+    """
+    ignored = list(ignored_layers or ())
+    ignored_ids = {id(m) for m in ignored}
+    blocked = graph._blocked_classes(ignored)
+    kept = graph.classes.kept
+    covered = np.zeros(graph.classes.of.size, dtype=bool)
+    for s in list(graph.spaces):  # a copy: the caller may prune while walking
+        if s.side != SIDE_OUT or id(s.owner) in ignored_ids or not isinstance(s.owner, root_module_types):
+            continue
+        idxs = np.arange(s.size) if as_built else s.alive_idx
+        if idxs.size == 0:
+            continue
+        root_cls = graph.classes.of[s.gids(idxs)]
+        classes = np.unique(root_cls)
+        classes = classes[~kept[classes] & ~blocked[classes]]
+        if classes.size == 0:
+            continue
+        new = classes[~covered[classes]]
+        if new.size == 0:
+            continue
+        covered[new] = True
+        yield GroupRoot(s, idxs[in_sorted(root_cls, classes)], classes, new)
+
+
 def dependency(graph, root: ChannelSpace, space: ChannelSpace) -> Dependency:
     """The (immutable, cached) :class:`~.group.Dependency` from a group's root space to one of its member spaces."""
     key = (root.index, space.index)
@@ -58,12 +105,11 @@ def dependency(graph, root: ChannelSpace, space: ChannelSpace) -> Dependency:
     return dep
 
 
-def closure(graph, root: ChannelSpace, classes: np.ndarray, root_cls: Optional[np.ndarray] = None) -> Group:
+def closure(graph, root: ChannelSpace, classes: np.ndarray) -> Group:
     """The group that removes ``classes`` (sorted, prunable) from ``root``: it selects every alive root channel of
-    those classes. ``root_cls``: the classes of the alive root channels, when the caller has them."""
+    those classes."""
     alive = root.alive_idx
-    if root_cls is None:
-        root_cls = graph.classes.of[root.gids(alive)]
+    root_cls = graph.classes.of[root.gids(alive)]
     return Group(graph, root, classes, alive[in_sorted(root_cls, classes)])
 
 

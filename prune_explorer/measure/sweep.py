@@ -20,7 +20,7 @@ from typing import Callable, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from ..graph import DEFAULT_ROOT_TYPES
+from ..graph.group_members import in_sorted
 from .structure import ModelStructure
 
 __all__ = ["GroupLayout", "SweepResult", "kept_channels", "uniform_sweep"]
@@ -64,40 +64,25 @@ def kept_channels(n: int, ratio: float, round_to: Optional[int] = None, max_rati
 class GroupLayout:
     """Which coupled-channel classes each group of the walk owns, for a given set of ignored layers.
 
-    Mirrors ``DependencyGraph.get_all_groups``: root spaces are visited in execution order, and each class
-    belongs to the first group that reaches it. Computed on *original* channel ids, so it describes the model as
-    built, whatever has been pruned since.
+    The groups are the graph's own (``DG.group_roots``, the walk behind ``DependencyGraph.get_all_groups``): each
+    class belongs to the first group that reaches it. Computed on *original* channel ids (``as_built=True``), so it
+    describes the model as built, whatever has been pruned since.
     """
 
     def __init__(self, DG, ignored_layers: Iterable = (), root_module_types=None):
         self.DG = DG
-        root_types = tuple(root_module_types) if root_module_types else DEFAULT_ROOT_TYPES
-        ignored = list(ignored_layers or ())
-        ignored_ids = {id(m) for m in ignored}
         cls = DG.channel_class
-        fixed = DG.fixed_class_mask
-        blocked = DG.blocked_class_mask(ignored)
-        owner_of = np.full(fixed.size, -1, dtype=np.int64)
+        owner_of = np.full(DG.fixed_class_mask.size, -1, dtype=np.int64)  # per class: the group owning it
         roots: List[int] = []  # space index of each group's root
         root_size: List[int] = []  # root channels of each group (its closure)
         rep_gids: List[np.ndarray] = []  # one root gid per class the group owns
-        for s in DG.spaces:
-            if s.side != "out" or id(s.owner) in ignored_ids or not isinstance(s.owner, root_types):
-                continue
-            gids = s.gids()
-            c = cls[gids]
-            ok = ~fixed[c] & ~blocked[c]
-            if not ok.any():
-                continue
-            uc, first = np.unique(c[ok], return_index=True)
-            new = owner_of[uc] < 0
-            if not new.any():
-                continue
-            g = len(roots)
-            owner_of[uc[new]] = g
-            roots.append(s.index)
-            root_size.append(int(ok.sum()))
-            rep_gids.append(gids[ok][first[new]])
+        for g, root in enumerate(DG.group_roots(ignored_layers, root_module_types, as_built=True)):
+            owner_of[root.new_classes] = g
+            roots.append(root.space.index)
+            root_size.append(int(root.idxs.size))
+            gids = root.space.gids(root.idxs)
+            c, first = np.unique(cls[gids], return_index=True)  # the first root channel of each class
+            rep_gids.append(gids[first[in_sorted(c, root.new_classes)]])
         self.owner_of = owner_of
         self.roots = roots
         self.root_size = np.array(root_size, dtype=np.int64)

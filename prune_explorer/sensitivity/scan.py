@@ -162,7 +162,7 @@ def scan(model: nn.Module, example_inputs, eval_fn: Callable[[nn.Module], float]
         if chosen is not None and key not in chosen:
             continue
         total = len(g.root_idxs)
-        prop = pruner.plan(g)  # the pruner's proposal carries the scores, reused for every ratio
+        prop = pruner.proposal(g)  # carries the scores, reused for every ratio
         if prop.importance is None and prop.skip_kind == "importance":
             skipped[key] = prop.skip_reason or f"{type(importance).__name__} cannot score this group"
             continue

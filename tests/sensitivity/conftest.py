@@ -4,9 +4,7 @@ import pytest
 import torch
 
 import prune_explorer as pe
-from sens_helpers import NegMSE, make_tiny
-
-RATIOS = (0.25, 0.5, 0.75)
+from sens_helpers import RATIOS, NegMSE, make_tiny
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -6,6 +6,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# the pruning ratios the shared scan (conftest's ``tiny_table``) and the scan tests use
+RATIOS = (0.25, 0.5, 0.75)
+
 
 class TinyNet(nn.Module):
     """conv-bn-relu stem, a residual pair (conv2 and conv3 coupled by the add), a wider conv, a classifier."""

@@ -7,8 +7,7 @@ import pytest
 
 import prune_explorer as pe
 from prune_explorer.sensitivity import SensitivityError
-from sens_helpers import NegMSE, assert_unchanged, returns_string, snapshot
-from conftest import RATIOS
+from sens_helpers import RATIOS, NegMSE, assert_unchanged, returns_string, snapshot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))

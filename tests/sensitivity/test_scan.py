@@ -11,9 +11,8 @@ import torch
 import prune_explorer as pe
 from prune_explorer.plan import GroupDecision, PruningPlan
 from prune_explorer.sensitivity import SensitivityError, SensitivityTable
-from sens_helpers import (CheckingEval, Counting, InterruptAfter, NegMSE, ReturnsNaNWhenPruned, TrainModeEval,
+from sens_helpers import (RATIOS, CheckingEval, Counting, InterruptAfter, NegMSE, ReturnsNaNWhenPruned, TrainModeEval,
                           assert_unchanged, make_tiny, returns_string, snapshot, state_of)
-from conftest import RATIOS
 
 SCAN_OPTS = dict(ignored_layers=["fc"], round_to=4, max_pruning_ratio=0.75, progress=False)
 
