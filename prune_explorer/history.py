@@ -37,6 +37,7 @@ import torch.nn as nn
 
 from . import layers
 from .errors import PruningError
+from .graph.attributes import resolve_attribute
 from .graph.records import HISTORY_ATTR, model_history
 from .graph.snapshot import restore_modules, snapshot_modules
 from .validation import check_indices
@@ -216,7 +217,7 @@ def _resolve(model: nn.Module, name: str):
     except AttributeError:
         owner = None
     p = getattr(owner, attr, None) if owner is not None else None
-    if isinstance(p, nn.Parameter):
+    if isinstance(p, nn.Parameter) or (isinstance(p, torch.Tensor) and attr in owner._buffers):
         return owner, attr
     raise PruningError(f"the history names {name!r}, which is not a module or parameter of this {type(model).__name__}")
 
@@ -261,12 +262,20 @@ def _validate(model: nn.Module, history) -> None:
                 ) from None
             updates[key] = n - len(idxs)
         sizes.update(updates)
+        attributes = entry.get("attributes", [])
+        if not isinstance(attributes, list):
+            raise PruningError(f"history entry {k}: 'attributes' must be a list")
+        for a in attributes:
+            if not isinstance(a, dict) or not isinstance(a.get("value"), int) or a["value"] <= 0:
+                raise PruningError(f"history entry {k}: attribute record {a!r} needs a positive int 'value'")
+            resolve_attribute(model, a)
 
 
 def apply_history(model: nn.Module, history: List[dict]) -> nn.Module:
     """Replay a pruning history on ``model`` (validated first; on any error the model is left unchanged)."""
     _validate(model, history)
     snapshot = snapshot_modules([model])
+    attr_snapshot = []  # config objects are not modules: their attributes are put back by hand
     try:
         for entry in history:
             for mem in entry["members"]:
@@ -277,8 +286,24 @@ def apply_history(model: nn.Module, history: List[dict]) -> nn.Module:
                     setattr(obj, attr, layers.ParameterPruner(dim=int(mem.get("dim", -1))).prune_out_channels(param, mem["idxs"]))
                 else:
                     fn(obj, mem["idxs"])
+            for a in entry.get("attributes", []):  # sizes kept in attributes the forward reads (self.hidden_dim)
+                target, name, index = resolve_attribute(model, a)
+                old = target.__dict__[name]
+                attr_snapshot.append((target, name, old))
+                if index is None:
+                    target.__dict__[name] = int(a["value"])
+                else:
+                    seq = list(old)
+                    seq[index] = int(a["value"])
+                    target.__dict__[name] = type(old)(seq)
     except Exception as exc:
+        for target, name, old in reversed(attr_snapshot):
+            target.__dict__[name] = old
         restore_modules(snapshot)
         raise PruningError(f"replaying the pruning history failed ({type(exc).__name__}: {exc}); model unchanged") from None
     model_history(model).extend(copy.deepcopy(history))
+    from . import hf
+
+    if hf.is_hf_model(model):
+        hf.sync_config(model)
     return model

@@ -41,11 +41,12 @@ def check_customized_pruners(customized_pruners: dict) -> None:
 
 def trace_model(model: nn.Module, example_inputs, forward_fn: Optional[Callable] = None,
                 output_transform: Optional[Callable] = None, customized_pruners: Optional[dict] = None,
-                unwrapped_parameters=None) -> Tracer:
+                unwrapped_parameters=None, head_pruning: str = "dims") -> Tracer:
     """The finished :class:`~.tracing.Tracer` of one forward pass (see the module docstring). Warnings the library
-    raised during a meta trace that succeeded are re-raised here (those of a meta trace given up on are dropped)."""
+    raised during a meta trace that succeeded are re-raised here (those of a meta trace given up on are dropped).
+    ``head_pruning``: see :meth:`~.dependency_graph.DependencyGraph.build_dependency`."""
     if not has_user_hooks(model) and not has_meta_tensors(example_inputs):
-        tracer = Tracer(model, customized_pruners, unwrapped_parameters)
+        tracer = Tracer(model, customized_pruners, unwrapped_parameters, head_pruning=head_pruning)
         # a forward pass may cache things on modules (torchvision's anchor generators keep their anchors):
         # whatever the meta run stores is put back, so the model is exactly as it was
         state = snapshot_modules([model])
@@ -64,6 +65,6 @@ def trace_model(model: nn.Module, example_inputs, forward_fn: Optional[Callable]
             return tracer
         finally:
             restore_modules(state)
-    tracer = Tracer(model, customized_pruners, unwrapped_parameters)
+    tracer = Tracer(model, customized_pruners, unwrapped_parameters, head_pruning=head_pruning)
     tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform)
     return tracer

@@ -16,7 +16,7 @@ channels dead in the graph's alive mask, so every later group is computed agains
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -28,6 +28,16 @@ from .union_find import connected_components
 OUTPUT_REASON = "reaches the model output (its size is part of the model's interface)"
 
 __all__ = ["ChannelClasses", "OUTPUT_REASON"]
+
+
+def _ids_of(fields) -> np.ndarray:
+    ids = np.unique(np.concatenate([f.reshape(-1).numpy() for f in fields]))
+    return ids[ids >= 0]
+
+
+def _same_classes(of: np.ndarray, src_fields, fields) -> bool:
+    """Whether two lists of label fields hold the same channel classes."""
+    return np.array_equal(np.unique(of[_ids_of(src_fields)]), np.unique(of[_ids_of(fields)]))
 
 
 class ChannelClasses:
@@ -55,22 +65,33 @@ class ChannelClasses:
     @classmethod
     def build(cls, n: int, pair_a: Sequence[np.ndarray], pair_b: Sequence[np.ndarray],
               fixed: Sequence[Tuple[np.ndarray, str]], output_ids: List[np.ndarray],
-              deferred: Sequence[Tuple[list, list, str]]) -> "ChannelClasses":
+              deferred: Sequence[tuple], checks: Sequence[Callable] = ()) -> "ChannelClasses":
         """Classes of ``n`` channel ids from coupled pairs, fixed ids (with reasons), ids reaching an output, and
-        deferred checks ``(source fields, fields, reason)``: a size read from another tensor must follow the same
-        classes, else both are fixed."""
+        deferred checks ``(source fields, fields, reason[, fallback])``: a size read from another tensor must follow
+        the same classes; if it does not, the ``fallback`` pairs ``(a, b)`` are coupled when given (then the classes
+        are computed again), else both are fixed. ``checks``: ``check(of, reasons)`` run last, each may fix more
+        classes (the size-attribute checks of :mod:`.attribute_sizes`)."""
         of = connected_components(n, pair_a, pair_b)
+        extra_a, extra_b = [], []
+        for d in deferred:
+            fallback = d[3] if len(d) > 3 else None
+            if fallback is not None and not _same_classes(of, d[0], d[1]):
+                pa, pb = np.broadcast_arrays(fallback[0].numpy(), fallback[1].numpy())
+                ok = (pa >= 0) & (pb >= 0)
+                extra_a.append(pa[ok])
+                extra_b.append(pb[ok])
+        if extra_a:
+            of = connected_components(n, list(pair_a) + extra_a, list(pair_b) + extra_b)
         reasons: Dict[int, str] = {}
         for ids, reason in fixed:
             for c in np.unique(of[ids]):
                 reasons.setdefault(int(c), reason)
-        for src_fields, fields, reason in deferred:
-            src = np.unique(np.concatenate([f.reshape(-1).numpy() for f in src_fields]))
-            dst = np.unique(np.concatenate([f.reshape(-1).numpy() for f in fields]))
-            src, dst = src[src >= 0], dst[dst >= 0]
-            if not np.array_equal(np.unique(of[src]), np.unique(of[dst])):
-                for c in np.unique(np.concatenate([of[src], of[dst]])):
+        for src_fields, fields, reason, *_ in deferred:
+            if not _same_classes(of, src_fields, fields):
+                for c in np.unique(of[np.concatenate([_ids_of(src_fields), _ids_of(fields)])]):
                     reasons.setdefault(int(c), reason)
+        for check in checks:
+            check(of, reasons)
         reasons.setdefault(int(of[0]), "sentinel")
         at_output = np.zeros(n, dtype=bool)
         if output_ids:
@@ -78,7 +99,7 @@ class ChannelClasses:
         return cls(of, reasons, at_output)
 
     @classmethod
-    def from_trace(cls, tracer) -> "ChannelClasses":
+    def from_trace(cls, tracer, checks: Sequence[Callable] = ()) -> "ChannelClasses":
         """The classes of a finished trace (its couplings; fixed ids reaching an output are kept apart)."""
         fixed, output_ids = [], []
         for ids, reason in tracer.couplings.fixed_as_numpy():
@@ -87,7 +108,7 @@ class ChannelClasses:
             else:
                 fixed.append((ids, reason))
         a, b = tracer.couplings.as_numpy()
-        return cls.build(tracer.spaces.next_gid, a, b, fixed, output_ids, tracer.deferred)
+        return cls.build(tracer.spaces.next_gid, a, b, fixed, output_ids, tracer.deferred, checks)
 
     def members(self, classes: np.ndarray, alive: np.ndarray) -> np.ndarray:
         """The alive channel ids of ``classes`` (class by class)."""

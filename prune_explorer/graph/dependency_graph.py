@@ -30,7 +30,8 @@ from ..errors import DependencyError, PruningError
 from ..layers import registry as layer_registry
 from ..layers.family import FAMILIES
 from ..validation import check_indices
-from . import group_members, records
+from . import group_members, heads, records
+from .attribute_sizes import attribute_spaces, check_attribute_ratios, check_attribute_scales
 from .build import check_customized_pruners, trace_model
 from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from .classes import ChannelClasses
@@ -83,6 +84,7 @@ class DependencyGraph(TorchPruningGraphAPI):
         verbose: bool = True,
         ignored_params=None,
         ignored_layers=None,
+        head_pruning: str = "dims",
     ) -> "DependencyGraph":
         """Trace ``model`` on ``example_inputs`` (tensor → ``model(x)``, tuple/list → ``model(*x)``,
         dict → ``model(**x)``) and compute every channel coupling. Returns ``self``.
@@ -91,14 +93,21 @@ class DependencyGraph(TorchPruningGraphAPI):
         library does not know. ``unwrapped_parameters`` (``{param: dim}`` or ``[(param, dim)]``) restricts a loose
         ``nn.Parameter`` to one prunable dim (by default every dim of size > 1 is considered).
         ``ignored_layers``: layers :meth:`get_all_groups` never uses (as a root, nor their output channels).
+        ``head_pruning``: where a channel dim is split into heads whose count and size could both follow the
+        pruning (``view(B, N, self.num_heads, self.head_dim)``), ``"dims"`` (default) removes the same offsets from
+        every head (heads get narrower) and ``"heads"`` removes whole heads; a head count or size written as a literal
+        leaves only the other choice.
         """
+        if head_pruning not in ("dims", "heads"):
+            raise ValueError(f"head_pruning must be 'dims' (narrower heads) or 'heads' (fewer heads), got {head_pruning!r}")
         if not isinstance(model, nn.Module):
             raise TypeError(f"build_dependency expects an nn.Module, got {type(model).__name__}")
         customized_pruners = {**self.customized_pruners, **(customized_pruners or {})}
         check_customized_pruners(customized_pruners)
         tracer = trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners,
-                             unwrapped_parameters)
+                             unwrapped_parameters, head_pruning)
         self.traced_on_meta = tracer.meta
+        self.head_pruning = head_pruning
         self.model = model
         self.customized_pruners = customized_pruners
         self.ignored_layers = list(ignored_layers or ())
@@ -109,13 +118,28 @@ class DependencyGraph(TorchPruningGraphAPI):
         self.internal_errors = list(tracer.internal_errors)
         self.spaces = tracer.spaces.spaces
         self._param_attr = {id(p): (owner, attr) for (_, owner, attr, p) in tracer.loose_params.values()}
+        #: the hidden spaces of size attributes (``self.hidden_dim``...), rewritten by pruning, never group members
+        self._attr_spaces = attribute_spaces(self.spaces)
+        attr_spaces, ratios = self._attr_spaces, tracer.constant_ratios
         #: the coupled-channel classes (see :mod:`.classes`)
-        self.classes = ChannelClasses.from_trace(tracer)
+        self.classes = ChannelClasses.from_trace(tracer, checks=(
+            lambda of, reasons: check_attribute_scales(of, reasons, attr_spaces),
+            lambda of, reasons: check_attribute_ratios(of, reasons, attr_spaces, ratios)))
         self._outputs = [(name, shape, [f.numpy() for f in fields]) for name, shape, fields in tracer.outputs]
         self._space_of = tracer.spaces.space_of_gid_array()
         self._alive = tracer.spaces.bind_alive()
         self._space_nodes = {s.index: tracer.nodes[s.name] for s in self.spaces}
         self._deps = {}  # (root space, member space) -> their Dependency (immutable)
+        self._read_attributes = frozenset(tracer.read_attributes)  # (id(owner), name) the forward used
+        n = tracer.spaces.next_gid
+        self._attr_partner = np.full(n, -1, dtype=np.int64)  # attribute position -> a channel it counts
+        if tracer.attr_partner:
+            k = np.fromiter(tracer.attr_partner.keys(), dtype=np.int64)
+            self._attr_partner[k] = np.fromiter(tracer.attr_partner.values(), dtype=np.int64)
+        self._visible = np.ones(n, dtype=bool)  # False for the hidden ids of size attributes
+        for s in self._attr_spaces:
+            self._visible[s.offset:s.offset + s.size] = False
+        heads.find_attention(self, tracer)
         tracer.close()  # nothing keeps the trace (nor, after a real forward pass, its activations) alive
         self._built = True
         return self
@@ -239,6 +263,17 @@ class DependencyGraph(TorchPruningGraphAPI):
                 return float((~self.classes.kept[cls]).mean()) if cls.size else 0.0
         return 0.0
 
+    def attention_kind(self, classes: np.ndarray) -> Optional[str]:
+        """``"attention-heads"`` when ``classes`` include whole attention heads, ``"attention-dims"`` when they include
+        head dims (one offset in every head), None for other channels."""
+        return heads.attention_kind(self, classes)
+
+    def attention_blocks(self) -> List["heads.AttentionHeads"]:
+        """Every attention block the graph found, as the model is now: its heads, key-value heads and head size,
+        what they were when the graph was built, and which heads / head dims were removed (see
+        :class:`~.heads.AttentionHeads`). A pruning plan records these per block."""
+        return heads.attention_blocks(self)
+
     # ------------------------------------------------------------------------------------------------------------
     # groups
     # ------------------------------------------------------------------------------------------------------------
@@ -302,15 +337,17 @@ class DependencyGraph(TorchPruningGraphAPI):
     # ------------------------------------------------------------------------------------------------------------
     # pruning
     # ------------------------------------------------------------------------------------------------------------
-    def prune_group(self, group: Group, record_history: bool = True, exact: bool = False) -> PruneRecord:
+    def prune_group(self, group: Group, record_history: bool = True, exact: bool = False,
+                    attributes: Optional[List[tuple]] = None) -> PruneRecord:
         """Remove the group's channels from every member. Validates everything first; atomic: on any exception,
         ``KeyboardInterrupt`` included, the model and the graph are put back exactly as they were, then the exception
         propagates (a layer's own error as :class:`PruningError`).
 
         ``exact=True`` removes exactly the channels the group's items list, and marks exactly those as removed in
         the graph, whatever the graph's coupling says (for groups built by hand, such as the pruner's attention-head
-        groups). The caller is then responsible for the model still running. See :mod:`.records`."""
-        return records.prune_group(self, group, record_history, exact)
+        groups). The caller is then responsible for the model still running; ``attributes``: ``(AttributeRef, old,
+        new)`` size attributes such a group rewrites too (applied and recorded with it). See :mod:`.records`."""
+        return records.prune_group(self, group, record_history, exact, attributes)
 
     def undo(self, record: Optional[PruneRecord] = None) -> None:
         """Undo the last pruning (or ``record``, which must be the last one)."""

@@ -172,6 +172,19 @@ class Group:
         self._units: Optional[List[List[int]]] = None
         self._version = graph._version
 
+    @property
+    def kind(self) -> Optional[str]:
+        """``"attention-heads"`` (the units are whole attention heads), ``"attention-dims"`` (one offset in every
+        head) or None (other channels): see :meth:`DependencyGraph.attention_kind`."""
+        if self.__dict__.get("_kind") is not None:
+            return self._kind
+        kind_of = getattr(self._graph, "attention_kind", None)
+        return kind_of(self.classes) if kind_of is not None else None
+
+    @kind.setter
+    def kind(self, value: Optional[str]) -> None:  # groups built by hand (the pruner's explicit groups) say theirs
+        self._kind = value
+
     # ---- list-like access ------------------------------------------------------------------------------------
     @property
     def items(self) -> List[GroupItem]:

@@ -119,6 +119,7 @@ def group_items(graph, group: Group) -> Tuple[List[GroupItem], List[List[int]]]:
     of = graph.classes.of
     root = group.root_space
     gids = np.sort(graph.classes.members(group.classes, graph.alive_mask))  # ids are allocated space by space
+    gids = gids[graph._visible[gids]]  # size attributes are rewritten by prune_group, not group members
     lo, hi = np.searchsorted(gids, (root.offset, root.offset + root.size))
     root_gids = gids[lo:hi]
     if lo:

@@ -59,6 +59,14 @@ class LayerCallContext:
     def tie_groups(self, ids: torch.Tensor, groups: int) -> None:
         self.couplings.tie_along(ids.reshape(groups, ids.numel() // groups), [0])
 
+    def attention_heads(self, ids: torch.Tensor, heads: int) -> None:
+        t = self.tracer
+        grid = ids.reshape(heads, ids.numel() // heads)
+        whole = t.head_pruning == "heads"
+        self.couplings.tie_along(grid, [1] if whole else [0])
+        t.record_head_split(grid, [0, 1], 0 if whole else 1)
+        t.contracted_ids.append(ids)
+
     def fix_other_dims(self, x: Value, feature_dim: int, keep: set, reason: str) -> None:
         for f in x.fields:
             vd = varying_dims(f)

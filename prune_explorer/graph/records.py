@@ -28,9 +28,11 @@ from ..layers.base import CheckedIndices
 from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from .group import Group, GroupItem, fn_name
 from .output_changes import output_changes_message
+from .attribute_sizes import attribute_updates
 from .snapshot import restore_modules, snapshot_modules
 
-__all__ = ["HISTORY_ATTR", "model_history", "PruneRecord", "prune_group", "undo", "redo", "keep_undoable"]
+__all__ = ["HISTORY_ATTR", "model_history", "PruneRecord", "prune_group", "undo", "redo", "keep_undoable",
+           "sync_model"]
 
 HISTORY_ATTR = "_prune_explorer_history"
 
@@ -55,8 +57,11 @@ def model_history(model: nn.Module) -> List[dict]:
 class PruneRecord:
     """What one ``group.prune()`` changed; JSON-able via :meth:`as_dict`, reversible with :meth:`undo`."""
 
-    def __init__(self, graph, group_root: str, root_fn: str, members: List[dict], killed: np.ndarray, snapshot):
+    def __init__(self, graph, group_root: str, root_fn: str, members: List[dict], killed: np.ndarray, snapshot,
+                 attributes: Optional[List[tuple]] = None):
         self.graph = graph
+        #: ``(AttributeRef, old value, new value)`` for every size attribute this pruning rewrote
+        self.attributes = list(attributes or ())
         self.root = group_root
         self.root_fn = root_fn
         self.members = members  # [{"name", "fn", "side", "idxs"}] with current indices at pruning time
@@ -68,7 +73,10 @@ class PruneRecord:
         self._plan: List[tuple] = []  # (space index, original ids its pruner removed), in pruning order
 
     def as_dict(self) -> dict:
-        return {"root": self.root, "root_fn": self.root_fn, "members": self.members}
+        d = {"root": self.root, "root_fn": self.root_fn, "members": self.members}
+        if self.attributes:
+            d["attributes"] = [dict(ref.as_dict(), value=int(new)) for ref, _, new in self.attributes]
+        return d
 
     @property
     def removed_ids(self) -> np.ndarray:
@@ -138,7 +146,8 @@ def _prune_member(graph, s: ChannelSpace, idxs: list) -> None:
             other.owner = new
 
 
-def prune_group(graph, group: Group, record_history: bool = True, exact: bool = False) -> PruneRecord:
+def prune_group(graph, group: Group, record_history: bool = True, exact: bool = False,
+                attributes: Optional[List[tuple]] = None) -> PruneRecord:
     """See :meth:`DependencyGraph.prune_group <prune_explorer.graph.dependency_graph.DependencyGraph.prune_group>`."""
     items = group.items
     label = group.root_space.label
@@ -156,7 +165,11 @@ def prune_group(graph, group: Group, record_history: bool = True, exact: bool = 
     killed = graph.classes.members(group.classes, graph.alive_mask)
     if exact:
         killed = np.unique(np.concatenate([killed] + listed))
-    return _apply_plan(graph, group.root_space, plan, killed, exact, record_history)
+    given = list(attributes) if attributes else []
+    attributes = attribute_updates(graph, killed, label)  # size attributes (self.hidden_dim...) the pruning rewrites
+    done = {(id(r.obj), r.name, r.index) for r, _, _ in attributes}
+    attributes += [a for a in given if (id(a[0].obj), a[0].name, a[0].index) not in done]
+    return _apply_plan(graph, group.root_space, plan, killed, exact, record_history, attributes)
 
 
 def redo(graph, record: PruneRecord) -> PruneRecord:
@@ -174,13 +187,13 @@ def redo(graph, record: PruneRecord) -> PruneRecord:
         plan.append((s, list(checked_idxs(s, GroupItem(None, cur, cur)))))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutputShapeWarning)  # said when it was first pruned
-        return _apply_plan(graph, record.root_space, plan, killed, record.exact, True)
+        return _apply_plan(graph, record.root_space, plan, killed, record.exact, True, record.attributes)
 
 
 def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact: bool,
-                record_history: bool) -> PruneRecord:
-    """Run every member's pruner, mark ``killed`` removed and record it: all of it, or (on any exception, an
-    interrupt included) none of it."""
+                record_history: bool, attributes: List[tuple]) -> PruneRecord:
+    """Run every member's pruner, set the size ``attributes`` (``(AttributeRef, old, new)``), mark ``killed``
+    removed and record it: all of it, or (on any exception, an interrupt included) none of it."""
     label = root.label
     snapshot = _snapshot(graph, [s for s, _ in plan])
     before = (len(graph.history), len(model_history(graph.model)), graph._version)
@@ -192,15 +205,17 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
         try:
             for s, idxs in plan:
                 _prune_member(graph, s, idxs)
+            for ref, _, new in attributes:
+                ref.set(new)
         except Exception as exc:
             raise PruningError(f"pruning the group rooted at {label} failed ({type(exc).__name__}: {exc}); the model "
                                "was restored unchanged") from exc
         graph.alive_mask[killed] = False
-        for s, _ in plan:
+        for s in [s for s, _ in plan] + graph._attr_spaces:  # size attributes: hidden members, counts changed too
             s.invalidate()
         graph._version += 1
         rec = PruneRecord(graph, root.name, fn_name(root.handler), [_member_entry(s, idxs) for s, idxs in plan],
-                          killed, snapshot)
+                          killed, snapshot, attributes)
         rec.exact, rec.root_space, rec._plan = exact, root, plan_ids
         if record_history:
             graph.history.append(rec)
@@ -208,8 +223,9 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
         done = True
     finally:
         if not done:
-            finish(_roll_back, graph, snapshot, killed, [s for s, _ in plan], before)
+            finish(_roll_back, graph, snapshot, killed, [s for s, _ in plan] + graph._attr_spaces, before, attributes)
     _keep_record(graph, rec, record_history)
+    sync_model(graph)
     if changed_outputs:
         warnings.warn(f"prune_explorer: pruning the group rooted at {label} changes the model's outputs: "
                       f"{changed_outputs}. Code that relies on their sizes must follow.", OutputShapeWarning,
@@ -217,10 +233,13 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
     return rec
 
 
-def _roll_back(graph, snapshot, killed: np.ndarray, spaces: List[ChannelSpace], before: tuple) -> None:
+def _roll_back(graph, snapshot, killed: np.ndarray, spaces: List[ChannelSpace], before: tuple,
+               attributes: List[tuple]) -> None:
     """Put the model and the graph back as they were before a pruning that did not complete (idempotent)."""
     n_history, n_model_history, version = before
     _restore(snapshot)
+    for ref, old, _ in attributes:
+        ref.set(old)
     graph.alive_mask[killed] = True
     for s in spaces:
         s.invalidate()
@@ -289,10 +308,13 @@ def undo(graph, record: Optional[PruneRecord] = None) -> None:
     hist = model_history(graph.model)
     lengths = (len(graph.history) - 1, len(hist) - 1 if hist and hist[-1] == record.as_dict() else len(hist))
     finish(_undo, graph, record, lengths)  # all of it, even if an interrupt lands in the middle
+    sync_model(graph)
 
 
 def _undo(graph, record: PruneRecord, lengths: tuple) -> None:
     _restore(record._snapshot)
+    for ref, old, _ in record.attributes:
+        ref.set(old)
     graph.alive_mask[record._killed] = True
     for s in graph.spaces:
         s.invalidate()
@@ -300,3 +322,18 @@ def _undo(graph, record: PruneRecord, lengths: tuple) -> None:
     record.undone = True
     del graph.history[lengths[0]:]
     del model_history(graph.model)[lengths[1]:]
+
+
+def sync_model(graph) -> None:
+    """Keep what depends on module sizes in step after a pruning or an undo: attention modules' head counts, and a
+    Hugging Face model's config (a stale config only warns: a valid pruning is never undone for its sake)."""
+    from .. import hf
+    from .head_bookkeeping import sync_attention_modules
+
+    sync_attention_modules(graph.model, graph._read_attributes)
+    if hf.is_hf_model(graph.model):
+        try:
+            hf.sync_config(graph.model, graph._read_attributes)
+        except Exception as exc:
+            warnings.warn(f"prune_explorer: model.config could not be updated after pruning "
+                          f"({type(exc).__name__}: {exc}); check it with pe.hf.check_config_round_trip(model)")

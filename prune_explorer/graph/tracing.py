@@ -28,6 +28,7 @@ from ..layers.parameter import ParameterPruner
 from ..layers.registry import DEFAULT_REGISTRY
 from . import op_rules
 from .layer_calls import LayerCallContext, custom_channel_map
+from .attributes import AttributeTracking
 from .channel_space import SIDE_OUT, SpaceTable
 from .classes import OUTPUT_REASON
 from .labels import Couplings, Value, new_field
@@ -35,6 +36,7 @@ from .meta_shapes import check_meta_dtypes, fast_meta
 from .node import Node
 from .op_names import op_name
 from .traced_int import TracedInt
+from .tracer_attributes import AttributeTracer, without_caches
 
 
 
@@ -75,11 +77,13 @@ class TracingMode(TorchFunctionMode):
         return out
 
 
-class Tracer:
+class Tracer(AttributeTracer):
     """Builds channel spaces and couplings from one forward pass. Used by :class:`DependencyGraph`."""
 
-    def __init__(self, model: nn.Module, customized_pruners=None, unwrapped_parameters=None):
+    def __init__(self, model: nn.Module, customized_pruners=None, unwrapped_parameters=None,
+                 head_pruning: str = "dims"):
         self.model = model
+        self.init_attribute_state(head_pruning)
         #: layer type -> pruner: the built-in families', overridden by the user's ``customized_pruners``
         self.registry = DEFAULT_REGISTRY.with_overrides(customized_pruners)
         self.custom_types = tuple(customized_pruners or ())
@@ -96,15 +100,15 @@ class Tracer:
         self.nodes: Dict[str, Node] = {}
         self.unknown_ops: Counter = Counter()
         self.internal_errors: List[str] = []
-        self.deferred: List[Tuple[list, list, str]] = []
+        self.deferred: List[tuple] = []  # (source fields, fields, reason, fallback pairs or None)
         self.outputs: List[Tuple[str, Tuple[int, ...], list]] = []  # (name, shape, label fields) per model output
         self.meta = False  # True when the trace ran on meta-device stand-ins
         self._op_counter: Counter = Counter()
         # module bookkeeping
         self.module_names = {m: n for n, m in model.named_modules()}
         self.param_owner: Dict[int, nn.Module] = {}  # params/buffers of registered layers -> layer
-        #: parameters of no known layer: id -> (qualified name, owning module, attribute, parameter)
-        self.loose_params: Dict[int, Tuple[str, nn.Module, str, nn.Parameter]] = {}
+        #: parameters (and float buffers) of no known layer: id -> (qualified name, owning module, attribute, tensor)
+        self.loose_params: Dict[int, Tuple[str, nn.Module, str, torch.Tensor]] = {}
         self.layers = []
         for mname, m in model.named_modules():
             hooked = self._is_layer(m)
@@ -120,6 +124,7 @@ class Tracer:
             owner_name, _, attr = pname.rpartition(".")
             owner = model.get_submodule(owner_name) if owner_name else model
             self.loose_params[id(p)] = (pname, owner, attr, p)
+        self.add_loose_buffers(model)
         self.unwrapped = {}
         for item in (unwrapped_parameters.items() if isinstance(unwrapped_parameters, dict) else (unwrapped_parameters or [])):
             p, dim = item
@@ -221,8 +226,10 @@ class Tracer:
         self._node(pname, "param", None, op="Parameter").spaces.append(s)
         return s
 
-    def deferred_same_channels(self, src_fields, fields, reason):
-        self.deferred.append((src_fields, fields, reason))
+    def deferred_same_channels(self, src_fields, fields, reason, fallback=None):
+        """Once channels are coupled, ``src_fields`` must hold the same channel classes as ``fields``; if they do
+        not, the ``fallback`` pairs ``(a, b)`` are coupled (when given), else both are fixed with ``reason``."""
+        self.deferred.append((src_fields, fields, reason, fallback))
 
     # ---- nodes -----------------------------------------------------------------------------------------------
     def _node(self, name, kind, module, op=None) -> Node:
@@ -314,9 +321,12 @@ class Tracer:
                 mname = self.module_names.get(owner, type(owner).__name__)
                 self._link(call, self._node(mname, "layer", owner))
                 self._apply_layer(owner, mname, call)
+                self.foreign_linear_bias(owner, call, args, kwargs)
             else:
                 self._link(call, self._op_node(name))
+                self.start_rule()
                 op_rules.OP_RULES.get(name, op_rules.unknown)(self, call)
+                self.check_attribute_uses(name, args, kwargs)
                 if name == "__setitem__" and in_tensors:
                     # the written tensor now has a new value (same labels)
                     v = self._new_value(in_tensors[0], call)
@@ -363,6 +373,8 @@ class Tracer:
             stand_ins[name] = meta
             if id(b) in self.param_owner:
                 self.param_owner[id(meta)] = self.param_owner[id(b)]
+            if id(b) in self.loose_params:
+                self.loose_params[id(meta)] = self.loose_params[id(b)]
         return stand_ins
 
     def close(self) -> None:
@@ -399,7 +411,7 @@ class Tracer:
                 for k, t in enumerate(inputs):
                     v = self._new_value(t)
                     v.producer = self._node(f"input_{k}" if len(inputs) > 1 else "input", "input", None, op="input")
-                with TracingMode(self):
+                with AttributeTracking(model), TracingMode(self):
                     out = call_model(model, example_inputs, forward_fn)
                 if output_transform is not None:
                     out = output_transform(out)
@@ -414,8 +426,9 @@ class Tracer:
                 h.remove()
             self.in_tracer_code = False
             self.layer_depth = 0
+        self.apply_held_attributes()
         paths: list = []
-        outs = tensors_in(out, paths=paths)
+        outs = tensors_in(without_caches(out), paths=paths)
         if not outs:
             raise TracingError("the model returned no tensor; pass output_transform= to pick the outputs")
         out_node = self._node("output", "output", None, op="output")

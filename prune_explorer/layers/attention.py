@@ -16,10 +16,11 @@ Removing channel ``j`` removes:
 * row and column ``j`` of ``out_proj.weight`` (E, E) and entry ``j`` of ``out_proj.bias``.
 
 ``embed_dim``, ``head_dim``, ``kdim``/``vdim`` (where equal to ``E``) and ``out_proj.in_features`` /
-``out_features`` are updated; ``num_heads`` is kept, so the number removed must be a multiple of
-``num_heads`` (``channel_multiple``). Head ``h`` is always features ``h*head_dim .. (h+1)*head_dim - 1`` of
-the pruned layer: removing channels unevenly across heads moves features between heads (only the
-divisibility is checked). ``batch_first`` does not matter.
+``out_features`` are updated. Head ``h`` is features ``h*head_dim .. (h+1)*head_dim - 1``: removing whole heads
+lowers ``num_heads`` (the head size stays), removing the same offsets from every head lowers ``head_dim`` (the
+dependency graph only asks for one of these two, see its ``head_pruning`` option); any other choice keeps
+``num_heads``, so its count must be a multiple of ``num_heads``, and features move between heads (as in
+Torch-Pruning). ``batch_first`` does not matter.
 
 Example::
 
@@ -73,7 +74,30 @@ class MultiheadAttentionPruner(BasePruningFunc):
         return True
 
     def channel_multiple(self, layer: nn.MultiheadAttention, side: Any) -> int:
-        return layer.num_heads
+        return 1  # whole heads (head_dim channels) or one offset per head (num_heads): see check_structure
+
+    def _heads_removed(self, layer: nn.MultiheadAttention, idxs: list[int]):
+        """How ``idxs`` cut the heads: ``("heads", n)`` whole heads, ``("dims", n)`` the same offsets of every
+        head, or ``("any", 0)``."""
+        h, d = layer.num_heads, layer.embed_dim // layer.num_heads
+        s = set(idxs)
+        heads = {i // d for i in idxs}
+        if len(s) == len(heads) * d and all(all(hh * d + o in s for o in range(d)) for hh in heads):
+            return "heads", len(heads)
+        offs = {i % d for i in idxs}
+        if len(s) == len(offs) * h and all(all(hh * d + o in s for hh in range(h)) for o in offs):
+            return "dims", len(offs)
+        return "any", 0
+
+    def check_structure(self, layer: nn.MultiheadAttention, idxs: list[int], side: str) -> None:
+        kind, _ = self._heads_removed(layer, idxs)
+        if kind == "any" and len(idxs) % layer.num_heads:
+            raise self.error(layer, side, idxs,
+                             f"{len(idxs)} channels removed, which are neither whole heads nor the same offsets in "
+                             f"every head, and the channel count ({layer.embed_dim}) must stay a multiple of "
+                             f"num_heads={layer.num_heads}",
+                             f"remove whole heads ({layer.embed_dim // layer.num_heads} channels each) or the same "
+                             f"offsets from every head, or remove a multiple of {layer.num_heads} channels")
 
     def get_out_channel_groups(self, layer: nn.MultiheadAttention) -> int:
         return layer.num_heads
@@ -100,7 +124,9 @@ class MultiheadAttentionPruner(BasePruningFunc):
         for dim_attr in ("kdim", "vdim"):
             if getattr(layer, dim_attr) == e:
                 edit.set(layer, dim_attr, n)
-        edit.set(layer, "embed_dim", n).set(layer, "head_dim", n // layer.num_heads).apply()
+        kind, count = self._heads_removed(layer, idxs)
+        heads = layer.num_heads - count if kind == "heads" else layer.num_heads
+        edit.set(layer, "embed_dim", n).set(layer, "num_heads", heads).set(layer, "head_dim", n // heads).apply()
 
 
 MHA_PRUNER = MultiheadAttentionPruner()
@@ -111,6 +137,8 @@ prune_multihead_attention_in_channels = MHA_PRUNER.prune_in_channels
 def mha_channel_map(ctx, module: nn.MultiheadAttention, name: str, call, x) -> None:
     """One space (``embed_dim``): the query, key and value inputs (when they share it) and the output."""
     ids = ctx.channels(module, name, "out", passthrough=True)
+    if module.num_heads > 1 and ids.numel() % module.num_heads == 0:
+        ctx.attention_heads(ids, module.num_heads)  # embed_dim is num_heads x head_dim: heads stay consistent
     q = call.inputs[0]
     ctx.consume(q, -1, ids, name)
     same = getattr(module, "_qkv_same_embed_dim", True)

@@ -60,6 +60,10 @@ class ChannelMapContext(Protocol):
     def tie_groups(self, ids: torch.Tensor, groups: int) -> None:
         """Split ``ids`` into ``groups`` equal blocks: the same offset must leave every block (grouped layers)."""
 
+    def attention_heads(self, ids: torch.Tensor, heads: int) -> None:
+        """``ids`` are ``heads`` attention heads of equal size (``embed_dim`` of ``nn.MultiheadAttention``): keep them
+        consistent, whole heads or the same offsets in every head (the graph's ``head_pruning`` option)."""
+
     def fix_other_dims(self, x: Any, feature_dim: int, keep: set, reason: str) -> None:
         """Fix the channels ``x`` carries along dims other than ``feature_dim`` and ``keep`` (the layer mixes them)."""
 

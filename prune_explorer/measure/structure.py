@@ -136,6 +136,12 @@ class ModelStructure:
                 continue
             # remove `mult` channels, one per block (grouped convs and attention heads lose the same offsets)
             tries = [[k * (n // mult) for k in range(mult)], list(range(mult))]
+            try:  # a layer that is several equal blocks (nn.MultiheadAttention's heads): the same offset of each
+                g = int(pr.get_out_channel_groups(owner)) if hasattr(pr, "get_out_channel_groups") else 1
+            except Exception:
+                g = 1
+            if g > 1 and n % g == 0 and n > g:
+                tries.append([k * (n // g) for k in range(g)])
             before = after = None
             for idxs in tries:
                 try:

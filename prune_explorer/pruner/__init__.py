@@ -21,7 +21,8 @@ from .config import PrunerConfigError, PrunerOptions
 from .growing_reg import GrowingRegPruner
 from .. import importance  # Torch-Pruning's ``tp.pruner.importance`` (same module as pe.importance)
 from .guards import SkippedGroup
-from .heads import AttentionBlock, ExplicitGroup
+from ..graph.heads import AttentionHeads
+from .heads import ExplicitGroup
 from .progressive import progressive_pruning
 from .proposal import Proposal
 from .schedulers import linear_scheduler
@@ -36,7 +37,7 @@ __all__ = [
     "Proposal",
     "progressive_pruning",
     "SkippedGroup",
-    "AttentionBlock",
+    "AttentionHeads",
     "ExplicitGroup",
     "linear_scheduler",
     "BasePruningFunc",

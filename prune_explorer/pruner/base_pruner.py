@@ -23,8 +23,9 @@ pruned whole or not at all (``KeyboardInterrupt`` included), the groups finished
 and in :attr:`BasePruner.history`, and calling ``step()`` again finishes the interrupted step. Any other error in
 a step (e.g. an importance that returns NaN scores) rolls the whole step back before it is raised.
 
-Attention blocks with separate q/k/v/o layers declared in ``num_heads`` are pruned first, by the pruner itself
-(:mod:`.heads`): head dims (``prune_head_dims``) and whole heads (``prune_num_heads``, ``head_pruning_ratio``).
+Attention is found by the graph, in every common form (:mod:`.heads`): with ``prune_num_heads=True`` its groups lose
+whole heads at ``head_pruning_ratio``, otherwise (``prune_head_dims=True``, the default) the same head dims from
+every head at ``pruning_ratio``; ``num_heads`` need not be declared.
 
 Three records of what happened, not to be confused: ``pruner.DG.history`` (the graph's undoable
 :class:`~prune_explorer.graph.PruneRecord` objects), :attr:`BasePruner.history` (the same prunings as JSON-able
@@ -45,7 +46,7 @@ from . import guards as G
 from .config import PrunerConfigError, check_options
 from .guards import SkippedGroup
 from .post_check import PostPruneCheck, Repair, warn_rolled_back
-from .heads import AttentionBlock, ExplicitGroup, attention_groups, find_attention_blocks
+from .heads import HEADS_KIND, HeadDimGroups, declared_heads
 from .planning import Planner
 from .proposal import Proposal
 from .schedulers import linear_scheduler
@@ -86,12 +87,14 @@ class BasePruner:
         isomorphic: rank groups of identical structure together (isomorphic pruning).
         in_channel_groups / out_channel_groups: ``{module: g}``: that side of the module is ``g`` equal blocks that
             must lose the same offsets.
-        num_heads: ``{module: h}`` declares attention heads: separate q/k/v Linear layers (their parent's block is
-            pruned by head, see :mod:`.heads`) or an ``nn.MultiheadAttention`` / fused projection (the same offsets
-            are removed from every head).
-        prune_num_heads / head_pruning_ratio / head_pruning_ratio_dict: remove whole heads ({module: ratio} keyed by
-            a declared q, k or v layer).
-        prune_head_dims: remove dims inside heads (False keeps the head size of declared layers).
+        num_heads: ``{module: h}`` optional: the graph finds attention heads itself (q / k / v or fused qkv
+            projections, ``nn.MultiheadAttention``); a declaration is checked against what it finds, and a declared
+            layer whose heads it cannot see loses the same offsets from every head (see :mod:`.heads`).
+        prune_num_heads / head_pruning_ratio / head_pruning_ratio_dict: remove whole heads: that fraction of each
+            attention block's heads ({module: ratio} keyed by a q, k or v projection). With grouped-query attention
+            a key/value head leaves with the query heads that read it. Head dims are then kept.
+        prune_head_dims: remove the same dims from every head at ``pruning_ratio`` (when ``prune_num_heads`` is
+            False); False keeps attention projections as they are.
         customized_pruners, unwrapped_parameters, forward_fn, output_transform: passed to
             :meth:`DependencyGraph.build_dependency`.
         root_module_types: layer types whose outputs root the groups.
@@ -167,6 +170,7 @@ class BasePruner:
         self.DG = DependencyGraph().build_dependency(
             model, example_inputs=example_inputs, forward_fn=forward_fn, output_transform=output_transform,
             unwrapped_parameters=unwrapped_parameters, customized_pruners=customized_pruners,
+            head_pruning="heads" if self.options.prune_num_heads else "dims",
         )
         self.example_inputs = example_inputs
         self.post_prune_check = post_prune_check
@@ -174,11 +178,25 @@ class BasePruner:
         self.check = PostPruneCheck(self.DG, example_inputs, forward_fn)
         #: root space index -> why the post-prune check rolled its group back (later steps leave it alone)
         self.check_failed: Dict[int, str] = {}
+        self._head_dims: Optional[HeadDimGroups] = None
+        if self.options.prune_num_heads and self.options.prune_head_dims and any(
+                g.kind == HEADS_KIND for g in self.DG.get_all_groups(ignored_layers=self.ignored_layers)):
+            # whole heads and narrower heads: a second graph, for head dims, kept in step with the first
+            def build_dims_graph():
+                return DependencyGraph().build_dependency(
+                    model, example_inputs=example_inputs, forward_fn=forward_fn, output_transform=output_transform,
+                    unwrapped_parameters=unwrapped_parameters, customized_pruners=customized_pruners,
+                    head_pruning="dims")
+
+            self._head_dims = HeadDimGroups(self.DG, build_dims_graph, self.ignored_layers)
         self._record_initial_sizes()
-        self._find_attention_blocks(model)
+        self._check_declared_heads()
         self.scopes = ScopeRules(self.options, self._init_shape, self._init_size)
-        self.planner = Planner(self.options, self.DG, self._init_size, self.scopes, self.attention_blocks,
-                               self._head_layers, self.estimate_importance, self._graph_groups, self.check_failed)
+        self.planner = Planner(self.options, self.DG, self._init_size, self.scopes, self._head_layers,
+                               self.estimate_importance, self._graph_groups, self.check_failed)
+        # whole-head groups lose head_pruning_ratio of the heads (or key/value groups) they had at first
+        self.planner.initial_units = {g.root_space.index: len(g.units) for g in self._graph_groups()
+                                      if g.kind == HEADS_KIND}
         self.current_step = 0
         self.skipped: List[SkippedGroup] = []
         self._made_by: Dict[int, dict] = {}  # id(PruneRecord) -> step, scope and ratio of the proposal behind it
@@ -204,43 +222,34 @@ class BasePruner:
             if s.side == "in" or s.passthrough:
                 self.layer_init_in_ch.setdefault(s.owner, s.current_size)
 
-    def _find_attention_blocks(self, model: nn.Module) -> None:
-        """The blocks of separate q/k/v/o layers declared in ``num_heads`` that the pruner prunes by head."""
-        self.attention_blocks: List[AttentionBlock] = []
-        self._unhandled_heads: Dict[nn.Module, str] = {}
-        if self.num_heads:
-            blocks, unhandled = find_attention_blocks(self.DG, model, self.num_heads)
-            ignored_ids = {id(m) for m in self.ignored_layers}
-            self.attention_blocks = [b for b in blocks if not any(id(m) in ignored_ids for m in (b.q, b.k, b.v, b.o))]
-            self._unhandled_heads = dict(unhandled)
-            for m in self.num_heads:
-                if not isinstance(m, nn.Linear):
-                    self._unhandled_heads[m] = f"{type(m).__name__} is not a separate q/k/v Linear projection"
-        self._attn_modules = [m for b in self.attention_blocks for m in b.modules]
-        self._head_layers = {id(m): h for m, h in self.num_heads.items() if not any(m is x for x in self._attn_modules)}
+    def _check_declared_heads(self) -> None:
+        """``num_heads`` checked against the heads the graph found (see :func:`.heads.declared_heads`)."""
+        self._head_layers, self._unhandled_heads = declared_heads(self.DG, self.num_heads, self.options.module_names)
+
+    @property
+    def attention_blocks(self) -> list:
+        """The attention blocks of the model as it is now (:class:`~prune_explorer.graph.heads.AttentionHeads`: heads,
+        key-value heads, head size, and which heads / head dims were removed), from the graph."""
+        return self.DG.attention_blocks()
 
     # ==================================================================================================================
     # groups, sizes, scores
     # ==================================================================================================================
     @property
     def group_ignored_layers(self) -> List:
-        """What the pruner passes to ``DG.get_all_groups``: ``ignored_layers`` plus the attention layers it prunes
-        by head itself (their channels are handled by :attr:`attention_blocks`)."""
-        return list(self.ignored_layers) + list(self._attn_modules)
+        """What the pruner passes to ``DG.get_all_groups``: ``ignored_layers``."""
+        return list(self.ignored_layers)
 
     def _graph_groups(self) -> Iterator[Group]:
         return self.DG.get_all_groups(ignored_layers=self.group_ignored_layers, root_module_types=self.root_module_types)
 
-    def _attention_groups(self):
-        return attention_groups(self.attention_blocks, self.DG, self.prune_num_heads, self.prune_head_dims)
-
     def get_all_groups(self) -> Iterator[Group]:
-        """Every group a step considers, as the model is now: the attention-head groups (one per block and mode)
-        and the graph's groups (with :attr:`group_ignored_layers` left out)."""
-        for g in self._attention_groups():
-            if isinstance(g, ExplicitGroup):
-                yield g
+        """Every group a step considers, as the model is now: the graph's groups (with :attr:`group_ignored_layers`
+        left out; attention groups have ``group.kind`` ``"attention-heads"`` or ``"attention-dims"``), then, when
+        whole heads and head dims are both pruned, the head-dim groups (:class:`~.heads.HeadDimGroups`)."""
         yield from self._graph_groups()
+        if self._head_dims is not None:
+            yield from self._head_dims.groups()
 
     def initial_channels(self, layer, side: str = "out") -> Optional[int]:
         """The channel count ``layer`` (a module or loose parameter) had when the pruner was built (``side``:
@@ -445,16 +454,13 @@ class BasePruner:
             return
         self._active_step = step
         try:
-            for g in self._attention_groups():
-                if not isinstance(g, ExplicitGroup):
-                    blk, reason = g
-                    self._skip_root(blk.names["q"], step, G.HEADS, reason, f"attention:{blk.parent_name}:dims")
-                    continue
-                yield from self._emit(self.planner.proposal(g, step, {}, on_pruned=self._remember))
             self._report_unhandled_heads(step)
             budgets = self._step_budgets = self.planner.budgets(step)
             for group in self._graph_groups():
                 yield from self._emit(self.planner.proposal(group, step, budgets, on_pruned=self._remember))
+            if self._head_dims is not None:  # the heads left are narrowed after whole heads were removed
+                for group in self._head_dims.groups():
+                    yield from self._emit(self.planner.proposal(group, step, budgets, on_pruned=self._remember))
         finally:
             self._active_step = None
             self._step_budgets = None
@@ -465,8 +471,8 @@ class BasePruner:
         for m, reason in self._unhandled_heads.items():
             name = self.options.module_names.get(id(m), "?")
             if self.prune_num_heads:
-                self._skip_root(name, step, G.HEADS, f"whole heads are not removed: {reason} (only blocks of separate "
-                                "q/k/v/o Linear layers lose whole heads; head dims are pruned through the graph)")
+                self._skip_root(name, step, G.HEADS, f"whole heads are not removed: {reason}; the same offsets are "
+                                "removed from every declared head instead, where the graph allows")
             if self.DG.prunable_fraction(m) == 0.0:
                 self._skip_root(name, step, G.HEADS, f"declared in num_heads but not prunable: {reason}; the graph "
                                 f"keeps its outputs fixed ({self.DG.fixed_reason(m)})")

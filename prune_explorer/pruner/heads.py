@@ -1,46 +1,36 @@
-"""Attention heads handled by the pruner: separate q / k / v / o ``nn.Linear`` layers declared in ``num_heads``.
+"""Attention heads in the pruner: which graph groups are heads, and what ``num_heads`` declarations mean.
 
-Why at the pruner level. The dependency graph follows channels through the head reshapes, but it cannot express
-"remove whole heads" when the head count is written in the model code (``q.view(B, N, self.num_heads, -1)``
-ties the same within-head offsets across every head), it fixes every channel when the head size is a literal
-(``view(B, N, H, 64)``), and it currently keeps the value projection fixed in ``softmax(q k^T) @ v`` /
-``scaled_dot_product_attention`` blocks. The usual HF / timm pattern with separate projections has a simple
-structure, so the pruner handles it directly:
+The dependency graph understands multi-head attention itself (see :mod:`prune_explorer.graph.heads`): built with
+``head_pruning="heads"`` (the pruner does so when ``prune_num_heads=True``) the units of an attention group are
+whole heads (with grouped-query attention: a key/value head and the query heads that read it); built with
+``"dims"`` they are one offset in every head. Such groups have ``group.kind`` ``"attention-heads"`` or
+``"attention-dims"``; the pruner removes ``head_pruning_ratio`` of the heads from the first (``prune_num_heads``)
+and ``pruning_ratio`` of the head dims from the second (only with ``prune_head_dims``). The head counts, head sizes
+and the configs that hold them follow (size attributes and :mod:`prune_explorer.graph.head_bookkeeping`).
 
-* ``q``: ``h_q`` heads of ``d`` features, ``k`` and ``v``: ``h_kv`` heads (``h_q = h_kv`` for multi-head
-  attention, fewer for grouped-query attention), ``o`` reads ``h_q`` heads of ``v``'s head size;
-* **head dims** (``prune_head_dims=True``): the same offsets are removed from every head of q, k, v and from
-  the matching inputs of ``o``, so all heads keep one size;
-* **whole heads** (``prune_num_heads=True``): a key/value head and the ``h_q / h_kv`` query heads that read it are
-  removed together (one head each for plain multi-head attention), with the matching inputs of ``o``.
+``num_heads`` need not be declared. A declaration is checked against what the graph found (the same head count
+for q / k / v / fused qkv / ``nn.MultiheadAttention`` layers); a declared layer whose heads the graph cannot see
+(e.g. a head count hidden from the tracer) keeps the old behaviour: the same offsets are removed from every
+declared head (:func:`~.units.tied_units`), and whole heads are not removed (the pruner records why).
 
-The block is found from ``num_heads``: the declared Linear layers that share a parent module; the value layer is
-the one whose outputs the graph couples with the inputs of another Linear (the output projection ``o``); the
-query is the one with more heads (or, for equal counts, the one whose name says q / query). After pruning, the
-parent's attributes ``num_heads`` / ``num_key_value_heads`` / ``head_dim`` (and their common aliases) are updated
-when they hold the old values; ``DG.undo()`` of such a pruning is detected and those attributes are restored.
-
-Pruning goes through :func:`force_prune`, which removes explicitly listed member channels atomically with the
-graph's own machinery (validation, snapshot, rollback, history, undo), whatever the graph's coupling says.
+:class:`ExplicitGroup` / :func:`force_prune` remain for groups built by hand: members and units listed explicitly,
+pruned exactly as listed with the graph's machinery (validation, rollback, history, undo).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch.nn as nn
 
 from ..errors import PruningError
+from ..graph.attribute_sizes import attribute_updates
 from ..graph.group import Dependency, Group, GroupItem
 
-__all__ = ["ExplicitGroup", "force_prune", "AttentionBlock", "find_attention_blocks", "attention_groups"]
+__all__ = ["ExplicitGroup", "force_prune", "declared_heads", "HeadDimGroups", "HEADS_KIND", "DIMS_KIND"]
 
-HEAD_ATTRS = ("num_heads", "num_attention_heads", "n_heads", "n_head", "heads")
-KV_ATTRS = ("num_key_value_heads", "num_kv_heads", "n_kv_heads", "n_kv_head")
-HEAD_DIM_ATTRS = ("head_dim", "attention_head_size", "head_size", "d_head", "dim_head")
-ALL_HEAD_ATTRS = ("all_head_size", "inner_dim")
+HEADS_KIND, DIMS_KIND = "attention-heads", "attention-dims"
 
 
 class ExplicitGroup(Group):
@@ -57,6 +47,8 @@ class ExplicitGroup(Group):
         self._explicit_units = units
         self.kind = kind
         self.on_pruned = None  # callback(group, record) set by the owner (e.g. to update head counts)
+        #: ``group -> [(AttributeRef, old, new)]``: size attributes pruning this group rewrites (set by the owner)
+        self.attribute_updates = None
 
     @property
     def items(self) -> List[GroupItem]:
@@ -87,6 +79,7 @@ class ExplicitGroup(Group):
         units = [u for u in self.units if set(u) <= chosen]
         sub = ExplicitGroup(self._graph, self.root_space, items, units, kind=self.kind)
         sub.on_pruned = self.on_pruned
+        sub.attribute_updates = self.attribute_updates
         return sub
 
     def prune(self, idxs: Optional[Sequence[int]] = None, record_history: bool = True):
@@ -103,217 +96,115 @@ def force_prune(graph, group: Group, record_history: bool = True):
     ``DG.prune_group(group, exact=True)``: the graph validates every member, prunes them all or none, marks exactly
     the listed channels as removed, records the history and makes the record undoable (``DG.undo()`` revives them).
     """
-    return graph.prune_group(group, record_history=record_history, exact=True)
+    updates = getattr(group, "attribute_updates", None)
+    attributes = updates(group) if updates is not None else None
+    return graph.prune_group(group, record_history=record_history, exact=True, attributes=attributes)
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# attention blocks
+# num_heads declarations
 # ------------------------------------------------------------------------------------------------------------------
-@dataclass
-class _Op:
-    record: object
-    h_q: int
-    h_kv: int
-    attrs: Dict[str, object]
+def _graph_heads(graph, layer) -> Optional[int]:
+    """The head count the graph found in ``layer``'s output channels (None if it found no attention heads there)."""
+    spaces = [s for s in graph.spaces_of(layer) if s.side == "out" or s.passthrough]
+    if not spaces:
+        return None
+    lo, hi = spaces[0].offset, spaces[0].offset + spaces[0].size
+    for grid, h_axis, _, _ in graph._head_splits:
+        ids = grid.reshape(-1)
+        ids = ids[ids > 0]
+        if ids.size and lo <= int(ids[0]) < hi:
+            return int(grid.shape[h_axis])
+    return None
 
 
-@dataclass
-class AttentionBlock:
-    """One attention block with separate projections: ``q``, ``k``, ``v`` (declared in ``num_heads``) and ``o``."""
-
-    parent_name: str
-    parent: nn.Module
-    q: nn.Linear
-    k: nn.Linear
-    v: nn.Linear
-    o: nn.Linear
-    names: Dict[str, str]
-    h_q: int
-    h_kv: int
-    init_h_kv: int = 0
-    init_head_dim: int = 0
-    _ops: List[_Op] = field(default_factory=list)
-
-    # ---- spaces and sizes ----------------------------------------------------------------------------------------
-    def spaces(self, graph):
-        def out(m):
-            return next(s for s in graph.spaces_of(m) if s.side == "out")
-
-        def inn(m):
-            return next(s for s in graph.spaces_of(m) if s.side == "in")
-
-        return out(self.q), out(self.k), out(self.v), inn(self.o)
-
-    def head_dims(self, graph) -> Tuple[int, int]:
-        q, _, v, _ = self.spaces(graph)
-        return q.current_size // self.h_q, v.current_size // self.h_kv
-
-    @property
-    def modules(self) -> List[nn.Module]:
-        return [self.q, self.k, self.v]
-
-    def sync(self) -> None:
-        """Restore head counts and parent attributes of prunings that ``DG.undo()`` reverted."""
-        while self._ops and getattr(self._ops[-1].record, "undone", False):
-            op = self._ops.pop()
-            self.h_q, self.h_kv = op.h_q, op.h_kv
-            for name, value in op.attrs.items():
-                setattr(self.parent, name, value)
-
-    # ---- groups --------------------------------------------------------------------------------------------------
-    def group(self, graph, mode: str) -> ExplicitGroup:
-        """All channels of the block as one explicit group rooted at ``q``'s outputs, with units of whole
-        key/value head groups (``mode="heads"``) or of one offset in every head (``mode="dims"``)."""
-        sq, sk, sv, so = self.spaces(graph)
-        h_q, h_kv = self.h_q, self.h_kv
-        rep = h_q // h_kv
-        d, dv = self.head_dims(graph)
-        root_node = graph.space_node(sq)
-
-        def item(space, idxs, roots):
-            dep = Dependency(sq.handler, space.handler, root_node, graph.space_node(space), space)
-            return GroupItem(dep, list(idxs), list(roots))
-
-        def v_root(head, off):  # the q channel a v / o channel is scored with
-            return head * d + (off if dv == d else 0)
-
-        q_idx = list(range(h_q * d))
-        k_idx = list(range(h_kv * d))
-        k_root = [(c // d) * rep * d + c % d for c in k_idx]
-        v_idx = list(range(h_kv * dv))
-        v_rt = [v_root((c // dv) * rep, c % dv) for c in v_idx]
-        o_idx = list(range(h_q * dv))
-        o_rt = [v_root(c // dv, c % dv) for c in o_idx]
-        items = [item(sq, q_idx, q_idx), item(sk, k_idx, k_root), item(sv, v_idx, v_rt), item(so, o_idx, o_rt)]
-        if mode == "heads":
-            units = [list(range(g * rep * d, (g + 1) * rep * d)) for g in range(h_kv)]
-        else:
-            units = [[h * d + off for h in range(h_q)] for off in range(d)]
-        g = ExplicitGroup(graph, sq, items, units, kind=f"attention-{mode}")
-        g.on_pruned = lambda grp, rec, mode=mode: self._after_prune(graph, grp, rec, mode)
-        return g
-
-    def _after_prune(self, graph, group: ExplicitGroup, rec, mode: str) -> None:
-        q_removed = len(group.items[0].idxs)
-        q_old = next(s for s in graph.spaces_of(self.q) if s.side == "out").current_size + q_removed
-        hd_old = q_old // self.h_q
-        old = {"h_q": self.h_q, "h_kv": self.h_kv}
-        attrs: Dict[str, object] = {}
-        if mode == "heads":
-            rep = self.h_q // self.h_kv
-            groups_removed = q_removed // (rep * hd_old)
-            new_hq, new_hkv = self.h_q - groups_removed * rep, self.h_kv - groups_removed
-            attrs.update(_set_attrs(self.parent, HEAD_ATTRS, self.h_q, new_hq))
-            attrs.update(_set_attrs(self.parent, KV_ATTRS, self.h_kv, new_hkv))
-            attrs.update(_set_attrs(self.parent, ALL_HEAD_ATTRS, self.h_q * hd_old, new_hq * hd_old))
-            self.h_q, self.h_kv = new_hq, new_hkv
-        else:
-            dims_removed = q_removed // self.h_q
-            attrs.update(_set_attrs(self.parent, HEAD_DIM_ATTRS, hd_old, hd_old - dims_removed))
-            attrs.update(_set_attrs(self.parent, ALL_HEAD_ATTRS, self.h_q * hd_old, self.h_q * (hd_old - dims_removed)))
-        self._ops.append(_Op(rec, old["h_q"], old["h_kv"], attrs))
+def declared_heads(graph, num_heads: Dict[nn.Module, int], names: Dict[int, str]) -> Tuple[Dict[int, int], Dict[nn.Module, str]]:
+    """Check ``num_heads`` against the graph. Returns ``(fallback, unseen)``: ``{id(layer): heads}`` of the declared
+    layers whose heads the graph does not see (their same offsets are tied, as before), and ``{layer: reason}`` for
+    the record. Raises :class:`~prune_explorer.PruningError` when a declaration contradicts the model's forward."""
+    fallback: Dict[int, int] = {}
+    unseen: Dict[nn.Module, str] = {}
+    for m, h in num_heads.items():
+        seen = _graph_heads(graph, m)
+        name = names.get(id(m), type(m).__name__)
+        if seen is None:
+            fallback[id(m)] = int(h)
+            unseen[m] = (f"the traced forward does not split {name}'s outputs into attention heads (a head count or "
+                         "size hidden from the tracer)")
+        elif seen != int(h):
+            raise PruningError(f"num_heads[{name}]={h}, but the model's forward splits its outputs into {seen} heads. "
+                               f"Fix: declare {seen} (for grouped-query attention, k and v have num_key_value_heads), "
+                               "or leave num_heads out: the heads are found automatically")
+    return fallback, unseen
 
 
-def _set_attrs(obj, names, old_value, new_value) -> Dict[str, object]:
-    """Set each attribute of ``names`` that holds ``old_value`` (an int) to ``new_value``; returns the old values."""
-    changed = {}
-    for n in names:
-        v = obj.__dict__.get(n, None)
-        if isinstance(v, int) and not isinstance(v, bool) and v == old_value:
-            changed[n] = v
-            setattr(obj, n, new_value)
-    return changed
+# ------------------------------------------------------------------------------------------------------------------
+# head dims next to whole heads (prune_num_heads=True and prune_head_dims=True)
+# ------------------------------------------------------------------------------------------------------------------
+class HeadDimGroups:
+    """Head-dim groups of a graph built for whole heads.
 
+    A graph's channel classes are either whole heads or one offset in every head, not both. When the pruner removes
+    whole heads *and* narrows the heads that are left (Torch-Pruning's ``prune_num_heads=True`` with
+    ``prune_head_dims=True``), its graph is built for whole heads; the head dims come from a second graph, traced for
+    head dims on the model as it is (after the heads were removed; traced again whenever the first graph changed).
+    Its ``attention-dims`` groups become :class:`ExplicitGroup` objects on the first graph (same members, same
+    current indices), pruned exactly and atomically by it together with the size attributes (``head_dim``...) the
+    second graph rewrites for them.
 
-def _name_score(name: str) -> int:
-    leaf = name.rsplit(".", 1)[-1].lower()
-    return int(leaf in ("q", "query", "q_proj", "to_q", "wq", "q_lin") or leaf.startswith("q"))
-
-
-def find_attention_blocks(graph, model: nn.Module, num_heads: Dict[nn.Module, int]):
-    """Find separate-projection attention blocks among the ``nn.Linear`` layers declared in ``num_heads``.
-
-    Returns ``(blocks, unhandled)``: the :class:`AttentionBlock` list, and ``{module: reason}`` for declared Linear
-    layers that belong to no recognisable block (they are then pruned through the graph's groups, with the same
-    offsets removed from every head, where the graph allows it).
+    ``build_dims_graph()`` traces the model for head dims (the pruner passes its tracing options).
     """
-    names = {m: n for n, m in model.named_modules()}
-    declared = [(m, int(h)) for m, h in num_heads.items() if isinstance(m, nn.Linear)]
-    unhandled: Dict[nn.Module, str] = {}
-    if not declared:
-        return [], unhandled
-    cls = graph.channel_class
-    declared_ids = {id(m) for m, _ in declared}
-    # classes read by the inputs of each other Linear layer
-    readers: Dict[int, List[nn.Module]] = {}
-    for s in graph.spaces:
-        if s.side == "in" and isinstance(s.owner, nn.Linear) and id(s.owner) not in declared_ids:
-            for c in np.unique(cls[s.gids(s.alive_idx)]).tolist():
-                readers.setdefault(c, []).append(s.owner)
 
-    def out_classes(m):
-        s = [s for s in graph.spaces_of(m) if s.side == "out"]
-        return set(np.unique(cls[s[0].gids(s[0].alive_idx)]).tolist()) if s else set()
+    def __init__(self, graph, build_dims_graph, ignored_layers=()):
+        self.graph = graph
+        self.build_dims_graph = build_dims_graph
+        self.ignored_layers = list(ignored_layers)
+        self._cache = None  # (graph version, dims graph)
+        self.initial_head_dims = {}  # layer name -> head size when the pruner was built
+        for blk in graph.attention_blocks():
+            for name in blk.layers:
+                self.initial_head_dims[name] = blk.initial_head_dim
 
-    by_parent: Dict[str, List[Tuple[nn.Module, int]]] = {}
-    for m, h in declared:
-        if m not in names:
-            continue
-        parent = names[m].rsplit(".", 1)[0] if "." in names[m] else ""
-        by_parent.setdefault(parent, []).append((m, h))
-    blocks = []
-    for parent, layers in by_parent.items():
-        def fail(reason):
-            for m, _ in layers:
-                unhandled[m] = reason
+    def dims_graph(self):
+        if self._cache is None or self._cache[0] != self.graph.version:
+            self._cache = (self.graph.version, self.build_dims_graph())
+        return self._cache[1]
 
-        outs = {id(m): out_classes(m) for m, _ in layers}
-        values = []
-        for m, h in layers:
-            os_ = {id(o): o for c in outs[id(m)] for o in readers.get(c, [])}
-            if os_:
-                values.append((m, h, list(os_.values())))
-        if len(layers) != 3 or len(values) != 1 or len(values[0][2]) != 1:
-            fail(
-                f"no separate q/k/v block under {parent or 'the model'!r}: need exactly three declared Linear layers "
-                f"(q, k, v) of which one (v) feeds another Linear (the output projection); found {len(layers)} "
-                f"declared, {len(values)} feeding a Linear"
-            )
-            continue
-        v, h_v, (o,) = values[0]
-        qk = [(m, h) for m, h in layers if m is not v]
-        qk.sort(key=lambda mh: (mh[1], _name_score(names[mh[0]])), reverse=True)
-        (q, h_q), (k, h_k) = qk
-        if h_k != h_v or h_q % h_k:
-            fail(f"head counts do not fit attention under {parent!r}: q {h_q}, k {h_k}, v {h_v} heads "
-                 "(k and v need the same count, dividing q's)")
-            continue
-        sizes = (q.out_features, k.out_features, v.out_features, o.in_features)
-        if q.out_features % h_q or k.out_features % h_k or v.out_features % h_v or o.in_features != h_q * (v.out_features // h_v) \
-                or q.out_features // h_q != k.out_features // h_k:
-            fail(f"layer sizes {sizes} (q.out, k.out, v.out, o.in) do not match {h_q} query / {h_k} key-value heads "
-                 f"under {parent!r}")
-            continue
-        parent_mod = model.get_submodule(parent) if parent else model
-        blk = AttentionBlock(parent, parent_mod, q, k, v, o,
-                             {"q": names[q], "k": names[k], "v": names[v], "o": names[o]}, h_q, h_k)
-        blk.init_h_kv = h_k
-        blk.init_head_dim = q.out_features // h_q
-        blocks.append(blk)
-    return blocks, unhandled
+    def groups(self) -> List[ExplicitGroup]:
+        """The ``attention-dims`` groups as the model is now, on the first graph."""
+        g2 = self.dims_graph()
+        by_key = {(s.name, s.side, s.dim): s for s in self.graph.spaces}
+        heads_now = {}
+        for blk in self.graph.attention_blocks():
+            for name in blk.layers:
+                heads_now[name] = blk.head_dim
+        out = []
+        for grp in g2.get_all_groups(ignored_layers=self.ignored_layers):
+            if grp.kind != DIMS_KIND:
+                continue
+            root1 = by_key.get((grp.root_space.name, grp.root_space.side, grp.root_space.dim))
+            items = []
+            for it in grp.items:
+                s2 = it.dep.space
+                s1 = by_key.get((s2.name, s2.side, s2.dim))
+                if root1 is None or s1 is None or s1.current_size != s2.size:
+                    items = None  # a member the first graph does not have as it is: not this group
+                    break
+                dep = Dependency(root1.handler, s1.handler, self.graph.space_node(root1), self.graph.space_node(s1), s1)
+                items.append(GroupItem(dep, it.idx_array, it.root_array))
+            if not items:
+                continue
+            eg = ExplicitGroup(self.graph, root1, items, [list(u) for u in grp.units], kind=DIMS_KIND)
+            eg.attribute_updates = lambda sub, grp=grp, g2=g2: _attributes(g2, grp, sub)
+            name = grp.root_space.name
+            eg.head_dims = (self.initial_head_dims.get(name), heads_now.get(name))  # (initial, now)
+            out.append(eg)
+        return out
 
 
-def attention_groups(blocks: Sequence[AttentionBlock], graph, prune_num_heads: bool,
-                     prune_head_dims: bool) -> Iterator[Union[ExplicitGroup, Tuple[AttentionBlock, str]]]:
-    """The attention groups of a step, block by block (whole heads first, then head dims), each made against the
-    model as it is when it is reached; ``(block, reason)`` for a mode that cannot be planned."""
-    for blk in blocks:
-        blk.sync()
-        if prune_num_heads:
-            yield blk.group(graph, "heads")
-        if prune_head_dims:
-            d, dv = blk.head_dims(graph)
-            if d != dv:
-                yield blk, f"head dims of q/k ({d}) and v ({dv}) differ, so dims cannot be removed in pairs"
-            else:
-                yield blk.group(graph, "dims")
+def _attributes(g2, group, sub: ExplicitGroup) -> list:
+    """The size attributes the dims graph rewrites when ``sub``'s root channels leave (its channels were numbered on
+    the model as it is, so ``sub``'s current indices are the dims graph's own)."""
+    root = group.root_space
+    classes = np.unique(g2.classes.of[root.gids(np.asarray(sub.root_idxs, dtype=np.int64))])
+    return attribute_updates(g2, g2.classes.members(classes, g2.alive_mask), sub.root_space.label)

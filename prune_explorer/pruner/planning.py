@@ -8,7 +8,7 @@ For a group (of the dependency graph, or an attention-head group of :mod:`.heads
 3. sets the target: a local scope removes ``current - int(initial * (1 - ratio))`` root channels; a shared scope
    (global, isomorphic, a tuple key of ``pruning_ratio_dict``) ranked all its groups once per step
    (:meth:`Planner.budgets`, :func:`~.scope.rank_scope`) and gives each its share; an attention group removes
-   whole head groups or one dim in every head (:meth:`Planner.attention_target`);
+   whole heads at ``head_pruning_ratio`` (:meth:`Planner.head_ratio`), or head dims at ``pruning_ratio``;
 4. proposes the lowest-scored whole units (:mod:`.units`) whose count keeps ``round_to``, each member's channel
    multiple and the guards satisfied (rounded down, or the nearest feasible count when rounding down removes
    nothing: :func:`~.guards.chosen_prefix`).
@@ -27,7 +27,7 @@ import torch
 
 from ..errors import PruneExplorerError
 from . import guards as G
-from .heads import AttentionBlock, ExplicitGroup
+from .heads import DIMS_KIND, HEADS_KIND, ExplicitGroup
 from .proposal import Proposal
 from .scope import LOCAL, ScopeRules, rank_scope
 from .units import member_constraints, rank_units, tied_units
@@ -50,7 +50,6 @@ class Planner:
         graph: the pruner's ``DependencyGraph``.
         initial_sizes: channel space index -> channels when the pruner was built.
         scopes: the pruner's :class:`~.scope.ScopeRules`.
-        attention_blocks: the blocks the pruner prunes by head (:class:`~.heads.AttentionBlock`).
         head_layers: ``{id(layer): heads}`` of the other layers declared in ``num_heads``.
         estimate_importance: ``group -> scores or None`` (the pruner's checked criterion).
         graph_groups: ``() -> iterable of the graph's groups a step visits``.
@@ -58,19 +57,19 @@ class Planner:
     """
 
     def __init__(self, options, graph, initial_sizes: Dict[int, int], scopes: ScopeRules,
-                 attention_blocks: List[AttentionBlock], head_layers: Dict[int, int],
+                 head_layers: Dict[int, int],
                  estimate_importance: Callable, graph_groups: Callable[[], Iterable],
                  check_failed: Optional[Dict[int, str]] = None):
         self.options = options
         self.graph = graph
         self.initial_sizes = initial_sizes
         self.scopes = scopes
-        self.attention_blocks = attention_blocks
         self.head_layers = head_layers
         self.estimate_importance = estimate_importance
         self.graph_groups = graph_groups
         self.check_failed = {} if check_failed is None else check_failed
         self._importance_cache: Dict[int, tuple] = {}  # root space index -> (signature, scores) of the ranking pass
+        self.initial_units: Dict[int, int] = {}  # root space index of a whole-head group -> its heads at first
         self._budget_cache = None  # ((step, graph version), budgets)
 
     # ---- pieces --------------------------------------------------------------------------------------------------
@@ -146,16 +145,38 @@ class Planner:
         def skip(kind: str, reason: str) -> Proposal:
             return Proposal(full, skip_kind=kind, skip_reason=reason, **made)
 
-        if isinstance(full, ExplicitGroup):
-            blk, mode = self.block_of(full)
-            made["scope"] = f"attention:{blk.parent_name or '<model>'}:{mode}"
-            made["pruning_ratio"], target_units = self.attention_target(blk, mode, step)
-            n_target = target_units * (len(full.units[0]) if full.units else 0)
+        kind = getattr(full, "kind", None)
+        n_target = None
+        if isinstance(full, ExplicitGroup) and kind == DIMS_KIND:
+            # head dims of the heads left (whole heads went first): pruning_ratio of the initial head size
+            made["scope"], made["pruning_ratio"] = self.scopes.scope(full, step)
+            if not made["scope"].startswith(LOCAL + ":"):
+                made["scope"] = f"{LOCAL}:{full.root_name}"
+            ratio = made["pruning_ratio"]
+            units = full.units
+            d0, d1 = getattr(full, "head_dims", (None, None))
+            if units and d0 and d1:  # a unit is one dim of every head (a pair of dims with rotary embeddings)
+                per = max(1, d1 // len(units))
+                n_units = len(units) - int(d0 * (1 - ratio)) // per
+            else:
+                n_units = 0
+            n_target = max(0, n_units) * (len(units[0]) if units else 0)
+        elif kind == HEADS_KIND:
+            if not self.options.prune_num_heads:
+                return skip(G.HEADS, "prune_num_heads=False: these attention channels can only lose whole heads (the "
+                                     "model writes the head size as a literal)")
+            made["scope"], made["pruning_ratio"] = f"{LOCAL}:{full.root_name}", self.head_ratio(full, step)
+            units = full.units
+            init = self.initial_units.get(full.root_space.index, len(units))
+            n_target = max(0, len(units) - int(init * (1 - made["pruning_ratio"]))) * (len(units[0]) if units else 0)
+        elif kind == DIMS_KIND and not self.options.prune_head_dims:
+            return skip(G.HEADS, "prune_head_dims=False keeps the head size of attention layers" +
+                        ("" if not self.options.prune_num_heads else
+                         " (and the model writes the head count as a literal, so no whole head can leave)"))
         else:
             if self.keeps_head_size(full):
                 return skip(G.HEADS, "prune_head_dims=False keeps the head size of declared attention layers")
             made["scope"], made["pruning_ratio"] = self.scopes.scope(full, step)
-            n_target = None
         reason = self.refusal(full)
         if reason is not None:
             return skip(G.CHECK if full.root_space.index in self.check_failed else G.GUARD, reason)
@@ -209,6 +230,9 @@ class Planner:
             ratios[scope] = ratio
             s = group.root_space
             ranking = None
+            kind = getattr(group, "kind", None)
+            if kind == HEADS_KIND or (kind == DIMS_KIND and not self.options.prune_head_dims):
+                continue  # whole heads are ranked block by block, with head_pruning_ratio
             if self.refusal(group) is None and not self.keeps_head_size(group):
                 imp = self.importance(group, store=True)
                 if imp is not None:
@@ -226,25 +250,12 @@ class Planner:
         return budgets
 
     # ---- attention ------------------------------------------------------------------------------------------------
-    def block_of(self, group: ExplicitGroup) -> Tuple[AttentionBlock, str]:
-        mode = group.kind.split("-", 1)[1]
-        for blk in self.attention_blocks:
-            if group.root_module is blk.q:
-                return blk, mode
-        raise PruneExplorerError(f"no attention block is rooted at {group.root_name}")
-
-    def attention_target(self, blk: AttentionBlock, mode: str, step: int) -> Tuple[float, int]:
-        """``(ratio, units to remove)`` for an attention group of ``blk`` (``mode``: heads or dims) at ``step``."""
+    def head_ratio(self, group, step: int) -> float:
+        """The cumulative fraction of heads an ``attention-heads`` group loses by ``step``: ``head_pruning_ratio``,
+        or the ``head_pruning_ratio_dict`` entry of one of its layers."""
         o = self.options
-        if mode == "heads":
-            sched = None
-            for m in (blk.q, blk.k, blk.v):
-                sched = sched or o.head_schedules.get(id(m))
-            ratio = (sched or o.per_step_head_pruning_ratio)[step]
-            return ratio, blk.h_kv - max(1, int(blk.init_h_kv * (1 - ratio)))
-        key = None
-        for m in (blk.q, blk.k, blk.v, blk.parent):
-            key = key or o.ratio_key_of.get(id(m))
-        ratio = (o.ratio_schedules[key] if key is not None else o.per_step_pruning_ratio)[step]
-        d, _ = blk.head_dims(self.graph)
-        return ratio, d - max(1, int(blk.init_head_dim * (1 - ratio)))
+        for it in group.items:
+            sched = o.head_schedules.get(id(it.dep.layer))
+            if sched is not None:
+                return sched[step]
+        return o.per_step_head_pruning_ratio[step]

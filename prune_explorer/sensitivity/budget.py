@@ -130,12 +130,14 @@ def greedy_path(curves: Mapping[str, Sequence[Tuple[int, float, float]]],
 
 
 def _attention_blocks(keys: Sequence[str]) -> List[set]:
-    """Sets of keys of the same attention block (``root:attention-heads`` and ``root:attention-dims``)."""
+    """Sets of keys of the same attention block (``attn.q:attention-heads``, ``attn.q:attention-dims`` and, where
+    the value head size is independent, ``attn.v:attention-dims``): attention keys whose root layers share a parent
+    module."""
     blocks: Dict[str, set] = {}
     for k in keys:
         root, _, kind = k.rpartition(":")
         if kind in ("attention-heads", "attention-dims"):
-            blocks.setdefault(root, set()).add(k)
+            blocks.setdefault(root.rpartition(".")[0], set()).add(k)
     return [b for b in blocks.values() if len(b) > 1]
 
 

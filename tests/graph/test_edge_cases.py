@@ -329,19 +329,22 @@ class AttentionBlock(nn.Module):
         return self.head(h.mean(1))
 
 
-def test_attention_block_prunes_embed_dim_in_multiples_of_heads():
+def test_attention_block_prunes_embed_dim_by_head_dims_or_heads():
     m, x = AttentionBlock().eval(), torch.randn(2, 5, 8)
     y0 = run_model(m, x)
     dg = build(m, x)
     roots = [g.root_name for g in dg.get_all_groups()]
     assert roots == ["embed", "fc"]
-    g = dg.get_pruning_group(m.embed, pe.prune_linear_out_channels, [0, 1, 2, 3])
+    # embed_dim is 4 heads x 4: a channel of the residual stream is one offset of every head (head_pruning="dims")
+    g = dg.get_pruning_group(m.embed, pe.prune_linear_out_channels, [0])
+    assert g.root_idxs == [0, 4, 8, 12]
     assert {"embed", "ln", "attn", "fc", "proj", "head"} <= {dep.target.name for dep, _ in g}
     g.prune()
-    assert m.attn.embed_dim == 12 and m.attn.head_dim == 3 and m.ln.normalized_shape == (12,)
-    with pytest.raises(pe.PruningError):  # 12 - 1 = 11 is not divisible by 4 heads
-        dg.get_pruning_group(m.embed, pe.prune_linear_out_channels, [0]).prune()
-    assert m.attn.embed_dim == 12  # unchanged after the refused prune
+    assert m.attn.embed_dim == 12 and m.attn.head_dim == 3 and m.attn.num_heads == 4 and m.ln.normalized_shape == (12,)
+    check_still_runs(m, x, y0)
+    dg = pe.DependencyGraph().build_dependency(m, x, head_pruning="heads")  # or whole heads
+    dg.get_pruning_group(m.embed, pe.prune_linear_out_channels, [4]).prune()
+    assert m.attn.embed_dim == 9 and m.attn.head_dim == 3 and m.attn.num_heads == 3
     check_still_runs(m, x, y0)
 
 

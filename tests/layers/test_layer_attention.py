@@ -101,11 +101,22 @@ def test_mha_pruner_properties():
     mha = nn.MultiheadAttention(12, 4)
     p = L.DEFAULT_REGISTRY.get(mha)
     assert p is L.MHA_PRUNER
-    assert p.channel_multiple(mha, "out") == 4 and p.get_out_channel_groups(mha) == 4
+    # whole heads (3 channels) or one offset per head (4 channels) both keep it valid: no single multiple
+    assert p.channel_multiple(mha, "out") == 1 and p.get_out_channel_groups(mha) == 4
     assert p.in_out_coupled(mha)
     assert p.get_out_channels(mha) == p.get_in_channels(mha) == 12
     # the out_proj inside is an ordinary Linear for the registry
     assert L.DEFAULT_REGISTRY.get(mha.out_proj) is L.LINEAR_PRUNER
+
+
+def test_mha_whole_heads_and_head_dims():
+    mha = nn.MultiheadAttention(12, 4, batch_first=True)  # 4 heads of 3
+    x = torch.randn(2, 5, 12)
+    L.prune_multihead_attention_out_channels(mha, [3, 4, 5])  # head 1
+    assert (mha.num_heads, mha.head_dim, mha.embed_dim) == (3, 3, 9)
+    L.prune_multihead_attention_out_channels(mha, [0, 3, 6])  # offset 0 of every head
+    assert (mha.num_heads, mha.head_dim, mha.embed_dim) == (3, 2, 6)
+    assert mha(x[..., :6], x[..., :6], x[..., :6])[0].shape == (2, 5, 6)
 
 
 def test_mha_twice_and_grad(device):

@@ -1,5 +1,6 @@
-"""Attention blocks with separate q/k/v/o Linear layers declared in num_heads: head dims and whole heads, MHA and
-GQA, head sizes read from the input (``view(B, N, self.num_heads, -1)``) or written as ``self.head_dim``."""
+"""Attention blocks with separate q/k/v/o Linear layers, with num_heads declared: head dims and whole heads, MHA and
+GQA, head sizes read from the input (``view(B, N, self.num_heads, -1)``) or written as ``self.head_dim``. (The
+same without declaring num_heads, and in more forms: ``test_heads_auto.py``.)"""
 
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ def test_block_is_found(kw):
     m = AttnModel(**kw)
     pr = BasePruner(m, X, MagnitudeImportance(), num_heads=m.heads())
     (blk,) = pr.attention_blocks
-    assert (blk.q, blk.k, blk.v, blk.o) == (m.attn.q, m.attn.k, m.attn.v, m.attn.o)
-    assert (blk.h_q, blk.h_kv) == (4, kw.get("kv", 4))
+    assert blk.name == "attn" and set(blk.layers) >= {"attn.q", "attn.k"}
+    assert (blk.num_heads, blk.num_key_value_heads, blk.head_dim) == (4, kw.get("kv", 4), 8)
 
 
 @pytest.mark.parametrize("kw", VARIANTS, ids=_ids)
@@ -78,7 +79,7 @@ def test_head_dims_are_removed_alike_in_every_head(kw):
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.125, num_heads=m.heads(), ignored_layers=[m.fc],
                     pruning_ratio_dict={m.inp: 0.0})
     plans = [pr.proposal(g) for g in pr.get_all_groups()]
-    dims = next(p for p in plans if p.scope.endswith(":dims"))
+    dims = next(p for p in plans if p.group.kind == "attention-dims")
     assert dims.proposed_idxs == [h * 8 + 5 for h in range(4)]
     pr.step()
     assert a.head_dim == 7 and a.num_heads == 4
@@ -88,6 +89,7 @@ def test_head_dims_are_removed_alike_in_every_head(kw):
 
 @pytest.mark.parametrize("kw", VARIANTS, ids=_ids)
 def test_heads_and_dims_together_and_iteratively(kw):
+    """prune_num_heads=True with prune_head_dims=True (the default): whole heads leave, then the heads left narrow."""
     m = AttnModel(**kw)
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5, num_heads=m.heads(), prune_num_heads=True,
                     head_pruning_ratio=0.5, iterative_steps=2, ignored_layers=[m.fc])
@@ -106,8 +108,8 @@ def test_interactive_attention_groups_and_user_choice():
                     head_pruning_ratio=0.25, prune_head_dims=False, ignored_layers=[m.fc])
     gen = pr.step(interactive=True)
     g = next(gen)
-    assert isinstance(g, pe.pruner.Proposal) and isinstance(g.group, pe.pruner.ExplicitGroup)
-    assert g.scope == "attention:attn:heads" and g.importance.shape == (32,)
+    assert isinstance(g, pe.pruner.Proposal) and g.group.kind == "attention-heads"
+    assert g.scope == "local:attn.q" and g.importance.shape == (32,)
     assert len(g.proposed_idxs) == 8 and sorted(len(u) for u in g.prune_units) == [8, 8, 8, 8]
     g.prune(idxs=[17])  # the user removes head 2 instead (any channel of it selects the whole head)
     assert list(gen) == []
@@ -124,28 +126,47 @@ def test_undo_of_a_head_pruning_restores_the_attributes():
     ref = m(X)
     pr.step()
     assert (m.attn.num_heads, m.attn.num_key_value_heads) == (2, 1)
+    (blk,) = pr.attention_blocks
+    assert (blk.num_heads, blk.num_key_value_heads, len(blk.removed_heads)) == (2, 1, 2)
     pr.DG.undo()
     (blk,) = pr.attention_blocks
-    groups = list(pr.get_all_groups())  # syncs the block with the undone record
-    assert (blk.h_q, blk.h_kv) == (4, 2)
+    assert (blk.num_heads, blk.num_key_value_heads, blk.removed_heads) == (4, 2, [])
     assert (m.attn.num_heads, m.attn.num_key_value_heads) == (4, 2)
     torch.testing.assert_close(m(X), ref)
+    groups = list(pr.get_all_groups())
     assert not hasattr(groups[0], "scope") and len(groups[0].root_idxs) == 32  # pruner state lives on proposals
 
 
-def test_fused_or_unmatched_declarations_fall_back_with_a_reason():
+class _HiddenHeads(torch.nn.Module):
+    """One projection whose 4 heads the forward never splits (they are summed in a way the tracer cannot see)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = torch.nn.Linear(8, 32)
+        self.q = torch.nn.Linear(32, 32)
+        self.fc = torch.nn.Linear(32, 5)
+
+    def forward(self, x):
+        h = self.inp(x)
+        return self.fc(torch.relu(self.q(h)))
+
+
+def test_declared_heads_are_checked_against_the_model():
     m = AttnModel()
-    pr = BasePruner(m, X, MagnitudeImportance(), num_heads={m.attn.q: 4, m.attn.k: 4})
-    assert pr.attention_blocks == []
-    assert m.attn.q in [k for k in pr.num_heads]
-    pr.step()  # q/k go through the graph's group (same offsets in every head)
+    with pytest.raises(pe.PruneExplorerError, match=r"num_heads\[attn.q\]=2, but the model's forward splits"):
+        BasePruner(m, X, MagnitudeImportance(), num_heads={m.attn.q: 2})
+    pr = BasePruner(m, X, MagnitudeImportance(), num_heads={m.attn.q: 4, m.attn.k: 4})  # a subset is fine
+    pr.step()
     assert m(X).shape == (2, 6, 5)
-    assert m.attn.q.out_features == m.attn.k.out_features == 16 and m.attn.v.out_features == 32
-    m2 = AttnModel()
-    pr2 = BasePruner(m2, X, MagnitudeImportance(), num_heads={m2.attn.v: 4}, prune_num_heads=True,
-                     head_pruning_ratio=0.5)
-    pr2.step()
-    reasons = [s.reason for s in pr2.skipped if s.root == "attn.v"]
-    assert any(r.startswith("whole heads are not removed: no separate q/k/v block") for r in reasons)
-    assert any("declared in num_heads but not prunable" in r for r in reasons)
-    assert m2.attn.v.out_features == 32
+
+
+def test_declared_heads_the_graph_cannot_see_lose_the_same_offsets():
+    m = _HiddenHeads()
+    pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5, num_heads={m.q: 4}, prune_num_heads=True,
+                    head_pruning_ratio=0.5)
+    g = pr.proposal(next(g for g in pr.DG.get_all_groups() if g.root_module is m.q))
+    assert sorted(len(u) for u in g.prune_units) == [4] * 8  # one offset in each of the 4 declared heads
+    pr.step()
+    reasons = [s.reason for s in pr.skipped if s.root == "q"]
+    assert any(r.startswith("whole heads are not removed: the traced forward does not split q's outputs") for r in reasons)
+    assert m.q.out_features == 16 and m(X).shape == (2, 6, 5)

@@ -91,16 +91,15 @@ def test_a_skipped_proposal_says_why_and_prunes_nothing():
     assert "nothing proposed" in proposal.details() and proposal.prune() is None and not proposal.was_pruned
 
 
-def test_attention_proposal_wraps_an_explicit_group():
+def test_attention_proposal_is_a_graph_group_of_attention_kind():
     m = AttnModel()
     a = m.attn
     pr = BasePruner(m, torch.randn(2, 5, 8), MagnitudeImportance(), pruning_ratio=0.5, ignored_layers=[m.fc],
                     num_heads={a.q: 4, a.k: 4, a.v: 4})
-    proposal = next(pr.step(interactive=True))
-    assert isinstance(proposal.group, ExplicitGroup) and isinstance(proposal.selection, ExplicitGroup)
-    assert [it.dep.target.name for it in proposal] == ["attn.q", "attn.k", "attn.v", "attn.o"]
+    proposal = next(p for p in pr.step(interactive=True) if p.group.kind == "attention-dims")
+    assert [it.dep.target.name for it in proposal][:2] == ["attn.q", "attn.k"]
     proposal.prune()
-    assert a.q.out_features == 16
+    assert a.q.out_features == 16 and a.k.out_features == 16
 
 
 def test_private_names_are_not_forwarded_to_the_group():

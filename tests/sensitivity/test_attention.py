@@ -26,7 +26,10 @@ def attn():
 
 def test_attention_groups_are_scanned_and_workers_agree(attn):
     model, x, batch, ref, opts, table = attn
-    assert table.keys() == ["attn.q:attention-heads", "attn.q:attention-dims", "inp", "mlp1"]
+    # whole heads (the graph's group rooted at q), then the head dims of q / k and of v / o (the model infers the head
+    # size with -1, so the two are independent)
+    assert sorted(table.keys()) == ["attn.q:attention-dims", "attn.q:attention-heads", "attn.v:attention-dims", "inp",
+                                    "mlp1"]
     heads = table.rows_of("attn.q:attention-heads")
     assert [r.channels for r in heads] == [8, 16, 24]  # whole heads of 8 channels
     snap = snapshot(model)

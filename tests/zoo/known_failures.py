@@ -18,18 +18,10 @@ from typing import Dict, Iterable, List, Tuple
 
 import pytest
 
-_SDPA_HEADS = (
-    "forward: RuntimeError: The size of tensor a (2) must match the size of tensor b (4) at non-singleton dimension 1. "
-    "query/key lose 2 of 4 whole heads, value keeps 4. Root cause: graph/op_rules.py _einsum_general (used by sdpa() "
-    "and matmul()) drops every label field that varies along a contracted dim even when it also varies along a kept "
-    "dim (the heads dim), and sdpa() builds the scores Value without fields; value's heads then meet unlabeled scores "
-    "and are fixed ('contracts these channels with a tensor ... that carries no prunable channel') while "
-    "view(..., -1, head_dim) makes whole heads the units of query and key"
-)
-_CONFIG = "model.config is not rewritten after pruning (issue 14: config fields follow the module sizes): "
-_ROUND_TRIP_STALE_CONFIG = (
-    "from_pretrained: RuntimeError: You set `ignore_mismatched_sizes` to `False`, thus raising an error (checkpoint "
-    "tensors are narrower than the stale config says). Root cause: model.config not rewritten after pruning"
+_T5_TIED = (
+    "the hidden width is pruned but T5's `shared` embedding keeps 64 columns: it is one tensor with the encoder's and "
+    "decoder's embed_tokens (see tied/hf/t5), pruning gives those their own narrower copies, so model.config "
+    "(d_model from the input embeddings) cannot describe the model and from_pretrained builds `shared` at 64"
 )
 _NO_HEADS = (
     "no head is removed / narrowed without declaring num_heads (issue 14); the first failing check: "
@@ -50,16 +42,6 @@ KNOWN_FAILURES: Dict[Tuple[str, str], str] = {
         "(whole blocks of 2 per input channel); the proposal (every odd output) is refused by the layer"
     ),
     # ---- transformers ---------------------------------------------------------------------------------------------
-    ("runs", "hf/bert"): _SDPA_HEADS,
-    ("runs", "hf/bert_cls"): _SDPA_HEADS,
-    ("runs", "hf/vit"): _SDPA_HEADS,
-    ("runs", "hf/vit_cls"): _SDPA_HEADS,
-    ("runs", "hf/t5"): (
-        "forward: RuntimeError: The size of tensor a (2) must match the size of tensor b (4) at non-singleton dimension "
-        "1: q/k lose heads, v and the relative position bias keep 4. Root cause: as bert (graph/op_rules.py "
-        "_einsum_general / sdpa drop the scores' head labels), and sdpa() only fixes the attn_mask's labels (T5 passes "
-        "relative_attention_bias, shape (1, n_heads, L, S), as the mask) instead of unifying them with the scores' heads"
-    ),
     ("runs", "hf/gpt2"): (
         "nothing pruned (112384 parameters before and after). Root cause: transformers' Conv1D has no layer family "
         "(layers/family.py registry), so the tracer walks its forward, whose view(size_out) uses the literal "
@@ -77,35 +59,20 @@ KNOWN_FAILURES: Dict[Tuple[str, str], str] = {
         "the encoder's embed_tokens is in a fixed group (the encoder output is a model output) while the decoder's "
         "is pruned: one tensor in two groups"
     ),
-    ("config", "hf/bert"): _CONFIG + "config.intermediate_size=128 but modules have [64]",
-    ("config", "hf/bert_cls"): _CONFIG + "config.hidden_size=64 but modules have [32]",
-    ("config", "hf/llama_gqa"): _CONFIG + "config.hidden_size=64 but modules have [32]",
-    ("config", "hf/qwen2"): _CONFIG + "config.hidden_size=64 but modules have [32]",
-    ("config", "hf/vit"): _CONFIG + "config.intermediate_size=128 but modules have [64]",
-    ("config", "hf/vit_cls"): _CONFIG + "config.hidden_size=64 but modules have [32]",
-    ("config", "hf/t5"): _CONFIG + "config.d_model=64 but modules have [32]",
-    ("round_trip", "hf/bert_cls"): "the pruned model does not run: " + _SDPA_HEADS,
-    ("round_trip", "hf/vit_cls"): "the pruned model does not run: " + _SDPA_HEADS,
-    ("round_trip", "hf/t5"): "the pruned model does not run (see runs/hf/t5)",
+    ("config", "hf/bert"): (
+        "BertModel's last_hidden_state is a model output, so the hidden width stays 64 while the head dims are pruned "
+        "(4 heads of 8); BERT's config derives attention_head_size = hidden_size / num_attention_heads and has no "
+        "head_dim field, so it cannot describe the pruned model (pe.hf.check_config_round_trip says so and points to "
+        "pe.save_pruned / pe.load_pruned)"
+    ),
+    ("config", "hf/t5"): _T5_TIED,
+    ("round_trip", "hf/t5"): _T5_TIED,
     ("round_trip", "hf/gpt2"): "nothing pruned (see runs/hf/gpt2)",
-    ("round_trip", "hf/llama_gqa"): _ROUND_TRIP_STALE_CONFIG,
-    ("round_trip", "hf/qwen2"): _ROUND_TRIP_STALE_CONFIG,
 }
-for _name in ("hf/bert_cls", "hf/vit_cls", "hf/t5"):
-    KNOWN_FAILURES[("heads", _name)] = _NO_HEADS + "the pruned model does not run (see runs)"
-    KNOWN_FAILURES[("head_dims", _name)] = _NO_HEADS + "the pruned model does not run (see runs)"
+KNOWN_FAILURES[("heads", "hf/t5")] = _T5_TIED
+KNOWN_FAILURES[("head_dims", "hf/t5")] = _T5_TIED
 KNOWN_FAILURES[("heads", "hf/gpt2")] = _NO_HEADS + "nothing pruned (see runs/hf/gpt2)"
 KNOWN_FAILURES[("head_dims", "hf/gpt2")] = _NO_HEADS + "nothing pruned (see runs/hf/gpt2)"
-for _name in ("hf/llama_gqa", "hf/qwen2"):
-    _why = (
-        "config not rewritten (config.hidden_size=64 but modules have [32]); and q/k/v keep every head and head dim: "
-        "rotary `q * cos` fixes the whole q/k field (graph/op_rules.py elementwise() fixes a field that meets an "
-        "unlabeled operand on one of its dims, here head_dim, instead of tying along that dim), and sdpa with "
-        "enable_gqa=True (4 q heads, 2 kv heads) raises inside op_rules.sdpa (ValueError: shape mismatch ... (16, 1, "
-        "1, 1, 4) and ... (16, 1, 1, 1, 2)), which freezes every channel it touches"
-    )
-    KNOWN_FAILURES[("heads", _name)] = _NO_HEADS + _why
-    KNOWN_FAILURES[("head_dims", _name)] = _NO_HEADS + _why
 
 
 def params(kind: str, names: Iterable[str]) -> List:

@@ -277,14 +277,14 @@ def _check_vit(model) -> List[str]:
     base = model.vit if hasattr(model, "vit") else model
     layers = base.layers
     att = [lay.attention for lay in layers]
-    head_dim = c.hidden_size // c.num_attention_heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads  # ViTAttention reads head_dim
     out = []
     out += _mismatch("hidden_size", c.hidden_size,
                      [base.embeddings.patch_embeddings.projection.out_channels]
                      + [a.o_proj.out_features for a in att] + [lay.mlp.fc2.out_features for lay in layers])
     out += _mismatch("intermediate_size", c.intermediate_size, [lay.mlp.fc1.out_features for lay in layers])
     out += _mismatch("num_attention_heads", c.num_attention_heads, [a.num_attention_heads for a in att])
-    out += _mismatch("hidden_size // num_attention_heads (head_dim)", head_dim, [a.head_dim for a in att])
+    out += _mismatch("head_dim (or hidden_size // num_attention_heads)", head_dim, [a.head_dim for a in att])
     out += _mismatch("num_attention_heads * head_dim", c.num_attention_heads * head_dim,
                      [m.out_features for a in att for m in (a.q_proj, a.k_proj, a.v_proj)])
     return out

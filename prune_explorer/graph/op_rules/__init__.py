@@ -1,7 +1,8 @@
 """How each traced operation moves channel labels from its inputs to its outputs.
 
 One rule per family of operations, one module per kind of rule: :mod:`.elementwise`, :mod:`.replay` (shape ops
-replayed on the labels, indexing), :mod:`.reshape` (view / split / cat), :mod:`.reduction` (reductions, pooling,
+replayed on the labels, indexing; :mod:`.slices` for slices that follow the pruning), :mod:`.reshape` (view / split /
+expand / cat; :mod:`.sizes` for the size arguments, attributes included), :mod:`.reduction` (reductions, pooling,
 creation), :mod:`.contraction` (matmul, einsum, attention); :mod:`.call` holds the :class:`Call` record and the
 fallbacks. :data:`OP_RULES` maps an operation's short name (``"add"``, ``"cat"``, ``"view"``…, see
 :func:`~prune_explorer.graph.op_names.op_name`) to its rule. A rule receives the tracer (couplings, value lookup) and
@@ -22,7 +23,7 @@ from .contraction import baddbmm, einsum, functional_linear, matmul, sdpa
 from .elementwise import elementwise, first_operand
 from .reduction import creation, reduction, spatial
 from .replay import getitem, index_replay, narrow_select, pad, roll, setitem, simple_replay
-from .reshape import cat, reshape, split
+from .reshape import cat, expand, reshape, split
 
 __all__ = ["OP_RULES", "Call", "elementwise", "unknown"]
 
@@ -58,6 +59,7 @@ _TABLE = [
     (no_channels, _NO_CHANNELS),
     (elementwise, _ELEMENTWISE),
     (simple_replay, _REPLAY),
+    (expand, ["expand", "broadcast_to"]),
     (first_operand, ["to", "type_as", "type", "new_tensor"]),
     (reshape, ["view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"]),
     (split, ["split", "chunk", "tensor_split", "split_with_sizes", "unsafe_split", "unsafe_chunk"]),

@@ -1,22 +1,31 @@
 """Contractions: ``matmul`` / ``@`` / ``bmm``, ``addmm`` / ``baddbmm``, ``einsum``, ``F.linear`` with a loose weight and
-scaled dot-product attention. All are written as one einsum-like rule: operands are coupled along shared letters,
-and labels of the letters the output keeps are carried."""
+scaled dot-product attention (with its mask, and grouped-query attention). All are written as one einsum-like rule:
+operands are coupled along shared letters, and labels of the letters the output keeps are carried. The channels that
+meet such a product are recorded (``tracer.contracted_ids``): a head split feeding them is attention."""
 
 from __future__ import annotations
 
 import string
 from typing import List
 
-from ..labels import Value, merge_fields, varying_dims
-from .call import Call, unfixable, unlabeled
-from .elementwise import elementwise
+import torch
 
-__all__ = ["contract", "matmul", "baddbmm", "einsum", "functional_linear", "sdpa"]
+from ..labels import Value, merge_fields, varying_dims
+from .call import Call, arg, unfixable, unlabeled
+from .elementwise import elementwise
+from .sizes import tie_and_narrow
+
+__all__ = ["ATTENTION_LIKE", "contract", "matmul", "baddbmm", "einsum", "functional_linear", "sdpa"]
 
 
 def contract(tracer, call: Call, specs: List[str], out_spec: str, vals: List[Value]) -> None:
-    """Couple operands along shared letters; carry labels of letters kept in the output."""
-    letters = sorted(set("".join(specs)))
+    """Couple operands along shared letters; carry labels of letters kept in the output.
+
+    A field that varies along a contracted letter *and* a kept one (the heads of ``q`` in ``q @ k^T`` when whole heads
+    are the units) is collapsed along the contracted letters: its positions there are tied, and the output carries
+    it along the kept letters (the heads of the attention scores). A field that varies along a letter where another
+    operand has values but no channels is tied along that letter (or fixed, if it varies along nothing else)."""
+    letters = sorted(set("".join(specs)) | set(out_spec))
     pos = {c: i for i, c in enumerate(letters)}
     n = len(letters)
     reason = f"'{call.name}' contracts these channels with a tensor of the same size that carries no prunable channel"
@@ -30,40 +39,57 @@ def contract(tracer, call: Call, specs: List[str], out_spec: str, vals: List[Val
             shape[pos[spec[k]]] = f.shape[k]
         return g.reshape(shape)
 
+    def varying(f):
+        return {letters[k] for k in varying_dims(f)}
+
     lifted = [[lift(f, s) for f in v.fields] for v, s in zip(vals, specs)]
     sizes = [{c: v.shape[k] for k, c in enumerate(s)} for v, s in zip(vals, specs)]
     for i in range(len(vals)):
-        for f in lifted[i]:
-            vd = {letters[k] for k in varying_dims(f)}
-            for j in range(len(vals)):
-                if j == i:
-                    continue
-                shared = {c for c in vd if sizes[j].get(c, 1) > 1}
-                if not shared:
-                    continue
-                partners = [g for g in lifted[j] if {letters[k] for k in varying_dims(g)} & shared]
-                if not partners:
-                    tracer.couplings.fix(f, reason)
-                elif j > i:
-                    for g in partners:
-                        tracer.couplings.unify(f, g, reason)
-    out = call.outputs[0]
-    fields = []
+        for m, f in enumerate(lifted[i]):
+            vd = varying(f)
+            blind = {c for c in vd for j in range(len(vals))
+                     if j != i and sizes[j].get(c, 1) > 1 and not any(c in varying(g) for g in lifted[j])}
+            if blind and vd - blind:
+                lifted[i][m] = tie_and_narrow(tracer, f, sorted(pos[c] for c in blind), reason)
+            elif blind:
+                tracer.couplings.fix(f, reason)
+                lifted[i][m] = None
+        lifted[i] = [f for f in lifted[i] if f is not None]
     for i in range(len(vals)):
         for f in lifted[i]:
-            vd = {letters[k] for k in varying_dims(f)}
-            if not vd <= set(out_spec):
-                continue  # labels along a contracted letter disappear (their partners were coupled above)
+            vd = varying(f)
+            for j in range(i + 1, len(vals)):
+                shared = {c for c in vd if sizes[j].get(c, 1) > 1}
+                for g in lifted[j]:
+                    if varying(g) & shared:
+                        tracer.couplings.unify(f, g, reason)
+    if call.name in ATTENTION_LIKE:
+        ids = [f.reshape(-1) for fs in lifted for f in fs]
+        if ids:
+            tracer.contracted_ids.append(torch.unique(torch.cat(ids)))
+    out = call.outputs[0]
+    kept = [c for c in letters if c in out_spec]
+    fields = []
+    for fs in lifted:
+        for f in fs:
+            vd = varying(f)
+            gone = vd - set(out_spec)
+            if gone and not vd - gone:
+                continue  # labels only along contracted letters disappear (their partners were coupled above)
+            if gone:
+                f = tie_and_narrow(tracer, f, sorted(pos[c] for c in gone), reason)
             g = f
             for k in reversed(range(n)):
                 if letters[k] not in out_spec:
                     g = g.squeeze(k)
-            kept = [c for c in letters if c in out_spec]
-            perm = [kept.index(c) for c in out_spec]
-            g = g.permute(perm)
+            g = g.permute([kept.index(c) for c in out_spec])
             if g.ndim == out.ndim:
                 fields.append(g)
     out.fields = merge_fields(fields)
+
+
+#: products whose operands' channels are attention heads when a head split feeds them (see :mod:`..heads`)
+ATTENTION_LIKE = {"matmul", "bmm", "__matmul__", "__rmatmul__", "einsum", "scaled_dot_product_attention"}
 
 
 def matmul(tracer, call: Call) -> None:
@@ -122,16 +148,36 @@ def functional_linear(tracer, call: Call) -> None:
         elementwise(tracer, Call(call.index, "linear", call.func, (), {}, [vals[2], Value(-1, out.shape, fields=out.fields)], call.outputs))
 
 
+def _repeat_heads(v: Value, heads: int) -> Value:
+    """``v`` (key or value of grouped-query attention) with its head dim (``-3``) repeated to ``heads`` heads, as
+    ``scaled_dot_product_attention(enable_gqa=True)`` and ``repeat_kv`` do (query head ``h`` reads head
+    ``h // (heads / kv_heads)``)."""
+    rep = heads // v.shape[-3]
+    shape = v.shape[:-3] + (heads,) + v.shape[-2:]
+    fields = [f.repeat_interleave(rep, dim=f.ndim - 3) if f.shape[-3] > 1 else f for f in v.fields]
+    return Value(-1, shape, fields=fields)
+
+
 def sdpa(tracer, call: Call) -> None:
-    q, k, v = call.inputs[:3]
+    """``scaled_dot_product_attention(q, k, v, attn_mask, ..., enable_gqa)``: ``softmax(q k^T + mask) v``. The
+    scores carry the heads of q and k (when whole heads are the units), meet the mask (a relative position bias
+    with one entry per head follows the heads) and then v."""
+    tensors = [arg(call, i, name) for i, name in enumerate(("query", "key", "value", "attn_mask"))]
+    if not all(isinstance(t, torch.Tensor) for t in tensors[:3]):
+        return unfixable(tracer, call)
+    q, k, v = (tracer.value_of(t) for t in tensors[:3])
+    mask = tracer.value_of(tensors[3]) if isinstance(tensors[3], torch.Tensor) else None
+    gqa = bool(arg(call, 7, "enable_gqa", False))
     n = q.ndim
-    letters = string.ascii_letters
-    batch = letters[: n - 2]
-    contract(tracer, Call(call.index, call.name, None, (), {}, [q, k], [Value(-1, q.shape[:-1] + (k.shape[-2],))]),
-                    [batch + "LE", batch + "SE"], batch + "LS", [q, k])
+    if gqa and n >= 3 and k.ndim == n and q.shape[-3] != k.shape[-3] and q.shape[-3] % k.shape[-3] == 0:
+        k, v = _repeat_heads(k, q.shape[-3]), _repeat_heads(v, q.shape[-3])
+    batch = string.ascii_letters[: n - 2]
     scores = Value(-1, q.shape[:-1] + (k.shape[-2],))
+    contract(tracer, Call(call.index, call.name, None, (), {}, [q, k], [scores]),
+             [batch + "LE", batch + "SE"], batch + "LS", [q, k])
+    if mask is not None:
+        masked = Value(-1, tuple(torch.broadcast_shapes(scores.shape, mask.shape)))
+        elementwise(tracer, Call(call.index, "attn_mask", None, (), {}, [scores, mask], [masked]))
+        if masked.shape == scores.shape:
+            scores = masked
     contract(tracer, call, [batch + "LS", batch + "SV"], batch + "LV", [scores, v])
-    if len(call.inputs) > 3:  # attn_mask: added to the scores
-        for m in call.inputs[3:]:
-            for f in m.fields:
-                tracer.couplings.fix(f, "used as an attention mask")

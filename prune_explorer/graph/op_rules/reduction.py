@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..labels import collapse, merge_fields, new_field, varying_dims
+from ..size_args import AttrSize, kind_of
 from ..traced_int import TracedInt
 from .call import Call, arg, norm_dim, unlabeled
 
@@ -63,7 +64,8 @@ def spatial(tracer, call: Call) -> None:
 
 
 def creation(tracer, call: Call) -> None:
-    """``torch.zeros(b, c, h, w)`` with sizes read from a tensor: the new tensor holds those channels."""
+    """``torch.zeros(b, c, h, w)`` with sizes read from a tensor: the new tensor holds those channels; a size that is
+    an attribute (``torch.zeros(1, self.num_heads, L, S)``) holds the attribute's positions."""
     out = call.outputs[0] if call.outputs else None
     if out is None:
         return
@@ -77,6 +79,7 @@ def creation(tracer, call: Call) -> None:
     fields = []
     if len(size_args) == out.ndim:
         for d, s in enumerate(size_args):
+            kind = kind_of(s, tracer.held_attributes)
             if isinstance(s, TracedInt) and s.exact and len(s.sources) == 1:
                 uid, sd = next(iter(s.sources))
                 v = tracer.values.get(uid)
@@ -84,4 +87,14 @@ def creation(tracer, call: Call) -> None:
                 if g is not None:
                     line = g.movedim(sd, 0).reshape(g.shape[sd], -1)[:, 0]
                     fields.append(new_field(out.shape, d, line))
+            elif isinstance(kind, AttrSize) and call.name in _FILLED and out.shape[d] > 1:
+                # torch.zeros(1, self.num_heads, L, S): the new tensor's dim holds the attribute's positions, so it
+                # follows whatever that attribute is coupled with (and meets)
+                ids = tracer.attribute_ids(kind.ref, kind.scale)
+                if ids is not None and ids.numel() == out.shape[d]:
+                    tracer.handled_attributes([kind])
+                    fields.append(new_field(out.shape, d, ids))
     out.fields = merge_fields(fields)
+
+
+_FILLED = set("""zeros ones empty full rand randn randint new_zeros new_ones new_empty new_full""".split())

@@ -8,8 +8,9 @@ from typing import List
 
 import torch
 
-from ..labels import align, compress, full_field, merge_fields, varying_dims
+from ..labels import Value, align, compress, full_field, merge_fields, varying_dims
 from .call import Call, arg, fix_lost_labels, norm_dim, unlabeled
+from .slices import attribute_slice, fraction_slice, index_dims
 
 __all__ = ["replay", "reshape_field", "dim_groups", "simple_replay", "index_replay", "roll", "getitem", "setitem",
            "narrow_select", "pad"]
@@ -124,22 +125,22 @@ def getitem(tracer, call: Call) -> None:
     if x is None or not x.fields:
         return unlabeled(call)
     idx = call.args[1] if len(call.args) > 1 else None
-    items = idx if isinstance(idx, tuple) else (idx,)
-    # walk the index to find which input dims receive a tensor/list index (literal channel selection)
-    n_consumed = sum(1 for it in items if it is not None and it is not Ellipsis and not isinstance(it, bool))
-    d = 0
-    for it in items:
-        if it is Ellipsis:
-            d += x.ndim - n_consumed
-            continue
-        if it is None or isinstance(it, bool):
-            continue
-        if isinstance(it, (torch.Tensor, list)) and d < x.ndim:
+    halves = set()  # dims cut by a slice that follows the pruning (see .slices)
+    for d, it in index_dims(x, idx):
+        if isinstance(it, (torch.Tensor, list)):
             f = x.field_on(d)
             if f is not None:
                 tracer.couplings.fix(f, "indexing picks channels with a literal index tensor")
-        d += 1
-    replay(tracer, call)
+        if isinstance(it, slice) and (fraction_slice(tracer, x, d, it) or attribute_slice(tracer, x, d, it)):
+            halves.add(d)
+    if not halves:
+        return replay(tracer, call)
+    replay(tracer, call, check_lost=False)
+    others = [f for f in x.fields if not varying_dims(f) & halves]
+    if others:
+        fix_lost_labels(tracer, Call(call.index, call.name, call.func, call.args, call.kwargs,
+                                     [Value(-1, x.shape, fields=others)], call.outputs),
+                        f"'{call.name}' keeps a fixed subset of these channels (literal index or size)")
 
 
 def setitem(tracer, call: Call) -> None:
@@ -150,6 +151,9 @@ def setitem(tracer, call: Call) -> None:
     y = call.args[2]
     yv = tracer.value_of(y) if isinstance(y, torch.Tensor) else None
     idx = call.args[1]
+    for d, it in index_dims(x, idx):  # x[:, 0:self.in_channels] = ...: the attribute follows the channels before it
+        if isinstance(it, slice):
+            attribute_slice(tracer, x, d, it)
     region_fields = []
     for f in x.fields:
         try:

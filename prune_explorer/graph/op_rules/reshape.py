@@ -1,21 +1,24 @@
-"""Ops that regroup the channel dim: ``view`` / ``reshape`` / ``flatten`` (a size read from the input follows pruning,
-a literal does not), ``split`` / ``chunk`` (equal parts are tied position by position) and ``cat`` / ``stack``
-(the labels of the pieces are concatenated)."""
+"""Ops that regroup the channel dim: ``view`` / ``reshape`` / ``flatten`` (a size read from the input or an attribute
+follows pruning, a literal does not; a dim split into heads is recorded), ``split`` / ``chunk`` (equal parts are tied
+position by position), ``expand`` and ``cat`` / ``stack`` (the labels of the pieces are concatenated). Sizes: see
+:mod:`.sizes`."""
 
 from __future__ import annotations
 
 import torch
 
-from ..labels import align, compress, merge_fields, varying_dims
+from ..labels import Value, align, compress, merge_fields, varying_dims
+from ..size_args import AttrSize, MixedSize, OpaqueSize, kind_attrs, kind_of
 from ..traced_int import TracedInt
 from .call import Call, arg, norm_dim, unlabeled
 from .replay import dim_groups, replay
+from .sizes import check_sources, couple_size, follows, hold_size, tie_and_narrow
 
-__all__ = ["reshape", "split", "cat"]
+__all__ = ["reshape", "split", "expand", "cat"]
 
 
-def _target_args(call: Call, in_shape, out_shape):
-    """Per output dim: ``"infer"`` (follows the input), ``"literal"``, or a frozenset of traced sources."""
+def _target_args(tracer, call: Call, in_shape, out_shape):
+    """Per output dim, the kind of its size (see :func:`~..size_args.kind_of`)."""
     name = call.name
     nd_out = len(out_shape)
     if name in ("flatten", "squeeze", "unsqueeze"):
@@ -25,7 +28,7 @@ def _target_args(call: Call, in_shape, out_shape):
         sizes = list(arg(call, 2, "sizes"))
         kinds = ["infer"] * nd_out
         for k, s in enumerate(sizes):
-            kinds[dim + k] = _kind_of(s)
+            kinds[dim + k] = kind_of(s, tracer.held_attributes)
         return kinds
     if name in ("view_as", "reshape_as"):
         return [frozenset({(call.inputs[1].uid, d)}) for d in range(nd_out)] if len(call.inputs) > 1 else ["literal"] * nd_out
@@ -34,77 +37,80 @@ def _target_args(call: Call, in_shape, out_shape):
         shape = list(shape[0])
     if len(shape) != nd_out or any(isinstance(s, torch.dtype) for s in shape):
         return ["literal"] * nd_out
-    return [_kind_of(s) for s in shape]
-
-
-def _kind_of(s):
-    if isinstance(s, TracedInt):
-        return s.sources
-    if isinstance(s, int) and s == -1:
-        return "infer"
-    return "literal"
+    return [kind_of(s, tracer.held_attributes) for s in shape]
 
 
 def reshape(tracer, call: Call) -> None:
     x = call.x
-    if x is None or not x.fields:
+    out = call.outputs[0] if call.outputs else None
+    if x is None or out is None:
         return unlabeled(call)
-    per_out = replay(tracer, call, check_lost=False)
-    out = call.outputs[0]
     in_shape, out_shape = x.shape, out.shape
+    kinds = _target_args(tracer, call, in_shape, out_shape)
+    where = f"'{call.name}' to {list(out_shape)}"
+    tracer.handled_attributes(kinds)
+    if not x.fields:
+        for k in kinds:
+            hold_size(tracer, k, f"{where}: it sizes a dim that carries no channel")
+        return unlabeled(call)
+    replay(tracer, call, check_lost=False)
     labeled = x.labeled_dims()
-    kinds = _target_args(call, in_shape, out_shape)
-    out_fields = out.fields
     for gi, gj in dim_groups(in_shape, out_shape):
         lab_in = [d for d in gi if d in labeled]
+        for d in gj:
+            if not lab_in or out_shape[d] == 1:
+                hold_size(tracer, kinds[d], f"{where}: it sizes a dim that carries no channel")
         if not lab_in:
             continue
         big_out = [d for d in gj if out_shape[d] > 1]
         in_fields = [f for f in x.fields if varying_dims(f) & set(lab_in)]
-        where = f"'{call.name}' to {list(out_shape)}"
 
         def freeze(msg):
             for f in in_fields:
                 tracer.couplings.fix(f, f"{where}: {msg}")
-
-        def derived(k):
-            kind = kinds[k]
-            if kind == "infer":
-                return True
-            if kind == "literal":
-                return False
-            # traced: its sources must carry the same channels as the reshaped dims (checked after union-find)
-            src_fields = []
-            for uid, dim in kind:
-                v = tracer.values.get(uid)
-                if v is not None and dim < v.ndim:
-                    g = v.field_on(dim)
-                    if g is not None:
-                        src_fields.append(g)
-            if not src_fields:
-                return False
-            tracer.deferred_same_channels(src_fields, in_fields, f"{where}: a size comes from other channels")
-            return True
+            for d in gj:
+                hold_size(tracer, kinds[d], f"{where}: {msg}")
 
         if len(big_out) <= 1:
-            if big_out and not derived(big_out[0]):
-                freeze("the new size is a literal in the model's code, so it cannot follow pruning")
+            if big_out:
+                why = follows(tracer, kinds[big_out[0]])
+                if why is not None:
+                    freeze(why)
+                else:
+                    couple_size(tracer, kinds[big_out[0]], out, big_out[0], where)
             continue
         if len([d for d in gi if in_shape[d] > 1]) != 1:
             freeze("channels are regrouped across several dims")
             continue
-        derived_dims = [d for d in big_out if derived(d)]
-        if len(derived_dims) != 1:
-            freeze("the channel dim is split with no size (or several sizes) following the channel count")
+        free_dims = [d for d in big_out if follows(tracer, kinds[d]) is None]
+        if not free_dims:
+            freeze("the channel dim is split with no size following the channel count")
             continue
-        tie_dims = [d for d in big_out if d not in derived_dims]
-        for f in out_fields:
-            if varying_dims(f) & set(big_out):
-                tracer.couplings.tie_along(f, tie_dims)
+        _split_dim(tracer, out, kinds, big_out, free_dims, in_fields, where)
+
+
+def _split_dim(tracer, out, kinds, big_out, free_dims, in_fields, where: str) -> None:
+    """One channel dim split into several (heads x head size, groups x channels per group): one of them follows the
+    pruning, the others keep their size. Where several could follow (``num_heads`` and ``head_dim`` both attributes),
+    the graph's ``head_pruning`` option picks the head count or the head size."""
+    free = free_dims[0] if len(free_dims) == 1 or tracer.head_pruning == "heads" else free_dims[-1]
+    tie_dims = [d for d in big_out if d != free]
+    grid = [f for f in out.fields if varying_dims(f) & set(big_out)]
+    out.fields = [tie_and_narrow(tracer, f, tie_dims, f"{where}: the split keeps this size")
+                  if varying_dims(f) & set(big_out) else f for f in out.fields]
+    for d in tie_dims:  # sizes the split keeps: attributes keep their value, tensor sizes their channels
+        hold_size(tracer, kinds[d], f"{where}: the split keeps this size")
+        sources = kinds[d].sources if isinstance(kinds[d], MixedSize) else kinds[d]
+        if isinstance(sources, frozenset):
+            check_sources(tracer, sources, in_fields, where)
+    couple_size(tracer, kinds[free], out, free, where)
+    if grid:
+        tracer.record_head_split(grid[0], big_out, free, out.shape)
 
 
 def split(tracer, call: Call) -> None:
-    """``split`` / ``chunk`` / ``tensor_split``: equal parts that follow the channel count are tied position-wise."""
+    """``split`` / ``chunk`` / ``tensor_split``: equal parts that follow the channel count are tied position-wise;
+    parts sized by attributes (``split([self.key_dim, self.key_dim, self.val_dim])``) each follow their own."""
     x = call.x
     if x is None or not x.fields:
         return unlabeled(call)
@@ -121,34 +127,73 @@ def split(tracer, call: Call) -> None:
     parts = [align(p, x.ndim) if p is not None else None for p in parts]
     if len(sizes) <= 1:
         return
-    if name == "chunk" or isinstance(sizes_arg, TracedInt):
+    args = list(sizes_arg) if isinstance(sizes_arg, (list, tuple)) else [sizes_arg] * len(sizes)
+    kinds = [kind_of(a, tracer.held_attributes) for a in args] if len(args) == len(sizes) else ["literal"] * len(sizes)
+    tracer.handled_attributes(kinds)
+    if name == "chunk":
         derived = [True] * len(sizes)  # equal parts that follow the channel count
-    elif isinstance(sizes_arg, (list, tuple)):
-        derived = [isinstance(a, TracedInt) for a in sizes_arg]
-    else:
-        derived = [False] * len(sizes)
+    else:  # sizes read from tensors or attributes follow the channel count; literals do not
+        derived = [isinstance(a, TracedInt) and not isinstance(k, OpaqueSize) for a, k in zip(args, kinds)]
     where = f"'{name}' cuts the channels at sizes {sizes}"
     if sum(derived) == 1:
         # the literal parts keep their size; the one part whose size is computed from the input absorbs pruning
-        for p, dv in zip(parts, derived):
+        for p, dv, k, o in zip(parts, derived, kinds, call.outputs):
             if p is not None and not dv:
                 tracer.couplings.fix(p, f"{where}: this part's size is a literal in the model's code")
+            elif p is not None and isinstance(k, AttrSize):
+                couple_size(tracer, k, Value(-1, o.shape, fields=[p]), d, where)
+    elif all(derived) and isinstance(sizes_arg, (list, tuple)) and len(set(sizes)) > 1 and \
+            all(isinstance(k, (AttrSize, frozenset, MixedSize)) for k in kinds):
+        # split([self.key_dim, self.key_dim, self.val_dim]): each part follows its own size
+        for p, k, o in zip(parts, kinds, call.outputs):
+            if p is not None:
+                couple_size(tracer, k, Value(-1, o.shape, fields=[p]), d, where)
     elif all(derived) and len(set(sizes)) == 1:
         # equal parts: every part must lose the same positions
         real = [p for p in parts if p is not None]
         for p in real[1:]:
             tracer.couplings.pair(real[0], p)
+        if isinstance(kinds[0], AttrSize) and real:  # split(self.split_size): the attribute sizes every part
+            couple_size(tracer, kinds[0], Value(-1, call.outputs[0].shape, fields=[real[0]]), d, where)
     else:
+        for k in kinds:
+            hold_size(tracer, k, f"{where}: the sizes are literals in the model's code")
         tracer.couplings.fix(f, f"{where}: the sizes are literals in the model's code")
+
+
+def expand(tracer, call: Call) -> None:
+    """``expand`` / ``broadcast_to``: replayed on the labels; an attribute size on a dim that keeps the input's
+    channels is coupled with them, one that broadcasts a size-1 dim keeps its value."""
+    replay(tracer, call)
+    sizes = list(call.args[1:]) or list(call.kwargs.get("size", ()))
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)):
+        sizes = list(sizes[0])
+    out, x = (call.outputs[0] if call.outputs else None), call.x
+    if out is None or x is None or len(sizes) != out.ndim:
+        return
+    kinds = [kind_of(v, tracer.held_attributes) for v in sizes]
+    tracer.handled_attributes(kinds)
+    lead = out.ndim - x.ndim
+    where = f"'{call.name}' to {list(out.shape)}"
+    for d, k in enumerate(kinds):
+        if not kind_attrs(k):
+            continue
+        if isinstance(k, AttrSize) and d >= lead and x.shape[d - lead] == out.shape[d] > 1 \
+                and any(f.shape[d] > 1 for f in out.fields):
+            couple_size(tracer, k, out, d, where)
+        else:
+            hold_size(tracer, k, f"{where}: it sizes a broadcast dim")
 
 
 def cat(tracer, call: Call) -> None:
     tensors = call.args[0] if call.args else call.kwargs.get("tensors")
     if tensors is None:
         return unlabeled(call)
-    vals = [tracer.value_of(t) for t in tensors]
     out = call.outputs[0]
     nd = out.ndim
+    # torch.cat skips 1-D empty tensors whatever the dim (a Hugging Face cache starts as torch.tensor([]))
+    tensors = [t for t in tensors if not (call.name != "stack" and t.dim() == 1 and t.numel() == 0 and nd != 1)]
+    vals = [tracer.value_of(t) for t in tensors]
     dim = arg(call, 1, "dim", 0)
     d = norm_dim(dim, nd)
     if call.name == "stack":

@@ -1,0 +1,265 @@
+"""Integer attributes the model's forward reads as sizes: traced while tracing, rewritten after pruning.
+
+Models keep many sizes in attributes: torchvision's ViT reshapes with ``self.hidden_dim``, timm's attention with
+``self.num_heads`` / ``self.head_dim``, Hugging Face models with ``self.head_dim`` or ``self.config.hidden_size``.
+A size written that way is not a literal: it can follow the pruning, provided the attribute holds the new size
+afterwards. So, for the duration of a trace, :class:`AttributeTracking` replaces every plain ``int`` attribute of
+every module, and of the config objects modules hold (a Hugging Face ``PretrainedConfig``, a dataclass, a
+``SimpleNamespace``), by a :class:`~.traced_int.TracedInt` that remembers its :class:`AttributeRef`; the originals
+are put back afterwards (the very same objects), whatever happens. Ints captured in closures or written as literals
+stay plain ints.
+
+When the model's code uses such an int in a size (``view`` / ``reshape`` / ``expand`` / ``split`` /
+``unflatten`` / ``torch.zeros``...), the tracer gives the attribute a hidden channel space, :class:`AttributeSize`
+(``scale * value`` positions, for a size ``scale * attribute``), coupled position by position with the channels
+that size counts. The union-find then treats the attribute like any other member of the group: pruning ``k`` of
+its positions sets the attribute to ``value - k / scale``. An attribute used where its size can never change (a
+dim that carries no channel, or one that the group structure keeps whole) has its space fixed, which keeps every
+channel it was coupled with fixed too, with a reason naming the attribute.
+
+Example::
+
+    >>> import torch.nn as nn
+    >>> m = nn.Module(); m.hidden_dim = 8
+    >>> with AttributeTracking(m) as tracking:
+    ...     v = m.hidden_dim
+    ...     type(v).__name__, v.attrs == {tracking.refs[0]}, tracking.refs[0].label
+    ('TracedInt', True, 'hidden_dim')
+    >>> type(m.hidden_dim)
+    <class 'int'>
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from fractions import Fraction
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch.nn as nn
+
+from ..errors import PruningError
+from .traced_int import TracedInt
+
+__all__ = ["AttributeRef", "AttributeSize", "AttributeTracking", "config_like", "ATTRIBUTE_PRUNER"]
+
+
+class AttributeRef:
+    """The integer attribute ``name`` of ``obj`` (a module, or a config object a module holds), or entry ``index``
+    of a tuple / list attribute of ints (timm's ``self.shape = (dim, 1, 1)``).
+
+    ``module_path``: the qualified name of the module that holds it (``""`` for the model), ``via``: the attribute
+    of that module holding the config (``"config"``) or None for the module's own attribute. Hashed by identity.
+    """
+
+    __slots__ = ("obj", "name", "value", "module_path", "via", "index", "__weakref__")
+
+    def __init__(self, obj: Any, name: str, value: int, module_path: str, via: Optional[str],
+                 index: Optional[int] = None):
+        self.obj, self.name, self.value, self.module_path, self.via = obj, name, int(value), module_path, via
+        self.index = index
+
+    @property
+    def label(self) -> str:
+        """``encoder.layers.0.self_attn.head_dim``, ``config.hidden_size``, ``stages.0.scale.shape[0]``."""
+        parts = [p for p in (self.module_path, self.via, self.name) if p]
+        return ".".join(parts) + ("" if self.index is None else f"[{self.index}]")
+
+    def get(self) -> int:
+        v = self.obj.__dict__[self.name]
+        return int(v if self.index is None else v[self.index])
+
+    def set(self, value: int) -> None:
+        # straight into the instance dict: a config's __setattr__ may map or validate names, a module's is not
+        # needed for a plain int
+        d = self.obj.__dict__
+        if self.index is None:
+            d[self.name] = int(value)
+        else:
+            seq = list(d[self.name])
+            seq[self.index] = int(value)
+            d[self.name] = type(d[self.name])(seq)
+
+    def as_dict(self) -> dict:
+        """JSON-able address of the attribute (what a pruning history records)."""
+        d = {"module": self.module_path, "via": self.via, "attr": self.name}
+        if self.index is not None:
+            d["index"] = self.index
+        return d
+
+    def __repr__(self) -> str:
+        return f"AttributeRef({self.label}={self.value})"
+
+
+class AttributeSize:
+    """Owner of the hidden channel space of an attribute used as the size ``scale * attribute``: its
+    ``scale * value`` positions are the channels that size counts (``scale`` a positive
+    :class:`~fractions.Fraction`)."""
+
+    __slots__ = ("ref", "scale")
+
+    def __init__(self, ref: AttributeRef, scale: Fraction):
+        self.ref, self.scale = ref, Fraction(scale)
+
+    @property
+    def size(self) -> int:
+        return int(self.ref.value * self.scale)
+
+    @property
+    def label(self) -> str:
+        s = "" if self.scale == 1 else f" * {self.scale}"
+        return f"{self.ref.label}{s}"
+
+    def value_after(self, positions_left: int) -> Optional[int]:
+        """The attribute value that sizes ``positions_left`` positions (None when not a whole number)."""
+        v = Fraction(positions_left) / self.scale
+        return int(v) if v.denominator == 1 else None
+
+    def __repr__(self) -> str:
+        return f"AttributeSize({self.label})"
+
+
+class AttributePruner:
+    """The pruning function of an :class:`AttributeSize` space: it has ``size`` channels and loses positions as the
+    group that holds them is pruned (the attribute itself is written by the graph, see
+    :meth:`~prune_explorer.DependencyGraph.prune_group`)."""
+
+    def get_out_channels(self, owner: AttributeSize) -> int:
+        return owner.size
+
+    def get_in_channels(self, owner: AttributeSize) -> int:
+        return owner.size
+
+    def in_out_coupled(self, owner) -> bool:
+        return True
+
+    def channel_multiple(self, owner: AttributeSize, side) -> int:
+        s = owner.scale
+        return s.numerator if s.denominator == 1 else 1
+
+    def prune_out_channels(self, owner: AttributeSize, idxs: Sequence[int]) -> AttributeSize:
+        return owner
+
+    prune_in_channels = prune_out_channels
+
+    def __repr__(self) -> str:
+        return "AttributePruner()"
+
+
+ATTRIBUTE_PRUNER = AttributePruner()
+
+
+def prune_attribute(owner: AttributeSize, idxs: Sequence[int]) -> AttributeSize:  # the handler's name in records
+    return owner
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# tracking
+# ----------------------------------------------------------------------------------------------------------------------
+def config_like(v: Any) -> bool:
+    """A configuration object whose int fields a forward may read as sizes: a Hugging Face ``PretrainedConfig``
+    (duck-typed: ``to_dict`` and ``model_type``), a dataclass instance or a ``SimpleNamespace``."""
+    if v is None or isinstance(v, (nn.Module, type, int, float, str, bytes, tuple, list, dict, set)):
+        return False
+    if not hasattr(v, "__dict__"):
+        return False
+    if isinstance(v, types.SimpleNamespace):
+        return True
+    if dataclasses.is_dataclass(v):
+        return True
+    return callable(getattr(v, "to_dict", None)) and hasattr(v, "model_type")
+
+
+def _plain_int(v) -> bool:
+    return type(v) is int
+
+
+def _int_sequence(v) -> bool:
+    """A short tuple / list of plain ints (``self.shape = (dim, 1, 1)``, ``kernel_size``)."""
+    return type(v) in (tuple, list) and 0 < len(v) <= 8 and all(type(e) is int for e in v)
+
+
+class AttributeTracking:
+    """Context manager: every plain int attribute of ``model``'s modules and of the configs they hold reads as a
+    :class:`~.traced_int.TracedInt` inside the block (see the module docstring). ``refs`` lists the attributes
+    (one :class:`AttributeRef` each). On exit the original ints are put back, and any ``TracedInt`` the forward
+    stored on a module or config (a cached size) becomes a plain int."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.refs: List[AttributeRef] = []
+        self._sequences: List[tuple] = []  # (obj, name, original tuple / list, one AttributeRef per entry)
+        self._holders: List[Any] = []  # objects whose __dict__ we touched (modules and configs)
+        seen_cfg: Dict[int, str] = {}
+        for mpath, m in model.named_modules():
+            self._holders.append(m)
+            for k, v in list(m.__dict__.items()):
+                if _plain_int(v) and not k.startswith("__"):
+                    self.refs.append(AttributeRef(m, k, v, mpath, None))
+                elif _int_sequence(v) and not k.startswith("_"):
+                    self._sequences.append((m, k, v, [AttributeRef(m, k, e, mpath, None, i) for i, e in enumerate(v)]))
+                elif config_like(v) and id(v) not in seen_cfg:
+                    seen_cfg[id(v)] = mpath
+                    self._holders.append(v)
+                    for ck, cv in list(vars(v).items()):
+                        if _plain_int(cv) and not ck.startswith("__"):
+                            self.refs.append(AttributeRef(v, ck, cv, mpath, k))
+        for _, _, _, entries in self._sequences:
+            self.refs.extend(entries)
+        self._installed: List[Tuple[Any, str, Any, Any]] = []  # (obj, name, original, installed)
+
+    def __enter__(self) -> "AttributeTracking":
+        try:
+            for ref in self.refs:
+                if ref.index is not None:
+                    continue
+                t = TracedInt.of_attribute(ref.value, ref)
+                ref.obj.__dict__[ref.name] = t
+                self._installed.append((ref.obj, ref.name, ref.value, t))
+            for obj, name, orig, entries in self._sequences:
+                t = type(orig)(TracedInt.of_attribute(r.value, r) for r in entries)
+                obj.__dict__[name] = t
+                self._installed.append((obj, name, orig, t))
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._restore()
+        return False
+
+    def _restore(self) -> None:
+        for obj, name, orig, t in reversed(self._installed):
+            d = obj.__dict__
+            if d.get(name) is t:
+                d[name] = orig
+        self._installed = []
+        for holder in self._holders:  # sizes the forward cached on a module or config
+            d = holder.__dict__
+            for k, v in list(d.items()):
+                if isinstance(v, TracedInt):
+                    d[k] = int(v)
+
+
+def resolve_attribute(model: nn.Module, address: dict) -> Tuple[Any, str]:
+    """``(object, attribute name)`` for an address written by :meth:`AttributeRef.as_dict` (history replay)."""
+    try:
+        module = model.get_submodule(address.get("module") or "")
+    except AttributeError:
+        raise PruningError(f"the history names module {address.get('module')!r}, which {type(model).__name__} does "
+                           "not have") from None
+    obj = module
+    via = address.get("via")
+    if via:
+        obj = module.__dict__.get(via, getattr(module, via, None))
+        if obj is None:
+            raise PruningError(f"the history names {address.get('module')}.{via}, which does not exist")
+    name = address.get("attr")
+    v = obj.__dict__.get(name) if hasattr(obj, "__dict__") else None
+    index = address.get("index")
+    if index is not None:
+        v = v[index] if isinstance(v, (tuple, list)) and isinstance(index, int) and -len(v) <= index < len(v) else None
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise PruningError(f"the history names the integer attribute {address}, which this model does not have")
+    return obj, name, index

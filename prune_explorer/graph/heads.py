@@ -1,0 +1,133 @@
+"""Attention blocks as the dependency graph sees them: heads, key-value heads, head size, and what was removed.
+
+While tracing, every reshape that splits a channel dim into several dims (``view(B, N, self.num_heads,
+self.head_dim)``, timm's ``reshape(B, N, 3, self.num_heads, self.head_dim)``, ``nn.MultiheadAttention``'s
+``embed_dim``) is recorded with the channel ids of the grid it makes; those whose channels then meet an attention
+product (``q @ k^T``, ``scaled_dot_product_attention``) are attention heads. :func:`attention_blocks` reads them
+back at any time: per block (the module holding the projections), the heads and head size that are left, those
+it had when the graph was built, and which heads (query-head indices) and head dims (offsets within a head) were
+removed, in the original numbering. That is what a pruning plan records per block, and what the pruner's
+``head_pruning_ratio`` counts.
+
+>>> import torch, torch.nn as nn, prune_explorer as pe
+>>> mha = nn.MultiheadAttention(16, 4, batch_first=True)
+>>> class M(nn.Module):
+...     def __init__(self):
+...         super().__init__()
+...         self.inp, self.attn, self.out = nn.Linear(3, 16), mha, nn.Linear(16, 2)
+...     def forward(self, x):
+...         h = self.inp(x)
+...         return self.out(h + self.attn(h, h, h, need_weights=False)[0])
+>>> m = M()
+>>> dg = pe.DependencyGraph().build_dependency(m, torch.randn(1, 5, 3), head_pruning="heads")
+>>> g = next(g for g in dg.get_all_groups() if g.kind == "attention-heads")
+>>> _ = g.select(g.units[1]).prune()
+>>> (blk,) = dg.attention_blocks()
+>>> blk.name, blk.num_heads, blk.head_dim, blk.removed_heads
+('attn', 3, 4, [1])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch.nn as nn
+
+__all__ = ["AttentionHeads", "attention_blocks", "attention_kind", "find_attention"]
+
+
+@dataclass
+class AttentionHeads:
+    """One attention block (see the module docstring). Counts are heads / channels; ``removed_heads`` are
+    query-head indices and ``removed_head_dims`` offsets within a head, both in the block's original numbering."""
+
+    name: str
+    kind: str  # "heads" (whole heads are removed) or "dims" (the same offsets from every head)
+    layers: Tuple[str, ...]
+    num_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    initial_num_heads: int
+    initial_num_key_value_heads: int
+    initial_head_dim: int
+    removed_heads: List[int] = field(default_factory=list)
+    removed_head_dims: List[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """JSON-able form (what a plan stores per block)."""
+        return dict(self.__dict__, layers=list(self.layers))
+
+
+def find_attention(graph, tracer) -> None:
+    """The head splits of a finished trace whose channels meet an attention product (``q @ k^T``,
+    ``scaled_dot_product_attention``, ``nn.MultiheadAttention``), kept on ``graph``: their classes are attention
+    heads (kind 2, ``"attention-heads"``: whole heads are the units) or head dims (kind 1, ``"attention-dims"``: one
+    offset in every head)."""
+    contracted = (np.unique(np.concatenate([t.numpy() for t in tracer.contracted_ids]))
+                  if tracer.contracted_ids else np.empty(0, dtype=np.int64))
+    of, never = graph.classes.of, graph.classes.never
+    graph._head_splits = []
+    graph._head_kind = np.zeros(of.size, dtype=np.int8)  # per class: 0 none, 1 head dims, 2 whole heads
+    for grid, h_axis, d_axis, free in tracer.head_splits:
+        ids = grid.reshape(-1)
+        ids = ids[ids > 0]
+        if not ids.size or not np.isin(ids, contracted).any():
+            continue
+        kind = 2 if free == h_axis else 1
+        graph._head_splits.append((grid, h_axis, d_axis, kind))
+        c = of[ids]
+        c = c[~never[c]]
+        graph._head_kind[c] = np.maximum(graph._head_kind[c], kind)
+
+
+def attention_kind(graph, classes: np.ndarray):
+    """``"attention-heads"`` when ``classes`` include whole attention heads, ``"attention-dims"`` when they include
+    head dims (one offset in every head), None for other channels."""
+    if not len(classes):
+        return None
+    k = int(graph._head_kind[classes].max())
+    return ("attention-dims", "attention-heads")[k - 1] if k else None
+
+
+def _owner_name(graph, gid: int) -> Tuple[str, str]:
+    """``(layer name, block name)`` of the layer owning channel ``gid``."""
+    s = graph.spaces[int(graph._space_of[gid])]
+    name = s.name
+    if isinstance(s.owner, nn.MultiheadAttention):
+        return name, name
+    return name, name.rpartition(".")[0]
+
+
+def _alive_lines(alive: np.ndarray, axis: int) -> np.ndarray:
+    other = tuple(a for a in range(alive.ndim) if a != axis)
+    return alive.any(axis=other) if other else alive
+
+
+def attention_blocks(graph) -> List[AttentionHeads]:
+    """The attention blocks of ``graph`` as the model is now (see the module docstring)."""
+    by_block: Dict[str, list] = {}
+    for grid, h_axis, d_axis, kind in graph._head_splits:
+        ids = grid.reshape(-1)
+        first = ids[ids > 0]
+        if not first.size:
+            continue
+        layer, block = _owner_name(graph, int(first[0]))
+        alive = np.where(grid > 0, graph.alive_mask[np.maximum(grid, 0)], True)
+        heads = _alive_lines(alive, h_axis)
+        dims = _alive_lines(alive, d_axis)
+        by_block.setdefault(block, []).append((layer, kind, heads, dims))
+    out = []
+    for block, splits in by_block.items():
+        splits.sort(key=lambda s: -s[2].size)  # most heads first: the queries
+        layer, kind, q_heads, q_dims = splits[0]
+        kv_heads = min((s[2] for s in splits), key=lambda h: h.size)
+        out.append(AttentionHeads(
+            name=block, kind="heads" if kind == 2 else "dims",
+            layers=tuple(dict.fromkeys(s[0] for s in splits)),
+            num_heads=int(q_heads.sum()), num_key_value_heads=int(kv_heads.sum()), head_dim=int(q_dims.sum()),
+            initial_num_heads=int(q_heads.size), initial_num_key_value_heads=int(kv_heads.size),
+            initial_head_dim=int(q_dims.size),
+            removed_heads=np.flatnonzero(~q_heads).tolist(), removed_head_dims=np.flatnonzero(~q_dims).tolist()))
+    return out

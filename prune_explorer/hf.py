@@ -1,0 +1,351 @@
+"""Hugging Face transformers models after pruning: ``model.config`` follows the pruned module sizes, and
+``save_pretrained`` -> ``from_pretrained`` works whenever the config can describe the pruned model.
+
+A transformers model is rebuilt from its config: ``from_pretrained`` constructs every layer from ``hidden_size``,
+``intermediate_size``, ``num_attention_heads``, ``num_key_value_heads``, ``head_dim`` (or the model's own names:
+T5's ``d_model`` / ``d_ff`` / ``d_kv`` / ``num_heads``, GPT-2's ``n_embd`` / ``n_inner`` / ``n_head``) and only
+then loads the weights. After pruning, :func:`sync_config` (run automatically after every pruning and undo on a
+model that has a Hugging Face config) measures those widths on the modules and writes them into the config when
+every layer agrees. It also brings the attention modules' own bookkeeping in line with their weights
+(``num_heads``, ``num_key_value_groups``, ``all_head_size``...), and keeps the attention temperature: when the head
+size shrinks, a module whose ``scaling`` was ``head_dim ** -0.5`` gets the new ``head_dim ** -0.5`` and the ratio
+is folded into the query projection, so the pruned model computes exactly what a model rebuilt from the config
+computes.
+
+When widths differ from layer to layer (a global or per-layer ratio), or a size the config cannot express changed
+(rotary frequencies of pruned head dims, a head size the model derives as ``hidden_size / num_attention_heads``),
+:func:`check_config_round_trip` says so, naming the sizes, and points to ``pe.save_pruned`` / ``pe.load_pruned``,
+which replay the pruning history on a freshly built model instead.
+
+transformers is an optional dependency: nothing here imports it until a function is called on a model that has a
+Hugging Face config (detected by duck typing).
+
+Example (requires ``transformers``)::
+
+    >>> import torch, prune_explorer as pe
+    >>> from transformers import LlamaConfig, LlamaForCausalLM    # doctest: +SKIP
+    >>> model = LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    ...     num_attention_heads=4, num_key_value_heads=2, vocab_size=128))   # doctest: +SKIP
+    >>> ids = torch.randint(0, 128, (1, 16))                     # doctest: +SKIP
+    >>> pe.pruner.MagnitudePruner(model, {"input_ids": ids}, pe.importance.MagnitudeImportance(),
+    ...     pruning_ratio=0.5, ignored_layers=[model.lm_head], prune_num_heads=True,
+    ...     head_pruning_ratio=0.5).step()                       # doctest: +SKIP
+    >>> model.config.hidden_size, model.config.num_attention_heads   # doctest: +SKIP
+    (32, 2)
+    >>> pe.hf.check_config_round_trip(model)                     # doctest: +SKIP
+    >>> model.save_pretrained("pruned-llama")                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from .errors import PruningError
+from .graph.head_bookkeeping import (SCALE_ATTRS, AttentionWidths, Q_NAMES, _child, _set_module_attrs,
+                                     attention_modules as _attentions, out_features as _out_features)
+
+__all__ = ["is_hf_model", "sync_config", "config_problems", "check_config_round_trip", "AttentionWidths",
+           "measure_widths"]
+
+#: the up projection of an MLP block (its output width is the intermediate size), by child name
+MLP_UP_NAMES = ("up_proj", "gate_proj", "fc1", "wi", "wi_0", "c_fc", "fc_in", "w1", "lin1")
+#: config fields holding the MLP width, first match wins
+INTERMEDIATE_FIELDS = ("intermediate_size", "d_ff", "n_inner", "ffn_dim", "ffn_hidden_size")
+_FOLD_ATTR = "_prune_explorer_scale_fold"  # on the query projection: the factor folded into its weights so far
+
+
+def is_hf_model(model) -> bool:
+    """True for a model with a Hugging Face config (``model.config`` with ``to_dict`` and ``model_type``) and
+    ``save_pretrained``: a ``transformers.PreTrainedModel`` or anything built like one (no import needed)."""
+    cfg = getattr(model, "config", None)
+    return (isinstance(model, nn.Module) and cfg is not None and callable(getattr(cfg, "to_dict", None))
+            and hasattr(cfg, "model_type") and callable(getattr(model, "save_pretrained", None)))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# measuring the pruned model
+# ----------------------------------------------------------------------------------------------------------------------
+def _hidden_widths(model: nn.Module) -> List[int]:
+    """The residual width: the input embedding's width (``get_input_embeddings``), or a patch embedding's channels."""
+    try:
+        emb = model.get_input_embeddings()
+    except Exception:  # models without input embeddings raise NotImplementedError
+        emb = None
+    if isinstance(emb, nn.Embedding):
+        return [int(emb.weight.shape[1])]
+    if isinstance(emb, nn.Module):
+        for m in emb.modules():
+            if isinstance(m, nn.modules.conv._ConvNd):
+                return [int(m.out_channels)]
+    return []
+
+
+def _mlp_widths(model: nn.Module) -> List[int]:
+    widths = []
+    for name, m in model.named_modules():
+        up = _child(m, MLP_UP_NAMES)
+        if up is None and name.rsplit(".", 1)[-1] == "intermediate":
+            up = _child(m, ("dense",))  # BERT-style: layer.intermediate.dense
+        if up is not None and _child(m, Q_NAMES) is None:
+            widths.append(int(_out_features(up)))
+    return widths
+
+
+def measure_widths(model: nn.Module) -> Dict[str, List[int]]:
+    """The widths the config describes, as the modules have them now: ``{"hidden", "intermediate", "heads",
+    "kv_heads", "head_dim"}`` -> the values found (one per layer; a uniformly pruned model has one distinct value
+    each). In channels, except ``heads`` / ``kv_heads`` (heads)."""
+    att = _attentions(model)
+    return {
+        "hidden": _hidden_widths(model),
+        "intermediate": _mlp_widths(model),
+        "heads": [a.heads for a in att],
+        "kv_heads": [a.kv_heads for a in att],
+        "head_dim": [a.head_dim for a in att],
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# syncing
+# ----------------------------------------------------------------------------------------------------------------------
+def _scale_param(layer: nn.Module, attr: str, factor: float) -> None:
+    p = getattr(layer, attr, None)
+    if isinstance(p, torch.Tensor):
+        new = nn.Parameter(p.detach() * factor, requires_grad=p.requires_grad)
+        setattr(layer, attr, new)
+
+
+def _keep_temperature(a: AttentionWidths) -> None:
+    """Keep ``q . k * scaling`` unchanged while ``scaling`` follows the head size.
+
+    A module whose ``scaling`` is ``head_dim ** -0.5`` is rebuilt by ``from_pretrained`` with the *new* head size's
+    scaling. So the scaling is set to ``head_dim ** -0.5`` and the ratio to the one the weights were trained with
+    is folded into the query projection (its weight and bias; the factor folded so far is recorded on the
+    projection, next to the weights it describes, so undo and repeated calls stay exact)."""
+    m = a.module
+    for attr in SCALE_ATTRS:
+        s = m.__dict__.get(attr)
+        if isinstance(s, float):
+            break
+    else:
+        return
+    fold = float(a.q.__dict__.get(_FOLD_ATTR, 1.0))
+    effective = s * fold  # what the current weights compute with
+    canonical = a.head_dim ** -0.5
+    if math.isclose(s, canonical, rel_tol=1e-9):
+        return
+    # only a scaling of the canonical form for some integer head size follows the head size
+    d_of_s = round(s ** -2) if s > 0 else 0
+    if d_of_s <= 0 or not math.isclose(s, d_of_s ** -0.5, rel_tol=1e-6):
+        return
+    new_fold = effective / canonical
+    _scale_param(a.q, "weight", new_fold / fold)
+    _scale_param(a.q, "bias", new_fold / fold)
+    a.q.__dict__[_FOLD_ATTR] = new_fold
+    setattr(m, attr, canonical)
+
+
+def _config_field(cfg, *names) -> Optional[str]:
+    """The first of ``names`` the config has (through its ``attribute_map`` aliases)."""
+    amap = getattr(cfg, "attribute_map", {}) or {}
+    for n in names:
+        real = amap.get(n, n)
+        if real in cfg.__dict__:
+            return n
+    return None
+
+
+def _uniform(values: List[int]) -> Optional[int]:
+    vals = set(values)
+    return vals.pop() if len(vals) == 1 else None
+
+
+def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
+    """Write the pruned widths into ``model.config`` (and the attention modules' own head bookkeeping), wherever
+    every layer agrees; returns the problems a ``save_pretrained`` -> ``from_pretrained`` round trip would meet
+    (empty when there is none that this function can see; :func:`check_config_round_trip` checks everything).
+
+    Safe to call at any time and idempotent; a no-op (empty list) for a model without a Hugging Face config. Run
+    automatically after each pruning and undo by :class:`~prune_explorer.DependencyGraph` (which passes as
+    ``trusted`` the ``(id(module), name)`` of the attributes the forward reads, kept current by the graph)."""
+    if not is_hf_model(model):
+        return []
+    cfg = model.config
+    att = _attentions(model, trusted)
+    for a in att:
+        _set_module_attrs(a)
+        _keep_temperature(a)
+    widths = measure_widths(model)
+    problems = []
+
+    def put(field_name: Optional[str], key: str, what: str) -> Optional[int]:
+        vals = widths[key]
+        if not vals or field_name is None:
+            return None
+        v = _uniform(vals)
+        if v is None:
+            problems.append(f"{what} differs between layers ({sorted(set(vals))}); config.{field_name} can hold one value")
+            return None
+        if getattr(cfg, field_name, None) != v:
+            setattr(cfg, field_name, v)
+        return v
+
+    hidden = put(_config_field(cfg, "hidden_size", "d_model", "n_embd", "dim"), "hidden", "the hidden width")
+    put(_config_field(cfg, *INTERMEDIATE_FIELDS), "intermediate", "the MLP width")
+    heads = put(_config_field(cfg, "num_attention_heads", "num_heads", "n_head"), "heads", "the number of attention heads")
+    kv_field = _config_field(cfg, "num_key_value_heads", "num_kv_heads")
+    if kv_field is not None:
+        put(kv_field, "kv_heads", "the number of key-value heads")
+    elif widths["kv_heads"] != widths["heads"]:
+        problems.append("key-value heads differ from query heads but the config has no num_key_value_heads")
+    hd_vals = widths["head_dim"]
+    hd = _uniform(hd_vals) if hd_vals else None
+    if hd_vals and hd is None:
+        problems.append(f"the head size differs between layers ({sorted(set(hd_vals))})")
+    elif hd is not None:
+        hd_field = _config_field(cfg, "head_dim", "d_kv", "attention_head_dim")
+        if hd_field is not None and getattr(cfg, hd_field, None) is not None:
+            if getattr(cfg, hd_field) != hd:
+                setattr(cfg, hd_field, hd)
+        elif hidden is not None and heads is not None and hidden != heads * hd:
+            # the model derives head_dim = hidden_size // num_attention_heads unless told otherwise; many read
+            # config.head_dim when present (check_config_round_trip verifies that this one does)
+            cfg.head_dim = hd
+    _carry_rotary_frequencies(model, cfg)
+    return problems
+
+
+def _carry_rotary_frequencies(model: nn.Module, cfg) -> None:
+    """Pruned head dims keep their rotary frequencies (``inv_freq``, one per pair of dims), which a model built from
+    ``rope_theta`` and the new ``head_dim`` would not compute. For the default rotary embedding they are written
+    into ``config.rope_parameters`` exactly, as LongRoPE's per-frequency factors (``inv_freq_j = 1 / (factor_j *
+    rope_theta ** (2j / head_dim))``, the same factors for short and long sequences, attention factor 1), so
+    ``from_pretrained`` rebuilds the same frequencies. The live model's rotary module keeps its own buffer."""
+    params = getattr(cfg, "rope_parameters", None)
+    if not isinstance(params, dict) or "rope_theta" not in params:
+        return
+    rope_type = params.get("rope_type", "default")
+    if rope_type not in ("default", "longrope") or params.get("partial_rotary_factor", 1.0) != 1.0:
+        return
+    for m in model.modules():
+        inv = m._buffers.get("inv_freq")
+        if not isinstance(inv, torch.Tensor) or inv.device.type == "meta" or inv.dim() != 1:
+            continue
+        theta = float(params["rope_theta"])
+        dim = 2 * inv.numel()
+        default = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+        kept = inv.detach().float().cpu()
+        if rope_type == "default" and torch.allclose(kept, default, rtol=1e-6, atol=0):
+            return
+        if rope_type == "longrope":
+            short, long = params.get("short_factor"), params.get("long_factor")
+            if short == long and isinstance(short, list) and len(short) == kept.numel() and torch.allclose(
+                    kept, default / torch.tensor(short, dtype=torch.float32), rtol=1e-6, atol=0):
+                return
+            if short != long or params.get("factor") != 1.0:  # a LongRoPE model of its own: not ours to rewrite
+                return
+        factors = (default / kept).tolist()
+        max_pos = int(getattr(cfg, "max_position_embeddings", 0) or params.get("original_max_position_embeddings", 0))
+        cfg.rope_parameters = {**{k: v for k, v in params.items() if k != "rope_type"}, "rope_type": "longrope",
+                               "short_factor": factors, "long_factor": list(factors), "factor": 1.0,
+                               "attention_factor": float(getattr(m, "attention_scaling", 1.0)),
+                               "original_max_position_embeddings": max_pos}
+        return
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# checking the round trip
+# ----------------------------------------------------------------------------------------------------------------------
+_ADVICE = ("Save it with pe.save_pruned(model, path) and load it with pe.load_pruned(fresh_model, path), which replay "
+           "the pruning history on a freshly built model (or prune with one ratio for every layer, e.g. without "
+           "global_pruning or pruning_ratio_dict, so that the config can describe it).")
+
+
+def config_problems(model: nn.Module) -> List[str]:
+    """Why ``type(model).from_pretrained`` would not rebuild ``model`` from ``model.config`` (empty if it would).
+
+    Syncs the config first (:func:`sync_config`), then builds the model from the config on the meta device (no
+    memory, no weights) and compares every parameter and buffer shape, the attention modules' int and float
+    attributes, and the rotary frequencies with the pruned model's."""
+    if not is_hf_model(model):
+        raise TypeError(f"{type(model).__name__} has no Hugging Face config (model.config with to_dict / model_type "
+                        "and save_pretrained); config_problems applies to transformers models only")
+    problems = sync_config(model)
+    try:
+        fresh = _build_like(model)
+    except Exception as exc:  # the config itself is inconsistent (e.g. hidden_size not divisible by heads)
+        return problems + [f"transformers cannot build {type(model).__name__} from the synced config "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"]
+    own = dict(model.state_dict(keep_vars=True))
+    for k, t in fresh.state_dict(keep_vars=True).items():
+        mine = own.get(k)
+        if mine is None:
+            problems.append(f"{k} exists in a model built from the config but not in the pruned model")
+        elif tuple(mine.shape) != tuple(t.shape):
+            problems.append(f"{k}: the pruned model has shape {tuple(mine.shape)}, a model built from the config "
+                            f"{tuple(t.shape)}")
+    problems += _attribute_differences(model, fresh)
+    problems += _rotary_differences(model)
+    return problems
+
+
+def check_config_round_trip(model: nn.Module) -> None:
+    """Raise :class:`~prune_explorer.PruningError` when ``save_pretrained`` -> ``from_pretrained`` would not
+    reproduce the pruned ``model`` (see :func:`config_problems`); the message lists each size the config cannot
+    express and says to use ``pe.save_pruned`` / ``pe.load_pruned`` instead. Returns None when the round trip works."""
+    problems = config_problems(model)
+    if problems:
+        shown = "; ".join(problems[:6]) + (f"; ... ({len(problems) - 6} more)" if len(problems) > 6 else "")
+        raise PruningError(f"model.config cannot describe this pruned {type(model).__name__}: {shown}. {_ADVICE}")
+
+
+def _build_like(model: nn.Module) -> nn.Module:
+    cfg = copy.deepcopy(model.config)
+    with torch.device("meta"):
+        if hasattr(type(model), "_from_config"):
+            return type(model)._from_config(cfg)
+        return type(model)(cfg)
+
+
+def _attribute_differences(model: nn.Module, fresh: nn.Module) -> List[str]:
+    """Int / float attributes of the attention modules that differ between the pruned model and a fresh one."""
+    out = []
+    fresh_mods = dict(fresh.named_modules())
+    for a in _attentions(model):
+        other = fresh_mods.get(a.name)
+        if other is None:
+            continue
+        for k, v in a.module.__dict__.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            w = other.__dict__.get(k)
+            if isinstance(w, (int, float)) and not isinstance(w, bool) and not math.isclose(float(v), float(w), rel_tol=1e-6):
+                out.append(f"{a.name}.{k} is {v} in the pruned model but {w} in a model built from the config")
+    return out
+
+
+def _rotary_differences(model: nn.Module) -> List[str]:
+    """Rotary frequencies (``inv_freq``, not saved in the checkpoint): those of the kept head dims must be the ones a
+    model built from the config computes."""
+    out = []
+    for name, m in model.named_modules():
+        inv = m._buffers.get("inv_freq")
+        if not isinstance(inv, torch.Tensor) or inv.device.type == "meta":
+            continue
+        try:
+            fresh = type(m)(config=copy.deepcopy(model.config))
+        except Exception:
+            continue
+        ref = fresh._buffers.get("inv_freq")
+        if not isinstance(ref, torch.Tensor):
+            continue
+        if ref.shape != inv.shape or not torch.allclose(ref.float(), inv.detach().float().cpu(), rtol=1e-5, atol=0):
+            out.append(f"{name or 'the model'}: the rotary frequencies of the kept head dims ({inv.numel()} pairs) are "
+                       "not the ones a model built from the config computes (config.rope_theta / head_dim cannot "
+                       "express a pruned subset)")
+    return out
