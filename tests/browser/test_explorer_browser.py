@@ -224,4 +224,11 @@ def test_a_whole_session_logs_no_javascript_error(page, tmp_path):
     assert a.locator(".pe-latency-now").count() == 1
     assert widget_problems(page) == []
     assert "Traceback" not in a.inner_text()
+    # the finished app (summary table, MACs bars) fits too, at both widths
+    for width in (1000, 1920):
+        page.set_viewport_size({"width": width, "height": 1000})
+        a.scroll_into_view_if_needed()
+        wait_until(page, OVERFLOW, [i, list(PANELS)], lambda v: v == [], timeout=20, what=f"finished app at {width}px")
+        wait_until(page, CHARTS, [i], lambda v: v == [], timeout=20, what=f"finished app's charts at {width}px")
+    page.set_viewport_size({"width": 1400, "height": 1000})
     assert _js_errors(page) == []

@@ -85,6 +85,9 @@ def test_plotly_chart_syncs_the_figure_json_and_sizes_to_its_box():
     assert "width" not in spec["layout"] and chart.layout.width == "100%" and chart.layout.min_width == "0"
     chart.show(ratio_curve_figure("Parameters removed", [0.0], [0.0]))
     assert chart.figure["layout"]["title"]["text"] == "Parameters removed"
+    chart.show(go.Figure(go.Heatmap(z=[[1, 2], [3, 4]]), layout=dict(width=900, height=420)))  # e.g. a sensitivity map
+    assert "width" not in chart.figure["layout"] and chart.figure["layout"]["height"] == 420  # the box sets the width
+    assert chart.fig.layout.width == 900  # the figure itself is left as it was given
     before = chart.figure
     with pytest.raises(TypeError, match="plotly.graph_objects.Figure"):
         chart.show({"data": []})
