@@ -106,7 +106,7 @@ class Explorer:
         title = widgets.HTML(CSS + f"<div class='pe-app-title'><b>prune_explorer</b> · Explorer{name}"
                              f"<span class='pe-keys' title='{_SHORTCUT_HELP}'>⌨ A accept · S skip · U undo</span>"
                              "</div>")
-        title.layout = widgets.Layout(width="100%")
+        title.layout = widgets.Layout(width="auto")  # (100% plus the widget margins would make the app scroll sideways)
         if self.controller is None:
             self._render_status(f"Cannot start: {self.error}", error=True)
             self.views = []

@@ -35,6 +35,7 @@ OVERFLOW = """([i, panels]) => { %s
   const ar = app.getBoundingClientRect();
   const host = app.closest('.jp-OutputArea-output');
   if (host) { const h = host.getBoundingClientRect(); if (ar.right > h.right + 1) out.push(`app ends at ${ar.right}, its output area at ${h.right}`); }
+  if (app.scrollWidth > app.clientWidth + 1) out.push(`the app scrolls sideways (${app.scrollWidth} > ${app.clientWidth})`);
   for (const sel of panels) {
     const p = app.querySelector(sel); if (!p) continue;
     const pr = p.getBoundingClientRect(); if (!pr.width) continue;

@@ -41,7 +41,10 @@ CSS = """
 .pe-legend span { display: inline-block; padding: 0 6px; margin: 0 6px 2px 0; border: 1px solid #adb5bd; border-radius: 3px; font-size: 11px; }
 .pe-scroll { max-height: 260px; overflow-y: auto; }
 .pe-layer-info { overflow-wrap: anywhere; }
-.pe-app .widget-html-content { overflow-wrap: anywhere; }
+.pe-app .widget-html-content { overflow-wrap: anywhere; min-width: 0; max-width: 100%; }
+/* the finish table wraps between its columns' parts (each "a → b" stays whole) to fit a narrow column */
+.pe-finish-table td { white-space: normal; }
+.pe-finish-table .pe-pair { white-space: nowrap; }
 .pe-app .widget-select-multiple select { font-size: 12px; }
 /* charts (PlotlyChart, see ..plotly_chart) draw themselves at their box's width */
 .pe-app .pe-chart { max-width: 100%; overflow: hidden; }

@@ -26,8 +26,8 @@ _MAX_ROWS = 400
 
 def _pair(a, b, fmt=lambda v: f"{v:,}") -> str:
     if a == b:
-        return fmt(a)
-    return f"{fmt(a)} → <b>{fmt(b)}</b>"
+        return f"<span class='pe-pair'>{fmt(a)}</span>"
+    return f"<span class='pe-pair'>{fmt(a)} → <b>{fmt(b)}</b></span>"
 
 
 def report_html(r: FinishReport, only_changed: bool = True) -> str:
@@ -103,6 +103,7 @@ class FinishView(widgets.VBox):
         self.all_layers.observe(lambda _: self._draw(), names="value")
         self.table = widgets.HTML()
         self.table.add_class("pe-finish-table-box")
+        self.table.layout = widgets.Layout(min_width="0")
         self.macs_chart = PlotlyChart()
         self.macs_chart.add_class("pe-finish-macs")
         self.macs_chart.layout.display = "none"
