@@ -213,7 +213,7 @@ class SensitivityController:
         self.table = table
         self.scanned_at = len(c.decisions)
         st = table.stats
-        c.message = (f"sensitivity scan: {len(table.groups)} groups x {len(table.ratios)} ratios, baseline "
+        c.notify(f"sensitivity scan: {len(table.groups)} groups x {len(table.ratios)} ratios, baseline "
                      f"{table.baseline:.4g}; {st['evaluated']} points evaluated"
                      + (f", {st['from_cache']} from the cache" if st["from_cache"] else "")
                      + f" in {st['seconds']:.1f} s")
@@ -354,7 +354,7 @@ class SensitivityController:
         if review:
             self.review(plan)
             msg += ". Reviewing it: each group is pre-selected with the plan's count"
-        c.message = msg
+        c.notify(msg)
         self._emit("solve")
         return plan
 
@@ -451,9 +451,9 @@ class SensitivityController:
             c._report(APPLY_STAGE, n_total, n_total)
         self.applied = list(c.decisions[start:])
         accepted = [d for d in self.applied if d.action == "accept"]
-        c.message = (f"applied plan {self.plan.name!r}: {len(accepted)} groups pruned, "
-                     f"{len(self.applied) - len(accepted)} left alone. 'Undo plan' restores the model")
         c._changed("accept_all")
+        c.notify(f"applied plan {self.plan.name!r}: {len(accepted)} groups pruned, {len(self.applied) - len(accepted)} "
+                 "left alone. 'Undo plan' restores the model")
         self._emit("apply")
         return self.applied
 
@@ -485,6 +485,6 @@ class SensitivityController:
             raise ExplorerError("other decisions were taken after the plan was applied: undo them first")
         self._rollback(start)
         self.applied = []
-        c.message = "undid the plan: the model is as it was before it was applied"
-        c._changed("undo")
+        c._changed("plan")
+        c.notify("undid the plan: the model is as it was before it was applied")
         self._emit("undo_plan")
