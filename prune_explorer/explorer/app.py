@@ -73,6 +73,8 @@ class Explorer:
         pruning_ratio: channel ratio each group is proposed to lose, in ``[0, 1)``.
         ignored_layers: modules or qualified names never pruned; ``None`` pre-selects the final classifier.
         max_graph_items: the graph opens with blocks expanded while it draws at most this many boxes.
+        eval_fn: the metric for sensitivity scans, ``eval_fn(model) -> float`` (higher is better); see the
+            Sensitivity panel and ``ex.sensitivity`` (:mod:`.sensitivity_controller`).
         **pruner_kwargs: any other ``pe.pruner.BasePruner`` option (``round_to``, ``max_pruning_ratio``,
             ``global_pruning``, ``iterative_steps``...).
 
@@ -81,13 +83,14 @@ class Explorer:
     """
 
     def __init__(self, model, example_inputs, importance=None, pruning_ratio: float = 0.5, ignored_layers=None,
-                 max_graph_items: int = DEFAULT_MAX_ITEMS, **pruner_kwargs):
+                 max_graph_items: int = DEFAULT_MAX_ITEMS, eval_fn=None, **pruner_kwargs):
         self.progress = ProgressView()
         self.status = widgets.HTML()
         self.status.add_class("pe-status")
         self.status.layout = widgets.Layout(flex="1 1 auto", min_width="0")
         self.error: Optional[BaseException] = None
         self.controller: Optional[ExplorerController] = None
+        self.sensitivity = None  # the sensitivity panel's controller (scans, budgets, plans)
         self._running = False
         handle = _transient_display(self.progress)
         try:
@@ -134,6 +137,11 @@ class Explorer:
             self.bridge,
         ], layout=widgets.Layout(width="100%", min_width="0"))
         self.root.add_class("pe-app")
+        from .sensitivity_panel import SensitivityPanel
+
+        self.sensitivity_panel = SensitivityPanel(self, eval_fn)
+        self.sensitivity = self.sensitivity_panel.controller
+        self.add_panel(self.sensitivity_panel, "Sensitivity")
         self._render_status()
 
     # ---- running actions ------------------------------------------------------------------------------------------

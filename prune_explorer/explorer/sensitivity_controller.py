@@ -82,8 +82,8 @@ class SensitivityController:
         executor: ``"serial"`` (this process: works with functions defined in a notebook, default), ``"local"``
             (worker processes: ``eval_fn`` must be importable) or ``"ray"``; see :func:`prune_explorer.sensitivity.scan`.
         workers: worker processes / Ray actors for those executors.
-        cache_dir: where finished points are kept so an interrupted scan resumes (default: a temporary folder of
-            this session).
+        cache_dir: where finished points are kept so an interrupted scan resumes (default: a temporary folder,
+            removed with this controller).
         seed: the seed set before each ``eval_fn`` call.
 
     State: ``table`` (the last scan's :class:`~prune_explorer.sensitivity.SensitivityTable`, or None), ``plan`` (the
@@ -132,8 +132,9 @@ class SensitivityController:
     @property
     def cache_dir(self) -> str:
         """The folder of the scan cache (created on first use)."""
-        if self._cache_dir is None:
-            self._cache_dir = tempfile.mkdtemp(prefix="pe-sensitivity-")
+        if self._cache_dir is None:  # removed with this controller (or at exit)
+            self._tmp = tempfile.TemporaryDirectory(prefix="pe-sensitivity-")
+            self._cache_dir = self._tmp.name
         return os.fspath(self._cache_dir)
 
     def remaining_keys(self) -> List[str]:
