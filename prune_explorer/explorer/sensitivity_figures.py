@@ -56,7 +56,8 @@ def sensitivity_heatmap(table, value: str = "drop", title: Optional[str] = None,
                        "params removed %{customdata[2]:.2f}%<br>MACs removed %{customdata[3]:.2f}%<extra></extra>"))
     return go.Figure(heat, layout=dict(
         _STYLE, title=title or f"Sensitivity: {_LABELS[value]} (baseline {table.baseline:.4g})",
-        xaxis=dict(title="ratio of the group's channels removed"), yaxis=dict(autorange="reversed", title="group"),
+        xaxis=dict(title="ratio of the group's channels removed", type="category", automargin=True),
+        yaxis=dict(autorange="reversed", title="group", type="category", automargin=True),
         height=height or max(260, 90 + 22 * len(p.groups)), width=width, margin=dict(l=10, r=10, t=50, b=45)))
 
 
@@ -102,8 +103,8 @@ def group_curve_figure(table, key: str, proposed=None, height: int = 260, width:
                                  hovertemplate=f"proposed: {frac:.0%} of the channels<br>metric ~%{{y:.4g}}<extra></extra>"))
     return go.Figure(traces, layout=dict(
         _STYLE, title=f"{key}: metric vs channels removed", shapes=shapes, annotations=annotations,
-        xaxis=dict(_GRID, title="fraction of channels removed", tickformat=".0%", range=[-0.02, 1.0]),
-        yaxis=dict(_GRID, title="metric"), height=height, width=width, showlegend=False,
+        xaxis=dict(_GRID, title="fraction of channels removed", tickformat=".0%", range=[-0.02, 1.0], automargin=True),
+        yaxis=dict(_GRID, title="metric", automargin=True), height=height, width=width, showlegend=False,
         margin=dict(l=45, r=10, t=40, b=40)))
 
 

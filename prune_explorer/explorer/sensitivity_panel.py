@@ -183,7 +183,7 @@ class SensitivityPanel(widgets.VBox):
                                      font=dict(size=13)), height=min(max(220, 90 + 18 * len(data["groups"])), 720))
         if data["current"] is not None:
             k = data["groups"].index(data["current"])
-            fig.add_shape(type="rect", xref="x", yref="y", x0=-0.5, x1=len(data["ratios"]) - 0.5, y0=k - 0.5,
+            fig.add_shape(type="rect", xref="paper", yref="y", x0=0, x1=1, y0=k - 0.5,
                           y1=k + 0.5, line=dict(color="#212529", width=2), fillcolor="rgba(0,0,0,0)")
         return fig
 

@@ -75,6 +75,14 @@ def test_scan_from_the_app_draws_the_heatmap_without_js_errors(tmp_path):
             curve = wait_until(page, CURVE, [0], lambda v: v and v["width"] > 100 and v["points"] >= 2, timeout=60,
                                what="the group's curve on the card")
             assert curve["points"] >= 2
-            page.screenshot(path=str(tmp_path / "after_scan.png"), full_page=True)
+            heatmap = panel.locator(".pe-sens-heatmap").first
+            heatmap.scroll_into_view_if_needed()
+            heatmap.screenshot(path=str(tmp_path / "heatmap.png"))
+            a.locator(".pe-sens-curve-box").first.screenshot(path=str(tmp_path / "curve.png"))
+            labels = page.evaluate("() => [...document.querySelectorAll('.pe-sens-heatmap .ytick text')]"
+                                   ".map(t => [t.textContent, t.getBoundingClientRect().left])")
+            box = page.evaluate("() => document.querySelector('.pe-sens-heatmap').getBoundingClientRect().left")
+            assert {"conv1", "layer4.1.conv1"} <= {text for text, _ in labels}
+            assert all(left >= box - 1 for _, left in labels)  # the group names are inside the chart, not cut off
             errors = [m for m in console_messages(page) if m.startswith("pageerror") or m.startswith("console.error")]
             assert errors == []
