@@ -442,6 +442,7 @@ class SensitivityController:
                 else:
                     c._skip_current()
                 c._advance()
+                c._cache.clear()  # figures and allowed counts are per group: keyed by id(), which a new group may reuse
                 done += 1
                 c._report(APPLY_STAGE, done, max(n_total, done + c.n_groups_left))
         except BaseException:
