@@ -1,6 +1,6 @@
 """Models too big to load: Llama-3-sized configs planned on the meta device, the plan applied to real weights.
 
-    .venv/bin/python benchmarks/meta_llm.py [--layers 80] [--phases build70,explorer70,build8,exact]
+    .venv/bin/python benchmarks/meta_llm.py [--layers 80] [--phases build70,explorer70,explorer70heads,build8,exact]
 
 Every phase runs in its own Python process (so each peak memory figure is its own), on 2 torch threads:
 
@@ -37,7 +37,8 @@ import tempfile
 import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-PHASES = ("build70", "explorer70", "build8", "exact")
+PHASES = ("build70", "explorer70", "explorer70heads", "build8", "exact")
+HEADS = {"prune_num_heads": True, "head_pruning_ratio": 0.5}
 CONFIGS = {
     "70b": dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
                 num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192),
@@ -109,11 +110,12 @@ def phase(name: str, layers: int, trace_memory: bool) -> dict:
                    attention_groups=sum(getattr(g, "kind", None) is not None for g in groups),
                    build_s=round(t_build, 2), groups_s=round(c.wall - t_build, 2), wall_s=round(c.wall, 2),
                    cpu_s=round(c.cpu, 2), py_peak_mb=c.py_peak_mb and round(c.py_peak_mb))
-    elif name == "explorer70":
+    elif name in ("explorer70", "explorer70heads"):
         model = _model("70b", "meta", layers)
         x = pe.plan.causal_lm_inputs(model)
+        options = HEADS if name == "explorer70heads" else {}
         with Clock(trace_memory) as c:
-            ctl = ExplorerController(model, x, pruning_ratio=0.5, ignored_layers=["lm_head"])
+            ctl = ExplorerController(model, x, pruning_ratio=0.5, ignored_layers=["lm_head"], **options)
             t_build = time.perf_counter() - c.t0
             ctl.accept_all_remaining()
             t_accept = time.perf_counter() - c.t0 - t_build
@@ -124,10 +126,12 @@ def phase(name: str, layers: int, trace_memory: bool) -> dict:
         out.update(params=f["params_original"], predicted=f["params_now"], layers=model.config.num_hidden_layers,
                    groups_accepted=len(plan), plan_bytes=size, build_s=round(t_build, 2), accept_all_s=round(t_accept, 2),
                    export_s=round(c.wall - t_build - t_accept, 2), wall_s=round(c.wall, 2), cpu_s=round(c.cpu, 2),
-                   py_peak_mb=c.py_peak_mb and round(c.py_peak_mb), importance=type(ctl.importance).__name__)
+                   py_peak_mb=c.py_peak_mb and round(c.py_peak_mb), importance=type(ctl.importance).__name__,
+                   heads=sorted({(h["num_heads"], h["num_key_value_heads"], h["head_dim"])
+                                 for h in plan.predicted.get("attention", {}).values()}))
     elif name == "exact":
         rows = []
-        for label, options in (("widths", {}), ("heads", {"prune_num_heads": True, "head_pruning_ratio": 0.5})):
+        for label, options in (("widths", {}), ("heads", HEADS)):
             meta = _model("small", "meta")
             ctl = ExplorerController(meta, pe.plan.causal_lm_inputs(meta), pruning_ratio=0.5,
                                      ignored_layers=["lm_head"], **options)
@@ -160,12 +164,12 @@ def _print(res: dict) -> None:
         print(f"{p}: {res['params'] / 1e9:.2f}B parameters, {res['layers']} layers on meta: graph build "
               f"{res['build_s']:.1f} s + group listing {res['groups_s']:.1f} s = {res['wall_s']:.1f} s wall "
               f"({res['cpu_s']:.1f} s CPU); {res['groups']} groups ({res['attention_groups']} attention); {mem}")
-    elif p == "explorer70":
+    elif p.startswith("explorer70"):
         print(f"{p}: controller build {res['build_s']:.1f} s, accept-all {res['accept_all_s']:.1f} s "
               f"({res['groups_accepted']} groups, {res['importance']}), plan export {res['export_s']:.2f} s "
               f"({res['plan_bytes'] / 1024:.0f} KiB JSON); {res['wall_s']:.1f} s wall ({res['cpu_s']:.1f} s CPU); "
               f"parameters {res['params'] / 1e9:.2f}B -> {res['predicted'] / 1e9:.2f}B predicted "
-              f"({res['predicted'] / res['params']:.1%}); {mem}")
+              f"({res['predicted'] / res['params']:.1%}); heads (q, kv, dim) predicted {res['heads']}; {mem}")
     else:
         for r in res["rows"]:
             print(f"{p} ({r['plan']}): small Llama {r['params']:,} parameters, plan made on meta predicts "
