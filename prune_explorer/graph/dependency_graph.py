@@ -38,6 +38,7 @@ from .classes import ChannelClasses
 from .group import Group, fn_name
 from .node import Node
 from .records import HISTORY_ATTR, PruneRecord, model_history
+from .tied import couple_tied_spaces, tied_parameters
 from .tp_api import TorchPruningGraphAPI
 
 __all__ = ["DependencyGraph", "DEFAULT_ROOT_TYPES", "HISTORY_ATTR", "PruneRecord", "model_history"]
@@ -106,6 +107,10 @@ class DependencyGraph(TorchPruningGraphAPI):
         check_customized_pruners(customized_pruners)
         tracer = trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners,
                              unwrapped_parameters, head_pruning)
+        #: parameters registered on several modules (:mod:`.tied`): their users' channels are coupled, and
+        #: pruning keeps each one a single tensor
+        self._tied = tied_parameters(model)
+        couple_tied_spaces(tracer, self._tied)
         self.traced_on_meta = tracer.meta
         self.head_pruning = head_pruning
         self.model = model

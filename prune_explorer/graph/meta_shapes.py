@@ -114,6 +114,26 @@ _FAST_LAYER_OPS = {"conv1d", "conv2d", "conv3d", "linear", "adaptive_avg_pool1d"
                    "adaptive_avg_pool3d"}
 
 
+def _norm_sizes_fit(name: str, x: torch.Tensor, args, kwargs) -> bool:
+    """True if every per-channel tensor of a normalisation call (weight, bias, running statistics) has the size the
+    input asks for; otherwise the call runs normally and PyTorch raises its own error (e.g. a pruned conv whose
+    per-channel gain kept its old size: "weight should contain 8 elements not 16")."""
+    others = [t for t in list(args[1:]) + list(kwargs.values()) if isinstance(t, torch.Tensor)]
+    if name == "layer_norm":
+        shape = args[1] if len(args) > 1 else kwargs.get("normalized_shape")
+        shape = (shape,) if isinstance(shape, int) else tuple(shape) if shape is not None else None
+        return (shape is not None and tuple(x.shape[x.dim() - len(shape):]) == shape
+                and all(tuple(t.shape) == shape for t in others))
+    if x.dim() < 2:
+        return False
+    channels = x.shape[1]
+    if name == "group_norm":
+        groups = args[1] if len(args) > 1 else kwargs.get("num_groups")
+        if not isinstance(groups, int) or groups < 1 or channels % groups:
+            return False
+    return all(t.numel() == channels for t in others)
+
+
 def _is_meta(t) -> bool:
     return isinstance(t, torch.Tensor) and t.device.type == "meta"
 
@@ -292,7 +312,8 @@ def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
         return _reduce(name, args, kwargs)
     if name in _SHAPE_PRESERVING_NORMS:
         x = args[0] if args else None
-        return meta_like(x) if isinstance(x, torch.Tensor) and x.device.type == "meta" else None
+        ok = isinstance(x, torch.Tensor) and x.device.type == "meta" and _norm_sizes_fit(name, x, args, kwargs)
+        return meta_like(x) if ok else None
     if name in _FAST_LAYER_OPS:
         return _fast_meta_layer(name, args, kwargs)
     if name not in _FAST_UNARY and name not in _FAST_BINARY:

@@ -30,6 +30,7 @@ from .group import Group, GroupItem, fn_name
 from .output_changes import output_changes_message
 from .attribute_sizes import attribute_updates
 from .snapshot import restore_modules, snapshot_modules
+from .tied import held_tensors, retie, tied_modules
 
 __all__ = ["HISTORY_ATTR", "model_history", "PruneRecord", "prune_group", "undo", "redo", "keep_undoable",
            "sync_model"]
@@ -119,7 +120,9 @@ def _snapshot(graph, spaces: List[ChannelSpace]):
         if s.dim is not None:
             owner, attr = graph._param_attr[id(s.owner)]
             params.append((owner, attr, s.owner, [o for o in graph.spaces if o.owner is s.owner]))
-    return snapshot_modules(s.owner for s in spaces if s.dim is None), params
+    modules = [s.owner for s in spaces if s.dim is None]
+    modules += tied_modules(getattr(graph, "_tied", ()), modules)  # users of a tied parameter follow (retie)
+    return snapshot_modules(modules), params
 
 
 def _restore(snapshot) -> None:
@@ -201,10 +204,13 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
     classes = graph.classes
     changed_outputs = output_changes_message(graph, killed) if classes.at_output[classes.of[killed]].any() else None
     done = False
+    tied = getattr(graph, "_tied", [])
+    originals = held_tensors(tied)
     try:
         try:
             for s, idxs in plan:
                 _prune_member(graph, s, idxs)
+            retie(tied, originals, label)  # a tied parameter stays one tensor
             for ref, _, new in attributes:
                 ref.set(new)
         except Exception as exc:

@@ -22,7 +22,8 @@ depthwise (``groups == in_channels > 1``, optionally with a channel multiplier `
       any channels) and removes the matching input channels the same way.
 
     With ``k == 1`` (the usual depthwise conv) both functions do exactly the same thing: call one of them.
-    Removing *some* of a channel's ``k`` outputs (reducing the multiplier) is not supported.
+    ``prune_out_channels`` also accepts the same number ``m < k`` of outputs from *every* block: that reduces
+    the multiplier to ``k - m`` and keeps the inputs and ``groups``.
 
 grouped (``1 < groups < in_channels``)
     ``groups`` stays unchanged, so every group must keep the same number of channels:
@@ -92,6 +93,16 @@ def _group_counts(idxs: Sequence[int], per_group: int, groups: int) -> list[int]
     for i in idxs:
         counts[i // per_group] += 1
     return counts
+
+
+def _reduces_multiplier(idxs: Sequence[int], layer: nn.Module) -> bool:
+    """True if output channels ``idxs`` of a depthwise conv with channel multiplier ``k > 1`` take the same number
+    ``0 < m < k`` of outputs from every input channel's block: the conv keeps its inputs and groups, and its
+    multiplier becomes ``k - m`` (what a graph traced while the conv was grouped asks once its inputs are cut to one
+    per group)."""
+    k = layer.out_channels // layer.groups
+    counts = _group_counts(idxs, k, layer.groups)
+    return k > 1 and len(set(counts)) == 1 and 0 < counts[0] < k
 
 
 class ConvPruner(BasePruningFunc):
@@ -170,7 +181,7 @@ class ConvPruner(BasePruningFunc):
             if k > 1:
                 blocks = sorted({o // k for o in idxs})
                 wanted = [c * k + m for c in blocks for m in range(k)]
-                if wanted != idxs:
+                if wanted != idxs and not _reduces_multiplier(idxs, layer):
                     partial = [c for c in blocks if any(c * k + m not in set(idxs) for m in range(k))]
                     raise self.error(
                         layer, side, idxs,
@@ -217,7 +228,9 @@ class ConvPruner(BasePruningFunc):
         Conv2d(2, 4, kernel_size=(1, 1), stride=(1, 1), groups=2)
         """
         kind = conv_kind(layer)
-        if kind == "depthwise":  # one space: input channel c owns outputs c*k .. c*k+k-1
+        if kind == "depthwise" and side == "out" and _reduces_multiplier(idxs, layer):
+            self._remove_out(layer, idxs, "grouped")  # the same count from every block: groups stay
+        elif kind == "depthwise":  # one space: input channel c owns outputs c*k .. c*k+k-1
             k = self.channel_multiplier(layer)
             self._remove_depthwise(layer, sorted({o // k for o in idxs}) if side == "out" else idxs)
         elif side == "out":
@@ -241,7 +254,9 @@ class ConvPruner(BasePruningFunc):
                 return torch.cat(parts, 0)
 
             edit.derive(layer, "weight", per_group)
-        edit.select(layer, "bias", (0, keep)).set(layer, "out_channels", len(keep)).apply()
+        edit.select(layer, "bias", (0, keep)).set(layer, "out_channels", len(keep))
+        self.select_per_out_channel(layer, edit, keep)
+        edit.apply()
 
     def _remove_in(self, layer: nn.Module, idxs: list[int], kind: str) -> None:
         keep = keep_array(layer.in_channels, idxs)
@@ -258,7 +273,13 @@ class ConvPruner(BasePruningFunc):
         keep_out = keep_indices(layer.out_channels, [c * k + m for c in chans for m in range(k)])
         edit = LayerEdit().select(layer, "weight", (0, keep_in if layer.transposed else keep_out))
         edit.select(layer, "bias", (0, keep_out)).set(layer, "in_channels", len(keep_in))
-        edit.set(layer, "out_channels", len(keep_out)).set(layer, "groups", len(keep_in)).apply()
+        edit.set(layer, "out_channels", len(keep_out)).set(layer, "groups", len(keep_in))
+        self.select_per_out_channel(layer, edit, keep_out)
+        edit.apply()
+
+    def select_per_out_channel(self, layer: nn.Module, edit: LayerEdit, keep_out) -> None:
+        """Add to ``edit`` the layer's other per-output-channel tensors (kept entries ``keep_out``); none here (a
+        conv subclass with a per-channel gain, :mod:`.timm_std_conv`, overrides it)."""
 
 
 class DepthwiseConvPruner(ConvPruner):
@@ -290,14 +311,22 @@ DEPTHWISE_CONV_PRUNER = DepthwiseConvPruner()
 
 
 def conv_channel_map(ctx, module: nn.Module, name: str, call, x) -> None:
-    """Channels on dim 1 (dim 0 unbatched). Depthwise: one space, each output channel is its input channel.
-    Grouped: every group keeps the same within-group offsets (weight dim 1 is shared by all groups)."""
+    """Channels on dim 1 (dim 0 unbatched). Depthwise: one space, each output channel is its input channel; with a
+    channel multiplier ``k`` the ``k`` outputs of input channel ``c`` are one unit with it. Grouped: every group
+    keeps the same within-group offsets (weight dim 1 is shared by all groups)."""
     out = call.outputs[0]
     cdim = 1 if x.ndim == module.weight.ndim else 0
     batch = {0} if cdim == 1 else set()
-    if conv_kind(module) == "depthwise" and module.in_channels == module.out_channels:
+    k = module.out_channels // module.in_channels if module.out_channels % module.in_channels == 0 else 0
+    if conv_kind(module) == "depthwise" and (k == 1 or (k > 1 and not module.transposed)):
+        # one space (pruned through its output side, in whole blocks): input channel c owns outputs c*k .. c*k+k-1
         ids = ctx.channels(module, name, "out", passthrough=True)
-        ctx.consume(x, cdim, ids, name)
+        if k > 1:
+            rows = ids.reshape(module.in_channels, k)
+            ctx.tie_groups(rows.t().reshape(-1), k)  # the k outputs of an input channel go together
+            ctx.consume(x, cdim, rows[:, 0].contiguous(), name)  # ... with that input channel
+        else:
+            ctx.consume(x, cdim, ids, name)
         ctx.label(out, cdim, ids, ctx.carried(x, out, cdim, batch))
         return
     i_ids, o_ids = ctx.channels(module, name, "in"), ctx.channels(module, name, "out")

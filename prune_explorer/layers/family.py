@@ -34,6 +34,7 @@ import torch
 
 from ..errors import PruningError
 from .base import BasePruningFunc
+from .library_types import LibraryType, matching_class, qualified_name
 from .slicing import Part
 
 __all__ = ["LayerFamily", "FamilyRegistry", "FAMILIES", "register_family", "ChannelMapContext"]
@@ -112,7 +113,15 @@ class LayerFamily:
 
     def runs_standard_forward(self, module: Any) -> bool:
         """True if ``module``'s ``forward`` is one the channel map describes (not a subclass's own)."""
-        return type(module).forward in self.forwards
+        forward = type(module).forward
+        if forward in self.forwards:
+            return True
+        for t in self.types:  # classes of other libraries, named (:mod:`.library_types`)
+            if isinstance(t, type) and issubclass(t, LibraryType):
+                k = matching_class(type(module), t.qualnames)
+                if k is not None and k.forward is forward:
+                    return True
+        return False
 
     def __repr__(self) -> str:
         return f"LayerFamily({self.name}: {', '.join(t.__name__ for t in self.types)})"
@@ -124,6 +133,7 @@ class FamilyRegistry:
     def __init__(self) -> None:
         self._families: List[LayerFamily] = []
         self._by_type: dict = {}
+        self._by_name: dict = {}  # qualified class name -> family (library types, :mod:`.library_types`)
         self._cache: dict = {}
 
     def register(self, family: LayerFamily) -> LayerFamily:
@@ -132,6 +142,8 @@ class FamilyRegistry:
         self._families.append(family)
         for t in family.types:
             self._by_type[t] = family
+            for q in getattr(t, "qualnames", ()) if issubclass(t, LibraryType) else ():
+                self._by_name[q] = family
         self._cache.clear()
         return family
 
@@ -142,7 +154,8 @@ class FamilyRegistry:
             return self._cache[t]
         except KeyError:
             pass
-        found = next((self._by_type[k] for k in t.__mro__ if k in self._by_type), None)
+        found = next((self._by_type.get(k) or self._by_name.get(qualified_name(k)) for k in t.__mro__
+                      if k in self._by_type or qualified_name(k) in self._by_name), None)
         if found is None:  # virtual subclasses (abc.register)
             found = next((f for f in self._families if issubclass(t, f.types)), None)
         self._cache[t] = found

@@ -31,6 +31,7 @@ from torch import nn
 from ..errors import PruningError
 from .base import BasePruningFunc
 from .family import FAMILIES, FamilyRegistry
+from .library_types import LibraryType, qualified_name
 
 __all__ = [
     "PrunerRegistry",
@@ -66,6 +67,7 @@ class PrunerRegistry:
 
     def __init__(self, pruners: Mapping[type, BasePruningFunc | None] | None = None) -> None:
         self._by_type: dict[type, BasePruningFunc | None] = {}
+        self._by_name: dict[str, BasePruningFunc | None] = {}  # library types (:mod:`.library_types`), by name
         for t, p in (pruners or {}).items():
             self.register(t, p)
 
@@ -102,15 +104,23 @@ class PrunerRegistry:
                 "Fix: subclass prune_explorer.layers.BasePruningFunc."
             )
         self._by_type[layer_type] = pruner
+        if issubclass(layer_type, LibraryType):
+            for q in layer_type.qualnames:
+                self._by_name[q] = pruner
 
     def unregister(self, layer_type: type) -> None:
         self._by_type.pop(layer_type, None)
+        if issubclass(layer_type, LibraryType):
+            for q in layer_type.qualnames:
+                self._by_name.pop(q, None)
 
     def lookup_type(self, layer_type: type) -> BasePruningFunc | None:
         """The pruner registered for ``layer_type`` or its nearest registered base class (no specialisation)."""
         for klass in layer_type.__mro__:
             if klass in self._by_type:
                 return self._by_type[klass]
+            if self._by_name and qualified_name(klass) in self._by_name:
+                return self._by_name[qualified_name(klass)]
         return None
 
     def get(self, module: Any) -> BasePruningFunc | None:
@@ -124,7 +134,8 @@ class PrunerRegistry:
             pruner = self._by_type[t]
         else:
             pruner = self.lookup_type(t)
-            if pruner is None and not any(k in self._by_type for k in t.__mro__):
+            if pruner is None and not any(k in self._by_type or qualified_name(k) in self._by_name
+                                          for k in t.__mro__):
                 for klass, p in self._by_type.items():
                     if isinstance(module, klass):
                         pruner = p
@@ -144,6 +155,7 @@ class PrunerRegistry:
     def copy(self) -> PrunerRegistry:
         reg = PrunerRegistry()
         reg._by_type = dict(self._by_type)
+        reg._by_name = dict(self._by_name)
         return reg
 
     def pruners(self) -> list[BasePruningFunc]:
