@@ -22,8 +22,9 @@ depthwise (``groups == in_channels > 1``, optionally with a channel multiplier `
       any channels) and removes the matching input channels the same way.
 
     With ``k == 1`` (the usual depthwise conv) both functions do exactly the same thing: call one of them.
-    ``prune_out_channels`` also accepts the same number ``m < k`` of outputs from *every* block: that reduces
-    the multiplier to ``k - m`` and keeps the inputs and ``groups``.
+    ``prune_out_channels`` also accepts the same number ``m < k`` of outputs from *every* block (when the count
+    removed is a multiple of ``k``, as every removal of output channels must be): that reduces the multiplier to
+    ``k - m`` and keeps the inputs and ``groups``.
 
 grouped (``1 < groups < in_channels``)
     ``groups`` stays unchanged, so every group must keep the same number of channels:

@@ -29,36 +29,7 @@ _NO_HEADS = (
 
 KNOWN_FAILURES: Dict[Tuple[str, str], str] = {
     # ---- timm -----------------------------------------------------------------------------------------------------
-    ("runs", "timm/nfnet_l0"): (
-        "forward: RuntimeError: weight should contain 8 elements not 16. Root cause: timm's ScaledStdConv2d (an "
-        "nn.Conv2d subclass) falls to the conv family (layers/conv.py): ConvPruner.prune_out_channels and conv_parts "
-        "handle weight and bias only; its per-output-channel gain (out_channels, 1, 1, 1) keeps the old size"
-    ),
-    ("runs", "timm/fastvit_t8"): (
-        "group rolled back with an error: final_conv.conv_scale.conv Conv2d(384, 768, groups=384): 'output channels "
-        "can only be removed in whole blocks of 2'. Root cause: layers/conv.py conv_channel_map() treats groups "
-        "== in_channels < out_channels as a grouped conv (same offsets in every group: units = all even / all odd "
-        "outputs, all 384 inputs one unit) while layers/conv.py treats it as depthwise with channel multiplier 2 "
-        "(whole blocks of 2 per input channel); the proposal (every odd output) is refused by the layer"
-    ),
     # ---- transformers ---------------------------------------------------------------------------------------------
-    ("runs", "hf/gpt2"): (
-        "nothing pruned (112384 parameters before and after). Root cause: transformers' Conv1D has no layer family "
-        "(layers/family.py registry), so the tracer walks its forward, whose view(size_out) uses the literal "
-        "attribute self.nf: every Conv1D output is fixed ('view' to [1, 16, 64]: the new size is a literal), the "
-        "residual stream with them"
-    ),
-    ("tied", "hf/llama_gqa"): (
-        "('model.embed_tokens.weight', 'lm_head.weight') untied: two tensors after pruning. Root cause: "
-        "layers/base.py Plan.select -> derive_param gives every pruned module its own new nn.Parameter, and the graph "
-        "(graph/tracing.py: spaces per module) does not know that two modules share one parameter"
-    ),
-    ("tied", "hf/t5"): (
-        "('shared.weight', 'encoder.embed_tokens.weight', 'decoder.embed_tokens.weight', 'lm_head.weight') untied. "
-        "Root cause: as llama_gqa (layers/base.py derive_param per module); also `shared` never runs in forward and "
-        "the encoder's embed_tokens is in a fixed group (the encoder output is a model output) while the decoder's "
-        "is pruned: one tensor in two groups"
-    ),
     ("config", "hf/bert"): (
         "BertModel's last_hidden_state is a model output, so the hidden width stays 64 while the head dims are pruned "
         "(4 heads of 8); BERT's config derives attention_head_size = hidden_size / num_attention_heads and has no "

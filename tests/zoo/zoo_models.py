@@ -497,7 +497,8 @@ class PruneOutcome:
     ``params_before`` / ``params_after`` count parameters (shared tensors once); ``shapes_before`` /
     ``shapes_after`` are the shapes of every output tensor; ``build_error`` (building the pruner / graph),
     ``step_error``, ``forward_error`` and ``backward_error`` hold the first line of an exception, or None;
-    ``skipped_errors`` the groups the step rolled back with an error; ``untied`` the tied parameter names
+    ``skipped_errors`` the groups the step rolled back with an error (a layer refused, or the post-prune check found
+    that the pruned model did not run: the graph missed something); ``untied`` the tied parameter names
     that are no longer one tensor; ``config_mismatch`` (Hugging Face) ``model.config`` fields that disagree with
     module sizes; ``fixed_reasons`` ``{reason: layer count}`` over the layers whose output channels stay fixed.
     """
@@ -611,7 +612,7 @@ def _prune_case(case, lib, want_fixed_reasons, pruning_ratio, model_and_inputs, 
     except Exception as exc:
         out.step_error = first_line(exc)
         out.traceback = traceback.format_exc()
-    out.skipped_errors = [str(s) for s in getattr(pruner, "skipped", []) if getattr(s, "kind", None) == "error"]
+    out.skipped_errors = [str(s) for s in getattr(pruner, "skipped", []) if getattr(s, "kind", None) in ("error", "check")]
     out.params_after = n_params(model)
     now = tied_sets(model)
     out.untied = [names for names in out.tied_before if not any(set(names) <= set(n) for n in now)]
