@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from prune_explorer.importance import BNScaleImportance, MagnitudeImportance
+from prune_explorer.layers import ConvPruner
 from prune_explorer.pruner import BasePruner
 
 from pruner_helpers import ConvStack
@@ -85,7 +86,8 @@ def test_grouped_conv_units_are_removed_whole():
 
 class GroupedToMultiplier(nn.Module):
     """After conv1 loses half its channels, gconv (8 -> 8, groups 4) reads one channel per group: a depthwise conv
-    with channel multiplier 2, whose outputs can then only go in pairs."""
+    with channel multiplier 2, whose outputs the graph (traced while it was grouped) removes as the same offset of
+    every group: the conv pruner reduces the multiplier."""
 
     def __init__(self):
         super().__init__()
@@ -97,15 +99,49 @@ class GroupedToMultiplier(nn.Module):
         return self.out(self.gconv(self.conv1(x)))
 
 
-def test_a_layer_refusing_a_proposal_is_skipped_and_reported():
+def test_a_grouped_conv_turned_depthwise_reduces_its_multiplier():
     m = GroupedToMultiplier()
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5)
+    pr.step()
+    assert m.conv1.out_channels == 4
+    assert (m.gconv.in_channels, m.gconv.groups, m.gconv.out_channels) == (4, 4, 4)
+    assert [s for s in pr.skipped if s.kind == "error"] == []
+    assert m(X).shape == (1, 2, 8, 8)
+
+
+class PickyConv(nn.Conv2d):
+    """A conv whose (customised) pruner refuses to remove output channel 0, which the graph cannot know."""
+
+
+class PickyConvPruner(ConvPruner):
+    def check_structure(self, layer, idxs, side):
+        super().check_structure(layer, idxs, side)
+        if side == "out" and 0 in idxs:
+            raise self.error(layer, side, idxs, "output channel 0 is reserved", "keep channel 0")
+
+
+class Picky(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 1)
+        self.picky = PickyConv(8, 8, 3, padding=1)
+        self.out = nn.Conv2d(8, 2, 1)
+        with torch.no_grad():
+            self.picky.weight[0] = 0  # the lowest score: the proposal removes it
+
+    def forward(self, x):
+        return self.out(self.picky(self.conv1(x)))
+
+
+def test_a_layer_refusing_a_proposal_is_skipped_and_reported():
+    m = Picky()
+    pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5, customized_pruners={PickyConv: PickyConvPruner()})
     with pytest.warns(UserWarning, match="could not be pruned"):
         pr.step()
     assert m.conv1.out_channels == 4
     errs = [s for s in pr.skipped if s.kind == "error"]
-    assert [s.root for s in errs] == ["gconv"] and "rolled back" in errs[0].reason
-    assert m.gconv.out_channels == 8 and m(X).shape == (1, 2, 8, 8)
+    assert [s.root for s in errs] == ["picky"] and "rolled back" in errs[0].reason and "reserved" in errs[0].reason
+    assert m.picky.out_channels == 8 and m(X).shape == (1, 2, 8, 8)
 
 
 class MHANet(nn.Module):
