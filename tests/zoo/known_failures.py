@@ -19,12 +19,18 @@ from typing import Dict, Iterable, List, Tuple
 import pytest
 
 _T5_TIED = (
-    "the hidden width is pruned but T5's `shared` embedding keeps 64 columns: it is one tensor with the encoder's and "
-    "decoder's embed_tokens (see tied/hf/t5), pruning gives those their own narrower copies, so model.config "
-    "(d_model from the input embeddings) cannot describe the model and from_pretrained builds `shared` at 64"
+    "T5's d_model cannot shrink: `shared` is one tensor with the encoder's and decoder's embed_tokens and lm_head "
+    "(kept tied: graph/tied.py), and the encoder's embedding width reaches a model output (encoder_last_hidden_state), "
+    "so the whole tied class is fixed; hidden widths stay 64"
 )
-_NO_HEADS = (
-    "no head is removed / narrowed without declaring num_heads (issue 14); the first failing check: "
+_GPT2_CONFIG = (
+    "GPT-2's config has one n_embd for the residual width and the attention width (attn.embed_dim / split_size, "
+    "c_attn = 3 * n_embd): the residual width is pruned (wte, tied lm_head, MLP) while q/k/v keep their width, or "
+    "head pruning narrows q/k/v alone, and the config cannot describe either"
+)
+_ROUND_TRIP_LOGITS = (
+    "save_pretrained -> from_pretrained loads, but the reloaded model's logits differ from the pruned model's "
+    "(torch.allclose fails); cause not analysed yet (issue 14, Hugging Face round trip)"
 )
 
 KNOWN_FAILURES: Dict[Tuple[str, str], str] = {
@@ -36,14 +42,14 @@ KNOWN_FAILURES: Dict[Tuple[str, str], str] = {
         "head_dim field, so it cannot describe the pruned model (pe.hf.check_config_round_trip says so and points to "
         "pe.save_pruned / pe.load_pruned)"
     ),
-    ("config", "hf/t5"): _T5_TIED,
-    ("round_trip", "hf/t5"): _T5_TIED,
-    ("round_trip", "hf/gpt2"): "nothing pruned (see runs/hf/gpt2)",
+    ("config", "hf/gpt2"): _GPT2_CONFIG + " (config.n_embd=32 but attn.embed_dim / split_size are 64)",
+    ("round_trip", "hf/t5"): _ROUND_TRIP_LOGITS,
+    ("round_trip", "hf/gpt2"): _ROUND_TRIP_LOGITS,
 }
 KNOWN_FAILURES[("heads", "hf/t5")] = _T5_TIED
 KNOWN_FAILURES[("head_dims", "hf/t5")] = _T5_TIED
-KNOWN_FAILURES[("heads", "hf/gpt2")] = _NO_HEADS + "nothing pruned (see runs/hf/gpt2)"
-KNOWN_FAILURES[("head_dims", "hf/gpt2")] = _NO_HEADS + "nothing pruned (see runs/hf/gpt2)"
+KNOWN_FAILURES[("heads", "hf/gpt2")] = _GPT2_CONFIG + " (config.3 * n_embd (c_attn)=96 but modules have [48])"
+KNOWN_FAILURES[("head_dims", "hf/gpt2")] = _GPT2_CONFIG + " (config.n_embd=32 but attn.embed_dim is 64)"
 
 
 def params(kind: str, names: Iterable[str]) -> List:
