@@ -61,11 +61,12 @@ def _vit():
 
 
 MODELS = {"bert": _bert, "llama": _llama, "qwen2": _qwen2, "t5": _t5, "vit": _vit}
-#: T5's ``shared`` embedding is one tensor with the encoder's and decoder's ``embed_tokens`` (and ``lm_head``): until
-#: tied parameters are pruned as one (issue 13, "tied parameters are never untied"), pruning the hidden width unties
-#: them and ``shared`` keeps the old width, so the config cannot follow
-_TIED = pytest.mark.xfail(strict=True, reason="T5's tied shared embedding is untied by pruning (issue 13, tied weights)")
-PARAMS = [pytest.param(n, marks=[_TIED] if n == "t5" else []) for n in MODELS]
+#: T5's hidden width now prunes as one tied tensor (``shared``, both ``embed_tokens``, ``lm_head``), but its attention
+#: modules keep their own ``d_model`` attribute (and ``scaling``), which the config rewrite does not follow yet
+_T5_ATTENTION_D_MODEL = pytest.mark.xfail(strict=True, reason=(
+    "model.config cannot describe the pruned T5: T5Attention.d_model (and scaling) keep the unpruned values, so "
+    "check_config_round_trip refuses (attribute rewrite for T5Attention.d_model, issue 14)"))
+PARAMS = list(MODELS)
 
 
 def _widths(model):
@@ -148,13 +149,17 @@ def _round_trip(model, inputs, tmp_path):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_round_trip_after_removing_heads(heads_pruned, tmp_path):
+def test_round_trip_after_removing_heads(heads_pruned, tmp_path, request):
     name, model, inputs, *_ = heads_pruned
+    if name == "t5":
+        request.node.add_marker(_T5_ATTENTION_D_MODEL)
     _round_trip(model, inputs, tmp_path)
 
 
-def test_round_trip_after_narrowing_heads(dims_pruned, tmp_path):
+def test_round_trip_after_narrowing_heads(dims_pruned, tmp_path, request):
     name, model, inputs, *_ = dims_pruned
+    if name == "t5":
+        request.node.add_marker(_T5_ATTENTION_D_MODEL)
     _round_trip(model, inputs, tmp_path)
 
 
