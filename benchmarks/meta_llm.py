@@ -17,7 +17,7 @@ Every phase runs in its own Python process (so each peak memory figure is its ow
 ``exact``
     the same walk on the meta model of a small Llama config (hidden 256, 4 layers, 8 / 2 heads), plan exported, then
     applied with ``MagnitudeImportance`` to the same config with real random weights: parameter count and head counts
-    reached, against the prediction (they must be equal).
+    reached (heads measured on the attention modules), against the prediction (they must be equal).
 
 Figures: wall-clock seconds, CPU seconds of the process (``time.process_time``: less disturbed by other programs on
 a shared machine), peak resident memory of the process (``resource.getrusage``, includes torch and transformers,
@@ -87,6 +87,12 @@ def _model(name: str, device: str, layers: int = None):
         return LlamaForCausalLM(LlamaConfig(use_cache=False, **cfg)).eval()
 
 
+def _module_heads(attn) -> dict:
+    d = attn.head_dim
+    return {"num_heads": attn.q_proj.out_features // d, "num_key_value_heads": attn.k_proj.out_features // d,
+            "head_dim": d}
+
+
 def _params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -141,7 +147,9 @@ def phase(name: str, layers: int, trace_memory: bool) -> dict:
             x = pe.plan.causal_lm_inputs(real)
             with Clock(False) as c:
                 pe.apply_plan(real, plan, example_inputs=x, importance=pe.importance.MagnitudeImportance(p=2))
-            heads = pe.plan.attention_sizes(pe.DependencyGraph().build_dependency(real, x))
+            heads = {name: _module_heads(layer.self_attn)  # measured on the modules (what the forward uses)
+                     for name, layer in ((f"model.layers.{i}.self_attn", layer)
+                                         for i, layer in enumerate(real.model.layers))}
             with torch.no_grad():
                 real(**x)
             rows.append({"plan": label, "params": _params(_model("small", "cpu")), "predicted": plan.predicted["params"],
