@@ -67,6 +67,48 @@ class Dependency:
         return f"[{self.source.name} ({fn_name(self.trigger)}) => {self.target.name} ({fn_name(self.handler)})]"
 
 
+class _IndexList:
+    """A list-of-ints attribute of :class:`GroupItem` stored in one of two slots: the list, or the same indices as an
+    ``int64`` array (the list is made from the array on first use). Setting it keeps the form it is given."""
+
+    def __init__(self, list_slot: str, array_slot: str):
+        self.list_slot, self.array_slot = list_slot, array_slot
+
+    def __get__(self, item, owner=None):
+        if item is None:
+            return self
+        value = getattr(item, self.list_slot)
+        if value is None:
+            value = getattr(item, self.array_slot).tolist()
+            setattr(item, self.list_slot, value)
+        return value
+
+    def __set__(self, item, value) -> None:
+        if isinstance(value, np.ndarray):
+            setattr(item, self.list_slot, None)
+            setattr(item, self.array_slot, value.astype(np.int64, copy=False).reshape(-1))
+        else:
+            setattr(item, self.list_slot, value if isinstance(value, list) else list(value))
+            setattr(item, self.array_slot, None)
+
+
+class _IndexArray:
+    """The ``int64`` array form of an :class:`_IndexList` (read-only; made from the list on first use)."""
+
+    def __init__(self, list_slot: str, array_slot: str, doc: str):
+        self.list_slot, self.array_slot, self.__doc__ = list_slot, array_slot, doc
+
+    def __get__(self, item, owner=None):
+        if item is None:
+            return self
+        arr = getattr(item, self.array_slot)
+        if arr is None:
+            values = getattr(item, self.list_slot)
+            arr = np.fromiter(values, dtype=np.int64, count=len(values))
+            setattr(item, self.array_slot, arr)
+        return arr
+
+
 class GroupItem:
     """One member of a group: ``dep``, the current channel indices ``idxs`` it loses, and their ``root_idxs``.
 
@@ -81,45 +123,10 @@ class GroupItem:
         self.idxs = idxs
         self.root_idxs = root_idxs
 
-    @staticmethod
-    def _split(value):
-        if isinstance(value, np.ndarray):
-            return None, value.astype(np.int64, copy=False).reshape(-1)
-        return (value if isinstance(value, list) else list(value)), None
-
-    @property
-    def idxs(self) -> List[int]:
-        if self._idxs is None:
-            self._idxs = self._idx_arr.tolist()
-        return self._idxs
-
-    @idxs.setter
-    def idxs(self, value) -> None:
-        self._idxs, self._idx_arr = self._split(value)
-
-    @property
-    def root_idxs(self) -> List[int]:
-        if self._root_idxs is None:
-            self._root_idxs = self._root_arr.tolist()
-        return self._root_idxs
-
-    @root_idxs.setter
-    def root_idxs(self, value) -> None:
-        self._root_idxs, self._root_arr = self._split(value)
-
-    @property
-    def idx_array(self) -> np.ndarray:
-        """``idxs`` as an ``int64`` numpy array."""
-        if self._idx_arr is None:
-            self._idx_arr = np.fromiter(self._idxs, dtype=np.int64, count=len(self._idxs))
-        return self._idx_arr
-
-    @property
-    def root_array(self) -> np.ndarray:
-        """``root_idxs`` as an ``int64`` numpy array."""
-        if self._root_arr is None:
-            self._root_arr = np.fromiter(self._root_idxs, dtype=np.int64, count=len(self._root_idxs))
-        return self._root_arr
+    idxs = _IndexList("_idxs", "_idx_arr")
+    root_idxs = _IndexList("_root_idxs", "_root_arr")
+    idx_array = _IndexArray("_idxs", "_idx_arr", "``idxs`` as an ``int64`` numpy array.")
+    root_array = _IndexArray("_root_idxs", "_root_arr", "``root_idxs`` as an ``int64`` numpy array.")
 
     # a ``(dep, idxs)`` pair, as Torch-Pruning's group items: ``dep, idxs = item``, ``item[0]``, ``len(item) == 2``
     def __iter__(self):

@@ -31,24 +31,12 @@ from .calibration import ChannelStatistics
 from .obdc import OBDCImportance
 
 __all__ = [
-    "Importance",
-    "GroupImportance",
-    "MagnitudeImportance",
-    "GroupMagnitudeImportance",
-    "GroupNormImportance",
-    "BNScaleImportance",
-    "LAMPImportance",
-    "FPGMImportance",
-    "RandomImportance",
-    "TaylorImportance",
-    "GroupTaylorImportance",
-    "HessianImportance",
-    "GroupHessianImportance",
-    "ImportanceError",
-    "ActivationImportance",
-    "OBDCImportance",
-    "ChannelStatistics",
-    "normalize",
-    "channel_parts",
-    "Part",
+    "Importance", "GroupImportance", "normalize", "channel_parts", "Part", "ImportanceError",
+    # weight-based
+    "MagnitudeImportance", "GroupMagnitudeImportance", "GroupNormImportance", "BNScaleImportance", "LAMPImportance",
+    "FPGMImportance", "RandomImportance",
+    # gradient-based
+    "TaylorImportance", "GroupTaylorImportance", "HessianImportance", "GroupHessianImportance",
+    # data-driven (calibration statistics)
+    "ActivationImportance", "OBDCImportance", "ChannelStatistics",
 ]

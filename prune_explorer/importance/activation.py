@@ -18,20 +18,17 @@ follow the channels as they are pruned (:mod:`.calibration`).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Iterable, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 from .base import GroupImportance
-from .calibration import ChannelStatistics
+from .calibration import CALIBRATED_TYPES, HookedCalibration
 from .gradient import ImportanceError
 from .members import Part
 
 __all__ = ["ActivationImportance"]
-
-_DEFAULT_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 def channel_dim(module: nn.Module, x: torch.Tensor) -> int:
@@ -44,7 +41,7 @@ def channel_dim(module: nn.Module, x: torch.Tensor) -> int:
     return 1 if x.dim() > 1 else 0
 
 
-class ActivationImportance(GroupImportance):
+class ActivationImportance(HookedCalibration, GroupImportance):
     """Scores channels by their activations on calibration data (see the module docstring).
 
     Args:
@@ -56,19 +53,16 @@ class ActivationImportance(GroupImportance):
     def __init__(self, p: float = 1, group_reduction: Optional[str] = "mean", normalizer="mean",
                  target_types: Optional[Iterable[type]] = None, bias: bool = False):
         super().__init__(group_reduction=group_reduction, normalizer=normalizer, bias=bias,
-                         target_types=target_types or _DEFAULT_TYPES)
+                         target_types=target_types or CALIBRATED_TYPES)
         if isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0:
             raise ValueError(f"p={p!r} must be a positive number (the power of |activation| averaged)")
         self.p = p
-        self.stats = ChannelStatistics()
-        self._handles = []
+        self._start_gathering()
 
-    # ---- gathering ------------------------------------------------------------------------------------------------
-    def clear(self) -> None:
-        """Forget the gathered activations."""
-        self.stats.clear()
+    # ---- gathering (attach / detach / collect / clear: :class:`~.calibration.HookedCalibration`) -------------------
+    TARGET_HINT = "the layers whose inputs should be measured"
 
-    def _hook(self, module, inputs, output):
+    def _forward_hook(self, module, inputs, output):
         if not inputs or not isinstance(inputs[0], torch.Tensor) or inputs[0].dim() == 0:
             return
         x = inputs[0].detach()
@@ -79,33 +73,6 @@ class ActivationImportance(GroupImportance):
                 v = v.pow(self.p)
             sums = v.movedim(d, -1).reshape(-1, x.shape[d]).sum(0)
         self.stats.add(module, "in", "act", sums, count=x.numel() // max(x.shape[d], 1))
-
-    def attach(self, model: nn.Module) -> None:
-        """Start measuring: hooks on every target layer of ``model`` (remove them with :meth:`detach`)."""
-        self.detach()
-        for m in model.modules():
-            if isinstance(m, self.target_types):
-                self._handles.append(m.register_forward_hook(self._hook))
-        if not self._handles:
-            raise ImportanceError(
-                f"ActivationImportance found no layer of types {[t.__name__ for t in self.target_types]} in "
-                f"{type(model).__name__}; pass target_types= with the layers whose inputs should be measured"
-            )
-
-    def detach(self) -> None:
-        """Stop measuring (remove the hooks)."""
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    @contextlib.contextmanager
-    def collect(self, model: nn.Module):
-        """``with imp.collect(model): model(x) ...``: measure the activations of every forward pass inside."""
-        self.attach(model)
-        try:
-            yield self
-        finally:
-            self.detach()
 
     def compute_importance(self, model: nn.Module):
         """Torch-Pruning's name for :meth:`collect`."""

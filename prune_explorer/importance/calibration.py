@@ -19,14 +19,19 @@ channels.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from .gradient import ImportanceError
 
-__all__ = ["ChannelStatistics"]
+__all__ = ["ChannelStatistics", "HookedCalibration", "CALIBRATED_TYPES"]
+
+#: the layers the data-driven criteria hook by default: convolutions and ``nn.Linear``
+CALIBRATED_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 class _Entry:
@@ -134,3 +139,53 @@ class ChannelStatistics:
         if not (s.side == side or s.passthrough):
             return None
         return self.mean_of(s.owner, side, name, item.idx_array, space=s)
+
+
+class HookedCalibration:
+    """The gathering half of a data-driven criterion: a forward hook on every target layer adds to ``self.stats``.
+
+    A criterion derived from it calls :meth:`_start_gathering` in ``__init__`` and defines
+    ``_forward_hook(module, inputs, output)``; :meth:`_hooks` says which layers get one (default: every
+    ``target_types`` layer) and ``TARGET_HINT`` ends the error raised when none does.
+    """
+
+    TARGET_HINT = "the layers to score"
+
+    def _start_gathering(self) -> None:
+        self.stats = ChannelStatistics()
+        self._handles = []
+
+    def _hooks(self, module: nn.Module) -> bool:
+        return isinstance(module, self.target_types)
+
+    def clear(self) -> None:
+        """Forget the gathered statistics."""
+        self.stats.clear()
+
+    def attach(self, model: nn.Module) -> None:
+        """Start gathering: hooks on every target layer of ``model`` (remove them with :meth:`detach`)."""
+        self.detach()
+        for m in model.modules():
+            if self._hooks(m):
+                self._handles.append(m.register_forward_hook(self._forward_hook))
+        if not self._handles:
+            raise ImportanceError(
+                f"{type(self).__name__} found no layer of types {[t.__name__ for t in self.target_types]} in "
+                f"{type(model).__name__}; pass target_types= with {self.TARGET_HINT}"
+            )
+
+    def detach(self) -> None:
+        """Stop gathering (remove the hooks)."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    @contextlib.contextmanager
+    def collect(self, model: nn.Module):
+        """``with imp.collect(model): ...``: gather over every pass run inside (the forward passes; for a
+        gradient-based criterion, their backward passes too), then remove the hooks."""
+        self.attach(model)
+        try:
+            yield self
+        finally:
+            self.detach()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -16,6 +16,21 @@ __all__ = ["TaylorImportance", "HessianImportance", "GroupTaylorImportance", "Gr
 
 class ImportanceError(PruneExplorerError, RuntimeError):
     """An importance criterion cannot score a group as things stand (e.g. no gradients were computed)."""
+
+
+def channel_grad_sums(parts: Sequence[Part], term: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                      absolute: bool = False) -> Optional[torch.Tensor]:
+    """Per channel: the sum over ``parts`` of ``term(weight, weight.grad)`` over the entries the channel owns
+    (``|term|`` with ``absolute``), in float32; parts without a ``.grad`` are left out, None if no part has one."""
+    total = None
+    for part in parts:
+        grad = part.param.grad
+        if grad is None:
+            continue
+        rows = part.select(term(part.param.detach(), grad.detach())).float()
+        s = rows.abs().sum(1) if absolute else rows.sum(1)
+        total = s if total is None else total + s
+    return total
 
 
 class TaylorImportance(GroupImportance):
@@ -44,17 +59,11 @@ class TaylorImportance(GroupImportance):
         return out
 
     def member_scores(self, item, parts: Sequence[Part]):
-        total = None
-        for part in parts:
-            g = part.param.grad
-            if g is None:
-                continue
+        total = channel_grad_sums(parts, lambda w, g: w * g, absolute=not self.multivariable)
+        if total is not None:
             self._seen_grad = True
-            rows = part.select(part.param.detach() * g.detach()).float()
-            s = rows.sum(1) if self.multivariable else rows.abs().sum(1)
-            total = s if total is None else total + s
-        if total is not None and self.multivariable:
-            total = total.abs()
+            if self.multivariable:
+                total = total.abs()
         return total
 
 
@@ -127,15 +136,7 @@ class HessianImportance(GroupImportance):
         return super().__call__(group)
 
     def member_scores(self, item, parts: Sequence[Part]):
-        total = None
-        for part in parts:
-            h = part.param.grad
-            if h is None:
-                continue
-            rows = part.select(part.param.detach().pow(2) * h.detach()).float()
-            s = rows.sum(1)
-            total = s if total is None else total + s
-        return total
+        return channel_grad_sums(parts, lambda w, h: w.pow(2) * h)
 
 
 GroupTaylorImportance = TaylorImportance

@@ -29,7 +29,6 @@ each backward pass is accepted (the statistics are gathered by the hooks themsel
 
 from __future__ import annotations
 
-import contextlib
 from typing import Iterable, Optional, Sequence
 
 import torch
@@ -37,20 +36,18 @@ import torch.nn as nn
 
 from .activation import channel_dim
 from .base import GroupImportance
-from .calibration import ChannelStatistics
+from .calibration import CALIBRATED_TYPES, HookedCalibration
 from .gradient import ImportanceError
 from .members import Part
 
 __all__ = ["OBDCImportance"]
-
-_DEFAULT_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 def _out_dim(module: nn.Module, y: torch.Tensor) -> int:
     return channel_dim(module, y)
 
 
-class OBDCImportance(GroupImportance):
+class OBDCImportance(HookedCalibration, GroupImportance):
     """C-OBD saliency of every output channel of the group's convolution / linear members (module docstring).
 
     Args:
@@ -64,16 +61,15 @@ class OBDCImportance(GroupImportance):
     def __init__(self, group_reduction: Optional[str] = "mean", normalizer="mean", bias: bool = False,
                  target_types: Optional[Iterable[type]] = None, num_classes: Optional[int] = None):
         super().__init__(group_reduction=group_reduction, normalizer=normalizer, bias=bias,
-                         target_types=target_types or _DEFAULT_TYPES)
+                         target_types=target_types or CALIBRATED_TYPES)
         self.num_classes = num_classes
-        self.stats = ChannelStatistics()
-        self._handles = []
+        self._start_gathering()
         self.steps = 0
 
-    # ---- gathering ------------------------------------------------------------------------------------------------
+    # ---- gathering (attach / detach / collect: :class:`~.calibration.HookedCalibration`) ---------------------------
     def clear(self) -> None:
         """Forget the gathered statistics."""
-        self.stats.clear()
+        super().clear()
         self.steps = 0
 
     zero_grad = clear
@@ -102,32 +98,8 @@ class OBDCImportance(GroupImportance):
 
             output.register_hook(grad_hook)
 
-    def attach(self, model: nn.Module) -> None:
-        """Start gathering: hooks on every target layer of ``model`` (remove them with :meth:`detach`)."""
-        self.detach()
-        for m in model.modules():
-            if isinstance(m, self.target_types) and not self._is_classifier(m):
-                self._handles.append(m.register_forward_hook(self._forward_hook))
-        if not self._handles:
-            raise ImportanceError(
-                f"OBDCImportance found no layer of types {[t.__name__ for t in self.target_types]} in "
-                f"{type(model).__name__}; pass target_types= with the layers to score"
-            )
-
-    def detach(self) -> None:
-        """Stop gathering (remove the hooks)."""
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    @contextlib.contextmanager
-    def collect(self, model: nn.Module):
-        """``with imp.collect(model): loss_fn(model(x), y).backward() ...``: gather over every pass inside."""
-        self.attach(model)
-        try:
-            yield self
-        finally:
-            self.detach()
+    def _hooks(self, module: nn.Module) -> bool:
+        return isinstance(module, self.target_types) and not self._is_classifier(module)
 
     # Torch-Pruning's spellings
     def _prepare_model(self, model: nn.Module, pruner=None) -> None:
