@@ -25,7 +25,6 @@ import torch.nn as nn
 
 from .base import GroupImportance
 from .calibration import CALIBRATED_TYPES, HookedCalibration
-from .gradient import ImportanceError
 from .members import Part
 
 __all__ = ["ActivationImportance"]
@@ -78,18 +77,8 @@ class ActivationImportance(HookedCalibration, GroupImportance):
         """Torch-Pruning's name for :meth:`collect`."""
         return self.collect(model)
 
-    # ---- scoring ----------------------------------------------------------------------------------------------------
-    def __call__(self, group):
-        if not len(self.stats):
-            raise ImportanceError(
-                "ActivationImportance has no activations yet. Fix: run the model on calibration data inside "
-                "`with imp.collect(model): ...` before scoring (pruner.step())"
-            )
-        self.stats.anchor(getattr(group, "_graph", None))
-        return super().__call__(group)
-
-    def parts_of(self, item) -> list:
-        return [None]  # the scores come from the statistics, not from the member's weights
+    # ---- scoring (:class:`~.calibration.HookedCalibration` checks and anchors the statistics) --------------------
+    GATHERED = "activations"
 
     def member_scores(self, item, parts: Sequence[Part]) -> Optional[torch.Tensor]:
         return self.stats.member_mean(item, "in", "act")

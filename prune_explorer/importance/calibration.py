@@ -146,10 +146,14 @@ class HookedCalibration:
 
     A criterion derived from it calls :meth:`_start_gathering` in ``__init__`` and defines
     ``_forward_hook(module, inputs, output)``; :meth:`_hooks` says which layers get one (default: every
-    ``target_types`` layer) and ``TARGET_HINT`` ends the error raised when none does.
+    ``target_types`` layer) and ``TARGET_HINT`` ends the error raised when none does. Scoring reads the statistics
+    (anchored to the graph's original channels), not the weights; ``GATHERED`` and ``GATHER_FIX`` word the error
+    raised when nothing was gathered yet.
     """
 
     TARGET_HINT = "the layers to score"
+    GATHERED = "statistics"
+    GATHER_FIX = "run the model on calibration data inside `with imp.collect(model): ...`"
 
     def _start_gathering(self) -> None:
         self.stats = ChannelStatistics()
@@ -189,3 +193,13 @@ class HookedCalibration:
             yield self
         finally:
             self.detach()
+
+    def __call__(self, group):
+        if not len(self.stats):
+            raise ImportanceError(f"{type(self).__name__} has no {self.GATHERED} yet. Fix: {self.GATHER_FIX} before "
+                                  "scoring (pruner.step())")
+        self.stats.anchor(getattr(group, "_graph", None))
+        return super().__call__(group)
+
+    def parts_of(self, item) -> list:
+        return [None]  # the scores come from the statistics, not from the member's weights

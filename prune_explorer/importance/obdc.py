@@ -123,21 +123,11 @@ class OBDCImportance(HookedCalibration, GroupImportance):
         return self.num_classes is not None and isinstance(module, nn.Linear) and \
             module.out_features == self.num_classes
 
-    # ---- scoring ----------------------------------------------------------------------------------------------------
-    def __call__(self, group):
-        if not len(self.stats):
-            raise ImportanceError(
-                "OBDCImportance has no statistics yet. Fix: run forward and backward passes on calibration data "
-                "inside `with imp.collect(model): ...` before scoring (pruner.step())"
-            )
-        self.stats.anchor(getattr(group, "_graph", None))
-        return super().__call__(group)
+    # ---- scoring (:class:`~.calibration.HookedCalibration` checks and anchors the statistics) --------------------
+    GATHER_FIX = "run forward and backward passes on calibration data inside `with imp.collect(model): ...`"
 
     def accepts(self, dep) -> bool:
         return super().accepts(dep) and not self._is_classifier(dep.layer)
-
-    def parts_of(self, item) -> list:
-        return [None]  # the scores come from the statistics, not from the member's weights
 
     def member_scores(self, item, parts: Sequence[Part]) -> Optional[torch.Tensor]:
         z2 = self.stats.member_mean(item, "out", "z2")

@@ -209,10 +209,19 @@ class BasePruningFunc:
 
     # ---- structure --------------------------------------------------------------------------------------
 
+    #: The layer attribute that splits both sides' channels into that many equal blocks, a removal having to take
+    #: a multiple of it (GroupNorm's ``"num_groups"``): what :meth:`channel_multiple` and
+    #: :meth:`get_out_channel_groups` / :meth:`get_in_channel_groups` return. None: 1 block.
+    CHANNEL_BLOCKS_ATTR: str | None = None
+
+    def _channel_blocks(self, layer: Any) -> int:
+        return 1 if self.CHANNEL_BLOCKS_ATTR is None else int(getattr(layer, self.CHANNEL_BLOCKS_ATTR))
+
     def channel_multiple(self, layer: Any, side: Any) -> int:
         """Removals on ``side`` must remove a multiple of this many channels (so the count stays a multiple
-        of it: GroupNorm's ``num_groups``, attention's ``num_heads``, a grouped conv's ``groups``). 1 here."""
-        return 1
+        of it: GroupNorm's ``num_groups``, attention's ``num_heads``, a grouped conv's ``groups``). Here: the
+        :attr:`CHANNEL_BLOCKS_ATTR` count (1 without one)."""
+        return self._channel_blocks(layer)
 
     def in_out_coupled(self, layer: Any) -> bool:
         """True if input and output channels are the same space, so that pruning one side prunes the other
@@ -232,11 +241,11 @@ class BasePruningFunc:
 
     def get_out_channel_groups(self, layer: Any) -> int:
         """Number of equal blocks the output channels are split into (conv ``groups``, ``num_heads``...)."""
-        return 1
+        return self._channel_blocks(layer)
 
     def get_in_channel_groups(self, layer: Any) -> int:
         """Number of equal blocks the input channels are split into (conv ``groups``, ``num_heads``...)."""
-        return 1
+        return self._channel_blocks(layer)
 
     def specialize(self, layer: Any) -> BasePruningFunc:
         """The pruner to use for this particular layer; ``self`` here. The conv pruner returns the depthwise
@@ -354,6 +363,11 @@ class BasePruningFunc:
         if idxs:
             self.remove(layer, idxs, "in")
         return layer
+
+    def pruning_fns(self) -> tuple:
+        """``(prune_out_channels, prune_in_channels)``: what a family module publishes under Torch-Pruning's names,
+        ``prune_<family>_out_channels, prune_<family>_in_channels = PRUNER.pruning_fns()``."""
+        return self.prune_out_channels, self.prune_in_channels
 
     #: For a layer whose channels are plain slices of its tensors: ``{side: {tensor name: dim}}``. The default
     #: :meth:`remove` keeps the other entries of each tensor along its dim and updates :attr:`CHANNEL_ATTRS`.

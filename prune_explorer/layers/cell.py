@@ -65,8 +65,7 @@ class RNNCellPruner(BasePruningFunc):
 
 
 RNN_CELL_PRUNER = RNNCellPruner()
-prune_rnn_cell_out_channels = RNN_CELL_PRUNER.prune_out_channels
-prune_rnn_cell_in_channels = RNN_CELL_PRUNER.prune_in_channels
+prune_rnn_cell_out_channels, prune_rnn_cell_in_channels = RNN_CELL_PRUNER.pruning_fns()
 
 
 def rnn_cell_channel_map(ctx, module: nn.RNNCellBase, name: str, call, x) -> None:

@@ -362,10 +362,7 @@ CONV_FAMILY = register_family(LayerFamily(
     standard_types=(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),
 ))
 
-prune_conv_out_channels = CONV_PRUNER.prune_out_channels
-prune_conv_in_channels = CONV_PRUNER.prune_in_channels
+prune_conv_out_channels, prune_conv_in_channels = CONV_PRUNER.pruning_fns()
 # Transposed convolutions are handled by the same pruner (it reads ``layer.transposed``).
-prune_convtranspose_out_channels = CONV_PRUNER.prune_out_channels
-prune_convtranspose_in_channels = CONV_PRUNER.prune_in_channels
-prune_depthwise_conv_out_channels = DEPTHWISE_CONV_PRUNER.prune_out_channels
-prune_depthwise_conv_in_channels = DEPTHWISE_CONV_PRUNER.prune_in_channels
+prune_convtranspose_out_channels, prune_convtranspose_in_channels = CONV_PRUNER.pruning_fns()
+prune_depthwise_conv_out_channels, prune_depthwise_conv_in_channels = DEPTHWISE_CONV_PRUNER.pruning_fns()

@@ -53,8 +53,7 @@ class EmbeddingPruner(BasePruningFunc):
 
 
 EMBEDDING_PRUNER = EmbeddingPruner()
-prune_embedding_out_channels = EMBEDDING_PRUNER.prune_out_channels
-prune_embedding_in_channels = EMBEDDING_PRUNER.prune_in_channels
+prune_embedding_out_channels, prune_embedding_in_channels = EMBEDDING_PRUNER.pruning_fns()
 
 
 def embedding_channel_map(ctx, module: nn.Module, name: str, call, x) -> None:

@@ -39,8 +39,7 @@ class LinearPruner(BasePruningFunc):
 
 
 LINEAR_PRUNER = LinearPruner()
-prune_linear_out_channels = LINEAR_PRUNER.prune_out_channels
-prune_linear_in_channels = LINEAR_PRUNER.prune_in_channels
+prune_linear_out_channels, prune_linear_in_channels = LINEAR_PRUNER.pruning_fns()
 
 
 def linear_channel_map(ctx, module: nn.Linear, name: str, call, x) -> None:

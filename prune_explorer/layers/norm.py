@@ -119,15 +119,7 @@ class GroupNormPruner(_CoupledPruner):
     TARGET_MODULES = (nn.GroupNorm,)
     CHANNEL_ATTRS = ("num_channels", "num_channels")
     SLICED_TENSORS = dict.fromkeys(("out", "in"), {"weight": 0, "bias": 0})
-
-    def channel_multiple(self, layer: nn.GroupNorm, side: Any) -> int:
-        return layer.num_groups
-
-    def get_out_channel_groups(self, layer: nn.GroupNorm) -> int:
-        return layer.num_groups
-
-    def get_in_channel_groups(self, layer: nn.GroupNorm) -> int:
-        return layer.num_groups
+    CHANNEL_BLOCKS_ATTR = "num_groups"
 
 
 _LAYERNORM_TYPES: tuple[type, ...] = (nn.LayerNorm,) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
@@ -192,16 +184,11 @@ GROUPNORM_PRUNER = GroupNormPruner()
 LAYERNORM_PRUNER = LayernormPruner()
 PRELU_PRUNER = PReLUPruner()
 
-prune_batchnorm_out_channels = BATCHNORM_PRUNER.prune_out_channels
-prune_batchnorm_in_channels = BATCHNORM_PRUNER.prune_in_channels
-prune_instancenorm_out_channels = INSTANCENORM_PRUNER.prune_out_channels
-prune_instancenorm_in_channels = INSTANCENORM_PRUNER.prune_in_channels
-prune_groupnorm_out_channels = GROUPNORM_PRUNER.prune_out_channels
-prune_groupnorm_in_channels = GROUPNORM_PRUNER.prune_in_channels
-prune_layernorm_out_channels = LAYERNORM_PRUNER.prune_out_channels
-prune_layernorm_in_channels = LAYERNORM_PRUNER.prune_in_channels
-prune_prelu_out_channels = PRELU_PRUNER.prune_out_channels
-prune_prelu_in_channels = PRELU_PRUNER.prune_in_channels
+prune_batchnorm_out_channels, prune_batchnorm_in_channels = BATCHNORM_PRUNER.pruning_fns()
+prune_instancenorm_out_channels, prune_instancenorm_in_channels = INSTANCENORM_PRUNER.pruning_fns()
+prune_groupnorm_out_channels, prune_groupnorm_in_channels = GROUPNORM_PRUNER.pruning_fns()
+prune_layernorm_out_channels, prune_layernorm_in_channels = LAYERNORM_PRUNER.pruning_fns()
+prune_prelu_out_channels, prune_prelu_in_channels = PRELU_PRUNER.pruning_fns()
 
 
 # ---- tracing and importance -------------------------------------------------------------------------------------

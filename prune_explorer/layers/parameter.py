@@ -210,8 +210,7 @@ def replace_parameter(model: nn.Module, qualified_name: str, new_param: torch.Te
 
 
 PARAMETER_PRUNER = ParameterPruner()
-prune_parameter_out_channels = PARAMETER_PRUNER.prune_out_channels
-prune_parameter_in_channels = PARAMETER_PRUNER.prune_in_channels
+prune_parameter_out_channels, prune_parameter_in_channels = PARAMETER_PRUNER.pruning_fns()
 
 
 def parameter_parts(param: torch.Tensor, space, idx) -> list:

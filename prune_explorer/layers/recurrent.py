@@ -177,16 +177,10 @@ class GRUPruner(RNNPruner):
     TARGET_MODULES = (nn.GRU,)
 
 
-RNN_PRUNER = RNNPruner()
-LSTM_PRUNER = LSTMPruner()
-GRU_PRUNER = GRUPruner()
-
-prune_lstm_out_channels = LSTM_PRUNER.prune_out_channels
-prune_lstm_in_channels = LSTM_PRUNER.prune_in_channels
-prune_gru_out_channels = GRU_PRUNER.prune_out_channels
-prune_gru_in_channels = GRU_PRUNER.prune_in_channels
-prune_rnn_out_channels = RNN_PRUNER.prune_out_channels
-prune_rnn_in_channels = RNN_PRUNER.prune_in_channels
+RNN_PRUNER, LSTM_PRUNER, GRU_PRUNER = RNNPruner(), LSTMPruner(), GRUPruner()
+prune_lstm_out_channels, prune_lstm_in_channels = LSTM_PRUNER.pruning_fns()
+prune_gru_out_channels, prune_gru_in_channels = GRU_PRUNER.pruning_fns()
+prune_rnn_out_channels, prune_rnn_in_channels = RNN_PRUNER.pruning_fns()
 
 
 def recurrent_channel_map(ctx, module: nn.RNNBase, name: str, call, x) -> None:
