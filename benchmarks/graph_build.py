@@ -4,10 +4,12 @@ Usage::
 
     python benchmarks/graph_build.py                 # the six models of issue 2 + the depth-scaling check
     python benchmarks/graph_build.py resnet50 --runs 5
+    PYTHONPATH=/path/to/other/checkout python benchmarks/graph_build.py resnet50 --no-tp --cpu   # before/after
 
 Conventions (shared/README.md): CPU, ``torch.set_flush_denormal(True)``, ``torch.set_num_threads(2)``, medians of
 several runs, ratios measured in the same process. "prune" = for every group (classifier ignored), remove the
-first half of its channels; each run starts from a freshly constructed model (same seed).
+first half of its channels; each run starts from a freshly constructed model (same seed). ``--cpu`` times the
+process's CPU time instead of wall-clock time (other programs on a shared machine disturb it less).
 """
 
 from __future__ import annotations
@@ -35,31 +37,34 @@ def classifier(model):
     return [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == 1000]
 
 
+clock = time.perf_counter  # --cpu: time.process_time
+
+
 def time_ours(model, x):
-    t0 = time.perf_counter()
+    t0 = clock()
     dg = pe.DependencyGraph().build_dependency(model, x)
-    t1 = time.perf_counter()
+    t1 = clock()
     groups = list(dg.get_all_groups(ignored_layers=classifier(model)))
-    t2 = time.perf_counter()
+    t2 = clock()
     for g in dg.get_all_groups(ignored_layers=classifier(model)):
         units = g.units
         if len(units) >= 2:
             g.select([i for u in units[: len(units) // 2] for i in u]).prune()
-    t3 = time.perf_counter()
+    t3 = clock()
     return t1 - t0, t2 - t1, t3 - t2, len(groups)
 
 
 def time_tp(tp, model, x):
-    t0 = time.perf_counter()
+    t0 = clock()
     dg = tp.DependencyGraph().build_dependency(model, example_inputs=x)
-    t1 = time.perf_counter()
+    t1 = clock()
     groups = list(dg.get_all_groups(ignored_layers=classifier(model), root_module_types=[nn.Conv2d, nn.Linear]))
-    t2 = time.perf_counter()
+    t2 = clock()
     for g in dg.get_all_groups(ignored_layers=classifier(model), root_module_types=[nn.Conv2d, nn.Linear]):
         dep, idxs = g[0]
         if len(idxs) >= 2:
             dg.get_pruning_group(dep.target.module, dep.handler, idxs[: len(idxs) // 2]).prune()
-    t3 = time.perf_counter()
+    t3 = clock()
     return t1 - t0, t2 - t1, t3 - t2, len(groups)
 
 
@@ -85,15 +90,22 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tp-runs", type=int, default=1, help="Torch-Pruning is slow on some models")
     ap.add_argument("--tp-timeout", type=int, default=600, help="seconds before a Torch-Pruning run is abandoned")
+    ap.add_argument("--no-tp", action="store_true", help="do not measure Torch-Pruning even if installed")
+    ap.add_argument("--cpu", action="store_true", help="process CPU time instead of wall-clock time")
     args = ap.parse_args()
+    global clock
+    clock = time.process_time if args.cpu else time.perf_counter
     torch.set_flush_denormal(True)
     torch.set_num_threads(2)
     try:
         import torch_pruning as tp
     except Exception:
         tp = None
+    if args.no_tp:
+        tp = None
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-          f"torch_pruning {getattr(tp, '__version__', 'not installed')}")
+          f"torch_pruning {getattr(tp, '__version__', 'not measured')}, prune_explorer from {pe.__file__}, "
+          f"{'CPU' if args.cpu else 'wall-clock'} seconds")
     print(f"{'model':20s} {'groups':>6s} {'build s':>9s} {'groups s':>9s} {'prune s':>9s}   "
           f"{'TP build':>9s} {'TP groups':>9s} {'TP prune':>9s}   {'speedup b/g/p (total)':>24s}")
     x = torch.randn(1, 3, 224, 224)
@@ -127,9 +139,9 @@ def main():
         dg = pe.DependencyGraph().build_dependency(m, xs)
         ts = []
         for _ in range(args.runs):
-            t0 = time.perf_counter()
+            t0 = clock()
             n = sum(1 for _ in dg.get_all_groups())
-            ts.append(time.perf_counter() - t0)
+            ts.append(clock() - t0)
         t = statistics.median(ts)
         base = base or t
         print(f"  depth {depth:4d}: {n:4d} groups in {t * 1000:8.2f} ms  ({t / base:5.1f}x the 50-layer time, "
