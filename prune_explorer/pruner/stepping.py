@@ -1,0 +1,164 @@
+"""A pruning step: visit the proposals, prune them (or hand them to the caller), and keep every step whole.
+
+:class:`PruningSteps` is the part of :class:`~.base_pruner.BasePruner` that runs ``step()``: it asks the planner for
+one :class:`~.proposal.Proposal` per group (attention-head groups after the graph's groups), prunes it or yields it
+(``step(interactive=True)``), records the groups it leaves alone in ``pruner.skipped``, checks the pruned model
+afterwards (:mod:`.post_check`: a group that breaks it is rolled back and recorded as skipped) and handles a step
+that stops half-way: after ``KeyboardInterrupt`` the groups pruned so far stay (each group is atomic), after any other
+error the whole step is rolled back. The pruner's configuration, graph and planner live in
+:class:`~.base_pruner.BasePruner`, which derives from it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Iterator, Optional
+
+from ..errors import PruningError
+from . import guards as G
+from .guards import SkippedGroup
+from .post_check import Repair, warn_rolled_back
+from .proposal import Proposal
+
+__all__ = ["PruningSteps"]
+
+
+class PruningSteps:
+    """``step()`` and its bookkeeping, for :class:`~.base_pruner.BasePruner` (which provides ``DG``, ``planner``,
+    ``options``, ``check``, ``skipped``, ``current_step`` and the head state these methods read)."""
+
+    def step(self, interactive: bool = False):
+        """Run the next pruning step. ``interactive=False``: prune every group now. ``interactive=True``: return a
+        generator of :class:`~.proposal.Proposal` objects, each made after the previous one was pruned or
+        skipped; ``group.prune()`` accepts the proposal, ``group.prune(idxs=[...])`` prunes your own choice,
+        doing nothing skips it."""
+        self.current_step += 1
+        if interactive:
+            return self._interactive_step()
+        if self._past_last_step():
+            return None
+        start, n_skipped = len(self.DG.history), len(self.skipped)
+        proposals = self._proposals()
+        with self.DG.undoable(self.post_prune_check):
+            try:
+                for proposal in proposals:
+                    try:
+                        proposal.prune()
+                    except PruningError as exc:  # a layer refused: keep going, and say so
+                        proposal.skip_reason, proposal.skip_kind = str(exc), G.ERROR
+                        self._skip(proposal, G.ERROR, f"pruning failed and was rolled back: {exc}")
+                        warnings.warn(f"prune_explorer: the group rooted at {proposal.root_name} could not be "
+                                      f"pruned and was skipped: {exc}")
+                self._check_step(start)
+            except BaseException as exc:
+                self._abort_step(proposals, start, n_skipped, exc)
+                raise
+        return None
+
+    def _interactive_step(self) -> Iterator[Proposal]:
+        """``step(interactive=True)``: the proposals, then (when the loop ends or is left) the post-prune check of
+        every pruning made during the loop."""
+        start = len(self.DG.history)
+        with self.DG.undoable(self.post_prune_check):
+            try:
+                yield from self._proposals()
+            finally:
+                self._check_step(start)
+
+    def _abort_step(self, proposals, start: int, n_skipped: int, exc: BaseException) -> None:
+        """A step stopped by ``exc``. ``KeyboardInterrupt`` (and other non-``Exception`` stops): the groups pruned so
+        far stay pruned (each group is atomic) and are checked; any other error: the step's groups are rolled back.
+        Either way the step no longer counts (``step()`` again redoes it) and leaves no skip record."""
+        proposals.close()
+        del self.skipped[n_skipped:]
+        self.current_step -= 1
+        records = self.DG.history[start:]
+        if isinstance(exc, Exception):
+            for rec in reversed(records):
+                self.DG.undo(rec)
+            return
+        for rec in records:  # an interrupt may land between a pruning and its bookkeeping
+            self._made_by.setdefault(id(rec), {"step": self.current_step + 1, "scope": None, "pruning_ratio": None})
+        self._check_step(start)
+
+    def _check_step(self, start: int) -> Optional[Repair]:
+        """The post-prune check of the prunings since history entry ``start`` (see :mod:`.post_check`)."""
+        records = self.DG.history[start:]
+        if not self.post_prune_check or not records:
+            return None
+        error = self.check.error()
+        if error is None:
+            return None
+        repair = self.check.repair(records, error)
+        self.apply_repair(repair)
+        warn_rolled_back(repair, "pruning step")
+        return repair
+
+    def apply_repair(self, repair: Repair) -> None:
+        """Bring the pruner's records in line with what a post-prune check rolled back or re-applied: re-applied
+        prunings keep their step, scope and ratio; rolled back groups are recorded as skipped (kind ``"check"``,
+        the error as reason) and left alone by later steps."""
+        for old_id, new in repair.replaced.items():
+            if old_id in self._made_by:
+                self._made_by[id(new)] = self._made_by[old_id]
+        for rec, error in repair.rolled_back:
+            made = self._made_by.get(id(rec), {})
+            reason = f"the pruned model did not run ({error}); the group was rolled back"
+            self._skip_root(rec.root, made.get("step") or self.current_step, G.CHECK, reason,
+                            made.get("scope"), made.get("pruning_ratio"))
+            space = rec.root_space
+            if space is not None:
+                self.check_failed[space.index] = reason
+
+    def _past_last_step(self) -> bool:
+        if self.current_step <= self.iterative_steps:
+            return False
+        warnings.warn(f"pruning past the last step ({self.iterative_steps} iterative_steps): nothing is pruned. "
+                      "Fix: call pruner.reset() to start the schedule again, or build the pruner with more steps")
+        return True
+
+    def _skip(self, proposal: Proposal, kind: str, reason: str) -> None:
+        self._skip_root(proposal.root_name, proposal.step, kind, reason, proposal.scope, proposal.pruning_ratio)
+
+    def _skip_root(self, root: str, step: int, kind: str, reason: str, scope=None, ratio=None) -> None:
+        self.skipped.append(SkippedGroup(root=root, step=step, kind=kind, reason=reason, scope=scope, pruning_ratio=ratio))
+
+    def _emit(self, proposal: Proposal) -> Iterator[Proposal]:
+        if not proposal.proposed_idxs:
+            self._skip(proposal, proposal.skip_kind or G.TARGET, proposal.skip_reason or "nothing proposed")
+            return
+        try:
+            yield proposal
+        finally:
+            if not proposal.was_pruned and proposal.skip_kind != G.ERROR:
+                self._skip(proposal, G.NOT_ACCEPTED,
+                           "not pruned: the proposal was not accepted (group.prune() was not called)")
+
+    def _proposals(self) -> Iterator[Proposal]:
+        step = self.current_step
+        if self._past_last_step():
+            return
+        self._active_step = step
+        try:
+            self._report_unhandled_heads(step)
+            budgets = self._step_budgets = self.planner.budgets(step)
+            for group in self._graph_groups():
+                yield from self._emit(self.planner.proposal(group, step, budgets, on_pruned=self._remember))
+            if self._head_dims is not None:  # the heads left are narrowed after whole heads were removed
+                for group in self._head_dims.groups():
+                    yield from self._emit(self.planner.proposal(group, step, budgets, on_pruned=self._remember))
+        finally:
+            self._active_step = None
+            self._step_budgets = None
+
+    def _report_unhandled_heads(self, step: int) -> None:
+        """Declared head layers the pruner does not prune by head: they go through the graph's groups (same offsets
+        in every head) when it allows; record what is not done."""
+        for m, reason in self._unhandled_heads.items():
+            name = self.options.module_names.get(id(m), "?")
+            if self.prune_num_heads:
+                self._skip_root(name, step, G.HEADS, f"whole heads are not removed: {reason}; the same offsets are "
+                                "removed from every declared head instead, where the graph allows")
+            if self.DG.prunable_fraction(m) == 0.0:
+                self._skip_root(name, step, G.HEADS, f"declared in num_heads but not prunable: {reason}; the graph "
+                                f"keeps its outputs fixed ({self.DG.fixed_reason(m)})")
