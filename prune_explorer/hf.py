@@ -141,7 +141,7 @@ def _keep_temperature(a: AttentionWidths) -> None:
         return
     # only a scaling of the canonical form for some integer head size follows the head size
     d_of_s = round(s ** -2) if s > 0 else 0
-    if d_of_s <= 0 or not math.isclose(s, d_of_s ** -0.5, rel_tol=1e-6):
+    if d_of_s <= 1 or not math.isclose(s, d_of_s ** -0.5, rel_tol=1e-6):  # 1.0: unscaled (T5), not a head size
         return
     new_fold = effective / canonical
     _scale_param(a.q, "weight", new_fold / fold)
@@ -195,7 +195,11 @@ def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
             setattr(cfg, field_name, v)
         return v
 
-    hidden = put(_config_field(cfg, "hidden_size", "d_model", "n_embd", "dim"), "hidden", "the hidden width")
+    hidden_field = _config_field(cfg, "hidden_size", "d_model", "n_embd", "dim")
+    old_hidden = getattr(cfg, hidden_field, None) if hidden_field is not None else None
+    hidden = put(hidden_field, "hidden", "the hidden width")
+    if hidden is not None and old_hidden is not None and hidden != old_hidden:
+        _mirror_hidden(att, {hidden_field, "hidden_size", "d_model"}, old_hidden, hidden)
     put(_config_field(cfg, *INTERMEDIATE_FIELDS), "intermediate", "the MLP width")
     heads = put(_config_field(cfg, "num_attention_heads", "num_heads", "n_head"), "heads", "the number of attention heads")
     kv_field = _config_field(cfg, "num_key_value_heads", "num_kv_heads")
@@ -218,6 +222,16 @@ def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
             cfg.head_dim = hd
     _carry_rotary_frequencies(model, cfg)
     return problems
+
+
+def _mirror_hidden(att, names, old: int, new: int) -> None:
+    """Attention modules that keep the config's hidden width as their own attribute without reading it in the forward
+    (T5Attention's ``d_model``) get the new width, as a model built from the updated config would have."""
+    for a in att:
+        for n in names:
+            v = a.module.__dict__.get(n)
+            if isinstance(v, int) and not isinstance(v, bool) and v == old:
+                setattr(a.module, n, new)
 
 
 def _carry_rotary_frequencies(model: nn.Module, cfg) -> None:

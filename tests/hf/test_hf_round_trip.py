@@ -61,11 +61,12 @@ def _vit():
 
 
 MODELS = {"bert": _bert, "llama": _llama, "qwen2": _qwen2, "t5": _t5, "vit": _vit}
-#: T5's hidden width now prunes as one tied tensor (``shared``, both ``embed_tokens``, ``lm_head``), but its attention
-#: modules keep their own ``d_model`` attribute (and ``scaling``), which the config rewrite does not follow yet
-_T5_ATTENTION_D_MODEL = pytest.mark.xfail(strict=True, reason=(
-    "model.config cannot describe the pruned T5: T5Attention.d_model (and scaling) keep the unpruned values, so "
-    "check_config_round_trip refuses (attribute rewrite for T5Attention.d_model, issue 14)"))
+#: T5's config now describes the pruned model (d_model, T5Attention.d_model), but T5ForConditionalGeneration scales the
+#: decoder output by ``self.model_dim ** -0.5`` before the tied lm_head: the pruned model keeps the model_dim it was
+#: built with (a float computed from it cannot follow the pruning), from_pretrained uses the new d_model
+_T5_MODEL_DIM = pytest.mark.xfail(strict=True, reason=(
+    "T5ForConditionalGeneration.model_dim ** -0.5 scales the lm_head input: 64 ** -0.5 in the pruned model, "
+    "32 ** -0.5 after from_pretrained, so the logits differ by that factor (issue 14)"))
 PARAMS = list(MODELS)
 
 
@@ -152,14 +153,14 @@ def _round_trip(model, inputs, tmp_path):
 def test_round_trip_after_removing_heads(heads_pruned, tmp_path, request):
     name, model, inputs, *_ = heads_pruned
     if name == "t5":
-        request.node.add_marker(_T5_ATTENTION_D_MODEL)
+        request.node.add_marker(_T5_MODEL_DIM)
     _round_trip(model, inputs, tmp_path)
 
 
 def test_round_trip_after_narrowing_heads(dims_pruned, tmp_path, request):
     name, model, inputs, *_ = dims_pruned
     if name == "t5":
-        request.node.add_marker(_T5_ATTENTION_D_MODEL)
+        request.node.add_marker(_T5_MODEL_DIM)
     _round_trip(model, inputs, tmp_path)
 
 
