@@ -15,6 +15,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import nn
 
 from .base import BasePruningFunc
@@ -52,12 +54,23 @@ def linear_channel_map(ctx, module: nn.Linear, name: str, call, x) -> None:
     ctx.label(out, out.ndim - 1, o_ids, ctx.carried(x, out, x.ndim - 1, keep))
 
 
-def linear_parts(layer: nn.Linear, space, idx) -> list:
-    """Out: ``weight[o]`` and ``bias[o]``; in: ``weight[:, i]``."""
-    if space.side == "out":
-        b = param_of(layer, "bias")
-        return [Part(layer.weight, Rows(0, idx), False)] + ([Part(b, Rows(0, idx), True)] if b is not None else [])
-    return [Part(layer.weight, Rows(1, idx), False)]
+def matrix_parts(out_dim: int, in_dim: int) -> Callable[[nn.Module, object, object], list]:
+    """The ``parts`` of a layer with a matrix ``weight`` (its output channels along ``out_dim``, its input channels
+    along ``in_dim``) and an optional ``bias`` per output channel: out: the weight's entries along ``out_dim`` and
+    the bias; in: the weight's entries along ``in_dim``."""
+
+    def parts(layer: nn.Module, space, idx) -> list:
+        if space.side == "out":
+            b = param_of(layer, "bias")
+            return [Part(layer.weight, Rows(out_dim, idx), False)] + \
+                ([Part(b, Rows(0, idx), True)] if b is not None else [])
+        return [Part(layer.weight, Rows(in_dim, idx), False)]
+
+    return parts
+
+
+#: ``nn.Linear``: out: ``weight[o]`` and ``bias[o]``; in: ``weight[:, i]``
+linear_parts = matrix_parts(out_dim=0, in_dim=1)
 
 
 LINEAR_FAMILY = register_family(LayerFamily(

@@ -27,8 +27,7 @@ from torch import nn
 from .base import BasePruningFunc
 from .family import LayerFamily, register_family
 from .library_types import library_type
-from .linear import linear_channel_map
-from .slicing import Part, Rows, param_of
+from .linear import linear_channel_map, matrix_parts
 
 __all__ = ["CONV1D_PRUNER", "CONV1D_FAMILY", "Conv1DPruner", "TransformersConv1D"]
 
@@ -49,12 +48,8 @@ class Conv1DPruner(BasePruningFunc):
 CONV1D_PRUNER = Conv1DPruner()
 
 
-def conv1d_parts(layer: nn.Module, space, idx) -> list:
-    """Out: ``weight[:, o]`` and ``bias[o]``; in: ``weight[i]``."""
-    if space.side == "out":
-        b = param_of(layer, "bias")
-        return [Part(layer.weight, Rows(1, idx), False)] + ([Part(b, Rows(0, idx), True)] if b is not None else [])
-    return [Part(layer.weight, Rows(0, idx), False)]
+#: out: ``weight[:, o]`` and ``bias[o]``; in: ``weight[i]`` (the weight is stored (in, out))
+conv1d_parts = matrix_parts(out_dim=1, in_dim=0)
 
 
 CONV1D_FAMILY = register_family(LayerFamily(
