@@ -102,9 +102,10 @@ class Figures:
         MACs from the structure's laws; ``*_pct`` relative to the model now). Nothing is pruned."""
         self._require_current("predict")
         idxs = list(self.current_idxs if idxs is None else idxs)
-        key = ("predict", id(self.current), self.DG.version, tuple(idxs))
-        if key in self._cache:
-            return self._cache[key]
+        key = ("predict", self.DG.version, tuple(idxs))  # with the group itself in the entry: ids can be reused
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] is self.current:
+            return cached[1]
         g = self.current
         by_space = {it.dep.space.index: it for it in (g.select(idxs).items if idxs else [])}
         removed: Dict[int, int] = {}
@@ -137,7 +138,7 @@ class Figures:
             "macs_after": None if m_now is None else int(round(m_now - m_removed)),
             "macs_removed_pct": (m_removed / m_now) if m_now else None,
         }
-        self._cache[key] = out
+        self._cache[key] = (g, out)
         return out
 
     def card(self) -> Optional[dict]:

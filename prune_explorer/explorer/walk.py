@@ -268,9 +268,10 @@ class Walk:
     def allowed_counts(self) -> List[int]:
         """Every number of channels the current group can lose (whole units, ``round_to``, guards)."""
         self._require_current("list the allowed counts")
-        key = ("allowed", id(self.current), self.DG.version)
-        if key in self._cache:
-            return self._cache[key]
+        # keyed by the group object itself (kept alive by the key), never by id(): a later group may reuse an id
+        cached = self._cache.get("allowed")
+        if cached is not None and cached[0] is self.current and cached[1] == self.DG.version:
+            return cached[2]
         g = self.current
         sizes = sorted(len(u) for u in g.units)
         total = g.root_space.current_size
@@ -285,7 +286,7 @@ class Walk:
         rt = self.round_to
         if rt and rt > 1:  # the pruner keeps a multiple of round_to channels (or removes nothing)
             counts = [c for c in counts if (total - c) % rt == 0 or c == 0]
-        self._cache[key] = counts
+        self._cache["allowed"] = (g, self.DG.version, counts)
         return counts
 
     def _propose(self, n: int) -> List[int]:
