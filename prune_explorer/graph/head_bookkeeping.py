@@ -30,7 +30,7 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ["AttentionWidths", "attention_modules", "sync_attention_modules", "out_features"]
+__all__ = ["AttentionWidths", "attention_candidates", "attention_modules", "sync_attention_modules", "out_features"]
 
 #: child names of the query / key / value projections of an attention module
 Q_NAMES = ("q_proj", "query", "q", "to_q", "wq", "q_lin")
@@ -104,10 +104,19 @@ def _attention(name: str, m: nn.Module, trusted=frozenset()) -> Optional[Attenti
     return AttentionWidths(name, m, q, nq // hd, nk // hd, hd)
 
 
-def attention_modules(model: nn.Module, trusted=frozenset()) -> List[AttentionWidths]:
-    """Every attention module of ``model`` (see :func:`_attention`), with its widths as the weights say now."""
+def attention_candidates(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """``(name, module)`` of every module of ``model`` with a query and a key projection child: the only ones
+    :func:`_attention` can describe. Pruning never changes this list (it changes widths, not the module tree), so a
+    caller that syncs after every pruning computes it once."""
+    return [(name, m) for name, m in model.named_modules()
+            if _child(m, Q_NAMES) is not None and _child(m, K_NAMES) is not None]
+
+
+def attention_modules(model: nn.Module, trusted=frozenset(), candidates=None) -> List[AttentionWidths]:
+    """Every attention module of ``model`` (see :func:`_attention`), with its widths as the weights say now
+    (``candidates``: :func:`attention_candidates` of ``model``, when the caller kept them)."""
     out = []
-    for name, m in model.named_modules():
+    for name, m in (attention_candidates(model) if candidates is None else candidates):
         a = _attention(name, m, trusted)
         if a is not None:
             out.append(a)
@@ -132,8 +141,8 @@ def _set_module_attrs(a: AttentionWidths) -> None:
 
 
 
-def sync_attention_modules(model: nn.Module, trusted=frozenset()) -> None:
+def sync_attention_modules(model: nn.Module, trusted=frozenset(), candidates=None) -> None:
     """Set the head bookkeeping attributes of every attention module of ``model`` from its weights (see the module
-    docstring; ``trusted`` as for :func:`_attention`). Idempotent."""
-    for a in attention_modules(model, trusted):
+    docstring; ``trusted`` as for :func:`_attention`, ``candidates`` as for :func:`attention_modules`). Idempotent."""
+    for a in attention_modules(model, trusted, candidates):
         _set_module_attrs(a)

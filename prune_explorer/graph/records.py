@@ -334,9 +334,12 @@ def sync_model(graph) -> None:
     """Keep what depends on module sizes in step after a pruning or an undo: attention modules' head counts, and a
     Hugging Face model's config (a stale config only warns: a valid pruning is never undone for its sake)."""
     from .. import hf
-    from .head_bookkeeping import sync_attention_modules
+    from .head_bookkeeping import attention_candidates, sync_attention_modules
 
-    sync_attention_modules(graph.model, graph._read_attributes)
+    candidates = graph.__dict__.get("_attention_candidates")
+    if candidates is None:  # the module tree never changes with pruning: looked for once per graph
+        candidates = graph._attention_candidates = attention_candidates(graph.model)
+    sync_attention_modules(graph.model, graph._read_attributes, candidates)
     if hf.is_hf_model(graph.model):
         try:
             hf.sync_config(graph.model, graph._read_attributes)
