@@ -59,6 +59,7 @@ from ..plan.options import PRUNER_OPTIONS, options_from_names, options_to_names
 from ..sensitivity import DEFAULT_RATIOS, SensitivityTable, solve_budget
 from ..sensitivity import scan as run_scan
 from ..sensitivity.budget import KINDS
+from .plan_review import APPLY_STAGE, PlanReview
 from .session import ExplorerError
 
 __all__ = ["SensitivityController", "SCAN_STAGE", "APPLY_STAGE", "SOLVE_STAGE"]
@@ -66,12 +67,11 @@ __all__ = ["SensitivityController", "SCAN_STAGE", "APPLY_STAGE", "SOLVE_STAGE"]
 #: progress stages reported to the explorer controller's ``progress(stage, done, total)``
 SCAN_STAGE = "sensitivity scan"
 SOLVE_STAGE = "solving the budget"
-APPLY_STAGE = "applying the plan"
 
 _HEAD_OPTIONS = ("round_to", "max_pruning_ratio")
 
 
-class SensitivityController:
+class SensitivityController(PlanReview):
     """Sensitivity scans, budget plans and their review for one :class:`~.controller.ExplorerController`.
 
     Args:
@@ -358,135 +358,3 @@ class SensitivityController:
         c.notify(msg)
         self._emit("solve")
         return plan
-
-    # ---- the plan in the walk ------------------------------------------------------------------------------------
-    def planned_count(self, key: Optional[str] = None) -> Optional[int]:
-        """The count of root channels the plan under review removes from the group on show (or ``key``), snapped
-        down to a count the group allows now; None without a plan or for a group the plan does not name."""
-        c = self.controller
-        key = key or self.current_key()
-        if self.plan is None or key is None or key not in self.plan:
-            return None
-        d = self.plan[key]
-        if key != self.current_key():
-            return d.count(d.channels or 0)
-        now = c.current.root_space.current_size
-        n = d.count(now) if d.channels in (None, now) else int(round((d.fraction or 0.0) * now))
-        allowed = c.allowed_counts()
-        below = [a for a in allowed if a <= n]
-        return below[-1] if below else 0
-
-    def review(self, plan: Optional[PruningPlan] = None) -> None:
-        """Review ``plan`` (default: the last solved) in the walk: the group on show, and each one after it, is
-        pre-selected with the plan's count (``controller.adjust``); accept, adjust or skip as usual."""
-        if plan is None:
-            plan = self.plan
-        if plan is None:
-            raise ExplorerError("no plan to review: solve a budget first")
-        if not isinstance(plan, PruningPlan):
-            raise ExplorerError(f"plan must be a pe.PruningPlan, got {type(plan).__name__}")
-        self.plan = plan
-        self._preselect()
-        self._emit("plan")
-
-    def stop_review(self) -> None:
-        """Stop reviewing: the walk proposes with the pruner's ratio again (the selection goes back to it)."""
-        self.plan = None
-        c = self.controller
-        if c.current is not None:
-            c.use_proposal()
-        self._emit("plan")
-
-    def _preselect(self) -> None:
-        c = self.controller
-        if self.plan is None or c.current is None:
-            return
-        n = self.planned_count()
-        if n is None:
-            return
-        self._adjusting = True
-        try:
-            c.adjust(n=n)
-        except PruneExplorerError:
-            pass  # the plan's count does not fit this group now: the pruner's proposal stays
-        finally:
-            self._adjusting = False
-
-    def _on_walk_change(self, event: str) -> None:
-        if self._adjusting or event == "adjust":
-            return
-        if event in ("accept", "skip", "undo", "ignore", "ratio", "rebuild", "options"):
-            self._preselect()
-
-    def apply_plan(self, plan: Optional[PruningPlan] = None) -> List[Any]:
-        """Accept every remaining group with the plan's count (groups the plan does not name, or that lose nothing,
-        are skipped), through the controller's walk. All or nothing: if anything fails or is interrupted, the
-        groups it had accepted are undone. Returns the decisions made (:meth:`undo_plan` undoes them)."""
-        if plan is not None:
-            self.review(plan)
-        if self.plan is None:
-            raise ExplorerError("no plan to apply: solve a budget first")
-        c = self.controller
-        if c.current is None:
-            raise ExplorerError("every group has been decided: nothing left to apply the plan to")
-        start = len(c.decisions)
-        n_total = max(c.n_groups_left, 1)
-        done = 0
-        c._report(APPLY_STAGE, 0, n_total)
-        self._adjusting = True
-        try:
-            while c.current is not None:
-                n = self.planned_count() or 0
-                if n:
-                    c._apply(c._propose(n))
-                else:
-                    c._skip_current()
-                c._advance()
-                c._cache.clear()  # figures and allowed counts are per group: keyed by id(), which a new group may reuse
-                done += 1
-                c._report(APPLY_STAGE, done, max(n_total, done + c.n_groups_left))
-        except BaseException:
-            self._rollback(start)
-            raise
-        finally:
-            self._adjusting = False
-            c._report(APPLY_STAGE, n_total, n_total)
-        self.applied = list(c.decisions[start:])
-        accepted = [d for d in self.applied if d.action == "accept"]
-        c._changed("accept_all")
-        c.notify(f"applied plan {self.plan.name!r}: {len(accepted)} groups pruned, {len(self.applied) - len(accepted)} "
-                 "left alone. 'Undo plan' restores the model")
-        self._emit("apply")
-        return self.applied
-
-    def _rollback(self, start: int) -> None:
-        """Undo every decision after the first ``start`` ones (newest first) and walk back there."""
-        c = self.controller
-        for d in reversed(c.decisions[start:]):
-            if d.action == "accept":
-                c.DG.undo(d.record) if d.record is not None else c.DG.undo()
-        del c.decisions[start:]
-        c._cache.clear()
-        c._restart_walk()
-        self._adjusting = False
-        self._preselect()  # still reviewing: the group on show gets the plan's count again
-
-    def undo_plan(self) -> None:
-        """Undo the decisions of the last :meth:`apply_plan` (the model is restored exactly) and walk back to the
-        first group it decided."""
-        c = self.controller
-        if not self.applied:
-            raise ExplorerError("nothing to undo: no plan was applied (or it was undone already)")
-        first = self.applied[0]
-        try:
-            start = next(i for i, d in enumerate(c.decisions) if d is first)
-        except StopIteration:
-            self.applied = []
-            raise ExplorerError("the plan's decisions were already undone one by one") from None
-        if len(c.decisions) != start + len(self.applied):
-            raise ExplorerError("other decisions were taken after the plan was applied: undo them first")
-        self._rollback(start)
-        self.applied = []
-        c._changed("plan")
-        c.notify("undid the plan: the model is as it was before it was applied")
-        self._emit("undo_plan")
