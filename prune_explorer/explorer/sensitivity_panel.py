@@ -24,6 +24,7 @@ from .plotly_chart import PlotlyChart
 from .sensitivity_controller import SensitivityController
 from .session import ExplorerError
 from .views.common import esc
+from .views.controls import action_button
 
 __all__ = ["SensitivityPanel", "parse_ratios", "KIND_LABELS", "INTERRUPT_HELP"]
 
@@ -61,12 +62,9 @@ class SensitivityPanel(widgets.VBox):
         self.ratios_text = widgets.Text(value=", ".join(f"{r:g}" for r in ratios), description="ratios",
                                         layout=widgets.Layout(flex="1 1 200px", min_width="0"))
         self.ratios_text.add_class("pe-sens-ratios")
-        self.scan_btn = widgets.Button(description="Run scan", icon="play", button_style="primary",
-                                       tooltip="Prune every group still to decide alone at each ratio, evaluate "
-                                               "eval_fn, restore (on a copy of the model)",
-                                       layout=widgets.Layout(width="auto"))
-        self.scan_btn.add_class("pe-sens-scan")
-        self.scan_btn.on_click(lambda _: self.run_scan())
+        self.scan_btn = action_button("Run scan", "play", "Prune every group still to decide alone at each ratio, "
+                                      "evaluate eval_fn, restore (on a copy of the model)", "pe-sens-scan",
+                                      self.run_scan, button_style="primary")
         self.note = widgets.HTML()
         self.note.add_class("pe-sens-note")
         self.note.layout = widgets.Layout(min_width="0")
@@ -81,23 +79,20 @@ class SensitivityPanel(widgets.VBox):
                                                description="× original", layout=widgets.Layout(width="170px"),
                                                style={"description_width": "initial"})
         self.target.add_class("pe-sens-target")
-        self.solve_btn = widgets.Button(description="Solve", icon="bullseye", layout=widgets.Layout(width="auto"),
-                                        tooltip="Per-group counts that meet the target with the least metric lost "
-                                                "according to the scan; the walk then pre-selects them")
-        self.solve_btn.add_class("pe-sens-solve")
-        self.solve_btn.on_click(lambda _: self.solve())
-        self.apply_btn = widgets.Button(description="Apply plan", icon="check-double",
-                                        layout=widgets.Layout(width="auto"),
-                                        tooltip="Accept every remaining group with the plan's count")
-        self.apply_btn.add_class("pe-sens-apply")
-        self.apply_btn.on_click(lambda _: self.app.run(lambda c: self.controller.apply_plan(), busy="applying the plan"))
-        self.undo_btn = widgets.Button(description="Undo plan", icon="undo", layout=widgets.Layout(width="auto"))
-        self.undo_btn.add_class("pe-sens-undo-plan")
-        self.undo_btn.on_click(lambda _: self.app.run(lambda c: self.controller.undo_plan(), busy="undoing the plan"))
-        self.stop_btn = widgets.Button(description="Stop review", icon="times", layout=widgets.Layout(width="auto"),
-                                       tooltip="Go back to the pruner's proposals")
-        self.stop_btn.add_class("pe-sens-stop-review")
-        self.stop_btn.on_click(lambda _: self.app.run(lambda c: self.controller.stop_review()))
+        self.solve_btn = action_button("Solve", "bullseye", "Per-group counts that meet the target with the least "
+                                       "metric lost according to the scan; the walk then pre-selects them",
+                                       "pe-sens-solve", self.solve)
+        self.apply_btn = action_button("Apply plan", "check-double", "Accept every remaining group with the plan's "
+                                       "count", "pe-sens-apply",
+                                       lambda: self.app.run(lambda c: self.controller.apply_plan(),
+                                                            busy="applying the plan"))
+        self.undo_btn = action_button("Undo plan", "undo", "Undo the applied plan: the model as it was before it",
+                                      "pe-sens-undo-plan",
+                                      lambda: self.app.run(lambda c: self.controller.undo_plan(),
+                                                           busy="undoing the plan"))
+        self.stop_btn = action_button("Stop review", "times", "Go back to the pruner's proposals",
+                                      "pe-sens-stop-review",
+                                      lambda: self.app.run(lambda c: self.controller.stop_review()))
         self.plan_info = widgets.HTML()
         self.plan_info.add_class("pe-sens-plan")
         self.plan_info.layout = widgets.Layout(min_width="0")

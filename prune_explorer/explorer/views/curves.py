@@ -13,6 +13,7 @@ import ipywidgets as widgets
 from ..charts import ratio_curve_figure
 from ..plotly_chart import PlotlyChart
 from .common import MACS_COLOR, PARAMS_COLOR
+from .controls import action_button
 
 
 class RatioCurvesView(widgets.VBox):
@@ -27,12 +28,9 @@ class RatioCurvesView(widgets.VBox):
         self.fig_box = widgets.Box([self.params_chart, self.macs_chart],
                                    layout=widgets.Layout(width="100%", min_width="0", flex_flow="row wrap"))
         self.fig_box.add_class("pe-curves")
-        self.sweep_btn = widgets.Button(description="Sweep p = 0…0.9", icon="line-chart",
-                                        layout=widgets.Layout(width="auto"),
-                                        tooltip="Uniform pruning of every group at p = 0, 0.1, ... 0.9 "
-                                                "(computed from the group structure, nothing is pruned)")
-        self.sweep_btn.add_class("pe-sweep")
-        self.sweep_btn.on_click(lambda _: self.app.run(lambda c: c.sweep(), busy="sweeping"))
+        self.sweep_btn = action_button("Sweep p = 0…0.9", "line-chart", "Uniform pruning of every group at p = 0, "
+                                       "0.1, ... 0.9 (computed from the group structure, nothing is pruned)",
+                                       "pe-sweep", lambda: self.app.run(lambda c: c.sweep(), busy="sweeping"))
         self.note = widgets.HTML()
         self.note.layout = widgets.Layout(min_width="0")
         super().__init__([widgets.HBox([self.sweep_btn, self.note],

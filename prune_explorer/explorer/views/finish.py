@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import ipywidgets as widgets
 
@@ -20,6 +20,7 @@ from ..finish import FinishReport
 from ..plotly_chart import PlotlyChart
 from ..text import fmt_count
 from .common import esc, esc_name, fmt_share
+from .controls import action_button, path_box
 
 _MAX_ROWS = 400
 
@@ -92,12 +93,9 @@ class FinishView(widgets.VBox):
         self._report_params: Optional[int] = None  # parameters when the report was made (stale after a change)
         self.summary = widgets.HTML()
         self.summary.add_class("pe-finish-summary")
-        self.refresh_btn = widgets.Button(description="Show the summary", icon="table",
-                                          layout=widgets.Layout(width="auto"),
-                                          tooltip="Count the model as it is now and compare every layer with the "
-                                                  "original (one forward pass)")
-        self.refresh_btn.add_class("pe-finish-refresh")
-        self.refresh_btn.on_click(lambda _: self.make_report())
+        self.refresh_btn = action_button("Show the summary", "table",
+                                         "Count the model as it is now and compare every layer with the original "
+                                         "(one forward pass)", "pe-finish-refresh", self.make_report)
         self.all_layers = widgets.Checkbox(value=False, description="every layer (not only the changed ones)",
                                            indent=False, layout=widgets.Layout(width="auto"))
         self.all_layers.observe(lambda _: self._draw(), names="value")
@@ -107,42 +105,22 @@ class FinishView(widgets.VBox):
         self.macs_chart = PlotlyChart()
         self.macs_chart.add_class("pe-finish-macs")
         self.macs_chart.layout.display = "none"
-        self.save_path = widgets.Text(value=_default_name(name, ".pth"), description="file",
-                                      layout=widgets.Layout(flex="1 1 200px", min_width="140px", max_width="360px"),
-                                      style={"description_width": "32px"})
-        self.save_path.add_class("pe-save-path")
-        self.save_btn = widgets.Button(description="Save", icon="save", layout=widgets.Layout(width="auto"),
-                                       tooltip="pe.save_pruned: the pruning history (JSON) and the weights; reload "
-                                               "with pe.load_pruned(fresh_model, path)")
-        self.save_btn.add_class("pe-save")
-        self.save_btn.on_click(lambda _: self.save())
-        self.onnx_path = widgets.Text(value=_default_name(name, ".onnx"), description="file",
-                                      layout=widgets.Layout(flex="1 1 200px", min_width="140px", max_width="360px"),
-                                      style={"description_width": "32px"})
-        self.onnx_path.add_class("pe-onnx-path")
-        self.onnx_btn = widgets.Button(description="Export ONNX", icon="share-square-o",
-                                       layout=widgets.Layout(width="auto"),
-                                       tooltip="torch.onnx.export, then the file's input and output shapes are "
-                                               "checked against the model (needs the onnx extra)")
-        self.onnx_btn.add_class("pe-export-onnx")
-        self.onnx_btn.on_click(lambda _: self.export_onnx())
-        self.plan_path = widgets.Text(value=_default_name(name, "_plan.json"), description="file",
-                                      layout=widgets.Layout(flex="1 1 200px", min_width="140px", max_width="360px"),
-                                      style={"description_width": "32px"})
-        self.plan_path.add_class("pe-plan-path")
-        self.plan_btn = widgets.Button(description="Save plan", icon="list", layout=widgets.Layout(width="auto"),
-                                       tooltip="The decisions as a pruning plan (JSON: how many channels per group, "
-                                               "not which); pe.apply_plan(model, pe.PruningPlan.load(path), ...) "
-                                               "applies it to another copy, e.g. the real weights behind a "
-                                               "meta-device model")
-        self.plan_btn.add_class("pe-save-plan")
-        self.plan_btn.on_click(lambda _: self.save_plan())
-        self.script_btn = widgets.Button(description="Download script", icon="download",
-                                         layout=widgets.Layout(width="auto"),
-                                         tooltip="A Python script that applies the same pruning to a fresh model "
-                                                 "(ex.code()), no widgets needed")
-        self.script_btn.add_class("pe-download-script")
-        self.script_btn.on_click(lambda _: self.download_script())
+        self.save_path = path_box(_default_name(name, ".pth"), "pe-save-path")
+        self.save_btn = action_button("Save", "save", "pe.save_pruned: the pruning history (JSON) and the weights; "
+                                      "reload with pe.load_pruned(fresh_model, path)", "pe-save", self.save)
+        self.onnx_path = path_box(_default_name(name, ".onnx"), "pe-onnx-path")
+        self.onnx_btn = action_button("Export ONNX", "share-square-o",
+                                      "torch.onnx.export, then the file's input and output shapes are checked "
+                                      "against the model (needs the onnx extra)", "pe-export-onnx", self.export_onnx)
+        self.plan_path = path_box(_default_name(name, "_plan.json"), "pe-plan-path")
+        self.plan_btn = action_button("Save plan", "list",
+                                      "The decisions as a pruning plan (JSON: how many channels per group, not "
+                                      "which); pe.apply_plan(model, pe.PruningPlan.load(path), ...) applies it to "
+                                      "another copy, e.g. the real weights behind a meta-device model",
+                                      "pe-save-plan", self.save_plan)
+        self.script_btn = action_button("Download script", "download",
+                                        "A Python script that applies the same pruning to a fresh model "
+                                        "(ex.code()), no widgets needed", "pe-download-script", self.download_script)
         wrap = widgets.Layout(flex_flow="row wrap", align_items="center", width="100%")
         super().__init__([
             widgets.HTML("<b>Finish &amp; export</b>"),
@@ -204,39 +182,38 @@ class FinishView(widgets.VBox):
             self._draw()
 
     # ---- taking the model away ------------------------------------------------------------------------------------
+    def _write(self, box: widgets.Text, busy: str, write: Callable[[object, str], str]) -> bool:
+        """Run ``write(controller, path)`` for the path in ``box`` through the app (busy state, clear errors) and
+        put the message it returns on the status line. Returns whether it worked."""
+        path = box.value.strip()
+        return self.app.run(lambda c: c.notify(write(c, path)), busy=f"{busy} {path}")
+
     def save(self) -> bool:
-        path = self.save_path.value.strip()
-
-        def work(c):
+        """Save the pruned model (``pe.save_pruned`` format) to the path in the box."""
+        def write(c, path):
             written = c.save(path)
-            c.notify(f"saved the pruned model to {written} ({Path(written).stat().st_size / 1e6:.1f} MB); reload it "
-                     "with pe.load_pruned(model, path) on a freshly built model")
-
-        return self.app.run(work, busy=f"saving to {path}")
+            return (f"saved the pruned model to {written} ({Path(written).stat().st_size / 1e6:.1f} MB); reload it "
+                    "with pe.load_pruned(model, path) on a freshly built model")
+        return self._write(self.save_path, "saving to", write)
 
     def save_plan(self) -> bool:
         """Write the accepted decisions as a pruning plan (``controller.export_plan``) to the path in the box."""
-        path = self.plan_path.value.strip()
-
-        def work(c):
+        def write(c, path):
             plan = c.export_plan(path)
-            c.notify(f"saved the plan ({len(plan)} groups, {plan.predicted['params']:,} parameters predicted) to "
-                     f"{path}; apply it with pe.apply_plan(model, pe.PruningPlan.load(path), example_inputs=..., "
-                     "importance=...)")
-
-        return self.app.run(work, busy=f"saving the plan to {path}")
+            return (f"saved the plan ({len(plan)} groups, {plan.predicted['params']:,} parameters predicted) to "
+                    f"{path}; apply it with pe.apply_plan(model, pe.PruningPlan.load(path), example_inputs=..., "
+                    "importance=...)")
+        return self._write(self.plan_path, "saving the plan to", write)
 
     def export_onnx(self) -> bool:
-        path = self.onnx_path.value.strip()
-
-        def work(c):
+        """Export ONNX to the path in the box; the file's input and output shapes are checked."""
+        def write(c, path):
             res = c.export_onnx(path)
             ins = ", ".join(f"{n} {list(s)}" for n, s in res.inputs)
             outs = ", ".join(f"{n} {list(s)}" for n, s in res.outputs)
-            c.notify(f"exported {res.path} ({res.size_bytes / 1e6:.1f} MB, opset {res.opset}); checked: inputs "
-                     f"{ins}, outputs {outs}")
-
-        return self.app.run(work, busy=f"exporting ONNX to {path} (this can take a while)")
+            return (f"exported {res.path} ({res.size_bytes / 1e6:.1f} MB, opset {res.opset}); checked: inputs "
+                    f"{ins}, outputs {outs}")
+        return self._write(self.onnx_path, "exporting ONNX (this can take a while) to", write)
 
     def download_script(self) -> dict:
         """Send the reproducing script to the browser as a file download; returns what was sent."""
