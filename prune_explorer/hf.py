@@ -12,6 +12,13 @@ size shrinks, a module whose ``scaling`` was ``head_dim ** -0.5`` gets the new `
 is folded into the query projection, so the pruned model computes exactly what a model rebuilt from the config
 computes.
 
+T5-style models (``T5ForConditionalGeneration`` and its relatives) scale the decoder output fed to the tied
+``lm_head`` by ``model.model_dim ** -0.5``, with ``model_dim`` taken from ``config.d_model`` when the model is built.
+When the hidden width is pruned, ``model.model_dim`` is set to the new width (as ``from_pretrained`` would) and the
+ratio ``sqrt(new / old)`` is folded into the decoder's final layer norm weight (an RMS norm: its output scales
+with its weight), so the logits are unchanged (up to float rounding). The decoder's last hidden state (the final
+norm's output, ``decoder_hidden_states[-1]``) is therefore rescaled by that constant. Undo restores both exactly.
+
 When widths differ from layer to layer (a global or per-layer ratio), or a size the config cannot express changed
 (rotary frequencies of pruned head dims, a head size the model derives as ``hidden_size / num_attention_heads``),
 :func:`check_config_round_trip` says so, naming the sizes, and points to ``pe.save_pruned`` / ``pe.load_pruned``,
@@ -57,6 +64,10 @@ MLP_UP_NAMES = ("up_proj", "gate_proj", "fc1", "wi", "wi_0", "c_fc", "fc_in", "w
 #: config fields holding the MLP width, first match wins
 INTERMEDIATE_FIELDS = ("intermediate_size", "d_ff", "n_inner", "ffn_dim", "ffn_hidden_size")
 _FOLD_ATTR = "_prune_explorer_scale_fold"  # on the query projection: the factor folded into its weights so far
+#: on a T5-style decoder's final norm weight (the tensor): the ``model_dim`` it is calibrated for
+_MODEL_DIM_ATTR = "_prune_explorer_model_dim"
+#: on the model: its ``model_dim`` before any pruning
+_ORIGINAL_MODEL_DIM = "_prune_explorer_original_model_dim"
 
 
 def is_hf_model(model) -> bool:
@@ -200,6 +211,8 @@ def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
     hidden = put(hidden_field, "hidden", "the hidden width")
     if hidden is not None and old_hidden is not None and hidden != old_hidden:
         _mirror_hidden(att, {hidden_field, "hidden_size", "d_model"}, old_hidden, hidden)
+    if hidden is not None:
+        _keep_output_scale(model, cfg, hidden)
     put(_config_field(cfg, *INTERMEDIATE_FIELDS), "intermediate", "the MLP width")
     heads = put(_config_field(cfg, "num_attention_heads", "num_heads", "n_head"), "heads", "the number of attention heads")
     kv_field = _config_field(cfg, "num_key_value_heads", "num_kv_heads")
@@ -232,6 +245,45 @@ def _mirror_hidden(att, names, old: int, new: int) -> None:
             v = a.module.__dict__.get(n)
             if isinstance(v, int) and not isinstance(v, bool) and v == old:
                 setattr(a.module, n, new)
+
+
+def _decoder_final_norm(model: nn.Module) -> Optional[nn.Module]:
+    dec = getattr(model, "decoder", None)
+    norm = getattr(dec, "final_layer_norm", None) if isinstance(dec, nn.Module) else None
+    w = getattr(norm, "weight", None) if isinstance(norm, nn.Module) else None
+    return norm if isinstance(w, torch.Tensor) and w.dim() == 1 else None
+
+
+def _keep_output_scale(model: nn.Module, cfg, hidden: int) -> None:
+    """T5-style ``lm_logits = lm_head(decoder_output * model.model_dim ** -0.5)``: set ``model.model_dim`` to the
+    pruned ``hidden`` width (what ``from_pretrained`` builds from ``config.d_model``) and fold ``sqrt(hidden /
+    calibrated)`` into the decoder's final (RMS) norm weight, ``calibrated`` being the ``model_dim`` that weight
+    tensor was made for. The folded factor only matters where the model scales (``config.scale_decoder_outputs``,
+    or ``tie_word_embeddings`` in older transformers); elsewhere ``model_dim`` alone follows.
+
+    The calibration is recorded on the weight tensor itself, because undo puts back an older tensor (the norm's
+    weight is a loose parameter, its module dict is not restored). An untagged weight is either a fresh slice made
+    by the pruning since the last sync (made for the current ``model_dim``) or, at the model's original width, the
+    original tensor put back by undo (made for the original ``model_dim``, recorded on the model at the first sync)."""
+    dim = model.__dict__.get("model_dim")
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        return
+    original = model.__dict__.get(_ORIGINAL_MODEL_DIM)
+    if original is None:
+        original = model.__dict__[_ORIGINAL_MODEL_DIM] = dim  # the first sync: nothing has changed model_dim yet
+    norm = _decoder_final_norm(model)
+    scales = getattr(cfg, "scale_decoder_outputs", None)
+    if scales is None:
+        scales = getattr(cfg, "tie_word_embeddings", False)
+    if norm is not None and scales:
+        w = norm.weight
+        calibrated = w.__dict__.get(_MODEL_DIM_ATTR)
+        if calibrated is None:
+            calibrated = original if w.numel() == original else dim
+        if hidden != calibrated:
+            _scale_param(norm, "weight", math.sqrt(hidden / calibrated))
+        norm.weight.__dict__[_MODEL_DIM_ATTR] = hidden
+    model.model_dim = hidden
 
 
 def _carry_rotary_frequencies(model: nn.Module, cfg) -> None:
@@ -327,19 +379,21 @@ def _build_like(model: nn.Module) -> nn.Module:
 
 
 def _attribute_differences(model: nn.Module, fresh: nn.Module) -> List[str]:
-    """Int / float attributes of the attention modules that differ between the pruned model and a fresh one."""
+    """Int / float attributes of the attention modules and of the model itself (T5's ``model_dim``, which scales the
+    logits) that differ between the pruned model and a fresh one."""
     out = []
     fresh_mods = dict(fresh.named_modules())
-    for a in _attentions(model):
-        other = fresh_mods.get(a.name)
+    for name, mod in [(a.name, a.module) for a in _attentions(model)] + [("", model)]:
+        other = fresh_mods.get(name)
         if other is None:
             continue
-        for k, v in a.module.__dict__.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+        for k, v in mod.__dict__.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (mod is model and k.startswith("_")):
                 continue
             w = other.__dict__.get(k)
             if isinstance(w, (int, float)) and not isinstance(w, bool) and not math.isclose(float(v), float(w), rel_tol=1e-6):
-                out.append(f"{a.name}.{k} is {v} in the pruned model but {w} in a model built from the config")
+                where = f"{name}.{k}" if name else f"{type(model).__name__}.{k}"
+                out.append(f"{where} is {v} in the pruned model but {w} in a model built from the config")
     return out
 
 

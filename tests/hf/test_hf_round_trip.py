@@ -61,12 +61,6 @@ def _vit():
 
 
 MODELS = {"bert": _bert, "llama": _llama, "qwen2": _qwen2, "t5": _t5, "vit": _vit}
-#: T5's config now describes the pruned model (d_model, T5Attention.d_model), but T5ForConditionalGeneration scales the
-#: decoder output by ``self.model_dim ** -0.5`` before the tied lm_head: the pruned model keeps the model_dim it was
-#: built with (a float computed from it cannot follow the pruning), from_pretrained uses the new d_model
-_T5_MODEL_DIM = pytest.mark.xfail(strict=True, reason=(
-    "T5ForConditionalGeneration.model_dim ** -0.5 scales the lm_head input: 64 ** -0.5 in the pruned model, "
-    "32 ** -0.5 after from_pretrained, so the logits differ by that factor (issue 14)"))
 PARAMS = list(MODELS)
 
 
@@ -150,17 +144,13 @@ def _round_trip(model, inputs, tmp_path):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_round_trip_after_removing_heads(heads_pruned, tmp_path, request):
+def test_round_trip_after_removing_heads(heads_pruned, tmp_path):
     name, model, inputs, *_ = heads_pruned
-    if name == "t5":
-        request.node.add_marker(_T5_MODEL_DIM)
     _round_trip(model, inputs, tmp_path)
 
 
-def test_round_trip_after_narrowing_heads(dims_pruned, tmp_path, request):
+def test_round_trip_after_narrowing_heads(dims_pruned, tmp_path):
     name, model, inputs, *_ = dims_pruned
-    if name == "t5":
-        request.node.add_marker(_T5_MODEL_DIM)
     _round_trip(model, inputs, tmp_path)
 
 
@@ -211,6 +201,28 @@ def test_undo_puts_the_config_back():
     g.prune()
     dg.undo()
     assert model.config.intermediate_size == 128 and model.config.hidden_size == 64
+
+
+def test_t5_output_scale_follows_the_hidden_width_and_undo_restores_it():
+    """T5ForConditionalGeneration scales the decoder output by model_dim ** -0.5 before the tied lm_head: after the
+    hidden width shrinks, model_dim is the new width (what from_pretrained builds) with the ratio folded into the
+    decoder's final norm, so the logits stay the same; undo puts back model_dim and the very same norm weight."""
+    torch.manual_seed(0)
+    model, inputs, head = _t5()
+    model.eval()
+    norm = model.decoder.final_layer_norm
+    weight, dim = norm.weight, model.model_dim
+    dg = pe.DependencyGraph().build_dependency(model, inputs, output_transform=_logits_only)
+    dg.undo_depth = 1
+    group = dg.get_pruning_group(model.decoder.embed_tokens, pe.prune_embedding_out_channels, idxs=list(range(0, dim, 2)))
+    kept = torch.arange(1, dim, 2)
+    group.prune()
+    assert model.model_dim == model.config.d_model == dim // 2
+    # the norm's output grew by sqrt(new / old), which model_dim ** -0.5 takes back
+    torch.testing.assert_close(norm.weight, weight[kept] * (dim // 2 / dim) ** 0.5)
+    assert hf.config_problems(model) == []
+    dg.undo()
+    assert model.model_dim == dim and model.config.d_model == dim and norm.weight is weight
 
 
 def test_transformers_is_not_imported_with_prune_explorer():
