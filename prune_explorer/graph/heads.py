@@ -77,6 +77,8 @@ def find_attention(graph, tracer) -> None:
             continue
         kind = 2 if free == h_axis else 1
         graph._head_splits.append((grid, h_axis, d_axis, kind))
+        if grid.shape[h_axis] == 1:
+            continue  # one key-value head (multi-query attention): counted by attention_blocks, no unit of its own
         c = of[ids]
         c = c[~never[c]]
         graph._head_kind[c] = np.maximum(graph._head_kind[c], kind)
@@ -120,6 +122,8 @@ def attention_blocks(graph) -> List[AttentionHeads]:
         by_block.setdefault(block, []).append((layer, kind, heads, dims))
     out = []
     for block, splits in by_block.items():
+        if all(s[2].size == 1 for s in splits):
+            continue  # a single head (or a view that only adds a size-1 dim): no heads to count
         splits.sort(key=lambda s: -s[2].size)  # most heads first: the queries
         layer, kind, q_heads, q_dims = splits[0]
         kv_heads = min((s[2] for s in splits), key=lambda h: h.size)

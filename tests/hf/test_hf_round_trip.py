@@ -225,6 +225,30 @@ def test_t5_output_scale_follows_the_hidden_width_and_undo_restores_it():
     assert model.model_dim == dim and model.config.d_model == dim and norm.weight is weight
 
 
+def test_multi_query_attention_keeps_its_one_key_value_head(tmp_path):
+    """Llama with num_key_value_heads=1 (multi-query attention, sdpa with enable_gqa): the graph counts 1 key-value
+    head (not one per query head), and whole-head pruning removes query heads while the one key-value head every
+    query head reads stays; the config follows and round-trips."""
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=32,
+                                   use_cache=False)
+    model, inputs = transformers.LlamaForCausalLM(cfg).eval(), {"input_ids": _ids(6)}
+    sizes = pe.plan.attention_sizes(pe.DependencyGraph().build_dependency(model, inputs))
+    assert sizes == {f"model.layers.{i}.self_attn": {"num_heads": 4, "num_key_value_heads": 1, "head_dim": 16}
+                     for i in range(2)}
+    pr = pe.pruner.MagnitudePruner(model, inputs, pe.importance.MagnitudeImportance(p=2), pruning_ratio=0.5,
+                                   ignored_layers=[model.lm_head], output_transform=_logits_only,
+                                   prune_num_heads=True, head_pruning_ratio=0.5, prune_head_dims=False)
+    pr.step()
+    attn = model.model.layers[0].self_attn
+    assert pe.plan.attention_sizes(pr.DG)["model.layers.0.self_attn"] == {
+        "num_heads": 2, "num_key_value_heads": 1, "head_dim": 16}
+    assert attn.q_proj.out_features == 2 * 16 and attn.k_proj.out_features == attn.v_proj.out_features == 16
+    assert (model.config.num_attention_heads, model.config.num_key_value_heads) == (2, 1)
+    _round_trip(model, inputs, tmp_path)
+
+
 def test_transformers_is_not_imported_with_prune_explorer():
     code = ("import sys, prune_explorer, prune_explorer.hf, prune_explorer.pruner; "
             "assert 'transformers' not in sys.modules, 'transformers imported'")

@@ -6,7 +6,7 @@ meet such a product are recorded (``tracer.contracted_ids``): a head split feedi
 from __future__ import annotations
 
 import string
-from typing import List
+from typing import Dict, List, Optional, Set
 
 import torch
 
@@ -18,13 +18,17 @@ from .sizes import tie_and_narrow
 __all__ = ["ATTENTION_LIKE", "contract", "matmul", "baddbmm", "einsum", "functional_linear", "sdpa"]
 
 
-def contract(tracer, call: Call, specs: List[str], out_spec: str, vals: List[Value]) -> None:
+def contract(tracer, call: Call, specs: List[str], out_spec: str, vals: List[Value],
+             shared: Optional[Dict[int, Set[str]]] = None) -> None:
     """Couple operands along shared letters; carry labels of letters kept in the output.
 
     A field that varies along a contracted letter *and* a kept one (the heads of ``q`` in ``q @ k^T`` when whole heads
     are the units) is collapsed along the contracted letters: its positions there are tied, and the output carries
     it along the kept letters (the heads of the attention scores). A field that varies along a letter where another
-    operand has values but no channels is tied along that letter (or fixed, if it varies along nothing else)."""
+    operand has values but no channels is tied along that letter (or fixed, if it varies along nothing else), unless
+    that operand is ``shared`` along the letter (``{operand index: letters}``: one key-value head read by every query
+    head, its size there follows the other operand's)."""
+    shared = shared or {}
     letters = sorted(set("".join(specs)) | set(out_spec))
     pos = {c: i for i, c in enumerate(letters)}
     n = len(letters)
@@ -48,7 +52,8 @@ def contract(tracer, call: Call, specs: List[str], out_spec: str, vals: List[Val
         for m, f in enumerate(lifted[i]):
             vd = varying(f)
             blind = {c for c in vd for j in range(len(vals))
-                     if j != i and sizes[j].get(c, 1) > 1 and not any(c in varying(g) for g in lifted[j])}
+                     if j != i and sizes[j].get(c, 1) > 1 and not any(c in varying(g) for g in lifted[j])
+                     and c not in shared.get(j, ())}
             if blind and vd - blind:
                 lifted[i][m] = tie_and_narrow(tracer, f, sorted(pos[c] for c in blind), reason)
             elif blind:
@@ -169,15 +174,18 @@ def sdpa(tracer, call: Call) -> None:
     mask = tracer.value_of(tensors[3]) if isinstance(tensors[3], torch.Tensor) else None
     gqa = bool(arg(call, 7, "enable_gqa", False))
     n = q.ndim
-    if gqa and n >= 3 and k.ndim == n and q.shape[-3] != k.shape[-3] and q.shape[-3] % k.shape[-3] == 0:
-        k, v = _repeat_heads(k, q.shape[-3]), _repeat_heads(v, q.shape[-3])
     batch = string.ascii_letters[: n - 2]
+    shared = {}
+    if gqa and n >= 3 and k.ndim == n and q.shape[-3] != k.shape[-3] and q.shape[-3] % k.shape[-3] == 0:
+        if k.shape[-3] == 1:  # multi-query: every query head reads the one key-value head, whatever their number
+            shared = {1: {batch[-1]}}
+        k, v = _repeat_heads(k, q.shape[-3]), _repeat_heads(v, q.shape[-3])
     scores = Value(-1, q.shape[:-1] + (k.shape[-2],))
     contract(tracer, Call(call.index, call.name, None, (), {}, [q, k], [scores]),
-             [batch + "LE", batch + "SE"], batch + "LS", [q, k])
+             [batch + "LE", batch + "SE"], batch + "LS", [q, k], shared)
     if mask is not None:
         masked = Value(-1, tuple(torch.broadcast_shapes(scores.shape, mask.shape)))
         elementwise(tracer, Call(call.index, "attn_mask", None, (), {}, [scores, mask], [masked]))
         if masked.shape == scores.shape:
             scores = masked
-    contract(tracer, call, [batch + "LS", batch + "SV"], batch + "LV", [scores, v])
+    contract(tracer, call, [batch + "LS", batch + "SV"], batch + "LV", [scores, v], shared)

@@ -78,6 +78,7 @@ def reshape(tracer, call: Call) -> None:
                     freeze(why)
                 else:
                     couple_size(tracer, kinds[big_out[0]], out, big_out[0], where)
+                    _single_head(tracer, x, out, kinds, gi, big_out[0])
             continue
         if len([d for d in gi if in_shape[d] > 1]) != 1:
             freeze("channels are regrouped across several dims")
@@ -87,6 +88,19 @@ def reshape(tracer, call: Call) -> None:
             freeze("the channel dim is split with no size following the channel count")
             continue
         _split_dim(tracer, out, kinds, big_out, free_dims, in_fields, where)
+
+
+def _single_head(tracer, x, out, kinds, gi, d: int) -> None:
+    """``k.view(B, S, self.num_key_value_heads, self.head_dim)`` with one key-value head (multi-query attention): the
+    channel dim becomes a head axis of size 1 and the head size. Recorded as a head split of one head (when the head
+    size comes from an attribute), so that the attention block counts its key-value heads (see :mod:`..heads`)."""
+    # one input dim (the channels, same size) right after a size-1 dim inserted in front of it, the head size an attribute
+    if len(gi) != 1 or d != gi[0] + 1 or out.shape[d - 1] != 1 or x.shape[gi[0]] != out.shape[d] \
+            or not kind_attrs(kinds[d]):
+        return
+    grid = [f for f in out.fields if d in varying_dims(f)]
+    if grid:
+        tracer.record_head_split(grid[0], [d - 1, d], d, out.shape)
 
 
 def _split_dim(tracer, out, kinds, big_out, free_dims, in_fields, where: str) -> None:
