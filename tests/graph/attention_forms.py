@@ -199,13 +199,16 @@ def build(kind: str) -> Block:
         return Block(RotaryGQA(gqa="repeat"), rotary_dim=8).eval()
     if kind == "rotary-sdpa":
         return Block(RotaryGQA(gqa="sdpa"), rotary_dim=8).eval()
+    if kind in ("rotary-mqa-repeat", "rotary-mqa-sdpa"):  # multi-query: one key-value head for every query head
+        return Block(RotaryGQA(num_key_value_heads=1, gqa=kind.rsplit("-", 1)[1]), rotary_dim=8).eval()
     if kind == "mha":
         return Block(nn.MultiheadAttention(32, 4, batch_first=True)).eval()
     raise KeyError(kind)
 
 
 FORMS = ["separate-matmul", "separate-einsum", "separate-sdpa", "separate-mask", "separate-bias",
-         "separate-zeros_bias", "fused-sdpa", "fused-matmul", "rotary-repeat", "rotary-sdpa"]
+         "separate-zeros_bias", "fused-sdpa", "fused-matmul", "rotary-repeat", "rotary-sdpa",
+         "rotary-mqa-repeat", "rotary-mqa-sdpa"]
 
 
 def attention_of(model: Block) -> nn.Module:

@@ -1,7 +1,7 @@
 """Multi-head attention in the forms real models use is understood by the graph, without declaring num_heads.
 
 For every form (separate or fused projections; softmax(q k^T) v with matmul or einsum; scaled_dot_product_attention,
-also with enable_gqa; rotary embeddings; grouped-query attention through repeat_kv; masks and relative position
+also with enable_gqa; rotary embeddings; grouped-query attention through repeat_kv, also with one key-value head; masks and relative position
 biases added to the scores) and both ways of cutting heads (``head_pruning="dims"``: the same offsets from every
 head; ``"heads"``: whole heads), the group rooted at the query projection
 
@@ -89,7 +89,8 @@ def test_heads_mode_removes_whole_heads(form):
     dg = _graph(model, "heads")
     group = _attention_group(dg, model)
     h0, d0, _ = _head_sizes(model.attn)
-    rep = model.attn.num_key_value_groups if form.startswith("rotary") else 1  # a key/value group is one unit
+    # a key/value group is one unit; with one key-value head (multi-query) a query head is, and the kv head stays
+    rep = model.attn.num_key_value_groups if form.startswith("rotary") and "mqa" not in form else 1
     fused = 3 if form.startswith("fused") else 1
     assert all(len(u) == d0 * rep * fused for u in group.units)
     group.select(_unit(group, 0)).prune()

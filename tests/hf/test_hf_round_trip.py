@@ -225,14 +225,15 @@ def test_t5_output_scale_follows_the_hidden_width_and_undo_restores_it():
     assert model.model_dim == dim and model.config.d_model == dim and norm.weight is weight
 
 
-def test_multi_query_attention_keeps_its_one_key_value_head(tmp_path):
-    """Llama with num_key_value_heads=1 (multi-query attention, sdpa with enable_gqa): the graph counts 1 key-value
-    head (not one per query head), and whole-head pruning removes query heads while the one key-value head every
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_multi_query_attention_keeps_its_one_key_value_head(attention, tmp_path):
+    """Llama with num_key_value_heads=1 (multi-query attention: sdpa with enable_gqa, or eager's repeat_kv, an
+    expand of the one key-value head): the graph counts 1 key-value head (not one per query head), and whole-head pruning removes query heads while the one key-value head every
     query head reads stays; the config follows and round-trips."""
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                    num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=32,
-                                   use_cache=False)
+                                   use_cache=False, attn_implementation=attention)
     model, inputs = transformers.LlamaForCausalLM(cfg).eval(), {"input_ids": _ids(6)}
     sizes = pe.plan.attention_sizes(pe.DependencyGraph().build_dependency(model, inputs))
     assert sizes == {f"model.layers.{i}.self_attn": {"num_heads": 4, "num_key_value_heads": 1, "head_dim": 16}

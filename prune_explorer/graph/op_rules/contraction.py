@@ -114,7 +114,22 @@ def matmul(tracer, call: Call) -> None:
     sb = "".join(batch[len(batch) - (b.ndim - 2):] if b.ndim > 2 else []) + k + vb
     so = "".join(batch) + va + vb
     # broadcast batch dims of size 1 behave like absent letters: handled by sizes() in the general routine
-    contract(tracer, call, [sa, sb], so, [a, b])
+    contract(tracer, call, [sa, sb], so, [a, b], _expanded_letters(call, [sa, sb]))
+
+
+def _expanded_letters(call: Call, specs: List[str]) -> Dict[int, Set[str]]:
+    """Per operand, the batch letters along which the tensor itself is an expansion (stride 0, the same values at
+    every position: ``repeat_kv`` of one key-value head), so the other operand's positions there can leave freely."""
+    if call.name not in ("matmul", "__matmul__", "bmm"):
+        return {}
+    out = {}
+    for i, (t, spec) in enumerate(zip(call.args[:2], specs)):
+        if not isinstance(t, torch.Tensor) or t.ndim != len(spec):
+            continue
+        letters = {spec[d] for d in range(t.ndim - 2) if t.shape[d] > 1 and t.stride(d) == 0}
+        if letters:
+            out[i] = letters
+    return out
 
 
 def baddbmm(tracer, call: Call) -> None:
