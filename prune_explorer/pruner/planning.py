@@ -201,6 +201,13 @@ class Planner:
         if n_target <= 0:
             return skip(G.TARGET, f"nothing to remove at step {step}: the target ratio {ratio:.3f} is already "
                                   f"reached in scope {scope}")
+        if round_to and round_to > 1:  # the channels kept round *up* to a multiple (Torch-Pruning): remove fewer
+            kept_up = -(-(cur - n_target) // round_to) * round_to
+            if cur - kept_up <= 0:
+                return skip(G.CONSTRAINT, f"round_to={round_to}: removing {n_target} of {cur} channels would keep "
+                                          f"{cur - n_target}, which rounds up to {kept_up}: nothing to remove at "
+                                          f"step {step}")
+            n_target = cur - kept_up
         k = G.chosen_prefix(ok, cum, n_target)
         proposed = sorted(itertools.chain.from_iterable(ranked[:k]))
         if not proposed:
