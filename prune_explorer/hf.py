@@ -53,7 +53,7 @@ import torch
 import torch.nn as nn
 
 from .errors import PruningError
-from .graph.head_bookkeeping import (SCALE_ATTRS, AttentionWidths, Q_NAMES, _child, _set_module_attrs,
+from .attention.head_bookkeeping import (SCALE_ATTRS, AttentionWidths, Q_NAMES, _child, _set_module_attrs,
                                      attention_modules as _attentions, out_features as _out_features)
 
 __all__ = ["is_hf_model", "sync_config", "config_problems", "check_config_round_trip", "AttentionWidths",

@@ -37,9 +37,9 @@ import torch.nn as nn
 
 from . import layers
 from .errors import PruningError
-from .graph.attributes import resolve_attribute
-from .graph.records import HISTORY_ATTR, model_history
-from .graph.snapshot import restore_modules, snapshot_modules
+from .graph.trace.attributes import resolve_attribute
+from .graph.edit.records import HISTORY_ATTR, model_history
+from .graph.edit.snapshot import restore_modules, snapshot_modules
 from .validation import check_indices
 
 FORMAT = "prune_explorer.pruned/1"

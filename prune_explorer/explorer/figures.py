@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..graph import DEFAULT_ROOT_TYPES
-from ..graph.channel_space import SIDE_OUT
+from ..graph.model.channel_space import SIDE_OUT
 from ..measure import count_params
 from ..measure.sweep import SweepResult, uniform_sweep
 from ..validation import check_ratios

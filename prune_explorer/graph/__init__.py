@@ -1,9 +1,9 @@
 """Tracing → channel labels → coupled groups. See :class:`DependencyGraph`."""
 
-from .channel_space import ChannelSpace
+from .model.channel_space import ChannelSpace
 from .dependency_graph import DEFAULT_ROOT_TYPES, HISTORY_ATTR, DependencyGraph, PruneRecord, model_history
-from .group import Dependency, Group, GroupItem, fn_name
-from .node import Node
+from .model.group import Dependency, Group, GroupItem, fn_name
+from .model.node import Node
 
 __all__ = ["DependencyGraph", "Group", "GroupItem", "Dependency", "Node", "ChannelSpace", "PruneRecord",
            "DEFAULT_ROOT_TYPES", "fn_name", "model_history", "HISTORY_ATTR"]

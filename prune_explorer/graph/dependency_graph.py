@@ -30,15 +30,17 @@ from ..errors import DependencyError, PruningError
 from ..layers import registry as layer_registry
 from ..layers.family import FAMILIES
 from ..validation import check_indices
-from . import group_members, heads, records
-from .attribute_sizes import attribute_spaces, check_attribute_ratios, check_attribute_scales
-from .build import check_customized_pruners, trace_model
-from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
-from .classes import ChannelClasses
-from .group import Group, fn_name
-from .node import Node
-from .records import HISTORY_ATTR, PruneRecord, model_history
-from .tied import couple_tied_spaces, tied_parameters
+from .model import group_members
+from ..attention import heads
+from .edit import records
+from .edit.attribute_sizes import attribute_spaces, check_attribute_ratios, check_attribute_scales
+from .trace.build import check_customized_pruners, trace_model
+from .model.channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
+from .model.classes import ChannelClasses
+from .model.group import Group, fn_name
+from .model.node import Node
+from .edit.records import HISTORY_ATTR, PruneRecord, model_history
+from .edit.tied import couple_tied_spaces, tied_parameters
 from .tp_api import TorchPruningGraphAPI
 
 __all__ = ["DependencyGraph", "DEFAULT_ROOT_TYPES", "HISTORY_ATTR", "PruneRecord", "model_history"]

@@ -30,10 +30,10 @@ import torch.nn as nn
 from ..errors import DependencyError, PruningError
 from ..layers import registry as layer_registry
 from ..validation import check_indices
-from .channel_space import SIDE_IN, SIDE_OUT
-from .group import Group, GroupItem
-from .group_members import dependency
-from .records import checked_idxs
+from .model.channel_space import SIDE_IN, SIDE_OUT
+from .model.group import Group, GroupItem
+from .model.group_members import dependency
+from .edit.records import checked_idxs
 
 HistoryEntry = Union[list, tuple, dict]
 

@@ -45,7 +45,7 @@ class ChannelMapContext(Protocol):
 
     ``call.inputs`` / ``call.outputs`` are the traced values of the layer call (``.shape``, ``.ndim``), ``x`` is the
     first input (or None). Channel ids are int64 tensors of global channel ids (see
-    :mod:`prune_explorer.graph.labels`); a dim is "labelled" when it carries channel ids.
+    :mod:`prune_explorer.graph.trace.labels`); a dim is "labelled" when it carries channel ids.
     """
 
     def channels(self, module: Any, name: str, side: str, passthrough: bool = False) -> torch.Tensor:

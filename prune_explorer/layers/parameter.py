@@ -218,5 +218,5 @@ def parameter_parts(param: torch.Tensor, space, idx) -> list:
     return [Part(param, Rows(space.dim % param.dim(), idx), False)]
 
 
-# loose parameters are found and followed by the tracer itself (no channel map): see graph/tracing.py
+# loose parameters are found and followed by the tracer itself (no channel map): see graph/trace/tracing.py
 PARAMETER_FAMILY = register_family(LayerFamily("parameter", PARAMETER_PRUNER, parts=parameter_parts))

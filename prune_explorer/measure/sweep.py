@@ -20,7 +20,7 @@ from typing import Callable, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from ..graph.group_members import in_sorted
+from ..graph.model.group_members import in_sorted
 from .structure import ModelStructure
 
 __all__ = ["GroupLayout", "SweepResult", "kept_channels", "uniform_sweep"]

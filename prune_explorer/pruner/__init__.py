@@ -21,7 +21,7 @@ from .config import PrunerConfigError, PrunerOptions
 from .growing_reg import GrowingRegPruner
 from .. import importance  # Torch-Pruning's ``tp.pruner.importance`` (same module as pe.importance)
 from .guards import SkippedGroup
-from ..graph.heads import AttentionHeads
+from ..attention.heads import AttentionHeads
 from .heads import ExplicitGroup
 from .progressive import progressive_pruning
 from .proposal import Proposal

@@ -228,7 +228,7 @@ class BasePruner(PruningSteps):
 
     @property
     def attention_blocks(self) -> list:
-        """The attention blocks of the model as it is now (:class:`~prune_explorer.graph.heads.AttentionHeads`: heads,
+        """The attention blocks of the model as it is now (:class:`~prune_explorer.attention.heads.AttentionHeads`: heads,
         key-value heads, head size, and which heads / head dims were removed), from the graph."""
         return self.DG.attention_blocks()
 

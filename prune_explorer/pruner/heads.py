@@ -1,12 +1,12 @@
 """Attention heads in the pruner: which graph groups are heads, and what ``num_heads`` declarations mean.
 
-The dependency graph understands multi-head attention itself (see :mod:`prune_explorer.graph.heads`): built with
+The dependency graph understands multi-head attention itself (see :mod:`prune_explorer.attention.heads`): built with
 ``head_pruning="heads"`` (the pruner does so when ``prune_num_heads=True``) the units of an attention group are
 whole heads (with grouped-query attention: a key/value head and the query heads that read it); built with
 ``"dims"`` they are one offset in every head. Such groups have ``group.kind`` ``"attention-heads"`` or
 ``"attention-dims"``; the pruner removes ``head_pruning_ratio`` of the heads from the first (``prune_num_heads``)
 and ``pruning_ratio`` of the head dims from the second (only with ``prune_head_dims``). The head counts, head sizes
-and the configs that hold them follow (size attributes and :mod:`prune_explorer.graph.head_bookkeeping`).
+and the configs that hold them follow (size attributes and :mod:`prune_explorer.attention.head_bookkeeping`).
 
 ``num_heads`` need not be declared. A declaration is checked against what the graph found (the same head count
 for q / k / v / fused qkv / ``nn.MultiheadAttention`` layers); a declared layer whose heads the graph cannot see
@@ -25,8 +25,8 @@ import numpy as np
 import torch.nn as nn
 
 from ..errors import PruningError
-from ..graph.attribute_sizes import attribute_updates
-from ..graph.group import Dependency, Group, GroupItem
+from ..graph.edit.attribute_sizes import attribute_updates
+from ..graph.model.group import Dependency, Group, GroupItem
 
 __all__ = ["ExplicitGroup", "force_prune", "declared_heads", "HeadDimGroups", "HEADS_KIND", "DIMS_KIND"]
 

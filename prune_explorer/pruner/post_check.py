@@ -33,8 +33,8 @@ import torch.nn as nn
 from torch.nn.utils.stateless import _reparametrize_module
 
 from .._atomic import finish
-from ..graph.meta_shapes import ShapeOnlyMode, meta_like
-from ..graph.snapshot import restore_modules, snapshot_modules
+from ..graph.trace.meta_shapes import ShapeOnlyMode, meta_like
+from ..graph.edit.snapshot import restore_modules, snapshot_modules
 from ..inputs import call_model, has_meta_tensors, kept_state, to_meta
 
 __all__ = ["run_error", "PostPruneCheck", "Repair"]

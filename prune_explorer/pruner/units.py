@@ -4,7 +4,7 @@ A group's own units (``group.units``) tie channels that a layer's arithmetic tie
 same offset from every group). The pruner adds the ties the user declared: ``out_channel_groups`` /
 ``in_channel_groups`` (``{module: g}``: that side is ``g`` equal blocks that lose the same offsets) and the heads of
 ``num_heads`` layers it does not prune by head itself. :func:`tied_units` merges both (connected components, with
-:func:`~prune_explorer.graph.union_find.connected_components`).
+:func:`~prune_explorer.graph.model.union_find.connected_components`).
 
 All indices here are root channels: current channel indices of the group's root layer (``group.root_idxs``).
 """
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..graph.union_find import connected_components
+from ..graph.model.union_find import connected_components
 from ..importance.base import root_positions
 
 __all__ = ["tied_units", "rank_units", "member_constraints"]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import prune_explorer as pe
-from prune_explorer.graph.labels import Couplings, collapse
+from prune_explorer.graph.trace.labels import Couplings, collapse
 
 X = torch.randn(1, 3, 8, 8)
 

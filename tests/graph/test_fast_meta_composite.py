@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prune_explorer.graph.meta_shapes import ShapeOnlyMode, check_meta_dtypes, fast_meta
+from prune_explorer.graph.trace.meta_shapes import ShapeOnlyMode, check_meta_dtypes, fast_meta
 
 
 def _meta(t):

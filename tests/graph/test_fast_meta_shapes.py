@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prune_explorer.graph.meta_shapes import fast_meta as _fast_meta
+from prune_explorer.graph.trace.meta_shapes import fast_meta as _fast_meta
 
 
 def _meta(t):

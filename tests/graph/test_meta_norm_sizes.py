@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prune_explorer.graph.meta_shapes import fast_meta
+from prune_explorer.graph.trace.meta_shapes import fast_meta
 from prune_explorer.pruner.post_check import run_error
 
 

@@ -2,7 +2,7 @@
 pruning can be redone with the very same channels; ``DG.undoable()`` keeps every pruning undoable for a while.
 
 The interrupt is injected deterministically: a trace function raises ``KeyboardInterrupt`` at the k-th line executed
-inside the pruning code (``graph/records.py``), for every k, which is where an asynchronous Ctrl-C can land.
+inside the pruning code (``graph/edit/records.py``), for every k, which is where an asynchronous Ctrl-C can land.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 import prune_explorer as pe
-from prune_explorer.graph import model_history, records
+from prune_explorer.graph import model_history
+from prune_explorer.graph.edit import records
 
 
 def _net():

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import prune_explorer as pe
-from prune_explorer.graph.tied import tied_parameters
+from prune_explorer.graph.edit.tied import tied_parameters
 
 
 class TiedLM(nn.Module):

@@ -20,7 +20,7 @@ import pytest
 
 _T5_TIED = (
     "T5's d_model cannot shrink: `shared` is one tensor with the encoder's and decoder's embed_tokens and lm_head "
-    "(kept tied: graph/tied.py), and the encoder's embedding width reaches a model output (encoder_last_hidden_state), "
+    "(kept tied: graph/edit/tied.py), and the encoder's embedding width reaches a model output (encoder_last_hidden_state), "
     "so the whole tied class is fixed; hidden widths stay 64"
 )
 _GPT2_CONFIG = (

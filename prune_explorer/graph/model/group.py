@@ -18,11 +18,11 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from .. import layers
-from ..layers.parameter import ParameterPruner
+from ... import layers
+from ...layers.parameter import ParameterPruner
 from .channel_space import SIDE_OUT, ChannelSpace
 from .node import Node
-from .output_changes import output_changes_message
+from ..edit.output_changes import output_changes_message
 
 
 class Dependency:

@@ -1,6 +1,6 @@
 """Nodes of the traced graph: layers, operations between them, loose parameters, inputs and the output.
 
-A :class:`Node` is what the explorer draws and what :class:`~prune_explorer.graph.group.Dependency` points at
+A :class:`Node` is what the explorer draws and what :class:`~prune_explorer.graph.model.group.Dependency` points at
 (``dep.target.module``, ``dep.target.name``, as in Torch-Pruning). Edges follow the data: ``a.outputs`` holds
 the nodes that read a tensor ``a`` produced.
 

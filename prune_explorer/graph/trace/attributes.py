@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch.nn as nn
 
-from ..errors import PruningError
+from ...errors import PruningError
 from .traced_int import TracedInt
 
 __all__ = ["AttributeRef", "AttributeSize", "AttributeTracking", "config_like", "ATTRIBUTE_PRUNER"]

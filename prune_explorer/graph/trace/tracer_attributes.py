@@ -1,13 +1,13 @@
 """The tracer's bookkeeping of sizes kept in attributes, of heads, and of what a traced output leaves out.
 
-:class:`AttributeTracer` is a part of :class:`~prune_explorer.graph.tracing.Tracer`: an integer attribute the forward
+:class:`AttributeTracer` is a part of :class:`~prune_explorer.graph.trace.tracing.Tracer`: an integer attribute the forward
 reads (``self.hidden_dim``, ``self.num_heads``, ``config.hidden_size``, see :mod:`.attributes`) becomes a hidden
 channel space of its own (one id per position the size counts), so an op rule can couple it with the channels it
 counts and the attribute is rewritten after pruning. An attribute used where the pruning cannot follow it is *held*:
 its positions are fixed with a reason when the trace ends. Channel dims split into heads are recorded for
 :mod:`.heads`. Key-value caches returned by a model (Hugging Face's ``DynamicCache``) are no part of its interface.
 
->>> from prune_explorer.graph.tracer_attributes import without_caches
+>>> from prune_explorer.graph.trace.tracer_attributes import without_caches
 >>> class DynamicCache:
 ...     def update(self): ...
 ...     def get_seq_length(self): ...
@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from .attributes import ATTRIBUTE_PRUNER, AttributeRef, AttributeSize
-from .channel_space import SIDE_OUT
+from ..model.channel_space import SIDE_OUT
 from .labels import Value
 from .size_args import attribute_ratio, kind_attrs, traced_ints_in
 

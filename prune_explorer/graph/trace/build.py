@@ -14,9 +14,9 @@ from typing import Callable, Optional
 import torch.nn as nn
 from torch.nn.modules import module as torch_module
 
-from ..inputs import has_meta_tensors
-from ..layers.registry import PRUNER_METHODS, is_pruner
-from .snapshot import restore_modules, snapshot_modules
+from ...inputs import has_meta_tensors
+from ...layers.registry import PRUNER_METHODS, is_pruner
+from ..edit.snapshot import restore_modules, snapshot_modules
 from .tracing import Tracer
 
 __all__ = ["check_customized_pruners", "has_user_hooks", "trace_model"]

@@ -33,8 +33,8 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ..errors import PruningError
-from .attributes import AttributeSize
+from ...errors import PruningError
+from ..trace.attributes import AttributeSize
 
 __all__ = ["attribute_spaces", "check_attribute_scales", "check_attribute_ratios", "attribute_updates"]
 

@@ -27,10 +27,10 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-from ..errors import PruningError
-from ..layers.family import FAMILIES
-from ..layers.slicing import Rows
-from .labels import new_field
+from ...errors import PruningError
+from ...layers.family import FAMILIES
+from ...layers.slicing import Rows
+from ..trace.labels import new_field
 
 __all__ = ["tied_parameters", "couple_tied_spaces", "tied_modules", "held_tensors", "retie"]
 

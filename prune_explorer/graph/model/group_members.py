@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import PruningError
+from ...errors import PruningError
 from .channel_space import SIDE_OUT, ChannelSpace
 from .group import Dependency, Group, GroupItem
 

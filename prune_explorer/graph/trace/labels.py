@@ -9,7 +9,7 @@ Shape operations (``view``, ``permute``, ``cat``, ``split``, slicing…) are *re
 exact index mapping of any combination of them (channel shuffles, head splits, flatten-before-linear) for free.
 Operations that need equal channels on both sides (``add``, ``mul``, a layer reading its input) *couple* labels:
 :class:`Couplings` records pairs of ids that must be removed together, and ids that can never be removed
-(:data:`~prune_explorer.graph.channel_space.FIXED`), each with a human-readable reason.
+(:data:`~prune_explorer.graph.model.channel_space.FIXED`), each with a human-readable reason.
 
 Example::
 

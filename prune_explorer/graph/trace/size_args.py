@@ -14,7 +14,7 @@ sizes) are classified by :func:`kind_of`:
 * :class:`OpaqueSize`: computed from an attribute in a way that cannot be inverted (``self.dim + 1``): a literal,
   with a reason naming the attribute.
 
->>> from prune_explorer.graph.traced_int import TracedInt
+>>> from prune_explorer.graph.trace.traced_int import TracedInt
 >>> kind_of(-1), kind_of(7), kind_of(TracedInt(8, {(3, 1)}, exact=True))
 ('infer', 'literal', frozenset({(3, 1)}))
 """

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .channel_space import SIDE_IN, SIDE_OUT
+from ..model.channel_space import SIDE_IN, SIDE_OUT
 from .labels import Value, new_field, varying_dims
 from .op_rules import elementwise
 

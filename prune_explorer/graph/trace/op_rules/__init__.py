@@ -5,8 +5,8 @@ replayed on the labels, indexing; :mod:`.slices` for slices that follow the prun
 expand / cat; :mod:`.sizes` for the size arguments, attributes included), :mod:`.reduction` (reductions, pooling,
 creation), :mod:`.contraction` (matmul, einsum, attention); :mod:`.call` holds the :class:`Call` record and the
 fallbacks. :data:`OP_RULES` maps an operation's short name (``"add"``, ``"cat"``, ``"view"``…, see
-:func:`~prune_explorer.graph.op_names.op_name`) to its rule. A rule receives the tracer (couplings, value lookup) and
-the :class:`Call` (inputs/outputs as :class:`~prune_explorer.graph.labels.Value`, plus the original args) and sets
+:func:`~prune_explorer.graph.trace.op_names.op_name`) to its rule. A rule receives the tracer (couplings, value lookup) and
+the :class:`Call` (inputs/outputs as :class:`~prune_explorer.graph.trace.labels.Value`, plus the original args) and sets
 ``out.fields`` for every output value. Anything a rule cannot map safely is *fixed* (never pruned) with a reason,
 so an unusual model loses some prunable channels instead of being pruned into an invalid shape.
 

@@ -22,11 +22,11 @@ from typing import Iterator, List, Optional
 import numpy as np
 import torch.nn as nn
 
-from .._atomic import finish
-from ..errors import OutputShapeWarning, PruningError
-from ..layers.base import CheckedIndices
-from .channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
-from .group import Group, GroupItem, fn_name
+from ..._atomic import finish
+from ...errors import OutputShapeWarning, PruningError
+from ...layers.base import CheckedIndices
+from ..model.channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
+from ..model.group import Group, GroupItem, fn_name
 from .output_changes import output_changes_message
 from .attribute_sizes import attribute_updates
 from .snapshot import restore_modules, snapshot_modules
@@ -333,8 +333,8 @@ def _undo(graph, record: PruneRecord, lengths: tuple) -> None:
 def sync_model(graph) -> None:
     """Keep what depends on module sizes in step after a pruning or an undo: attention modules' head counts, and a
     Hugging Face model's config (a stale config only warns: a valid pruning is never undone for its sake)."""
-    from .. import hf
-    from .head_bookkeeping import attention_candidates, sync_attention_modules
+    from ... import hf
+    from ...attention.head_bookkeeping import attention_candidates, sync_attention_modules
 
     candidates = graph.__dict__.get("_attention_candidates")
     if candidates is None:  # the module tree never changes with pruning: looked for once per graph

@@ -20,18 +20,18 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ..errors import TracingError
-from ..inputs import CALL_CONVENTION, call_model, kept_state, tensors_in, to_meta
-from ..layers.family import FAMILIES
-from ..layers.parameter import ParameterPruner
-from ..layers.registry import DEFAULT_REGISTRY
+from ...errors import TracingError
+from ...inputs import CALL_CONVENTION, call_model, kept_state, tensors_in, to_meta
+from ...layers.family import FAMILIES
+from ...layers.parameter import ParameterPruner
+from ...layers.registry import DEFAULT_REGISTRY
 from . import op_rules
 from .layer_calls import LayerCallContext, custom_channel_map
 from .attributes import AttributeTracking
-from .channel_space import SIDE_OUT, SpaceTable
-from .classes import OUTPUT_REASON
+from ..model.channel_space import SIDE_OUT, SpaceTable
+from ..model.classes import OUTPUT_REASON
 from .labels import Couplings, Value, new_field
-from .node import Node
+from ..model.node import Node
 from .op_names import op_name
 from .traced_int import TracedInt
 from .tracer_attributes import AttributeTracer, without_caches
