@@ -186,11 +186,24 @@ class GroupImportance(Importance):
         return [p for p in channel_parts(item.dep, item.idx_array) if self.bias or not p.is_bias]
 
     def __call__(self, group) -> Optional[torch.Tensor]:
+        n, vectors = self.member_vectors(group)
+        return self.combine(vectors, n)
+
+    def member_vectors(self, group, members: Optional[Callable[[int, object], bool]] = None):
+        """``(n, [(k, scores, covered), ...])``: each scored member's per-root-channel scores (numpy float32
+        ``[n]``, ``n = len(group.root_idxs)``) and which root positions it covers, for the members ``k`` of
+        ``group.items`` that ``members(k, item)`` accepts (every member by default), in member order.
+
+        :meth:`combine` on the vectors of every member is ``self(group)``: a caller that can only hold some
+        members' weights at a time (a checkpoint streamed block by block) gathers the vectors of each part and
+        combines them once, with the same result."""
         root, pos_of = root_positions(group)
         n = root.numel()
         spread = _UnitSpreader(group, pos_of, n)
         vectors = []
         for k, item in enumerate(group.items):
+            if members is not None and not members(k, item):
+                continue
             if not item.idx_array.size or not self.accepts(item.dep):
                 continue
             parts = self.parts_of(item)
@@ -217,10 +230,16 @@ class GroupImportance(Importance):
                 mask[pos] = True
             if not own:
                 vec, mask = spread(vec, mask, pos)
-            vectors.append((vec, mask))
+            vectors.append((k, vec, mask))
+        return n, vectors
+
+    def combine(self, vectors, n: int) -> Optional[torch.Tensor]:
+        """The group's scores from :meth:`member_vectors`' ``(k, scores, covered)`` (taken in ``k`` order):
+        reduced over members and normalised; None when no member was scored."""
         if not vectors:
             return None
-        out = torch.from_numpy(np.ascontiguousarray(self.reduce(vectors, n), dtype=np.float32))
+        ordered = [(v, m) for _, v, m in sorted(vectors, key=lambda t: t[0])]
+        out = torch.from_numpy(np.ascontiguousarray(self.reduce(ordered, n), dtype=np.float32))
         return normalize(out, self.normalizer) if self.group_reduction is not None else out
 
     def reduce(self, vectors, n: int) -> np.ndarray:
