@@ -195,7 +195,7 @@ def stream_checkpoint(checkpoint: str, plan: Union[PruningPlan, str], out: str, 
                 keep.apply(pr.history)
             return keep.cut(name, reader.get(keep.canonical(name)))
 
-        swapper = WeightSwapper(model, read, device)
+        swapper = WeightSwapper(model, read, device, release=reader.close)
         bar = _bar(progress, total=len(plan), desc="decide (groups)", unit="group")
         inner_bar = {}
 
@@ -272,6 +272,7 @@ def stream_checkpoint(checkpoint: str, plan: Union[PruningPlan, str], out: str, 
                 report.units_written += 1
                 report.bytes_written += nbytes
                 del tensors
+                reader.close()  # unmap: the pages read stop counting in this process's memory
             if bar is not None:
                 bar.update(1)
     finally:

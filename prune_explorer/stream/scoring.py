@@ -40,12 +40,16 @@ class WeightSwapper:
     Args:
         model: the meta-device model.
         read: ``read(tensor name) -> tensor`` of the checkpoint, already cut to the current shapes.
+        release: called after each :meth:`loaded` block (e.g. to unmap the checkpoint's files, so that their pages
+            stop counting in the process's resident memory).
         device: where the loaded tensors go (``"cpu"``, ``"cuda"``).
     """
 
-    def __init__(self, model: nn.Module, read: Callable[[str], torch.Tensor], device="cpu"):
+    def __init__(self, model: nn.Module, read: Callable[[str], torch.Tensor], device="cpu",
+                 release: Optional[Callable[[], None]] = None):
         self.model = model
         self.read = read
+        self.release = release
         self.device = torch.device(device)
         self._name_of: Dict[int, str] = {}
         self.bytes_loaded = 0
@@ -103,6 +107,9 @@ class WeightSwapper:
         finally:
             for p, other in reversed(swapped):
                 torch.utils.swap_tensors(p, other)  # p is meta again; ``other`` holds the real values, now dropped
+            swapped.clear()
+            if self.release is not None:
+                self.release()
 
 
 class StreamImportance(Importance):
