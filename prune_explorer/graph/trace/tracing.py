@@ -8,6 +8,9 @@ its ``forward`` (torchvision's Swin calls ``F.linear(x, self.qkv.weight)``) are 
 
 Tracing leaves the model exactly as it was: weights, buffers (BatchNorm running statistics are restored), gradients,
 train/eval mode and hooks. It runs under ``torch.no_grad()``: no autograd graph is needed.
+
+:class:`TracingMode` (the torch function mode, at the end of this module) hands each call to the :class:`Tracer`;
+``x.size()`` / ``x.shape`` answers go through :meth:`Tracer.traced_size` so that computed sizes keep their provenance.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 
 from ...errors import TracingError
 from ...inputs import CALL_CONVENTION, call_model, kept_state, tensors_in, to_meta
@@ -31,11 +35,11 @@ from .attributes import AttributeTracking
 from ..model.channel_space import SIDE_OUT, SpaceTable
 from ..model.classes import OUTPUT_REASON
 from .labels import Couplings, Value, new_field
+from .meta_shapes import check_meta_dtypes, fast_meta
 from ..model.node import Node
 from .op_names import op_name
 from .traced_int import TracedInt
 from .tracer_attributes import AttributeTracer, without_caches
-from .tracing_mode import TracingMode
 
 
 class Tracer(AttributeTracer):
@@ -411,4 +415,41 @@ class Tracer(AttributeTracer):
                 "through them are kept fixed (never pruned), so the model stays valid. Please report the op name.",
                 stacklevel=3,
             )
+        return out
+
+
+class TracingMode(TorchFunctionMode):
+    """Hands every torch call the model makes to the tracer (calls inside a hooked layer, and the tracer's own,
+    just run; on meta stand-ins the common ones get their output shape from :mod:`.meta_shapes`)."""
+
+    def __init__(self, tracer: Tracer):
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tr = self.tracer
+        if tr.in_tracer_code or tr.layer_depth:
+            if tr.meta and not tr.in_tracer_code:
+                out = fast_meta(func, op_name(func), args, kwargs)
+                if out is not None:
+                    return out
+            elif not tr.in_tracer_code:
+                check_meta_dtypes(op_name(func), args, kwargs)  # a model built on meta, traced as it is
+            return func(*args, **kwargs)
+        name = op_name(func)
+        if name in ("size", "shape"):
+            out = func(*args, **kwargs)
+            return tr.traced_size(args[0], out, args[1:] if len(args) > 1 else kwargs.get("dim"))
+        check_meta_dtypes(name, args, kwargs)
+        out = fast_meta(func, name, args, kwargs) if tr.meta else None
+        if out is None:
+            out = func(*args, **kwargs)
+        tr.in_tracer_code = True
+        try:
+            tr.on_call(func, name, args, kwargs, out)
+        except Exception as exc:  # never break the user's forward pass because of a tracer bug
+            tr.on_internal_error(name, exc, args, kwargs, out)
+        finally:
+            tr.in_tracer_code = False
         return out
