@@ -81,7 +81,7 @@ def bench(name: str, repeats: int, build_repeats: int) -> dict:
     c = ex.controller
 
     def card():
-        c._cache.clear()
+        c.measures.clear()
         c.card()
         ex.card.refresh("adjust")
 

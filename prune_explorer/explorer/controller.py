@@ -1,28 +1,34 @@
 """The explorer's state machine: walk the pruner's groups one by one and accept, adjust, skip or undo each.
 
 Plain Python, no widgets: :class:`ExplorerController` is what the views call, what the headless demo
-(``python -m prune_explorer.demo``) drives and what the tests drive. It is made of four parts, one module each:
+(``python -m prune_explorer.demo``) drives and what the tests drive. It is composed of parts, each one object with
+its own state and a public interface, held by the controller (which delegates its public methods to them and
+announces every change):
 
-:mod:`.session`
-    the model, the pruner built with the user's options (``pe.pruner.BasePruner`` by default), layer names, and
-    the options that rebuild the pruner: :meth:`~ExplorerController.ignore` and
-    :meth:`~ExplorerController.set_ratio` rebuild it on the unpruned model and replay the decisions taken so far
-    (by original channel ids, so they stay valid), except those on layers that are now ignored;
-:mod:`.walk`
+``controller.session`` (:class:`~.session.Session`)
+    the model, the pruner built with the user's options (``pe.pruner.BasePruner`` by default), layer names, the
+    parameter and MAC counts now and as built; :meth:`~ExplorerController.ignore`,
+    :meth:`~ExplorerController.set_ratio` and :meth:`~ExplorerController.set_options` rebuild the pruner on the
+    unpruned model and the walk replays the decisions taken so far (by original channel ids, so they stay valid),
+    except those on layers that are now ignored;
+``controller.walk`` (:class:`~.walk.Walk`)
     the walk: for every group the user can :meth:`~ExplorerController.accept` it (the proposed channels, or those
     set by :meth:`~ExplorerController.adjust`), :meth:`~ExplorerController.skip` it,
-    :meth:`~ExplorerController.undo` the last accepted group (the model is restored exactly) or
-    :meth:`~ExplorerController.accept_all_remaining`;
-:mod:`.figures`
+    :meth:`~ExplorerController.undo` the last accepted group (the model is restored exactly),
+    :meth:`~ExplorerController.accept_all_remaining`, :meth:`~ExplorerController.apply_counts` (a plan: every
+    remaining group with a given count, all or nothing) or :meth:`~ExplorerController.restart_walk`;
+``controller.measures`` (:class:`~.figures.Figures`)
     :meth:`~ExplorerController.figures` (header), :meth:`~ExplorerController.card` (the current group),
     :meth:`~ExplorerController.curves` and :meth:`~ExplorerController.sweep` (uniform pruning at p = 0 .. 0.9,
     computed from the group structure without tracing again), as plain dicts and lists;
-:mod:`.export`
+``controller.exporter`` (:class:`~.export.Export`)
     the decision log (``history``), the graph's ``pruning_history``, :meth:`~ExplorerController.code` (a script
     that replays the pruning), :meth:`~ExplorerController.save`, :meth:`~ExplorerController.export_onnx` and
     :meth:`~ExplorerController.report` (layer by layer, before and after; :mod:`.finish`);
-:mod:`.speed`
-    :meth:`~ExplorerController.measure_speed`: latency of the original and the current model, on demand.
+``controller.speed`` (:class:`~.speed.Speed`)
+    :meth:`~ExplorerController.measure_speed`: latency of the original and the current model, on demand;
+``controller.events`` (:class:`~.status.StatusLine`)
+    the status line, the notices of the running action, the listeners and the progress callback.
 
 Status
     ``status`` (:mod:`.status`) is the one status line: every change replaces it with a sentence describing the
@@ -44,28 +50,25 @@ Errors
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import torch.nn as nn
 
 from ..importance import MagnitudeImportance
-from ..measure.structure import ModelStructure
-from ..measure.sweep import SweepResult
 from ..plan.meta import meta_aware
 from ..plan.record import explorer_plan
 from ..pruner import BasePruner
-from ..measure import params_per_module
 from .export import Export
 from .figures import DEFAULT_SWEEP_RATIOS, Figures
-from .session import ExplorerError, ProgressFn, Session, check_explorer_ratio, measure_model
-from .status import Status, describe
+from .session import ExplorerError, ProgressFn, Session, check_explorer_ratio, fmt_names
+from .status import StatusLine, describe
 from .speed import Speed
 from .walk import AUTO_SKIP_KINDS, Decision, Walk
 
 __all__ = ["ExplorerController", "ExplorerError", "Decision", "DEFAULT_SWEEP_RATIOS", "AUTO_SKIP_KINDS"]
 
 
-class ExplorerController(Walk, Figures, Export, Speed, Session):
+class ExplorerController:
     """State and decisions of one exploration (see the module docstring).
 
     Args:
@@ -85,60 +88,242 @@ class ExplorerController(Walk, Figures, Export, Speed, Session):
                  ignored_layers=None, progress: Optional[ProgressFn] = None, pruner_class=None, **pruner_kwargs):
         if not isinstance(model, nn.Module):
             raise ExplorerError(f"Explorer needs a torch.nn.Module, got {type(model).__name__}")
-        self.pruning_ratio = check_explorer_ratio(pruning_ratio)
-        self.model = model
-        self.example_inputs = example_inputs
-        self.progress = progress
-        self._listeners: List[Callable[[str], None]] = []
-        self.importance = MagnitudeImportance(p=2) if importance is None else importance
-        self.pruner_class = BasePruner if pruner_class is None else pruner_class
-        self.pruner_kwargs = dict(pruner_kwargs)
-        self.pruner_kwargs.pop("pruning_ratio", None)
-        self.decisions: List[Decision] = []
-        self.current = None  # the group on show, whole (None when the walk is over)
-        self._proposal = None  # the pruner's proposal for it (importance, proposed channels, scope, ratio, ...)
-        self.current_idxs: List[int] = []
-        self.message = ""  # the notices of the last action ("" when it had none), also shown in the status line
-        self._notices: List[str] = []
-        self.last_undone: Optional[str] = None
-        self._latency: Dict[str, Any] = {}  # measured speed (see .speed)
-        self._sweep: Optional[SweepResult] = None
-        self._cache: Dict[tuple, Any] = {}  # figures of the current state, cleared on every change
-        self._modules = dict(model.named_modules())
-        self._names = {id(m): n for n, m in self._modules.items()}
-        explicit = ignored_layers is not None
-        ignored_names = self._resolve_layers(ignored_layers or ()) if explicit else []
-        # 1. one forward pass: MACs per layer (and, unless given, which layer is the final classifier)
-        self._report("measuring MACs", 0, 4)
-        macs, layer_macs, classifier = measure_model(model, example_inputs, self.pruner_kwargs.get("forward_fn"),
-                                                     find_classifier=not explicit)
-        if not explicit:
-            ignored_names = classifier
-        # 2. the pruner traces the model
-        self._report("tracing", 1, 4)
-        self.ignored_names: List[str] = list(ignored_names)
-        self.pruner = self._make_pruner(self.ignored_names)
-        self.DG = self.pruner.DG
-        self.DG.undo_depth = 1 << 30  # every accepted group stays undoable
-        # 3. parameter / MAC laws and the group layout (for predictions and the sweep)
-        self._report("grouping", 2, 4)
-        self._layer_macs = layer_macs
-        self._layer_params0 = params_per_module(model)  # as built, per module name (the finish report)
-        self.structure = ModelStructure(self.DG, layer_macs, macs)
-        self.params0 = self.structure.total_params0
-        self.macs0 = macs
-        self._layout = self._make_layout(self.ignored_names)
-        # 4. the pruner scores the first group
-        self._report("scoring", 3, 4)
-        self._restart_walk()
-        self.status = Status(describe(self, "build"))
-        self._report("scoring", 4, 4)
+        ratio = check_explorer_ratio(pruning_ratio)
+        self.events = StatusLine(lambda event: describe(self, event), progress)
+        self.session = Session(model, example_inputs, MagnitudeImportance(p=2) if importance is None else importance,
+                               ratio, ignored_layers, BasePruner if pruner_class is None else pruner_class,
+                               pruner_kwargs, self.events.report)
+        self.walk = Walk(self.session, self.events)
+        self.measures = Figures(self.session, self.walk, self.events)
+        self.exporter = Export(self.session, self.walk)
+        self.speed = Speed(self.session, self.events, self._restore_after_timing)
+        # the pruner scores the first group
+        self.events.report("scoring", 3, 4)
+        self.walk.restart()
+        self._changed("build")
+        self.events.report("scoring", 4, 4)
 
     def __repr__(self) -> str:
         f = self.figures()
         cur = self.current.root_name if self.current is not None else "(finished)"
         return (f"ExplorerController({type(self.model).__name__}: params {f['params_now']:,}/{f['params_original']:,}, "
                 f"{f['groups_done']} groups decided, current: {cur})")
+
+    # ---- what the parts hold (read-only views) ----------------------------------------------------------------------
+    model = property(lambda self: self.session.model)
+    example_inputs = property(lambda self: self.session.example_inputs)
+    importance = property(lambda self: self.session.importance)
+    pruner_class = property(lambda self: self.session.pruner_class)
+    pruner_kwargs = property(lambda self: self.session.pruner_kwargs)
+    pruning_ratio = property(lambda self: self.session.pruning_ratio)
+    ignored_names = property(lambda self: self.session.ignored_names)
+    ignored_modules = property(lambda self: self.session.ignored_modules)
+    pruner = property(lambda self: self.session.pruner)
+    DG = property(lambda self: self.session.DG)
+    structure = property(lambda self: self.session.structure)
+    params0 = property(lambda self: self.session.params0, doc="parameters of the model as built")
+    macs0 = property(lambda self: self.session.macs0, doc="MACs of the model as built (None: not countable)")
+    round_to = property(lambda self: self.session.round_to)
+    root_module_types = property(lambda self: self.session.root_module_types)
+    head_options = property(lambda self: self.session.head_options)
+    decisions = property(lambda self: self.walk.decisions, doc="the decision log (:class:`~.walk.Decision`)")
+    current = property(lambda self: self.walk.current, doc="the group on show (None when the walk is over)")
+    proposal = property(lambda self: self.walk.proposal, doc="the pruner's proposal for the group on show")
+    current_idxs = property(lambda self: self.walk.current_idxs, doc="root channels accepting removes now")
+    last_undone = property(lambda self: self.walk.last_undone)
+    n_groups_left = property(lambda self: self.walk.n_groups_left)
+    sweep_result = property(lambda self: self.measures.sweep_result)
+    latency = property(lambda self: self.speed.latency, doc="the last :meth:`measure_speed` result (or None)")
+    status = property(lambda self: self.events.status, doc="the status line (:class:`~.status.Status`)")
+    message = property(lambda self: self.events.message, doc="the notices of the last action ('' when none)")
+
+    @property
+    def progress(self) -> Optional[ProgressFn]:
+        """``progress(stage, done, total)`` called during long work (settable)."""
+        return self.events.progress
+
+    @progress.setter
+    def progress(self, fn: Optional[ProgressFn]) -> None:
+        self.events.progress = fn
+
+    def params_now(self) -> int:
+        """Parameters of the model as it is now (exact)."""
+        return self.session.params_now()
+
+    def macs_now(self) -> Optional[float]:
+        """MACs of the model as it is now (None when the model's MACs could not be counted)."""
+        return self.session.macs_now()
+
+    # ---- status line and listeners ----------------------------------------------------------------------------------
+    def subscribe(self, fn: Callable[[str], None]) -> None:
+        """Call ``fn(event)`` after every change (event: accept, skip, adjust, undo, accept_all, rollback, restart,
+        ignore, ratio, options, sweep, speed, or ``"status"`` when only the status line changed)."""
+        self.events.subscribe(fn)
+
+    def fail(self, exc, details: str = "") -> None:
+        """Show why an action was refused (``exc``: an exception or a sentence); nothing else changes."""
+        self.events.fail(exc, details)
+
+    def notify(self, text: str, error: bool = False) -> None:
+        """Put ``text`` in the status line and in :attr:`message` (a notice outside any action)."""
+        self.events.notify(text, error)
+
+    def report_progress(self, stage: str, done: int, total: int) -> None:
+        """Report progress of long work to the ``progress`` callback (never raises)."""
+        self.events.report(stage, done, total)
+
+    def _changed(self, event: str) -> None:
+        """After every change: figures recomputed, the status line rewritten, listeners called."""
+        self.measures.clear()
+        self.events.changed(event)
+
+    # ---- the walk ---------------------------------------------------------------------------------------------------
+    def accept(self, idxs: Optional[Sequence[int]] = None) -> Decision:
+        """Prune the current group (its proposed channels, those set by :meth:`adjust`, or ``idxs``) and move on."""
+        try:
+            d = self.walk.accept(idxs)
+        except BaseException:
+            self.measures.clear()
+            raise
+        self._changed("accept")
+        return d
+
+    def skip(self) -> Decision:
+        """Leave the current group as it is and move on."""
+        d = self.walk.skip()
+        self._changed("skip")
+        return d
+
+    def adjust(self, n: Optional[int] = None, idxs=None) -> List[int]:
+        """Choose what accepting the current group removes: the ``n`` least important channels, or ``idxs``.
+
+        ``n`` must be reachable (see :meth:`allowed_counts`: units, ``round_to``, guards); ``idxs`` are root channel
+        indices (a list or a string such as ``"0, 5, 7"``), completed to whole units. Returns the new selection.
+        """
+        sel = self.walk.adjust(n, idxs)
+        self._changed("adjust")
+        return sel
+
+    def use_proposal(self) -> List[int]:
+        """Go back to the pruner's proposal for the current group (undoing :meth:`adjust`)."""
+        sel = self.walk.use_proposal()
+        self._changed("adjust")
+        return sel
+
+    def max_removable(self) -> int:
+        """The most root channels of the current group that the guards allow to remove."""
+        return self.walk.max_removable()
+
+    def allowed_counts(self) -> List[int]:
+        """Every number of channels the current group can lose (whole units, ``round_to``, guards)."""
+        return self.walk.allowed_counts()
+
+    def undo(self) -> Decision:
+        """Restore the model exactly as it was before the last accepted group, and show that group again."""
+        d = self.walk.undo()
+        self._changed("undo")
+        return d
+
+    def accept_all_remaining(self) -> List[Decision]:
+        """Accept every remaining group as the pruner proposes it (the current one with its adjusted selection).
+        Interrupted part-way, the groups accepted so far stay accepted and the walk goes on from the next one."""
+        try:
+            return self.walk.accept_all_remaining()
+        finally:
+            self._changed("accept_all")
+
+    def apply_counts(self, count_of: Callable[[], int], stage: str = "applying the plan") -> List[Decision]:
+        """Decide every remaining group at once: ``count_of()`` is how many root channels the group on show loses
+        (the least important ones; 0 skips it). All or nothing (an error or an interrupt undoes what it did).
+        Returns the decisions made."""
+        try:
+            done = self.walk.apply_counts(count_of, stage)
+        finally:
+            self.measures.clear()
+        self._changed("accept_all")
+        return done
+
+    def undo_since(self, start: int) -> None:
+        """Undo every decision after the first ``start`` ones (the model is restored exactly) and walk back there."""
+        self.walk.undo_since(start)
+        self._changed("rollback")
+
+    def restart_walk(self) -> List[Decision]:
+        """Start over: undo every decision (the model is as built again) and propose from the first group.
+        Returns the decisions undone (see :meth:`rewalk` to take them again one by one)."""
+        old = self.walk.restart_walk()
+        self._changed("restart")
+        return old
+
+    # ---- figures ----------------------------------------------------------------------------------------------------
+    def figures(self) -> dict:
+        """Header figures: parameters and MACs (original, now, % removed), groups done / skipped / left, ratio."""
+        return self.measures.figures()
+
+    def current_ratio(self) -> Optional[float]:
+        """Channel ratio of the current selection: channels to remove / root channels of the current group."""
+        return self.measures.current_ratio()
+
+    def predict(self, idxs: Optional[Sequence[int]] = None) -> dict:
+        """Predicted change if the current group is accepted with ``idxs`` (see :meth:`.figures.Figures.predict`)."""
+        return self.measures.predict(idxs)
+
+    def card(self) -> Optional[dict]:
+        """Everything the group card shows about the current group (None when the walk is over)."""
+        return self.measures.card()
+
+    def guard_skipped(self) -> List[dict]:
+        """Every group a guard of the pruner passed over, with its reason."""
+        return self.measures.guard_skipped()
+
+    def curves(self) -> dict:
+        """Ratio-curve data: one point per accepted group plus the references and the sweep (when computed)."""
+        return self.measures.curves()
+
+    def sweep(self, ratios: Sequence[float] = DEFAULT_SWEEP_RATIOS):
+        """Uniform pruning at each ratio (see :meth:`.figures.Figures.sweep`)."""
+        res = self.measures.sweep(ratios)
+        self._changed("sweep")
+        return res
+
+    def reachable_reduction(self, ignored_layers=None, ratio: Optional[float] = None) -> dict:
+        """Fraction of parameters (and MACs) uniform pruning at ``ratio`` would remove with these ignored layers."""
+        return self.measures.reachable_reduction(ignored_layers, ratio)
+
+    def prunable_layers(self) -> List[dict]:
+        """Every layer that can root a group (conv, linear, ...), with its channels and whether it is ignored."""
+        return self.measures.prunable_layers()
+
+    def groups_of(self, layer) -> List[dict]:
+        """The groups (of the walk) that touch ``layer``: their root, the members' side and channel count."""
+        return self.measures.groups_of(layer)
+
+    # ---- results ----------------------------------------------------------------------------------------------------
+    @property
+    def history(self) -> List[dict]:
+        """The decision log so far, JSON-able: ``[{"action", "root", "idxs", ...}, ...]`` in walk order."""
+        return self.exporter.history
+
+    @property
+    def pruning_history(self) -> List[dict]:
+        """The graph's record of what was pruned (what ``pe.save_pruned`` stores)."""
+        return self.exporter.pruning_history
+
+    def code(self, model_expr: Optional[str] = None) -> str:
+        """A short standalone script that applies the same pruning to a fresh copy of the model (no widgets)."""
+        return self.exporter.code(model_expr)
+
+    def save(self, path):
+        """Write the pruned model safely (``pe.save_pruned``); returns the path written."""
+        return self.exporter.save(path)
+
+    def export_onnx(self, path, opset: Optional[int] = None):
+        """Export the pruned model to ONNX at ``path`` and check the file (:func:`.finish.export_onnx`)."""
+        return self.exporter.export_onnx(path, opset)
+
+    def report(self):
+        """Layer by layer, the model as built and now, the totals, and the groups left alone (:mod:`.finish`)."""
+        return self.exporter.report()
 
     def plan(self, name: Optional[str] = None):
         """The accepted decisions as a :class:`~prune_explorer.plan.PruningPlan`: counts per group (not indices), the
@@ -151,3 +336,93 @@ class ExplorerController(Walk, Figures, Export, Speed, Session):
         plan = self.plan(name)
         plan.save(path)
         return plan
+
+    # ---- speed ------------------------------------------------------------------------------------------------------
+    def measure_speed(self, repeat: int = 30, warmup: int = 5, max_time_s: Optional[float] = 5.0):
+        """Time the current model (and the original one, the first time) on the model's device (:mod:`.speed`)."""
+        pair = self.speed.measure_speed(repeat, warmup, max_time_s)
+        self._changed("speed")
+        return pair
+
+    def _restore_after_timing(self) -> None:
+        self._rebuild()
+        self.events.drop_notices()  # the rebuild is an implementation detail here, not news
+
+    # ---- options that rebuild the pruner ----------------------------------------------------------------------------
+    def ignore(self, layer, ignored: bool = True) -> None:
+        """Add ``layer`` (a qualified name or module) to the ignored layers, or remove it (``ignored=False``)."""
+        name = self.session.resolve_layer(layer)
+        names = [n for n in self.ignored_names if n != name]
+        if ignored:
+            names.append(name)
+        if names == self.ignored_names:
+            return
+        self._rebuild(ignored_names=names)
+        self._changed("ignore")
+
+    def set_ignored(self, layers) -> None:
+        """Replace the ignored layers with ``layers`` (names or modules)."""
+        names = self.session.resolve_layers(layers)
+        if names != self.ignored_names:
+            self._rebuild(ignored_names=names)
+            self._changed("ignore")
+
+    def set_ratio(self, ratio: float) -> None:
+        """Change the pruning ratio (proposals of the groups still to decide follow it)."""
+        r = check_explorer_ratio(ratio)
+        if r == self.pruning_ratio:
+            return
+        self._rebuild(ratio=r)
+        self._changed("ratio")
+
+    def set_options(self, **options) -> None:
+        """Change other pruner options (e.g. ``prune_num_heads=True, head_pruning_ratio=0.25``) and rebuild the
+        pruner; decisions are kept where they still apply. A bad option raises and changes nothing."""
+        for key in ("ignored_layers", "pruning_ratio", "importance"):
+            if key in options:
+                raise ExplorerError(f"{key} has its own control: use "
+                                    + {"ignored_layers": "ignore() / set_ignored()", "pruning_ratio": "set_ratio()",
+                                       "importance": "a new Explorer"}[key])
+        s = self.session
+        new = {**s.pruner_kwargs, **options}
+        if new == s.pruner_kwargs:
+            return
+        old = s.set_pruner_options(new)
+        try:
+            self._rebuild()
+        except ExplorerError:
+            s.set_pruner_options(old)
+            self._rebuild()  # the pruner with the old options, the decisions replayed
+            self.events.drop_notices()
+            raise
+        self._changed("options")
+
+    def _rebuild(self, ignored_names: Optional[List[str]] = None, ratio: Optional[float] = None) -> None:
+        """A new pruner on the unpruned model with these options; the walk replays the decisions taken so far."""
+        s, w = self.session, self.walk
+        ignored_names = list(s.ignored_names if ignored_names is None else ignored_names)
+        ratio = s.pruning_ratio if ratio is None else ratio
+        old = [d for d in w.decisions if d.action in ("accept", "skip")]
+        self.events.report("tracing", 0, 3)
+        s.unprune()  # 1. back to the unpruned model
+        w.forget()
+        try:  # 2. a new pruner with the new options (it traces the unpruned model again)
+            pruner = s.make_pruner(ignored_names, ratio)
+        except ExplorerError:
+            w.replay(old)  # put the model back as it was
+            raise
+        s.install(pruner, ignored_names, ratio)
+        self.measures.clear(sweep=True)
+        self.events.report("replaying the decisions", 2, 3)
+        dropped = w.replay(old)
+        ignored_now = set(s.ignored_names)
+        on_ignored = [d for d in dropped if d in ignored_now]
+        others = [d for d in dropped if d not in ignored_now]
+        msg = f"pruner rebuilt; {len(old) - len(dropped)} earlier decisions kept"
+        if on_ignored:
+            msg += f", dropped {len(on_ignored)} on now-ignored layers ({fmt_names(on_ignored)})"
+        if others:
+            where = f" after {w.replay_stopped_at}, which the walk now visits first" if w.replay_stopped_at else ""
+            msg += f", dropped {len(others)} that came{where} ({fmt_names(others)})"
+        self.events.notice(msg)
+        self.events.report("replaying the decisions", 3, 3)

@@ -99,19 +99,25 @@ def replay_script(accepted, example_inputs, pruning_history: List[dict], model_e
 
 
 class Export:
-    """Mixin of :class:`~.controller.ExplorerController`: results (see the module docstring).
+    """Results (see the module docstring; a part of :class:`~.controller.ExplorerController`, ``controller.exporter``).
 
-    State: ``decisions``, ``model``, ``example_inputs``."""
+    Args:
+        session: the :class:`~.session.Session`; walk: the :class:`~.walk.Walk` (its decision log).
+    """
+
+    def __init__(self, session, walk):
+        self.s = session
+        self.w = walk
 
     @property
     def history(self) -> List[dict]:
         """The decision log so far, JSON-able: ``[{"action", "root", "idxs", ...}, ...]`` in walk order."""
-        return [d.as_dict() for d in self.decisions]
+        return [d.as_dict() for d in self.w.decisions]
 
     @property
     def pruning_history(self) -> List[dict]:
         """The graph's record of what was pruned (what ``pe.save_pruned`` stores)."""
-        return [dict(h) for h in model_history(self.model)]
+        return [dict(h) for h in model_history(self.s.model)]
 
     def code(self, model_expr: Optional[str] = None) -> str:
         """A short standalone script that applies the same pruning to a fresh copy of the model (no widgets).
@@ -119,9 +125,9 @@ class Export:
         ``model_expr`` is the Python expression that builds the model (e.g. ``"torchvision.models.resnet18()"``);
         without it the script has a placeholder line to fill in.
         """
-        accepted = [d for d in self.decisions if d.action == "accept"]
+        accepted = [d for d in self.w.decisions if d.action == "accept"]
         history = self.pruning_history if any(d.explicit for d in accepted) else []
-        return replay_script(accepted, self.example_inputs, history, model_expr)
+        return replay_script(accepted, self.s.example_inputs, history, model_expr)
 
     def save(self, path) -> Path:
         """Write the pruned model safely: the JSON pruning history plus the weights (``pe.save_pruned``; reload it
@@ -132,7 +138,7 @@ class Export:
         if not path.parent.exists():
             raise ExplorerError(f"the folder {str(path.parent)!r} does not exist; create it or choose another path")
         try:
-            save_pruned(self.model, path)
+            save_pruned(self.s.model, path)
         except OSError as exc:
             raise ExplorerError(f"could not write {str(path)!r}: {exc.strerror or exc}") from exc
         return path
@@ -140,8 +146,8 @@ class Export:
     def export_onnx(self, path, opset: Optional[int] = None) -> OnnxExport:
         """Export the pruned model to ONNX at ``path`` and check the file's input and output shapes
         (:func:`.finish.export_onnx`; needs ``pip install "prune_explorer[onnx]"``)."""
-        return export_onnx(self.model, self.example_inputs, path, opset)
+        return export_onnx(self.s.model, self.s.example_inputs, path, opset)
 
     def report(self) -> FinishReport:
         """Layer by layer, the model as built and now, the totals, and the groups left alone (:mod:`.finish`)."""
-        return finish_report(self)
+        return finish_report(self.s, self.w)

@@ -10,14 +10,13 @@ Figures of the current state are cached until the next change.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..graph import DEFAULT_ROOT_TYPES
 from ..graph.model.channel_space import SIDE_OUT
-from ..measure import count_params
 from ..measure.sweep import SweepResult, uniform_sweep
 from ..validation import check_ratios
 from .session import ExplorerError, check_explorer_ratio
@@ -37,76 +36,70 @@ def _threshold(candidates: List[int], importance: List[float], selected: set) ->
 
 
 class Figures:
-    """Mixin of :class:`~.controller.ExplorerController`: the figures (see the module docstring).
+    """The figures (see the module docstring; a part of :class:`~.controller.ExplorerController`,
+    ``controller.measures``). Reads the session and the walk, changes neither.
 
-    State: ``structure``, ``_layout``, ``params0`` / ``macs0`` (the model as built), ``_sweep``, ``_cache``.
+    Args:
+        session: the :class:`~.session.Session`; walk: the :class:`~.walk.Walk`; events: the
+            :class:`~.status.StatusLine` (progress of the sweep).
     """
 
-    # ---- the model now ---------------------------------------------------------------------------------------------
-    def _params_now(self) -> int:
-        key = ("params", self.DG.version)
-        if key not in self._cache:
-            self._cache[key] = count_params(self.model)
-        return self._cache[key]
+    def __init__(self, session, walk, events):
+        self.s = session
+        self.w = walk
+        self.events = events
+        self.sweep_result: Optional[SweepResult] = None  # the last uniform sweep (None after a rebuild)
+        self._cache: Dict[tuple, Any] = {}  # figures of the current state, cleared on every change
 
-    def _macs_now(self) -> Optional[float]:
-        if self.macs0 is None:
-            return None
-        key = ("macs", self.DG.version)
-        if key not in self._cache:
-            self._cache[key] = float(self.structure.macs_at(self.structure.kept_now()))
-        return self._cache[key]
-
-    @property
-    def n_groups_left(self) -> int:
-        """Groups not decided yet, the current one included (an estimate from the group layout)."""
-        if self.current is None:
-            return 0
-        return max(1, self._layout.n_groups - len(self.decisions))
+    def clear(self, sweep: bool = False) -> None:
+        """Forget the cached figures (after every change), and the sweep too when ``sweep`` (a new pruner)."""
+        self._cache.clear()
+        if sweep:
+            self.sweep_result = None
 
     def figures(self) -> dict:
         """Header figures: parameters and MACs (original, now, % removed), groups done / skipped / left, ratio."""
-        p_now, m_now = self._params_now(), self._macs_now()
-        counts = {a: sum(d.action == a for d in self.decisions) for a in ("accept", "skip", "guard")}
+        p_now, m_now = self.s.params_now(), self.s.macs_now()
+        counts = {a: sum(d.action == a for d in self.w.decisions) for a in ("accept", "skip", "guard")}
         done = sum(counts.values())
         return {
-            "params_original": self.params0,
+            "params_original": self.s.params0,
             "params_now": p_now,
-            "params_removed": 1.0 - p_now / self.params0 if self.params0 else 0.0,
-            "macs_original": self.macs0,
+            "params_removed": 1.0 - p_now / self.s.params0 if self.s.params0 else 0.0,
+            "macs_original": self.s.macs0,
             "macs_now": None if m_now is None else int(round(m_now)),
-            "macs_removed": (1.0 - m_now / self.macs0) if (self.macs0 and m_now is not None) else None,
+            "macs_removed": (1.0 - m_now / self.s.macs0) if (self.s.macs0 and m_now is not None) else None,
             "groups_accepted": counts["accept"],
             "groups_skipped": counts["skip"],
             "groups_guard_skipped": counts["guard"],
             "groups_done": done,
-            "groups_left": self.n_groups_left,
-            "groups_total": done + self.n_groups_left,
-            "pruning_ratio": self.pruning_ratio,
-            "channels_removed": self._layout.channels_removed_fraction(),
+            "groups_left": self.w.n_groups_left,
+            "groups_total": done + self.w.n_groups_left,
+            "pruning_ratio": self.s.pruning_ratio,
+            "channels_removed": self.s.layout.channels_removed_fraction(),
             "current_ratio": self.current_ratio(),
-            "finished": self.current is None,
+            "finished": self.w.current is None,
         }
 
     def current_ratio(self) -> Optional[float]:
         """Channel ratio of the current selection: channels to remove / root channels of the current group."""
-        if self.current is None:
+        if self.w.current is None:
             return None
-        n = self.current.root_space.current_size
-        return len(self.current_idxs) / n if n else 0.0
+        n = self.w.current.root_space.current_size
+        return len(self.w.current_idxs) / n if n else 0.0
 
     # ---- the current group ----------------------------------------------------------------------------------------
     def predict(self, idxs: Optional[Sequence[int]] = None) -> dict:
         """Predicted change if the current group is accepted with ``idxs`` (default: the current selection):
         every member's channels before and after and the parameters it loses, and the totals (parameters exact,
         MACs from the structure's laws; ``*_pct`` relative to the model now). Nothing is pruned."""
-        self._require_current("predict")
-        idxs = list(self.current_idxs if idxs is None else idxs)
-        key = ("predict", self.DG.version, tuple(idxs))  # with the group itself in the entry: ids can be reused
+        self.w.require_current("predict")
+        idxs = list(self.w.current_idxs if idxs is None else idxs)
+        key = ("predict", self.s.DG.version, tuple(idxs))  # with the group itself in the entry: ids can be reused
         cached = self._cache.get(key)
-        if cached is not None and cached[0] is self.current:
+        if cached is not None and cached[0] is self.w.current:
             return cached[1]
-        g = self.current
+        g = self.w.current
         by_space = {it.dep.space.index: it for it in (g.select(idxs).items if idxs else [])}
         removed: Dict[int, int] = {}
         for it in g.items:
@@ -114,7 +107,7 @@ class Figures:
             here = len(by_space[s.index].idxs) if s.index in by_space else 0
             if here:
                 removed[s.index] = removed.get(s.index, 0) + here
-        p_removed, m_removed, per_space = self.structure.group_effect(removed) if removed else (0, 0.0, {})
+        p_removed, m_removed, per_space = self.s.structure.group_effect(removed) if removed else (0, 0.0, {})
         rows = []
         for it in g.items:
             s = it.dep.space
@@ -127,7 +120,7 @@ class Figures:
                 "params_removed": int(per_space.get(s.index, 0)),
                 "is_root": s is g.root_space,
             })
-        p_now, m_now = self._params_now(), self._macs_now()
+        p_now, m_now = self.s.params_now(), self.s.macs_now()
         out = {
             "rows": rows,
             "n_removed": len(idxs),
@@ -143,20 +136,20 @@ class Figures:
 
     def card(self) -> Optional[dict]:
         """Everything the group card shows about the current group (None when the walk is over)."""
-        if self.current is None:
+        if self.w.current is None:
             return None
-        g, proposal = self.current, self._proposal
-        cand = self._candidates()
+        g, proposal = self.w.current, self.w.proposal
+        cand = self.w.candidates()
         imp = proposal.importance
         if imp is None:
             imp_list = [float("nan")] * len(cand)
         else:
             arr = imp.detach().float().reshape(-1).cpu().numpy() if isinstance(imp, torch.Tensor) else np.asarray(imp, dtype=np.float64)
             imp_list = [float(v) for v in arr]
-        sel = set(self.current_idxs)
+        sel = set(self.w.current_idxs)
         prop = sorted(int(i) for i in proposal.proposed_idxs)
         guard_notes = []
-        for d in reversed(self.decisions):
+        for d in reversed(self.w.decisions):
             if d.action != "guard":
                 break
             guard_notes.append({"root": d.root, "reason": d.reason})
@@ -164,7 +157,7 @@ class Figures:
             "root": g.root_name,
             "root_label": g.root_space.label,
             "root_type": g.root.op,
-            "position": len(self.decisions) + 1,
+            "position": len(self.w.decisions) + 1,
             "channels": g.root_space.current_size,
             "candidates": cand,
             "importance": imp_list,
@@ -175,8 +168,8 @@ class Figures:
             "scope": None if proposal.scope is None else str(proposal.scope),
             "pruning_ratio": None if proposal.pruning_ratio is None else float(proposal.pruning_ratio),
             "n_units": len(g.units),
-            "max_removable": self.max_removable(),
-            "allowed_counts": self.allowed_counts(),
+            "max_removable": self.w.max_removable(),
+            "allowed_counts": self.w.allowed_counts(),
             "prediction": self.predict(),
             "guard_skipped": list(reversed(guard_notes)),
             "note": proposal.skip_reason,  # why the pruner proposes nothing (the user may still choose channels)
@@ -185,56 +178,48 @@ class Figures:
 
     def guard_skipped(self) -> List[dict]:
         """Every group a guard of the pruner passed over, with its reason."""
-        return [{"root": d.root, "reason": d.reason} for d in self.decisions if d.action == "guard"]
+        return [{"root": d.root, "reason": d.reason} for d in self.w.decisions if d.action == "guard"]
 
     # ---- curves -----------------------------------------------------------------------------------------------------
     def curves(self) -> dict:
         """Ratio-curve data: one point per accepted group plus the references and the sweep (when computed)."""
         xs, yp, names = [0.0], [0.0], ["(start)"]
-        ym = [0.0] if self.macs0 else []
-        for d in self.decisions:
+        ym = [0.0] if self.s.macs0 else []
+        for d in self.w.decisions:
             if d.action != "accept":
                 continue
             xs.append(d.channels_removed)
-            yp.append(1.0 - d.params_after / self.params0)
-            if self.macs0:
-                ym.append(1.0 - d.macs_after / self.macs0)
+            yp.append(1.0 - d.params_after / self.s.params0)
+            if self.s.macs0:
+                ym.append(1.0 - d.macs_after / self.s.macs0)
             names.append(d.root)
         ref_x = [i / 50 for i in range(51)]
         return {
             "points": {"channels_removed": xs, "params_removed": yp, "macs_removed": ym, "roots": names},
             "reference": {"p": ref_x, "quadratic": [1 - (1 - p) ** 2 for p in ref_x], "linear": list(ref_x)},
-            "sweep": None if self._sweep is None else self._sweep.as_dict(),
+            "sweep": None if self.sweep_result is None else self.sweep_result.as_dict(),
         }
-
-    @property
-    def _max_ratio(self) -> float:
-        return float(self.pruner_kwargs.get("max_pruning_ratio", 1.0) or 1.0)
 
     def sweep(self, ratios: Sequence[float] = DEFAULT_SWEEP_RATIOS) -> SweepResult:
         """Uniform pruning at each ratio (every group loses ``p`` of its channels, ``round_to`` and guards applied):
         the fractions of parameters and MACs removed, computed from the group structure without tracing again."""
         ratios = list(check_ratios("sweep ratios", dict(enumerate(ratios)), error=ExplorerError,
                                    meaning="the channel ratios of the uniform-pruning curve").values())
-        self._report("sweep", 0, len(ratios))
-        self._sweep = uniform_sweep(self.structure, self._layout, ratios, round_to=self.round_to,
-                                    max_ratio=self._max_ratio, progress=lambda i, n: self._report("sweep", i, n))
-        self._changed("sweep")
-        return self._sweep
-
-    @property
-    def sweep_result(self) -> Optional[SweepResult]:
-        return self._sweep
+        self.events.report("sweep", 0, len(ratios))
+        self.sweep_result = uniform_sweep(self.s.structure, self.s.layout, ratios, round_to=self.s.round_to,
+                                          max_ratio=self.s.max_ratio,
+                                          progress=lambda i, n: self.events.report("sweep", i, n))
+        return self.sweep_result
 
     def reachable_reduction(self, ignored_layers=None, ratio: Optional[float] = None) -> dict:
         """Fraction of parameters (and MACs) uniform pruning at ``ratio`` would remove with these ignored layers."""
-        names = self.ignored_names if ignored_layers is None else self._resolve_layers(ignored_layers)
-        ratio = self.pruning_ratio if ratio is None else check_explorer_ratio(ratio, "ratio")
+        names = self.s.ignored_names if ignored_layers is None else self.s.resolve_layers(ignored_layers)
+        ratio = self.s.pruning_ratio if ratio is None else check_explorer_ratio(ratio, "ratio")
         key = ("reach", tuple(sorted(names)), ratio)
         if key in self._cache:
             return self._cache[key]
-        layout = self._layout if names == self.ignored_names else self._make_layout(names)
-        res = uniform_sweep(self.structure, layout, [ratio], round_to=self.round_to, max_ratio=self._max_ratio)
+        layout = self.s.layout if names == self.s.ignored_names else self.s.make_layout(names)
+        res = uniform_sweep(self.s.structure, layout, [ratio], round_to=self.s.round_to, max_ratio=self.s.max_ratio)
         out = {"ratio": ratio, "params_removed": res.params_removed[0], "macs_removed": res.macs_removed[0],
                "params": res.params[0], "ignored": list(names)}
         self._cache[key] = out
@@ -243,32 +228,32 @@ class Figures:
     # ---- layers -----------------------------------------------------------------------------------------------------
     def prunable_layers(self) -> List[dict]:
         """Every layer that can root a group (conv, linear, ...), with its channels and whether it is ignored."""
-        root_types = tuple(self.root_module_types or DEFAULT_ROOT_TYPES)
+        root_types = tuple(self.s.root_module_types or DEFAULT_ROOT_TYPES)
         out, seen = [], set()
-        for s in self.DG.spaces:
+        for s in self.s.DG.spaces:
             if s.side != SIDE_OUT or not isinstance(s.owner, root_types) or id(s.owner) in seen:
                 continue
             seen.add(id(s.owner))
-            name = self._names.get(id(s.owner), s.name)
+            name = self.s.name_of(s.owner, s.name)
             out.append({
                 "name": name, "type": type(s.owner).__name__, "channels": s.current_size,
-                "original_channels": s.size, "ignored": name in self.ignored_names,
-                "prunable_fraction": self.DG.prunable_fraction(s.owner),
-                "fixed_reason": self.DG.fixed_reason(s.owner),
+                "original_channels": s.size, "ignored": name in self.s.ignored_names,
+                "prunable_fraction": self.s.DG.prunable_fraction(s.owner),
+                "fixed_reason": self.s.DG.fixed_reason(s.owner),
             })
         return out
 
     def groups_of(self, layer) -> List[dict]:
         """The groups (of the walk) that touch ``layer``: their root, the members' side and channel count."""
-        module = self._modules[self._resolve_layer(layer)]
+        module = self.s.modules[self.s.resolve_layer(layer)]
         res = []
-        for g in self._groups():
+        for g in self.w.groups():
             hit = [it for it in g.items if it.dep.layer is module]
             if hit:
                 res.append({
                     "root": g.root_name, "members": len(g.items), "channels": g.root_space.current_size,
                     "sides": sorted({"in=out" if it.dep.space.passthrough else it.dep.space.side for it in hit}),
-                    "is_current": self.current is not None and g.root_name == self.current.root_name,
-                    "decision": next((d.action for d in self.decisions if d.root == g.root_name), None),
+                    "is_current": self.w.current is not None and g.root_name == self.w.current.root_name,
+                    "decision": next((d.action for d in self.w.decisions if d.root == g.root_name), None),
                 })
         return res

@@ -79,8 +79,9 @@ def _count_now(c):
         return count_ops_and_params(c.model, c.example_inputs, layer_wise=True, forward_fn=fwd, layer_keys="name")
 
 
-def finish_report(c) -> FinishReport:
-    """The report of controller ``c`` (the model counted as it is now, one shape-only forward pass)."""
+def finish_report(c, walk) -> FinishReport:
+    """The report of session ``c`` (:class:`~.session.Session`) after ``walk`` (:class:`~.walk.Walk`): the model
+    counted as it is now, one shape-only forward pass."""
     try:
         macs_now, params_now, layer_macs, layer_params = _count_now(c)
     except Exception as exc:  # noqa: BLE001 - the walk worked without MACs; so does the report
@@ -90,28 +91,28 @@ def finish_report(c) -> FinishReport:
         params_now, layer_params = count_params(c.model), params_per_module(c.model)
         if c.macs0 is not None:
             raise ExplorerError(f"the pruned model could not be run to count it ({type(exc).__name__}: {exc})") from exc
-    macs0 = c._layer_macs or {}
+    macs0 = c.layer_macs or {}
     rows: List[LayerChange] = []
     for node in c.DG.nodes.values():
         if node.kind != "layer" or node.module is None:
             continue
-        name = c._names.get(id(node.module), node.name)
+        name = c.name_of(node.module, node.name)
         channels: Dict[str, Tuple[int, int]] = {}
         for s in node.spaces:
             side = "in=out" if s.passthrough else s.side
             channels[side] = (int(s.size), int(s.current_size))
-        p0 = int(c._layer_params0.get(name, 0))
+        p0 = int(c.layer_params0.get(name, 0))
         p1 = int(layer_params.get(name, 0))
         m = None
         if name in macs0 and macs_now is not None:
             m = (int(macs0[name]), int(layer_macs.get(name, 0)))
         rows.append(LayerChange(name, node.op, channels, (p0, p1), m))
     left = [{"root": d.root, "reason": d.reason if d.action == "guard" else "skipped by you"}
-            for d in c.decisions if d.action in ("skip", "guard")]
+            for d in walk.decisions if d.action in ("skip", "guard")]
     return FinishReport(
         layers=rows, params=(int(c.params0), int(params_now)),
         macs=None if (c.macs0 is None or macs_now is None) else (int(c.macs0), int(macs_now)),
-        accepted=sum(d.action == "accept" for d in c.decisions), left_alone=left, groups_left=c.n_groups_left)
+        accepted=sum(d.action == "accept" for d in walk.decisions), left_alone=left, groups_left=walk.n_groups_left)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

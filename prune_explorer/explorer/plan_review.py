@@ -6,7 +6,8 @@ review, each group the walk shows is pre-selected with the plan's count through 
 accept / adjust / skip / undo work as always; :meth:`PlanReview.apply_plan` accepts every remaining group with its
 count at once (all or nothing) and :meth:`PlanReview.undo_plan` undoes that whole step exactly.
 
-The class expects what its host sets up: ``controller`` (the :class:`~.controller.ExplorerController`), ``plan``
+It uses only the controller's public interface (``adjust``, ``allowed_counts``, ``apply_counts``, ``undo_since``,
+``notify``). The class expects what its host sets up: ``controller`` (the :class:`~.controller.ExplorerController`), ``plan``
 (the plan under review or None), ``applied`` (the decisions of the last apply), ``_adjusting`` (True while it adjusts
 the walk itself), ``_emit(event)`` and ``current_key()``. See the example in :mod:`.sensitivity_controller`.
 """
@@ -84,7 +85,7 @@ class PlanReview:
     def _on_walk_change(self, event: str) -> None:
         if self._adjusting or event == "adjust":
             return
-        if event in ("accept", "skip", "undo", "ignore", "ratio", "rebuild", "options"):
+        if event in ("accept", "skip", "undo", "rollback", "restart", "ignore", "ratio", "rebuild", "options"):
             self._preselect()
 
     def apply_plan(self, plan: Optional[PruningPlan] = None) -> List[Any]:
@@ -98,47 +99,20 @@ class PlanReview:
         c = self.controller
         if c.current is None:
             raise ExplorerError("every group has been decided: nothing left to apply the plan to")
-        start = len(c.decisions)
-        n_total = max(c.n_groups_left, 1)
-        done = 0
-        c._report(APPLY_STAGE, 0, n_total)
         self._adjusting = True
         try:
-            while c.current is not None:
-                n = self.planned_count() or 0
-                if n:
-                    c._apply(c._propose(n))
-                else:
-                    c._skip_current()
-                c._advance()
-                c._cache.clear()  # the figures of the group just decided are not needed again
-                done += 1
-                c._report(APPLY_STAGE, done, max(n_total, done + c.n_groups_left))
+            self.applied = c.apply_counts(lambda: self.planned_count() or 0, APPLY_STAGE)
         except BaseException:
-            self._rollback(start)
+            self._adjusting = False
+            self._preselect()  # still reviewing: the group on show gets the plan's count again
             raise
         finally:
             self._adjusting = False
-            c._report(APPLY_STAGE, n_total, n_total)
-        self.applied = list(c.decisions[start:])
         accepted = [d for d in self.applied if d.action == "accept"]
-        c._changed("accept_all")
         c.notify(f"applied plan {self.plan.name!r}: {len(accepted)} groups pruned, {len(self.applied) - len(accepted)} "
                  "left alone. 'Undo plan' restores the model")
         self._emit("apply")
         return self.applied
-
-    def _rollback(self, start: int) -> None:
-        """Undo every decision after the first ``start`` ones (newest first) and walk back there."""
-        c = self.controller
-        for d in reversed(c.decisions[start:]):
-            if d.action == "accept":
-                c.DG.undo(d.record) if d.record is not None else c.DG.undo()
-        del c.decisions[start:]
-        c._cache.clear()
-        c._restart_walk()
-        self._adjusting = False
-        self._preselect()  # still reviewing: the group on show gets the plan's count again
 
     def undo_plan(self) -> None:
         """Undo the decisions of the last :meth:`apply_plan` (the model is restored exactly) and walk back to the
@@ -154,8 +128,7 @@ class PlanReview:
             raise ExplorerError("the plan's decisions were already undone one by one") from None
         if len(c.decisions) != start + len(self.applied):
             raise ExplorerError("other decisions were taken after the plan was applied: undo them first")
-        self._rollback(start)
         self.applied = []
-        c._changed("plan")
+        c.undo_since(start)  # the walk's listeners pre-select the plan's count again
         c.notify("undid the plan: the model is as it was before it was applied")
         self._emit("undo_plan")

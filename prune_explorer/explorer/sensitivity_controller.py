@@ -199,9 +199,9 @@ class SensitivityController(PlanReview):
 
         def progress(done: int, n: int) -> None:
             total[0] = n
-            c._report(SCAN_STAGE, done, n)
+            c.report_progress(SCAN_STAGE, done, n)
 
-        c._report(SCAN_STAGE, 0, 1)
+        c.report_progress(SCAN_STAGE, 0, 1)
         try:
             table = run_scan(model_copy, copy.deepcopy(c.example_inputs), self.eval_fn, importance=c.importance,
                              ratios=ratios, groups=groups, executor=self.executor if executor is None else executor,
@@ -210,7 +210,7 @@ class SensitivityController(PlanReview):
         except PruneExplorerError as exc:
             raise ExplorerError(f"sensitivity scan: {exc}") from exc
         finally:
-            c._report(SCAN_STAGE, total[0], total[0])  # done (or stopped): the bar goes away
+            c.report_progress(SCAN_STAGE, total[0], total[0])  # done (or stopped): the bar goes away
         self.table = table
         self.scanned_at = len(c.decisions)
         st = table.stats
@@ -335,13 +335,13 @@ class SensitivityController(PlanReview):
                                     f"original {kind}, the target keeps {target:.1%}")
             label = f"{kind} x{target:.3g} of the original"
         c = self.controller
-        c._report(SOLVE_STAGE, 0, 1)
+        c.report_progress(SOLVE_STAGE, 0, 1)
         try:
             plan = solve_budget(t, target=goal, kind=kind, name=name or f"sensitivity, {label}")
         except PruneExplorerError as exc:
             raise ExplorerError(f"budget: {exc}") from exc
         finally:
-            c._report(SOLVE_STAGE, 1, 1)
+            c.report_progress(SOLVE_STAGE, 1, 1)
         plan.metadata["explorer"] = {"target": float(target), "kind": kind, "relative_to": relative_to,
                                      "scanned_at": self.scanned_at}
         self.plans[plan.name] = plan

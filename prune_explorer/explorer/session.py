@@ -1,9 +1,9 @@
 """The explorer's session: the model and its example inputs, the pruner built from the user's options, and what is
 measured once at the start (MACs per layer, the final classifier).
 
-Changing an option the pruner was built with (:meth:`Session.ignore`, :meth:`Session.set_ignored`,
-:meth:`Session.set_ratio`) rebuilds the pruner on the unpruned model and replays the decisions taken so far
-(:meth:`~.walk.Walk._replay`). Layers are named by their qualified names (``model.named_modules()``) or given as
+Changing an option the pruner was built with rebuilds the pruner on the unpruned model (:meth:`Session.unprune`,
+:meth:`Session.make_pruner`, :meth:`Session.install`) and the walk replays the decisions taken so far
+(:meth:`~.walk.Walk.replay`). Layers are named by their qualified names (``model.named_modules()``) or given as
 the modules themselves.
 """
 
@@ -17,11 +17,10 @@ import torch.nn as nn
 from ..errors import PruneExplorerError, TracingError
 from ..graph import DEFAULT_ROOT_TYPES
 from ..inputs import CALL_CONVENTION, tensors_in, to_meta
-from ..measure import count_ops_and_params
+from ..measure import count_ops_and_params, count_params, params_per_module
 from ..measure.structure import ModelStructure, meta_clone
 from ..measure.sweep import GroupLayout
 from ..validation import check_ratio
-from .status import Status, describe
 
 __all__ = ["ExplorerError", "Session", "check_explorer_ratio", "measure_model", "build_pruner"]
 
@@ -125,60 +124,92 @@ def build_pruner(pruner_class, model: nn.Module, example_inputs, importance, opt
 
 
 class Session:
-    """Mixin of :class:`~.controller.ExplorerController`: the pruner, its options, layer names, listeners.
+    """The model, the pruner built with the user's options, and what was measured once (a part of
+    :class:`~.controller.ExplorerController`; ``controller.session``).
 
-    State: ``model``, ``example_inputs``, ``importance``, ``pruner_class``, ``pruner_kwargs``, ``pruning_ratio``,
-    ``ignored_names``, ``pruner`` / ``DG``, ``structure`` (parameter and MAC laws), ``_layout`` (the groups of the
-    walk on original channel ids), ``progress`` and the listeners.
+    Attributes: ``model``, ``example_inputs``, ``importance``, ``pruner_class``, ``pruner_kwargs``,
+    ``pruning_ratio``, ``ignored_names``, ``pruner`` / ``DG``, ``structure`` (parameter and MAC laws), ``layout``
+    (the groups of the walk on original channel ids), ``params0`` / ``macs0`` (the model as built, parameters and
+    MACs), ``layer_macs`` / ``layer_params0`` (per module name, as built; MACs None when they could not be counted).
+
+    Args:
+        report: ``report(stage, done, total)``, the progress callback (never raises).
     """
 
-    # ---- progress and listeners -------------------------------------------------------------------------------------
-    def _report(self, stage: str, done: int, total: int) -> None:
-        if self.progress is not None:
-            try:
-                self.progress(stage, done, total)
-            except Exception:  # noqa: BLE001 - a broken progress display must not break the work
-                pass
+    def __init__(self, model: nn.Module, example_inputs, importance, pruning_ratio: float, ignored_layers,
+                 pruner_class, pruner_kwargs: dict, report: ProgressFn):
+        self.model = model
+        self.example_inputs = example_inputs
+        self.importance = importance
+        self.pruning_ratio = pruning_ratio
+        self.pruner_class = pruner_class
+        self.pruner_kwargs = dict(pruner_kwargs)
+        self.pruner_kwargs.pop("pruning_ratio", None)
+        self.report = report
+        self.modules: Dict[str, nn.Module] = dict(model.named_modules())
+        self._names = {id(m): n for n, m in self.modules.items()}
+        self._now: Dict[tuple, Any] = {}  # parameters / MACs of the model now, by graph version
+        explicit = ignored_layers is not None
+        ignored_names = self.resolve_layers(ignored_layers or ()) if explicit else []
+        # 1. one forward pass: MACs per layer (and, unless given, which layer is the final classifier)
+        report("measuring MACs", 0, 4)
+        macs, layer_macs, classifier = measure_model(model, example_inputs, self.pruner_kwargs.get("forward_fn"),
+                                                     find_classifier=not explicit)
+        if not explicit:
+            ignored_names = classifier
+        # 2. the pruner traces the model
+        report("tracing", 1, 4)
+        self.ignored_names: List[str] = list(ignored_names)
+        self.pruner = self.make_pruner(self.ignored_names)
+        self.DG = self.pruner.DG
+        self.DG.undo_depth = 1 << 30  # every accepted group stays undoable
+        # 3. parameter / MAC laws and the group layout (for predictions and the sweep)
+        report("grouping", 2, 4)
+        self.layer_macs: Optional[Dict[str, float]] = layer_macs
+        self.layer_params0 = params_per_module(model)  # as built, per module name (the finish report)
+        self.structure = ModelStructure(self.DG, layer_macs, macs)
+        self.params0 = self.structure.total_params0
+        self.macs0 = macs
+        self.layout = self.make_layout(self.ignored_names)
 
-    def subscribe(self, fn: Callable[[str], None]) -> None:
-        """Call ``fn(event)`` after every change (event: accept, skip, adjust, undo, accept_all, ignore, ratio,
-        options, sweep, or ``"status"`` when only the status line changed)."""
-        self._listeners.append(fn)
+    # ---- the model now ---------------------------------------------------------------------------------------------
+    def params_now(self) -> int:
+        """Parameters of the model as it is now (exact)."""
+        key = ("params", self.DG.version)
+        if key not in self._now:
+            self._now = {k: v for k, v in self._now.items() if k[1] == self.DG.version}
+            self._now[key] = count_params(self.model)
+        return self._now[key]
 
-    def _notify_listeners(self, event: str) -> None:
-        for fn in list(self._listeners):
-            fn(event)
+    def macs_now(self) -> Optional[float]:
+        """MACs of the model as it is now (from the structure's laws), or None when they could not be counted."""
+        if self.macs0 is None:
+            return None
+        key = ("macs", self.DG.version)
+        if key not in self._now:
+            self._now = {k: v for k, v in self._now.items() if k[1] == self.DG.version}
+            self._now[key] = float(self.structure.macs_at(self.structure.kept_now()))
+        return self._now[key]
 
-    def _changed(self, event: str) -> None:
-        """After every change: the status line describes the new state plus this action's notices; listeners run."""
-        self._cache.clear()
-        notices, self._notices = self._notices, []
-        self.message = "; ".join(notices)
-        self.status = Status(describe(self, event) + (f" ({self.message})" if self.message else ""))
-        self._notify_listeners(event)
+    def set_pruner_options(self, options: dict) -> dict:
+        """Use ``options`` for the next :meth:`make_pruner` (the caller rebuilds); returns the previous ones."""
+        old, self.pruner_kwargs = self.pruner_kwargs, dict(options)
+        return old
 
-    # ---- the status line ----------------------------------------------------------------------------------------------
-    def _notice(self, text: str) -> None:
-        """A notice of the running action (shown after the status sentence, and in :attr:`message`)."""
-        self._notices.append(text)
+    @property
+    def round_to(self) -> Optional[int]:
+        r = self.pruner_kwargs.get("round_to")
+        return int(r) if r else None
 
-    def fail(self, exc, details: str = "") -> None:
-        """Show why an action was refused (``exc``: an exception or a sentence); nothing else changes."""
-        self._notices = []
-        self.status = Status.error(exc, details)
-        self._notify_listeners("status")
-
-    def notify(self, text: str, error: bool = False) -> None:
-        """Put ``text`` in the status line and in :attr:`message` (a notice outside any action: what a search found,
-        that the model is on the meta device...)."""
-        self.message = text
-        self.status = Status(text, "error" if error else "info")
-        self._notify_listeners("status")
+    @property
+    def max_ratio(self) -> float:
+        return float(self.pruner_kwargs.get("max_pruning_ratio", 1.0) or 1.0)
 
     # ---- the pruner -----------------------------------------------------------------------------------------------
-    def _make_pruner(self, ignored_names: Sequence[str], ratio: Optional[float] = None):
+    def make_pruner(self, ignored_names: Sequence[str], ratio: Optional[float] = None):
+        """A new pruner on the model as it is, with these ignored layers and ratio (the other options as set)."""
         options = dict(self.pruner_kwargs)
-        options["ignored_layers"] = [self._modules[n] for n in ignored_names]
+        options["ignored_layers"] = [self.modules[n] for n in ignored_names]
         options["pruning_ratio"] = self.pruning_ratio if ratio is None else ratio
         return build_pruner(self.pruner_class, self.model, self.example_inputs, self.importance, options)
 
@@ -186,88 +217,28 @@ class Session:
     def root_module_types(self):
         return getattr(self.pruner, "root_module_types", None) or DEFAULT_ROOT_TYPES
 
-    def _make_layout(self, ignored_names: Sequence[str]) -> GroupLayout:
+    def make_layout(self, ignored_names: Sequence[str]) -> GroupLayout:
         """The group layout with these ignored layers (expanded to submodules, plus what the pruner handles itself)."""
         extra = [m for m in self.pruner.group_ignored_layers if not any(m is x for x in self.pruner.ignored_layers)]
         mods = []
         for n in ignored_names:
-            mods.extend(self._modules[n].modules())
+            mods.extend(self.modules[n].modules())
         return GroupLayout(self.DG, mods + extra, self.root_module_types)
 
-    # ---- layer names ----------------------------------------------------------------------------------------------
-    @property
-    def ignored_modules(self) -> List[nn.Module]:
-        return [self._modules[n] for n in self.ignored_names]
+    def unprune(self) -> None:
+        """Undo every pruning of the graph (the model is as built again)."""
+        while self.DG.history:
+            self.DG.undo()
 
-    def _resolve_layers(self, layers) -> List[str]:
-        if isinstance(layers, (str, nn.Module)):
-            layers = [layers]
-        return list(dict.fromkeys(self._resolve_layer(layer) for layer in layers))
-
-    def _resolve_layer(self, layer) -> str:
-        if isinstance(layer, nn.Module):
-            name = self._names.get(id(layer))
-            if name is None:
-                raise ExplorerError(f"{type(layer).__name__} is not a submodule of the model; pass one of its own "
-                                    "layers (or its qualified name, e.g. 'fc')")
-            return name
-        if isinstance(layer, str):
-            if layer in self._modules and layer != "":
-                return layer
-            close = difflib.get_close_matches(layer, [n for n in self._modules if n], n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise ExplorerError(f"there is no layer named {layer!r} in the model.{hint} Use the qualified names "
-                                "of model.named_modules(), e.g. 'layer1.0.conv1'.")
-        raise ExplorerError(f"a layer is given by its qualified name (str) or the module itself, got {layer!r}")
-
-    # ---- options that rebuild the pruner --------------------------------------------------------------------------
-    def ignore(self, layer, ignored: bool = True) -> None:
-        """Add ``layer`` (a qualified name or module) to the ignored layers, or remove it (``ignored=False``)."""
-        name = self._resolve_layer(layer)
-        names = [n for n in self.ignored_names if n != name]
-        if ignored:
-            names.append(name)
-        if names == self.ignored_names:
-            return
-        self._rebuild(ignored_names=names)
-        self._changed("ignore")
-
-    def set_ignored(self, layers) -> None:
-        """Replace the ignored layers with ``layers`` (names or modules)."""
-        names = self._resolve_layers(layers)
-        if names != self.ignored_names:
-            self._rebuild(ignored_names=names)
-            self._changed("ignore")
-
-    def set_ratio(self, ratio: float) -> None:
-        """Change the pruning ratio (proposals of the groups still to decide follow it)."""
-        r = check_explorer_ratio(ratio)
-        if r == self.pruning_ratio:
-            return
-        self._rebuild(ratio=r)
-        self._changed("ratio")
-
-    def set_options(self, **options) -> None:
-        """Change other pruner options (e.g. ``prune_num_heads=True, head_pruning_ratio=0.25``) and rebuild the
-        pruner; decisions are kept where they still apply. A bad option raises and changes nothing."""
-        for key in ("ignored_layers", "pruning_ratio", "importance"):
-            if key in options:
-                raise ExplorerError(f"{key} has its own control: use "
-                                    + {"ignored_layers": "ignore() / set_ignored()", "pruning_ratio": "set_ratio()",
-                                       "importance": "a new Explorer"}[key])
-        new = {**self.pruner_kwargs, **options}
-        if new == self.pruner_kwargs:
-            return
-        old = self.pruner_kwargs
-        self.pruner_kwargs = new
-        try:
-            self._rebuild()
-        except ExplorerError:
-            self.pruner_kwargs = old
-            self._rebuild()  # the pruner with the old options, the decisions replayed
-            self._notices = []
-            raise
-        self._changed("options")
+    def install(self, pruner, ignored_names: List[str], ratio: float) -> None:
+        """Use ``pruner`` (built by :meth:`make_pruner` on the unpruned model) from now on."""
+        self.pruner, self.DG = pruner, pruner.DG
+        self.DG.undo_depth = 1 << 30
+        self.pruning_ratio = ratio
+        self.ignored_names = list(ignored_names)
+        if self.structure.DG is not self.DG:  # the model is unpruned here, as when the laws were first measured
+            self.structure = ModelStructure(self.DG, self.layer_macs, self.macs0)
+        self.layout = self.make_layout(self.ignored_names)
 
     @property
     def head_options(self) -> Optional[dict]:
@@ -280,39 +251,34 @@ class Session:
                 "prune_head_dims": bool(getattr(self.pruner, "prune_head_dims", True)),
                 "head_pruning_ratio": float(getattr(self.pruner, "head_pruning_ratio", 0.0) or 0.0)}
 
-    def _rebuild(self, ignored_names: Optional[List[str]] = None, ratio: Optional[float] = None) -> None:
-        ignored_names = list(self.ignored_names if ignored_names is None else ignored_names)
-        ratio = self.pruning_ratio if ratio is None else ratio
-        old = [d for d in self.decisions if d.action in ("accept", "skip")]
-        self._report("tracing", 0, 3)
-        # 1. back to the unpruned model
-        while self.DG.history:
-            self.DG.undo()
-        self.decisions = []
-        # 2. a new pruner with the new options (it traces the unpruned model again)
-        try:
-            pruner = self._make_pruner(ignored_names, ratio)
-        except ExplorerError:
-            self._replay(old)  # put the model back as it was
-            raise
-        self.pruner, self.DG = pruner, pruner.DG
-        self.DG.undo_depth = 1 << 30
-        self.pruning_ratio = ratio
-        self.ignored_names = ignored_names
-        if self.structure.DG is not self.DG:  # the model is unpruned here, as when the laws were first measured
-            self.structure = ModelStructure(self.DG, self._layer_macs, self.macs0)
-        self._layout = self._make_layout(self.ignored_names)
-        self._sweep = None
-        self._report("replaying the decisions", 2, 3)
-        dropped = self._replay(old)
-        ignored_now = set(self.ignored_names)
-        on_ignored = [d for d in dropped if d in ignored_now]
-        others = [d for d in dropped if d not in ignored_now]
-        msg = f"pruner rebuilt; {len(old) - len(dropped)} earlier decisions kept"
-        if on_ignored:
-            msg += f", dropped {len(on_ignored)} on now-ignored layers ({fmt_names(on_ignored)})"
-        if others:
-            where = f" after {self.replay_stopped_at}, which the walk now visits first" if self.replay_stopped_at else ""
-            msg += f", dropped {len(others)} that came{where} ({fmt_names(others)})"
-        self._notice(msg)
-        self._report("replaying the decisions", 3, 3)
+    # ---- layer names ----------------------------------------------------------------------------------------------
+    @property
+    def ignored_modules(self) -> List[nn.Module]:
+        return [self.modules[n] for n in self.ignored_names]
+
+    def name_of(self, module: nn.Module, default: str = "") -> str:
+        """The qualified name of ``module`` in the model (``default`` when it is not one of its modules)."""
+        return self._names.get(id(module), default)
+
+    def resolve_layers(self, layers) -> List[str]:
+        """Qualified names of ``layers`` (names or modules, one or many), or :class:`ExplorerError`."""
+        if isinstance(layers, (str, nn.Module)):
+            layers = [layers]
+        return list(dict.fromkeys(self.resolve_layer(layer) for layer in layers))
+
+    def resolve_layer(self, layer) -> str:
+        """The qualified name of ``layer`` (a name or a module), or :class:`ExplorerError` saying what to pass."""
+        if isinstance(layer, nn.Module):
+            name = self._names.get(id(layer))
+            if name is None:
+                raise ExplorerError(f"{type(layer).__name__} is not a submodule of the model; pass one of its own "
+                                    "layers (or its qualified name, e.g. 'fc')")
+            return name
+        if isinstance(layer, str):
+            if layer in self.modules and layer != "":
+                return layer
+            close = difflib.get_close_matches(layer, [n for n in self.modules if n], n=3)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ExplorerError(f"there is no layer named {layer!r} in the model.{hint} Use the qualified names "
+                                "of model.named_modules(), e.g. 'layer1.0.conv1'.")
+        raise ExplorerError(f"a layer is given by its qualified name (str) or the module itself, got {layer!r}")

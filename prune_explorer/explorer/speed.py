@@ -10,7 +10,7 @@ timing takes a few seconds and would slow every click.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from ..measure.benchmark import measure_latency, model_device
 
@@ -33,14 +33,28 @@ class LatencyPair:
 
 
 class Speed:
-    """Mixin of :class:`~.controller.ExplorerController`: measured latency (see the module docstring).
+    """Measured latency (see the module docstring; a part of :class:`~.controller.ExplorerController`,
+    ``controller.speed``).
 
-    State: ``_latency`` (``{"original": (device, LatencyStats), "pair": LatencyPair}``).
+    Args:
+        session: the :class:`~.session.Session`; events: the :class:`~.status.StatusLine` (progress);
+        rebuild: called after the model was unpruned to time it: puts the pruning back (the controller rebuilds
+            the pruner and replays the decisions).
+
+    State: ``original`` (``(device, LatencyStats)`` of the model as built, timed once per device) and ``latency``
+    (the last :class:`LatencyPair`).
     """
 
+    def __init__(self, session, events, rebuild: Callable[[], None]):
+        self.s = session
+        self.events = events
+        self._rebuild = rebuild
+        self.original = None
+        self.latency: Optional[LatencyPair] = None
+
     def _time(self, repeat: int, warmup: int, max_time_s: Optional[float]):
-        return measure_latency(self.model, self.example_inputs, repeat=repeat, warmup=warmup,
-                               run_fn=self.pruner_kwargs.get("forward_fn"), max_time_s=max_time_s)
+        return measure_latency(self.s.model, self.s.example_inputs, repeat=repeat, warmup=warmup,
+                               run_fn=self.s.pruner_kwargs.get("forward_fn"), max_time_s=max_time_s)
 
     def measure_speed(self, repeat: int = 30, warmup: int = 5, max_time_s: Optional[float] = 5.0) -> LatencyPair:
         """Time the current model (and the original one, the first time) on the model's device.
@@ -48,33 +62,22 @@ class Speed:
         ``repeat`` timed passes after ``warmup`` untimed ones, the timed phase bounded by ``max_time_s`` seconds
         (at least 3 passes). Returns a :class:`LatencyPair`; also kept as :attr:`latency`.
         """
-        device = str(model_device(self.model, self.example_inputs))
-        cached = self._latency.get("original")
-        if cached is None or cached[0] != device:
-            if self.DG.history:  # time the model as built: undo everything, time it, rebuild and replay
-                self._report("timing the original model", 0, 2)
-                while self.DG.history:
-                    self.DG.undo()
+        device = str(model_device(self.s.model, self.s.example_inputs))
+        if self.original is None or self.original[0] != device:
+            self.events.report("timing the original model", 0, 2)
+            if self.s.DG.history:  # time the model as built: undo everything, time it, rebuild and replay
+                self.s.unprune()
                 try:
                     original = self._time(repeat, warmup, max_time_s)
                 finally:
                     self._rebuild()
-                    self._notices = []  # the rebuild is an implementation detail here, not news
             else:
-                self._report("timing the original model", 0, 2)
                 original = self._time(repeat, warmup, max_time_s)
-            self._latency["original"] = (device, original)
-        self._report("timing the current model", 1, 2)
+            self.original = (device, original)
+        self.events.report("timing the current model", 1, 2)
         current = self._time(repeat, warmup, max_time_s)
-        self._report("timing the current model", 2, 2)
-        original = self._latency["original"][1]
-        pair = LatencyPair(float(original.median_ms), float(current.median_ms), device, int(current.repeat),
-                           int(self._params_now()))
-        self._latency["pair"] = pair
-        self._changed("speed")
-        return pair
-
-    @property
-    def latency(self) -> Optional[LatencyPair]:
-        """The last :meth:`measure_speed` result (None before the first)."""
-        return self._latency.get("pair")
+        self.events.report("timing the current model", 2, 2)
+        original = self.original[1]
+        self.latency = LatencyPair(float(original.median_ms), float(current.median_ms), device, int(current.repeat),
+                                   int(self.s.params_now()))
+        return self.latency

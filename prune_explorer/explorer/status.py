@@ -11,10 +11,36 @@ never stays beside a later success, and a summary never contradicts the walk.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, List, Optional
 
-__all__ = ["Status", "describe"]
+__all__ = ["Status", "StatusLine", "describe", "clean_text"]
+
+
+#: terminal colour / cursor codes, with their escape character or as they look once it was lost ("[96m...[0m")
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]|\[[0-9;]{1,12}m")
+
+
+def clean_text(text: str) -> str:
+    """``text`` as the app shows it: terminal escape codes removed, and characters that fonts draw as boxes
+    (control characters, emoji and other pictographs) dropped; whitespace runs become one space.
+
+    >>> clean_text("\x1b[96mtorch.onnx\x1b[0m failed \u274c [1mhere[0m")
+    'torch.onnx failed here'
+    """
+    text = _ANSI.sub("", str(text))
+    keep = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if ch in "\n\t":
+            keep.append(" ")
+        elif cat in ("Cc", "Cf", "Cs", "Co", "Cn", "So", "Sk") and ch not in "^`":
+            continue
+        else:
+            keep.append(ch)
+    return re.sub(r"\s+", " ", "".join(keep)).strip()
 
 
 @dataclass(frozen=True)
@@ -25,6 +51,10 @@ class Status:
     level: str = "info"
     details: str = ""
 
+    def __post_init__(self):
+        object.__setattr__(self, "text", clean_text(self.text))
+        object.__setattr__(self, "details", _ANSI.sub("", self.details))
+
     @classmethod
     def error(cls, exc, details: str = "") -> "Status":
         return cls(str(exc), "error", details)
@@ -32,6 +62,61 @@ class Status:
     @property
     def is_error(self) -> bool:
         return self.level == "error"
+
+
+class StatusLine:
+    """The status line, the notices of the running action, the change listeners and the progress callback (a part of
+    :class:`~.controller.ExplorerController`; ``controller.events``).
+
+    ``describe(event)`` words the status sentence after a change (:func:`describe` on the controller).
+    """
+
+    def __init__(self, describe_fn: Callable[[str], str], progress=None):
+        self._describe = describe_fn
+        self.progress = progress
+        self.status = Status("")
+        self.message = ""  # the notices of the last action ("" when it had none), also shown in the status line
+        self._notices: List[str] = []
+        self._listeners: List[Callable[[str], None]] = []
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        """Progress of long work: ``progress(stage, done, total)``; a broken progress display breaks nothing."""
+        if self.progress is not None:
+            try:
+                self.progress(stage, done, total)
+            except Exception:  # noqa: BLE001 - a broken progress display must not break the work
+                pass
+
+    def subscribe(self, fn: Callable[[str], None]) -> None:
+        self._listeners.append(fn)
+
+    def notice(self, text: str) -> None:
+        """A notice of the running action (shown after the status sentence, and in :attr:`message`)."""
+        self._notices.append(text)
+
+    def drop_notices(self) -> None:
+        self._notices = []
+
+    def emit(self, event: str) -> None:
+        for fn in list(self._listeners):
+            fn(event)
+
+    def changed(self, event: str) -> None:
+        """After a change: the status line describes the new state plus the action's notices; listeners run."""
+        notices, self._notices = self._notices, []
+        self.message = clean_text("; ".join(notices))
+        self.status = Status(self._describe(event) + (f" ({self.message})" if self.message else ""))
+        self.emit(event)
+
+    def fail(self, exc, details: str = "") -> None:
+        self._notices = []
+        self.status = Status.error(exc, details)
+        self.emit("status")
+
+    def notify(self, text: str, error: bool = False) -> None:
+        self.message = clean_text(text)
+        self.status = Status(self.message, "error" if error else "info")
+        self.emit("status")
 
 
 def _walk_state(c) -> str:
@@ -74,6 +159,11 @@ def describe(c, event: str) -> str:
         return f"undid {c.last_undone}: the model is as it was before it was accepted; " + _walk_state(c)
     if event == "accept_all":
         return "accepted every remaining group; " + _walk_state(c)
+    if event == "rollback":
+        return "undid those decisions: the model is as it was before them; " + _walk_state(c)
+    if event == "restart":
+        return ("started over: every decision undone, the model is as built; " + _walk_state(c)
+                + " Accept, adjust or skip each group again.")
     if event in ("ignore", "ratio", "options"):
         what = {"ignore": f"ignoring {', '.join(c.ignored_names) or 'no layer'}",
                 "ratio": f"channel ratio {c.pruning_ratio:.2f}", "options": "new pruner options"}[event]

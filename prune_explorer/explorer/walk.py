@@ -16,7 +16,7 @@ not at all, and the walk resumes at the first undecided group.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -98,19 +98,49 @@ def _read_idx_text(text: str, what: str) -> List[int]:
 
 
 class Walk:
-    """Mixin of :class:`~.controller.ExplorerController`: the walk over the pruner's groups (module docstring).
+    """The walk over the pruner's groups (module docstring; a part of :class:`~.controller.ExplorerController`,
+    ``controller.walk``). It changes the model only through the pruner's proposals and the graph's undo; it does
+    not announce changes (the controller does, after each action).
 
     State: ``decisions`` (the log), ``current`` (the group on show, whole; None when the walk is over),
-    ``_proposal`` (the pruner's proposal for it), ``current_idxs`` (what accepting removes now), ``message``.
+    ``proposal`` (the pruner's proposal for it), ``current_idxs`` (what accepting removes now), ``last_undone``.
+
+    Args:
+        session: the :class:`~.session.Session` (pruner, graph, layout, parameter and MAC counts).
+        events: the :class:`~.status.StatusLine` (notices and progress).
     """
 
-    # ---- moving along ----------------------------------------------------------------------------------------------
-    def _groups(self):
-        return self.pruner.get_all_groups()
+    def __init__(self, session, events):
+        self.s = session
+        self.events = events
+        self.decisions: List[Decision] = []
+        self.current = None  # the group on show, whole (None when the walk is over)
+        self.proposal = None  # the pruner's proposal for it (importance, proposed channels, scope, ratio, ...)
+        self.current_idxs: List[int] = []
+        self.last_undone: Optional[str] = None
+        self.replay_stopped_at: Optional[str] = None
+        self._allowed = None  # (group, graph version, counts)
+        self._iter = iter(())
 
-    def _restart_walk(self) -> None:
+    # ---- moving along ----------------------------------------------------------------------------------------------
+    @property
+    def n_groups_left(self) -> int:
+        """Groups not decided yet, the current one included (an estimate from the group layout)."""
+        if self.current is None:
+            return 0
+        return max(1, self.s.layout.n_groups - len(self.decisions))
+
+    def forget(self) -> None:
+        """Empty the log without touching the model (the caller has undone it; :meth:`replay` follows)."""
+        self.decisions = []
+        self.current, self.proposal, self.current_idxs = None, None, []
+
+    def groups(self):
+        return self.s.pruner.get_all_groups()
+
+    def restart(self) -> None:
         """Enumerate the groups again and move past the decisions already taken (after undo / rebuild)."""
-        self._iter = iter(self._groups())
+        self._iter = iter(self.groups())
         k = 0
         while k < len(self.decisions):
             try:
@@ -121,27 +151,27 @@ class Walk:
             if g.root_name != self.decisions[k].root:
                 # the walk changed shape (should not happen): forget the rest of the log, show this group
                 del self.decisions[k:]
-                self._show(self.pruner.proposal(g))
+                self.show(self.s.pruner.proposal(g))
                 return
             k += 1
-        self._advance()
+        self.advance()
 
-    def _advance(self) -> None:
+    def advance(self) -> None:
         """Plan the next group and show it, unless the pruner refuses it (then log why and go on)."""
         for g in self._iter:
-            proposal = self.pruner.proposal(g)
+            proposal = self.s.pruner.proposal(g)
             if proposal.skip_kind in AUTO_SKIP_KINDS:
                 self.decisions.append(self._decision(proposal, "guard", reason=proposal.skip_reason or proposal.skip_kind))
                 continue
-            self._show(proposal)
+            self.show(proposal)
             return
         self.current = None
-        self._proposal = None
+        self.proposal = None
         self.current_idxs = []
 
-    def _show(self, proposal) -> None:
+    def show(self, proposal) -> None:
         self.current = proposal.group
-        self._proposal = proposal
+        self.proposal = proposal
         self.current_idxs = sorted(int(i) for i in proposal.proposed_idxs)
 
     def _decision(self, proposal, action: str, idxs: Sequence[int] = (), reason: str = "") -> Decision:
@@ -157,12 +187,12 @@ class Walk:
 
     def _log(self, d: Decision) -> Decision:
         """Fill in the figures after ``d`` and append it to the log."""
-        d.params_after, d.macs_after = self._params_now(), self._macs_now()
-        d.channels_removed = self._layout.channels_removed_fraction()
+        d.params_after, d.macs_after = self.s.params_now(), self.s.macs_now()
+        d.channels_removed = self.s.layout.channels_removed_fraction()
         self.decisions.append(d)
         return d
 
-    def _require_current(self, what: str) -> None:
+    def require_current(self, what: str) -> None:
         if self.current is None:
             raise ExplorerError(f"cannot {what}: every group has been decided (the walk is over). Undo to go back, "
                                 "or change the ratio / ignored layers to start a new walk.")
@@ -170,53 +200,49 @@ class Walk:
     # ---- actions ---------------------------------------------------------------------------------------------------
     def accept(self, idxs: Optional[Sequence[int]] = None) -> Decision:
         """Prune the current group (its proposed channels, those set by :meth:`adjust`, or ``idxs``) and move on."""
-        self._require_current("accept")
-        idxs = self._validate_idxs(idxs) if idxs is not None else list(self.current_idxs)
-        d = self._apply(idxs)  # pruned and logged, or neither
+        self.require_current("accept")
+        idxs = self.validate_idxs(idxs) if idxs is not None else list(self.current_idxs)
+        d = self.apply(idxs)  # pruned and logged, or neither
         try:
-            self._check_decisions([d])
-            self._advance()
+            self.check_decisions([d])
+            self.advance()
         except BaseException:
-            self._resume_walk()
+            self.resume()
             raise
-        self._changed("accept")
         return d
 
-    def _apply(self, idxs: List[int], proposed=None) -> Decision:
+    def apply(self, idxs: List[int], proposed=None) -> Decision:
         """Prune the current group's root channels ``idxs`` (nothing when empty: a skip) and log the decision."""
-        d = self._decision(self._proposal, "accept" if idxs else "skip", idxs)
+        d = self._decision(self.proposal, "accept" if idxs else "skip", idxs)
         if proposed is not None:
             d.proposed = proposed
-        d.params_before, d.macs_before = self._params_now(), self._macs_now()
-        n_records = len(self.DG.history)
+        d.params_before, d.macs_before = self.s.params_now(), self.s.macs_now()
+        n_records = len(self.s.DG.history)
         try:
             if idxs:
                 try:
-                    d.record = self._proposal.prune(idxs=list(idxs))
+                    d.record = self.proposal.prune(idxs=list(idxs))
                 except PruneExplorerError as exc:
                     raise ExplorerError(f"the group rooted at {self.current.root_name} could not be pruned: "
                                         f"{exc}") from exc
-                self._cache.clear()
             return self._log(d)
         except BaseException:
             # pruned but not logged (an interrupt between the two): take the pruning back, so log and model agree
             if not (self.decisions and self.decisions[-1] is d):
-                while len(self.DG.history) > n_records:
-                    self.DG.undo()
-                self._cache.clear()
+                while len(self.s.DG.history) > n_records:
+                    self.s.DG.undo()
             raise
 
-    def _skip_current(self) -> Decision:
-        d = self._decision(self._proposal, "skip")
-        d.params_before, d.macs_before = self._params_now(), self._macs_now()
+    def skip_current(self) -> Decision:
+        d = self._decision(self.proposal, "skip")
+        d.params_before, d.macs_before = self.s.params_now(), self.s.macs_now()
         return self._log(d)
 
     def skip(self) -> Decision:
         """Leave the current group as it is and move on."""
-        self._require_current("skip")
-        d = self._skip_current()
-        self._advance()
-        self._changed("skip")
+        self.require_current("skip")
+        d = self.skip_current()
+        self.advance()
         return d
 
     def adjust(self, n: Optional[int] = None, idxs=None) -> List[int]:
@@ -225,11 +251,11 @@ class Walk:
         ``n`` must be reachable (see :meth:`allowed_counts`: units, ``round_to``, guards); ``idxs`` are root channel
         indices (a list or a string such as ``"0, 5, 7"``), completed to whole units. Returns the new selection.
         """
-        self._require_current("adjust")
+        self.require_current("adjust")
         if (n is None) == (idxs is None):
             raise ExplorerError("adjust takes either n (how many channels to remove) or idxs (which ones), not both")
         if idxs is not None:
-            sel = self._validate_idxs(idxs)
+            sel = self.validate_idxs(idxs)
         else:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
                 raise ExplorerError(f"n must be a whole number of channels, got {n!r}")
@@ -240,37 +266,30 @@ class Walk:
                 near = sorted(allowed, key=lambda a: abs(a - n))[:2]
                 raise ExplorerError(
                     f"cannot remove {n} channels from {self.current.root_name}: allowed counts are {lo}..{hi}"
-                    + (f" in steps that keep whole units / multiples of round_to={self.round_to}" if len(allowed) < hi - lo + 1 else "")
+                    + (f" in steps that keep whole units / multiples of round_to={self.s.round_to}" if len(allowed) < hi - lo + 1 else "")
                     + f"; nearest valid: {', '.join(map(str, sorted(near)))}"
                 )
-            sel = self._propose(n)
+            sel = self.propose(n)
         self.current_idxs = sel
-        self._changed("adjust")
         return list(sel)
 
     def use_proposal(self) -> List[int]:
         """Go back to the pruner's proposal for the current group (undoing :meth:`adjust`)."""
-        self._require_current("use the proposal")
-        self.current_idxs = sorted(int(i) for i in self._proposal.proposed_idxs)
-        self._changed("adjust")
+        self.require_current("use the proposal")
+        self.current_idxs = sorted(int(i) for i in self.proposal.proposed_idxs)
         return list(self.current_idxs)
-
-    @property
-    def round_to(self) -> Optional[int]:
-        r = self.pruner_kwargs.get("round_to")
-        return int(r) if r else None
 
     def max_removable(self) -> int:
         """The most root channels of the current group that the guards allow to remove."""
-        self._require_current("ask for the maximum")
-        return int(self._proposal.max_removable)
+        self.require_current("ask for the maximum")
+        return int(self.proposal.max_removable)
 
     def allowed_counts(self) -> List[int]:
         """Every number of channels the current group can lose (whole units, ``round_to``, guards)."""
-        self._require_current("list the allowed counts")
+        self.require_current("list the allowed counts")
         # keyed by the group object itself (kept alive by the key), never by id(): a later group may reuse an id
-        cached = self._cache.get("allowed")
-        if cached is not None and cached[0] is self.current and cached[1] == self.DG.version:
+        cached = self._allowed
+        if cached is not None and cached[0] is self.current and cached[1] == self.s.DG.version:
             return cached[2]
         g = self.current
         sizes = sorted(len(u) for u in g.units)
@@ -283,32 +302,32 @@ class Walk:
             for s in sizes:
                 reach |= {r + s for r in reach if r + s <= hi}
             counts = sorted(reach)
-        rt = self.round_to
+        rt = self.s.round_to
         if rt and rt > 1:  # the pruner keeps a multiple of round_to channels (or removes nothing)
             counts = [c for c in counts if (total - c) % rt == 0 or c == 0]
-        self._cache["allowed"] = (g, self.DG.version, counts)
+        self._allowed = (g, self.s.DG.version, counts)
         return counts
 
-    def _propose(self, n: int) -> List[int]:
+    def propose(self, n: int) -> List[int]:
         if n == 0:
             return []
-        idxs = sorted(int(i) for i in self.pruner.propose(self._proposal, n))  # the proposal brings its scores
+        idxs = sorted(int(i) for i in self.s.pruner.propose(self.proposal, n))  # the proposal brings its scores
         if len(idxs) != n:
-            self._notice(f"{n} channels cannot be removed from {self.current.root_name} while keeping the "
+            self.events.notice(f"{n} channels cannot be removed from {self.current.root_name} while keeping the "
                             f"constraints (units, round_to, member multiples, guards); selected {len(idxs)} instead")
         return idxs
 
-    def _candidates(self) -> List[int]:
-        return [int(i) for i in self._proposal.candidate_idxs]
+    def candidates(self) -> List[int]:
+        return [int(i) for i in self.proposal.candidate_idxs]
 
-    def _validate_idxs(self, idxs) -> List[int]:
+    def validate_idxs(self, idxs) -> List[int]:
         g = self.current
         what = f"channels of {g.root_name}"
         if isinstance(idxs, str):
             idxs = _read_idx_text(idxs, what)
         n = g.root_space.current_size
         vals = check_indices(idxs, n, what=what, of=g.root_name, error=ExplorerError).tolist()
-        cand = set(self._candidates())
+        cand = set(self.candidates())
         outside = [i for i in vals if i not in cand]
         if outside:
             raise ExplorerError(f"channels {outside[:5]} of {g.root_name} are not part of this group (they are fixed, "
@@ -323,7 +342,7 @@ class Walk:
             raise ExplorerError(f"removing {len(full)} channels from {g.root_name} goes past the guards: at most {hi} "
                                 f"of its {n} channels may be removed (max_pruning_ratio, and at least one channel stays)")
         if len(full) > len(vals):
-            self._notice(f"added {len(full) - len(vals)} channels to complete whole units (channels tied by the "
+            self.events.notice(f"added {len(full) - len(vals)} channels to complete whole units (channels tied by the "
                             "layer's arithmetic are removed together)")
         return sorted(full)
 
@@ -334,63 +353,99 @@ class Walk:
             raise ExplorerError("nothing to undo: no group has been accepted yet")
         d = self.decisions[k]
         try:
-            self.DG.undo(d.record) if d.record is not None else self.DG.undo()
+            self.s.DG.undo(d.record) if d.record is not None else self.s.DG.undo()
         except PruneExplorerError as exc:
             raise ExplorerError(f"undo failed: {exc}") from exc
         del self.decisions[k:]
-        self._cache.clear()
-        self._restart_walk()
+        self.restart()
         self.last_undone = d.root
-        self._changed("undo")
         return d
 
     def accept_all_remaining(self) -> List[Decision]:
         """Accept every remaining group as the pruner proposes it (the current one with its adjusted selection)."""
-        self._require_current("accept all")
+        self.require_current("accept all")
         done = []
         n_total = self.n_groups_left
         stage = "accepting every remaining group"
-        self._report(stage, 0, n_total)
+        self.events.report(stage, 0, n_total)
         try:
             while self.current is not None:
-                done.append(self._apply(list(self.current_idxs)))
-                self._advance()
-                self._report(stage, len(done), max(n_total, len(done) + self.n_groups_left))
+                done.append(self.apply(list(self.current_idxs)))
+                self.advance()
+                self.events.report(stage, len(done), max(n_total, len(done) + self.n_groups_left))
         except BaseException:
             # stopped part-way (an interrupt, an error while planning the next group): the groups accepted so far
             # stay accepted and checked, and the walk goes on from the first undecided group
             try:
-                self._check_decisions(done)
+                self.check_decisions(done)
             finally:
-                self._resume_walk()
-                self._changed("accept_all")
+                self.resume()
             raise
-        self._check_decisions(done)
-        self._changed("accept_all")
+        self.check_decisions(done)
         return done
 
-    def _resume_walk(self) -> None:
+    def apply_counts(self, count_of: Callable[[], int], stage: str) -> List[Decision]:
+        """Decide every remaining group at once: remove ``count_of()`` root channels of the group on show (the least
+        important ones; 0 skips it). All or nothing: if anything fails or is interrupted, the groups it had decided
+        are undone and the error goes on. Progress goes to ``stage``. Returns the decisions made."""
+        self.require_current("apply counts")
+        start = len(self.decisions)
+        n_total = max(self.n_groups_left, 1)
+        done = 0
+        self.events.report(stage, 0, n_total)
+        try:
+            while self.current is not None:
+                n = count_of() or 0
+                if n:
+                    self.apply(self.propose(n))
+                else:
+                    self.skip_current()
+                self.advance()
+                done += 1
+                self.events.report(stage, done, max(n_total, done + self.n_groups_left))
+        except BaseException:
+            self.undo_since(start)
+            raise
+        finally:
+            self.events.report(stage, n_total, n_total)
+        return list(self.decisions[start:])
+
+    def undo_since(self, start: int) -> None:
+        """Undo every decision after the first ``start`` ones (newest first; the model is restored exactly) and walk
+        back to the first of them."""
+        for d in reversed(self.decisions[start:]):
+            if d.action == "accept":
+                self.s.DG.undo(d.record) if d.record is not None else self.s.DG.undo()
+        del self.decisions[start:]
+        self.restart()
+
+    def restart_walk(self) -> List[Decision]:
+        """Undo every decision (the model is as built again) and walk from the first group; returns the decisions
+        undone."""
+        old = list(self.decisions)
+        self.undo_since(0)
+        return old
+
+    def resume(self) -> None:
         """Put the walk back on the first undecided group after an operation stopped part-way (the group on show
         may already be decided, or its proposal stale)."""
-        self._cache.clear()
         try:
-            self._restart_walk()
+            self.restart()
         except Exception:  # noqa: BLE001 - planning fails again (e.g. NaN scores): the caller's error says why
-            self.current, self._proposal, self.current_idxs = None, None, []
+            self.current, self.proposal, self.current_idxs = None, None, []
 
-    def _check_decisions(self, decisions: Sequence[Decision]) -> None:
+    def check_decisions(self, decisions: Sequence[Decision]) -> None:
         """The pruner's post-prune check of the groups just accepted (the newest entries of the graph's history):
         a group that breaks the model is rolled back, and its decision becomes a skip with the error as reason."""
         records = [d.record for d in decisions if d.record is not None]
-        if not records or not getattr(self.pruner, "post_prune_check", False):
+        if not records or not getattr(self.s.pruner, "post_prune_check", False):
             return
-        check = self.pruner.check
+        check = self.s.pruner.check
         error = check.error()
         if error is None:
             return
         repair = check.repair(records, error)
-        self.pruner.apply_repair(repair)
-        self._cache.clear()
+        self.s.pruner.apply_repair(repair)
         for d in decisions:
             if d.record is None:
                 continue
@@ -404,16 +459,16 @@ class Walk:
             d.params_after, d.macs_after = d.params_before, d.macs_before
         warn_rolled_back(repair, "accept")
 
-    def _replay(self, old: List[Decision]) -> List[str]:
+    def replay(self, old: List[Decision]) -> List[str]:
         """Walk the groups again, re-taking the decisions of ``old`` (by original channel ids) where they apply.
         Returns the roots of the decisions that could not be re-taken."""
         pending = {d.root: d for d in old}
         self.decisions = []
-        self._iter = iter(self._groups())
+        self._iter = iter(self.groups())
         dropped = []
         self.replay_stopped_at = None
         while True:
-            self._advance()
+            self.advance()
             g = self.current
             if g is None:
                 break
@@ -424,18 +479,18 @@ class Walk:
                 break
             d = pending.pop(g.root_name)
             if d.action == "skip":
-                self._skip_current()
+                self.skip_current()
                 continue
             root = g.root_space
             alive = root.alive
             orig = np.asarray(d.orig_idxs, dtype=np.int64)
-            cand = set(self._candidates())
+            cand = set(self.candidates())
             cur = [int(root.rank[o]) for o in orig if alive[o]]
             if len(cur) != len(orig) or not set(cur) <= cand:
                 dropped.append(d.root)
                 continue
             try:
-                self._apply(cur, proposed=d.proposed)
+                self.apply(cur, proposed=d.proposed)
             except ExplorerError:
                 dropped.append(d.root)
         dropped.extend(pending)

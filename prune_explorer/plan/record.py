@@ -66,9 +66,9 @@ def explorer_plan(controller, name: Optional[str] = None) -> "PruningPlan":
         raise PlanError(f"the explorer's pruner options cannot be stored in a plan: {exc}") from None
     on_meta = is_meta_model(c.model)
     base = {"params": int(c.params0)}
-    predicted = {"params": int(c._params_now())}
+    predicted = {"params": int(c.params_now())}
     if c.macs0 is not None:
-        base["macs"], predicted["macs"] = int(c.macs0), int(round(c._macs_now()))
+        base["macs"], predicted["macs"] = int(c.macs0), int(round(c.macs_now()))
     heads_before, heads_now = attention_sizes(c.DG, initial=True), attention_sizes(c.DG)
     if heads_before:
         base["attention"], predicted["attention"] = heads_before, heads_now

@@ -112,10 +112,10 @@ def test_measure_speed_times_the_original_once_and_leaves_the_model_as_it_was(sm
     assert same_as(model, snap) and c.history == history  # undone, timed, replayed exactly
     assert pair.original_ms > 0 and pair.current_ms > 0 and pair.device == "cpu" and pair.repeat == 3
     assert c.latency is pair and "latency on cpu" in c.status.text
-    first = c._latency["original"][1]
+    first = c.speed.original[1]
     c.accept()
     c.measure_speed(repeat=3, warmup=1)
-    assert c._latency["original"][1] is first  # the original is timed once
+    assert c.speed.original[1] is first  # the original is timed once
 
 
 def test_head_options_rebuild_the_pruner_and_bad_ones_change_nothing():

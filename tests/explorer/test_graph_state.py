@@ -100,9 +100,7 @@ def test_follow_opens_the_current_group_and_closes_what_it_opened(resnet):
         assert "layer1.0" not in gs.expanded and "layer1.1" not in gs.expanded  # follow's blocks closed again
         assert "layer2.0" in gs.expanded
     finally:
-        while c.decisions:
-            c.decisions.pop()
-        c._restart_walk()
+        c.restart_walk()
 
 
 def test_follow_off_never_moves_the_view_and_expanding_looks_at_the_block(resnet):
@@ -122,9 +120,7 @@ def test_follow_off_never_moves_the_view_and_expanding_looks_at_the_block(resnet
         with pytest.raises(GraphStateError, match="did you mean"):
             gs.expand("layer9")
     finally:
-        resnet.undo() if any(d.action == "accept" for d in resnet.decisions) else None
-        resnet.decisions.clear()
-        resnet._restart_walk()
+        resnet.restart_walk()
 
 
 def test_search_reveals_highlights_cycles_and_says_not_found(densenet):
