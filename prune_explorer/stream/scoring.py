@@ -9,8 +9,8 @@ earlier groups cut them, :class:`~.keep.KeepTable`), scores, and swaps the meta 
 * a group inside one decoder block (attention heads, MLP width) is scored at once: that block's members are
   loaded, the criterion runs unchanged;
 * a group that spans every block (the residual stream: embeddings, every block's projections and norms, the
-  final norm and ``lm_head``) is scored block by block: the criterion's per-member vectors
-  (:meth:`~prune_explorer.importance.GroupImportance.member_vectors`) are gathered with one block loaded at a time
+  final norm and ``lm_head``) is scored block by block, member by member: the criterion's per-member vectors
+  (:meth:`~prune_explorer.importance.GroupImportance.member_vectors`) are gathered with one layer loaded at a time
   and combined once (:meth:`~prune_explorer.importance.GroupImportance.combine`): the same reduction and
   normalisation, in the same member order, as when the whole model is in memory;
 * a criterion that reads no weights (``RandomImportance``) is called as it is, in the same order, so a seeded run
@@ -135,15 +135,13 @@ class StreamImportance(Importance):
             return self.inner(group)
         sw = self.swapper
         units: Dict[str, List[int]] = {}
-        names: Dict[str, List[str]] = {}
+        names: Dict[int, List[str]] = {}
         for k, item in enumerate(group.items):
             layer = item.dep.layer
             if not isinstance(layer, (nn.Module, nn.Parameter)):
                 continue  # a tensor the model computes (rotary tables): no weights to read
-            name = sw.name_of(layer)
-            u = unit_of(name)
-            units.setdefault(u, []).append(k)
-            names.setdefault(u, []).extend(sw.tensor_names(layer))
+            units.setdefault(unit_of(sw.name_of(layer)), []).append(k)
+            names[k] = sw.tensor_names(layer)
         if len(units) <= 1:
             self.local_groups += 1
             with sw.loaded([n for ns in names.values() for n in ns]):
@@ -156,10 +154,10 @@ class StreamImportance(Importance):
         order = sorted(units, key=unit_order)
         vectors, n = [], 0
         for i, u in enumerate(order):
-            members = set(units[u])
-            with sw.loaded(names[u]):
-                n, vecs = self.inner.member_vectors(group, lambda k, _item: k in members)
-            vectors.extend(vecs)
+            for k in units[u]:  # one member (layer) at a time: memory of the largest layer, not of a block
+                with sw.loaded(names[k]):
+                    n, vecs = self.inner.member_vectors(group, lambda j, _item: j == k)
+                vectors.extend(vecs)
             if self.progress is not None:
                 self.progress(u, i + 1, len(order))
         return self.inner.combine(vectors, n)
