@@ -53,8 +53,10 @@ import torch
 import torch.nn as nn
 
 from .errors import PruningError
-from .attention.head_bookkeeping import (SCALE_ATTRS, AttentionWidths, Q_NAMES, _child, _set_module_attrs,
-                                     attention_modules as _attentions, out_features as _out_features)
+from .attention.head_bookkeeping import (AttentionWidths, Q_NAMES, attention_modules as _attentions, child as _child,
+                                         out_features as _out_features, set_module_attrs)
+from .attention.hf_config import (carry_rotary_frequencies, keep_temperature, mirror_hidden, rotary_differences,
+                                  scale_param)
 
 __all__ = ["is_hf_model", "sync_config", "config_problems", "check_config_round_trip", "AttentionWidths",
            "measure_widths"]
@@ -63,7 +65,6 @@ __all__ = ["is_hf_model", "sync_config", "config_problems", "check_config_round_
 MLP_UP_NAMES = ("up_proj", "gate_proj", "fc1", "wi", "wi_0", "c_fc", "fc_in", "w1", "lin1")
 #: config fields holding the MLP width, first match wins
 INTERMEDIATE_FIELDS = ("intermediate_size", "d_ff", "n_inner", "ffn_dim", "ffn_hidden_size")
-_FOLD_ATTR = "_prune_explorer_scale_fold"  # on the query projection: the factor folded into its weights so far
 #: on a T5-style decoder's final norm weight (the tensor): the ``model_dim`` it is calibrated for
 _MODEL_DIM_ATTR = "_prune_explorer_model_dim"
 #: on the model: its ``model_dim`` before any pruning
@@ -124,43 +125,6 @@ def measure_widths(model: nn.Module) -> Dict[str, List[int]]:
 # ----------------------------------------------------------------------------------------------------------------------
 # syncing
 # ----------------------------------------------------------------------------------------------------------------------
-def _scale_param(layer: nn.Module, attr: str, factor: float) -> None:
-    p = getattr(layer, attr, None)
-    if isinstance(p, torch.Tensor):
-        new = nn.Parameter(p.detach() * factor, requires_grad=p.requires_grad)
-        setattr(layer, attr, new)
-
-
-def _keep_temperature(a: AttentionWidths) -> None:
-    """Keep ``q . k * scaling`` unchanged while ``scaling`` follows the head size.
-
-    A module whose ``scaling`` is ``head_dim ** -0.5`` is rebuilt by ``from_pretrained`` with the *new* head size's
-    scaling. So the scaling is set to ``head_dim ** -0.5`` and the ratio to the one the weights were trained with
-    is folded into the query projection (its weight and bias; the factor folded so far is recorded on the
-    projection, next to the weights it describes, so undo and repeated calls stay exact)."""
-    m = a.module
-    for attr in SCALE_ATTRS:
-        s = m.__dict__.get(attr)
-        if isinstance(s, float):
-            break
-    else:
-        return
-    fold = float(a.q.__dict__.get(_FOLD_ATTR, 1.0))
-    effective = s * fold  # what the current weights compute with
-    canonical = a.head_dim ** -0.5
-    if math.isclose(s, canonical, rel_tol=1e-9):
-        return
-    # only a scaling of the canonical form for some integer head size follows the head size
-    d_of_s = round(s ** -2) if s > 0 else 0
-    if d_of_s <= 1 or not math.isclose(s, d_of_s ** -0.5, rel_tol=1e-6):  # 1.0: unscaled (T5), not a head size
-        return
-    new_fold = effective / canonical
-    _scale_param(a.q, "weight", new_fold / fold)
-    _scale_param(a.q, "bias", new_fold / fold)
-    a.q.__dict__[_FOLD_ATTR] = new_fold
-    setattr(m, attr, canonical)
-
-
 def _config_field(cfg, *names) -> Optional[str]:
     """The first of ``names`` the config has (through its ``attribute_map`` aliases)."""
     amap = getattr(cfg, "attribute_map", {}) or {}
@@ -189,8 +153,8 @@ def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
     cfg = model.config
     att = _attentions(model, trusted)
     for a in att:
-        _set_module_attrs(a)
-        _keep_temperature(a)
+        set_module_attrs(a)
+        keep_temperature(a)
     widths = measure_widths(model)
     problems = []
 
@@ -210,7 +174,7 @@ def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
     old_hidden = getattr(cfg, hidden_field, None) if hidden_field is not None else None
     hidden = put(hidden_field, "hidden", "the hidden width")
     if hidden is not None and old_hidden is not None and hidden != old_hidden:
-        _mirror_hidden(att, {hidden_field, "hidden_size", "d_model"}, old_hidden, hidden)
+        mirror_hidden(att, {hidden_field, "hidden_size", "d_model"}, old_hidden, hidden)
     if hidden is not None:
         _keep_output_scale(model, cfg, hidden)
     put(_config_field(cfg, *INTERMEDIATE_FIELDS), "intermediate", "the MLP width")
@@ -233,18 +197,8 @@ def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
             # the model derives head_dim = hidden_size // num_attention_heads unless told otherwise; many read
             # config.head_dim when present (check_config_round_trip verifies that this one does)
             cfg.head_dim = hd
-    _carry_rotary_frequencies(model, cfg)
+    carry_rotary_frequencies(model, cfg)
     return problems
-
-
-def _mirror_hidden(att, names, old: int, new: int) -> None:
-    """Attention modules that keep the config's hidden width as their own attribute without reading it in the forward
-    (T5Attention's ``d_model``) get the new width, as a model built from the updated config would have."""
-    for a in att:
-        for n in names:
-            v = a.module.__dict__.get(n)
-            if isinstance(v, int) and not isinstance(v, bool) and v == old:
-                setattr(a.module, n, new)
 
 
 def _decoder_final_norm(model: nn.Module) -> Optional[nn.Module]:
@@ -281,47 +235,9 @@ def _keep_output_scale(model: nn.Module, cfg, hidden: int) -> None:
         if calibrated is None:
             calibrated = original if w.numel() == original else dim
         if hidden != calibrated:
-            _scale_param(norm, "weight", math.sqrt(hidden / calibrated))
+            scale_param(norm, "weight", math.sqrt(hidden / calibrated))
         norm.weight.__dict__[_MODEL_DIM_ATTR] = hidden
     model.model_dim = hidden
-
-
-def _carry_rotary_frequencies(model: nn.Module, cfg) -> None:
-    """Pruned head dims keep their rotary frequencies (``inv_freq``, one per pair of dims), which a model built from
-    ``rope_theta`` and the new ``head_dim`` would not compute. For the default rotary embedding they are written
-    into ``config.rope_parameters`` exactly, as LongRoPE's per-frequency factors (``inv_freq_j = 1 / (factor_j *
-    rope_theta ** (2j / head_dim))``, the same factors for short and long sequences, attention factor 1), so
-    ``from_pretrained`` rebuilds the same frequencies. The live model's rotary module keeps its own buffer."""
-    params = getattr(cfg, "rope_parameters", None)
-    if not isinstance(params, dict) or "rope_theta" not in params:
-        return
-    rope_type = params.get("rope_type", "default")
-    if rope_type not in ("default", "longrope") or params.get("partial_rotary_factor", 1.0) != 1.0:
-        return
-    for m in model.modules():
-        inv = m._buffers.get("inv_freq")
-        if not isinstance(inv, torch.Tensor) or inv.device.type == "meta" or inv.dim() != 1:
-            continue
-        theta = float(params["rope_theta"])
-        dim = 2 * inv.numel()
-        default = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-        kept = inv.detach().float().cpu()
-        if rope_type == "default" and torch.allclose(kept, default, rtol=1e-6, atol=0):
-            return
-        if rope_type == "longrope":
-            short, long = params.get("short_factor"), params.get("long_factor")
-            if short == long and isinstance(short, list) and len(short) == kept.numel() and torch.allclose(
-                    kept, default / torch.tensor(short, dtype=torch.float32), rtol=1e-6, atol=0):
-                return
-            if short != long or params.get("factor") != 1.0:  # a LongRoPE model of its own: not ours to rewrite
-                return
-        factors = (default / kept).tolist()
-        max_pos = int(getattr(cfg, "max_position_embeddings", 0) or params.get("original_max_position_embeddings", 0))
-        cfg.rope_parameters = {**{k: v for k, v in params.items() if k != "rope_type"}, "rope_type": "longrope",
-                               "short_factor": factors, "long_factor": list(factors), "factor": 1.0,
-                               "attention_factor": float(getattr(m, "attention_scaling", 1.0)),
-                               "original_max_position_embeddings": max_pos}
-        return
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -356,7 +272,7 @@ def config_problems(model: nn.Module) -> List[str]:
             problems.append(f"{k}: the pruned model has shape {tuple(mine.shape)}, a model built from the config "
                             f"{tuple(t.shape)}")
     problems += _attribute_differences(model, fresh)
-    problems += _rotary_differences(model)
+    problems += rotary_differences(model)
     return problems
 
 
@@ -394,26 +310,4 @@ def _attribute_differences(model: nn.Module, fresh: nn.Module) -> List[str]:
             if isinstance(w, (int, float)) and not isinstance(w, bool) and not math.isclose(float(v), float(w), rel_tol=1e-6):
                 where = f"{name}.{k}" if name else f"{type(model).__name__}.{k}"
                 out.append(f"{where} is {v} in the pruned model but {w} in a model built from the config")
-    return out
-
-
-def _rotary_differences(model: nn.Module) -> List[str]:
-    """Rotary frequencies (``inv_freq``, not saved in the checkpoint): those of the kept head dims must be the ones a
-    model built from the config computes."""
-    out = []
-    for name, m in model.named_modules():
-        inv = m._buffers.get("inv_freq")
-        if not isinstance(inv, torch.Tensor) or inv.device.type == "meta":
-            continue
-        try:
-            fresh = type(m)(config=copy.deepcopy(model.config))
-        except Exception:
-            continue
-        ref = fresh._buffers.get("inv_freq")
-        if not isinstance(ref, torch.Tensor):
-            continue
-        if ref.shape != inv.shape or not torch.allclose(ref.float(), inv.detach().float().cpu(), rtol=1e-5, atol=0):
-            out.append(f"{name or 'the model'}: the rotary frequencies of the kept head dims ({inv.numel()} pairs) are "
-                       "not the ones a model built from the config computes (config.rope_theta / head_dim cannot "
-                       "express a pruned subset)")
     return out

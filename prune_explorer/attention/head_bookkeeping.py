@@ -30,7 +30,8 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ["AttentionWidths", "attention_candidates", "attention_modules", "sync_attention_modules", "out_features"]
+__all__ = ["AttentionWidths", "attention_candidates", "attention_modules", "sync_attention_modules", "out_features",
+           "child", "set_module_attrs"]
 
 #: child names of the query / key / value projections of an attention module
 Q_NAMES = ("q_proj", "query", "q", "to_q", "wq", "q_lin")
@@ -62,7 +63,8 @@ def _int_attr(m: nn.Module, names) -> Tuple[Optional[str], Optional[int]]:
     return None, None
 
 
-def _child(m: nn.Module, names) -> Optional[nn.Module]:
+def child(m: nn.Module, names) -> Optional[nn.Module]:
+    """The first child of ``m`` named in ``names`` that is a projection (has an output width), or None."""
     for n in names:
         c = m._modules.get(n)
         if c is not None and out_features(c) is not None:
@@ -87,7 +89,7 @@ def _attention(name: str, m: nn.Module, trusted=frozenset()) -> Optional[Attenti
     """The widths of ``m`` if it is an attention module with separate q / k projections and a head size or head
     count attribute; None otherwise. ``trusted``: ``(id(module), attribute name)`` of attributes known to be
     current (the forward reads them, so the graph rewrites them): they win over the others."""
-    q, k = _child(m, Q_NAMES), _child(m, K_NAMES)
+    q, k = child(m, Q_NAMES), child(m, K_NAMES)
     if q is None or k is None:
         return None
     nq, nk = out_features(q), out_features(k)
@@ -109,7 +111,7 @@ def attention_candidates(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     :func:`_attention` can describe. Pruning never changes this list (it changes widths, not the module tree), so a
     caller that syncs after every pruning computes it once."""
     return [(name, m) for name, m in model.named_modules()
-            if _child(m, Q_NAMES) is not None and _child(m, K_NAMES) is not None]
+            if child(m, Q_NAMES) is not None and child(m, K_NAMES) is not None]
 
 
 def attention_modules(model: nn.Module, trusted=frozenset(), candidates=None) -> List[AttentionWidths]:
@@ -124,7 +126,7 @@ def attention_modules(model: nn.Module, trusted=frozenset(), candidates=None) ->
 
 
 
-def _set_module_attrs(a: AttentionWidths) -> None:
+def set_module_attrs(a: AttentionWidths) -> None:
     """Bring an attention module's int bookkeeping in line with its weights (only attributes it already has)."""
     m = a.module
     for names, value in ((HEAD_DIM_ATTRS, a.head_dim), (HEADS_ATTRS, a.heads), (KV_HEADS_ATTRS, a.kv_heads),
@@ -145,4 +147,4 @@ def sync_attention_modules(model: nn.Module, trusted=frozenset(), candidates=Non
     """Set the head bookkeeping attributes of every attention module of ``model`` from its weights (see the module
     docstring; ``trusted`` as for :func:`_attention`, ``candidates`` as for :func:`attention_modules`). Idempotent."""
     for a in attention_modules(model, trusted, candidates):
-        _set_module_attrs(a)
+        set_module_attrs(a)

@@ -30,12 +30,15 @@ removed, in the original numbering. That is what a pruning plan records per bloc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch.nn as nn
 
-__all__ = ["AttentionHeads", "attention_blocks", "attention_kind", "find_attention"]
+from ..graph.model.group import DIMS_KIND, HEADS_KIND
+
+__all__ = ["AttentionHeads", "attention_blocks", "attention_kind", "find_attention", "heads_of_layer",
+           "HEADS_KIND", "DIMS_KIND"]
 
 
 @dataclass
@@ -60,42 +63,44 @@ class AttentionHeads:
         return dict(self.__dict__, layers=list(self.layers))
 
 
-def find_attention(graph, tracer) -> None:
+def find_attention(graph, tracer) -> Tuple[List[tuple], np.ndarray]:
     """The head splits of a finished trace whose channels meet an attention product (``q @ k^T``,
-    ``scaled_dot_product_attention``, ``nn.MultiheadAttention``), kept on ``graph``: their classes are attention
-    heads (kind 2, ``"attention-heads"``: whole heads are the units) or head dims (kind 1, ``"attention-dims"``: one
-    offset in every head)."""
+    ``scaled_dot_product_attention``, ``nn.MultiheadAttention``), as ``(splits, head_kind)`` for the graph to keep:
+    ``splits`` lists ``(grid, head axis, head-dim axis, kind)``; ``head_kind`` says per class whether it is attention
+    heads (kind 2, ``"attention-heads"``: whole heads are the units), head dims (kind 1, ``"attention-dims"``: one
+    offset in every head) or neither (0)."""
     contracted = (np.unique(np.concatenate([t.numpy() for t in tracer.contracted_ids]))
                   if tracer.contracted_ids else np.empty(0, dtype=np.int64))
     of, never = graph.classes.of, graph.classes.never
-    graph._head_splits = []
-    graph._head_kind = np.zeros(of.size, dtype=np.int8)  # per class: 0 none, 1 head dims, 2 whole heads
+    splits = []
+    head_kind = np.zeros(of.size, dtype=np.int8)  # per class: 0 none, 1 head dims, 2 whole heads
     for grid, h_axis, d_axis, free in tracer.head_splits:
         ids = grid.reshape(-1)
         ids = ids[ids > 0]
         if not ids.size or not np.isin(ids, contracted).any():
             continue
         kind = 2 if free == h_axis else 1
-        graph._head_splits.append((grid, h_axis, d_axis, kind))
+        splits.append((grid, h_axis, d_axis, kind))
         if grid.shape[h_axis] == 1:
             continue  # one key-value head (multi-query attention): counted by attention_blocks, no unit of its own
         c = of[ids]
         c = c[~never[c]]
-        graph._head_kind[c] = np.maximum(graph._head_kind[c], kind)
+        head_kind[c] = np.maximum(head_kind[c], kind)
+    return splits, head_kind
 
 
-def attention_kind(graph, classes: np.ndarray):
+def attention_kind(head_kind: np.ndarray, classes: np.ndarray):
     """``"attention-heads"`` when ``classes`` include whole attention heads, ``"attention-dims"`` when they include
-    head dims (one offset in every head), None for other channels."""
+    head dims (one offset in every head), None for other channels (``head_kind``: from :func:`find_attention`)."""
     if not len(classes):
         return None
-    k = int(graph._head_kind[classes].max())
-    return ("attention-dims", "attention-heads")[k - 1] if k else None
+    k = int(head_kind[classes].max())
+    return (DIMS_KIND, HEADS_KIND)[k - 1] if k else None
 
 
 def _owner_name(graph, gid: int) -> Tuple[str, str]:
     """``(layer name, block name)`` of the layer owning channel ``gid``."""
-    s = graph.spaces[int(graph._space_of[gid])]
+    s = graph.space_of_channel(gid)
     name = s.name
     if isinstance(s.owner, nn.MultiheadAttention):
         return name, name
@@ -110,7 +115,7 @@ def _alive_lines(alive: np.ndarray, axis: int) -> np.ndarray:
 def attention_blocks(graph) -> List[AttentionHeads]:
     """The attention blocks of ``graph`` as the model is now (see the module docstring)."""
     by_block: Dict[str, list] = {}
-    for grid, h_axis, d_axis, kind in graph._head_splits:
+    for grid, h_axis, d_axis, kind in graph.head_splits:
         ids = grid.reshape(-1)
         first = ids[ids > 0]
         if not first.size:
@@ -135,3 +140,17 @@ def attention_blocks(graph) -> List[AttentionHeads]:
             initial_head_dim=int(q_dims.size),
             removed_heads=np.flatnonzero(~q_heads).tolist(), removed_head_dims=np.flatnonzero(~q_dims).tolist()))
     return out
+
+
+def heads_of_layer(graph, layer) -> Optional[int]:
+    """The head count the graph found in ``layer``'s output channels (None if it found no attention heads there)."""
+    spaces = [s for s in graph.spaces_of(layer) if s.side == "out" or s.passthrough]
+    if not spaces:
+        return None
+    lo, hi = spaces[0].offset, spaces[0].offset + spaces[0].size
+    for grid, h_axis, _, _ in graph.head_splits:
+        ids = grid.reshape(-1)
+        ids = ids[ids > 0]
+        if ids.size and lo <= int(ids[0]) < hi:
+            return int(grid.shape[h_axis])
+    return None

@@ -24,7 +24,7 @@ from ..errors import PruneExplorerError
 from ..graph import fn_name
 from ..plan.decisions import group_key
 from ..pruner.guards import CHECK, GUARD, HEADS, IMPORTANCE
-from ..pruner.heads import ExplicitGroup
+from ..graph.model.explicit import ExplicitGroup
 from ..pruner.post_check import warn_rolled_back
 from ..validation import check_indices
 from .session import ExplorerError

@@ -31,7 +31,6 @@ from ..layers import registry as layer_registry
 from ..layers.family import FAMILIES
 from ..validation import check_indices
 from .model import group_members
-from ..attention import heads
 from .edit import records
 from .edit.attribute_sizes import attribute_spaces, check_attribute_ratios, check_attribute_scales
 from .trace.build import check_customized_pruners, trace_model
@@ -146,7 +145,14 @@ class DependencyGraph(TorchPruningGraphAPI):
         self._visible = np.ones(n, dtype=bool)  # False for the hidden ids of size attributes
         for s in self._attr_spaces:
             self._visible[s.offset:s.offset + s.size] = False
-        heads.find_attention(self, tracer)
+        #: attention head splits (:func:`~prune_explorer.attention.heads.find_attention`), and per class 0 / 1 (head
+        #: dims) / 2 (whole heads); a model without a head split never loads :mod:`prune_explorer.attention`
+        self._head_splits, self._head_kind = [], None
+        #: whether the trace met a product of two activations' channels (``q @ k^T``, ``scaled_dot_product_attention``)
+        self.has_attention_products = bool(tracer.contracted_ids)
+        if tracer.head_splits:
+            from ..attention.heads import find_attention
+            self._head_splits, self._head_kind = find_attention(self, tracer)
         tracer.close()  # nothing keeps the trace (nor, after a real forward pass, its activations) alive
         self._built = True
         return self
@@ -273,13 +279,29 @@ class DependencyGraph(TorchPruningGraphAPI):
     def attention_kind(self, classes: np.ndarray) -> Optional[str]:
         """``"attention-heads"`` when ``classes`` include whole attention heads, ``"attention-dims"`` when they include
         head dims (one offset in every head), None for other channels."""
-        return heads.attention_kind(self, classes)
+        if self._head_kind is None:
+            return None
+        from ..attention.heads import attention_kind
+        return attention_kind(self._head_kind, classes)
 
-    def attention_blocks(self) -> List["heads.AttentionHeads"]:
+    @property
+    def head_splits(self) -> List[tuple]:
+        """The attention head splits the graph found, ``(grid, head axis, head-dim axis, kind)`` each: ``grid`` holds
+        the global channel ids of the split (0 where none), ``kind`` is 2 for whole heads, 1 for head dims."""
+        return self._head_splits
+
+    def space_of_channel(self, gid: int) -> ChannelSpace:
+        """The channel space holding global channel id ``gid``."""
+        return self.spaces[int(self._space_of[gid])]
+
+    def attention_blocks(self) -> List["AttentionHeads"]:
         """Every attention block the graph found, as the model is now: its heads, key-value heads and head size,
         what they were when the graph was built, and which heads / head dims were removed (see
-        :class:`~.heads.AttentionHeads`). A pruning plan records these per block."""
-        return heads.attention_blocks(self)
+        :class:`~prune_explorer.attention.heads.AttentionHeads`). A pruning plan records these per block."""
+        if not self._head_splits:
+            return []
+        from ..attention.heads import attention_blocks
+        return attention_blocks(self)
 
     # ------------------------------------------------------------------------------------------------------------
     # groups

@@ -7,11 +7,11 @@
 
 See :mod:`.base_pruner` for what a step does, :mod:`.proposal` for what it proposes per group, :mod:`.config` for
 the options, :mod:`.planning` for how a proposal is made, :mod:`.scope` for ranking scopes, :mod:`.guards` for what
-is never pruned, :mod:`.units` for channels pruned together, :mod:`.heads` for attention heads,
+is never pruned, :mod:`.units` for channels pruned together (attention heads: :mod:`prune_explorer.attention`),
 :mod:`.progressive` for pruning to a speed-up and :mod:`.regularizers` for sparse training.
 """
 
-from . import guards, heads, regularizers, schedulers, scope
+from . import guards, regularizers, schedulers, scope
 from .. import layers as function  # Torch-Pruning's ``tp.pruner.function``: the per-layer pruners and prune_* functions
 from ..layers import BasePruningFunc
 from .algorithms import BNScalePruner, GroupNormPruner, MagnitudePruner
@@ -21,8 +21,7 @@ from .config import PrunerConfigError, PrunerOptions
 from .growing_reg import GrowingRegPruner
 from .. import importance  # Torch-Pruning's ``tp.pruner.importance`` (same module as pe.importance)
 from .guards import SkippedGroup
-from ..attention.heads import AttentionHeads
-from .heads import ExplicitGroup
+from ..graph.model.explicit import ExplicitGroup
 from .progressive import progressive_pruning
 from .proposal import Proposal
 from .schedulers import linear_scheduler
@@ -48,6 +47,12 @@ __all__ = [
     "schedulers",
     "scope",
     "guards",
-    "heads",
     "regularizers",
 ]
+
+
+def __getattr__(name):
+    if name == "AttentionHeads":  # loaded on first use: a model without attention never needs it
+        from ..attention.heads import AttentionHeads
+        return AttentionHeads
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@
     32
 
 The pieces, one module each: :mod:`.config` checks the options; the graph is traced once
-(:class:`~prune_explorer.graph.DependencyGraph`); a step visits the attention-head groups of :mod:`.heads`, then the
+(:class:`~prune_explorer.graph.DependencyGraph`); a step visits the attention-head groups (:mod:`prune_explorer.attention`), then the
 graph's groups (lazily, each computed against the model as the earlier groups left it), and for each one the
 :class:`~.planning.Planner` makes a :class:`~.proposal.Proposal` (guards in :mod:`.guards`, scopes and ratios in
 :mod:`.scope`, units in :mod:`.units`). ``step()`` (:mod:`.stepping`) prunes every proposal;
@@ -24,7 +24,7 @@ pruned whole or not at all (``KeyboardInterrupt`` included), the groups finished
 and in :attr:`BasePruner.history`, and calling ``step()`` again finishes the interrupted step. Any other error in
 a step (e.g. an importance that returns NaN scores) rolls the whole step back before it is raised.
 
-Attention is found by the graph, in every common form (:mod:`.heads`): with ``prune_num_heads=True`` its groups lose
+Attention is found by the graph, in every common form (:mod:`prune_explorer.attention`): with ``prune_num_heads=True`` its groups lose
 whole heads at ``head_pruning_ratio``, otherwise (``prune_head_dims=True``, the default) the same head dims from
 every head at ``pruning_ratio``; ``num_heads`` need not be declared.
 
@@ -45,7 +45,7 @@ from ..graph import DEFAULT_ROOT_TYPES, DependencyGraph, Group
 from .config import PrunerConfigError, check_options
 from .guards import SkippedGroup
 from .post_check import PostPruneCheck
-from .heads import HEADS_KIND, HeadDimGroups, declared_heads
+from ..graph.model.group import HEADS_KIND
 from .planning import Planner
 from .proposal import Proposal
 from .schedulers import linear_scheduler
@@ -89,7 +89,7 @@ class BasePruner(PruningSteps):
             must lose the same offsets.
         num_heads: ``{module: h}`` optional: the graph finds attention heads itself (q / k / v or fused qkv
             projections, ``nn.MultiheadAttention``); a declaration is checked against what it finds, and a declared
-            layer whose heads it cannot see loses the same offsets from every head (see :mod:`.heads`).
+            layer whose heads it cannot see loses the same offsets from every head (see :mod:`prune_explorer.attention.proposals`).
         prune_num_heads / head_pruning_ratio / head_pruning_ratio_dict: remove whole heads: that fraction of each
             attention block's heads ({module: ratio} keyed by a q, k or v projection). With grouped-query attention
             a key/value head leaves with the query heads that read it. Head dims are then kept.
@@ -178,7 +178,7 @@ class BasePruner(PruningSteps):
         self.check = PostPruneCheck(self.DG, example_inputs, forward_fn)
         #: root space index -> why the post-prune check rolled its group back (later steps leave it alone)
         self.check_failed: Dict[int, str] = {}
-        self._head_dims: Optional[HeadDimGroups] = None
+        self._head_dims: Optional["HeadDimGroups"] = None
         if self.options.prune_num_heads and self.options.prune_head_dims and any(
                 g.kind == HEADS_KIND for g in self.DG.get_all_groups(ignored_layers=self.ignored_layers)):
             # whole heads and narrower heads: a second graph, for head dims, kept in step with the first
@@ -188,6 +188,7 @@ class BasePruner(PruningSteps):
                     unwrapped_parameters=unwrapped_parameters, customized_pruners=customized_pruners,
                     head_pruning="dims")
 
+            from ..attention.proposals import HeadDimGroups
             self._head_dims = HeadDimGroups(self.DG, build_dims_graph, self.ignored_layers)
         self._record_initial_sizes()
         self._check_declared_heads()
@@ -223,8 +224,13 @@ class BasePruner(PruningSteps):
                 self.layer_init_in_ch.setdefault(s.owner, s.current_size)
 
     def _check_declared_heads(self) -> None:
-        """``num_heads`` checked against the heads the graph found (see :func:`.heads.declared_heads`)."""
-        self._head_layers, self._unhandled_heads = declared_heads(self.DG, self.num_heads, self.options.module_names)
+        """``num_heads`` checked against the heads the graph found (see
+        :func:`~prune_explorer.attention.proposals.declared_heads`)."""
+        self._head_layers, self._unhandled_heads = {}, {}
+        if self.num_heads:
+            from ..attention.proposals import declared_heads
+            self._head_layers, self._unhandled_heads = declared_heads(self.DG, self.num_heads,
+                                                                      self.options.module_names)
 
     @property
     def attention_blocks(self) -> list:
@@ -246,7 +252,7 @@ class BasePruner(PruningSteps):
     def get_all_groups(self) -> Iterator[Group]:
         """Every group a step considers, as the model is now: the graph's groups (with :attr:`group_ignored_layers`
         left out; attention groups have ``group.kind`` ``"attention-heads"`` or ``"attention-dims"``), then, when
-        whole heads and head dims are both pruned, the head-dim groups (:class:`~.heads.HeadDimGroups`)."""
+        whole heads and head dims are both pruned, the head-dim groups (:class:`~prune_explorer.attention.proposals.HeadDimGroups`)."""
         yield from self._graph_groups()
         if self._head_dims is not None:
             yield from self._head_dims.groups()

@@ -1,6 +1,6 @@
 """How a pruner makes the :class:`~.proposal.Proposal` for one group at one step.
 
-For a group (of the dependency graph, or an attention-head group of :mod:`.heads`) the :class:`Planner`
+For a group (of the dependency graph, or an attention-head group of :mod:`prune_explorer.attention.proposals`) the :class:`Planner`
 
 1. refuses it when a guard says so (:func:`~.guards.guard_refusal`), or when it would change the head size of
    layers declared in ``num_heads`` while ``prune_head_dims=False``;
@@ -27,7 +27,8 @@ import torch
 
 from ..errors import PruneExplorerError
 from . import guards as G
-from .heads import DIMS_KIND, HEADS_KIND, ExplicitGroup
+from ..graph.model.explicit import ExplicitGroup
+from ..graph.model.group import DIMS_KIND, HEADS_KIND
 from .proposal import Proposal
 from .scope import LOCAL, ScopeRules, rank_scope
 from .units import member_constraints, rank_units, tied_units

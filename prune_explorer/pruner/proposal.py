@@ -1,7 +1,7 @@
 """What a pruner proposes for one group: the group, the scores, the channels to remove, and why.
 
 A :class:`Proposal` belongs to the pruner. It wraps a group of the dependency graph (or an attention-head group of
-:mod:`.heads`) without changing it: the graph's objects never carry pruner state. It is what
+:mod:`prune_explorer.attention.proposals`) without changing it: the graph's objects never carry pruner state. It is what
 ``pruner.step(interactive=True)`` yields and what :meth:`BasePruner.proposal <.base_pruner.BasePruner.proposal>`
 returns, and it behaves like the group restricted to the proposed channels, as Torch-Pruning's interactive groups
 do::

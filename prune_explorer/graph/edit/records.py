@@ -332,17 +332,24 @@ def _undo(graph, record: PruneRecord, lengths: tuple) -> None:
 
 def sync_model(graph) -> None:
     """Keep what depends on module sizes in step after a pruning or an undo: attention modules' head counts, and a
-    Hugging Face model's config (a stale config only warns: a valid pruning is never undone for its sake)."""
-    from ... import hf
-    from ...attention.head_bookkeeping import attention_candidates, sync_attention_modules
+    Hugging Face model's config (a stale config only warns: a valid pruning is never undone for its sake). A model
+    whose trace met no attention product and that has no ``config`` attribute has neither: :mod:`prune_explorer.hf`
+    and :mod:`prune_explorer.attention` are not used for it."""
+    model = graph.model
+    has_config = getattr(model, "config", None) is not None
+    if graph.head_splits or graph.has_attention_products:
+        from ...attention.head_bookkeeping import attention_candidates, sync_attention_modules
 
-    candidates = graph.__dict__.get("_attention_candidates")
-    if candidates is None:  # the module tree never changes with pruning: looked for once per graph
-        candidates = graph._attention_candidates = attention_candidates(graph.model)
-    sync_attention_modules(graph.model, graph._read_attributes, candidates)
-    if hf.is_hf_model(graph.model):
-        try:
-            hf.sync_config(graph.model, graph._read_attributes)
-        except Exception as exc:
-            warnings.warn(f"prune_explorer: model.config could not be updated after pruning "
-                          f"({type(exc).__name__}: {exc}); check it with pe.hf.check_config_round_trip(model)")
+        candidates = graph.__dict__.get("_attention_candidates")
+        if candidates is None:  # the module tree never changes with pruning: looked for once per graph
+            candidates = graph._attention_candidates = attention_candidates(model)
+        sync_attention_modules(model, graph._read_attributes, candidates)
+    if has_config:
+        from ... import hf
+
+        if hf.is_hf_model(model):
+            try:
+                hf.sync_config(model, graph._read_attributes)
+            except Exception as exc:
+                warnings.warn(f"prune_explorer: model.config could not be updated after pruning "
+                              f"({type(exc).__name__}: {exc}); check it with pe.hf.check_config_round_trip(model)")

@@ -24,6 +24,10 @@ from .channel_space import SIDE_OUT, ChannelSpace
 from .node import Node
 from ..edit.output_changes import output_changes_message
 
+#: ``group.kind`` of an attention group whose units are whole heads, and of one whose units are one offset in every
+#: head (see :mod:`prune_explorer.attention`); other groups have ``kind`` None
+HEADS_KIND, DIMS_KIND = "attention-heads", "attention-dims"
+
 
 class Dependency:
     """"Pruning ``source`` with ``trigger`` requires pruning ``target`` with ``handler``."""

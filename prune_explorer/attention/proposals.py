@@ -1,4 +1,4 @@
-"""Attention heads in the pruner: which graph groups are heads, and what ``num_heads`` declarations mean.
+"""Attention heads in the pruner: what ``num_heads`` declarations mean, and head dims next to whole heads.
 
 The dependency graph understands multi-head attention itself (see :mod:`prune_explorer.attention.heads`): built with
 ``head_pruning="heads"`` (the pruner does so when ``prune_num_heads=True``) the units of an attention group are
@@ -13,111 +13,29 @@ for q / k / v / fused qkv / ``nn.MultiheadAttention`` layers); a declared layer 
 (e.g. a head count hidden from the tracer) keeps the old behaviour: the same offsets are removed from every
 declared head (:func:`~.units.tied_units`), and whole heads are not removed (the pruner records why).
 
-:class:`ExplicitGroup` / :func:`force_prune` remain for groups built by hand: members and units listed explicitly,
-pruned exactly as listed with the graph's machinery (validation, rollback, history, undo).
+:class:`HeadDimGroups` builds the head-dim groups of a graph traced for whole heads, as
+:class:`~prune_explorer.graph.model.explicit.ExplicitGroup` objects.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch.nn as nn
 
 from ..errors import PruningError
 from ..graph.edit.attribute_sizes import attribute_updates
-from ..graph.model.group import Dependency, Group, GroupItem
+from ..graph.model.explicit import ExplicitGroup
+from ..graph.model.group import DIMS_KIND, Dependency, GroupItem
+from .heads import heads_of_layer
 
-__all__ = ["ExplicitGroup", "force_prune", "declared_heads", "HeadDimGroups", "HEADS_KIND", "DIMS_KIND"]
-
-HEADS_KIND, DIMS_KIND = "attention-heads", "attention-dims"
-
-
-class ExplicitGroup(Group):
-    """A group whose members and units are listed explicitly instead of derived from the graph's channel classes.
-
-    It behaves like a :class:`~prune_explorer.graph.Group` (iteration, ``root_idxs``, ``units``, ``details()``);
-    ``select(idxs)`` keeps the given root channels plus their whole units, and ``prune()`` removes the listed
-    channels of every member with :func:`force_prune`.
-    """
-
-    def __init__(self, graph, root_space, items: List[GroupItem], units: List[List[int]], kind: str = "explicit"):
-        super().__init__(graph, root_space, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
-        self._explicit_items = items
-        self._explicit_units = units
-        self.kind = kind
-        self.on_pruned = None  # callback(group, record) set by the owner (e.g. to update head counts)
-        #: ``group -> [(AttributeRef, old, new)]``: size attributes pruning this group rewrites (set by the owner)
-        self.attribute_updates = None
-
-    @property
-    def items(self) -> List[GroupItem]:
-        return self._explicit_items
-
-    @property
-    def units(self) -> List[List[int]]:
-        return self._explicit_units
-
-    def select(self, idxs: Sequence[int], validate: bool = True) -> "ExplicitGroup":
-        wanted = {int(i) for i in (idxs.tolist() if hasattr(idxs, "tolist") else idxs)}
-        cand = set(self.root_idxs)
-        bad = sorted(wanted - cand)
-        if bad:
-            raise PruningError(
-                f"channels {bad[:5]} of {self.root_space.label} are not candidates of this {self.kind} group "
-                f"(candidates: {len(cand)} channels; see group.root_idxs)"
-            )
-        chosen = set()
-        for u in self.units:
-            if any(i in wanted for i in u):
-                chosen.update(u)
-        items = []
-        for it in self.items:
-            keep = [(i, r) for i, r in zip(it.idxs, it.root_idxs) if r in chosen]
-            if keep or it is self.items[0]:
-                items.append(GroupItem(it.dep, [i for i, _ in keep], [r for _, r in keep]))
-        units = [u for u in self.units if set(u) <= chosen]
-        sub = ExplicitGroup(self._graph, self.root_space, items, units, kind=self.kind)
-        sub.on_pruned = self.on_pruned
-        sub.attribute_updates = self.attribute_updates
-        return sub
-
-    def prune(self, idxs: Optional[Sequence[int]] = None, record_history: bool = True):
-        group = self if idxs is None else self.select(idxs)
-        rec = force_prune(self._graph, group, record_history=record_history)
-        if group.on_pruned is not None:
-            group.on_pruned(group, rec)
-        return rec
-
-
-def force_prune(graph, group: Group, record_history: bool = True):
-    """Remove exactly the channels listed in ``group``'s items, atomically, and keep the graph in step.
-
-    ``DG.prune_group(group, exact=True)``: the graph validates every member, prunes them all or none, marks exactly
-    the listed channels as removed, records the history and makes the record undoable (``DG.undo()`` revives them).
-    """
-    updates = getattr(group, "attribute_updates", None)
-    attributes = updates(group) if updates is not None else None
-    return graph.prune_group(group, record_history=record_history, exact=True, attributes=attributes)
+__all__ = ["declared_heads", "HeadDimGroups"]
 
 
 # ------------------------------------------------------------------------------------------------------------------
 # num_heads declarations
 # ------------------------------------------------------------------------------------------------------------------
-def _graph_heads(graph, layer) -> Optional[int]:
-    """The head count the graph found in ``layer``'s output channels (None if it found no attention heads there)."""
-    spaces = [s for s in graph.spaces_of(layer) if s.side == "out" or s.passthrough]
-    if not spaces:
-        return None
-    lo, hi = spaces[0].offset, spaces[0].offset + spaces[0].size
-    for grid, h_axis, _, _ in graph._head_splits:
-        ids = grid.reshape(-1)
-        ids = ids[ids > 0]
-        if ids.size and lo <= int(ids[0]) < hi:
-            return int(grid.shape[h_axis])
-    return None
-
-
 def declared_heads(graph, num_heads: Dict[nn.Module, int], names: Dict[int, str]) -> Tuple[Dict[int, int], Dict[nn.Module, str]]:
     """Check ``num_heads`` against the graph. Returns ``(fallback, unseen)``: ``{id(layer): heads}`` of the declared
     layers whose heads the graph does not see (their same offsets are tied, as before), and ``{layer: reason}`` for
@@ -125,7 +43,7 @@ def declared_heads(graph, num_heads: Dict[nn.Module, int], names: Dict[int, str]
     fallback: Dict[int, int] = {}
     unseen: Dict[nn.Module, str] = {}
     for m, h in num_heads.items():
-        seen = _graph_heads(graph, m)
+        seen = heads_of_layer(graph, m)
         name = names.get(id(m), type(m).__name__)
         if seen is None:
             fallback[id(m)] = int(h)
