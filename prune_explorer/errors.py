@@ -34,3 +34,12 @@ class OutputShapeWarning(UserWarning):
     The automatic tools (``DG.get_all_groups``, the pruners) never do this; only ``DG.get_pruning_group`` on such
     channels does, because the user asked for it (e.g. removing classes from a classifier on purpose).
     """
+
+
+class ImportanceError(PruneExplorerError, RuntimeError):
+    """An importance criterion cannot score a group as things stand (e.g. no gradients were computed)."""
+
+
+class CalibrationError(ImportanceError):
+    """Calibration data or the statistics gathered from them cannot serve what was asked (nothing gathered yet,
+    gathered on a model of other sizes, a batch the model cannot be called with...)."""

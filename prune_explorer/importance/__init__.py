@@ -27,8 +27,9 @@ from .magnitude import (
 )
 from .members import Part, channel_parts
 from .activation import ActivationImportance
-from .calibration import ChannelStatistics
+from ..calibration import ChannelStatistics
 from .obdc import OBDCImportance
+from .input_aware import FluctuationImportance, WandaImportance
 
 __all__ = [
     "Importance", "GroupImportance", "normalize", "channel_parts", "Part", "ImportanceError",
@@ -38,5 +39,5 @@ __all__ = [
     # gradient-based
     "TaylorImportance", "GroupTaylorImportance", "HessianImportance", "GroupHessianImportance",
     # data-driven (calibration statistics)
-    "ActivationImportance", "OBDCImportance", "ChannelStatistics",
+    "ActivationImportance", "OBDCImportance", "ChannelStatistics", "WandaImportance", "FluctuationImportance",
 ]

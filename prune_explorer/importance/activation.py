@@ -24,20 +24,10 @@ import torch
 import torch.nn as nn
 
 from .base import GroupImportance
-from .calibration import CALIBRATED_TYPES, HookedCalibration
+from ..calibration import CALIBRATED_TYPES, HookedCalibration, channel_dim
 from .members import Part
 
-__all__ = ["ActivationImportance"]
-
-
-def channel_dim(module: nn.Module, x: torch.Tensor) -> int:
-    """Where the channels are in a layer's input: last for ``nn.Linear``, 1 for convolutions (0 if unbatched)."""
-    if isinstance(module, nn.Linear):
-        return x.dim() - 1
-    if isinstance(module, nn.modules.conv._ConvNd):
-        unbatched = x.dim() == len(module.kernel_size) + 1
-        return 0 if unbatched else 1
-    return 1 if x.dim() > 1 else 0
+__all__ = ["ActivationImportance", "channel_dim"]
 
 
 class ActivationImportance(HookedCalibration, GroupImportance):

@@ -7,15 +7,32 @@ from typing import Callable, Dict, Iterable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..errors import PruneExplorerError
+from ..errors import ImportanceError
 from .base import GroupImportance
 from .members import Part
 
+class _GradientCollector:
+    """A collector for :func:`prune_explorer.calibration.calibrate`: the pass runs forward and backward passes
+    (``needs_backward``); the gradients land in the parameters' ``.grad``, which the criterion reads."""
+
+    needs_backward = True
+
+    def attach(self, model: nn.Module) -> None:
+        model.zero_grad(set_to_none=True)
+
+    def detach(self) -> None:
+        pass
+
+    def calibrate(self, model: nn.Module, calibration):
+        """One pass of ``calibration`` (a :class:`prune_explorer.calibration.Calibration` or an iterable of
+        example inputs; its loss is back-propagated) through ``model``; the model's gradients are reset first."""
+        from ..calibration import calibrate
+
+        calibrate(model, calibration, [self])
+        return self
+
+
 __all__ = ["TaylorImportance", "HessianImportance", "GroupTaylorImportance", "GroupHessianImportance", "ImportanceError"]
-
-
-class ImportanceError(PruneExplorerError, RuntimeError):
-    """An importance criterion cannot score a group as things stand (e.g. no gradients were computed)."""
 
 
 def channel_grad_sums(parts: Sequence[Part], term: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -33,11 +50,12 @@ def channel_grad_sums(parts: Sequence[Part], term: Callable[[torch.Tensor, torch
     return total
 
 
-class TaylorImportance(GroupImportance):
+class TaylorImportance(_GradientCollector, GroupImportance):
     """First-order Taylor expansion of the loss: ``sum |w * dL/dw|`` over the weights each channel owns.
 
     Run a forward and backward pass on calibration data before scoring (``loss.backward()``, without
-    ``model.zero_grad()`` afterwards); the layer pruners slice ``.grad`` along with the weights, so the scores stay
+    ``model.zero_grad()`` afterwards), or ``imp.calibrate(model, calibration)`` (one pass, gradients summed over
+    its batches); the layer pruners slice ``.grad`` along with the weights, so the scores stay
     valid while a step prunes group after group. ``multivariable=True`` takes ``|sum(w * dL/dw)|`` per channel
     instead (the joint first-order change of removing the whole channel).
     """
@@ -67,7 +85,7 @@ class TaylorImportance(GroupImportance):
         return total
 
 
-class HessianImportance(GroupImportance):
+class HessianImportance(_GradientCollector, GroupImportance):
     """Diagonal-Hessian (Optimal Brain Damage) scores: ``sum w^2 * H_diag`` per channel, with the diagonal
     approximated by the mean over samples of the squared per-sample gradients (empirical Fisher).
 
@@ -81,6 +99,7 @@ class HessianImportance(GroupImportance):
             imp.accumulate_grad(model)        # after each sample's backward
         pruner.step()
 
+    ``imp.calibrate(model, calibration)`` does the same per batch (batches of one give the per-sample form).
     As in Torch-Pruning, the first scoring after accumulation writes the averaged squared gradients into each
     parameter's ``.grad`` (so they are sliced along with the weights while a step prunes group after group);
     call :meth:`zero_grad` and ``model.zero_grad()`` before accumulating again.
@@ -117,6 +136,15 @@ class HessianImportance(GroupImportance):
                 "accumulate_grad found no gradient on the model. Fix: call loss.backward() on one sample first."
             )
         self._ready = False
+
+    def attach(self, model: nn.Module) -> None:
+        self.zero_grad()
+        model.zero_grad(set_to_none=True)
+
+    def after_batch(self, model: nn.Module) -> None:
+        """After each calibration batch's backward pass: add its squared gradients, then reset them."""
+        self.accumulate_grad(model)
+        model.zero_grad(set_to_none=True)
 
     def _materialise(self) -> None:
         for k, acc in self._accu.items():

@@ -36,7 +36,7 @@ import torch.nn as nn
 
 from .activation import channel_dim
 from .base import GroupImportance
-from .calibration import CALIBRATED_TYPES, HookedCalibration
+from ..calibration import CALIBRATED_TYPES, HookedCalibration
 from .gradient import ImportanceError
 from .members import Part
 
@@ -66,7 +66,9 @@ class OBDCImportance(HookedCalibration, GroupImportance):
         self._start_gathering()
         self.steps = 0
 
-    # ---- gathering (attach / detach / collect: :class:`~.calibration.HookedCalibration`) ---------------------------
+    # ---- gathering (attach / detach / collect / calibrate: :class:`~prune_explorer.calibration.HookedCalibration`) --
+    needs_backward = True
+
     def clear(self) -> None:
         """Forget the gathered statistics."""
         super().clear()

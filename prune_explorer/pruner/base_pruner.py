@@ -100,6 +100,9 @@ class BasePruner(PruningSteps):
         root_module_types: layer types whose outputs root the groups.
         post_prune_check: after each step, run the pruned model on shape-only stand-ins and roll back any group
             that breaks it (see :mod:`.post_check`).
+        calibration: calibration data (:class:`prune_explorer.calibration.Calibration`, or an iterable of example
+            inputs): at the start of each step, one pass feeds a data-driven importance (anything with ``attach`` /
+            ``detach``: Taylor, Hessian, activation, OBDC, Wanda, fluctuation), its earlier statistics cleared.
 
     The checked options live in ``pruner.options`` (:class:`~.config.PrunerOptions`); the attributes of the same
     names read and write them.
@@ -153,6 +156,7 @@ class BasePruner(PruningSteps):
         forward_fn: Optional[Callable] = None,
         output_transform: Optional[Callable] = None,
         post_prune_check: bool = True,
+        calibration=None,
     ):
         if not isinstance(post_prune_check, bool):
             raise PrunerConfigError(f"post_prune_check must be True or False, got {post_prune_check!r}")
@@ -174,6 +178,7 @@ class BasePruner(PruningSteps):
         )
         self.example_inputs = example_inputs
         self.post_prune_check = post_prune_check
+        self.calibration = calibration
         #: the post-prune check of this pruner's graph (:class:`~.post_check.PostPruneCheck`)
         self.check = PostPruneCheck(self.DG, example_inputs, forward_fn)
         #: root space index -> why the post-prune check rolled its group back (later steps leave it alone)
@@ -205,6 +210,26 @@ class BasePruner(PruningSteps):
         self._step_budgets = None
         self._reg_groups = None
         self._reg_groups_version = None
+
+    def calibration_collectors(self) -> list:
+        """What the calibration pass of a step feeds: the importance, when it gathers data (``attach`` /
+        ``detach``)."""
+        imp = self.importance
+        return [imp] if hasattr(imp, "attach") and hasattr(imp, "detach") else []
+
+    def calibrate(self) -> int:
+        """Run :attr:`calibration` once through the model for :meth:`calibration_collectors` (their earlier
+        statistics cleared); returns the number of batches (0 when there is no calibration data or no collector)."""
+        collectors = self.calibration_collectors()
+        if self.calibration is None or not collectors:
+            return 0
+        from ..calibration import calibrate
+
+        for c in collectors:
+            clear = getattr(c, "clear", None)
+            if clear is not None:
+                clear()
+        return calibrate(self.model, self.calibration, collectors)
 
     def _record_initial_sizes(self) -> None:
         spaces = self.DG.spaces

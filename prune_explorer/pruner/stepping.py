@@ -140,6 +140,7 @@ class PruningSteps:
             return
         self._active_step = step
         try:
+            self.calibrate()  # with calibration data: one pass for the data-driven criterion
             self._report_unhandled_heads(step)
             budgets = self._step_budgets = self.planner.budgets(step)
             for group in self._graph_groups():

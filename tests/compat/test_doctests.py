@@ -7,7 +7,7 @@ import pytest
 
 MODULES = [
     "prune_explorer.graph.tp_api",
-    "prune_explorer.importance.calibration",
+    "prune_explorer.calibration.statistics",
     "prune_explorer.measure.benchmark",
     "prune_explorer.model_diff",
     "prune_explorer.ops",

@@ -1,0 +1,138 @@
+"""Compensation without training: fold what removed input channels contributed back into the layers reading them.
+
+    comp = pe.compensation.Compensation(bias=True, least_squares=True)
+    comp.calibrate(model, pe.calibration.Calibration(batches, num_batches=8))   # one pass, running sums only
+    for group in pruner.step(interactive=True):
+        comp.prune(group)                    # the proposal pruned, then its consumers compensated
+
+or ``BasePruner(..., calibration=..., compensation=comp)``, which gathers the statistics in the same pass as the
+criterion's and compensates every group a step prunes.
+
+For every convolution or linear member of the pruned group on its *input* side (a consumer of the removed channels)
+the deltas of :mod:`.solve` are computed from the weights before the cut and the consumer's input statistics, then
+added to what the cut left: new weight and bias tensors are assigned (never written in place), so undoing the
+pruning (``DG.undo()``, the explorer's Undo, a post-prune check's rollback) restores the layer exactly, bias
+included (a bias created for the compensation disappears again). Nothing changes when no channel is removed.
+
+A layer that gains a bias where it had none (``create_bias=True``) no longer matches a config that says it has none
+(Hugging Face's ``attention_bias`` / ``mlp_bias``): pass ``create_bias=False`` to keep such models loadable with
+``from_pretrained``, or use ``least_squares`` alone. Transposed convolutions and layers whose weight is shared with
+another module are left as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, List, Optional
+
+import torch
+import torch.nn as nn
+
+from ..calibration import InputStatistics
+from ..errors import CalibrationError
+from .solve import deltas
+
+__all__ = ["Compensation"]
+
+_CONSUMERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class Compensation(InputStatistics):
+    """Bias compensation and / or least-squares reconstruction of the consumers of pruned channels (module doc).
+
+    Args:
+        bias: fold the removed channels' mean contribution into the consumer's bias (FLAP).
+        least_squares: refit the consumer's kept weights from the input's second-moment matrix (gathered only for
+            that; ``[n, n]`` per consumer).
+        ridge: ridge regularisation, relative to the mean diagonal of the kept channels' second moments.
+        create_bias: give a consumer without a bias one (else such a layer gets no bias compensation).
+        target_types: the layers compensated (default: ``nn.Linear`` and non-transposed convolutions).
+    """
+
+    GATHERED = "input statistics"
+    GATHER_FIX = "comp.calibrate(model, calibration) (or `with comp.collect(model): ...` over calibration batches)"
+
+    def __init__(self, bias: bool = True, least_squares: bool = False, ridge: float = 1e-2, create_bias: bool = True,
+                 target_types: Optional[Iterable[type]] = None):
+        if not bias and not least_squares:
+            raise ValueError("Compensation(bias=False, least_squares=False) would do nothing; enable one of them")
+        if not isinstance(ridge, (int, float)) or isinstance(ridge, bool) or ridge < 0:
+            raise ValueError(f"ridge={ridge!r} must be a number >= 0")
+        super().__init__(target_types=target_types or _CONSUMERS, covariance=bool(least_squares))
+        self.bias = bias
+        self.least_squares = least_squares
+        self.ridge = float(ridge)
+        self.create_bias = create_bias
+
+    def __repr__(self) -> str:
+        return (f"Compensation(bias={self.bias}, least_squares={self.least_squares}, ridge={self.ridge}, "
+                f"create_bias={self.create_bias})")
+
+    # ---- planning and applying -----------------------------------------------------------------------------------
+    def plan(self, group) -> Callable[[], int]:
+        """Deltas for the consumers of ``group`` (a group or a proposal, restricted to the channels about to be
+        removed), computed from the weights as they are now. Returns ``apply()``, to call right after the group
+        is pruned: it assigns the compensated tensors and returns how many layers it changed."""
+        if not len(self.stats):
+            raise CalibrationError(f"Compensation has no {self.GATHERED} yet. Fix: {self.GATHER_FIX}")
+        changes = []
+        seen = set()
+        for item in group.items:
+            layer = item.dep.layer
+            space = item.dep.space
+            if space.side != "in" or id(layer) in seen or not isinstance(layer, self.target_types) \
+                    or not isinstance(layer, _CONSUMERS) or not item.idx_array.size:
+                continue
+            seen.add(id(layer))
+            self.stats.anchor_space(space)
+            change = self._layer_change(layer, space, torch.from_numpy(item.idx_array.copy()))
+            if change is not None:
+                changes.append(change)
+
+        def apply() -> int:
+            for layer, dW, db in changes:
+                _assign(layer, dW, db)
+            return len(changes)
+
+        return apply
+
+    def _layer_change(self, layer, space, removed: torch.Tensor):
+        mu = self.stats.mean_of(layer, "in", "x", range(space.current_size), space=space)
+        if mu is None:
+            return None  # the pass never reached this layer
+        mu = mu.double()
+        M = self.stats.mean_of(layer, "in", "xx", range(space.current_size), space=space) \
+            if self.least_squares else None
+        n_in = layer.weight.shape[1] * getattr(layer, "groups", 1)
+        if mu.numel() != n_in:
+            raise CalibrationError(
+                f"the input statistics of {space.label} cover {mu.numel()} channels but it reads {n_in}: gather them "
+                "again on the model as it is now (comp.clear(), then comp.calibrate(...))")
+        want_bias = self.bias and (layer.bias is not None or self.create_bias)
+        dW, db = deltas(layer.weight, getattr(layer, "groups", 1), removed, mu, M, want_bias, self.ridge)
+        if dW is None and db is None:
+            return None
+        return layer, dW, db
+
+    def prune(self, group, idxs=None):
+        """Prune ``group`` (a group or a proposal; ``idxs``: root channels, None for the proposal's or the whole
+        group's) and compensate its consumers. Returns the graph's record (None when nothing was pruned)."""
+        target = group.select(idxs) if idxs is not None and hasattr(group, "select") else group
+        apply = self.plan(target)
+        record = group.prune(idxs=idxs) if idxs is not None else group.prune()
+        if record is not None:
+            apply()
+        return record
+
+
+def _assign(layer: nn.Module, dW: Optional[torch.Tensor], db: Optional[torch.Tensor]) -> None:
+    """New weight / bias tensors for ``layer`` (the old ones stay untouched, for an exact undo)."""
+    w = layer.weight
+    if dW is not None:
+        if tuple(dW.shape) != tuple(w.shape):
+            raise CalibrationError(f"compensation of a {type(layer).__name__}: weight delta {tuple(dW.shape)} does "
+                                   f"not match the pruned weight {tuple(w.shape)}")
+        layer.weight = nn.Parameter((w.detach().double() + dW.to(w.device)).to(w.dtype), requires_grad=w.requires_grad)
+    if db is not None:
+        b = layer.bias
+        base = b.detach().double() if b is not None else torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
+        layer.bias = nn.Parameter((base + db.to(w.device)).to(w.dtype), requires_grad=w.requires_grad)

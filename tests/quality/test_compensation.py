@@ -1,0 +1,93 @@
+"""Compensation without training: better reconstruction than a plain cut, output unchanged when nothing is removed,
+exact to undo (Linear, Conv, grouped Conv)."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+import prune_explorer as pe
+from prune_explorer.calibration import Calibration
+from prune_explorer.compensation import Compensation, deltas
+
+MODES = [(True, False), (False, True), (True, True)]
+
+
+def _model(kind):
+    torch.manual_seed(0)
+    if kind == "linear":
+        m = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 5, bias=False))
+        data = [torch.randn(64, 6) for _ in range(3)]
+        fn = pe.prune_linear_out_channels
+    else:
+        g = 2 if kind == "grouped" else 1
+        m = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 8, 1, groups=g, bias=False))
+        data = [torch.randn(8, 3, 6, 6) for _ in range(3)]
+        fn = pe.prune_conv_out_channels
+    return m, data, fn
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv", "grouped"])
+@pytest.mark.parametrize("bias,ls", MODES)
+def test_compensation_reduces_error_and_undoes_exactly(kind, bias, ls):
+    m, data, fn = _model(kind)
+    x = torch.cat(data)
+    ref = m(x).detach()
+    plain = copy.deepcopy(m)
+    pe.DependencyGraph().build_dependency(plain, data[0]).get_pruning_group(plain[0], fn, [0, 3, 5, 9]).prune()
+    comp = Compensation(bias=bias, least_squares=ls, ridge=1e-4)
+    comp.calibrate(m, Calibration(data, progress=False))
+    dg = pe.DependencyGraph().build_dependency(m, data[0])
+    dg.undo_depth = 1
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    comp.prune(dg.get_pruning_group(m[0], fn, [0, 3, 5, 9]))
+    assert m[2].weight.shape == plain[2].weight.shape
+    err_plain = (plain(x) - ref).pow(2).mean().item()
+    err_comp = (m(x) - ref).pow(2).mean().item()
+    assert err_comp < err_plain
+    assert (m[2].bias is not None) == bias  # a bias was created for bias compensation only
+    dg.undo()
+    after = m.state_dict()
+    assert set(after) == set(before) and all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(m(x), ref)
+
+
+@pytest.mark.parametrize("bias,ls", MODES)
+def test_nothing_removed_leaves_the_layer_unchanged(bias, ls):
+    torch.manual_seed(0)
+    w = torch.randn(5, 8)
+    x = torch.randn(32, 8).double()
+    dW, db = deltas(w, 1, torch.zeros(0, dtype=torch.long), x.mean(0), x.T @ x / 32 if ls else None, bias)
+    assert (dW is None or torch.equal(dW, torch.zeros_like(dW))) and (db is None or not db.any())
+    conv = torch.randn(4, 6, 3, 3)
+    dW, db = deltas(conv, 2, torch.zeros(0, dtype=torch.long), torch.randn(12).double(),
+                    torch.eye(12, dtype=torch.float64) if ls else None, bias)
+    assert (dW is None or (dW.shape == conv.shape and not dW.any())) and (db is None or not db.any())
+
+
+def test_bias_compensation_is_exact_for_a_constant_channel():
+    """A channel that is constant on the data is replaced exactly by its mean: the output does not change."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    with torch.no_grad():
+        m[0].weight[2].zero_()
+        m[0].bias[2] = 0.7  # channel 2 is always relu(0.7)
+    data = [torch.randn(16, 4) for _ in range(2)]
+    x = torch.cat(data)
+    ref = m(x).detach()
+    comp = Compensation(bias=True)
+    comp.calibrate(m, Calibration(data, progress=False))
+    dg = pe.DependencyGraph().build_dependency(m, data[0])
+    comp.prune(dg.get_pruning_group(m[0], pe.prune_linear_out_channels, [2]))
+    assert torch.allclose(m(x), ref, atol=1e-5)
+
+
+def test_compensation_needs_statistics():
+    m, data, fn = _model("linear")
+    dg = pe.DependencyGraph().build_dependency(m, data[0])
+    with pytest.raises(pe.errors.CalibrationError, match="calibrate"):
+        Compensation().prune(dg.get_pruning_group(m[0], fn, [0]))
+    assert m[0].out_features == 16
+    with pytest.raises(ValueError, match="nothing"):
+        Compensation(bias=False, least_squares=False)
