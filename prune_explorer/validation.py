@@ -34,7 +34,7 @@ import torch
 
 from .errors import PruningError
 
-__all__ = ["check_indices", "check_range", "short_list", "check_ratio", "check_ratios", "is_ratio"]
+__all__ = ["check_indices", "check_range", "short_list", "check_ratio", "check_ratios", "is_ratio", "check_cost_target"]
 
 _TYPE_FIX = "pass a list of distinct ints, e.g. [0, 3, 5]"
 
@@ -196,3 +196,29 @@ def check_ratios(name: str, ratios: Mapping, *, label: Callable[[Any], str] = st
         raise _error(error, "type", f"{name} must be a dict of ratios, got {type(ratios).__name__}",
                      f"pass e.g. {name}={{module: 0.5}}")
     return {k: check_ratio(f"{name}[{label(k)}]", v, error=error, **kwargs) for k, v in ratios.items()}
+
+
+def check_cost_target(target: Any = None, speedup: Any = None, *, error: Type[Exception] = PruningError,
+                      cost: str = "the original cost") -> float:
+    """The fraction of ``cost`` (parameters, MACs or latency) to keep, from exactly one of ``target`` (that fraction,
+    in ``(0, 1)``) or ``speedup`` (a finite number > 1: ``1 / speedup`` is kept); else raise ``error``.
+
+    >>> check_cost_target(speedup=4.0), check_cost_target(target=0.5)
+    (0.25, 0.5)
+    >>> check_cost_target(speedup=float("inf"))
+    Traceback (most recent call last):
+    ...
+    prune_explorer.errors.PruningError: speedup=inf must be a number > 1 (original cost / pruned cost)
+    """
+    if (target is None) == (speedup is None):
+        raise error(f"give exactly one of target= (fraction of {cost} to keep, e.g. 0.5) or speedup= (e.g. 2.0 for "
+                    "half the cost)")
+    if speedup is not None:
+        if isinstance(speedup, (bool, np.bool_)) or not isinstance(speedup, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(speedup) or not speedup > 1:
+            raise error(f"speedup={speedup!r} must be a number > 1 (original cost / pruned cost)")
+        return 1.0 / float(speedup)
+    if not is_ratio(target, low_open=True):
+        raise error(f"target={target!r} must be a fraction of {cost} to keep, in (0, 1): e.g. target=0.5 for half the "
+                    "MACs (or speedup=2.0)")
+    return float(target)

@@ -61,6 +61,7 @@ from ..sensitivity import scan as run_scan
 from ..sensitivity.budget import KINDS
 from .plan_review import APPLY_STAGE, PlanReview
 from .session import ExplorerError
+from ..validation import check_cost_target
 
 __all__ = ["SensitivityController", "SCAN_STAGE", "APPLY_STAGE", "SOLVE_STAGE"]
 
@@ -311,17 +312,7 @@ class SensitivityController(PlanReview):
             raise ExplorerError(f"kind must be one of {KINDS} (what the target measures), got {kind!r}")
         if relative_to not in ("original", "now"):
             raise ExplorerError(f"relative_to must be 'original' or 'now', got {relative_to!r}")
-        if (target is None) == (speedup is None):
-            raise ExplorerError("give exactly one of target= (fraction of the cost to keep, e.g. 0.5) or speedup= "
-                                "(e.g. 2.0 for half the cost)")
-        if speedup is not None:
-            if isinstance(speedup, bool) or not isinstance(speedup, (int, float)) or not speedup > 1:
-                raise ExplorerError(f"speedup={speedup!r} must be a number > 1 (original cost / pruned cost)")
-            target = 1.0 / float(speedup)
-        if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
-            raise ExplorerError(f"target={target!r} must be a fraction of the cost to keep, in (0, 1): e.g. 0.5 for "
-                                "half the MACs")
-        goal = float(target)
+        target = goal = check_cost_target(target, speedup, error=ExplorerError, cost="the cost")
         label = f"{kind} x{target:.3g}"
         if relative_to == "original" and kind != "latency":
             c = self.controller

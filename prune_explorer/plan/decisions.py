@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Union
 
 from ..errors import PruneExplorerError
+from ..validation import is_ratio
 
 __all__ = ["PruningPlan", "GroupDecision", "PlanError", "group_key", "FORMAT", "ATTENTION_KINDS"]
 
@@ -92,7 +92,7 @@ class GroupDecision:
             raise PlanError(f"{self.key}: give remove= (root channels to remove) or ratio= (a fraction in [0, 1))")
         if self.ratio is not None:
             r = self.ratio
-            if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not 0 <= r < 1:
+            if not is_ratio(r):
                 raise PlanError(f"{self.key}: ratio={r!r} must be a number in [0, 1)")
             self.ratio = float(r)
         if self.channels is not None and self.remove is not None and self.remove >= self.channels > 0:

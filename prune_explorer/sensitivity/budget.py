@@ -35,7 +35,6 @@ Targets are fractions of the unpruned model's cost to *keep*: ``target=0.5, kind
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -48,26 +47,11 @@ from .cache import model_fingerprint
 from .costs import PlanCostModel, default_latency_fn
 from .errors import SensitivityError
 from .table import SensitivityTable
+from ..validation import check_cost_target, is_ratio
 
 __all__ = ["solve_budget", "uniform_plan", "PlanCostModel", "default_latency_fn", "greedy_path", "KINDS"]
 
 KINDS = ("params", "macs", "latency")
-
-
-def _check_target(target, speedup) -> float:
-    if (target is None) == (speedup is None):
-        raise SensitivityError("give exactly one of target= (fraction of the original cost to keep, e.g. 0.5) or "
-                               "speedup= (e.g. 2.0 for half the cost)")
-    if speedup is not None:
-        if isinstance(speedup, bool) or not isinstance(speedup, (int, float)) or not math.isfinite(speedup) \
-                or speedup <= 1:
-            raise SensitivityError(f"speedup={speedup!r} must be a number > 1 (original cost / pruned cost)")
-        return 1.0 / float(speedup)
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) \
-            or not 0 < target < 1:
-        raise SensitivityError(f"target={target!r} must be a fraction of the original cost to keep, in (0, 1): "
-                               "e.g. target=0.5 for half the MACs (or speedup=2.0)")
-    return float(target)
 
 
 def _check_kind(kind) -> str:
@@ -257,7 +241,7 @@ def solve_budget(table: SensitivityTable, target: Optional[float] = None, kind: 
     """
     if not isinstance(table, SensitivityTable):
         raise SensitivityError(f"table must be a SensitivityTable (from pe.sensitivity.scan), got {type(table).__name__}")
-    target = _check_target(target, speedup)
+    target = check_cost_target(target, speedup, error=SensitivityError)
     kind = _check_kind(kind)
     model, example_inputs, importance, options = _context(table, model, example_inputs, importance)
     if max_pruning_ratio is not None:
@@ -354,7 +338,7 @@ def uniform_plan(model: Optional[nn.Module] = None, example_inputs=None, ratio: 
         options["max_pruning_ratio"] = max_pruning_ratio
     if (ratio is None) == (target is None and speedup is None):
         raise SensitivityError("give either ratio= (the same fraction for every group) or a target= / speedup=")
-    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1):
+    if ratio is not None and not is_ratio(ratio):
         raise SensitivityError(f"ratio={ratio!r} must be a number in [0, 1)")
     kind = _check_kind(kind)
     if kind == "latency" and ratio is None and is_meta_model(model):
@@ -375,7 +359,7 @@ def uniform_plan(model: Optional[nn.Module] = None, example_inputs=None, ratio: 
 
     goal = None
     if ratio is None:
-        goal = _check_target(target, speedup)
+        goal = check_cost_target(target, speedup, error=SensitivityError)
         budget = goal * _cost_value(cm.base, kind)
         lo, hi = 0.0, 0.999
         if _cost_value(cm.measure(counts_at(hi)), kind) > budget:

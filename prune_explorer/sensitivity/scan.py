@@ -24,7 +24,6 @@ The channels are chosen here, in the caller's process, so every executor evaluat
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -39,6 +38,7 @@ from .errors import SensitivityError
 from .evaluator import PointResult, PointTask, WorkerSpec
 from .executors import ScanJob, resolve_executor
 from .table import GroupInfo, ScanRow, SensitivityTable
+from ..validation import is_ratio
 
 __all__ = ["scan", "DEFAULT_RATIOS"]
 
@@ -54,7 +54,7 @@ def _check_ratios(ratios) -> Tuple[float, ...]:
     if not ok or not values:
         raise SensitivityError(f"ratios must be a non-empty list of numbers in (0, 1), got {ratios!r:.80}. "
                                "Fix: e.g. ratios=(0.1, 0.2, ..., 0.9)")
-    bad = [r for r in values if not (math.isfinite(r) and 0.0 < r < 1.0)]
+    bad = [r for r in values if not is_ratio(r, low_open=True)]
     if bad:
         raise SensitivityError(f"ratios {bad} are out of range: each ratio is the fraction of a group's channels "
                                "removed, in (0, 1) (0 changes nothing, 1 would remove every channel)")
