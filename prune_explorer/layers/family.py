@@ -34,7 +34,7 @@ import torch
 
 from ..errors import PruningError
 from .base import BasePruningFunc
-from .library_types import LibraryType, matching_class, qualified_name
+from .library_types import LibraryType, TypeTable, matching_class
 from .slicing import Part
 
 __all__ = ["LayerFamily", "FamilyRegistry", "FAMILIES", "register_family", "ChannelMapContext"]
@@ -132,34 +132,19 @@ class FamilyRegistry:
 
     def __init__(self) -> None:
         self._families: List[LayerFamily] = []
-        self._by_type: dict = {}
-        self._by_name: dict = {}  # qualified class name -> family (library types, :mod:`.library_types`)
-        self._cache: dict = {}
+        self._types = TypeTable()  # layer type -> family
 
     def register(self, family: LayerFamily) -> LayerFamily:
         if any(f.name == family.name for f in self._families):
             raise PruningError(f"a layer family named {family.name!r} is already registered")
         self._families.append(family)
         for t in family.types:
-            self._by_type[t] = family
-            for q in getattr(t, "qualnames", ()) if issubclass(t, LibraryType) else ():
-                self._by_name[q] = family
-        self._cache.clear()
+            self._types[t] = family
         return family
 
     def family_of(self, module_or_type: Any) -> Optional[LayerFamily]:
         """The family of a module (or module type), or None."""
-        t = module_or_type if isinstance(module_or_type, type) else type(module_or_type)
-        try:
-            return self._cache[t]
-        except KeyError:
-            pass
-        found = next((self._by_type.get(k) or self._by_name.get(qualified_name(k)) for k in t.__mro__
-                      if k in self._by_type or qualified_name(k) in self._by_name), None)
-        if found is None:  # virtual subclasses (abc.register)
-            found = next((f for f in self._families if issubclass(t, f.types)), None)
-        self._cache[t] = found
-        return found
+        return self._types.lookup(module_or_type if isinstance(module_or_type, type) else type(module_or_type))
 
     def root_types(self) -> Tuple[type, ...]:
         """The module types whose output channels start the default groups."""

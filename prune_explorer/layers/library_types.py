@@ -17,9 +17,9 @@ subclasses, and nothing is imported. The registries (:class:`~.family.FamilyRegi
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
-__all__ = ["library_type", "qualified_name", "LibraryType", "matching_class"]
+__all__ = ["library_type", "qualified_name", "LibraryType", "matching_class", "TypeTable"]
 
 
 def qualified_name(cls: type) -> str:
@@ -61,3 +61,86 @@ def matching_class(cls: type, qualnames) -> Optional[type]:
         if qualified_name(k) in qualnames:
             return k
     return None
+
+
+_MISSING = object()
+
+
+class TypeTable:
+    """Values registered by class, looked up for a class: the one lookup both registries use
+    (:class:`~.family.FamilyRegistry` for layer families, :class:`~.registry.PrunerRegistry` for pruners).
+
+    The nearest class of the MRO that is registered wins, by itself or, for a :class:`LibraryType` stand-in, by
+    qualified name. A class none of whose bases is registered falls back to ``issubclass`` against the registered
+    classes in registration order (virtual subclasses, ``abc.register``). A registered value of None hides what a base
+    class has. Lookups are cached per class until the table changes.
+
+    >>> import torch.nn as nn
+    >>> table = TypeTable()
+    >>> table[nn.Module], table[library_type("torch.nn.modules.linear.Linear")] = "module", "linear"
+    >>> table.lookup(nn.Linear), table.lookup(nn.ReLU), table.lookup(int)
+    ('linear', 'module', None)
+    """
+
+    def __init__(self) -> None:
+        self._by_type: Dict[type, Any] = {}
+        self._by_name: Dict[str, Any] = {}  # qualified class name -> value (library types)
+        self._cache: Dict[type, Any] = {}
+
+    def __setitem__(self, cls: type, value: Any) -> None:
+        self._by_type[cls] = value
+        if issubclass(cls, LibraryType):
+            for q in cls.qualnames:
+                self._by_name[q] = value
+        self._cache.clear()
+
+    def pop(self, cls: type) -> None:
+        """Forget ``cls`` (no error when it is not registered)."""
+        self._by_type.pop(cls, None)
+        if issubclass(cls, LibraryType):
+            for q in cls.qualnames:
+                self._by_name.pop(q, None)
+        self._cache.clear()
+
+    def nearest(self, cls: type, default: Any = None) -> Any:
+        """The value of the nearest registered class of ``cls``'s MRO (``default`` when none is registered)."""
+        for k in cls.__mro__:
+            if k in self._by_type:
+                return self._by_type[k]
+            if self._by_name:
+                q = qualified_name(k)
+                if q in self._by_name:
+                    return self._by_name[q]
+        return default
+
+    def lookup(self, cls: type) -> Any:
+        """:meth:`nearest`, else the first registered class ``cls`` is a virtual subclass of, else None."""
+        try:
+            return self._cache[cls]
+        except KeyError:
+            pass
+        found = self.nearest(cls, _MISSING)
+        if found is _MISSING:
+            found = next((v for k, v in self._by_type.items() if issubclass(cls, k)), None)
+        self._cache[cls] = found
+        return found
+
+    def copy(self) -> "TypeTable":
+        other = TypeTable()
+        other._by_type, other._by_name = dict(self._by_type), dict(self._by_name)
+        return other
+
+    def items(self):
+        return self._by_type.items()
+
+    def values(self):
+        return self._by_type.values()
+
+    def __contains__(self, cls: type) -> bool:
+        return cls in self._by_type
+
+    def __iter__(self) -> Iterator[type]:
+        return iter(self._by_type)
+
+    def __len__(self) -> int:
+        return len(self._by_type)

@@ -31,7 +31,7 @@ from torch import nn
 from ..errors import PruningError
 from .base import BasePruningFunc
 from .family import FAMILIES, FamilyRegistry
-from .library_types import LibraryType, qualified_name
+from .library_types import TypeTable
 
 __all__ = [
     "PrunerRegistry",
@@ -66,8 +66,7 @@ class PrunerRegistry:
     """
 
     def __init__(self, pruners: Mapping[type, BasePruningFunc | None] | None = None) -> None:
-        self._by_type: dict[type, BasePruningFunc | None] = {}
-        self._by_name: dict[str, BasePruningFunc | None] = {}  # library types (:mod:`.library_types`), by name
+        self._types = TypeTable()  # layer type -> pruner (None: not prunable)
         for t, p in (pruners or {}).items():
             self.register(t, p)
 
@@ -103,43 +102,23 @@ class PrunerRegistry:
                 f"with {', '.join(PRUNER_METHODS)}), got {type(pruner).__name__}. "
                 "Fix: subclass prune_explorer.layers.BasePruningFunc."
             )
-        self._by_type[layer_type] = pruner
-        if issubclass(layer_type, LibraryType):
-            for q in layer_type.qualnames:
-                self._by_name[q] = pruner
+        self._types[layer_type] = pruner
 
     def unregister(self, layer_type: type) -> None:
-        self._by_type.pop(layer_type, None)
-        if issubclass(layer_type, LibraryType):
-            for q in layer_type.qualnames:
-                self._by_name.pop(q, None)
+        self._types.pop(layer_type)
 
     def lookup_type(self, layer_type: type) -> BasePruningFunc | None:
         """The pruner registered for ``layer_type`` or its nearest registered base class (no specialisation)."""
-        for klass in layer_type.__mro__:
-            if klass in self._by_type:
-                return self._by_type[klass]
-            if self._by_name and qualified_name(klass) in self._by_name:
-                return self._by_name[qualified_name(klass)]
-        return None
+        return self._types.nearest(layer_type)
 
     def get(self, module: Any) -> BasePruningFunc | None:
         """The pruner for ``module`` (an ``nn.Module`` or an ``nn.Parameter``), or None if none is registered.
 
-        Exact type first, then the MRO, then ``isinstance`` (registration order); finally the pruner's
-        :meth:`~BasePruningFunc.specialize` picks the variant for this module.
+        The nearest registered class of its MRO, else ``isinstance`` (registration order)
+        (:class:`~.library_types.TypeTable`); finally the pruner's :meth:`~BasePruningFunc.specialize` picks the
+        variant for this module.
         """
-        t = type(module)
-        if t in self._by_type:
-            pruner = self._by_type[t]
-        else:
-            pruner = self.lookup_type(t)
-            if pruner is None and not any(k in self._by_type or qualified_name(k) in self._by_name
-                                          for k in t.__mro__):
-                for klass, p in self._by_type.items():
-                    if isinstance(module, klass):
-                        pruner = p
-                        break
+        pruner = self._types.lookup(type(module))
         if pruner is None:
             return None
         specialize = getattr(pruner, "specialize", None)  # Torch-Pruning-style pruners may not have it
@@ -154,30 +133,29 @@ class PrunerRegistry:
 
     def copy(self) -> PrunerRegistry:
         reg = PrunerRegistry()
-        reg._by_type = dict(self._by_type)
-        reg._by_name = dict(self._by_name)
+        reg._types = self._types.copy()
         return reg
 
     def pruners(self) -> list[BasePruningFunc]:
         """Every distinct pruner registered, and the ones they specialise into (the depthwise conv pruner...)."""
         out: list[BasePruningFunc] = []
-        for p in self._by_type.values():
+        for p in self._types.values():
             for v in (p.variants() if hasattr(p, "variants") else (p,)) if p is not None else ():
                 if all(v is not q for q in out):
                     out.append(v)
         return out
 
     def items(self) -> list[tuple[type, BasePruningFunc | None]]:
-        return list(self._by_type.items())
+        return list(self._types.items())
 
     def __contains__(self, layer_type: type) -> bool:
-        return layer_type in self._by_type
+        return layer_type in self._types
 
     def __len__(self) -> int:
-        return len(self._by_type)
+        return len(self._types)
 
     def __repr__(self) -> str:
-        rows = [f"  {t.__module__}.{t.__qualname__}: {p!r}" for t, p in self._by_type.items()]
+        rows = [f"  {t.__module__}.{t.__qualname__}: {p!r}" for t, p in self._types.items()]
         return "PrunerRegistry(\n" + "\n".join(rows) + "\n)"
 
 
