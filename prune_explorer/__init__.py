@@ -33,7 +33,7 @@ _LAZY = {"Explorer": ("explorer", "Explorer"), "save_pruned": ("history", "save_
          "state_dict": ("serialization", "state_dict"), "load_state_dict": ("serialization", "load_state_dict"),
          "save": ("serialization", "save"), "load": ("serialization", "load")}
 _SUBMODULES += ("sensitivity", "plan")  # sensitivity scans, budgets and pruning plans
-_SUBMODULES += ("hf", "calibration", "compensation")  # Hugging Face transformers: config sync and save_pretrained round-trip check
+_SUBMODULES += ("hf", "calibration", "compensation", "depth")  # Hugging Face transformers: config sync and save_pretrained round-trip check
 _LAZY.update(PruningPlan=("plan", "PruningPlan"), apply_plan=("plan", "apply_plan"))
 _LAZY.update(recover=("recovery", "recover"), RecoveryResult=("recovery", "RecoveryResult"))
 
