@@ -34,6 +34,7 @@ _LAZY = {"Explorer": ("explorer", "Explorer"), "save_pruned": ("history", "save_
          "save": ("serialization", "save"), "load": ("serialization", "load")}
 _SUBMODULES += ("sensitivity", "plan")  # sensitivity scans, budgets and pruning plans
 _SUBMODULES += ("hf", "calibration", "compensation", "depth")  # Hugging Face transformers: config sync and save_pretrained round-trip check
+_SUBMODULES += ("stream",)  # plans applied to safetensors checkpoints block by block (models bigger than memory)
 _LAZY.update(PruningPlan=("plan", "PruningPlan"), apply_plan=("plan", "apply_plan"))
 _LAZY.update(recover=("recovery", "recover"), RecoveryResult=("recovery", "RecoveryResult"))
 
