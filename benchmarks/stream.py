@@ -60,7 +60,8 @@ def main():
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "f16", "f32"))
     ap.add_argument("--ratio", type=float, default=0.5)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dir", default=None, help="work folder (default: a temporary folder, removed after)")
+    ap.add_argument("--dir", default=None, help="work folder, kept (its checkpoint reused by the next run); default: "
+                    "a temporary folder, removed after")
     args = ap.parse_args()
 
     import torch
@@ -85,8 +86,12 @@ def main():
     ckpt, out, plan_path = (os.path.join(work, n) for n in ("ckpt", "out", "plan.json"))
     try:
         t = time.perf_counter()
-        written = write_random_checkpoint(ckpt, config, dtype=dtype)
-        print(f"wrote the checkpoint: {written / 1e9:.2f} GB in {time.perf_counter() - t:.1f} s")
+        if args.dir and os.path.isfile(os.path.join(ckpt, "config.json")):
+            print(f"reusing the checkpoint in {ckpt}")  # --dir given: kept from an earlier run
+        else:
+            written = write_random_checkpoint(ckpt, config, dtype=dtype)
+            print(f"wrote the checkpoint: {written / 1e9:.2f} GB in {time.perf_counter() - t:.1f} s")
+        shutil.rmtree(out, ignore_errors=True)
         t = time.perf_counter()
         plan = pe.sensitivity.uniform_plan(meta, pe.plan.causal_lm_inputs(meta), ratio=args.ratio,
                                            ignored_layers=["lm_head"],

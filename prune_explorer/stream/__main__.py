@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="where groups are scored: cpu (default) or cuda")
     ap.add_argument("--calibration", default=None,
                     help="token ids (a .pt tensor) for calibrated criteria; not supported by streaming yet")
+    ap.add_argument("--workers", type=int, default=1, help="local processes for the write pass (default 1)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
 
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
                               f"({', '.join(IMPORTANCES)})")
         report = stream_checkpoint(args.checkpoint, args.plan, args.out,
                                    importance=make_importance(args.importance, args.seed), device=args.device,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, workers=args.workers)
     except StreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -28,11 +28,12 @@ import torch
 from ..errors import PruningError, TracingError
 from ..plan.decisions import PlanError, PruningPlan
 from .arch import OUTSIDE, build_meta_model, check_supported, unit_of, unit_order
-from .checkpoint import CheckpointReader, check_free_space, copy_other_files, write_index, write_shard
+from .checkpoint import CheckpointReader, check_free_space, copy_other_files, write_index
 from .errors import StreamError, StreamInterrupted
 from .keep import KeepTable
 from .scoring import StreamImportance, WeightSwapper
 from .state import RunState, fingerprint
+from .write import write_units
 
 __all__ = ["stream_checkpoint", "StreamReport"]
 
@@ -115,7 +116,7 @@ def _units(reader: CheckpointReader) -> Dict[str, List[str]]:
 
 def stream_checkpoint(checkpoint: str, plan: Union[PruningPlan, str], out: str, importance=None,
                       device: Union[str, torch.device] = "cpu", progress: bool = True,
-                      stop_after: Optional[int] = None) -> StreamReport:
+                      stop_after: Optional[int] = None, workers: int = 1) -> StreamReport:
     """Prune the ``save_pretrained`` folder ``checkpoint`` as ``plan`` says, one block at a time, into ``out``.
 
     The result loads with ``from_pretrained(out)`` and equals ``pe.apply_plan(model, plan, importance=...)`` on
@@ -136,6 +137,8 @@ def stream_checkpoint(checkpoint: str, plan: Union[PruningPlan, str], out: str, 
         progress: tqdm progress bars (the decisions, the residual-stream statistics per block, the writes).
         stop_after: write at most this many shards, then raise :class:`StreamInterrupted` (resume by calling
             again); for tests and to split a long run.
+        workers: local processes for the write pass (forked; each holds one block at a time). The decisions are
+            taken in this process, in the plan's order.
 
     Returns:
         a :class:`StreamReport`.
@@ -256,29 +259,31 @@ def stream_checkpoint(checkpoint: str, plan: Union[PruningPlan, str], out: str, 
     written = sum(d["bytes"] for d in state.data["done"].values())
     check_free_space(out, need - written)
     bar = _bar(progress, total=len(units), desc="write (blocks)", unit="shard")
+    tasks = []
+    for j, (unit, names) in enumerate(units.items()):
+        done = state.done(unit)
+        if done is not None and os.path.isfile(os.path.join(out, done["file"])):
+            report.units_resumed += 1
+            if bar is not None:
+                bar.update(1)
+        else:
+            tasks.append((unit, names, os.path.join(out, f"model-{j + 1:05d}-of-{len(units):05d}.safetensors")))
+    stopped = stop_after is not None and len(tasks) > stop_after
     try:
-        for j, (unit, names) in enumerate(units.items()):
-            file = f"model-{j + 1:05d}-of-{len(units):05d}.safetensors"
-            done = state.done(unit)
-            if done is not None and os.path.isfile(os.path.join(out, done["file"])):
-                report.units_resumed += 1
-            else:
-                if stop_after is not None and report.units_written >= stop_after:
-                    raise StreamInterrupted(f"stopped after {report.units_written} shard(s) as asked (stop_after); "
-                                            f"{len(units) - j} left. Run the same call again to resume")
-                tensors = {n: keep.cut(n, reader.get(n)) for n in names}
-                nbytes = write_shard(tensors, os.path.join(out, file))
-                state.mark_done(unit, file, names, nbytes, sum(t.numel() for t in tensors.values()))
-                report.units_written += 1
-                report.bytes_written += nbytes
-                del tensors
-                reader.close()  # unmap: the pages read stop counting in this process's memory
+        for unit, names, path, (nbytes, params) in write_units(reader, keep, tasks[:stop_after] if stopped else tasks,
+                                                               workers):
+            state.mark_done(unit, os.path.basename(path), names, nbytes, params)
+            report.units_written += 1
+            report.bytes_written += nbytes
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
         reader.close()
+    if stopped:
+        raise StreamInterrupted(f"stopped after {report.units_written} shard(s) as asked (stop_after); "
+                                f"{len(tasks) - report.units_written} left. Run the same call again to resume")
 
     done = state.data["done"]
     weight_map = {n: d["file"] for d in done.values() for n in d["names"]}

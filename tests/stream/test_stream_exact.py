@@ -88,6 +88,14 @@ def test_interrupted_run_resumes_without_redoing_blocks(llama_ckpt, tmp_path):
     _assert_same(in_memory(folder, plan, pe.importance.MagnitudeImportance(p=2)), _load(str(out)))
 
 
+def test_write_pass_on_worker_processes(llama_ckpt, tmp_path):
+    folder, config = llama_ckpt
+    plan = meta_plan(config)
+    report = stream_checkpoint(folder, plan, str(tmp_path / "out"), progress=False, workers=2)
+    assert report.units_written == report.units
+    _assert_same(in_memory(folder, plan, pe.importance.MagnitudeImportance(p=2)), _load(str(tmp_path / "out")))
+
+
 def test_plan_for_another_config_is_refused(llama_ckpt, tmp_path):
     folder, _ = llama_ckpt
     other = meta_plan(make_config("llama", hidden_size=96, num_hidden_layers=3))
