@@ -53,16 +53,23 @@ import torch
 import torch.nn as nn
 
 from .errors import PruningError
-from .attention.head_bookkeeping import (AttentionWidths, Q_NAMES, attention_modules as _attentions, child as _child,
+from .attention.head_bookkeeping import (HEAD_DIM_ATTRS, HEADS_ATTRS, AttentionWidths, Q_NAMES,
+                                         attention_modules as _attentions, child as _child,
                                          out_features as _out_features, set_module_attrs)
 from .attention.hf_config import (carry_rotary_frequencies, keep_temperature, mirror_hidden, rotary_differences,
                                   scale_param)
 
 __all__ = ["is_hf_model", "sync_config", "config_problems", "check_config_round_trip", "AttentionWidths",
-           "measure_widths"]
+           "measure_widths", "stacked_experts"]
 
 #: the up projection of an MLP block (its output width is the intermediate size), by child name
-MLP_UP_NAMES = ("up_proj", "gate_proj", "fc1", "wi", "wi_0", "c_fc", "fc_in", "w1", "lin1")
+MLP_UP_NAMES = ("up_proj", "gate_proj", "fc1", "wi", "wi_0", "c_fc", "fc_in", "w1", "lin1", "dense_h_to_4h")
+#: the name of a mixture-of-experts block's always-on MLP (its width has a config field of its own)
+SHARED_EXPERT_NAMES = ("shared_expert", "shared_experts", "shared_mlp")
+#: config fields holding the width of each routed expert's MLP, first match wins (else ``INTERMEDIATE_FIELDS``)
+EXPERT_FIELDS = ("moe_intermediate_size", "expert_intermediate_size")
+#: config fields holding the shared expert's MLP width
+SHARED_EXPERT_FIELDS = ("shared_expert_intermediate_size",)
 #: config fields holding the MLP width, first match wins
 INTERMEDIATE_FIELDS = ("intermediate_size", "d_ff", "n_inner", "ffn_dim", "ffn_hidden_size")
 #: on a T5-style decoder's final norm weight (the tensor): the ``model_dim`` it is calibrated for
@@ -97,25 +104,46 @@ def _hidden_widths(model: nn.Module) -> List[int]:
     return []
 
 
-def _mlp_widths(model: nn.Module) -> List[int]:
+def _mlp_widths(model: nn.Module, shared: bool = False) -> List[int]:
+    """The MLP widths (``shared=False``: of every MLP but the shared experts of mixture-of-experts blocks;
+    ``shared=True``: of those only)."""
     widths = []
     for name, m in model.named_modules():
         up = _child(m, MLP_UP_NAMES)
         if up is None and name.rsplit(".", 1)[-1] == "intermediate":
             up = _child(m, ("dense",))  # BERT-style: layer.intermediate.dense
         if up is not None and _child(m, Q_NAMES) is None:
-            widths.append(int(_out_features(up)))
+            if (name.rsplit(".", 1)[-1] in SHARED_EXPERT_NAMES) == shared:
+                widths.append(int(_out_features(up)))
     return widths
+
+
+def stacked_experts(model: nn.Module) -> List[Tuple[str, nn.Module, int]]:
+    """``(name, module, width)`` of every mixture-of-experts module that holds its experts as stacked 3-D
+    parameters (transformers 5: ``gate_up_proj`` or ``up_proj`` of shape (experts, 2 * width or width, hidden) and
+    ``down_proj`` (experts, hidden, width); the transposed layout (``is_transposed``) swaps the last two dims).
+    ``width``: each expert's MLP width, in channels (the same for every expert: one tensor holds them all)."""
+    out = []
+    for name, m in model.named_modules():
+        down = m._parameters.get("down_proj")
+        if not isinstance(down, torch.Tensor) or down.dim() != 3:
+            continue
+        width = down.shape[1] if getattr(m, "is_transposed", False) else down.shape[2]
+        out.append((name, m, int(width)))
+    return out
 
 
 def measure_widths(model: nn.Module) -> Dict[str, List[int]]:
     """The widths the config describes, as the modules have them now: ``{"hidden", "intermediate", "heads",
     "kv_heads", "head_dim"}`` -> the values found (one per layer; a uniformly pruned model has one distinct value
-    each). In channels, except ``heads`` / ``kv_heads`` (heads)."""
+    each). ``experts``: each routed expert's MLP width per mixture-of-experts block, ``shared_intermediate`` the
+    blocks' shared (always-on) experts' widths. In channels, except ``heads`` / ``kv_heads`` (heads)."""
     att = _attentions(model)
     return {
         "hidden": _hidden_widths(model),
         "intermediate": _mlp_widths(model),
+        "experts": [w for _, _, w in stacked_experts(model)],
+        "shared_intermediate": _mlp_widths(model, shared=True),
         "heads": [a.heads for a in att],
         "kv_heads": [a.kv_heads for a in att],
         "head_dim": [a.head_dim for a in att],
@@ -155,6 +183,7 @@ def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
     for a in att:
         set_module_attrs(a)
         keep_temperature(a)
+    _sync_expert_modules(model)
     widths = measure_widths(model)
     problems = []
 
@@ -177,7 +206,7 @@ def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
         mirror_hidden(att, {hidden_field, "hidden_size", "d_model"}, old_hidden, hidden)
     if hidden is not None:
         _keep_output_scale(model, cfg, hidden)
-    put(_config_field(cfg, *INTERMEDIATE_FIELDS), "intermediate", "the MLP width")
+    _sync_experts(cfg, widths, put)
     heads = put(_config_field(cfg, "num_attention_heads", "num_heads", "n_head"), "heads", "the number of attention heads")
     kv_field = _config_field(cfg, "num_key_value_heads", "num_kv_heads")
     if kv_field is not None:
@@ -199,6 +228,36 @@ def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
             cfg.head_dim = hd
     carry_rotary_frequencies(model, cfg)
     return problems
+
+
+def _sync_experts(cfg, widths: Dict[str, List[int]], put) -> None:
+    """The MLP widths: dense MLPs in ``intermediate_size`` (or the model's name for it); the routed experts in
+    ``moe_intermediate_size`` where the config has one, else with the dense MLPs (Mixtral's experts are built from
+    ``intermediate_size``); shared experts in ``shared_expert_intermediate_size``. Each stacked-experts module's own
+    width attribute (``intermediate_dim``) follows its weights, as a module built from the new config has it."""
+    mlp_field = _config_field(cfg, *INTERMEDIATE_FIELDS)
+    expert_field = _config_field(cfg, *EXPERT_FIELDS)
+    if expert_field is not None:
+        put(mlp_field, "intermediate", "the MLP width")
+        put(expert_field, "experts", "the experts' MLP width")
+    else:
+        widths["intermediate"] = widths["intermediate"] + widths["experts"]
+        put(mlp_field, "intermediate", "the MLP width")
+    shared_field = _config_field(cfg, *SHARED_EXPERT_FIELDS)
+    if shared_field is not None:
+        put(shared_field, "shared_intermediate", "the shared experts' MLP width")
+
+
+def _sync_expert_modules(model: nn.Module) -> None:
+    for _, m, width in stacked_experts(model):
+        down = m._parameters["down_proj"]
+        hidden = int(down.shape[2] if getattr(m, "is_transposed", False) else down.shape[1])
+        for attrs, value in ((("intermediate_dim", "intermediate_size", "expert_dim"), width),
+                             (("hidden_dim", "hidden_size"), hidden)):
+            for attr in attrs:
+                v = m.__dict__.get(attr)
+                if isinstance(v, int) and not isinstance(v, bool) and v != value:
+                    setattr(m, attr, value)
 
 
 def _decoder_final_norm(model: nn.Module) -> Optional[nn.Module]:
@@ -299,7 +358,8 @@ def _attribute_differences(model: nn.Module, fresh: nn.Module) -> List[str]:
     logits) that differ between the pruned model and a fresh one."""
     out = []
     fresh_mods = dict(fresh.named_modules())
-    for name, mod in [(a.name, a.module) for a in _attentions(model)] + [("", model)]:
+    for name, mod in ([(a.name, a.module) for a in _attentions(model)] + _head_attribute_modules(model)
+                      + [(n, m) for n, m, _ in stacked_experts(model)] + [("", model)]):
         other = fresh_mods.get(name)
         if other is None:
             continue
@@ -311,3 +371,11 @@ def _attribute_differences(model: nn.Module, fresh: nn.Module) -> List[str]:
                 where = f"{name}.{k}" if name else f"{type(model).__name__}.{k}"
                 out.append(f"{where} is {v} in the pruned model but {w} in a model built from the config")
     return out
+
+
+def _head_attribute_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """Modules with a head size or head count attribute that :func:`_attentions` does not describe (a fused
+    ``query_key_value`` projection, as Falcon's): their attributes (the attention temperature) are compared too."""
+    described = {id(a.module) for a in _attentions(model)}
+    return [(n, m) for n, m in model.named_modules() if id(m) not in described
+            and any(isinstance(m.__dict__.get(k), int) for k in HEAD_DIM_ATTRS + HEADS_ATTRS)]

@@ -133,6 +133,9 @@ class DependencyGraph(TorchPruningGraphAPI):
             lambda of, reasons: check_attribute_ratios(of, reasons, attr_spaces, ratios)))
         self._outputs = [(name, shape, [f.numpy() for f in fields]) for name, shape, fields in tracer.outputs]
         self._space_of = tracer.spaces.space_of_gid_array()
+        #: loose parameter spaces that act as a linear layer's outputs (a weight's output dim in ``F.linear`` or an
+        #: experts' ``grouped_mm``): they root groups like ``nn.Linear`` outputs (with ``nn.Linear`` in the roots)
+        self.param_roots = frozenset(self._param_root_spaces(tracer))
         self._alive = tracer.spaces.bind_alive()
         self._space_nodes = {s.index: tracer.nodes[s.name] for s in self.spaces}
         self._deps = {}  # (root space, member space) -> their Dependency (immutable)
@@ -156,6 +159,13 @@ class DependencyGraph(TorchPruningGraphAPI):
         tracer.close()  # nothing keeps the trace (nor, after a real forward pass, its activations) alive
         self._built = True
         return self
+
+    def _param_root_spaces(self, tracer) -> List[int]:
+        if not tracer.weight_out_ids:
+            return []
+        ids = np.unique(np.concatenate([t.numpy() for t in tracer.weight_out_ids]))
+        spaces = np.unique(self._space_of[ids[ids >= 0]])
+        return [int(i) for i in spaces if i >= 0 and self.spaces[i].dim is not None]
 
     # ------------------------------------------------------------------------------------------------------------
     # lookups

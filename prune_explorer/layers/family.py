@@ -11,8 +11,9 @@ A :class:`LayerFamily` bundles, for the module types it covers,
 * ``root``: whether :meth:`DependencyGraph.get_all_groups` starts groups at its output channels by default;
 * ``functional_ops``: the torch functions that run the layer with its own parameters (``F.conv2d(x, conv.weight)``
   called outside ``conv.forward`` is recognised as that conv);
-* ``standard_types``: the classes whose ``forward`` the channel map describes; a subclass overriding ``forward``
-  (torchvision's ``LayerNorm2d``) is traced through instead, op by op.
+* ``standard_types``: the classes whose ``forward`` the channel map describes (named library classes whose own
+  ``forward`` computes the same function count too, e.g. transformers' ``FalconLinear``); any other subclass
+  overriding ``forward`` (torchvision's ``LayerNorm2d``) is traced through instead, op by op.
 
 Every consumer (tracing, the pruner registry, importance, the dependency graph's default roots) asks
 :data:`FAMILIES`. A new family is one module in this package that defines the pruner, the channel map and the
@@ -116,7 +117,7 @@ class LayerFamily:
         forward = type(module).forward
         if forward in self.forwards:
             return True
-        for t in self.types:  # classes of other libraries, named (:mod:`.library_types`)
+        for t in self.types + tuple(self.standard_types):  # classes of other libraries, named (:mod:`.library_types`)
             if isinstance(t, type) and issubclass(t, LibraryType):
                 k = matching_class(type(module), t.qualnames)
                 if k is not None and k.forward is forward:

@@ -21,6 +21,7 @@ from torch import nn
 
 from .base import BasePruningFunc
 from .family import LayerFamily, register_family
+from .library_types import library_type
 from .slicing import Part, Rows, param_of
 
 __all__ = ["LinearPruner", "LINEAR_PRUNER", "LINEAR_FAMILY", "prune_linear_out_channels", "prune_linear_in_channels"]
@@ -73,7 +74,14 @@ def matrix_parts(out_dim: int, in_dim: int) -> Callable[[nn.Module, object, obje
 linear_parts = matrix_parts(out_dim=0, in_dim=1)
 
 
+#: ``nn.Linear`` subclasses of other libraries whose own ``forward`` computes exactly ``F.linear(x, weight, bias)``
+#: (transformers' ``FalconLinear``: ``x @ weight.T + bias``): seen as one linear call, not traced op by op (where the
+#: weight, read outside ``F.linear``, would belong to no channel space)
+LINEAR_EQUIVALENT_TYPES = library_type("transformers.models.falcon.modeling_falcon.FalconLinear",
+                                       name="LinearEquivalent")
+
+
 LINEAR_FAMILY = register_family(LayerFamily(
     "linear", LINEAR_PRUNER, channel_map=linear_channel_map, parts=linear_parts, root=True,
-    functional_ops=("linear",), standard_types=(nn.Linear,),
+    functional_ops=("linear",), standard_types=(nn.Linear, LINEAR_EQUIVALENT_TYPES),
 ))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch.nn as nn
 
 from ...errors import PruningError
 from .channel_space import SIDE_OUT, ChannelSpace
@@ -65,7 +66,8 @@ class GroupRoot:
 def group_roots(graph, ignored_layers: Iterable = (), root_module_types: tuple = (),
                 as_built: bool = False) -> Iterator[GroupRoot]:
     """Every group of ``graph`` once, in execution order of their root layers: an output space of a
-    ``root_module_types`` layer not in ``ignored_layers`` roots a group when some of its channels belong to classes
+    ``root_module_types`` layer not in ``ignored_layers`` (or a loose weight's output dim, ``graph.param_roots``,
+    when ``nn.Linear`` is a root type) roots a group when some of its channels belong to classes
     that are prunable (not fixed, not reached by an ignored layer's outputs) and not all of them were reached by an
     earlier group. The group removes all of those classes (an earlier group may share some).
 
@@ -77,8 +79,12 @@ def group_roots(graph, ignored_layers: Iterable = (), root_module_types: tuple =
     blocked = graph._blocked_classes(ignored)
     kept = graph.classes.kept
     covered = np.zeros(graph.classes.of.size, dtype=bool)
+    param_roots = getattr(graph, "param_roots", frozenset()) if any(
+        issubclass(nn.Linear, t) for t in root_module_types) else frozenset()
     for s in list(graph.spaces):  # a copy: the caller may prune while walking
-        if s.side != SIDE_OUT or id(s.owner) in ignored_ids or not isinstance(s.owner, root_module_types):
+        if s.side != SIDE_OUT or id(s.owner) in ignored_ids:
+            continue
+        if not (isinstance(s.owner, root_module_types) or s.index in param_roots):
             continue
         idxs = np.arange(s.size) if as_built else s.alive_idx
         if idxs.size == 0:

@@ -66,6 +66,9 @@ class Tracer(AttributeTracer):
         self.unknown_ops: Counter = Counter()
         self.internal_errors: List[str] = []
         self.deferred: List[tuple] = []  # (source fields, fields, reason, fallback pairs or None)
+        #: ids along the output dim of loose weights used in a product (``F.linear(x, w)``, ``grouped_mm``): such a
+        #: parameter acts as a linear layer, its output channels root groups (see ``DependencyGraph.param_roots``)
+        self.weight_out_ids: List[torch.Tensor] = []
         self.outputs: List[Tuple[str, Tuple[int, ...], list]] = []  # (name, shape, label fields) per model output
         self.meta = False  # True when the trace ran on meta-device stand-ins
         self._op_counter: Counter = Counter()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Callable, Dict, List
 
 from .call import Call, no_channels, selection, unknown
-from .contraction import baddbmm, einsum, functional_linear, matmul, sdpa
+from .contraction import baddbmm, einsum, functional_linear, grouped_mm, matmul, sdpa
 from .elementwise import elementwise, first_operand
 from .reduction import creation, reduction, spatial
 from .replay import getitem, index_replay, narrow_select, pad, roll, setitem, simple_replay
@@ -82,6 +82,7 @@ _TABLE = [
     (baddbmm, ["addmm", "baddbmm", "addbmm"]),
     (einsum, ["einsum"]),
     (functional_linear, ["linear"]),
+    (grouped_mm, ["grouped_mm", "_grouped_mm", "grouped_mm_fallback"]),
     (sdpa, ["scaled_dot_product_attention"]),
     (creation, _names("""zeros ones empty full rand randn randint arange linspace logspace tensor as_tensor eye
         new_zeros new_ones new_empty new_full scalar_tensor""")),

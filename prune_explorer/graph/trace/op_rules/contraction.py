@@ -15,7 +15,11 @@ from .call import Call, arg, unfixable, unlabeled
 from .elementwise import elementwise
 from .sizes import tie_and_narrow
 
-__all__ = ["ATTENTION_LIKE", "contract", "matmul", "baddbmm", "einsum", "functional_linear", "sdpa"]
+__all__ = ["ATTENTION_LIKE", "contract", "matmul", "baddbmm", "einsum", "functional_linear", "grouped_mm", "sdpa"]
+
+#: why the expert dim of stacked expert weights stays: the router's indices pick experts by position
+EXPERTS_REASON = ("the number of experts: a router's indices select each expert's weights by position in a stacked "
+                  "(experts, ...) tensor")
 
 
 def contract(tracer, call: Call, specs: List[str], out_spec: str, vals: List[Value],
@@ -161,11 +165,43 @@ def functional_linear(tracer, call: Call) -> None:
     if len(vals) < 2:
         return unfixable(tracer, call)
     x, w = vals[0], vals[1]
+    _weight_outputs(tracer, w, 0)
     spec_x = string.ascii_letters[: x.ndim - 1] + "Z"
     contract(tracer, call, [spec_x, "YZ"], spec_x[:-1] + "Y", [x, w])
     if len(vals) > 2:
         out = call.outputs[0]
         elementwise(tracer, Call(call.index, "linear", call.func, (), {}, [vals[2], Value(-1, out.shape, fields=out.fields)], call.outputs))
+
+
+def grouped_mm(tracer, call: Call) -> None:
+    """``grouped_mm(x, w, offs)`` (mixture-of-experts layers): rows ``offs[e-1]:offs[e]`` of ``x`` (S, K) are
+    multiplied by expert ``e``'s matrix ``w[e]`` (E, K, N), giving (S, N). Channels move as in ``x @ w[e]`` for every
+    expert at once: ``x``'s K channels are coupled with ``w``'s dim 1, the output carries ``w``'s dim 2. Which rows go
+    to which expert is data, so the expert dim ``E`` stays fixed (the router's count) and the token dim ``S`` must
+    carry no channel."""
+    if len(call.inputs) < 2 or call.inputs[0].ndim != 2 or call.inputs[1].ndim != 3:
+        return unfixable(tracer, call)
+    x, w = call.inputs[0], call.inputs[1]
+    for f in w.fields:
+        if 0 in varying_dims(f):
+            tracer.couplings.fix(f, EXPERTS_REASON)
+    w = Value(-1, w.shape, fields=[f for f in w.fields if 0 not in varying_dims(f)])
+    for f in x.fields:
+        if 0 in varying_dims(f):
+            tracer.couplings.fix(f, f"'{call.name}' groups the rows of its input by expert")
+    x = Value(-1, x.shape, fields=[f for f in x.fields if 0 not in varying_dims(f)])
+    _weight_outputs(tracer, w, 2)
+    contract(tracer, call, ["SK", "EKN"], "SN", [x, w])
+
+
+def _weight_outputs(tracer, w: Value, dim: int) -> None:
+    """Record the ids along ``w``'s output dim: a loose parameter used as a product's weight roots groups there."""
+    if w.ndim == 0:
+        return
+    dim %= w.ndim
+    for f in w.fields:
+        if varying_dims(f) == {dim}:
+            tracer.weight_out_ids.append(f.reshape(-1))
 
 
 def _repeat_heads(v: Value, heads: int) -> Value:
