@@ -30,7 +30,7 @@ from ..errors import DependencyError, PruningError
 from ..layers import registry as layer_registry
 from ..layers.family import FAMILIES
 from ..validation import check_indices
-from .model import group_members
+from .model import fixed_widths, group_members
 from .edit import records
 from .edit.attribute_sizes import attribute_spaces, check_attribute_ratios, check_attribute_scales
 from .trace.build import check_customized_pruners, trace_model
@@ -64,6 +64,7 @@ class DependencyGraph(TorchPruningGraphAPI):
         self._keep_undo = 0  # > 0 inside undoable(): every pruning keeps what undo() needs
         self.unknown_ops: Dict[str, int] = {}
         self._version = 0
+        self._unreached_cache = None
         self._built = False
         #: how many recent prunings keep what ``undo()`` needs (the replaced tensors). 0 = no undo, no memory cost.
         self.undo_depth = 0
@@ -267,8 +268,12 @@ class DependencyGraph(TorchPruningGraphAPI):
 
     def fixed_reason(self, layer, idx: int = None, side: str = SIDE_OUT) -> Optional[str]:
         """Why channel ``idx`` (current index) of ``layer``'s ``side`` (``"out"`` or ``"in"``), or its first fixed
-        channel, can never be pruned; None if it can."""
-        for s in self.spaces_of(layer):
+        channel, is left alone by the automatic tools (fixed, reaching an output, or reached by no group root; a
+        layer the trace did not see has a reason too); None if a group prunes it."""
+        spaces = self.spaces_of(layer)
+        if not spaces:
+            return fixed_widths.untraced_reason(self, layer)
+        for s in spaces:
             if not (s.side == side or s.passthrough):
                 continue
             idxs = s.alive_idx if idx is None else s.alive_idx[[idx]]
@@ -276,7 +281,22 @@ class DependencyGraph(TorchPruningGraphAPI):
             fixed = cls[self.classes.kept[cls]]
             if fixed.size:
                 return self.classes.reasons.get(int(fixed[0]))
+            if self._unreached()[cls].any():
+                return fixed_widths.UNREACHED_REASON
         return None
+
+    def _unreached(self) -> np.ndarray:
+        """:func:`.fixed_widths.unreached_mask` with the default roots, cached per graph version."""
+        if self._unreached_cache is None or self._unreached_cache[0] != self._version:
+            self._unreached_cache = (self._version, fixed_widths.unreached_mask(self))
+        return self._unreached_cache[1]
+
+    def fixed_widths(self, ignored_layers: Iterable = (), root_module_types=None) -> List["fixed_widths.FixedWidth"]:
+        """Every layer side (as built) with channels that no group of :meth:`get_all_groups` (same
+        ``ignored_layers`` / ``root_module_types``) prunes, one :class:`~.fixed_widths.FixedWidth` per reason, then
+        the known layers the trace did not see (see :mod:`.fixed_widths`)."""
+        self._check_built()
+        return fixed_widths.fixed_widths(self, ignored_layers, root_module_types)
 
     def prunable_fraction(self, layer) -> float:
         """Fraction of a layer's current output channels that some group can prune (0.0 - 1.0)."""
@@ -372,6 +392,12 @@ class DependencyGraph(TorchPruningGraphAPI):
         self._check_built()
         root_types = tuple(root_module_types) if root_module_types else DEFAULT_ROOT_TYPES
         return group_members.group_roots(self, list(ignored_layers or ()) + self.ignored_layers, root_types, as_built)
+
+    def member_labels(self, classes: np.ndarray) -> List[str]:
+        """The layer sides (labels such as ``"layer1.0.conv1.out"``, in trace order) holding channels of ``classes``
+        as built: the members of the group of a :meth:`group_roots` entry (``root.classes``)."""
+        self._check_built()
+        return group_members.member_labels(self, classes)
 
     # ------------------------------------------------------------------------------------------------------------
     # pruning

@@ -35,6 +35,7 @@ dicts, with the step, scope and ratio of the proposal that made them) and :attr:
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import torch
@@ -48,6 +49,7 @@ from .post_check import PostPruneCheck
 from ..graph.model.group import HEADS_KIND
 from .planning import Planner
 from .proposal import Proposal
+from .report import PruningReport, build_report, zero_groups_warning
 from .schedulers import linear_scheduler
 from .scope import ScopeRules
 from .stepping import PruningSteps
@@ -196,7 +198,12 @@ class BasePruner(PruningSteps):
             from ..attention.proposals import HeadDimGroups
             self._head_dims = HeadDimGroups(self.DG, build_dims_graph, self.ignored_layers)
         self._record_initial_sizes()
+        #: the model's parameter count when the pruner was built (see :meth:`report`)
+        self.initial_params = sum(int(p.numel()) for p in model.parameters())
         self._check_declared_heads()
+        nothing = zero_groups_warning(self)
+        if nothing is not None:
+            warnings.warn(nothing, stacklevel=2)
         self.scopes = ScopeRules(self.options, self._init_shape, self._init_size)
         self.planner = Planner(self.options, self.DG, self._init_size, self.scopes, self._head_layers,
                                self.estimate_importance, self._graph_groups, self.check_failed)
@@ -281,6 +288,11 @@ class BasePruner(PruningSteps):
         yield from self._graph_groups()
         if self._head_dims is not None:
             yield from self._head_dims.groups()
+
+    def report(self) -> PruningReport:
+        """What pruning did so far and what stays: per group its root, root channels before / after, members and
+        why a step left it alone; per fixed width the graph's reason (see :mod:`.report`). Prints as tables."""
+        return build_report(self)
 
     def initial_channels(self, layer, side: str = "out") -> Optional[int]:
         """The channel count ``layer`` (a module or loose parameter) had when the pruner was built (``side``:

@@ -22,7 +22,8 @@ from ...errors import PruningError
 from .channel_space import SIDE_OUT, ChannelSpace
 from .group import Dependency, Group, GroupItem
 
-__all__ = ["in_sorted", "root_units", "GroupRoot", "group_roots", "closure", "group_items", "restricted_items", "subgroup", "dependency"]
+__all__ = ["in_sorted", "root_units", "GroupRoot", "group_roots", "closure", "group_items", "restricted_items", "subgroup",
+           "dependency", "member_labels"]
 
 
 def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -180,3 +181,11 @@ def subgroup(graph, group: Group, idxs: Sequence[int], validate: bool = True) ->
     if group._items is not None and group._version == graph.version and group.root_space is root:
         sub._items, sub._units = restricted_items(group, sub)
     return sub
+
+
+def member_labels(graph, classes: np.ndarray) -> List[str]:
+    """The layer sides (space labels, in trace order) holding channels of ``classes``, as built (pruned channels
+    included): the members of the group that removes those classes."""
+    gids = graph.classes.members(np.asarray(classes, dtype=np.int64), np.ones(graph.classes.of.size, dtype=bool))
+    gids = gids[graph._visible[gids]]
+    return [graph.spaces[i].label for i in np.unique(graph._space_of[gids]) if i >= 0]

@@ -53,6 +53,8 @@ class Tracer(AttributeTracer):
         self.registry = DEFAULT_REGISTRY.with_overrides(customized_pruners)
         self.custom_types = tuple(customized_pruners or ())
         self.functional_layer_ops = FAMILIES.functional_ops()
+        #: layers whose ``bias`` holds one entry per output channel (a bias read outside the layer follows them)
+        self.layers_with_out_bias = (nn.Linear, nn.modules.conv._ConvNd)
         self.couplings = Couplings()
         self.context = LayerCallContext(self)
         self.spaces = SpaceTable()
@@ -131,7 +133,20 @@ class Tracer(AttributeTracer):
             return hit[1]
         if id(t) in self.loose_params:
             return self._param_value(t)
-        return self._new_value(t)
+        v = self._new_value(t)
+        owner = self.param_owner.get(id(t))
+        if owner is not None and t.ndim == 1 and getattr(owner, "bias", None) is t and owner in self.module_names:
+            self._label_layer_bias(owner, t, v)
+        return v
+
+    def _label_layer_bias(self, owner, bias, v: Value) -> None:
+        """A layer's own bias read outside its call (torchvision's Swin V2 zeroes a copy of ``qkv.bias`` before
+        ``F.linear``): it holds one entry per output channel, so it carries the layer's output channels."""
+        if not isinstance(owner, self.layers_with_out_bias):
+            return
+        s = self.space(owner, self.module_names[owner], SIDE_OUT)
+        if s.size == bias.shape[0]:
+            v.fields = [new_field(bias.shape, 0, torch.as_tensor(s.gids(), dtype=torch.long))]
 
     def _param_value(self, p: nn.Parameter) -> Value:
         pname, owner, attr, original = self.loose_params[id(p)]
@@ -444,6 +459,13 @@ class TracingMode(TorchFunctionMode):
         if name in ("size", "shape"):
             out = func(*args, **kwargs)
             return tr.traced_size(args[0], out, args[1:] if len(args) > 1 else kwargs.get("dim"))
+        if name in ("numel", "nelement") and len(args) == 1 and isinstance(args[0], torch.Tensor) and args[0].ndim:
+            # the product of the traced sizes (Swin V2: ``length = qkv_bias.numel() // 3`` slices a bias by thirds)
+            sizes = tr.traced_size(args[0], args[0].shape, None)
+            out = sizes[0]
+            for s in sizes[1:]:
+                out = out * s
+            return out
         check_meta_dtypes(name, args, kwargs)
         out = fast_meta(func, name, args, kwargs) if tr.meta else None
         if out is None:
