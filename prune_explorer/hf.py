@@ -136,18 +136,20 @@ def stacked_experts(model: nn.Module) -> List[Tuple[str, nn.Module, int]]:
 def measure_widths(model: nn.Module) -> Dict[str, List[int]]:
     """The widths the config describes, as the modules have them now: ``{"hidden", "intermediate", "heads",
     "kv_heads", "head_dim"}`` -> the values found (one per layer; a uniformly pruned model has one distinct value
-    each). ``experts``: each routed expert's MLP width per mixture-of-experts block, ``shared_intermediate`` the
-    blocks' shared (always-on) experts' widths. In channels, except ``heads`` / ``kv_heads`` (heads)."""
+    each). Mixture-of-experts models also have ``experts`` (each routed expert's MLP width, per block) and
+    ``shared_intermediate`` (the blocks' shared, always-on, experts' widths). In channels, except ``heads`` / ``kv_heads`` (heads)."""
     att = _attentions(model)
-    return {
+    out = {
         "hidden": _hidden_widths(model),
         "intermediate": _mlp_widths(model),
-        "experts": [w for _, _, w in stacked_experts(model)],
-        "shared_intermediate": _mlp_widths(model, shared=True),
         "heads": [a.heads for a in att],
         "kv_heads": [a.kv_heads for a in att],
         "head_dim": [a.head_dim for a in att],
     }
+    experts, shared = [w for _, _, w in stacked_experts(model)], _mlp_widths(model, shared=True)
+    if experts or shared:  # mixture-of-experts models only
+        out.update(experts=experts, shared_intermediate=shared)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -206,6 +208,8 @@ def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
         mirror_hidden(att, {hidden_field, "hidden_size", "d_model"}, old_hidden, hidden)
     if hidden is not None:
         _keep_output_scale(model, cfg, hidden)
+    widths.setdefault("experts", [])
+    widths.setdefault("shared_intermediate", [])
     _sync_experts(cfg, widths, put)
     heads = put(_config_field(cfg, "num_attention_heads", "num_heads", "n_head"), "heads", "the number of attention heads")
     kv_field = _config_field(cfg, "num_key_value_heads", "num_kv_heads")

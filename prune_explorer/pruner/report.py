@@ -30,7 +30,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
-
 from ..graph import FixedWidth
 
 __all__ = ["GroupReport", "PruningReport", "build_report", "zero_groups_warning"]

@@ -142,8 +142,8 @@ class Tracer(AttributeTracer):
     def _label_layer_bias(self, owner, bias, v: Value) -> None:
         """A layer's own bias read outside its call (torchvision's Swin V2 zeroes a copy of ``qkv.bias`` before
         ``F.linear``): it holds one entry per output channel, so it carries the layer's output channels."""
-        if not isinstance(owner, self.layers_with_out_bias):
-            return
+        if not isinstance(owner, self.layers_with_out_bias) or not self._is_layer(owner):
+            return  # a layer traced op by op (its own forward) has no channel space of its own
         s = self.space(owner, self.module_names[owner], SIDE_OUT)
         if s.size == bias.shape[0]:
             v.fields = [new_field(bias.shape, 0, torch.as_tensor(s.gids(), dtype=torch.long))]
