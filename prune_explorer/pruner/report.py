@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
 from ..graph import FixedWidth
+from ..graph.model.classes import OUTPUT_REASON
 
 __all__ = ["GroupReport", "PruningReport", "build_report", "zero_groups_warning"]
 
@@ -106,6 +107,9 @@ class PruningReport:
                 lines.append(f"  {f.label}: {f.fixed}/{f.size}  {f.reason}")
             if len(self.fixed) > MAX_ROWS:
                 lines.append(f"  ... {len(self.fixed) - MAX_ROWS} more")
+            if any(f.reason == OUTPUT_REASON for f in self.fixed):
+                lines.append("  (widths that reach a model output stay; output_transform= picks the outputs whose "
+                             "size must stay, e.g. lambda out: out.logits)")
         return "\n".join(lines)
 
     def _repr_pretty_(self, p, cycle) -> None:  # IPython / Jupyter
