@@ -162,7 +162,7 @@ class Session:
         self.ignored_names: List[str] = list(ignored_names)
         self.pruner = self.make_pruner(self.ignored_names)
         self.DG = self.pruner.DG
-        self.DG.undo_depth = 1 << 30  # every accepted group stays undoable
+        self.pruner.driver.keep_every_record()  # every accepted group stays undoable
         # 3. parameter / MAC laws and the group layout (for predictions and the sweep)
         report("grouping", 2, 4)
         self.layer_macs: Optional[Dict[str, float]] = layer_macs
@@ -233,7 +233,7 @@ class Session:
     def install(self, pruner, ignored_names: List[str], ratio: float) -> None:
         """Use ``pruner`` (built by :meth:`make_pruner` on the unpruned model) from now on."""
         self.pruner, self.DG = pruner, pruner.DG
-        self.DG.undo_depth = 1 << 30
+        self.pruner.driver.keep_every_record()
         self.pruning_ratio = ratio
         self.ignored_names = list(ignored_names)
         if self.structure.DG is not self.DG:  # the model is unpruned here, as when the laws were first measured

@@ -7,7 +7,8 @@ model as the earlier decisions left it. A group the pruner refuses (a guard, an 
 constraints: :data:`AUTO_SKIP_KINDS`) is logged with its reason and passed over. Every step of the walk is a
 :class:`Decision`; undo restores the model exactly (the graph's own undo) and walks back to that group.
 
-After an accept (and after accept-all) the pruner's post-prune check runs the model on shape-only stand-ins
+Accepting prunes through the pruner's driver (:mod:`prune_explorer.pruner.driver`), the same path as ``step()``:
+after an accept (and after accept-all) the post-prune check runs the model on shape-only stand-ins
 (:mod:`prune_explorer.pruner.post_check`); a group that breaks it is rolled back exactly and its decision becomes a
 skip whose reason is the error. Accept and accept-all are safe to interrupt: a group is pruned and logged whole or
 not at all, and the walk resumes at the first undecided group.
@@ -20,12 +21,12 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import PruneExplorerError
+from ..errors import PruneExplorerError, PruningError
 from ..graph import fn_name
 from ..plan.decisions import group_key
+from ..pruner.driver import KEEP, Cut
 from ..pruner.guards import CHECK, GUARD, HEADS, IMPORTANCE
 from ..graph.model.explicit import ExplicitGroup
-from ..pruner.post_check import warn_rolled_back
 from ..validation import check_indices
 from .session import ExplorerError
 
@@ -202,36 +203,51 @@ class Walk:
         """Prune the current group (its proposed channels, those set by :meth:`adjust`, or ``idxs``) and move on."""
         self.require_current("accept")
         idxs = self.validate_idxs(idxs) if idxs is not None else list(self.current_idxs)
-        d = self.apply(idxs)  # pruned and logged, or neither
+        n_logged = len(self.decisions)
         try:
-            self.check_decisions([d])
+            d = self.apply(idxs, check=True)  # pruned, logged and checked, or neither
             self.advance()
         except BaseException:
-            self.resume()
+            if len(self.decisions) > n_logged:
+                self.resume()
             raise
         return d
 
-    def apply(self, idxs: List[int], proposed=None) -> Decision:
-        """Prune the current group's root channels ``idxs`` (nothing when empty: a skip) and log the decision."""
+    def apply(self, idxs: List[int], proposed=None, check: bool = False) -> Decision:
+        """Prune the current group's root channels ``idxs`` (nothing when empty: a skip) through the pruner's driver
+        and log the decision; ``check``: then run the post-prune check (see :meth:`_prune`)."""
+        cut = self._cut(idxs, proposed)
+        self._prune([cut], check)
+        return cut.tag
+
+    def _cut(self, idxs: List[int], proposed=None) -> Cut:
+        """The driver's cut for the current group's root channels ``idxs`` (empty: a skip), with its decision."""
         d = self._decision(self.proposal, "accept" if idxs else "skip", idxs)
         if proposed is not None:
             d.proposed = proposed
         d.params_before, d.macs_before = self.s.params_now(), self.s.macs_now()
-        n_records = len(self.s.DG.history)
+        return Cut(self.proposal, list(idxs), tag=d)
+
+    def _prune(self, cuts, check: bool) -> None:
+        """Prune ``cuts`` through the pruner's driver, logging each decision as it is pruned (if logging fails, the
+        driver undoes that cut, so log and model agree); with ``check``, then the post-prune check: a group that
+        breaks the model is rolled back and its decision becomes a skip with the error as reason. What was pruned
+        before a failure stays pruned, logged and checked."""
+        taken: List[Cut] = []
+
+        def pruned(cut: Cut) -> None:
+            cut.tag.record = cut.record
+            self._log(cut.tag)
+            taken.append(cut)
+
+        def refused(cut: Cut, exc: PruningError) -> None:
+            raise ExplorerError(f"the group rooted at {cut.tag.root} could not be pruned: {exc}") from exc
+
         try:
-            if idxs:
-                try:
-                    d.record = self.proposal.prune(idxs=list(idxs))
-                except PruneExplorerError as exc:
-                    raise ExplorerError(f"the group rooted at {self.current.root_name} could not be pruned: "
-                                        f"{exc}") from exc
-            return self._log(d)
-        except BaseException:
-            # pruned but not logged (an interrupt between the two): take the pruning back, so log and model agree
-            if not (self.decisions and self.decisions[-1] is d):
-                while len(self.s.DG.history) > n_records:
-                    self.s.DG.undo()
-            raise
+            self.s.pruner.driver.apply(cuts, check=check, on_error=KEEP, on_pruned=pruned, refused=refused,
+                                       what="accept")
+        finally:
+            self._take_repair(taken)
 
     def skip_current(self) -> Decision:
         d = self._decision(self.proposal, "skip")
@@ -368,20 +384,22 @@ class Walk:
         n_total = self.n_groups_left
         stage = "accepting every remaining group"
         self.events.report(stage, 0, n_total)
-        try:
+
+        def cuts():
             while self.current is not None:
-                done.append(self.apply(list(self.current_idxs)))
+                cut = self._cut(list(self.current_idxs))
+                yield cut  # the driver prunes it and _prune logs it
+                done.append(cut.tag)
                 self.advance()
                 self.events.report(stage, len(done), max(n_total, len(done) + self.n_groups_left))
+
+        try:
+            self._prune(cuts(), check=True)
         except BaseException:
             # stopped part-way (an interrupt, an error while planning the next group): the groups accepted so far
-            # stay accepted and checked, and the walk goes on from the first undecided group
-            try:
-                self.check_decisions(done)
-            finally:
-                self.resume()
+            # stay accepted and checked (the driver), and the walk goes on from the first undecided group
+            self.resume()
             raise
-        self.check_decisions(done)
         return done
 
     def apply_counts(self, count_of: Callable[[], int], stage: str) -> List[Decision]:
@@ -434,30 +452,19 @@ class Walk:
         except Exception:  # noqa: BLE001 - planning fails again (e.g. NaN scores): the caller's error says why
             self.current, self.proposal, self.current_idxs = None, None, []
 
-    def check_decisions(self, decisions: Sequence[Decision]) -> None:
-        """The pruner's post-prune check of the groups just accepted (the newest entries of the graph's history):
-        a group that breaks the model is rolled back, and its decision becomes a skip with the error as reason."""
-        records = [d.record for d in decisions if d.record is not None]
-        if not records or not getattr(self.s.pruner, "post_prune_check", False):
-            return
-        check = self.s.pruner.check
-        error = check.error()
-        if error is None:
-            return
-        repair = check.repair(records, error)
-        self.s.pruner.apply_repair(repair)
-        for d in decisions:
+    def _take_repair(self, cuts: Sequence[Cut]) -> None:
+        """The decisions of ``cuts`` after the driver's post-prune check: a re-applied group has a new record; a
+        rolled back one becomes a skip whose reason is the error."""
+        for cut in cuts:
+            d = cut.tag
             if d.record is None:
                 continue
-            now = repair.current(d.record)
-            if now is not None:
-                d.record = now
+            if cut.rolled_back is None:
+                d.record = cut.record
                 continue
-            err = next(e for r, e in repair.rolled_back if r is d.record)
             d.action, d.record, d.idxs, d.orig_idxs = "skip", None, [], []
-            d.reason = f"rolled back by the post-prune check: the pruned model did not run ({err})"
+            d.reason = f"rolled back by the post-prune check: the pruned model did not run ({cut.rolled_back})"
             d.params_after, d.macs_after = d.params_before, d.macs_before
-        warn_rolled_back(repair, "accept")
 
     def replay(self, old: List[Decision]) -> List[str]:
         """Walk the groups again, re-taking the decisions of ``old`` (by original channel ids) where they apply.

@@ -1,15 +1,17 @@
 """Walking a plan through a pruner: each group the plan names, in the pruner's order, proposed on the model as the
-earlier groups left it (:func:`plan_proposals`), and the whole plan applied atomically (:func:`prune_with_plan`).
+earlier groups left it (:func:`plan_proposals`), and the whole plan applied atomically (:func:`prune_with_plan`),
+both through the pruner's driver (:mod:`prune_explorer.pruner.driver`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, List, Optional
 
+from ..pruner.driver import ROLLBACK, Cut
 from .decisions import GroupDecision, PlanError, PruningPlan, group_key
 
-__all__ = ["PlanProposal", "plan_proposals", "prune_with_plan"]
+__all__ = ["PlanProposal", "plan_proposals", "plan_cuts", "prune_with_plan"]
 
 
 @dataclass
@@ -24,6 +26,7 @@ class PlanProposal:
     idxs: List[int]
     n_planned: int
     record: Any = None
+    driver: Any = field(default=None, repr=False)  # the pruner's driver, which prunes it
 
     @property
     def n(self) -> int:
@@ -38,7 +41,7 @@ class PlanProposal:
         """Remove ``idxs`` from the group (atomically); returns the prune record (None when nothing is removed)."""
         if not self.idxs:
             return None
-        self.record = self.group.select(self.idxs).prune()
+        self.record = self.driver.prune(self.group, self.idxs)
         return self.record
 
 
@@ -58,7 +61,7 @@ def plan_proposals(pruner, plan: PruningPlan) -> Iterator[PlanProposal]:
         current = len(group.root_idxs)
         n = d.count(current)
         idxs = list(pruner.propose(group, n)) if n > 0 else []
-        yield PlanProposal(key=key, group=group, decision=d, idxs=idxs, n_planned=n)
+        yield PlanProposal(key=key, group=group, decision=d, idxs=idxs, n_planned=n, driver=pruner.driver)
 
 
 def prune_with_plan(pruner, plan: PruningPlan, strict: bool = True,
@@ -81,27 +84,25 @@ def prune_with_plan(pruner, plan: PruningPlan, strict: bool = True,
         raise PlanError(f"plan {plan.name!r} names {len(missing)} group(s) this model/pruner does not have: "
                         f"{missing[:5]}{' (' + hint + ')' if hint else ''}. Groups here: {keys[:6]}... Fix: apply the "
                         "plan to the architecture it was made for, with the same ignored_layers")
-    DG = pruner.DG
-    old_depth = DG.undo_depth
-    DG.undo_depth = max(old_depth, len(plan) + 1)
-    records: List[Any] = []
-    try:
-        for prop in plan_proposals(pruner, plan):
-            if strict and prop.decision.remove is not None and not prop.exact:
-                raise PlanError(
-                    f"plan {plan.name!r}: group {prop.key} can lose {prop.n} root channels, not the planned "
-                    f"{prop.n_planned}, under round_to={pruner.round_to}, max_pruning_ratio={pruner.max_pruning_ratio} "
-                    f"and its unit/head ties (max removable now: {pruner.max_removable(prop.group)}). Fix: apply with "
-                    "the options the plan was made with (plan.options), or pass strict=False to round down")
-            rec = prop.accept()
-            if rec is not None:
-                records.append(rec)
-        if verify is not None:
-            verify()
-    except BaseException:
-        for rec in reversed(records):
-            rec.undo()
-        raise
-    finally:
-        DG.undo_depth = old_depth
-    return records
+    applied = pruner.driver.apply(plan_cuts(pruner, plan, strict), check=False, on_error=ROLLBACK,
+                                  on_pruned=_accepted, verify=verify, what="plan")
+    return applied.records
+
+
+def plan_cuts(pruner, plan: PruningPlan, strict: bool = True) -> Iterator[Cut]:
+    """The plan's groups as the pruner's driver takes them (:class:`~prune_explorer.pruner.driver.Cut`, each
+    tagged with its :class:`PlanProposal`), each proposed after the earlier ones were pruned. ``strict``: a group
+    with a planned count (``remove``) that cannot lose exactly that raises :class:`PlanError`."""
+    for prop in plan_proposals(pruner, plan):
+        if strict and prop.decision.remove is not None and not prop.exact:
+            raise PlanError(
+                f"plan {plan.name!r}: group {prop.key} can lose {prop.n} root channels, not the planned "
+                f"{prop.n_planned}, under round_to={pruner.round_to}, max_pruning_ratio={pruner.max_pruning_ratio} "
+                f"and its unit/head ties (max removable now: {pruner.max_removable(prop.group)}). Fix: apply with "
+                "the options the plan was made with (plan.options), or pass strict=False to round down")
+        if prop.idxs:
+            yield Cut(prop.group, prop.idxs, tag=prop)
+
+
+def _accepted(cut: Cut) -> None:
+    cut.tag.record = cut.record

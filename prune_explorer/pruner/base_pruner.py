@@ -44,6 +44,7 @@ import torch.nn as nn
 from ..errors import PruneExplorerError
 from ..graph import DEFAULT_ROOT_TYPES, DependencyGraph, Group
 from .config import PrunerConfigError, check_options
+from .driver import PruningDriver
 from .guards import SkippedGroup
 from .post_check import PostPruneCheck
 from ..graph.model.group import HEADS_KIND
@@ -183,6 +184,8 @@ class BasePruner(PruningSteps):
         self.calibration = calibration
         #: the post-prune check of this pruner's graph (:class:`~.post_check.PostPruneCheck`)
         self.check = PostPruneCheck(self.DG, example_inputs, forward_fn)
+        #: the one pruning path (:mod:`.driver`): every pruning of this pruner, the explorer, plans and scans
+        self.driver = PruningDriver(self)
         #: root space index -> why the post-prune check rolled its group back (later steps leave it alone)
         self.check_failed: Dict[int, str] = {}
         self._head_dims: Optional["HeadDimGroups"] = None
@@ -206,9 +209,9 @@ class BasePruner(PruningSteps):
             warnings.warn(nothing, stacklevel=2)
         self.scopes = ScopeRules(self.options, self._init_shape, self._init_size)
         self.planner = Planner(self.options, self.DG, self._init_size, self.scopes, self._head_layers,
-                               self.estimate_importance, self._graph_groups, self.check_failed)
+                               self.estimate_importance, self.graph_groups, self.check_failed)
         # whole-head groups lose head_pruning_ratio of the heads (or key/value groups) they had at first
-        self.planner.initial_units = {g.root_space.index: len(g.units) for g in self._graph_groups()
+        self.planner.initial_units = {g.root_space.index: len(g.units) for g in self.graph_groups()
                                       if g.kind == HEADS_KIND}
         self.current_step = 0
         self.skipped: List[SkippedGroup] = []
@@ -278,16 +281,23 @@ class BasePruner(PruningSteps):
         """What the pruner passes to ``DG.get_all_groups``: ``ignored_layers``."""
         return list(self.ignored_layers)
 
-    def _graph_groups(self) -> Iterator[Group]:
+    def graph_groups(self) -> Iterator[Group]:
+        """The graph's groups as the model is now (lazily), with :attr:`group_ignored_layers` left out."""
         return self.DG.get_all_groups(ignored_layers=self.group_ignored_layers, root_module_types=self.root_module_types)
+
+    @property
+    def head_dim_groups(self) -> Optional["HeadDimGroups"]:
+        """The head-dim groups next to whole heads (:class:`~prune_explorer.attention.proposals.HeadDimGroups`), when
+        both are pruned."""
+        return self._head_dims
 
     def get_all_groups(self) -> Iterator[Group]:
         """Every group a step considers, as the model is now: the graph's groups (with :attr:`group_ignored_layers`
         left out; attention groups have ``group.kind`` ``"attention-heads"`` or ``"attention-dims"``), then, when
-        whole heads and head dims are both pruned, the head-dim groups (:class:`~prune_explorer.attention.proposals.HeadDimGroups`)."""
-        yield from self._graph_groups()
-        if self._head_dims is not None:
-            yield from self._head_dims.groups()
+        whole heads and head dims are both pruned, the head-dim groups
+        (:class:`~prune_explorer.attention.proposals.HeadDimGroups`); the walk of
+        :meth:`driver.groups <.driver.PruningDriver.groups>`."""
+        return self.driver.groups()
 
     def report(self) -> PruningReport:
         """What pruning did so far and what stays: per group its root, root channels before / after, members and

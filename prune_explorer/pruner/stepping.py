@@ -1,10 +1,11 @@
 """A pruning step: visit the proposals, prune them (or hand them to the caller), and keep every step whole.
 
-:class:`PruningSteps` is the part of :class:`~.base_pruner.BasePruner` that runs ``step()``: it asks the planner for
-one :class:`~.proposal.Proposal` per group (attention-head groups after the graph's groups), prunes it or yields it
-(``step(interactive=True)``), records the groups it leaves alone in ``pruner.skipped``, checks the pruned model
-afterwards (:mod:`.post_check`: a group that breaks it is rolled back and recorded as skipped) and handles a step
-that stops half-way: after ``KeyboardInterrupt`` the groups pruned so far stay (each group is atomic), after any other
+:class:`PruningSteps` is the part of :class:`~.base_pruner.BasePruner` that runs ``step()`` through the pruner's
+driver (:mod:`.driver`, the one pruning path): the driver walks the groups (attention-head groups after the graph's
+groups) and the planner makes one :class:`~.proposal.Proposal` per group; ``step()`` hands them to the driver to prune
+(``step(interactive=True)`` yields them instead), records the groups it leaves alone in ``pruner.skipped``; the driver
+checks the pruned model afterwards (:mod:`.post_check`: a group that breaks it is rolled back and recorded as
+skipped) and keeps a step that stops half-way whole: after ``KeyboardInterrupt`` the groups pruned so far stay (each group is atomic), after any other
 error the whole step is rolled back. The pruner's configuration, graph and planner live in
 :class:`~.base_pruner.BasePruner`, which derives from it.
 """
@@ -17,7 +18,8 @@ from typing import Iterator, Optional
 from ..errors import PruningError
 from . import guards as G
 from .guards import SkippedGroup
-from .post_check import Repair, warn_rolled_back
+from .driver import KEEP_ON_INTERRUPT, Cut
+from .post_check import Repair
 from .proposal import Proposal
 
 __all__ = ["PruningSteps"]
@@ -39,60 +41,43 @@ class PruningSteps:
             return None
         start, n_skipped = len(self.DG.history), len(self.skipped)
         proposals = self._proposals()
-        with self.DG.undoable(self.post_prune_check):
-            try:
-                for proposal in proposals:
-                    try:
-                        proposal.prune()
-                    except PruningError as exc:  # a layer refused: keep going, and say so
-                        proposal.skip_reason, proposal.skip_kind = str(exc), G.ERROR
-                        self._skip(proposal, G.ERROR, f"pruning failed and was rolled back: {exc}")
-                        warnings.warn(f"prune_explorer: the group rooted at {proposal.root_name} could not be "
-                                      f"pruned and was skipped: {exc}")
-                self._check_step(start)
-            except BaseException as exc:
-                self._abort_step(proposals, start, n_skipped, exc)
-                raise
+
+        def refused(cut: Cut, exc: PruningError) -> None:  # a layer refused: keep going, and say so
+            proposal = cut.target
+            proposal.skip_reason, proposal.skip_kind = str(exc), G.ERROR
+            self._skip(proposal, G.ERROR, f"pruning failed and was rolled back: {exc}")
+            warnings.warn(f"prune_explorer: the group rooted at {proposal.root_name} could not be "
+                          f"pruned and was skipped: {exc}")
+
+        def on_abort(exc: BaseException) -> None:
+            self._abort_step(proposals, start, n_skipped, exc)
+
+        self.driver.apply((Cut(p) for p in proposals), on_error=KEEP_ON_INTERRUPT, refused=refused,
+                          on_abort=on_abort, what="pruning step")
         return None
 
     def _interactive_step(self) -> Iterator[Proposal]:
         """``step(interactive=True)``: the proposals, then (when the loop ends or is left) the post-prune check of
-        every pruning made during the loop."""
+        every pruning made during the loop. The caller prunes them (``group.prune()``); the driver checks."""
         start = len(self.DG.history)
-        with self.DG.undoable(self.post_prune_check):
+        with self.driver.undo_scope(self.post_prune_check):
             try:
                 yield from self._proposals()
             finally:
-                self._check_step(start)
+                if self.post_prune_check:
+                    self.driver.check(self.DG.history[start:], "pruning step")
 
     def _abort_step(self, proposals, start: int, n_skipped: int, exc: BaseException) -> None:
-        """A step stopped by ``exc``. ``KeyboardInterrupt`` (and other non-``Exception`` stops): the groups pruned so
-        far stay pruned (each group is atomic) and are checked; any other error: the step's groups are rolled back.
-        Either way the step no longer counts (``step()`` again redoes it) and leaves no skip record."""
+        """A step stopped by ``exc`` (the driver then rolls back after an ``Exception``, or keeps and checks the
+        groups pruned so far after an interrupt: each group is atomic). The step no longer counts (``step()``
+        again redoes it) and leaves no skip record."""
         proposals.close()
         del self.skipped[n_skipped:]
         self.current_step -= 1
-        records = self.DG.history[start:]
         if isinstance(exc, Exception):
-            for rec in reversed(records):
-                self.DG.undo(rec)
             return
-        for rec in records:  # an interrupt may land between a pruning and its bookkeeping
+        for rec in self.DG.history[start:]:  # an interrupt may land between a pruning and its bookkeeping
             self._made_by.setdefault(id(rec), {"step": self.current_step + 1, "scope": None, "pruning_ratio": None})
-        self._check_step(start)
-
-    def _check_step(self, start: int) -> Optional[Repair]:
-        """The post-prune check of the prunings since history entry ``start`` (see :mod:`.post_check`)."""
-        records = self.DG.history[start:]
-        if not self.post_prune_check or not records:
-            return None
-        error = self.check.error()
-        if error is None:
-            return None
-        repair = self.check.repair(records, error)
-        self.apply_repair(repair)
-        warn_rolled_back(repair, "pruning step")
-        return repair
 
     def apply_repair(self, repair: Repair) -> None:
         """Bring the pruner's records in line with what a post-prune check rolled back or re-applied: re-applied
@@ -143,11 +128,8 @@ class PruningSteps:
             self.calibrate()  # with calibration data: one pass for the data-driven criterion
             self._report_unhandled_heads(step)
             budgets = self._step_budgets = self.planner.budgets(step)
-            for group in self._graph_groups():
-                yield from self._emit(self.planner.proposal(group, step, budgets, on_pruned=self._remember))
-            if self._head_dims is not None:  # the heads left are narrowed after whole heads were removed
-                for group in self._head_dims.groups():
-                    yield from self._emit(self.planner.proposal(group, step, budgets, on_pruned=self._remember))
+            for proposal in self.driver.proposals(step, budgets, on_pruned=self._remember):
+                yield from self._emit(proposal)
         finally:
             self._active_step = None
             self._step_budgets = None

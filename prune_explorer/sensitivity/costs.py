@@ -1,5 +1,5 @@
-"""Exact costs of plans: :class:`PlanCostModel` applies per-group counts to a private copy of a model (through a
-pruner, then undone) and measures parameters, MACs and, optionally, latency (:func:`default_latency_fn`).
+"""Exact costs of plans: :class:`PlanCostModel` applies per-group counts to a private copy of a model (a trial of the
+pruner's driver: pruned, measured, undone) and measures parameters, MACs and, optionally, latency (:func:`default_latency_fn`).
 
 Used by the budget solvers (:mod:`.budget`) and the plan comparison (:mod:`.compare`).
 """
@@ -12,7 +12,8 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 import torch.nn as nn
 
 from ..measure import count_macs, count_params
-from ..plan import GroupDecision, PruningPlan, build_pruner, group_key, options_from_names, prune_with_plan
+from ..plan import GroupDecision, PruningPlan, build_pruner, group_key, options_from_names
+from ..plan.walk import plan_cuts
 from ..plan.record import attention_sizes
 from .errors import SensitivityError
 
@@ -55,7 +56,6 @@ class PlanCostModel:
         for g in self.pruner.get_all_groups():
             self._groups[group_key(g)] = g
         self.keys = list(self._groups)
-        self.pruner.DG.undo_depth = len(self.keys) + 1
         self.channels = {k: len(g.root_idxs) for k, g in self._groups.items()}
         self._feasible: Dict[Tuple[str, int], int] = {}
         self._cost: Dict[tuple, dict] = {}
@@ -96,8 +96,7 @@ class PlanCostModel:
         key = tuple(sorted((k, n) for k, n in counts.items() if n > 0))
         if key in self._cost:
             return self._cost[key]
-        records = prune_with_plan(self.pruner, self.plan(dict(key)), strict=True)
-        try:
+        with self.pruner.driver.trial(plan_cuts(self.pruner, self.plan(dict(key)), strict=True)):
             out = {"params": count_params(self.model),
                    "macs": count_macs(self.model, self.example_inputs, forward_fn=self.forward_fn), "latency": None}
             heads = attention_sizes(self.pruner.DG)
@@ -105,8 +104,5 @@ class PlanCostModel:
                 out["attention"] = heads  # {block: {"num_heads", "num_key_value_heads", "head_dim"}}
             if self.latency_fn is not None and latency is not False:
                 out["latency"] = float(self.latency_fn(self.model))
-        finally:
-            for rec in reversed(records):
-                rec.undo()
         self._cost[key] = out
         return out

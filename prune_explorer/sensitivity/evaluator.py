@@ -4,7 +4,7 @@ A :class:`PointEvaluator` owns a model and a pruner traced on it (in the user's 
 in each worker process or Ray actor otherwise, where it is built once from a :class:`WorkerSpec`). For a
 :class:`PointTask` (a group key and the root channels to remove, chosen by the scan in the user's process) it
 
-1. prunes those channels of the group (``group.select(idxs).prune()``),
+1. prunes those channels of the group (a trial of the pruner's driver, :mod:`prune_explorer.pruner.driver`),
 2. counts parameters and MACs (one forward pass on the example inputs),
 3. calls ``eval_fn(model)`` with the CPU random generator seeded (``seed``) inside ``torch.random.fork_rng``, so
    every point sees the same random state whichever worker runs it and the caller's generator is untouched,
@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from ..measure import count_macs, count_params
 from ..plan import build_pruner, group_key, options_from_names
+from ..pruner.driver import Cut
 from .errors import SensitivityError
 
 __all__ = ["PointTask", "PointResult", "PointEvaluator", "WorkerSpec", "ModelGuard", "as_metric"]
@@ -157,7 +158,6 @@ class PointEvaluator:
         self.base_macs = int(base_macs)
         self.seed = int(seed)
         self.forward_fn = forward_fn
-        pruner.DG.undo_depth = max(1, pruner.DG.undo_depth)
         self.guard = ModelGuard(model)
         self._groups: Dict[str, Any] = {}
         self._static = not getattr(pruner, "attention_blocks", None)
@@ -207,14 +207,13 @@ class PointEvaluator:
                 restored = self.guard.restore()
             return PointResult(task.id, metric, 0, 0, time.perf_counter() - t0, te, restored)
         group = self._group(task.key)
-        rec = group.select(list(task.idxs)).prune()
         where = f"after removing {len(task.idxs)} root channels of group {task.key}"
         try:
-            params = count_params(self.model)
-            macs = count_macs(self.model, self.example_inputs, forward_fn=self.forward_fn)
-            metric, te = self._evaluate(where)
+            with self.pruner.driver.trial([Cut(group, list(task.idxs))]):
+                params = count_params(self.model)
+                macs = count_macs(self.model, self.example_inputs, forward_fn=self.forward_fn)
+                metric, te = self._evaluate(where)
         finally:
-            rec.undo()
             restored = self.guard.restore()
         return PointResult(task.id, metric, self.base_params - params, self.base_macs - macs,
                            time.perf_counter() - t0, te, restored)

@@ -1,0 +1,279 @@
+"""The pruning driver: the one path by which the library prunes groups.
+
+Everything that prunes goes through a pruner's :class:`PruningDriver` (``pruner.driver``): ``pruner.step()``, the
+explorer's accept, accept-all and apply-plan, ``pe.plan`` application (:func:`~prune_explorer.plan.prune_with_plan`),
+the sensitivity scan's points and plan costing. A feature added to pruning is therefore added here, once.
+
+What it does:
+
+* **the walk** (:meth:`PruningDriver.groups`, :meth:`PruningDriver.proposals`): the graph's groups (lazily, each
+  against the model as the earlier prunings left it), then the pruner's head-dim groups, then the groups of every
+  extra source in :attr:`PruningDriver.group_sources`; a proposal for each from the pruner's planner.
+* **applying decided cuts** (:meth:`PruningDriver.apply`): a :class:`Cut` is one group (or a pruner proposal) and
+  the root channels to remove. ``apply(cuts)`` opens the undo scope (``DG.undoable()``: every pruning inside keeps
+  what an exact rollback needs), prunes the cuts one after another (each atomically: whole or not at all), runs the
+  post-prune check once over what it pruned and repairs it (:meth:`PruningDriver.check`: the groups that break the
+  model are rolled back and recorded as skipped by the pruner), runs the ``after_apply`` hooks, then ``verify``.
+  ``on_error`` says what a failure part-way leaves (:data:`ROLLBACK`, :data:`KEEP` or
+  :data:`KEEP_ON_INTERRUPT`). The cuts may come from a generator: each is then decided after the previous one
+  was pruned (what ``step()`` does).
+* **trials** (:meth:`PruningDriver.trial`): apply cuts, let the caller measure, undo them all exactly (plan costs,
+  sensitivity points).
+* **the undo scope** (:meth:`PruningDriver.undo_scope`, :meth:`PruningDriver.keep_every_record`): the only code
+  outside ``graph/`` that decides how many records stay undoable.
+
+Extension points (documented contracts; keep them small):
+
+* :attr:`PruningDriver.applier`: the strategy that prunes a batch of cuts. ``applier(driver, cuts, pruned)``
+  consumes the iterable ``cuts`` and calls ``pruned(cut)`` after setting ``cut.record`` for each cut it pruned (or
+  ``cut.record = None`` for a cut with nothing to remove); it raises to stop (a :class:`~..errors.PruningError` for
+  a cut is handed to the caller's ``refused`` callback by :func:`sequential_applier`). The default
+  :func:`sequential_applier` prunes them one after another with :meth:`PruningDriver.prune`; a batched applier may
+  materialize the cuts and cut every tensor once, as long as each cut ends with its own undoable record.
+* :attr:`PruningDriver.after_apply`: hooks ``hook(driver, applied)`` run after the check of every
+  :meth:`PruningDriver.apply` that pruned something (e.g. a compensation step that refits the layers after the
+  cut); they run inside the undo scope, so a hook that raises rolls back per ``on_error``.
+* :attr:`PruningDriver.group_sources`: callables returning extra groups for the walk (e.g. depth groups), visited
+  after the graph's and the head-dim groups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
+
+from ..errors import PruningError
+from .post_check import Repair, warn_rolled_back
+from .proposal import Proposal
+
+__all__ = ["PruningDriver", "Cut", "Applied", "sequential_applier", "ROLLBACK", "KEEP", "KEEP_ON_INTERRUPT"]
+
+#: ``on_error``: any failure part-way undoes everything the call pruned (plans, trials)
+ROLLBACK = "rollback"
+#: ``on_error``: what was pruned before a failure stays pruned, and is checked (the explorer's accept-all)
+KEEP = "keep"
+#: ``on_error``: an ``Exception`` rolls back, an interrupt (``KeyboardInterrupt``...) keeps and checks (``step()``)
+KEEP_ON_INTERRUPT = "keep-on-interrupt"
+_POLICIES = (ROLLBACK, KEEP, KEEP_ON_INTERRUPT)
+
+
+@dataclass(eq=False)
+class Cut:
+    """One decided pruning: ``target`` (a :class:`~.proposal.Proposal` of the pruner, whose bookkeeping then runs,
+    or any group with ``select``) and ``idxs``, the root channels to remove (current indices; None: the proposal's
+    own ``proposed_idxs``; empty: nothing, the cut is then a skip). ``tag`` is the caller's (e.g. the explorer's
+    decision). After :meth:`PruningDriver.apply`: ``record`` (the graph's record of it, or None) and
+    ``rolled_back`` (the error, when the post-prune check rolled it back)."""
+
+    target: Any
+    idxs: Optional[Sequence[int]] = None
+    tag: Any = None
+    record: Any = None
+    rolled_back: Optional[str] = None
+
+
+@dataclass(eq=False)
+class Applied:
+    """What :meth:`PruningDriver.apply` did: the ``cuts`` it consumed (in order), the ``records`` now standing for
+    them (after any repair) and the post-prune check's ``repair`` (None when the check did not run or found
+    nothing wrong)."""
+
+    cuts: List[Cut] = field(default_factory=list)
+    repair: Optional[Repair] = None
+
+    @property
+    def records(self) -> List[Any]:
+        return [c.record for c in self.cuts if c.record is not None]
+
+
+def sequential_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Callable[[Cut], None],
+                       refused: Optional[Callable[[Cut, PruningError], None]] = None) -> None:
+    """The default :attr:`PruningDriver.applier`: each cut pruned on its own, in order (see the module docstring).
+    A cut a layer refuses (:class:`~prune_explorer.errors.PruningError`, nothing pruned) goes to ``refused`` when
+    given, else the error propagates."""
+    for cut in cuts:
+        try:
+            driver.prune(cut)
+        except PruningError as exc:
+            if refused is None:
+                raise
+            refused(cut, exc)
+            continue
+        pruned(cut)
+
+
+class PruningDriver:
+    """The one pruning path of a pruner (module docstring). Built by :class:`~.base_pruner.BasePruner` as
+    ``pruner.driver``; it reads the pruner's graph (``DG``), planner, post-prune check and head-dim groups, and
+    records repairs through ``pruner.apply_repair``."""
+
+    def __init__(self, pruner):
+        self.pruner = pruner
+        #: the strategy that prunes a batch of cuts (see the module docstring)
+        self.applier: Callable = sequential_applier
+        #: hooks ``hook(driver, applied)`` run after the post-prune check of each apply that pruned something
+        self.after_apply: List[Callable[["PruningDriver", Applied], None]] = []
+        #: extra group sources for the walk: callables returning an iterable of groups
+        self.group_sources: List[Callable[[], Iterable[Any]]] = []
+
+    @property
+    def graph(self):
+        return self.pruner.DG
+
+    # ---- the walk --------------------------------------------------------------------------------------------------
+    def groups(self) -> Iterator[Any]:
+        """Every group a step visits, as the model is now (lazily: each computed after the earlier ones were
+        pruned): the graph's groups, the pruner's head-dim groups, then those of :attr:`group_sources`."""
+        yield from self.pruner.graph_groups()
+        head_dims = self.pruner.head_dim_groups
+        if head_dims is not None:  # the heads left are narrowed after whole heads were removed
+            yield from head_dims.groups()
+        for source in self.group_sources:
+            yield from source()
+
+    def proposals(self, step: int, budgets, on_pruned=None) -> Iterator[Any]:
+        """The pruner's :class:`~.proposal.Proposal` for each group of :meth:`groups` at ``step`` with the step's
+        ``budgets``, each made right before it is yielded."""
+        planner = self.pruner.planner
+        for group in self.groups():
+            yield planner.proposal(group, step, budgets, on_pruned=on_pruned)
+
+    # ---- pruning ---------------------------------------------------------------------------------------------------
+    def prune(self, cut: Cut, idxs: Optional[Sequence[int]] = None):
+        """Prune one cut atomically and return its record (None when it removes nothing). Also takes a proposal or
+        group and ``idxs`` directly (``driver.prune(proposal, [0, 3])``)."""
+        if not isinstance(cut, Cut):
+            cut = Cut(cut, idxs)
+        target, idxs = cut.target, cut.idxs
+        if idxs is not None and len(idxs) == 0:
+            record = None
+        elif isinstance(target, Proposal):  # a pruner's proposal: its own bookkeeping runs
+            record = target.prune(idxs=None if idxs is None else list(idxs))
+        else:
+            record = target.select(list(idxs)).prune() if idxs is not None else target.prune()
+        cut.record = record
+        return record
+
+    def apply(self, cuts: Iterable[Cut], *, check: Optional[bool] = None, on_error: str = ROLLBACK,
+              on_pruned: Optional[Callable[[Cut], None]] = None,
+              refused: Optional[Callable[[Cut, PruningError], None]] = None,
+              on_abort: Optional[Callable[[BaseException], None]] = None,
+              verify: Optional[Callable[[], None]] = None, what: str = "pruning step") -> Applied:
+        """Prune ``cuts`` (an iterable of :class:`Cut`, possibly a generator) inside one undo scope, then run the
+        post-prune check over them and repair (see the module docstring). Returns :class:`Applied`.
+
+        Args:
+            check: run the post-prune check (default: the pruner's ``post_prune_check``).
+            on_error: what a failure part-way leaves: :data:`ROLLBACK`, :data:`KEEP` or :data:`KEEP_ON_INTERRUPT`.
+            on_pruned: ``on_pruned(cut)`` after each cut is pruned (``cut.record`` set; None for an empty cut);
+                if it raises, that cut is undone first: a cut is pruned and accounted for whole, or not at all.
+            refused: ``refused(cut, error)`` for a cut a layer refuses (nothing pruned); the walk goes on. Without
+                it the error propagates.
+            on_abort: ``on_abort(exc)`` when a failure stops the call, before anything is rolled back or checked.
+            verify: called last, inside the scope; if it raises, everything is handled per ``on_error``.
+            what: how the post-prune check's warning names the operation (``"pruning step"``, ``"accept"``).
+        """
+        if on_error not in _POLICIES:
+            raise ValueError(f"on_error must be one of {_POLICIES}, got {on_error!r}")
+        graph = self.graph
+        if check is None:
+            check = bool(self.pruner.post_prune_check)
+        applied = Applied()
+        start = len(graph.history)
+
+        def account(cut: Cut) -> None:
+            applied.cuts.append(cut)
+            if on_pruned is None:
+                return
+            try:
+                on_pruned(cut)
+            except BaseException:
+                if cut.record is not None and not cut.record.undone and graph.history and graph.history[-1] is cut.record:
+                    graph.undo(cut.record)
+                    cut.record = None
+                raise
+
+        checked = False
+        with graph.undoable():
+            try:
+                self.applier(self, cuts, account, refused)
+                self._checked(applied, start, check, what)
+                checked = True
+                if applied.records:
+                    for hook in self.after_apply:
+                        hook(self, applied)
+                if verify is not None:
+                    verify()
+            except BaseException as exc:
+                if on_abort is not None:
+                    on_abort(exc)
+                if on_error == ROLLBACK or (on_error == KEEP_ON_INTERRUPT and isinstance(exc, Exception)):
+                    self.undo_since(start)
+                    for cut in applied.cuts:
+                        cut.record = None
+                elif not checked:
+                    self._checked(applied, start, check, what)
+                raise
+        return applied
+
+    def _checked(self, applied: Applied, start: int, check: bool, what: str) -> None:
+        """The post-prune check of the records since history entry ``start``, its repair applied to the cuts."""
+        if not check:
+            return
+        repair = self.check(self.graph.history[start:], what)
+        if repair is None:
+            return
+        applied.repair = repair
+        for cut in applied.cuts:
+            if cut.record is None:
+                continue
+            now = repair.current(cut.record)
+            if now is None:
+                cut.rolled_back = next(e for r, e in repair.rolled_back if r is cut.record)
+            cut.record = now
+
+    def check(self, records: Sequence[Any], what: str = "pruning step") -> Optional[Repair]:
+        """The post-prune check of ``records`` (the newest entries of the graph's history): None when the model runs;
+        otherwise the groups that break it are rolled back exactly (:meth:`~.post_check.PostPruneCheck.repair`),
+        the pruner records them (``pruner.apply_repair``), one warning says so, and the :class:`Repair` is
+        returned. The only caller of the check and the repair in the library."""
+        records = list(records)
+        if not records:
+            return None
+        checker = self.pruner.check
+        error = checker.error()
+        if error is None:
+            return None
+        repair = checker.repair(records, error)
+        self.pruner.apply_repair(repair)
+        warn_rolled_back(repair, what)
+        return repair
+
+    def undo_since(self, start: int) -> None:
+        """Undo every pruning after history entry ``start``, newest first."""
+        graph = self.graph
+        for rec in reversed(graph.history[start:]):
+            graph.undo(rec)
+
+    @contextlib.contextmanager
+    def trial(self, cuts: Iterable[Cut]) -> Iterator[Applied]:
+        """``with driver.trial(cuts) as applied:`` the cuts are pruned (no post-prune check) for the body to measure
+        the model, then undone exactly whatever happens (errors and interrupts included)."""
+        graph = self.graph
+        start = len(graph.history)
+        with graph.undoable():
+            try:
+                yield self.apply(cuts, check=False, on_error=ROLLBACK)
+            finally:
+                self.undo_since(start)
+
+    # ---- the undo scope --------------------------------------------------------------------------------------------
+    def undo_scope(self, keep: bool = True):
+        """``with driver.undo_scope():`` every pruning inside stays undoable (the graph's ``undoable()``)."""
+        return self.graph.undoable(keep)
+
+    def keep_every_record(self) -> None:
+        """Keep every pruning of this graph undoable from now on (the explorer undoes any accepted group): the
+        replaced tensors of every record stay in memory."""
+        self.graph.undo_depth = 1 << 30
