@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-IMPORTANCES = ("l2", "l1", "lamp", "fpgm", "random")
+IMPORTANCES = ("l2", "l1", "lamp", "fpgm", "random", "wanda", "flap")
 
 
 def make_importance(name: str, seed: int):
@@ -26,8 +26,30 @@ def make_importance(name: str, seed: int):
         return imp.LAMPImportance()
     if name == "fpgm":
         return imp.FPGMImportance()
+    if name == "wanda":
+        return imp.WandaImportance()
+    if name == "flap":
+        return imp.FluctuationImportance()
     torch.manual_seed(seed)
     return imp.RandomImportance()
+
+
+def load_calibration(path: str):
+    """Calibration batches from a file of token ids (see ``--calibration``)."""
+    import torch
+
+    from ..calibration import Calibration
+    from .errors import StreamError
+
+    try:
+        ids = torch.load(path)
+    except (OSError, RuntimeError) as exc:
+        raise StreamError(f"--calibration {path!r}: cannot read token ids ({exc})") from exc
+    rows = [r[None] for r in ids] if isinstance(ids, torch.Tensor) and ids.dim() == 2 else list(ids)
+    if not rows or not all(isinstance(r, torch.Tensor) and not r.is_floating_point() and r.dim() == 2 for r in rows):
+        raise StreamError(f"--calibration {path!r} must hold token ids: a [batches, tokens] int tensor or a list of "
+                          "[batch, tokens] int tensors")
+    return Calibration([{"input_ids": r} for r in rows], progress=False)
 
 
 def main(argv=None) -> int:
@@ -40,7 +62,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="torch seed for --importance random")
     ap.add_argument("--device", default="cpu", help="where groups are scored: cpu (default) or cuda")
     ap.add_argument("--calibration", default=None,
-                    help="token ids (a .pt tensor) for calibrated criteria; not supported by streaming yet")
+                    help="token ids for --importance wanda / flap: a .pt file holding a [batches, tokens] int tensor "
+                    "(one batch of one sequence per row) or a list of [batch, tokens] tensors")
     ap.add_argument("--workers", type=int, default=1, help="local processes for the write pass (default 1)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
@@ -49,12 +72,11 @@ def main(argv=None) -> int:
     from .run import stream_checkpoint
 
     try:
-        if args.calibration is not None:
-            raise StreamError("--calibration: calibrated criteria do not stream yet; use a weight criterion "
-                              f"({', '.join(IMPORTANCES)})")
+        calibration = load_calibration(args.calibration) if args.calibration else None
         report = stream_checkpoint(args.checkpoint, args.plan, args.out,
                                    importance=make_importance(args.importance, args.seed), device=args.device,
-                                   progress=not args.no_progress, workers=args.workers)
+                                   progress=not args.no_progress, workers=args.workers,
+                                   calibration=calibration)
     except StreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -116,7 +116,7 @@ def _units(reader: CheckpointReader) -> Dict[str, List[str]]:
 
 def stream_checkpoint(checkpoint: str, plan: Union[PruningPlan, str], out: str, importance=None,
                       device: Union[str, torch.device] = "cpu", progress: bool = True,
-                      stop_after: Optional[int] = None, workers: int = 1) -> StreamReport:
+                      stop_after: Optional[int] = None, workers: int = 1, calibration=None) -> StreamReport:
     """Prune the ``save_pretrained`` folder ``checkpoint`` as ``plan`` says, one block at a time, into ``out``.
 
     The result loads with ``from_pretrained(out)`` and equals ``pe.apply_plan(model, plan, importance=...)`` on
@@ -137,6 +137,10 @@ def stream_checkpoint(checkpoint: str, plan: Union[PruningPlan, str], out: str, 
         progress: tqdm progress bars (the decisions, the residual-stream statistics per block, the writes).
         stop_after: write at most this many shards, then raise :class:`StreamInterrupted` (resume by calling
             again); for tests and to split a long run.
+        calibration: calibration data for a calibrated criterion (``WandaImportance``, ``FluctuationImportance``):
+            a :class:`~prune_explorer.calibration.Calibration` or an iterable of batches (e.g.
+            ``[{"input_ids": ids}]``); run block by block (:mod:`.calibrated`), as ``imp.calibrate(model, ...)``
+            runs it on the whole unpruned model.
         workers: local processes for the write pass (forked; each holds one block at a time). The decisions are
             taken in this process, in the plan's order.
 
@@ -164,7 +168,14 @@ def stream_checkpoint(checkpoint: str, plan: Union[PruningPlan, str], out: str, 
         raise StreamError(f"plan must be a PruningPlan or the path of one, got {type(plan).__name__}")
     importance = MagnitudeImportance(p=2) if importance is None else importance
     device = torch.device(device)
-    state = RunState.open(out, fingerprint(reader, plan, importance, device))
+    collects = hasattr(importance, "attach") and hasattr(importance, "detach")
+    if getattr(importance, "needs_backward", False):
+        raise StreamError(f"{type(importance).__name__} needs gradients (a backward pass through the whole model), "
+                          "which streaming cannot run. Fix: a weight or input-statistics criterion")
+    if collects and calibration is None:
+        raise StreamError(f"{type(importance).__name__} ranks channels from calibration statistics: pass "
+                          "calibration= (token ids: --calibration ids.pt)")
+    state = RunState.open(out, fingerprint(reader, plan, importance, device, calibration))
     os.makedirs(out, exist_ok=True)
     report = StreamReport(out=out, bytes_checkpoint=reader.nbytes())
 
@@ -214,10 +225,23 @@ def stream_checkpoint(checkpoint: str, plan: Union[PruningPlan, str], out: str, 
             b.update(1)
 
         imp = StreamImportance(importance, swapper, stats_progress)
+        if collects:
+            from .calibrated import stream_calibrate
+
+            cbar = _bar(progress, total=len(model.model.layers), desc="calibrate (blocks)", unit="block")
+            try:
+                if hasattr(importance, "clear"):
+                    importance.clear()
+                stream_calibrate(model, calibration, [importance], swapper, device,
+                                 progress=(lambda i, n: cbar.update(1)) if cbar is not None else None)
+            finally:
+                if cbar is not None:
+                    cbar.close()
         try:
             x = causal_lm_inputs(model)
             pruner = build_pruner(model, x, _Ticking(imp, bar), options_from_names(model, plan.options))
             pruner_box["pruner"] = pruner
+            imp.graph = pruner.DG
             apply_plan(model, plan, pruner=pruner)
         except (PlanError, TracingError) as exc:
             if isinstance(exc, StreamError):

@@ -126,6 +126,7 @@ class StreamImportance(Importance):
         self.progress = progress
         self.shared_groups = 0
         self.local_groups = 0
+        self.graph = None  # the pruner's dependency graph, set once built (calibrated criteria anchor to it)
 
     def __repr__(self) -> str:
         return f"StreamImportance({self.inner!r})"
@@ -146,10 +147,19 @@ class StreamImportance(Importance):
             self.local_groups += 1
             with sw.loaded([n for ns in names.values() for n in ns]):
                 return self.inner(group)
-        if not (isinstance(self.inner, GroupImportance) and type(self.inner).__call__ is GroupImportance.__call__):
+        from ..calibration.hooked import HookedCalibration
+
+        if not (isinstance(self.inner, GroupImportance)
+                and type(self.inner).__call__ in (GroupImportance.__call__, HookedCalibration.__call__)):
             raise StreamError(f"{type(self.inner).__name__} cannot score a group that spans every block (rooted at "
                               f"{group.root_name}) one block at a time. Fix: use a magnitude criterion "
-                              "(MagnitudeImportance, LAMPImportance, FPGMImportance) or RandomImportance")
+                              "(MagnitudeImportance, LAMPImportance, FPGMImportance), an input-statistics one "
+                              "(WandaImportance, FluctuationImportance) or RandomImportance")
+        stats = getattr(self.inner, "stats", None)
+        if isinstance(self.inner, HookedCalibration):
+            if not len(stats):
+                raise StreamError(f"{type(self.inner).__name__} has no statistics: pass calibration data")
+            stats.anchor(self.graph)  # as HookedCalibration.__call__ does before scoring
         self.shared_groups += 1
         order = sorted(units, key=unit_order)
         vectors, n = [], 0

@@ -22,9 +22,9 @@ STATE = ".stream_state.json"
 KEEP = ".stream_keep.pt"
 
 
-def fingerprint(reader, plan, importance, device) -> str:
+def fingerprint(reader, plan, importance, device, calibration=None) -> str:
     """A hash of what decides the output: the checkpoint's weight files (names, sizes, modification times), the
-    plan, the importance criterion and the device type."""
+    plan, the importance criterion, the device type and the calibration data."""
     h = hashlib.sha256()
     for shard in sorted(set(reader.weight_map.values())):
         st = os.stat(os.path.join(reader.folder, shard))
@@ -32,6 +32,15 @@ def fingerprint(reader, plan, importance, device) -> str:
     h.update(plan.to_json().encode())
     h.update(repr(importance).encode())
     h.update(str(getattr(device, "type", device)).encode())
+    if calibration is not None:
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        data = getattr(calibration, "data", calibration)
+        torch.save(list(data) if not callable(data) else repr(data), buf)
+        h.update(buf.getvalue())
     return h.hexdigest()
 
 

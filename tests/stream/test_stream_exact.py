@@ -73,6 +73,27 @@ def test_other_families_and_criteria(family, importance, tmp_path):
     assert pe.measure.count_params(got) == plan.predicted["params"]
 
 
+@pytest.mark.parametrize("name", ["WandaImportance", "FluctuationImportance"])
+def test_calibrated_criteria_run_block_by_block(name, llama_ckpt, tmp_path):
+    from prune_explorer.calibration import Calibration
+
+    folder, config = llama_ckpt
+    plan = meta_plan(config)
+    ids = torch.randint(0, config.vocab_size, (3, 10))
+    data = [{"input_ids": ids[i:i + 1]} for i in range(3)]
+    imp = getattr(pe.importance, name)
+    report = stream_checkpoint(folder, plan, str(tmp_path / "out"), importance=imp(),
+                               calibration=Calibration(data, progress=False), progress=False)
+    assert report.shared_groups == 1
+    ref = _load(folder)
+    reference = imp()
+    reference.calibrate(ref, Calibration(data, progress=False))  # one pass over the whole unpruned model
+    pe.apply_plan(ref, plan, example_inputs=pe.plan.causal_lm_inputs(ref), importance=reference)
+    _assert_same(ref, _load(str(tmp_path / "out")))
+    with pytest.raises(StreamError, match="pass calibration="):
+        stream_checkpoint(folder, plan, str(tmp_path / "out2"), importance=imp(), progress=False)
+
+
 def test_interrupted_run_resumes_without_redoing_blocks(llama_ckpt, tmp_path):
     folder, config = llama_ckpt
     plan = meta_plan(config)
@@ -123,3 +144,25 @@ def test_unsupported_architecture_is_refused(tmp_path):
     plan = pe.PruningPlan([pe.plan.GroupDecision("transformer.h.0.mlp.c_fc", remove=8)])
     with pytest.raises(StreamError, match="model_type='gpt2'"):
         stream_checkpoint(str(tmp_path / "gpt2"), plan, str(tmp_path / "out"), progress=False)
+
+
+def test_command_line(llama_ckpt, tmp_path, capsys):
+    from prune_explorer.stream.__main__ import main
+
+    folder, config = llama_ckpt
+    plan = meta_plan(config)
+    plan.save(str(tmp_path / "plan.json"))
+    torch.save(torch.randint(0, config.vocab_size, (2, 8)), tmp_path / "ids.pt")
+    args = ["--checkpoint", folder, "--plan", str(tmp_path / "plan.json"), "--no-progress"]
+    assert main(args + ["--out", str(tmp_path / "out"), "--importance", "wanda", "--calibration",
+                        str(tmp_path / "ids.pt")]) == 0
+    assert f"-> {plan.predicted['params']:,} parameters" in capsys.readouterr().out
+    assert main(args + ["--out", str(tmp_path / "out2"), "--importance", "wanda"]) == 2
+    assert "pass calibration=" in capsys.readouterr().err
+
+
+def test_full_disk_is_refused_before_writing(tmp_path):
+    from prune_explorer.stream.checkpoint import check_free_space
+
+    with pytest.raises(StreamError, match="needs .* GB but the disk of .* has .* GB free"):
+        check_free_space(str(tmp_path), 10 ** 18)
