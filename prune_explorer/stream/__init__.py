@@ -8,8 +8,9 @@ loaded whole (same importance, same plan): identical tensors and logits.
 
 Modules: :mod:`.checkpoint` (memory-mapped reading, atomic shard writing, other files), :mod:`.arch` (supported
 families, blocks, which dims each pruning cuts), :mod:`.keep` (kept indices per tensor), :mod:`.scoring` (groups
-of a meta model scored on streamed weights), :mod:`.calibrated` (the calibration pass block by block), :mod:`.state` (resume), :mod:`.write` (the write pass, on worker processes too), :mod:`.run` (:func:`stream_checkpoint`),
-``__main__`` (the command).
+of a meta model scored on streamed weights), :mod:`.calibrated` (the calibration pass block by block),
+:mod:`.state` (resume), :mod:`.write` (the write pass, on worker processes too), :mod:`.run`
+(:func:`stream_checkpoint`), :mod:`.synthetic` (random checkpoints of any size), ``__main__`` (the command).
 """
 
 from .arch import SUPPORTED
