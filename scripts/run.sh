@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything (scripts/setup.sh), then
+# Install the explorer (scripts/setup.sh: ".[lab,timm,hf,onnx]"; no test-only packages such as the AGPL-3.0
+# ultralytics), then
 #   bash scripts/run.sh               start JupyterLab on notebooks/ (the explorer tutorials) and print its URL
 #   bash scripts/run.sh --headless    no browser, no server: run `python -m prune_explorer.demo`
 # Options for JupyterLab: --port N (default: a free port from 8888 up), --ip ADDR (default 127.0.0.1);

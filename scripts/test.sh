@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything (scripts/setup.sh), then run the WHOLE test suite:
+# Install everything the tests need (scripts/setup.sh test: ".[all]", with the YOLO tests' ultralytics), then run the WHOLE test suite:
 #   1. pytest tests -n 2                                     (unit, integration, slow model-zoo, browser)
 #   2. pytest --nbval --nbval-current-env -n 2 --dist loadfile notebooks/*.ipynb
 #      (every tutorial notebook runs; stored outputs are compared, cells saved unexecuted are only run)
@@ -12,7 +12,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-bash scripts/setup.sh || { echo "[test] set-up failed" >&2; exit 1; }
+bash scripts/setup.sh test || { echo "[test] set-up failed" >&2; exit 1; }
 PY="$ROOT/.venv/bin/python"
 WORKERS="${PE_TEST_WORKERS:-2}"
 
