@@ -74,7 +74,9 @@ class Explorer:
         ignored_layers: modules or qualified names never pruned; ``None`` pre-selects the final classifier.
         max_graph_items: the graph opens with blocks expanded while it draws at most this many boxes.
         eval_fn: the metric for sensitivity scans, ``eval_fn(model) -> float`` (higher is better); see the
-            Sensitivity panel and ``ex.sensitivity`` (:mod:`.sensitivity_controller`).
+            Sensitivity panel and ``ex.sensitivity`` (:mod:`.sensitivity_controller`). The header's output change
+            after each decision is its value too (without it: the outputs on the example inputs compared with the
+            original's); ``track_output=False`` skips that.
         **pruner_kwargs: any other ``pe.pruner.BasePruner`` option (``round_to``, ``max_pruning_ratio``,
             ``global_pruning``, ``iterative_steps``...).
 
@@ -96,7 +98,7 @@ class Explorer:
         try:
             self.controller = ExplorerController(model, example_inputs, importance=importance,
                                                  pruning_ratio=pruning_ratio, ignored_layers=ignored_layers,
-                                                 progress=self.progress.update, **pruner_kwargs)
+                                                 progress=self.progress.update, eval_fn=eval_fn, **pruner_kwargs)
         except PruneExplorerError as exc:
             self.error = exc
         finally:

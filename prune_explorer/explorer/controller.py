@@ -27,6 +27,9 @@ announces every change):
     :meth:`~ExplorerController.report` (layer by layer, before and after; :mod:`.finish`);
 ``controller.speed`` (:class:`~.speed.Speed`)
     :meth:`~ExplorerController.measure_speed`: latency of the original and the current model, on demand;
+``controller.output`` (:class:`~.output_change.OutputTrack`)
+    :meth:`~ExplorerController.output_change`: how far the output moved from the original's after each decision
+    (``eval_fn`` when given; else relative error, top-1 agreement or next-token KL on the example inputs);
 ``controller.events`` (:class:`~.status.StatusLine`)
     the status line, the notices of the running action, the listeners and the progress callback.
 
@@ -55,17 +58,23 @@ from typing import Callable, List, Optional, Sequence
 import torch.nn as nn
 
 from ..importance import MagnitudeImportance
+from ..importance.gradient import ImportanceError
 from ..plan.meta import meta_aware
 from ..plan.record import explorer_plan
 from ..pruner import BasePruner
 from .export import Export
 from .figures import DEFAULT_SWEEP_RATIOS, Figures
 from .session import ExplorerError, ProgressFn, Session, check_explorer_ratio, fmt_names
-from .status import StatusLine, describe
+from .status import StatusLine, clean_text, describe
 from .speed import Speed
+from .output_change import OutputTrack
 from .walk import AUTO_SKIP_KINDS, Decision, Walk
 
 __all__ = ["ExplorerController", "ExplorerError", "Decision", "DEFAULT_SWEEP_RATIOS", "AUTO_SKIP_KINDS"]
+
+
+#: events after which the model may differ (the output change is measured again, once)
+_MODEL_EVENTS = ("build", "accept", "undo", "accept_all", "rollback", "restart", "rewalk", "ignore", "ratio", "options")
 
 
 class ExplorerController:
@@ -79,13 +88,17 @@ class ExplorerController:
         ignored_layers: modules or qualified names never pruned (their output channels). ``None`` pre-selects
             the final classifier (the last linear/conv layer whose outputs are the model's outputs).
         progress: ``progress(stage, done, total)`` called during long work (build, sweep, accept-all).
+        eval_fn: ``eval_fn(model) -> float`` (e.g. accuracy); the output change after each decision is its value
+            (default: the outputs on the example inputs compared with the original's, :mod:`.output_change`).
+        track_output: False skips the output change (no forward pass per decision); see :meth:`set_output_tracking`.
         pruner_class: the pruner to build (default ``pe.pruner.BasePruner``).
         **pruner_kwargs: any other ``BasePruner`` option (``round_to``, ``max_pruning_ratio``, ``global_pruning``...).
     """
 
     @meta_aware(ExplorerError)  # a meta-device model: RandomImportance by default, a clear error for weight-based ones
     def __init__(self, model: nn.Module, example_inputs, importance=None, pruning_ratio: float = 0.5,
-                 ignored_layers=None, progress: Optional[ProgressFn] = None, pruner_class=None, **pruner_kwargs):
+                 ignored_layers=None, progress: Optional[ProgressFn] = None, pruner_class=None, eval_fn=None,
+                 track_output: bool = True, **pruner_kwargs):
         if not isinstance(model, nn.Module):
             raise ExplorerError(f"Explorer needs a torch.nn.Module, got {type(model).__name__}")
         ratio = check_explorer_ratio(pruning_ratio)
@@ -96,10 +109,12 @@ class ExplorerController:
         self.walk = Walk(self.session, self.events)
         self.measures = Figures(self.session, self.walk, self.events)
         self.exporter = Export(self.session, self.walk)
-        self.speed = Speed(self.session, self.events, self._restore_after_timing)
+        self.speed = Speed(self.session, self.events, self._replay_after_unprune)
+        self.output = OutputTrack(self.session, self.walk, eval_fn=eval_fn, enabled=track_output)
         # the pruner scores the first group
         self.events.report("scoring", 3, 4)
-        self.walk.restart()
+        self.blocked = ""  # why the walk cannot start (an importance that needs gradients without them)
+        self._start_walk()
         self._changed("build")
         self.events.report("scoring", 4, 4)
 
@@ -173,9 +188,34 @@ class ExplorerController:
         self.events.report(stage, done, total)
 
     def _changed(self, event: str) -> None:
-        """After every change: figures recomputed, the status line rewritten, listeners called."""
+        """After every change: figures recomputed, the output change measured (when the model changed), the status
+        line rewritten, listeners called."""
         self.measures.clear()
+        if event in _MODEL_EVENTS:
+            self.output.update()
         self.events.changed(event)
+
+    # ---- the output change ------------------------------------------------------------------------------------------
+    def output_change(self) -> Optional[dict]:
+        """How far the model's output has moved from the original's now (:mod:`.output_change`), or None when it
+        is not tracked (``output_change_reason`` says why)."""
+        return self.output.latest
+
+    @property
+    def output_change_reason(self) -> str:
+        return "" if self.output.latest is not None else self.output.reason
+
+    def output_curve(self) -> dict:
+        """The output change over the decisions (``{"step", "value", "label"}``)."""
+        return self.output.curve()
+
+    def set_output_tracking(self, on: bool = True, data=None, eval_fn=None) -> None:
+        """Turn the output change on or off (off: no forward pass per decision); ``data`` (an iterable of input
+        batches, e.g. calibration data) or ``eval_fn`` change what it measures."""
+        if data is not None or eval_fn is not None:
+            self.output.set_data(data, eval_fn)
+        self.output.set_enabled(on)
+        self._changed("output")
 
     # ---- the walk ---------------------------------------------------------------------------------------------------
     def accept(self, idxs: Optional[Sequence[int]] = None) -> Decision:
@@ -248,11 +288,34 @@ class ExplorerController:
         self.walk.undo_since(start)
         self._changed("rollback")
 
+    def _start_walk(self) -> None:
+        try:
+            self.walk.restart()
+            self.blocked = ""
+        except ImportanceError as exc:
+            self.walk.forget()
+            self.blocked = (f"the importance cannot score the groups: {exc} In the explorer: run a batch of "
+                            "calibration data through the model and call loss.backward() (e.g. "
+                            "loss = model(x).sum(); loss.backward()), then click Restart walk; or create the "
+                            "explorer with another importance (e.g. pe.importance.MagnitudeImportance()).")
+
     def restart_walk(self) -> List[Decision]:
-        """Start over: undo every decision (the model is as built again) and propose from the first group.
-        Returns the decisions undone (see :meth:`rewalk` to take them again one by one)."""
-        old = self.walk.restart_walk()
+        """Start over: undo every decision (the model is as built again) and propose from the first group (after
+        gradients were given to an importance that needs them, this starts the walk). Returns the decisions undone
+        (:meth:`rewalk` takes them again one by one, asking each time)."""
+        old = self.walk.restart_walk() if not self.blocked else []
+        if self.blocked:
+            self._start_walk()
         self._changed("restart")
+        return old
+
+    def rewalk(self) -> List[Decision]:
+        """Walk the decided groups again: every decision is undone, and each group shows its earlier choice
+        pre-selected (accept it again, adjust or skip). Returns the earlier decisions."""
+        old = self.walk.restart_walk() if not self.blocked else []
+        self.walk.suggested = {d.root: d for d in old if d.action in ("accept", "skip")}
+        self.walk.restart()  # the group on show gets its earlier choice
+        self._changed("rewalk")
         return old
 
     # ---- figures ----------------------------------------------------------------------------------------------------
@@ -318,8 +381,44 @@ class ExplorerController:
         return self.exporter.save(path)
 
     def export_onnx(self, path, opset: Optional[int] = None):
-        """Export the pruned model to ONNX at ``path`` and check the file (:func:`.finish.export_onnx`)."""
-        return self.exporter.export_onnx(path, opset)
+        """Export the pruned model to ONNX at ``path`` and check the file (:func:`.finish.export_onnx`). When the
+        exporter fails, the error says whether the unpruned model fails too (then it is the exporter's limit, not
+        the pruning's) and what to try."""
+        try:
+            return self.exporter.export_onnx(path, opset)
+        except ExplorerError as exc:
+            if "ONNX export failed" not in str(exc):
+                raise  # a bad path or a missing package: the message says what to do
+            failure = clean_text(exc).rstrip(".")
+        original_ok = self._original_exports(opset)
+        if original_ok:
+            raise ExplorerError(f"{failure}. The unpruned model exports fine, so a pruning decision made the "
+                                "model unexportable: undo the last decisions one by one (or Restart walk) to find it, "
+                                "and skip that group.") from None
+        raise ExplorerError(f"{failure}. The unpruned model fails the same way, so this is a limit of the "
+                            "ONNX exporter for this model, not of the pruning: try another opset (e.g. 17 or 18), "
+                            "save with Save (pe.save_pruned) instead, or export with another tool.") from None
+
+    def _original_exports(self, opset: Optional[int]) -> bool:
+        """Whether the unpruned model exports to ONNX (undone, exported to a temporary file, pruning replayed)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            target = f"{tmp}/original.onnx"
+            if not self.DG.history:
+                try:
+                    self.exporter.export_onnx(target, opset)
+                    return True
+                except ExplorerError:
+                    return False
+            self.session.unprune()
+            try:
+                self.exporter.export_onnx(target, opset)
+                return True
+            except ExplorerError:
+                return False
+            finally:
+                self._replay_after_unprune()
 
     def report(self):
         """Layer by layer, the model as built and now, the totals, and the groups left alone (:mod:`.finish`)."""
@@ -344,7 +443,7 @@ class ExplorerController:
         self._changed("speed")
         return pair
 
-    def _restore_after_timing(self) -> None:
+    def _replay_after_unprune(self) -> None:
         self._rebuild()
         self.events.drop_notices()  # the rebuild is an implementation detail here, not news
 

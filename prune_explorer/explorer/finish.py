@@ -152,7 +152,8 @@ def export_onnx(model, example_inputs, path, opset: Optional[int] = None) -> Onn
                             f"(onnx, onnxruntime, onnxscript); {exc}") from exc
     path = Path(path)
     if path.suffix.lower() != ".onnx":
-        raise ExplorerError(f"the ONNX file name should end with .onnx, got {path.name!r}")
+        raise ExplorerError(f"the ONNX file name should end with .onnx, got {path.name!r}: choose a name such as "
+                            f"{path.stem or 'model'}.onnx")
     if not path.parent.exists():
         raise ExplorerError(f"the folder {str(path.parent)!r} does not exist; create it or choose another path")
     if isinstance(example_inputs, dict):

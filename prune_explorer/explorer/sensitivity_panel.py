@@ -210,7 +210,10 @@ class SensitivityPanel(widgets.VBox):
             metric = f" · predicted metric {pred['metric']:.4g} (baseline {base.get('metric', float('nan')):.4g})"
         n = sum(1 for d in p if (d.remove or 0) > 0)
         orig = s.controller
-        return (f"<div>Reviewing <b>{esc(p.name)}</b>: {n} of {len(p)} scanned groups pruned · parameters "
-                f"{pred['params'] / max(orig.params0, 1):.1%} and MACs {pred['macs'] / max(orig.macs0, 1):.1%} of "
-                f"the original{esc(metric)}. Each group is pre-selected with the plan's count: accept, adjust or "
-                "skip it, or Apply plan.</div>")
+        what = (f"{n} of {len(p)} scanned groups pruned · parameters {pred['params'] / max(orig.params0, 1):.1%} "
+                f"and MACs {pred['macs'] / max(orig.macs0, 1):.1%} of the original{esc(metric)}")
+        if s.applied:
+            return (f"<div>Applied <b>{esc(p.name)}</b>: {what}. Undo plan restores the model; Finish exports "
+                    "it.</div>")
+        return (f"<div>Reviewing <b>{esc(p.name)}</b>: {what}. Each group is pre-selected with the plan's count: "
+                "accept, adjust or skip it, or Apply plan.</div>")

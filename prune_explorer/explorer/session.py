@@ -99,9 +99,20 @@ def measure_model(model: nn.Module, example_inputs, forward_fn=None, find_classi
     try:
         return _count(model, example_inputs, forward_fn, find_classifier)
     except TracingError as exc:
-        raise ExplorerError(f"the model does not run on these example inputs, so the explorer cannot start: {exc}") from exc
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        raise ExplorerError(f"the model does not run on these example inputs: its forward pass failed with "
+                            f"{type(cause).__name__}: {cause}. Check that example_inputs match the model's forward "
+                            f"({CALL_CONVENTION}), or pass forward_fn=lambda model, inputs: ... to the explorer."
+                            ) from exc
     except Exception:  # noqa: BLE001 - MACs are a nice-to-have: the walk works without them
         return None, None, _last_linear(model) if find_classifier else []
+
+
+def clean_reason(exc) -> str:
+    """An exception as a reason in a sentence, without the names of internal functions (``f() got ...``)."""
+    import re
+
+    return re.sub(r"\b[\w.]*\(\) ", "", str(exc)).strip()
 
 
 def build_pruner(pruner_class, model: nn.Module, example_inputs, importance, options: dict):
@@ -111,14 +122,19 @@ def build_pruner(pruner_class, model: nn.Module, example_inputs, importance, opt
         return pruner_class(model, example_inputs, importance=importance, **options)
     except PruneExplorerError as exc:
         if isinstance(exc, TracingError):
-            raise ExplorerError(f"the model could not be traced, so the explorer cannot start: {exc}") from exc
+            raise ExplorerError(f"the model could not be traced: {exc}") from exc
         raise ExplorerError(f"the pruner could not be built: {exc}") from exc
     except TypeError as exc:
-        raise ExplorerError(f"the pruner could not be built with these options ({exc}); the explorer accepts "
-                            "every BasePruner option, spelled as in pe.pruner.BasePruner") from exc
+        import re
+
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        what = f"there is no option {bad.group(1)!r}" if bad else clean_reason(exc)
+        raise ExplorerError(f"the pruner could not be built with these options: {what}. Check the spelling: the "
+                            "explorer accepts every option of pe.pruner.BasePruner (round_to, max_pruning_ratio, "
+                            "global_pruning, ...)") from exc
     except Exception as exc:
         raise ExplorerError(
-            f"the model could not be traced, so the explorer cannot start: the forward pass failed with "
+            f"the model could not be traced: the forward pass failed with "
             f"{type(exc).__name__}: {exc}. Check example_inputs ({CALL_CONVENTION}) or pass forward_fn=..."
         ) from exc
 

@@ -120,6 +120,8 @@ class StatusLine:
 
 
 def _walk_state(c) -> str:
+    if getattr(c, "blocked", ""):
+        return "The walk cannot start: " + c.blocked
     f = c.figures()
     if c.current is None:
         return (f"all groups decided: {f['groups_accepted']} accepted, {f['groups_skipped']} skipped, "
@@ -137,6 +139,8 @@ def describe(c, event: str) -> str:
     last = c.decisions[-1] if c.decisions else None
     if event == "build":
         f = c.figures()
+        if getattr(c, "blocked", ""):
+            return _walk_state(c)
         if c.current is None:
             return "Ready: no group to decide (every channel is fixed or ignored)."
         return (f"Ready: {f['groups_total']} groups to decide, starting with {c.current.root_name}; ignoring "
@@ -161,6 +165,9 @@ def describe(c, event: str) -> str:
         return "accepted every remaining group; " + _walk_state(c)
     if event == "rollback":
         return "undid those decisions: the model is as it was before them; " + _walk_state(c)
+    if event == "rewalk":
+        return ("walking the decided groups again: every decision undone, each group shows its earlier choice "
+                "pre-selected; " + _walk_state(c) + " Accept it again, adjust or skip.")
     if event == "restart":
         return ("started over: every decision undone, the model is as built; " + _walk_state(c)
                 + " Accept, adjust or skip each group again.")

@@ -59,6 +59,7 @@ class Decision:
     record: Any = field(default=None, repr=False)  # the graph's PruneRecord (accepts)
     explicit: bool = False  # an attention-head group of the pruner (not one of the graph's channel groups)
     key: str = ""  # the group's key in a pruning plan (pe.plan.group_key: root name, ":in" or ":<attention kind>")
+    output_change: Optional[dict] = field(default=None, repr=False)  # measured after it (.output_change)
 
     @property
     def n_removed(self) -> int:
@@ -120,6 +121,7 @@ class Walk:
         self.current_idxs: List[int] = []
         self.last_undone: Optional[str] = None
         self.replay_stopped_at: Optional[str] = None
+        self.suggested: dict = {}  # root name -> an earlier Decision, pre-selected when the group is shown (rewalk)
         self._allowed = None  # (group, graph version, counts)
         self._iter = iter(())
 
@@ -174,6 +176,12 @@ class Walk:
         self.current = proposal.group
         self.proposal = proposal
         self.current_idxs = sorted(int(i) for i in proposal.proposed_idxs)
+        old = self.suggested.get(proposal.group.root_name)
+        if old is not None:  # re-walking: the earlier choice, where its channels are still candidates
+            root = proposal.group.root_space
+            cur = [int(root.rank[o]) for o in old.orig_idxs if root.alive[o]]
+            if len(cur) == len(old.orig_idxs) and set(cur) <= set(self.candidates()):
+                self.current_idxs = sorted(cur)
 
     def _decision(self, proposal, action: str, idxs: Sequence[int] = (), reason: str = "") -> Decision:
         group = proposal.group
@@ -188,6 +196,7 @@ class Walk:
 
     def _log(self, d: Decision) -> Decision:
         """Fill in the figures after ``d`` and append it to the log."""
+        self.suggested.pop(d.root, None)
         d.params_after, d.macs_after = self.s.params_now(), self.s.macs_now()
         d.channels_removed = self.s.layout.channels_removed_fraction()
         self.decisions.append(d)
@@ -269,7 +278,8 @@ class Walk:
         """
         self.require_current("adjust")
         if (n is None) == (idxs is None):
-            raise ExplorerError("adjust takes either n (how many channels to remove) or idxs (which ones), not both")
+            raise ExplorerError("adjust takes either n (how many channels to remove) or idxs (which ones), not both: "
+                                "pass one of them, e.g. adjust(n=8) or adjust(idxs='0, 5, 7')")
         if idxs is not None:
             sel = self.validate_idxs(idxs)
         else:

@@ -31,7 +31,9 @@ CSS = """
 .pe-removed { color: #c92a2a; font-weight: 600; }
 .pe-card-table { overflow-x: auto; max-width: 100%; }
 .pe-card-table table { font-size: 12px; width: 100%; }
-.pe-card-table th { text-align: left; border-bottom: 1px solid #adb5bd; padding: 2px 8px 2px 0; }
+.pe-card-table th { text-align: left; border-bottom: 1px solid #adb5bd; padding: 2px 8px 2px 0; white-space: nowrap; word-break: keep-all; }
+.pe-output-line { font-size: 13px; margin-top: 2px; }
+.pe-output-curve { vertical-align: middle; margin-left: 8px; }
 .pe-card-table td { padding: 1px 8px 1px 0; border-bottom: 1px solid #f1f3f5; white-space: nowrap; }
 .pe-card-table td:first-child { white-space: normal; }
 .pe-card-table tr.pe-root td { background: #fff4e6; font-weight: 600; }

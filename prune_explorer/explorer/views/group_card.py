@@ -40,7 +40,10 @@ def members_table_html(card: dict, max_rows: int = _MAX_ROWS) -> str:
 
 def title_html(card: dict, total: int) -> str:
     scope = f" · scope {esc(card['scope'])}" if card.get("scope") else ""
-    ratio = f" · ratio {card['pruning_ratio']:.2f}" if card.get("pruning_ratio") is not None else ""
+    sel = len(card["selected"]) / card["channels"] if card["channels"] else 0.0
+    ratio = f" · selected {sel:.2f}"  # the same figure as the header's "current group"
+    if card.get("pruning_ratio") is not None and abs(card["pruning_ratio"] - sel) > 5e-3:
+        ratio += f" (the pruner's ratio {card['pruning_ratio']:.2f})"
     units = f" in {card['n_units']} units" if card["n_units"] != card["channels"] else ""
     return (
         f"<div><span class='pe-muted'>Group {card['position']} of ~{total}</span><br>"
@@ -107,6 +110,15 @@ class GroupCardView(widgets.VBox):
         self.skip_btn = widgets.Button(description="Skip", icon="forward", layout=b, tooltip="Leave this group as it is")
         self.undo_btn = widgets.Button(description="Undo", icon="undo", button_style="warning", layout=b,
                                        tooltip="Restore the model as it was before the last accepted group")
+        self.restart_btn = widgets.Button(description="Restart walk", icon="refresh", layout=b,
+                                          tooltip="Undo every decision and start again from the first group")
+        self.rewalk_btn = widgets.Button(description="Re-walk decided", icon="repeat", layout=b,
+                                         tooltip="Undo every decision and walk the decided groups again, each with "
+                                                 "its earlier choice pre-selected")
+        self.restart_btn.add_class("pe-restart")
+        self.rewalk_btn.add_class("pe-rewalk")
+        self.restart_btn.on_click(lambda _: self.app.run(lambda c: c.restart_walk(), busy="restoring the model"))
+        self.rewalk_btn.on_click(lambda _: self.app.run(lambda c: c.rewalk(), busy="restoring the model"))
         self.all_btn = widgets.Button(description="Accept all remaining", icon="fast-forward", layout=b,
                                       tooltip="Accept every remaining group as the pruner proposes it")
         for w, cls in ((self.accept_btn, "pe-accept"), (self.skip_btn, "pe-skip"), (self.undo_btn, "pe-undo"),
@@ -134,7 +146,8 @@ class GroupCardView(widgets.VBox):
         self.done = widgets.HTML()
         self.done.add_class("pe-card-done")
         wrap = widgets.Layout(flex_flow="row wrap", align_items="center", width="100%")
-        self.buttons = widgets.HBox([self.accept_btn, self.skip_btn, self.undo_btn, self.all_btn], layout=wrap)
+        self.buttons = widgets.HBox([self.accept_btn, self.skip_btn, self.undo_btn, self.all_btn, self.restart_btn,
+                                     self.rewalk_btn], layout=wrap)
         self.details = widgets.VBox([
             widgets.HBox([self.slider, self.reset_btn], layout=wrap),
             widgets.HBox([self.pick, self.pick_btn], layout=wrap),
@@ -177,6 +190,7 @@ class GroupCardView(widgets.VBox):
         card = c.card()
         self.guards.value = guard_html(c.guard_skipped())
         self.undo_btn.disabled = not any(d.action == "accept" for d in c.decisions)
+        self.rewalk_btn.disabled = not any(d.action in ("accept", "skip") for d in c.decisions)
         finished = card is None
         for w in (self.accept_btn, self.skip_btn, self.all_btn):
             w.disabled = finished
@@ -184,11 +198,15 @@ class GroupCardView(widgets.VBox):
         self.title.layout.display = "none" if finished else ""
         self.done.layout.display = "" if finished else "none"
         f = c.figures()
+        if finished and getattr(c, "blocked", ""):
+            self.done.value = f"<div class='pe-done pe-blocked'>{esc(c.blocked)}</div>"
+            return
         if finished:
             self.done.value = (
                 "<div class='pe-done'><span class='pe-big'>All groups decided.</span> "
                 f"{f['groups_accepted']} accepted, {f['groups_skipped']} skipped, {f['groups_guard_skipped']} "
-                "skipped by guards.<br><span class='pe-muted'>Undo to go back. The summary, Save, Download script "
+                "skipped by guards.<br><span class='pe-muted'>Undo to go back, Restart walk to start over, or Re-walk "
+                "decided to go through the groups again with your choices pre-selected. The summary, Save, Download script "
                 "and Export ONNX are under Finish &amp; export below; in code, ex.model is the pruned model.</span>"
                 "</div>")
             return
@@ -204,7 +222,8 @@ class GroupCardView(widgets.VBox):
             self.slider.disabled = card["max_removable"] == 0
         finally:
             self._syncing = False
-        if event in ("accept", "skip", "undo", "accept_all", "ignore", "ratio", "options"):
+        if event in ("accept", "skip", "undo", "accept_all", "ignore", "ratio", "options", "restart", "rewalk",
+                     "rollback"):
             self._syncing = True
             try:
                 self.pick.value = ""  # another group on show: old channel numbers would mean something else

@@ -7,6 +7,43 @@ import ipywidgets as widgets
 from .common import esc, fmt_count, fmt_share
 
 
+def _removed(x) -> str:
+    """"−12.3%", or "nothing removed yet" (never "−0.0%")."""
+    if x is None:
+        return fmt_share(x)
+    if x <= 0:
+        return "nothing removed yet"
+    return "&minus;" + fmt_share(x)
+
+
+def output_html(change, reason: str, curve: dict) -> str:
+    """The output-change line of the header and a small curve over the decisions (pure, for tests)."""
+    from ..output_change import output_change_text
+
+    if change is None:
+        return f"<div class='pe-output-line pe-muted'>{esc(reason)}</div>"
+    if change.get("kind") == "error":
+        return (f"<div class='pe-output-line pe-output-error'>The output change could not be measured: "
+                f"{esc(change['error'])}. Check the model still runs (Undo the last decision).</div>")
+    return (f"<div class='pe-output-line'><b>Output change</b>: <span class='pe-output-now'>"
+            f"{esc(output_change_text(change))}</span>{sparkline_svg(curve)}</div>")
+
+
+def sparkline_svg(curve: dict, width: int = 160, height: int = 28) -> str:
+    """A small SVG curve of ``curve["value"]`` over ``curve["step"]`` (one point per measured decision)."""
+    xs, ys = curve.get("step") or [], curve.get("value") or []
+    if len(xs) < 2:
+        return ""
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    sx = (width - 6) / ((x1 - x0) or 1)
+    sy = (height - 6) / ((y1 - y0) or 1)
+    pts = " ".join(f"{3 + (x - x0) * sx:.1f},{height - 3 - (y - y0) * sy:.1f}" for x, y in zip(xs, ys))
+    return (f"<svg class='pe-output-curve' width='{width}' height='{height}' data-points='{len(xs)}'>"
+            f"<title>{esc(curve.get('label', ''))} after each decision (from {ys[0]:.3g} to {ys[-1]:.3g})</title>"
+            f"<polyline points='{pts}' fill='none' stroke='#e8590c' stroke-width='1.5'/></svg>")
+
+
 def header_html(f: dict) -> str:
     """The header's HTML for the figures of :meth:`ExplorerController.figures` (a pure function, for tests).
 
@@ -16,7 +53,7 @@ def header_html(f: dict) -> str:
     macs_cell = (
         f"<div><div class='pe-muted'>MACs</div><div class='pe-big'><span class='pe-macs-now'>{fmt_count(macs_now)}</span>"
         f" <span class='pe-muted'>/ {fmt_count(f.get('macs_original'))}</span></div>"
-        f"<div><span class='pe-removed'>&minus;{fmt_share(f.get('macs_removed'))}</span>"
+        f"<div><span class='pe-removed'>{_removed(f.get('macs_removed'))}</span>"
         " <span class='pe-muted'>of original</span></div></div>"
     )
     cur = f.get("current_ratio")
@@ -26,7 +63,7 @@ def header_html(f: dict) -> str:
         f"<div><div class='pe-muted'>Parameters</div><div class='pe-big'>"
         f"<span class='pe-params-now' data-value='{int(f['params_now'])}'>{f['params_now']:,}</span>"
         f" <span class='pe-muted'>/ {f['params_original']:,}</span></div>"
-        f"<div><span class='pe-removed pe-params-removed'>&minus;{fmt_share(f['params_removed'])}</span>"
+        f"<div><span class='pe-removed pe-params-removed'>{_removed(f['params_removed'])}</span>"
         f" <span class='pe-muted'>of original ({fmt_count(f['params_now'])} left)</span></div></div>"
         + macs_cell
         + f"<div><div class='pe-muted'>Groups</div><div class='pe-big pe-groups'>{f['groups_accepted']} accepted · "
@@ -34,7 +71,7 @@ def header_html(f: dict) -> str:
         f"<div class='pe-muted'>{f['groups_guard_skipped']} skipped by guards · "
         f"{fmt_share(f['channels_removed'])} of prunable channels removed</div></div>"
         f"<div><div class='pe-muted'>Channel ratio</div><div class='pe-big'>{f['pruning_ratio']:.2f}</div>"
-        f"<div class='pe-muted'>current group: {esc(cur_txt)}</div></div>"
+        f"<div class='pe-muted'>current group: {esc(cur_txt)} selected</div></div>"
         "</div></div>"
     )
 
@@ -115,6 +152,13 @@ class HeaderView(widgets.VBox):
         c = app.controller
         self.html = widgets.HTML()
         self.html.add_class("pe-header-html")
+        self.output = widgets.HTML()
+        self.output.add_class("pe-output")
+        self.output.layout = widgets.Layout(min_width="0")
+        self.track = widgets.Checkbox(value=c.output.enabled, description="track output change", indent=False,
+                                      layout=widgets.Layout(width="auto"))
+        self.track.add_class("pe-track-output")
+        self.track.observe(self._on_track, names="value")
         self.ratio = widgets.FloatText(value=c.pruning_ratio, step=0.05, description="ratio",
                                        layout=widgets.Layout(width="160px"))
         self.ratio.add_class("pe-ratio")
@@ -130,7 +174,8 @@ class HeaderView(widgets.VBox):
         self.speed_btn.add_class("pe-measure-speed")
         self.speed_btn.on_click(lambda _: self.app.run(lambda c: c.measure_speed(), busy="timing the model"))
         wrap = widgets.Layout(flex_flow="row wrap", align_items="center", width="100%")
-        rows = [self.html, widgets.HBox([self.ratio, self.apply_ratio], layout=wrap),
+        rows = [self.html, widgets.HBox([self.output, self.track], layout=wrap),
+                widgets.HBox([self.ratio, self.apply_ratio], layout=wrap),
                 widgets.HBox([self.speed_btn, self.speed], layout=wrap)]
         self.heads = HeadOptionsView(app) if (c.head_options is not None or has_attention(c.model)) else None
         if self.heads is not None:
@@ -138,6 +183,10 @@ class HeaderView(widgets.VBox):
         super().__init__(rows)
         self.add_class("pe-header-view")
         self.refresh()
+
+    def _on_track(self, change) -> None:
+        if bool(change["new"]) != self.app.controller.output.enabled:
+            self.app.run(lambda c: c.set_output_tracking(bool(change["new"])), busy="running the original model")
 
     def _on_apply_ratio(self, _=None):
         self.app.run(lambda c: c.set_ratio(self.ratio.value), busy=f"rebuilding the pruner at ratio {self.ratio.value}")
@@ -148,6 +197,9 @@ class HeaderView(widgets.VBox):
         c = self.app.controller
         f = c.figures()
         self.html.value = header_html(f)
+        self.output.value = output_html(c.output_change(), c.output_change_reason, c.output_curve())
+        if self.track.value != c.output.enabled:
+            self.track.value = c.output.enabled
         self.speed.value = speed_html(c.latency, f["params_now"])
         if self.ratio.value != c.pruning_ratio and event in ("ratio", "", "ignore", "options"):
             self.ratio.value = c.pruning_ratio
