@@ -12,6 +12,8 @@ import torchvision
 import prune_explorer as pe
 from prune_explorer.errors import OutputShapeWarning
 
+from small_models import Scale, TPScalePruner
+
 
 def resnet18_graph():
     model = torchvision.models.resnet18().eval()
@@ -137,33 +139,6 @@ def test_load_pruning_history_accepts_full_records():
 
 
 # ---------------------------------------------------------------------------------------------------- custom layers
-class Scale(nn.Module):
-    def __init__(self, n):
-        super().__init__()
-        self.n = n
-        self.scale = nn.Parameter(torch.randn(n))
-
-    def forward(self, x):
-        return x * self.scale.view(1, -1)
-
-
-class TPScalePruner(pe.pruner.BasePruningFunc):
-    """Written as Torch-Pruning's docs say: prune_in_channels aliased to prune_out_channels."""
-
-    def prune_out_channels(self, layer, idxs):
-        keep = sorted(set(range(layer.n)) - set(idxs))
-        layer.scale = self._prune_parameter_and_grad(layer.scale, keep, 0)
-        layer.n = len(keep)
-        return layer
-
-    prune_in_channels = prune_out_channels
-
-    def get_out_channels(self, layer):
-        return layer.n
-
-    get_in_channels = get_out_channels
-
-
 def test_register_customized_layer():
     net = nn.Sequential(nn.Linear(6, 10), Scale(10), nn.ReLU(), nn.Linear(10, 3))
     x = torch.randn(2, 6)

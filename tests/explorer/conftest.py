@@ -1,13 +1,9 @@
-"""Fixtures for the explorer tests: small seeded models with example inputs (see explorer_helpers.py)."""
-
-import sys
-from pathlib import Path
+"""Fixtures for the explorer tests: small seeded models with example inputs (models: tests/small_models.py)."""
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from explorer_helpers import AttnNet, GroupedNet, SmallNet  # noqa: E402
+from small_models import AttnNet, GroupedNet, SmallNet
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import prune_explorer as pe
 from prune_explorer.explorer import ExplorerController, ExplorerError
 from prune_explorer.measure import count_ops_and_params
 
-from explorer_helpers import Broken, SmallNet, same_as, snapshot
+from explorer_helpers import same_as, snapshot
+from small_models import Broken, SmallNet
 
 
 def n_params(model):

@@ -3,8 +3,6 @@ groups left alone, saving (reloads to identical outputs), the reproducing script
 onnxruntime with matching outputs), measured speed, attention-head options."""
 
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,10 +11,8 @@ import prune_explorer as pe
 from prune_explorer.explorer import ExplorerController, ExplorerError
 from prune_explorer.explorer.views.finish import report_html
 
-from explorer_helpers import SmallNet, same_as, snapshot
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pruner"))
-from pruner_helpers import AttnModel  # noqa: E402
+from explorer_helpers import same_as, snapshot
+from small_models import AttnModel, SmallNet
 
 torchvision = pytest.importorskip("torchvision")
 X64 = torch.randn(1, 3, 64, 64)

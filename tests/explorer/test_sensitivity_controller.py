@@ -15,30 +15,17 @@ from prune_explorer.explorer import ExplorerController, ExplorerError
 from prune_explorer.explorer.sensitivity_controller import APPLY_STAGE, SCAN_STAGE, SensitivityController
 from prune_explorer.measure import count_ops_and_params
 
-from explorer_helpers import same_as, snapshot
+from explorer_helpers import MSE_STATE, neg_mse, reference_outputs, same_as, snapshot
 
 RATIOS = (0.3, 0.6)
 X = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 BATCH = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-_STATE = {"ref": None, "calls": 0, "stop_after": None}
-
-
-def neg_mse(model):
-    """eval_fn: minus the MSE to the unpruned model's outputs; raises KeyboardInterrupt after ``stop_after`` calls
-    (the state lives outside the function so that its cache identity stays the same)."""
-    _STATE["calls"] += 1
-    if _STATE["stop_after"] is not None and _STATE["calls"] > _STATE["stop_after"]:
-        raise KeyboardInterrupt
-    model.eval()
-    with torch.no_grad():
-        return -torch.nn.functional.mse_loss(model(BATCH), _STATE["ref"]).item()
 
 
 def make_resnet():
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10).eval()
-    with torch.no_grad():
-        _STATE["ref"] = model(BATCH)
+    reference_outputs(model, BATCH)
     return model
 
 
@@ -46,7 +33,7 @@ def make_resnet():
 def one_thread():
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    _STATE.update(calls=0, stop_after=None)
+    MSE_STATE.update(calls=0, stop_after=None)
     yield
     torch.set_num_threads(n)
 
@@ -129,14 +116,14 @@ def test_interrupted_scan_leaves_everything_and_resumes_from_the_cache(scanned, 
     c, s = fresh(scanned)
     s._cache_dir = tmp_path  # a cache of its own: the interruption must be what fills it
     snap = snapshot(c.model)
-    _STATE.update(calls=0, stop_after=7)
+    MSE_STATE.update(calls=0, stop_after=7)
     with pytest.raises(KeyboardInterrupt):
         s.scan()
     assert same_as(c.model, snap) and s.table is None and c.decisions == [] and c.current.root_name == "conv1"
-    _STATE.update(calls=0, stop_after=None)
+    MSE_STATE.update(calls=0, stop_after=None)
     table = s.scan()
     assert table.stats["from_cache"] == 7 and table.stats["evaluated"] == table.stats["points"] - 7
-    assert _STATE["calls"] == table.stats["evaluated"]
+    assert MSE_STATE["calls"] == table.stats["evaluated"]
     assert table == scanned[2]
     assert same_as(c.model, snap)
 

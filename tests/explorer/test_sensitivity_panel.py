@@ -7,27 +7,16 @@ import prune_explorer as pe
 from prune_explorer.explorer.sensitivity_panel import parse_ratios
 from prune_explorer.explorer import ExplorerError
 
-from explorer_helpers import SmallNet, same_as, snapshot
+from explorer_helpers import MSE_STATE, neg_mse, reference_outputs, same_as, snapshot
+from small_models import SmallNet
 
 BATCH = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-_STATE = {"ref": None, "stop_after": None, "calls": 0}
-
-
-def neg_mse(model):
-    """eval_fn: minus the MSE to the unpruned outputs (KeyboardInterrupt after ``stop_after`` calls, if set)."""
-    _STATE["calls"] += 1
-    if _STATE["stop_after"] is not None and _STATE["calls"] > _STATE["stop_after"]:
-        raise KeyboardInterrupt
-    model.eval()
-    with torch.no_grad():
-        return -torch.nn.functional.mse_loss(model(BATCH), _STATE["ref"]).item()
 
 
 def make_app(eval_fn=neg_mse, **kwargs):
     torch.manual_seed(0)
     model = SmallNet().eval()
-    with torch.no_grad():
-        _STATE.update(ref=model(BATCH), stop_after=None, calls=0)
+    reference_outputs(model, BATCH)
     return pe.Explorer(model, torch.randn(1, 3, 16, 16), eval_fn=eval_fn, **kwargs)
 
 
@@ -82,11 +71,11 @@ def test_interrupted_scan_is_reported_and_changes_nothing():
     ex = make_app()
     p = ex.sensitivity_panel
     snap = snapshot(ex.model)
-    _STATE.update(stop_after=3, calls=0)
+    MSE_STATE.update(stop_after=3, calls=0)
     p.scan_btn.click()  # the interrupt is caught by the panel: the cell does not fail
     assert ex.controller.status.is_error and "interrupted" in status(ex)
     assert same_as(ex.model, snap) and ex.sensitivity.table is None and not ex.progress.visible
-    _STATE.update(stop_after=None, calls=0)
+    MSE_STATE.update(stop_after=None, calls=0)
     p.scan_btn.click()
     assert ex.sensitivity.table.stats["from_cache"] == 3
 

@@ -12,7 +12,8 @@ from prune_explorer.explorer.graph_state import GraphState
 from prune_explorer.explorer.views.common import IGNORED_COLOR, MEMBER_COLOR, ROOT_COLOR, fmt_count
 from prune_explorer.explorer.views.header import header_html
 
-from explorer_helpers import Broken, same_as, snapshot
+from explorer_helpers import same_as, snapshot
+from small_models import Broken
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz 'dot' is not installed")
 

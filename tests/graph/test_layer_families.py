@@ -7,6 +7,8 @@ import torch.nn.functional as F
 
 import prune_explorer as pe
 
+from small_models import Scale
+
 
 class TinyUNet(nn.Module):
     def __init__(self):
@@ -50,22 +52,11 @@ def test_unet_with_transposed_conv_and_norm_layers():
     assert m(x).shape == y0.shape
 
 
-class Scale(nn.Module):
-    """A per-channel scale the library does not know."""
-
-    def __init__(self, c):
-        super().__init__()
-        self.gain = nn.Parameter(torch.ones(c))
-
-    def forward(self, x):
-        return x * self.gain.view(1, -1, 1, 1)
-
-
 class ScalePruner(pe.BasePruningFunc):
     TARGET_MODULES = (Scale,)
 
     def get_out_channels(self, layer):
-        return layer.gain.numel()
+        return layer.scale.numel()
 
     get_in_channels = get_out_channels
 
@@ -73,8 +64,8 @@ class ScalePruner(pe.BasePruningFunc):
         return True
 
     def prune_out_channels(self, layer, idxs):
-        keep = [i for i in range(layer.gain.numel()) if i not in set(idxs)]
-        layer.gain = nn.Parameter(layer.gain.detach()[keep])
+        keep = [i for i in range(layer.scale.numel()) if i not in set(idxs)]
+        layer.scale = nn.Parameter(layer.scale.detach()[keep])
         return layer
 
     prune_in_channels = prune_out_channels
@@ -85,20 +76,20 @@ def test_customized_pruner_and_automatic_loose_parameter_handling():
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(3, 8, 1)
-            self.scale = Scale(8)
+            self.scale = Scale(8, init=torch.ones(8))
             self.head = nn.Conv2d(8, 2, 1)
 
         def forward(self, x):
             return self.head(self.scale(self.conv(x)))
 
     x = torch.randn(1, 3, 4, 4)
-    # without a customized pruner, the gain is a loose parameter and is pruned along its channel dim
+    # without a customized pruner, the scale is a loose parameter and is pruned along its channel dim
     m = Net()
     dg = pe.DependencyGraph().build_dependency(m, x)
     g = dg.get_pruning_group(m.conv, pe.prune_conv_out_channels, [0, 7])
-    assert "scale.gain" in {dep.target.name for dep, _ in g}
+    assert "scale.scale" in {dep.target.name for dep, _ in g}
     g.prune()
-    assert m.scale.gain.shape == (6,) and m(x).shape == (1, 2, 4, 4)
+    assert m.scale.scale.shape == (6,) and m(x).shape == (1, 2, 4, 4)
     # with one, the layer is a node of its own with the user's pruning function
     m = Net()
     pruner = ScalePruner()
@@ -107,7 +98,7 @@ def test_customized_pruner_and_automatic_loose_parameter_handling():
     handlers = {dep.target.name: dep.handler for dep, _ in g}
     assert handlers["scale"] == pruner.prune_out_channels
     g.prune()
-    assert m.scale.gain.shape == (7,) and m.head.in_channels == 7 and m(x).shape == (1, 2, 4, 4)
+    assert m.scale.scale.shape == (7,) and m.head.in_channels == 7 and m(x).shape == (1, 2, 4, 4)
 
 
 def test_bad_customized_pruners_are_rejected_with_the_fix():

@@ -7,7 +7,8 @@ import torch
 
 from prune_explorer.importance import HessianImportance, ImportanceError, TaylorImportance
 
-from imp_helpers import ConvBNConv, group_of
+from imp_helpers import group_of
+from small_models import ConvBNConv
 
 X = torch.randn(4, 3, 8, 8)
 

@@ -16,7 +16,8 @@ from prune_explorer.importance import (
     normalize,
 )
 
-from imp_helpers import ConvBNConv, group_of
+from imp_helpers import group_of
+from small_models import ConvBNConv
 
 X = torch.randn(1, 3, 8, 8)
 

@@ -9,6 +9,8 @@ from torch import nn
 import prune_explorer.layers as L
 from prune_explorer.errors import PruningError
 
+from small_models import Scale, TPScalePruner
+
 TP_NAMES = [
     "prune_conv_out_channels", "prune_conv_in_channels",
     "prune_depthwise_conv_out_channels", "prune_depthwise_conv_in_channels",
@@ -137,40 +139,10 @@ def test_isinstance_fallback_for_virtual_subclasses():
     assert reg.get(Odd()) is L.LINEAR_PRUNER
 
 
-class Scale(nn.Module):
-    def __init__(self, n):
-        super().__init__()
-        self.n = n
-        self.scale = nn.Parameter(torch.arange(float(n)))
-
-    def forward(self, x):
-        return x * self.scale
-
-
-class TPStyleScalePruner(L.BasePruningFunc):
-    """Written the Torch-Pruning way: no check call, prune_in aliased to prune_out."""
-
-    TARGET_MODULES = (Scale,)
-
-    def prune_out_channels(self, layer, idxs):
-        keep = sorted(set(range(layer.n)) - set(idxs))
-        layer.scale = self._prune_parameter_and_grad(layer.scale, keep, 0)
-        layer.n = len(keep)
-        return layer
-
-    prune_in_channels = prune_out_channels
-
-    def get_out_channels(self, layer):
-        return layer.n
-
-    def get_in_channels(self, layer):
-        return layer.n
-
-
 def test_torch_pruning_style_custom_pruner():
-    pruner = TPStyleScalePruner()
+    pruner = TPScalePruner()
     reg = L.DEFAULT_REGISTRY.with_overrides({Scale: pruner})
-    m = Scale(5)
+    m = Scale(5, init=torch.arange(5.0))
     assert reg.get(m) is pruner
     # the generic check works from the channel counts alone
     assert pruner.check(m, [4, 0], "out") == [0, 4]

@@ -4,8 +4,6 @@ declaring it stays possible, also for fused qkv projections and rotary / grouped
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +11,7 @@ import torch
 import prune_explorer as pe
 from prune_explorer.importance import MagnitudeImportance
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "graph"))
-from attention_forms import FORMS, X, build  # noqa: E402
+from attention_forms import FORMS, X, build
 
 
 def _sizes(attn):

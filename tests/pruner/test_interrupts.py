@@ -106,16 +106,26 @@ def _interrupted_trials(make, run, check, duration: float, trials: int, seed: in
     assert done == trials, f"only {done} of {attempts} runs were interrupted"
 
 
-def _interrupt_steps(build, x, trials: int, seed: int) -> None:
+def _prepared(build, x, start, run):
+    """``(original, reference, duration, make)``: the model ``build()`` gives, a copy run without interruption
+    (``run(start(copy, x))``: the result every interrupted run must reach), how long that run took, and ``make()``
+    giving fresh ``(model, start(model, x))`` pairs to interrupt."""
     original = build()
     reference = copy.deepcopy(original)
+    subject = start(reference, x)
     t0 = time.perf_counter()
-    _pruner(reference, x).step()  # the uninterrupted result, and how long a step takes
+    run(subject)
     duration = time.perf_counter() - t0
 
     def make():
         model = copy.deepcopy(original)
-        return model, _pruner(model, x)
+        return model, start(model, x)
+
+    return original, reference, duration, make
+
+
+def _interrupt_steps(build, x, trials: int, seed: int) -> None:
+    original, reference, duration, make = _prepared(build, x, _pruner, lambda pruner: pruner.step())
 
     def check(subject):
         model, pruner = subject
@@ -155,16 +165,7 @@ def _accepted(c):
 
 
 def _interrupt_accept_all(build, x, trials: int, seed: int, undo_all: bool = True) -> None:
-    original = build()
-    reference = copy.deepcopy(original)
-    c = _explorer(reference, x)
-    t0 = time.perf_counter()
-    c.accept_all_remaining()
-    duration = time.perf_counter() - t0
-
-    def make():
-        model = copy.deepcopy(original)
-        return model, _explorer(model, x)
+    original, reference, duration, make = _prepared(build, x, _explorer, lambda c: c.accept_all_remaining())
 
     def check(subject):
         model, c = subject

@@ -11,7 +11,7 @@ import prune_explorer as pe
 from prune_explorer.importance import MagnitudeImportance
 from prune_explorer.pruner import BasePruner
 
-from pruner_helpers import AttnModel
+from small_models import AttnModel
 
 X = torch.randn(2, 6, 8)
 VARIANTS = [dict(), dict(literal=True), dict(kv=2), dict(kv=2, literal=True)]

@@ -10,7 +10,7 @@ from prune_explorer.importance import BNScaleImportance, MagnitudeImportance
 from prune_explorer.layers import ConvPruner
 from prune_explorer.pruner import BasePruner
 
-from pruner_helpers import ConvStack
+from small_models import ConvStack
 
 X = torch.randn(1, 3, 8, 8)
 

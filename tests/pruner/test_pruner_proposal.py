@@ -11,7 +11,7 @@ from prune_explorer.graph import Group
 from prune_explorer.importance import MagnitudeImportance
 from prune_explorer.pruner import BasePruner, ExplicitGroup, Proposal
 
-from pruner_helpers import AttnModel, ConvStack, TinyResNet
+from small_models import AttnModel, ConvStack, TinyResNet
 
 X = torch.randn(1, 3, 8, 8)
 

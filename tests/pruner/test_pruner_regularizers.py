@@ -7,7 +7,7 @@ import torch
 from prune_explorer.importance import BNScaleImportance, MagnitudeImportance
 from prune_explorer.pruner import BNScalePruner, GroupNormPruner, MagnitudePruner
 
-from pruner_helpers import ConvStack, TinyResNet
+from small_models import ConvStack, TinyResNet
 
 X = torch.randn(2, 3, 8, 8)
 

@@ -8,7 +8,7 @@ import torch
 from prune_explorer.importance import MagnitudeImportance
 from prune_explorer.pruner import BasePruner
 
-from pruner_helpers import ConvStack, TinyResNet
+from small_models import ConvStack, TinyResNet
 
 X = torch.randn(1, 3, 8, 8)
 

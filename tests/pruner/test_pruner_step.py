@@ -11,7 +11,7 @@ import prune_explorer as pe
 from prune_explorer.importance import MagnitudeImportance
 from prune_explorer.pruner import BasePruner, MagnitudePruner, linear_scheduler
 
-from pruner_helpers import ConvStack, TinyResNet, n_params
+from small_models import ConvStack, TinyResNet, n_params
 
 X = torch.randn(1, 3, 8, 8)
 

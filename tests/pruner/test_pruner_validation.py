@@ -9,7 +9,7 @@ from torch import nn
 from prune_explorer.importance import MagnitudeImportance
 from prune_explorer.pruner import BasePruner, PrunerConfigError
 
-from pruner_helpers import ConvStack, AttnModel
+from small_models import ConvStack, AttnModel
 
 X = torch.randn(1, 3, 8, 8)
 

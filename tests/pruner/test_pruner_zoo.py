@@ -12,7 +12,7 @@ from torch import nn
 import prune_explorer as pe
 from prune_explorer.importance import MagnitudeImportance, TaylorImportance
 
-from pruner_helpers import n_params
+from small_models import n_params
 
 X = torch.randn(1, 3, 224, 224)
 
