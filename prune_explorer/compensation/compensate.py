@@ -113,6 +113,33 @@ class Compensation(InputStatistics):
             return None
         return layer, dW, db
 
+    def wrap_applier(self, inner: Callable) -> Callable:
+        """A pruning driver's applier (``pruner.driver.applier``, see :mod:`prune_explorer.pruner.driver`) that runs
+        ``inner`` and compensates each cut it prunes: the deltas are planned from the weights right before the cut
+        is handed on, and applied right after it was pruned (before the driver's bookkeeping of it)."""
+
+        def applier(driver, cuts, pruned, *args, **kwargs):
+            pending = {}
+
+            def planned():
+                for cut in cuts:
+                    idxs = cut.idxs
+                    if idxs is None or len(idxs):
+                        target = cut.target.select(list(idxs)) if idxs is not None else cut.target
+                        pending[id(cut)] = self.plan(target)
+                    yield cut
+
+            def done(cut):
+                apply = pending.pop(id(cut), None)
+                if apply is not None and cut.record is not None:
+                    apply()
+                pruned(cut)
+
+            return inner(driver, planned(), done, *args, **kwargs)
+
+        applier.compensation = self
+        return applier
+
     def prune(self, group, idxs=None):
         """Prune ``group`` (a group or a proposal; ``idxs``: root channels, None for the proposal's or the whole
         group's) and compensate its consumers. Returns the graph's record (None when nothing was pruned)."""

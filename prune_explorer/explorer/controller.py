@@ -53,6 +53,8 @@ Errors
 
 from __future__ import annotations
 
+import itertools
+
 from typing import Callable, List, Optional, Sequence
 
 import torch.nn as nn
@@ -93,6 +95,8 @@ class ExplorerController:
         track_output: False skips the output change (no forward pass per decision); see :meth:`set_output_tracking`.
         pruner_class: the pruner to build (default ``pe.pruner.BasePruner``).
         **pruner_kwargs: any other ``BasePruner`` option (``round_to``, ``max_pruning_ratio``, ``global_pruning``...).
+            ``calibration=`` (calibration data): the data-driven importance (and a ``compensation=``) is fed by one
+            pass when the walk starts, and the output change is measured on its first two batches.
     """
 
     @meta_aware(ExplorerError)  # a meta-device model: RandomImportance by default, a clear error for weight-based ones
@@ -111,6 +115,12 @@ class ExplorerController:
         self.exporter = Export(self.session, self.walk)
         self.speed = Speed(self.session, self.events, self._replay_after_unprune)
         self.output = OutputTrack(self.session, self.walk, eval_fn=eval_fn, enabled=track_output)
+        cal = pruner_kwargs.get("calibration")
+        if cal is not None and eval_fn is None and track_output:  # the output change is measured on calibration data
+            from ..calibration import as_calibration
+
+            cal = as_calibration(cal)
+            self.output.set_data([cal.inputs_of(b) for b in itertools.islice(cal.batches(), 2)])
         # the pruner scores the first group
         self.events.report("scoring", 3, 4)
         self.blocked = ""  # why the walk cannot start (an importance that needs gradients without them)
@@ -290,6 +300,7 @@ class ExplorerController:
 
     def _start_walk(self) -> None:
         try:
+            self.session.pruner.calibrate()  # calibration=: one pass for a data-driven importance / compensation
             self.walk.restart()
             self.blocked = ""
         except ImportanceError as exc:

@@ -106,6 +106,9 @@ class BasePruner(PruningSteps):
         calibration: calibration data (:class:`prune_explorer.calibration.Calibration`, or an iterable of example
             inputs): at the start of each step, one pass feeds a data-driven importance (anything with ``attach`` /
             ``detach``: Taylor, Hessian, activation, OBDC, Wanda, fluctuation), its earlier statistics cleared.
+        compensation: a :class:`prune_explorer.compensation.Compensation`: every cut the driver prunes (``step()``,
+            the explorer's accepts, plans) is compensated; its statistics come from the same calibration pass
+            (so ``calibration`` is needed). ``step(interactive=True)``: call ``compensation.prune(group)`` yourself.
 
     The checked options live in ``pruner.options`` (:class:`~.config.PrunerOptions`); the attributes of the same
     names read and write them.
@@ -160,9 +163,12 @@ class BasePruner(PruningSteps):
         output_transform: Optional[Callable] = None,
         post_prune_check: bool = True,
         calibration=None,
+        compensation=None,
     ):
         if not isinstance(post_prune_check, bool):
             raise PrunerConfigError(f"post_prune_check must be True or False, got {post_prune_check!r}")
+        if compensation is not None and calibration is None:
+            raise PrunerConfigError("compensation= needs calibration= (the data its statistics are gathered on)")
         # nothing touches the model before every option is checked
         self.options = check_options(
             model, importance=importance, global_pruning=global_pruning, pruning_ratio=pruning_ratio,
@@ -182,10 +188,13 @@ class BasePruner(PruningSteps):
         self.example_inputs = example_inputs
         self.post_prune_check = post_prune_check
         self.calibration = calibration
+        self.compensation = compensation
         #: the post-prune check of this pruner's graph (:class:`~.post_check.PostPruneCheck`)
         self.check = PostPruneCheck(self.DG, example_inputs, forward_fn)
         #: the one pruning path (:mod:`.driver`): every pruning of this pruner, the explorer, plans and scans
         self.driver = PruningDriver(self)
+        if compensation is not None:
+            self.driver.applier = compensation.wrap_applier(self.driver.applier)
         #: root space index -> why the post-prune check rolled its group back (later steps leave it alone)
         self.check_failed: Dict[int, str] = {}
         self._head_dims: Optional["HeadDimGroups"] = None
@@ -223,9 +232,10 @@ class BasePruner(PruningSteps):
 
     def calibration_collectors(self) -> list:
         """What the calibration pass of a step feeds: the importance, when it gathers data (``attach`` /
-        ``detach``)."""
+        ``detach``), and the compensation."""
         imp = self.importance
-        return [imp] if hasattr(imp, "attach") and hasattr(imp, "detach") else []
+        out = [imp] if hasattr(imp, "attach") and hasattr(imp, "detach") else []
+        return out + ([self.compensation] if self.compensation is not None else [])
 
     def calibrate(self) -> int:
         """Run :attr:`calibration` once through the model for :meth:`calibration_collectors` (their earlier
