@@ -28,21 +28,41 @@ class MatmulLinear(nn.Linear):
         return x @ self.weight.T + self.bias
 
 
-def _opaque_model():
-    return nn.Sequential(MatmulLinear(8, 16), nn.ReLU(), MatmulLinear(16, 4))
+class Unused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 16)
+        self.spare = nn.Linear(16, 16)  # never called
+        self.out = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc(x)))
 
 
 def test_layer_the_trace_did_not_see_has_a_reason():
-    model = _opaque_model()
+    model = Unused()
     DG = pe.DependencyGraph().build_dependency(model, torch.randn(2, 8))
-    assert list(DG.get_all_groups()) == []
-    assert DG.fixed_reason(model[0]) == UNTRACED_REASON
+    assert [g.root_name for g in DG.get_all_groups()] == ["fc"]
+    assert DG.fixed_reason(model.spare) == UNTRACED_REASON
+    assert DG.fixed_reason(model.fc) is None
     rows = {r.name: r for r in DG.fixed_widths() if r.reason == UNTRACED_REASON}
-    assert set(rows) == {"0", "2"} and rows["0"].size == 16
+    assert set(rows) == {"spare"} and rows["spare"].size == 16
+
+
+def test_layer_with_its_own_forward_prunes():
+    """A linear subclass whose forward is ``x @ self.weight.T + self.bias``: its weight and bias carry its channels
+    (the dims its pruner slices), so it prunes like ``nn.Linear``."""
+    torch.manual_seed(0)
+    model = nn.Sequential(MatmulLinear(8, 16), nn.ReLU(), MatmulLinear(16, 4))
+    x = torch.randn(2, 8)
+    pruner = pe.pruner.MagnitudePruner(model, x, pe.importance.MagnitudeImportance(), pruning_ratio=0.5)
+    pruner.step()
+    assert (model[0].out_features, model[2].in_features, model[0].bias.shape) == (8, 8, (8,))
+    assert model(x).shape == (2, 4)
 
 
 def test_zero_groups_warns_once_with_reasons():
-    model = _opaque_model()
+    model = nn.Sequential(nn.Linear(8, 4))  # its input is the model's, its output the model's: nothing to prune
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pruner = pe.pruner.MagnitudePruner(model, torch.randn(2, 8), pe.importance.MagnitudeImportance(),
@@ -50,8 +70,8 @@ def test_zero_groups_warns_once_with_reasons():
         pruner.step()
     mine = [str(w.message) for w in caught if "has no group to prune" in str(w.message)]
     assert len(mine) == 1
-    assert "Sequential" in mine[0] and "the trace never saw this layer" in mine[0]
-    assert [p.shape for p in model.parameters()] == [(16, 8), (16,), (4, 16), (4,)]
+    assert "Sequential" in mine[0] and "reaches the model output" in mine[0] and "model input" in mine[0]
+    assert [tuple(p.shape) for p in model.parameters()] == [(4, 8), (4,)]
 
 
 def test_no_warning_when_there_are_groups():

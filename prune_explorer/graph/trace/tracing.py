@@ -77,6 +77,8 @@ class Tracer(AttributeTracer):
         # module bookkeeping
         self.module_names = {m: n for n, m in model.named_modules()}
         self.param_owner: Dict[int, nn.Module] = {}  # params/buffers of registered layers -> layer
+        #: params/buffers of registered layers -> every such layer holding it (tied weights: an embedding and a head)
+        self.param_users: Dict[int, List[nn.Module]] = {}
         #: parameters (and float buffers) of no known layer: id -> (qualified name, owning module, attribute, tensor)
         self.loose_params: Dict[int, Tuple[str, nn.Module, str, torch.Tensor]] = {}
         self.layers = []
@@ -88,6 +90,7 @@ class Tracer(AttributeTracer):
                 # a known layer type with its own forward (e.g. LayerNorm2d) is recognised by its parameters
                 for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
                     self.param_owner[id(t)] = m
+                    self.param_users.setdefault(id(t), []).append(m)
         for pname, p in model.named_parameters():
             if id(p) in self.param_owner:
                 continue
@@ -135,18 +138,38 @@ class Tracer(AttributeTracer):
             return self._param_value(t)
         v = self._new_value(t)
         owner = self.param_owner.get(id(t))
-        if owner is not None and t.ndim == 1 and getattr(owner, "bias", None) is t and owner in self.module_names:
-            self._label_layer_bias(owner, t, v)
+        if owner is not None and owner in self.module_names:
+            self._label_layer_tensor(owner, t, v)
         return v
 
-    def _label_layer_bias(self, owner, bias, v: Value) -> None:
-        """A layer's own bias read outside its call (torchvision's Swin V2 zeroes a copy of ``qkv.bias`` before
-        ``F.linear``): it holds one entry per output channel, so it carries the layer's output channels."""
-        if not isinstance(owner, self.layers_with_out_bias) or not self._is_layer(owner):
-            return  # a layer traced op by op (its own forward) has no channel space of its own
-        s = self.space(owner, self.module_names[owner], SIDE_OUT)
-        if s.size == bias.shape[0]:
-            v.fields = [new_field(bias.shape, 0, torch.as_tensor(s.gids(), dtype=torch.long))]
+    def _label_layer_tensor(self, owner, t, v: Value) -> None:
+        """A layer's own parameter read by the model's ops, outside a call of the layer, carries the layer's channels
+        along the dims its pruner slices (``SLICED_TENSORS``): a bias read outside the call (torchvision's Swin V2
+        zeroes a copy of ``qkv.bias`` before ``F.linear``), or the weights of a layer whose own ``forward`` the trace
+        follows op by op (``x @ self.weight.T + self.bias``, Whisper's ``self.weight[positions]``)."""
+        hooked = self._is_layer(owner)
+        if hooked and not (t.ndim == 1 and getattr(owner, "bias", None) is t
+                           and isinstance(owner, self.layers_with_out_bias)):
+            return  # a called layer's weights are read by its own call
+        attr = next((k for k, p in list(owner._parameters.items()) + list(owner._buffers.items()) if p is t), None)
+        pruner = self.pruner_for(owner)
+        sliced = getattr(pruner, "SLICED_TENSORS", None)
+        if attr is None or not sliced:
+            return
+        try:
+            coupled = bool(pruner.in_out_coupled(owner))
+        except Exception:  # noqa: BLE001 - a pruner that cannot say: leave the tensor unlabeled
+            return
+        name = self.module_names[owner]
+        fields = []
+        for side in (("out",) if coupled else ("out", "in")):
+            d = sliced.get(side, {}).get(attr)
+            if d is None or d >= t.ndim:
+                continue
+            s = self.space(owner, name, side, passthrough=coupled)
+            if s.size == t.shape[d] and t.shape[d] > 1:
+                fields.append(new_field(t.shape, d, torch.as_tensor(s.gids(), dtype=torch.long)))
+        v.fields = fields
 
     def _param_value(self, p: nn.Parameter) -> Value:
         pname, owner, attr, original = self.loose_params[id(p)]
@@ -291,7 +314,7 @@ class Tracer(AttributeTracer):
         owner = None
         if name in self.functional_layer_ops:
             for t in in_tensors[1:]:
-                owner = self.param_owner.get(id(t))
+                owner = self._functional_owner(name, t)
                 if owner is not None:
                     break
         if owner is not None:
@@ -316,6 +339,18 @@ class Tracer(AttributeTracer):
                     v.fields = list(call.inputs[0].fields)
         finally:
             call.forget_arguments()
+
+    def _functional_owner(self, name: str, t) -> Optional[nn.Module]:
+        """The layer that ``F.<name>(x, t, ...)`` runs: of the layers holding ``t``, one whose family runs with that
+        function (a weight tied between an embedding and a linear head: ``F.embedding`` is the embedding's call)."""
+        users = self.param_users.get(id(t))
+        if not users:
+            return None
+        for m in users:
+            family = FAMILIES.family_of(m)
+            if isinstance(m, self.custom_types) or (family is not None and name in family.functional_ops):
+                return m
+        return self.param_owner.get(id(t))
 
     def _new_call(self, name, func, args, kwargs, in_values, out_tensors, module=None) -> op_rules.Call:
         call = op_rules.Call(self.n_calls, name, func, args, kwargs, in_values, [], module)
@@ -349,6 +384,7 @@ class Tracer(AttributeTracer):
             stand_ins[name] = meta
             if id(p) in self.param_owner:
                 self.param_owner[id(meta)] = self.param_owner[id(p)]
+                self.param_users[id(meta)] = self.param_users[id(p)]
             if id(p) in self.loose_params:
                 self.loose_params[id(meta)] = self.loose_params[id(p)]
         for name, b in self.model.named_buffers(remove_duplicate=False):
@@ -356,6 +392,7 @@ class Tracer(AttributeTracer):
             stand_ins[name] = meta
             if id(b) in self.param_owner:
                 self.param_owner[id(meta)] = self.param_owner[id(b)]
+                self.param_users[id(meta)] = self.param_users[id(b)]
             if id(b) in self.loose_params:
                 self.loose_params[id(meta)] = self.loose_params[id(b)]
         return stand_ins

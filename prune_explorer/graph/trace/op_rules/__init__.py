@@ -21,7 +21,7 @@ from typing import Callable, Dict, List
 from .call import Call, no_channels, selection, unknown
 from .contraction import baddbmm, einsum, functional_linear, grouped_mm, matmul, sdpa
 from .elementwise import elementwise, first_operand
-from .reduction import creation, reduction, spatial
+from .reduction import creation, norm_reduction, reduction, spatial
 from .replay import getitem, index_replay, narrow_select, pad, roll, setitem, simple_replay
 from .reshape import cat, expand, reshape, split
 
@@ -72,6 +72,7 @@ _TABLE = [
     (cat, ["cat", "concat", "concatenate", "stack"]),
     (reduction, _names("""sum mean amax amin max min std var norm logsumexp prod nansum nanmean median nanmedian
         std_mean var_mean argmax argmin all any count_nonzero mode""")),
+    (norm_reduction, ["norm", "vector_norm", "linalg_vector_norm"]),
     (spatial, _names("""max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d
         adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d lp_pool1d
         lp_pool2d lp_pool3d max_pool1d_with_indices max_pool2d_with_indices max_pool3d_with_indices

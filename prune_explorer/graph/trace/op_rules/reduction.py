@@ -11,15 +11,21 @@ from ..size_args import AttrSize, kind_of
 from ..traced_int import TracedInt
 from .call import Call, arg, norm_dim, unlabeled
 
-__all__ = ["reduction", "spatial", "creation"]
+__all__ = ["reduction", "norm_reduction", "spatial", "creation"]
 
 
-def reduction(tracer, call: Call) -> None:
+def norm_reduction(tracer, call: Call) -> None:
+    """``torch.norm(x, p, dim, keepdim)`` / ``torch.linalg.vector_norm(x, ord, dim, keepdim)``: a reduction whose
+    ``dim`` comes after the order (ConvNeXt V2's global response norm)."""
+    reduction(tracer, call, dim_pos=2)
+
+
+def reduction(tracer, call: Call, dim_pos: int = 1) -> None:
     x = call.x
     if x is None or not x.fields:
         return unlabeled(call)
-    dim = arg(call, 1, "dim")
-    keepdim = bool(arg(call, 2, "keepdim", False))
+    dim = arg(call, dim_pos, "dim")
+    keepdim = bool(arg(call, dim_pos + 1, "keepdim", False))
     if isinstance(dim, torch.dtype):
         dim = None
     if dim is None:
