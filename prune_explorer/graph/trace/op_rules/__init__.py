@@ -22,7 +22,7 @@ from .call import Call, no_channels, selection, unknown
 from .contraction import baddbmm, einsum, functional_linear, grouped_mm, matmul, sdpa
 from .elementwise import elementwise, first_operand
 from .reduction import creation, norm_reduction, reduction, spatial
-from .replay import getitem, index_replay, narrow_select, pad, roll, setitem, simple_replay
+from .replay import getitem, index_add, index_replay, narrow_select, pad, roll, setitem, simple_replay
 from .reshape import cat, expand, reshape, split
 
 __all__ = ["OP_RULES", "Call", "elementwise", "unknown"]
@@ -69,6 +69,7 @@ _TABLE = [
     (roll, ["roll"]),
     (pad, ["pad"]),
     (index_replay, ["index_select", "gather", "take_along_dim"]),
+    (index_add, ["index_add"]),
     (cat, ["cat", "concat", "concatenate", "stack"]),
     (reduction, _names("""sum mean amax amin max min std var norm logsumexp prod nansum nanmean median nanmedian
         std_mean var_mean argmax argmin all any count_nonzero mode""")),

@@ -9,7 +9,7 @@ from typing import List
 import torch
 
 from ..labels import Value, align, compress, full_field, merge_fields, varying_dims
-from .call import Call, arg, fix_lost_labels, norm_dim, unlabeled
+from .call import Call, arg, fix_lost_labels, norm_dim, unfixable, unlabeled
 from .slices import attribute_slice, fraction_slice, index_dims
 
 __all__ = ["replay", "reshape_field", "dim_groups", "simple_replay", "index_replay", "roll", "getitem", "setitem",
@@ -236,3 +236,34 @@ def pad(tracer, call: Call) -> None:
         elif f.ndim == out.ndim:
             fields.append(f)
     out.fields = fields
+
+
+def index_add(tracer, call: Call) -> None:
+    """``out = x.index_add(dim, index, source)`` (the eager mixture-of-experts loop adds each expert's rows back):
+    rows of ``source`` are added to rows of ``x`` along ``dim``, so along every other dim their channels meet
+    position by position (coupled, as in ``x + source``); channels along ``dim`` itself are picked by the index
+    (fixed). The result carries ``x``'s labels."""
+    x = call.x
+    src_t = arg(call, 3, "source")
+    if x is None or not isinstance(src_t, torch.Tensor) or not isinstance(arg(call, 1, "dim"), int):
+        return unfixable(tracer, call)
+    src = tracer.value_of(src_t)
+    d = norm_dim(arg(call, 1, "dim"), x.ndim)
+    reason = f"'{call.name}' adds rows picked by an index"
+    kept = []
+    for v in (x, src):
+        for f in v.fields:
+            if f.shape[d] > 1:
+                tracer.couplings.fix(f, reason)
+            elif v is x:
+                kept.append(f)
+    if src.ndim == x.ndim:
+        for f in kept:
+            for g in src.fields:
+                if g.shape[d] == 1 and varying_dims(f) & varying_dims(g):
+                    tracer.couplings.unify(f, g, f"'{call.name}' adds channels to positions that hold none")
+        for g in src.fields:  # source channels the base does not hold: nothing to meet them
+            if g.shape[d] == 1 and not any(varying_dims(f) & varying_dims(g) for f in kept):
+                tracer.couplings.fix(g, f"'{call.name}' adds channels to positions that hold none")
+    for o in call.outputs:
+        o.fields = [f for f in kept if f.ndim == o.ndim]
