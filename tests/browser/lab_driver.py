@@ -55,6 +55,8 @@ __all__ = [
     "LabServer",
     "NotebookRunError",
     "browser_available",
+    "skip_without_lab",
+    "write_notebook",
     "cell_errors",
     "console_messages",
     "run_notebook_in_browser",
@@ -266,6 +268,30 @@ def running_lab(
 
 
 # -------------------------------------------------------------------------------------------- browser
+
+
+
+def skip_without_lab() -> None:
+    """Skip the calling test unless a headless browser (:func:`browser_available`) and JupyterLab are installed."""
+    import pytest
+
+    ok, why = browser_available()
+    if not ok:
+        pytest.skip(why)
+    pytest.importorskip("jupyterlab")
+
+
+def write_notebook(path, cells, *, kernelspec: bool = True) -> None:
+    """Write a notebook of ``cells`` (code strings, or nbformat cells) to ``path``, with the python3 kernelspec unless
+    ``kernelspec=False`` (a fresh JupyterLab then shows its "Select Kernel" dialog). Skips without nbformat."""
+    import pytest
+
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook()
+    if kernelspec:
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(c) if isinstance(c, str) else c for c in cells]
+    nbformat.write(nb, str(path))
 
 
 def browser_available() -> tuple[bool, str]:

@@ -33,11 +33,12 @@ from explorer_probes import (  # noqa: E402
     wait_until,
 )
 from lab_driver import (  # noqa: E402
-    browser_available,
     console_messages,
     run_notebook_in_browser,
     running_lab,
+    skip_without_lab,
     widget_problems,
+    write_notebook,
 )
 
 pytestmark = pytest.mark.browser
@@ -63,25 +64,14 @@ ex_{name}
 """
 
 
-def _write_notebook(path: Path) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(SETUP)] + [nbformat.v4.new_code_cell(CELL.format(name=n)) for n in MODELS]
-    nbformat.write(nb, str(path))
-
-
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    ok, why = browser_available()
-    if not ok:
-        pytest.skip(why)
-    pytest.importorskip("jupyterlab")
+    skip_without_lab()
     pytest.importorskip("torchvision")
     if shutil.which("dot") is None:
         pytest.skip("graphviz 'dot' is not installed (apt-get install graphviz)")
     tmp = tmp_path_factory.mktemp("explorer_browser")
-    _write_notebook(tmp / "explorer.ipynb")
+    write_notebook(tmp / "explorer.ipynb", [SETUP] + [CELL.format(name=n) for n in MODELS])
     with running_lab(tmp) as (url, token):
         with run_notebook_in_browser(url, token, "explorer.ipynb", screenshot_path=tmp / "page.png",
                                      timeout=360, viewport=(1400, 1000)) as pg:

@@ -9,11 +9,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab_driver import (  # noqa: E402
-    browser_available,
     console_messages,
     run_notebook_in_browser,
     running_lab,
+    skip_without_lab,
     widget_problems,
+    write_notebook,
 )
 
 pytestmark = pytest.mark.browser
@@ -46,24 +47,15 @@ widgets.VBox([button, label, fig, graph])
 '''
 
 
-def _write_notebook(path: Path) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# smoke"), nbformat.v4.new_code_cell(SOURCE)]
-    # No kernelspec in the metadata on purpose: a fresh JupyterLab then shows its
-    # "Select Kernel" dialog, which the driver must accept.
-    nbformat.write(nb, str(path))
-
-
 def test_widgets_plotly_graphviz_render_and_callback_works(tmp_path):
-    ok, why = browser_available()
-    if not ok:
-        pytest.skip(why)
-    pytest.importorskip("jupyterlab")
+    skip_without_lab()
     if shutil.which("dot") is None:
         pytest.skip("graphviz 'dot' is not installed (apt-get install graphviz)")
 
-    _write_notebook(tmp_path / "smoke.ipynb")
+    # a markdown cell first, and no kernelspec on purpose: a fresh JupyterLab then shows its "Select Kernel" dialog,
+    # which the driver must accept
+    nbformat = pytest.importorskip("nbformat")
+    write_notebook(tmp_path / "smoke.ipynb", [nbformat.v4.new_markdown_cell("# smoke"), SOURCE], kernelspec=False)
     shot = tmp_path / "smoke.png"
     with running_lab(tmp_path) as (url, token):
         with run_notebook_in_browser(url, token, "smoke.ipynb", screenshot_path=shot, timeout=120) as page:

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from explorer_probes import app, wait_status, wait_until  # noqa: E402
-from lab_driver import browser_available, console_messages, run_notebook_in_browser, running_lab  # noqa: E402
+from lab_driver import console_messages, run_notebook_in_browser, running_lab, skip_without_lab, write_notebook  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -42,20 +42,9 @@ CURVE = """([i]) => { const app = document.querySelectorAll('.pe-app')[i]; if (!
   const r = c.getBoundingClientRect(); return {width: r.width, points: c.querySelectorAll('.point').length}; }"""
 
 
-def _write_notebook(path: Path) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
-    nbformat.write(nb, str(path))
-
-
 def test_scan_from_the_app_draws_the_heatmap_without_js_errors(tmp_path):
-    ok, why = browser_available()
-    if not ok:
-        pytest.skip(why)
-    pytest.importorskip("jupyterlab")
-    _write_notebook(tmp_path / "sensitivity.ipynb")
+    skip_without_lab()
+    write_notebook(tmp_path / "sensitivity.ipynb", CELLS)
     with running_lab(tmp_path) as (url, token):
         with run_notebook_in_browser(url, token, "sensitivity.ipynb", screenshot_path=tmp_path / "page.png",
                                      timeout=300, viewport=(1400, 1000)) as page:
