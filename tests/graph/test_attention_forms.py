@@ -35,6 +35,13 @@ def _attention_group(dg, model):
     raise AssertionError(f"no group rooted at the query projection; fixed: {dg.fixed_reason(root)}")
 
 
+def _attention_model(form, mode):
+    """``(model, group)``: the form's model and its graph's group rooted at the query projection (``mode``: the
+    graph's ``head_pruning``)."""
+    model = build(form)
+    return model, _attention_group(_graph(model, mode), model)
+
+
 def _unit(group, k=1):
     units = group.units
     assert len(units) >= 2, f"the attention group has {len(units)} unit(s): {units}"
@@ -44,9 +51,7 @@ def _unit(group, k=1):
 @pytest.mark.parametrize("mode", ["dims", "heads"])
 @pytest.mark.parametrize("form", FORMS)
 def test_attention_group_prunes_exactly(form, mode):
-    model = build(form)
-    dg = _graph(model, mode)
-    group = _attention_group(dg, model)
+    model, group = _attention_model(form, mode)
     sub = group.select(_unit(group))
     zero_channels(sub)
     with torch.no_grad():
@@ -67,9 +72,7 @@ def _head_sizes(attn):
 
 @pytest.mark.parametrize("form", FORMS)
 def test_dims_mode_narrows_every_head_equally(form):
-    model = build(form)
-    dg = _graph(model, "dims")
-    group = _attention_group(dg, model)
+    model, group = _attention_model(form, "dims")
     h0, d0, _ = _head_sizes(model.attn)
     # units are one offset in every head (a pair of offsets with rotary embeddings)
     per_unit = len(group.units[0])
@@ -85,9 +88,7 @@ def test_dims_mode_narrows_every_head_equally(form):
 
 @pytest.mark.parametrize("form", FORMS)
 def test_heads_mode_removes_whole_heads(form):
-    model = build(form)
-    dg = _graph(model, "heads")
-    group = _attention_group(dg, model)
+    model, group = _attention_model(form, "heads")
     h0, d0, _ = _head_sizes(model.attn)
     # a key/value group is one unit; with one key-value head (multi-query) a query head is, and the kv head stays
     rep = model.attn.num_key_value_groups if form.startswith("rotary") and "mqa" not in form else 1
@@ -120,9 +121,7 @@ def test_every_group_pruned_by_half_still_runs(form, mode):
 
 
 def test_rotary_pairs_and_frequencies_are_pruned_together():
-    model = build("rotary-repeat")
-    dg = _graph(model, "dims")
-    group = _attention_group(dg, model)
+    model, group = _attention_model("rotary-repeat", "dims")
     sub = group.select(_unit(group, 1))
     q_idx = sorted(next(idxs for dep, idxs in sub if dep.layer is model.attn.q_proj))
     d = model.attn.head_dim
