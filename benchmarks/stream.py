@@ -109,8 +109,8 @@ def main():
             if name.endswith(".safetensors"):
                 with safe_open(os.path.join(ckpt, name), framework="pt") as h:
                     for k in h.keys():
-                        t = h.get_tensor(k)  # memory-mapped: copy it to read it
-                        nbytes += torch.empty_like(t).copy_(t).nbytes
+                        x = h.get_tensor(k)  # memory-mapped: copy it to read it
+                        nbytes += torch.empty_like(x).copy_(x).nbytes
         floor = time.perf_counter() - t
         print(f"floor: read every tensor once, {nbytes / 1e9:.2f} GB in {floor:.1f} s = {nbytes / 1e9 / floor:.2f} GB/s")
 
