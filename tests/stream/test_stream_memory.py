@@ -10,21 +10,16 @@ import sys
 import pytest
 import torch
 
-from stream_helpers import meta_plan
+from stream_helpers import make_config, meta_plan, write_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Runs the command's main() in-process after the imports and the model code are loaded (a tiny meta model of the
-# same family), so the baseline holds code, not weights; VmHWM is the kernel's peak resident memory.
+# Streams a tiny checkpoint of the same family first (every import and code path loaded), then measures: the
+# baseline holds code, not weights; VmHWM is the kernel's peak resident memory.
 SCRIPT = """
-import json, sys, torch
-from transformers import AutoConfig, AutoModelForCausalLM
+import json, sys
 from prune_explorer.stream.__main__ import main
-cfg = AutoConfig.from_pretrained(sys.argv[1])
-cfg.update(dict(hidden_size=64, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                num_key_value_heads=2, head_dim=32, vocab_size=16))
-with torch.device("meta"):
-    AutoModelForCausalLM.from_config(cfg)
+assert main(["--checkpoint", sys.argv[4], "--plan", sys.argv[5], "--out", sys.argv[6], "--no-progress"]) == 0
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
@@ -50,13 +45,19 @@ def test_checkpoint_4x_larger_than_peak_memory_streams(tmp_path):
     assert size > 400e6
     plan = meta_plan(config)
     plan.save(str(tmp_path / "plan.json"))
+    tiny = make_config("llama", num_hidden_layers=1)
+    write_checkpoint(str(tmp_path / "tiny"), tiny)
+    meta_plan(tiny).save(str(tmp_path / "tiny.json"))
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    res = subprocess.run([sys.executable, "-c", SCRIPT, ckpt, str(tmp_path / "plan.json"), out], env=env,
+    res = subprocess.run([sys.executable, "-c", SCRIPT, ckpt, str(tmp_path / "plan.json"), out, str(tmp_path / "tiny"),
+                          str(tmp_path / "tiny.json"), str(tmp_path / "tiny_out")], env=env,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     fig = json.loads(res.stdout.strip().splitlines()[-1])
     assert fig["rc"] == 0
     used = fig["peak"] - fig["base"]
+    print(f"checkpoint {size / 1e6:.0f} MB; resident memory {fig['base'] / 1e6:.0f} MB after the code was loaded, "
+          f"peak {fig['peak'] / 1e6:.0f} MB (+{used / 1e6:.0f} MB)")
     assert size >= 4 * used, f"checkpoint {size / 1e6:.0f} MB, peak memory increase {used / 1e6:.0f} MB"
     with open(os.path.join(out, "model.safetensors.index.json")) as f:
         files = set(json.load(f)["weight_map"].values())
