@@ -138,6 +138,7 @@ class Compensation(InputStatistics):
             return inner(driver, planned(), done, *args, **kwargs)
 
         applier.compensation = self
+        applier.inner = inner
         return applier
 
     def prune(self, group, idxs=None):

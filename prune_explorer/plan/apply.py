@@ -19,7 +19,8 @@ __all__ = ["apply_plan", "build_pruner"]
 
 
 def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs=None, importance: Optional[Callable] = None,
-               pruner=None, strict: bool = True, **pruner_options) -> nn.Module:
+               pruner=None, strict: bool = True, calibration=None, compensation=None,
+               **pruner_options) -> nn.Module:
     """Prune ``model`` in place as ``plan`` says and return it.
 
     Args:
@@ -33,6 +34,8 @@ def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs=None, importa
         strict: see :func:`prune_with_plan`. Also checks that the parameter count reached equals
             ``plan.predicted["params"]``, and every attention block's heads, key-value heads and head size equal
             ``plan.predicted["attention"]``, when the plan predicts them for this model (same unpruned figures).
+        calibration: calibration data for a data-driven ``importance`` (one pass before the plan is applied) and for
+            ``compensation`` (a :class:`prune_explorer.compensation.Compensation`: every cut is compensated).
         **pruner_options: override the plan's recorded pruner options (``ignored_layers``, ``round_to``,
             ``max_pruning_ratio``, ``num_heads``, ...; see :class:`~prune_explorer.pruner.BasePruner`).
 
@@ -46,6 +49,8 @@ def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs=None, importa
                         "PruningPlan.from_dict(d)")
     from ..measure import count_params
 
+    if compensation is not None and calibration is None:
+        raise PlanError("apply_plan: compensation= needs calibration= (the data its statistics are gathered on)")
     if pruner is None:
         if example_inputs is None:
             raise PlanError("apply_plan needs example_inputs (to trace the model) when no pruner is given")
@@ -53,6 +58,9 @@ def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs=None, importa
                                                                   **pruner_options})
     elif getattr(pruner, "model", None) is not model:
         raise PlanError("pruner was built on another model. Fix: pass the pruner of the model being pruned")
+    if calibration is not None:
+        pruner.use_calibration(calibration, compensation)
+        pruner.calibrate()
     before = count_params(model)
     want = plan.predicted.get("params")
     want_heads = plan.predicted.get("attention")

@@ -187,14 +187,13 @@ class BasePruner(PruningSteps):
         )
         self.example_inputs = example_inputs
         self.post_prune_check = post_prune_check
-        self.calibration = calibration
-        self.compensation = compensation
+        self.calibration = None
+        self.compensation = None
         #: the post-prune check of this pruner's graph (:class:`~.post_check.PostPruneCheck`)
         self.check = PostPruneCheck(self.DG, example_inputs, forward_fn)
         #: the one pruning path (:mod:`.driver`): every pruning of this pruner, the explorer, plans and scans
         self.driver = PruningDriver(self)
-        if compensation is not None:
-            self.driver.applier = compensation.wrap_applier(self.driver.applier)
+        self.use_calibration(calibration, compensation)
         #: root space index -> why the post-prune check rolled its group back (later steps leave it alone)
         self.check_failed: Dict[int, str] = {}
         self._head_dims: Optional["HeadDimGroups"] = None
@@ -236,6 +235,20 @@ class BasePruner(PruningSteps):
         imp = self.importance
         out = [imp] if hasattr(imp, "attach") and hasattr(imp, "detach") else []
         return out + ([self.compensation] if self.compensation is not None else [])
+
+    def use_calibration(self, calibration, compensation=None) -> None:
+        """Set :attr:`calibration` (data for the pass at the start of each step) and :attr:`compensation` (every cut
+        the driver prunes is compensated: the driver's applier is wrapped once, see
+        :meth:`prune_explorer.compensation.Compensation.wrap_applier`). Nothing is run yet (:meth:`calibrate`)."""
+        if compensation is not None and calibration is None:
+            raise PrunerConfigError("compensation= needs calibration= (the data its statistics are gathered on)")
+        self.calibration = calibration
+        if compensation is not self.compensation:
+            inner = self.driver.applier
+            if self.compensation is not None:
+                inner = inner.inner
+            self.driver.applier = compensation.wrap_applier(inner) if compensation is not None else inner
+            self.compensation = compensation
 
     def calibrate(self) -> int:
         """Run :attr:`calibration` once through the model for :meth:`calibration_collectors` (their earlier

@@ -93,7 +93,7 @@ def scan(model: nn.Module, example_inputs, eval_fn: Callable[[nn.Module], float]
          executor="local", workers: Optional[int] = None, cache_dir=None, cache_key: Optional[str] = None,
          ignored_layers=None, round_to: Optional[int] = None, max_pruning_ratio: float = 1.0,
          pruner_options: Optional[dict] = None, seed: int = 0,
-         progress: Union[bool, Callable[[int, int], None]] = True) -> SensitivityTable:
+         progress: Union[bool, Callable[[int, int], None]] = True, calibration=None) -> SensitivityTable:
     """Prune every group (or the chosen ones) alone at each ratio, evaluate, restore; return a table.
 
     Args:
@@ -119,6 +119,8 @@ def scan(model: nn.Module, example_inputs, eval_fn: Callable[[nn.Module], float]
         seed: the seed set before each call of ``eval_fn``.
         progress: show a progress bar (``tqdm.auto``: a widget in notebooks, text in terminals); or a function
             ``progress(done, total)`` called as points finish (points, the cached ones included), e.g. for an app.
+        calibration: calibration data for a data-driven ``importance`` (Wanda-sp, FLAP, Taylor...): one pass here,
+            before the channels of every point are chosen (the workers get the chosen channels).
 
     Returns:
         a :class:`~.table.SensitivityTable`; ``table.stats`` holds timings.
@@ -149,6 +151,9 @@ def scan(model: nn.Module, example_inputs, eval_fn: Callable[[nn.Module], float]
                              max_pruning_ratio=max_pruning_ratio, **(pruner_options or {}))
     resolved = options_from_names(model, names)
     pruner = build_pruner(model, example_inputs, importance, resolved)
+    if calibration is not None:
+        pruner.use_calibration(calibration)
+        pruner.calibrate()
     forward_fn = resolved.get("forward_fn")
 
     # ---- the points, chosen here --------------------------------------------------------------------------------
