@@ -161,7 +161,8 @@ class Explorer:
             c.fail(exc)
             return False
         except Exception as exc:  # noqa: BLE001 - an unexpected failure is shown, not lost in a callback
-            c.fail(f"unexpected error: {type(exc).__name__}: {exc}", details=traceback.format_exc())
+            c.fail(f"unexpected error: {type(exc).__name__}: {exc}. Check the inputs of this action and try again; if "
+                   "it keeps failing, report it with the details below", details=traceback.format_exc())
             return False
         finally:
             self.progress.hide()

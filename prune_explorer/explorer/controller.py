@@ -93,6 +93,9 @@ class ExplorerController:
         eval_fn: ``eval_fn(model) -> float`` (e.g. accuracy); the output change after each decision is its value
             (default: the outputs on the example inputs compared with the original's, :mod:`.output_change`).
         track_output: False skips the output change (no forward pass per decision); see :meth:`set_output_tracking`.
+        model_fn: a function building the unpruned model (``lambda: torchvision.models.resnet18()``, a builder
+            function): the downloaded script (:meth:`code`) then builds the model by itself and runs as downloaded
+            (timm and transformers models are recognised without it; :mod:`.model_source`).
         pruner_class: the pruner to build (default ``pe.pruner.BasePruner``).
         **pruner_kwargs: any other ``BasePruner`` option (``round_to``, ``max_pruning_ratio``, ``global_pruning``...).
             ``calibration=`` (calibration data): the data-driven importance (and a ``compensation=``) is fed by one
@@ -102,7 +105,7 @@ class ExplorerController:
     @meta_aware(ExplorerError)  # a meta-device model: RandomImportance by default, a clear error for weight-based ones
     def __init__(self, model: nn.Module, example_inputs, importance=None, pruning_ratio: float = 0.5,
                  ignored_layers=None, progress: Optional[ProgressFn] = None, pruner_class=None, eval_fn=None,
-                 track_output: bool = True, **pruner_kwargs):
+                 track_output: bool = True, model_fn=None, **pruner_kwargs):
         if not isinstance(model, nn.Module):
             raise ExplorerError(f"Explorer needs a torch.nn.Module, got {type(model).__name__}")
         ratio = check_explorer_ratio(pruning_ratio)
@@ -112,7 +115,7 @@ class ExplorerController:
                                pruner_kwargs, self.events.report)
         self.walk = Walk(self.session, self.events)
         self.measures = Figures(self.session, self.walk, self.events)
-        self.exporter = Export(self.session, self.walk)
+        self.exporter = Export(self.session, self.walk, model_fn, rebuild=self._replay_after_unprune)
         self.speed = Speed(self.session, self.events, self._replay_after_unprune)
         self.output = OutputTrack(self.session, self.walk, eval_fn=eval_fn, enabled=track_output)
         cal = pruner_kwargs.get("calibration")
@@ -386,6 +389,19 @@ class ExplorerController:
     def code(self, model_expr: Optional[str] = None) -> str:
         """A short standalone script that applies the same pruning to a fresh copy of the model (no widgets)."""
         return self.exporter.code(model_expr)
+
+    def verify_script(self, timeout_s: float = 600.0) -> dict:
+        """Run the downloaded script (:meth:`code`) in a subprocess and compare its pruned model with this one
+        (parameters, outputs on the example inputs); the result is also in the status line."""
+        r = self.exporter.verify_script(timeout_s)
+        if r["ok"]:
+            self.notify(f"the downloaded script reproduces this model: {r['params_script']:,} parameters, outputs "
+                        f"equal (largest difference {r['max_abs_diff']:.2g}; ran in {r['seconds']:.1f} s)")
+        else:
+            self.notify(f"the downloaded script does not reproduce this model: {r['params_script']:,} parameters "
+                        f"against {r['params_explorer']:,}, largest output difference {r['max_abs_diff']:.3g}. "
+                        "Check that model_fn builds the same model, with the same weights", error=True)
+        return r
 
     def save(self, path):
         """Write the pruned model safely (``pe.save_pruned``); returns the path written."""

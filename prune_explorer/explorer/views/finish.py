@@ -121,6 +121,10 @@ class FinishView(widgets.VBox):
         self.script_btn = action_button("Download script", "download",
                                         "A Python script that applies the same pruning to a fresh model "
                                         "(ex.code()), no widgets needed", "pe-download-script", self.download_script)
+        self.verify_btn = action_button("Verify script", "check-circle",
+                                        "Run the downloaded script in a separate Python process and compare its "
+                                        "pruned model with this one (parameters and outputs)", "pe-verify-script",
+                                        self.verify_script)
         wrap = widgets.Layout(flex_flow="row wrap", align_items="center", width="100%")
         super().__init__([
             widgets.HTML("<b>Finish &amp; export</b>"),
@@ -131,7 +135,7 @@ class FinishView(widgets.VBox):
             widgets.HBox([self.save_path, self.save_btn], layout=wrap),
             widgets.HBox([self.plan_path, self.plan_btn], layout=wrap),
             widgets.HBox([self.onnx_path, self.onnx_btn], layout=wrap),
-            widgets.HBox([self.script_btn], layout=wrap),
+            widgets.HBox([self.script_btn, self.verify_btn], layout=wrap),
         ])
         self.add_class("pe-finish-view")
         self.refresh()
@@ -219,6 +223,13 @@ class FinishView(widgets.VBox):
         """Send the reproducing script to the browser as a file download; returns what was sent."""
         payload = {"event": "download", "filename": "reproduce_pruning.py", "text": self.app.controller.code()}
         self.app.bridge.send(payload)
-        self.app.notify("downloading reproduce_pruning.py: it applies the same pruning to a fresh model "
-                        "(fill in the line that builds the model)")
+        c = self.app.controller
+        self.app.notify("downloading reproduce_pruning.py: it applies the same pruning to a fresh model"
+                        + (" (Verify script runs it and compares)" if c.exporter.runs_as_downloaded() else
+                           "; fill in the line that builds the model, or create the explorer with model_fn=... so "
+                           "the script builds it by itself"))
         return payload
+
+    def verify_script(self) -> None:
+        """Run the script in a subprocess and compare (the result goes to the status line)."""
+        self.app.run(lambda c: c.verify_script(), busy="running the downloaded script in a separate process")
