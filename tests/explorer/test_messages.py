@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from explorer_helpers import SmallNet
+from small_models import SmallNet
 from prune_explorer.explorer import ExplorerController, ExplorerError
 from prune_explorer.explorer.status import Status, clean_text
 

@@ -4,7 +4,7 @@ description) and "Verify script" runs it in a subprocess: same parameter count, 
 import pytest
 import torch
 
-from explorer_helpers import SmallNet
+from small_models import SmallNet
 from prune_explorer.explorer import ExplorerController, ExplorerError
 
 
