@@ -18,7 +18,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import torch
 import torchvision
@@ -26,6 +25,7 @@ import torchvision
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from prune_explorer.measure import count_ops_and_params  # noqa: E402
+from timing import timed  # noqa: E402
 
 try:
     import torch_pruning as tp  # noqa: E402
@@ -33,12 +33,6 @@ except Exception:  # pragma: no cover - optional reference
     tp = None
 
 MODELS = ["resnet50", "densenet121", "swin_t", "vit_b_16", "mobilenet_v3_large"]
-
-
-def _timed(fn):
-    c0, t0 = time.process_time(), time.perf_counter()
-    fn()
-    return time.process_time() - c0, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -72,7 +66,8 @@ def main() -> None:
         times = {k: ([], []) for k in contenders}
         for _ in range(ns.repeats):
             for key, fn in contenders.items():
-                cpu, wall = _timed(fn)
+                c, _ = timed(fn)
+                cpu, wall = c.cpu, c.wall
                 times[key][0].append(cpu)
                 times[key][1].append(wall)
         macs, params = count_ops_and_params(model, x)
@@ -105,7 +100,7 @@ def main() -> None:
         cpu = {k: [] for k in contenders}
         for _ in range(ns.repeats):
             for key, fn in contenders.items():
-                cpu[key].append(_timed(fn)[0])
+                cpu[key].append(timed(fn)[0].cpu)
         med = {k: statistics.median(v) for k, v in cpu.items()}
         print(f"{name:<20} meta forward {med['fwd'] * 1e3:7.1f} ms, count_ops_and_params {med['ours'] * 1e3:7.1f} ms,"
               f" difference {(med['ours'] - med['fwd']) * 1e3:+6.1f} ms", flush=True)

@@ -27,8 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
-import time
+from statistics import median
 
 import torch
 import torchvision
@@ -40,22 +39,13 @@ import prune_explorer as pe  # noqa: E402
 from prune_explorer.explorer import Explorer  # noqa: E402
 from prune_explorer.explorer.graph_dot import _SVG_CACHE, render_svg  # noqa: E402
 from prune_explorer.explorer.graph_state import GraphState  # noqa: E402
+from timing import Clock, seconds, timed  # noqa: E402
 
 TARGETS = {"card": 0.2, "accept (controller)": 0.2, "undo (controller)": 0.2, "accept (app)": 0.5,
            "undo (app)": 0.5, "sweep": 3.0}
 ROWS = ("build", "card", "accept (controller)", "undo (controller)", "accept (app)", "undo (app)",
         "accept (3rd group, app)", "graph: dot source", "graph: render", "graph: render, a big block open", "sweep",
         "report")
-
-
-def timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def median(xs):
-    return statistics.median(xs)
 
 
 def render_uncached(src: str) -> None:
@@ -70,13 +60,12 @@ def bench(name: str, repeats: int, build_repeats: int) -> dict:
     pristine = copy.deepcopy(model)
     with torch.no_grad():
         model(x)
-        fwd = median([timed(lambda: model(x)) for _ in range(repeats)])
+        fwd = median([seconds(lambda: model(x)) for _ in range(repeats)])
     builds = []
     ex = None
     for _ in range(build_repeats):
-        t = time.perf_counter()
-        ex = Explorer(model, x, importance=pe.importance.MagnitudeImportance(p=2), pruning_ratio=0.5)
-        builds.append(time.perf_counter() - t)
+        c, ex = timed(lambda: Explorer(model, x, importance=pe.importance.MagnitudeImportance(p=2), pruning_ratio=0.5))
+        builds.append(c.wall)
     assert ex.controller is not None, ex.error
     c = ex.controller
 
@@ -85,33 +74,33 @@ def bench(name: str, repeats: int, build_repeats: int) -> dict:
         c.card()
         ex.card.refresh("adjust")
 
-    cards = [timed(card) for _ in range(repeats)]
+    cards = [seconds(card) for _ in range(repeats)]
     ctrl_accept, ctrl_undo, app_accept, app_undo = [], [], [], []
     for _ in range(repeats):
-        ctrl_accept.append(timed(lambda: c.accept()))
-        ctrl_undo.append(timed(lambda: c.undo()))
+        ctrl_accept.append(seconds(lambda: c.accept()))
+        ctrl_undo.append(seconds(lambda: c.undo()))
     for _ in range(repeats):
-        app_accept.append(timed(lambda: ex.run(lambda c: c.accept())))
-        app_undo.append(timed(lambda: ex.run(lambda c: c.undo())))
+        app_accept.append(seconds(lambda: ex.run(lambda c: c.accept())))
+        app_undo.append(seconds(lambda: ex.run(lambda c: c.undo())))
     # accepting deeper in the walk (a later, bigger group) as well
     c.skip()
     c.skip()
-    deep = timed(lambda: ex.run(lambda c: c.accept()))
+    deep = seconds(lambda: ex.run(lambda c: c.accept()))
     ex.run(lambda c: c.undo())
     # the graph: what to draw, and Graphviz's layout of it (no cache), at opening and with the biggest block open
     gs = GraphState(c)
-    dots = [timed(gs.dot_source) for _ in range(repeats)]
+    dots = [seconds(gs.dot_source) for _ in range(repeats)]
     src = gs.dot_source()
-    renders = [timed(lambda: render_uncached(src)) for _ in range(repeats)]
+    renders = [seconds(lambda: render_uncached(src)) for _ in range(repeats)]
     biggest = max((b for b in gs.blocks if b not in gs.expanded), key=lambda b: gs.blocks[b], default=None)
     big_renders = [float("nan")]
     if biggest is not None:
         gs.expand(biggest)
         big_src = gs.dot_source()
-        big_renders = [timed(lambda: render_uncached(big_src)) for _ in range(max(1, repeats // 2))]
-    sweeps = [timed(lambda: c.sweep()) for _ in range(repeats)]
+        big_renders = [seconds(lambda: render_uncached(big_src)) for _ in range(max(1, repeats // 2))]
+    sweeps = [seconds(lambda: c.sweep()) for _ in range(repeats)]
     c.accept()
-    reports = [timed(lambda: c.report()) for _ in range(max(1, repeats // 2))]
+    reports = [seconds(lambda: c.report()) for _ in range(max(1, repeats // 2))]
     c.undo()
     # references: the pruner alone, and the naive sweep (prune a copy for real at each ratio)
     imp = pe.importance.MagnitudeImportance(p=2)
@@ -119,15 +108,15 @@ def bench(name: str, repeats: int, build_repeats: int) -> dict:
     pruner_builds, naive, diffs = [], [], []
     sw = c.sweep_result
     for p in (0.3, 0.5, 0.7):
-        t = time.perf_counter()
-        m2 = copy.deepcopy(pristine)
-        mods = dict(m2.named_modules())
-        t1 = time.perf_counter()
-        pr = pe.pruner.BasePruner(m2, x, imp, pruning_ratio=p, ignored_layers=[mods[n] for n in classifier])
-        pruner_builds.append(time.perf_counter() - t1)
-        pr.step()
-        n = sum(q.numel() for q in m2.parameters())
-        naive.append(time.perf_counter() - t)
+        with Clock() as whole:
+            m2 = copy.deepcopy(pristine)
+            mods = dict(m2.named_modules())
+            build, pr = timed(lambda: pe.pruner.BasePruner(m2, x, imp, pruning_ratio=p,
+                                                           ignored_layers=[mods[n] for n in classifier]))
+            pruner_builds.append(build.wall)
+            pr.step()
+            n = sum(q.numel() for q in m2.parameters())
+        naive.append(whole.wall)
         k = min(range(len(sw.ratios)), key=lambda i: abs(sw.ratios[i] - p))
         diffs.append(abs((1 - n / c.params0) - sw.params_removed[k]))
     return {

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import signal
 import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torchvision
 
 import prune_explorer as pe
+from timing import clock as timing_clock, medians  # noqa: E402
 
 MODELS = ["resnet50", "densenet121", "densenet201", "swin_t", "vit_b_16", "mobilenet_v3_large"]
 
@@ -37,7 +37,7 @@ def classifier(model):
     return [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == 1000]
 
 
-clock = time.perf_counter  # --cpu: time.process_time
+clock = timing_clock()  # --cpu: the process's CPU time
 
 
 def time_ours(model, x):
@@ -72,11 +72,6 @@ def _too_slow(signum, frame):
     raise TimeoutError
 
 
-def median(fn, runs):
-    results = [fn() for _ in range(runs)]
-    return [statistics.median(r[k] for r in results) for k in range(4)]
-
-
 def chain(depth, width=16):
     layers = []
     for _ in range(depth):
@@ -94,7 +89,7 @@ def main():
     ap.add_argument("--cpu", action="store_true", help="process CPU time instead of wall-clock time")
     args = ap.parse_args()
     global clock
-    clock = time.process_time if args.cpu else time.perf_counter
+    clock = timing_clock(args.cpu)
     torch.set_flush_denormal(True)
     torch.set_num_threads(2)
     try:
@@ -110,14 +105,14 @@ def main():
           f"{'TP build':>9s} {'TP groups':>9s} {'TP prune':>9s}   {'speedup b/g/p (total)':>24s}")
     x = torch.randn(1, 3, 224, 224)
     for name in args.models:
-        ours = median(lambda: time_ours(fresh(name), x), args.runs)
+        ours = medians(lambda: time_ours(fresh(name), x), args.runs)
         line = f"{name:20s} {ours[3]:6.0f} {ours[0]:9.3f} {ours[1]:9.4f} {ours[2]:9.3f}"
         if tp is not None:
             try:
                 signal.signal(signal.SIGALRM, _too_slow)
                 signal.alarm(args.tp_timeout)
                 try:
-                    ref = median(lambda: time_tp(tp, fresh(name), x), args.tp_runs)
+                    ref = medians(lambda: time_tp(tp, fresh(name), x), args.tp_runs)
                 finally:
                     signal.alarm(0)
                 sp = [ref[k] / max(ours[k], 1e-9) for k in range(3)]

@@ -34,7 +34,8 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
+
+from timing import Clock
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 PHASES = ("build70", "explorer70", "explorer70heads", "build8", "exact")
@@ -51,28 +52,6 @@ CONFIGS = {
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
-class Clock:
-    def __init__(self, trace_memory: bool):
-        self.trace_memory = trace_memory
-
-    def __enter__(self):
-        if self.trace_memory:
-            import tracemalloc
-
-            tracemalloc.start()
-        self.c0, self.t0 = time.process_time(), time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self.t0, time.process_time() - self.c0
-        self.py_peak_mb = None
-        if self.trace_memory:
-            import tracemalloc
-
-            self.py_peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
-            tracemalloc.stop()
 
 
 def _model(name: str, device: str, layers: int = None):
@@ -110,7 +89,7 @@ def phase(name: str, layers: int, trace_memory: bool) -> dict:
         x = pe.plan.causal_lm_inputs(model)
         with Clock(trace_memory) as c:
             DG = pe.DependencyGraph().build_dependency(model, x)
-            t_build = time.perf_counter() - c.t0
+            t_build = c.lap()
             groups = list(DG.get_all_groups(ignored_layers=[model.lm_head]))
         out.update(params=_params(model), layers=model.config.num_hidden_layers, groups=len(groups),
                    attention_groups=sum(getattr(g, "kind", None) is not None for g in groups),
@@ -122,9 +101,9 @@ def phase(name: str, layers: int, trace_memory: bool) -> dict:
         options = HEADS if name == "explorer70heads" else {}
         with Clock(trace_memory) as c:
             ctl = ExplorerController(model, x, pruning_ratio=0.5, ignored_layers=["lm_head"], **options)
-            t_build = time.perf_counter() - c.t0
+            t_build = c.lap()
             ctl.accept_all_remaining()
-            t_accept = time.perf_counter() - c.t0 - t_build
+            t_accept = c.lap() - t_build
             with tempfile.TemporaryDirectory() as tmp:
                 plan = ctl.export_plan(os.path.join(tmp, "plan.json"))
                 size = os.path.getsize(os.path.join(tmp, "plan.json"))

@@ -26,7 +26,6 @@ import copy
 import os
 import statistics
 import sys
-import time
 import warnings
 
 import torch
@@ -35,6 +34,7 @@ import torchvision
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import prune_explorer as pe  # noqa: E402
+from timing import seconds, timed  # noqa: E402
 
 MODELS = ["resnet50", "densenet121", "vit_b_16", "llama"]
 
@@ -60,14 +60,11 @@ def measure(template, x, ignored_names, check: bool):
     modules = dict(model.named_modules())
     pruner = pe.pruner.MagnitudePruner(model, x, pe.importance.MagnitudeImportance(p=2), pruning_ratio=0.5,
                                        ignored_layers=[modules[n] for n in ignored_names], post_prune_check=check)
-    t0 = time.perf_counter()
-    pruner.step()
-    step = time.perf_counter() - t0
+    step = seconds(pruner.step)
     if check:
         return step, None
-    t0 = time.perf_counter()
-    error = pruner.check.error()
-    alone = time.perf_counter() - t0
+    c, error = timed(pruner.check.error)
+    alone = c.wall
     if error is not None:
         raise RuntimeError(f"the pruned model does not run: {error}")
     return step, alone

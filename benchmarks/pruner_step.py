@@ -34,7 +34,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 import warnings
 
 import torch
@@ -43,6 +42,7 @@ import torchvision
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import prune_explorer as pe  # noqa: E402
+from timing import timed  # noqa: E402
 
 try:
     from prune_explorer.utils import count_ops_and_params  # noqa: E402
@@ -56,12 +56,6 @@ except Exception:  # pragma: no cover - optional reference
 
 MODELS = ["resnet50", "densenet121", "densenet201", "swin_t", "vit_b_16", "mobilenet_v3_large"]
 OPS = ["build", "step", "interactive", "count"]
-
-
-def _timed(fn):
-    c0, t0 = time.process_time(), time.perf_counter()
-    out = fn()
-    return (time.process_time() - c0, time.perf_counter() - t0), out
 
 
 def _classifier(model):
@@ -88,20 +82,20 @@ class Lib:
 def run_one(lib: Lib, template, x, op):
     model = copy.deepcopy(template)
     if op == "build":
-        t, _ = _timed(lambda: lib.pruner(model, x))
-        return t, None
+        c, _ = timed(lambda: lib.pruner(model, x))
+        return (c.cpu, c.wall), None
     if op == "count":
-        t, _ = _timed(lambda: lib.count(model, x))
-        return t, None
+        c, _ = timed(lambda: lib.count(model, x))
+        return (c.cpu, c.wall), None
     pruner = lib.pruner(model, x)
     if op == "step":
-        t, _ = _timed(pruner.step)
+        c, _ = timed(pruner.step)
     else:
         def interactive():
             for g in pruner.step(interactive=True):
                 g.prune()
-        t, _ = _timed(interactive)
-    return t, _n_params(model)
+        c, _ = timed(interactive)
+    return (c.cpu, c.wall), _n_params(model)
 
 
 def main() -> None:
