@@ -4,8 +4,11 @@ Tracing, MAC counting, the explorer and the pruners all run the model on user-gi
 the one place that knows
 
 * the calling convention (:func:`call_model`): a tensor is passed as ``model(x)``, a tuple or list as
-  ``model(*x)``, a dict as ``model(**x)``, a :class:`~torch.nn.utils.rnn.PackedSequence` (a tuple) whole as
-  ``model(x)``; ``forward_fn(model, inputs)`` replaces all of that;
+  ``model(*x)`` and, if that fails, whole as ``model(x)`` (Torch-Pruning's rule: torchvision's detection models take
+  one list of images, ``example_inputs=[torch.rand(3, 320, 320)]``), a dict as ``model(**x)``, a
+  :class:`~torch.nn.utils.rnn.PackedSequence` (a tuple) whole as ``model(x)``; ``forward_fn(model, inputs)``
+  replaces all of that. Once a model ran on a list passed whole, later calls with a list of the same length pass it
+  whole straight away (:func:`passes_whole`);
 * where the tensors are inside nested inputs and outputs (:func:`tensors_in`): tuples, lists, namedtuples, dicts
   (including ``OrderedDict`` subclasses such as Hugging Face's ``ModelOutput``), dataclasses and plain objects;
 * how to rebuild the same structure with every tensor replaced (:func:`map_tensors`, built on
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import weakref
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -36,10 +40,14 @@ import torch.utils._pytree as pytree
 from torch.nn.utils.rnn import PackedSequence
 
 __all__ = ["CALL_CONVENTION", "as_call_args", "call_model", "tensors_in", "map_tensors", "to_meta", "to_device",
-           "has_meta_tensors", "kept_state"]
+           "has_meta_tensors", "kept_state", "passes_whole", "pass_whole", "remember_whole", "forget_whole"]
 
 #: how :func:`call_model` passes inputs, worded for error messages
-CALL_CONVENTION = "a tensor is passed as model(x), a tuple/list as model(*x), a dict as model(**x)"
+CALL_CONVENTION = ("a tensor is passed as model(x), a tuple/list as model(*x) (or, if that fails, whole as model(x)), "
+                   "a dict as model(**x)")
+
+#: models that take a list / tuple whole (``model(x)``): model -> the kinds of inputs (:func:`_list_kind`) they took
+_WHOLE: "weakref.WeakKeyDictionary[nn.Module, set]" = weakref.WeakKeyDictionary()
 
 _MAX_DEPTH = 8  # nesting depth searched for tensors (outputs can hold cyclic object graphs)
 
@@ -62,12 +70,74 @@ def as_call_args(example_inputs: Any) -> Tuple[tuple, Dict[str, Any]]:
     return (example_inputs,), {}
 
 
-def call_model(model: Callable, example_inputs: Any, forward_fn: Optional[Callable] = None) -> Any:
-    """Run ``model`` on ``example_inputs``: ``forward_fn(model, example_inputs)`` if given, else by the convention."""
+def _list_kind(example_inputs: Any) -> Optional[tuple]:
+    """``(type, length)`` of a list / tuple that could be passed whole, None for anything else."""
+    if isinstance(example_inputs, (list, tuple)) and not isinstance(example_inputs, PackedSequence):
+        return type(example_inputs), len(example_inputs)
+    return None
+
+
+def passes_whole(model: Any, example_inputs: Any) -> bool:
+    """Whether ``model`` is known to take this kind of list / tuple whole, as ``model(x)`` (it failed on
+    ``model(*x)`` and ran on ``model(x)`` before; see :func:`call_model`)."""
+    kind = _list_kind(example_inputs)
+    try:
+        return kind is not None and kind in _WHOLE.get(model, ())
+    except TypeError:  # not weak-referenceable (a function): never remembered
+        return False
+
+
+def remember_whole(model: Any, example_inputs: Any) -> None:
+    """Record that ``model`` takes this kind of list / tuple whole (later :func:`call_model` calls pass it whole)."""
+    kind = _list_kind(example_inputs)
+    if kind is None:
+        return
+    try:
+        _WHOLE.setdefault(model, set()).add(kind)
+    except TypeError:
+        pass
+
+
+def forget_whole(model: Any, example_inputs: Any) -> None:
+    """Undo :func:`remember_whole` (e.g. the whole-list call failed too)."""
+    try:
+        _WHOLE.get(model, set()).discard(_list_kind(example_inputs))
+    except TypeError:
+        pass
+
+
+def pass_whole(model: Callable, example_inputs: Any) -> Any:
+    """A ``forward_fn`` that passes a list / tuple as one argument: ``model(example_inputs)``."""
+    return model(example_inputs)
+
+
+def call_model(model: Callable, example_inputs: Any, forward_fn: Optional[Callable] = None,
+               retry: bool = True, before_retry: Optional[Callable[[], None]] = None) -> Any:
+    """Run ``model`` on ``example_inputs``: ``forward_fn(model, example_inputs)`` if given, else by the convention.
+
+    A list / tuple is passed as ``model(*x)``; if that raises an ``Exception`` and ``retry`` is true, as ``model(x)``
+    (after ``before_retry()``, which discards what the failed call left, e.g. partial counts). If that works too, the
+    model is remembered as taking such lists whole; if it fails, the first error (of ``model(*x)``) is raised.
+    ``retry=False``: one call only (the tracer, whose record of a failed call cannot be discarded, retries with a
+    fresh trace instead)."""
     if forward_fn is not None:
         return forward_fn(model, example_inputs)
+    if passes_whole(model, example_inputs):
+        return model(example_inputs)
     args, kwargs = as_call_args(example_inputs)
-    return model(*args, **kwargs)
+    if not retry or _list_kind(example_inputs) is None:
+        return model(*args, **kwargs)
+    try:
+        return model(*args, **kwargs)
+    except Exception as first:  # noqa: BLE001 - Torch-Pruning's rule: then try the list as one argument
+        if before_retry is not None:
+            before_retry()
+        try:
+            out = model(example_inputs)
+        except Exception:  # noqa: BLE001 - neither form runs: the convention's error is the one to show
+            raise first from None
+        remember_whole(model, example_inputs)
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -149,3 +149,41 @@ def test_tracing_takes_dicts_namedtuples_and_dataclasses():
         assert dg.traced_on_meta
         dg.get_pruning_group(m.a, pe.prune_linear_out_channels, [0]).prune()
         assert m.b.in_features == 5 and call_model(m, inputs).shape == (2, 2)
+
+
+class _Images(nn.Module):
+    """Takes one list of 3-D images, as torchvision's detection models do (``model(images)``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, images, targets=None):
+        if not isinstance(images, list) or any(im.dim() != 3 for im in images):
+            raise ValueError("images is expected to be a list of 3d tensors")
+        return self.head(self.conv(torch.stack(images)).relu())
+
+
+def test_a_list_is_passed_whole_when_the_model_fails_on_it_unpacked():
+    """Torch-Pruning's rule for a list or tuple: model(*x), and if that fails, model(x)."""
+    model = _Images()
+    x = [torch.rand(3, 12, 12), torch.rand(3, 12, 12)]
+    assert call_model(model, x).shape == (2, 2, 10, 10)
+    assert pe.inputs.passes_whole(model, x) and not pe.inputs.passes_whole(_Images(), x)
+    with pytest.raises(ValueError, match="list of 3d tensors"):  # neither form runs: the model(*x) error
+        call_model(_Images(), [torch.rand(12, 12)])
+    with pytest.raises(TypeError):  # a tuple of unrelated values: model(*x) fails, model(x) too; the first error
+        call_model(nn.Linear(2, 2), (torch.ones(2), torch.ones(2)))
+    macs, params = pe.utils.count_ops_and_params(_Images(), x)  # the failed call's counts are discarded
+    assert macs == 2 * (8 * 27 * 100 + 2 * 8 * 100) and params == sum(p.numel() for p in model.parameters())
+
+
+def test_a_list_of_images_is_traced_pruned_and_run_whole():
+    model = _Images().eval()
+    x = [torch.rand(3, 12, 12)]
+    pruner = pe.pruner.MagnitudePruner(model, x, pe.importance.MagnitudeImportance(p=2), pruning_ratio=0.5)
+    pruner.step()
+    assert model.conv.out_channels == 4 and model(x).shape == (1, 2, 10, 10)
+    with pytest.raises(pe.TracingError, match=r"list of 3d tensors"):  # the convention's error, once
+        pe.DependencyGraph().build_dependency(_Images(), [torch.rand(12, 12)])

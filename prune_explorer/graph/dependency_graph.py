@@ -32,6 +32,7 @@ from ..layers.family import FAMILIES
 from ..validation import check_indices
 from .model import fixed_widths, group_members
 from .edit import records
+from .trace.attributes import own_configs
 from .edit.attribute_sizes import attribute_spaces, check_attribute_ratios, check_attribute_scales
 from .trace.build import check_customized_pruners, trace_model
 from .model.channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
@@ -107,6 +108,7 @@ class DependencyGraph(TorchPruningGraphAPI):
             raise TypeError(f"build_dependency expects an nn.Module, got {type(model).__name__}")
         customized_pruners = {**self.customized_pruners, **(customized_pruners or {})}
         check_customized_pruners(customized_pruners)
+        own_configs(model)  # pruning rewrites config fields: never those of a config shared with other models
         tracer = trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners,
                              unwrapped_parameters, head_pruning)
         #: parameters registered on several modules (:mod:`.tied`): their users' channels are coupled, and

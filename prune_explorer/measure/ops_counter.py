@@ -145,6 +145,13 @@ class MacCounter(TorchFunctionMode):
         self._param_owner = param_owner or {}
         self._stack: List[str] = []
 
+    def reset(self) -> None:
+        """Forget every count (e.g. those of a forward pass that failed halfway)."""
+        self.total = 0
+        self.by_function.clear()
+        self.by_module.clear()
+        self._stack.clear()
+
     # module stack (layer-wise attribution) -------------------------------------------------------------
     def push_module(self, name: str) -> None:
         self._stack.append(name)
@@ -229,7 +236,7 @@ def _count(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callable]
         with torch.no_grad(), kept_state(model, eval_mode=True):
             try:
                 with counter:
-                    call_model(model, example_inputs, forward_fn)
+                    call_model(model, example_inputs, forward_fn, before_retry=counter.reset)
             except TracingError:
                 raise
             except Exception as exc:

@@ -31,8 +31,10 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
+import weakref
 from fractions import Fraction
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -41,7 +43,10 @@ import torch.nn as nn
 from ...errors import PruningError
 from .traced_int import TracedInt
 
-__all__ = ["AttributeRef", "AttributeSize", "AttributeTracking", "config_like", "ATTRIBUTE_PRUNER"]
+__all__ = ["AttributeRef", "AttributeSize", "AttributeTracking", "config_like", "own_configs", "ATTRIBUTE_PRUNER"]
+
+#: the config objects :func:`own_configs` made (by id, weakly): a model's own, never copied again
+_OWNED_CONFIGS: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
 
 
 class AttributeRef:
@@ -168,6 +173,45 @@ def config_like(v: Any) -> bool:
     if dataclasses.is_dataclass(v):
         return True
     return callable(getattr(v, "to_dict", None)) and hasattr(v, "model_type")
+
+
+def own_configs(model: nn.Module) -> int:
+    """Give ``model`` config objects of its own: every config a module holds (:func:`config_like`) is replaced, in
+    every module that holds it, by one deep copy (nested configs such as ``config.text_config`` stay the same objects
+    as the modules that hold them see them). Returns the number of configs copied.
+
+    Pruning rewrites the int fields the forward reads (``config.hidden_size``...) and, on a Hugging Face model, the
+    config's widths. A config is often shared: ``cfg = LlamaConfig(...); meta = LlamaForCausalLM(cfg)`` keeps ``cfg``
+    itself as ``meta.config``, so pruning ``meta`` would rewrite the caller's ``cfg`` and every other model built from
+    it (a real model built from ``cfg`` afterwards comes out already narrow, and a plan made on ``meta`` does not
+    fit it). Called once per model by :meth:`~prune_explorer.DependencyGraph.build_dependency` before tracing;
+    configs made here are never copied again (so every graph on the model refers to the same objects). A config
+    that cannot be deep-copied stays shared."""
+    held: Dict[int, Any] = {}
+    for m in model.modules():
+        for v in m.__dict__.values():
+            if config_like(v) and _OWNED_CONFIGS.get(id(v)) is not v:
+                held[id(v)] = v
+    if not held:
+        return 0
+    memo: Dict[int, Any] = {}
+    for v in held.values():
+        try:
+            copy.deepcopy(v, memo)
+        except Exception:  # noqa: BLE001 - an exotic object in the config: keep sharing it
+            memo.pop(id(v), None)
+    copies = {i: memo[i] for i in held if i in memo}
+    for m in model.modules():
+        for k, v in list(m.__dict__.items()):
+            new = copies.get(id(v))
+            if new is not None and config_like(v):
+                m.__dict__[k] = new
+    for new in copies.values():
+        try:
+            _OWNED_CONFIGS[id(new)] = new
+        except TypeError:  # not weak-referenceable: it would be copied again by the next graph (harmless copy)
+            pass
+    return len(copies)
 
 
 def _plain_int(v) -> bool:

@@ -8,13 +8,15 @@ way the model is left exactly as it was.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Callable, Optional
 
 import torch.nn as nn
 from torch.nn.modules import module as torch_module
 
-from ...inputs import has_meta_tensors
+from ...errors import TracingError
+from ...inputs import forget_whole, has_meta_tensors, passes_whole, remember_whole
 from ...layers.registry import PRUNER_METHODS, is_pruner
 from ..edit.snapshot import restore_modules, snapshot_modules
 from .tracing import Tracer
@@ -44,7 +46,28 @@ def trace_model(model: nn.Module, example_inputs, forward_fn: Optional[Callable]
                 unwrapped_parameters=None, head_pruning: str = "dims") -> Tracer:
     """The finished :class:`~.tracing.Tracer` of one forward pass (see the module docstring). Warnings the library
     raised during a meta trace that succeeded are re-raised here (those of a meta trace given up on are dropped).
-    ``head_pruning``: see :meth:`~.dependency_graph.DependencyGraph.build_dependency`."""
+    ``head_pruning``: see :meth:`~.dependency_graph.DependencyGraph.build_dependency`.
+
+    A list / tuple of inputs is traced as ``model(*x)``; if the model fails on that, it is traced again with a fresh
+    tracer as ``model(x)`` (:func:`~prune_explorer.inputs.call_model`'s rule, which the other calls then follow)."""
+    try:
+        return _trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners,
+                            unwrapped_parameters, head_pruning)
+    except TracingError:
+        if forward_fn is not None or passes_whole(model, example_inputs) or not isinstance(example_inputs, (list, tuple)):
+            raise
+        error = sys.exc_info()[1]
+    remember_whole(model, example_inputs)
+    try:
+        return _trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners,
+                            unwrapped_parameters, head_pruning)
+    except TracingError:
+        forget_whole(model, example_inputs)
+        raise error from None
+
+
+def _trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners, unwrapped_parameters,
+                 head_pruning) -> Tracer:
     if not has_user_hooks(model) and not has_meta_tensors(example_inputs):
         tracer = Tracer(model, customized_pruners, unwrapped_parameters, head_pruning=head_pruning)
         # a forward pass may cache things on modules (torchvision's anchor generators keep their anchors):

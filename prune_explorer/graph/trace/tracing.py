@@ -418,7 +418,7 @@ class Tracer(AttributeTracer):
 
             def forward_fn(m, inputs):
                 with torch.nn.utils.stateless._reparametrize_module(m, stand_ins, tie_weights=True):
-                    return call_model(m, inputs, user_forward)
+                    return call_model(m, inputs, user_forward, retry=False)
 
         handles = []
         for m in self.layers:
@@ -432,7 +432,7 @@ class Tracer(AttributeTracer):
                     v = self._new_value(t)
                     v.producer = self._node(f"input_{k}" if len(inputs) > 1 else "input", "input", None, op="input")
                 with AttributeTracking(model), TracingMode(self):
-                    out = call_model(model, example_inputs, forward_fn)
+                    out = call_model(model, example_inputs, forward_fn, retry=False)
                 if output_transform is not None:
                     out = output_transform(out)
         except Exception as exc:
