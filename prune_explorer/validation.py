@@ -1,4 +1,4 @@
-"""Checking user-given channel indices and pruning ratios: the one place that decides what is valid.
+"""Checking user-given channel indices, pruning ratios and layer names: the one place that decides what is valid.
 
 Every part of prune_explorer that accepts channel indices (the layer pruners, ``DG.get_pruning_group``,
 ``group.prune(idxs)``, the explorer, saved histories) or a pruning ratio (the pruners, the explorer) validates them
@@ -20,10 +20,15 @@ Traceback (most recent call last):
 prune_explorer.errors.PruningError: index [9] out of range for 8 channels (valid: 0..7). Fix: use indices of existing channels (the layer may already have been pruned)
 >>> check_ratio("pruning_ratio", 0.25)
 0.25
+
+Layers (``ignored_layers`` and the like) are given as modules, parameters or qualified names; :func:`resolve_layers`
+turns them into the model's own objects everywhere (pruners, ``DG.get_all_groups``, plans, scans, the explorer),
+and an unknown name gets close-name suggestions (:func:`layer_name_hint`).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
@@ -34,7 +39,8 @@ import torch
 
 from .errors import PruningError
 
-__all__ = ["check_indices", "check_range", "short_list", "check_ratio", "check_ratios", "is_ratio", "check_cost_target"]
+__all__ = ["check_indices", "check_range", "short_list", "check_ratio", "check_ratios", "is_ratio", "check_cost_target",
+           "resolve_layers", "resolve_layer", "layer_name_hint"]
 
 _TYPE_FIX = "pass a list of distinct ints, e.g. [0, 3, 5]"
 
@@ -222,3 +228,85 @@ def check_cost_target(target: Any = None, speedup: Any = None, *, error: Type[Ex
         raise error(f"target={target!r} must be a fraction of {cost} to keep, in (0, 1): e.g. target=0.5 for half the "
                     "MACs (or speedup=2.0)")
     return float(target)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# layers given by name
+# ----------------------------------------------------------------------------------------------------------------------
+def layer_name_hint(name: str, names: Iterable[str]) -> str:
+    """A sentence suggesting what an unknown layer ``name`` may have meant, among the qualified ``names`` of a model:
+    close names (``difflib``), else layers whose last component is close (``"classifier"`` -> ``"head.classifier"``),
+    else the top-level layers. Empty when the model has no named layer.
+
+    >>> layer_name_hint("fc1", ["conv1", "layer1.0.conv1", "fc"])
+    " Did you mean 'fc'?"
+    >>> layer_name_hint("classifier", ["features", "features.0", "pool", "head", "head.fc"])
+    " The model's top-level layers: 'features', 'pool', 'head'."
+    >>> layer_name_hint("classifier", ["vit", "vit.encoder.layer.0.attention", "vit.pooler", "model.classifier_head"])
+    " Did you mean 'model.classifier_head'?"
+    """
+    names = [n for n in dict.fromkeys(names) if n]
+    if not names:
+        return ""
+    def did_you_mean(found):
+        return f" Did you mean {', '.join(repr(c) for c in found)}?" if found else ""
+
+    close = difflib.get_close_matches(name, names, n=3)
+    if close:
+        return did_you_mean(close)
+    leaf = {}
+    for n in names:
+        leaf.setdefault(n.rpartition(".")[2], n)
+    close = [leaf[k] for k in difflib.get_close_matches(name.rpartition(".")[2], list(leaf), n=3, cutoff=0.5)]
+    tops = list(dict.fromkeys(n.partition(".")[0] for n in names))
+    shown = ", ".join(repr(t) for t in tops[:12]) + (f" (and {len(tops) - 12} more)" if len(tops) > 12 else "")
+    return f"{did_you_mean(close)} The model's top-level layers: {shown}."
+
+
+def resolve_layer(model: torch.nn.Module, layer: Any, option: str = "ignored_layers",
+                  error: Type[Exception] = ValueError, names: Optional[Mapping] = None):
+    """The module or parameter of ``model`` that ``layer`` names: a module or parameter of the model (returned as it
+    is) or a qualified name from ``model.named_modules()`` / ``named_parameters()``. Raises ``error`` naming
+    ``option``, with close-name suggestions for a name the model does not have. ``names``: the model's
+    ``{name: module or parameter}`` when the caller already has it."""
+    if isinstance(layer, str):
+        if names is None:
+            names = _named_layers(model)
+        found = names.get(layer) if layer else None
+        if found is None:
+            raise error(f"{option}: there is no layer named {layer!r} in the model."
+                        f"{layer_name_hint(layer, [n for n, v in names.items() if isinstance(v, torch.nn.Module)])} Fix: use the qualified names of model.named_modules() "
+                        "(e.g. 'layer1.0.conv1'), or pass the module itself")
+        return found
+    if isinstance(layer, (torch.nn.Module, torch.nn.Parameter)):
+        return layer
+    raise error(f"{option}: a layer is given as a module, a parameter or its qualified name (str), got "
+                f"{type(layer).__name__} {layer!r:.80}")
+
+
+def resolve_layers(model: torch.nn.Module, layers: Any, option: str = "ignored_layers",
+                   error: Type[Exception] = ValueError) -> list:
+    """:func:`resolve_layer` for each of ``layers`` (a module, a name, or an iterable of them), in order. Modules
+    and parameters are returned as they are (whether they belong to the model is the caller's check).
+
+    >>> m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 4, 3))
+    >>> resolve_layers(m, ["1", m[0]]) == [m[1], m[0]]
+    True
+    >>> resolve_layers(m, ["2"])
+    Traceback (most recent call last):
+    ...
+    ValueError: ignored_layers: there is no layer named '2' in the model. The model's top-level layers: '0', '1'. ...
+    """
+    if layers is None:
+        return []
+    if isinstance(layers, (str, torch.nn.Module)):
+        layers = [layers]
+    layers = list(layers)
+    names = _named_layers(model) if any(isinstance(x, str) for x in layers) else None
+    return [resolve_layer(model, x, option, error, names) for x in layers]
+
+
+def _named_layers(model: torch.nn.Module) -> dict:
+    out = {n: p for n, p in model.named_parameters()}
+    out.update((n, m) for n, m in model.named_modules() if n)
+    return out

@@ -9,7 +9,6 @@ the modules themselves.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch.nn as nn
@@ -20,7 +19,7 @@ from ..inputs import CALL_CONVENTION, tensors_in, to_meta
 from ..measure import count_ops_and_params, count_params, params_per_module
 from ..measure.structure import ModelStructure, meta_clone
 from ..measure.sweep import GroupLayout
-from ..validation import check_ratio
+from ..validation import check_ratio, resolve_layer
 
 __all__ = ["ExplorerError", "Session", "check_explorer_ratio", "measure_model", "build_pruner"]
 
@@ -291,10 +290,6 @@ class Session:
                                     "layers (or its qualified name, e.g. 'fc')")
             return name
         if isinstance(layer, str):
-            if layer in self.modules and layer != "":
-                return layer
-            close = difflib.get_close_matches(layer, [n for n in self.modules if n], n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise ExplorerError(f"there is no layer named {layer!r} in the model.{hint} Use the qualified names "
-                                "of model.named_modules(), e.g. 'layer1.0.conv1'.")
+            return self._names[id(resolve_layer(self.model, layer, "ignored_layers", ExplorerError,
+                                                names={n: m for n, m in self.modules.items() if n}))]
         raise ExplorerError(f"a layer is given by its qualified name (str) or the module itself, got {layer!r}")

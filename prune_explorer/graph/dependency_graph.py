@@ -29,7 +29,7 @@ import torch.nn as nn
 from ..errors import DependencyError, PruningError
 from ..layers import registry as layer_registry
 from ..layers.family import FAMILIES
-from ..validation import check_indices
+from ..validation import check_indices, resolve_layers
 from .model import fixed_widths, group_members
 from .edit import records
 from .trace.attributes import own_configs
@@ -96,7 +96,8 @@ class DependencyGraph(TorchPruningGraphAPI):
         ``customized_pruners`` maps a layer type to a :class:`~prune_explorer.layers.BasePruningFunc` for layers the
         library does not know. ``unwrapped_parameters`` (``{param: dim}`` or ``[(param, dim)]``) restricts a loose
         ``nn.Parameter`` to one prunable dim (by default every dim of size > 1 is considered).
-        ``ignored_layers``: layers :meth:`get_all_groups` never uses (as a root, nor their output channels).
+        ``ignored_layers``: layers (modules or qualified names) :meth:`get_all_groups` never uses (as a root, nor
+        their output channels).
         ``head_pruning``: where a channel dim is split into heads whose count and size could both follow the
         pruning (``view(B, N, self.num_heads, self.head_dim)``), ``"dims"`` (default) removes the same offsets from
         every head (heads get narrower) and ``"heads"`` removes whole heads; a head count or size written as a literal
@@ -119,7 +120,7 @@ class DependencyGraph(TorchPruningGraphAPI):
         self.head_pruning = head_pruning
         self.model = model
         self.customized_pruners = customized_pruners
-        self.ignored_layers = list(ignored_layers or ())
+        self.ignored_layers = resolve_layers(model, ignored_layers, error=DependencyError)
         self.nodes = tracer.nodes
         self.module2node = {n.module: n for n in tracer.nodes.values() if n.module is not None}
         self.param2node = {id(s.owner): tracer.nodes[s.name] for s in tracer.spaces.spaces if s.dim is not None}
@@ -265,8 +266,9 @@ class DependencyGraph(TorchPruningGraphAPI):
         return self._alive
 
     def blocked_class_mask(self, ignored_layers) -> np.ndarray:
-        """Classes containing an output channel of one of ``ignored_layers`` (what ``get_all_groups`` skips)."""
-        return self._blocked_classes(ignored_layers)
+        """Classes containing an output channel of one of ``ignored_layers`` (modules or qualified names; what
+        ``get_all_groups`` skips)."""
+        return self._blocked_classes(resolve_layers(self.model, ignored_layers, error=DependencyError))
 
     def fixed_reason(self, layer, idx: int = None, side: str = SIDE_OUT) -> Optional[str]:
         """Why channel ``idx`` (current index) of ``layer``'s ``side`` (``"out"`` or ``"in"``), or its first fixed
@@ -381,7 +383,8 @@ class DependencyGraph(TorchPruningGraphAPI):
         """Yield every prunable group once, in execution order of their root layers.
 
         A group is skipped when all of its channels were already yielded in an earlier group, are fixed (they reach the
-        model output, or an op that cannot follow pruning) or belong to an ``ignored_layers`` layer's outputs.
+        model output, or an op that cannot follow pruning) or belong to an ``ignored_layers`` layer's outputs (modules
+        or qualified names, e.g. ``["fc"]``; an unknown name raises with close-name suggestions).
         """
         for root in self.group_roots(ignored_layers, root_module_types):
             yield Group(self, root.space, root.classes, root.idxs)
@@ -393,7 +396,8 @@ class DependencyGraph(TorchPruningGraphAPI):
         walks every channel the model was built with, whatever has been pruned since."""
         self._check_built()
         root_types = tuple(root_module_types) if root_module_types else DEFAULT_ROOT_TYPES
-        return group_members.group_roots(self, list(ignored_layers or ()) + self.ignored_layers, root_types, as_built)
+        ignored = resolve_layers(self.model, ignored_layers, error=DependencyError) if ignored_layers else []
+        return group_members.group_roots(self, ignored + self.ignored_layers, root_types, as_built)
 
     def member_labels(self, classes: np.ndarray) -> List[str]:
         """The layer sides (labels such as ``"layer1.0.conv1.out"``, in trace order) holding channels of ``classes``

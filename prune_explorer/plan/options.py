@@ -10,6 +10,7 @@ from typing import Mapping
 
 import torch.nn as nn
 
+from ..validation import resolve_layer
 from .decisions import PlanError
 
 __all__ = ["options_to_names", "options_from_names", "json_options", "JSON_OPTIONS", "PRUNER_OPTIONS"]
@@ -28,8 +29,9 @@ def _names(model: nn.Module):
     return mods, params
 
 
-def _name_of(obj, mods, params, option: str) -> str:
+def _name_of(obj, mods, params, option: str, model: nn.Module = None) -> str:
     if isinstance(obj, str):
+        resolve_layer(model, obj, option, PlanError)  # a name the model has (else: close-name suggestions)
         return obj
     if isinstance(obj, nn.Parameter) and id(obj) in params:
         return params[id(obj)]
@@ -59,11 +61,11 @@ def options_to_names(model: nn.Module, **options) -> dict:
         if v is None:
             continue
         if k == "ignored_layers":
-            out[k] = [_name_of(o, mods, params, k) for o in v]
+            out[k] = [_name_of(o, mods, params, k, model) for o in ([v] if isinstance(v, (str, nn.Module)) else v)]
         elif k in ("num_heads", "in_channel_groups", "out_channel_groups"):
-            out[k] = {_name_of(m, mods, params, k): int(n) for m, n in dict(v).items()}
+            out[k] = {_name_of(m, mods, params, k, model): int(n) for m, n in dict(v).items()}
         elif k == "unwrapped_parameters":
-            out[k] = [(_name_of(p, mods, params, k), int(dim)) for p, dim in v]
+            out[k] = [(_name_of(p, mods, params, k, model), int(dim)) for p, dim in v]
         else:
             out[k] = v
     return out
@@ -74,15 +76,13 @@ def options_from_names(model: nn.Module, options: Mapping) -> dict:
     def resolve(name: str, option: str):
         if not isinstance(name, str):
             return name
+        if name == "":
+            return model
         try:
-            return model.get_submodule(name) if name else model
-        except AttributeError:
-            pass
-        try:
-            return model.get_parameter(name)
-        except AttributeError:
-            raise PlanError(f"{option}: the model has no layer or parameter named {name!r}. Fix: use the same "
-                            "architecture the plan (or scan) was made for, or drop that option") from None
+            return resolve_layer(model, name, option, PlanError)
+        except PlanError as exc:
+            raise PlanError(f"{exc}; or use the same architecture the plan (or scan) was made for, or drop that "
+                            "option") from None
 
     out = {}
     for k, v in dict(options).items():

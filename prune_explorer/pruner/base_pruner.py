@@ -85,7 +85,8 @@ class BasePruner(PruningSteps):
         max_pruning_ratio: no layer loses more than this fraction of its initial channels, in (0, 1].
         iterative_steps: number of steps reaching ``pruning_ratio``; ``iterative_pruning_ratio_scheduler(ratio,
             steps)`` gives the cumulative ratio after each step (default: linear).
-        ignored_layers: modules (with all their submodules) or parameters never pruned (their outputs are kept).
+        ignored_layers: modules (with all their submodules), parameters or their qualified names (``["fc"]``)
+            never pruned (their outputs are kept).
         round_to: pruned layers keep a multiple of this many channels (e.g. 8).
         isomorphic: rank groups of identical structure together (isomorphic pruning).
         in_channel_groups / out_channel_groups: ``{module: g}``: that side of the module is ``g`` equal blocks that

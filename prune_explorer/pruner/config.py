@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from ..errors import PruneExplorerError
 from ..graph import DEFAULT_ROOT_TYPES
-from ..validation import check_ratio, check_ratios, is_ratio
+from ..validation import check_ratio, check_ratios, is_ratio, resolve_layers
 from .schedulers import linear_scheduler
 
 __all__ = ["PrunerConfigError", "PrunerOptions", "check_options"]
@@ -132,10 +132,11 @@ def _check_scalars(o: PrunerOptions) -> None:
             raise PrunerConfigError(f"root_module_types must hold layer types (classes), got {t!r}")
 
 
-def _ignored_layers(index: _ModelIndex, layers: Iterable) -> List:
-    """``layers`` expanded to submodules (as in Torch-Pruning), each once, in order."""
+def _ignored_layers(model: nn.Module, index: _ModelIndex, layers: Iterable) -> List:
+    """``layers`` (modules, parameters or qualified names) expanded to submodules (as in Torch-Pruning), each once, in
+    order."""
     out, seen = [], set()
-    for obj in list(layers or []):
+    for obj in resolve_layers(model, layers, "ignored_layers", PrunerConfigError):
         index.name(obj, "ignored_layers")
         for m in (obj.modules() if isinstance(obj, nn.Module) else [obj]):
             if id(m) not in seen:
@@ -211,7 +212,7 @@ def check_options(model: nn.Module, *, importance: Callable, ignored_layers: Opt
     _check_scalars(o)
     index = _ModelIndex(model)
     o.module_names = dict(index.modules)
-    o.ignored_layers = _ignored_layers(index, ignored_layers)
+    o.ignored_layers = _ignored_layers(model, index, ignored_layers)
     o.pruning_ratio_dict, o.ratio_key_of = _ratio_dict(index, pruning_ratio_dict)
     o.in_channel_groups = index.int_dict(in_channel_groups, "in_channel_groups")
     o.out_channel_groups = index.int_dict(out_channel_groups, "out_channel_groups")

@@ -188,7 +188,8 @@ def test_config_field_read_in_forward_is_rewritten(kind):
     x = torch.randn(2, 6)
     dg = pe.DependencyGraph().build_dependency(model, x)
     dg.get_pruning_group(model.a, pe.prune_linear_out_channels, idxs=[1, 2]).prune()
-    assert cfg.hidden_size == 6 and type(cfg.hidden_size) is int
+    assert model.config.hidden_size == 6 and type(model.config.hidden_size) is int
+    assert cfg.hidden_size == 8 and model.config is not cfg  # the model's own copy: the caller's config is untouched
     assert model(x).shape == (2, 3)
 
 
