@@ -37,8 +37,8 @@ import torch.nn as nn
 
 from ..graph.model.group import DIMS_KIND, HEADS_KIND
 
-__all__ = ["AttentionHeads", "attention_blocks", "attention_kind", "find_attention", "heads_of_layer",
-           "HEADS_KIND", "DIMS_KIND"]
+__all__ = ["AttentionHeads", "AttentionProducts", "attention_blocks", "attention_kind", "attention_products",
+           "find_attention", "heads_of_layer", "HEADS_KIND", "DIMS_KIND"]
 
 
 @dataclass
@@ -154,3 +154,58 @@ def heads_of_layer(graph, layer) -> Optional[int]:
         if ids.size and lo <= int(ids[0]) < hi:
             return int(grid.shape[h_axis])
     return None
+
+
+@dataclass
+class AttentionProducts:
+    """What the two products of one attention block cost in MACs, in terms of channel spaces (see
+    :func:`attention_products`). ``q @ k^T`` costs ``tokens * keys * heads * head_dim``: proportional to the query
+    channels, which the channel space ``query_space`` holds (``query_channels`` of them as built). ``attn @ v`` costs
+    ``tokens * keys * heads * value_head_dim``: proportional to the value channels (``value_space``,
+    ``value_channels`` as built: key-value heads x value head size) times ``heads / kv_heads``, a ratio pruning keeps
+    (whole heads go by key-value group). Space indices are those of ``graph.spaces``."""
+
+    name: str
+    query_space: int
+    query_channels: int
+    value_space: int
+    value_channels: int
+    heads: int
+    kv_heads: int
+
+    def shares(self) -> Tuple[float, float]:
+        """The fractions of the block's product MACs spent in ``q @ k^T`` and in ``attn @ v``, as built."""
+        qk = float(self.query_channels)
+        av = float(self.value_channels) * self.heads / max(self.kv_heads, 1)
+        return qk / (qk + av), av / (qk + av)
+
+
+def attention_products(graph) -> List[AttentionProducts]:
+    """Per attention block, the channel spaces its ``q @ k^T`` and ``attn @ v`` products follow (as built).
+
+    The query split is the block's split with the most heads; the value split is another split of the block whose
+    channels are not coupled with the queries' (the keys' are: ``q @ k^T`` contracts them); when there is none
+    (one fused split for q, k and v, as in ``nn.MultiheadAttention``), both products follow the query space."""
+    of = graph.classes.of
+    by_block: Dict[str, list] = {}
+    for grid, h_axis, _d_axis, _kind in graph.head_splits:
+        ids = grid.reshape(-1)
+        ids = ids[ids > 0]
+        if not ids.size:
+            continue
+        _, block = _owner_name(graph, int(ids[0]))
+        by_block.setdefault(block, []).append((ids, int(grid.shape[h_axis])))
+    out = []
+    for block, splits in by_block.items():
+        if all(h == 1 for _, h in splits):
+            continue
+        splits.sort(key=lambda s: -s[1])
+        q_ids, heads = splits[0]
+        q_classes = set(np.unique(of[q_ids]).tolist())
+        values = [s for s in splits[1:] if not set(np.unique(of[s[0]]).tolist()) <= q_classes]
+        v_ids, kv_heads = values[0] if values else (q_ids, heads)
+        out.append(AttentionProducts(
+            name=block, query_space=graph.space_of_channel(int(q_ids[0])).index, query_channels=int(q_ids.size),
+            value_space=graph.space_of_channel(int(v_ids[0])).index, value_channels=int(v_ids.size), heads=heads,
+            kv_heads=kv_heads))
+    return out

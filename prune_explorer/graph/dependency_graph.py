@@ -337,6 +337,15 @@ class DependencyGraph(TorchPruningGraphAPI):
         from ..attention.heads import attention_blocks
         return attention_blocks(self)
 
+    def attention_products(self) -> List["AttentionProducts"]:
+        """Per attention block, the channel spaces its ``q @ k^T`` and ``attn @ v`` products follow (their MACs
+        scale with them; see :func:`~prune_explorer.attention.heads.attention_products`)."""
+        self._check_built()
+        if not self.head_splits:
+            return []
+        from ..attention.heads import attention_products
+        return attention_products(self)
+
     # ------------------------------------------------------------------------------------------------------------
     # groups
     # ------------------------------------------------------------------------------------------------------------

@@ -16,9 +16,11 @@ dimensions that shrank are counted. Custom layers with a registered pruner are t
 
 MACs scale with the same law applied to a layer's largest parameter (a conv's MACs are ``H_out * W_out *
 numel(weight)``, a linear layer's ``tokens * numel(weight)``, a norm's ``numel(activation)``, proportional to
-its channels), which is exact for convolutions, linear layers and norms; MACs an op spends outside any
-prunable layer (e.g. an attention matmul written with ``@``) are kept constant, so for transformers the MAC
-figures are an estimate (the parameter figures are exact).
+its channels), which is exact for convolutions, linear layers and norms. An attention block's own MACs (its
+``q @ k^T`` and ``attn @ v`` products, with ``@``, ``matmul``, ``einsum`` or ``scaled_dot_product_attention``)
+follow its query channels and its value channels (heads x head size; see
+:func:`~prune_explorer.attention.heads.attention_products`), so fewer or narrower heads are predicted exactly too.
+Other MACs an op spends outside any prunable layer are kept constant.
 """
 
 from __future__ import annotations
@@ -174,6 +176,12 @@ class ModelStructure:
         spaces_by_owner: Dict[int, list] = {}
         for s in self.DG.spaces:
             spaces_by_owner.setdefault(id(s.owner), []).append(s)
+        products_of = getattr(self.DG, "attention_products", None)
+        products = {p.name: p for p in products_of()} if products_of is not None else {}
+
+        def own_params(m):
+            return next(m.parameters(recurse=False), None) is not None
+
         for name, macs in own_macs.items():
             if not macs:
                 continue
@@ -193,7 +201,12 @@ class ModelStructure:
                     sp = spaces_by_owner[id(m)]
                     outs = [s for s in sp if s.side == "out" or s.passthrough]
                     exps = {s.index: 1 for s in (outs or sp)}
-            if exps:
+            product = products.get(name) if m is not None and not own_params(m) else None
+            if product is not None:  # an attention block's own MACs: its q @ k^T and attn @ v products
+                qk, av = product.shares()
+                self.mac_laws.append((name, int(macs) * qk, {product.query_space: 1}))
+                self.mac_laws.append((name, int(macs) * av, {product.value_space: 1}))
+            elif exps:
                 self.mac_laws.append((name, int(macs), exps))
             else:
                 self.const_macs += int(macs)

@@ -163,7 +163,7 @@ def test_options_by_name_round_trip(tiny):
     assert back["num_heads"] == {model.conv3: 4}
     with pytest.raises(PlanError, match="not a submodule"):
         options_to_names(model, ignored_layers=[torch.nn.Linear(2, 2)])
-    with pytest.raises(PlanError, match="no layer or parameter named 'head'"):
+    with pytest.raises(PlanError, match="no layer named 'head'"):
         options_from_names(model, {"ignored_layers": ["head"]})
 
 
