@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
+import weakref
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -59,8 +61,8 @@ from .attention.head_bookkeeping import (HEAD_DIM_ATTRS, HEADS_ATTRS, AttentionW
 from .attention.hf_config import (carry_rotary_frequencies, keep_temperature, mirror_hidden, rotary_differences,
                                   scale_param)
 
-__all__ = ["is_hf_model", "sync_config", "config_problems", "check_config_round_trip", "AttentionWidths",
-           "measure_widths", "stacked_experts"]
+__all__ = ["is_hf_model", "sync_config", "config_problems", "check_config_round_trip", "warn_config_problems",
+           "AttentionWidths", "measure_widths", "stacked_experts"]
 
 #: the up projection of an MLP block (its output width is the intermediate size), by child name
 MLP_UP_NAMES = ("up_proj", "gate_proj", "fc1", "wi", "wi_0", "c_fc", "fc_in", "w1", "lin1", "dense_h_to_4h")
@@ -347,6 +349,30 @@ def check_config_round_trip(model: nn.Module) -> None:
     if problems:
         shown = "; ".join(problems[:6]) + (f"; ... ({len(problems) - 6} more)" if len(problems) > 6 else "")
         raise PruningError(f"model.config cannot describe this pruned {type(model).__name__}: {shown}. {_ADVICE}")
+
+
+#: models :func:`warn_config_problems` already warned about (once per model)
+_WARNED: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+
+
+def warn_config_problems(model: nn.Module) -> bool:
+    """Warn once per model when ``model.config`` can no longer describe the pruned ``model`` (see
+    :func:`config_problems`): the warning names the sizes the config cannot express and says to save with
+    ``pe.save_pruned``. Called by the pruners after each ``step()``; a no-op (False) for a model without a Hugging
+    Face config, one the config still describes, or one already warned about. Returns whether it warned."""
+    if not is_hf_model(model) or model in _WARNED:
+        return False
+    try:
+        problems = config_problems(model)
+    except Exception:  # noqa: BLE001 - a check that cannot run must never break a pruning step
+        return False
+    if not problems:
+        return False
+    _WARNED.add(model)
+    shown = "; ".join(problems[:3]) + (f"; ... ({len(problems) - 3} more)" if len(problems) > 3 else "")
+    warnings.warn(f"prune_explorer: model.config cannot describe this pruned {type(model).__name__}, so "
+                  f"save_pretrained -> from_pretrained would fail: {shown}. {_ADVICE}", stacklevel=3)
+    return True
 
 
 def _build_like(model: nn.Module) -> nn.Module:

@@ -54,6 +54,7 @@ class PruningSteps:
 
         self.driver.apply((Cut(p) for p in proposals), on_error=KEEP_ON_INTERRUPT, refused=refused,
                           on_abort=on_abort, what="pruning step")
+        self._warn_config(start)
         return None
 
     def _interactive_step(self) -> Iterator[Proposal]:
@@ -66,6 +67,7 @@ class PruningSteps:
             finally:
                 if self.post_prune_check:
                     self.driver.check(self.DG.history[start:], "pruning step")
+                self._warn_config(start)
 
     def _abort_step(self, proposals, start: int, n_skipped: int, exc: BaseException) -> None:
         """A step stopped by ``exc`` (the driver then rolls back after an ``Exception``, or keeps and checks the
@@ -78,6 +80,15 @@ class PruningSteps:
             return
         for rec in self.DG.history[start:]:  # an interrupt may land between a pruning and its bookkeeping
             self._made_by.setdefault(id(rec), {"step": self.current_step + 1, "scope": None, "pruning_ratio": None})
+
+    def _warn_config(self, start: int) -> None:
+        """After a step that pruned something: one warning (per model) when a Hugging Face config can no longer
+        describe the model (:func:`~prune_explorer.hf.warn_config_problems`); the Hugging Face code is loaded only for
+        a model with a ``config``."""
+        if len(self.DG.history) > start and getattr(self.model, "config", None) is not None:
+            from .. import hf
+
+            hf.warn_config_problems(self.model)
 
     def apply_repair(self, repair: Repair) -> None:
         """Bring the pruner's records in line with what a post-prune check rolled back or re-applied: re-applied
