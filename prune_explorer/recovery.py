@@ -30,7 +30,18 @@ from .calibration import Calibration, as_calibration
 from .errors import PruneExplorerError
 from .inputs import call_model
 
-__all__ = ["recover", "RecoveryResult", "distillation_loss"]
+__all__ = ["recover", "RecoveryResult", "distillation_loss", "kept_channels"]
+
+
+def kept_channels(graph, layer, side: str = "in") -> torch.Tensor:
+    """The original channel indices ``layer``'s ``side`` still has, from the dependency graph that pruned it (e.g.
+    ``kept_channels(pruner.DG, model.model.norm)``: the residual stream's channels a Llama kept)."""
+    owners = [layer] + ([layer.weight] if isinstance(getattr(layer, "weight", None), torch.Tensor) else [])
+    for owner in owners:  # a norm traced by its functional call owns its channels through its weight
+        for s in graph.spaces_of(owner):
+            if s.side == side or s.passthrough:
+                return torch.as_tensor(s.alive_idx, dtype=torch.long)
+    raise PruneExplorerError(f"kept_channels: {type(layer).__name__} has no {side!r} channels in this graph")
 
 
 @dataclass
@@ -78,7 +89,8 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 def recover(model: nn.Module, teacher: nn.Module, data, steps: int = 200, lr: float = 1e-3,
             weight_decay: float = 0.0, temperature: float = 1.0, output_fn: Optional[Callable] = None,
-            progress: bool = True, forward_fn: Optional[Callable] = None) -> RecoveryResult:
+            progress: bool = True, forward_fn: Optional[Callable] = None, hidden_weight: float = 0.0,
+            hidden_channels: Optional[torch.Tensor] = None) -> RecoveryResult:
     """Distil ``teacher`` into the pruned ``model`` for ``steps`` steps (see the module docstring).
 
     Args:
@@ -89,6 +101,8 @@ def recover(model: nn.Module, teacher: nn.Module, data, steps: int = 200, lr: fl
         steps, lr, weight_decay: the AdamW schedule (constant learning rate).
         temperature: the distillation temperature ``T``.
         output_fn: ``output_fn(output) -> logits`` for outputs whose logits are not the tensor or ``.logits``.
+        hidden_weight, hidden_channels: hidden-state matching (module docstring); ``hidden_channels`` None: the
+            student's last hidden state has the teacher's width.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise PruneExplorerError(f"recover: steps={steps!r} must be a positive int")
@@ -118,9 +132,16 @@ def recover(model: nn.Module, teacher: nn.Module, data, steps: int = 200, lr: fl
         for _ in range(steps):
             batch = cal.to(next(batches), device)
             inputs = cal.inputs_of(batch)
+            if hidden_weight and isinstance(inputs, dict):
+                inputs = dict(inputs, output_hidden_states=True)
+            elif hidden_weight and isinstance(inputs, torch.Tensor):
+                inputs = {"input_ids": inputs, "output_hidden_states": True}
             with torch.no_grad():
-                t_logits = out_fn(call_model(teacher, inputs, forward_fn))
-            loss = distillation_loss(out_fn(call_model(model, inputs, forward_fn)), t_logits, temperature)
+                t_out = call_model(teacher, inputs, forward_fn)
+            s_out = call_model(model, inputs, forward_fn)
+            loss = distillation_loss(out_fn(s_out), out_fn(t_out), temperature)
+            if hidden_weight:
+                loss = loss + hidden_weight * _hidden_loss(s_out, t_out, hidden_channels)
             if not torch.isfinite(loss):
                 raise PruneExplorerError(f"recover: the distillation loss became {loss.item()} at step "
                                          f"{result.steps + 1}; lower lr")
@@ -141,6 +162,21 @@ def recover(model: nn.Module, teacher: nn.Module, data, steps: int = 200, lr: fl
         if bar is not None:
             bar.close()
     return result
+
+
+def _hidden_loss(s_out, t_out, channels) -> torch.Tensor:
+    hs, ht = getattr(s_out, "hidden_states", None), getattr(t_out, "hidden_states", None)
+    if not hs or not ht:
+        raise PruneExplorerError("recover: hidden_weight > 0 needs outputs with .hidden_states (a Hugging Face model "
+                                 "called with input_ids)")
+    s_h, t_h = hs[-1].float(), ht[-1].float()
+    if channels is not None:
+        t_h = t_h.index_select(-1, channels.to(t_h.device))
+    if s_h.shape != t_h.shape:
+        raise PruneExplorerError(f"recover: the student's last hidden state {tuple(s_h.shape)} does not match the "
+                                 f"teacher's kept channels {tuple(t_h.shape)}; pass hidden_channels="
+                                 "kept_channels(pruner.DG, <the final norm>)")
+    return F.mse_loss(s_h, t_h)
 
 
 def _cycle(cal: Calibration):

@@ -61,3 +61,30 @@ def test_recover_refuses_bad_arguments():
         pe.recover(student, student, data, steps=2, progress=False)
     with pytest.raises(pe.PruneExplorerError, match="steps"):
         pe.recover(student, teacher, data, steps=0, progress=False)
+
+
+def test_recover_with_hidden_state_matching():
+    transformers = pytest.importorskip("transformers")
+    from prune_explorer.recovery import kept_channels
+
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, attn_implementation="eager")
+    teacher = transformers.LlamaForCausalLM(cfg).eval()
+    student = copy.deepcopy(teacher)
+    ids = [torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    pruner = pe.pruner.MagnitudePruner(student, ids[0], pe.importance.MagnitudeImportance(), pruning_ratio=0.5)
+    pruner.step()
+    kept = kept_channels(pruner.DG, student.model.norm)
+    assert kept.numel() == student.config.hidden_size < 32
+
+    def hidden_err():
+        with torch.no_grad():
+            s = student(input_ids=ids[0], output_hidden_states=True).hidden_states[-1]
+            t = teacher(input_ids=ids[0], output_hidden_states=True).hidden_states[-1][..., kept]
+        return (s - t).pow(2).mean().item()
+
+    before = hidden_err()
+    result = pe.recover(student, teacher, ids, steps=30, lr=3e-3, progress=False, hidden_weight=1.0,
+                        hidden_channels=kept)
+    assert result.last_loss < result.first_loss and hidden_err() < before
