@@ -37,6 +37,11 @@ class KeepTable:
     def canonical(self, name: str) -> str:
         return self.aliases.get(name, name)
 
+    def reset(self) -> None:
+        """Forget every cut (e.g. when the records were undone)."""
+        self.keep = {}
+        self.applied = 0
+
     def apply(self, records: Iterable[dict]) -> None:
         """Replay pruning records (``pruner.history`` entries) not applied yet, in order."""
         records = list(records)

@@ -202,15 +202,22 @@ def stream_checkpoint(checkpoint: str, plan: Union[PruningPlan, str], out: str, 
     if not state.resumed:
         _check_plan(plan, report.params_before, reader.config)
         pruner_box = {}
+        applied: List[int] = []  # ids of the graph's records the keep table holds, in order
+
+        def sync() -> None:
+            pr = pruner_box.get("pruner")
+            ids = [id(r) for r in pr.DG.history] if pr is not None else []
+            if ids != applied:
+                if ids[:len(applied)] != applied:  # records were undone: replay from the start
+                    keep.reset()
+                keep.apply(pr.history)
+                applied[:] = ids
 
         def read(name: str) -> torch.Tensor:
-            pr = pruner_box.get("pruner")
-            if pr is not None and len(pr.DG.history) != keep.applied:
-                keep.apply(pr.history)
+            sync()
             return keep.cut(name, reader.get(keep.canonical(name)))
 
         swapper = WeightSwapper(model, read, device, release=reader.close)
-        bar = _bar(progress, total=len(plan), desc="decide (groups)", unit="group")
         inner_bar = {}
 
         def stats_progress(unit: str, done: int, total: int):
@@ -237,6 +244,7 @@ def stream_checkpoint(checkpoint: str, plan: Union[PruningPlan, str], out: str, 
             finally:
                 if cbar is not None:
                     cbar.close()
+        bar = _bar(progress, total=len(plan), desc="decide (groups)", unit="group")
         try:
             x = causal_lm_inputs(model)
             pruner = build_pruner(model, x, _Ticking(imp, bar), options_from_names(model, plan.options))
@@ -252,7 +260,7 @@ def stream_checkpoint(checkpoint: str, plan: Union[PruningPlan, str], out: str, 
                 bar.close()
             if inner_bar.get("bar") is not None:
                 inner_bar["bar"].close()
-        keep.apply(pruner.history)
+        sync()
         from ..hf import check_config_round_trip
 
         try:
