@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, List, Optional
 
 import numpy as np
+import torch
 import torch.nn as nn
 
 from ...layers.family import FAMILIES
@@ -99,7 +100,7 @@ def fixed_widths(graph, ignored_layers: Iterable = (), root_module_types=None) -
         n_blocked = int((blocked[cls] & ~kept[cls]).sum())
         if n_blocked:
             why[IGNORED_REASON] += n_blocked
-        n_unreached = int(unreached[cls].sum())
+        n_unreached = int(unreached[cls].sum()) if not _is_buffer(s.owner) else 0  # constants: nothing to prune
         if n_unreached:
             why[UNREACHED_REASON] += n_unreached
         side = "" if (s.passthrough or s.dim is not None) else s.side
@@ -115,6 +116,10 @@ def fixed_widths(graph, ignored_layers: Iterable = (), root_module_types=None) -
             continue
         rows.append(FixedWidth(name, SIDE_OUT, _out_size(graph, m), _out_size(graph, m), UNTRACED_REASON))
     return rows
+
+
+def _is_buffer(owner) -> bool:
+    return isinstance(owner, torch.Tensor) and not isinstance(owner, nn.Parameter)
 
 
 def _out_size(graph, m) -> int:
