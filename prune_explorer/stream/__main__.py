@@ -2,7 +2,7 @@
 
 Prunes a ``save_pretrained`` checkpoint (safetensors) as a saved plan says, one block at a time, into a folder that
 ``from_pretrained`` loads (see :func:`prune_explorer.stream.stream_checkpoint`). Interrupted, the same command
-resumes: finished blocks are not redone. Exit status 2 with a one-line reason on a :class:`StreamError`.
+resumes: finished blocks are not redone. Exit status 2 with a one-line reason on a :class:`StreamError` (or an unreadable plan).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
 
-    from .errors import StreamError
+    from ..errors import PruneExplorerError
     from .run import stream_checkpoint
 
     try:
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
                                    importance=make_importance(args.importance, args.seed), device=args.device,
                                    progress=not args.no_progress, workers=args.workers,
                                    calibration=calibration)
-    except StreamError as exc:
+    except PruneExplorerError as exc:  # StreamError, PlanError (an unreadable plan file)...
         print(f"error: {exc}", file=sys.stderr)
         return 2
     r = report

@@ -159,6 +159,9 @@ def test_command_line(llama_ckpt, tmp_path, capsys):
     assert f"-> {plan.predicted['params']:,} parameters" in capsys.readouterr().out
     assert main(args + ["--out", str(tmp_path / "out2"), "--importance", "wanda"]) == 2
     assert "pass calibration=" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["--checkpoint", folder, "--plan", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o3")]) == 2
+    assert "not a pruning plan" in capsys.readouterr().err
 
 
 def test_full_disk_is_refused_before_writing(tmp_path):
