@@ -2,7 +2,8 @@
 
 Prunes a ``save_pretrained`` checkpoint (safetensors) as a saved plan says, one block at a time, into a folder that
 ``from_pretrained`` loads (see :func:`prune_explorer.stream.stream_checkpoint`). Interrupted, the same command
-resumes: finished blocks are not redone. Exit status 2 with a one-line reason on a :class:`StreamError` (or an unreadable plan).
+resumes: finished blocks are not redone. Exit status 2 with a one-line reason on a :class:`StreamError` (or an
+unreadable plan).
 """
 
 from __future__ import annotations

@@ -52,7 +52,9 @@ def write_random_checkpoint(folder: str, config, dtype: torch.dtype = torch.bflo
     with open(os.path.join(folder, INDEX), "w", encoding="utf-8") as f:
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
     config = type(config).from_dict(config.to_dict())
-    config.dtype = dtype if hasattr(config, "dtype") else None
-    config.torch_dtype = dtype
+    if hasattr(config, "dtype"):
+        config.dtype = dtype
+    else:  # older transformers
+        config.torch_dtype = dtype
     config.save_pretrained(folder)
     return total
