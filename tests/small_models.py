@@ -225,3 +225,19 @@ class TPScalePruner(pe.layers.BasePruningFunc):
         return layer.n
 
     get_in_channels = get_out_channels
+
+
+class GroupedConvs(nn.Module):
+    """``conv1`` (3 -> ``width``, 1x1) feeds ``gconv`` (``width`` -> 8, 3x3, 4 groups), then ``out`` (8 -> 2): with
+    ``width=16`` gconv reads 4 channels per group, with ``width=8`` two (``relu`` between the convs if asked)."""
+
+    def __init__(self, width: int = 16, relu: bool = False):
+        super().__init__()
+        self.relu = relu
+        self.conv1 = nn.Conv2d(3, width, 1)
+        self.gconv = nn.Conv2d(width, 8, 3, padding=1, groups=4)
+        self.out = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        act = torch.relu if self.relu else (lambda y: y)
+        return self.out(act(self.gconv(act(self.conv1(x)))))

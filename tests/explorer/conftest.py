@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from explorer_helpers import snapshot
 from small_models import AttnNet, GroupedNet, SmallNet
 
 
@@ -22,3 +23,14 @@ def grouped():
 def attn():
     torch.manual_seed(0)
     return AttnNet().eval(), torch.randn(2, 5, 6)
+
+
+@pytest.fixture
+def accepted_once(small):
+    """``(model, controller, snapshot)``: :func:`small` with its first group accepted, and the model's state then."""
+    from prune_explorer.explorer import ExplorerController
+
+    model, x = small
+    c = ExplorerController(model, x)
+    c.accept()
+    return model, c, snapshot(model)

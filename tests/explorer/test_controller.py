@@ -404,11 +404,8 @@ def test_ignoring_an_accepted_root_drops_that_decision(small):
     assert c.current.root_name == "block.conv_a"
 
 
-def test_unknown_ignored_layer_changes_nothing(small):
-    model, x = small
-    c = ExplorerController(model, x)
-    c.accept()
-    snap = snapshot(model)
+def test_unknown_ignored_layer_changes_nothing(accepted_once):
+    model, c, snap = accepted_once
     pruner = c.pruner
     with pytest.raises(ExplorerError, match="no layer named 'layer9'"):
         c.ignore("layer9")
@@ -426,11 +423,8 @@ def test_set_ignored_replaces_the_list(small):
     assert [g.root_name for g in c.pruner.get_all_groups()] == ["conv1", "conv2"]
 
 
-def test_set_ratio(small):
-    model, x = small
-    c = ExplorerController(model, x)
-    c.accept()
-    snap = snapshot(model)
+def test_set_ratio(accepted_once):
+    model, c, snap = accepted_once
     for bad in (1.0, -0.5, "x"):
         with pytest.raises(ExplorerError, match=r"\[0, 1\)"):
             c.set_ratio(bad)

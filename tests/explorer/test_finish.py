@@ -98,11 +98,8 @@ def test_onnx_export_runs_in_onnxruntime_with_matching_outputs(tmp_path):
         c.export_onnx(tmp_path / "nope" / "small.onnx")
 
 
-def test_measure_speed_times_the_original_once_and_leaves_the_model_as_it_was(small):
-    model, x = small
-    c = ExplorerController(model, x)
-    c.accept()
-    snap = snapshot(model)
+def test_measure_speed_times_the_original_once_and_leaves_the_model_as_it_was(accepted_once):
+    model, c, snap = accepted_once
     history = c.history
     pair = c.measure_speed(repeat=3, warmup=1)
     assert same_as(model, snap) and c.history == history  # undone, timed, replayed exactly

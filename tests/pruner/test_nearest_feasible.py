@@ -13,38 +13,26 @@ from torch import nn
 import prune_explorer as pe
 from prune_explorer.pruner import guards as G
 
-
-class GroupedReader(nn.Module):
-    """``a`` (3 -> 8) feeds a grouped conv with 4 groups of 2 inputs: ``a``'s channels form 2 units of 4 channels
-    (offset 0 and offset 1 of every group), so ``a`` can only lose 0, 4 or 8 channels."""
-
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Conv2d(3, 8, 1)
-        self.b = nn.Conv2d(8, 8, 3, padding=1, groups=4)
-        self.head = nn.Conv2d(8, 2, 1)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.b(torch.relu(self.a(x)))))
+from small_models import GroupedConvs
 
 
 def _pruner(model, ratio):
     return pe.pruner.MagnitudePruner(model, torch.randn(1, 3, 8, 8), pe.importance.MagnitudeImportance(p=2),
-                                     pruning_ratio=ratio, ignored_layers=[model.head])
+                                     pruning_ratio=ratio, ignored_layers=[model.out])
 
 
 @pytest.mark.parametrize("ratio, removed", [(0.3, 4), (0.25, 4), (0.1, 0)])
 def test_units_larger_than_the_target_take_the_nearest_feasible_count(ratio, removed):
-    model = GroupedReader()
+    model = GroupedConvs(width=8, relu=True)  # conv1's channels: 2 units of 4 (offsets 0 and 1 of every group)
     pruner = _pruner(model, ratio)
-    group = next(g for g in pruner.get_all_groups() if g.root_name == "a")
+    group = next(g for g in pruner.get_all_groups() if g.root_name == "conv1")
     assert sorted(len(u) for u in group.units) == [4, 4]
     target = 8 - int(8 * (1 - ratio))
     assert 0 < target < 4  # rounding down would remove nothing
     pruner.step()
-    assert model.a.out_channels == 8 - removed
+    assert model.conv1.out_channels == 8 - removed
     assert model(torch.randn(1, 3, 8, 8)).shape == (1, 2, 8, 8)
-    skipped = [s for s in pruner.skipped if s.root == "a"]
+    skipped = [s for s in pruner.skipped if s.root == "conv1"]
     if removed:
         assert skipped == []
     else:  # 1 channel asked for: removing none is nearer than removing 4; the reason says so

@@ -10,7 +10,7 @@ from prune_explorer.importance import BNScaleImportance, MagnitudeImportance
 from prune_explorer.layers import ConvPruner
 from prune_explorer.pruner import BasePruner
 
-from small_models import ConvStack
+from small_models import ConvStack, GroupedConvs
 
 X = torch.randn(1, 3, 8, 8)
 
@@ -59,19 +59,8 @@ def test_round_to_keeps_a_multiple_rounding_up_the_kept_count(ratio, round_to, e
     assert m.body[0].out_channels == expected
 
 
-class GroupedNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 1)
-        self.gconv = nn.Conv2d(16, 8, 3, padding=1, groups=4)
-        self.out = nn.Conv2d(8, 2, 1)
-
-    def forward(self, x):
-        return self.out(self.gconv(self.conv1(x)))
-
-
 def test_grouped_conv_units_are_removed_whole():
-    m = GroupedNet()
+    m = GroupedConvs(width=16)
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5)
     plans = [pr.proposal(g) for g in pr.DG.get_all_groups()]
     p1 = next(p for p in plans if p.root_name == "conv1")
@@ -84,23 +73,8 @@ def test_grouped_conv_units_are_removed_whole():
     assert pr.skipped == []
 
 
-class GroupedToMultiplier(nn.Module):
-    """After conv1 loses half its channels, gconv (8 -> 8, groups 4) reads one channel per group: a depthwise conv
-    with channel multiplier 2, whose outputs the graph (traced while it was grouped) removes as the same offset of
-    every group: the conv pruner reduces the multiplier."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 1)
-        self.gconv = nn.Conv2d(8, 8, 3, padding=1, groups=4)
-        self.out = nn.Conv2d(8, 2, 1)
-
-    def forward(self, x):
-        return self.out(self.gconv(self.conv1(x)))
-
-
 def test_a_grouped_conv_turned_depthwise_reduces_its_multiplier():
-    m = GroupedToMultiplier()
+    m = GroupedConvs(width=8)  # after conv1 loses half, gconv reads one channel per group
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5)
     pr.step()
     assert m.conv1.out_channels == 4
