@@ -95,11 +95,14 @@ def plan_cuts(pruner, plan: PruningPlan, strict: bool = True) -> Iterator[Cut]:
     with a planned count (``remove``) that cannot lose exactly that raises :class:`PlanError`."""
     for prop in plan_proposals(pruner, plan):
         if strict and prop.decision.remove is not None and not prop.exact:
+            here, there = len(prop.group.root_idxs), prop.decision.channels
+            other = (f" It has {here} root channels here but had {there} where the plan was made: is this the "
+                     "architecture (and config) the plan was made for?" if there is not None and there != here else "")
             raise PlanError(
                 f"plan {plan.name!r}: group {prop.key} can lose {prop.n} root channels, not the planned "
                 f"{prop.n_planned}, under round_to={pruner.round_to}, max_pruning_ratio={pruner.max_pruning_ratio} "
-                f"and its unit/head ties (max removable now: {pruner.max_removable(prop.group)}). Fix: apply with "
-                "the options the plan was made with (plan.options), or pass strict=False to round down")
+                f"and its unit/head ties (max removable now: {pruner.max_removable(prop.group)}).{other} Fix: apply "
+                "with the options the plan was made with (plan.options), or pass strict=False to round down")
         if prop.idxs:
             yield Cut(prop.group, prop.idxs, tag=prop)
 

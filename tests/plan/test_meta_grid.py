@@ -91,3 +91,17 @@ def test_two_models_sharing_a_config_do_not_share_their_pruning():
     assert cfg.hidden_size == 64 and b.config.hidden_size == 64
     b(**x)
     pe.hf.check_config_round_trip(a)
+
+
+def test_a_plan_applied_to_another_architecture_says_so():
+    meta = _model("llama", _config("llama", True), "meta")
+    walk = ExplorerController(meta, causal_lm_inputs(meta), pruning_ratio=0.5, ignored_layers=["lm_head"])
+    walk.accept_all_remaining()
+    plan = walk.plan()
+    cfg = _config("llama", True)
+    cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads = 32, 2, 1  # narrower: not the planned model
+    other = _model("llama", cfg, "cpu")
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(pe.plan.PlanError, match=r"has \d+ root channels here but had \d+ where the plan was made"):
+        pe.apply_plan(other, plan, example_inputs=causal_lm_inputs(other, tokens=5))
+    assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
