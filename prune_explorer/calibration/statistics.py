@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import CalibrationError as ImportanceError
+from ..errors import CalibrationError
 
 __all__ = ["ChannelStatistics", "CALIBRATED_TYPES"]
 
@@ -73,14 +73,14 @@ class ChannelStatistics:
         if entry.space is not None:  # anchored: indexed by original channel
             alive = entry.space.alive_idx
             if values.shape[0] != alive.size:
-                raise ImportanceError(
+                raise CalibrationError(
                     f"{name} statistics for {entry.space.label} have {values.shape[0]} channels but the layer has "
                     f"{alive.size}: the hooks saw a different model; call clear() and gather again"
                 )
             values = _embed(values, torch.from_numpy(alive), entry.space.size)
         if name in entry.sums:
             if entry.sums[name].shape != values.shape:
-                raise ImportanceError(
+                raise CalibrationError(
                     f"{name} statistics of a {type(layer).__name__} changed size from {entry.sums[name].shape[0]} to "
                     f"{values.shape[0]} channels between batches (the layer was pruned without a scoring in between); "
                     "call clear() and gather again"
@@ -115,7 +115,7 @@ class ChannelStatistics:
         alive = torch.from_numpy(space.alive_idx)
         for name, values in entry.sums.items():
             if values.shape[0] != alive.numel():
-                raise ImportanceError(
+                raise CalibrationError(
                     f"{name} statistics for {space.label} cover {values.shape[0]} channels but the layer has "
                     f"{alive.numel()} now: it was pruned after the calibration pass and before any scoring. "
                     "Fix: gather the statistics again on the pruned model (imp.clear(), then the calibration pass)"
@@ -135,7 +135,7 @@ class ChannelStatistics:
         if entry.space is not None:
             idx = entry.space.alive_idx[idx]
         elif space is not None and values.shape[0] != space.current_size:
-            raise ImportanceError(
+            raise CalibrationError(
                 f"{name} statistics for {space.label} cover {values.shape[0]} channels but it has "
                 f"{space.current_size}: gather them again on the model as it is now"
             )
