@@ -62,7 +62,7 @@ from .attention.hf_config import (carry_rotary_frequencies, keep_temperature, mi
                                   scale_param)
 
 __all__ = ["is_hf_model", "sync_config", "config_problems", "check_config_round_trip", "warn_config_problems",
-           "AttentionWidths", "measure_widths", "stacked_experts"]
+           "AttentionWidths", "measure_widths", "stacked_experts", "config_mismatches"]
 
 #: the up projection of an MLP block (its output width is the intermediate size), by child name
 MLP_UP_NAMES = ("up_proj", "gate_proj", "fc1", "wi", "wi_0", "c_fc", "fc_in", "w1", "lin1", "dense_h_to_4h")
@@ -234,6 +234,24 @@ def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
             cfg.head_dim = hd
     carry_rotary_frequencies(model, cfg)
     return problems
+
+
+def config_mismatches(model: nn.Module) -> List[str]:
+    """The config fields of a Hugging Face ``model`` that disagree with its modules (hidden size, attention heads,
+    key-value heads, wherever every layer has one value), as sentences; empty when they agree (or the model has no
+    Hugging Face config). Cheap: no model is built (:func:`config_problems` checks everything)."""
+    if not is_hf_model(model):
+        return []
+    cfg, widths, out = model.config, measure_widths(model), []
+    for key, names in (("hidden", ("hidden_size", "d_model", "n_embd", "dim")),
+                       ("heads", ("num_attention_heads", "num_heads", "n_head")),
+                       ("kv_heads", ("num_key_value_heads", "num_kv_heads"))):
+        name, value = _config_field(cfg, *names), _uniform(widths.get(key) or [])
+        if name is None or value is None or getattr(cfg, name, None) is None:
+            continue
+        if getattr(cfg, name) != value:
+            out.append(f"config.{name} is {getattr(cfg, name)} but the modules have {value}")
+    return out
 
 
 def _sync_experts(cfg, widths: Dict[str, List[int]], put) -> None:

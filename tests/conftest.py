@@ -16,3 +16,13 @@ def seed():
     torch.manual_seed(0)
     random.seed(0)
     return 0
+
+
+@pytest.fixture(autouse=True, scope="session")
+def lint_every_edit():
+    """Every prune and undo of every graph in the suite runs ``DG.lint()`` afterwards (cheap: no forward pass), so
+    a graph that drifts from its model fails the test that caused it."""
+    from prune_explorer.graph import lint_after_edits
+
+    with lint_after_edits():
+        yield

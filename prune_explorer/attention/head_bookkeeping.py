@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ["AttentionWidths", "attention_candidates", "attention_modules", "sync_attention_modules", "out_features",
-           "child", "set_module_attrs"]
+           "child", "set_module_attrs", "attention_mismatches"]
 
 #: child names of the query / key / value projections of an attention module
 Q_NAMES = ("q_proj", "query", "q", "to_q", "wq", "q_lin")
@@ -141,6 +141,21 @@ def set_module_attrs(a: AttentionWidths) -> None:
             setattr(m, GROUPS_ATTR, a.heads // a.kv_heads)
 
 
+
+
+def attention_mismatches(model: nn.Module, trusted=frozenset(), candidates=None) -> List[str]:
+    """The head bookkeeping attributes of ``model``'s attention modules that disagree with their weights (what
+    :func:`sync_attention_modules` would rewrite), as sentences; empty when every one agrees."""
+    out = []
+    for a in attention_modules(model, trusted, candidates):
+        m = a.module
+        for names, value in ((HEAD_DIM_ATTRS, a.head_dim), (HEADS_ATTRS, a.heads), (KV_HEADS_ATTRS, a.kv_heads),
+                             (ALL_HEAD_ATTRS, a.heads * a.head_dim)):
+            for n in names:
+                v = m.__dict__.get(n)
+                if isinstance(v, int) and not isinstance(v, bool) and int(v) != value:
+                    out.append(f"{a.name}.{n} is {v} but its projections give {value}")
+    return out
 
 
 def sync_attention_modules(model: nn.Module, trusted=frozenset(), candidates=None) -> None:

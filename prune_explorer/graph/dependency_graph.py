@@ -63,6 +63,11 @@ class DependencyGraph(TorchPruningGraphAPI):
         self.history: List[PruneRecord] = []
         self._undoable: List[PruneRecord] = []  # the last records that still hold what undo() needs (<= undo_depth)
         self._keep_undo = 0  # > 0 inside undoable(): every pruning keeps what undo() needs
+        self._tied: list = []
+        self._read_attributes = frozenset()
+        self._param_attr: dict = {}
+        #: prunings made with ``record_history=False`` (their channels are dead but in no record; see :meth:`lint`)
+        self.unrecorded_prunings = 0
         self.unknown_ops: Dict[str, int] = {}
         self._version = 0
         self._unreached_cache = None
@@ -444,6 +449,36 @@ class DependencyGraph(TorchPruningGraphAPI):
         (a pruner's step holds it to roll back exactly); on leaving, prunings beyond ``undo_depth`` drop it again.
         ``keep=False`` changes nothing."""
         return records.keep_undoable(self, keep)
+
+    def lint(self) -> None:
+        """Check that the graph and its model still agree; raise :class:`~.edit.lint.GraphLintError` listing every
+        broken invariant. Checked: each channel space's alive count equals its layer's live width (and a loose
+        parameter is still the tensor its module holds); the history's records are live, removed disjoint channel
+        ids that are exactly the dead ones, and match the model's stored history (so it replays to the model);
+        tied parameters are one shared tensor; attention modules' head counts and a Hugging Face config hold the
+        widths the modules have. Cheap (no forward pass): ``pe.graph.lint_after_edits()`` runs it after every
+        prune and undo (the test suite does). See :mod:`prune_explorer.graph.edit.lint`."""
+        from .edit.lint import lint
+
+        lint(self)
+
+    # ---- the state pruning reads and writes (public views; only graph/ writes it) -------------------------------
+    @property
+    def tied(self) -> list:
+        """Tied parameters (:func:`~.edit.tied.tied_parameters`): one ``[((module, attribute), name), ...]`` per
+        parameter registered on several modules when the graph was built."""
+        return self._tied
+
+    @property
+    def read_attributes(self) -> frozenset:
+        """``(id(owner), name)`` of the size attributes the traced forward read (kept current by pruning)."""
+        return self._read_attributes
+
+    def param_holder(self, tensor):
+        """The tensor a loose parameter space's module holds now in the place of ``tensor`` (the space's owner), or
+        None for a tensor that is not a traced loose parameter."""
+        where = self._param_attr.get(id(tensor))
+        return None if where is None else getattr(*where)
 
     # ------------------------------------------------------------------------------------------------------------
     # printing

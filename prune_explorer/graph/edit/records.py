@@ -29,6 +29,7 @@ from ..model.channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from ..model.group import Group, GroupItem, fn_name
 from .output_changes import output_changes_message
 from .attribute_sizes import attribute_updates
+from .lint import lint_enabled
 from .snapshot import restore_modules, snapshot_modules
 from .tied import held_tensors, retie, tied_modules
 
@@ -121,7 +122,7 @@ def _snapshot(graph, spaces: List[ChannelSpace]):
             owner, attr = graph._param_attr[id(s.owner)]
             params.append((owner, attr, s.owner, [o for o in graph.spaces if o.owner is s.owner]))
     modules = [s.owner for s in spaces if s.dim is None]
-    modules += tied_modules(getattr(graph, "_tied", ()), modules)  # users of a tied parameter follow (retie)
+    modules += tied_modules(graph.tied, modules)  # users of a tied parameter follow (retie)
     return snapshot_modules(modules), params
 
 
@@ -204,7 +205,7 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
     classes = graph.classes
     changed_outputs = output_changes_message(graph, killed) if classes.at_output[classes.of[killed]].any() else None
     done = False
-    tied = getattr(graph, "_tied", [])
+    tied = graph.tied
     originals = held_tensors(tied)
     try:
         try:
@@ -226,12 +227,16 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
         if record_history:
             graph.history.append(rec)
             model_history(graph.model).append(rec.as_dict())
+        else:
+            graph.unrecorded_prunings += 1
         done = True
     finally:
         if not done:
             finish(_roll_back, graph, snapshot, killed, [s for s, _ in plan] + graph._attr_spaces, before, attributes)
     _keep_record(graph, rec, record_history)
     sync_model(graph)
+    if lint_enabled():
+        graph.lint()
     if changed_outputs:
         warnings.warn(f"prune_explorer: pruning the group rooted at {label} changes the model's outputs: "
                       f"{changed_outputs}. Code that relies on their sizes must follow.", OutputShapeWarning,
@@ -315,6 +320,8 @@ def undo(graph, record: Optional[PruneRecord] = None) -> None:
     lengths = (len(graph.history) - 1, len(hist) - 1 if hist and hist[-1] == record.as_dict() else len(hist))
     finish(_undo, graph, record, lengths)  # all of it, even if an interrupt lands in the middle
     sync_model(graph)
+    if lint_enabled():
+        graph.lint()
 
 
 def _undo(graph, record: PruneRecord, lengths: tuple) -> None:
@@ -343,13 +350,13 @@ def sync_model(graph) -> None:
         candidates = graph.__dict__.get("_attention_candidates")
         if candidates is None:  # the module tree never changes with pruning: looked for once per graph
             candidates = graph._attention_candidates = attention_candidates(model)
-        sync_attention_modules(model, graph._read_attributes, candidates)
+        sync_attention_modules(model, graph.read_attributes, candidates)
     if has_config:
         from ... import hf
 
         if hf.is_hf_model(model):
             try:
-                hf.sync_config(model, graph._read_attributes)
+                hf.sync_config(model, graph.read_attributes)
             except Exception as exc:
                 warnings.warn(f"prune_explorer: model.config could not be updated after pruning "
                               f"({type(exc).__name__}: {exc}); check it with pe.hf.check_config_round_trip(model)")
