@@ -166,8 +166,9 @@ class PruningDriver:
         Args:
             check: run the post-prune check (default: the pruner's ``post_prune_check``).
             on_error: what a failure part-way leaves: :data:`ROLLBACK`, :data:`KEEP` or :data:`KEEP_ON_INTERRUPT`.
-            on_pruned: ``on_pruned(cut)`` after each cut is pruned (``cut.record`` set; None for an empty cut);
-                if it raises, that cut is undone first: a cut is pruned and accounted for whole, or not at all.
+            on_pruned: ``on_pruned(cut)`` after each cut is pruned (``cut.record`` set; None for an empty cut).
+                With it, a cut is pruned and accounted for whole or not at all: a failure (an interrupt) after a
+                pruning and before its ``on_pruned`` returned undoes that pruning first.
             refused: ``refused(cut, error)`` for a cut a layer refuses (nothing pruned); the walk goes on. Without
                 it the error propagates.
             on_abort: ``on_abort(exc)`` when a failure stops the call, before anything is rolled back or checked.
@@ -182,22 +183,23 @@ class PruningDriver:
         applied = Applied()
         start = len(graph.history)
 
+        accounted = [start]  # the history's length when the last cut was accounted for
+
         def account(cut: Cut) -> None:
             applied.cuts.append(cut)
-            if on_pruned is None:
-                return
-            try:
+            if on_pruned is not None:
                 on_pruned(cut)
-            except BaseException:
-                if cut.record is not None and not cut.record.undone and graph.history and graph.history[-1] is cut.record:
-                    graph.undo(cut.record)
-                    cut.record = None
-                raise
+            accounted[0] = len(graph.history)
 
         checked = False
         with graph.undoable():
             try:
-                self.applier(self, cuts, account, refused)
+                try:
+                    self.applier(self, cuts, account, refused)
+                except BaseException:
+                    if on_pruned is not None:  # pruned but not accounted for (an interrupt in between): undone
+                        self._undo_after(accounted[0], applied)
+                    raise
                 self._checked(applied, start, check, what)
                 checked = True
                 if applied.records:
@@ -216,6 +218,15 @@ class PruningDriver:
                     self._checked(applied, start, check, what)
                 raise
         return applied
+
+    def _undo_after(self, n: int, applied: Applied) -> None:
+        graph = self.graph
+        while len(graph.history) > n:
+            rec = graph.history[-1]
+            graph.undo(rec)
+            for cut in applied.cuts:
+                if cut.record is rec:
+                    cut.record = None
 
     def _checked(self, applied: Applied, start: int, check: bool, what: str) -> None:
         """The post-prune check of the records since history entry ``start``, its repair applied to the cuts."""

@@ -5,8 +5,8 @@ The graph describes the model by an alive mask over channel ids (:mod:`..model.c
 invariants that every edit must keep, and raises :class:`GraphLintError` listing each one broken:
 
 * **widths**: every channel space's alive count equals the live width of its layer side (a module's
-  ``get_out_channels`` / ``get_in_channels`` through its pruner; a loose parameter's size along its dim), and a
-  loose parameter space's tensor is still the one its module holds;
+  ``get_out_channels`` / ``get_in_channels`` through its pruner; a loose parameter's size along its dim, for the
+  tensor the graph tracks and the one its module holds);
 * **history**: the graph's records are live (not undone), their removed channel ids are disjoint and exactly the
   channels the mask marks dead (unless a pruning was made with ``record_history=False``), and the model's stored
   history (``pe.graph.model_history``) ends with the same entries, so replaying it rebuilds the model;
@@ -67,11 +67,10 @@ def _width_problems(graph) -> List[str]:
         if s.current_size != alive:
             out.append(f"{s.label}: {s.current_size} channels by its cached indices, {alive} alive in the mask")
         if s.dim is not None:  # a loose parameter
-            held = graph.param_holder(s.owner)
-            if held is not None and held is not s.owner:
-                out.append(f"{s.label}: the module no longer holds the tensor the graph tracks")
-            if s.owner.shape[s.dim] != alive:
-                out.append(f"{s.label}: size {s.owner.shape[s.dim]} along dim {s.dim}, {alive} channels alive")
+            held = graph.param_holder(s.owner)  # what the module holds (sync_config may rescale it into a new tensor)
+            for t in (s.owner, held) if held is not None and held is not s.owner else (s.owner,):
+                if t.shape[s.dim] != alive:
+                    out.append(f"{s.label}: size {t.shape[s.dim]} along dim {s.dim}, {alive} channels alive")
             continue
         getter = getattr(s.pruner, "get_channels", None)
         if getter is None:
