@@ -46,7 +46,7 @@ _FIXED = "#DDDDDD"
 # graph helpers
 # ------------------------------------------------------------------------------------------------------------------
 def _check_graph(DG) -> None:
-    if not getattr(DG, "_built", False):
+    if not getattr(DG, "built", False):
         raise ValueError("the dependency graph is empty: call DG.build_dependency(model, example_inputs) first")
 
 

@@ -85,7 +85,7 @@ class HookedCalibration:
         if not len(self.stats):
             raise CalibrationError(f"{type(self).__name__} has no {self.GATHERED} yet. Fix: {self.GATHER_FIX} "
                                    "before scoring (pruner.step())")
-        self.stats.anchor(getattr(group, "_graph", None))
+        self.stats.anchor(getattr(group, "graph", None))
         return super().__call__(group)
 
     def parts_of(self, item) -> list:

@@ -62,7 +62,7 @@ import torch.nn as nn
 from ..importance import MagnitudeImportance
 from ..importance.gradient import ImportanceError
 from ..plan.meta import meta_aware
-from ..plan.record import explorer_plan
+from ..plan.record import walk_plan
 from ..pruner import BasePruner
 from .export import Export
 from .figures import DEFAULT_SWEEP_RATIOS, Figures
@@ -454,8 +454,11 @@ class ExplorerController:
     def plan(self, name: Optional[str] = None):
         """The accepted decisions as a :class:`~prune_explorer.plan.PruningPlan`: counts per group (not indices), the
         pruner options, parameters and attention heads before and after. Apply it to another copy of the model (the
-        real one behind a meta-device walk) with ``pe.apply_plan`` (see :func:`~prune_explorer.plan.explorer_plan`)."""
-        return explorer_plan(self, name)
+        real one behind a meta-device walk) with ``pe.apply_plan`` (see :func:`~prune_explorer.plan.record.walk_plan`)."""
+        options = dict(self.pruner_kwargs, ignored_layers=list(self.ignored_names))
+        macs = None if self.macs0 is None else (self.macs0, self.macs_now())
+        return walk_plan(self.decisions, self.model, options, self.DG, (self.params0, self.params_now()), macs,
+                         importance=self.importance, pruning_ratio=self.pruning_ratio, name=name)
 
     def export_plan(self, path, name: Optional[str] = None):
         """Write :meth:`plan` as JSON to ``path`` (read it back with ``pe.PruningPlan.load``) and return it."""

@@ -464,6 +464,11 @@ class DependencyGraph(TorchPruningGraphAPI):
 
     # ---- the state pruning reads and writes (public views; only graph/ writes it) -------------------------------
     @property
+    def built(self) -> bool:
+        """Whether :meth:`build_dependency` has run."""
+        return self._built
+
+    @property
     def tied(self) -> list:
         """Tied parameters (:func:`~.edit.tied.tied_parameters`): one ``[((module, attribute), name), ...]`` per
         parameter registered on several modules when the graph was built."""

@@ -184,6 +184,11 @@ class Group:
         self._version = graph._version
 
     @property
+    def graph(self):
+        """The :class:`~prune_explorer.graph.DependencyGraph` this group belongs to."""
+        return self._graph
+
+    @property
     def kind(self) -> Optional[str]:
         """``"attention-heads"`` (the units are whole attention heads), ``"attention-dims"`` (one offset in every
         head) or None (other channels): see :meth:`DependencyGraph.attention_kind`."""
