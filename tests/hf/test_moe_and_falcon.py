@@ -146,3 +146,22 @@ def test_experts_implementations(impl):
     assert _params(model) / n0 <= 0.45
     assert all(w == 64 for _, _, w in hf.stacked_experts(model))
     assert model(ids).logits.shape == (1, 12, VOCAB)
+
+
+def test_falcon_config_says_what_it_cannot_hold(tmp_path):
+    """Falcon derives its head size and attention temperature from ``hidden_size / num_attention_heads``: the pruned
+    model's temperature is the one its weights were trained with, so ``config_problems`` names it and
+    ``pe.save_pruned`` / ``pe.load_pruned`` rebuild the pruned model exactly."""
+    torch.manual_seed(0)
+    model = _falcon().eval()
+    ids = _ids(6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the step warns that the config cannot describe the model
+        _prune(model, ids)
+    assert any("inv_norm_factor" in p for p in hf.config_problems(model))
+    pe.save_pruned(model, tmp_path / "falcon")
+    torch.manual_seed(0)
+    fresh = _falcon().eval()
+    pe.load_pruned(fresh, tmp_path / "falcon")
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(ids).logits, model(ids).logits)
