@@ -18,6 +18,7 @@ import torch
 from ..graph import DEFAULT_ROOT_TYPES
 from ..graph.model.channel_space import SIDE_OUT
 from ..measure.sweep import SweepResult, uniform_sweep
+from ..graph.model.explicit import ExplicitGroup
 from ..validation import check_ratios
 from .session import ExplorerError, check_explorer_ratio
 
@@ -33,6 +34,20 @@ def _threshold(candidates: List[int], importance: List[float], selected: set) ->
     if removed and kept:
         return (max(removed) + min(kept)) / 2.0
     return max(removed) if removed else None
+
+
+def _head_bars(group, candidates: List[int], importance: List[float], selected: set) -> Optional[List[dict]]:
+    """For a group of whole attention heads (the pruner's head groups): one entry per head, ``{"head", "channels",
+    "score" (mean importance of its channels), "removed"}``; None for channel groups (shown channel by channel)."""
+    if not isinstance(group, ExplicitGroup) or not group.units:
+        return None
+    score = dict(zip(candidates, importance))
+    out = []
+    for k, unit in enumerate(group.units):
+        vals = [score[i] for i in unit if i in score and math.isfinite(score[i])]
+        out.append({"head": k, "channels": len(unit), "score": float(np.mean(vals)) if vals else float("nan"),
+                    "removed": bool(unit) and all(int(i) in selected for i in unit)})
+    return out
 
 
 class Figures:
@@ -172,6 +187,7 @@ class Figures:
             "allowed_counts": self.w.allowed_counts(),
             "prediction": self.predict(),
             "guard_skipped": list(reversed(guard_notes)),
+            "heads": _head_bars(g, cand, imp_list, sel),  # one entry per head (head groups), else None
             "note": proposal.skip_reason,  # why the pruner proposes nothing (the user may still choose channels)
             "step": proposal.step,
         }

@@ -77,6 +77,27 @@ def guard_html(items: List[dict]) -> str:
             f"<ul style='margin:2px 0'>{more}{lis}</ul></div>")
 
 
+def head_bars_figure(heads: List[dict], height: int = 250):
+    """One bar per attention head (a head group goes whole): its score, coloured removed or kept (pure, for tests;
+    trace 0: removed heads, trace 1: kept heads)."""
+    import plotly.graph_objects as go
+
+    from ..colors import KEEP_COLOR, REMOVE_COLOR
+
+    data = []
+    for removed, name, color in ((True, "proposed for removal", REMOVE_COLOR), (False, "kept", KEEP_COLOR)):
+        hs = [h for h in heads if h["removed"] == removed]
+        data.append(dict(type="bar", x=[f"head {h['head']}" for h in hs], y=[h["score"] for h in hs],
+                         name=f"{name} ({len(hs)} heads)", marker=dict(color=color),
+                         hovertemplate="%{x}: score %{y:.4g} " + name + "<extra></extra>"))
+    layout = dict(height=height, barmode="overlay", margin=dict(l=48, r=12, t=30, b=40), template="plotly_white",
+                  legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom"),
+                  xaxis=dict(title=dict(text="attention head (whole heads go)", standoff=6),
+                             categoryorder="array", categoryarray=[f"head {h['head']}" for h in heads]),
+                  yaxis=dict(title=dict(text="head score (mean importance)", standoff=4), rangemode="tozero"))
+    return go.Figure(dict(data=data, layout=layout), _validate=False)
+
+
 def histogram_data(card: dict):
     """(kept importances, removed importances, threshold) of a card, finite values only."""
     sel = set(card["selected"])
@@ -229,8 +250,11 @@ class GroupCardView(widgets.VBox):
                 self.pick.value = ""  # another group on show: old channel numbers would mean something else
             finally:
                 self._syncing = False
-        kept, removed, thr = histogram_data(card)
-        self.hist.show(histogram_figure(kept, removed, thr))
+        if card.get("heads"):
+            self.hist.show(head_bars_figure(card["heads"]))
+        else:
+            kept, removed, thr = histogram_data(card)
+            self.hist.show(histogram_figure(kept, removed, thr))
 
 
 def _step(allowed: List[int]) -> int:

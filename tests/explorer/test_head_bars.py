@@ -1,0 +1,32 @@
+"""A head group's chart has one bar per head (whole heads go: every removed bar scores at most every kept one);
+channel groups keep the per-channel histogram."""
+
+import torch
+
+from prune_explorer.explorer import ExplorerController
+from prune_explorer.explorer.views.group_card import head_bars_figure
+
+
+def test_head_group_card_has_one_bar_per_head():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=64, num_hidden_layers=1, num_attention_heads=8,
+                      num_key_value_heads=2, max_position_embeddings=32)
+    c = ExplorerController(LlamaForCausalLM(cfg).eval(), {"input_ids": torch.randint(0, 64, (1, 8))},
+                           ignored_layers=["lm_head"], prune_num_heads=True, head_pruning_ratio=0.5)
+    seen_channel_group = False
+    while c.current is not None and c.card()["heads"] is None:
+        seen_channel_group = True
+        c.skip()
+    assert seen_channel_group and c.current is not None
+    card = c.card()
+    heads = card["heads"]
+    assert len(heads) == len(c.current.units) and sum(h["channels"] for h in heads) == card["channels"]
+    removed = [h["score"] for h in heads if h["removed"]]
+    kept = [h["score"] for h in heads if not h["removed"]]
+    assert removed and kept and max(removed) <= min(kept)  # ranked per head: no removed bar above a kept one
+    assert sum(len(h["channels"] * [0]) for h in heads if h["removed"]) == len(card["selected"])
+    fig = head_bars_figure(heads)
+    assert [len(t.x) for t in fig.data] == [len(removed), len(kept)]
+    assert sorted(fig.data[0].x + fig.data[1].x) == sorted(f"head {h['head']}" for h in heads)
