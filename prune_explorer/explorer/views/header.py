@@ -7,13 +7,11 @@ import ipywidgets as widgets
 from .common import esc, fmt_count, fmt_share
 
 
-def _removed(x) -> str:
-    """"−12.3%", or "nothing removed yet" (never "−0.0%")."""
-    if x is None:
-        return fmt_share(x)
-    if x <= 0:
-        return "nothing removed yet"
-    return "&minus;" + fmt_share(x)
+def _removed(x, extra: str = "") -> str:
+    """The removed share as a red "−12.3%", or a muted "none removed yet" (never "−0.0%")."""
+    if x is not None and x <= 0:
+        return f"<span class='pe-muted{extra}'>none removed yet</span>"
+    return f"<span class='pe-removed{extra}'>" + ("" if x is None else "&minus;") + f"{fmt_share(x)}</span>"
 
 
 def output_html(change, reason: str, curve: dict) -> str:
@@ -53,17 +51,17 @@ def header_html(f: dict) -> str:
     macs_cell = (
         f"<div><div class='pe-muted'>MACs</div><div class='pe-big'><span class='pe-macs-now'>{fmt_count(macs_now)}</span>"
         f" <span class='pe-muted'>/ {fmt_count(f.get('macs_original'))}</span></div>"
-        f"<div><span class='pe-removed'>{_removed(f.get('macs_removed'))}</span>"
+        f"<div>{_removed(f.get('macs_removed'))}"
         " <span class='pe-muted'>of original</span></div></div>"
     )
     cur = f.get("current_ratio")
-    cur_txt = "finished" if f.get("finished") else ("n/a" if cur is None else f"{cur:.2f}")
+    cur_txt = "finished" if f.get("finished") else ("n/a" if cur is None else f"{cur:.2f} selected")
     return (
         "<div class='pe-header'><div class='pe-header-cells'>"
         f"<div><div class='pe-muted'>Parameters</div><div class='pe-big'>"
         f"<span class='pe-params-now' data-value='{int(f['params_now'])}'>{f['params_now']:,}</span>"
         f" <span class='pe-muted'>/ {f['params_original']:,}</span></div>"
-        f"<div><span class='pe-removed pe-params-removed'>{_removed(f['params_removed'])}</span>"
+        f"<div>{_removed(f['params_removed'], ' pe-params-removed')}"
         f" <span class='pe-muted'>of original ({fmt_count(f['params_now'])} left)</span></div></div>"
         + macs_cell
         + f"<div><div class='pe-muted'>Groups</div><div class='pe-big pe-groups'>{f['groups_accepted']} accepted · "
@@ -71,7 +69,7 @@ def header_html(f: dict) -> str:
         f"<div class='pe-muted'>{f['groups_guard_skipped']} skipped by guards · "
         f"{fmt_share(f['channels_removed'])} of prunable channels removed</div></div>"
         f"<div><div class='pe-muted'>Channel ratio</div><div class='pe-big'>{f['pruning_ratio']:.2f}</div>"
-        f"<div class='pe-muted'>current group: {esc(cur_txt)} selected</div></div>"
+        f"<div class='pe-muted'>current group: {esc(cur_txt)}</div></div>"
         "</div></div>"
     )
 
