@@ -1,0 +1,119 @@
+"""Does a pruning step cost no more than a forward pass? (issue 19)
+
+    python benchmarks/floor.py [--models resnet50,densenet121] [--repeats 3] [--no-tp] [--ratio 0.5]
+
+For each torchvision model (random init, seed 0, batch 1 at 224x224, CPU, ``torch.set_num_threads(2)``,
+``torch.set_flush_denormal(True)``), all in this one process, on a fresh copy of the model every time:
+
+* ``forward``: ``model(x)`` under ``no_grad`` (after one warm-up pass);
+* ``build``: ``MagnitudePruner(model, x, MagnitudeImportance(p=2), pruning_ratio=R, ignored_layers=[classifier])``;
+* ``step``: one ``pruner.step()``;
+* ``(b+s)/fwd``: (build + step) / forward, the figure issue 19 asks to bring to <= 1.0 (bar: 1.5).
+
+Medians of ``--repeats`` fresh models (wall-clock; ratios are what to compare on a shared machine). With
+Torch-Pruning importable (``import torch_pruning as tp``) its build and step are measured alike, alternating with
+ours. Last line: densenet201's step / densenet121's step (goal <= 1.5: a step's cost grows linearly with depth),
+when both models are measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import os
+import statistics
+import sys
+import time
+import warnings
+
+import torch
+import torchvision
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import prune_explorer as pe  # noqa: E402
+
+MODELS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "regnet_y_400mf", "densenet121",
+          "densenet201", "vit_b_16", "swin_t"]
+
+
+def _classifier(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def measure(lib, template, x, ratio):
+    """(build s, step s, parameters left) for one fresh copy of ``template``."""
+    model = copy.deepcopy(template)
+    gc.collect()
+    build, pruner = _timed(lambda: lib.pruner.MagnitudePruner(
+        model, x, lib.importance.MagnitudeImportance(p=2), pruning_ratio=ratio, ignored_layers=[_classifier(model)]))
+    step, _ = _timed(pruner.step)
+    return build, step, sum(p.numel() for p in model.parameters())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ratio", type=float, default=0.5)
+    parser.add_argument("--no-tp", action="store_true", help="do not measure Torch-Pruning even if installed")
+    ns = parser.parse_args()
+    torch.set_num_threads(2)
+    torch.set_flush_denormal(True)
+    warnings.simplefilter("ignore")
+    libs = {"pe": pe}
+    if not ns.no_tp:
+        try:
+            import torch_pruning as tp
+            libs["tp"] = tp
+        except Exception:  # pragma: no cover - optional reference
+            pass
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, ratio {ns.ratio}, medians of "
+          f"{ns.repeats} fresh models (wall ms); Torch-Pruning {'measured' if 'tp' in libs else 'not measured'}")
+    head = f"{'model':<20}{'forward':>9}{'build':>9}{'step':>9}{'(b+s)/fwd':>11}{'params':>9}"
+    if "tp" in libs:
+        head += f"{'tp build':>10}{'tp step':>9}{'tp (b+s)/f':>12}{'tp params':>11}"
+    print(head, flush=True)
+    steps = {}
+    for name in ns.models.split(","):
+        torch.manual_seed(0)
+        template = getattr(torchvision.models, name)().eval()
+        x = torch.randn(1, 3, 224, 224)
+        with torch.no_grad():
+            template(x)
+            fwd = statistics.median(_timed(lambda: template(x))[0] for _ in range(max(3, ns.repeats)))
+        res = {k: [] for k in libs}
+        for _ in range(ns.repeats):
+            for k, lib in libs.items():  # alternate, so that drift affects both alike
+                try:
+                    res[k].append(measure(lib, template, x, ns.ratio))
+                except Exception as exc:  # noqa: BLE001 - report and go on
+                    print(f"  {name}: {k} failed: {type(exc).__name__}: {exc}", flush=True)
+                    break
+        row = f"{name:<20}{fwd * 1e3:>9.0f}"
+        for k in libs:
+            r = res[k]
+            if not r:
+                row += f"{'-':>9}{'-':>9}{'-':>11}{'-':>9}" if k == "pe" else f"{'-':>10}{'-':>9}{'-':>12}{'-':>11}"
+                continue
+            b = statistics.median(v[0] for v in r)
+            s = statistics.median(v[1] for v in r)
+            if k == "pe":
+                steps[name] = s
+                row += f"{b * 1e3:>9.0f}{s * 1e3:>9.0f}{(b + s) / fwd:>11.2f}{r[-1][2] / 1e6:>8.2f}M"
+            else:
+                row += f"{b * 1e3:>10.0f}{s * 1e3:>9.0f}{(b + s) / fwd:>12.2f}{r[-1][2] / 1e6:>10.2f}M"
+        print(row, flush=True)
+    if "densenet121" in steps and "densenet201" in steps:
+        print(f"densenet201 step / densenet121 step: {steps['densenet201'] / steps['densenet121']:.2f} (goal <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()
