@@ -434,6 +434,21 @@ class DependencyGraph(TorchPruningGraphAPI):
         new)`` size attributes such a group rewrites too (applied and recorded with it). See :mod:`.records`."""
         return records.prune_group(self, group, record_history, exact, attributes)
 
+    def prune_groups(self, groups: Sequence[Group]) -> PruneRecord:
+        """Remove the channels of several groups at once, with one cut per member (a layer several groups share,
+        such as the input of a layer after a concatenation, is copied once, not once per group). The groups' indices
+        are read on the model as it is now, so decide them all first; they must not share channels. Validated
+        first and atomic like :meth:`prune_group`; the result is ONE record (one :meth:`undo` restores all the
+        groups bit-exactly) whose :meth:`~PruneRecord.entries` are the groups' history entries as if they had been
+        pruned one after another. See :mod:`.edit.records`."""
+        self._check_built()
+        return records.prune_groups(self, list(groups))
+
+    def split_record(self, record: PruneRecord) -> List[PruneRecord]:
+        """The last record, a batched cut of :meth:`prune_groups`, as one record per group (undone and re-applied
+        group by group: same channels, same model); ``[record]`` for a record of one group."""
+        return records.split_record(self, record)
+
     def undo(self, record: Optional[PruneRecord] = None) -> None:
         """Undo the last pruning (or ``record``, which must be the last one)."""
         records.undo(self, record)

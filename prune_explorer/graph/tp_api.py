@@ -106,8 +106,9 @@ class TorchPruningGraphAPI:
             if getattr(rec, "exact", False) or not rec.members:
                 out.append({**rec.as_dict(), "exact": True})
                 continue
-            root = rec.members[0]
-            out.append([rec.root, root["side"] == SIDE_OUT, list(root["idxs"])])
+            for entry in rec.entries():  # a batched cut: one entry per group
+                root = entry["members"][0]
+                out.append([entry["root"], root["side"] == SIDE_OUT, list(root["idxs"])])
         return out
 
     def load_pruning_history(self, pruning_history: Sequence[HistoryEntry]) -> None:

@@ -66,9 +66,16 @@ class Rows:
 
     def power_sum(self, t: torch.Tensor, p: float) -> torch.Tensor:
         """``[len(idx)]``: ``sum |x|^p`` over each row of ``self(t)``, in float32."""
+        size = t.shape[self.dim]
+        if 4 * self.n < size:  # a few channels of many (the inputs of a layer after a concatenation): gather them
+            # first, so that scoring every group of a layer reads its weight about once, not once per group
+            t = t.index_select(self.dim, self.idx.to(t.device))
+            t = t.float()
+            v = t * t if p == 2 else (t.abs() if p == 1 else t.abs().pow(p))
+            v = v.movedim(self.dim, 0).reshape(self.n, -1)
+            return v.sum(1)
         t = t.float()
         v = t * t if p == 2 else (t.abs() if p == 1 else t.abs().pow(p))
-        size = t.shape[self.dim]
         v = v.reshape(math.prod(t.shape[: self.dim]), size, -1)
         v = v.sum(2) if v.shape[2] > 1 else v.reshape(v.shape[0], size)
         v = v.sum(0) if v.shape[0] > 1 else v.reshape(size)

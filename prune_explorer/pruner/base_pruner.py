@@ -369,7 +369,13 @@ class BasePruner(PruningSteps):
         (the last three are None for prunings made outside the pruner's proposals, e.g. a direct ``group.prune()``).
         ``pe.graph.model_history(model)`` holds the same entries without them."""
         blank = {"step": None, "scope": None, "pruning_ratio": None}
-        return [dict(rec.as_dict(), **self._made_by.get(id(rec), blank)) for rec in self.DG.history]
+        out = []
+        for rec in self.DG.history:
+            made = self._made_by.get(id(rec), blank)
+            per_group = made.get("parts")  # a batched cut: what each of its groups was pruned for
+            for k, entry in enumerate(rec.entries()):
+                out.append(dict(entry, **(per_group[k] if per_group else made)))
+        return out
 
     def pruning_history(self) -> List[dict]:
         """Same as :attr:`history` (Torch-Pruning's method name)."""

@@ -47,7 +47,8 @@ from ..errors import PruningError
 from .post_check import Repair, warn_rolled_back
 from .proposal import Proposal
 
-__all__ = ["PruningDriver", "Cut", "Applied", "sequential_applier", "ROLLBACK", "KEEP", "KEEP_ON_INTERRUPT"]
+__all__ = ["PruningDriver", "Cut", "Applied", "sequential_applier", "batched_applier", "ROLLBACK", "KEEP",
+           "KEEP_ON_INTERRUPT"]
 
 #: ``on_error``: any failure part-way undoes everything the call pruned (plans, trials)
 ROLLBACK = "rollback"
@@ -71,6 +72,8 @@ class Cut:
     tag: Any = None
     record: Any = None
     rolled_back: Optional[str] = None
+    #: for a cut pruned in a batch (:func:`batched_applier`): its position among the batch record's groups
+    part: Optional[int] = None
 
 
 @dataclass(eq=False)
@@ -103,6 +106,70 @@ def sequential_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Cal
         pruned(cut)
 
 
+def _batch_group(cut: Cut):
+    """The graph group a cut would prune, when it can be cut together with others (a plain graph group with
+    channels to remove, not a hand-built attention group); else None."""
+    from ..graph import Group
+
+    target, idxs = cut.target, cut.idxs
+    if isinstance(target, Proposal):
+        group = target.group
+        if type(group) is not Group or group.kind is not None:
+            return None
+        if idxs is None:
+            return target.selection if target.proposed_idxs else None
+        return group.select(list(idxs)) if len(idxs) else None
+    if type(target) is not Group or target.kind is not None or (idxs is not None and not len(idxs)):
+        return None
+    return target if idxs is None else target.select(list(idxs))
+
+
+def batched_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Callable[[Cut], None],
+                    refused: Optional[Callable[[Cut, PruningError], None]] = None) -> None:
+    """An :attr:`PruningDriver.applier` that decides first and cuts once: consecutive plain graph groups are
+    collected (a proposal of a generator is then decided on the model before any of them is cut) and pruned together
+    with ``DG.prune_groups`` (one cut per tensor, ONE record; every cut of the batch has that ``record`` and its
+    ``part``); any other cut (attention groups, head dims, extra sources) is pruned on its own after the batch
+    before it was cut. A batch that a layer refuses as a whole is pruned one cut after another, as
+    :func:`sequential_applier` does. The post-prune check splits a failing batch into one record per group before
+    it searches (:meth:`PruningDriver.check`)."""
+    batch: List[tuple] = []
+
+    def flush() -> None:
+        todo = list(batch)
+        batch.clear()
+        if len(todo) > 1:
+            try:
+                rec = driver.graph.prune_groups([g for _, g in todo])
+            except PruningError:
+                rec = None  # a layer refuses the union: one by one, each group on its own
+            if rec is not None:
+                for k, (cut, _) in enumerate(todo):
+                    cut.record, cut.part = rec, k
+                    if isinstance(cut.target, Proposal):
+                        cut.target.record = rec
+                driver.pruner.remember_batch(rec, [c.target for c, _ in todo])
+                for cut, _ in todo:
+                    pruned(cut)
+                return
+        sequential_applier(driver, [c for c, _ in todo], pruned, refused)
+
+    driver._flush = flush  # the walk cuts what is decided before it visits groups decided on the cut model
+    try:
+        for cut in cuts:
+            group = _batch_group(cut)
+            if group is not None:
+                if isinstance(cut.target, Proposal):
+                    cut.target.batched = True
+                batch.append((cut, group))
+                continue
+            flush()
+            sequential_applier(driver, [cut], pruned, refused)
+        flush()
+    finally:
+        driver._flush = None
+
+
 class PruningDriver:
     """The one pruning path of a pruner (module docstring). Built by :class:`~.base_pruner.BasePruner` as
     ``pruner.driver``; it reads the pruner's graph (``DG``), planner, post-prune check and head-dim groups, and
@@ -116,6 +183,7 @@ class PruningDriver:
         self.after_apply: List[Callable[["PruningDriver", Applied], None]] = []
         #: extra group sources for the walk: callables returning an iterable of groups
         self.group_sources: List[Callable[[], Iterable[Any]]] = []
+        self._flush: Optional[Callable[[], None]] = None  # set while batched_applier holds decided cuts
 
     @property
     def graph(self):
@@ -126,11 +194,18 @@ class PruningDriver:
         """Every group a step visits, as the model is now (lazily: each computed after the earlier ones were
         pruned): the graph's groups, the pruner's head-dim groups, then those of :attr:`group_sources`."""
         yield from self.pruner.graph_groups()
+        self._cut_decided()
         head_dims = self.pruner.head_dim_groups
         if head_dims is not None:  # the heads left are narrowed after whole heads were removed
             yield from head_dims.groups()
         for source in self.group_sources:
+            self._cut_decided()
             yield from source()
+
+    def _cut_decided(self) -> None:
+        """Prune the cuts a batched applier holds (the groups that follow are decided on the model they leave)."""
+        if self._flush is not None:
+            self._flush()
 
     def proposals(self, step: int, budgets, on_pruned=None) -> Iterator[Any]:
         """The pruner's :class:`~.proposal.Proposal` for each group of :meth:`groups` at ``step`` with the step's
@@ -155,7 +230,8 @@ class PruningDriver:
         cut.record = record
         return record
 
-    def apply(self, cuts: Iterable[Cut], *, check: Optional[bool] = None, on_error: str = ROLLBACK,
+    def apply(self, cuts: Iterable[Cut], *, applier: Optional[Callable] = None, check: Optional[bool] = None,
+              on_error: str = ROLLBACK,
               on_pruned: Optional[Callable[[Cut], None]] = None,
               refused: Optional[Callable[[Cut, PruningError], None]] = None,
               on_abort: Optional[Callable[[BaseException], None]] = None,
@@ -164,6 +240,7 @@ class PruningDriver:
         post-prune check over them and repair (see the module docstring). Returns :class:`Applied`.
 
         Args:
+            applier: the strategy for this call (default :attr:`applier`), e.g. :func:`batched_applier`.
             check: run the post-prune check (default: the pruner's ``post_prune_check``).
             on_error: what a failure part-way leaves: :data:`ROLLBACK`, :data:`KEEP` or :data:`KEEP_ON_INTERRUPT`.
             on_pruned: ``on_pruned(cut)`` after each cut is pruned (``cut.record`` set; None for an empty cut).
@@ -195,7 +272,7 @@ class PruningDriver:
         with graph.undoable():
             try:
                 try:
-                    self.applier(self, cuts, account, refused)
+                    (applier or self.applier)(self, cuts, account, refused)
                 except BaseException:
                     if on_pruned is not None:  # pruned but not accounted for (an interrupt in between): undone
                         self._undo_after(accounted[0], applied)
@@ -239,6 +316,8 @@ class PruningDriver:
         for cut in applied.cuts:
             if cut.record is None:
                 continue
+            if cut.part is not None and id(cut.record) in repair.split:  # a batch split into its groups
+                cut.record, cut.part = repair.split[id(cut.record)][cut.part], None
             now = repair.current(cut.record)
             if now is None:
                 cut.rolled_back = next(e for r, e in repair.rolled_back if r is cut.record)
@@ -256,10 +335,34 @@ class PruningDriver:
         error = checker.error()
         if error is None:
             return None
+        records, split = self._split_batches(records)  # the search rolls back single groups
         repair = checker.repair(records, error)
+        repair.split = split
         self.pruner.apply_repair(repair)
         warn_rolled_back(repair, what)
         return repair
+
+    def _split_batches(self, records: List[Any]):
+        """``records`` (the newest of the history) with every batched cut (``DG.prune_groups``) turned into one
+        record per group (same channels, same model), and ``{id(batch record): [its groups' records]}``."""
+        split: dict = {}
+        if all(getattr(rec, "parts", None) is None for rec in records):
+            return records, split
+        graph = self.graph
+        for rec in reversed(records):
+            graph.undo(rec)
+        out = []
+        for rec in records:
+            new = graph.redo(rec)
+            if rec.parts is None:
+                self.pruner.record_replaced(rec, new)
+                out.append(new)
+                continue
+            parts = graph.split_record(new)
+            self.pruner.record_split(rec, parts)
+            split[id(rec)] = parts
+            out.extend(parts)
+        return out, split
 
     def undo_since(self, start: int) -> None:
         """Undo every pruning after history entry ``start``, newest first."""

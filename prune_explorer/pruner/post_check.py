@@ -106,6 +106,8 @@ class Repair:
     rolled_back: List[Tuple[Any, str]] = field(default_factory=list)
     replaced: Dict[int, Any] = field(default_factory=dict)
     inconclusive: Optional[str] = None
+    #: ``{id(batched record): [one record per group]}``: batched cuts split before the search (see the driver)
+    split: Dict[int, List[Any]] = field(default_factory=dict)
 
     def current(self, record):
         """The record standing for ``record`` now (itself, its re-applied copy, or None when rolled back)."""

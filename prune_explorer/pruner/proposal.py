@@ -70,6 +70,8 @@ class Proposal:
     on_pruned: Optional[Callable[["Proposal", object], None]] = None
     candidate_idxs: List[int] = field(init=False)
     record: Any = field(init=False, default=None)
+    #: set by a non-interactive step that cuts this proposal together with others (``DG.prune_groups``)
+    batched: bool = field(init=False, default=False)
     _selection: Any = field(init=False, default=None)
 
     def __post_init__(self):

@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 from ..errors import PruningError
 from . import guards as G
 from .guards import SkippedGroup
-from .driver import KEEP_ON_INTERRUPT, Cut
+from .driver import KEEP_ON_INTERRUPT, Cut, batched_applier, sequential_applier
 from .post_check import Repair
 from .proposal import Proposal
 
@@ -52,7 +52,10 @@ class PruningSteps:
         def on_abort(exc: BaseException) -> None:
             self._abort_step(proposals, start, n_skipped, exc)
 
-        self.driver.apply((Cut(p) for p in proposals), on_error=KEEP_ON_INTERRUPT, refused=refused,
+        # decide every graph group, then cut them together (one cut per tensor, one record), unless a custom
+        # applier (compensation) prunes cut by cut
+        applier = batched_applier if self.driver.applier is sequential_applier else None
+        self.driver.apply((Cut(p) for p in proposals), applier=applier, on_error=KEEP_ON_INTERRUPT, refused=refused,
                           on_abort=on_abort, what="pruning step")
         self._warn_config(start)
         return None
@@ -106,6 +109,28 @@ class PruningSteps:
             if space is not None:
                 self.check_failed[space.index] = reason
 
+    def remember_batch(self, record, targets) -> None:
+        """A batched cut (``DG.prune_groups``) of ``targets`` (proposals, or groups pruned outside the proposals):
+        the step, scope and ratio behind each of its groups, for :attr:`history`."""
+        blank = {"step": None, "scope": None, "pruning_ratio": None}
+        made = [{"step": t.step, "scope": t.scope, "pruning_ratio": t.pruning_ratio} if isinstance(t, Proposal)
+                else dict(blank) for t in targets]
+        self._made_by[id(record)] = dict(made[0], parts=made)
+
+    def record_replaced(self, old, new) -> None:
+        """``new`` re-applies ``old`` (same channels): it keeps the step, scope and ratio."""
+        if id(old) in self._made_by:
+            self._made_by[id(new)] = self._made_by[id(old)]
+
+    def record_split(self, batch, parts) -> None:
+        """A batched record split into ``parts`` (one record per group, in order): each keeps its group's step,
+        scope and ratio."""
+        made = self._made_by.get(id(batch))
+        if made is None:
+            return
+        for k, rec in enumerate(parts):
+            self._made_by[id(rec)] = made["parts"][k] if "parts" in made else made
+
     def _past_last_step(self) -> bool:
         if self.current_step <= self.iterative_steps:
             return False
@@ -126,7 +151,7 @@ class PruningSteps:
         try:
             yield proposal
         finally:
-            if not proposal.was_pruned and proposal.skip_kind != G.ERROR:
+            if not proposal.was_pruned and proposal.skip_kind != G.ERROR and not proposal.batched:
                 self._skip(proposal, G.NOT_ACCEPTED,
                            "not pruned: the proposal was not accepted (group.prune() was not called)")
 

@@ -33,8 +33,8 @@ from .lint import lint_enabled
 from .snapshot import restore_modules, snapshot_modules
 from .tied import held_tensors, retie, tied_modules
 
-__all__ = ["HISTORY_ATTR", "model_history", "PruneRecord", "prune_group", "undo", "redo", "keep_undoable",
-           "sync_model"]
+__all__ = ["HISTORY_ATTR", "model_history", "PruneRecord", "prune_group", "prune_groups", "split_record", "undo",
+           "redo", "keep_undoable", "sync_model"]
 
 HISTORY_ATTR = "_prune_explorer_history"
 
@@ -73,6 +73,22 @@ class PruneRecord:
         self.exact = False  # True for a hand-built group pruned with prune_group(exact=True)
         self.root_space: Optional[ChannelSpace] = None  # the group's root channel space
         self._plan: List[tuple] = []  # (space index, original ids its pruner removed), in pruning order
+        #: for a batched cut (:func:`prune_groups`): one dict per group, ``{"entry": its history entry as if the
+        #: groups had been pruned one after another, "root_space", "killed", "plan"}``; None for one group
+        self.parts: Optional[List[dict]] = None
+
+    def entries(self) -> List[dict]:
+        """The history entries this record stands for: :meth:`as_dict` for one group; for a batched cut, one entry
+        per group, with the indices each would have had if the groups had been pruned one after another (so that
+        replaying them in order rebuilds the same model)."""
+        if self.parts is None:
+            return [self.as_dict()]
+        return [p["entry"] for p in self.parts]
+
+    @property
+    def roots(self) -> List[str]:
+        """The root names of the groups this record pruned (one name unless it is a batched cut)."""
+        return [self.root] if self.parts is None else [p["entry"]["root"] for p in self.parts]
 
     def as_dict(self) -> dict:
         d = {"root": self.root, "root_fn": self.root_fn, "members": self.members}
@@ -95,7 +111,8 @@ class PruneRecord:
 
     def __repr__(self):
         n = sum(len(m["idxs"]) for m in self.members)
-        return f"PruneRecord(root={self.root}, members={len(self.members)}, channels={n})"
+        more = f", groups={len(self.parts)}" if self.parts is not None else ""
+        return f"PruneRecord(root={self.root}{more}, members={len(self.members)}, channels={n})"
 
 
 def checked_idxs(s: ChannelSpace, item: GroupItem):
@@ -191,14 +208,147 @@ def redo(graph, record: PruneRecord) -> PruneRecord:
         plan.append((s, list(checked_idxs(s, GroupItem(None, cur, cur)))))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutputShapeWarning)  # said when it was first pruned
-        return _apply_plan(graph, record.root_space, plan, killed, record.exact, True, record.attributes)
+        return _apply_plan(graph, record.root_space, plan, killed, record.exact, True, record.attributes,
+                           parts=record.parts)
+
+
+def prune_groups(graph, groups: List[Group]) -> PruneRecord:
+    """See :meth:`DependencyGraph.prune_groups <prune_explorer.graph.dependency_graph.DependencyGraph.prune_groups>`.
+
+    Every group's indices are read on the model as it is now; each member space is cut once, with the union of
+    what the groups remove from it (a space several groups share, such as the input of a layer after a
+    concatenation, is copied once instead of once per group)."""
+    groups = list(groups)
+    if len(groups) == 1:
+        return prune_group(graph, groups[0])
+    if not groups:
+        raise PruningError("prune_groups needs at least one group")
+    merged: dict = {}  # space index -> (space, [index arrays of the groups, in order])
+    parts: List[dict] = []
+    killed_all = []
+    for group in groups:
+        items = group.items
+        label = group.root_space.label
+        if not items or not items[0].idx_array.size:
+            raise PruningError(f"the group rooted at {label} has no channel to remove")
+        plan = []
+        for it in items:
+            s = it.dep.space
+            try:
+                idxs = checked_idxs(s, it)
+            except PruningError as exc:
+                raise PruningError(f"cannot prune group rooted at {label}: member {s.label}: {exc}") from None
+            arr = np.asarray(idxs if isinstance(idxs, np.ndarray) else list(idxs), dtype=np.int64)
+            plan.append((s, arr))
+            merged.setdefault(s.index, (s, []))[1].append(arr)
+        killed = graph.classes.members(group.classes, graph.alive_mask)
+        killed_all.append(killed)
+        parts.append({"group": group, "plan_arrays": plan, "killed": killed, "root_space": group.root_space})
+    killed = np.concatenate(killed_all)
+    if np.unique(killed).size != killed.size:
+        raise PruningError("prune_groups: the groups share channels; prune them one at a time")
+    plan = []
+    for s, arrays in merged.values():
+        union = np.unique(np.concatenate(arrays))
+        if union.size != sum(a.size for a in arrays):
+            raise PruningError(f"prune_groups: the groups remove the same channels of {s.label}; prune them one at a "
+                               "time")
+        try:
+            idxs = checked_idxs(s, GroupItem(None, union, union))
+        except PruningError as exc:
+            raise PruningError(f"cannot prune these {len(groups)} groups together: member {s.label}: {exc}") from None
+        plan.append((s, idxs if isinstance(idxs, list) else list(idxs)))
+    attributes = attribute_updates(graph, killed, _batch_label(parts))
+    _describe_parts(graph, parts)
+    return _apply_plan(graph, parts[0]["root_space"], plan, killed, False, True, attributes, parts=parts)
+
+
+def _describe_parts(graph, parts: List[dict]) -> None:
+    """Fill each part of a batched cut with its history entry (indices as if the groups were pruned one after
+    another, in order), its removed ids and its plan in original ids; drop the group itself."""
+    removed: dict = {}  # space index -> sorted current indices earlier parts remove
+    cumulative = np.zeros(0, dtype=np.int64)
+    for part in parts:
+        group = part.pop("group")
+        members, plan_ids = [], []
+        for s, arr in part.pop("plan_arrays"):
+            before = removed.get(s.index)
+            seq = arr if before is None else arr - np.searchsorted(before, arr)
+            members.append(_member_entry(s, seq))
+            plan_ids.append((s.index, s.gids(s.alive_idx[arr])))
+            removed[s.index] = arr if before is None else np.union1d(before, arr)
+        root = part["root_space"]
+        entry = {"root": root.name, "root_fn": fn_name(root.handler), "members": members}
+        if graph._attr_spaces:  # the size attributes' values once this group and the ones before it are pruned
+            cumulative = np.concatenate([cumulative, part["killed"]])
+            updates = attribute_updates(graph, cumulative, root.label)
+            if updates:
+                entry["attributes"] = [dict(ref.as_dict(), value=int(new)) for ref, _, new in updates]
+        part["entry"], part["plan"] = entry, plan_ids
+        del group
+
+
+def _batch_label(parts: List[dict]) -> str:
+    names = [p["root_space"].label for p in parts[:3]]
+    more = f" and {len(parts) - 3} more" if len(parts) > 3 else ""
+    return ", ".join(names) + more
+
+
+def split_record(graph, record: PruneRecord) -> List[PruneRecord]:
+    """Turn the last record, a batched cut, into one record per group (the same channels, the same model): undo
+    it, then prune its groups again one after another. Returns the new records (``[record]`` unchanged when it is
+    not a batched cut). Used when a post-prune check must find which of the groups breaks the model."""
+    if record.parts is None:
+        return [record]
+    parts = record.parts
+    undo(graph, record)
+    done: List[PruneRecord] = []
+    ok = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OutputShapeWarning)  # said when the batch was pruned
+            for part in parts:
+                plan = []
+                for index, ids in part["plan"]:
+                    s = graph.spaces[index]
+                    cur = s.rank[ids - s.offset]
+                    plan.append((s, list(checked_idxs(s, GroupItem(None, cur, cur)))))
+                killed = np.asarray(part["killed"], dtype=np.int64)
+                space = part["root_space"]
+                attributes = attribute_updates(graph, killed, space.label)
+                rec = _apply_plan(graph, space, plan, killed, False, True, attributes)
+                rec.root_space = space
+                done.append(rec)
+        ok = True
+    finally:
+        if not ok:  # put the batch back as it was
+            for rec in reversed(done):
+                finish(_undo_if_last, graph, rec)
+            record.undone = False
+            finish(_reapply, graph, record)
+    return done
+
+
+def _undo_if_last(graph, rec: PruneRecord) -> None:
+    if graph.history and graph.history[-1] is rec and not rec.undone:
+        undo(graph, rec)
+
+
+def _reapply(graph, record: PruneRecord) -> None:
+    record.undone = True
+    new = redo(graph, record)
+    # the caller still holds ``record``: let it stand for the re-applied cut
+    graph.history[-1] = record
+    record.undone, record._snapshot, record._killed = False, new._snapshot, new._killed
+    graph._undoable = [record if r is new else r for r in graph._undoable]
 
 
 def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact: bool,
-                record_history: bool, attributes: List[tuple]) -> PruneRecord:
+                record_history: bool, attributes: List[tuple], parts: Optional[List[dict]] = None) -> PruneRecord:
     """Run every member's pruner, set the size ``attributes`` (``(AttributeRef, old, new)``), mark ``killed``
-    removed and record it: all of it, or (on any exception, an interrupt included) none of it."""
-    label = root.label
+    removed and record it: all of it, or (on any exception, an interrupt included) none of it. ``parts``: the
+    groups of a batched cut (:func:`prune_groups`), recorded with it."""
+    label = root.label if parts is None else _batch_label(parts)
     snapshot = _snapshot(graph, [s for s, _ in plan])
     before = (len(graph.history), len(model_history(graph.model)), graph._version)
     plan_ids = [(s.index, s.gids(s.alive_idx[np.asarray(idxs, dtype=np.int64)])) for s, idxs in plan]
@@ -223,10 +373,10 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
         graph._version += 1
         rec = PruneRecord(graph, root.name, fn_name(root.handler), [_member_entry(s, idxs) for s, idxs in plan],
                           killed, snapshot, attributes)
-        rec.exact, rec.root_space, rec._plan = exact, root, plan_ids
+        rec.exact, rec.root_space, rec._plan, rec.parts = exact, root, plan_ids, parts
         if record_history:
             graph.history.append(rec)
-            model_history(graph.model).append(rec.as_dict())
+            model_history(graph.model).extend(rec.entries())
         else:
             graph.unrecorded_prunings += 1
         done = True
@@ -317,7 +467,9 @@ def undo(graph, record: Optional[PruneRecord] = None) -> None:
             "this pruning cannot be undone: set DG.undo_depth = N (N > 0) before pruning to keep what undo needs"
         )
     hist = model_history(graph.model)
-    lengths = (len(graph.history) - 1, len(hist) - 1 if hist and hist[-1] == record.as_dict() else len(hist))
+    entries = record.entries()
+    n = len(entries)
+    lengths = (len(graph.history) - 1, len(hist) - n if len(hist) >= n and hist[len(hist) - n:] == entries else len(hist))
     finish(_undo, graph, record, lengths)  # all of it, even if an interrupt lands in the middle
     sync_model(graph)
     if lint_enabled():

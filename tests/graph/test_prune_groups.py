@@ -1,0 +1,142 @@
+"""Several decided groups cut at once (``DG.prune_groups``): one cut per member, one record, the same model as
+pruning them one after another, an exact undo, all-or-nothing against an interrupt, and history entries that replay."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import prune_explorer as pe
+from prune_explorer.graph import model_history
+from prune_explorer.graph.edit import records
+
+from test_prune_atomic import InterruptAtLine, _same, _state
+
+
+class Dense(nn.Module):
+    """A dense block: every conv reads the concatenation of the stem and every earlier conv's output."""
+
+    def __init__(self, growth: int = 6, depth: int = 3):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.convs = nn.ModuleList(nn.Conv2d(8 + k * growth, growth, 3, padding=1) for k in range(depth))
+        self.head = nn.Conv2d(8 + depth * growth, 4, 1)
+
+    def forward(self, x):
+        feats = [torch.relu(self.stem(x))]
+        for c in self.convs:
+            feats.append(torch.relu(c(torch.cat(feats, 1))))
+        return self.head(torch.cat(feats, 1))
+
+
+X = torch.randn(1, 3, 8, 8)
+
+
+def _decided(DG, model):
+    """Every group with its first and last channel selected, decided on the unpruned model."""
+    groups = list(DG.get_all_groups(ignored_layers=[model.head]))
+    return [g.select([g.root_idxs[0], g.root_idxs[-1]]) for g in groups]
+
+
+def _roots(groups):
+    return [(g.root_space.name, list(g.root_idxs)) for g in groups]
+
+
+def test_one_cut_one_record_same_model_as_one_after_another():
+    torch.manual_seed(0)
+    model = Dense().eval()
+    twin = copy.deepcopy(model)
+    DG = pe.DependencyGraph().build_dependency(model, X)
+    DG.undo_depth = 8
+    state = _state(model)
+    groups = _decided(DG, model)
+    assert len(groups) == 4
+    rec = DG.prune_groups(groups)
+    assert DG.history == [rec] and len(rec.entries()) == 4 and rec.roots == ["stem", "convs.0", "convs.1", "convs.2"]
+    assert model.convs[2].in_channels == 8 + 2 * 6 - 6 and model.head.in_channels == 8 + 3 * 6 - 8
+    # the same channels pruned group by group on a twin: the same tensors
+    DG2 = pe.DependencyGraph().build_dependency(twin, X)
+    for name, root_idxs in _roots(groups):
+        g = next(g for g in DG2.get_all_groups(ignored_layers=[twin.head]) if g.root_space.name == name)
+        kept = [int(g.root_idxs[i]) for i in range(len(g.root_idxs))]
+        g.select([kept[0], kept[-1]]).prune()
+    assert model_history(twin) == model_history(model) == rec.entries()
+    for (k, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert DG.pruning_history() == DG2.pruning_history()
+    # the entries replay on a fresh model
+    torch.manual_seed(0)
+    fresh = Dense().eval()
+    pe.history.apply_history(fresh, model_history(model))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    assert model(X).shape == (1, 4, 8, 8)
+    DG.undo()  # one undo restores every group, bit-exactly (the very same tensors)
+    assert _same(model, state) and model_history(model) == [] and DG.history == []
+    redone = DG.redo(rec)
+    assert model_history(model) == rec.entries() and redone.parts is not None
+    parts = DG.split_record(redone)  # one record per group, same model
+    assert [r.root for r in parts] == rec.roots and DG.history == parts
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    for r in reversed(parts):
+        DG.undo(r)
+    assert _same(model, state)
+
+
+def test_an_interrupt_anywhere_in_prune_groups_leaves_all_or_nothing():
+    torch.manual_seed(0)
+    model = Dense().eval()
+    DG = pe.DependencyGraph().build_dependency(model, X)
+    DG.undo_depth = 1
+    state = _state(model)
+    k, outcomes = 0, set()
+    while True:
+        k += 11 if k else 1
+        groups = _decided(DG, model)
+        with InterruptAtLine(records, k) as injector:
+            try:
+                DG.prune_groups(groups)
+                interrupted = False
+            except KeyboardInterrupt:
+                interrupted = True
+        if not injector.fired:
+            assert not interrupted and len(DG.history) == 1
+            DG.undo()
+            break
+        if DG.history:
+            outcomes.add("pruned")
+            assert model_history(model) == DG.history[-1].entries() and model(X).shape == (1, 4, 8, 8)
+            DG.undo()
+        else:
+            outcomes.add("rolled back")
+            assert model_history(model) == []
+        assert _same(model, state)
+    assert outcomes == {"pruned", "rolled back"}
+
+
+def test_groups_that_share_channels_are_refused_and_nothing_changes():
+    torch.manual_seed(0)
+    model = Dense().eval()
+    DG = pe.DependencyGraph().build_dependency(model, X)
+    state = _state(model)
+    g = _decided(DG, model)[0]
+    with pytest.raises(pe.errors.PruningError, match="share channels"):
+        DG.prune_groups([g, g])
+    assert _same(model, state) and DG.history == []
+
+
+def test_step_cuts_once_and_keeps_per_group_history():
+    torch.manual_seed(0)
+    model = Dense().eval()
+    pr = pe.pruner.MagnitudePruner(model, X, pe.importance.MagnitudeImportance(), pruning_ratio=0.5,
+                                   ignored_layers=[model.head])
+    pr.DG.undo_depth = 1
+    state = _state(model)
+    pr.step()
+    assert len(pr.DG.history) == 1 and [h["root"] for h in pr.history] == ["stem", "convs.0", "convs.1", "convs.2"]
+    assert all(h["step"] == 1 and h["scope"].startswith("local:") for h in pr.history)
+    assert model.head.in_channels == 4 + 3 * 3 and model(X).shape == (1, 4, 8, 8)
+    pr.DG.undo()
+    assert _same(model, state)
