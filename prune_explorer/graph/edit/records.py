@@ -232,25 +232,21 @@ def prune_groups(graph, groups: List[Group]) -> PruneRecord:
         if not items or not items[0].idx_array.size:
             raise PruningError(f"the group rooted at {label} has no channel to remove")
         plan = []
-        for it in items:
+        for it in items:  # validated below, once per member space, with the union of the groups' indices
             s = it.dep.space
-            try:
-                idxs = checked_idxs(s, it)
-            except PruningError as exc:
-                raise PruningError(f"cannot prune group rooted at {label}: member {s.label}: {exc}") from None
-            arr = np.asarray(idxs if isinstance(idxs, np.ndarray) else list(idxs), dtype=np.int64)
+            arr = np.sort(it.idx_array)
             plan.append((s, arr))
             merged.setdefault(s.index, (s, []))[1].append(arr)
         killed = graph.classes.members(group.classes, graph.alive_mask)
         killed_all.append(killed)
         parts.append({"group": group, "plan_arrays": plan, "killed": killed, "root_space": group.root_space})
     killed = np.concatenate(killed_all)
-    if np.unique(killed).size != killed.size:
+    if not _distinct(killed):
         raise PruningError("prune_groups: the groups share channels; prune them one at a time")
     plan = []
     for s, arrays in merged.values():
-        union = np.unique(np.concatenate(arrays))
-        if union.size != sum(a.size for a in arrays):
+        union = np.sort(np.concatenate(arrays)) if len(arrays) > 1 else arrays[0]
+        if not _distinct(union):
             raise PruningError(f"prune_groups: the groups remove the same channels of {s.label}; prune them one at a "
                                "time")
         try:
@@ -261,6 +257,11 @@ def prune_groups(graph, groups: List[Group]) -> PruneRecord:
     attributes = attribute_updates(graph, killed, _batch_label(parts))
     _describe_parts(graph, parts)
     return _apply_plan(graph, parts[0]["root_space"], plan, killed, False, True, attributes, parts=parts)
+
+
+def _distinct(sorted_or_not: np.ndarray) -> bool:
+    a = np.sort(sorted_or_not)
+    return bool((a[1:] != a[:-1]).all())
 
 
 def _describe_parts(graph, parts: List[dict]) -> None:
@@ -276,7 +277,7 @@ def _describe_parts(graph, parts: List[dict]) -> None:
             seq = arr if before is None else arr - np.searchsorted(before, arr)
             members.append(_member_entry(s, seq))
             plan_ids.append((s.index, s.gids(s.alive_idx[arr])))
-            removed[s.index] = arr if before is None else np.union1d(before, arr)
+            removed[s.index] = arr if before is None else np.sort(np.concatenate([before, arr]))
         root = part["root_space"]
         entry = {"root": root.name, "root_fn": fn_name(root.handler), "members": members}
         if graph._attr_spaces:  # the size attributes' values once this group and the ones before it are pruned
@@ -411,7 +412,8 @@ def _roll_back(graph, snapshot, killed: np.ndarray, spaces: List[ChannelSpace], 
 
 def _member_entry(s: ChannelSpace, idxs) -> dict:
     entry = {"name": s.name, "fn": fn_name(s.handler), "side": s.side,
-             "idxs": list(idxs) if isinstance(idxs, CheckedIndices) else [int(i) for i in idxs]}
+             "idxs": list(idxs) if isinstance(idxs, CheckedIndices) else
+             (idxs.tolist() if isinstance(idxs, np.ndarray) else [int(i) for i in idxs])}
     if s.dim is not None:
         entry["dim"] = int(s.dim)  # a loose parameter: the tensor dim that shrank
     return entry
