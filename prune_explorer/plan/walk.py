@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, List, Optional
 
-from ..pruner.driver import ROLLBACK, Cut
+from ..pruner.driver import ROLLBACK, Cut, batched_applier, sequential_applier
 from .decisions import GroupDecision, PlanError, PruningPlan, group_key
 
 __all__ = ["PlanProposal", "plan_proposals", "plan_cuts", "prune_with_plan"]
@@ -58,6 +58,7 @@ def plan_proposals(pruner, plan: PruningPlan) -> Iterator[PlanProposal]:
         d = plan.get(key)
         if d is None:
             continue
+        pruner.driver.before_decide(group)  # cuts held by a batched applier that this decision must see
         current = len(group.root_idxs)
         n = d.count(current)
         idxs = list(pruner.propose(group, n)) if n > 0 else []
@@ -84,7 +85,10 @@ def prune_with_plan(pruner, plan: PruningPlan, strict: bool = True,
         raise PlanError(f"plan {plan.name!r} names {len(missing)} group(s) this model/pruner does not have: "
                         f"{missing[:5]}{' (' + hint + ')' if hint else ''}. Groups here: {keys[:6]}... Fix: apply the "
                         "plan to the architecture it was made for, with the same ignored_layers")
-    applied = pruner.driver.apply(plan_cuts(pruner, plan, strict), check=False, on_error=ROLLBACK,
+    # every group decided on the model as it is, then cut once per tensor (as pruner.step() does), unless a custom
+    # applier (compensation) prunes cut by cut
+    applier = batched_applier if pruner.driver.applier is sequential_applier else None
+    applied = pruner.driver.apply(plan_cuts(pruner, plan, strict), applier=applier, check=False, on_error=ROLLBACK,
                                   on_pruned=_accepted, verify=verify, what="plan")
     return applied.records
 

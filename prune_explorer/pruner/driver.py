@@ -87,7 +87,12 @@ class Applied:
 
     @property
     def records(self) -> List[Any]:
-        return [c.record for c in self.cuts if c.record is not None]
+        """The records, in order, each once (the cuts of a batch share one)."""
+        out: List[Any] = []
+        for c in self.cuts:
+            if c.record is not None and not (out and out[-1] is c.record):
+                out.append(c.record)
+        return out
 
 
 def sequential_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Callable[[Cut], None],
@@ -127,17 +132,22 @@ def _batch_group(cut: Cut):
 def batched_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Callable[[Cut], None],
                     refused: Optional[Callable[[Cut, PruningError], None]] = None) -> None:
     """An :attr:`PruningDriver.applier` that decides first and cuts once: consecutive plain graph groups are
-    collected (a proposal of a generator is then decided on the model before any of them is cut) and pruned together
+    collected and pruned together
     with ``DG.prune_groups`` (one cut per tensor, ONE record; every cut of the batch has that ``record`` and its
     ``part``); any other cut (attention groups, head dims, extra sources) is pruned on its own after the batch
-    before it was cut. A batch that a layer refuses as a whole is pruned one cut after another, as
+    before it was cut. The choices stay those of pruning one group after another: before a group touching a layer
+    that a held cut touches is decided, the held cuts are pruned (:meth:`PruningDriver.before_decide`), so every
+    group is decided on the weights it would have seen. A batch that a layer refuses as a whole is pruned one cut
+    after another, as
     :func:`sequential_applier` does. The post-prune check splits a failing batch into one record per group before
     it searches (:meth:`PruningDriver.check`)."""
     batch: List[tuple] = []
+    pending: set = driver._pending  # the layers the held cuts touch (see PruningDriver.before_decide)
 
     def flush() -> None:
         todo = list(batch)
         batch.clear()
+        pending.clear()
         if len(todo) > 1:
             try:
                 rec = driver.graph.prune_groups([g for _, g in todo])
@@ -162,12 +172,14 @@ def batched_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Callab
                 if isinstance(cut.target, Proposal):
                     cut.target.batched = True
                 batch.append((cut, group))
+                pending.update(id(it.dep.space.owner) for it in group.items)
                 continue
             flush()
             sequential_applier(driver, [cut], pruned, refused)
         flush()
     finally:
         driver._flush = None
+        pending.clear()
 
 
 class PruningDriver:
@@ -184,6 +196,7 @@ class PruningDriver:
         #: extra group sources for the walk: callables returning an iterable of groups
         self.group_sources: List[Callable[[], Iterable[Any]]] = []
         self._flush: Optional[Callable[[], None]] = None  # set while batched_applier holds decided cuts
+        self._pending: set = set()  # id of every layer (or loose parameter) the held cuts touch
 
     @property
     def graph(self):
@@ -202,6 +215,13 @@ class PruningDriver:
             self._cut_decided()
             yield from source()
 
+    def before_decide(self, group) -> None:
+        """Call before deciding ``group``'s channels: when a batched applier holds cuts that touch one of its layers,
+        they are pruned first, so that the decision reads the weights it would read group after group."""
+        if self._flush is not None and self._pending and any(
+                id(it.dep.space.owner) in self._pending for it in group.items):
+            self._flush()
+
     def _cut_decided(self) -> None:
         """Prune the cuts a batched applier holds (the groups that follow are decided on the model they leave)."""
         if self._flush is not None:
@@ -212,6 +232,7 @@ class PruningDriver:
         ``budgets``, each made right before it is yielded."""
         planner = self.pruner.planner
         for group in self.groups():
+            self.before_decide(group)
             yield planner.proposal(group, step, budgets, on_pruned=on_pruned)
 
     # ---- pruning ---------------------------------------------------------------------------------------------------

@@ -127,16 +127,35 @@ def test_groups_that_share_channels_are_refused_and_nothing_changes():
     assert _same(model, state) and DG.history == []
 
 
-def test_step_cuts_once_and_keeps_per_group_history():
+class TwoBranches(nn.Module):
+    """Two independent two-layer branches added at the end: their groups share no layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.a1, self.a2 = nn.Linear(6, 8), nn.Linear(8, 3)
+        self.b1, self.b2 = nn.Linear(6, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.a2(torch.relu(self.a1(x))) + self.b2(torch.relu(self.b1(x)))
+
+
+def test_step_cuts_independent_groups_once_with_the_choices_of_one_after_another():
     torch.manual_seed(0)
-    model = Dense().eval()
-    pr = pe.pruner.MagnitudePruner(model, X, pe.importance.MagnitudeImportance(), pruning_ratio=0.5,
-                                   ignored_layers=[model.head])
+    model = TwoBranches()
+    twin = copy.deepcopy(model)
+    x = torch.randn(2, 6)
+    pr = pe.pruner.MagnitudePruner(model, x, pe.importance.MagnitudeImportance(), pruning_ratio=0.5)
     pr.DG.undo_depth = 1
     state = _state(model)
     pr.step()
-    assert len(pr.DG.history) == 1 and [h["root"] for h in pr.history] == ["stem", "convs.0", "convs.1", "convs.2"]
+    assert len(pr.DG.history) == 1 and [h["root"] for h in pr.history] == ["a1", "b1"]
     assert all(h["step"] == 1 and h["scope"].startswith("local:") for h in pr.history)
-    assert model.head.in_channels == 4 + 3 * 3 and model(X).shape == (1, 4, 8, 8)
+    assert model.a1.out_features == model.b1.out_features == 4 and model(x).shape == (2, 3)
+    # the same channels as group after group, in the interactive loop
+    pr2 = pe.pruner.MagnitudePruner(twin, x, pe.importance.MagnitudeImportance(), pruning_ratio=0.5)
+    for g in pr2.step(interactive=True):
+        g.prune()
+    assert len(pr2.DG.history) == 2 and pr2.history == pr.history
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
     pr.DG.undo()
     assert _same(model, state)
