@@ -100,9 +100,11 @@ def _history_problems(graph) -> List[str]:
         if dead.size != ids.size or not np.array_equal(np.sort(ids), dead):
             out.append(f"{dead.size} channels are dead in the mask but the history removed {ids.size}")
     stored = model_history(graph.model)
-    if len(stored) < len(history):
-        out.append(f"the model's stored history has {len(stored)} entries, the graph's {len(history)}")
-    elif history and stored[-1] != history[-1].as_dict():
+    n_entries = sum(len(rec.entries()) for rec in history)  # a batched cut stands for one entry per group
+    last = history[-1].entries() if history else []
+    if len(stored) < n_entries:
+        out.append(f"the model's stored history has {len(stored)} entries, the graph's {n_entries}")
+    elif history and stored[len(stored) - len(last):] != last:
         out.append("the model's stored history does not end with the graph's last record")
     return out
 
