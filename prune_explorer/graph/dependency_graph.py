@@ -53,7 +53,15 @@ class DependencyGraph(TorchPruningGraphAPI):
     """Traced channel dependencies of a model. Build with :meth:`build_dependency`.
 
     Torch-Pruning's remaining graph methods (``check_pruning_group``, ``pruning_history``, ``register_customized_layer``
-    ...) come from :class:`~prune_explorer.graph.tp_api.TorchPruningGraphAPI`."""
+    ...) come from :class:`~prune_explorer.graph.tp_api.TorchPruningGraphAPI`.
+
+    State (written only by ``graph/``: the build, :mod:`.edit.records` for prune / undo; read through the public
+    views): ``model``, ``nodes``, ``spaces`` (channel spaces) and ``classes`` (coupled-channel classes), fixed once
+    built; :attr:`alive_mask` and :attr:`version`, changed by every prune and undo; ``history`` (live
+    :class:`PruneRecord` objects, newest last) with ``undo_depth`` / :meth:`undoable` deciding which keep what undo
+    needs; :attr:`tied` (shared parameters), :attr:`read_attributes` (size attributes the forward reads),
+    :attr:`head_splits` (attention), :meth:`param_holder` (loose parameters). :meth:`lint` checks that all of it
+    still agrees with the model."""
 
     def __init__(self):
         self.model: Optional[nn.Module] = None
@@ -63,6 +71,7 @@ class DependencyGraph(TorchPruningGraphAPI):
         self.history: List[PruneRecord] = []
         self._undoable: List[PruneRecord] = []  # the last records that still hold what undo() needs (<= undo_depth)
         self._keep_undo = 0  # > 0 inside undoable(): every pruning keeps what undo() needs
+        self._attention_candidates = None  # the modules with q / k projections, looked for at the first sync
         self._tied: list = []
         self._read_attributes = frozenset()
         self._param_attr: dict = {}
@@ -124,6 +133,7 @@ class DependencyGraph(TorchPruningGraphAPI):
         self.traced_on_meta = tracer.meta
         self.head_pruning = head_pruning
         self.model = model
+        self._attention_candidates = None
         self.customized_pruners = customized_pruners
         self.ignored_layers = resolve_layers(model, ignored_layers, error=DependencyError)
         self.nodes = tracer.nodes

@@ -431,7 +431,7 @@ def _keep_record(graph, rec: PruneRecord, record_history: bool) -> None:
 
 
 def _undo_limit(graph) -> int:
-    return 1 << 62 if getattr(graph, "_keep_undo", 0) else graph.undo_depth
+    return 1 << 62 if graph._keep_undo else graph.undo_depth
 
 
 def _trim_undoable(graph) -> None:
@@ -445,7 +445,7 @@ def keep_undoable(graph, keep: bool = True) -> Iterator:
     if not keep:
         yield graph
         return
-    graph._keep_undo = getattr(graph, "_keep_undo", 0) + 1
+    graph._keep_undo += 1
     try:
         yield graph
     finally:
@@ -501,7 +501,7 @@ def sync_model(graph) -> None:
     if graph.head_splits or graph.has_attention_products:
         from ...attention.head_bookkeeping import attention_candidates, sync_attention_modules
 
-        candidates = graph.__dict__.get("_attention_candidates")
+        candidates = graph._attention_candidates
         if candidates is None:  # the module tree never changes with pruning: looked for once per graph
             candidates = graph._attention_candidates = attention_candidates(model)
         sync_attention_modules(model, graph.read_attributes, candidates)
