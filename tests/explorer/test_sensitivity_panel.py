@@ -93,9 +93,11 @@ def test_solve_apply_and_undo_plan_from_the_app():
     assert plan.predicted["params"] <= 0.6 * ex.controller.params0
     p.apply_btn.click()
     assert ex.controller.current is None and "applied plan" in status(ex)
+    assert "Applied" in p.plan_info.value and "Reviewing" not in p.plan_info.value  # the plan text follows
     assert sum(q.numel() for q in ex.model.parameters()) == plan.predicted["params"]
     assert not p.undo_btn.disabled
     p.undo_btn.click()
     assert same_as(ex.model, snap) and ex.controller.decisions == [] and "undid the plan" in status(ex)
+    assert "Reviewing" in p.plan_info.value
     p.stop_btn.click()
     assert ex.sensitivity.plan is None and p.stop_btn.disabled
