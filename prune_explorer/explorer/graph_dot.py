@@ -27,6 +27,11 @@ def _dot_escape(v) -> str:
     return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _plural(n: int, noun: str) -> str:
+    """``'1 layer'``, ``'3 layers'``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _fmt_params(n: int) -> str:
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
         if n >= div:
@@ -171,7 +176,9 @@ class GraphDrawing:
             kind = type(mod).__name__ if mod is not None else "block"
             n_layers = self.block_layers.get(path, 0)
             n_params = sum(p.numel() for p in mod.parameters()) if mod is not None else 0
-            label = f"{path}  ▸\n{kind} · {n_layers} layers · {_fmt_params(n_params)} params"
+            # a leaf module traced op by op (an RMSNorm written with pow/mean/rsqrt) holds operations, not layers
+            count = _plural(n_layers, "layer") if n_layers else _plural(self.blocks.get(path, 0), "operation")
+            label = f"{path}  ▸\n{kind} · {count} · {_fmt_params(n_params)} params"
             a.update(shape="box3d", style="filled", fillcolor="#f8f9fa", tooltip=f"{path}: click to expand")
             classes.append("pe-block")
         else:

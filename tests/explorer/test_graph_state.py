@@ -216,3 +216,23 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(graph_state, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+class _OpNorm(torch.nn.Module):
+    """An RMSNorm written with tensor operations (no layer family): its block holds operations, not layers."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
+
+
+def test_a_leaf_block_of_operations_counts_operations_not_zero_layers():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), _OpNorm(16), torch.nn.Linear(16, 4)).eval()
+    gs = GraphState(ExplorerController(model, torch.randn(2, 8)), max_items=3)
+    gs.expanded.discard("1")
+    src = gs.dot_source()
+    assert " 0 layers" not in src
+    assert re.search(r"_OpNorm · [1-9]\d* operations? · 16 params", src), src
