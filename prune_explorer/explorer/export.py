@@ -49,7 +49,11 @@ def _pretty_history(history) -> str:
     rows = []
     for h in history:
         members = ",\n".join(f"        {json.dumps(m)}" for m in h["members"])
-        rows.append(f'    {{"root": {h["root"]!r}, "members": [\n{members},\n    ]}}')
+        # the size attributes the pruning rewrote (head_dim...): apply_history sets them, the forward reads them
+        attrs = "".join(f",\n        {a!r}" for a in h.get("attributes", ()))
+        attrs = f', "attributes": [{attrs[1:]},\n    ]' if attrs else ""
+        fn = f', "root_fn": {h["root_fn"]!r}' if "root_fn" in h else ""
+        rows.append(f'    {{"root": {h["root"]!r}{fn}, "members": [\n{members},\n    ]{attrs}}}')
     return "[\n" + ",\n".join(rows) + ",\n]"
 
 
@@ -84,8 +88,9 @@ _VERIFY_OUT = [
 def replay_script(accepted, example_inputs, pruning_history: List[dict], model_expr: Optional[str] = None,
                   source=None) -> str:
     """A standalone script applying the accepted decisions (:class:`~.walk.Decision`) to a fresh model: by root
-    layer and root channels through a new dependency graph, or, when attention-head groups were accepted (they are
-    not graph groups), member by member from ``pruning_history``.
+    layer and root channels through a new dependency graph, or, when ``pruning_history`` is given (attention-head
+    groups, which are not graph groups, or a pruner removing whole heads), member by member from it, with the size
+    attributes (``head_dim``...) each entry rewrote: ``pe.history.apply_history`` rebuilds the model exactly.
 
     The model is built by ``model_expr`` (an expression), else by ``source`` (``(import lines, statements)`` from
     :func:`.model_source.model_source`); without either the script stops, saying what to fill in."""
@@ -105,7 +110,7 @@ def replay_script(accepted, example_inputs, pruning_history: List[dict], model_e
         "# (a trained model: load its weights here, as before the explorer pruned it)",
         *_VERIFY_IN,
     ]
-    if any(d.explicit for d in accepted):
+    if pruning_history:
         body = [
             "",
             "# every pruned member (layer, pruning function, channel indices at that time), group by group",
@@ -163,9 +168,15 @@ class Export:
         transformers; :mod:`.model_source`); failing all that, the script stops with a line saying what to fill in.
         """
         accepted = [d for d in self.w.decisions if d.action == "accept"]
-        history = self.pruning_history if any(d.explicit for d in accepted) else []
+        history = self.pruning_history if self._replays_history(accepted) else []
         source = None if model_expr else self.source
         return replay_script(accepted, self.s.example_inputs, history, model_expr, source)
+
+    def _replays_history(self, accepted) -> bool:
+        """Whether the script replays the pruning history rather than re-finding groups on a fresh graph: for
+        attention-head groups (not graph groups), and for a pruner that removes whole heads (its graph groups whole
+        heads, which a default graph in the script would not)."""
+        return any(d.explicit for d in accepted) or bool(getattr(self.s.pruner, "prune_num_heads", False))
 
     def runs_as_downloaded(self) -> bool:
         """Whether :meth:`code` builds the model by itself (a builder or a library name is known)."""

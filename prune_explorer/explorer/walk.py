@@ -479,7 +479,8 @@ class Walk:
     def replay(self, old: List[Decision]) -> List[str]:
         """Walk the groups again, re-taking the decisions of ``old`` (by original channel ids) where they apply.
         Returns the roots of the decisions that could not be re-taken."""
-        pending = {d.root: d for d in old}
+        # by group key, not root name: a whole-heads group and its head-dims group share their root layer
+        pending = {d.key or d.root: d for d in old}
         self.decisions = []
         self._iter = iter(self.groups())
         dropped = []
@@ -489,12 +490,13 @@ class Walk:
             g = self.current
             if g is None:
                 break
-            if g.root_name not in pending:
+            key = group_key(g)
+            if key not in pending:
                 # decisions are a prefix of the walk: a group that was not walked before (e.g. a layer no longer
                 # ignored) comes first now, so the decisions after it cannot be kept
                 self.replay_stopped_at = g.root_name
                 break
-            d = pending.pop(g.root_name)
+            d = pending.pop(key)
             if d.action == "skip":
                 self.skip_current()
                 continue
@@ -510,5 +512,5 @@ class Walk:
                 self.apply(cur, proposed=d.proposed)
             except ExplorerError:
                 dropped.append(d.root)
-        dropped.extend(pending)
+        dropped.extend(d.root for d in pending.values())
         return dropped
