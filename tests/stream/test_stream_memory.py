@@ -38,11 +38,11 @@ def test_checkpoint_4x_larger_than_peak_memory_streams(tmp_path):
 
     from prune_explorer.stream.synthetic import write_random_checkpoint
 
-    config = LlamaConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=11, num_attention_heads=12,
+    config = LlamaConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=16, num_attention_heads=12,
                          num_key_value_heads=12, vocab_size=2048, use_cache=False)
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "out")
     size = write_random_checkpoint(ckpt, config, dtype=torch.float32)
-    assert size > 400e6
+    assert size > 550e6  # ~6x the peak increase measured (about 90 MB), so the 4x bound holds with room
     plan = meta_plan(config)
     plan.save(str(tmp_path / "plan.json"))
     tiny = make_config("llama", num_hidden_layers=1)
