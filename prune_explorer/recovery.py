@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from .calibration import Calibration, as_calibration
 from .errors import PruneExplorerError
 from .inputs import call_model
+from .validation import is_positive_int
 
 __all__ = ["recover", "RecoveryResult", "distillation_loss", "kept_channels"]
 
@@ -104,7 +105,7 @@ def recover(model: nn.Module, teacher: nn.Module, data, steps: int = 200, lr: fl
         hidden_weight, hidden_channels: hidden-state matching (module docstring); ``hidden_channels`` None: the
             student's last hidden state has the teacher's width.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if not is_positive_int(steps):
         raise PruneExplorerError(f"recover: steps={steps!r} must be a positive int")
     if model is teacher:
         raise PruneExplorerError("recover: the teacher is the model itself; pass a copy made before pruning "

@@ -157,6 +157,15 @@ def check_indices(idxs: Any, size: Optional[int] = None, *, what: str = "channel
 # ----------------------------------------------------------------------------------------------------------------
 # ratios
 # ----------------------------------------------------------------------------------------------------------------
+def is_positive_int(x: Any) -> bool:
+    """True for an int >= 1 (a count: batches, steps, tokens); bools are not counts.
+
+    >>> is_positive_int(3), is_positive_int(0), is_positive_int(True), is_positive_int(2.0)
+    (True, False, False, False)
+    """
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
 def is_ratio(x: Any, *, low_open: bool = False, high_open: bool = True) -> bool:
     """True for a finite real number (not a bool) in ``[0, 1)`` (the default) or the interval the flags give.
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..errors import CalibrationError
 from ..inputs import to_device
+from ..validation import is_positive_int
 
 __all__ = ["Calibration", "as_calibration"]
 
@@ -57,8 +58,7 @@ class Calibration:
         if not callable(data) and not isinstance(data, Iterable):
             raise CalibrationError(f"calibration data must be an iterable of batches (a list, a DataLoader...), "
                                    f"got {type(data).__name__}")
-        if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int)
-                                        or num_batches < 1):
+        if num_batches is not None and not is_positive_int(num_batches):
             raise CalibrationError(f"num_batches={num_batches!r} must be a positive int or None (all batches)")
         self.data = data
         self.num_batches = num_batches

@@ -39,6 +39,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from ..validation import is_positive_int
 from .decisions import PlanError
 
 __all__ = ["is_meta_model", "needs_weights", "check_importance", "planning_importance", "causal_lm_inputs",
@@ -112,9 +113,9 @@ def causal_lm_inputs(model: nn.Module, tokens: int = 8, batch: int = 1) -> dict:
     >>> x["input_ids"].shape, x["attention_mask"].shape, x["attention_mask"][0, 0, 0].tolist()[1] < -1e30
     (torch.Size([1, 3]), torch.Size([1, 1, 3, 3]), True)
     """
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+    if not is_positive_int(tokens):
         raise PlanError(f"tokens={tokens!r} must be a positive int (the sequence length of the example)")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+    if not is_positive_int(batch):
         raise PlanError(f"batch={batch!r} must be a positive int")
     w = _first_float(model)
     device = w.device if w is not None else torch.device("cpu")
