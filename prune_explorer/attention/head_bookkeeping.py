@@ -126,15 +126,23 @@ def attention_modules(model: nn.Module, trusted=frozenset(), candidates=None) ->
 
 
 
-def set_module_attrs(a: AttentionWidths) -> None:
-    """Bring an attention module's int bookkeeping in line with its weights (only attributes it already has)."""
+def _stale_head_attrs(a: AttentionWidths):
+    """``(attribute, value now, value the weights give)`` for each int head attribute of ``a.module`` (head size,
+    heads, key-value heads, all-heads width) that disagrees with its projections."""
     m = a.module
     for names, value in ((HEAD_DIM_ATTRS, a.head_dim), (HEADS_ATTRS, a.heads), (KV_HEADS_ATTRS, a.kv_heads),
                          (ALL_HEAD_ATTRS, a.heads * a.head_dim)):
         for n in names:
             v = m.__dict__.get(n)
             if isinstance(v, int) and not isinstance(v, bool) and int(v) != value:
-                setattr(m, n, value)
+                yield n, v, value
+
+
+def set_module_attrs(a: AttentionWidths) -> None:
+    """Bring an attention module's int bookkeeping in line with its weights (only attributes it already has)."""
+    m = a.module
+    for n, _, value in _stale_head_attrs(a):  # lazily: each check sees the attributes set before it
+        setattr(m, n, value)
     v = m.__dict__.get(GROUPS_ATTR)
     if isinstance(v, int) and not isinstance(v, bool) and a.kv_heads and a.heads % a.kv_heads == 0:
         if int(v) != a.heads // a.kv_heads:
@@ -148,13 +156,7 @@ def attention_mismatches(model: nn.Module, trusted=frozenset(), candidates=None)
     :func:`sync_attention_modules` would rewrite), as sentences; empty when every one agrees."""
     out = []
     for a in attention_modules(model, trusted, candidates):
-        m = a.module
-        for names, value in ((HEAD_DIM_ATTRS, a.head_dim), (HEADS_ATTRS, a.heads), (KV_HEADS_ATTRS, a.kv_heads),
-                             (ALL_HEAD_ATTRS, a.heads * a.head_dim)):
-            for n in names:
-                v = m.__dict__.get(n)
-                if isinstance(v, int) and not isinstance(v, bool) and int(v) != value:
-                    out.append(f"{a.name}.{n} is {v} but its projections give {value}")
+        out.extend(f"{a.name}.{n} is {v} but its projections give {value}" for n, v, value in _stale_head_attrs(a))
     return out
 
 
