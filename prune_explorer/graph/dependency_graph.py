@@ -39,6 +39,7 @@ from .model.channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from .model.classes import ChannelClasses
 from .model.group import Group, fn_name
 from .model.node import Node
+from .model.state import DependencyGraphState
 from .edit.records import HISTORY_ATTR, PruneRecord, model_history
 from .edit.tied import couple_tied_spaces, tied_parameters
 from .tp_api import TorchPruningGraphAPI
@@ -55,38 +56,19 @@ class DependencyGraph(TorchPruningGraphAPI):
     Torch-Pruning's remaining graph methods (``check_pruning_group``, ``pruning_history``, ``register_customized_layer``
     ...) come from :class:`~prune_explorer.graph.tp_api.TorchPruningGraphAPI`.
 
-    State (written only by ``graph/``: the build, :mod:`.edit.records` for prune / undo; read through the public
-    views): ``model``, ``nodes``, ``spaces`` (channel spaces) and ``classes`` (coupled-channel classes), fixed once
-    built; :attr:`alive_mask` and :attr:`version`, changed by every prune and undo; ``history`` (live
-    :class:`PruneRecord` objects, newest last) with ``undo_depth`` / :meth:`undoable` deciding which keep what undo
-    needs; :attr:`tied` (shared parameters), :attr:`read_attributes` (size attributes the forward reads),
-    :attr:`head_splits` (attention), :meth:`param_holder` (loose parameters). :meth:`lint` checks that all of it
-    still agrees with the model."""
+    State: one documented object, :attr:`state` (a :class:`~.model.state.DependencyGraphState`), written only by ``graph/``
+    (the build; :mod:`.edit.records` for prune / undo) and read everywhere else through the public views:
+    ``model``, ``nodes``, ``spaces`` (channel spaces) and ``classes`` (coupled-channel classes), fixed once built;
+    :attr:`alive_mask` and :attr:`version`, changed by every prune and undo; ``history`` (live :class:`PruneRecord`
+    objects, newest last) with ``undo_depth`` / :meth:`undoable` deciding which keep what undo needs; :attr:`tied`
+    (shared parameters), :attr:`read_attributes` (size attributes the forward reads), :attr:`head_splits`
+    (attention), :meth:`param_holder` (loose parameters). :meth:`lint` checks that all of it still agrees with the
+    model and with itself."""
 
     def __init__(self):
-        self.model: Optional[nn.Module] = None
-        self.nodes: Dict[str, Node] = {}
-        self.module2node: Dict[nn.Module, Node] = {}
-        self.spaces: List[ChannelSpace] = []
-        self.history: List[PruneRecord] = []
-        self._undoable: List[PruneRecord] = []  # the last records that still hold what undo() needs (<= undo_depth)
-        self._keep_undo = 0  # > 0 inside undoable(): every pruning keeps what undo() needs
-        self._attention_candidates = None  # the modules with q / k projections, looked for at the first sync
-        self._tied: list = []
-        self._read_attributes = frozenset()
-        self._param_attr: dict = {}
-        #: prunings made with ``record_history=False`` (their channels are dead but in no record; see :meth:`lint`)
-        self.unrecorded_prunings = 0
-        self.unknown_ops: Dict[str, int] = {}
-        self._version = 0
-        self._unreached_cache = None
-        self._built = False
-        #: how many recent prunings keep what ``undo()`` needs (the replaced tensors). 0 = no undo, no memory cost.
-        self.undo_depth = 0
-        #: pruners for layer types the library does not know (``register_customized_layer``; used by the next build)
-        self.customized_pruners: dict = {}
-        #: layers ``get_all_groups`` never uses (``build_dependency(ignored_layers=...)``, as Torch-Pruning)
-        self.ignored_layers: list = []
+        #: everything the graph knows, one documented object (:class:`~.model.state.DependencyGraphState`); only ``graph/``
+        #: writes it, every other reader goes through the views below
+        self.state = DependencyGraphState()
 
     # ------------------------------------------------------------------------------------------------------------
     # building
@@ -126,75 +108,64 @@ class DependencyGraph(TorchPruningGraphAPI):
         own_configs(model)  # pruning rewrites config fields: never those of a config shared with other models
         tracer = trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners,
                              unwrapped_parameters, head_pruning)
-        #: parameters registered on several modules (:mod:`.tied`): their users' channels are coupled, and
-        #: pruning keeps each one a single tensor
-        self._tied = tied_parameters(model)
-        couple_tied_spaces(tracer, self._tied)
-        self.traced_on_meta = tracer.meta
-        self.head_pruning = head_pruning
-        self.model = model
-        self._attention_candidates = None
-        self.customized_pruners = customized_pruners
-        self.ignored_layers = resolve_layers(model, ignored_layers, error=DependencyError)
-        self.nodes = tracer.nodes
-        self.module2node = {n.module: n for n in tracer.nodes.values() if n.module is not None}
-        self.param2node = {id(s.owner): tracer.nodes[s.name] for s in tracer.spaces.spaces if s.dim is not None}
-        self.unknown_ops = dict(tracer.unknown_ops)
-        self.internal_errors = list(tracer.internal_errors)
-        self.spaces = tracer.spaces.spaces
-        self._param_attr = {id(p): (owner, attr) for (_, owner, attr, p) in tracer.loose_params.values()}
-        #: the hidden spaces of size attributes (``self.hidden_dim``...), rewritten by pruning, never group members
-        self._attr_spaces = attribute_spaces(self.spaces)
-        attr_spaces, ratios = self._attr_spaces, tracer.constant_ratios
-        #: the coupled-channel classes (see :mod:`.classes`)
-        self.classes = ChannelClasses.from_trace(tracer, checks=(
+        st = self.state
+        st.tied = tied_parameters(model)  # their users' channels are coupled; pruning keeps each one a single tensor
+        couple_tied_spaces(tracer, st.tied)
+        st.traced_on_meta = tracer.meta
+        st.head_pruning = head_pruning
+        st.model = model
+        st.attention_candidates = None
+        st.customized_pruners = customized_pruners
+        st.ignored_layers = resolve_layers(model, ignored_layers, error=DependencyError)
+        st.nodes = tracer.nodes
+        st.module2node = {n.module: n for n in tracer.nodes.values() if n.module is not None}
+        st.param2node = {id(s.owner): tracer.nodes[s.name] for s in tracer.spaces.spaces if s.dim is not None}
+        st.unknown_ops = dict(tracer.unknown_ops)
+        st.internal_errors = list(tracer.internal_errors)
+        st.spaces = tracer.spaces.spaces
+        st.param_attr = {id(p): (owner, attr) for (_, owner, attr, p) in tracer.loose_params.values()}
+        st.attr_spaces = attr_spaces = attribute_spaces(st.spaces)
+        ratios = tracer.constant_ratios
+        st.classes = ChannelClasses.from_trace(tracer, checks=(
             lambda of, reasons: check_attribute_scales(of, reasons, attr_spaces),
             lambda of, reasons: check_attribute_ratios(of, reasons, attr_spaces, ratios)))
-        self._outputs = [(name, shape, [f.numpy() for f in fields]) for name, shape, fields in tracer.outputs]
-        self._space_of = tracer.spaces.space_of_gid_array()
-        #: loose parameter spaces that act as a linear layer's outputs (a weight's output dim in ``F.linear`` or an
-        #: experts' ``grouped_mm``): they root groups like ``nn.Linear`` outputs (with ``nn.Linear`` in the roots)
-        self.param_roots = frozenset(self._param_root_spaces(tracer))
-        self._alive = tracer.spaces.bind_alive()
-        self._space_nodes = {s.index: tracer.nodes[s.name] for s in self.spaces}
-        self._deps = {}  # (root space, member space) -> their Dependency (immutable)
-        self._read_attributes = frozenset(tracer.read_attributes)  # (id(owner), name) the forward used
-        n = tracer.spaces.next_gid
-        self._attr_partner = np.full(n, -1, dtype=np.int64)  # attribute position -> a channel it counts
-        if tracer.attr_partner:
-            k = np.fromiter(tracer.attr_partner.keys(), dtype=np.int64)
-            self._attr_partner[k] = np.fromiter(tracer.attr_partner.values(), dtype=np.int64)
-        self._visible = np.ones(n, dtype=bool)  # False for the hidden ids of size attributes
-        for s in self._attr_spaces:
-            self._visible[s.offset:s.offset + s.size] = False
-        #: attention head splits (:func:`~prune_explorer.attention.heads.find_attention`), and per class 0 / 1 (head
-        #: dims) / 2 (whole heads); a model without a head split never loads :mod:`prune_explorer.attention`
-        self._head_splits, self._head_kind = [], None
-        #: whether the trace met a product of two activations' channels (``q @ k^T``, ``scaled_dot_product_attention``)
-        self.has_attention_products = bool(tracer.contracted_ids)
+        st.outputs = [(name, shape, [f.numpy() for f in fields]) for name, shape, fields in tracer.outputs]
+        st.space_of = tracer.spaces.space_of_gid_array()
+        st.param_roots = frozenset(self._param_root_spaces(tracer))
+        st.alive = tracer.spaces.bind_alive()
+        st.space_nodes = {s.index: tracer.nodes[s.name] for s in st.spaces}
+        st.deps = {}
+        st.unreached_cache = None
+        st.read_attributes = frozenset(tracer.read_attributes)
+        st.visible = np.ones(tracer.spaces.next_gid, dtype=bool)
+        for s in st.attr_spaces:
+            st.visible[s.offset:s.offset + s.size] = False
+        # a model without a head split never loads :mod:`prune_explorer.attention`
+        st.head_splits, st.head_kind = [], None
+        st.has_attention_products = bool(tracer.contracted_ids)
         if tracer.head_splits:
             from ..attention.heads import find_attention
-            self._head_splits, self._head_kind = find_attention(self, tracer)
+            st.head_splits, st.head_kind = find_attention(self, tracer)
         tracer.close()  # nothing keeps the trace (nor, after a real forward pass, its activations) alive
-        self._built = True
+        st.built = True
         return self
 
     def _param_root_spaces(self, tracer) -> List[int]:
         if not tracer.weight_out_ids:
             return []
         ids = np.unique(np.concatenate([t.numpy() for t in tracer.weight_out_ids]))
-        spaces = np.unique(self._space_of[ids[ids >= 0]])
+        spaces = np.unique(self.state.space_of[ids[ids >= 0]])
         return [int(i) for i in spaces if i >= 0 and self.spaces[i].dim is not None]
 
     # ------------------------------------------------------------------------------------------------------------
     # lookups
     # ------------------------------------------------------------------------------------------------------------
     def _check_built(self):
-        if not self._built:
+        if not self.state.built:
             raise DependencyError("the graph is empty: call build_dependency(model, example_inputs) first")
 
     def space_node(self, space: ChannelSpace) -> Node:
-        return self._space_nodes[space.index]
+        return self.state.space_nodes[space.index]
 
     def spaces_of(self, layer) -> List[ChannelSpace]:
         """The channel spaces of a module or loose parameter (empty if it has none)."""
@@ -253,11 +224,55 @@ class DependencyGraph(TorchPruningGraphAPI):
     def is_in_channel_pruning_fn(fn) -> bool:
         return layer_registry.is_in_channel_pruning_fn(fn)
 
+    # ---- read-only views of :attr:`state` (the build sets them; see :class:`~.model.state.DependencyGraphState`) -----------
+    model = property(lambda self: self.state.model, doc="The traced model (pruning edits it in place).")
+    nodes = property(lambda self: self.state.nodes, doc="Graph nodes by qualified name, in trace order.")
+    module2node = property(lambda self: self.state.module2node, doc="Module -> its graph :class:`Node`.")
+    param2node = property(lambda self: self.state.param2node, doc="``id(loose parameter)`` -> its graph node.")
+    spaces = property(lambda self: self.state.spaces, doc="Every :class:`ChannelSpace` (``spaces[i].index == i``).")
+    classes = property(lambda self: self.state.classes, doc="The coupled-channel classes (see :mod:`.model.classes`).")
+    history = property(lambda self: self.state.history,
+                       doc="Live :class:`PruneRecord` objects, oldest first (``undo`` pops the newest).")
+    unrecorded_prunings = property(
+        lambda self: self.state.unrecorded_prunings,
+        doc="Prunings made with ``record_history=False`` (their channels are dead but in no record; see :meth:`lint`).")
+    unknown_ops = property(lambda self: self.state.unknown_ops,
+                           doc="Op name -> how many of its calls the trace could not follow.")
+    internal_errors = property(lambda self: self.state.internal_errors, doc="Internal errors the trace met.")
+    traced_on_meta = property(lambda self: self.state.traced_on_meta,
+                              doc="Whether the trace ran on meta stand-ins (no arithmetic).")
+    head_pruning = property(lambda self: self.state.head_pruning,
+                            doc="``\"dims\"`` or ``\"heads\"``, as given to :meth:`build_dependency`.")
+    param_roots = property(
+        lambda self: self.state.param_roots,
+        doc="Loose parameter spaces that act as a linear layer's outputs (a weight's output dim in ``F.linear`` or "
+            "an experts' ``grouped_mm``): they root groups like ``nn.Linear`` outputs.")
+    has_attention_products = property(
+        lambda self: self.state.has_attention_products,
+        doc="Whether the trace met a product of two activations' channels (``q @ k^T``, "
+            "``scaled_dot_product_attention``).")
+    customized_pruners = property(
+        lambda self: self.state.customized_pruners,
+        doc="Pruners for layer types the library does not know (``register_customized_layer``; used by the next "
+            "build).")
+    ignored_layers = property(lambda self: self.state.ignored_layers,
+                              doc="Layers ``get_all_groups`` never uses (``build_dependency(ignored_layers=...)``).")
+
+    @property
+    def undo_depth(self) -> int:
+        """How many recent prunings keep what :meth:`undo` needs (the replaced tensors). 0 = no undo, no memory cost.
+        Settable (``DG.undo_depth = N``); :meth:`undoable` keeps everything inside a block."""
+        return self.state.undo_depth
+
+    @undo_depth.setter
+    def undo_depth(self, n: int) -> None:
+        self.state.undo_depth = n
+
     # ---- read-only views for tools built on the graph (explorer, pruner) ----------------------------------------
     @property
     def version(self) -> int:
         """A counter that changes after every prune and undo (use it to cache results per model state)."""
-        return self._version
+        return self.state.version
 
     @property
     def channel_class(self) -> np.ndarray:
@@ -278,7 +293,7 @@ class DependencyGraph(TorchPruningGraphAPI):
     @property
     def alive_mask(self) -> np.ndarray:
         """``alive_mask[gid]``: that channel is still in the model (read it, do not write it)."""
-        return self._alive
+        return self.state.alive
 
     def blocked_class_mask(self, ignored_layers) -> np.ndarray:
         """Classes containing an output channel of one of ``ignored_layers`` (modules or qualified names; what
@@ -306,9 +321,9 @@ class DependencyGraph(TorchPruningGraphAPI):
 
     def _unreached(self) -> np.ndarray:
         """:func:`.fixed_widths.unreached_mask` with the default roots, cached per graph version."""
-        if self._unreached_cache is None or self._unreached_cache[0] != self._version:
-            self._unreached_cache = (self._version, fixed_widths.unreached_mask(self))
-        return self._unreached_cache[1]
+        if self.state.unreached_cache is None or self.state.unreached_cache[0] != self.state.version:
+            self.state.unreached_cache = (self.state.version, fixed_widths.unreached_mask(self))
+        return self.state.unreached_cache[1]
 
     def fixed_widths(self, ignored_layers: Iterable = (), root_module_types=None) -> List["fixed_widths.FixedWidth"]:
         """Every layer side (as built) with channels that no group of :meth:`get_all_groups` (same
@@ -328,26 +343,26 @@ class DependencyGraph(TorchPruningGraphAPI):
     def attention_kind(self, classes: np.ndarray) -> Optional[str]:
         """``"attention-heads"`` when ``classes`` include whole attention heads, ``"attention-dims"`` when they include
         head dims (one offset in every head), None for other channels."""
-        if self._head_kind is None:
+        if self.state.head_kind is None:
             return None
         from ..attention.heads import attention_kind
-        return attention_kind(self._head_kind, classes)
+        return attention_kind(self.state.head_kind, classes)
 
     @property
     def head_splits(self) -> List[tuple]:
         """The attention head splits the graph found, ``(grid, head axis, head-dim axis, kind)`` each: ``grid`` holds
         the global channel ids of the split (0 where none), ``kind`` is 2 for whole heads, 1 for head dims."""
-        return self._head_splits
+        return self.state.head_splits
 
     def space_of_channel(self, gid: int) -> ChannelSpace:
         """The channel space holding global channel id ``gid``."""
-        return self.spaces[int(self._space_of[gid])]
+        return self.spaces[int(self.state.space_of[gid])]
 
     def attention_blocks(self) -> List["AttentionHeads"]:
         """Every attention block the graph found, as the model is now: its heads, key-value heads and head size,
         what they were when the graph was built, and which heads / head dims were removed (see
         :class:`~prune_explorer.attention.heads.AttentionHeads`). A pruning plan records these per block."""
-        if not self._head_splits:
+        if not self.state.head_splits:
             return []
         from ..attention.heads import attention_blocks
         return attention_blocks(self)
@@ -491,30 +506,30 @@ class DependencyGraph(TorchPruningGraphAPI):
     @property
     def built(self) -> bool:
         """Whether :meth:`build_dependency` has run."""
-        return self._built
+        return self.state.built
 
     @property
     def tied(self) -> list:
         """Tied parameters (:func:`~.edit.tied.tied_parameters`): one ``[((module, attribute), name), ...]`` per
         parameter registered on several modules when the graph was built."""
-        return self._tied
+        return self.state.tied
 
     @property
     def read_attributes(self) -> frozenset:
         """``(id(owner), name)`` of the size attributes the traced forward read (kept current by pruning)."""
-        return self._read_attributes
+        return self.state.read_attributes
 
     def param_holder(self, tensor):
         """The tensor a loose parameter space's module holds now in the place of ``tensor`` (the space's owner), or
         None for a tensor that is not a traced loose parameter."""
-        where = self._param_attr.get(id(tensor))
+        where = self.state.param_attr.get(id(tensor))
         return None if where is None else getattr(*where)
 
     # ------------------------------------------------------------------------------------------------------------
     # printing
     # ------------------------------------------------------------------------------------------------------------
     def __repr__(self) -> str:
-        if not self._built:
+        if not self.state.built:
             return "DependencyGraph(empty: call build_dependency)"
         layers = sum(1 for n in self.nodes.values() if n.kind == "layer")
         ops = sum(1 for n in self.nodes.values() if n.kind == "op")

@@ -61,7 +61,7 @@ class TorchPruningGraphAPI:
     def get_pruner_of_module(self, module):
         """The per-layer pruner (a :class:`~prune_explorer.layers.BasePruningFunc`) that prunes ``module``: the one
         the traced graph uses for it, else a registered customised pruner, else the built-in one; None if none."""
-        for s in self.spaces_of(module) if self._built else ():
+        for s in self.spaces_of(module) if self.state.built else ():
             return s.pruner
         if isinstance(module, nn.Module):
             return layer_registry.DEFAULT_REGISTRY.with_overrides(self.customized_pruners).get(module)
@@ -123,7 +123,7 @@ class TorchPruningGraphAPI:
             raise PruningError(f"a pruning history is a list of entries, got {type(pruning_history).__name__}")
         entries = list(pruning_history)
         saved_depth = self.undo_depth
-        self.undo_depth = len(self._undoable) + len(entries)
+        self.undo_depth = len(self.state.undoable) + len(entries)
         done = []
         try:
             for k, entry in enumerate(entries):
@@ -139,8 +139,8 @@ class TorchPruningGraphAPI:
             raise
         finally:
             self.undo_depth = saved_depth
-            while len(self._undoable) > max(0, saved_depth):
-                self._undoable.pop(0)._snapshot = None
+            while len(self.state.undoable) > max(0, saved_depth):
+                self.state.undoable.pop(0)._snapshot = None
 
     def _space_named(self, name: str, side: str, dim: Optional[int] = None):
         for s in self.spaces:
@@ -165,7 +165,7 @@ class TorchPruningGraphAPI:
                 arr = check_indices(m.get("idxs"), s.current_size, what=f"{s.label} 'idxs'", of=s.label, min_keep=1)
                 items.append(GroupItem(self._dependency(root, s), arr, arr))
             group = Group(self, root, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
-            group._items, group._units, group._version = items, [[int(i)] for i in items[0].idx_array], self._version
+            group._items, group._units, group._version = items, [[int(i)] for i in items[0].idx_array], self.state.version
             return group, True
         if not isinstance(entry, (list, tuple)) or len(entry) != 3:
             raise PruningError("an entry is [module_name, is_out_channel_pruning, idxs] or a record dict")

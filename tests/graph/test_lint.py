@@ -1,6 +1,8 @@
 """``DG.lint()``: a sound graph passes after every prune and undo on real architectures; a graph whose model was
 changed behind its back fails loudly, naming what disagrees."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -120,3 +122,24 @@ def test_lint_fails_on_a_stale_config():
     model.config.num_attention_heads = 4  # what it was before the heads left
     with pytest.raises(GraphLintError, match="config.num_attention_heads is 4 but the modules have 2"):
         pr.DG.lint()
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda DG: setattr(DG.state, "version", DG.state.version - 1), r"state\.version went back from 1 to 0"),
+    (lambda DG: setattr(DG.state, "built", False), r"state\.built is False"),
+    (lambda DG: setattr(DG.state, "alive", DG.state.alive[:-1].copy()),
+     r"state\.space_of must be an int array of shape \(\d+,\) like state\.alive"),
+    (lambda DG: setattr(DG.state, "visible", DG.state.visible.astype(int)), r"state\.visible must be a bool array"),
+    (lambda DG: setattr(DG.spaces[0], "alive", DG.spaces[0].alive.copy()),
+     r"0\.in: its alive mask is not a view of state\.alive"),
+    (lambda DG: DG.state.undoable.append(copy.copy(DG.history[0])),
+     r"state\.undoable holds a live record that is not in state\.history"),
+    (lambda DG: setattr(DG.state, "keep_undo", -1), r"state\.keep_undo is -1"),
+], ids=["version-back", "not-built", "alive-shape", "visible-dtype", "space-view", "undone-kept", "keep-undo"])
+def test_lint_fails_loudly_on_a_corrupted_state(corrupt, message):
+    """``DG.state`` is one documented object; lint checks its own invariants, whoever broke them."""
+    model, DG = _pruned_conv_graph()
+    assert DG.version == 1 and DG.state.problems() == []
+    corrupt(DG)
+    with pytest.raises(GraphLintError, match=message):
+        DG.lint()

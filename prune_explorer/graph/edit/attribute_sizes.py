@@ -100,11 +100,11 @@ def attribute_updates(graph, killed: np.ndarray, label: str) -> List[tuple]:
     """``(AttributeRef, old, new)`` for each size attribute of ``graph`` that removing channel ids ``killed``
     changes (raises :class:`PruningError`, naming the group ``label``, if a new value is not a whole, positive
     number, or two of its spaces disagree)."""
-    if not graph._attr_spaces or killed.size == 0:
+    if not graph.state.attr_spaces or killed.size == 0:
         return []
     new_by_ref: Dict[int, tuple] = {}
     killed = np.sort(killed)
-    for s in graph._attr_spaces:
+    for s in graph.state.attr_spaces:
         lo, hi = np.searchsorted(killed, (s.offset, s.offset + s.size))
         removed = int(np.count_nonzero(graph.alive_mask[killed[lo:hi]]))
         if not removed:

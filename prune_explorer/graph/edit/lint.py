@@ -12,7 +12,11 @@ invariants that every edit must keep, and raises :class:`GraphLintError` listing
   history (``pe.graph.model_history``) ends with the same entries, so replaying it rebuilds the model;
 * **tied parameters**: every module that held a tied parameter when the graph was built holds one shared tensor;
 * **configs**: attention modules' head-count attributes match their projections, and a Hugging Face model's
-  ``config`` holds the widths its modules have (wherever every layer agrees).
+  ``config`` holds the widths its modules have (wherever every layer agrees);
+* **state**: the graph's state object (:class:`~..model.state.DependencyGraphState`) is consistent with itself: it is built,
+  its per-channel arrays (alive mask, space and class of each channel id, visibility) all have one length, each
+  space's index is its position and its mask a view of the global one, the version never went back since the last
+  lint, and the undo bookkeeping holds no undone record.
 
 Cost: one pass over the channel spaces and the history (no forward pass, no copy of the weights), so it can run after
 every pruning: :func:`lint_after_edits` (or the environment variable ``PRUNE_EXPLORER_LINT=1``) makes every
@@ -133,11 +137,21 @@ def _config_problems(graph) -> List[str]:
     return out
 
 
+def _state_problems(graph) -> List[str]:
+    state = graph.state
+    out = state.problems(last_version=state.linted_version)
+    state.linted_version = state.version if isinstance(state.version, int) else state.linted_version
+    return out
+
+
 def lint_problems(graph) -> List[str]:
     """Every broken invariant of ``graph`` (see the module docstring), as sentences; empty when it is sound."""
     if graph.model is None:
         return []
-    return _width_problems(graph) + _history_problems(graph) + _tied_problems(graph) + _config_problems(graph)
+    state = _state_problems(graph)
+    if graph.state.shape_problems():
+        return state  # the other checks read these fields: they would only fail on the same problem
+    return state + _width_problems(graph) + _history_problems(graph) + _tied_problems(graph) + _config_problems(graph)
 
 
 def lint(graph) -> None:

@@ -17,7 +17,7 @@ def output_changes_message(graph, killed: np.ndarray) -> str:
     killed = np.unique(killed)
     alive = graph.alive_mask
     parts = []
-    for name, shape, fields in graph._outputs:
+    for name, shape, fields in graph.state.outputs:
         for f in fields:
             hit = np.isin(f, killed)
             if not hit.any():

@@ -136,7 +136,7 @@ def _snapshot(graph, spaces: List[ChannelSpace]):
     params = []
     for s in spaces:
         if s.dim is not None:
-            owner, attr = graph._param_attr[id(s.owner)]
+            owner, attr = graph.state.param_attr[id(s.owner)]
             params.append((owner, attr, s.owner, [o for o in graph.spaces if o.owner is s.owner]))
     modules = [s.owner for s in spaces if s.dim is None]
     modules += tied_modules(graph.tied, modules)  # users of a tied parameter follow (retie)
@@ -157,11 +157,11 @@ def _prune_member(graph, s: ChannelSpace, idxs: list) -> None:
         s.handler(s.owner, idxs)
         return
     # a loose parameter: the pruner returns a new Parameter, installed where the old one was
-    owner, attr = graph._param_attr[id(s.owner)]
+    owner, attr = graph.state.param_attr[id(s.owner)]
     new = s.handler(s.owner, idxs)
     old_id = id(s.owner)
     setattr(owner, attr, new)
-    graph._param_attr[id(new)] = (owner, attr)
+    graph.state.param_attr[id(new)] = (owner, attr)
     for other in graph.spaces:
         if id(other.owner) == old_id:
             other.owner = new
@@ -280,7 +280,7 @@ def _describe_parts(graph, parts: List[dict]) -> None:
             removed[s.index] = arr if before is None else np.sort(np.concatenate([before, arr]))
         root = part["root_space"]
         entry = {"root": root.name, "root_fn": fn_name(root.handler), "members": members}
-        if graph._attr_spaces:  # the size attributes' values once this group and the ones before it are pruned
+        if graph.state.attr_spaces:  # the size attributes' values once this group and the ones before it are pruned
             cumulative = np.concatenate([cumulative, part["killed"]])
             updates = attribute_updates(graph, cumulative, root.label)
             if updates:
@@ -341,7 +341,7 @@ def _reapply(graph, record: PruneRecord) -> None:
     # the caller still holds ``record``: let it stand for the re-applied cut
     graph.history[-1] = record
     record.undone, record._snapshot, record._killed = False, new._snapshot, new._killed
-    graph._undoable = [record if r is new else r for r in graph._undoable]
+    graph.state.undoable = [record if r is new else r for r in graph.state.undoable]
 
 
 def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact: bool,
@@ -351,7 +351,7 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
     groups of a batched cut (:func:`prune_groups`), recorded with it."""
     label = root.label if parts is None else _batch_label(parts)
     snapshot = _snapshot(graph, [s for s, _ in plan])
-    before = (len(graph.history), len(model_history(graph.model)), graph._version)
+    before = (len(graph.history), len(model_history(graph.model)), graph.state.version)
     plan_ids = [(s.index, s.gids(s.alive_idx[np.asarray(idxs, dtype=np.int64)])) for s, idxs in plan]
     classes = graph.classes
     changed_outputs = output_changes_message(graph, killed) if classes.at_output[classes.of[killed]].any() else None
@@ -369,9 +369,9 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
             raise PruningError(f"pruning the group rooted at {label} failed ({type(exc).__name__}: {exc}); the model "
                                "was restored unchanged") from exc
         graph.alive_mask[killed] = False
-        for s in [s for s, _ in plan] + graph._attr_spaces:  # size attributes: hidden members, counts changed too
+        for s in [s for s, _ in plan] + graph.state.attr_spaces:  # size attributes: hidden members, counts changed too
             s.invalidate()
-        graph._version += 1
+        graph.state.version += 1
         rec = PruneRecord(graph, root.name, fn_name(root.handler), [_member_entry(s, idxs) for s, idxs in plan],
                           killed, snapshot, attributes)
         rec.exact, rec.root_space, rec._plan, rec.parts = exact, root, plan_ids, parts
@@ -379,11 +379,11 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
             graph.history.append(rec)
             model_history(graph.model).extend(rec.entries())
         else:
-            graph.unrecorded_prunings += 1
+            graph.state.unrecorded_prunings += 1
         done = True
     finally:
         if not done:
-            finish(_roll_back, graph, snapshot, killed, [s for s, _ in plan] + graph._attr_spaces, before, attributes)
+            finish(_roll_back, graph, snapshot, killed, [s for s, _ in plan] + graph.state.attr_spaces, before, attributes)
     _keep_record(graph, rec, record_history)
     sync_model(graph)
     if lint_enabled():
@@ -407,7 +407,7 @@ def _roll_back(graph, snapshot, killed: np.ndarray, spaces: List[ChannelSpace], 
         s.invalidate()
     del graph.history[n_history:]
     del model_history(graph.model)[n_model_history:]
-    graph._version = max(graph._version, version) + 1
+    graph.state.version = max(graph.state.version, version) + 1
 
 
 def _member_entry(s: ChannelSpace, idxs) -> dict:
@@ -424,19 +424,19 @@ def _keep_record(graph, rec: PruneRecord, record_history: bool) -> None:
     large model), or all of them inside :func:`keep_undoable`."""
     if not record_history or _undo_limit(graph) <= 0:
         rec._snapshot = None
-    graph._undoable = [r for r in graph._undoable if r._snapshot is not None and not r.undone]
+    graph.state.undoable = [r for r in graph.state.undoable if r._snapshot is not None and not r.undone]
     if rec._snapshot is not None:
-        graph._undoable.append(rec)
+        graph.state.undoable.append(rec)
     _trim_undoable(graph)
 
 
 def _undo_limit(graph) -> int:
-    return 1 << 62 if graph._keep_undo else graph.undo_depth
+    return 1 << 62 if graph.state.keep_undo else graph.undo_depth
 
 
 def _trim_undoable(graph) -> None:
-    while len(graph._undoable) > max(0, _undo_limit(graph)):
-        graph._undoable.pop(0)._snapshot = None
+    while len(graph.state.undoable) > max(0, _undo_limit(graph)):
+        graph.state.undoable.pop(0)._snapshot = None
 
 
 @contextlib.contextmanager
@@ -445,12 +445,12 @@ def keep_undoable(graph, keep: bool = True) -> Iterator:
     if not keep:
         yield graph
         return
-    graph._keep_undo += 1
+    graph.state.keep_undo += 1
     try:
         yield graph
     finally:
-        graph._keep_undo -= 1
-        if not graph._keep_undo:
+        graph.state.keep_undo -= 1
+        if not graph.state.keep_undo:
             _trim_undoable(graph)
 
 
@@ -485,7 +485,7 @@ def _undo(graph, record: PruneRecord, lengths: tuple) -> None:
     graph.alive_mask[record._killed] = True
     for s in graph.spaces:
         s.invalidate()
-    graph._version += 1
+    graph.state.version += 1
     record.undone = True
     del graph.history[lengths[0]:]
     del model_history(graph.model)[lengths[1]:]
@@ -501,9 +501,9 @@ def sync_model(graph) -> None:
     if graph.head_splits or graph.has_attention_products:
         from ...attention.head_bookkeeping import attention_candidates, sync_attention_modules
 
-        candidates = graph._attention_candidates
+        candidates = graph.state.attention_candidates
         if candidates is None:  # the module tree never changes with pruning: looked for once per graph
-            candidates = graph._attention_candidates = attention_candidates(model)
+            candidates = graph.state.attention_candidates = attention_candidates(model)
         sync_attention_modules(model, graph.read_attributes, candidates)
     if has_config:
         from ... import hf

@@ -88,7 +88,7 @@ def fixed_widths(graph, ignored_layers: Iterable = (), root_module_types=None) -
     of, kept, reasons = graph.classes.of, graph.classes.kept, graph.classes.reasons
     blocked = graph.blocked_class_mask(ignored)
     unreached = unreached_mask(graph, ignored_layers, root_module_types)
-    hidden = {s.index for s in graph._attr_spaces}  # size attributes: not widths of the model
+    hidden = {s.index for s in graph.state.attr_spaces}  # size attributes: not widths of the model
     rows: List[FixedWidth] = []
     for s in graph.spaces:
         if s.index in hidden or s.size == 0:

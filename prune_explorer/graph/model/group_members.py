@@ -105,9 +105,9 @@ def group_roots(graph, ignored_layers: Iterable = (), root_module_types: tuple =
 def dependency(graph, root: ChannelSpace, space: ChannelSpace) -> Dependency:
     """The (immutable, cached) :class:`~.group.Dependency` from a group's root space to one of its member spaces."""
     key = (root.index, space.index)
-    dep = graph._deps.get(key)
+    dep = graph.state.deps.get(key)
     if dep is None:
-        dep = graph._deps[key] = Dependency(root.handler, space.handler, graph.space_node(root),
+        dep = graph.state.deps[key] = Dependency(root.handler, space.handler, graph.space_node(root),
                                             graph.space_node(space), space)
     return dep
 
@@ -126,12 +126,12 @@ def group_items(graph, group: Group) -> Tuple[List[GroupItem], List[List[int]]]:
     of = graph.classes.of
     root = group.root_space
     gids = np.sort(graph.classes.members(group.classes, graph.alive_mask))  # ids are allocated space by space
-    gids = gids[graph._visible[gids]]  # size attributes are rewritten by prune_group, not group members
+    gids = gids[graph.state.visible[gids]]  # size attributes are rewritten by prune_group, not group members
     lo, hi = np.searchsorted(gids, (root.offset, root.offset + root.size))
     root_gids = gids[lo:hi]
     if lo:
         gids = np.concatenate([root_gids, gids[:lo], gids[hi:]])
-    space_idx = graph._space_of[gids]
+    space_idx = graph.state.space_of[gids]
     root_cur = root.rank[root_gids - root.offset]
     root_cls = of[root_gids]
     rc_cls, first = np.unique(root_cls, return_index=True)
@@ -187,5 +187,5 @@ def member_labels(graph, classes: np.ndarray) -> List[str]:
     """The layer sides (space labels, in trace order) holding channels of ``classes``, as built (pruned channels
     included): the members of the group that removes those classes."""
     gids = graph.classes.members(np.asarray(classes, dtype=np.int64), np.ones(graph.classes.of.size, dtype=bool))
-    gids = gids[graph._visible[gids]]
-    return [graph.spaces[i].label for i in np.unique(graph._space_of[gids]) if i >= 0]
+    gids = gids[graph.state.visible[gids]]
+    return [graph.spaces[i].label for i in np.unique(graph.state.space_of[gids]) if i >= 0]
