@@ -205,17 +205,18 @@ def _pruning_function(name: str):
     return fn
 
 
-def _resolve(model: nn.Module, name: str):
-    """The module or parameter called ``name`` in ``model`` (qualified name)."""
-    try:
-        return model.get_submodule(name), None
-    except AttributeError:
-        pass
+def _is_depth(entry) -> bool:
+    return isinstance(entry, dict) and entry.get("kind") == "depth"
+
+
+def _resolve(model: nn.Module, name: str, names: dict = None):
+    """The module or parameter called ``name`` in ``model`` (qualified name). ``names``: the modules by the names
+    they had before any depth entry was replayed (history names are the traced model's)."""
+    names = names if names is not None else dict(model.named_modules())
+    if name in names:
+        return names[name], None
     owner_name, _, attr = name.rpartition(".")
-    try:
-        owner = model.get_submodule(owner_name) if owner_name else model
-    except AttributeError:
-        owner = None
+    owner = names.get(owner_name) if owner_name else model
     p = getattr(owner, attr, None) if owner is not None else None
     if isinstance(p, nn.Parameter) or (isinstance(p, torch.Tensor) and attr in owner._buffers):
         return owner, attr
@@ -227,13 +228,19 @@ def _validate(model: nn.Module, history) -> None:
     if not isinstance(history, list):
         raise PruningError("the pruning history must be a list of entries")
     sizes = {}
+    names = dict(model.named_modules())
     for k, entry in enumerate(history):
+        if _is_depth(entry):
+            if not isinstance(names.get(entry.get("root")), nn.Module):
+                raise PruningError(f"history entry {k} removes the block {entry.get('root')!r}, which this "
+                                   f"{type(model).__name__} does not have")
+            continue
         members = entry.get("members") if isinstance(entry, dict) else None
         if not isinstance(members, list):
             raise PruningError(f"history entry {k} has no 'members' list")
         updates = {}
         for mem in members:
-            obj, attr = _resolve(model, mem.get("name", ""))
+            obj, attr = _resolve(model, mem.get("name", ""), names)
             fn = _pruning_function(mem.get("fn"))
             idxs = mem.get("idxs")
             if not isinstance(idxs, list):
@@ -276,10 +283,17 @@ def apply_history(model: nn.Module, history: List[dict]) -> nn.Module:
     _validate(model, history)
     snapshot = snapshot_modules([model])
     attr_snapshot = []  # config objects are not modules: their attributes are put back by hand
+    names = dict(model.named_modules())  # history names are those of the model before any block was removed
+    depth_records = []
     try:
         for entry in history:
+            if _is_depth(entry):  # a whole block removed (prune_explorer.depth)
+                from .depth.replay import replay_depth_entry
+
+                depth_records.append(replay_depth_entry(model, names, entry))
+                continue
             for mem in entry["members"]:
-                obj, attr = _resolve(model, mem["name"])
+                obj, attr = _resolve(model, mem["name"], names)
                 fn = _pruning_function(mem["fn"])
                 if attr is not None:
                     param = getattr(obj, attr)
@@ -299,6 +313,8 @@ def apply_history(model: nn.Module, history: List[dict]) -> nn.Module:
     except Exception as exc:
         for target, name, old in reversed(attr_snapshot):
             target.__dict__[name] = old
+        for rec in reversed(depth_records):
+            rec.undo()
         restore_modules(snapshot)
         raise PruningError(f"replaying the pruning history failed ({type(exc).__name__}: {exc}); model unchanged") from None
     model_history(model).extend(copy.deepcopy(history))

@@ -474,6 +474,14 @@ class DependencyGraph(TorchPruningGraphAPI):
         group by group: same channels, same model); ``[record]`` for a record of one group."""
         return records.split_record(self, record)
 
+    def apply_edit(self, edit):
+        """Apply a model edit that is not a channel cut (an object with ``apply()``, ``revert()`` and ``entries()``,
+        e.g. a depth removal of :mod:`prune_explorer.depth`) and record it in :attr:`history` like a pruning, so
+        :meth:`undo`, :meth:`redo` and undo scopes treat it the same way (see :mod:`.edit.model_edits`). Returns its
+        :class:`~.edit.model_edits.EditRecord`."""
+        self._check_built()
+        return records.apply_edit(self, edit)
+
     def undo(self, record: Optional[PruneRecord] = None) -> None:
         """Undo the last pruning (or ``record``, which must be the last one)."""
         records.undo(self, record)

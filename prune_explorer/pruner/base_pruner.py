@@ -110,6 +110,10 @@ class BasePruner(PruningSteps):
         compensation: a :class:`prune_explorer.compensation.Compensation`: every cut the driver prunes (``step()``,
             the explorer's accepts, plans) is compensated; its statistics come from the same calibration pass
             (so ``calibration`` is needed). ``step(interactive=True)``: call ``compensation.prune(group)`` yourself.
+        prune_depth / depth_pruning_ratio / depth_importance: whole residual blocks become groups of the walk too
+            (``group.kind == "depth"``, after the width groups; :mod:`prune_explorer.depth.source`): the fraction
+            ``depth_pruning_ratio`` of the blocks with the lowest block influence on ``calibration`` (or
+            ``depth_importance(model, groups)``) is proposed for removal. ``pruner.depth`` is the source.
 
     The checked options live in ``pruner.options`` (:class:`~.config.PrunerOptions`); the attributes of the same
     names read and write them.
@@ -165,6 +169,9 @@ class BasePruner(PruningSteps):
         post_prune_check: bool = True,
         calibration=None,
         compensation=None,
+        prune_depth: bool = False,
+        depth_pruning_ratio: float = 0.0,
+        depth_importance: Optional[Callable] = None,
     ):
         if not isinstance(post_prune_check, bool):
             raise PrunerConfigError(f"post_prune_check must be True or False, got {post_prune_check!r}")
@@ -195,6 +202,12 @@ class BasePruner(PruningSteps):
         #: the one pruning path (:mod:`.driver`): every pruning of this pruner, the explorer, plans and scans
         self.driver = PruningDriver(self)
         self.use_calibration(calibration, compensation)
+        #: the depth groups' source (:class:`~prune_explorer.depth.source.DepthSource`) with ``prune_depth=True``
+        self.depth = None
+        if prune_depth:
+            from ..depth.source import attach_depth
+
+            self.depth = attach_depth(self, depth_pruning_ratio, depth_importance)
         #: root space index -> why the post-prune check rolled its group back (later steps leave it alone)
         self.check_failed: Dict[int, str] = {}
         self._head_dims: Optional["HeadDimGroups"] = None
@@ -306,8 +319,14 @@ class BasePruner(PruningSteps):
         return list(self.ignored_layers)
 
     def graph_groups(self) -> Iterator[Group]:
-        """The graph's groups as the model is now (lazily), with :attr:`group_ignored_layers` left out."""
-        return self.DG.get_all_groups(ignored_layers=self.group_ignored_layers, root_module_types=self.root_module_types)
+        """The graph's groups as the model is now (lazily), with :attr:`group_ignored_layers` left out (and, with
+        ``prune_depth``, the groups rooted inside a block that was removed)."""
+        groups = self.DG.get_all_groups(ignored_layers=self.group_ignored_layers,
+                                        root_module_types=self.root_module_types)
+        depth = getattr(self, "depth", None)
+        if depth is None:
+            return groups
+        return depth.without_removed(groups)
 
     @property
     def head_dim_groups(self) -> Optional["HeadDimGroups"]:
@@ -391,12 +410,17 @@ class BasePruner(PruningSteps):
     def max_removable(self, group) -> int:
         """The most root channels the guards and constraints let this group (or proposal) lose now (0 if a guard
         refuses it)."""
+        if getattr(group, "kind", None) == "depth":
+            return len(group.root_idxs) if hasattr(group, "block") else group.max_removable
         return self.planner.max_removable(group)
 
     def propose(self, group, n_remove: int) -> List[int]:
         """The root channels (current indices, sorted) to remove so the group loses about ``n_remove`` channels:
         the lowest-importance whole units, the count rounded down to keep ``round_to`` / member multiples / the
-        guards, and clipped to :meth:`max_removable`. Given a :class:`~.proposal.Proposal`, reuses its scores."""
+        guards, and clipped to :meth:`max_removable`. Given a :class:`~.proposal.Proposal`, reuses its scores.
+        A depth group: ``[0]`` (the block) when ``n_remove > 0``."""
+        if getattr(group, "kind", None) == "depth":
+            return [0] if n_remove > 0 and self.max_removable(group) else []
         return self.planner.choose(group, n_remove)
 
     def proposal(self, group, step: Optional[int] = None) -> Proposal:
@@ -410,7 +434,7 @@ class BasePruner(PruningSteps):
             budgets = self._step_budgets  # inside a step: the shares the step decided at its start
         else:
             budgets = self.planner.budgets(step, cached=True)
-        return self.planner.proposal(group, step, budgets, on_pruned=self._remember)
+        return self.driver.propose(group, step, budgets, on_pruned=self._remember)
 
     #: the former name of :meth:`proposal`, kept for code written against it (``pe.plan`` is another thing: per-group
     #: channel counts applied later)

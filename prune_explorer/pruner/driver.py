@@ -230,10 +230,19 @@ class PruningDriver:
     def proposals(self, step: int, budgets, on_pruned=None) -> Iterator[Any]:
         """The pruner's :class:`~.proposal.Proposal` for each group of :meth:`groups` at ``step`` with the step's
         ``budgets``, each made right before it is yielded."""
-        planner = self.pruner.planner
         for group in self.groups():
             self.before_decide(group)
-            yield planner.proposal(group, step, budgets, on_pruned=on_pruned)
+            yield self.propose(group, step, budgets, on_pruned=on_pruned)
+
+    def propose(self, group, step: int, budgets, on_pruned=None):
+        """The proposal for one group: the pruner's planner for the graph's groups; a group of an extra source that
+        has a ``source`` with a ``proposal(group, step, on_pruned)`` method (depth groups) is proposed by it."""
+        source = getattr(group, "source", None)
+        if source is not None and hasattr(source, "proposal"):
+            if isinstance(group, Proposal) or hasattr(group, "full_group"):
+                group = group.full_group
+            return source.proposal(group, step, on_pruned=on_pruned)
+        return self.pruner.planner.proposal(group, step, budgets, on_pruned=on_pruned)
 
     # ---- pruning ---------------------------------------------------------------------------------------------------
     def prune(self, cut: Cut, idxs: Optional[Sequence[int]] = None):

@@ -30,11 +30,12 @@ from ..model.group import Group, GroupItem, fn_name
 from .output_changes import output_changes_message
 from .attribute_sizes import attribute_updates
 from .lint import lint_enabled
+from .model_edits import EditRecord, record_edit, redo_edit, undo_edit
 from .snapshot import restore_modules, snapshot_modules
 from .tied import held_tensors, retie, tied_modules
 
 __all__ = ["HISTORY_ATTR", "model_history", "PruneRecord", "prune_group", "prune_groups", "split_record", "undo",
-           "redo", "keep_undoable", "sync_model"]
+           "redo", "keep_undoable", "sync_model", "apply_edit", "EditRecord"]
 
 HISTORY_ATTR = "_prune_explorer_history"
 
@@ -197,6 +198,10 @@ def redo(graph, record: PruneRecord) -> PruneRecord:
     """See :meth:`DependencyGraph.redo <prune_explorer.graph.dependency_graph.DependencyGraph.redo>`."""
     if record.graph is not graph or not record.undone:
         raise PruningError("only a pruning of this graph that was undone can be redone")
+    if isinstance(record, EditRecord):
+        new = redo_edit(graph, record)
+        _after_edit(graph)
+        return new
     killed = np.asarray(record._killed, dtype=np.int64)
     if not graph.alive_mask[killed].all():
         raise PruningError(f"cannot redo the pruning rooted at {record.root}: some of its channels were removed "
@@ -464,6 +469,10 @@ def undo(graph, record: Optional[PruneRecord] = None) -> None:
         raise PruningError("this pruning was already undone")
     if record is not graph.history[-1]:
         raise PruningError("only the most recent pruning can be undone (undo later ones first)")
+    if isinstance(record, EditRecord):
+        undo_edit(graph, record)
+        _after_edit(graph)
+        return
     if record._snapshot is None:
         raise PruningError(
             "this pruning cannot be undone: set DG.undo_depth = N (N > 0) before pruning to keep what undo needs"
@@ -489,6 +498,19 @@ def _undo(graph, record: PruneRecord, lengths: tuple) -> None:
     record.undone = True
     del graph.history[lengths[0]:]
     del model_history(graph.model)[lengths[1]:]
+
+
+def apply_edit(graph, edit) -> EditRecord:
+    """Apply a model edit that is not a channel cut (:mod:`.model_edits`) and record it in the graph's history."""
+    rec = record_edit(graph, edit)
+    _after_edit(graph)
+    return rec
+
+
+def _after_edit(graph) -> None:
+    sync_model(graph)
+    if lint_enabled():
+        graph.lint()
 
 
 def sync_model(graph) -> None:
