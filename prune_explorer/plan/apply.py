@@ -9,7 +9,7 @@ from typing import Callable, Mapping, Optional
 import torch.nn as nn
 
 from ..errors import TracingError
-from .decisions import PlanError, PruningPlan
+from .decisions import DEPTH_KIND, PlanError, PruningPlan
 from .meta import meta_trace_hint, planning_importance
 from .options import options_from_names
 from .record import attention_sizes
@@ -51,13 +51,20 @@ def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs=None, importa
 
     if compensation is not None and calibration is None:
         raise PlanError("apply_plan: compensation= needs calibration= (the data its statistics are gathered on)")
+    depth = any(d.kind == DEPTH_KIND for d in plan)
     if pruner is None:
         if example_inputs is None:
             raise PlanError("apply_plan needs example_inputs (to trace the model) when no pruner is given")
-        pruner = build_pruner(model, example_inputs, importance, {**options_from_names(model, plan.options),
-                                                                  **pruner_options})
+        options = {**options_from_names(model, plan.options), **pruner_options}
+        if depth:  # the plan removes whole blocks: the pruner lists the depth groups too
+            options["prune_depth"] = True
+        pruner = build_pruner(model, example_inputs, importance, options)
     elif getattr(pruner, "model", None) is not model:
         raise PlanError("pruner was built on another model. Fix: pass the pruner of the model being pruned")
+    elif depth and getattr(pruner, "depth", None) is None:
+        from ..depth.source import attach_depth
+
+        pruner.depth = attach_depth(pruner)
     if calibration is not None:
         pruner.use_calibration(calibration, compensation)
         pruner.calibrate()

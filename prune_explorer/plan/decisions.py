@@ -16,13 +16,16 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Union
 from ..errors import PruneExplorerError
 from ..validation import is_ratio
 
-__all__ = ["PruningPlan", "GroupDecision", "PlanError", "group_key", "FORMAT", "ATTENTION_KINDS"]
+__all__ = ["PruningPlan", "GroupDecision", "PlanError", "group_key", "FORMAT", "ATTENTION_KINDS", "DEPTH_KIND"]
 
 FORMAT = "prune_explorer.plan/1"
 
 #: ``group.kind`` of the attention groups (whole heads, or the same dims of every head); a plan keys them
 #: ``"<root>:<kind>"``
 ATTENTION_KINDS = ("attention-heads", "attention-dims")
+#: ``group.kind`` of a depth group (a whole residual block, :mod:`prune_explorer.depth`); keyed ``"<block>:depth"``,
+#: ``channels=1`` and ``remove=1`` when the plan removes the block
+DEPTH_KIND = "depth"
 
 class PlanError(PruneExplorerError, ValueError):
     """A plan is malformed or does not fit the model; the model is left exactly as it was."""
@@ -95,7 +98,11 @@ class GroupDecision:
             if not is_ratio(r):
                 raise PlanError(f"{self.key}: ratio={r!r} must be a number in [0, 1)")
             self.ratio = float(r)
-        if self.channels is not None and self.remove is not None and self.remove >= self.channels > 0:
+        if self.kind == DEPTH_KIND:  # a whole block: one unit, removed (1) or kept (0)
+            if self.remove is not None and self.remove > 1:
+                raise PlanError(f"{self.key}: a depth group removes its block (remove=1) or keeps it (0), "
+                                f"not remove={self.remove}")
+        elif self.channels is not None and self.remove is not None and self.remove >= self.channels > 0:
             raise PlanError(f"{self.key}: remove={self.remove} would leave none of its {self.channels} channels")
 
     @property

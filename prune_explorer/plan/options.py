@@ -17,10 +17,10 @@ __all__ = ["options_to_names", "options_from_names", "json_options", "JSON_OPTIO
 
 #: pruner options a plan records (JSON-able once modules are replaced by their qualified names)
 JSON_OPTIONS = ("ignored_layers", "round_to", "max_pruning_ratio", "num_heads", "in_channel_groups",
-                "out_channel_groups", "prune_num_heads", "prune_head_dims")
+                "out_channel_groups", "prune_num_heads", "prune_head_dims", "prune_depth", "depth_pruning_ratio")
 #: every pruner option :func:`options_to_names` accepts (the others are functions or types, kept as they are)
 PRUNER_OPTIONS = JSON_OPTIONS + ("forward_fn", "output_transform", "customized_pruners", "unwrapped_parameters",
-                                 "root_module_types", "head_pruning_ratio")
+                                 "root_module_types", "head_pruning_ratio", "depth_importance")
 
 
 def _names(model: nn.Module):

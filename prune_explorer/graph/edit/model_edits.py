@@ -74,7 +74,7 @@ def record_edit(graph, edit) -> EditRecord:
         edit.apply()
         graph.history.append(rec)
         stored.extend(rec.entries())
-        graph._version += 1
+        graph.state.version += 1
         done = True
     finally:
         if not done:
@@ -93,14 +93,14 @@ def undo_edit(graph, record: EditRecord) -> None:
     entries = record.entries()
     n = len(entries)
     cut = len(stored) - n if len(stored) >= n and stored[len(stored) - n:] == entries else len(stored)
-    n_hist, version = len(graph.history) - 1, graph._version
+    n_hist, version = len(graph.history) - 1, graph.state.version
 
     def run() -> None:  # idempotent: finish() may run it again after an interrupt
         record.edit.revert()
         record.undone = True
         del graph.history[n_hist:]
         del stored[cut:]
-        graph._version = version + 1
+        graph.state.version = version + 1
 
     finish(run)
 
