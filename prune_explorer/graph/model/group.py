@@ -181,7 +181,7 @@ class Group:
         self._root_orig = root_orig  # original root indices selected
         self._items: Optional[List[GroupItem]] = None
         self._units: Optional[List[List[int]]] = None
-        self._version = graph.state.version
+        self._items_version = graph.state.version
 
     @property
     def graph(self):
@@ -204,9 +204,9 @@ class Group:
     # ---- list-like access ------------------------------------------------------------------------------------
     @property
     def items(self) -> List[GroupItem]:
-        if self._items is None or self._version != self._graph.state.version:
+        if self._items is None or self._items_version != self._graph.state.version:
             self._items, self._units = self._graph._group_items(self)
-            self._version = self._graph.state.version
+            self._items_version = self._graph.state.version
         return self._items
 
     def __iter__(self):

@@ -178,7 +178,7 @@ def subgroup(graph, group: Group, idxs: Sequence[int], validate: bool = True) ->
         bad = [int(i) for i, c in zip(idxs, of_idxs) if c in set(outside.tolist())][:5]
         raise PruningError(f"channels {bad} of {root.label} cannot be pruned in this group: {reason}")
     sub = closure(graph, root, cls)  # all of them prunable: they are the group's
-    if group._items is not None and group._version == graph.version and group.root_space is root:
+    if group._items is not None and group._items_version == graph.version and group.root_space is root:
         sub._items, sub._units = restricted_items(group, sub)
     return sub
 
