@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -181,10 +182,8 @@ def export_onnx(model, example_inputs, path, opset: Optional[int] = None) -> Onn
         raise
     except Exception as exc:  # noqa: BLE001 - every exporter failure becomes one clear message
         _remove(path)
-        tail = log.getvalue().strip().splitlines()[-3:]
-        raise ExplorerError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                            + (f" (exporter said: {' / '.join(tail)})" if tail else "")
-                            + "; the model may use an operation the exporter does not support") from exc
+        raise ExplorerError(f"ONNX export failed: {_exporter_reason(exc, log.getvalue())}; the model may use an "
+                            "operation the exporter does not support") from exc
     finally:
         model.train(was_training)
     inputs, outputs = _onnx_shapes(proto.graph.input), _onnx_shapes(proto.graph.output)
@@ -196,6 +195,31 @@ def export_onnx(model, example_inputs, path, opset: Optional[int] = None) -> Onn
                             f"(expected {want_in}), outputs {[s for _, s in outputs]} (expected {want_out})")
     opset_v = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return OnnxExport(path, inputs, outputs, int(opset_v), os.path.getsize(path))
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\[[0-9;]{1,12}m")
+
+
+def _exporter_reason(exc: BaseException, log: str) -> str:
+    """One readable line for a ``torch.onnx.export`` failure: the exception's first sentence without the exporter's
+    advice for PyTorch developers ("Next steps: ... submit a PR to PyTorch"), and the root cause from its "Exception
+    summary" (e.g. "No ONNX function found for aten.linalg_eig"), without terminal codes or internal class paths;
+    the last lines the exporter printed when the exception says nothing."""
+    text = _ESCAPES.sub("", str(exc))
+    lines = [ln.strip() for ln in text.splitlines()]
+    first = next((ln for ln in lines if ln), "")
+    first = first.split(" Next steps:")[0].split(" This is step ")[0].strip()
+    cause = ""
+    if "## Exception summary" in lines:
+        after = [ln for ln in lines[lines.index("## Exception summary") + 1:] if ln]
+        if after:
+            cause = re.sub(r"^<class '[^']*'>:\s*", "", after[0])
+            cause = re.sub(r"<OpOverload\(op='([^']+)'[^>]*>", r"\1", cause)
+    reason = f"{type(exc).__name__}: {first.rstrip('.')}" if first else type(exc).__name__
+    if cause:
+        return f"{reason} ({cause.rstrip('.')})"
+    tail = [ln for ln in _ESCAPES.sub("", log).strip().splitlines() if ln.strip()][-3:]
+    return reason + (f" (exporter said: {' / '.join(tail)})" if tail else "")
 
 
 def _remove(path: Path) -> None:

@@ -89,6 +89,8 @@ def test_cannot_start_and_onnx_failures_are_clean_and_say_whose_limit_it_is(tmp_
         c.export_onnx(tmp_path / "m.onnx")
     c.fail(info.value)
     assert "unpruned model fails the same way" in c.status.text and "opset" in c.status.text
+    # the exporter's root cause (the op it cannot translate), not its advice to PyTorch developers
+    assert "linalg_eig" in c.status.text and "Next steps" not in c.status.text and "PyTorch" not in c.status.text
     _check(c.status.text, error=True)
     assert not list(tmp_path.iterdir())  # nothing left behind, original export included
 
@@ -97,3 +99,29 @@ def test_clean_text_strips_terminal_codes_and_pictographs():
     raw = "\x1b[96mtorch.onnx\x1b[0m ❌ failed [1mbadly[0m\nnext line"
     assert clean_text(raw) == "torch.onnx failed badly next line"
     assert Status.error(RuntimeError(raw)).text == "torch.onnx failed badly next line"
+
+
+def test_blocked_walk_plan_and_verify_texts_are_clean_and_say_what_to_do():
+    """The texts not reached by the walk above: an importance that cannot score (no gradients), deciding every group
+    from counts (a plan), and Verify script without a way to build the model."""
+    import prune_explorer as pe
+
+    torch.manual_seed(0)
+    model, x = SmallNet().eval(), torch.randn(2, 3, 16, 16)
+    c = ExplorerController(model, x, importance=pe.importance.TaylorImportance())
+    assert c.current is None and c.blocked
+    _check(c.status.text, error=True)  # how to give it gradients, then Restart walk
+    texts = [c.status.text]
+    c.subscribe(lambda event: texts.append(c.status.text))
+    model(x).sum().backward()
+    c.restart_walk()
+    assert c.current is not None
+    c.apply_counts(lambda: 2)
+    with pytest.raises(ExplorerError) as info:
+        c.verify_script()  # no model_fn: the script cannot build the model
+    c.fail(info.value)
+    _check(c.status.text, error=True)
+    assert "model_fn" in c.status.text
+    assert len(texts) >= 3
+    for text in texts:
+        _check(text, error=False)
