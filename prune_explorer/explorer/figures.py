@@ -18,7 +18,7 @@ import torch
 from ..graph import DEFAULT_ROOT_TYPES
 from ..graph.model.channel_space import SIDE_OUT
 from ..measure.sweep import SweepResult, uniform_sweep
-from ..graph.model.explicit import ExplicitGroup
+from ..graph.model.group import HEADS_KIND
 from ..validation import check_ratios
 from .session import ExplorerError, check_explorer_ratio
 
@@ -37,9 +37,11 @@ def _threshold(candidates: List[int], importance: List[float], selected: set) ->
 
 
 def _head_bars(group, candidates: List[int], importance: List[float], selected: set) -> Optional[List[dict]]:
-    """For a group of whole attention heads (the pruner's head groups): one entry per head, ``{"head", "channels",
-    "score" (mean importance of its channels), "removed"}``; None for channel groups (shown channel by channel)."""
-    if not isinstance(group, ExplicitGroup) or not group.units:
+    """For a group of whole attention heads (``kind == "attention-heads"``: a unit is one head, or under grouped-query
+    attention one key/value head with its query heads): one entry per head, ``{"head", "channels", "score" (mean
+    importance of its channels), "removed"}``; None for channel groups and head-size groups (``"attention-dims"``,
+    whose units are channel positions across heads), shown channel by channel."""
+    if getattr(group, "kind", None) != HEADS_KIND or not group.units:
         return None
     score = dict(zip(candidates, importance))
     out = []

@@ -15,11 +15,13 @@ def test_head_group_card_has_one_bar_per_head():
                       num_key_value_heads=2, max_position_embeddings=32)
     c = ExplorerController(LlamaForCausalLM(cfg).eval(), {"input_ids": torch.randint(0, 64, (1, 8))},
                            ignored_layers=["lm_head"], prune_num_heads=True, head_pruning_ratio=0.5)
-    seen_channel_group = False
+    kinds = []
     while c.current is not None and c.card()["heads"] is None:
-        seen_channel_group = True
+        kinds.append(getattr(c.walk.current, "kind", None))
         c.skip()
-    assert seen_channel_group and c.current is not None
+    # the first group is layer 0's whole heads (a head-size group's units are channel positions across heads: they
+    # keep the per-channel histogram, and so do plain channel groups)
+    assert kinds == [] and c.current is not None and c.walk.current.kind == "attention-heads"
     card = c.card()
     heads = card["heads"]
     assert len(heads) == len(c.current.units) and sum(h["channels"] for h in heads) == card["channels"]
@@ -30,3 +32,22 @@ def test_head_group_card_has_one_bar_per_head():
     fig = head_bars_figure(heads)
     assert [len(t.x) for t in fig.data] == [len(removed), len(kept)]
     assert sorted(fig.data[0].x + fig.data[1].x) == sorted(f"head {h['head']}" for h in heads)
+
+
+def test_only_whole_head_groups_get_head_bars():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=4, max_position_embeddings=32, use_cache=False)
+    c = ExplorerController(LlamaForCausalLM(cfg).eval(), {"input_ids": torch.randint(0, 64, (1, 8))},
+                           prune_num_heads=True, head_pruning_ratio=0.5)  # whole heads and head sizes
+    seen = []
+    while c.current is not None:
+        kind, heads = getattr(c.walk.current, "kind", None), c.card()["heads"]
+        seen.append(kind)
+        assert (heads is not None) == (kind == "attention-heads"), (c.current.root_name, kind)
+        if heads is not None:
+            assert len(heads) == cfg.num_attention_heads and {h["channels"] for h in heads} == {16}
+        c.skip()
+    assert seen.count("attention-heads") == cfg.num_hidden_layers and "attention-dims" in seen
