@@ -6,6 +6,9 @@ for the module; checked in the page, as a user sees it:
   colour, every removed head scoring at most every kept one (a channel group after it keeps the channel histogram);
 * "Download script" gives a file that, run in a separate Python process as downloaded, builds the same pruned
   Llama (same parameter count, same outputs as the same walk in this process), and "Verify script" says so too;
+* before anything is pruned the header says "none removed yet" (never "-0.0%"), the card's selected ratio is the
+  header's, table headers do not break inside a word and no block of the graph is labelled "0 layers";
+* Re-walk decided undoes every decision and shows the first decided group again with its earlier choice;
 * an ONNX export that fails shows a status line without terminal escape codes or internal names, which says that
   the unpruned model fails the same way and what to try instead.
 """
@@ -121,6 +124,41 @@ def reference():
     return scope
 
 
+#: app i: header texts, the card title, table header words broken across lines, "0 layers" labels in the graph
+CONSISTENCY = """([i]) => { const app = document.querySelectorAll('.pe-app')[i]; if (!app) return null;
+  const broken = [];
+  for (const th of app.querySelectorAll('.pe-group-card th')) {
+    const node = th.firstChild; if (!node || node.nodeType !== 3) continue;
+    const text = node.textContent; let at = 0;
+    for (const word of text.split(/\\s+/).filter(w => w)) {
+      const start = text.indexOf(word, at); at = start + word.length;
+      const r = document.createRange(); r.setStart(node, start); r.setEnd(node, at);
+      const lines = new Set([...r.getClientRects()].filter(b => b.width > 0).map(b => Math.round(b.top)));
+      if (lines.size > 1) broken.push(word);
+    } }
+  const graph = app.querySelector('.pe-gv-viewport');
+  return {header: app.querySelector('.pe-header').innerText, title: app.querySelector('.pe-card-title').innerText,
+          broken, zeroLayers: graph ? (graph.textContent.match(/\\b0 layers/g) || []).length : -1,
+          graphText: graph ? graph.textContent.length : 0}; }"""
+
+
+def test_numbers_and_labels_agree_before_anything_is_pruned(page):
+    a = app(page, LLAMA_I)
+    a.scroll_into_view_if_needed()
+    a.locator("button.pe-restart").first.click()  # whatever ran before: the model as built, the first group on show
+    wait_status(page, LLAMA_I, "started over")
+    v = wait_until(page, CONSISTENCY, [LLAMA_I], lambda v: v and v["graphText"] > 0, what="header, card and graph")
+    assert "none removed yet" in v["header"] and "\u22120.0%" not in v["header"] and "-0.0%" not in v["header"]
+    selected = re.search(r"selected (\d\.\d\d)", v["title"]).group(1)
+    assert f"current group: {selected} selected" in v["header"], (v["title"], v["header"])
+    assert v["broken"] == [], f"table headers broken inside a word: {v['broken']}"
+    assert v["zeroLayers"] == 0  # leaf RMSNorm blocks hold operations, not "0 layers"
+    for width in (1000, 1920):  # also on a narrow and a wide window
+        page.set_viewport_size({"width": width, "height": 1000})
+        assert wait_until(page, CONSISTENCY, [LLAMA_I], lambda v: v is not None)["broken"] == [], width
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
 def test_head_group_chart_has_one_bar_per_head(page, reference):
     from prune_explorer.explorer import ExplorerController
     from prune_explorer.explorer.colors import KEEP_COLOR, REMOVE_COLOR
@@ -204,6 +242,26 @@ def test_llama_script_runs_as_downloaded_with_equal_outputs_and_verifies(page, r
     a.locator("button.pe-verify-script").first.click()
     status = wait_status(page, LLAMA_I, "reproduces this model", timeout=240)
     assert "outputs equal" in status
+    assert _js_errors(page) == []
+
+
+def test_rewalk_shows_the_decided_groups_again_with_their_choices(page):
+    a = app(page, LLAMA_I)
+    a.scroll_into_view_if_needed()
+    a.locator("button.pe-restart").first.click()
+    wait_status(page, LLAMA_I, "started over")
+    p0 = page.evaluate(HEADER_PARAMS, [LLAMA_I])
+    first = wait_until(page, BARS, [LLAMA_I], lambda v: v and "head" in v["title"], what="the head group's bars")
+    removed = sorted(first["traces"][0]["x"])
+    a.locator("button.pe-accept").first.click()
+    wait_status(page, LLAMA_I, "accepted")
+    assert page.evaluate(HEADER_PARAMS, [LLAMA_I]) < p0
+    a.locator("button.pe-rewalk").first.click()
+    wait_status(page, LLAMA_I, "walking the decided groups again")
+    assert page.evaluate(HEADER_PARAMS, [LLAMA_I]) == p0  # every decision undone
+    again = wait_until(page, BARS, [LLAMA_I], lambda v: v and "head" in v["title"], what="the head group again")
+    assert sorted(again["traces"][0]["x"]) == removed  # its earlier choice, pre-selected
+    assert a.locator("button.pe-accept").first.is_enabled() and not a.locator("button.pe-undo").first.is_enabled()
     assert _js_errors(page) == []
 
 
