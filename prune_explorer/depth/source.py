@@ -292,8 +292,9 @@ class DepthSource:
     graph = property(lambda self: self.pruner.DG)
 
     def __call__(self):
-        """The depth groups of the blocks still in the model (the driver's ``group_sources`` contract)."""
-        return [DepthCandidate(self, b) for b in self.blocks if _present(b)]
+        """One depth group per block (the driver's ``group_sources`` contract), removed blocks included (they
+        have no root index left and are proposed nothing), so that the walk's order never changes."""
+        return [DepthCandidate(self, b) for b in self.blocks]
 
     @property
     def n_target(self) -> int:
@@ -303,12 +304,20 @@ class DepthSource:
             n = min(n, len(self.blocks) - 1)
         return n
 
-    def without_removed(self, groups):
-        """``groups`` (width groups) without those rooted inside a block removed now (their layers no longer run)."""
-        gone = {id(m) for b in self.blocks if not _present(b) for m in b.module.modules()}
-        for g in groups:
-            if not gone or id(getattr(g, "root_module", None)) not in gone:
-                yield g
+    def inside_removed(self, group) -> bool:
+        """Whether a width ``group`` is rooted inside a block removed now (its layers no longer run)."""
+        if not any(not _present(b) for b in self.blocks):
+            return False
+        root = getattr(group, "root_module", None)
+        return any(not _present(b) and any(m is root for m in b.module.modules()) for b in self.blocks)
+
+    def removed_block_proposal(self, group, step: int):
+        """The proposal for a width group rooted inside a removed block: nothing, with the reason (a guard skip)."""
+        from ..pruner.proposal import Proposal
+        from ..pruner.guards import GUARD
+
+        return Proposal(group, step, None, 0.0, skip_kind=GUARD,
+                        skip_reason="its layers are in a block removed by a depth group (they no longer run)")
 
     def n_removed(self) -> int:
         return sum(not _present(b) for b in self.blocks)
@@ -365,7 +374,9 @@ class DepthSource:
         """Remove ``group`` when its score is among the lowest of the blocks still in the model, within the blocks
         the ratio has left to remove."""
         if not group.root_idxs:
-            return DepthProposal(group, step, self.ratio, False, float("inf"), on_pruned, "already removed")
+            prop = DepthProposal(group, step, self.ratio, False, float("inf"), on_pruned, "the block was removed")
+            prop.skip_kind = "guard"
+            return prop
         left = self.n_target - self.n_removed()
         s = self.scores()
         k = self.index_of(group.block)

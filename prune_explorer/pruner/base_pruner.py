@@ -319,14 +319,8 @@ class BasePruner(PruningSteps):
         return list(self.ignored_layers)
 
     def graph_groups(self) -> Iterator[Group]:
-        """The graph's groups as the model is now (lazily), with :attr:`group_ignored_layers` left out (and, with
-        ``prune_depth``, the groups rooted inside a block that was removed)."""
-        groups = self.DG.get_all_groups(ignored_layers=self.group_ignored_layers,
-                                        root_module_types=self.root_module_types)
-        depth = getattr(self, "depth", None)
-        if depth is None:
-            return groups
-        return depth.without_removed(groups)
+        """The graph's groups as the model is now (lazily), with :attr:`group_ignored_layers` left out."""
+        return self.DG.get_all_groups(ignored_layers=self.group_ignored_layers, root_module_types=self.root_module_types)
 
     @property
     def head_dim_groups(self) -> Optional["HeadDimGroups"]:

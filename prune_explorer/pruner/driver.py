@@ -242,6 +242,9 @@ class PruningDriver:
             if isinstance(group, Proposal) or hasattr(group, "full_group"):
                 group = group.full_group
             return source.proposal(group, step, on_pruned=on_pruned)
+        depth = getattr(self.pruner, "depth", None)
+        if depth is not None and depth.inside_removed(group):  # its layers no longer run: nothing to decide
+            return depth.removed_block_proposal(group, step)
         return self.pruner.planner.proposal(group, step, budgets, on_pruned=on_pruned)
 
     # ---- pruning ---------------------------------------------------------------------------------------------------

@@ -57,8 +57,10 @@ def test_width_after_depth_and_depth_after_width_interleave_and_undo_in_order():
     assert [g.root_name for g in depth] == ["layer1.0", "layer1.1", "layer2.1", "layer3.1", "layer4.1"]
     rec_d = depth[1].prune()                                  # remove layer1.1
     assert isinstance(m.layer1[1], nn.Identity)
-    names = [g.root_name for g in p.get_all_groups()]
-    assert "layer1.1.conv1" not in names and "layer1.0.conv1" in names  # groups inside the removed block are gone
+    inside = next(g for g in p.get_all_groups() if g.root_name == "layer1.1.conv1")
+    assert p.proposal(inside).skip_kind == "guard" and not p.proposal(inside).proposed_idxs  # no longer runs
+    again = next(g for g in p.get_all_groups() if g.root_name == "layer1.1" and g.kind == "depth")
+    assert p.proposal(again).skip_kind == "guard" and again.root_idxs == []  # listed, nothing left to remove
     stem = next(g for g in p.DG.get_all_groups() if g.root_name == "conv1")
     rec_w = p.driver.prune(stem, list(range(16)))             # the residual stream, removed block included
     assert m.layer1[0].conv2.out_channels == 48 and m(x).shape == (1, 10)
