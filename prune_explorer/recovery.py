@@ -31,7 +31,7 @@ from .errors import PruneExplorerError
 from .inputs import call_model
 from .validation import is_positive_int
 
-__all__ = ["recover", "RecoveryResult", "distillation_loss", "kept_channels"]
+__all__ = ["recover", "RecoveryResult", "distillation_loss", "kept_channels", "mean_distillation_loss"]
 
 
 def kept_channels(graph, layer, side: str = "in") -> torch.Tensor:
@@ -91,7 +91,8 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 def recover(model: nn.Module, teacher: nn.Module, data, steps: int = 200, lr: float = 1e-3,
             weight_decay: float = 0.0, temperature: float = 1.0, output_fn: Optional[Callable] = None,
             progress: bool = True, forward_fn: Optional[Callable] = None, hidden_weight: float = 0.0,
-            hidden_channels: Optional[torch.Tensor] = None) -> RecoveryResult:
+            hidden_channels: Optional[torch.Tensor] = None,
+            callback: Optional[Callable[[int, int, float], None]] = None) -> RecoveryResult:
     """Distil ``teacher`` into the pruned ``model`` for ``steps`` steps (see the module docstring).
 
     Args:
@@ -104,6 +105,7 @@ def recover(model: nn.Module, teacher: nn.Module, data, steps: int = 200, lr: fl
         output_fn: ``output_fn(output) -> logits`` for outputs whose logits are not the tensor or ``.logits``.
         hidden_weight, hidden_channels: hidden-state matching (module docstring); ``hidden_channels`` None: the
             student's last hidden state has the teacher's width.
+        callback: ``callback(steps done, steps, loss)`` after every step (e.g. a progress bar of your own).
     """
     if not is_positive_int(steps):
         raise PruneExplorerError(f"recover: steps={steps!r} must be a positive int")
@@ -154,6 +156,8 @@ def recover(model: nn.Module, teacher: nn.Module, data, steps: int = 200, lr: fl
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
+            if callback is not None:
+                callback(result.steps, steps, result.losses[-1])
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
@@ -163,6 +167,35 @@ def recover(model: nn.Module, teacher: nn.Module, data, steps: int = 200, lr: fl
         if bar is not None:
             bar.close()
     return result
+
+
+def mean_distillation_loss(model: nn.Module, teacher: nn.Module, data, num_batches: int = 4,
+                           temperature: float = 1.0, output_fn: Optional[Callable] = None,
+                           forward_fn: Optional[Callable] = None) -> float:
+    """The distillation loss of :func:`recover` (KL of the teacher's to the model's output distribution, nats per
+    position) averaged over the first ``num_batches`` batches of ``data``, without gradients, both models in eval
+    mode (their flags restored). 0 for a model that equals its teacher."""
+    cal: Calibration = as_calibration(data)
+    out_fn = output_fn or _logits
+    flags = [(m, m.training) for m in list(model.modules()) + list(teacher.modules())]
+    total, n = 0.0, 0
+    try:
+        model.eval()
+        teacher.eval()
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        with torch.no_grad():
+            for batch in itertools.islice(cal.batches(), num_batches):
+                inputs = cal.inputs_of(cal.to(batch, device))
+                loss = distillation_loss(out_fn(call_model(model, inputs, forward_fn)),
+                                         out_fn(call_model(teacher, inputs, forward_fn)), temperature)
+                total += float(loss)
+                n += 1
+    finally:
+        for m, training in flags:
+            m.training = training
+    if n == 0:
+        raise PruneExplorerError("the calibration data yielded no batch")
+    return total / n
 
 
 def _hidden_loss(s_out, t_out, channels) -> torch.Tensor:

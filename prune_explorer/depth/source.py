@@ -77,6 +77,15 @@ class _BlockSpace:
         self.handler = remove_block
 
 
+class _BlockNode:
+    """``group.root`` of a depth group: the block's qualified ``name`` and its class name as ``op``."""
+
+    def __init__(self, name: str, module: nn.Module):
+        self.name = name
+        self.op = type(module).__name__
+        self.module = module
+
+
 class DepthEdit:
     """Removing blocks as an edit of a graph's history (``DG.apply_edit``): ``apply`` / ``revert`` / ``entries``."""
 
@@ -124,6 +133,7 @@ class DepthCandidate:
         self.block = block
         self.root_name = block.name
         self.root_module = block.module
+        self.root = _BlockNode(block.name, block.module)
         self.pruning_fn = remove_block
         self.root_space = _BlockSpace(block.name, _present(block))
 
@@ -226,6 +236,7 @@ class DepthProposal:
     root_name = property(lambda self: self.group.root_name)
     root_space = property(lambda self: self.group.root_space)
     root_module = property(lambda self: self.group.root_module)
+    root = property(lambda self: self.group.root)
     pruning_fn = property(lambda self: self.group.pruning_fn)
     root_idxs = property(lambda self: list(self.proposed_idxs))
     units = property(lambda self: [[0]] if self.proposed_idxs else [])

@@ -70,13 +70,15 @@ from .session import ExplorerError, ProgressFn, Session, check_explorer_ratio, f
 from .status import StatusLine, clean_text, describe
 from .speed import Speed
 from .output_change import OutputTrack
+from .recovery import Recovery
 from .walk import AUTO_SKIP_KINDS, Decision, Walk
 
 __all__ = ["ExplorerController", "ExplorerError", "Decision", "DEFAULT_SWEEP_RATIOS", "AUTO_SKIP_KINDS"]
 
 
 #: events after which the model may differ (the output change is measured again, once)
-_MODEL_EVENTS = ("build", "accept", "undo", "accept_all", "rollback", "restart", "rewalk", "ignore", "ratio", "options")
+_MODEL_EVENTS = ("build", "accept", "undo", "accept_all", "rollback", "restart", "rewalk", "ignore", "ratio", "options",
+                 "recover", "undo_recover")
 
 
 class ExplorerController:
@@ -118,6 +120,7 @@ class ExplorerController:
         self.exporter = Export(self.session, self.walk, model_fn, rebuild=self._replay_after_unprune)
         self.speed = Speed(self.session, self.events, self._replay_after_unprune)
         self.output = OutputTrack(self.session, self.walk, eval_fn=eval_fn, enabled=track_output)
+        self.recovery = Recovery(self.session, self.events, pruner_kwargs.get("calibration"), eval_fn)
         cal = pruner_kwargs.get("calibration")
         if cal is not None and eval_fn is None and track_output:  # the output change is measured on calibration data
             from ..calibration import as_calibration
@@ -271,11 +274,30 @@ class ExplorerController:
         """Every number of channels the current group can lose (whole units, ``round_to``, guards)."""
         return self.walk.allowed_counts()
 
-    def undo(self) -> Decision:
-        """Restore the model exactly as it was before the last accepted group, and show that group again."""
+    def undo(self) -> Optional[Decision]:
+        """Restore the model exactly as it was before the last accepted group, and show that group again. After a
+        :meth:`recover`, the first undo puts the weights back as they were before it (returns None)."""
+        if self.recovery.on_top():
+            self.recovery.undo()
+            self._changed("undo_recover")
+            return None
         d = self.walk.undo()
         self._changed("undo")
         return d
+
+    # ---- recovery ---------------------------------------------------------------------------------------------------
+    def recover(self, steps: int = 100, lr: float = 1e-3):
+        """Recover: distil the unpruned model into the pruned one for ``steps`` steps on the calibration data
+        (:mod:`.recovery`; refused with a clear message without ``calibration=``). Progress goes to the progress
+        bar; Interrupt stops after the step in progress (the steps done are kept). Undo puts the weights back.
+        Returns the :class:`~.recovery.RecoveryRun` (metric before / after)."""
+        try:
+            run = self.recovery.run(steps, lr)
+        except BaseException:
+            self.measures.clear()
+            raise
+        self._changed("recover")
+        return run
 
     def accept_all_remaining(self) -> List[Decision]:
         """Accept every remaining group as the pruner proposes it (the current one with its adjusted selection).

@@ -48,6 +48,9 @@ def _pretty_history(history) -> str:
         return "[]"
     rows = []
     for h in history:
+        if h.get("kind") == "depth":  # a whole block removed (pe.depth): replayed by name
+            rows.append(f"    {json.dumps(h)}")
+            continue
         members = ",\n".join(f"        {json.dumps(m)}" for m in h["members"])
         # the size attributes the pruning rewrote (head_dim...): apply_history sets them, the forward reads them
         attrs = "".join(f",\n        {a!r}" for a in h.get("attributes", ()))
@@ -176,7 +179,8 @@ class Export:
         """Whether the script replays the pruning history rather than re-finding groups on a fresh graph: for
         attention-head groups (not graph groups), and for a pruner that removes whole heads (its graph groups whole
         heads, which a default graph in the script would not)."""
-        return any(d.explicit for d in accepted) or bool(getattr(self.s.pruner, "prune_num_heads", False))
+        return (any(d.explicit or d.key.endswith(":depth") for d in accepted)
+                or bool(getattr(self.s.pruner, "prune_num_heads", False)))
 
     def runs_as_downloaded(self) -> bool:
         """Whether :meth:`code` builds the model by itself (a builder or a library name is known)."""

@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ..depth.blocks import DEPTH_KIND
+
 from ..graph import DEFAULT_ROOT_TYPES
 from ..graph.model.channel_space import SIDE_OUT
 from ..measure.sweep import SweepResult, uniform_sweep
@@ -117,6 +119,10 @@ class Figures:
         if cached is not None and cached[0] is self.w.current:
             return cached[1]
         g = self.w.current
+        if getattr(g, "kind", None) == DEPTH_KIND:
+            out = self._predict_depth(g, bool(idxs))
+            self._cache[key] = (g, out)
+            return out
         by_space = {it.dep.space.index: it for it in (g.select(idxs).items if idxs else [])}
         removed: Dict[int, int] = {}
         for it in g.items:
@@ -192,7 +198,39 @@ class Figures:
             "heads": _head_bars(g, cand, imp_list, sel),  # one entry per head (head groups), else None
             "note": proposal.skip_reason,  # why the pruner proposes nothing (the user may still choose channels)
             "step": proposal.step,
+            "kind": getattr(g, "kind", None) or "channels",
+            "depth": self.depth_card(),  # a depth group: the block, its score, parameters and MACs (else None)
         }
+
+    def _predict_depth(self, g, remove: bool) -> dict:
+        """:meth:`predict` for a depth group: the whole block goes (its parameters and MACs as it is now)."""
+        params, macs = int(g.num_params), g.macs
+        p_removed = params if remove else 0
+        m_removed = float(macs) if (remove and macs is not None) else 0.0
+        p_now, m_now = self.s.params_now(), self.s.macs_now()
+        rows = [{"name": g.root_name, "type": g.root.op, "side": "block", "channels_before": 1,
+                 "channels_after": 0 if remove else 1, "params_removed": p_removed, "is_root": True}]
+        return {
+            "rows": rows, "n_removed": int(remove), "params_removed": p_removed, "params_after": p_now - p_removed,
+            "params_removed_pct": p_removed / p_now if p_now else 0.0,
+            "macs_removed": None if m_now is None else int(round(m_removed)),
+            "macs_after": None if m_now is None else int(round(m_now - m_removed)),
+            "macs_removed_pct": (m_removed / m_now) if m_now else None,
+        }
+
+    def depth_card(self) -> Optional[dict]:
+        """What the card shows about a depth group on show (None for a width group): the block, its class, its
+        score (block influence 1 - cos on the calibration data, or the pruner's depth_importance), its parameters
+        and MACs now, and whether the pruner proposes to remove it."""
+        g = self.w.current
+        if g is None or getattr(g, "kind", None) != DEPTH_KIND:
+            return None
+        imp = self.w.proposal.importance
+        return {"block": g.root_name, "type": g.root.op, "mode": g.block.mode,
+                "score": None if imp is None else float(imp[0]),
+                "score_name": "block influence (1 - cos)" if g.source.importance is None else "depth importance",
+                "params": int(g.num_params), "macs": g.macs, "remove_proposed": bool(self.w.proposal.proposed_idxs),
+                "layers": g.layer_names()}
 
     def guard_skipped(self) -> List[dict]:
         """Every group a guard of the pruner passed over, with its reason."""

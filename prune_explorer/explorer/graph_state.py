@@ -407,4 +407,6 @@ class GraphState(GraphDrawing):
         if g is None:
             return "", set()
         root = g.root.name
+        if getattr(g, "kind", None) == "depth":  # a whole block: every layer in it is highlighted
+            return "", {n for n in self.by_name if n.startswith(root + ".")}
         return root, {it.dep.target.name for it in g.items} - {root}

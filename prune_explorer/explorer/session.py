@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch.nn as nn
 
 from ..errors import PruneExplorerError, TracingError
-from ..graph import DEFAULT_ROOT_TYPES
+from ..graph import DEFAULT_ROOT_TYPES, model_history
 from ..inputs import CALL_CONVENTION, tensors_in, to_meta
 from ..measure import count_ops_and_params, count_params, params_per_module
 from ..measure.structure import ModelStructure, meta_clone
@@ -203,8 +203,18 @@ class Session:
         key = ("macs", self.DG.version)
         if key not in self._now:
             self._now = {k: v for k, v in self._now.items() if k[1] == self.DG.version}
-            self._now[key] = float(self.structure.macs_at(self.structure.kept_now()))
+            if self.blocks_removed():  # the structure's laws still count the removed blocks' layers: count them
+                from ..measure import count_macs
+
+                self._now[key] = float(count_macs(self.model, self.example_inputs,
+                                                  forward_fn=self.pruner_kwargs.get("forward_fn")))
+            else:
+                self._now[key] = float(self.structure.macs_at(self.structure.kept_now()))
         return self._now[key]
+
+    def blocks_removed(self) -> bool:
+        """Whether a depth group (a whole block) is removed now."""
+        return any(e.get("kind") == "depth" for e in model_history(self.model))
 
     def set_pruner_options(self, options: dict) -> dict:
         """Use ``options`` for the next :meth:`make_pruner` (the caller rebuilds); returns the previous ones."""

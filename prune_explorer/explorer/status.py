@@ -150,6 +150,9 @@ def describe(c, event: str) -> str:
         acc = c.decisions[k]
         guards = len(c.decisions) - 1 - k
         then = f"{guards} group(s) after it skipped by guards; " if guards else ""
+        if acc.key.endswith(":depth") and acc.action == "accept":
+            return (f"removed the block {acc.root} (−{acc.params_before - acc.params_after:,} parameters); " + then
+                    + _walk_state(c))
         return (f"accepted {acc.root} (−{acc.n_removed} of {acc.channels} channels, "
                 f"−{acc.params_before - acc.params_after:,} parameters); " + then + _walk_state(c))
     if event == "skip" and last is not None:
@@ -161,6 +164,13 @@ def describe(c, event: str) -> str:
                 f"({'the pruner' + chr(39) + 's proposal' if c.card()['follows_proposal'] else 'adjusted'}).")
     if event == "undo":
         return f"undid {c.last_undone}: the model is as it was before it was accepted; " + _walk_state(c)
+    if event == "recover" and getattr(c.recovery, "last", None) is not None:
+        r = c.recovery.last
+        stopped = f"stopped after {r.steps} of {r.steps_asked} steps" if r.interrupted else f"{r.steps} steps"
+        return (f"recovered ({stopped}): {r.metric_name} {r.before:.4g} → {r.after:.4g}. Undo puts the weights "
+                "back.")
+    if event == "undo_recover":
+        return "undid the recovery: the weights are as they were before it; " + _walk_state(c)
     if event == "accept_all":
         return "accepted every remaining group; " + _walk_state(c)
     if event == "rollback":

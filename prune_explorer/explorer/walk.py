@@ -379,13 +379,24 @@ class Walk:
             raise ExplorerError("nothing to undo: no group has been accepted yet")
         d = self.decisions[k]
         try:
-            self.s.DG.undo(d.record) if d.record is not None else self.s.DG.undo()
+            self.undo_record(d.record)
         except PruneExplorerError as exc:
             raise ExplorerError(f"undo failed: {exc}") from exc
         del self.decisions[k:]
         self.restart()
         self.last_undone = d.root
         return d
+
+    def undo_record(self, record) -> None:
+        """Undo a decision's ``record`` (None: the graph's last), first undoing the edits made after it that are no
+        decision of the walk (a recovery: its weights go back too), so the model is exactly as before it."""
+        DG = self.s.DG
+        if record is not None:
+            while DG.history and DG.history[-1] is not record and record in DG.history:
+                DG.undo()
+            DG.undo(record)
+        else:
+            DG.undo()
 
     def accept_all_remaining(self) -> List[Decision]:
         """Accept every remaining group as the pruner proposes it (the current one with its adjusted selection)."""
@@ -443,7 +454,7 @@ class Walk:
         back to the first of them."""
         for d in reversed(self.decisions[start:]):
             if d.action == "accept":
-                self.s.DG.undo(d.record) if d.record is not None else self.s.DG.undo()
+                self.undo_record(d.record)
         del self.decisions[start:]
         self.restart()
 
