@@ -60,6 +60,9 @@ class TaylorImportance(_GradientCollector, GroupImportance):
     instead (the joint first-order change of removing the whole channel).
     """
 
+    #: reads the weights only through ``channel_parts`` (a step may decide it through held cuts, see :mod:`.held`)
+    channel_parts_only = True
+
     def __init__(self, group_reduction: Optional[str] = "mean", normalizer="mean", multivariable: bool = False,
                  bias: bool = False, target_types: Optional[Iterable[type]] = None):
         super().__init__(group_reduction=group_reduction, normalizer=normalizer, bias=bias, target_types=target_types)
@@ -104,6 +107,9 @@ class HessianImportance(_GradientCollector, GroupImportance):
     parameter's ``.grad`` (so they are sliced along with the weights while a step prunes group after group);
     call :meth:`zero_grad` and ``model.zero_grad()`` before accumulating again.
     """
+
+    #: reads the weights only through ``channel_parts`` (a step may decide it through held cuts, see :mod:`.held`)
+    channel_parts_only = True
 
     def __init__(self, group_reduction: Optional[str] = "mean", normalizer="mean", bias: bool = False,
                  target_types: Optional[Iterable[type]] = None):

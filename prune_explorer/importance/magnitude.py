@@ -37,6 +37,9 @@ class MagnitudeImportance(GroupImportance):
     torch.Size([2])
     """
 
+    #: reads the weights only through ``channel_parts`` (a step may decide it through held cuts, see :mod:`.held`)
+    channel_parts_only = True
+
     def __init__(self, p: float = 2, group_reduction: Optional[str] = "mean", normalizer="mean", bias: bool = False,
                  target_types: Optional[Iterable[type]] = None):
         super().__init__(group_reduction=group_reduction, normalizer=normalizer, bias=bias, target_types=target_types)
@@ -69,6 +72,9 @@ class BNScaleImportance(MagnitudeImportance):
     ``fallback=MagnitudeImportance()`` (or any criterion) to score such groups with it instead.
     """
 
+    #: reads the weights only through ``channel_parts`` (a step may decide it through held cuts, see :mod:`.held`)
+    channel_parts_only = True
+
     def __init__(self, group_reduction: Optional[str] = "mean", normalizer="mean", fallback: Optional[Importance] = None):
         super().__init__(p=1, group_reduction=group_reduction, normalizer=normalizer, bias=False, target_types=NORM_TYPES)
         self.fallback = fallback
@@ -83,6 +89,9 @@ class BNScaleImportance(MagnitudeImportance):
 class LAMPImportance(MagnitudeImportance):
     """Layer-adaptive magnitude pruning (LAMP): magnitude scores, each divided by the sum of the scores at least as
     large in the same group, so that global ranking compares layers fairly."""
+
+    #: reads the weights only through ``channel_parts`` (a step may decide it through held cuts, see :mod:`.held`)
+    channel_parts_only = True
 
     def __init__(self, p: float = 2, group_reduction: Optional[str] = "mean", normalizer="lamp", bias: bool = False,
                  target_types: Optional[Iterable[type]] = None):
@@ -112,6 +121,9 @@ class FPGMImportance(GroupImportance):
     ``p``-distance to every other channel of the same member) is redundant. Per member, the distance sums are the
     scores; they are reduced over members and normalised like the magnitude scores."""
 
+    #: reads the weights only through ``channel_parts`` (a step may decide it through held cuts, see :mod:`.held`)
+    channel_parts_only = True
+
     def __init__(self, p: float = 2, group_reduction: Optional[str] = "mean", normalizer="mean", bias: bool = False,
                  target_types: Optional[Iterable[type]] = None):
         super().__init__(group_reduction=group_reduction, normalizer=normalizer, bias=bias, target_types=target_types)
@@ -128,6 +140,9 @@ class FPGMImportance(GroupImportance):
 
 class RandomImportance(Importance):
     """Uniform random scores (a baseline); uses torch's global generator, so ``torch.manual_seed`` fixes them."""
+
+    #: reads the weights only through ``channel_parts`` (a step may decide it through held cuts, see :mod:`.held`)
+    channel_parts_only = True
 
     def __call__(self, group) -> torch.Tensor:
         return torch.rand(len(group.root_idxs))

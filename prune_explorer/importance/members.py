@@ -30,8 +30,9 @@ import torch.nn as nn
 from .._index import long_tensor
 from ..layers.family import FAMILIES
 from ..layers.slicing import Part, Rows
+from .held import active
 
-__all__ = ["Part", "channel_parts"]
+__all__ = ["Part", "channel_parts", "raw_channel_parts"]
 
 
 def _generic_parts(layer, side: str, n_channels: int, idx) -> List[Part]:
@@ -52,7 +53,17 @@ def _generic_parts(layer, side: str, n_channels: int, idx) -> List[Part]:
 
 
 def channel_parts(dep, idxs: Sequence[int]) -> List[Part]:
-    """The parameter parts owned by channels ``idxs`` (current indices) of member ``dep`` (see the module doc)."""
+    """The parameter parts owned by channels ``idxs`` (current indices) of member ``dep`` (see the module doc).
+
+    While a decision reads through held cuts (:mod:`.held`), ``idxs`` are positions on the uncut model and each part
+    reads the tensor as the held cuts will leave it."""
+    parts = raw_channel_parts(dep, idxs)
+    held = active()
+    return parts if held is None or not parts else [held.wrap(p) for p in parts]
+
+
+def raw_channel_parts(dep, idxs: Sequence[int]) -> List[Part]:
+    """:func:`channel_parts` on the model as it is (no held cuts)."""
     space = dep.space
     layer = space.owner
     idx = long_tensor(idxs)

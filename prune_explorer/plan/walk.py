@@ -58,10 +58,10 @@ def plan_proposals(pruner, plan: PruningPlan) -> Iterator[PlanProposal]:
         d = plan.get(key)
         if d is None:
             continue
-        pruner.driver.before_decide(group)  # cuts held by a batched applier that this decision must see
         current = len(group.root_idxs)
         n = d.count(current)
-        idxs = list(pruner.propose(group, n)) if n > 0 else []
+        # decided as group-by-group pruning would: through the cuts a batched applier holds (driver.decide)
+        idxs = list(pruner.driver.decide(group, lambda: pruner.propose(group, n))) if n > 0 else []
         yield PlanProposal(key=key, group=group, decision=d, idxs=idxs, n_planned=n, driver=pruner.driver)
 
 

@@ -44,8 +44,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
 from ..errors import PruningError
+from ..importance.held import HeldConflict, HeldCuts, reads_channel_parts_only
 from .post_check import Repair, warn_rolled_back
 from .proposal import Proposal
+from .units import channel_multiple
 
 __all__ = ["PruningDriver", "Cut", "Applied", "sequential_applier", "batched_applier", "ROLLBACK", "KEEP",
            "KEEP_ON_INTERRUPT"]
@@ -132,22 +134,33 @@ def _batch_group(cut: Cut):
 def batched_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Callable[[Cut], None],
                     refused: Optional[Callable[[Cut, PruningError], None]] = None) -> None:
     """An :attr:`PruningDriver.applier` that decides first and cuts once: consecutive plain graph groups are
-    collected and pruned together
-    with ``DG.prune_groups`` (one cut per tensor, ONE record; every cut of the batch has that ``record`` and its
-    ``part``); any other cut (attention groups, head dims, extra sources) is pruned on its own after the batch
-    before it was cut. The choices stay those of pruning one group after another: before a group touching a layer
-    that a held cut touches is decided, the held cuts are pruned (:meth:`PruningDriver.before_decide`), so every
-    group is decided on the weights it would have seen. A batch that a layer refuses as a whole is pruned one cut
-    after another, as
-    :func:`sequential_applier` does. The post-prune check splits a failing batch into one record per group before
-    it searches (:meth:`PruningDriver.check`)."""
+    collected and pruned together with ``DG.prune_groups`` (one cut per tensor, ONE record; every cut of the batch
+    has that ``record`` and its ``part``); any other cut (attention groups, head dims, extra sources) is pruned on
+    its own after the batch before it was cut.
+
+    The choices stay exactly those of pruning one group after another. The cuts held are recorded as (channel space,
+    positions) in the driver's :class:`~prune_explorer.importance.held.HeldCuts`, and the next decisions read the
+    model through them (:meth:`PruningDriver.decide`): channel counts as the held cuts leave them, weights without
+    the entries they remove (bit for bit the values the cut model has). The held cuts are pruned first
+    (:meth:`PruningDriver.before_decide`) only when that cannot be exact: the group's root channels have held cuts,
+    a member's layer is read in a way held cuts cannot be seen through (gates, grouped convs, a layer of no known
+    family, a member with a channel multiple or declared heads), or the criterion reads more than the channels'
+    weights (activation or input statistics, a custom criterion: see
+    :func:`~prune_explorer.importance.held.reads_channel_parts_only`), in which case any held cut of a layer the
+    group touches is pruned first, as the model it reads must be cut. So a DenseNet, where every group also cuts
+    the inputs of every later layer, is decided in one pass and each tensor is copied once per step, not once per
+    group.
+
+    A batch that a layer refuses as a whole is pruned one cut after another, as :func:`sequential_applier` does.
+    The post-prune check splits a failing batch into one record per group before it searches
+    (:meth:`PruningDriver.check`)."""
     batch: List[tuple] = []
-    pending: set = driver._pending  # the layers the held cuts touch (see PruningDriver.before_decide)
+    held = driver._held  # the cuts decided and not applied yet (see PruningDriver.decide)
 
     def flush() -> None:
         todo = list(batch)
         batch.clear()
-        pending.clear()
+        held.clear()
         if len(todo) > 1:
             try:
                 rec = driver.graph.prune_groups([g for _, g in todo])
@@ -172,14 +185,14 @@ def batched_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Callab
                 if isinstance(cut.target, Proposal):
                     cut.target.batched = True
                 batch.append((cut, group))
-                pending.update(id(it.dep.space.owner) for it in group.items)
+                held.add(group.items)
                 continue
             flush()
             sequential_applier(driver, [cut], pruned, refused)
         flush()
     finally:
         driver._flush = None
-        pending.clear()
+        held.clear()
 
 
 class PruningDriver:
@@ -196,7 +209,7 @@ class PruningDriver:
         #: extra group sources for the walk: callables returning an iterable of groups
         self.group_sources: List[Callable[[], Iterable[Any]]] = []
         self._flush: Optional[Callable[[], None]] = None  # set while batched_applier holds decided cuts
-        self._pending: set = set()  # id of every layer (or loose parameter) the held cuts touch
+        self._held = HeldCuts()  # the cuts batched_applier holds: (channel space, positions) on the uncut model
 
     @property
     def graph(self):
@@ -216,11 +229,62 @@ class PruningDriver:
             yield from source()
 
     def before_decide(self, group) -> None:
-        """Call before deciding ``group``'s channels: when a batched applier holds cuts that touch one of its layers,
-        they are pruned first, so that the decision reads the weights it would read group after group."""
-        if self._flush is not None and self._pending and any(
-                id(it.dep.space.owner) in self._pending for it in group.items):
+        """Call before deciding ``group``'s channels (inside :meth:`decide`): when a batched applier holds cuts that
+        this decision cannot read through exactly (see :func:`batched_applier`), they are pruned first, so that the
+        decision reads the weights it would read group after group."""
+        held = self._held
+        if self._flush is None or not held:
+            return
+        if self._reads_through(group):
+            if held.conflict(group) is not None or self._size_conflict(group):
+                self._flush()
+        elif any(held.touches(it.dep.space.owner) for it in group.items):
             self._flush()
+
+    def decide(self, group, fn: Callable[[], Any]) -> Any:
+        """``fn()`` (a decision about ``group``: a proposal, a choice of channels) as group-by-group pruning would
+        make it: :meth:`before_decide`, then ``fn`` reading the model through the cuts still held (channel counts and
+        weights as those cuts leave them, :mod:`~prune_explorer.importance.held`). If a read turns out not to be
+        exact there, the held cuts are pruned and ``fn`` runs again on the cut model."""
+        self.before_decide(group)
+        held = self._held
+        if self._flush is None or not held:
+            return fn()
+        try:
+            with held.reading():
+                return fn()
+        except HeldConflict:
+            self._flush()
+        return fn()
+
+    def _reads_through(self, group) -> bool:
+        """Whether ``group`` may be decided through held cuts: a plain graph group, scored by a criterion that reads
+        only its channels' weights (:func:`~prune_explorer.importance.held.reads_channel_parts_only`) through the
+        pruner's own ``estimate_importance``."""
+        from ..graph import Group
+        from .base_pruner import BasePruner
+
+        if type(group) is not Group or group.kind is not None:
+            return False
+        pruner = self.pruner
+        if type(pruner).estimate_importance is not BasePruner.estimate_importance:
+            return False
+        return reads_channel_parts_only(getattr(pruner, "importance", None))
+
+    def _size_conflict(self, group) -> bool:
+        """A member with held cuts whose decision rules read more than its channel count: a channel multiple
+        (heads, GroupNorm groups) or a declared block (``num_heads``, ``in/out_channel_groups``)."""
+        held = self._held
+        options = getattr(self.pruner, "options", None)
+        declared = bool(options is not None and (options.out_channel_groups or options.in_channel_groups)) or bool(
+            getattr(getattr(self.pruner, "planner", None), "head_layers", None))
+        for it in group.items:
+            s = it.dep.space
+            if held.current_size(s) == s.current_size:
+                continue
+            if declared or channel_multiple(s) > 1:
+                return True
+        return False
 
     def _cut_decided(self) -> None:
         """Prune the cuts a batched applier holds (the groups that follow are decided on the model they leave)."""
@@ -231,8 +295,7 @@ class PruningDriver:
         """The pruner's :class:`~.proposal.Proposal` for each group of :meth:`groups` at ``step`` with the step's
         ``budgets``, each made right before it is yielded."""
         for group in self.groups():
-            self.before_decide(group)
-            yield self.propose(group, step, budgets, on_pruned=on_pruned)
+            yield self.decide(group, lambda: self.propose(group, step, budgets, on_pruned=on_pruned))
 
     def propose(self, group, step: int, budgets, on_pruned=None):
         """The proposal for one group: the pruner's planner for the graph's groups; a group of an extra source that

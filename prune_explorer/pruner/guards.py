@@ -28,6 +28,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ..importance.held import current_size
+
 __all__ = ["SkippedGroup", "guard_refusal", "root_limits", "feasible_units", "feasible_prefixes", "chosen_prefix",
            "GUARD", "IMPORTANCE", "TARGET", "CONSTRAINT", "NOT_ACCEPTED", "HEADS", "ERROR", "CHECK"]
 
@@ -66,7 +68,7 @@ def guard_refusal(group, initial_sizes: Dict[int, int], max_pruning_ratio: float
     channels when the pruner was built."""
     for it in group.items:
         s = it.dep.space
-        cur = s.current_size
+        cur = current_size(s)  # as the cuts held for this step leave it
         init = initial_sizes.get(s.index, s.size)
         if cur <= 1:
             return f"single-channel guard: {s.label} has {cur} channel"

@@ -29,6 +29,7 @@ from ..errors import PruneExplorerError
 from . import guards as G
 from ..graph.model.explicit import ExplicitGroup
 from ..graph.model.group import DIMS_KIND, HEADS_KIND
+from ..importance.held import current_size
 from .proposal import Proposal
 from .scope import LOCAL, ScopeRules, rank_scope
 from .units import member_constraints, rank_units, tied_units
@@ -40,7 +41,7 @@ _ALL = 1 << 62  # "as many channels as the constraints allow"
 
 def _signature(group) -> tuple:
     """What an importance score depends on besides the weights: each member's space, size and channel count."""
-    return tuple((it.dep.space.index, it.dep.space.current_size, it.idx_array.size) for it in group.items)
+    return tuple((it.dep.space.index, current_size(it.dep.space), it.idx_array.size) for it in group.items)
 
 
 class Planner:

@@ -20,8 +20,9 @@ import torch.nn as nn
 
 from ..graph.model.union_find import connected_components
 from ..importance.base import root_positions
+from ..importance.held import current_size
 
-__all__ = ["tied_units", "rank_units", "member_constraints"]
+__all__ = ["tied_units", "rank_units", "member_constraints", "channel_multiple"]
 
 
 def _declared_blocks(item, out_channel_groups: Dict[nn.Module, int], in_channel_groups: Dict[nn.Module, int],
@@ -48,7 +49,7 @@ def tied_units(group, out_channel_groups: Dict[nn.Module, int], in_channel_group
     ties = []
     for it in group.items:
         g = _declared_blocks(it, out_channel_groups, in_channel_groups, head_layers)
-        n = it.dep.space.current_size
+        n = current_size(it.dep.space)
         if not g or g <= 1 or n % g:
             continue
         per = n // g
@@ -88,7 +89,8 @@ def rank_units(group, importance: Optional[torch.Tensor], units) -> Tuple[List[L
     return [units[i] for i in order], scores[order]
 
 
-def _channel_multiple(space) -> int:
+def channel_multiple(space) -> int:
+    """The multiple a member's channel count must keep (attention heads, GroupNorm groups...); 1 when none."""
     pruner = space.pruner
     if space.dim is None and hasattr(pruner, "channel_multiple"):
         try:
@@ -104,7 +106,7 @@ def member_constraints(group, unit_order: List[List[int]]):
     (e.g. attention heads, GroupNorm groups) and ``size`` its current channel count."""
     out = []
     root = group.root_array
-    root_size = group.root_space.current_size
+    root_size = current_size(group.root_space)
     _, pos_of = root_positions(group)
     sizes = np.fromiter(map(len, unit_order), dtype=np.int64, count=len(unit_order))
     unit_of = np.zeros(root.size, dtype=np.int64)  # root position -> its unit's rank in unit_order
@@ -113,12 +115,13 @@ def member_constraints(group, unit_order: List[List[int]]):
             np.repeat(np.arange(len(unit_order)), sizes)
     for it in group.items:
         s = it.dep.space
-        mult = _channel_multiple(s)
-        full = it.idx_array.size >= s.current_size
+        mult = channel_multiple(s)
+        size = current_size(s)  # as the cuts held for this step leave it
+        full = it.idx_array.size >= size
         if mult <= 1 and not full:
             continue
-        if mult <= 1 and s.current_size == root_size and np.array_equal(it.root_array, root):
+        if mult <= 1 and size == root_size and np.array_equal(it.root_array, root):
             continue  # one channel per root channel: the root's own guard (keep >= 1) already covers it
         per_unit = np.bincount(unit_of[pos_of(it.root_array).numpy()], minlength=len(unit_order))
-        out.append((np.concatenate([[0], np.cumsum(per_unit)]), mult, s.current_size))
+        out.append((np.concatenate([[0], np.cumsum(per_unit)]), mult, size))
     return out
