@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from contextvars import ContextVar
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, Optional
 
 import numpy as np
 import torch
@@ -65,6 +65,20 @@ def reads_channel_parts_only(importance) -> bool:
     return fallback is None or reads_channel_parts_only(fallback)
 
 
+def _union(held: Optional[np.ndarray], arr: np.ndarray) -> np.ndarray:
+    """``held`` (sorted, or None) with the positions ``arr`` added, sorted and unique."""
+    arr = np.sort(arr) if arr.size > 1 and (arr[1:] < arr[:-1]).any() else arr
+    return arr if held is None else np.union1d(held, arr)
+
+
+def _meets(sorted_held: np.ndarray, idx: np.ndarray) -> bool:
+    """Whether any of ``idx`` is in ``sorted_held``."""
+    if not sorted_held.size or not np.size(idx):
+        return False
+    hit = np.minimum(np.searchsorted(sorted_held, idx), sorted_held.size - 1)
+    return bool((sorted_held[hit] == idx).any())
+
+
 def _complement(n: int, removed: np.ndarray) -> torch.Tensor:
     mask = np.ones(n, dtype=bool)
     mask[removed] = False
@@ -84,10 +98,9 @@ class MaskedRows:
         idx = rows.idx.numpy()
         r = removed.get(d)
         if r is not None and r.size:
-            hit = np.searchsorted(r, idx)
-            if (r[np.minimum(hit, r.size - 1)] == idx).any():
+            if _meets(r, idx):
                 raise HeldConflict("a held cut removes channels this decision reads")
-            self._idx_cut, self._size_cut = torch.from_numpy(idx - hit), shape[d] - r.size
+            self._idx_cut, self._size_cut = torch.from_numpy(idx - np.searchsorted(r, idx)), shape[d] - r.size
         else:
             self._idx_cut, self._size_cut = rows.idx, shape[d]
         self._keeps = [(e, keep_of(e)) for e in sorted(removed) if e != d]  # other dims, in order
@@ -121,11 +134,11 @@ class HeldCuts:
     items: channel space and positions on the uncut model); ``clear()`` once they are cut."""
 
     def __init__(self):
-        self._spaces: Dict[int, List[np.ndarray]] = {}  # space index -> position arrays held
-        self._params: Dict[int, tuple] = {}  # id(param) -> (param, {dim: [position arrays]})
+        self._spaces: Dict[int, np.ndarray] = {}  # space index -> sorted positions held
+        self._params: Dict[int, tuple] = {}  # id(param) -> (param, {dim: sorted positions held along it})
         self._opaque: Dict[int, torch.Tensor] = {}  # id(param) -> param whose held cut is not a plain Rows cut
         self._owners: set = set()  # id of every layer (or loose parameter) some held cut touches
-        self._cache: dict = {}  # derived unions and keep-index tensors, dropped on add
+        self._keeps: dict = {}  # (id(param), dim) -> the positions kept along dim (a long tensor)
 
     def __bool__(self) -> bool:
         return bool(self._spaces)
@@ -135,7 +148,7 @@ class HeldCuts:
         self._params.clear()
         self._opaque.clear()
         self._owners.clear()
-        self._cache.clear()
+        self._keeps.clear()
 
     def touches(self, owner) -> bool:
         """Whether a held cut touches layer ``owner`` (a module, or a loose parameter)."""
@@ -145,13 +158,12 @@ class HeldCuts:
         """Hold the cuts of a group's ``items`` (``GroupItem``: ``dep.space`` and ``idx_array``)."""
         from .members import raw_channel_parts
 
-        self._cache.clear()
         for it in items:
             arr = np.asarray(it.idx_array, dtype=np.int64)
             if not arr.size:
                 continue
             s = it.dep.space
-            self._spaces.setdefault(s.index, []).append(arr)
+            self._spaces[s.index] = _union(self._spaces.get(s.index), arr)
             self._owners.add(id(s.owner))
             owner = s.owner
             known = isinstance(owner, torch.nn.Module) and FAMILIES.family_of(owner) is not None
@@ -160,43 +172,29 @@ class HeldCuts:
                     self._opaque[id(p)] = p
                 continue
             for part in raw_channel_parts(it.dep, arr):
+                key = id(part.param)
                 if type(part.select) is Rows:
-                    entry = self._params.setdefault(id(part.param), (part.param, {}))
-                    entry[1].setdefault(part.select.dim, []).append(part.select.idx.numpy())
+                    param, dims = self._params.setdefault(key, (part.param, {}))
+                    d = part.select.dim
+                    dims[d] = _union(dims.get(d), part.select.idx.numpy())
+                    self._keeps.pop((key, d), None)
                 else:
-                    self._opaque[id(part.param)] = part.param
+                    self._opaque[key] = part.param
 
     def removed(self, space) -> np.ndarray:
         """The positions (uncut) the held cuts remove from ``space``, sorted (empty when none)."""
-        arrays = self._spaces.get(space.index)
-        if not arrays:
-            return np.zeros(0, dtype=np.int64)
-        key = ("space", space.index)
-        out = self._cache.get(key)
-        if out is None:
-            out = self._cache[key] = np.unique(np.concatenate(arrays)) if len(arrays) > 1 else np.sort(arrays[0])
-        return out
+        out = self._spaces.get(space.index)
+        return np.zeros(0, dtype=np.int64) if out is None else out
 
     def current_size(self, space) -> int:
         """``space``'s channel count once the held cuts are applied."""
-        if space.index not in self._spaces:
-            return space.current_size
-        return space.current_size - int(self.removed(space).size)
-
-    def _removed_dims(self, key: int) -> Dict[int, np.ndarray]:
-        ck = ("dims", key)
-        out = self._cache.get(ck)
-        if out is None:
-            dims = self._params[key][1]
-            out = self._cache[ck] = {d: np.unique(np.concatenate(a)) if len(a) > 1 else np.sort(a[0])
-                                     for d, a in dims.items()}
-        return out
+        r = self._spaces.get(space.index)
+        return space.current_size if r is None else space.current_size - int(r.size)
 
     def _keep(self, key: int, param: torch.Tensor, dim: int) -> torch.Tensor:
-        ck = ("keep", key, dim)
-        out = self._cache.get(ck)
+        out = self._keeps.get((key, dim))
         if out is None:
-            out = self._cache[ck] = _complement(param.shape[dim], self._removed_dims(key)[dim])
+            out = self._keeps[(key, dim)] = _complement(param.shape[dim], self._params[key][1][dim])
         return out
 
     def wrap(self, part: Part) -> Part:
@@ -209,35 +207,21 @@ class HeldCuts:
             return part
         if type(part.select) is not Rows:
             raise HeldConflict("this read of a parameter with held cuts is not a plain row/column read")
-        removed = self._removed_dims(key)
-        masked = MaskedRows(part.select, part.param.shape, removed, lambda e: self._keep(key, part.param, e))
+        masked = MaskedRows(part.select, part.param.shape, self._params[key][1], lambda e: self._keep(key, part.param, e))
         return Part(part.param, masked, part.is_bias)
 
     def conflict(self, group) -> Optional[str]:
         """Why ``group`` cannot be decided through the held cuts (None when it can): its root space has held cuts
-        (its channel indices and target would move), it reads channels a held cut removes, or a member's layer has
-        held cuts its reads cannot see through."""
+        (its channel indices and target would move), or it reads channels a held cut removes. (A read that cannot
+        see through a held cut raises :class:`HeldConflict` while deciding.)"""
         if not self._spaces:
             return None
         if group.root_space.index in self._spaces:
             return "its root channels have held cuts"
-        from .members import raw_channel_parts
-
         for it in group.items:
-            s = it.dep.space
-            if s.index in self._spaces:
-                r = self.removed(s)
-                if np.intersect1d(r, it.idx_array, assume_unique=False).size:
-                    return f"a held cut removes channels of {s.label} it reads"
-            if id(s.owner) not in self._owners or not it.idx_array.size:
-                continue
-            owner = s.owner
-            if not (isinstance(owner, torch.nn.Module) and FAMILIES.family_of(owner) is not None):
-                return f"{s.label} has held cuts and no known layer family"
-            for part in raw_channel_parts(it.dep, it.idx_array):
-                key = id(part.param)
-                if key in self._opaque or (key in self._params and type(part.select) is not Rows):
-                    return f"{s.label}: a held cut or a read that is not a plain row/column selection"
+            r = self._spaces.get(it.dep.space.index)
+            if r is not None and _meets(r, it.idx_array):
+                return f"a held cut removes channels of {it.dep.space.label} it reads"
         return None
 
     @contextlib.contextmanager

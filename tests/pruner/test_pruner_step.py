@@ -180,10 +180,10 @@ def test_history_follows_undo():
     pr = BasePruner(m, X, MagnitudeImportance(), pruning_ratio=0.5)
     pr.DG.undo_depth = 4
     pr.step()
-    assert len(pr.history) == 2
+    assert len(pr.history) == 2 and len(pr.DG.history) == 1  # both groups decided, then cut together: one record
+    assert m.first.out_channels == 5 and m.body[0].out_channels == 5
     pr.DG.undo()
-    assert len(pr.history) == 1 and m.body[0].out_channels == 10
-    assert m.first.out_channels == 5
+    assert pr.history == [] and m.body[0].out_channels == 10 and m.first.out_channels == 10
 
 
 def test_pruned_model_matches_a_manual_equivalent():
