@@ -139,3 +139,30 @@ def test_llama_depth_group_in_the_walk_and_script(monkeypatch):
     built = scope["model"]
     assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
     assert built.config.num_hidden_layers == 2
+
+
+def test_app_card_shows_the_block_and_the_recover_button_runs():
+    from prune_explorer.explorer import Explorer
+
+    x = torch.randn(2, 3, 32, 32)
+    model = build_resnet()
+    ex = Explorer(model, x, prune_depth=True, depth_pruning_ratio=0.2, calibration=[x])
+    c = ex.controller
+    _to_depth(c)
+    ex.card.refresh("skip")
+    assert "layer1.0" in ex.card.title.value and "block influence" in ex.card.title.value
+    assert "parameters" in ex.card.title.value and ex.card.hist_box.layout.display == "none"
+    ex.card.slider.value = 1
+    assert "removes the whole block" in ex.card.prediction.value
+    ex.card.accept_btn.click()
+    assert isinstance(model.layer1[0], nn.Identity)
+    ex.card.recover_steps.value = 2
+    ex.card.recover_btn.click()
+    assert c.recovery.last is not None and c.recovery.last.steps == 2
+    assert "→" in ex.card.recover_result.value and not ex.card.undo_btn.disabled
+    assert not ex.progress.visible  # the bar is gone once done
+    ex.card.undo_btn.click()                     # the recovery
+    assert c.recovery.last is None and isinstance(model.layer1[0], nn.Identity)
+    # without calibration data the button is disabled and says why
+    ex2 = Explorer(build_resnet(), x, prune_depth=True)
+    assert ex2.card.recover_btn.disabled and "calibration=" in ex2.card.recover_btn.tooltip

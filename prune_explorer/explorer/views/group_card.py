@@ -38,7 +38,23 @@ def members_table_html(card: dict, max_rows: int = _MAX_ROWS) -> str:
     return f"<div class='pe-card-table pe-scroll'><table>{head}{''.join(body)}{more}</table></div>"
 
 
+def depth_title_html(card: dict, total: int) -> str:
+    """The title of a depth group's card: the block, its class, score, parameters and MACs (pure, for tests)."""
+    d = card["depth"]
+    score = "" if d["score"] is None else f"{d['score_name']} {d['score']:.4g} (lowest goes first) · "
+    macs = "" if d["macs"] is None else f", {fmt_count(d['macs'])} MACs"
+    what = "proposed for removal" if d["remove_proposed"] else "the pruner keeps it"
+    return (
+        f"<div><span class='pe-muted'>Group {card['position']} of ~{total} · depth (a whole block)</span><br>"
+        f"<span class='pe-big pe-card-root'>{esc(d['block'])}</span> "
+        f"<span class='pe-muted pe-depth-info'>({esc(d['type'])}, {score}{d['params']:,} parameters{macs}; "
+        f"{what})</span></div>"
+    )
+
+
 def title_html(card: dict, total: int) -> str:
+    if card.get("depth"):
+        return depth_title_html(card, total)
     scope = f" · scope {esc(card['scope'])}" if card.get("scope") else ""
     sel = len(card["selected"]) / card["channels"] if card["channels"] else 0.0
     ratio = f" · selected {sel:.2f}"  # the same figure as the header's "current group"
@@ -55,6 +71,14 @@ def title_html(card: dict, total: int) -> str:
 
 def prediction_html(card: dict) -> str:
     p = card["prediction"]
+    if card.get("depth"):
+        macs = ("" if p["macs_removed"] is None else
+                f" · MACs <span class='pe-removed'>&minus;{fmt_count(p['macs_removed'])}</span> "
+                f"(&minus;{fmt_share(p['macs_removed_pct'])}) → {fmt_count(p['macs_after'])}")
+        what = "removes the whole block" if p["n_removed"] else "keeps the block (set remove to 1 to remove it)"
+        return (f"<div class='pe-prediction'>Accepting {what}: parameters <span class='pe-removed pe-pred-params'>"
+                f"&minus;{p['params_removed']:,}</span> (&minus;{fmt_share(p['params_removed_pct'])}) → "
+                f"{p['params_after']:,}{macs} <span class='pe-muted'>(% of the model as it is now)</span></div>")
     prop = "" if card["follows_proposal"] else " <span class='pe-muted'>(adjusted; the pruner proposed " \
                                                 f"{len(card['proposed'])})</span>"
     macs = ("" if p["macs_removed"] is None else
@@ -66,6 +90,17 @@ def prediction_html(card: dict) -> str:
         f"(&minus;{fmt_share(p['params_removed_pct'])}) → {p['params_after']:,}{macs} "
         "<span class='pe-muted'>(% of the model as it is now)</span></div>"
     )
+
+
+def recover_html(run) -> str:
+    """The last Recover's metric before and after (``run``: a ``RecoveryRun`` or None; pure, for tests)."""
+    if run is None:
+        return ""
+    better = run.after > run.before if run.higher_is_better else run.after < run.before
+    stopped = f", stopped after {run.steps} of {run.steps_asked} steps" if run.interrupted else f", {run.steps} steps"
+    return (f"<span class='pe-muted'>{esc(run.metric_name)}:</span> {run.before:.4g} → "
+            f"<b class='{'pe-better' if better else 'pe-worse'}'>{run.after:.4g}</b>"
+            f"<span class='pe-muted'>{stopped}</span>")
 
 
 def guard_html(items: List[dict]) -> str:
@@ -140,6 +175,18 @@ class GroupCardView(widgets.VBox):
         self.rewalk_btn.add_class("pe-rewalk")
         self.restart_btn.on_click(lambda _: self.app.run(lambda c: c.restart_walk(), busy="restoring the model"))
         self.rewalk_btn.on_click(lambda _: self.app.run(lambda c: c.rewalk(), busy="restoring the model"))
+        self.recover_btn = widgets.Button(description="Recover", icon="graduation-cap", layout=b,
+                                          tooltip="Distil the unpruned model into the pruned one on the calibration "
+                                                  "data (Interrupt stops it; Undo puts the weights back)")
+        self.recover_btn.add_class("pe-recover")
+        self.recover_steps = widgets.BoundedIntText(value=100, min=1, max=100000, description="steps",
+                                                    layout=widgets.Layout(width="150px"),
+                                                    style={"description_width": "40px"})
+        self.recover_steps.add_class("pe-recover-steps")
+        self.recover_result = widgets.HTML()
+        self.recover_result.add_class("pe-recover-result")
+        self.recover_btn.on_click(lambda _: self.app.run(lambda c: c.recover(steps=int(self.recover_steps.value)),
+                                                         busy="recovering"))
         self.all_btn = widgets.Button(description="Accept all remaining", icon="fast-forward", layout=b,
                                       tooltip="Accept every remaining group as the pruner proposes it")
         for w, cls in ((self.accept_btn, "pe-accept"), (self.skip_btn, "pe-skip"), (self.undo_btn, "pe-undo"),
@@ -169,6 +216,7 @@ class GroupCardView(widgets.VBox):
         wrap = widgets.Layout(flex_flow="row wrap", align_items="center", width="100%")
         self.buttons = widgets.HBox([self.accept_btn, self.skip_btn, self.undo_btn, self.all_btn, self.restart_btn,
                                      self.rewalk_btn], layout=wrap)
+        self.recover_row = widgets.HBox([self.recover_btn, self.recover_steps, self.recover_result], layout=wrap)
         self.details = widgets.VBox([
             widgets.HBox([self.slider, self.reset_btn], layout=wrap),
             widgets.HBox([self.pick, self.pick_btn], layout=wrap),
@@ -176,7 +224,7 @@ class GroupCardView(widgets.VBox):
             self.hist_box,
             self.table,
         ])
-        super().__init__([self.guards, self.title, self.done, self.buttons, self.details])
+        super().__init__([self.guards, self.title, self.done, self.buttons, self.recover_row, self.details])
         self.add_class("pe-group-card")
         self._syncing = False
         self.refresh()
@@ -210,7 +258,12 @@ class GroupCardView(widgets.VBox):
         c = self.app.controller
         card = c.card()
         self.guards.value = guard_html(c.guard_skipped())
-        self.undo_btn.disabled = not any(d.action == "accept" for d in c.decisions)
+        rec = getattr(c, "recovery", None)
+        self.undo_btn.disabled = not (any(d.action == "accept" for d in c.decisions) or (rec and rec.on_top()))
+        if rec is not None:
+            self.recover_btn.disabled = not rec.available
+            self.recover_btn.tooltip = rec.reason or self.recover_btn.tooltip
+            self.recover_result.value = recover_html(rec.last)
         self.rewalk_btn.disabled = not any(d.action in ("accept", "skip") for d in c.decisions)
         finished = card is None
         for w in (self.accept_btn, self.skip_btn, self.all_btn):
@@ -250,6 +303,10 @@ class GroupCardView(widgets.VBox):
                 self.pick.value = ""  # another group on show: old channel numbers would mean something else
             finally:
                 self._syncing = False
+        self.hist_box.layout.display = "none" if card.get("depth") else ""
+        self.pick.layout.display = self.pick_btn.layout.display = "none" if card.get("depth") else ""
+        if card.get("depth"):
+            return  # one block: its score is in the title, no histogram
         if card.get("heads"):
             self.hist.show(head_bars_figure(card["heads"]))
         else:
