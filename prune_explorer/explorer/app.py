@@ -206,7 +206,7 @@ class Explorer:
         actions = {"accept": (lambda c: c.accept(), "pruning the group"), "skip": (lambda c: c.skip(), None),
                    "undo": (lambda c: c.undo(), "restoring the model")}
         if action not in actions:
-            self.notify(f"unknown shortcut action {action!r}", error=True)
+            self.notify(f"unknown shortcut action {action!r}: use one of {', '.join(sorted(actions))}", error=True)
             return False
         fn, busy = actions[action]
         return self.run(fn, busy=busy)

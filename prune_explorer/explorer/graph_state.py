@@ -332,7 +332,8 @@ class GraphState(GraphDrawing):
                        + [n for n in hits if not n.lower().endswith("." + ql)])
         if not matches:
             close = difflib.get_close_matches(q, self.searchable(), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            hint = (f"; did you mean {', '.join(close)}?" if close else
+                    "; type part of a layer's qualified name (e.g. conv or layer1.0), or pick it in the graph")
             self.highlight = None
             return SearchResult(q, None, [], f"no layer or block matches {q!r}{hint}")
         last_q, last_matches, k = self._search

@@ -125,3 +125,54 @@ def test_blocked_walk_plan_and_verify_texts_are_clean_and_say_what_to_do():
     assert len(texts) >= 3
     for text in texts:
         _check(text, error=False)
+
+
+def _build_small():
+    torch.manual_seed(0)
+    return SmallNet()
+
+
+@pytest.mark.slow
+def test_the_apps_own_messages_are_clean_and_errors_say_what_to_do(tmp_path):
+    """What the app's views put on the status line (Save, Save plan, Export ONNX, Download and Verify script,
+    a search, hand-picked channels, shortcuts), the refusals among them, through the same checks."""
+    pytest.importorskip("onnxscript")
+    import prune_explorer as pe
+
+    torch.manual_seed(0)
+    ex = pe.Explorer(SmallNet().eval(), torch.randn(1, 3, 16, 16), model_fn=_build_small)
+    c = ex.controller
+    seen = []
+
+    def record(error):
+        seen.append((c.status.text, error))
+        assert c.status.is_error == error, c.status.text
+
+    ex.card.accept_btn.click()
+    record(False)
+    ex.card.pick.value = ""
+    ex.card._on_pick()  # "Use these" with an empty box
+    record(True)
+    ex.graph.find("conv2")
+    record(False)
+    ex.graph.find("no_such_layer")
+    record(True)
+    assert not ex.shortcut("bogus")
+    record(True)
+    for box, run, path, ok in (
+        (ex.finish.save_path, ex.finish.save, tmp_path / "m.pth", True),
+        (ex.finish.save_path, ex.finish.save, tmp_path / "missing" / "m.pth", False),
+        (ex.finish.plan_path, ex.finish.save_plan, tmp_path / "plan.json", True),
+        (ex.finish.onnx_path, ex.finish.export_onnx, tmp_path / "m.onnx", True),
+        (ex.finish.onnx_path, ex.finish.export_onnx, tmp_path / "m.txt", False),
+    ):
+        box.value = str(path)
+        assert run() == ok, c.status.text
+        record(not ok)
+    ex.finish.download_script()
+    record(False)
+    ex.finish.verify_script()
+    record(False)
+    assert "reproduces this model" in c.status.text
+    for text, error in seen:
+        _check(text, error)
