@@ -3,8 +3,10 @@ request) the full second-moment matrix, the data behind the calibrated criteria 
 
 For a layer reading ``n`` channels, over every observation of its input (each token of a sequence, each position
 of a feature map, each sample): ``"x"`` sums ``x_j``, ``"x2"`` sums ``x_j^2`` and, for the layers asked for,
-``"xx"`` sums ``x x^T`` (``[n, n]``). Only these running sums are kept (float64, on the CPU), never the activations;
-they follow the channels as the model is pruned (see :mod:`.statistics`).
+``"xx"`` sums ``x x^T`` (``[n, n]``); on request, for convolutions, ``"xt"`` sums what each kernel tap reads
+(``[n, taps]`` over output positions, zero padding included: :mod:`.conv_taps`). Only these running sums are kept
+(float64, on the CPU), never the activations; they follow the channels as the model is pruned (see
+:mod:`.statistics`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Iterable, Optional
 import torch
 import torch.nn as nn
 
+from .conv_taps import tap_sums
 from .hooked import HookedCalibration
 from .statistics import CALIBRATED_TYPES
 
@@ -36,11 +39,13 @@ class InputStatistics(HookedCalibration):
     Args:
         target_types: the layers whose inputs are measured (default: convolutions and ``nn.Linear``).
         covariance: also gather ``sum x x^T`` (True: for every target layer; or an iterable of layers).
+        taps: also gather, for convolutions, the input's sums per kernel tap (:func:`.conv_taps.tap_sums`).
     """
 
-    def __init__(self, target_types: Optional[Iterable[type]] = None, covariance=False):
+    def __init__(self, target_types: Optional[Iterable[type]] = None, covariance=False, taps: bool = False):
         self.target_types = tuple(target_types) if target_types else CALIBRATED_TYPES
         self.covariance = covariance if isinstance(covariance, bool) else {id(m) for m in covariance}
+        self.taps = bool(taps)
         self._start_gathering()
 
     TARGET_HINT = "the layers whose inputs should be measured"
@@ -61,6 +66,10 @@ class InputStatistics(HookedCalibration):
             self.stats.add(module, "in", "x2", rows.pow(2).sum(0), count)
             if self._wants_cov(module):
                 self.stats.add(module, "in", "xx", rows.T @ rows, count)
+            if self.taps and isinstance(module, nn.modules.conv._ConvNd) \
+                    and not isinstance(module, nn.modules.conv._ConvTransposeNd):
+                sums, positions = tap_sums(module, x)
+                self.stats.add(module, "in", "xt", sums, positions, rows=True)
 
     # ---- reading (current channel indices of the layer as it is now) --------------------------------------------
     def mean(self, layer) -> Optional[torch.Tensor]:
@@ -75,6 +84,11 @@ class InputStatistics(HookedCalibration):
         """``Var[x_j]`` per input channel (float64, population variance), or None."""
         m, m2 = self.mean(layer), self.second_moment(layer)
         return None if m is None else (m2 - m * m).clamp_min(0)
+
+    def tap_means(self, layer) -> Optional[torch.Tensor]:
+        """A convolution's ``[n, taps]`` means of what each kernel tap reads over output positions (float64), or
+        None when they were not gathered (``taps=False``, or not a convolution)."""
+        return self.stats.current(layer, "in", "xt")
 
     def moment_matrix(self, layer) -> Optional[torch.Tensor]:
         """``E[x x^T]`` over the input channels (``[n, n]`` float64), or None when it was not gathered."""

@@ -34,7 +34,7 @@ CALIBRATED_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 class _Entry:
-    __slots__ = ("layer", "side", "sums", "counts", "space")
+    __slots__ = ("layer", "side", "sums", "counts", "space", "rows")
 
     def __init__(self, layer, side: str):
         self.layer = layer  # kept referenced: entries are keyed by id(layer)
@@ -42,6 +42,7 @@ class _Entry:
         self.sums: Dict[str, torch.Tensor] = {}  # float64 CPU, current indices (or original once anchored)
         self.counts: Dict[str, float] = {}
         self.space = None  # the graph's ChannelSpace once anchored (then sums are indexed by original channel)
+        self.rows = set()  # names of per-channel row quantities ([n, k]: channels on dim 0 only)
 
 
 class ChannelStatistics:
@@ -61,15 +62,23 @@ class ChannelStatistics:
         layer, side = key
         return (id(layer), side) in self._entries
 
-    def add(self, layer, side: str, name: str, sums: torch.Tensor, count: float) -> None:
+    def add(self, layer, side: str, name: str, sums: torch.Tensor, count: float, rows: bool = False) -> None:
         """Add per-channel ``sums`` (one value per channel the layer has now, or a ``[n, n]`` matrix indexed by
         channels on both dims, e.g. an input's second moments ``sum x x^T``) of quantity ``name``, gathered over
-        ``count`` observations."""
+        ``count`` observations. ``rows=True``: ``sums`` is ``[n, k]``, one row of ``k`` values per channel (e.g. a
+        convolution input's sums per kernel tap), indexed by channels on dim 0 only."""
         entry = self._entries.get((id(layer), side))
         if entry is None:
             entry = self._entries[(id(layer), side)] = _Entry(layer, side)
         values = sums.detach().to("cpu", torch.float64)
-        values = values if values.dim() == 2 and values.shape[0] == values.shape[1] else values.reshape(-1)
+        if rows:
+            if values.dim() != 2:
+                raise CalibrationError(f"{name} statistics with rows=True must be [channels, k], got "
+                                       f"{tuple(values.shape)}")
+            entry.rows.add(name)
+        elif not (values.dim() == 2 and values.shape[0] == values.shape[1]):
+            values = values.reshape(-1)
+        pairwise = values.dim() == 2 and not rows
         if entry.space is not None:  # anchored: indexed by original channel
             alive = entry.space.alive_idx
             if values.shape[0] != alive.size:
@@ -77,7 +86,7 @@ class ChannelStatistics:
                     f"{name} statistics for {entry.space.label} have {values.shape[0]} channels but the layer has "
                     f"{alive.size}: the hooks saw a different model; call clear() and gather again"
                 )
-            values = _embed(values, torch.from_numpy(alive), entry.space.size)
+            values = _embed(values, torch.from_numpy(alive), entry.space.size, pairwise)
         if name in entry.sums:
             if entry.sums[name].shape != values.shape:
                 raise CalibrationError(
@@ -120,12 +129,12 @@ class ChannelStatistics:
                     f"{alive.numel()} now: it was pruned after the calibration pass and before any scoring. "
                     "Fix: gather the statistics again on the pruned model (imp.clear(), then the calibration pass)"
                 )
-            entry.sums[name] = _embed(values, alive, space.size)
+            entry.sums[name] = _embed(values, alive, space.size, values.dim() == 2 and name not in entry.rows)
         entry.space = space
 
     def mean_of(self, layer, side: str, name: str, idxs: Sequence[int], space=None) -> Optional[torch.Tensor]:
         """Mean of ``name`` per channel for current channel indices ``idxs`` of ``layer``'s ``side`` (float32; a
-        matrix quantity gives the ``[len(idxs), len(idxs)]`` block, float64), or None when nothing was gathered for
+        matrix quantity gives the ``[len(idxs), len(idxs)]`` block, a row quantity ``[len(idxs), k]``, float64), or None when nothing was gathered for
         it. ``space``: the member's channel space (checks sizes)."""
         entry = self._entries.get((id(layer), side))
         if entry is None or name not in entry.sums:
@@ -140,6 +149,8 @@ class ChannelStatistics:
                 f"{space.current_size}: gather them again on the model as it is now"
             )
         t = torch.from_numpy(idx)
+        if name in entry.rows:
+            return values[t]
         if values.dim() == 2:
             return values[t][:, t]
         return values[t].float()
@@ -154,7 +165,7 @@ class ChannelStatistics:
         if entry.space is None:
             return values
         t = torch.from_numpy(entry.space.alive_idx)
-        return values[t][:, t] if values.dim() == 2 else values[t]
+        return values[t][:, t] if values.dim() == 2 and name not in entry.rows else values[t]
 
     def count(self, layer, side: str, name: str) -> float:
         """How many observations ``name`` was gathered over for ``layer``'s ``side`` (0 when none)."""
@@ -170,13 +181,13 @@ class ChannelStatistics:
         return self.mean_of(s.owner, side, name, item.idx_array, space=s)
 
 
-def _embed(values: torch.Tensor, alive: torch.Tensor, size: int) -> torch.Tensor:
+def _embed(values: torch.Tensor, alive: torch.Tensor, size: int, pairwise: bool) -> torch.Tensor:
     """``values`` (indexed by the channels alive now) placed at original indices ``alive`` of a zero tensor of
-    ``size`` channels (on both dims for a matrix)."""
-    if values.dim() == 2:
+    ``size`` channels (on both dims for a ``pairwise`` matrix; on dim 0 for rows)."""
+    if values.dim() == 2 and pairwise:
         full = torch.zeros(size, size, dtype=torch.float64)
         full[alive.unsqueeze(1), alive.unsqueeze(0)] = values
         return full
-    full = torch.zeros(size, dtype=torch.float64)
+    full = torch.zeros(size, *values.shape[1:], dtype=torch.float64)
     full[alive] = values
     return full

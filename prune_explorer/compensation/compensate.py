@@ -57,7 +57,7 @@ class Compensation(InputStatistics):
             raise ValueError("Compensation(bias=False, least_squares=False) would do nothing; enable one of them")
         if not isinstance(ridge, (int, float)) or isinstance(ridge, bool) or ridge < 0:
             raise ValueError(f"ridge={ridge!r} must be a number >= 0")
-        super().__init__(target_types=target_types or _CONSUMERS, covariance=bool(least_squares))
+        super().__init__(target_types=target_types or _CONSUMERS, covariance=bool(least_squares), taps=bool(bias))
         self.bias = bias
         self.least_squares = least_squares
         self.ridge = float(ridge)
@@ -108,7 +108,9 @@ class Compensation(InputStatistics):
                 f"the input statistics of {space.label} cover {mu.numel()} channels but it reads {n_in}: gather them "
                 "again on the model as it is now (comp.clear(), then comp.calibrate(...))")
         want_bias = self.bias and (layer.bias is not None or self.create_bias)
-        dW, db = deltas(layer.weight, getattr(layer, "groups", 1), removed, mu, M, want_bias, self.ridge)
+        mu_taps = self.stats.mean_of(layer, "in", "xt", range(space.current_size), space=space) \
+            if want_bias and isinstance(layer, nn.modules.conv._ConvNd) else None
+        dW, db = deltas(layer.weight, getattr(layer, "groups", 1), removed, mu, M, want_bias, self.ridge, mu_taps)
         if dW is None and db is None:
             return None
         return layer, dW, db

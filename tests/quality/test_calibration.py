@@ -109,3 +109,55 @@ def test_pruner_runs_the_calibration_pass():
                                        calibration=Calibration(data, progress=False))
     pruner.step()
     assert m[0].out_features == 4 and len(imp.stats) > 0
+
+
+@pytest.mark.parametrize("conv,shape", [
+    (lambda: nn.Conv2d(3, 4, 3, padding=1), (2, 3, 6, 7)),
+    (lambda: nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=2, dilation=1), (2, 4, 7, 9)),
+    (lambda: nn.Conv2d(2, 3, (3, 2), padding="same", dilation=2), (1, 2, 6, 5)),
+    (lambda: nn.Conv1d(2, 3, 5, padding=2, padding_mode="reflect"), (2, 2, 9)),
+    (lambda: nn.Conv3d(2, 2, 3, padding=1, padding_mode="circular", stride=2), (1, 2, 5, 4, 6)),
+])
+def test_tap_sums_match_a_convolution_with_one_hot_kernels(conv, shape):
+    """What each tap reads, summed over output positions, equals the convolution's output with a one-hot kernel
+    at that tap (zero padding included); count: the output positions."""
+    import torch.nn.functional as F
+    from prune_explorer.calibration.conv_taps import tap_sums
+
+    torch.manual_seed(0)
+    layer = conv()
+    x = torch.randn(shape)
+    sums, count = tap_sums(layer, x)
+    nd = x.dim() - 2
+    fn = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
+    taps = sums.shape[1]
+    for c in range(x.shape[1]):
+        xc = x[:, c:c + 1].double()
+        pad = layer.padding
+        if layer.padding_mode != "zeros":
+            xc = F.pad(xc, [p for p in reversed(layer.padding) for _ in range(2)], mode=layer.padding_mode)
+            pad = 0
+        for t in range(taps):
+            w = torch.zeros(taps, dtype=torch.float64)
+            w[t] = 1
+            out = fn(xc, w.reshape(1, 1, *layer.kernel_size), stride=layer.stride, padding=pad, dilation=layer.dilation)
+            assert torch.allclose(sums[c, t], out.sum())
+    assert count == out.numel()
+
+
+def test_row_statistics_follow_pruned_channels():
+    """Per-channel rows (a convolution's tap means) stay attached to their channels while the layer is pruned."""
+    from prune_explorer.calibration import InputStatistics
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 3, 3, padding=1))
+    stats = InputStatistics(taps=True)
+    stats.calibrate(m, Calibration([torch.randn(4, 2, 5, 5)], progress=False))
+    full = stats.tap_means(m[2]).clone()
+    assert full.shape == (6, 9)
+    dg = pe.DependencyGraph().build_dependency(m, torch.randn(1, 2, 5, 5))
+    group = dg.get_pruning_group(m[0], pe.prune_conv_out_channels, [1, 4])
+    for item in group.items:
+        stats.stats.anchor_space(item.dep.space)
+    group.prune()
+    assert torch.equal(stats.tap_means(m[2]), full[[0, 2, 3, 5]])

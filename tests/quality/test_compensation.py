@@ -91,3 +91,44 @@ def test_compensation_needs_statistics():
     assert m[0].out_features == 16
     with pytest.raises(ValueError, match="nothing"):
         Compensation(bias=False, least_squares=False)
+
+
+
+@pytest.mark.parametrize("padding,mode", [(1, "zeros"), ("same", "zeros"), (1, "reflect"), (0, "zeros")])
+def test_conv_bias_compensation_keeps_the_output_mean_exactly_with_padding(padding, mode):
+    """The created bias is the removed channels' contribution averaged over every output position, zero padding
+    included: the consumer's output mean over the calibration data and positions is exactly the unpruned one's.
+    The padding-blind bias (the channel mean through every tap) misses it wherever a tap reads zero padding."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.ReLU(),
+                      nn.Conv2d(6, 4, 3, padding=padding, padding_mode=mode, bias=False))
+    data = [torch.randn(4, 2, 5, 5) + 1.0 for _ in range(2)]
+    x = torch.cat(data)
+    ref = m(x).detach()
+    comp = Compensation(bias=True)
+    comp.calibrate(m, Calibration(data, progress=False))
+    removed = torch.tensor([1, 4])
+    w = m[2].weight.detach().clone()
+    blind_db = deltas(w, 1, removed, comp.mean(m[2]), None, True)[1]
+    taps_db = deltas(w, 1, removed, comp.mean(m[2]), None, True, mu_taps=comp.tap_means(m[2]))[1]
+    dg = pe.DependencyGraph().build_dependency(m, data[0])
+    comp.prune(dg.get_pruning_group(m[0], pe.prune_conv_out_channels, removed.tolist()))
+    assert torch.allclose(m[2].bias.double(), taps_db, atol=1e-6)
+    out = m(x).detach()
+    assert torch.allclose(out.mean((0, 2, 3)), ref.mean((0, 2, 3)), atol=1e-5)
+    if padding != 0 and mode == "zeros":
+        assert (blind_db - taps_db).abs().max().item() > 1e-2
+
+
+def test_linear_bias_with_least_squares_keeps_the_output_mean():
+    """bias + least squares: the refitted weights and the bias together keep the output's mean exactly."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 3, bias=False))
+    data = [torch.randn(64, 5) for _ in range(2)]
+    x = torch.cat(data)
+    ref = m(x).detach()
+    comp = Compensation(bias=True, least_squares=True)
+    comp.calibrate(m, Calibration(data, progress=False))
+    dg = pe.DependencyGraph().build_dependency(m, data[0])
+    comp.prune(dg.get_pruning_group(m[0], pe.prune_linear_out_channels, [0, 2, 7]))
+    assert torch.allclose(m(x).detach().mean(0), ref.mean(0), atol=1e-5)
