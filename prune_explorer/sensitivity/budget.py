@@ -308,6 +308,28 @@ def solve_budget(table: SensitivityTable, target: Optional[float] = None, kind: 
                         table.baseline)
 
 
+def _depth_order(cm: PlanCostModel, keys: Sequence[str]) -> Dict[str, int]:
+    """``{depth group key: its rank}`` by block influence (or ``depth_importance``) on the unpruned model, lowest
+    first (empty without depth groups)."""
+    depth = getattr(cm.pruner, "depth", None)
+    wanted = [k for k in keys if k.endswith(":depth")]
+    if depth is None or not wanted:
+        return {}
+    scores = depth.scores()
+    by_key = {f"{b.name}:depth": float(scores[j]) for j, b in enumerate(depth.blocks)}
+    ranked = sorted(wanted, key=lambda k: (by_key.get(k, float("inf")), k))
+    return {k: pos for pos, k in enumerate(ranked)}
+
+
+def _max_blocks(cm: PlanCostModel, depth_order: Dict[str, int]) -> int:
+    """The most blocks a plan may remove: all of them, but one for a Hugging Face layer stack."""
+    depth = getattr(cm.pruner, "depth", None)
+    if depth is None:
+        return 0
+    keep_one = any(b.mode == "delete" for b in depth.blocks)
+    return len(depth_order) - (1 if keep_one else 0)
+
+
 def uniform_plan(model: Optional[nn.Module] = None, example_inputs=None, ratio: Optional[float] = None,
                  target: Optional[float] = None, kind: str = "macs", speedup: Optional[float] = None,
                  importance=None, ignored_layers=None, round_to: Optional[int] = None,
@@ -320,7 +342,8 @@ def uniform_plan(model: Optional[nn.Module] = None, example_inputs=None, ratio: 
     no importance, and :func:`~prune_explorer.plan.apply_plan` ranks the real weights later.
 
     Each group with ``C`` root channels loses ``C - int(C * (1 - ratio))`` rounded down to a count the pruner
-    allows, as ``pruner.step()`` would. With ``table=`` the model, example inputs, importance, pruner options and
+    allows, as ``pruner.step()`` would. With depth groups (``pruner_options={"prune_depth": True}``), the fraction
+    ``ratio`` of the blocks goes, those of lowest block influence first (a Hugging Face layer stack keeps one). With ``table=`` the model, example inputs, importance, pruner options and
     groups default to the scan's (so the plan is comparable with :func:`solve_budget`'s); otherwise the options are
     ``ignored_layers``, ``round_to``, ``max_pruning_ratio`` and ``pruner_options``.
     """
@@ -353,9 +376,15 @@ def uniform_plan(model: Optional[nn.Module] = None, example_inputs=None, ratio: 
     # head dims of a block that also loses heads: the ratio is resolved on the block as its heads left it
     after_heads = {k for b in _attention_blocks(keys) for k in b if k.endswith(":attention-dims")}
 
+    depth_order = _depth_order(cm, keys)
+
     def counts_at(r: float) -> Dict[str, Union[int, float]]:
-        return {k: float(r) if k in after_heads else cm.feasible(k, cm.channels[k] - int(cm.channels[k] * (1 - r)))
-                for k in keys}
+        out = {k: float(r) if k in after_heads else cm.feasible(k, cm.channels[k] - int(cm.channels[k] * (1 - r)))
+               for k in keys if k not in depth_order}
+        # depth groups (pruner_options prune_depth=True): the fraction r of the blocks, lowest block influence first
+        n_blocks = min(int(r * len(depth_order) + 1e-9), _max_blocks(cm, depth_order))
+        out.update({k: int(pos < n_blocks) for k, pos in depth_order.items()})
+        return out
 
     goal = None
     if ratio is None:

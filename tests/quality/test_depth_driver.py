@@ -133,3 +133,42 @@ def test_llama_layer_removed_with_width_then_replayed(tmp_path):
     while p.DG.history:
         p.DG.undo()
     assert m.config.num_hidden_layers == 4 and torch.equal(m(input_ids=ids).logits, ref)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return x + torch.relu(self.conv(x))
+
+
+class ReadsABlock(nn.Module):
+    """A model whose forward reads an attribute of its middle block: removing that block breaks it."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.body = nn.Sequential(ResBlock(8), ResBlock(8), ResBlock(8))
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.body(self.stem(x))
+        x = x * (self.body[1].conv.out_channels / 8)
+        return self.head(x.mean((2, 3)))
+
+
+def test_post_prune_check_rolls_back_a_block_whose_removal_breaks_the_model():
+    m = ReadsABlock().eval()
+    x = torch.randn(1, 3, 8, 8)
+    before = _state(m)
+    p = pe.pruner.BasePruner(m, x, pe.importance.MagnitudeImportance(), pruning_ratio=0.0, prune_depth=True,
+                             depth_pruning_ratio=0.34, depth_importance=lambda model, groups: [{"body.0": 1.0, "body.1": 0.0, "body.2": 2.0}[g.name]
+                                                                        for g in groups])
+    assert [b.name for b in p.depth.blocks] == ["body.0", "body.1", "body.2"]
+    with pytest.warns(UserWarning, match="body.1"):
+        p.step()
+    assert not isinstance(m.body[1], nn.Identity) and _same(_state(m), before)
+    assert any(s.root == "body.1" and s.kind == "check" for s in p.skipped)
+    assert model_history(m) == [] and p.DG.history == []

@@ -79,3 +79,23 @@ def test_scan_and_budget_can_choose_blocks():
     fresh.load_state_dict(m.state_dict())
     pe.apply_plan(fresh, plan, example_inputs=x)
     assert _params(fresh) == plan.predicted["params"] <= 0.5 * _params(m)
+
+
+def test_uniform_plan_removes_the_ratio_of_blocks_lowest_influence_first():
+    x = torch.randn(2, 3, 32, 32)
+    m = _model()
+    plan = pe.sensitivity.uniform_plan(m, x, ratio=0.4, pruner_options={"prune_depth": True})
+    removed = [d.root for d in plan if d.kind == "depth" and d.remove]
+    p = pe.pruner.BasePruner(_model(), x, pe.importance.MagnitudeImportance(), prune_depth=True)
+    p.model.load_state_dict(m.state_dict())
+    s = p.depth.scores()
+    lowest = sorted(range(5), key=lambda k: (float(s[k]), p.depth.blocks[k].name))[:2]
+    assert sorted(removed) == sorted(p.depth.blocks[k].name for k in lowest)
+    fresh = _model()
+    fresh.load_state_dict(m.state_dict())
+    pe.apply_plan(fresh, plan, example_inputs=x)
+    assert _params(fresh) == plan.predicted["params"]
+    assert sum(isinstance(b, nn.Identity) for layer in (fresh.layer1, fresh.layer2, fresh.layer3, fresh.layer4)
+               for b in layer) == 2
+    met = pe.sensitivity.uniform_plan(m, x, target=0.5, kind="params", pruner_options={"prune_depth": True})
+    assert met.predicted["params"] <= 0.5 * _params(m)
