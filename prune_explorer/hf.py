@@ -49,20 +49,21 @@ import copy
 import math
 import warnings
 import weakref
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from .errors import PruningError
-from .attention.head_bookkeeping import (HEAD_DIM_ATTRS, HEADS_ATTRS, AttentionWidths, Q_NAMES,
+from .attention.head_bookkeeping import (HEAD_DIM_ATTRS, HEADS_ATTRS, AttentionWidths, K_NAMES, Q_NAMES,
                                          attention_modules as _attentions, child as _child,
                                          out_features as _out_features, set_module_attrs)
 from .attention.hf_config import (carry_rotary_frequencies, keep_temperature, mirror_hidden, rotary_differences,
                                   scale_param)
 
 __all__ = ["is_hf_model", "sync_config", "config_problems", "check_config_round_trip", "warn_config_problems",
-           "AttentionWidths", "measure_widths", "stacked_experts", "config_mismatches"]
+           "AttentionWidths", "measure_widths", "stacked_experts", "config_mismatches", "ModelModules", "scan_modules"]
 
 #: the up projection of an MLP block (its output width is the intermediate size), by child name
 MLP_UP_NAMES = ("up_proj", "gate_proj", "fc1", "wi", "wi_0", "c_fc", "fc_in", "w1", "lin1", "dense_h_to_4h")
@@ -106,27 +107,60 @@ def _hidden_widths(model: nn.Module) -> List[int]:
     return []
 
 
-def _mlp_widths(model: nn.Module, shared: bool = False) -> List[int]:
+@dataclass(frozen=True)
+class ModelModules:
+    """The modules :func:`measure_widths` and :func:`sync_config` read, found by one walk of the module tree
+    (:func:`scan_modules`). Pruning changes widths, never the module tree, so a caller that syncs after every
+    pruning (the dependency graph) scans once and passes the scan: each sync then reads a few attributes per block
+    instead of walking the whole model several times."""
+
+    attention: List[Tuple[str, nn.Module]]  # modules with q / k projections (attention_candidates)
+    mlp_up: List[nn.Module]  # the up projection of every MLP block but shared experts (its width: intermediate)
+    shared_up: List[nn.Module]  # the up projection of every shared-experts MLP
+    experts: List[Tuple[str, nn.Module]]  # modules holding stacked 3-D expert parameters (``down_proj``)
+    rotary: List[nn.Module]  # modules with a 1-D ``inv_freq`` buffer (rotary embeddings)
+
+
+def _mlp_up(name: str, m: nn.Module) -> Optional[nn.Module]:
+    up = _child(m, MLP_UP_NAMES)
+    if up is None and name.rsplit(".", 1)[-1] == "intermediate":
+        up = _child(m, ("dense",))  # BERT-style: layer.intermediate.dense
+    return up if up is not None and _child(m, Q_NAMES) is None else None
+
+
+def scan_modules(model: nn.Module) -> ModelModules:
+    """One walk of ``model``'s module tree: the modules whose widths the config describes (:class:`ModelModules`)."""
+    attention, mlp_up, shared_up, experts, rotary = [], [], [], [], []
+    for name, m in model.named_modules():
+        if _child(m, Q_NAMES) is not None and _child(m, K_NAMES) is not None:
+            attention.append((name, m))
+        up = _mlp_up(name, m)
+        if up is not None:
+            (shared_up if name.rsplit(".", 1)[-1] in SHARED_EXPERT_NAMES else mlp_up).append(up)
+        down = m._parameters.get("down_proj")
+        if isinstance(down, torch.Tensor) and down.dim() == 3:
+            experts.append((name, m))
+        inv = m._buffers.get("inv_freq")
+        if isinstance(inv, torch.Tensor) and inv.dim() == 1:
+            rotary.append(m)
+    return ModelModules(attention, mlp_up, shared_up, experts, rotary)
+
+
+def _mlp_widths(model: nn.Module, shared: bool = False, modules: Optional[ModelModules] = None) -> List[int]:
     """The MLP widths (``shared=False``: of every MLP but the shared experts of mixture-of-experts blocks;
     ``shared=True``: of those only)."""
-    widths = []
-    for name, m in model.named_modules():
-        up = _child(m, MLP_UP_NAMES)
-        if up is None and name.rsplit(".", 1)[-1] == "intermediate":
-            up = _child(m, ("dense",))  # BERT-style: layer.intermediate.dense
-        if up is not None and _child(m, Q_NAMES) is None:
-            if (name.rsplit(".", 1)[-1] in SHARED_EXPERT_NAMES) == shared:
-                widths.append(int(_out_features(up)))
-    return widths
+    modules = scan_modules(model) if modules is None else modules
+    return [int(_out_features(up)) for up in (modules.shared_up if shared else modules.mlp_up)]
 
 
-def stacked_experts(model: nn.Module) -> List[Tuple[str, nn.Module, int]]:
+def stacked_experts(model: nn.Module, modules: Optional[ModelModules] = None) -> List[Tuple[str, nn.Module, int]]:
     """``(name, module, width)`` of every mixture-of-experts module that holds its experts as stacked 3-D
     parameters (transformers 5: ``gate_up_proj`` or ``up_proj`` of shape (experts, 2 * width or width, hidden) and
     ``down_proj`` (experts, hidden, width); the transposed layout (``is_transposed``) swaps the last two dims).
-    ``width``: each expert's MLP width, in channels (the same for every expert: one tensor holds them all)."""
+    ``width``: each expert's MLP width, in channels (the same for every expert: one tensor holds them all).
+    ``modules``: :func:`scan_modules` of ``model``, when the caller kept it."""
     out = []
-    for name, m in model.named_modules():
+    for name, m in (scan_modules(model) if modules is None else modules).experts:
         down = m._parameters.get("down_proj")
         if not isinstance(down, torch.Tensor) or down.dim() != 3:
             continue
@@ -135,20 +169,22 @@ def stacked_experts(model: nn.Module) -> List[Tuple[str, nn.Module, int]]:
     return out
 
 
-def measure_widths(model: nn.Module) -> Dict[str, List[int]]:
+def measure_widths(model: nn.Module, modules: Optional[ModelModules] = None) -> Dict[str, List[int]]:
     """The widths the config describes, as the modules have them now: ``{"hidden", "intermediate", "heads",
     "kv_heads", "head_dim"}`` -> the values found (one per layer; a uniformly pruned model has one distinct value
     each). Mixture-of-experts models also have ``experts`` (each routed expert's MLP width, per block) and
-    ``shared_intermediate`` (the blocks' shared, always-on, experts' widths). In channels, except ``heads`` / ``kv_heads`` (heads)."""
-    att = _attentions(model)
+    ``shared_intermediate`` (the blocks' shared, always-on, experts' widths). In channels, except ``heads`` / ``kv_heads`` (heads).
+    ``modules``: :func:`scan_modules` of ``model``, when the caller kept it (one walk of the model instead of four)."""
+    modules = scan_modules(model) if modules is None else modules
+    att = _attentions(model, candidates=modules.attention)
     out = {
         "hidden": _hidden_widths(model),
-        "intermediate": _mlp_widths(model),
+        "intermediate": _mlp_widths(model, modules=modules),
         "heads": [a.heads for a in att],
         "kv_heads": [a.kv_heads for a in att],
         "head_dim": [a.head_dim for a in att],
     }
-    experts, shared = [w for _, _, w in stacked_experts(model)], _mlp_widths(model, shared=True)
+    experts, shared = [w for _, _, w in stacked_experts(model, modules)], _mlp_widths(model, True, modules)
     if experts or shared:  # mixture-of-experts models only
         out.update(experts=experts, shared_intermediate=shared)
     return out
@@ -172,23 +208,25 @@ def _uniform(values: List[int]) -> Optional[int]:
     return vals.pop() if len(vals) == 1 else None
 
 
-def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
+def sync_config(model: nn.Module, trusted=frozenset(), modules: Optional[ModelModules] = None) -> List[str]:
     """Write the pruned widths into ``model.config`` (and the attention modules' own head bookkeeping), wherever
     every layer agrees; returns the problems a ``save_pretrained`` -> ``from_pretrained`` round trip would meet
     (empty when there is none that this function can see; :func:`check_config_round_trip` checks everything).
 
     Safe to call at any time and idempotent; a no-op (empty list) for a model without a Hugging Face config. Run
     automatically after each pruning and undo by :class:`~prune_explorer.DependencyGraph` (which passes as
-    ``trusted`` the ``(id(module), name)`` of the attributes the forward reads, kept current by the graph)."""
+    ``trusted`` the ``(id(module), name)`` of the attributes the forward reads, kept current by the graph, and as
+    ``modules`` its :func:`scan_modules` of the model, made once)."""
     if not is_hf_model(model):
         return []
     cfg = model.config
-    att = _attentions(model, trusted)
+    modules = scan_modules(model) if modules is None else modules
+    att = _attentions(model, trusted, modules.attention)
     for a in att:
         set_module_attrs(a)
         keep_temperature(a)
-    _sync_expert_modules(model)
-    widths = measure_widths(model)
+    _sync_expert_modules(model, modules)
+    widths = measure_widths(model, modules)
     problems = []
 
     def put(field_name: Optional[str], key: str, what: str) -> Optional[int]:
@@ -232,7 +270,7 @@ def sync_config(model: nn.Module, trusted=frozenset()) -> List[str]:
             # the model derives head_dim = hidden_size // num_attention_heads unless told otherwise; many read
             # config.head_dim when present (check_config_round_trip verifies that this one does)
             cfg.head_dim = hd
-    carry_rotary_frequencies(model, cfg)
+    carry_rotary_frequencies(model, cfg, modules.rotary)
     return problems
 
 
@@ -272,8 +310,8 @@ def _sync_experts(cfg, widths: Dict[str, List[int]], put) -> None:
         put(shared_field, "shared_intermediate", "the shared experts' MLP width")
 
 
-def _sync_expert_modules(model: nn.Module) -> None:
-    for _, m, width in stacked_experts(model):
+def _sync_expert_modules(model: nn.Module, modules: Optional[ModelModules] = None) -> None:
+    for _, m, width in stacked_experts(model, modules):
         down = m._parameters["down_proj"]
         hidden = int(down.shape[2] if getattr(m, "is_transposed", False) else down.shape[1])
         for attrs, value in ((("intermediate_dim", "intermediate_size", "expert_dim"), width),

@@ -77,19 +77,21 @@ def mirror_hidden(att, names, old: int, new: int) -> None:
 
 
 
-def carry_rotary_frequencies(model: nn.Module, cfg) -> None:
+def carry_rotary_frequencies(model: nn.Module, cfg, rotary=None) -> None:
     """Pruned head dims keep their rotary frequencies (``inv_freq``, one per pair of dims), which a model built from
     ``rope_theta`` and the new ``head_dim`` would not compute. For the default rotary embedding they are written
     into ``config.rope_parameters`` exactly, as LongRoPE's per-frequency factors (``inv_freq_j = 1 / (factor_j *
     rope_theta ** (2j / head_dim))``, the same factors for short and long sequences, attention factor 1), so
-    ``from_pretrained`` rebuilds the same frequencies. The live model's rotary module keeps its own buffer."""
+    ``from_pretrained`` rebuilds the same frequencies. The live model's rotary module keeps its own buffer.
+    ``rotary``: the modules of ``model`` with an ``inv_freq`` buffer, when the caller found them already (else the
+    whole model is searched)."""
     params = getattr(cfg, "rope_parameters", None)
     if not isinstance(params, dict) or "rope_theta" not in params:
         return
     rope_type = params.get("rope_type", "default")
     if rope_type not in ("default", "longrope") or params.get("partial_rotary_factor", 1.0) != 1.0:
         return
-    for m in model.modules():
+    for m in (model.modules() if rotary is None else rotary):
         inv = m._buffers.get("inv_freq")
         if not isinstance(inv, torch.Tensor) or inv.device.type == "meta" or inv.dim() != 1:
             continue

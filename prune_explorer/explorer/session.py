@@ -16,7 +16,7 @@ import torch.nn as nn
 from ..errors import PruneExplorerError, TracingError
 from ..graph import DEFAULT_ROOT_TYPES, model_history
 from ..inputs import CALL_CONVENTION, tensors_in, to_meta
-from ..measure import count_ops_and_params, count_params, params_per_module
+from ..measure import ParamCounter, count_ops_and_params, params_per_module
 from ..measure.structure import ModelStructure, meta_clone
 from ..measure.sweep import GroupLayout
 from ..validation import check_ratio, resolve_layer
@@ -164,6 +164,7 @@ class Session:
         self.modules: Dict[str, nn.Module] = dict(model.named_modules())
         self._names = {id(m): n for n, m in self.modules.items()}
         self._now: Dict[tuple, Any] = {}  # parameters / MACs of the model now, by graph version
+        self._params = ParamCounter(model)  # exact, reading only the parameter slots (the module tree is fixed)
         explicit = ignored_layers is not None
         ignored_names = self.resolve_layers(ignored_layers or ()) if explicit else []
         # 1. one forward pass: MACs per layer (and, unless given, which layer is the final classifier)
@@ -193,7 +194,7 @@ class Session:
         key = ("params", self.DG.version)
         if key not in self._now:
             self._now = {k: v for k, v in self._now.items() if k[1] == self.DG.version}
-            self._now[key] = count_params(self.model)
+            self._now[key] = self._params.count()
         return self._now[key]
 
     def macs_now(self) -> Optional[float]:

@@ -115,6 +115,7 @@ class DependencyGraph(TorchPruningGraphAPI):
         st.head_pruning = head_pruning
         st.model = model
         st.attention_candidates = None
+        st.hf_modules = None
         st.customized_pruners = customized_pruners
         st.ignored_layers = resolve_layers(model, ignored_layers, error=DependencyError)
         st.nodes = tracer.nodes

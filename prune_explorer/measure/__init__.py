@@ -5,10 +5,11 @@ conventions are written out in :mod:`prune_explorer.measure.ops_counter`.
 """
 
 from .ops_counter import MacCounter, count_macs, count_ops_and_params
-from .params import count_params, params_per_module, unique_parameters
+from .params import ParamCounter, count_params, params_per_module, unique_parameters
 
 __all__ = [
     "MacCounter",
+    "ParamCounter",
     "count_macs",
     "count_ops_and_params",
     "count_params",

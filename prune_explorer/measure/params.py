@@ -16,12 +16,12 @@ For the ordinary case this equals ``sum(p.numel() for p in model.parameters())``
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 
-__all__ = ["unique_parameters", "count_params", "params_per_module"]
+__all__ = ["unique_parameters", "count_params", "params_per_module", "ParamCounter"]
 
 
 def _is_uninitialized(p: torch.Tensor) -> bool:
@@ -83,3 +83,35 @@ def params_per_module(model: nn.Module, trainable_only: bool = False) -> Dict[st
     module is counted once there (so the root's figure equals :func:`count_params` of the model).
     """
     return {name: count_params(module, trainable_only) for name, module in model.named_modules()}
+
+
+class ParamCounter:
+    """:func:`count_params` of one model, again and again while it is pruned, without walking the module tree.
+
+    Pruning replaces parameter tensors but never the module tree: the parameter slots (module, name) are found
+    once, and each :meth:`count` reads the tensors in them now. When no slot holds a new tensor since the last
+    count, the last figure is returned (one identity test per slot); otherwise the distinct tensors are counted as
+    :func:`count_params` counts them (shared objects and views of the same memory once). A model whose module tree
+    changes afterwards needs a new counter.
+
+    >>> m = nn.Linear(3, 2); c = ParamCounter(m); c.count()
+    8
+    >>> m.weight = nn.Parameter(m.weight[:1].detach()); m.bias = nn.Parameter(m.bias[:1].detach()); c.count()
+    4
+    """
+
+    def __init__(self, model: nn.Module, trainable_only: bool = False):
+        self.trainable_only = trainable_only
+        self._slots: List[Tuple[dict, str]] = [
+            (m._parameters, name) for m in model.modules() for name in m._parameters]
+        self._last: Optional[List[torch.Tensor]] = None
+        self._count = 0
+
+    def count(self) -> int:
+        """Parameters of the model now, in scalars."""
+        now = [params[name] for params, name in self._slots]
+        last = self._last
+        if last is None or len(last) != len(now) or any(a is not b for a, b in zip(now, last)):
+            self._count = count_params([p for p in now if p is not None], self.trainable_only)
+            self._last = now
+        return self._count

@@ -532,7 +532,9 @@ def sync_model(graph) -> None:
 
         if hf.is_hf_model(model):
             try:
-                hf.sync_config(model, graph.read_attributes)
+                if graph.state.hf_modules is None:  # the module tree never changes with pruning: scanned once
+                    graph.state.hf_modules = hf.scan_modules(model)
+                hf.sync_config(model, graph.read_attributes, graph.state.hf_modules)
             except Exception as exc:
                 warnings.warn(f"prune_explorer: model.config could not be updated after pruning "
                               f"({type(exc).__name__}: {exc}); check it with pe.hf.check_config_round_trip(model)")

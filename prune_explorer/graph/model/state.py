@@ -102,6 +102,9 @@ class DependencyGraphState:
     unreached_cache: Optional[tuple] = None
     #: modules with q / k projections, looked for at the first sync after a pruning (None: not yet)
     attention_candidates: Optional[list] = None
+    #: a Hugging Face model's modules whose widths its config describes (``hf.scan_modules``), scanned at the first
+    #: sync after a pruning (None: not yet)
+    hf_modules: Optional[Any] = None
     #: ``version`` when ``DG.lint()`` last ran (it checks that the version never goes back); None before
     linted_version: Optional[int] = None
 
