@@ -88,11 +88,11 @@ def params_per_module(model: nn.Module, trainable_only: bool = False) -> Dict[st
 class ParamCounter:
     """:func:`count_params` of one model, again and again while it is pruned, without walking the module tree.
 
-    Pruning replaces parameter tensors but never the module tree: the parameter slots (module, name) are found
-    once, and each :meth:`count` reads the tensors in them now. When no slot holds a new tensor since the last
-    count, the last figure is returned (one identity test per slot); otherwise the distinct tensors are counted as
-    :func:`count_params` counts them (shared objects and views of the same memory once). A model whose module tree
-    changes afterwards needs a new counter.
+    Pruning replaces parameter tensors (or their data) but never the module tree: the parameter slots (module, name)
+    are found once, and each :meth:`count` reads the tensors in them now. A tensor seen at the last count with the
+    same size keeps what was read of it then (its size and the memory it covers); only the others are read again,
+    and the distinct tensors are counted as :func:`count_params` counts them (shared objects and views of the same
+    memory once). A model whose module tree changes afterwards needs a new counter.
 
     >>> m = nn.Linear(3, 2); c = ParamCounter(m); c.count()
     8
@@ -102,16 +102,32 @@ class ParamCounter:
 
     def __init__(self, model: nn.Module, trainable_only: bool = False):
         self.trainable_only = trainable_only
-        self._slots: List[Tuple[dict, str]] = [
-            (m._parameters, name) for m in model.modules() for name in m._parameters]
-        self._last: Optional[List[torch.Tensor]] = None
-        self._count = 0
+        self._slots: List[Tuple[nn.Module, str]] = [(m, name) for m in model.modules() for name in m._parameters]
+        self._seen: Dict[int, tuple] = {}  # id(tensor) -> (tensor, numel, storage key) as read at the last count
+
+    def _read(self, p: torch.Tensor) -> tuple:
+        if _is_uninitialized(p):
+            return p, 0, None
+        n = p.numel()
+        old = self._seen.get(id(p))
+        if old is not None and old[0] is p and old[1] == n:
+            return old
+        return p, n, _storage_key(p)
 
     def count(self) -> int:
         """Parameters of the model now, in scalars."""
-        now = [params[name] for params, name in self._slots]
-        last = self._last
-        if last is None or len(last) != len(now) or any(a is not b for a, b in zip(now, last)):
-            self._count = count_params([p for p in now if p is not None], self.trainable_only)
-            self._last = now
-        return self._count
+        seen: Dict[int, tuple] = {}
+        for m, name in self._slots:
+            p = m._parameters.get(name)
+            if p is None or id(p) in seen or (self.trainable_only and not p.requires_grad):
+                continue
+            seen[id(p)] = self._read(p)
+        self._seen = seen
+        storages, total = set(), 0
+        for _, n, key in seen.values():
+            if key is not None:
+                if key in storages:
+                    continue
+                storages.add(key)
+            total += n
+        return total

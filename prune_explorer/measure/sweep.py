@@ -117,7 +117,7 @@ class GroupLayout:
         """Fraction of the prunable classes already removed from the model (0 on the unpruned model)."""
         if not self.rep.size:
             return 0.0
-        return float(1.0 - self.DG.alive_mask[self.rep].mean())
+        return float(1.0 - np.count_nonzero(self.DG.alive_mask[self.rep]) / self.rep.size)
 
     def removed_fraction(self, ratio: float, round_to=None, max_ratio: float = 1.0) -> np.ndarray:
         """Per group: the fraction of its channels that uniform pruning at ``ratio`` removes."""

@@ -91,13 +91,11 @@ def group_roots(graph, ignored_layers: Iterable = (), root_module_types: tuple =
         if idxs.size == 0:
             continue
         root_cls = graph.classes.of[s.gids(idxs)]
-        classes = np.unique(root_cls)
-        classes = classes[~kept[classes] & ~blocked[classes]]
-        if classes.size == 0:
+        prunable = ~kept[root_cls] & ~blocked[root_cls]
+        if not (prunable & ~covered[root_cls]).any():  # nothing new here: no sort needed
             continue
+        classes = np.unique(root_cls[prunable])
         new = classes[~covered[classes]]
-        if new.size == 0:
-            continue
         covered[new] = True
         yield GroupRoot(s, idxs[in_sorted(root_cls, classes)], classes, new)
 
