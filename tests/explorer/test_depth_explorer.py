@@ -166,3 +166,29 @@ def test_app_card_shows_the_block_and_the_recover_button_runs():
     # without calibration data the button is disabled and says why
     ex2 = Explorer(build_resnet(), x, prune_depth=True)
     assert ex2.card.recover_btn.disabled and "calibration=" in ex2.card.recover_btn.tooltip
+
+
+def test_explorer_scan_solve_and_apply_plan_with_depth_groups():
+    from prune_explorer.explorer.sensitivity_controller import SensitivityController
+
+    x = torch.randn(2, 3, 32, 32)
+    model = build_resnet()
+    snap = snapshot(model)
+    with torch.no_grad():
+        ref = model(x)
+
+    def neg_mse(m):
+        with torch.no_grad():
+            return -float((m(x) - ref).pow(2).mean())
+
+    c = ExplorerController(model, x, prune_depth=True, eval_fn=neg_mse)
+    s = SensitivityController(c, eval_fn=neg_mse)
+    table = s.scan(ratios=(0.5,), executor="serial")
+    assert sum(g.key.endswith(":depth") for g in table.groups) == 5
+    plan = s.solve(target=0.5, kind="params")
+    removed = [d.root for d in plan if d.kind == "depth" and d.remove]
+    s.apply_plan()
+    assert c.params_now() == plan.predicted["params"] <= 0.5 * c.params0
+    assert all(isinstance(model.get_submodule(r), nn.Identity) for r in removed)
+    s.undo_plan()
+    assert same_as(model, snap)
