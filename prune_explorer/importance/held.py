@@ -65,68 +65,112 @@ def reads_channel_parts_only(importance) -> bool:
     return fallback is None or reads_channel_parts_only(fallback)
 
 
-def _union(held: Optional[np.ndarray], arr: np.ndarray) -> np.ndarray:
-    """``held`` (sorted, or None) with the positions ``arr`` added, sorted and unique."""
-    arr = np.sort(arr) if arr.size > 1 and (arr[1:] < arr[:-1]).any() else arr
-    return arr if held is None else np.union1d(held, arr)
+class _Positions:
+    """The positions held along one axis of ``n`` entries (a channel space, or one dim of a tensor): a mask, with the
+    sorted positions and the kept ones (a long tensor) derived once per change."""
 
+    __slots__ = ("mask", "count", "version", "_sorted", "_keep")
 
-def _meets(sorted_held: np.ndarray, idx: np.ndarray) -> bool:
-    """Whether any of ``idx`` is in ``sorted_held``."""
-    if not sorted_held.size or not np.size(idx):
-        return False
-    hit = np.minimum(np.searchsorted(sorted_held, idx), sorted_held.size - 1)
-    return bool((sorted_held[hit] == idx).any())
+    def __init__(self, n: int):
+        self.mask = np.zeros(n, dtype=bool)
+        self.count = self.version = 0
+        self._sorted = self._keep = None
 
+    def add(self, arr: np.ndarray) -> None:
+        self.mask[arr] = True
+        self.count = int(np.count_nonzero(self.mask))
+        self.version += 1
+        self._sorted = self._keep = None
 
-def _complement(n: int, removed: np.ndarray) -> torch.Tensor:
-    mask = np.ones(n, dtype=bool)
-    mask[removed] = False
-    return torch.from_numpy(np.flatnonzero(mask))
+    def meets(self, idx) -> bool:
+        """Whether any of the positions ``idx`` is held."""
+        return bool(np.size(idx)) and bool(self.mask[idx].any())
+
+    @property
+    def sorted(self) -> np.ndarray:
+        if self._sorted is None:
+            self._sorted = np.flatnonzero(self.mask)
+        return self._sorted
+
+    @property
+    def keep(self) -> torch.Tensor:
+        if self._keep is None:
+            self._keep = torch.from_numpy(np.flatnonzero(~self.mask))
+        return self._keep
 
 
 class MaskedRows:
-    """A ``Rows(dim, idx)`` read (``idx``: positions on the uncut tensor) of a tensor with held cuts ``removed``
-    (``{dim: sorted positions removed along it}``): the result equals ``Rows(dim, idx')`` on the cut tensor, ``idx'``
-    being ``idx`` renumbered after the cut (see :class:`~prune_explorer.layers.slicing.Rows`)."""
+    """A ``Rows(dim, idx)`` read (``idx``: positions on the uncut tensor) of a parameter with held cuts ``held``
+    (``{dim: positions held along it}``): the result equals ``Rows(dim, idx')`` on the cut tensor, ``idx'`` being
+    ``idx`` renumbered after the cut (see :class:`~prune_explorer.layers.slicing.Rows`).
 
-    __slots__ = ("dim", "idx", "n", "_shape", "_keeps", "_cut_keeps", "_idx_cut", "_size_cut", "_whole")
+    :meth:`power_sum` of the parameter itself is read from ``sums``, a cache the held cuts own: per (parameter, dim,
+    p, which of ``Rows.power_sum``'s two ways applies, held cuts of the other dims), the vector of every channel's
+    sum along ``dim``, computed once with the very operations ``Rows.power_sum`` runs on the cut tensor (a channel's
+    sum reads only that channel's entries, so it does not depend on which other channels are present). The groups
+    of a step that read the same tensor (a DenseNet's later layers are read by every earlier group) share it."""
 
-    def __init__(self, rows: Rows, shape: torch.Size, removed: Dict[int, np.ndarray], keep_of):
+    __slots__ = ("dim", "idx", "n", "_param", "_held", "_sums", "_size_cut", "_r")
+
+    def __init__(self, rows: Rows, param: torch.Tensor, held: Dict[int, _Positions], sums: dict):
         d = rows.dim
-        self.dim, self.idx, self.n, self._shape = d, rows.idx, rows.n, tuple(shape)
-        idx = rows.idx.numpy()
-        r = removed.get(d)
-        if r is not None and r.size:
-            if _meets(r, idx):
-                raise HeldConflict("a held cut removes channels this decision reads")
-            self._idx_cut, self._size_cut = torch.from_numpy(idx - np.searchsorted(r, idx)), shape[d] - r.size
-        else:
-            self._idx_cut, self._size_cut = rows.idx, shape[d]
-        self._keeps = [(e, keep_of(e)) for e in sorted(removed) if e != d]  # other dims, in order
-        self._cut_keeps = [(e, keep_of(e)) for e in sorted(removed)]
-        self._whole = self.n == shape[d] and (r is None or not r.size) and bool(
-            self.n == 0 or (idx[0] == 0 and idx[-1] == self.n - 1 and (idx[1:] > idx[:-1]).all()))
+        self.dim, self.idx, self.n, self._param, self._held, self._sums = d, rows.idx, rows.n, param, held, sums
+        r = held.get(d)
+        self._r = r if r is not None and r.count else None
+        if self._r is not None and self._r.meets(rows.idx.numpy()):
+            raise HeldConflict("a held cut removes channels this decision reads")
+        self._size_cut = param.shape[d] - (self._r.count if self._r is not None else 0)
+
+    def _keeps(self, with_dim: bool):
+        return [(e, h.keep) for e, h in sorted(self._held.items()) if h.count and (with_dim or e != self.dim)]
 
     def _gather(self, t: torch.Tensor) -> torch.Tensor:
-        g = t if self._whole else t.index_select(self.dim, self.idx.to(t.device))
-        for e, keep in self._keeps:
+        g = t.index_select(self.dim, self.idx.to(t.device))
+        for e, keep in self._keeps(False):
             g = g.index_select(e, keep.to(t.device))
         return g
 
     def __call__(self, t: torch.Tensor) -> torch.Tensor:
         return self._gather(t).movedim(self.dim, 0).reshape(self.n, -1)
 
+    def _is_param(self, t: torch.Tensor) -> bool:
+        q = self._param
+        return (t.data_ptr() == q.data_ptr() and t.shape == q.shape and t.stride() == q.stride()
+                and t.dtype == q.dtype and t._version == q._version)
+
     def power_sum(self, t: torch.Tensor, p: float) -> torch.Tensor:
         """What ``Rows.power_sum`` gives on the cut tensor (the same operations on the same values)."""
-        if 4 * self.n < self._size_cut:  # Rows gathers the rows first: gather them, drop the held entries
+        gathers = 4 * self.n < self._size_cut  # which of Rows.power_sum's two ways the cut tensor takes
+        if self.n > 1 and self._is_param(t):
+            key = (id(self._param), self._param._version, self.dim, p, gathers,
+                   tuple((e, h.version) for e, h in sorted(self._held.items()) if e != self.dim))
+            every = self._sums.get(key)
+            if every is None:
+                every = self._sums[key] = self._every_channel(t, p, gathers)
+            return every.index_select(0, self.idx.to(every.device))
+        if gathers:  # Rows gathers the rows first: gather them, drop the held entries
             g = self._gather(t).float()
             v = g * g if p == 2 else (g.abs() if p == 1 else g.abs().pow(p))
             return v.movedim(self.dim, 0).reshape(self.n, -1).sum(1)
         cut = t  # Rows reduces the whole tensor: build the cut tensor (this read covers a quarter of it or more)
-        for e, keep in self._cut_keeps:
+        for e, keep in self._keeps(True):
             cut = cut.index_select(e, keep.to(t.device))
-        return Rows(self.dim, self._idx_cut).power_sum(cut, p)
+        idx = self.idx.numpy()
+        idx_cut = self.idx if self._r is None else torch.from_numpy(idx - np.searchsorted(self._r.sorted, idx))
+        return Rows(self.dim, idx_cut).power_sum(cut, p)
+
+    def _every_channel(self, t: torch.Tensor, p: float, gathers: bool) -> torch.Tensor:
+        """Every channel's power sum along ``dim`` (uncut positions), the other dims cut, as ``Rows.power_sum``
+        computes it (``gathers``: rows gathered then reduced one by one; else the whole tensor reduced)."""
+        g = t
+        for e, keep in self._keeps(False):
+            g = g.index_select(e, keep.to(t.device))
+        size = g.shape[self.dim]
+        if gathers:
+            g = g.float()
+            v = g * g if p == 2 else (g.abs() if p == 1 else g.abs().pow(p))
+            return v.movedim(self.dim, 0).reshape(size, -1).sum(1)
+        return Rows(self.dim, torch.arange(size)).power_sum(g, p)
 
 
 class HeldCuts:
@@ -134,11 +178,11 @@ class HeldCuts:
     items: channel space and positions on the uncut model); ``clear()`` once they are cut."""
 
     def __init__(self):
-        self._spaces: Dict[int, np.ndarray] = {}  # space index -> sorted positions held
-        self._params: Dict[int, tuple] = {}  # id(param) -> (param, {dim: sorted positions held along it})
+        self._spaces: Dict[int, _Positions] = {}  # space index -> positions held
+        self._params: Dict[int, tuple] = {}  # id(param) -> (param, {dim: positions held along it})
         self._opaque: Dict[int, torch.Tensor] = {}  # id(param) -> param whose held cut is not a plain Rows cut
         self._owners: set = set()  # id of every layer (or loose parameter) some held cut touches
-        self._keeps: dict = {}  # (id(param), dim) -> the positions kept along dim (a long tensor)
+        self._sums: dict = {}  # every channel's power sums of a parameter, shared by the reads (MaskedRows)
 
     def __bool__(self) -> bool:
         return bool(self._spaces)
@@ -148,7 +192,7 @@ class HeldCuts:
         self._params.clear()
         self._opaque.clear()
         self._owners.clear()
-        self._keeps.clear()
+        self._sums.clear()
 
     def touches(self, owner) -> bool:
         """Whether a held cut touches layer ``owner`` (a module, or a loose parameter)."""
@@ -163,7 +207,10 @@ class HeldCuts:
             if not arr.size:
                 continue
             s = it.dep.space
-            self._spaces[s.index] = _union(self._spaces.get(s.index), arr)
+            pos = self._spaces.get(s.index)
+            if pos is None:
+                pos = self._spaces[s.index] = _Positions(s.current_size)
+            pos.add(arr)
             self._owners.add(id(s.owner))
             owner = s.owner
             known = isinstance(owner, torch.nn.Module) and FAMILIES.family_of(owner) is not None
@@ -176,26 +223,22 @@ class HeldCuts:
                 if type(part.select) is Rows:
                     param, dims = self._params.setdefault(key, (part.param, {}))
                     d = part.select.dim
-                    dims[d] = _union(dims.get(d), part.select.idx.numpy())
-                    self._keeps.pop((key, d), None)
+                    pos = dims.get(d)
+                    if pos is None:
+                        pos = dims[d] = _Positions(param.shape[d])
+                    pos.add(part.select.idx.numpy())
                 else:
                     self._opaque[key] = part.param
 
     def removed(self, space) -> np.ndarray:
         """The positions (uncut) the held cuts remove from ``space``, sorted (empty when none)."""
-        out = self._spaces.get(space.index)
-        return np.zeros(0, dtype=np.int64) if out is None else out
+        pos = self._spaces.get(space.index)
+        return np.zeros(0, dtype=np.int64) if pos is None else pos.sorted
 
     def current_size(self, space) -> int:
         """``space``'s channel count once the held cuts are applied."""
-        r = self._spaces.get(space.index)
-        return space.current_size if r is None else space.current_size - int(r.size)
-
-    def _keep(self, key: int, param: torch.Tensor, dim: int) -> torch.Tensor:
-        out = self._keeps.get((key, dim))
-        if out is None:
-            out = self._keeps[(key, dim)] = _complement(param.shape[dim], self._params[key][1][dim])
-        return out
+        pos = self._spaces.get(space.index)
+        return space.current_size if pos is None else space.current_size - pos.count
 
     def wrap(self, part: Part) -> Part:
         """``part`` read through the held cuts (unchanged when none touches its parameter); raises
@@ -207,7 +250,7 @@ class HeldCuts:
             return part
         if type(part.select) is not Rows:
             raise HeldConflict("this read of a parameter with held cuts is not a plain row/column read")
-        masked = MaskedRows(part.select, part.param.shape, self._params[key][1], lambda e: self._keep(key, part.param, e))
+        masked = MaskedRows(part.select, part.param, self._params[key][1], self._sums)
         return Part(part.param, masked, part.is_bias)
 
     def conflict(self, group) -> Optional[str]:
@@ -219,8 +262,8 @@ class HeldCuts:
         if group.root_space.index in self._spaces:
             return "its root channels have held cuts"
         for it in group.items:
-            r = self._spaces.get(it.dep.space.index)
-            if r is not None and _meets(r, it.idx_array):
+            pos = self._spaces.get(it.dep.space.index)
+            if pos is not None and pos.meets(it.idx_array):
                 return f"a held cut removes channels of {it.dep.space.label} it reads"
         return None
 
