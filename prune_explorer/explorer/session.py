@@ -14,9 +14,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch.nn as nn
 
 from ..errors import PruneExplorerError, TracingError
-from ..graph import DEFAULT_ROOT_TYPES, model_history
+from ..graph import DEFAULT_ROOT_TYPES
 from ..inputs import CALL_CONVENTION, tensors_in, to_meta
-from ..measure import ParamCounter, count_ops_and_params, params_per_module
+from ..measure import ParamCounter, count_ops_and_params, count_params, params_per_module
 from ..measure.structure import ModelStructure, meta_clone
 from ..measure.sweep import GroupLayout
 from ..validation import check_ratio, resolve_layer
@@ -194,7 +194,8 @@ class Session:
         key = ("params", self.DG.version)
         if key not in self._now:
             self._now = {k: v for k, v in self._now.items() if k[1] == self.DG.version}
-            self._now[key] = self._params.count()
+            # a removed block leaves the module tree: counted afresh then (the counter's slots still hold its layers)
+            self._now[key] = count_params(self.model) if self.blocks_removed() else self._params.count()
         return self._now[key]
 
     def macs_now(self) -> Optional[float]:
@@ -214,8 +215,9 @@ class Session:
         return self._now[key]
 
     def blocks_removed(self) -> bool:
-        """Whether a depth group (a whole block) is removed now."""
-        return any(e.get("kind") == "depth" for e in model_history(self.model))
+        """Whether a depth group (a whole block) is removed now (``prune_depth=True``)."""
+        depth = getattr(self.pruner, "depth", None)
+        return depth is not None and depth.n_removed() > 0
 
     def set_pruner_options(self, options: dict) -> dict:
         """Use ``options`` for the next :meth:`make_pruner` (the caller rebuilds); returns the previous ones."""
