@@ -183,6 +183,7 @@ class HeldCuts:
         self._opaque: Dict[int, torch.Tensor] = {}  # id(param) -> param whose held cut is not a plain Rows cut
         self._owners: set = set()  # id of every layer (or loose parameter) some held cut touches
         self._sums: dict = {}  # every channel's power sums of a parameter, shared by the reads (MaskedRows)
+        self._layouts: dict = {}  # space index -> [(param, dim)] its cuts cut at the same positions
 
     def __bool__(self) -> bool:
         return bool(self._spaces)
@@ -193,6 +194,7 @@ class HeldCuts:
         self._opaque.clear()
         self._owners.clear()
         self._sums.clear()
+        self._layouts.clear()
 
     def touches(self, owner) -> bool:
         """Whether a held cut touches layer ``owner`` (a module, or a loose parameter)."""
@@ -200,8 +202,6 @@ class HeldCuts:
 
     def add(self, items) -> None:
         """Hold the cuts of a group's ``items`` (``GroupItem``: ``dep.space`` and ``idx_array``)."""
-        from .members import raw_channel_parts
-
         for it in items:
             arr = np.asarray(it.idx_array, dtype=np.int64)
             if not arr.size:
@@ -212,23 +212,44 @@ class HeldCuts:
                 pos = self._spaces[s.index] = _Positions(s.current_size)
             pos.add(arr)
             self._owners.add(id(s.owner))
+            layout = self._layouts.get(s.index)
+            if layout is not None:
+                for param, d in layout:
+                    self._cut_dim(param, d, arr)
+                continue
             owner = s.owner
-            known = isinstance(owner, torch.nn.Module) and FAMILIES.family_of(owner) is not None
-            if not known:  # what it cuts is not described: every tensor of it is opaque
+            if isinstance(owner, torch.nn.Module) and FAMILIES.family_of(owner) is not None:
+                self._hold_parts(it.dep, arr)
+            else:  # what it cuts is not described: every tensor of it is opaque
                 for p in ([owner] if isinstance(owner, torch.Tensor) else list(owner.parameters(recurse=False))):
                     self._opaque[id(p)] = p
-                continue
-            for part in raw_channel_parts(it.dep, arr):
-                key = id(part.param)
-                if type(part.select) is Rows:
-                    param, dims = self._params.setdefault(key, (part.param, {}))
-                    d = part.select.dim
-                    pos = dims.get(d)
-                    if pos is None:
-                        pos = dims[d] = _Positions(param.shape[d])
-                    pos.add(part.select.idx.numpy())
-                else:
-                    self._opaque[key] = part.param
+
+    def _hold_parts(self, dep, arr: np.ndarray) -> None:
+        """Hold the cut of positions ``arr`` of ``dep``'s space in the parameters its channels own (their parts).
+        When every part is the plain rows ``arr`` of a parameter, the next cuts of the same space (by other groups)
+        reuse that layout ``[(param, dim)]`` instead of asking the layer family again."""
+        from .members import raw_channel_parts
+
+        layout = []
+        plain = True
+        for part in raw_channel_parts(dep, arr):
+            if type(part.select) is Rows:
+                idx = part.select.idx.numpy()
+                self._cut_dim(part.param, part.select.dim, idx)
+                plain = plain and np.array_equal(idx, arr)
+                layout.append((part.param, part.select.dim))
+            else:
+                self._opaque[id(part.param)] = part.param
+                plain = False
+        if plain:
+            self._layouts[dep.space.index] = layout
+
+    def _cut_dim(self, param: torch.Tensor, d: int, idx: np.ndarray) -> None:
+        _, dims = self._params.setdefault(id(param), (param, {}))
+        pos = dims.get(d)
+        if pos is None:
+            pos = dims[d] = _Positions(param.shape[d])
+        pos.add(idx)
 
     def removed(self, space) -> np.ndarray:
         """The positions (uncut) the held cuts remove from ``space``, sorted (empty when none)."""
