@@ -1,13 +1,15 @@
 """Depth: whole residual blocks as groups of their own kind (``kind == "depth"``): found (:func:`find_blocks`),
 scored by block influence on calibration data (:func:`block_influence`), removed and undone exactly
-(:func:`remove_blocks`, :class:`DepthRecord`), chosen by the lowest influence (:func:`prune_depth`)."""
+(:func:`remove_blocks`, :class:`DepthRecord`), chosen by the lowest influence (:func:`prune_depth`); groups of a pruner's walk with ``prune_depth=True``
+(:mod:`.source`: proposed, pruned and undone through the pruner's driver, in plans and budgets)."""
 
 from .blocks import DEPTH_KIND, DepthGroup, find_blocks
 from .influence import BlockInfluence, block_influence
 from .remove import DepthRecord, remove_blocks
+from .source import DepthCandidate, DepthProposal, DepthSource, attach_depth
 
 __all__ = ["DEPTH_KIND", "DepthGroup", "find_blocks", "BlockInfluence", "block_influence", "DepthRecord",
-           "remove_blocks", "prune_depth"]
+           "remove_blocks", "prune_depth", "DepthSource", "DepthCandidate", "DepthProposal", "attach_depth"]
 
 
 def prune_depth(model, calibration, n_blocks: int, example_inputs=None, groups=None, scores=None) -> DepthRecord:
