@@ -8,7 +8,8 @@ for the module; checked in the page, as a user sees it:
   Llama (same parameter count, same outputs as the same walk in this process), and "Verify script" says so too;
 * before anything is pruned the header says "none removed yet" (never "-0.0%"), the card's selected ratio is the
   header's, table headers do not break inside a word and no block of the graph is labelled "0 layers";
-* Re-walk decided undoes every decision and shows the first decided group again with its earlier choice;
+* after an accept the output-change line gives a next-token KL above 0; Re-walk decided undoes every decision (KL
+  back to 0) and shows the first decided group again with its earlier choice;
 * an ONNX export that fails shows a status line without terminal escape codes or internal names, which says that
   the unpruned model fails the same way and what to try instead.
 """
@@ -85,6 +86,11 @@ BARS = """([i]) => { const app = document.querySelectorAll('.pe-app')[i]; if (!a
             x: plot.data[k] ? arr(plot.data[k].x) : [], y: plot.data[k] ? arr(plot.data[k].y) : [],
             bars: t.querySelectorAll('.point path').length,
             fills: [...new Set([...t.querySelectorAll('.point path')].map(p => getComputedStyle(p).fill))]}))}; }"""
+
+#: the next-token KL (nats) on app i's output-change line, or None
+OUTPUT_KL = """([i]) => { const app = document.querySelectorAll('.pe-app')[i]; if (!app) return null;
+  const e = app.querySelector('.pe-output-now'); const m = e && e.textContent.match(/next-token KL ([0-9.]+) nats/);
+  return m ? parseFloat(m[1]) : null; }"""
 
 _ANSI = re.compile(r"\x1b|\[\d{1,3}(;\d{1,3})*m")
 _INTERNAL = re.compile(r"\b(_[a-z]\w*|count_ops_and_params|build_dependency|export_onnx)\b|Traceback|<class ")
@@ -256,9 +262,13 @@ def test_rewalk_shows_the_decided_groups_again_with_their_choices(page):
     a.locator("button.pe-accept").first.click()
     wait_status(page, LLAMA_I, "accepted")
     assert page.evaluate(HEADER_PARAMS, [LLAMA_I]) < p0
+    # a language model's output change: the KL of next-token distributions, above 0 once heads are gone
+    kl = wait_until(page, OUTPUT_KL, [LLAMA_I], lambda v: v is not None and v > 0, what="the next-token KL > 0")
+    assert kl > 0
     a.locator("button.pe-rewalk").first.click()
     wait_status(page, LLAMA_I, "walking the decided groups again")
     assert page.evaluate(HEADER_PARAMS, [LLAMA_I]) == p0  # every decision undone
+    assert wait_until(page, OUTPUT_KL, [LLAMA_I], lambda v: v == 0.0, what="the KL back to 0") == 0.0
     again = wait_until(page, BARS, [LLAMA_I], lambda v: v and "head" in v["title"], what="the head group again")
     assert sorted(again["traces"][0]["x"]) == removed  # its earlier choice, pre-selected
     assert a.locator("button.pe-accept").first.is_enabled() and not a.locator("button.pe-undo").first.is_enabled()
