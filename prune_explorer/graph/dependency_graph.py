@@ -26,6 +26,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 import numpy as np
 import torch.nn as nn
 
+from .._gc import gc_paused
 from ..errors import DependencyError, PruningError
 from ..layers import registry as layer_registry
 from ..layers.family import FAMILIES
@@ -105,6 +106,13 @@ class DependencyGraph(TorchPruningGraphAPI):
             raise TypeError(f"build_dependency expects an nn.Module, got {type(model).__name__}")
         customized_pruners = {**self.customized_pruners, **(customized_pruners or {})}
         check_customized_pruners(customized_pruners)
+        with gc_paused():  # the trace makes many small objects: no full collector passes over the heap meanwhile
+            self._build(model, example_inputs, forward_fn, output_transform, unwrapped_parameters,
+                        customized_pruners, ignored_layers, head_pruning)
+        return self
+
+    def _build(self, model, example_inputs, forward_fn, output_transform, unwrapped_parameters, customized_pruners,
+               ignored_layers, head_pruning) -> None:
         own_configs(model)  # pruning rewrites config fields: never those of a config shared with other models
         tracer = trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners,
                              unwrapped_parameters, head_pruning)
@@ -149,7 +157,6 @@ class DependencyGraph(TorchPruningGraphAPI):
             st.head_splits, st.head_kind = find_attention(self, tracer)
         tracer.close()  # nothing keeps the trace (nor, after a real forward pass, its activations) alive
         st.built = True
-        return self
 
     def _param_root_spaces(self, tracer) -> List[int]:
         if not tracer.weight_out_ids:

@@ -31,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import types
@@ -38,6 +39,7 @@ import weakref
 from fractions import Fraction
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import torch
 import torch.nn as nn
 
 from ...errors import PruningError
@@ -190,6 +192,8 @@ def own_configs(model: nn.Module) -> int:
     held: Dict[int, Any] = {}
     for m in model.modules():
         for v in m.__dict__.values():
+            if type(v) in _NEVER_SIZES or type(v) is int:
+                continue
             if config_like(v) and _OWNED_CONFIGS.get(id(v)) is not v:
                 held[id(v)] = v
     if not held:
@@ -223,6 +227,17 @@ def _int_sequence(v) -> bool:
     return type(v) in (tuple, list) and 0 < len(v) <= 8 and all(type(e) is int for e in v)
 
 
+#: the spatial hyper-parameters of torch's convolution and pooling layers: they count no channels (a channel size
+#: is never made of them), so they are not tracked; their layers' forwards read them on every call, and plain ints
+#: keep the traced shape arithmetic cheap
+_SPATIAL_ATTRS = frozenset(("kernel_size", "stride", "padding", "dilation", "output_padding"))
+_SPATIAL_LAYERS = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
+                   nn.modules.pooling._LPPoolNd, nn.modules.pooling._MaxUnpoolNd)
+#: types of a module attribute that is never an int size nor a config (skipped without further checks)
+_NEVER_SIZES = frozenset((bool, float, str, type(None), dict, set, collections.OrderedDict, torch.Tensor,
+                          nn.Parameter))
+
+
 class AttributeTracking:
     """Context manager: every plain int attribute of ``model``'s modules and of the configs they hold reads as a
     :class:`~.traced_int.TracedInt` inside the block (see the module docstring). ``refs`` lists the attributes
@@ -237,7 +252,10 @@ class AttributeTracking:
         seen_cfg: Dict[int, str] = {}
         for mpath, m in model.named_modules():
             self._holders.append(m)
+            spatial = _SPATIAL_ATTRS if isinstance(m, _SPATIAL_LAYERS) else ()
             for k, v in list(m.__dict__.items()):
+                if type(v) in _NEVER_SIZES or k in spatial:
+                    continue
                 if _plain_int(v) and not k.startswith("__"):
                     self.refs.append(AttributeRef(m, k, v, mpath, None))
                 elif _int_sequence(v) and not k.startswith("_"):
