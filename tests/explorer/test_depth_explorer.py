@@ -192,3 +192,21 @@ def test_explorer_scan_solve_and_apply_plan_with_depth_groups():
     assert all(isinstance(model.get_submodule(r), nn.Identity) for r in removed)
     s.undo_plan()
     assert same_as(model, snap)
+
+
+def test_recover_interrupted_keeps_the_steps_done_and_undoes_exactly(resnet_explorer):
+    model, x, c = resnet_explorer
+    c.accept()
+    snap = snapshot(model)
+
+    def interrupt(stage, done, total):  # Ctrl-C / the notebook's Interrupt, landing after step 2
+        if stage == "recovering" and done == 2:
+            raise KeyboardInterrupt
+
+    c.progress = interrupt
+    run = c.recover(steps=50)
+    assert run.interrupted and run.steps == 2 and not same_as(model, snap)
+    assert "stopped after 2 of 50 steps" in c.status.text
+    c.progress = None
+    c.undo()
+    assert same_as(model, snap)
