@@ -141,7 +141,9 @@ class Walk:
         """Groups not decided yet, the current one included (an estimate from the group layout)."""
         if self.current is None:
             return 0
-        return max(1, self.s.layout.n_groups - len(self.decisions))
+        depth = getattr(self.s.pruner, "depth", None)  # depth groups come after the layout's width groups
+        n = self.s.layout.n_groups + (len(depth.blocks) if depth is not None else 0)
+        return max(1, n - len(self.decisions))
 
     def forget(self) -> None:
         """Empty the log without touching the model (the caller has undone it; :meth:`replay` follows)."""

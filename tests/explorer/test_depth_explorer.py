@@ -40,6 +40,7 @@ def test_depth_group_card_graph_accept_undo(resnet_explorer):
     snap = snapshot(model)
     g = _to_depth(c)
     assert g.root_name == "layer1.0"
+    assert c.figures()["groups_left"] == 5  # the five blocks are counted in the walk's estimate
     card = c.card()
     assert card["kind"] == "depth" and card["depth"]["block"] == "layer1.0" and card["depth"]["type"] == "BasicBlock"
     block_params = sum(p.numel() for p in model.layer1[0].parameters())
