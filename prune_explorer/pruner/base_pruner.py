@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import PruneExplorerError
-from ..graph import DEFAULT_ROOT_TYPES, DependencyGraph, Group
+from ..graph import DEFAULT_ROOT_TYPES, DependencyGraph, Group, model_history
 from .config import PrunerConfigError, check_options
 from .driver import PruningDriver
 from .guards import SkippedGroup
@@ -223,6 +223,12 @@ class BasePruner(PruningSteps):
             from ..attention.proposals import HeadDimGroups
             self._head_dims = HeadDimGroups(self.DG, build_dims_graph, self.ignored_layers)
         self._record_initial_sizes()
+        if any(e.get("kind") == "depth" and e.get("mode") == "delete" for e in model_history(model)):
+            warnings.warn("prune_explorer: layers of this model's layer stack were deleted by an earlier pruner, so its "
+                          "layers were renumbered: the prunings of this new pruner are named after the new numbers, "
+                          "which pe.load_pruned / apply_history cannot replay after the earlier ones. Prune widths and "
+                          "depth with one pruner (prune_depth=True), or save the model with save_pretrained",
+                          stacklevel=2)
         #: the model's parameter count when the pruner was built (see :meth:`report`)
         self.initial_params = sum(int(p.numel()) for p in model.parameters())
         self._check_declared_heads()

@@ -172,3 +172,15 @@ def test_post_prune_check_rolls_back_a_block_whose_removal_breaks_the_model():
     assert not isinstance(m.body[1], nn.Identity) and _same(_state(m), before)
     assert any(s.root == "body.1" and s.kind == "check" for s in p.skipped)
     assert model_history(m) == [] and p.DG.history == []
+
+
+def test_a_second_pruner_after_deleted_layers_warns_that_its_names_do_not_replay():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                   num_attention_heads=4, num_key_value_heads=2)
+    m = transformers.LlamaForCausalLM(cfg).eval()
+    ids = {"input_ids": torch.randint(0, 64, (1, 8))}
+    p = pe.pruner.BasePruner(m, ids, pe.importance.MagnitudeImportance(), pruning_ratio=0.0, prune_depth=True)
+    next(g for g in p.get_all_groups() if g.kind == "depth").prune()
+    with pytest.warns(UserWarning, match="renumbered"):
+        pe.pruner.BasePruner(m, ids, pe.importance.MagnitudeImportance())
