@@ -59,6 +59,7 @@ from .errors import PruningError
 from .attention.head_bookkeeping import (HEAD_DIM_ATTRS, HEADS_ATTRS, AttentionWidths, K_NAMES, Q_NAMES,
                                          attention_modules as _attentions, child as _child,
                                          out_features as _out_features, set_module_attrs)
+from .hf_bias import bias_flags_changed, sync_bias_flags
 from .attention.hf_config import (carry_rotary_frequencies, keep_temperature, mirror_hidden, rotary_differences,
                                   scale_param)
 
@@ -271,6 +272,8 @@ def sync_config(model: nn.Module, trusted=frozenset(), modules: Optional[ModelMo
             # config.head_dim when present (check_config_round_trip verifies that this one does)
             cfg.head_dim = hd
     carry_rotary_frequencies(model, cfg, modules.rotary)
+    if bias_flags_changed(model):  # a compensation created biases the config did not build: the flags follow them
+        problems += sync_bias_flags(model)
     return problems
 
 

@@ -22,6 +22,8 @@ from .statistics import CALIBRATED_TYPES
 
 __all__ = ["InputStatistics", "channel_dim"]
 
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
 
 def channel_dim(module: nn.Module, x: torch.Tensor) -> int:
     """Where the channels are in a layer's input: last for ``nn.Linear``, 1 for convolutions (0 if unbatched)."""
@@ -66,8 +68,7 @@ class InputStatistics(HookedCalibration):
             self.stats.add(module, "in", "x2", rows.pow(2).sum(0), count)
             if self._wants_cov(module):
                 self.stats.add(module, "in", "xx", rows.T @ rows, count)
-            if self.taps and isinstance(module, nn.modules.conv._ConvNd) \
-                    and not isinstance(module, nn.modules.conv._ConvTransposeNd):
+            if self.taps and isinstance(module, nn.modules.conv._ConvNd) and not isinstance(module, _TRANSPOSED):
                 sums, positions = tap_sums(module, x)
                 self.stats.add(module, "in", "xt", sums, positions, rows=True)
 

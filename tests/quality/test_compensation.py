@@ -132,3 +132,68 @@ def test_linear_bias_with_least_squares_keeps_the_output_mean():
     dg = pe.DependencyGraph().build_dependency(m, data[0])
     comp.prune(dg.get_pruning_group(m[0], pe.prune_linear_out_channels, [0, 2, 7]))
     assert torch.allclose(m(x).detach().mean(0), ref.mean(0), atol=1e-5)
+
+
+def _transposed():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 2, stride=2))
+    return m, [torch.randn(4, 3, 5, 5) for _ in range(2)]
+
+
+def test_a_transposed_convolution_consumer_is_refused_before_anything_is_pruned():
+    m, data = _transposed()
+    before = copy.deepcopy(m.state_dict())
+    comp = Compensation(bias=True, least_squares=True)
+    comp.calibrate(m, Calibration(data, progress=False))
+    dg = pe.DependencyGraph().build_dependency(m, data[0])
+    with pytest.raises(pe.errors.CalibrationError, match=r"ConvTranspose2d.*not implemented.*unsupported='skip'"):
+        comp.prune(dg.get_pruning_group(m[0], pe.prune_conv_out_channels, [1, 2]))
+    assert all(torch.equal(m.state_dict()[k], v) for k, v in before.items()) and m[0].out_channels == 8
+    # opted out: pruned as usual, uncompensated, and listed
+    skip = Compensation(bias=True, unsupported="skip")
+    skip.calibrate(m, Calibration(data, progress=False))
+    skip.prune(dg.get_pruning_group(m[0], pe.prune_conv_out_channels, [1, 2]))
+    assert m[2].in_channels == 6 and torch.equal(m[2].bias, before["2.bias"])
+    assert len(skip.skipped) == 1 and "ConvTranspose2d" in skip.skipped[0][1]
+
+
+class _TiedLM(nn.Module):
+    """An embedding and an output head sharing one weight (tie_word_embeddings), an MLP between them."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 8)
+        self.fc = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 20, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids):
+        h = self.emb(ids)
+        return self.head(h + torch.relu(self.fc(h)))
+
+
+def test_a_tied_weight_is_not_refitted():
+    """Least squares would give one user of a shared weight a new tensor (untying it): refused before anything is
+    pruned; bias compensation alone keeps the tie and is allowed."""
+    torch.manual_seed(0)
+    m = _TiedLM()
+    data = [torch.randint(0, 20, (4, 6)) for _ in range(2)]
+    comp = Compensation(bias=True, least_squares=True)
+    comp.calibrate(m, Calibration(data, progress=False))
+    dg = pe.DependencyGraph().build_dependency(m, data[0])
+    before = copy.deepcopy(m.state_dict())
+    with pytest.raises(pe.errors.CalibrationError, match=r"tied.*unsupported='skip'"):
+        comp.prune(dg.get_pruning_group(m.emb, pe.prune_embedding_out_channels, [0, 3]))
+    assert all(torch.equal(m.state_dict()[k], v) for k, v in before.items())
+    bias_only = Compensation(bias=True)
+    bias_only.calibrate(m, Calibration(data, progress=False))
+    dg.undo_depth = 1
+    x = torch.cat(data)
+    ref = m(x).detach()
+    bias_only.prune(dg.get_pruning_group(m.emb, pe.prune_embedding_out_channels, [0, 3]))
+    # fc reads and writes the stream: its output rows go with the cut, the rest are compensated
+    assert m.head.weight is m.emb.weight and m.emb.embedding_dim == 6 and m.head.bias is not None
+    assert m.fc.bias.shape == (6,)
+    dg.undo()
+    assert all(torch.equal(m.state_dict()[k], v) for k, v in before.items()) and m.head.bias is None
+    assert torch.equal(m(x), ref)
