@@ -38,19 +38,23 @@ def _threshold(candidates: List[int], importance: List[float], selected: set) ->
     return max(removed) if removed else None
 
 
-def _head_bars(group, candidates: List[int], importance: List[float], selected: set) -> Optional[List[dict]]:
+def _head_bars(group, candidates: List[int], importance: List[float], selected: set,
+               blocks=()) -> Optional[List[dict]]:
     """For a group of whole attention heads (``kind == "attention-heads"``: a unit is one head, or under grouped-query
-    attention one key/value head with its query heads): one entry per head, ``{"head", "channels", "score" (mean
-    importance of its channels), "removed"}``; None for channel groups and head-size groups (``"attention-dims"``,
-    whose units are channel positions across heads), shown channel by channel."""
+    attention one key/value head with its query heads): one entry per unit, ``{"head", "channels", "score" (mean
+    importance of its channels), "removed", "query_heads" (query heads in the unit: 1 without grouped-query
+    attention)}``; None for channel groups and head-size groups (``"attention-dims"``, whose units are channel
+    positions across heads), shown channel by channel. ``blocks``: the graph's attention blocks (their head counts)."""
     if getattr(group, "kind", None) != HEADS_KIND or not group.units:
         return None
+    block = next((b for b in blocks if group.root_name in b.layers), None)
+    per_unit = max(1, block.num_heads // max(1, block.num_key_value_heads)) if block is not None else 1
     score = dict(zip(candidates, importance))
     out = []
     for k, unit in enumerate(group.units):
         vals = [score[i] for i in unit if i in score and math.isfinite(score[i])]
         out.append({"head": k, "channels": len(unit), "score": float(np.mean(vals)) if vals else float("nan"),
-                    "removed": bool(unit) and all(int(i) in selected for i in unit)})
+                    "removed": bool(unit) and all(int(i) in selected for i in unit), "query_heads": per_unit})
     return out
 
 
@@ -195,7 +199,8 @@ class Figures:
             "allowed_counts": self.w.allowed_counts(),
             "prediction": self.predict(),
             "guard_skipped": list(reversed(guard_notes)),
-            "heads": _head_bars(g, cand, imp_list, sel),  # one entry per head (head groups), else None
+            "heads": _head_bars(g, cand, imp_list, sel,  # one entry per head (head groups), else None
+                                self.s.DG.attention_blocks() if getattr(g, "kind", None) == HEADS_KIND else ()),
             "note": proposal.skip_reason,  # why the pruner proposes nothing (the user may still choose channels)
             "step": proposal.step,
             "kind": getattr(g, "kind", None) or "channels",

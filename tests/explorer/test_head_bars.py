@@ -31,7 +31,10 @@ def test_head_group_card_has_one_bar_per_head():
     assert sum(len(h["channels"] * [0]) for h in heads if h["removed"]) == len(card["selected"])
     fig = head_bars_figure(heads)
     assert [len(t.x) for t in fig.data] == [len(removed), len(kept)]
-    assert sorted(fig.data[0].x + fig.data[1].x) == sorted(f"head {h['head']}" for h in heads)
+    # grouped-query attention (8 query heads, 2 key/value heads): a bar is a key/value head with its 4 query heads
+    assert {h["query_heads"] for h in heads} == {cfg.num_attention_heads // cfg.num_key_value_heads}
+    assert sorted(fig.data[0].x + fig.data[1].x) == sorted(f"kv head {h['head']}" for h in heads)
+    assert "4 query heads" in fig.layout.xaxis.title.text and "4 query heads" in fig.data[0].name
 
 
 def test_only_whole_head_groups_get_head_bars():
@@ -49,5 +52,7 @@ def test_only_whole_head_groups_get_head_bars():
         assert (heads is not None) == (kind == "attention-heads"), (c.current.root_name, kind)
         if heads is not None:
             assert len(heads) == cfg.num_attention_heads and {h["channels"] for h in heads} == {16}
+            assert {h["query_heads"] for h in heads} == {1}
+            assert head_bars_figure(heads).data[0].x[0].startswith("head ")
         c.skip()
     assert seen.count("attention-heads") == cfg.num_hidden_layers and "attention-dims" in seen

@@ -114,21 +114,28 @@ def guard_html(items: List[dict]) -> str:
 
 def head_bars_figure(heads: List[dict], height: int = 250):
     """One bar per attention head (a head group goes whole): its score, coloured removed or kept (pure, for tests;
-    trace 0: removed heads, trace 1: kept heads)."""
+    trace 0: removed heads, trace 1: kept heads). Under grouped-query attention (``query_heads`` > 1) a bar is one
+    key/value head with its query heads, which go together, and the labels say so."""
     import plotly.graph_objects as go
 
     from ..colors import KEEP_COLOR, REMOVE_COLOR
 
+    q = max((int(h.get("query_heads", 1)) for h in heads), default=1)
+    label = (lambda h: f"kv head {h['head']}") if q > 1 else (lambda h: f"head {h['head']}")
+    axis = (f"key/value head with its {q} query heads (they go together)" if q > 1 else
+            "attention head (whole heads go)")
     data = []
     for removed, name, color in ((True, "proposed for removal", REMOVE_COLOR), (False, "kept", KEEP_COLOR)):
         hs = [h for h in heads if h["removed"] == removed]
-        data.append(dict(type="bar", x=[f"head {h['head']}" for h in hs], y=[h["score"] for h in hs],
-                         name=f"{name} ({len(hs)} heads)", marker=dict(color=color),
+        n = len(hs)
+        count = (f"{n} kv head{'s' * (n != 1)}, {n * q} query heads" if q > 1 else f"{n} head{'s' * (n != 1)}")
+        data.append(dict(type="bar", x=[label(h) for h in hs], y=[h["score"] for h in hs],
+                         name=f"{name} ({count})", marker=dict(color=color),
                          hovertemplate="%{x}: score %{y:.4g} " + name + "<extra></extra>"))
     layout = dict(height=height, barmode="overlay", margin=dict(l=48, r=12, t=30, b=40), template="plotly_white",
                   legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom"),
-                  xaxis=dict(title=dict(text="attention head (whole heads go)", standoff=6),
-                             categoryorder="array", categoryarray=[f"head {h['head']}" for h in heads]),
+                  xaxis=dict(title=dict(text=axis, standoff=6),
+                             categoryorder="array", categoryarray=[label(h) for h in heads]),
                   yaxis=dict(title=dict(text="head score (mean importance)", standoff=4), rangemode="tozero"))
     return go.Figure(dict(data=data, layout=layout), _validate=False)
 
