@@ -52,6 +52,9 @@ def test_depth_group_card_graph_accept_undo(resnet_explorer):
     gs = GraphState(c)
     root, members = gs.roles()
     assert {"layer1.0.conv1", "layer1.0.bn2"} <= members and not any(m.startswith("layer1.1") for m in members)
+    assert gs.target.element == "pe-c-layer1.0"  # the view goes to the block, opened
+    conv = next(line for line in gs.dot_source().splitlines() if 'id="pe-n-layer1.0.conv1"' in line)
+    assert "pe-member" in conv
     c.adjust(n=1)
     pred = c.predict()
     assert pred["params_removed"] == block_params
