@@ -1,18 +1,27 @@
 """Explorer responsiveness: build the app, render a group card, accept a group, undo, draw the graph, sweep, report.
 
-    python benchmarks/explorer.py                 # resnet50, densenet121 and vit_b_16
-    python benchmarks/explorer.py --models resnet18 swin_t --repeats 5
+    python benchmarks/explorer.py                 # resnet50, vit_b_16 and a small Llama
+    python benchmarks/explorer.py --models resnet18 swin_t densenet121 --repeats 5
 
 CPU only, ``torch.set_flush_denormal(True)``, ``torch.set_num_threads(2)``; every figure is the median of
-``--repeats`` runs (build: of ``--build-repeats``). Rows:
+``--repeats`` runs (build: of ``--build-repeats``). ``llama`` is a small Hugging Face Llama from its config (6
+layers, hidden size 256, random weights, 64 tokens); every other name is a torchvision model (random weights, one
+224 x 224 image). Rows:
 
-* "accept / undo (controller)": ``ExplorerController.accept()`` / ``undo()`` alone (prune / restore the model,
-  plan the next group, the figures); target < 200 ms on resnet50;
-* "accept / undo (app)": the same through the app, as after a click: every view refreshes (header, card, graph
-  SVG, curves, ignored list, finish view); the browser round trip comes on top (measured by the real-browser test);
+* "click: accept / undo / adjust": what a click costs in the kernel, split in three. "controller" is the
+  controller's own work (prune or restore the model, plan the next group, the figures); "widgets" is every view
+  refreshing and sending what changed; "output change (after)" is the forward pass that measures the output change,
+  run once the page has been sent the decision (the controller's ``defer_output``; none on undo: the state was
+  measured before). Accepts take successive groups, each a real prune; the undos then walk them back. "share" is
+  controller / forward pass: the goal is at most 1. The browser round trip comes on top (measured by
+  ``tests/browser/test_explorer_speed_browser.py``).
+* "accept / undo (controller)": ``ExplorerController.accept()`` / ``undo()`` alone, the same group again and again;
+  target < 200 ms on resnet50;
+* "accept / undo (app)": the same through the app, as after a click, output change included;
 * "card": the controller's card data plus the group card view's refresh (table, prediction, histogram);
 * "graph: dot source" (what to draw, :class:`GraphState`) and "graph: render" (Graphviz ``dot`` to SVG) for the
-  opening drawing, and "graph: render, a big block open" for the largest block expanded;
+  opening drawing, and "graph: render, a big block open" for the largest block expanded (a decision does not
+  render: the SVG is laid out once per set of open blocks and its boxes restyled);
 * "sweep" (uniform pruning at p = 0 .. 0.9 from the group structure) and "report" (the finish view's per-layer
   table, one counting forward pass).
 
@@ -28,6 +37,8 @@ import argparse
 import copy
 import os
 from statistics import median
+
+import time
 
 import torch
 import torchvision
@@ -53,10 +64,70 @@ def render_uncached(src: str) -> None:
     render_svg(src)
 
 
-def bench(name: str, repeats: int, build_repeats: int) -> dict:
+def make_model(name: str):
+    """(model, example inputs): ``"llama"`` is a small Hugging Face Llama (random weights), else torchvision."""
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)().eval()
-    x = torch.randn(1, 3, 224, 224)
+    if name == "llama":
+        import transformers
+
+        cfg = transformers.LlamaConfig(vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
+                                       num_attention_heads=8, num_key_value_heads=4, use_cache=False)
+        return transformers.LlamaForCausalLM(cfg).eval(), torch.randint(0, 2048, (1, 64))
+    return getattr(torchvision.models, name)().eval(), torch.randn(1, 3, 224, 224)
+
+
+class ClickSplit:
+    """Splits a click's time in the kernel: the controller's work, the views' refresh, and the deferred output
+    change. Wraps each view's ``refresh`` (an instance attribute) and listens to the controller after the app."""
+
+    def __init__(self, ex):
+        self.ex = ex
+        self.views_s = 0.0
+        self.heard = None  # perf_counter when the app's views had refreshed for the action's event
+        for v in ex.views:
+            v.refresh = self._timed(v.refresh)
+        ex.controller.subscribe(self._heard)
+
+    def _timed(self, fn):
+        def refresh(event: str = ""):
+            t = time.perf_counter()
+            try:
+                return fn(event)
+            finally:
+                if event != "output":
+                    self.views_s += time.perf_counter() - t
+        return refresh
+
+    def _heard(self, event: str) -> None:
+        if event not in ("output", "status") and self.heard is None:
+            self.heard = time.perf_counter()
+
+    def click(self, action) -> tuple:
+        """(controller s, widgets s, deferred output-change s) of ``ex.run(action)``."""
+        self.views_s, self.heard = 0.0, None
+        t0 = time.perf_counter()
+        assert self.ex.run(action), self.ex.controller.status.text
+        t1 = time.perf_counter()
+        heard = self.heard if self.heard is not None else t1
+        return heard - t0 - self.views_s, self.views_s, t1 - heard
+
+
+def click_split(ex, repeats: int) -> dict:
+    """Median (controller, widgets, output) seconds of successive accepts, the undos back, and adjusts."""
+    c = ex.controller
+    k = max(1, min(repeats, c.n_groups_left - 1))
+    sp = ClickSplit(ex)
+    acc = [sp.click(lambda c: c.accept()) for _ in range(k)]
+    und = [sp.click(lambda c: c.undo()) for _ in range(k)]
+    allowed = c.allowed_counts()
+    adj = [sp.click(lambda c, n=allowed[j % len(allowed)]: c.adjust(n=n)) for j in range(k)]
+    c.use_proposal()
+    med = lambda rows: tuple(median(r[i] for r in rows) for i in range(3))  # noqa: E731
+    return {"accept": med(acc), "undo": med(und), "adjust": med(adj), "clicks": k}
+
+
+def bench(name: str, repeats: int, build_repeats: int) -> dict:
+    model, x = make_model(name)
     pristine = copy.deepcopy(model)
     with torch.no_grad():
         model(x)
@@ -68,6 +139,7 @@ def bench(name: str, repeats: int, build_repeats: int) -> dict:
         builds.append(c.wall)
     assert ex.controller is not None, ex.error
     c = ex.controller
+    clicks = click_split(ex, repeats)
 
     def card():
         c.measures.clear()
@@ -120,6 +192,7 @@ def bench(name: str, repeats: int, build_repeats: int) -> dict:
         k = min(range(len(sw.ratios)), key=lambda i: abs(sw.ratios[i] - p))
         diffs.append(abs((1 - n / c.params0) - sw.params_removed[k]))
     return {
+        "clicks": clicks,
         "model": name, "params": c.params0, "groups": c.figures()["groups_total"], "nodes": len(gs.nodes),
         "biggest block": biggest,
         "build": median(builds), "card": median(cards),
@@ -135,7 +208,7 @@ def bench(name: str, repeats: int, build_repeats: int) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["resnet50", "densenet121", "vit_b_16"])
+    ap.add_argument("--models", nargs="+", default=["resnet50", "vit_b_16", "llama"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--build-repeats", type=int, default=3)
     args = ap.parse_args()
@@ -147,6 +220,13 @@ def main():
         print(f"\n{name}: {r['params']:,} parameters, {r['groups']} groups, {r['nodes']} graph nodes "
               f"(biggest closed block: {r['biggest block']})")
         fwd = r["forward"]
+        cl = r["clicks"]
+        print(f"  {'click (median of ' + str(cl['clicks']) + ')':<24} {'controller':>10} {'widgets':>9} "
+              f"{'output change (after)':>22} {'forward':>9}   share = controller / forward")
+        for action in ("accept", "undo", "adjust"):
+            ctrl, views, out = cl[action]
+            print(f"  {action:<24} {ctrl * 1e3:7.1f} ms {views * 1e3:6.1f} ms {out * 1e3:19.1f} ms {fwd * 1e3:6.1f} ms"
+                  f"   {ctrl / fwd:5.2f}")
         for k in ROWS:
             tgt = TARGETS.get(k)
             mark = "" if tgt is None else ("  target < %.0f ms: %s" % (tgt * 1e3, "ok" if r[k] < tgt else "MISSED"))

@@ -20,6 +20,7 @@ to its box, from a 1,000 px window to a wide screen.
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -43,6 +44,10 @@ SHORTCUTS = {"a": "accept", "s": "skip", "u": "undo"}
 _SHORTCUT_HELP = "Keyboard (click inside the app first): A accept · S skip · U undo"
 
 _STATIC = Path(__file__).resolve().parent / "static"
+
+#: seconds between a decision and the forward pass that measures its output change, in a running kernel: the page
+#: draws the decision meanwhile (the output-change line says it is being measured)
+OUTPUT_CHANGE_DELAY_S = 0.3
 
 
 class AppBridge(anywidget.AnyWidget):
@@ -119,6 +124,7 @@ class Explorer:
             self.root.add_class("pe-app")
             return
         c = self.controller
+        c.defer_output = self._after_the_page  # a decision shows at once; its output change follows ("output")
         self.header = HeaderView(self)
         self.card = GroupCardView(self)
         self.graph = GraphView(self, max_items=max_graph_items)
@@ -196,6 +202,25 @@ class Explorer:
                                                           traceback.format_exc())
                     break
         self._render_status()
+
+    def _after_the_page(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (the output change's forward pass) on the kernel's event loop :data:`OUTPUT_CHANGE_DELAY_S`
+        seconds from now, so the browser draws the decision first and the next click is not held up; at once
+        outside a running event loop (plain Python, tests)."""
+        def run() -> None:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - a loop callback: show it rather than lose it in a log
+                self.controller.fail(f"measuring the output change failed: {type(exc).__name__}: {exc}",
+                                     details=traceback.format_exc())
+                self._render_status()
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            run()
+            return
+        loop.call_later(OUTPUT_CHANGE_DELAY_S, run)
 
     def _on_bridge_msg(self, _widget, content, _buffers) -> None:
         if isinstance(content, dict) and content.get("event") == "key":

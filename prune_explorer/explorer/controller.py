@@ -203,18 +203,41 @@ class ExplorerController:
         """Report progress of long work to the ``progress`` callback (never raises)."""
         self.events.report(stage, done, total)
 
+    #: How the output change is measured after a decision: ``None``, before the listeners hear of it; or
+    #: ``defer_output(fn)``, a function that runs ``fn`` later (the app: once the page has been sent the decision,
+    #: so what it shows does not wait for that forward pass). Meanwhile ``output_pending`` is True; then the
+    #: listeners hear ``"output"``. Reading :meth:`output_change` or :meth:`output_curve` measures it at once.
+    defer_output: Optional[Callable[[Callable[[], None]], None]] = None
+    output_pending = False
+
     def _changed(self, event: str) -> None:
-        """After every change: figures recomputed, the output change measured (when the model changed), the status
-        line rewritten, listeners called."""
+        """After every change: figures recomputed, the output change measured (when the model changed; later with
+        ``defer_output``), the status line rewritten, listeners called."""
         self.measures.clear()
-        if event in _MODEL_EVENTS:
+        defer = self.defer_output if event in _MODEL_EVENTS and self.output.needs_measure() else None
+        if event in _MODEL_EVENTS and defer is None:
             self.output.update()
+        self.output_pending = defer is not None
         self.events.changed(event)
+        if defer is not None:
+            defer(self.flush_output)
+
+    def flush_output(self) -> None:
+        """Measure the output change now if a decision left it pending (see ``defer_output``); listeners hear
+        ``"output"``. Does nothing otherwise."""
+        if not self.output_pending:
+            return
+        try:
+            self.output.update()
+        finally:
+            self.output_pending = False
+        self.events.emit("output")
 
     # ---- the output change ------------------------------------------------------------------------------------------
     def output_change(self) -> Optional[dict]:
         """How far the model's output has moved from the original's now (:mod:`.output_change`), or None when it
         is not tracked (``output_change_reason`` says why)."""
+        self.flush_output()
         return self.output.latest
 
     @property
@@ -223,6 +246,7 @@ class ExplorerController:
 
     def output_curve(self) -> dict:
         """The output change over the decisions (``{"step", "value", "label"}``)."""
+        self.flush_output()
         return self.output.curve()
 
     def set_output_tracking(self, on: bool = True, data=None, eval_fn=None) -> None:

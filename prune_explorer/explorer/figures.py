@@ -287,8 +287,10 @@ class Figures:
         return out
 
     # ---- layers -----------------------------------------------------------------------------------------------------
-    def prunable_layers(self) -> List[dict]:
-        """Every layer that can root a group (conv, linear, ...), with its channels and whether it is ignored."""
+    def prunable_layers(self, details: bool = True) -> List[dict]:
+        """Every layer that can root a group (conv, linear, ...), with its channels and whether it is ignored.
+        ``details=False`` leaves out ``prunable_fraction`` and ``fixed_reason`` (they read the whole graph per layer:
+        the lists that follow every decision do without them)."""
         root_types = tuple(self.s.root_module_types or DEFAULT_ROOT_TYPES)
         out, seen = [], set()
         for s in self.s.DG.spaces:
@@ -296,12 +298,12 @@ class Figures:
                 continue
             seen.add(id(s.owner))
             name = self.s.name_of(s.owner, s.name)
-            out.append({
-                "name": name, "type": type(s.owner).__name__, "channels": s.current_size,
-                "original_channels": s.size, "ignored": name in self.s.ignored_names,
-                "prunable_fraction": self.s.DG.prunable_fraction(s.owner),
-                "fixed_reason": self.s.DG.fixed_reason(s.owner),
-            })
+            d = {"name": name, "type": type(s.owner).__name__, "channels": s.current_size,
+                 "original_channels": s.size, "ignored": name in self.s.ignored_names}
+            if details:
+                d["prunable_fraction"] = self.s.DG.prunable_fraction(s.owner)
+                d["fixed_reason"] = self.s.DG.fixed_reason(s.owner)
+            out.append(d)
         return out
 
     def groups_of(self, layer) -> List[dict]:

@@ -6,6 +6,13 @@ clusters, channel widths (``out 8/16`` once pruned), the current group's colours
 operations that are not drawn, a DenseNet-style concatenation fed by a single dashed edge from the earlier one it
 extends, and at most :data:`FAN_IN_LIMIT` edges into one box. :func:`render_svg` lays the source out with ``dot``.
 
+What a decision changes is drawn without a new layout: :meth:`GraphDrawing.layout_source` is the DOT source of
+the boxes and edges alone (labels at their widest -- ``out 16/16``, ``000.00M params`` -- and no colours of the
+walk), so it changes only when what is drawn changes (a block opened or closed, a layer ignored), and
+:meth:`GraphDrawing.styles` gives, per drawn box, what the walk changes: its classes, colours, label lines and
+tooltip. The front end lays the SVG of the layout source out once and patches the boxes whose style changed.
+:meth:`GraphDrawing.dot_source` is both in one (the drawing as a static picture).
+
 Element ids in the SVG: ``pe-n-<layer>`` (a layer or an operation), ``pe-b-<path>`` (a collapsed block),
 ``pe-c-<path>`` (an expanded block, drawn as a cluster).
 """
@@ -61,12 +68,12 @@ class GraphDrawing:
                 stack.extend(o.outputs)
         return out
 
-    def dot_source(self) -> str:
-        """The Graphviz DOT source of the drawing as things stand (clusters for open blocks)."""
+    def _items(self) -> Tuple[List[str], Dict[str, dict]]:
+        """The drawn boxes in trace order (items: layer names and ``"blk:<path>"``), each with its nodes and what the
+        walk makes of it (``root``, ``member``, ``ignored``, ``pruned``)."""
         expanded = self.expanded
         root, members = self.roles()
         ignored = set(self.c.ignored_names)
-        drawn = self._drawn_nodes()
         items: Dict[str, dict] = {}
         order: List[str] = []
         for n in self.nodes:
@@ -82,9 +89,41 @@ class GraphDrawing:
             d["member"] |= n.name in members
             d["ignored"] |= n.name in ignored
             d["pruned"] |= any(s.current_size != s.size for s in n.spaces)
-        # edges between drawn boxes, in trace order of their targets
+        return order, items
+
+    def dot_source(self) -> str:
+        """The Graphviz DOT source of the drawing as things stand (clusters for open blocks, the walk's colours and
+        the current widths in the labels)."""
+        return self._dot(layout_only=False)
+
+    def layout_source(self) -> str:
+        """The DOT source of the layout alone: the same boxes, edges and clusters as :meth:`dot_source`, with every
+        label at its widest and no colours of the walk (see the module docstring). It is the same string before and
+        after a decision unless a block opened or closed, so its SVG is laid out once and then patched with
+        :meth:`styles`."""
+        return self._dot(layout_only=True)
+
+    def styles(self) -> Dict[str, dict]:
+        """What the walk changes in each drawn box, by element id: ``{"cls": classes, "fill", "stroke", "pw"
+        (pen width), "font" (text colour), "lines": label lines, "tip": tooltip}`` (colours as ``#rrggbb`` or
+        names). The label has as many lines as in :meth:`layout_source`, each no wider than its layout line."""
+        order, items = self._items()
+        extra = self._fan_in_overflow(order, items)
+        out: Dict[str, dict] = {}
+        for it in order:
+            eid = self._block_id(it[4:]) if it.startswith("blk:") else self._node_id(it)
+            look = self._look(it, items[it], extra.get(it))
+            out[eid] = {"cls": look["class"], "fill": look["fillcolor"], "stroke": look["color"],
+                        "pw": look["penwidth"], "font": look["fontcolor"], "lines": look["label"].split("\n"),
+                        "tip": look.get("tooltip", "")}
+        return out
+
+    def _edges(self, order: List[str], items: Dict[str, dict]):
+        """(edges ``(from, to, kind)`` with kind ``""`` or ``"bundle"``, extra inputs per box beyond the fan-in
+        limit)."""
+        expanded = self.expanded
         sources: Dict[str, List[str]] = {it: [] for it in order}
-        for n in drawn:
+        for n in self._drawn_nodes():
             a = self.item_of(n.name, expanded)
             for o in self._visible_successors(n):
                 b = self.item_of(o.name, expanded)
@@ -112,6 +151,21 @@ class GraphDrawing:
                 extra_inputs[b] = srcs[: len(srcs) - room]
                 srcs = srcs[len(srcs) - room:]
             edges.extend((s, b, "") for s in srcs)
+        return edges, extra_inputs
+
+    def _fan_in_overflow(self, order: List[str], items: Dict[str, dict]) -> Dict[str, List[str]]:
+        """The inputs of each box beyond the fan-in limit (they change only when the layout does; cached by it)."""
+        key = (frozenset(self.expanded), self.show_elementwise, id(self._dg))
+        if getattr(self, "_overflow_key", None) != key:
+            self._overflow = self._edges(order, items)[1]
+            self._overflow_key = key
+        return self._overflow
+
+    def _dot(self, layout_only: bool) -> str:
+        order, items = self._items()
+        edges, extra_inputs = self._edges(order, items)
+        self._overflow, self._overflow_key = extra_inputs, (frozenset(self.expanded), self.show_elementwise,
+                                                            id(self._dg))
         # clusters: every expanded block that holds a drawn box
         cluster_items: Dict[str, List[str]] = {}
         for it in order:
@@ -141,7 +195,10 @@ class GraphDrawing:
             for it in cluster_items.get(block, []):
                 eid = self._block_id(it[4:]) if it.startswith("blk:") else self._node_id(it)
                 self._elements[eid] = ("block", it[4:]) if it.startswith("blk:") else ("node", it)
-                lines.append(f"{indent}  {dot_ids[it]} [{self._attrs(it, items[it], eid, extra_inputs.get(it))}];")
+                a = {"id": eid, **self._look(it, items[it], extra_inputs.get(it), layout_only)}
+                attrs = ", ".join(f'{k}="{_dot_escape(v)}"' for k, v in a.items() if k not in _DEFAULTS_OMITTED
+                                  or v != _DEFAULTS_OMITTED[k])
+                lines.append(f"{indent}  {dot_ids[it]} [{attrs}];")
             for child in sorted(c for c in cluster_items if c and parent_block(c) == block and c != block):
                 emit(child, indent + "  ")
             # blocks open but holding nothing drawn directly (only open sub-blocks) still nest their children
@@ -167,8 +224,10 @@ class GraphDrawing:
                 out.append(c)
         return out
 
-    def _attrs(self, item: str, d: dict, eid: str, extra: Optional[List[str]]) -> str:
-        a: Dict[str, str] = {"id": eid}
+    def _look(self, item: str, d: dict, extra: Optional[List[str]], layout_only: bool = False) -> Dict[str, str]:
+        """The DOT attributes of a box (without its id). ``layout_only``: the label at its widest, the tooltip
+        without channel counts and none of the walk's colours (what :meth:`layout_source` draws)."""
+        a: Dict[str, str] = {"fillcolor": "white", "color": "#495057", "penwidth": "1", "fontcolor": "#000000"}
         classes = []
         if item.startswith("blk:"):
             path = item[4:]
@@ -178,7 +237,8 @@ class GraphDrawing:
             n_params = sum(p.numel() for p in mod.parameters()) if mod is not None else 0
             # a leaf module traced op by op (an RMSNorm written with pow/mean/rsqrt) holds operations, not layers
             count = _plural(n_layers, "layer") if n_layers else _plural(self.blocks.get(path, 0), "operation")
-            label = f"{path}  ▸\n{kind} · {count} · {_fmt_params(n_params)} params"
+            params = _widest_params(n_params) if layout_only else _fmt_params(n_params)
+            label = f"{path}  ▸\n{kind} · {count} · {params} params"
             a.update(shape="box3d", style="filled", fillcolor="#f8f9fa", tooltip=f"{path}: click to expand")
             classes.append("pe-block")
         else:
@@ -193,43 +253,62 @@ class GraphDrawing:
                 a.update(shape="oval", style="filled", fillcolor="#e9ecef")
                 classes.append("pe-io")
             else:
-                label = f"{n.name}\n{n.op} · {_widths(n)}"
-                a["tooltip"] = f"{n.name} ({n.op}): {n.channels()} — click to select"
+                label = f"{n.name}\n{n.op} · {_widths(n, widest=layout_only)}"
+                a["tooltip"] = (f"{n.name} ({n.op}) — click to select" if layout_only else
+                                f"{n.name} ({n.op}): {n.channels()} — click to select")
                 classes.append("pe-layer")
         if extra:
             label += f"\n+{len(extra)} more inputs"
             a["tooltip"] = a.get("tooltip", "") + " — also reads: " + ", ".join(
                 s[4:] if s.startswith("blk:") else s for s in extra)
-        fill = None
-        if d["ignored"]:
-            fill = IGNORED_COLOR
+        if d["ignored"]:  # part of the layout: one more label line, a dashed outline
             a["style"] = a.get("style", "rounded,filled") + ",dashed"
             classes.append("pe-ignored")
             if not item.startswith("blk:"):
                 label += "\n(ignored)"
-        if d["pruned"]:
-            fill = PRUNED_COLOR
-            classes.append("pe-pruned")
-        if d["member"]:
-            fill = MEMBER_COLOR
-            classes.append("pe-member")
-        if d["root"]:
-            fill = ROOT_COLOR
-            a.update(fontcolor="white", penwidth="2", color="#7f2704")
-            classes.append("pe-root")
+        fill = IGNORED_COLOR if d["ignored"] else None
+        if not layout_only:
+            if d["pruned"]:
+                fill = PRUNED_COLOR
+                classes.append("pe-pruned")
+            if d["member"]:
+                fill = MEMBER_COLOR
+                classes.append("pe-member")
+            if d["root"]:
+                fill = ROOT_COLOR
+                a.update(fontcolor="white", penwidth="2", color="#7f2704")
+                classes.append("pe-root")
         if fill:
             a["fillcolor"] = fill
         a["class"] = " ".join(classes)
         a["label"] = label
-        return ", ".join(f'{k}="{_dot_escape(v)}"' for k, v in a.items())
+        return a
 
 
-def _widths(n) -> str:
+#: attributes left out of the DOT source when they hold Graphviz's (or the node defaults') value
+_DEFAULTS_OMITTED = {"penwidth": "1", "fontcolor": "#000000"}
+
+
+def _widths(n, widest: bool = False) -> str:
+    """``"in 3, out 8/16"``: each channel space's current/original size (``widest``: ``size/size``, the longest the
+    text can get)."""
     parts = []
     for s in n.spaces:
-        txt = f"{s.current_size}" if s.current_size == s.size else f"{s.current_size}/{s.size}"
+        if widest:
+            txt = f"{s.size}/{s.size}"
+        else:
+            txt = f"{s.current_size}" if s.current_size == s.size else f"{s.current_size}/{s.size}"
         parts.append(txt if s.passthrough else f"{s.side} {txt}")
     return ", ".join(parts) if parts else ""
+
+
+def _widest_params(n: int) -> str:
+    """A stand-in as wide as any count up to ``n`` written by :func:`_fmt_params` (digits all ``0``): ``"000.00M"``
+    for 1.5M (a count that falls to 999.99K takes as much room)."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return "000.00" + suffix
+    return "0" * len(str(n))
 
 
 _SVG_CACHE: Dict[str, str] = {}

@@ -227,6 +227,10 @@ class OutputTrack:
     def _state(self) -> tuple:
         return tuple((d.root, tuple(d.orig_idxs)) for d in self.w.decisions if d.action == "accept")
 
+    def needs_measure(self) -> bool:
+        """Whether :meth:`update` would run the model (tracking on, and this set of accepted groups not measured)."""
+        return self.enabled and self._oc is not None and self._state() not in self._seen
+
     def update(self) -> Optional[dict]:
         """Measure the model as it is now, unless this state was measured before; the result goes on the newest
         decision too (the curve over the decisions)."""

@@ -8,6 +8,10 @@ and redraws it when that width changes (a ResizeObserver). A chart drawn before 
 width instead of drawing at 0 or 700 px, which is what left plotly's own ``FigureWidget`` empty inside boxes. The
 height is the figure's ``layout.height`` (default 300 px).
 
+A new figure updates the chart, it does not replace it: its traces (``plot_data``) and its layout (``plot_layout``)
+are two traits, each sent only when it changed (after a decision, usually the data alone), and the front end
+hands them to ``Plotly.react``, which redraws only what differs.
+
 Usage::
 
     chart = PlotlyChart(histogram_figure(kept, removed, threshold))   # in any box of the app
@@ -64,11 +68,18 @@ class PlotlyChart(anywidget.AnyWidget):
         **kwargs: widget options (``layout=...``); the default layout is ``width: 100%``, ``min_width: 0``.
 
     Attributes:
-        fig: the ``go.Figure`` on show (read it in tests); ``figure`` is its JSON, synced to the browser.
+        fig: the ``go.Figure`` on show (read it in tests); ``figure`` is its JSON (``{"data", "layout"}``), synced
+            to the browser as ``plot_data`` and ``plot_layout``.
     """
 
     _esm = _STATIC / "plotly_chart.js"
-    figure = traitlets.Dict({}).tag(sync=True)
+    plot_data = traitlets.List([]).tag(sync=True)  # the figure's traces (JSON)
+    plot_layout = traitlets.Dict({}).tag(sync=True)  # its layout (JSON), without width or template
+
+    @property
+    def figure(self) -> dict:
+        """The figure on show as plotly.js draws it: ``{"data": [...], "layout": {...}}``."""
+        return {"data": self.plot_data, "layout": self.plot_layout}
 
     def __init__(self, fig: Optional[go.Figure] = None, **kwargs):
         kwargs.setdefault("layout", widgets.Layout(width="100%", min_width="0", overflow="hidden"))
@@ -87,7 +98,9 @@ class PlotlyChart(anywidget.AnyWidget):
         spec["layout"].setdefault("height", DEFAULT_HEIGHT)
         spec["layout"].pop("width", None)  # the box decides the width
         spec["layout"].pop("template", None)  # figures style themselves; an empty template costs nothing to drop
-        self.figure = spec
+        with self.hold_sync():  # what changed travels, in one message
+            self.plot_data = spec.get("data", [])
+            self.plot_layout = spec["layout"]
 
     def _on_front_end_msg(self, _widget, content, _buffers) -> None:
         if isinstance(content, dict) and content.get("event") == "need-plotly-js":

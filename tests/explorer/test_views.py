@@ -9,7 +9,7 @@ import torch
 import prune_explorer as pe
 from prune_explorer.explorer import Explorer
 from prune_explorer.explorer.graph_state import GraphState
-from prune_explorer.explorer.views.common import IGNORED_COLOR, MEMBER_COLOR, ROOT_COLOR, fmt_count
+from prune_explorer.explorer.views.common import IGNORED_COLOR, MEMBER_COLOR, PRUNED_COLOR, ROOT_COLOR, fmt_count
 from prune_explorer.explorer.views.header import header_html
 
 from explorer_helpers import same_as, snapshot
@@ -121,8 +121,11 @@ def test_skip_accept_all_and_the_end_of_the_walk(ex, small):
 def test_graph_view_svg_highlights_and_selection(ex):
     g = ex.graph
     svg = g.svg.svg
-    assert svg.startswith("<svg") and "conv1" in svg
-    assert ROOT_COLOR.lower() in svg.lower() and MEMBER_COLOR.lower() in svg.lower()
+    assert svg.startswith("<svg") and "conv1" in svg and 'id="pe&#45;n&#45;conv1"' in svg
+    # the colours of the walk travel as styles, patched into the laid-out SVG by the front end
+    st = g.svg.styles
+    assert st["pe-n-conv1"]["fill"].lower() == ROOT_COLOR.lower() and "pe-root" in st["pe-n-conv1"]["cls"]
+    assert MEMBER_COLOR.lower() in {v["fill"].lower() for v in st.values()}
     assert g.svg.target["element"] == "pe-n-conv1" and g.svg.target["kind"] == "current"
     # a click on a layer (reported by the front end) selects it: its groups and the ignore button show
     g.handle_event({"event": "click", "element": "pe-n-conv2"})
@@ -131,13 +134,30 @@ def test_graph_view_svg_highlights_and_selection(ex):
     g.ignore_btn.click()
     c = ex.controller
     assert "conv2" in c.ignored_names
+    # ignoring changes the layout (a dashed box, one more label line): a new SVG
     assert IGNORED_COLOR.lower() in g.svg.svg.lower() and "(ignored)" in g.svg.svg
+    assert g.svg.styles["pe-n-conv2"]["lines"][-1] == "(ignored)"
     assert g.ignore_btn.description == "Stop ignoring this layer"  # worded as the action it takes
     g.ignore_btn.click()
     assert "conv2" not in c.ignored_names and g.ignore_btn.description == "Ignore this layer"
-    # after accepting, the pruned layers show their new widths
+    # accepting patches styles only: the same SVG, the pruned layers show their new widths and colour
+    svg = g.svg.svg
+    sent = []
+    g.svg.observe(lambda ch: sent.append(ch["name"]), names=["svg", "styles"])
     ex.card.accept_btn.click()
-    assert "out 8/16" in g.svg.svg
+    assert sent == ["styles"] and g.svg.svg is svg
+    lines = [ln for v in g.svg.styles.values() for ln in v["lines"]]
+    assert any("out 8/16" in ln for ln in lines) and "out 8/16" not in svg
+    assert g.svg.styles["pe-n-conv1"]["fill"].lower() == PRUNED_COLOR.lower()
+    assert g.svg.styles["pe-n-conv1"]["cls"].split() == ["pe-layer", "pe-pruned"]
+    # each label line fits the room the layout gave it (laid out at its widest)
+    layout = dict(re.findall(r'^\s*n\d+ \[id="([^"]+)".* label="([^"]*)"\];$', g.state.layout_source(), flags=re.M))
+    assert set(layout) == set(g.svg.styles)
+    for eid, lay in layout.items():
+        lay, now = lay.split("\\n"), g.svg.styles[eid]["lines"]
+        assert len(lay) == len(now) and all(len(b) <= len(a) for a, b in zip(lay, now)), (lay, now)
+    ex.card.undo_btn.click()
+    assert g.svg.svg is svg and g.svg.styles["pe-n-conv1"]["fill"].lower() == ROOT_COLOR.lower()
 
 
 def test_graph_view_search_box_and_not_found(ex):
@@ -358,3 +378,25 @@ def test_view_helpers_docstrings_run():
 
     result = doctest.testmod(common)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_output_change_follows_a_decision_the_page_already_shows(ex):
+    c = ex.controller
+    later = []
+    c.defer_output = later.append  # the app's scheduler runs it after the page has the decision
+    events = []
+    c.subscribe(lambda e: events.append((e, c.output_pending)))
+    ex.card.accept_btn.click()
+    assert events == [("accept", True)] and len(later) == 1  # the views heard of the decision before the measure
+    assert "pe-output-pending" in ex.header.output.value and "accepted conv1" in status(ex)
+    later.pop()()
+    assert events[-1] == ("output", False) and "pe-output-pending" not in ex.header.output.value
+    assert c.output_change()["rel_error"] > 0 and "relative error" in ex.header.output.value
+    ex.card.undo_btn.click()  # back to a state measured before: nothing to defer
+    assert later == [] and events[-1] == ("undo", False) and c.output_change()["rel_error"] == 0.0
+    ex.card.skip_btn.click()
+    ex.card.accept_btn.click()
+    assert c.output_pending and len(later) == 1
+    assert c.output_change()["rel_error"] > 0 and not c.output_pending  # reading it measures it at once
+    later.pop()()  # the scheduled measure then has nothing left to do
+    assert [e for e, _ in events].count("output") == 2

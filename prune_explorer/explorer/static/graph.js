@@ -1,8 +1,12 @@
 // The dependency-graph view's front end (anywidget): shows the Graphviz SVG in a viewport with pan and zoom.
 //
-// Synced state (traitlets, set by Python's GraphState): `svg`, `target` ({element, kind, seq}: what to bring
-// into view), `selected` and `highlight` (element ids), `height`. Events to Python: {event: "click", element}
-// and {event: "current"}. Pan and zoom are view-only and never leave the browser.
+// Synced state (traitlets, set by Python's GraphState): `svg` (the layout), `styles` (per box: classes, colours,
+// label lines, tooltip), `target` ({element, kind, seq}: what to bring into view), `selected` and `highlight`
+// (element ids), `height`. Events to Python: {event: "click", element} and {event: "current"}. Pan and zoom are
+// view-only and never leave the browser.
+//
+// A decision changes `styles` only: the boxes whose style changed are patched in place (no new SVG, no layout);
+// a new `svg` (a block opened or closed) is drawn and then styled in full.
 //
 // Viewport rules: a new `target` is brought fully into view (zooming out when it does not fit, zooming in to a
 // readable size for a search or the current group); a redraw without a new target keeps the box that was under
@@ -149,6 +153,37 @@ function render({ model, el }) {
     if (hl) hl.classList.add("pe-hl");
   };
 
+  // ---- styles: patch the boxes whose style changed -------------------------------------------------------------
+  const XLINK = "http://www.w3.org/1999/xlink";
+  let applied = new Map(); // element id -> the style (JSON) it shows
+  const styleBox = (g, st) => {
+    const keep = ["pe-sel", "pe-hl"].filter((c) => g.classList.contains(c));
+    g.setAttribute("class", ["node", ...String(st.cls || "").split(" ").filter(Boolean), ...keep].join(" "));
+    for (const sh of g.querySelectorAll("path, polygon, ellipse, polyline")) {
+      if (sh.getAttribute("fill") !== "none") sh.setAttribute("fill", st.fill);
+      sh.setAttribute("stroke", st.stroke);
+      sh.setAttribute("stroke-width", st.pw);
+    }
+    const texts = g.querySelectorAll("text");
+    (st.lines || []).forEach((line, k) => {
+      if (texts[k] && texts[k].textContent !== line) texts[k].textContent = line;
+    });
+    for (const t of texts) t.setAttribute("fill", st.font);
+    const a = g.querySelector("a");
+    if (a && st.tip) a.setAttributeNS(XLINK, "xlink:title", st.tip);
+  };
+  const restyle = () => {
+    const styles = model.get("styles") || {};
+    for (const id of Object.keys(styles)) {
+      const key = JSON.stringify(styles[id]);
+      if (applied.get(id) === key) continue;
+      const g = find(id);
+      if (!g) continue;
+      styleBox(g, styles[id]);
+      applied.set(id, key);
+    }
+  };
+
   const draw = () => {
     const had = natW > 0;
     anchor = had ? centreAnchor() : null;
@@ -164,6 +199,8 @@ function render({ model, el }) {
     }
     canvas.style.width = `${natW}px`;
     canvas.style.height = `${natH}px`;
+    applied = new Map();
+    restyle();
     marks();
     if (!had) {
       const { W } = size();
@@ -276,6 +313,7 @@ function render({ model, el }) {
   setHeight();
   const onSvg = () => { draw(); follow(); };
   model.on("change:svg", onSvg);
+  model.on("change:styles", restyle);
   model.on("change:target", follow);
   model.on("change:selected", marks);
   model.on("change:highlight", marks);

@@ -40,6 +40,8 @@ class RatioCurvesView(widgets.VBox):
         self.refresh()
 
     def refresh(self, event: str = "") -> None:
+        if event in ("output", "adjust", "speed", "status"):
+            return  # no decision taken or undone, no sweep: the curves are as they were
         c = self.app.controller
         data = c.curves()
         pts, sw = data["points"], data["sweep"]

@@ -167,6 +167,8 @@ class FinishView(widgets.VBox):
         self.refresh_btn.description = "Refresh the summary"
 
     def refresh(self, event: str = "") -> None:
+        if event in ("output", "status"):
+            return  # the summary and the report are as they were
         c = self.app.controller
         f = c.figures()
         if c.current is None:

@@ -4,7 +4,9 @@ layer's groups with an ignore button.
 All decisions (what is drawn, where the viewport goes, what is selected) are taken by
 :class:`~prune_explorer.explorer.graph_state.GraphState`; this module only wires widgets to it.
 :class:`GraphWidget` is a small anywidget whose front end (``explorer/static/graph.js``) shows the SVG, pans and
-zooms, and reports clicks.
+zooms, and reports clicks. A decision does not lay the graph out again: the SVG (``svg``) is that of
+:meth:`GraphState.layout_source`, sent when the boxes drawn change, and ``styles`` (:meth:`GraphState.styles`)
+carries the colours, labels and tooltips, which the front end patches into the boxes whose style changed.
 
 Colours: the current group's root (dark orange), the layers coupled to it (light orange), pruned layers
 (blue, with their new widths ``now/original``), ignored layers (grey, dashed).
@@ -24,6 +26,9 @@ from .common import IGNORED_COLOR, MEMBER_COLOR, PRUNED_COLOR, ROOT_COLOR, esc
 
 __all__ = ["GraphView", "GraphWidget", "GraphState", "selection_html"]
 
+#: controller events after which the drawing is as it was (the output change measured, a sweep, a timing)
+_UNCHANGED_BY = ("output", "sweep", "speed", "status")
+
 _STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
@@ -33,7 +38,8 @@ class GraphWidget(anywidget.AnyWidget):
 
     _esm = _STATIC / "graph.js"
     _css = _STATIC / "graph.css"
-    svg = traitlets.Unicode("").tag(sync=True)
+    svg = traitlets.Unicode("").tag(sync=True)  # the layout (Graphviz SVG of GraphState.layout_source)
+    styles = traitlets.Dict({}).tag(sync=True)  # element id -> {"cls", "fill", "stroke", "pw", "font", "lines", "tip"}
     target = traitlets.Dict({}).tag(sync=True)  # {"element", "kind", "seq"}: what to bring into view
     selected = traitlets.Unicode("").tag(sync=True)  # element id of the selected box
     highlight = traitlets.Unicode("").tag(sync=True)  # element id of the box the last search found
@@ -209,7 +215,7 @@ class GraphView(widgets.VBox):
         c = self.app.controller
         self.info.value = selection_html(c, self.state)
         name = self.state.selected
-        prunable = {d["name"] for d in c.prunable_layers()} if name else set()
+        prunable = {d["name"] for d in c.measures.prunable_layers(details=False)} if name else set()
         if name in prunable:
             ignored = name in c.ignored_names
             self.ignore_btn.description = "Stop ignoring this layer" if ignored else "Ignore this layer"
@@ -219,16 +225,21 @@ class GraphView(widgets.VBox):
             self.ignore_btn.layout.display = "none"
 
     def _push(self) -> None:
-        """Send the state to the front end: the SVG when the drawing changed, then the marks and the target."""
-        src = self.state.dot_source()
-        if src != self._last_source:
-            self.svg.svg = render_svg(src)
-            self._last_source = src
-        self.svg.selected = self.state.selected_element()
-        self.svg.highlight = self.state.highlight_element()
-        self.svg.target = self.state.target.as_dict()
+        """Send the state to the front end, in one message: the SVG only when the layout changed, the styles of the
+        boxes, the marks and the target (each trait travels only when its value changed)."""
+        src = self.state.layout_source()
+        with self.svg.hold_sync():
+            if src != self._last_source:
+                self.svg.svg = render_svg(src)
+                self._last_source = src
+            self.svg.styles = self.state.styles()
+            self.svg.selected = self.state.selected_element()
+            self.svg.highlight = self.state.highlight_element()
+            self.svg.target = self.state.target.as_dict()
 
     def refresh(self, event: str = "") -> None:
+        if event in _UNCHANGED_BY:
+            return
         rebuilt = self.state.rebind()
         self.state.walk_changed(event)
         if rebuilt:

@@ -262,6 +262,8 @@ class GroupCardView(widgets.VBox):
 
     # ---- drawing ----------------------------------------------------------------------------------------------------
     def refresh(self, event: str = "") -> None:
+        if event in ("output", "sweep", "speed", "status"):
+            return  # the group on show and its figures are as they were
         c = self.app.controller
         card = c.card()
         self.guards.value = guard_html(c.guard_skipped())

@@ -14,10 +14,15 @@ def _removed(x, extra: str = "") -> str:
     return f"<span class='pe-removed{extra}'>" + ("" if x is None else "&minus;") + f"{fmt_share(x)}</span>"
 
 
-def output_html(change, reason: str, curve: dict) -> str:
-    """The output-change line of the header and a small curve over the decisions (pure, for tests)."""
+def output_html(change, reason: str, curve: dict, pending: bool = False) -> str:
+    """The output-change line of the header and a small curve over the decisions (pure, for tests). ``pending``:
+    the model changed and the new figure is being measured (the last one is shown, marked as such)."""
     from ..output_change import output_change_text
 
+    if pending:
+        last = f"<span class='pe-output-now'>{esc(output_change_text(change))}</span> " if change else ""
+        return (f"<div class='pe-output-line pe-output-pending'><b>Output change</b>: <span class='pe-muted'>"
+                f"{last}(measuring the model as it is now...)</span></div>")
     if change is None:
         return f"<div class='pe-output-line pe-muted'>{esc(reason)}</div>"
     if change.get("kind") == "error":
@@ -193,9 +198,13 @@ class HeaderView(widgets.VBox):
         if event == "status":
             return
         c = self.app.controller
+        # (the output part's figures as they stand: the controller's accessors would measure a pending change now)
+        self.output.value = output_html(c.output.latest, c.output_change_reason, c.output.curve(),
+                                        pending=c.output_pending)
+        if event == "output" and c.output_pending is False and self.track.value == c.output.enabled:
+            return  # only the output change was measured
         f = c.figures()
         self.html.value = header_html(f)
-        self.output.value = output_html(c.output_change(), c.output_change_reason, c.output_curve())
         if self.track.value != c.output.enabled:
             self.track.value = c.output.enabled
         self.speed.value = speed_html(c.latency, f["params_now"])

@@ -48,7 +48,7 @@ class IgnoredLayersView(widgets.VBox):
         self._fill()
 
     def _layers(self) -> List[dict]:
-        return self.app.controller.prunable_layers()
+        return self.app.controller.measures.prunable_layers(details=False)  # names, types and channels suffice
 
     def _fill(self) -> None:
         q = self.filter.value.strip().lower()
@@ -58,6 +58,10 @@ class IgnoredLayersView(widgets.VBox):
             if q and q not in label.lower():
                 continue
             opts.append((label, d["name"]))
+        chosen = tuple(v for _, v in opts if v in self.selection)
+        if tuple(opts) == tuple(self.select.options) and chosen == tuple(self.select.value):
+            self._show_effect()
+            return  # the list is as shown: nothing to send
         self._filling = True
         try:
             # options and selection travel to the browser in one message: sent apart, the front end briefly
@@ -65,7 +69,7 @@ class IgnoredLayersView(widgets.VBox):
             with self.select.hold_sync():
                 self.select.value = ()
                 self.select.options = opts
-                self.select.value = tuple(v for _, v in opts if v in self.selection)
+                self.select.value = chosen
         finally:
             self._filling = False
         self._show_effect()
