@@ -126,7 +126,7 @@ def click_split(ex, repeats: int) -> dict:
     return {"accept": med(acc), "undo": med(und), "adjust": med(adj), "clicks": k}
 
 
-def bench(name: str, repeats: int, build_repeats: int) -> dict:
+def bench(name: str, repeats: int, build_repeats: int, clicks_only: bool = False) -> dict:
     model, x = make_model(name)
     pristine = copy.deepcopy(model)
     with torch.no_grad():
@@ -140,6 +140,9 @@ def bench(name: str, repeats: int, build_repeats: int) -> dict:
     assert ex.controller is not None, ex.error
     c = ex.controller
     clicks = click_split(ex, repeats)
+    if clicks_only:
+        return {"clicks": clicks, "model": name, "params": c.params0, "groups": c.figures()["groups_total"],
+                "nodes": len(GraphState(c).nodes), "biggest block": None, "forward": fwd, "build": median(builds)}
 
     def card():
         c.measures.clear()
@@ -211,12 +214,13 @@ def main():
     ap.add_argument("--models", nargs="+", default=["resnet50", "vit_b_16", "llama"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--build-repeats", type=int, default=3)
+    ap.add_argument("--clicks-only", action="store_true", help="only the click split (and the forward pass)")
     args = ap.parse_args()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {load:.1f}, medians of "
           f"{args.repeats} runs (build: {args.build_repeats})")
     for name in args.models:
-        r = bench(name, args.repeats, args.build_repeats)
+        r = bench(name, args.repeats, args.build_repeats, args.clicks_only)
         print(f"\n{name}: {r['params']:,} parameters, {r['groups']} groups, {r['nodes']} graph nodes "
               f"(biggest closed block: {r['biggest block']})")
         fwd = r["forward"]
@@ -227,6 +231,9 @@ def main():
             ctrl, views, out = cl[action]
             print(f"  {action:<24} {ctrl * 1e3:7.1f} ms {views * 1e3:6.1f} ms {out * 1e3:19.1f} ms {fwd * 1e3:6.1f} ms"
                   f"   {ctrl / fwd:5.2f}")
+        if args.clicks_only:
+            print(f"  {'reference: forward pass':<33} {fwd * 1e3:9.1f} ms")
+            continue
         for k in ROWS:
             tgt = TARGETS.get(k)
             mark = "" if tgt is None else ("  target < %.0f ms: %s" % (tgt * 1e3, "ok" if r[k] < tgt else "MISSED"))
