@@ -211,6 +211,9 @@ class DepthProposal:
     nothing); the attributes of a width :class:`~prune_explorer.pruner.Proposal` that the walk and the driver read
     are here too."""
 
+    #: the driver prunes it through :meth:`prune` (its ``on_pruned`` bookkeeping runs), as a width proposal
+    own_bookkeeping = True
+
     def __init__(self, group: DepthCandidate, step: int, ratio: float, remove: bool, score: float,
                  on_pruned: Optional[Callable] = None, reason: str = ""):
         self.group = group

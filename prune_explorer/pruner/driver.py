@@ -319,7 +319,8 @@ class PruningDriver:
         target, idxs = cut.target, cut.idxs
         if idxs is not None and len(idxs) == 0:
             record = None
-        elif isinstance(target, Proposal):  # a pruner's proposal: its own bookkeeping runs
+        elif isinstance(target, Proposal) or getattr(type(target), "own_bookkeeping", False):
+            # a pruner's proposal (or an extra source's, e.g. a depth proposal): its own bookkeeping runs
             record = target.prune(idxs=None if idxs is None else list(idxs))
         else:
             record = target.select(list(idxs)).prune() if idxs is not None else target.prune()

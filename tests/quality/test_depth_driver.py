@@ -35,6 +35,8 @@ def test_resnet_step_removes_lowest_influence_block_and_widths_then_undoes_exact
     depth = [e for e in model_history(m) if e.get("kind") == "depth"]
     assert [e["root"] for e in depth] == gone
     assert any(s.kind == "target" and s.scope == "depth" for s in p.skipped)  # the kept blocks
+    made = [h for h in p.history if h.get("kind") == "depth"]
+    assert [(h["root"], h["step"], h["scope"], h["pruning_ratio"]) for h in made] == [(n, 1, "depth", 0.4) for n in gone]
     # the history replays on a fresh model to the same architecture and outputs
     fresh = torchvision.models.resnet18(num_classes=10).eval()
     pe.history.apply_history(fresh, pe.history.pruning_history(m))
