@@ -186,3 +186,24 @@ def test_a_second_pruner_after_deleted_layers_warns_that_its_names_do_not_replay
     next(g for g in p.get_all_groups() if g.kind == "depth").prune()
     with pytest.warns(UserWarning, match="renumbered"):
         pe.pruner.BasePruner(m, ids, pe.importance.MagnitudeImportance())
+
+
+def test_save_pruned_load_pruned_with_depth_and_width(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    x = torch.randn(1, 3, 32, 32)
+    m = torchvision.models.resnet18(num_classes=10).eval()
+    pe.pruner.BasePruner(m, x, pe.importance.MagnitudeImportance(), pruning_ratio=0.25, prune_depth=True,
+                         depth_pruning_ratio=0.4).step()
+    pe.save_pruned(m, tmp_path / "r.pt")
+    back = pe.load_pruned(torchvision.models.resnet18(num_classes=10).eval(), tmp_path / "r.pt")
+    assert torch.equal(back(x), m(x))
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                                   num_attention_heads=4, num_key_value_heads=2)
+    llama = transformers.LlamaForCausalLM(cfg).eval()
+    ids = {"input_ids": torch.randint(0, 64, (1, 8))}
+    pe.pruner.BasePruner(llama, ids, pe.importance.MagnitudeImportance(), pruning_ratio=0.25, prune_head_dims=False,
+                         prune_depth=True, depth_pruning_ratio=0.5).step()
+    assert llama.config.num_hidden_layers == 2
+    pe.save_pruned(llama, tmp_path / "l.pt")
+    again = pe.load_pruned(transformers.LlamaForCausalLM(cfg).eval(), tmp_path / "l.pt")
+    assert again.config.num_hidden_layers == 2 and torch.equal(again(**ids).logits, llama(**ids).logits)
