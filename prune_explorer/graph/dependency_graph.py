@@ -512,7 +512,8 @@ class DependencyGraph(TorchPruningGraphAPI):
         parameter is still the tensor its module holds); the history's records are live, removed disjoint channel
         ids that are exactly the dead ones, and match the model's stored history (so it replays to the model);
         tied parameters are one shared tensor; attention modules' head counts and a Hugging Face config hold the
-        widths the modules have. Cheap (no forward pass): ``pe.graph.lint_after_edits()`` runs it after every
+        widths the modules have; :attr:`state` agrees with itself (array shapes, mask views, a version that never
+        goes back). Cheap (no forward pass): ``pe.graph.lint_after_edits()`` runs it after every
         prune and undo (the test suite does). See :mod:`prune_explorer.graph.edit.lint`."""
         from .edit.lint import lint
 

@@ -13,10 +13,10 @@ invariants that every edit must keep, and raises :class:`GraphLintError` listing
 * **tied parameters**: every module that held a tied parameter when the graph was built holds one shared tensor;
 * **configs**: attention modules' head-count attributes match their projections, and a Hugging Face model's
   ``config`` holds the widths its modules have (wherever every layer agrees);
-* **state**: the graph's state object (:class:`~..model.state.DependencyGraphState`) is consistent with itself: it is built,
-  its per-channel arrays (alive mask, space and class of each channel id, visibility) all have one length, each
-  space's index is its position and its mask a view of the global one, the version never went back since the last
-  lint, and the undo bookkeeping holds no undone record.
+* **state**: the graph's state object (``DG.state``, :class:`~..model.state.DependencyGraphState`) agrees with
+  itself: it is built, its per-channel arrays (alive mask, space and class of each channel id, visibility) have one
+  length, each space's index is its position and its mask a view of the global one, the version never went back
+  since the last lint, and the undo bookkeeping holds no live record missing from the history.
 
 Cost: one pass over the channel spaces and the history (no forward pass, no copy of the weights), so it can run after
 every pruning: :func:`lint_after_edits` (or the environment variable ``PRUNE_EXPLORER_LINT=1``) makes every

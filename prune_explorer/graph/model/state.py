@@ -13,7 +13,8 @@ what:
   ``ignored_layers``).
 
 Only code in ``prune_explorer/graph/`` writes a field (a structure test enforces it); every other package reads the
-facade's views. :meth:`DependencyGraphState.problems` (run by ``DG.lint()``) checks the fields' shapes and their agreement.
+facade's views. :meth:`DependencyGraphState.problems` (run by ``DG.lint()``) checks the fields' shapes and their
+agreement.
 
 Units: a *gid* (global channel id) indexes every channel position of the traced model (0 is reserved: "no
 channel"); ``n_ids`` is their count. Channel spaces are the (layer, side) pairs (see :mod:`.channel_space`).
