@@ -32,8 +32,9 @@ LIBRARY_INTERNALS = {
     # hooks a user registered: a meta-device trace would feed them meta tensors, so the trace then runs for real
     "_forward_hooks": "torch", "_forward_pre_hooks": "torch", "_global_forward_hooks": "torch",
     "_global_forward_pre_hooks": "torch",
-    # torch's base classes of every conv / batch norm / instance norm (isinstance checks)
-    "_ConvNd": "torch", "_BatchNorm": "torch", "_InstanceNorm": "torch",
+    # torch's base classes of every conv / batch norm / instance norm / pooling layer (isinstance checks)
+    "_ConvNd": "torch", "_BatchNorm": "torch", "_InstanceNorm": "torch", "_MaxPoolNd": "torch", "_AvgPoolNd": "torch",
+    "_LPPoolNd": "torch", "_MaxUnpoolNd": "torch", "_AdaptiveAvgPoolNd": "torch", "_AdaptiveMaxPoolNd": "torch",
     # torch's C functions: op names for the tracer and the MAC counter
     "_C": "torch", "_VariableFunctions": "torch", "_nn": "torch",
     # stand-in parameters for one forward pass (what torch.func.functional_call does, without its copies)
