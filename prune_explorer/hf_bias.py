@@ -52,8 +52,31 @@ def _bias_keys(model: nn.Module, skip_zero: Set[int] = frozenset()) -> Set[str]:
     return out
 
 
+#: (model class, the config's structure) -> bias keys of a model built from it (widths never change which layers
+#: have a bias, so pruning steps reuse one build)
+_BUILT: Dict[tuple, Set[str]] = {}
+
+
+def _structure(cfg) -> str:
+    """What decides which layers exist and have a bias: every config field but the widths (ints and floats), the
+    layer counts (``*layers*`` fields) and per-layer lists kept."""
+    d = cfg.to_dict()
+    return repr(sorted((k, repr(v)) for k, v in d.items()
+                       if not (isinstance(v, (int, float)) and not isinstance(v, bool)) or "layer" in k.lower()))
+
+
 def _built_bias_keys(model: nn.Module, cfg) -> Set[str]:
     """The bias keys of ``type(model)`` built from ``cfg`` on the meta device (no memory, no weights)."""
+    key = (type(model), _structure(cfg))
+    hit = _BUILT.get(key)
+    if hit is None:
+        hit = _BUILT[key] = _build_bias_keys(model, cfg)
+        if len(_BUILT) > 64:
+            _BUILT.pop(next(iter(_BUILT)))
+    return hit
+
+
+def _build_bias_keys(model: nn.Module, cfg) -> Set[str]:
     with torch.device("meta"):
         build = getattr(type(model), "_from_config", None)
         fresh = build(copy.deepcopy(cfg)) if build is not None else type(model)(copy.deepcopy(cfg))
