@@ -444,9 +444,12 @@ class ExplorerController:
             self.notify(f"the downloaded script reproduces this model: {r['params_script']:,} parameters, outputs "
                         f"equal (largest difference {r['max_abs_diff']:.2g}; ran in {r['seconds']:.1f} s)")
         else:
+            why = ("The script replays the pruning, not the recovery: Recover changed the weights (save them with "
+                   "Save, or Undo the recovery to compare)" if self.recovery.applied()
+                   else "Check that model_fn builds the same model, with the same weights")
             self.notify(f"the downloaded script does not reproduce this model: {r['params_script']:,} parameters "
                         f"against {r['params_explorer']:,}, largest output difference {r['max_abs_diff']:.3g}. "
-                        "Check that model_fn builds the same model, with the same weights", error=True)
+                        + why, error=True)
         return r
 
     def save(self, path):
@@ -585,11 +588,13 @@ class ExplorerController:
             pruner = s.make_pruner(ignored_names, ratio)
         except ExplorerError:
             w.replay(old)  # put the model back as it was
+            self.recovery.put_back()
             raise
         s.install(pruner, ignored_names, ratio)
         self.measures.clear(sweep=True)
         self.events.report("replaying the decisions", 2, 3)
         dropped = w.replay(old)
+        self.recovery.put_back()  # a recovery's weights, kept while the model was unpruned
         ignored_now = set(s.ignored_names)
         on_ignored = [d for d in dropped if d in ignored_now]
         others = [d for d in dropped if d not in ignored_now]

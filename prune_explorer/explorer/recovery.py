@@ -51,6 +51,8 @@ class RecoveryEdit:
     """A recovery as an edit of the graph's history: ``apply`` trains (the parameters and buffers before are kept),
     ``revert`` puts them back exactly. It adds nothing to the model's stored pruning history (``entries()`` is empty)."""
 
+    kind = "recovery"
+
     def __init__(self, model: nn.Module, train: Callable[[], None]):
         self.model = model
         self.train = train
@@ -152,6 +154,26 @@ class Recovery:
             last_loss=res.last_loss, before=before, after=after, higher_is_better=self.eval_fn is not None,
             metric_name="eval_fn" if self.eval_fn is not None else "distillation loss (KL to the unpruned model)")
         return self.last
+
+    def put_back(self) -> None:
+        """After the model was unpruned and its decisions replayed (a rebuild, Verify script, Measure speed): the
+        recovered weights the session kept are put back, as one recovery (Undo removes it). If the replayed model
+        no longer has their shapes (decisions were dropped), they are dropped with a notice."""
+        saved, self.s.stashed_weights = self.s.stashed_weights, None
+        if saved is None:
+            return
+        model = self.s.model
+        own = model.state_dict()
+        if set(own) != set(saved) or any(own[k].shape != saved[k].shape for k in own):
+            self.last = None
+            self.events.notice("the recovered weights no longer fit the rebuilt model (decisions were dropped): "
+                               "Recover again")
+            return
+        self.s.DG.apply_edit(RecoveryEdit(model, lambda: model.load_state_dict(saved)))
+
+    def applied(self) -> bool:
+        """Whether a recovery is among the edits standing now (the weights differ from the pruning alone)."""
+        return any(isinstance(getattr(r, "edit", None), RecoveryEdit) for r in self.s.DG.history)
 
     def on_top(self) -> bool:
         """Whether the graph's last edit is a recovery (Undo then undoes it first)."""

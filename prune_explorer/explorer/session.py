@@ -164,6 +164,8 @@ class Session:
         self.modules: Dict[str, nn.Module] = dict(model.named_modules())
         self._names = {id(m): n for n, m in self.modules.items()}
         self._now: Dict[tuple, Any] = {}  # parameters / MACs of the model now, by graph version
+        #: the recovered weights while the model is unpruned and rebuilt (:meth:`unprune`), else None
+        self.stashed_weights: Optional[Dict[str, Any]] = None
         self._params = ParamCounter(model)  # exact, reading only the parameter slots (the module tree is fixed)
         explicit = ignored_layers is not None
         ignored_names = self.resolve_layers(ignored_layers or ()) if explicit else []
@@ -254,7 +256,11 @@ class Session:
         return GroupLayout(self.DG, mods + extra, self.root_module_types)
 
     def unprune(self) -> None:
-        """Undo every pruning of the graph (the model is as built again)."""
+        """Undo every pruning of the graph (the model is as built again). When a recovery (``controller.recover``)
+        stands, the weights are kept first in :attr:`stashed_weights`, for the rebuild that follows to put back."""
+        if self.stashed_weights is None and any(getattr(getattr(r, "edit", None), "kind", None) == "recovery"
+                                                for r in self.DG.history):
+            self.stashed_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         while self.DG.history:
             self.DG.undo()
 

@@ -117,6 +117,13 @@ def test_script_replays_depth_decisions_and_verifies(resnet_explorer):
     assert '"kind": "depth"' in code and "pe.history.apply_history(model, HISTORY)" in code
     r = c.verify_script()
     assert r["ok"] and r["params_script"] == r["params_explorer"] == c.params_now()
+    c.recover(steps=2)
+    recovered = snapshot(model)
+    r = c.verify_script()                        # unprunes and rebuilds the model: the recovery is put back
+    assert not r["ok"] and "not the recovery" in c.status.text
+    assert same_as(model, recovered)
+    c.undo()                                     # the recovery, still undoable
+    assert not same_as(model, recovered) and c.params_now() == r["params_script"]
 
 
 def test_llama_depth_group_in_the_walk_and_script(monkeypatch):
