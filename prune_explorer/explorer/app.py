@@ -124,7 +124,7 @@ class Explorer:
             self.root.add_class("pe-app")
             return
         c = self.controller
-        c.defer_output = self._after_the_page  # a decision shows at once; its output change follows ("output")
+        c.defer_output = self.after_the_page  # a decision shows at once; its output change follows ("output")
         self.header = HeaderView(self)
         self.card = GroupCardView(self)
         self.graph = GraphView(self, max_items=max_graph_items)
@@ -203,15 +203,15 @@ class Explorer:
                     break
         self._render_status()
 
-    def _after_the_page(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` (the output change's forward pass) on the kernel's event loop :data:`OUTPUT_CHANGE_DELAY_S`
-        seconds from now, so the browser draws the decision first and the next click is not held up; at once
-        outside a running event loop (plain Python, tests)."""
+    def after_the_page(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (work that can wait: the output change's forward pass, laying out the graph of the next group)
+        on the kernel's event loop :data:`OUTPUT_CHANGE_DELAY_S` seconds from now, so the browser draws the decision
+        first and the next click is not held up; at once outside a running event loop (plain Python, tests)."""
         def run() -> None:
             try:
                 fn()
             except Exception as exc:  # noqa: BLE001 - a loop callback: show it rather than lose it in a log
-                self.controller.fail(f"measuring the output change failed: {type(exc).__name__}: {exc}",
+                self.controller.fail(f"work after a decision failed: {type(exc).__name__}: {exc}",
                                      details=traceback.format_exc())
                 self._render_status()
 

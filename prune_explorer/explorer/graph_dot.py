@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 from .colors import IGNORED_COLOR, MEMBER_COLOR, PRUNED_COLOR, ROOT_COLOR
 from .graph_blocks import parent_block
 
-__all__ = ["GraphDrawing", "render_svg", "FAN_IN_LIMIT"]
+__all__ = ["GraphDrawing", "render_svg", "is_laid_out", "FAN_IN_LIMIT"]
 
 #: The most edges drawn into one box; further inputs are counted in its label and listed in its tooltip.
 FAN_IN_LIMIT = 6
@@ -312,6 +312,11 @@ def _widest_params(n: int) -> str:
 
 
 _SVG_CACHE: Dict[str, str] = {}
+
+
+def is_laid_out(dot_source: str) -> bool:
+    """Whether :func:`render_svg` has ``dot_source``'s SVG at hand (no ``dot`` run)."""
+    return dot_source in _SVG_CACHE
 
 
 def render_svg(dot_source: str) -> str:

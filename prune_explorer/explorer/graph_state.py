@@ -235,6 +235,33 @@ class GraphState(GraphDrawing):
         g = self.c.current
         return None if g is None else g.root.name
 
+    def next_layout_source(self) -> Optional[str]:
+        """The :meth:`layout_source` the drawing will need when the walk moves on to the next group (following it:
+        that group's blocks opened, those opened for the current one closed), or None when not following, at the
+        last group, or when it is the layout drawn now. For laying it out ahead of time; nothing here changes."""
+        root = self.current_root()
+        if not self.follow or root is None:
+            return None
+        key = id(self._dg)
+        if getattr(self, "_order_key", None) != key:  # the walk's roots in order (per dependency graph)
+            self._order = [g.root.name for g in self.c.walk.groups()]
+            self._order_key = key
+        k = self._order.index(root) + 1 if root in self._order else len(self._order)
+        if k >= len(self._order):
+            return None
+        nxt = self._order[k]
+        keep = set(block_prefixes(self.block_of.get(nxt, "")))
+        expanded = self.expanded - {b for b in self._auto if b not in keep}
+        expanded |= set(block_prefixes(self.block_of.get(nxt, nxt if nxt in self.blocks else "")))
+        if expanded == self.expanded:
+            return None
+        saved = (self.expanded, self._elements, getattr(self, "_overflow", None), getattr(self, "_overflow_key", None))
+        try:
+            self.expanded = expanded
+            return self.layout_source()
+        finally:
+            self.expanded, self._elements, self._overflow, self._overflow_key = saved
+
     def set_follow(self, flag: bool) -> None:
         """Turn "follow the current group" on (opens its blocks and looks at it now) or off."""
         self.follow = bool(flag)

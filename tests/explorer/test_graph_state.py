@@ -236,3 +236,21 @@ def test_a_leaf_block_of_operations_counts_operations_not_zero_layers():
     src = gs.dot_source()
     assert " 0 layers" not in src
     assert re.search(r"_OpNorm · [1-9]\d* operations? · 16 params", src), src
+
+
+def test_the_next_groups_layout_is_known_ahead_and_a_decision_keeps_the_layout_otherwise():
+    torch.manual_seed(0)
+    c = ExplorerController(torchvision.models.resnet18().eval(), torch.randn(1, 3, 64, 64))
+    gs = GraphState(c, max_items=12)
+    changed = 0
+    for _ in range(6):
+        before, nxt = gs.layout_source(), gs.next_layout_source()
+        assert nxt != before  # None when the layout stays, never the same string
+        c.accept()
+        gs.walk_changed("accept")
+        now = gs.layout_source()
+        assert now == (before if nxt is None else nxt)  # what following the walk opens was foreseen
+        changed += nxt is not None
+        # the styles follow the decision: the new current group is the root
+        assert gs.styles()[gs.element_of(c.current.root_name)]["cls"].split()[-1] == "pe-root"
+    assert 0 < changed < 6

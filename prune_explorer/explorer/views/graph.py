@@ -14,6 +14,7 @@ Colours: the current group's root (dark orange), the layers coupled to it (light
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -21,6 +22,7 @@ import anywidget
 import ipywidgets as widgets
 import traitlets
 
+from ..graph_dot import is_laid_out
 from ..graph_state import DEFAULT_MAX_ITEMS, GraphState, GraphStateError, render_svg
 from .common import IGNORED_COLOR, MEMBER_COLOR, PRUNED_COLOR, ROOT_COLOR, esc
 
@@ -237,9 +239,26 @@ class GraphView(widgets.VBox):
             self.svg.highlight = self.state.highlight_element()
             self.svg.target = self.state.target.as_dict()
 
+    def _lay_out_next(self) -> None:
+        """Lay out, in a background thread, the drawing the next group will need (Graphviz runs as a separate
+        process): when the walk gets there, its SVG comes from the cache instead of a ``dot`` run."""
+        src = self.state.next_layout_source()
+        if src is None or is_laid_out(src):
+            return
+
+        def render() -> None:
+            try:
+                render_svg(src)
+            except Exception:  # noqa: BLE001 - only a head start: the drawing is laid out when it is needed
+                pass
+
+        threading.Thread(target=render, name="pe-graph-layout", daemon=True).start()
+
     def refresh(self, event: str = "") -> None:
         if event in _UNCHANGED_BY:
             return
+        if event in ("accept", "skip", "undo", "build", ""):
+            self.app.after_the_page(self._lay_out_next)
         rebuilt = self.state.rebind()
         self.state.walk_changed(event)
         if rebuilt:
