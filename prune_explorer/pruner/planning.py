@@ -211,7 +211,7 @@ class Planner:
                                           f"step {step}")
             n_target = cur - kept_up
         k = G.chosen_prefix(ok, cum, n_target)
-        proposed = sorted(itertools.chain.from_iterable(ranked[:k]))
+        proposed = np.sort(np.fromiter(itertools.chain.from_iterable(ranked[:k]), dtype=np.int64)).tolist()
         if not proposed:
             near = int(cum[feasible[1]]) if feasible.size > 1 else None
             return skip(G.CONSTRAINT, (

@@ -81,7 +81,8 @@ def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callab
                 with kept_state(model):
                     call_model(model, example_inputs, forward_fn)
             elif has_meta_tensors(list(model.parameters()) + list(model.buffers())):
-                call_model(model, to_meta(example_inputs), forward_fn)  # a model built on meta: run it as it is
+                with ShapeOnlyMode():  # a model built on meta: run it as it is (common ops' shapes computed directly)
+                    call_model(model, to_meta(example_inputs), forward_fn)
             else:
                 stand_ins = _meta_stand_ins(model)
                 with ShapeOnlyMode(), _reparametrize_module(model, stand_ins, tie_weights=True):

@@ -79,7 +79,7 @@ def rank_units(group, importance: Optional[torch.Tensor], units) -> Tuple[List[L
     if len(units) == root.size and (root.size < 2 or bool((root[1:] > root[:-1]).all())):
         # one channel per unit, root channels ascending (as groups list them): units[k] == [root[k]]
         order = torch.argsort(importance.float(), stable=True)
-        return [units[i] for i in order.tolist()], importance.float()[order]
+        return list(map(units.__getitem__, order.tolist())), importance.float()[order]
     _, pos_of = root_positions(group)
     pos = pos_of(list(itertools.chain.from_iterable(units)))
     uid = torch.from_numpy(np.repeat(np.arange(len(units)), [len(u) for u in units]))
@@ -108,11 +108,15 @@ def member_constraints(group, unit_order: List[List[int]]):
     root = group.root_array
     root_size = current_size(group.root_space)
     _, pos_of = root_positions(group)
-    sizes = np.fromiter(map(len, unit_order), dtype=np.int64, count=len(unit_order))
+    n_units = len(unit_order)
     unit_of = np.zeros(root.size, dtype=np.int64)  # root position -> its unit's rank in unit_order
     if unit_order:
-        unit_of[pos_of(list(itertools.chain.from_iterable(unit_order))).numpy()] = \
-            np.repeat(np.arange(len(unit_order)), sizes)
+        flat = np.fromiter(itertools.chain.from_iterable(unit_order), dtype=np.int64)
+        if flat.size == n_units:  # one channel per unit (the common case)
+            rank = np.arange(n_units)
+        else:
+            rank = np.repeat(np.arange(n_units), np.fromiter(map(len, unit_order), dtype=np.int64, count=n_units))
+        unit_of[pos_of(flat).numpy()] = rank
     for it in group.items:
         s = it.dep.space
         mult = channel_multiple(s)
@@ -122,6 +126,6 @@ def member_constraints(group, unit_order: List[List[int]]):
             continue
         if mult <= 1 and size == root_size and np.array_equal(it.root_array, root):
             continue  # one channel per root channel: the root's own guard (keep >= 1) already covers it
-        per_unit = np.bincount(unit_of[pos_of(it.root_array).numpy()], minlength=len(unit_order))
+        per_unit = np.bincount(unit_of[pos_of(it.root_array).numpy()], minlength=n_units)
         out.append((np.concatenate([[0], np.cumsum(per_unit)]), mult, size))
     return out

@@ -12,6 +12,7 @@ materialises them; ``measure.sweep.GroupLayout`` counts their channels on the mo
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -159,7 +160,12 @@ def restricted_items(group: Group, sub: Group) -> Tuple[List[GroupItem], List[Li
         m = keep[it.root_array]
         if m.any():
             items.append(GroupItem(it.dep, it.idx_array[m], it.root_array[m]))
-    units = [u for u in group._units if keep[u[0]]]
+    units = group._units
+    roots = group.root_array
+    if len(units) == roots.size and (roots.size < 2 or bool((roots[1:] > roots[:-1]).all())):
+        units = list(itertools.compress(units, keep[roots].tolist()))  # one channel per unit: units[k] == [roots[k]]
+    else:
+        units = [u for u in units if keep[u[0]]]
     return items, units
 
 
