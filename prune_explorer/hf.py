@@ -170,14 +170,16 @@ def stacked_experts(model: nn.Module, modules: Optional[ModelModules] = None) ->
     return out
 
 
-def measure_widths(model: nn.Module, modules: Optional[ModelModules] = None) -> Dict[str, List[int]]:
+def measure_widths(model: nn.Module, modules: Optional[ModelModules] = None,
+                   attentions: Optional[List[AttentionWidths]] = None) -> Dict[str, List[int]]:
     """The widths the config describes, as the modules have them now: ``{"hidden", "intermediate", "heads",
     "kv_heads", "head_dim"}`` -> the values found (one per layer; a uniformly pruned model has one distinct value
     each). Mixture-of-experts models also have ``experts`` (each routed expert's MLP width, per block) and
     ``shared_intermediate`` (the blocks' shared, always-on, experts' widths). In channels, except ``heads`` / ``kv_heads`` (heads).
-    ``modules``: :func:`scan_modules` of ``model``, when the caller kept it (one walk of the model instead of four)."""
+    ``modules``: :func:`scan_modules` of ``model``, when the caller kept it (one walk of the model instead of four);
+    ``attentions``: its attention modules' widths as the weights give them now, when the caller just measured them."""
     modules = scan_modules(model) if modules is None else modules
-    att = _attentions(model, candidates=modules.attention)
+    att = _attentions(model, candidates=modules.attention) if attentions is None else attentions
     out = {
         "hidden": _hidden_widths(model),
         "intermediate": _mlp_widths(model, modules=modules),
@@ -227,7 +229,7 @@ def sync_config(model: nn.Module, trusted=frozenset(), modules: Optional[ModelMo
         set_module_attrs(a)
         keep_temperature(a)
     _sync_expert_modules(model, modules)
-    widths = measure_widths(model, modules)
+    widths = measure_widths(model, modules, att)
     problems = []
 
     def put(field_name: Optional[str], key: str, what: str) -> Optional[int]:

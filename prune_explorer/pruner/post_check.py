@@ -72,17 +72,18 @@ def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callab
     ``on_meta=True``: on shape-only stand-ins (``meta`` tensors for every parameter, buffer and input; nothing is
     computed, the model's tensors are not touched). ``on_meta=False``: a real forward pass under ``torch.no_grad()``
     (buffers such as BatchNorm statistics are put back). Either way the model is left exactly as it was, including
-    attributes its forward may cache. Only ``Exception`` is caught: ``KeyboardInterrupt`` propagates.
+    attributes its forward may cache. Only ``Exception`` is caught: ``KeyboardInterrupt`` propagates. A model whose
+    parameters or buffers are already ``meta`` tensors (built on the meta device) runs as it is, on meta, either way.
     """
     state = snapshot_modules([model])
     try:
         with torch.no_grad():
-            if not on_meta:
-                with kept_state(model):
-                    call_model(model, example_inputs, forward_fn)
-            elif has_meta_tensors(list(model.parameters()) + list(model.buffers())):
+            if has_meta_tensors(list(model.parameters()) + list(model.buffers())):
                 with ShapeOnlyMode():  # a model built on meta: run it as it is (common ops' shapes computed directly)
                     call_model(model, to_meta(example_inputs), forward_fn)
+            elif not on_meta:
+                with kept_state(model):
+                    call_model(model, example_inputs, forward_fn)
             else:
                 stand_ins = _meta_stand_ins(model)
                 with ShapeOnlyMode(), _reparametrize_module(model, stand_ins, tie_weights=True):
