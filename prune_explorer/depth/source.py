@@ -333,6 +333,10 @@ class DepthSource:
         return Proposal(group, step, None, 0.0, skip_kind=GUARD,
                         skip_reason="its layers are in a block removed by a depth group (they no longer run)")
 
+    def removed_names(self) -> List[str]:
+        """Qualified names of the blocks removed now."""
+        return [b.name for b in self.blocks if not _present(b)]
+
     def n_removed(self) -> int:
         return sum(not _present(b) for b in self.blocks)
 

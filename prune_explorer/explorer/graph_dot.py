@@ -74,6 +74,8 @@ class GraphDrawing:
         expanded = self.expanded
         root, members = self.roles()
         ignored = set(self.c.ignored_names)
+        depth = getattr(self.c.pruner, "depth", None)
+        gone = tuple(f"{b}." for b in depth.removed_names()) if depth is not None else ()  # blocks removed now
         items: Dict[str, dict] = {}
         order: List[str] = []
         for n in self.nodes:
@@ -88,6 +90,7 @@ class GraphDrawing:
             d["root"] |= n.name == root
             d["member"] |= n.name in members
             d["ignored"] |= n.name in ignored
+            d["removed"] = d.get("removed", False) or (bool(gone) and n.name.startswith(gone))
             d["pruned"] |= any(s.current_size != s.size for s in n.spaces)
         return order, items
 
@@ -278,6 +281,11 @@ class GraphDrawing:
                 fill = ROOT_COLOR
                 a.update(fontcolor="white", penwidth="2", color="#7f2704")
                 classes.append("pe-root")
+        if not layout_only and d.get("removed"):  # in a block a depth group removed: drawn faded and dashed
+            a["style"] = a.get("style", "rounded,filled") + ",dashed"
+            a.update(fontcolor="#adb5bd", color="#adb5bd")
+            a["tooltip"] = "removed with its block (depth group) — " + a.get("tooltip", "")
+            classes.append("pe-removed-block")
         if fill:
             a["fillcolor"] = fill
         a["class"] = " ".join(classes)

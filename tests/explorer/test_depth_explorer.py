@@ -65,6 +65,9 @@ def test_depth_group_card_graph_accept_undo(resnet_explorer):
     assert c.macs_now() == count_macs(model, x)
     assert "removed the block layer1.0" in c.status.text
     assert c.current.root_name == "layer1.1"
+    gs.walk_changed("accept")
+    conv = next(line for line in gs.dot_source().splitlines() if 'id="pe-n-layer1.0.conv1"' in line)
+    assert "pe-removed-block" in conv and "dashed" in conv  # the removed block is drawn faded
     c.skip()
     c.undo()
     assert same_as(model, snap) and c.current.root_name == "layer1.0"
