@@ -1,8 +1,9 @@
 """Does a pruning step cost no more than a forward pass? (issue 19)
 
-    python benchmarks/floor.py [--models resnet50,densenet121] [--repeats 3] [--no-tp] [--ratio 0.5]
+    python benchmarks/floor.py [--models resnet50,densenet121] [--repeats 3] [--no-tp] [--ratio 0.5] [--threads 2]
 
-For each torchvision model (random init, seed 0, batch 1 at 224x224, CPU, ``torch.set_num_threads(2)``,
+For each torchvision model (random init, seed 0, batch 1 at 224x224, CPU, ``torch.set_num_threads(2)``: on a
+machine busy with other work, ``--threads 1`` gives steadier figures,
 ``torch.set_flush_denormal(True)``), all in this one process, on a fresh copy of the model every time:
 
 * ``forward``: ``model(x)`` under ``no_grad`` (after one warm-up pass);
@@ -64,8 +65,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--no-tp", action="store_true", help="do not measure Torch-Pruning even if installed")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ns = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(ns.threads)
     torch.set_flush_denormal(True)
     warnings.simplefilter("ignore")
     libs = {"pe": pe}
