@@ -88,6 +88,11 @@ class GroupLayout:
         self.root_size = np.array(root_size, dtype=np.int64)
         self.n_groups = len(roots)
         self.rep = np.concatenate(rep_gids) if rep_gids else np.empty(0, dtype=np.int64)
+        # per group: its root space and the rep channels there (original indices); the alive count of each is kept
+        # with the space's alive_idx array it was counted against (a pruning or undo of the space replaces that
+        # array), so each count is redone only for the root spaces that changed
+        self._rep_local = [(DG.spaces[r], g - DG.spaces[r].offset) for r, g in zip(roots, rep_gids)]
+        self._rep_alive: List[Optional[tuple]] = [None] * len(self._rep_local)
         self.rep_group = np.concatenate(
             [np.full(r.size, g, dtype=np.int64) for g, r in enumerate(rep_gids)]
         ) if rep_gids else np.empty(0, dtype=np.int64)
@@ -117,7 +122,14 @@ class GroupLayout:
         """Fraction of the prunable classes already removed from the model (0 on the unpruned model)."""
         if not self.rep.size:
             return 0.0
-        return float(1.0 - np.count_nonzero(self.DG.alive_mask[self.rep]) / self.rep.size)
+        alive = 0
+        for g, (space, local) in enumerate(self._rep_local):
+            idx = space.alive_idx
+            cached = self._rep_alive[g]
+            if cached is None or cached[0] is not idx:
+                cached = self._rep_alive[g] = (idx, int(np.count_nonzero(space.alive[local])))
+            alive += cached[1]
+        return float(1.0 - alive / self.rep.size)
 
     def removed_fraction(self, ratio: float, round_to=None, max_ratio: float = 1.0) -> np.ndarray:
         """Per group: the fraction of its channels that uniform pruning at ``ratio`` removes."""
