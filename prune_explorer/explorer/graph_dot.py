@@ -108,8 +108,9 @@ class GraphDrawing:
 
     def styles(self) -> Dict[str, dict]:
         """What the walk changes in each drawn box, by element id: ``{"cls": classes, "fill", "stroke", "pw"
-        (pen width), "font" (text colour), "lines": label lines, "tip": tooltip}`` (colours as ``#rrggbb`` or
-        names). The label has as many lines as in :meth:`layout_source`, each no wider than its layout line."""
+        (pen width), "font" (text colour), "lines": label lines, "tip": tooltip, "dash": dashed outline}`` (colours
+        as ``#rrggbb`` or names). The label has as many lines as in :meth:`layout_source`, each no wider than its
+        layout line."""
         order, items = self._items()
         extra = self._fan_in_overflow(order, items)
         out: Dict[str, dict] = {}
@@ -118,7 +119,7 @@ class GraphDrawing:
             look = self._look(it, items[it], extra.get(it))
             out[eid] = {"cls": look["class"], "fill": look["fillcolor"], "stroke": look["color"],
                         "pw": look["penwidth"], "font": look["fontcolor"], "lines": look["label"].split("\n"),
-                        "tip": look.get("tooltip", "")}
+                        "tip": look.get("tooltip", ""), "dash": "dashed" in look.get("style", "")}
         return out
 
     def _edges(self, order: List[str], items: Dict[str, dict]):

@@ -136,7 +136,8 @@ def test_graph_view_svg_highlights_and_selection(ex):
     assert "conv2" in c.ignored_names
     # ignoring changes the layout (a dashed box, one more label line): a new SVG
     assert IGNORED_COLOR.lower() in g.svg.svg.lower() and "(ignored)" in g.svg.svg
-    assert g.svg.styles["pe-n-conv2"]["lines"][-1] == "(ignored)"
+    assert g.svg.styles["pe-n-conv2"]["lines"][-1] == "(ignored)" and g.svg.styles["pe-n-conv2"]["dash"]
+    assert not g.svg.styles["pe-n-conv1"]["dash"]
     assert g.ignore_btn.description == "Stop ignoring this layer"  # worded as the action it takes
     g.ignore_btn.click()
     assert "conv2" not in c.ignored_names and g.ignore_btn.description == "Ignore this layer"

@@ -163,6 +163,8 @@ function render({ model, el }) {
       if (sh.getAttribute("fill") !== "none") sh.setAttribute("fill", st.fill);
       sh.setAttribute("stroke", st.stroke);
       sh.setAttribute("stroke-width", st.pw);
+      if (st.dash) sh.setAttribute("stroke-dasharray", "5,2"); // Graphviz's "dashed"
+      else sh.removeAttribute("stroke-dasharray");
     }
     const texts = g.querySelectorAll("text");
     (st.lines || []).forEach((line, k) => {
