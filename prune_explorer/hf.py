@@ -64,7 +64,8 @@ from .attention.hf_config import (carry_rotary_frequencies, keep_temperature, mi
                                   scale_param)
 
 __all__ = ["is_hf_model", "sync_config", "config_problems", "check_config_round_trip", "warn_config_problems",
-           "AttentionWidths", "measure_widths", "stacked_experts", "config_mismatches", "ModelModules", "scan_modules"]
+           "AttentionWidths", "measure_widths", "stacked_experts", "config_mismatches", "ModelModules", "scan_modules",
+           "sync_targets"]
 
 #: the up projection of an MLP block (its output width is the intermediate size), by child name
 MLP_UP_NAMES = ("up_proj", "gate_proj", "fc1", "wi", "wi_0", "c_fc", "fc_in", "w1", "lin1", "dense_h_to_4h")
@@ -277,6 +278,28 @@ def sync_config(model: nn.Module, trusted=frozenset(), modules: Optional[ModelMo
     if bias_flags_changed(model):  # a compensation created biases the config did not build: the flags follow them
         problems += sync_bias_flags(model)
     return problems
+
+
+def sync_targets(model: nn.Module, modules: Optional[ModelModules] = None) -> List[object]:
+    """The objects whose own attributes :func:`sync_config` may rewrite (besides the bias flags of
+    :mod:`prune_explorer.hf_bias`, which keep their own undo): the model itself (``model_dim``), ``model.config``,
+    every attention module with its projections (head counts, ``scaling``, the temperature folded into the query
+    projection), the rotary embeddings, the stacked-expert modules and a T5-style decoder's final norm. The
+    dependency graph snapshots them around each sync, so that undo restores exactly what the sync changed (the sync
+    is not its own inverse: a folded temperature or a LongRoPE config stays once written). Empty for a model
+    without a Hugging Face config."""
+    if not is_hf_model(model):
+        return []
+    modules = scan_modules(model) if modules is None else modules
+    out: List[object] = [model, model.config]
+    for _, m in modules.attention:
+        out.extend(m.modules())
+    out += modules.rotary
+    out += [m for _, m in modules.experts]
+    norm = _decoder_final_norm(model)
+    if norm is not None:
+        out.append(norm)
+    return out
 
 
 def config_mismatches(model: nn.Module) -> List[str]:

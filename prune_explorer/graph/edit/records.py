@@ -31,7 +31,7 @@ from .output_changes import output_changes_message
 from .attribute_sizes import attribute_updates
 from .lint import lint_enabled
 from .model_edits import EditRecord, record_edit, redo_edit, undo_edit
-from .snapshot import restore_modules, snapshot_modules
+from .snapshot import changed_since, restore_modules, restore_own, snapshot_modules, snapshot_own
 from .tied import held_tensors, retie, tied_modules
 
 __all__ = ["HISTORY_ATTR", "model_history", "PruneRecord", "prune_group", "prune_groups", "split_record", "undo",
@@ -141,11 +141,13 @@ def _snapshot(graph, spaces: List[ChannelSpace]):
             params.append((owner, attr, s.owner, [o for o in graph.spaces if o.owner is s.owner]))
     modules = [s.owner for s in spaces if s.dim is None]
     modules += tied_modules(graph.tied, modules)  # users of a tied parameter follow (retie)
-    return snapshot_modules(modules), params
+    # the third list: what the sync after the cut rewrote (:func:`sync_model`, filled once the cut is recorded)
+    return snapshot_modules(modules), params, []
 
 
 def _restore(snapshot) -> None:
-    mods, params = snapshot
+    mods, params, synced = snapshot
+    restore_own(synced)  # first: back to the cut model as it was before its sync, then before the cut
     restore_modules(mods)
     for owner, attr, param, spaces in params:
         setattr(owner, attr, param)
@@ -390,7 +392,7 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
         if not done:
             finish(_roll_back, graph, snapshot, killed, [s for s, _ in plan] + graph.state.attr_spaces, before, attributes)
     _keep_record(graph, rec, record_history)
-    sync_model(graph)
+    sync_model(graph, record=snapshot[2] if rec._snapshot is not None else None)
     if lint_enabled():
         graph.lint()
     if changed_outputs:
@@ -513,28 +515,56 @@ def _after_edit(graph) -> None:
         graph.lint()
 
 
-def sync_model(graph) -> None:
+def sync_model(graph, record: Optional[list] = None) -> None:
     """Keep what depends on module sizes in step after a pruning or an undo: attention modules' head counts, and a
     Hugging Face model's config (a stale config only warns: a valid pruning is never undone for its sake). A model
     whose trace met no attention product and that has no ``config`` attribute has neither: :mod:`prune_explorer.hf`
-    and :mod:`prune_explorer.attention` are not used for it."""
+    and :mod:`prune_explorer.attention` are not used for it.
+
+    ``record``: a list that receives the prior state of every object the sync changed (:func:`.snapshot.snapshot_own`
+    entries), for undo. The sync is not its own inverse (a temperature folded into a query projection, a config's
+    LongRoPE factors stay once written), so undo restores what it changed instead of syncing back."""
     model = graph.model
     has_config = getattr(model, "config", None) is not None
-    if graph.head_splits or graph.has_attention_products:
-        from ...attention.head_bookkeeping import attention_candidates, sync_attention_modules
-
-        candidates = graph.state.attention_candidates
-        if candidates is None:  # the module tree never changes with pruning: looked for once per graph
-            candidates = graph.state.attention_candidates = attention_candidates(model)
-        sync_attention_modules(model, graph.read_attributes, candidates)
+    attention = graph.head_splits or graph.has_attention_products
+    hf = None
     if has_config:
-        from ... import hf
+        from ... import hf as _hf
 
-        if hf.is_hf_model(model):
-            try:
-                if graph.state.hf_modules is None:  # the module tree never changes with pruning: scanned once
-                    graph.state.hf_modules = hf.scan_modules(model)
-                hf.sync_config(model, graph.read_attributes, graph.state.hf_modules)
-            except Exception as exc:
-                warnings.warn(f"prune_explorer: model.config could not be updated after pruning "
-                              f"({type(exc).__name__}: {exc}); check it with pe.hf.check_config_round_trip(model)")
+        hf = _hf if _hf.is_hf_model(model) else None
+    if attention:
+        from ...attention.head_bookkeeping import attention_candidates
+
+        if graph.state.attention_candidates is None:  # the module tree never changes with pruning: looked for once
+            graph.state.attention_candidates = attention_candidates(model)
+    if hf is not None and graph.state.hf_modules is None:  # likewise, scanned once per graph
+        try:
+            graph.state.hf_modules = hf.scan_modules(model)
+        except Exception:
+            pass
+    before = None
+    if record is not None and (attention or hf is not None):
+        targets = [m for _, top in (graph.state.attention_candidates or ()) for m in top.modules()]
+        if hf is not None and graph.state.hf_modules is not None:
+            targets += hf.sync_targets(model, graph.state.hf_modules)
+        before = snapshot_own(targets)
+    try:
+        _sync(graph, model, attention, hf)
+    finally:
+        if before is not None:
+            record.extend(changed_since(before))
+
+
+def _sync(graph, model, attention: bool, hf) -> None:
+    if attention:
+        from ...attention.head_bookkeeping import sync_attention_modules
+
+        sync_attention_modules(model, graph.read_attributes, graph.state.attention_candidates)
+    if hf is not None:
+        try:
+            if graph.state.hf_modules is None:
+                graph.state.hf_modules = hf.scan_modules(model)
+            hf.sync_config(model, graph.read_attributes, graph.state.hf_modules)
+        except Exception as exc:
+            warnings.warn(f"prune_explorer: model.config could not be updated after pruning "
+                          f"({type(exc).__name__}: {exc}); check it with pe.hf.check_config_round_trip(model)")
