@@ -281,10 +281,10 @@ def sync_config(model: nn.Module, trusted=frozenset(), modules: Optional[ModelMo
 
 
 def sync_targets(model: nn.Module, modules: Optional[ModelModules] = None) -> List[object]:
-    """The objects whose own attributes :func:`sync_config` may rewrite (besides the bias flags of
+    """The objects whose own attributes (parameters and buffers included) :func:`sync_config` may rewrite (besides the bias flags of
     :mod:`prune_explorer.hf_bias`, which keep their own undo): the model itself (``model_dim``), ``model.config``,
-    every attention module with its projections (head counts, ``scaling``, the temperature folded into the query
-    projection), the rotary embeddings, the stacked-expert modules and a T5-style decoder's final norm. The
+    every attention module and its query projection (head counts, ``scaling``, the temperature folded into
+    the query projection), the rotary embeddings, the stacked-expert modules and a T5-style decoder's final norm. The
     dependency graph snapshots them around each sync, so that undo restores exactly what the sync changed (the sync
     is not its own inverse: a folded temperature or a LongRoPE config stays once written). Empty for a model
     without a Hugging Face config."""
@@ -293,7 +293,7 @@ def sync_targets(model: nn.Module, modules: Optional[ModelModules] = None) -> Li
     modules = scan_modules(model) if modules is None else modules
     out: List[object] = [model, model.config]
     for _, m in modules.attention:
-        out.extend(m.modules())
+        out += [m, _child(m, Q_NAMES)]
     out += modules.rotary
     out += [m for _, m in modules.experts]
     norm = _decoder_final_norm(model)

@@ -116,3 +116,47 @@ def test_explorer_accept_undo_is_exact(kv_heads):
     _assert_pruned(model, original)
     c.undo_since(0)
     _assert_same(original, model)
+
+
+def _bert():
+    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=128, max_position_embeddings=32, num_labels=3)
+    return transformers.BertForSequenceClassification(cfg), "classifier"
+
+
+def _qwen2():
+    cfg = transformers.Qwen2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+                                   use_cache=False)
+    return transformers.Qwen2ForCausalLM(cfg), "lm_head"
+
+
+def _plain_state(model):
+    """Parameters, buffers, every module's scalar attributes and the config."""
+    tensors = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    tensors.update({f"buffer:{k}": v.detach().clone() for k, v in model.named_buffers()})
+    attrs = {(n, k): v for n, m in model.named_modules() for k, v in m.__dict__.items()
+             if isinstance(v, (int, float, str, bool))}
+    return tensors, attrs, copy.deepcopy(model.config.to_dict())
+
+
+@pytest.mark.parametrize("build", [_bert, _qwen2], ids=["bert", "qwen2"])
+def test_temperature_fold_and_rope_undo_exactly_on_other_models(build):
+    """BERT folds the attention temperature into ``query`` (no rotary); Qwen2 also carries LongRoPE factors."""
+    model, head = build()
+    ids = {"input_ids": _inputs()["input_ids"]}
+    before = _plain_state(model)
+    p = pe.pruner.MagnitudePruner(model, ids, pe.importance.MagnitudeImportance(), pruning_ratio=0.5,
+                                  prune_head_dims=True, ignored_layers=[getattr(model, head)])
+    p.DG.undo_depth = 100
+    start = len(p.DG.history)
+    p.step()
+    assert model.config.to_dict() != before[2]
+    while len(p.DG.history) > start:
+        p.DG.undo()
+    after = _plain_state(model)
+    assert [k for k in before[0] if not torch.equal(before[0][k], after[0][k])] == []
+    assert after[0].keys() == before[0].keys()
+    assert {k: v for k, v in after[1].items() if before[1].get(k, "absent") != v} == {}
+    assert after[1].keys() == before[1].keys()
+    assert after[2] == before[2]

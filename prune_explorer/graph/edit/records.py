@@ -544,7 +544,7 @@ def sync_model(graph, record: Optional[list] = None) -> None:
             pass
     before = None
     if record is not None and (attention or hf is not None):
-        targets = [m for _, top in (graph.state.attention_candidates or ()) for m in top.modules()]
+        targets = [m for _, m in (graph.state.attention_candidates or ())]  # head counts: their own attributes
         if hf is not None and graph.state.hf_modules is not None:
             targets += hf.sync_targets(model, graph.state.hf_modules)
         before = snapshot_own(targets)

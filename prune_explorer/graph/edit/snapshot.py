@@ -51,35 +51,32 @@ OwnState = tuple
 
 def snapshot_own(objects: Iterable[object]) -> List[OwnState]:
     """Snapshot the own state of each object (each once, submodules not included): a module's attribute, parameter
-    and buffer dicts, any other object's (a config's) attribute dict. References, not copies, as above."""
+    and buffer dicts, any other object's (a config's) attribute dict. References, not copies, for a change made by
+    assigning attributes (lists are not copied: use :func:`snapshot_modules` where lists change in place)."""
     seen, out = set(), []
     for o in objects:
         if id(o) in seen:
             continue
         seen.add(id(o))
-        attrs = {k: (list(v) if isinstance(v, list) else v) for k, v in o.__dict__.items()}
         if isinstance(o, nn.Module):
-            out.append((o, attrs, dict(o._parameters), dict(o._buffers)))
+            out.append((o, dict(o.__dict__), dict(o._parameters), dict(o._buffers)))
         else:
-            out.append((o, attrs))
+            out.append((o, dict(o.__dict__)))
     return out
 
 
 def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(v is b[k] or (isinstance(v, list) and v == b[k]) for k, v in a.items())
+    return len(a) == len(b) and all(k in b and v is b[k] for k, v in a.items())
 
 
 def changed_since(snapshot: List[OwnState]) -> List[OwnState]:
-    """The entries of ``snapshot`` (:func:`snapshot_own`) whose object changed since: a value replaced, added or
-    removed (compared by identity; lists by value). Restoring them undoes exactly what changed."""
+    """The entries of ``snapshot`` (:func:`snapshot_own`) whose object changed since: an attribute, parameter or
+    buffer replaced, added or removed (compared by identity). Restoring them undoes exactly what changed."""
     out = []
     for entry in snapshot:
         o = entry[0]
-        now = (o.__dict__,) if len(entry) == 2 else (
-            {k: v for k, v in o.__dict__.items() if k not in ("_parameters", "_buffers")}, o._parameters, o._buffers)
-        before = (entry[1],) if len(entry) == 2 else (
-            {k: v for k, v in entry[1].items() if k not in ("_parameters", "_buffers")}, entry[2], entry[3])
-        if not all(_same(b, n) for b, n in zip(before, now)):
+        if not _same(entry[1], o.__dict__) or (len(entry) == 4 and not (
+                _same(entry[2], o._parameters) and _same(entry[3], o._buffers))):
             out.append(entry)
     return out
 
