@@ -34,6 +34,9 @@ CELL = """\
 ex_{name} = pe.Explorer(torchvision.models.{name}().eval(), x, pruning_ratio=0.5)  # random weights
 ex_{name}
 """
+#: the header's output-change line shows a measured figure (not "measuring...")
+OUTPUT_MEASURED = """([i]) => { const a = document.querySelectorAll('.pe-app')[i]; if (!a) return null;
+  return !!a.querySelector('.pe-output-line') && !a.querySelector('.pe-output-pending'); }"""
 #: what the mid-way screenshot searches for
 SEARCH = {"resnet18": "layer3.1.conv1", "densenet121": "features.denseblock2.denselayer3.conv1"}
 
@@ -99,6 +102,7 @@ def main(argv=None) -> int:
                     a.locator(".pe-curves-view", has_text="uniform p = 0.5 removes").first.wait_for()
                     search(page, i, SEARCH.get(name, "conv"))
                     wait_status(page, i, "found")
+                    wait_until(page, OUTPUT_MEASURED, [i], lambda v: v is True, what="the output change measured")
                     time.sleep(1.0)
                     _shoot(page, i, args.out / f"explorer_{name}_midway.png", args.width)
                     # finished

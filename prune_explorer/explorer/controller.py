@@ -217,7 +217,10 @@ class ExplorerController:
         defer = self.defer_output if event in _MODEL_EVENTS and self.output.needs_measure() else None
         if event in _MODEL_EVENTS and defer is None:
             self.output.update()
-        self.output_pending = defer is not None
+            self.output_pending = False
+        elif defer is not None:
+            self.output_pending = True
+        # else: an event that did not change the model (a skip, a pick) keeps a measurement still pending
         self.events.changed(event)
         if defer is not None:
             defer(self.flush_output)

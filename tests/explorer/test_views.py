@@ -401,3 +401,18 @@ def test_the_output_change_follows_a_decision_the_page_already_shows(ex):
     assert c.output_change()["rel_error"] > 0 and not c.output_pending  # reading it measures it at once
     later.pop()()  # the scheduled measure then has nothing left to do
     assert [e for e, _ in events].count("output") == 2
+
+
+def test_a_skip_before_the_deferred_measure_keeps_it_pending(ex):
+    """Clicks faster than the app's delay: Accept, then Skip before the deferred forward pass has run. The skip
+    changes nothing in the model, so the measurement the accept asked for is still due and still happens."""
+    c = ex.controller
+    later = []
+    c.defer_output = later.append
+    ex.card.accept_btn.click()
+    ex.card.skip_btn.click()  # not a model change: the pending measure must survive it
+    assert c.output_pending and "pe-output-pending" in ex.header.output.value
+    for fn in list(later):
+        fn()
+    assert not c.output_pending and "pe-output-pending" not in ex.header.output.value
+    assert c.output.latest["rel_error"] > 0 and "0.0% relative error" not in ex.header.output.value
