@@ -95,7 +95,7 @@ def root_limits(group, initial_sizes: Dict[int, int], max_pruning_ratio: float, 
 def feasible_prefixes(unit_sizes, root_current: int, min_keep: int, round_to, member_counts=()):
     """``(ok, cum)`` for the ranked units: ``cum[k]`` root channels are removed by the first ``k`` units, and
     ``ok[k]`` says whether removing them keeps every constraint (see :func:`feasible_units`; ``ok[0]`` is True)."""
-    sizes = np.fromiter(unit_sizes, dtype=np.int64)
+    sizes = unit_sizes if isinstance(unit_sizes, np.ndarray) else np.fromiter(unit_sizes, dtype=np.int64)
     cum = np.concatenate([[0], np.cumsum(sizes)])
     remaining = root_current - cum
     ok = remaining >= min_keep

@@ -32,7 +32,7 @@ from ..graph.model.group import DIMS_KIND, HEADS_KIND
 from ..importance.held import current_size
 from .proposal import Proposal
 from .scope import LOCAL, ScopeRules, rank_scope
-from .units import member_constraints, rank_units, tied_units
+from .units import member_constraints, rank_units, singleton_units, tied_units
 
 __all__ = ["Planner"]
 
@@ -187,9 +187,16 @@ class Planner:
             return skip(G.IMPORTANCE, f"{type(self.options.importance).__name__} returned None for this group "
                                       "(it cannot score it)")
         units = self.units_of(full)
-        ranked, _ = rank_units(full, imp, units)
         cur, min_keep, round_to = self.limits(full)
-        ok, cum = G.feasible_prefixes(map(len, ranked), cur, min_keep, round_to, member_constraints(full, ranked))
+        if units and singleton_units(full, units):  # one root channel per unit: ranked and counted in numpy
+            order = torch.argsort(imp.float(), stable=True).cpu().numpy()  # as rank_units orders them
+            ranked_roots = full.root_array[order]
+            ok, cum = G.feasible_prefixes(np.ones(order.size, dtype=np.int64), cur, min_keep, round_to,
+                                          member_constraints(full, None, order=order))
+        else:
+            ranked, _ = rank_units(full, imp, units)
+            ranked_roots = None
+            ok, cum = G.feasible_prefixes(map(len, ranked), cur, min_keep, round_to, member_constraints(full, ranked))
         feasible = np.flatnonzero(ok)
         scope, ratio = made["scope"], made["pruning_ratio"]
         if n_target is None:
@@ -211,7 +218,9 @@ class Planner:
                                           f"step {step}")
             n_target = cur - kept_up
         k = G.chosen_prefix(ok, cum, n_target)
-        proposed = np.sort(np.fromiter(itertools.chain.from_iterable(ranked[:k]), dtype=np.int64)).tolist()
+        chosen = (ranked_roots[:k] if ranked_roots is not None
+                  else np.fromiter(itertools.chain.from_iterable(ranked[:k]), dtype=np.int64))
+        proposed = np.sort(chosen).tolist()
         if not proposed:
             near = int(cum[feasible[1]]) if feasible.size > 1 else None
             return skip(G.CONSTRAINT, (

@@ -22,7 +22,7 @@ from ..graph.model.union_find import connected_components
 from ..importance.base import root_positions
 from ..importance.held import current_size
 
-__all__ = ["tied_units", "rank_units", "member_constraints", "channel_multiple"]
+__all__ = ["tied_units", "singleton_units", "rank_units", "member_constraints", "channel_multiple"]
 
 
 def _declared_blocks(item, out_channel_groups: Dict[nn.Module, int], in_channel_groups: Dict[nn.Module, int],
@@ -70,14 +70,19 @@ def tied_units(group, out_channel_groups: Dict[nn.Module, int], in_channel_group
     return sorted(merged.values())
 
 
+def singleton_units(group, units) -> bool:
+    """Whether ``units`` hold one root channel each, the group's root channels ascending (as groups list them):
+    then ``units[k] == [group.root_array[k]]``, and a ranking is a permutation of root positions."""
+    root = group.root_array
+    return len(units) == root.size and (root.size < 2 or bool((root[1:] > root[:-1]).all()))
+
+
 def rank_units(group, importance: Optional[torch.Tensor], units) -> Tuple[List[List[int]], torch.Tensor]:
     """``(units in increasing score order, their scores)``; a unit's score is the mean of its channels'
     ``importance`` (one score per channel of ``group.root_idxs``). Without importance: unchanged, zero scores."""
     if importance is None or not units:
         return units, torch.zeros(len(units))
-    root = group.root_array
-    if len(units) == root.size and (root.size < 2 or bool((root[1:] > root[:-1]).all())):
-        # one channel per unit, root channels ascending (as groups list them): units[k] == [root[k]]
+    if singleton_units(group, units):  # units[k] == [root[k]]
         order = torch.argsort(importance.float(), stable=True)
         return list(map(units.__getitem__, order.tolist())), importance.float()[order]
     _, pos_of = root_positions(group)
@@ -100,17 +105,20 @@ def channel_multiple(space) -> int:
     return 1
 
 
-def member_constraints(group, unit_order: List[List[int]]):
+def member_constraints(group, unit_order: Optional[List[List[int]]], order: Optional[np.ndarray] = None):
     """Per constrained member: ``(counts, multiple, size)`` for :func:`~.guards.feasible_prefixes`: ``counts[k]``
     is how many of its channels the first ``k`` units of ``unit_order`` remove, ``multiple`` its channel multiple
-    (e.g. attention heads, GroupNorm groups) and ``size`` its current channel count."""
+    (e.g. attention heads, GroupNorm groups) and ``size`` its current channel count. For :func:`singleton_units`,
+    ``order`` (root positions in rank order, an int array) may stand for ``unit_order`` (then not read)."""
     out = []
     root = group.root_array
     root_size = current_size(group.root_space)
     _, pos_of = root_positions(group)
-    n_units = len(unit_order)
+    n_units = len(unit_order) if order is None else int(order.size)
     unit_of = np.zeros(root.size, dtype=np.int64)  # root position -> its unit's rank in unit_order
-    if unit_order:
+    if order is not None:
+        unit_of[order] = np.arange(n_units)
+    elif unit_order:
         flat = np.fromiter(itertools.chain.from_iterable(unit_order), dtype=np.int64)
         if flat.size == n_units:  # one channel per unit (the common case)
             rank = np.arange(n_units)

@@ -359,7 +359,7 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
     label = root.label if parts is None else _batch_label(parts)
     snapshot = _snapshot(graph, [s for s, _ in plan])
     before = (len(graph.history), len(model_history(graph.model)), graph.state.version)
-    plan_ids = [(s.index, s.gids(s.alive_idx[np.asarray(idxs, dtype=np.int64)])) for s, idxs in plan]
+    plan_ids = [(s.index, s.gids(s.alive_idx[_index_array(idxs)])) for s, idxs in plan]
     classes = graph.classes
     changed_outputs = output_changes_message(graph, killed) if classes.at_output[classes.of[killed]].any() else None
     done = False
@@ -400,6 +400,12 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
                       f"{changed_outputs}. Code that relies on their sizes must follow.", OutputShapeWarning,
                       stacklevel=5)
     return rec
+
+
+def _index_array(idxs) -> np.ndarray:
+    """A member's indices as an ``int64`` array (the array a :class:`CheckedIndices` carries, when it has one)."""
+    array = getattr(idxs, "array", None) if isinstance(idxs, CheckedIndices) else None
+    return array if array is not None else np.asarray(idxs, dtype=np.int64)
 
 
 def _roll_back(graph, snapshot, killed: np.ndarray, spaces: List[ChannelSpace], before: tuple,
