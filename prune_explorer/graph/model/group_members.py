@@ -19,6 +19,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch.nn as nn
 
+from ..._index import unique_ints
 from ...errors import PruningError
 from .channel_space import SIDE_OUT, ChannelSpace
 from .group import Dependency, Group, GroupItem
@@ -95,7 +96,7 @@ def group_roots(graph, ignored_layers: Iterable = (), root_module_types: tuple =
         prunable = ~kept[root_cls] & ~blocked[root_cls]
         if not (prunable & ~covered[root_cls]).any():  # nothing new here: no sort needed
             continue
-        classes = np.unique(root_cls[prunable])
+        classes = unique_ints(root_cls[prunable])
         new = classes[~covered[classes]]
         covered[new] = True
         yield GroupRoot(s, idxs[in_sorted(root_cls, classes)], classes, new)
@@ -192,7 +193,7 @@ def subgroup(graph, group: Group, idxs: Sequence[int], validate: bool = True) ->
     idxs = graph._validate_root_idxs(root, idxs) if validate else np.asarray(idxs, dtype=np.int64)
     orig = root.alive_idx[idxs]
     of_idxs = graph.classes.of[root.gids(orig)]
-    cls = np.unique(of_idxs)
+    cls = unique_ints(of_idxs)
     outside = cls[~in_sorted(cls, group.classes)]
     if outside.size:
         reason = graph.classes.reasons.get(int(outside[0]), "it is not part of this group (ignored or fixed)")
@@ -209,4 +210,4 @@ def member_labels(graph, classes: np.ndarray) -> List[str]:
     included): the members of the group that removes those classes."""
     gids = graph.classes.members(np.asarray(classes, dtype=np.int64), np.ones(graph.classes.of.size, dtype=bool))
     gids = gids[graph.state.visible[gids]]
-    return [graph.spaces[i].label for i in np.unique(graph.state.space_of[gids]) if i >= 0]
+    return [graph.spaces[i].label for i in unique_ints(graph.state.space_of[gids]) if i >= 0]
