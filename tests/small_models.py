@@ -14,6 +14,29 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def tensor_state(model: nn.Module) -> dict:
+    """Every state_dict entry's value (a clone) and identity, to check later with :func:`same_tensors`."""
+    return {k: (v.detach().clone(), id(v)) for k, v in model.state_dict(keep_vars=True).items()}
+
+
+def same_tensors(model: nn.Module, state: dict) -> bool:
+    """True when ``model`` holds exactly the tensors of :func:`tensor_state` (same names, objects and values)."""
+    now = model.state_dict(keep_vars=True)
+    return list(now) == list(state) and all(
+        id(v) == state[k][1] and torch.equal(v.detach(), state[k][0]) for k, v in now.items())
+
+
+class ResBlock(nn.Module):
+    """``x + relu(conv(x))``: a residual block that keeps its shape (a depth group)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return x + torch.relu(self.conv(x))
+
+
 class ConvStack(nn.Module):
     """A plain stack of 3x3 convs (no bias, no BN): ``first`` (3 -> w), ``depth`` convs w -> w, ``last`` (w -> 4)."""
 

@@ -16,6 +16,7 @@ from torch import nn
 import prune_explorer as pe
 from prune_explorer.graph import model_history
 from prune_explorer.graph.edit import records
+from small_models import same_tensors as _same, tensor_state as _state
 
 
 def _net():
@@ -25,16 +26,6 @@ def _net():
 
 
 X = torch.randn(1, 3, 8, 8)
-
-
-def _state(model):
-    return {k: (v.detach().clone(), id(v)) for k, v in model.state_dict(keep_vars=True).items()}
-
-
-def _same(model, state) -> bool:
-    now = model.state_dict(keep_vars=True)
-    return list(now) == list(state) and all(
-        id(v) == state[k][1] and torch.equal(v.detach(), state[k][0]) for k, v in now.items())
 
 
 class InterruptAtLine:

@@ -16,18 +16,9 @@ import torchvision
 import prune_explorer as pe
 from prune_explorer.importance.held import reads_channel_parts_only
 from prune_explorer.pruner.driver import sequential_applier
+from small_models import same_tensors as _same, tensor_state as _state
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def _state(model):
-    return {k: (v.detach().clone(), id(v)) for k, v in model.state_dict(keep_vars=True).items()}
-
-
-def _same(model, state) -> bool:
-    now = model.state_dict(keep_vars=True)
-    return list(now) == list(state) and all(
-        id(v) == state[k][1] and torch.equal(v.detach(), state[k][0]) for k, v in now.items())
 
 
 def _densenet():

@@ -9,6 +9,7 @@ import torchvision
 
 import prune_explorer as pe
 from prune_explorer.graph import model_history
+from small_models import ResBlock
 
 
 def _state(m):
@@ -135,15 +136,6 @@ def test_llama_layer_removed_with_width_then_replayed(tmp_path):
     while p.DG.history:
         p.DG.undo()
     assert m.config.num_hidden_layers == 4 and torch.equal(m(input_ids=ids).logits, ref)
-
-
-class ResBlock(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.conv = nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x):
-        return x + torch.relu(self.conv(x))
 
 
 class ReadsABlock(nn.Module):
