@@ -24,11 +24,16 @@ from .explorer.controller import ExplorerController
 from .explorer.text import fmt_count, fmt_pct
 
 
+def _removed(share) -> str:
+    """The removed share as "(-12.3%)", or "(none removed yet)" (never "-0.0%")."""
+    return "(none removed yet)" if not share or share <= 0 else f"(-{fmt_pct(share)})"
+
+
 def _header(c: ExplorerController) -> str:
     f = c.figures()
     lines = [
-        f"  parameters  {f['params_now']:>12,} / {f['params_original']:,}   (-{fmt_pct(f['params_removed'])})",
-        f"  MACs        {fmt_count(f['macs_now']):>12} / {fmt_count(f['macs_original'])}   (-{fmt_pct(f['macs_removed'])})",
+        f"  parameters  {f['params_now']:>12,} / {f['params_original']:,}   {_removed(f['params_removed'])}",
+        f"  MACs        {fmt_count(f['macs_now']):>12} / {fmt_count(f['macs_original'])}   {_removed(f['macs_removed'])}",
         f"  groups      {f['groups_accepted']} accepted, {f['groups_skipped']} skipped, "
         f"{f['groups_guard_skipped']} skipped by guards, {f['groups_left']} left",
         f"  ratio       {f['pruning_ratio']:.2f}" + (f"   (current group: {f['current_ratio']:.2f})"

@@ -33,3 +33,5 @@ def test_headless_demo_imports_no_widget_library():
     # it walked: accepted groups one by one, undid one exactly, swept and finished
     assert "undid" in out.stdout and "(exact)" in out.stdout
     assert "groups in" in out.stdout and "the pruned model runs" in out.stdout
+    # the opening header says nothing is removed yet, not "-0.0%"; after pruning it gives the share
+    assert "(none removed yet)" in out.stdout and "-0.0%" not in out.stdout
