@@ -6,7 +6,10 @@ Used by the browser tests and by ``scripts/screenshots.py``. Every probe takes t
 
 from __future__ import annotations
 
+import contextlib
 import time
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
 
 #: the explorer's panels, checked for overflow
 PANELS = (".pe-header-view", ".pe-group-card", ".pe-graph-view", ".pe-curves-view", ".pe-ignored-view", ".pe-status",
@@ -74,6 +77,26 @@ HEADER_PARAMS = """([i]) => { %s const e = app.querySelector('.pe-params-now'); 
 
 def app(page, i: int):
     return page.locator(".pe-app").nth(i)
+
+
+@contextlib.contextmanager
+def explorer_page(folder: Path, name: str, cells: Sequence, *, requires: Iterable[str] = (), apps: Iterable[int] = (0,),
+                  timeout: float = 300) -> Iterator:
+    """The explorer tests' set-up: skip unless JupyterLab, Chromium, graphviz and the ``requires`` modules are
+    there; write ``cells`` as notebook ``name`` in ``folder``; run it in a real JupyterLab page (1400x1000, a
+    screenshot ``page.png`` in ``folder`` on failure; ``timeout`` seconds for the cells) and yield the page once
+    the apps at the indices ``apps`` are attached (60 s default timeout for the page's own waits)."""
+    from lab_driver import run_notebook_in_browser, running_lab, skip_without_lab, write_notebook
+
+    skip_without_lab(*requires, dot=True)
+    write_notebook(folder / name, cells)
+    with running_lab(folder) as (url, token):
+        with run_notebook_in_browser(url, token, name, screenshot_path=folder / "page.png", timeout=timeout,
+                                     viewport=(1400, 1000)) as page:
+            page.set_default_timeout(60_000)
+            for i in apps:
+                app(page, i).wait_for(state="attached", timeout=120_000)
+            yield page
 
 
 def wait_until(page, js: str, arg, pred, timeout: float = 60.0, what: str = "condition"):

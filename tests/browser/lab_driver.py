@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -271,14 +272,19 @@ def running_lab(
 
 
 
-def skip_without_lab() -> None:
-    """Skip the calling test unless a headless browser (:func:`browser_available`) and JupyterLab are installed."""
+def skip_without_lab(*modules: str, dot: bool = False) -> None:
+    """Skip the calling test unless a headless browser (:func:`browser_available`) and JupyterLab are installed,
+    and every module named in ``modules`` imports; with ``dot=True`` also unless graphviz's ``dot`` is on PATH."""
     import pytest
 
     ok, why = browser_available()
     if not ok:
         pytest.skip(why)
     pytest.importorskip("jupyterlab")
+    for name in modules:
+        pytest.importorskip(name)
+    if dot and shutil.which("dot") is None:
+        pytest.skip("graphviz 'dot' is not installed (apt-get install graphviz)")
 
 
 def write_notebook(path, cells, *, kernelspec: bool = True) -> None:

@@ -2,15 +2,13 @@
 a depth group (its card names the block and its block influence), Accept removes the block, Recover runs with the
 calibration data and shows the metric before and after, Undo puts the weights back."""
 
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from explorer_probes import app, wait_status  # noqa: E402
-from lab_driver import run_notebook_in_browser, running_lab, skip_without_lab, write_notebook  # noqa: E402
+from explorer_probes import app, explorer_page, wait_status  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -46,32 +44,24 @@ ex
 
 
 def test_accept_a_depth_group_then_recover_and_undo(tmp_path):
-    skip_without_lab()
-    if shutil.which("dot") is None:
-        pytest.skip("graphviz 'dot' is not installed (apt-get install graphviz)")
-    write_notebook(tmp_path / "depth.ipynb", [SETUP, CELL])
-    with running_lab(tmp_path) as (url, token):
-        with run_notebook_in_browser(url, token, "depth.ipynb", screenshot_path=tmp_path / "page.png", timeout=300,
-                                     viewport=(1400, 1000)) as page:
-            page.set_default_timeout(60_000)
-            a = app(page, 0)
-            a.wait_for(state="attached", timeout=120_000)
-            for _ in range(12):  # the width groups come first: skip them
-                if a.locator(".pe-depth-info").count():
-                    break
-                a.locator("button.pe-skip").first.click()
-                wait_status(page, 0, "skipped")
-            title = a.locator(".pe-card-title").first.inner_text()
-            assert "body.0" in title and "block influence" not in title  # scored by depth_importance here
-            assert "depth importance" in title and "proposed for removal" in title
-            a.locator("button.pe-accept").first.click()
-            wait_status(page, 0, "removed the block body.0")
-            a.locator(".pe-recover-steps input").first.fill("5")
-            a.locator(".pe-recover-steps input").first.press("Enter")
-            a.locator("button.pe-recover").first.click()
-            status = wait_status(page, 0, "recovered (5 steps)", timeout=120)
-            assert "→" in status
-            result = a.locator(".pe-recover-result").first.inner_text()
-            assert "distillation loss" in result and "→" in result
-            a.locator("button.pe-undo").first.click()
-            wait_status(page, 0, "undid the recovery")
+    with explorer_page(tmp_path, "depth.ipynb", [SETUP, CELL]) as page:
+        a = app(page, 0)
+        for _ in range(12):  # the width groups come first: skip them
+            if a.locator(".pe-depth-info").count():
+                break
+            a.locator("button.pe-skip").first.click()
+            wait_status(page, 0, "skipped")
+        title = a.locator(".pe-card-title").first.inner_text()
+        assert "body.0" in title and "block influence" not in title  # scored by depth_importance here
+        assert "depth importance" in title and "proposed for removal" in title
+        a.locator("button.pe-accept").first.click()
+        wait_status(page, 0, "removed the block body.0")
+        a.locator(".pe-recover-steps input").first.fill("5")
+        a.locator(".pe-recover-steps input").first.press("Enter")
+        a.locator("button.pe-recover").first.click()
+        status = wait_status(page, 0, "recovered (5 steps)", timeout=120)
+        assert "→" in status
+        result = a.locator(".pe-recover-result").first.inner_text()
+        assert "distillation loss" in result and "→" in result
+        a.locator("button.pe-undo").first.click()
+        wait_status(page, 0, "undid the recovery")

@@ -9,7 +9,6 @@ save and export logs no JavaScript error. The browser round trip of Accept is pr
 Nothing is written outside pytest's temporary directories (README screenshots: ``scripts/screenshots.py``).
 """
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,19 +26,13 @@ from explorer_probes import (  # noqa: E402
     VISIBLE_NODES,
     app,
     click_element,
+    explorer_page,
     search,
     status_text,
     wait_status,
     wait_until,
 )
-from lab_driver import (  # noqa: E402
-    console_messages,
-    run_notebook_in_browser,
-    running_lab,
-    skip_without_lab,
-    widget_problems,
-    write_notebook,
-)
+from lab_driver import console_messages, widget_problems  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -66,21 +59,13 @@ ex_{name}
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    skip_without_lab()
-    pytest.importorskip("torchvision")
-    if shutil.which("dot") is None:
-        pytest.skip("graphviz 'dot' is not installed (apt-get install graphviz)")
     tmp = tmp_path_factory.mktemp("explorer_browser")
-    write_notebook(tmp / "explorer.ipynb", [SETUP] + [CELL.format(name=n) for n in MODELS])
-    with running_lab(tmp) as (url, token):
-        with run_notebook_in_browser(url, token, "explorer.ipynb", screenshot_path=tmp / "page.png",
-                                     timeout=360, viewport=(1400, 1000)) as pg:
-            pg.set_default_timeout(60_000)
-            for i in range(len(MODELS)):
-                app(pg, i).wait_for(state="attached", timeout=120_000)
-                wait_until(pg, VISIBLE_NODES, [i], lambda v: v is not None and v >= 0, timeout=120,
-                           what=f"the graph of app {i}")
-            yield pg
+    with explorer_page(tmp, "explorer.ipynb", [SETUP] + [CELL.format(name=n) for n in MODELS],
+                       requires=["torchvision"], apps=range(len(MODELS)), timeout=360) as pg:
+        for i in range(len(MODELS)):
+            wait_until(pg, VISIBLE_NODES, [i], lambda v: v is not None and v >= 0, timeout=120,
+                       what=f"the graph of app {i}")
+        yield pg
 
 
 def _js_errors(page) -> list:

@@ -16,7 +16,6 @@ for the module; checked in the page, as a user sees it:
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,14 +23,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from explorer_probes import HEADER_PARAMS, app, status_text, wait_status, wait_until  # noqa: E402
-from lab_driver import (  # noqa: E402
-    console_messages,
-    run_notebook_in_browser,
-    running_lab,
-    skip_without_lab,
-    write_notebook,
-)
+from explorer_probes import HEADER_PARAMS, app, explorer_page, status_text, wait_status, wait_until  # noqa: E402
+from lab_driver import console_messages  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -107,19 +100,10 @@ def _js_errors(page) -> list:
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    skip_without_lab()
-    pytest.importorskip("transformers")
-    if shutil.which("dot") is None:
-        pytest.skip("graphviz 'dot' is not installed (apt-get install graphviz)")
     tmp = tmp_path_factory.mktemp("explorer_llama_browser")
-    write_notebook(tmp / "llama.ipynb", [SETUP, LLAMA, LLAMA_APP, ONNX_APP])
-    with running_lab(tmp) as (url, token):
-        with run_notebook_in_browser(url, token, "llama.ipynb", screenshot_path=tmp / "page.png", timeout=300,
-                                     viewport=(1400, 1000)) as pg:
-            pg.set_default_timeout(60_000)
-            for i in (LLAMA_I, ONNX_I):
-                app(pg, i).wait_for(state="attached", timeout=120_000)
-            yield pg
+    with explorer_page(tmp, "llama.ipynb", [SETUP, LLAMA, LLAMA_APP, ONNX_APP], requires=["transformers"],
+                       apps=(LLAMA_I, ONNX_I)) as pg:
+        yield pg
 
 
 @pytest.fixture(scope="module")

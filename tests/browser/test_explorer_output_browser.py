@@ -3,15 +3,13 @@ update after an Accept and go back after an Undo; Restart walk undoes everything
 downloaded script in a subprocess and says the outputs are equal."""
 
 import re
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from explorer_probes import HEADER_PARAMS, app, wait_status, wait_until  # noqa: E402
-from lab_driver import run_notebook_in_browser, running_lab, skip_without_lab, write_notebook  # noqa: E402
+from explorer_probes import HEADER_PARAMS, app, explorer_page, wait_status, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -36,38 +34,29 @@ def _rel_error(text: str) -> float:
 
 
 def test_output_change_line_follows_accept_and_undo_and_restart_walk(tmp_path):
-    skip_without_lab()
-    pytest.importorskip("torchvision")
-    if shutil.which("dot") is None:
-        pytest.skip("graphviz 'dot' is not installed (apt-get install graphviz)")
-    write_notebook(tmp_path / "out.ipynb", [SETUP, CELL])
-    with running_lab(tmp_path) as (url, token):
-        with run_notebook_in_browser(url, token, "out.ipynb", screenshot_path=tmp_path / "page.png", timeout=300,
-                                     viewport=(1400, 1000)) as page:
-            page.set_default_timeout(60_000)
-            a = app(page, 0)
-            a.wait_for(state="attached", timeout=120_000)
-            text, points = wait_until(page, OUTPUT, [0], lambda v: v is not None, what="the output-change line")
-            assert _rel_error(text) == 0.0 and "\x1b" not in text
-            p0 = page.evaluate(HEADER_PARAMS, [0])
-            a.locator("button.pe-accept").first.click()
-            wait_until(page, HEADER_PARAMS, [0], lambda v: v != p0, what="the header after Accept")
-            text, points = wait_until(page, OUTPUT, [0], lambda v: v and _rel_error(v[0]) > 0,
-                                      what="the output change after Accept")
-            assert points == 2  # the start and one decision
-            a.locator("button.pe-undo").first.click()
-            wait_status(page, 0, "undid conv1")
-            text, points = wait_until(page, OUTPUT, [0], lambda v: v and _rel_error(v[0]) == 0.0,
-                                      what="the output change after Undo")
-            a.locator("button.pe-accept").first.click()
-            wait_status(page, 0, "accepted conv1")
-            a.locator("button.pe-skip").first.click()
-            wait_status(page, 0, "skipped")
-            a.locator("button.pe-restart").first.click()
-            wait_status(page, 0, "started over")
-            assert page.evaluate(HEADER_PARAMS, [0]) == p0
-            a.locator("button.pe-accept").first.click()
-            wait_status(page, 0, "accepted conv1")
-            a.locator("button.pe-verify-script").first.click()
-            status = wait_status(page, 0, "reproduces this model", timeout=240)
-            assert "outputs equal" in status
+    with explorer_page(tmp_path, "out.ipynb", [SETUP, CELL], requires=["torchvision"]) as page:
+        a = app(page, 0)
+        text, points = wait_until(page, OUTPUT, [0], lambda v: v is not None, what="the output-change line")
+        assert _rel_error(text) == 0.0 and "\x1b" not in text
+        p0 = page.evaluate(HEADER_PARAMS, [0])
+        a.locator("button.pe-accept").first.click()
+        wait_until(page, HEADER_PARAMS, [0], lambda v: v != p0, what="the header after Accept")
+        text, points = wait_until(page, OUTPUT, [0], lambda v: v and _rel_error(v[0]) > 0,
+                                  what="the output change after Accept")
+        assert points == 2  # the start and one decision
+        a.locator("button.pe-undo").first.click()
+        wait_status(page, 0, "undid conv1")
+        text, points = wait_until(page, OUTPUT, [0], lambda v: v and _rel_error(v[0]) == 0.0,
+                                  what="the output change after Undo")
+        a.locator("button.pe-accept").first.click()
+        wait_status(page, 0, "accepted conv1")
+        a.locator("button.pe-skip").first.click()
+        wait_status(page, 0, "skipped")
+        a.locator("button.pe-restart").first.click()
+        wait_status(page, 0, "started over")
+        assert page.evaluate(HEADER_PARAMS, [0]) == p0
+        a.locator("button.pe-accept").first.click()
+        wait_status(page, 0, "accepted conv1")
+        a.locator("button.pe-verify-script").first.click()
+        status = wait_status(page, 0, "reproduces this model", timeout=240)
+        assert "outputs equal" in status

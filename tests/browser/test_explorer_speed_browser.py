@@ -18,7 +18,6 @@ average are printed.
 """
 
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,8 +26,8 @@ from statistics import median
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from explorer_probes import HEADER_PARAMS, app, wait_until  # noqa: E402
-from lab_driver import console_messages, run_notebook_in_browser, running_lab, skip_without_lab, write_notebook  # noqa: E402
+from explorer_probes import HEADER_PARAMS, app, explorer_page, wait_until  # noqa: E402
+from lab_driver import console_messages  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -128,21 +127,12 @@ def _round(page, i: int) -> dict:
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    skip_without_lab()
-    pytest.importorskip("torchvision")
-    pytest.importorskip("transformers")
-    if shutil.which("dot") is None:
-        pytest.skip("graphviz 'dot' is not installed (apt-get install graphviz)")
     tmp = tmp_path_factory.mktemp("explorer_speed")
-    write_notebook(tmp / "speed.ipynb", [SETUP] + list(CELLS.values()))
-    with running_lab(tmp) as (url, token):
-        with run_notebook_in_browser(url, token, "speed.ipynb", screenshot_path=tmp / "page.png", timeout=480,
-                                     viewport=(1400, 1000)) as pg:
-            pg.set_default_timeout(60_000)
-            for i in range(len(CELLS)):
-                app(pg, i).wait_for(state="attached", timeout=120_000)
-                wait_until(pg, HEADER_PARAMS, [i], lambda v: v is not None, timeout=120, what=f"app {i}")
-            yield pg
+    with explorer_page(tmp, "speed.ipynb", [SETUP] + list(CELLS.values()), requires=["torchvision", "transformers"],
+                       apps=range(len(CELLS)), timeout=480) as pg:
+        for i in range(len(CELLS)):
+            wait_until(pg, HEADER_PARAMS, [i], lambda v: v is not None, timeout=120, what=f"app {i}")
+        yield pg
 
 
 @pytest.mark.parametrize("name", list(CELLS))

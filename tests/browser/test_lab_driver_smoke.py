@@ -1,7 +1,6 @@
 """Smoke test of the real-browser harness: JupyterLab + ipywidgets + plotly FigureWidget + graphviz
 SVG, rendered by Chromium, with a Python callback round trip (button click -> label text)."""
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -48,9 +47,7 @@ widgets.VBox([button, label, fig, graph])
 
 
 def test_widgets_plotly_graphviz_render_and_callback_works(tmp_path):
-    skip_without_lab()
-    if shutil.which("dot") is None:
-        pytest.skip("graphviz 'dot' is not installed (apt-get install graphviz)")
+    skip_without_lab(dot=True)
 
     # a markdown cell first, and no kernelspec on purpose: a fresh JupyterLab then shows its "Select Kernel" dialog,
     # which the driver must accept

@@ -32,11 +32,7 @@ CARD = """([i]) => { const app = document.querySelectorAll('.pe-app')[i]; if (!a
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    skip_without_lab()
-    pytest.importorskip("torchvision")
-    pytest.importorskip("transformers")
-    if shutil.which("dot") is None:
-        pytest.skip("graphviz 'dot' is not installed (apt-get install graphviz)")
+    skip_without_lab("torchvision", "transformers", dot=True)
     tmp = tmp_path_factory.mktemp("tutorials")
     for name in TUTORIALS:
         shutil.copy(_NOTEBOOKS / name, tmp / name)
