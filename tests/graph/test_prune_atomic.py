@@ -56,6 +56,38 @@ class InterruptAtLine:
         return False
 
 
+def interrupt_everywhere(DG, model, state, decide, prune, check_pruned, stride: int, check_restored=lambda: None):
+    """Interrupt ``prune(decide())`` (``decide`` runs before the interrupts are armed; ``prune``: one pruning through ``DG``, whose ``undo_depth`` keeps it undoable) at the 1st,
+    (1+stride)-th, ... line it runs in ``graph/edit/records.py``, until past its last line (a run it finishes,
+    then undone). After each interrupted run the model is either completely pruned and recorded
+    (``check_pruned()``, then undone) or rolled back: either way ``model`` holds exactly the tensors of ``state``
+    again (then ``check_restored()``). Returns the last ``k`` and the set of outcomes seen ("pruned", "rolled back")."""
+    k, outcomes = 0, set()
+    while True:
+        k += stride if k else 1
+        decided = decide()
+        with InterruptAtLine(records, k) as injector:
+            try:
+                prune(decided)
+                interrupted = False
+            except KeyboardInterrupt:
+                interrupted = True
+        if not injector.fired:  # past the last line: every moment was tried
+            assert not interrupted and DG.history
+            DG.undo()
+            return k, outcomes
+        assert interrupted
+        if DG.history:  # the interrupt landed after the pruning was complete and recorded
+            outcomes.add("pruned")
+            check_pruned()
+            DG.undo()
+        else:
+            outcomes.add("rolled back")
+            assert model_history(model) == []
+        assert _same(model, state)  # (after undoing a completed pruning: exactly the original tensors)
+        check_restored()
+
+
 @pytest.mark.parametrize("stride", [pytest.param(7, id="every-7th-line"),
                                     pytest.param(1, id="every-line", marks=pytest.mark.slow)])
 def test_an_interrupt_anywhere_in_prune_group_leaves_all_or_nothing(stride):
@@ -63,32 +95,20 @@ def test_an_interrupt_anywhere_in_prune_group_leaves_all_or_nothing(stride):
     DG = pe.DependencyGraph().build_dependency(model, X)
     DG.undo_depth = 1
     state = _state(model)
-    k, outcomes = 0, set()
-    while True:
-        k += stride if k else 1
-        group = DG.get_pruning_group(model[0], pe.prune_conv_out_channels, idxs=[1, 5])
-        with InterruptAtLine(records, k) as injector:
-            try:
-                DG.prune_group(group)
-                interrupted = False
-            except KeyboardInterrupt:
-                interrupted = True
-        if not injector.fired:  # past the last line: every moment was tried
-            assert not interrupted and DG.history
-            DG.undo()
-            break
-        assert interrupted
-        if DG.history:  # the interrupt landed after the pruning was complete and recorded
-            outcomes.add("pruned")
-            assert model[0].out_channels == 6 and model[3].in_channels == 6 and model[1].num_features == 6
-            assert model_history(model) == [DG.history[-1].as_dict()]
-            assert model(X).shape == (1, 4, 8, 8)
-            DG.undo()
-        else:
-            outcomes.add("rolled back")
-            assert model_history(model) == []
-        assert _same(model, state)  # (after undoing a completed pruning: exactly the original tensors)
+
+    def decide():
+        return DG.get_pruning_group(model[0], pe.prune_conv_out_channels, idxs=[1, 5])
+
+    def check_pruned():
+        assert model[0].out_channels == 6 and model[3].in_channels == 6 and model[1].num_features == 6
+        assert model_history(model) == [DG.history[-1].as_dict()]
         assert model(X).shape == (1, 4, 8, 8)
+
+    def check_restored():
+        assert model(X).shape == (1, 4, 8, 8)
+
+    k, outcomes = interrupt_everywhere(DG, model, state, decide, DG.prune_group, check_pruned, stride,
+                                       check_restored)
     assert k > 20 and outcomes == {"pruned", "rolled back"}
     DG.get_pruning_group(model[0], pe.prune_conv_out_channels, idxs=[1, 5]).prune()  # the graph still works
     assert model[0].out_channels == 6 and model(X).shape == (1, 4, 8, 8)

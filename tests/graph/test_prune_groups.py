@@ -11,9 +11,8 @@ from torch import nn
 
 import prune_explorer as pe
 from prune_explorer.graph import model_history
-from prune_explorer.graph.edit import records
 
-from test_prune_atomic import InterruptAtLine, _same, _state
+from test_prune_atomic import _same, _state, interrupt_everywhere
 
 
 class Dense(nn.Module):
@@ -91,28 +90,15 @@ def test_an_interrupt_anywhere_in_prune_groups_leaves_all_or_nothing():
     DG = pe.DependencyGraph().build_dependency(model, X)
     DG.undo_depth = 1
     state = _state(model)
-    k, outcomes = 0, set()
-    while True:
-        k += 11 if k else 1
-        groups = _decided(DG, model)
-        with InterruptAtLine(records, k) as injector:
-            try:
-                DG.prune_groups(groups)
-                interrupted = False
-            except KeyboardInterrupt:
-                interrupted = True
-        if not injector.fired:
-            assert not interrupted and len(DG.history) == 1
-            DG.undo()
-            break
-        if DG.history:
-            outcomes.add("pruned")
-            assert model_history(model) == DG.history[-1].entries() and model(X).shape == (1, 4, 8, 8)
-            DG.undo()
-        else:
-            outcomes.add("rolled back")
-            assert model_history(model) == []
-        assert _same(model, state)
+
+    def prune(groups):
+        DG.prune_groups(groups)
+        assert len(DG.history) == 1  # one record for every group (when no interrupt stopped it)
+
+    def check_pruned():
+        assert model_history(model) == DG.history[-1].entries() and model(X).shape == (1, 4, 8, 8)
+
+    _, outcomes = interrupt_everywhere(DG, model, state, lambda: _decided(DG, model), prune, check_pruned, stride=11)
     assert outcomes == {"pruned", "rolled back"}
 
 
