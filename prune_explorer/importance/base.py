@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .._index import long_array
+from .held import active
 from .members import Part, channel_parts
 
 __all__ = ["Importance", "GroupImportance", "normalize", "REDUCTIONS", "NORMALIZERS"]
@@ -178,6 +179,12 @@ class GroupImportance(Importance):
         s = self.member_scores(item, parts)
         return (pos, s) if s is not None else None
 
+    def power_p(self) -> Optional[float]:
+        """``p`` when a member's scores are exactly the sum over its parts of each channel's ``sum |w|^p`` (as
+        ``MagnitudeImportance.member_scores`` computes them): reads through held cuts then take the per-step cache
+        of every channel's sums for a whole member at once (:meth:`~.held.HeldCuts.power_sums`). None otherwise."""
+        return None
+
     # ---- the shared pipeline ------------------------------------------------------------------------------------
     def accepts(self, dep) -> bool:
         return self.target_types is None or isinstance(dep.layer, self.target_types)
@@ -201,26 +208,37 @@ class GroupImportance(Importance):
         n = root.numel()
         spread = _UnitSpreader(group, pos_of, n)
         vectors = []
+        held = active()
+        cls = type(self)
+        p = self.power_p() if held is not None and cls.parts_of is GroupImportance.parts_of and (
+            cls.member_position_scores is GroupImportance.member_position_scores) else None
         for k, item in enumerate(group.items):
             if members is not None and not members(k, item):
                 continue
-            if not item.idx_array.size or not self.accepts(item.dep):
-                continue
-            parts = self.parts_of(item)
-            if not parts:
+            idx = item.idx_array
+            if not idx.size or not self.accepts(item.dep):
                 continue
             # the root layer's own channels are their own root channels (the graph maps every channel of a unit to
             # the unit's first root channel, see _UnitSpreader)
             own = k == 0 and item.dep.space is group.root_space
-            res = self.member_position_scores(item, parts, pos_of(item.idx_array if own else item.root_array))
-            if res is None:
-                continue
-            pos, s = res
-            pos = pos.numpy() if isinstance(pos, torch.Tensor) else np.asarray(pos, dtype=np.int64)
-            s = s.detach()
-            if s.dtype != torch.float32 or s.device.type != "cpu":
-                s = s.to(device="cpu", dtype=torch.float32)
-            s = s.reshape(-1).numpy()
+            s = None if p is None else held.power_sums(item.dep, idx, p, self.bias)
+            if s is not None:  # the whole member at once (the same values as its parts one by one)
+                if not len(s):
+                    continue
+                pos = pos_of(idx if own else item.root_array).numpy()
+            else:
+                parts = self.parts_of(item)
+                if not parts:
+                    continue
+                res = self.member_position_scores(item, parts, pos_of(idx if own else item.root_array))
+                if res is None:
+                    continue
+                pos, s = res
+                pos = pos.numpy() if isinstance(pos, torch.Tensor) else np.asarray(pos, dtype=np.int64)
+                s = s.detach()
+                if s.dtype != torch.float32 or s.device.type != "cpu":
+                    s = s.to(device="cpu", dtype=torch.float32)
+                s = s.reshape(-1).numpy()
             if own and pos.size == n or (
                     pos.size == n and n and pos[0] == 0 and pos[-1] == n - 1 and (pos[1:] > pos[:-1]).all()):
                 vec, mask = s, np.ones(n, dtype=bool)  # one score per root position, in order

@@ -160,17 +160,22 @@ class MaskedRows:
         return Rows(self.dim, idx_cut).power_sum(cut, p)
 
     def _every_channel(self, t: torch.Tensor, p: float, gathers: bool) -> torch.Tensor:
-        """Every channel's power sum along ``dim`` (uncut positions), the other dims cut, as ``Rows.power_sum``
-        computes it (``gathers``: rows gathered then reduced one by one; else the whole tensor reduced)."""
-        g = t
-        for e, keep in self._keeps(False):
-            g = g.index_select(e, keep.to(t.device))
-        size = g.shape[self.dim]
-        if gathers:
-            g = g.float()
-            v = g * g if p == 2 else (g.abs() if p == 1 else g.abs().pow(p))
-            return v.movedim(self.dim, 0).reshape(size, -1).sum(1)
-        return Rows(self.dim, torch.arange(size)).power_sum(g, p)
+        return every_channel(t, self.dim, self._keeps(False), p, gathers)
+
+
+def every_channel(t: torch.Tensor, dim: int, keeps, p: float, gathers: bool) -> torch.Tensor:
+    """Every channel's power sum along ``dim`` (uncut positions), the other dims cut (``keeps``: ``[(dim, kept
+    positions)]``), as ``Rows.power_sum`` computes it on the cut tensor (``gathers``: rows gathered then reduced one
+    by one; else the whole tensor reduced)."""
+    g = t
+    for e, keep in keeps:
+        g = g.index_select(e, keep.to(t.device))
+    size = g.shape[dim]
+    if gathers:
+        g = g.float()
+        v = g * g if p == 2 else (g.abs() if p == 1 else g.abs().pow(p))
+        return v.movedim(dim, 0).reshape(size, -1).sum(1)
+    return Rows(dim, torch.arange(size)).power_sum(g, p)
 
 
 class HeldCuts:
@@ -183,7 +188,9 @@ class HeldCuts:
         self._opaque: Dict[int, torch.Tensor] = {}  # id(param) -> param whose held cut is not a plain Rows cut
         self._owners: set = set()  # id of every layer (or loose parameter) some held cut touches
         self._sums: dict = {}  # every channel's power sums of a parameter, shared by the reads (MaskedRows)
+        self._sums_np: dict = {}  # the same sums as float32 numpy arrays on the CPU (power_sums)
         self._layouts: dict = {}  # space index -> [(param, dim)] its cuts cut at the same positions
+        self._reads: dict = {}  # space index -> [(param, dim, is_bias)] its channels own as plain rows, or None
 
     def __bool__(self) -> bool:
         return bool(self._spaces)
@@ -194,7 +201,9 @@ class HeldCuts:
         self._opaque.clear()
         self._owners.clear()
         self._sums.clear()
+        self._sums_np.clear()
         self._layouts.clear()
+        self._reads.clear()
 
     def touches(self, owner) -> bool:
         """Whether a held cut touches layer ``owner`` (a module, or a loose parameter)."""
@@ -273,6 +282,66 @@ class HeldCuts:
             raise HeldConflict("this read of a parameter with held cuts is not a plain row/column read")
         masked = MaskedRows(part.select, part.param, self._params[key][1], self._sums)
         return Part(part.param, masked, part.is_bias)
+
+    def power_sums(self, dep, idx: np.ndarray, p: float, bias: bool):
+        """``[len(idx)]`` float32 numpy: per channel ``idx`` (positions on the uncut model) of member ``dep``, the sum
+        over the parts its channels own (biases only when ``bias``) of ``sum |w|^p`` as the held cuts leave the
+        tensor: bit for bit what ``MagnitudeImportance.member_scores`` gives on the parts :func:`~.members.
+        channel_parts` returns (each part's sums read from the per-step cache of every channel's sums, as
+        :meth:`MaskedRows.power_sum` reads them; the parts added in order, in float32). ``()`` when the channels own
+        no part; None when this read is not plain (one channel, or a part that is not a plain ``Rows`` read of
+        ``idx``): the caller reads the parts one by one. Raises :class:`HeldConflict` as :meth:`wrap` would."""
+        n = idx.size
+        if n < 2:
+            return None
+        key = dep.space.index
+        layout = self._reads.get(key, False)
+        if layout is False:
+            layout = self._reads[key] = self._read_layout(dep, idx)
+        if layout is None:
+            return None
+        total = None
+        for param, d, is_bias in layout:
+            if is_bias and not bias:
+                continue
+            pid = id(param)
+            if pid in self._opaque:
+                raise HeldConflict("a held cut of this parameter is not a plain row/column cut")
+            entry = self._params.get(pid)
+            dims = entry[1] if entry is not None else {}
+            r = dims.get(d)
+            size_cut = param.shape[d]
+            if r is not None and r.count:
+                if r.mask[idx].any():
+                    raise HeldConflict("a held cut removes channels this decision reads")
+                size_cut -= r.count
+            gathers = 4 * n < size_cut
+            skey = (pid, param._version, d, p, gathers,
+                    tuple((e, h.version) for e, h in sorted(dims.items()) if e != d) if dims else ())
+            every = self._sums.get(skey)
+            if every is None:
+                keeps = [(e, h.keep) for e, h in sorted(dims.items()) if h.count and e != d]
+                every = self._sums[skey] = every_channel(param.detach(), d, keeps, p, gathers)
+            arr = self._sums_np.get(skey)
+            if arr is None:
+                arr = self._sums_np[skey] = every.to(device="cpu", dtype=torch.float32).numpy()
+            s = arr[idx]
+            total = s if total is None else total + s
+        return () if total is None else total
+
+    @staticmethod
+    def _read_layout(dep, idx: np.ndarray):
+        """``[(param, dim, is_bias)]`` when every part channels ``idx`` of ``dep`` own is the plain rows ``idx`` of
+        a parameter along ``dim`` (then any channels of that space own the same rows of the same tensors); else
+        None."""
+        from .members import raw_channel_parts
+
+        layout = []
+        for part in raw_channel_parts(dep, idx):
+            if type(part.select) is not Rows or not np.array_equal(part.select.idx.numpy(), idx):
+                return None
+            layout.append((part.param, part.select.dim, part.is_bias))
+        return layout
 
     def conflict(self, group) -> Optional[str]:
         """Why ``group`` cannot be decided through the held cuts (None when it can): its root space has held cuts

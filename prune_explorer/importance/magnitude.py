@@ -47,6 +47,9 @@ class MagnitudeImportance(GroupImportance):
             raise ValueError(f"p must be a positive number (1 for L1, 2 for L2), got {p!r}")
         self.p = p
 
+    def power_p(self) -> Optional[float]:
+        return self.p if type(self).member_scores is MagnitudeImportance.member_scores else None
+
     def member_scores(self, item, parts: Sequence[Part]) -> torch.Tensor:
         total = None
         for part in parts:

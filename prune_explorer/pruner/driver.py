@@ -43,6 +43,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
+from .._gc import gc_paused
 from ..errors import PruningError
 from ..importance.held import HeldConflict, HeldCuts, reads_channel_parts_only
 from .post_check import Repair, warn_rolled_back
@@ -366,7 +367,7 @@ class PruningDriver:
             accounted[0] = len(graph.history)
 
         checked = False
-        with graph.undoable():
+        with gc_paused(), graph.undoable():  # the collector's full passes over torch's heap: off for the batch
             try:
                 try:
                     (applier or self.applier)(self, cuts, account, refused)
