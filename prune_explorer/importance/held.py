@@ -26,6 +26,7 @@ touches a layer it holds cuts of.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from contextvars import ContextVar
 from typing import Dict, Iterator, Optional
 
@@ -65,22 +66,38 @@ def reads_channel_parts_only(importance) -> bool:
     return fallback is None or reads_channel_parts_only(fallback)
 
 
+_VERSIONS = itertools.count(1)  # versions of held positions: never reused, so a cache key names one content
+
+
 class _Positions:
-    """The positions held along one axis of ``n`` entries (a channel space, or one dim of a tensor): a mask, with the
-    sorted positions and the kept ones (a long tensor) derived once per change."""
+    """The positions held along one axis of ``n`` entries (a channel space, or one dim of a tensor): a mask (a channel
+    space's is a view into the held cuts' key mask), with the count, sorted positions and kept ones (a long tensor)
+    derived on first use after each change. ``version`` changes with every change (unique across all positions);
+    ``space``: the index of the channel space whose positions these are (a tensor dim cut at the same positions
+    reads them too), None for a tensor dim's own."""
 
-    __slots__ = ("mask", "count", "version", "_sorted", "_keep")
+    __slots__ = ("mask", "version", "space", "_count", "_sorted", "_keep")
 
-    def __init__(self, n: int):
-        self.mask = np.zeros(n, dtype=bool)
-        self.count = self.version = 0
-        self._sorted = self._keep = None
+    def __init__(self, mask: np.ndarray, space: Optional[int] = None):
+        self.mask, self.space = mask, space
+        self.changed()
+
+    def changed(self) -> None:
+        self.version = next(_VERSIONS)
+        self._count = self._sorted = self._keep = None
 
     def add(self, arr: np.ndarray) -> None:
         self.mask[arr] = True
-        self.count = int(np.count_nonzero(self.mask))
-        self.version += 1
-        self._sorted = self._keep = None
+        self.changed()
+
+    def copy(self) -> "_Positions":
+        return _Positions(self.mask.copy())
+
+    @property
+    def count(self) -> int:
+        if self._count is None:
+            self._count = int(np.count_nonzero(self.mask))
+        return self._count
 
     def meets(self, idx) -> bool:
         """Whether any of the positions ``idx`` is held."""
@@ -184,12 +201,13 @@ class HeldCuts:
 
     def __init__(self):
         self._spaces: Dict[int, _Positions] = {}  # space index -> positions held
+        self._keys: Optional[np.ndarray] = None  # [graph channel keys]: held (Group.member_keys); spaces' masks view it
         self._params: Dict[int, tuple] = {}  # id(param) -> (param, {dim: positions held along it})
         self._opaque: Dict[int, torch.Tensor] = {}  # id(param) -> param whose held cut is not a plain Rows cut
         self._owners: set = set()  # id of every layer (or loose parameter) some held cut touches
         self._sums: dict = {}  # every channel's power sums of a parameter, shared by the reads (MaskedRows)
         self._sums_np: dict = {}  # the same sums as float32 numpy arrays on the CPU (power_sums)
-        self._layouts: dict = {}  # space index -> [(param, dim)] its cuts cut at the same positions
+        self._layouts: dict = {}  # space index -> [(param, dim)] cut at its positions, not sharing its mask
         self._reads: dict = {}  # space index -> [(param, dim, is_bias)] its channels own as plain rows, or None
 
     def __bool__(self) -> bool:
@@ -197,6 +215,8 @@ class HeldCuts:
 
     def clear(self) -> None:
         self._spaces.clear()
+        if self._keys is not None:
+            self._keys[:] = False
         self._params.clear()
         self._opaque.clear()
         self._owners.clear()
@@ -209,17 +229,30 @@ class HeldCuts:
         """Whether a held cut touches layer ``owner`` (a module, or a loose parameter)."""
         return id(owner) in self._owners
 
-    def add(self, items) -> None:
-        """Hold the cuts of a group's ``items`` (``GroupItem``: ``dep.space`` and ``idx_array``)."""
-        for it in items:
-            arr = np.asarray(it.idx_array, dtype=np.int64)
+    def holds(self, space) -> bool:
+        """Whether a held cut removes channels of ``space``."""
+        return space.index in self._spaces
+
+    def add(self, group) -> None:
+        """Hold the cuts of ``group`` (a graph group: its items' ``dep.space`` and ``idx_array``, its
+        ``member_keys``): one mask update for the whole group, then each member space's bookkeeping."""
+        keys = group.member_keys
+        n_keys = group.graph.alive_mask.size
+        if self._keys is None or self._keys.size != n_keys:
+            if self._spaces:
+                raise ValueError("HeldCuts holds the cuts of one graph at a time: clear() it first")
+            self._keys = np.zeros(n_keys, dtype=bool)
+        self._keys[keys] = True
+        for it in group.items:
+            arr = it.idx_array
             if not arr.size:
                 continue
             s = it.dep.space
             pos = self._spaces.get(s.index)
             if pos is None:
-                pos = self._spaces[s.index] = _Positions(s.current_size)
-            pos.add(arr)
+                pos = self._spaces[s.index] = _Positions(self._keys[s.offset: s.offset + s.current_size], s.index)
+            else:
+                pos.changed()
             self._owners.add(id(s.owner))
             layout = self._layouts.get(s.index)
             if layout is not None:
@@ -228,15 +261,17 @@ class HeldCuts:
                 continue
             owner = s.owner
             if isinstance(owner, torch.nn.Module) and FAMILIES.family_of(owner) is not None:
-                self._hold_parts(it.dep, arr)
+                self._hold_parts(it.dep, arr, pos)
             else:  # what it cuts is not described: every tensor of it is opaque
                 for p in ([owner] if isinstance(owner, torch.Tensor) else list(owner.parameters(recurse=False))):
                     self._opaque[id(p)] = p
 
-    def _hold_parts(self, dep, arr: np.ndarray) -> None:
+    def _hold_parts(self, dep, arr: np.ndarray, pos: _Positions) -> None:
         """Hold the cut of positions ``arr`` of ``dep``'s space in the parameters its channels own (their parts).
-        When every part is the plain rows ``arr`` of a parameter, the next cuts of the same space (by other groups)
-        reuse that layout ``[(param, dim)]`` instead of asking the layer family again."""
+        A tensor dim cut at exactly the space's positions (a plain ``Rows`` part of ``arr``) reads the space's
+        positions themselves while no other cut shares that dim. When every part is the plain rows ``arr`` of a
+        parameter, the next cuts of the same space (by other groups) reuse that layout ``[(param, dim)]`` (the dims
+        that do not read the space's positions) instead of asking the layer family again."""
         from .members import raw_channel_parts
 
         layout = []
@@ -244,9 +279,15 @@ class HeldCuts:
         for part in raw_channel_parts(dep, arr):
             if type(part.select) is Rows:
                 idx = part.select.idx.numpy()
-                self._cut_dim(part.param, part.select.dim, idx)
-                plain = plain and np.array_equal(idx, arr)
-                layout.append((part.param, part.select.dim))
+                d = part.select.dim
+                same = np.array_equal(idx, arr)
+                plain = plain and same
+                if same and part.param.shape[d] == pos.mask.size:
+                    _, dims = self._params.setdefault(id(part.param), (part.param, {}))
+                    if dims.setdefault(d, pos) is pos:
+                        continue
+                self._cut_dim(part.param, d, idx)
+                layout.append((part.param, d))
             else:
                 self._opaque[id(part.param)] = part.param
                 plain = False
@@ -257,7 +298,12 @@ class HeldCuts:
         _, dims = self._params.setdefault(id(param), (param, {}))
         pos = dims.get(d)
         if pos is None:
-            pos = dims[d] = _Positions(param.shape[d])
+            pos = dims[d] = _Positions(np.zeros(param.shape[d], dtype=bool))
+        elif pos.space is not None:  # a space's positions: this dim now has its own, which that space's cuts update
+            layout = self._layouts.get(pos.space)
+            if layout is not None:
+                layout.append((param, d))
+            pos = dims[d] = pos.copy()
         pos.add(idx)
 
     def removed(self, space) -> np.ndarray:
@@ -351,6 +397,9 @@ class HeldCuts:
             return None
         if group.root_space.index in self._spaces:
             return "its root channels have held cuts"
+        keys = group.member_keys
+        if keys.size and self._keys.size == group.graph.alive_mask.size and not self._keys[keys].any():
+            return None
         for it in group.items:
             pos = self._spaces.get(it.dep.space.index)
             if pos is not None and pos.meets(it.idx_array):

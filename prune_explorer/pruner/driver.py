@@ -186,7 +186,7 @@ def batched_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Callab
                 if isinstance(cut.target, Proposal):
                     cut.target.batched = True
                 batch.append((cut, group))
-                held.add(group.items)
+                held.add(group)
                 continue
             flush()
             sequential_applier(driver, [cut], pruned, refused)
@@ -281,7 +281,7 @@ class PruningDriver:
             getattr(getattr(self.pruner, "planner", None), "head_layers", None))
         for it in group.items:
             s = it.dep.space
-            if held.current_size(s) == s.current_size:
+            if not held.holds(s):
                 continue
             if declared or channel_multiple(s) > 1:
                 return True

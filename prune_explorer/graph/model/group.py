@@ -182,6 +182,7 @@ class Group:
         self._items: Optional[List[GroupItem]] = None
         self._units: Optional[List[List[int]]] = None
         self._items_version = graph.state.version
+        self._keys = None  # (the items list they were made from, member_keys)
 
     @property
     def graph(self):
@@ -217,6 +218,17 @@ class Group:
 
     def __getitem__(self, k):
         return self.items[k]
+
+    @property
+    def member_keys(self) -> np.ndarray:
+        """One ``int64`` key per member channel, in item order (``items[0]``'s channels first): the member's channel
+        space ``offset`` plus the channel's current index. A key names one (channel space, current channel) pair of
+        the graph, below ``len(graph.alive_mask)`` (read-only; made once per version of the items)."""
+        items = self.items
+        if self._keys is None or self._keys[0] is not items:
+            parts = [it.dep.space.offset + it.idx_array for it in items]
+            self._keys = (items, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+        return self._keys[1]
 
     @property
     def units(self) -> List[List[int]]:
