@@ -108,6 +108,42 @@ def root_positions(group) -> Tuple[torch.Tensor, Callable[[Sequence[int]], torch
     return root, pos
 
 
+def _member_positions(group, items, n: int):
+    """``(positions, bounds, in_order)`` for every member of ``group`` at once: the root position (in
+    ``group.root_idxs``) of each member channel's root channel, item ``k``'s at ``positions[bounds[k]:bounds[k + 1]]``;
+    ``in_order[k]``: item ``k`` maps one channel to each root position, in order; ``True``/``False`` entries, or None
+    for an item that maps a channel outside the group's root channels (reading its positions is an error)."""
+    root_np = group.root_array if hasattr(group, "root_array") else long_array(group.root_idxs)
+    sizes = np.fromiter((it.idx_array.size for it in items), dtype=np.int64, count=len(items))
+    bounds = np.zeros(sizes.size + 1, dtype=np.int64)
+    np.cumsum(sizes, out=bounds[1:])
+    if not bounds[-1]:
+        return np.zeros(0, dtype=np.int64), bounds.tolist(), [False] * len(items)
+    roots = np.concatenate([it.root_array for it in items])
+    size = max(int(root_np.max()) + 1 if root_np.size else 0, int(roots.max()) + 1)
+    lut = np.full(size, -1, dtype=np.int64)
+    lut[root_np] = np.arange(root_np.size)
+    pos = np.where(roots >= 0, lut[np.maximum(roots, 0)], -1)
+    nonempty = sizes > 0
+    step = np.arange(pos.size) - np.repeat(bounds[:-1], sizes) == pos
+    in_order = np.zeros(sizes.size, dtype=bool)
+    in_order[nonempty] = np.logical_and.reduceat(step, bounds[:-1][nonempty]) & (sizes[nonempty] == n)
+    in_order = in_order.tolist()
+    valid = pos >= 0
+    if not valid.all():
+        ok = np.ones(sizes.size, dtype=bool)
+        ok[nonempty] = np.logical_and.reduceat(valid, bounds[:-1][nonempty])
+        in_order = [o if v else None for o, v in zip(in_order, ok.tolist())]
+    return pos, bounds.tolist(), in_order
+
+
+def _positions_of(group, all_pos: np.ndarray, bounds, in_order, k: int) -> np.ndarray:
+    """Item ``k``'s root positions from :func:`_member_positions` (an error when one is not the group's)."""
+    if in_order[k] is None:
+        raise ValueError(f"group member maps to root channels outside group.root_idxs ({group.root_name})")
+    return all_pos[bounds[k]:bounds[k + 1]]
+
+
 class _UnitSpreader:
     """Even out a member's scores inside units whose channels it does not map one by one.
 
@@ -212,7 +248,9 @@ class GroupImportance(Importance):
         cls = type(self)
         p = self.power_p() if held is not None and cls.parts_of is GroupImportance.parts_of and (
             cls.member_position_scores is GroupImportance.member_position_scores) else None
-        for k, item in enumerate(group.items):
+        items = group.items
+        all_pos, bounds, in_order = _member_positions(group, items, n)
+        for k, item in enumerate(items):
             if members is not None and not members(k, item):
                 continue
             idx = item.idx_array
@@ -222,15 +260,20 @@ class GroupImportance(Importance):
             # the unit's first root channel, see _UnitSpreader)
             own = k == 0 and item.dep.space is group.root_space
             s = None if p is None else held.power_sums(item.dep, idx, p, self.bias)
+            ordered = False
             if s is not None:  # the whole member at once (the same values as its parts one by one)
                 if not len(s):
                     continue
-                pos = pos_of(idx if own else item.root_array).numpy()
+                if own:
+                    pos = pos_of(idx).numpy()
+                else:
+                    pos, ordered = _positions_of(group, all_pos, bounds, in_order, k), in_order[k]
             else:
                 parts = self.parts_of(item)
                 if not parts:
                     continue
-                res = self.member_position_scores(item, parts, pos_of(idx if own else item.root_array))
+                given = pos_of(idx) if own else torch.from_numpy(_positions_of(group, all_pos, bounds, in_order, k))
+                res = self.member_position_scores(item, parts, given)
                 if res is None:
                     continue
                 pos, s = res
@@ -239,7 +282,7 @@ class GroupImportance(Importance):
                 if s.dtype != torch.float32 or s.device.type != "cpu":
                     s = s.to(device="cpu", dtype=torch.float32)
                 s = s.reshape(-1).numpy()
-            if own and pos.size == n or (
+            if own and pos.size == n or ordered or (
                     pos.size == n and n and pos[0] == 0 and pos[-1] == n - 1 and (pos[1:] > pos[:-1]).all()):
                 vec, mask = s, np.ones(n, dtype=bool)  # one score per root position, in order
             else:

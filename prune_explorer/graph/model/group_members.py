@@ -163,7 +163,7 @@ def group_items(graph, group: Group) -> Tuple[List[GroupItem], List[List[int]]]:
         if a == b:
             continue
         s = graph.spaces[space_idx[a]]
-        items.append(GroupItem(dependency(graph, root, s), s.rank[gids[a:b] - s.offset], r_all[a:b]))
+        items.append(GroupItem.from_arrays(dependency(graph, root, s), s.rank[gids[a:b] - s.offset], r_all[a:b]))
     return items, root_units(root_cls, root_cur)
 
 
@@ -177,7 +177,7 @@ def restricted_items(group: Group, sub: Group) -> Tuple[List[GroupItem], List[Li
     for it in group._items:
         m = keep[it.root_array]
         if m.any():
-            items.append(GroupItem(it.dep, it.idx_array[m], it.root_array[m]))
+            items.append(GroupItem.from_arrays(it.dep, it.idx_array[m], it.root_array[m]))
     units = group._units
     roots = group.root_array
     if len(units) == roots.size and (roots.size < 2 or bool((roots[1:] > roots[:-1]).all())):
