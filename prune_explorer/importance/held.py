@@ -195,6 +195,25 @@ def every_channel(t: torch.Tensor, dim: int, keeps, p: float, gathers: bool) -> 
     return Rows(dim, torch.arange(size)).power_sum(g, p)
 
 
+def _grouped_in_cut(dep, part: Part, arr: np.ndarray) -> Optional[np.ndarray]:
+    """The positions of weight dim 1 that cutting input channels ``arr`` of a grouped (not depthwise, not transposed)
+    convolution removes, when ``part`` is that weight: it stores one group's ``a = in_channels / groups`` inputs,
+    and the conv pruner removes offsets ``arr % a`` from it (the graph ties the same offset of every group, so
+    ``arr`` is those offsets in every group). None for any other part, or when ``arr`` is not such a set."""
+    space, layer = dep.space, dep.space.owner
+    family = FAMILIES.family_of(layer)
+    groups = getattr(layer, "groups", 1)
+    if (family is None or family.name != "conv" or space.side != "in" or space.passthrough or groups <= 1
+            or getattr(layer, "transposed", False) or part.param is not getattr(layer, "weight", None)):
+        return None
+    a = layer.in_channels // groups
+    offsets = np.unique(arr % a)
+    if arr.size != offsets.size * groups or not np.array_equal(
+            np.sort(arr), (np.arange(groups)[:, None] * a + offsets[None, :]).reshape(-1)):
+        return None
+    return offsets
+
+
 class HeldCuts:
     """The cuts a batched applier holds (see the module docstring). ``add(items)`` records a group's members (its
     items: channel space and positions on the uncut model); ``clear()`` once they are cut."""
@@ -289,7 +308,11 @@ class HeldCuts:
                 self._cut_dim(part.param, d, idx)
                 layout.append((part.param, d))
             else:
-                self._opaque[id(part.param)] = part.param
+                cut = _grouped_in_cut(dep, part, arr)
+                if cut is None:
+                    self._opaque[id(part.param)] = part.param
+                else:  # the same input offsets leave every group: a plain cut of the weight's dim 1
+                    self._cut_dim(part.param, 1, cut)
                 plain = False
         if plain:
             self._layouts[dep.space.index] = layout

@@ -1,7 +1,7 @@
 """``pruner.step()`` decides every group, then cuts each tensor once (``batched_applier`` through held cuts): the
 same channels, the same tensors, the same outputs and the same history as pruning group after group (the sequential
-applier), for a DenseNet (every group also cuts the inputs of every later layer), a ResNet, a ViT and a Llama with
-whole heads, with magnitude, global LAMP, FPGM and Taylor criteria; one undo per record restores the model exactly.
+applier), for a DenseNet (every group also cuts the inputs of every later layer), a ResNet, a RegNet (grouped convs:
+a group cuts a conv's inputs, the next reads its outputs), a ViT and a Llama with whole heads, with magnitude, global LAMP, FPGM and Taylor criteria; one undo per record restores the model exactly.
 A criterion that reads more than its channels' weights is decided on the cut model (the held cuts are pruned first)."""
 
 from __future__ import annotations
@@ -32,6 +32,14 @@ def _resnet():
     return model, torch.randn(1, 3, 32, 32), model.fc
 
 
+def _regnet():  # grouped 3x3 convs: a group cuts a conv's inputs, the next one reads its output rows
+    from torchvision.models.regnet import BlockParams, RegNet
+
+    params = BlockParams.from_init_params(depth=3, w_0=16, w_a=8.0, w_m=2.0, group_width=8, se_ratio=0.25)
+    model = RegNet(params, num_classes=5)
+    return model, torch.randn(1, 3, 32, 32), model.fc
+
+
 def _vit():
     model = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32,
                                                  mlp_dim=64, num_classes=5)
@@ -48,7 +56,7 @@ def _llama():
     return model, {"input_ids": ids}, model.lm_head
 
 
-MODELS = {"densenet": _densenet, "resnet": _resnet, "vit": _vit, "llama": _llama}
+MODELS = {"densenet": _densenet, "resnet": _resnet, "regnet": _regnet, "vit": _vit, "llama": _llama}
 
 
 class _LayerWide(pe.importance.MagnitudeImportance):
@@ -85,7 +93,8 @@ def _run(build, criterion, batched: bool):
 
 @pytest.mark.parametrize("name,criterion", [
     ("densenet", "magnitude"), ("densenet", "lamp-global"), ("densenet", "fpgm"), ("densenet", "taylor"),
-    ("densenet", "custom"), ("resnet", "magnitude"), ("resnet", "taylor"), ("vit", "magnitude"),
+    ("densenet", "custom"), ("resnet", "magnitude"), ("resnet", "taylor"), ("regnet", "magnitude"),
+    ("regnet", "fpgm"), ("vit", "magnitude"),
     ("vit", "lamp-global"), ("llama", "magnitude"), ("llama", "taylor"),
 ])
 def test_batched_step_is_the_sequential_step(name, criterion):
@@ -104,7 +113,7 @@ def test_batched_step_is_the_sequential_step(name, criterion):
     assert torch.equal(ya, yb)
     assert pe.utils.count_params(a) < 0.8 * sum(v[0].numel() for v in state.values() if v[0].is_floating_point())
     n_groups = len(pb.DG.history)
-    if reads_channel_parts_only(pa.importance) and name == "densenet":
+    if reads_channel_parts_only(pa.importance) and name in ("densenet", "regnet"):
         assert len(pa.DG.history) == 1 < n_groups  # decided through held cuts: one record for the whole step
     if name == "densenet" and criterion == "custom":
         assert len(pa.DG.history) > 1  # a criterion that may read whole layers is decided on the cut model
