@@ -130,11 +130,11 @@ class GroupItem:
     @classmethod
     def from_arrays(cls, dep: Dependency, idx: np.ndarray, root: np.ndarray) -> "GroupItem":
         """An item from 1-D ``int64`` arrays, taken as they are (not copied; the graph's group members)."""
-        item = object.__new__(cls)
-        item.dep = dep
-        item._idxs = item._root_idxs = None
-        item._idx_arr, item._root_arr = idx, root
-        return item
+        self = object.__new__(cls)
+        self.dep = dep
+        self._idxs = self._root_idxs = None
+        self._idx_arr, self._root_arr = idx, root
+        return self
 
     idxs = _IndexList("_idxs", "_idx_arr")
     root_idxs = _IndexList("_root_idxs", "_root_arr")
