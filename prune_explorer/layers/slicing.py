@@ -74,11 +74,18 @@ class Rows:
             v = t * t if p == 2 else (t.abs() if p == 1 else t.abs().pow(p))
             v = v.movedim(self.dim, 0).reshape(self.n, -1)
             return v.sum(1)
-        t = t.float()
-        v = t * t if p == 2 else (t.abs() if p == 1 else t.abs().pow(p))
-        v = v.reshape(math.prod(t.shape[: self.dim]), size, -1)
-        v = v.sum(2) if v.shape[2] > 1 else v.reshape(v.shape[0], size)
-        v = v.sum(0) if v.shape[0] > 1 else v.reshape(size)
+        lead = math.prod(t.shape[: self.dim])
+        if lead == 1 and p in (1, 2):  # channels lead (a weight's output side): one fused pass, no temporary
+            t = t if t.dtype in (torch.float16, torch.bfloat16, torch.float32) else t.float()
+            v = torch.linalg.vector_norm(t.reshape(size, -1), p, dim=1, dtype=torch.float32)
+            v = v * v if p == 2 else v
+        else:  # over the leading dims first (an outer reduction, vectorised along the channels), then the rest
+            t = t.float()
+            v = t * t if p == 2 else (t.abs() if p == 1 else t.abs().pow(p))
+            v = v.reshape(lead, -1)
+            v = v.sum(0) if lead > 1 else v.reshape(-1)
+            v = v.reshape(size, -1)
+            v = v.sum(1) if v.shape[1] > 1 else v.reshape(size)
         if self._covers(size):
             return v
         return v.index_select(0, self.idx.to(v.device))
