@@ -51,6 +51,7 @@ from .edits import LayerEdit, derive_param, keep_array, selector
 
 __all__ = [
     "BasePruningFunc",
+    "composes_cuts",
     "CheckedIndices",
     "normalize_side",
     "normalize_indices",
@@ -114,6 +115,12 @@ def normalize_indices(idxs: Any, *, what: str = "channel indices") -> list[int]:
     return check_indices(idxs, what=what, sort=True).tolist()
 
 
+def composes_cuts(pruner: Any) -> bool:
+    """Whether ``pruner``'s own class declares :attr:`BasePruningFunc.COMPOSABLE_CUTS` (a subclass that may
+    override how it prunes does not inherit it)."""
+    return bool(type(pruner).__dict__.get("COMPOSABLE_CUTS", False))
+
+
 class CheckedIndices(list):
     """The sorted, unique channel indices :meth:`BasePruningFunc.check` returns, stamped with what they were
     validated for (layer, side, pruner type, channel count), so that checking the same list again for the same
@@ -174,6 +181,12 @@ class BasePruningFunc:
 
     #: The layer types this pruner handles (the registry maps each of them to the pruner).
     TARGET_MODULES: tuple[type, ...] = ()
+
+    #: True when this very class (not inherited: set it in the class body) prunes only through
+    #: :meth:`LayerEdit.select <.edits.LayerEdit.select>`, :meth:`~.edits.LayerEdit.derive` and
+    #: :meth:`~.edits.LayerEdit.set`, reading no tensor value otherwise: a batch cutting such a layer on both sides
+    #: then copies each of its tensors once (:func:`~.edits.composed_cuts`). See :func:`composes_cuts`.
+    COMPOSABLE_CUTS: bool = False
 
     def __init__(self, pruning_dim: int = 1) -> None:
         # ``pruning_dim`` is kept for Torch-Pruning compatibility (its BasePruningFunc takes it); only the

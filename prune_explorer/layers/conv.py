@@ -123,6 +123,7 @@ class ConvPruner(BasePruningFunc):
     TARGET_MODULES = (_ConvNd,)
 
     CHANNEL_ATTRS = ("out_channels", "in_channels")
+    COMPOSABLE_CUTS = True
 
     def specialize(self, layer: nn.Module) -> BasePruningFunc:
         """The depthwise pruner for a depthwise conv, else ``self``. A subclass (a customised pruner) is
@@ -294,6 +295,8 @@ class DepthwiseConvPruner(ConvPruner):
     >>> prune_depthwise_conv_out_channels(dw, [0])
     Conv2d(2, 2, kernel_size=(3, 3), stride=(1, 1), groups=2)
     """
+
+    COMPOSABLE_CUTS = True
 
     def specialize(self, layer: nn.Module) -> BasePruningFunc:
         return self

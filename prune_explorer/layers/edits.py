@@ -4,20 +4,30 @@ A pruner never modifies a tensor in place: it computes the channels that stay (:
 parameters and buffers holding only those entries (:func:`derive_param` keeps ``requires_grad`` and slices
 ``.grad`` the same way; channels-last layouts are kept), and assigns everything through one :class:`LayerEdit`,
 which undoes every assignment if any of them fails.
+
+A batch that cuts one tensor along several dims (a conv's output channels for one group, its input channels for
+another) copies it once: inside :func:`composed_cuts`, :meth:`LayerEdit.select` on the layers it names installs a
+placeholder of the cut shape and records the selection on the original tensor; a later selection of the
+placeholder composes with it, and :meth:`ComposedCuts.flush` copies each original once (the leading dim first, then
+the others, each with ``index_select``) into its placeholder's ``.data`` (the same parameter object stays installed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._index import long_tensor
+from .._atomic import finish
+from .._index import long_array, long_tensor
 
-__all__ = ["LayerEdit", "keep_array", "keep_indices", "index_tensor", "derive_param", "derive_tensor", "selector"]
+__all__ = ["LayerEdit", "keep_array", "keep_indices", "index_tensor", "derive_param", "derive_tensor", "selector",
+           "ComposedCuts", "composed_cuts"]
 
 
 def keep_array(n: int, idxs: Iterable[int]) -> np.ndarray:
@@ -48,11 +58,20 @@ def index_tensor(idxs: Sequence[int], device: torch.device | str | None = None) 
     return long_tensor(idxs, device)
 
 
-def _same_layout(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    """Give ``new`` the channels-last memory format of ``old`` when ``old`` had it (index_select drops it)."""
-    if new.dim() == old.dim() and old.dim() in (4, 5) and not old.is_contiguous():
+def _channels_last(old: torch.Tensor) -> Optional[torch.memory_format]:
+    """The channels-last memory format ``old`` is laid out in, if any."""
+    if old.dim() in (4, 5) and not old.is_contiguous():
         fmt = torch.channels_last if old.dim() == 4 else torch.channels_last_3d
         if old.is_contiguous(memory_format=fmt):
+            return fmt
+    return None
+
+
+def _same_layout(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """Give ``new`` the channels-last memory format of ``old`` when ``old`` had it (index_select drops it)."""
+    if new.dim() == old.dim():
+        fmt = _channels_last(old)
+        if fmt is not None:
             return new.contiguous(memory_format=fmt)
     return new
 
@@ -91,6 +110,105 @@ def selector(*dims_keeps: tuple[int, Sequence[int]], index: Callable = index_ten
     return fn
 
 
+class _Pending:
+    """A placeholder installed in place of a cut tensor, and what it stands for: ``source`` with the entries
+    ``keeps[dim]`` (int64 arrays, positions on ``source``) kept along each dim."""
+
+    __slots__ = ("placeholder", "source", "keeps")
+
+    def __init__(self, placeholder: torch.Tensor, source: torch.Tensor, keeps: Dict[int, np.ndarray]):
+        self.placeholder, self.source, self.keeps = placeholder, source, keeps
+
+
+def _gather(t: torch.Tensor, keeps: Dict[int, np.ndarray]) -> torch.Tensor:
+    """``t`` with the entries ``keeps[dim]`` along each dim: the leading dim first (whole rows, the cheapest copy,
+    which also shrinks what the later ones read), then the others; a dim keeping every entry in order is skipped.
+    Always a new tensor (a clone when nothing is cut)."""
+    out = None
+    for dim in sorted(keeps):
+        keep = keeps[dim]
+        if keep.size == t.shape[dim] and np.array_equal(keep, np.arange(keep.size)):
+            continue  # every entry, in order
+        out = torch.index_select(out if out is not None else t, dim, index_tensor(keep, t.device))
+    return out if out is not None else t.clone()
+
+
+class ComposedCuts:
+    """The selections of one batch of cuts, composed per tensor and copied once (see the module docstring).
+
+    ``modules``: the ids of the layers whose :meth:`LayerEdit.select` calls are composed (the caller names the
+    layers whose pruners only select entries through :class:`LayerEdit`; any other read of a placeholder would see
+    uninitialised values). :meth:`flush` before anything reads the values of the cut tensors."""
+
+    def __init__(self, modules: Iterable[int]):
+        self.modules = set(modules)
+        self.open = True  # False once flushed or left: nothing more is composed
+        self._pending: Dict[int, _Pending] = {}  # id(placeholder) -> what it stands for
+
+    def composes(self, module: Any) -> bool:
+        return self.open and id(module) in self.modules
+
+    def select(self, old: torch.Tensor, dims_keeps: Sequence[tuple[int, Sequence[int]]]) -> torch.Tensor:
+        """A placeholder for ``old`` with ``keep`` along each ``dim`` (``old`` may itself be a placeholder)."""
+        entry = self._pending.get(id(old))
+        if entry is not None and entry.placeholder is old:  # composed: the older placeholder is never copied (a
+            del self._pending[id(old)]  # failed edit fails the whole batch, which puts the original tensors back)
+            source, keeps = entry.source, dict(entry.keeps)
+        else:
+            source, keeps = old, {}
+        for dim, keep in dims_keeps:
+            d = dim % old.dim()
+            k = getattr(keep, "array", None)  # a CheckedIndices list carries its array
+            k = long_array(keep if k is None else k)
+            keeps[d] = keeps[d][k] if d in keeps else k
+        shape = [int(keeps[d].size) if d in keeps else n for d, n in enumerate(source.shape)]
+        fmt = _channels_last(source)
+        empty = torch.empty(shape, dtype=source.dtype, device=source.device,
+                            memory_format=fmt if fmt is not None else torch.contiguous_format)
+        new = nn.Parameter(empty, requires_grad=source.requires_grad) if isinstance(source, nn.Parameter) else empty
+        self._pending[id(new)] = _Pending(new, source, keeps)
+        return new
+
+    def flush(self, t: Optional[torch.Tensor] = None) -> None:
+        """Copy the kept entries into the placeholders (only ``t``'s, when given and a placeholder)."""
+        if t is not None:
+            entry = self._pending.get(id(t))
+            if entry is None or entry.placeholder is not t:
+                return
+            entries = [self._pending.pop(id(t))]
+        else:
+            self.open = False
+            entries = list(self._pending.values())
+            self._pending.clear()
+        with torch.no_grad():
+            for e in entries:
+                src = e.source
+                e.placeholder.data = _same_layout(_gather(src.detach(), e.keeps), src)
+                if isinstance(src, nn.Parameter) and src.grad is not None:
+                    e.placeholder.grad = _same_layout(_gather(src.grad.detach(), e.keeps), src.grad)
+
+
+_COMPOSED: ContextVar[Optional[ComposedCuts]] = ContextVar("prune_explorer_composed_cuts", default=None)
+
+
+@contextlib.contextmanager
+def composed_cuts(modules: Iterable[int]) -> Iterator[ComposedCuts]:
+    """Compose the :meth:`LayerEdit.select` calls on the layers ``modules`` (ids) until :meth:`ComposedCuts.flush`
+    (call it before leaving: placeholders left unflushed hold uninitialised values)."""
+    cuts = ComposedCuts(modules)
+    token = _COMPOSED.set(cuts)
+    try:
+        yield cuts
+    finally:
+        finish(_leave, cuts, token)  # even if an interrupt lands here: no composing context outlives the batch
+
+
+def _leave(cuts: ComposedCuts, token) -> None:
+    cuts.open = False
+    if _COMPOSED.get() is cuts:
+        _COMPOSED.reset(token)
+
+
 class LayerEdit:
     """Attribute assignments to one or more modules, applied all together or not at all.
 
@@ -124,13 +242,22 @@ class LayerEdit:
 
     def select(self, module: nn.Module, name: str, *dims_keeps: tuple[int, Sequence[int]]) -> "LayerEdit":
         """``module.name`` (a parameter or buffer; nothing if it is ``None``) -> the entries ``keep`` along ``dim`` for
-        each ``(dim, keep)``."""
+        each ``(dim, keep)``. Inside :func:`composed_cuts` naming ``module``: a placeholder, copied at the flush."""
+        cuts = _COMPOSED.get()
+        if cuts is not None and cuts.composes(module):
+            old = getattr(module, name, None)
+            return self if old is None else self.set(module, name, cuts.select(old, dims_keeps))
         return self.derive(module, name, selector(*dims_keeps, index=self._index))
 
     def derive(self, module: nn.Module, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> "LayerEdit":
         """``module.name`` (a parameter or buffer; nothing if it is ``None``) -> ``fn(module.name)``."""
         old = getattr(module, name, None)
-        return self if old is None else self.set(module, name, derive_tensor(old, fn))
+        if old is None:
+            return self
+        cuts = _COMPOSED.get()
+        if cuts is not None:
+            cuts.flush(old)  # fn reads the values: a pending cut of ``old`` is copied first
+        return self.set(module, name, derive_tensor(old, fn))
 
     def apply(self, finalize: Callable[[], None] | None = None) -> None:
         """Make every assignment, then call ``finalize``; on any error undo them all and re-raise."""

@@ -39,6 +39,7 @@ class LinearPruner(BasePruningFunc):
 
     CHANNEL_ATTRS = ("out_features", "in_features")
     SLICED_TENSORS = {"out": {"weight": 0, "bias": 0}, "in": {"weight": 1}}
+    COMPOSABLE_CUTS = True
 
 
 LINEAR_PRUNER = LinearPruner()

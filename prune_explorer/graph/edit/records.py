@@ -24,7 +24,8 @@ import torch.nn as nn
 
 from ..._atomic import finish
 from ...errors import OutputShapeWarning, PruningError
-from ...layers.base import CheckedIndices
+from ...layers.base import CheckedIndices, composes_cuts
+from ...layers.edits import composed_cuts
 from ..model.channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from ..model.group import Group, GroupItem, fn_name
 from .output_changes import output_changes_message
@@ -367,8 +368,10 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
     originals = held_tensors(tied)
     try:
         try:
-            for s, idxs in plan:
-                _prune_member(graph, s, idxs)
+            with composed_cuts(_cut_twice(plan)) as cuts:  # a layer cut on both sides: each tensor copied once
+                for s, idxs in plan:
+                    _prune_member(graph, s, idxs)
+                cuts.flush()
             retie(tied, originals, label)  # a tied parameter stays one tensor
             for ref, _, new in attributes:
                 ref.set(new)
@@ -400,6 +403,21 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
                       f"{changed_outputs}. Code that relies on their sizes must follow.", OutputShapeWarning,
                       stacklevel=5)
     return rec
+
+
+def _cut_twice(plan: list) -> set:
+    """The ids of the layers the plan cuts through two or more of their channel spaces (a conv's output channels
+    for one group, its input channels for another), when their pruners compose cuts
+    (:func:`~prune_explorer.layers.base.composes_cuts`): their tensors are copied once, with every cut composed."""
+    count: dict = {}
+    refused = set()
+    for s, _ in plan:
+        if s.dim is None:
+            key = id(s.owner)
+            count[key] = count.get(key, 0) + 1
+            if not (composes_cuts(s.pruner) and getattr(s.handler, "__self__", None) is s.pruner):
+                refused.add(key)
+    return {key for key, n in count.items() if n > 1 and key not in refused}
 
 
 def _index_array(idxs) -> np.ndarray:
