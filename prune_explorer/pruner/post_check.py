@@ -13,7 +13,10 @@ re-applied with the very same channels) and returns them with the error as the r
 What it costs: one shape-only forward pass per step when the model runs (the common case; figures in
 ``benchmarks/post_prune_check.py``), and the replaced tensors of the step's groups are kept until the check passes
 (that is what the exact rollback needs). Models that cannot run on meta tensors (data-dependent code) were traced
-for real, and are checked with a real forward pass under ``torch.no_grad()``.
+for real. They are first checked shape-only with their integer data kept real (:class:`IndexDataMode`: token ids,
+positions and the masks made from them are computed on the CPU, every float tensor is a meta stand-in), which runs
+a Hugging Face decoder's mask and position code as it is; where even that cannot run (a branch on a float value),
+a real forward pass under ``torch.no_grad()`` decides, and the model is checked for real from then on.
 
 >>> import torch, torch.nn as nn
 >>> run_error(nn.Linear(4, 2), torch.randn(1, 4)) is None
@@ -34,10 +37,11 @@ from torch.nn.utils.stateless import _reparametrize_module
 
 from .._atomic import finish
 from ..graph.trace.meta_shapes import ShapeOnlyMode, meta_like
+from ..graph.trace.op_names import op_name
 from ..graph.edit.snapshot import restore_modules, snapshot_modules
-from ..inputs import call_model, has_meta_tensors, kept_state, to_meta
+from ..inputs import call_model, has_meta_tensors, kept_state, map_tensors, to_meta
 
-__all__ = ["run_error", "PostPruneCheck", "Repair"]
+__all__ = ["run_error", "PostPruneCheck", "Repair", "IndexDataMode"]
 
 _MAX_ERROR_CHARS = 400
 
@@ -65,25 +69,116 @@ def _meta_stand_ins(model: nn.Module) -> Dict[str, torch.Tensor]:
     return out
 
 
+def _exact(dtype) -> bool:
+    """Integer and boolean dtypes: the data :class:`IndexDataMode` keeps real."""
+    return not (dtype.is_floating_point or dtype.is_complex)
+
+
+def _is_meta_device(d) -> bool:
+    return (isinstance(d, torch.device) and d.type == "meta") or d == "meta"
+
+
+_FACTORIES = {"arange", "range", "zeros", "ones", "full", "empty", "tensor", "as_tensor"}
+
+
+def _tensors_of(args, kwargs):
+    """The tensors among a call's arguments, top level and inside lists / tuples."""
+    for a in list(args) + list(kwargs.values()):
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):
+            for t in a:
+                if isinstance(t, torch.Tensor):
+                    yield t
+
+
+def _to_meta_arg(a):
+    if isinstance(a, torch.Tensor):
+        return meta_like(a) if a.device.type != "meta" and a.dim() > 0 else a
+    if isinstance(a, (list, tuple)) and any(isinstance(t, torch.Tensor) for t in a):
+        return type(a)(_to_meta_arg(t) for t in a) if type(a) in (list, tuple) else a
+    return a
+
+
+class IndexDataMode(ShapeOnlyMode):
+    """A shape-only run that keeps integer and boolean data real: the check of models traced for real.
+
+    Float tensors (parameters, buffers, float inputs and everything computed from them) are meta stand-ins; integer
+    and boolean inputs stay real CPU tensors, and so do integer / boolean tensors the model creates on the meta
+    device (``torch.arange(n, device=x.device)``, ``torch.ones(..., dtype=torch.bool, device=x.device)``) and moves
+    there (``mask.to(x.device)``). So position ids, causal / padding masks and the ``.item()`` / ``if`` on them run
+    as they do for real (on a few hundred integers), while the layers compute nothing. An op mixing both gets its
+    real tensors as meta stand-ins (its output is meta). An in-place write of meta data into a real tensor raises:
+    its values would be lost, so the run cannot stand for a real one (the check then runs the model for real).
+    Costs: the mode's Python dispatch per op (no arithmetic on float data)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = op_name(func)
+        if name in _FACTORIES and _is_meta_device(kwargs.get("device")):
+            dtype = kwargs.get("dtype")
+            ints = dtype is None and (name in ("arange", "range") and all(isinstance(a, int) for a in args)
+                                      or name == "full" and len(args) > 1 and isinstance(args[1], (int, bool)))
+            if ints or (dtype is not None and _exact(dtype)):
+                return func(*args, **dict(kwargs, device="cpu"))
+        tensors = list(_tensors_of(args, kwargs))
+        if name == "to" and tensors and tensors[0] is args[0] and args[0].device.type != "meta" and \
+                _exact(args[0].dtype) and len(tensors) == 1:
+            rest = list(args[1:]) + list(kwargs.values())
+            if any(_is_meta_device(a) for a in rest if isinstance(a, (str, torch.device))):
+                dtype = next((a for a in rest if isinstance(a, torch.dtype)), None)
+                if dtype is None or _exact(dtype):  # integer data moved next to meta data stays real
+                    rest = [a for a in args[1:] if not isinstance(a, (str, torch.device))]
+                    kw = {k: v for k, v in kwargs.items() if k != "device"}
+                    return func(args[0], *rest, **kw) if rest or kw else args[0]
+        if any(t.device.type == "meta" for t in tensors) and any(t.device.type != "meta" and t.dim() > 0
+                                                                 for t in tensors):
+            first = args[0] if args else None
+            short = getattr(func, "__name__", "")
+            if isinstance(first, torch.Tensor) and first.device.type != "meta" and (
+                    "out" in kwargs or short == "__setitem__" or short.startswith("__i")
+                    or (short.endswith("_") and not short.startswith("__"))):
+                raise RuntimeError(f"shape-only check: {short or name} writes meta data into a real tensor")
+            args = tuple(_to_meta_arg(a) for a in args)
+            kwargs = {k: _to_meta_arg(v) for k, v in kwargs.items()}
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+def _index_data_inputs(example_inputs: Any) -> Any:
+    """The inputs for :class:`IndexDataMode`: integer / boolean tensors as they are, float ones as meta."""
+    return map_tensors(lambda t: t if _exact(t.dtype) and t.device.type == "cpu" else meta_like(t), example_inputs)
+
+
+#: how :func:`run_error` runs the model
+META, INDEX_DATA, REAL = "meta", "index data", "real"
+
+
 def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callable] = None,
-              on_meta: bool = True) -> Optional[str]:
+              on_meta: bool = True, mode: Optional[str] = None) -> Optional[str]:
     """Run ``model`` once on ``example_inputs`` and return why it failed (``"ErrorType: message"``), or None.
 
-    ``on_meta=True``: on shape-only stand-ins (``meta`` tensors for every parameter, buffer and input; nothing is
-    computed, the model's tensors are not touched). ``on_meta=False``: a real forward pass under ``torch.no_grad()``
-    (buffers such as BatchNorm statistics are put back). Either way the model is left exactly as it was, including
-    attributes its forward may cache. Only ``Exception`` is caught: ``KeyboardInterrupt`` propagates. A model whose
-    parameters or buffers are already ``meta`` tensors (built on the meta device) runs as it is, on meta, either way.
+    ``on_meta=True`` (``mode="meta"``): on shape-only stand-ins (``meta`` tensors for every parameter, buffer and
+    input; nothing is computed, the model's tensors are not touched). ``mode="index data"``: the same with integer
+    and boolean data kept real (:class:`IndexDataMode`). ``on_meta=False`` (``mode="real"``): a real forward pass
+    under ``torch.no_grad()`` (buffers such as BatchNorm statistics are put back). Either way the model is left
+    exactly as it was, including attributes its forward may cache. Only ``Exception`` is caught:
+    ``KeyboardInterrupt`` propagates. A model whose parameters or buffers are already ``meta`` tensors (built on the
+    meta device) runs as it is, on meta, either way.
     """
+    mode = mode or (META if on_meta else REAL)
     state = snapshot_modules([model])
     try:
         with torch.no_grad():
             if has_meta_tensors(list(model.parameters()) + list(model.buffers())):
                 with ShapeOnlyMode():  # a model built on meta: run it as it is (common ops' shapes computed directly)
                     call_model(model, to_meta(example_inputs), forward_fn)
-            elif not on_meta:
+            elif mode == REAL:
                 with kept_state(model):
                     call_model(model, example_inputs, forward_fn)
+            elif mode == INDEX_DATA:
+                stand_ins = _meta_stand_ins(model)
+                with IndexDataMode(), _reparametrize_module(model, stand_ins, tie_weights=True):
+                    call_model(model, _index_data_inputs(example_inputs), forward_fn)
             else:
                 stand_ins = _meta_stand_ins(model)
                 with ShapeOnlyMode(), _reparametrize_module(model, stand_ins, tie_weights=True):
@@ -130,15 +225,38 @@ class PostPruneCheck:
         self.graph = graph
         self.example_inputs = example_inputs
         self.forward_fn = forward_fn
+        #: for a model traced for real: False once a shape-only run failed where the real one ran (then every check
+        #: runs for real); None until then
+        self.index_data_ok: Optional[bool] = None
+        #: how many runs of each mode (``"meta"``, ``"index data"``, ``"real"``) the check made so far
+        self.runs: Dict[str, int] = {META: 0, INDEX_DATA: 0, REAL: 0}
 
     @property
     def on_meta(self) -> bool:
         """Whether the check runs on meta stand-ins (the graph was traced on them, so the model runs there)."""
         return bool(getattr(self.graph, "traced_on_meta", True))
 
+    def _run(self, mode: str) -> Optional[str]:
+        self.runs[mode] += 1
+        return run_error(self.graph.model, self.example_inputs, self.forward_fn, mode=mode)
+
     def error(self) -> Optional[str]:
-        """Why the model does not run now, or None."""
-        return run_error(self.graph.model, self.example_inputs, self.forward_fn, on_meta=self.on_meta)
+        """Why the model does not run now, or None.
+
+        Traced on meta: one shape-only run. Traced for real: a shape-only run with the integer data real
+        (:class:`IndexDataMode`); if it fails, a real forward pass decides (its error is the answer), and if that one
+        runs, the model is checked for real from then on (:attr:`index_data_ok` is False)."""
+        if self.on_meta:
+            return self._run(META)
+        if self.index_data_ok is not False:
+            first = self._run(INDEX_DATA)
+            if first is None:
+                return None
+            real = self._run(REAL)
+            if real is None:
+                self.index_data_ok = False
+            return real
+        return self._run(REAL)
 
     def repair(self, records: Sequence, error: Optional[str] = None) -> Repair:
         """Make the model run again by rolling back the fewest of ``records`` (the groups just pruned, oldest first;

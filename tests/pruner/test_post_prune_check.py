@@ -162,3 +162,57 @@ def test_explorer_accept_all_rolls_back_only_the_offending_group():
     while any(d.action == "accept" for d in c.decisions):
         c.undo()
     assert model.b.out_channels == 16 and not c.DG.history
+
+
+class CheckedSiLU(nn.Module):
+    """SiLU that refuses an input whose last size is not the one given at construction (a Python int)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x):
+        if x.shape[-1] != self.size:
+            raise ValueError(f"CheckedSiLU expected {self.size} features, got {x.shape[-1]}")
+        return torch.nn.functional.silu(x)
+
+
+def _small_llama(checked: bool):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+                                   use_cache=False)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    if checked:
+        model.model.layers[1].mlp.act_fn = CheckedSiLU(64)
+    return model, {"input_ids": torch.randint(0, 64, (1, 12), generator=torch.Generator().manual_seed(1))}
+
+
+@pytest.mark.parametrize("checked", [False, True], ids=["runs", "breaks"])
+def test_a_llama_traced_for_real_is_checked_shape_only_and_still_caught(checked):
+    """The Hugging Face Llama's mask code is data-dependent (traced for real); its check runs shape-only with the
+    token ids and masks real (no forward pass on the weights) and still rolls back exactly the group that breaks it."""
+    model, x = _small_llama(checked)
+    twin = copy.deepcopy(model)
+    pruner = pe.pruner.MagnitudePruner(model, x, pe.importance.MagnitudeImportance(p=2), pruning_ratio=0.5,
+                                       ignored_layers=[model.lm_head])
+    assert pruner.DG.traced_on_meta is False
+    if not checked:
+        pruner.step()
+        assert pruner.check.runs == {"meta": 0, "index data": 1, "real": 0}  # the pruned model ran shape-only
+        assert model.model.layers[1].mlp.gate_proj.out_features == 32
+    else:
+        with pytest.warns(UserWarning, match=r"did not run .*CheckedSiLU expected 64 features.* rooted at "
+                                             r"model\.layers\.1\.mlp"):
+            pruner.step()
+        assert pruner.check.runs["index data"] >= 2 and pruner.check.index_data_ok is not False
+        assert model.model.layers[1].mlp.gate_proj.out_features == 64  # rolled back ...
+        assert model.model.layers[0].mlp.gate_proj.out_features == 32  # ... and nothing else
+        assert [s.root for s in pruner.skipped if s.kind == G.CHECK] == ["model.layers.1.mlp.gate_proj"]
+        unchecked = copy.deepcopy(twin)
+        pe.pruner.MagnitudePruner(unchecked, x, pe.importance.MagnitudeImportance(p=2), pruning_ratio=0.5,
+                                  ignored_layers=[unchecked.lm_head], post_prune_check=False).step()
+        with pytest.raises(ValueError, match="CheckedSiLU expected 64"):  # what the check caught is real
+            unchecked(**x)
+    assert model(**x).logits.shape == (1, 12, 64)
