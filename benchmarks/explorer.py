@@ -3,7 +3,7 @@
     python benchmarks/explorer.py                 # resnet50, vit_b_16 and a small Llama
     python benchmarks/explorer.py --models resnet18 swin_t densenet121 --repeats 5
 
-CPU only, ``torch.set_flush_denormal(True)``, ``torch.set_num_threads(2)``; every figure is the median of
+CPU only, ``torch.set_flush_denormal(True)``, ``torch.set_num_threads(--threads)`` (2 by default); every figure is the median of
 ``--repeats`` runs (build: of ``--build-repeats``). ``llama`` is a small Hugging Face Llama from its config (6
 layers, hidden size 256, random weights, 64 tokens); every other name is a torchvision model (random weights, one
 224 x 224 image). Rows:
@@ -13,7 +13,9 @@ layers, hidden size 256, random weights, 64 tokens); every other name is a torch
   refreshing and sending what changed; "output change (after)" is the forward pass that measures the output change,
   run once the page has been sent the decision (the controller's ``defer_output``; none on undo: the state was
   measured before). Accepts take successive groups, each a real prune; the undos then walk them back. "share" is
-  controller / forward pass: the goal is at most 1. The browser round trip comes on top (measured by
+  controller / forward pass in wall-clock time, "cpu share" the same in the process's CPU time (``process_time``:
+  far less disturbed by other programs on a shared machine; use ``--threads 1`` so that it is not inflated by
+  threads waiting on each other): the goal is at most 1. The browser round trip comes on top (measured by
   ``tests/browser/test_explorer_speed_browser.py``).
 * "accept / undo (controller)": ``ExplorerController.accept()`` / ``undo()`` alone, the same group again and again;
   target < 200 ms on resnet50;
@@ -82,38 +84,41 @@ class ClickSplit:
 
     def __init__(self, ex):
         self.ex = ex
-        self.views_s = 0.0
-        self.heard = None  # perf_counter when the app's views had refreshed for the action's event
+        self.views_s = self.views_cpu = 0.0
+        self.heard = None  # (perf_counter, process_time) when the app's views had refreshed for the action's event
         for v in ex.views:
             v.refresh = self._timed(v.refresh)
         ex.controller.subscribe(self._heard)
 
     def _timed(self, fn):
         def refresh(event: str = ""):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             try:
                 return fn(event)
             finally:
                 if event != "output":
                     self.views_s += time.perf_counter() - t
+                    self.views_cpu += time.process_time() - c
         return refresh
 
     def _heard(self, event: str) -> None:
         if event not in ("output", "status") and self.heard is None:
-            self.heard = time.perf_counter()
+            self.heard = (time.perf_counter(), time.process_time())
 
     def click(self, action) -> tuple:
-        """(controller s, widgets s, deferred output-change s) of ``ex.run(action)``."""
-        self.views_s, self.heard = 0.0, None
-        t0 = time.perf_counter()
+        """(controller s, widgets s, deferred output-change s, controller CPU s) of ``ex.run(action)``."""
+        self.views_s = self.views_cpu = 0.0
+        self.heard = None
+        t0, c0 = time.perf_counter(), time.process_time()
         assert self.ex.run(action), self.ex.controller.status.text
-        t1 = time.perf_counter()
-        heard = self.heard if self.heard is not None else t1
-        return heard - t0 - self.views_s, self.views_s, t1 - heard
+        t1, c1 = time.perf_counter(), time.process_time()
+        heard, heard_cpu = self.heard if self.heard is not None else (t1, c1)
+        return heard - t0 - self.views_s, self.views_s, t1 - heard, heard_cpu - c0 - self.views_cpu
 
 
 def click_split(ex, repeats: int) -> dict:
-    """Median (controller, widgets, output) seconds of successive accepts, the undos back, and adjusts."""
+    """Median (controller, widgets, output, controller CPU) seconds of successive accepts, the undos back, and
+    adjusts."""
     c = ex.controller
     k = max(1, min(repeats, c.n_groups_left - 1))
     sp = ClickSplit(ex)
@@ -122,7 +127,7 @@ def click_split(ex, repeats: int) -> dict:
     allowed = c.allowed_counts()
     adj = [sp.click(lambda c, n=allowed[j % len(allowed)]: c.adjust(n=n)) for j in range(k)]
     c.use_proposal()
-    med = lambda rows: tuple(median(r[i] for r in rows) for i in range(3))  # noqa: E731
+    med = lambda rows: tuple(median(r[i] for r in rows) for i in range(4))  # noqa: E731
     return {"accept": med(acc), "undo": med(und), "adjust": med(adj), "clicks": k}
 
 
@@ -131,7 +136,8 @@ def bench(name: str, repeats: int, build_repeats: int, clicks_only: bool = False
     pristine = copy.deepcopy(model)
     with torch.no_grad():
         model(x)
-        fwd = median([seconds(lambda: model(x)) for _ in range(repeats)])
+        fwds = [timed(lambda: model(x))[0] for _ in range(repeats)]
+        fwd, fwd_cpu = median(c.wall for c in fwds), median(c.cpu for c in fwds)
     builds = []
     ex = None
     for _ in range(build_repeats):
@@ -142,7 +148,8 @@ def bench(name: str, repeats: int, build_repeats: int, clicks_only: bool = False
     clicks = click_split(ex, repeats)
     if clicks_only:
         return {"clicks": clicks, "model": name, "params": c.params0, "groups": c.figures()["groups_total"],
-                "nodes": len(GraphState(c).nodes), "biggest block": None, "forward": fwd, "build": median(builds)}
+                "nodes": len(GraphState(c).nodes), "biggest block": None, "forward": fwd, "forward cpu": fwd_cpu,
+                "build": median(builds)}
 
     def card():
         c.measures.clear()
@@ -203,7 +210,7 @@ def bench(name: str, repeats: int, build_repeats: int, clicks_only: bool = False
         "accept (app)": median(app_accept), "undo (app)": median(app_undo), "accept (3rd group, app)": deep,
         "graph: dot source": median(dots), "graph: render": median(renders),
         "graph: render, a big block open": median(big_renders),
-        "sweep": median(sweeps), "report": median(reports), "forward": fwd,
+        "sweep": median(sweeps), "report": median(reports), "forward": fwd, "forward cpu": fwd_cpu,
         "pruner build": median(pruner_builds), "naive sweep (10 ratios)": median(naive) * len(sw.ratios),
         "sweep vs naive, max |params removed| diff": max(diffs),
     }
@@ -215,7 +222,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--build-repeats", type=int, default=3)
     ap.add_argument("--clicks-only", action="store_true", help="only the click split (and the forward pass)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1: CPU times not inflated by waiting)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {load:.1f}, medians of "
           f"{args.repeats} runs (build: {args.build_repeats})")
@@ -223,16 +232,18 @@ def main():
         r = bench(name, args.repeats, args.build_repeats, args.clicks_only)
         print(f"\n{name}: {r['params']:,} parameters, {r['groups']} groups, {r['nodes']} graph nodes "
               f"(biggest closed block: {r['biggest block']})")
-        fwd = r["forward"]
+        fwd, fwd_cpu = r["forward"], r["forward cpu"]
         cl = r["clicks"]
         print(f"  {'click (median of ' + str(cl['clicks']) + ')':<24} {'controller':>10} {'widgets':>9} "
-              f"{'output change (after)':>22} {'forward':>9}   share = controller / forward")
+              f"{'output change (after)':>22} {'forward':>9}   share = controller / forward   "
+              f"controller CPU / forward CPU = cpu share")
         for action in ("accept", "undo", "adjust"):
-            ctrl, views, out = cl[action]
+            ctrl, views, out, ctrl_cpu = cl[action]
             print(f"  {action:<24} {ctrl * 1e3:7.1f} ms {views * 1e3:6.1f} ms {out * 1e3:19.1f} ms {fwd * 1e3:6.1f} ms"
-                  f"   {ctrl / fwd:5.2f}")
+                  f"   {ctrl / fwd:5.2f}{'':25}{ctrl_cpu * 1e3:7.1f} ms / {fwd_cpu * 1e3:6.1f} ms = "
+                  f"{ctrl_cpu / fwd_cpu:5.2f}")
         if args.clicks_only:
-            print(f"  {'reference: forward pass':<33} {fwd * 1e3:9.1f} ms")
+            print(f"  {'reference: forward pass':<33} {fwd * 1e3:9.1f} ms  ({fwd_cpu * 1e3:.1f} ms CPU)")
             continue
         for k in ROWS:
             tgt = TARGETS.get(k)

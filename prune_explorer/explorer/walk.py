@@ -16,7 +16,7 @@ not at all, and the walk resumes at the first undecided group.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
@@ -28,10 +28,15 @@ from ..plan.decisions import group_key
 from ..pruner.driver import KEEP, Cut
 from ..pruner.guards import CHECK, GUARD, HEADS, IMPORTANCE
 from ..graph.model.explicit import ExplicitGroup
+from ..importance.magnitude import FPGMImportance, MagnitudeImportance
 from ..validation import check_indices
 from .session import ExplorerError
 
 __all__ = ["Decision", "Walk", "AUTO_SKIP_KINDS"]
+
+#: criteria whose scores are a function of the weights alone: a proposal made with one of them is reused after an
+#: undo brings back the very weights, graph history and pruner it was made on (see :meth:`Walk.undo`)
+PURE_WEIGHT_CRITERIA = (MagnitudeImportance, FPGMImportance)
 
 #: skip kinds of a proposal (``pe.pruner.guards``) that the walk passes over by itself, recording the reason; for
 #: the other kinds (target reached, no removal fits the constraints) the group is shown with an empty proposal and
@@ -78,6 +83,13 @@ class Decision:
         if self.action == "guard" or self.reason:
             d["reason"] = self.reason
         return d
+
+
+def _same_state(a: tuple, b: tuple) -> bool:
+    """Two :meth:`Walk._state` keys are the same state: the same objects (by identity) and version counters."""
+    return (a[0] is b[0] and a[1] == b[1] and a[4] == b[4]
+            and all(len(x) == len(y) and all(u is v for u, v in zip(x, y)) for x, y in ((a[2], b[2]), (a[3], b[3]),
+                                                                                     (a[5], b[5]))))
 
 
 def _sorted_ints(values) -> List[int]:
@@ -134,6 +146,9 @@ class Walk:
         self.suggested: dict = {}  # root name -> an earlier Decision, pre-selected when the group is shown (rewalk)
         self._allowed = None  # (group, graph version, counts)
         self._iter = iter(())
+        self._shown_state = None  # (proposal on show, the state it was planned on: :meth:`_state`)
+        self._planned = {}  # id(record) -> (record, state, proposal): what each accept's group was planned on
+        self._reuse = None  # (state, proposal) that undo hands to the next plan
 
     # ---- moving along ----------------------------------------------------------------------------------------------
     @property
@@ -166,7 +181,7 @@ class Walk:
             if g.root_name != self.decisions[k].root:
                 # the walk changed shape (should not happen): forget the rest of the log, show this group
                 del self.decisions[k:]
-                self.show(self.s.pruner.proposal(g))
+                self.show(self._plan(g))
                 return
             k += 1
         self.advance()
@@ -174,7 +189,7 @@ class Walk:
     def advance(self) -> None:
         """Plan the next group and show it, unless the pruner refuses it (then log why and go on)."""
         for g in self._iter:
-            proposal = self.s.pruner.proposal(g)
+            proposal = self._plan(g)
             if proposal.skip_kind in AUTO_SKIP_KINDS:
                 self.decisions.append(self._decision(proposal, "guard", reason=proposal.skip_reason or proposal.skip_kind))
                 continue
@@ -183,6 +198,44 @@ class Walk:
         self.current = None
         self.proposal = None
         self.current_idxs = []
+
+    def _state(self):
+        """What a proposal depends on (None when the criterion is not :data:`PURE_WEIGHT_CRITERIA`): the pruner and
+        its step, the graph's history, and every parameter (its identity and version counter, and its gradient's).
+        Compared by identity (:func:`_same_state`); costs one pass over ``model.parameters()``."""
+        pruner = self.s.pruner
+        if not isinstance(self.s.importance, PURE_WEIGHT_CRITERIA) or pruner.importance is not self.s.importance:
+            return None
+        params = list(self.s.model.parameters())
+        return (pruner, pruner.current_step, tuple(self.s.DG.history), tuple(params),
+                tuple(p._version for p in params), tuple(p.grad for p in params))
+
+    def _plan(self, group):
+        """The pruner's proposal for ``group``; after an undo, the one made before the undone accept when nothing it
+        depends on differs (the undo restored the model exactly), with the group as enumerated now."""
+        reuse, self._reuse = self._reuse, None
+        state = self._state()
+        if reuse is not None and state is not None and _same_state(reuse[0], state) and \
+                group_key(reuse[1].group) == group_key(group):
+            proposal = replace(reuse[1], group=group)
+        else:
+            proposal = self.s.pruner.proposal(group)
+        self._shown_state = (proposal, state)
+        return proposal
+
+    def _remember_plan(self, cut: Cut) -> None:
+        """Keep what ``cut``'s group was planned on, for :meth:`undo` (entries of records gone from the history go)."""
+        shown, state = self._shown_state or (None, None)
+        if cut.record is None or state is None or cut.target is not shown:
+            return
+        self._planned[id(cut.record)] = (cut.record, state, shown)
+        if len(self._planned) > 1:
+            live = {id(r) for r in self.s.DG.history}
+            self._planned = {k: v for k, v in self._planned.items() if k in live}
+
+    def _reuse_plan_of(self, record) -> None:
+        entry = self._planned.pop(id(record), None)
+        self._reuse = entry[1:] if entry is not None and entry[0] is record else None
 
     def show(self, proposal) -> None:
         self.current = proposal.group
@@ -260,6 +313,7 @@ class Walk:
             cut.tag.record = cut.record
             self._log(cut.tag)
             taken.append(cut)
+            self._remember_plan(cut)
 
         def refused(cut: Cut, exc: PruningError) -> None:
             raise ExplorerError(f"the group rooted at {cut.tag.root} could not be pruned: {exc}") from exc
@@ -395,6 +449,7 @@ class Walk:
         except PruneExplorerError as exc:
             raise ExplorerError(f"undo failed: {exc}") from exc
         del self.decisions[k:]
+        self._reuse_plan_of(d.record)  # the model is as it was when d's group was planned
         self.restart()
         self.last_undone = d.root
         return d
@@ -465,10 +520,13 @@ class Walk:
     def undo_since(self, start: int) -> None:
         """Undo every decision after the first ``start`` ones (newest first; the model is restored exactly) and walk
         back to the first of them."""
+        first = self.decisions[start] if start < len(self.decisions) else None
         for d in reversed(self.decisions[start:]):
             if d.action == "accept":
                 self.undo_record(d.record)
         del self.decisions[start:]
+        if first is not None and first.action == "accept":
+            self._reuse_plan_of(first.record)
         self.restart()
 
     def restart_walk(self) -> List[Decision]:

@@ -27,19 +27,19 @@ True
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from torch.nn.utils.stateless import _reparametrize_module
 
 from .._atomic import finish
-from ..graph.trace.meta_shapes import ShapeOnlyMode, meta_like
+from ..graph.trace.meta_shapes import ShapeOnlyMode, fast_meta, meta_like
 from ..graph.trace.op_names import op_name
 from ..graph.edit.snapshot import restore_modules, snapshot_modules
-from ..inputs import call_model, has_meta_tensors, kept_state, map_tensors, to_meta
+from ..inputs import call_model, kept_state, map_tensors, to_meta
 
 __all__ = ["run_error", "PostPruneCheck", "Repair", "IndexDataMode"]
 
@@ -53,20 +53,32 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def _meta_stand_ins(model: nn.Module) -> Dict[str, torch.Tensor]:
-    """A ``meta`` tensor of the same shape, dtype and strides for every parameter and buffer, by qualified name
-    (shared tensors under each of their names: ``tie_weights=True`` keeps them one)."""
-    out: Dict[str, torch.Tensor] = {}
+def _swap_in_stand_ins(state) -> None:
+    """Replace every parameter and buffer of the snapshotted modules (``state``, from ``snapshot_modules``) by a
+    ``meta`` tensor of the same shape, dtype and strides, in the modules' own dicts (``restore_modules(state)`` puts
+    the real ones back). A tensor shared by several modules or names gets one stand-in (ties stay ties)."""
     made: Dict[int, torch.Tensor] = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        if id(p) not in made:
-            made[id(p)] = nn.Parameter(meta_like(p), requires_grad=p.requires_grad)
-        out[name] = made[id(p)]
-    for name, b in model.named_buffers(remove_duplicate=False):
-        if id(b) not in made:
-            made[id(b)] = meta_like(b)
-        out[name] = made[id(b)]
-    return out
+    for m, _attrs, params, buffers in state:
+        if params:
+            new = {}
+            for name, p in params.items():
+                if p is not None:
+                    q = made.get(id(p))
+                    if q is None:
+                        q = made[id(p)] = nn.Parameter(meta_like(p), requires_grad=p.requires_grad)
+                    p = q
+                new[name] = p
+            m.__dict__["_parameters"] = new
+        if buffers:
+            new = {}
+            for name, b in buffers.items():
+                if b is not None:
+                    q = made.get(id(b))
+                    if q is None:
+                        q = made[id(b)] = meta_like(b)
+                    b = q
+                new[name] = b
+            m.__dict__["_buffers"] = new
 
 
 def _exact(dtype) -> bool:
@@ -79,25 +91,30 @@ def _is_meta_device(d) -> bool:
 
 
 _FACTORIES = {"arange", "range", "zeros", "ones", "full", "empty", "tensor", "as_tensor"}
-
-
-def _tensors_of(args, kwargs):
-    """The tensors among a call's arguments, top level and inside lists / tuples."""
-    for a in list(args) + list(kwargs.values()):
-        if isinstance(a, torch.Tensor):
-            yield a
-        elif isinstance(a, (list, tuple)):
-            for t in a:
-                if isinstance(t, torch.Tensor):
-                    yield t
+#: tensor attribute reads (no data, no device mixing): passed straight through
+_READS = {"shape", "dtype", "device", "size", "dim", "is_floating_point", "ndim", "requires_grad", "is_contiguous",
+          "numel", "stride", "data_ptr", "__len__"}
 
 
 def _to_meta_arg(a):
     if isinstance(a, torch.Tensor):
         return meta_like(a) if a.device.type != "meta" and a.dim() > 0 else a
-    if isinstance(a, (list, tuple)) and any(isinstance(t, torch.Tensor) for t in a):
-        return type(a)(_to_meta_arg(t) for t in a) if type(a) in (list, tuple) else a
+    if type(a) in (list, tuple) and any(isinstance(t, torch.Tensor) for t in a):
+        return type(a)(_to_meta_arg(t) for t in a)
     return a
+
+
+def _devices(values, seen: List[bool]) -> None:
+    """``seen[0]``: a meta tensor among ``values`` (top level and inside lists / tuples); ``seen[1]``: a real tensor
+    of at least one dimension."""
+    for a in values:
+        if isinstance(a, torch.Tensor):
+            if a.device.type == "meta":
+                seen[0] = True
+            elif a.dim() > 0:
+                seen[1] = True
+        elif type(a) in (list, tuple):
+            _devices(a, seen)
 
 
 class IndexDataMode(ShapeOnlyMode):
@@ -110,30 +127,42 @@ class IndexDataMode(ShapeOnlyMode):
     as they do for real (on a few hundred integers), while the layers compute nothing. An op mixing both gets its
     real tensors as meta stand-ins (its output is meta). An in-place write of meta data into a real tensor raises:
     its values would be lost, so the run cannot stand for a real one (the check then runs the model for real).
-    Costs: the mode's Python dispatch per op (no arithmetic on float data)."""
+    Costs: the mode's Python dispatch per op (no arithmetic on float data).
+
+    >>> ids = torch.tensor([[3, 1, 2]])
+    >>> with IndexDataMode():
+    ...     pos = torch.arange(ids.shape[1], device="meta")     # integer data stays real
+    ...     h = torch.empty(1, 3, 8, device="meta") * pos[None, :, None]
+    >>> pos.device.type, int(pos[-1]), h.device.type, tuple(h.shape)
+    ('cpu', 2, 'meta', (1, 3, 8))
+    """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
         name = op_name(func)
+        if name in _READS:
+            return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
         if name in _FACTORIES and _is_meta_device(kwargs.get("device")):
             dtype = kwargs.get("dtype")
             ints = dtype is None and (name in ("arange", "range") and all(isinstance(a, int) for a in args)
                                       or name == "full" and len(args) > 1 and isinstance(args[1], (int, bool)))
             if ints or (dtype is not None and _exact(dtype)):
                 return func(*args, **dict(kwargs, device="cpu"))
-        tensors = list(_tensors_of(args, kwargs))
-        if name == "to" and tensors and tensors[0] is args[0] and args[0].device.type != "meta" and \
-                _exact(args[0].dtype) and len(tensors) == 1:
+        first = args[0] if args else None
+        if name == "to" and isinstance(first, torch.Tensor) and first.device.type != "meta" and _exact(first.dtype):
             rest = list(args[1:]) + list(kwargs.values())
-            if any(_is_meta_device(a) for a in rest if isinstance(a, (str, torch.device))):
+            if any(_is_meta_device(a) for a in rest if isinstance(a, (str, torch.device))) and \
+                    not any(isinstance(a, torch.Tensor) for a in rest):
                 dtype = next((a for a in rest if isinstance(a, torch.dtype)), None)
                 if dtype is None or _exact(dtype):  # integer data moved next to meta data stays real
                     rest = [a for a in args[1:] if not isinstance(a, (str, torch.device))]
                     kw = {k: v for k, v in kwargs.items() if k != "device"}
-                    return func(args[0], *rest, **kw) if rest or kw else args[0]
-        if any(t.device.type == "meta" for t in tensors) and any(t.device.type != "meta" and t.dim() > 0
-                                                                 for t in tensors):
-            first = args[0] if args else None
+                    return func(first, *rest, **kw) if rest or kw else first
+        seen = [False, False]
+        _devices(args, seen)
+        if kwargs:
+            _devices(kwargs.values(), seen)
+        if seen[0] and seen[1]:
             short = getattr(func, "__name__", "")
             if isinstance(first, torch.Tensor) and first.device.type != "meta" and (
                     "out" in kwargs or short == "__setitem__" or short.startswith("__i")
@@ -141,7 +170,8 @@ class IndexDataMode(ShapeOnlyMode):
                 raise RuntimeError(f"shape-only check: {short or name} writes meta data into a real tensor")
             args = tuple(_to_meta_arg(a) for a in args)
             kwargs = {k: _to_meta_arg(v) for k, v in kwargs.items()}
-        return super().__torch_function__(func, types, args, kwargs)
+        out = fast_meta(func, name, args, kwargs)
+        return func(*args, **kwargs) if out is None else out
 
 
 def _index_data_inputs(example_inputs: Any) -> Any:
@@ -169,20 +199,21 @@ def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callab
     state = snapshot_modules([model])
     try:
         with torch.no_grad():
-            if has_meta_tensors(list(model.parameters()) + list(model.buffers())):
+            if any(t.device.type == "meta" for _m, _a, params, buffers in state
+                   for t in itertools.chain(params.values(), buffers.values()) if t is not None):
                 with ShapeOnlyMode():  # a model built on meta: run it as it is (common ops' shapes computed directly)
                     call_model(model, to_meta(example_inputs), forward_fn)
             elif mode == REAL:
                 with kept_state(model):
                     call_model(model, example_inputs, forward_fn)
-            elif mode == INDEX_DATA:
-                stand_ins = _meta_stand_ins(model)
-                with IndexDataMode(), _reparametrize_module(model, stand_ins, tie_weights=True):
-                    call_model(model, _index_data_inputs(example_inputs), forward_fn)
             else:
-                stand_ins = _meta_stand_ins(model)
-                with ShapeOnlyMode(), _reparametrize_module(model, stand_ins, tie_weights=True):
-                    call_model(model, to_meta(example_inputs), forward_fn)
+                _swap_in_stand_ins(state)  # the finally below puts the real tensors back
+                if mode == INDEX_DATA:
+                    with IndexDataMode():
+                        call_model(model, _index_data_inputs(example_inputs), forward_fn)
+                else:
+                    with ShapeOnlyMode():
+                        call_model(model, to_meta(example_inputs), forward_fn)
     except Exception as exc:  # noqa: BLE001 - any failure of the model's forward is the answer
         return _describe(exc)
     finally:
