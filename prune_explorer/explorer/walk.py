@@ -26,6 +26,7 @@ from ..errors import PruneExplorerError, PruningError
 from ..graph import fn_name
 from ..plan.decisions import group_key
 from ..pruner.driver import KEEP, Cut
+from ..pruner.proposal import Proposal
 from ..pruner.guards import CHECK, GUARD, HEADS, IMPORTANCE
 from ..graph.model.explicit import ExplicitGroup
 from ..importance.magnitude import FPGMImportance, MagnitudeImportance
@@ -226,8 +227,8 @@ class Walk:
     def _remember_plan(self, cut: Cut) -> None:
         """Keep what ``cut``'s group was planned on, for :meth:`undo` (entries of records gone from the history go)."""
         shown, state = self._shown_state or (None, None)
-        if cut.record is None or state is None or cut.target is not shown:
-            return
+        if cut.record is None or state is None or cut.target is not shown or not isinstance(shown, Proposal):
+            return  # (an extra source's proposal, e.g. a depth group's, is planned again)
         self._planned[id(cut.record)] = (cut.record, state, shown)
         if len(self._planned) > 1:
             live = {id(r) for r in self.s.DG.history}

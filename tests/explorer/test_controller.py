@@ -343,6 +343,34 @@ def test_undo_restores_the_model_exactly(small):
     assert model.conv1.out_channels == 8
 
 
+def _same_proposal(a, b) -> bool:
+    return (a.proposed_idxs == b.proposed_idxs and a.candidate_idxs == b.candidate_idxs
+            and torch.equal(a.importance, b.importance) and a.prune_units == b.prune_units)
+
+
+def test_undo_reuses_the_proposal_while_nothing_it_was_planned_on_changed(small):
+    """After an undo the group's proposal is the one made before the accept (the model is exactly as then), equal to
+    planning it again; if a weight changed since it was planned, it is planned again and follows the new weights."""
+    model, x = small
+    c = ExplorerController(model, x)
+    c.accept()
+    before = c.proposal
+    c.accept()
+    c.undo()
+    assert c.proposal is not before and c.proposal.importance is before.importance  # reused, as a new proposal
+    assert c.proposal.group is c.current and _same_proposal(c.proposal, c.pruner.proposal(c.current))
+    # a weight changed in place after the group was planned: the undo plans it again, on the new weights
+    root = c.current.root_module
+    kept = [i for i in range(root.out_channels) if i not in c.proposal.proposed_idxs]
+    with torch.no_grad():
+        root.weight[kept] *= 1e-3  # the kept channels become the least important
+    c.accept()
+    c.undo()
+    assert not torch.equal(c.proposal.importance, before.importance)
+    assert _same_proposal(c.proposal, c.pruner.proposal(c.current))
+    assert set(c.proposal.proposed_idxs) <= set(kept)
+
+
 def test_undo_after_skips_goes_back_to_the_last_accepted_group(small):
     model, x = small
     c = ExplorerController(model, x)
