@@ -241,16 +241,18 @@ def to_device(obj: Any, device: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------------------
 # leaving the model as it was
 # ---------------------------------------------------------------------------------------------------------------
-def _saved_buffers(modules: Sequence[nn.Module]) -> list:
+def _saved_buffers(modules: Sequence[nn.Module], values: bool = True) -> list:
     """Each buffer and a copy of its values (what a forward pass may change; BatchNorm's kernels update their
-    running statistics in place without bumping the version counter, so the values are always put back)."""
+    running statistics in place without bumping the version counter, so the values are always put back).
+    ``values=False``: identities only (a forward pass on meta stand-ins never sees the buffers' values)."""
     saved = []
     for module in modules:
         for name, buf in module._buffers.items():
             if buf is None:
                 continue
             # an inference tensor cannot be changed in place outside inference mode: nothing to restore
-            saved.append((module, name, buf, None if buf.is_inference() else buf.detach().clone()))
+            keep = values and not buf.is_inference()
+            saved.append((module, name, buf, buf.detach().clone() if keep else None))
     return saved
 
 
@@ -264,9 +266,11 @@ def _restore_buffers(saved: list) -> None:
 
 
 @contextlib.contextmanager
-def kept_state(model: nn.Module, eval_mode: bool = False) -> Iterator[None]:
+def kept_state(model: nn.Module, eval_mode: bool = False, values: bool = True) -> Iterator[None]:
     """Undo, on exit, what a forward pass does to ``model``: buffer values (BatchNorm running statistics, counters)
-    and identities, and every submodule's train/eval flag. ``eval_mode=True`` switches to eval inside.
+    and identities, and every submodule's train/eval flag. ``eval_mode=True`` switches to eval inside;
+    ``values=False`` keeps no copy of the buffers' values (for a forward pass on meta stand-ins, which never reads
+    nor writes them).
 
     >>> bn = torch.nn.BatchNorm1d(2)
     >>> with kept_state(bn):
@@ -276,7 +280,7 @@ def kept_state(model: nn.Module, eval_mode: bool = False) -> Iterator[None]:
     """
     modules = list(model.modules())
     flags = [m.training for m in modules]
-    saved = _saved_buffers(modules)
+    saved = _saved_buffers(modules, values)
     try:
         if eval_mode and any(flags):
             model.eval()

@@ -130,3 +130,35 @@ def test_dtype_mismatches_are_refused_like_the_real_kernels(name, w_shape):
     with pytest.raises(RuntimeError, match="input type .*int64.* weight type .*float32"):
         check_meta_dtypes(name, (_meta(x), _meta(w)), {})
     check_meta_dtypes(name, (_meta(x.float()), _meta(w)), {})  # matching dtypes pass
+
+
+def test_matmul_and_roll_match_torch_on_random_arguments():
+    """``a @ b`` (batch dims broadcast, mismatched inner sizes refused) and ``torch.roll`` with explicit dims
+    (out-of-range dims and mismatched shift / dim counts refused); ``__rmatmul__`` is left to PyTorch."""
+    rng = random.Random(0)
+    fast = 0
+    for _ in range(200):
+        batch_a = [rng.choice([1, 2, 3]) for _ in range(rng.randint(0, 2))]
+        batch_b = [rng.choice([1, 2, 3]) for _ in range(rng.randint(0, 2))]
+        n, k, m = rng.randint(1, 4), rng.randint(1, 4), rng.randint(1, 4)
+        k2 = k if rng.random() > 0.15 else k + 1
+        a, b = torch.zeros(batch_a + [n, k]), torch.zeros(batch_b + [k2, m])
+        fast += _compare("matmul", torch.matmul, (a, b))
+        fast += _compare("matmul", torch.Tensor.__matmul__, (a, b))
+        x = torch.zeros([rng.randint(1, 3) for _ in range(rng.randint(1, 4))])
+        nd_dims = rng.randint(1, 2)
+        dims = [rng.randint(-x.dim() - 1, x.dim()) for _ in range(nd_dims)]
+        shifts = [rng.randint(-3, 3) for _ in range(nd_dims if rng.random() > 0.15 else nd_dims + 1)]
+        for args, kwargs in (((x, tuple(shifts), tuple(dims)), {}), ((x,), {"shifts": shifts[0], "dims": dims[0]})):
+            try:
+                ref = torch.roll(*args, **kwargs)
+            except (RuntimeError, IndexError):  # a dim out of range, or more shifts than dims
+                ref = None
+            got = fast_meta(torch.roll, "roll", (_meta(x),) + args[1:], kwargs)
+            assert (got is None) == (ref is None)
+            if ref is not None:
+                assert got.shape == ref.shape and got.dtype == ref.dtype and got.is_contiguous()
+                fast += 1
+    assert fast > 400
+    a, b = torch.zeros(2, 3), torch.zeros(3, 4)
+    assert fast_meta(torch.Tensor.__rmatmul__, "matmul", (_meta(b), _meta(a)), {}) is None

@@ -291,6 +291,16 @@ class AttributeTracking:
         self._restore()
         return False
 
+    def installed_on(self, objs) -> Dict[int, List[Tuple[str, Any, Any]]]:
+        """``id(obj) -> [(name, original, installed)]`` for the attributes installed on each of ``objs`` (the
+        tracer puts the originals back while a layer it follows as one call runs, see ``Tracer._pre_hook``)."""
+        wanted = {id(o) for o in objs}
+        out: Dict[int, List[Tuple[str, Any, Any]]] = {}
+        for obj, name, orig, t in self._installed:
+            if id(obj) in wanted:
+                out.setdefault(id(obj), []).append((name, orig, t))
+        return out
+
     def _restore(self) -> None:
         for obj, name, orig, t in reversed(self._installed):
             d = obj.__dict__

@@ -76,22 +76,27 @@ def varying_dims(f: Field) -> set:
 
 def compress(f: Field) -> Optional[Field]:
     """Shrink ``f`` to size 1 along every dim where its labels are constant; None if it holds no label at all."""
-    if f.numel() == 0:
+    n = f.numel()
+    if n == 0:
         return None
-    if f.numel() == 1:
+    if n == 1:
         return None if int(f.reshape(-1)[0]) < 0 else f
-    # work on a view with each dim's stride-0 (broadcast) positions already removed
-    for d in range(f.ndim):
-        if f.shape[d] > 1 and f.stride(d) == 0:
-            f = f.narrow(d, 0, 1)
-    if bool((f < 0).all()):
+    # numpy, on a view (a few small array operations per dim: numpy's per-call cost is a fraction of torch's)
+    a = _as_numpy(f)
+    # drop each dim's stride-0 (broadcast) positions first
+    if 0 in a.strides:
+        a = a[tuple(slice(0, 1) if s > 1 and st == 0 else slice(None) for s, st in zip(a.shape, a.strides))]
+    if a.max() < 0:
         return None
-    for d in range(f.ndim):
-        if f.shape[d] > 1:
-            first = f.narrow(d, 0, 1)
-            if bool((f == first).all()):
-                f = first
-    return f.contiguous()
+    changed = a.shape != tuple(f.shape)
+    for d in range(a.ndim):
+        if a.shape[d] > 1:
+            first = a[(slice(None),) * d + (slice(0, 1),)]
+            if (a == first).all():
+                a, changed = first, True
+    if not changed and f.is_contiguous():
+        return f
+    return torch.from_numpy(np.ascontiguousarray(a))
 
 
 def align(f: Field, ndim: int) -> Field:

@@ -294,8 +294,39 @@ def _mha(args, kwargs) -> Optional[tuple]:
     return out, torch.empty(n + heads + (q.shape[0], k.shape[0]), dtype=q.dtype, device="meta")
 
 
+def _roll(args, kwargs) -> Optional[torch.Tensor]:
+    """``torch.roll(x, shifts, dims)`` with explicit dims on a contiguous input: same shape, contiguous."""
+    x = args[0] if args else None
+    shifts = args[1] if len(args) > 1 else kwargs.get("shifts")
+    dims = args[2] if len(args) > 2 else kwargs.get("dims")
+    if not _is_meta(x) or not x.is_contiguous() or len(args) > 3 or set(kwargs) - {"shifts", "dims"}:
+        return None
+    shifts = [shifts] if isinstance(shifts, int) else list(shifts) if isinstance(shifts, (list, tuple)) else None
+    dims = [dims] if isinstance(dims, int) else list(dims) if isinstance(dims, (list, tuple)) else None
+    nd = x.dim()
+    if not shifts or dims is None or len(shifts) != len(dims) or not all(isinstance(v, int) for v in shifts + dims):
+        return None
+    if any(not -nd <= d < nd for d in dims):
+        return None
+    return torch.empty(x.shape, dtype=x.dtype, device="meta")
+
+
+def _matmul(args, kwargs) -> Optional[torch.Tensor]:
+    """``a @ b`` with both operands at least 2-d: batch dims broadcast, ``(..., n, k) x (..., k, m) -> (..., n, m)``."""
+    if len(args) != 2 or kwargs or not (_is_meta(args[0]) and _is_meta(args[1])):
+        return None
+    a, b = args
+    if a.dim() < 2 or b.dim() < 2 or a.dtype != b.dtype or a.shape[-1] != b.shape[-2]:
+        return None
+    try:
+        batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except RuntimeError:
+        return None
+    return torch.empty(tuple(batch) + (a.shape[-2], b.shape[-1]), dtype=a.dtype, device="meta")
+
+
 _COMPOSITE_RULES = {"cat": _cat, "concat": _cat, "concatenate": _cat, "pow": _pow,
-                    "scaled_dot_product_attention": _sdpa, "multi_head_attention_forward": _mha}
+                    "scaled_dot_product_attention": _sdpa, "multi_head_attention_forward": _mha, "roll": _roll}
 _REDUCTIONS = {"sum", "mean", "amax", "amin"}
 _DTYPE_CHECKED = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear"}
 
@@ -327,6 +358,8 @@ def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
     Returns None when the op is not one of the simple cases (the op then runs normally, and PyTorch raises its own
     error for a call it refuses)."""
     check_meta_dtypes(name, args, kwargs)
+    if name == "matmul":  # ``a @ b`` only (``__rmatmul__`` swaps the operands, ``@=`` writes in place)
+        return _matmul(args, kwargs) if full_op_name(func).rsplit(".", 1)[-1] in ("matmul", "__matmul__") else None
     if name in _COMPOSITE_RULES:
         return _COMPOSITE_RULES[name](args, kwargs)
     if name in _REDUCTIONS:

@@ -267,9 +267,23 @@ class Tracer(AttributeTracer):
             try:
                 tensors = tensors_in((args, kwargs))
                 self._pending.append((module, [self.value_of(t) for t in tensors]))
+                self._plain_attributes(module, True)
             finally:
                 self.in_tracer_code = False
         self.layer_depth += 1
+
+    def _plain_attributes(self, module, plain: bool) -> None:
+        """While a layer followed as one call runs (and its channel map reads it), its own int attributes are the
+        plain originals: nothing inside the call is recorded, so their provenance is not needed there, and plain
+        ints keep the layer's shape arithmetic cheap. ``plain=False`` puts the traced ones back."""
+        swaps = self._layer_attributes.get(id(module))
+        if swaps:
+            d = module.__dict__
+            for name, orig, traced in swaps:
+                if plain and d.get(name) is traced:
+                    d[name] = orig
+                elif not plain and d.get(name) is orig:
+                    d[name] = traced
 
     def _post_hook(self, module, args, kwargs, output):
         self.layer_depth -= 1
@@ -283,6 +297,7 @@ class Tracer(AttributeTracer):
         except Exception as exc:
             self.on_internal_error(type(module).__name__, exc, None, None, None)
         finally:
+            self._plain_attributes(module, False)
             self.in_tracer_code = False
         return None
 
@@ -425,13 +440,15 @@ class Tracer(AttributeTracer):
             handles.append(m.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
             handles.append(m.register_forward_hook(self._post_hook, with_kwargs=True))
         self._pending = []
+        self._layer_attributes = {}  # id(layer) -> its tracked int attributes (see _plain_attributes)
         inputs = tensors_in(example_inputs)
         try:
-            with torch.no_grad(), kept_state(model):
+            with torch.no_grad(), kept_state(model, values=not meta):
                 for k, t in enumerate(inputs):
                     v = self._new_value(t)
                     v.producer = self._node(f"input_{k}" if len(inputs) > 1 else "input", "input", None, op="input")
-                with AttributeTracking(model), TracingMode(self):
+                with AttributeTracking(model) as tracking, TracingMode(self):
+                    self._layer_attributes = tracking.installed_on(self.layers)
                     out = call_model(model, example_inputs, forward_fn, retry=False)
                 if output_transform is not None:
                     out = output_transform(out)
