@@ -30,14 +30,32 @@ OUTPUT_REASON = "reaches the model output (its size is part of the model's inter
 __all__ = ["ChannelClasses", "OUTPUT_REASON"]
 
 
+def _stored(f) -> np.ndarray:
+    """The labels of field ``f`` with each broadcast (stride-0) dim read once: the same ids, not repeated."""
+    a = f.numpy()
+    if 0 in a.strides:
+        a = a[tuple(slice(0, 1) if s > 1 and st == 0 else slice(None) for s, st in zip(a.shape, a.strides))]
+    return a.reshape(-1)
+
+
+def _unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique`` of a small int array by sorting (numpy's hash-based unique costs far more per call)."""
+    a = np.sort(a, kind="stable")
+    if a.size > 1:
+        a = a[np.concatenate(([True], a[1:] != a[:-1]))]
+    return a
+
+
 def _ids_of(fields) -> np.ndarray:
-    ids = np.unique(np.concatenate([f.reshape(-1).numpy() for f in fields]))
+    if not fields:
+        return np.empty(0, dtype=np.int64)
+    ids = _unique(np.concatenate([_stored(f) for f in fields]))
     return ids[ids >= 0]
 
 
 def _same_classes(of: np.ndarray, src_fields, fields) -> bool:
     """Whether two lists of label fields hold the same channel classes."""
-    return np.array_equal(np.unique(of[_ids_of(src_fields)]), np.unique(of[_ids_of(fields)]))
+    return np.array_equal(_unique(of[_ids_of(src_fields)]), _unique(of[_ids_of(fields)]))
 
 
 class ChannelClasses:
@@ -60,7 +78,8 @@ class ChannelClasses:
         self.reasons = reasons
         # the ids of each class, contiguous: ids of class c are _order[_start[c]:_start[c + 1]]
         self._order = np.argsort(of, kind="stable")
-        self._start = np.searchsorted(of[self._order], np.arange(n + 1))
+        self._start = np.zeros(n + 1, dtype=np.int64)  # the number of ids in classes below c (class ids are < n)
+        np.cumsum(np.bincount(of, minlength=n), out=self._start[1:])
 
     @classmethod
     def build(cls, n: int, pair_a: Sequence[np.ndarray], pair_b: Sequence[np.ndarray],
@@ -84,11 +103,11 @@ class ChannelClasses:
             of = connected_components(n, list(pair_a) + extra_a, list(pair_b) + extra_b)
         reasons: Dict[int, str] = {}
         for ids, reason in fixed:
-            for c in np.unique(of[ids]):
+            for c in _unique(of[ids]):
                 reasons.setdefault(int(c), reason)
         for src_fields, fields, reason, *_ in deferred:
             if not _same_classes(of, src_fields, fields):
-                for c in np.unique(of[np.concatenate([_ids_of(src_fields), _ids_of(fields)])]):
+                for c in _unique(of[np.concatenate([_ids_of(src_fields), _ids_of(fields)])]):
                     reasons.setdefault(int(c), reason)
         for check in checks:
             check(of, reasons)

@@ -203,6 +203,18 @@ class Couplings:
     def unify(self, a: Field, b: Field, reason: str) -> None:
         """Couple ``a`` and ``b`` position by position; a labeled position facing an unlabeled one is fixed."""
         a, b = _as_numpy(a), _as_numpy(b)
+        if a.shape == b.shape and a.size and a.flags.c_contiguous and b.flags.c_contiguous \
+                and a.min() >= 0 and b.min() >= 0:
+            # the common case (a layer reading labeled channels): every position labeled on both sides, nothing
+            # broadcast; pairs are every position where the ids differ, nothing is fixed
+            differ = a != b
+            if differ.all():
+                self.pair_a.append(a.reshape(-1).copy())
+                self.pair_b.append(b.reshape(-1).copy())
+            elif differ.any():
+                self.pair_a.append(a[differ])
+                self.pair_b.append(b[differ])
+            return
         self._pair(a, b)
         if a.shape != b.shape:
             a, b = np.broadcast_arrays(a, b)
