@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch.nn as nn
 
+from .._index import unique_ints
 from ..graph.model.group import DIMS_KIND, HEADS_KIND
 
 __all__ = ["AttentionHeads", "AttentionProducts", "attention_blocks", "attention_kind", "attention_products",
@@ -69,15 +70,17 @@ def find_attention(graph, tracer) -> Tuple[List[tuple], np.ndarray]:
     ``splits`` lists ``(grid, head axis, head-dim axis, kind)``; ``head_kind`` says per class whether it is attention
     heads (kind 2, ``"attention-heads"``: whole heads are the units), head dims (kind 1, ``"attention-dims"``: one
     offset in every head) or neither (0)."""
-    contracted = (np.unique(np.concatenate([t.numpy() for t in tracer.contracted_ids]))
-                  if tracer.contracted_ids else np.empty(0, dtype=np.int64))
     of, never = graph.classes.of, graph.classes.never
+    contracted = np.zeros(of.size, dtype=bool)  # per channel id: met an attention product
+    for t in tracer.contracted_ids:
+        ids = t.numpy().reshape(-1)
+        contracted[ids[ids >= 0]] = True
     splits = []
     head_kind = np.zeros(of.size, dtype=np.int8)  # per class: 0 none, 1 head dims, 2 whole heads
     for grid, h_axis, d_axis, free in tracer.head_splits:
         ids = grid.reshape(-1)
         ids = ids[ids > 0]
-        if not ids.size or not np.isin(ids, contracted).any():
+        if not ids.size or not contracted[ids].any():
             continue
         kind = 2 if free == h_axis else 1
         splits.append((grid, h_axis, d_axis, kind))
@@ -201,8 +204,8 @@ def attention_products(graph) -> List[AttentionProducts]:
             continue
         splits.sort(key=lambda s: -s[1])
         q_ids, heads = splits[0]
-        q_classes = set(np.unique(of[q_ids]).tolist())
-        values = [s for s in splits[1:] if not set(np.unique(of[s[0]]).tolist()) <= q_classes]
+        q_classes = set(unique_ints(of[q_ids]).tolist())
+        values = [s for s in splits[1:] if not set(unique_ints(of[s[0]]).tolist()) <= q_classes]
         v_ids, kv_heads = values[0] if values else (q_ids, heads)
         out.append(AttentionProducts(
             name=block, query_space=graph.space_of_channel(int(q_ids[0])).index, query_channels=int(q_ids.size),

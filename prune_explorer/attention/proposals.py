@@ -24,6 +24,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch.nn as nn
 
+from .._index import unique_ints
 from ..errors import PruningError
 from ..graph.edit.attribute_sizes import attribute_updates
 from ..graph.model.explicit import ExplicitGroup
@@ -124,5 +125,5 @@ def _attributes(g2, group, sub: ExplicitGroup) -> list:
     """The size attributes the dims graph rewrites when ``sub``'s root channels leave (its channels were numbered on
     the model as it is, so ``sub``'s current indices are the dims graph's own)."""
     root = group.root_space
-    classes = np.unique(g2.classes.of[root.gids(np.asarray(sub.root_idxs, dtype=np.int64))])
+    classes = unique_ints(g2.classes.of[root.gids(np.asarray(sub.root_idxs, dtype=np.int64))])
     return attribute_updates(g2, g2.classes.members(classes, g2.alive_mask), sub.root_space.label)

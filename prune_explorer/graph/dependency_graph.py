@@ -27,6 +27,7 @@ import numpy as np
 import torch.nn as nn
 
 from .._gc import gc_paused
+from .._index import unique_ints
 from ..errors import DependencyError, PruningError
 from ..layers import registry as layer_registry
 from ..layers.family import FAMILIES
@@ -161,8 +162,8 @@ class DependencyGraph(TorchPruningGraphAPI):
     def _param_root_spaces(self, tracer) -> List[int]:
         if not tracer.weight_out_ids:
             return []
-        ids = np.unique(np.concatenate([t.numpy() for t in tracer.weight_out_ids]))
-        spaces = np.unique(self.state.space_of[ids[ids >= 0]])
+        ids = unique_ints(np.concatenate([t.numpy().reshape(-1) for t in tracer.weight_out_ids]))
+        spaces = unique_ints(self.state.space_of[ids[ids >= 0]])
         return [int(i) for i in spaces if i >= 0 and self.spaces[i].dim is not None]
 
     # ------------------------------------------------------------------------------------------------------------
@@ -424,7 +425,7 @@ class DependencyGraph(TorchPruningGraphAPI):
             raise PruningError(
                 f"channel {int(arr[k])} of {space.label} can never be pruned: {self.classes.reasons.get(int(cls[k]))}"
             )
-        return group_members.closure(self, space, np.unique(cls))
+        return group_members.closure(self, space, unique_ints(np.asarray(cls, dtype=np.int64).reshape(-1)))
 
     def get_all_groups(self, ignored_layers: Iterable = (), root_module_types=DEFAULT_ROOT_TYPES) -> Iterator[Group]:
         """Yield every prunable group once, in execution order of their root layers.

@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from ..._index import unique_ints
 from .union_find import connected_components
 
 #: Why channels that reach the model's outputs are kept fixed by the automatic tools. Unlike the other reasons, it
@@ -38,24 +39,16 @@ def _stored(f) -> np.ndarray:
     return a.reshape(-1)
 
 
-def _unique(a: np.ndarray) -> np.ndarray:
-    """``np.unique`` of a small int array by sorting (numpy's hash-based unique costs far more per call)."""
-    a = np.sort(a, kind="stable")
-    if a.size > 1:
-        a = a[np.concatenate(([True], a[1:] != a[:-1]))]
-    return a
-
-
 def _ids_of(fields) -> np.ndarray:
     if not fields:
         return np.empty(0, dtype=np.int64)
-    ids = _unique(np.concatenate([_stored(f) for f in fields]))
+    ids = unique_ints(np.concatenate([_stored(f) for f in fields]))
     return ids[ids >= 0]
 
 
 def _same_classes(of: np.ndarray, src_fields, fields) -> bool:
     """Whether two lists of label fields hold the same channel classes."""
-    return np.array_equal(_unique(of[_ids_of(src_fields)]), _unique(of[_ids_of(fields)]))
+    return np.array_equal(unique_ints(of[_ids_of(src_fields)]), unique_ints(of[_ids_of(fields)]))
 
 
 class ChannelClasses:
@@ -103,11 +96,11 @@ class ChannelClasses:
             of = connected_components(n, list(pair_a) + extra_a, list(pair_b) + extra_b)
         reasons: Dict[int, str] = {}
         for ids, reason in fixed:
-            for c in _unique(of[ids]):
+            for c in unique_ints(of[ids]):
                 reasons.setdefault(int(c), reason)
         for src_fields, fields, reason, *_ in deferred:
             if not _same_classes(of, src_fields, fields):
-                for c in _unique(of[np.concatenate([_ids_of(src_fields), _ids_of(fields)])]):
+                for c in unique_ints(of[np.concatenate([_ids_of(src_fields), _ids_of(fields)])]):
                     reasons.setdefault(int(c), reason)
         for check in checks:
             check(of, reasons)

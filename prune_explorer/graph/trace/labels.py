@@ -30,6 +30,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..._index import unique_ints
+
 Field = torch.Tensor  # int64, ndim == value.ndim, broadcastable to value.shape
 
 
@@ -186,7 +188,7 @@ class Couplings:
         if mask.any():
             pa, pb = a[mask], b[mask]
             if pa.size > max(stored, 64):  # many positions repeat the same pair; keep each pair once
-                key = np.unique((pa << 32) | pb)  # ids are < 2**31 (one per channel of the model)
+                key = unique_ints((pa << 32) | pb)  # ids are < 2**31 (one per channel of the model)
                 pa, pb = key >> 32, key & 0xFFFFFFFF
             self.pair_a.append(pa.reshape(-1))
             self.pair_b.append(pb.reshape(-1))
@@ -198,7 +200,7 @@ class Couplings:
         ids = ids.reshape(-1)
         ids = ids[ids >= 0]
         if ids.size:
-            self.fixed.append((np.unique(ids), reason))
+            self.fixed.append((unique_ints(ids), reason))
 
     def unify(self, a: Field, b: Field, reason: str) -> None:
         """Couple ``a`` and ``b`` position by position; a labeled position facing an unlabeled one is fixed."""
