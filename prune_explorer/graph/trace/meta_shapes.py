@@ -318,11 +318,10 @@ def _matmul(args, kwargs) -> Optional[torch.Tensor]:
     a, b = args
     if a.dim() < 2 or b.dim() < 2 or a.dtype != b.dtype or a.shape[-1] != b.shape[-2]:
         return None
-    try:
-        batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    except RuntimeError:
+    batch = broadcast_shape(a.shape[:-2], b.shape[:-2])
+    if batch is None:
         return None
-    return torch.empty(tuple(batch) + (a.shape[-2], b.shape[-1]), dtype=a.dtype, device="meta")
+    return torch.empty(batch + (a.shape[-2], b.shape[-1]), dtype=a.dtype, device="meta")
 
 
 _COMPOSITE_RULES = {"cat": _cat, "concat": _cat, "concatenate": _cat, "pow": _pow,
