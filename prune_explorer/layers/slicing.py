@@ -39,6 +39,11 @@ class Part(NamedTuple):
     is_bias: bool
 
 
+#: rows of the leading dims reduced at a time by :meth:`Rows.power_sum` (a fixed count: each channel's sum is the
+#: same whatever the other channels present, as held cuts require)
+_BLOCK_ROWS = 128
+
+
 class Rows:
     """Entries along ``dim`` -> rows: ``t.index_select(dim, idx)`` with ``dim`` moved first, flattened to
     ``[len(idx), k]``. :meth:`power_sum` gives each row's ``sum |x|^p`` without gathering the rows (reductions over
@@ -79,11 +84,14 @@ class Rows:
             t = t if t.dtype in (torch.float16, torch.bfloat16, torch.float32) else t.float()
             v = torch.linalg.vector_norm(t.reshape(size, -1), p, dim=1, dtype=torch.float32)
             v = v * v if p == 2 else v
-        else:  # over the leading dims first (an outer reduction, vectorised along the channels), then the rest
-            t = t.float()
-            v = t * t if p == 2 else (t.abs() if p == 1 else t.abs().pow(p))
-            v = v.reshape(lead, -1)
-            v = v.sum(0) if lead > 1 else v.reshape(-1)
+        else:  # over the leading dims first (outer reductions, vectorised along the channels), then the rest
+            rows = t.float().reshape(lead, -1)
+            v = None
+            for start in range(0, lead, _BLOCK_ROWS):  # |x|^p of a block of rows at a time: the temporary stays in
+                b = rows[start:start + _BLOCK_ROWS]  # cache (the blocks depend on ``lead`` only, never on ``size``)
+                b = b * b if p == 2 else (b.abs() if p == 1 else b.abs().pow(p))
+                b = b.sum(0) if b.shape[0] > 1 else b.reshape(-1)
+                v = b if v is None else v.add_(b)
             v = v.reshape(size, -1)
             v = v.sum(1) if v.shape[1] > 1 else v.reshape(size)
         if self._covers(size):
