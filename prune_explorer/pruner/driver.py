@@ -98,6 +98,9 @@ class Applied:
         return out
 
 
+_BATCHED_KINDS = (None, "attention-dims")
+
+
 def sequential_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Callable[[Cut], None],
                        refused: Optional[Callable[[Cut, PruningError], None]] = None) -> None:
     """The default :attr:`PruningDriver.applier`: each cut pruned on its own, in order (see the module docstring).
@@ -114,20 +117,34 @@ def sequential_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Cal
         pruned(cut)
 
 
+def _graph_group(group) -> bool:
+    """A group the graph derives from its channel classes (not a hand-built attention group), attention-dims ones
+    (one offset in every head, e.g. a transformer's hidden size) included: the graph prunes it like any other."""
+    from ..graph import Group
+
+    return type(group) is Group and group.kind in _BATCHED_KINDS
+
+
+def _hf_config(driver) -> bool:
+    """Whether the pruned model has a Hugging Face config (asked only for attention groups: a model without
+    attention never loads the config code)."""
+    from ..hf import is_hf_model
+
+    return is_hf_model(driver.graph.model)
+
+
 def _batch_group(cut: Cut):
     """The graph group a cut would prune, when it can be cut together with others (a plain graph group with
     channels to remove, not a hand-built attention group); else None."""
-    from ..graph import Group
-
     target, idxs = cut.target, cut.idxs
     if isinstance(target, Proposal):
         group = target.group
-        if type(group) is not Group or group.kind is not None:
+        if not _graph_group(group):
             return None
         if idxs is None:
             return target.selection if target.proposed_idxs else None
         return group.select(list(idxs)) if len(idxs) else None
-    if type(target) is not Group or target.kind is not None or (idxs is not None and not len(idxs)):
+    if not _graph_group(target) or (idxs is not None and not len(idxs)):
         return None
     return target if idxs is None else target.select(list(idxs))
 
@@ -182,6 +199,9 @@ def batched_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Callab
     try:
         for cut in cuts:
             group = _batch_group(cut)
+            if group is not None and group.kind is not None and _hf_config(driver):
+                group = None  # a Hugging Face config is synced once per record, and derives head_dim from the
+                # hidden size and head count: an attention-dims group keeps a record of its own there
             if group is not None:
                 if isinstance(cut.target, Proposal):
                     cut.target.batched = True
@@ -262,10 +282,9 @@ class PruningDriver:
         """Whether ``group`` may be decided through held cuts: a plain graph group, scored by a criterion that reads
         only its channels' weights (:func:`~prune_explorer.importance.held.reads_channel_parts_only`) through the
         pruner's own ``estimate_importance``."""
-        from ..graph import Group
         from .base_pruner import BasePruner
 
-        if type(group) is not Group or group.kind is not None:
+        if not _graph_group(group):
             return False
         pruner = self.pruner
         if type(pruner).estimate_importance is not BasePruner.estimate_importance:

@@ -291,10 +291,24 @@ def _describe_parts(graph, parts: List[dict]) -> None:
         if graph.state.attr_spaces:  # the size attributes' values once this group and the ones before it are pruned
             cumulative = np.concatenate([cumulative, part["killed"]])
             updates = attribute_updates(graph, cumulative, root.label)
+            if updates:  # only those this group changes (as its own record would list them), at their values now
+                own = _attributes_hit(graph, part["killed"])
+                updates = [u for u in updates if id(u[0]) in own]
             if updates:
                 entry["attributes"] = [dict(ref.as_dict(), value=int(new)) for ref, _, new in updates]
         part["entry"], part["plan"] = entry, plan_ids
         del group
+
+
+def _attributes_hit(graph, killed: np.ndarray) -> set:
+    """``id`` of each size attribute (its ``AttributeRef``) that removing channel ids ``killed`` changes."""
+    killed = np.sort(killed)
+    hit = set()
+    for s in graph.state.attr_spaces:
+        lo, hi = np.searchsorted(killed, (s.offset, s.offset + s.size))
+        if np.count_nonzero(graph.alive_mask[killed[lo:hi]]):
+            hit.add(id(s.owner.ref))
+    return hit
 
 
 def _batch_label(parts: List[dict]) -> str:
