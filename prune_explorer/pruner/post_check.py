@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -38,7 +39,7 @@ import torch.nn as nn
 from .._atomic import finish
 from ..graph.trace.meta_shapes import ShapeOnlyMode, fast_meta, meta_like
 from ..graph.trace.op_names import op_name
-from ..graph.edit.snapshot import restore_modules, snapshot_modules
+from ..graph.edit.snapshot import restore_modules
 from ..inputs import call_model, kept_state, map_tensors, to_meta
 
 __all__ = ["run_error", "PostPruneCheck", "Repair", "IndexDataMode"]
@@ -53,32 +54,86 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def _swap_in_stand_ins(state) -> None:
-    """Replace every parameter and buffer of the snapshotted modules (``state``, from ``snapshot_modules``) by a
-    ``meta`` tensor of the same shape, dtype and strides, in the modules' own dicts (``restore_modules(state)`` puts
-    the real ones back). A tensor shared by several modules or names gets one stand-in (ties stay ties)."""
-    made: Dict[int, torch.Tensor] = {}
+#: attribute types seen that are no lists (their values need no copy)
+_NOT_LISTS: set = set()
+
+
+def _module_states(model: nn.Module):
+    """What ``restore_modules`` needs to put every module of ``model`` back as it is now (the format of
+    ``graph.edit.snapshot.snapshot_modules``: each module's attribute dict with its lists copied, its parameter and
+    buffer dicts), with the dicts copied in C and only the modules holding a list scanned in Python."""
+    out = []
+    for m in model.modules():
+        attrs = m.__dict__.copy()
+        new_types = set(map(type, attrs.values())) - _NOT_LISTS
+        if new_types:
+            if any(issubclass(t, list) for t in new_types):
+                attrs = {k: (list(v) if isinstance(v, list) else v) for k, v in attrs.items()}
+            else:
+                _NOT_LISTS.update(new_types)
+        out.append((m, attrs, m._parameters.copy(), m._buffers.copy()))
+    return out
+
+
+class StandIns:
+    """Meta stand-ins kept from one check to the next: a tensor's stand-in (a ``meta`` tensor of the same shape,
+    dtype and strides; a ``Parameter`` for a parameter) is made once and reused while the very tensor (weakly
+    referenced) keeps its shape, strides, dtype and ``requires_grad``. A pruning step replaces only the tensors it
+    cuts, so the next check makes stand-ins for those alone."""
+
+    def __init__(self):
+        self._made: Dict[int, tuple] = {}
+
+    def of(self, t: torch.Tensor, param: bool) -> torch.Tensor:
+        entry = self._made.get(id(t))
+        if entry is not None:
+            ref, shape, stride, dtype, grad, meta = entry
+            if ref() is t and t.shape == shape and t.dtype == dtype and t.requires_grad == grad and \
+                    t.stride() == stride:
+                return meta
+        meta = meta_like(t)
+        if param:
+            meta = nn.Parameter(meta, requires_grad=t.requires_grad)
+        try:
+            self._made[id(t)] = (weakref.ref(t), t.shape, t.stride(), t.dtype, t.requires_grad, meta)
+        except TypeError:  # a tensor type without weak references: no reuse
+            pass
+        return meta
+
+    def forget_others(self, keep: set) -> None:
+        """Drop the entries of tensors not in ``keep`` (ids) once they outnumber the live ones."""
+        if len(self._made) > 2 * len(keep) + 64:
+            self._made = {k: v for k, v in self._made.items() if k in keep}
+
+
+def _swap_in_stand_ins(state, stand_ins: StandIns) -> bool:
+    """Replace every parameter and buffer of the snapshotted modules (``state``, from :func:`_module_states`) by its
+    meta stand-in, in the modules' own dicts (``restore_modules(state)`` puts the real ones back). A tensor shared by
+    several modules or names gets one stand-in (ties stay ties). Returns True if some tensor already was a meta
+    tensor (a model built on meta)."""
+    seen = set()
+    on_meta = False
     for m, _attrs, params, buffers in state:
         if params:
             new = {}
             for name, p in params.items():
                 if p is not None:
-                    q = made.get(id(p))
-                    if q is None:
-                        q = made[id(p)] = nn.Parameter(meta_like(p), requires_grad=p.requires_grad)
-                    p = q
+                    seen.add(id(p))
+                    on_meta = on_meta or p.is_meta
+                    p = stand_ins.of(p, True)
                 new[name] = p
             m.__dict__["_parameters"] = new
         if buffers:
             new = {}
             for name, b in buffers.items():
                 if b is not None:
-                    q = made.get(id(b))
-                    if q is None:
-                        q = made[id(b)] = meta_like(b)
-                    b = q
+                    seen.add(id(b))
+                    on_meta = on_meta or b.is_meta
+                    b = stand_ins.of(b, False)
                 new[name] = b
             m.__dict__["_buffers"] = new
+    stand_ins.forget_others(seen)
+    return on_meta
 
 
 def _exact(dtype) -> bool:
@@ -184,7 +239,7 @@ META, INDEX_DATA, REAL = "meta", "index data", "real"
 
 
 def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callable] = None,
-              on_meta: bool = True, mode: Optional[str] = None) -> Optional[str]:
+              on_meta: bool = True, mode: Optional[str] = None, stand_ins: Optional[StandIns] = None) -> Optional[str]:
     """Run ``model`` once on ``example_inputs`` and return why it failed (``"ErrorType: message"``), or None.
 
     ``on_meta=True`` (``mode="meta"``): on shape-only stand-ins (``meta`` tensors for every parameter, buffer and
@@ -193,27 +248,32 @@ def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callab
     under ``torch.no_grad()`` (buffers such as BatchNorm statistics are put back). Either way the model is left
     exactly as it was, including attributes its forward may cache. Only ``Exception`` is caught:
     ``KeyboardInterrupt`` propagates. A model whose parameters or buffers are already ``meta`` tensors (built on the
-    meta device) runs as it is, on meta, either way.
+    meta device) runs as it is, on meta, either way. ``stand_ins``: the :class:`StandIns` to reuse (a check keeps
+    one across steps).
     """
     mode = mode or (META if on_meta else REAL)
-    state = snapshot_modules([model])
+    state = _module_states(model)
     try:
         with torch.no_grad():
-            if any(t.device.type == "meta" for _m, _a, params, buffers in state
-                   for t in itertools.chain(params.values(), buffers.values()) if t is not None):
+            built_on_meta = False
+            if mode == REAL:
+                built_on_meta = any(t.is_meta for _m, _a, params, buffers in state
+                                    for t in itertools.chain(params.values(), buffers.values()) if t is not None)
+                if not built_on_meta:
+                    with kept_state(model):
+                        call_model(model, example_inputs, forward_fn)
+            elif _swap_in_stand_ins(state, stand_ins or StandIns()):  # the finally puts the real tensors back
+                restore_modules(state)
+                built_on_meta = True
+            elif mode == INDEX_DATA:
+                with IndexDataMode():
+                    call_model(model, _index_data_inputs(example_inputs), forward_fn)
+            else:
+                with ShapeOnlyMode():
+                    call_model(model, to_meta(example_inputs), forward_fn)
+            if built_on_meta:
                 with ShapeOnlyMode():  # a model built on meta: run it as it is (common ops' shapes computed directly)
                     call_model(model, to_meta(example_inputs), forward_fn)
-            elif mode == REAL:
-                with kept_state(model):
-                    call_model(model, example_inputs, forward_fn)
-            else:
-                _swap_in_stand_ins(state)  # the finally below puts the real tensors back
-                if mode == INDEX_DATA:
-                    with IndexDataMode():
-                        call_model(model, _index_data_inputs(example_inputs), forward_fn)
-                else:
-                    with ShapeOnlyMode():
-                        call_model(model, to_meta(example_inputs), forward_fn)
     except Exception as exc:  # noqa: BLE001 - any failure of the model's forward is the answer
         return _describe(exc)
     finally:
@@ -259,6 +319,7 @@ class PostPruneCheck:
         #: for a model traced for real: False once a shape-only run failed where the real one ran (then every check
         #: runs for real); None until then
         self.index_data_ok: Optional[bool] = None
+        self.stand_ins = StandIns()  # kept across checks: only the tensors a step replaced get new ones
         #: how many runs of each mode (``"meta"``, ``"index data"``, ``"real"``) the check made so far
         self.runs: Dict[str, int] = {META: 0, INDEX_DATA: 0, REAL: 0}
 
@@ -269,7 +330,7 @@ class PostPruneCheck:
 
     def _run(self, mode: str) -> Optional[str]:
         self.runs[mode] += 1
-        return run_error(self.graph.model, self.example_inputs, self.forward_fn, mode=mode)
+        return run_error(self.graph.model, self.example_inputs, self.forward_fn, mode=mode, stand_ins=self.stand_ins)
 
     def error(self) -> Optional[str]:
         """Why the model does not run now, or None.

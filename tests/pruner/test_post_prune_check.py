@@ -216,3 +216,22 @@ def test_a_llama_traced_for_real_is_checked_shape_only_and_still_caught(checked)
         with pytest.raises(ValueError, match="CheckedSiLU expected 64"):  # what the check caught is real
             unchecked(**x)
     assert model(**x).logits.shape == (1, 12, 64)
+
+
+def test_stand_ins_are_reused_only_while_the_tensor_keeps_its_shape():
+    """The check keeps its meta stand-ins across steps; a parameter resized in place (``.data =``, the same object)
+    gets a new one, so the next check sees the new shape and catches the mismatch it causes."""
+    from prune_explorer.pruner.post_check import StandIns
+
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    x = torch.randn(1, 4)
+    stand_ins = StandIns()
+    w = model[0].weight
+    assert run_error(model, x, stand_ins=stand_ins) is None
+    first = stand_ins.of(w, True)
+    assert stand_ins.of(w, True) is first and first.shape == w.shape and first.device.type == "meta"
+    with torch.no_grad():
+        w.data = torch.randn(5, 4)  # the same Parameter object, one output less: the next layer expects 6 inputs
+    assert stand_ins.of(w, True) is not first and stand_ins.of(w, True).shape == (5, 4)
+    assert run_error(model, x, stand_ins=stand_ins) is not None
+    assert model[0].weight is w and w.device.type == "cpu"  # the model is left as it was
