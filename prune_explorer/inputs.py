@@ -163,6 +163,9 @@ def tensors_in(obj: Any, paths: Optional[list] = None) -> List[torch.Tensor]:
     return out
 
 
+_SCALARS = frozenset((int, float, str, bool))
+
+
 def _collect(obj: Any, out: list, depth: int, paths: Optional[list] = None, path: str = "") -> None:
     if depth > _MAX_DEPTH:
         return
@@ -183,8 +186,15 @@ def _collect(obj: Any, out: list, depth: int, paths: Optional[list] = None, path
         key_format, items = ".{}", vars(obj).items()
     else:
         return
-    for key, child in items:  # paths are spelled out only when asked for (the tracer calls this for every op)
-        _collect(child, out, depth + 1, paths, path if paths is None else path + key_format.format(key))
+    if paths is None and depth < _MAX_DEPTH:  # per op in a trace: tensors and scalars without a call each
+        for _, child in items:
+            if isinstance(child, torch.Tensor):
+                out.append(child)
+            elif child is not None and type(child) not in _SCALARS:
+                _collect(child, out, depth + 1)
+        return
+    for key, child in items:
+        _collect(child, out, depth + 1, paths, path + key_format.format(key))
 
 
 def has_meta_tensors(obj: Any) -> bool:

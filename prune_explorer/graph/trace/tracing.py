@@ -75,22 +75,27 @@ class Tracer(AttributeTracer):
         self.meta = False  # True when the trace ran on meta-device stand-ins
         self._op_counter: Counter = Counter()
         # module bookkeeping
-        self.module_names = {m: n for n, m in model.named_modules()}
+        named = list(model.named_modules())  # one walk of the module tree
+        self.module_names = {m: n for n, m in named}
         self.param_owner: Dict[int, nn.Module] = {}  # params/buffers of registered layers -> layer
         #: params/buffers of registered layers -> every such layer holding it (tied weights: an embedding and a head)
         self.param_users: Dict[int, List[nn.Module]] = {}
         #: parameters (and float buffers) of no known layer: id -> (qualified name, owning module, attribute, tensor)
         self.loose_params: Dict[int, Tuple[str, nn.Module, str, torch.Tensor]] = {}
         self.layers = []
-        for mname, m in model.named_modules():
-            hooked = self._is_layer(m)
+        for mname, m in named:
+            family = self._family_layer(m)
+            hooked = isinstance(m, self.custom_types) or (family is not None and family.runs_standard_forward(m))
             if hooked:
                 self.layers.append(m)
-            if hooked or self._family_layer(m) is not None:
+            if hooked or family is not None:
                 # a known layer type with its own forward (e.g. LayerNorm2d) is recognised by its parameters
-                for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
-                    self.param_owner[id(t)] = m
-                    self.param_users.setdefault(id(t), []).append(m)
+                for t in list(m._parameters.values()) + list(m._buffers.values()):
+                    if t is not None:
+                        self.param_owner[id(t)] = m
+                        users = self.param_users.setdefault(id(t), [])
+                        if not users or users[-1] is not m:  # a tensor held twice by one layer counts it once
+                            users.append(m)
         for pname, p in model.named_parameters():
             if id(p) in self.param_owner:
                 continue
@@ -391,26 +396,42 @@ class Tracer(AttributeTracer):
                 hit[1].fields = []
 
     # ---- the trace -------------------------------------------------------------------------------------------
-    def use_meta_copies(self) -> dict:
-        """Meta-device stand-ins for every parameter and buffer, registered under the originals' identities."""
-        stand_ins = {}
-        for name, p in self.model.named_parameters(remove_duplicate=False):
-            meta = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-            stand_ins[name] = meta
-            if id(p) in self.param_owner:
-                self.param_owner[id(meta)] = self.param_owner[id(p)]
-                self.param_users[id(meta)] = self.param_users[id(p)]
-            if id(p) in self.loose_params:
-                self.loose_params[id(meta)] = self.loose_params[id(p)]
-        for name, b in self.model.named_buffers(remove_duplicate=False):
-            meta = torch.empty_like(b, device="meta")
-            stand_ins[name] = meta
-            if id(b) in self.param_owner:
-                self.param_owner[id(meta)] = self.param_owner[id(b)]
-                self.param_users[id(meta)] = self.param_users[id(b)]
-            if id(b) in self.loose_params:
-                self.loose_params[id(meta)] = self.loose_params[id(b)]
-        return stand_ins
+    def use_meta_copies(self) -> list:
+        """Meta-device stand-ins for every parameter and buffer (one per tensor, so tied weights stay tied),
+        registered under the originals' identities. Returns ``(module, (its parameter dict, its buffer dict),
+        (the same with stand-ins))`` per module that holds tensors: :meth:`swap` puts either pair in place."""
+        made: Dict[int, torch.Tensor] = {}
+        out = []
+        for m in self.model.modules():
+            params, buffers = m._parameters, m._buffers
+            if not params and not buffers:
+                continue
+            metas = ({name: None if p is None else self._stand_in(p, made, True) for name, p in params.items()},
+                     {name: None if b is None else self._stand_in(b, made, False) for name, b in buffers.items()})
+            out.append((m, (params, buffers), metas))
+        return out
+
+    def _stand_in(self, t: torch.Tensor, made: dict, param: bool) -> torch.Tensor:
+        meta = made.get(id(t))
+        if meta is not None:
+            return meta
+        meta = torch.empty_like(t, device="meta")
+        if param:
+            meta = nn.Parameter(meta, requires_grad=t.requires_grad)
+        made[id(t)] = meta
+        for table in (self.param_owner, self.param_users, self.loose_params):
+            if id(t) in table:
+                table[id(meta)] = table[id(t)]
+        return meta
+
+    @staticmethod
+    def swap(copies: list, meta: bool) -> None:
+        """Put the stand-ins of :meth:`use_meta_copies` into the modules' own dicts (``meta=True``), or the
+        modules' own dicts back (``meta=False``)."""
+        for m, own, metas in copies:
+            params, buffers = metas if meta else own
+            m.__dict__["_parameters"] = params
+            m.__dict__["_buffers"] = buffers
 
     def close(self) -> None:
         """Drop the record of the traced values (their calls and labels), which the graph does not need once built; the
@@ -428,12 +449,15 @@ class Tracer(AttributeTracer):
         self.meta = meta
         user_forward = forward_fn
         if meta:
-            stand_ins = self.use_meta_copies()
+            copies = self.use_meta_copies()
             example_inputs = to_meta(example_inputs)
 
             def forward_fn(m, inputs):
-                with torch.nn.utils.stateless._reparametrize_module(m, stand_ins, tie_weights=True):
+                self.swap(copies, True)
+                try:
                     return call_model(m, inputs, user_forward, retry=False)
+                finally:
+                    self.swap(copies, False)
 
         handles = []
         for m in self.layers:
