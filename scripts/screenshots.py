@@ -84,7 +84,7 @@ def main(argv=None) -> int:
                     print(f"{name}:")
                     a = app(page, i)
                     a.locator(".pe-gv-viewport svg").first.wait_for(state="attached")
-                    wait_until(page, CHARTS_DRAWN, [i], lambda v: v >= 3, what="the charts drawn")
+                    wait_until(page, CHARTS_DRAWN, [i], lambda v: v >= 2, what="the charts drawn")
                     _shoot(page, i, args.out / f"explorer_{name}_open.png", args.width)
                     # mid-way: accept two groups, skip one, adjust one, accept it; sweep; search
                     p0 = page.evaluate(HEADER_PARAMS, [i])

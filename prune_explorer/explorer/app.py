@@ -32,7 +32,6 @@ import traitlets
 from ..errors import PruneExplorerError
 from .controller import ExplorerController, ExplorerError
 from .graph_state import DEFAULT_MAX_ITEMS
-from .status import Status
 from .views import GraphView, GroupCardView, HeaderView, IgnoredLayersView, ProgressView, RatioCurvesView
 from .views.finish import FinishView
 from .views.common import CSS, esc
@@ -198,8 +197,8 @@ class Explorer:
                 try:
                     v.refresh(event)
                 except Exception as exc:  # noqa: BLE001
-                    self.controller.status = Status.error(f"a view failed to update ({type(v).__name__}: {exc})",
-                                                          traceback.format_exc())
+                    self.controller.fail(f"a view failed to update ({type(v).__name__}: {exc})",
+                                         details=traceback.format_exc())
                     break
         self._render_status()
 

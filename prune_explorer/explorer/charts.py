@@ -7,6 +7,10 @@
   fraction p of its input and output channels loses 1-(1-p)^2 of its weights) and ``p``.
 * :func:`macs_bars_figure` -- the finish view's MACs per layer, original and pruned, for the layers that cost most.
 
+The ones a click redraws also come as plain JSON, ``{"data": [...], "layout": {...}}`` of lists and numbers
+(:func:`histogram_spec`; :func:`ratio_curves_spec`, parameters and MACs in one chart), which
+:meth:`.plotly_chart.PlotlyChart.show_spec` sends as they are; ``*_figure`` is the same spec as a ``go.Figure``.
+
 Every figure sets its own height and styles itself (white background, light grid; the ``none`` template, so the
 JSON stays small); the width is the box's (the chart widget sets it). Hover texts carry the exact values. Figures
 are built from plain dicts without plotly's property validation (3x faster: the card redraws its histogram on every
@@ -29,14 +33,16 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import plotly.graph_objects as go
 
 from .colors import KEEP_COLOR, MACS_COLOR, REMOVE_COLOR
 
-__all__ = ["histogram_figure", "ratio_curve_figure", "macs_bars_figure", "quadratic_rule", "ACCEPTED_COLOR"]
+__all__ = ["histogram_figure", "histogram_spec", "ratio_curve_figure", "ratio_curve_spec", "ratio_curves_spec",
+           "RatioSeries", "macs_bars_figure",
+           "quadratic_rule", "json_number", "ACCEPTED_COLOR"]
 
 ACCEPTED_COLOR = "#e8590c"
 _AXIS = "#495057"
@@ -64,6 +70,18 @@ def _layout(height: int, **kw) -> dict:
                 hoverlabel=dict(font_size=11), **kw)
 
 
+def json_number(v) -> Optional[float]:
+    """``v`` as a JSON number: a float, or None (plotly.js leaves a gap) for None, NaN and infinities.
+
+    >>> json_number(np.float32(0.5)), json_number(float("nan")), json_number(None)
+    (0.5, None, None)
+    """
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
 def _finite(values) -> np.ndarray:
     a = np.asarray([v for v in values if v is not None], dtype=float)
     return a[np.isfinite(a)]
@@ -75,8 +93,14 @@ def histogram_figure(kept: Sequence[float], removed: Sequence[float], threshold:
 
     ``kept`` / ``removed`` are importance scores (non-finite ones are left out); the bins are shared, so each bar
     counts channels (trace 0: removed, trace 1: kept; ``y`` are counts, ``x`` bin centres). ``threshold`` draws
-    the dashed line between the two sets.
+    the dashed line between the two sets. (:func:`histogram_spec` as a figure.)
     """
+    return go.Figure(histogram_spec(kept, removed, threshold, bins, height), _validate=False)
+
+
+def histogram_spec(kept: Sequence[float], removed: Sequence[float], threshold: Optional[float] = None,
+                   bins: int = 30, height: int = 250) -> dict:
+    """:func:`histogram_figure` as plain JSON (``{"data", "layout"}``; the counts are binned here, in Python)."""
     k, r = _finite(kept), _finite(removed)
     values = np.concatenate([k, r])
     layout = _layout(height, barmode="stack", bargap=0.05, margin=dict(l=48, r=12, t=30, b=40),
@@ -87,26 +111,27 @@ def histogram_figure(kept: Sequence[float], removed: Sequence[float], threshold:
         layout["annotations"] = [dict(text="no importance scores for this group", showarrow=False, xref="paper",
                                       yref="paper", x=0.5, y=0.5, font=dict(color="#868e96", size=12))]
         layout["xaxis"]["visible"] = layout["yaxis"]["visible"] = False
-        return go.Figure(dict(data=[], layout=layout))
+        return dict(data=[], layout=layout)
     lo, hi = float(values.min()), float(values.max())
     if hi - lo < 1e-12:  # one value: a range around it
         lo, hi = lo - 0.5 * (abs(lo) or 1.0), hi + 0.5 * (abs(hi) or 1.0)
     edges = np.linspace(lo, hi, bins + 1)
-    centres = (edges[:-1] + edges[1:]) / 2
+    centres = ((edges[:-1] + edges[1:]) / 2).tolist()
     width = float(edges[1] - edges[0])
-    tips = [f"importance {a:.4g} to {b:.4g}" for a, b in zip(edges[:-1], edges[1:])]
+    tips = [f"importance {a:.4g} to {b:.4g}" for a, b in zip(edges[:-1].tolist(), edges[1:].tolist())]
     data = []
     for vals, name, color in ((r, "proposed for removal", REMOVE_COLOR), (k, "kept", KEEP_COLOR)):
         counts, _ = np.histogram(vals, bins=edges)
-        data.append(dict(type="bar", x=centres, y=counts, width=width, name=f"{name} ({vals.size})",
+        data.append(dict(type="bar", x=centres, y=counts.tolist(), width=width, name=f"{name} ({vals.size})",
                          marker=dict(color=color), text=tips, textposition="none",
                          hovertemplate="%{text}: %{y} " + name + "<extra></extra>"))
     if threshold is not None and math.isfinite(threshold):
+        threshold = float(threshold)
         layout["shapes"] = [dict(type="line", x0=threshold, x1=threshold, y0=0, y1=1, yref="paper",
                                  line=dict(color="#212529", dash="dash", width=1.5))]
         layout["annotations"] = [dict(x=threshold, y=1, yref="paper", text="threshold", showarrow=False,
                                       xanchor="left", yanchor="top", font=dict(size=10, color="#212529"))]
-    return go.Figure(dict(data=data, layout=layout), _validate=False)
+    return dict(data=data, layout=layout)
 
 
 def ratio_curve_figure(title: str, xs: Sequence[float], ys: Sequence[float], roots: Sequence[str] = (),
@@ -116,33 +141,79 @@ def ratio_curve_figure(title: str, xs: Sequence[float], ys: Sequence[float], roo
 
     Traces, in order: the quadratic rule ``1-(1-p)^2`` (dashed) and ``p`` (dotted) at p = 0, 0.02 .. 1, the uniform
     sweep (``sweep = (x, y)``, diamonds; only when given; non-finite points left out) and the accepted groups
-    (``xs``, ``ys``, one point per group, hover names from ``roots``).
+    (``xs``, ``ys``, one point per group, hover names from ``roots``). (:func:`ratio_curve_spec` as a figure.)
     """
-    ref = np.linspace(0.0, 1.0, 51)
+    return go.Figure(ratio_curve_spec(title, xs, ys, roots, sweep, color, sweep_ratios, height), _validate=False)
+
+
+_REF = np.linspace(0.0, 1.0, 51)
+_REF_X, _REF_QUAD = _REF.tolist(), quadratic_rule(_REF).tolist()
+
+
+def ratio_curve_spec(title: str, xs: Sequence[float], ys: Sequence[float], roots: Sequence[str] = (),
+                     sweep: Optional[Tuple[Sequence[float], Sequence[float]]] = None, color: str = MACS_COLOR,
+                     sweep_ratios: Sequence[float] = (), height: int = 300) -> dict:
+    """:func:`ratio_curve_figure` as plain JSON (``{"data", "layout"}``): one unnamed series of
+    :func:`ratio_curves_spec`, its accepted groups in :data:`ACCEPTED_COLOR`."""
+    series = [RatioSeries("", ys, color, None if sweep is None else sweep[1])]
+    return ratio_curves_spec(title, xs, series, roots, None if sweep is None else sweep[0], sweep_ratios, height,
+                             accepted_color=ACCEPTED_COLOR)
+
+
+class RatioSeries(NamedTuple):
+    """One quantity of a ratio-curve chart: its ``label`` (``""``: the chart's only one), the fraction removed
+    after each accepted group (``ys``), its ``color`` and the uniform sweep's fractions (``sweep_ys``, or None)."""
+
+    label: str
+    ys: Sequence[float]
+    color: str
+    sweep_ys: Optional[Sequence[float]] = None
+
+
+def ratio_curves_spec(title: str, xs: Sequence[float], series: Sequence[RatioSeries], roots: Sequence[str] = (),
+                      sweep_xs: Optional[Sequence[float]] = None, sweep_ratios: Sequence[float] = (),
+                      height: int = 300, accepted_color: Optional[str] = None) -> dict:
+    """A ratio-curve chart as plain JSON: fractions removed (y) against fraction of channels removed (x), both 0..1,
+    for one or more quantities (parameters, MACs) on the same axes.
+
+    Traces, in order: the quadratic rule ``1-(1-p)^2`` (dashed) and ``p`` (dotted) at p = 0, 0.02 .. 1; then per
+    series, its uniform sweep (at ``sweep_xs``, diamonds; only when given; non-finite points left out) and its
+    accepted groups (``xs``, one point per group, hover names from ``roots``). A labelled series names its traces
+    ``"<label>, uniform sweep"`` and ``"<label>, accepted groups"``; an unlabelled one ``"uniform sweep"`` and
+    ``"accepted groups"``. ``accepted_color`` colours every accepted-groups line (default: the series' colour).
+    """
     layout = _layout(
         height, title=dict(text=title, x=0.5, xanchor="center", y=0.97, font=dict(size=13, color="#212529")),
         margin=dict(l=46, r=12, t=34, b=40), hovermode="closest",
         legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.22, yanchor="top", font=dict(size=10)),
         xaxis=_axis(title=dict(text="fraction of channels removed", standoff=4), range=[0, 1], tickformat=".0%"),
         yaxis=_axis(range=[0, 1.02], tickformat=".0%"))
-    data = [dict(type="scatter", x=ref, y=quadratic_rule(ref), mode="lines", name="1-(1-p)²", hoverinfo="skip",
+    data = [dict(type="scatter", x=_REF_X, y=_REF_QUAD, mode="lines", name="1-(1-p)²", hoverinfo="skip",
                  line=dict(color="#adb5bd", dash="dash", width=1.5)),
-            dict(type="scatter", x=ref, y=ref, mode="lines", name="p", hoverinfo="skip",
+            dict(type="scatter", x=_REF_X, y=_REF_X, mode="lines", name="p", hoverinfo="skip",
                  line=dict(color="#ced4da", dash="dot", width=1.5))]
-    if sweep is not None and len(sweep[0]):
-        sx = np.asarray(sweep[0], dtype=float)
-        sy = np.asarray([np.nan if v is None else v for v in sweep[1]], dtype=float)
-        ok = np.isfinite(sx) & np.isfinite(sy)
-        labels = [f"p = {sweep_ratios[i]:.1f}" if i < len(sweep_ratios) else "" for i in range(len(sx))]
-        data.append(dict(type="scatter", x=sx[ok], y=sy[ok], mode="lines+markers", name="uniform sweep",
-                         text=[labels[i] for i in np.flatnonzero(ok)], line=dict(color=color, width=1.5),
-                         marker=dict(symbol="diamond-open", size=8, color=color),
-                         hovertemplate="uniform %{text}: %{x:.1%} of channels, %{y:.1%} removed<extra></extra>"))
-    data.append(dict(type="scatter", x=list(xs), y=list(ys), mode="lines+markers", name="accepted groups",
-                     text=[roots[i] if i < len(roots) else "" for i in range(len(xs))],
-                     line=dict(color=ACCEPTED_COLOR, width=1), marker=dict(size=7, color=ACCEPTED_COLOR),
-                     hovertemplate="%{text}: %{x:.1%} of channels, %{y:.1%} removed<extra></extra>"))
-    return go.Figure(dict(data=data, layout=layout), _validate=False)
+    xs_json = [json_number(v) for v in xs]
+    names = [roots[i] if i < len(roots) else "" for i in range(len(xs))]
+    for s in series:
+        prefix = f"{s.label}, " if s.label else ""
+        what = f"{s.label} removed" if s.label else "removed"
+        if sweep_xs is not None and s.sweep_ys is not None and len(sweep_xs):
+            sx = np.asarray([np.nan if v is None else v for v in sweep_xs], dtype=float)
+            sy = np.asarray([np.nan if v is None else v for v in s.sweep_ys], dtype=float)
+            ok = np.isfinite(sx) & np.isfinite(sy)
+            labels = [f"p = {sweep_ratios[i]:.1f}" if i < len(sweep_ratios) else "" for i in range(len(sx))]
+            data.append(dict(type="scatter", x=sx[ok].tolist(), y=sy[ok].tolist(), mode="lines+markers",
+                             name=prefix + "uniform sweep", text=[labels[i] for i in np.flatnonzero(ok)],
+                             line=dict(color=s.color, width=1.5),
+                             marker=dict(symbol="diamond-open", size=8, color=s.color),
+                             hovertemplate="uniform %{text}: %{x:.1%} of channels, %{y:.1%} " + what
+                                           + "<extra></extra>"))
+        color = accepted_color or s.color
+        data.append(dict(type="scatter", x=xs_json, y=[json_number(v) for v in s.ys], mode="lines+markers",
+                         name=prefix + "accepted groups", text=names, line=dict(color=color, width=1),
+                         marker=dict(size=7, color=color),
+                         hovertemplate="%{text}: %{x:.1%} of channels, %{y:.1%} " + what + "<extra></extra>"))
+    return dict(data=data, layout=layout)
 
 
 def macs_bars_figure(names: Sequence[str], original: Sequence[float], pruned: Sequence[float], top: int = 12,

@@ -72,6 +72,7 @@ class GraphDrawing:
         """The drawn boxes in trace order (items: layer names and ``"blk:<path>"``), each with its nodes and what the
         walk makes of it (``root``, ``member``, ``ignored``, ``pruned``)."""
         expanded = self.expanded
+        self._n_params = {}  # block path -> parameters, counted once per pass (see _block_params)
         root, members = self.roles()
         ignored = set(self.c.ignored_names)
         depth = getattr(self.c.pruner, "depth", None)
@@ -106,12 +107,20 @@ class GraphDrawing:
         :meth:`styles`."""
         return self._dot(layout_only=True)
 
+    def layout_and_styles(self) -> Tuple[str, Dict[str, dict]]:
+        """(:meth:`layout_source`, :meth:`styles`) from one pass over the drawn boxes (what the view sends after
+        every change)."""
+        order, items = self._items()
+        return self._dot(True, order, items), self._styles(order, items)
+
     def styles(self) -> Dict[str, dict]:
         """What the walk changes in each drawn box, by element id: ``{"cls": classes, "fill", "stroke", "pw"
         (pen width), "font" (text colour), "lines": label lines, "tip": tooltip, "dash": dashed outline}`` (colours
         as ``#rrggbb`` or names). The label has as many lines as in :meth:`layout_source`, each no wider than its
         layout line."""
-        order, items = self._items()
+        return self._styles(*self._items())
+
+    def _styles(self, order: List[str], items: Dict[str, dict]) -> Dict[str, dict]:
         extra = self._fan_in_overflow(order, items)
         out: Dict[str, dict] = {}
         for it in order:
@@ -165,8 +174,10 @@ class GraphDrawing:
             self._overflow_key = key
         return self._overflow
 
-    def _dot(self, layout_only: bool) -> str:
-        order, items = self._items()
+    def _dot(self, layout_only: bool, order: Optional[List[str]] = None,
+             items: Optional[Dict[str, dict]] = None) -> str:
+        if order is None or items is None:
+            order, items = self._items()
         edges, extra_inputs = self._edges(order, items)
         self._overflow, self._overflow_key = extra_inputs, (frozenset(self.expanded), self.show_elementwise,
                                                             id(self._dg))
@@ -219,6 +230,15 @@ class GraphDrawing:
         lines.append("}")
         return "\n".join(lines)
 
+    def _block_params(self, path: str, mod) -> int:
+        """Parameters of block ``path`` (module ``mod``; 0 for None), counted once per pass over the boxes."""
+        memo = getattr(self, "_n_params", None)
+        if memo is None:
+            memo = self._n_params = {}
+        if path not in memo:
+            memo[path] = sum(p.numel() for p in mod.parameters()) if mod is not None else 0
+        return memo[path]
+
     def _open_descendants_without_items(self, block: str, cluster_items: Dict[str, List[str]]) -> List[str]:
         """Open child blocks of ``block`` that hold no box directly but have boxes deeper down."""
         out = []
@@ -238,7 +258,7 @@ class GraphDrawing:
             mod = self.modules.get(path)
             kind = type(mod).__name__ if mod is not None else "block"
             n_layers = self.block_layers.get(path, 0)
-            n_params = sum(p.numel() for p in mod.parameters()) if mod is not None else 0
+            n_params = self._block_params(path, mod)
             # a leaf module traced op by op (an RMSNorm written with pow/mean/rsqrt) holds operations, not layers
             count = _plural(n_layers, "layer") if n_layers else _plural(self.blocks.get(path, 0), "operation")
             params = _widest_params(n_params) if layout_only else _fmt_params(n_params)

@@ -12,10 +12,15 @@ A new figure updates the chart, it does not replace it: its traces (``plot_data`
 are two traits, each sent only when it changed (after a decision, usually the data alone), and the front end
 hands them to ``Plotly.react``, which redraws only what differs.
 
+The charts a click redraws (the card's histogram, the ratio curves) come as plain JSON (:meth:`PlotlyChart.show_spec`,
+``{"data": [...], "layout": {...}}`` of lists and numbers, as :mod:`.charts` builds them): no ``go.Figure`` is
+built and no plotly JSON encoding runs on the click's path; ``fig`` is made from the spec when something reads it.
+
 Usage::
 
     chart = PlotlyChart(histogram_figure(kept, removed, threshold))   # in any box of the app
     chart.show(other_figure)                                           # replace what it shows
+    chart.show_spec(histogram_spec(kept, removed, threshold))          # the same from plain JSON (faster)
 
 Example (no browser needed: the figure is plain data)::
 
@@ -68,8 +73,8 @@ class PlotlyChart(anywidget.AnyWidget):
         **kwargs: widget options (``layout=...``); the default layout is ``width: 100%``, ``min_width: 0``.
 
     Attributes:
-        fig: the ``go.Figure`` on show (read it in tests); ``figure`` is its JSON (``{"data", "layout"}``), synced
-            to the browser as ``plot_data`` and ``plot_layout``.
+        fig: the ``go.Figure`` on show (read it in tests; built on first read after :meth:`show_spec`); ``figure`` is
+            its JSON (``{"data", "layout"}``), synced to the browser as ``plot_data`` and ``plot_layout``.
     """
 
     _esm = _STATIC / "plotly_chart.js"
@@ -84,23 +89,42 @@ class PlotlyChart(anywidget.AnyWidget):
     def __init__(self, fig: Optional[go.Figure] = None, **kwargs):
         kwargs.setdefault("layout", widgets.Layout(width="100%", min_width="0", overflow="hidden"))
         super().__init__(**kwargs)
-        self.fig: go.Figure = go.Figure()
+        self._fig: Optional[go.Figure] = None
         self.on_msg(self._on_front_end_msg)
         self.show(fig if fig is not None else go.Figure())
+
+    @property
+    def fig(self) -> go.Figure:
+        """The figure on show (after :meth:`show_spec`, built from its JSON on first read)."""
+        if self._fig is None:
+            self._fig = go.Figure(self.figure, _validate=False)
+        return self._fig
 
     def show(self, fig: go.Figure) -> None:
         """Show ``fig`` (the browser redraws it in place)."""
         if not isinstance(fig, go.Figure):
-            raise TypeError(f"PlotlyChart.show takes a plotly.graph_objects.Figure, not {type(fig).__name__}")
-        self.fig = fig
-        spec = json.loads(fig.to_json())  # numpy arrays become plotly.js typed-array specs
-        spec.setdefault("layout", {})
-        spec["layout"].setdefault("height", DEFAULT_HEIGHT)
-        spec["layout"].pop("width", None)  # the box decides the width
-        spec["layout"].pop("template", None)  # figures style themselves; an empty template costs nothing to drop
+            raise TypeError(f"PlotlyChart.show takes a plotly.graph_objects.Figure, not {type(fig).__name__}"
+                            " (plain JSON goes to show_spec)")
+        self._set_figure(json.loads(fig.to_json()))  # numpy arrays become plotly.js typed-array specs
+        self._fig = fig
+
+    def show_spec(self, spec: dict) -> None:
+        """Show a figure given as plain JSON, ``{"data": [trace dicts], "layout": {...}}`` (lists and numbers, no
+        numpy arrays; the builders of :mod:`.charts` make them). Nothing is validated or converted: the fast path of
+        the charts a click redraws."""
+        if not isinstance(spec, dict) or not isinstance(spec.get("data", []), list):
+            raise TypeError("PlotlyChart.show_spec takes {'data': [trace dicts], 'layout': {...}}")
+        self._set_figure({"data": spec.get("data", []), "layout": dict(spec.get("layout") or {})})
+        self._fig = None
+
+    def _set_figure(self, spec: dict) -> None:
+        layout = spec.setdefault("layout", {})
+        layout.setdefault("height", DEFAULT_HEIGHT)
+        layout.pop("width", None)  # the box decides the width
+        layout.pop("template", None)  # figures style themselves; an empty template costs nothing to drop
         with self.hold_sync():  # what changed travels, in one message
             self.plot_data = spec.get("data", [])
-            self.plot_layout = spec["layout"]
+            self.plot_layout = layout
 
     def _on_front_end_msg(self, _widget, content, _buffers) -> None:
         if isinstance(content, dict) and content.get("event") == "need-plotly-js":

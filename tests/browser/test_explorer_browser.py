@@ -117,8 +117,8 @@ def test_no_panel_overflows_its_box(page, width):
 def test_charts_are_drawn_with_plotly_at_open(page, name):
     i = INDEX[name]
     app(page, i).scroll_into_view_if_needed()
-    # the histogram and the two ratio curves (a plotly chart each), at their boxes' width
-    assert wait_until(page, CHARTS_DRAWN, [i], lambda v: v >= 3, what=f"{name}'s charts drawn") >= 3
+    # the histogram and the ratio curves (parameters and MACs in one chart), at their boxes' width
+    assert wait_until(page, CHARTS_DRAWN, [i], lambda v: v >= 2, what=f"{name}'s charts drawn") >= 2
     assert page.evaluate(CHARTS, [i]) == []
     assert _js_errors(page) == []
 
@@ -159,7 +159,7 @@ def test_a_whole_session_logs_no_javascript_error(page, tmp_path):
     a.screenshot(path=str(tmp_path / "after_sweep.png"))
     wait_until(page, "([i]) => document.querySelectorAll('.pe-app')[i].querySelectorAll("
                      "'.pe-curves .scatterlayer .point').length", [i], lambda v: v >= 20,
-               what="the sweep's points drawn (10 per panel)")
+               what="the sweep's points drawn (10 per quantity)")
     # ignore the selected layer from the graph, and filter / clear the ignored-layers list
     ignore = a.locator(".pe-ignore-toggle").first
     assert ignore.inner_text().strip() == "Ignore this layer"

@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 import pytest
 
 from prune_explorer.explorer import charts, plotly_chart
-from prune_explorer.explorer.charts import histogram_figure, macs_bars_figure, quadratic_rule, ratio_curve_figure
+from prune_explorer.explorer.charts import (RatioSeries, histogram_figure, histogram_spec, macs_bars_figure,
+                                            quadratic_rule, ratio_curve_figure, ratio_curves_spec)
 from prune_explorer.explorer.plotly_chart import PlotlyChart, plotly_js_source
 
 
@@ -49,6 +50,25 @@ def test_ratio_curve_references_sweep_and_named_points():
     assert [t.name for t in ratio_curve_figure("x", [0], [0]).data] == ["1-(1-p)²", "p", "accepted groups"]
 
 
+def test_ratio_curves_put_parameters_and_macs_on_one_pair_of_axes():
+    series = [RatioSeries("parameters", [0.0, 0.4], "#111111", [0.0, 0.7]),
+              RatioSeries("MACs", [0.0, float("nan")], "#222222", [0.0, None])]
+    spec = ratio_curves_spec("both", [0.0, 0.3], series, ["(start)", "conv1"], sweep_xs=[0.0, 0.5],
+                             sweep_ratios=[0.0, 0.5])
+    json.dumps(spec, allow_nan=False)  # plain JSON: lists and numbers, NaN as null (a gap)
+    names = [t["name"] for t in spec["data"]]
+    assert names == ["1-(1-p)²", "p", "parameters, uniform sweep", "parameters, accepted groups",
+                     "MACs, uniform sweep", "MACs, accepted groups"]
+    by = {t["name"]: t for t in spec["data"]}
+    assert by["parameters, accepted groups"]["y"] == [0.0, 0.4] and by["MACs, accepted groups"]["y"] == [0.0, None]
+    assert by["MACs, uniform sweep"]["x"] == [0.0] and by["parameters, uniform sweep"]["text"] == ["p = 0.0", "p = 0.5"]
+    assert by["MACs, accepted groups"]["line"]["color"] == "#222222"
+    assert "MACs removed" in by["MACs, accepted groups"]["hovertemplate"]
+    # the figure builders are these specs as go.Figure (what tests and notebooks read)
+    assert list(histogram_figure([1.0, 2.0], [0.5], 0.7).data[0].y) == \
+        histogram_spec([1.0, 2.0], [0.5], 0.7)["data"][0]["y"]
+
+
 def test_quadratic_rule_is_elementwise():
     assert np.allclose(quadratic_rule(np.array([0.0, 0.5, 1.0])), [0.0, 0.75, 1.0])
 
@@ -66,7 +86,10 @@ def test_macs_bars_show_the_costliest_layers_first():
     histogram_figure([1.0, 2.0, 2.5], [0.5], threshold=0.7), histogram_figure([], []),
     ratio_curve_figure("P", [0.0, 0.2], [0.0, 0.3], ["a", "b"], sweep=([0.0, 0.5], [0.0, 0.7]), sweep_ratios=[0, 0.5]),
     macs_bars_figure(["a", "b"], [10, 20], [5, 20]),
-], ids=["histogram", "empty histogram", "ratio curve", "MACs bars"])
+    go.Figure(ratio_curves_spec("both", [0.0, 0.2], [RatioSeries("parameters", [0.0, 0.3], "#111111", [0.0, 0.6]),
+                                                     RatioSeries("MACs", [0.0, 0.4], "#222222", [0.0, 0.8])],
+                                ["a", "b"], sweep_xs=[0.0, 0.5], sweep_ratios=[0, 0.5]), _validate=False),
+], ids=["histogram", "empty histogram", "ratio curve", "MACs bars", "ratio curves"])
 def test_every_figure_passes_plotly_validation(fig):
     # the builders skip plotly's validation for speed: a misspelt property would only show up here
     checked = go.Figure(fig.to_dict())

@@ -224,25 +224,30 @@ def test_graph_state_plain_python(small):
 
 def test_curves_view_points_and_sweep(ex):
     cv = ex.curves
-    def traces(chart):
-        return {t.name: t for t in chart.fig.data}
+    def traces():
+        return {t.name: t for t in cv.chart.fig.data}
 
-    t = traces(cv.params_chart)
-    assert set(t) == {"1-(1-p)²", "p", "accepted groups"}  # no sweep yet
-    assert len(t["accepted groups"].x) == 1  # the start point only
+    t = traces()  # parameters and MACs in one chart
+    assert set(t) == {"1-(1-p)²", "p", "parameters, accepted groups", "MACs, accepted groups"}  # no sweep yet
+    assert len(t["parameters, accepted groups"].x) == 1  # the start point only
+    assert cv.chart.fig.layout.title.text == "Parameters and MACs removed"
     ex.card.accept_btn.click()
-    t = traces(cv.params_chart)
-    assert len(t["accepted groups"].x) == 2 and "conv1" in t["accepted groups"].text
-    params = ex.controller.figures()["params_removed"]
-    assert t["accepted groups"].y[-1] == pytest.approx(params)
-    assert len(traces(cv.macs_chart)["accepted groups"].x) == 2
+    t = traces()
+    acc = t["parameters, accepted groups"]
+    assert len(acc.x) == 2 and "conv1" in acc.text
+    f = ex.controller.figures()
+    assert acc.y[-1] == pytest.approx(f["params_removed"])
+    macs = t["MACs, accepted groups"]
+    assert list(macs.x) == list(acc.x) and macs.y[-1] == pytest.approx(f["macs_removed"])
     cv.sweep_btn.click()
     sw = ex.controller.sweep_result
-    sweep = traces(cv.params_chart)["uniform sweep"]
+    t = traces()
+    sweep = t["parameters, uniform sweep"]
     assert len(sweep.x) == len(sw.ratios) == 10
     k = sw.ratios.index(0.5)
     assert sweep.text[k] == "p = 0.5"
     assert sweep.x[k] == pytest.approx(sw.channels_removed[k]) and sweep.y[k] == pytest.approx(sw.params_removed[k])
+    assert t["MACs, uniform sweep"].y[k] == pytest.approx(sw.macs_removed[k])
     assert "uniform p = 0.5" in cv.note.value
 
 
@@ -416,3 +421,13 @@ def test_a_skip_before_the_deferred_measure_keeps_it_pending(ex):
         fn()
     assert not c.output_pending and "pe-output-pending" not in ex.header.output.value
     assert c.output.latest["rel_error"] > 0 and "0.0% relative error" not in ex.header.output.value
+
+
+def test_a_view_that_fails_to_update_says_so_in_the_status_line(ex, monkeypatch):
+    def broken(event=""):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ex.curves, "refresh", broken)
+    ex.card.accept_btn.click()
+    assert "a view failed to update (RatioCurvesView: boom)" in status(ex)
+    assert "pe-status-error" in ex.status.value and "details" in ex.status.value

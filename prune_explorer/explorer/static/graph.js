@@ -186,9 +186,18 @@ function render({ model, el }) {
     }
   };
 
+  // a new target that the new drawing holds: follow() brings it into view, so no anchor is needed (measuring one
+  // would force a layout of the page before the new SVG is even in it)
+  const targetAhead = () => {
+    const t = model.get("target") || {};
+    if (t.seq === undefined || t.seq === seenSeq || t.kind === "keep") return false;
+    if (t.kind === "overview") return true;
+    return !!t.element && (model.get("svg") || "").includes(`id="${t.element}"`);
+  };
+
   const draw = () => {
     const had = natW > 0;
-    anchor = had ? centreAnchor() : null;
+    anchor = had && !targetAhead() ? centreAnchor() : null;
     canvas.innerHTML = model.get("svg");
     const svg = canvas.querySelector("svg");
     if (svg) {

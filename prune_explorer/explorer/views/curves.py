@@ -1,16 +1,18 @@
-"""Ratio curves: fraction of parameters (left) and MACs (right) removed vs fraction of channels removed.
+"""Ratio curves: fractions of parameters and MACs removed vs fraction of channels removed, in one chart.
 
-Each accepted group adds a point; the quadratic rule ``1-(1-p)^2`` and the linear ``p`` are drawn as
-references; the sweep button draws the whole curve of uniform pruning at p = 0 .. 0.9 for this model, computed
-from the group structure (nothing is pruned). The two panels are plotly charts (:func:`..charts.ratio_curve_figure`
-in a :class:`..plotly_chart.PlotlyChart`) that sit side by side and wrap to one column in a narrow box.
+Each accepted group adds a point to each quantity's line; the quadratic rule ``1-(1-p)^2`` and the linear ``p`` are
+drawn as references; the sweep button draws the whole curve of uniform pruning at p = 0 .. 0.9 for this model,
+computed from the group structure (nothing is pruned). The chart is a plotly chart
+(:func:`..charts.ratio_curves_spec` in a :class:`..plotly_chart.PlotlyChart`): parameters and MACs share its axes
+(both are fractions of the original model), so a decision redraws one chart, not two. A model whose MACs cannot be
+counted shows parameters alone.
 """
 
 from __future__ import annotations
 
 import ipywidgets as widgets
 
-from ..charts import ratio_curve_figure
+from ..charts import RatioSeries, ratio_curves_spec
 from ..plotly_chart import PlotlyChart
 from .common import MACS_COLOR, PARAMS_COLOR
 from .controls import action_button
@@ -21,12 +23,9 @@ class RatioCurvesView(widgets.VBox):
 
     def __init__(self, app):
         self.app = app
-        self.params_chart = PlotlyChart(layout=widgets.Layout(flex="1 1 240px", min_width="0", max_width="520px",
-                                                              overflow="hidden"))
-        self.macs_chart = PlotlyChart(layout=widgets.Layout(flex="1 1 240px", min_width="0", max_width="520px",
-                                                            overflow="hidden"))
-        self.fig_box = widgets.Box([self.params_chart, self.macs_chart],
-                                   layout=widgets.Layout(width="100%", min_width="0", flex_flow="row wrap"))
+        self.chart = PlotlyChart(layout=widgets.Layout(width="100%", min_width="0", max_width="640px",
+                                                       overflow="hidden"))
+        self.fig_box = widgets.Box([self.chart], layout=widgets.Layout(width="100%", min_width="0"))
         self.fig_box.add_class("pe-curves")
         self.sweep_btn = action_button("Sweep p = 0…0.9", "line-chart", "Uniform pruning of every group at p = 0, "
                                        "0.1, ... 0.9 (computed from the group structure, nothing is pruned)",
@@ -45,19 +44,15 @@ class RatioCurvesView(widgets.VBox):
         c = self.app.controller
         data = c.curves()
         pts, sw = data["points"], data["sweep"]
-        xs, roots = pts["channels_removed"], pts["roots"]
-        self.params_chart.show(ratio_curve_figure(
-            "Parameters removed", xs, pts["params_removed"], roots, color=PARAMS_COLOR,
-            sweep=None if sw is None else (sw["channels_removed"], sw["params_removed"]),
-            sweep_ratios=() if sw is None else sw["ratios"]))
-        if pts["macs_removed"]:
-            self.macs_chart.show(ratio_curve_figure(
-                "MACs removed", xs, pts["macs_removed"], roots, color=MACS_COLOR,
-                sweep=None if sw is None else (sw["channels_removed"], sw["macs_removed"]),
-                sweep_ratios=() if sw is None else sw["ratios"]))
-            self.macs_chart.layout.display = ""
-        else:  # MACs could not be counted for this model
-            self.macs_chart.layout.display = "none"
+        series = [RatioSeries("parameters", pts["params_removed"], PARAMS_COLOR,
+                              None if sw is None else sw["params_removed"])]
+        if pts["macs_removed"]:  # (MACs could not be counted for this model otherwise)
+            series.append(RatioSeries("MACs", pts["macs_removed"], MACS_COLOR,
+                                      None if sw is None else sw["macs_removed"]))
+        title = "Parameters and MACs removed" if len(series) == 2 else "Parameters removed"
+        self.chart.show_spec(ratio_curves_spec(
+            title, pts["channels_removed"], series, pts["roots"], None if sw is None else sw["channels_removed"],
+            () if sw is None else sw["ratios"], height=340))
         if sw is not None:
             k = min(range(len(sw["ratios"])), key=lambda i: abs(sw["ratios"][i] - c.pruning_ratio))
             self.note.value = (f"<span class='pe-muted'>uniform p = {sw['ratios'][k]:.1f} removes "

@@ -229,12 +229,12 @@ class GraphView(widgets.VBox):
     def _push(self) -> None:
         """Send the state to the front end, in one message: the SVG only when the layout changed, the styles of the
         boxes, the marks and the target (each trait travels only when its value changed)."""
-        src = self.state.layout_source()
+        src, styles = self.state.layout_and_styles()
         with self.svg.hold_sync():
             if src != self._last_source:
                 self.svg.svg = render_svg(src)
                 self._last_source = src
-            self.svg.styles = self.state.styles()
+            self.svg.styles = styles
             self.svg.selected = self.state.selected_element()
             self.svg.highlight = self.state.highlight_element()
             self.svg.target = self.state.target.as_dict()

@@ -1,7 +1,7 @@
 """The group card: the group on show, what accepting it would change, and the controls.
 
 A table of every coupled layer (qualified name, type, side, channels before/after, parameters removed), an
-importance histogram (plotly, :func:`..charts.histogram_figure`) with the channels proposed for removal coloured and the threshold marked, the
+importance histogram (plotly, :func:`..charts.histogram_spec`) with the channels proposed for removal coloured and the threshold marked, the
 predicted change in parameters and MACs, and the buttons Accept, Skip, Adjust (slider, or channels picked by
 hand), Undo and Accept all remaining. Groups a guard of the pruner passed over are listed with their reason.
 """
@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import ipywidgets as widgets
 
-from ..charts import histogram_figure
+from ..charts import histogram_spec
 from ..plotly_chart import PlotlyChart
 from .common import esc, esc_name, fmt_count, fmt_share
 
@@ -115,9 +115,16 @@ def guard_html(items: List[dict]) -> str:
 def head_bars_figure(heads: List[dict], height: int = 250):
     """One bar per attention head (a head group goes whole): its score, coloured removed or kept (pure, for tests;
     trace 0: removed heads, trace 1: kept heads). Under grouped-query attention (``query_heads`` > 1) a bar is one
-    key/value head with its query heads, which go together, and the labels say so."""
+    key/value head with its query heads, which go together, and the labels say so. (:func:`head_bars_spec` as a
+    figure.)"""
     import plotly.graph_objects as go
 
+    return go.Figure(head_bars_spec(heads, height), _validate=False)
+
+
+def head_bars_spec(heads: List[dict], height: int = 250) -> dict:
+    """:func:`head_bars_figure` as plain JSON (``{"data", "layout"}``, for :meth:`PlotlyChart.show_spec`)."""
+    from ..charts import json_number
     from ..colors import KEEP_COLOR, REMOVE_COLOR
 
     q = max((int(h.get("query_heads", 1)) for h in heads), default=1)
@@ -129,7 +136,7 @@ def head_bars_figure(heads: List[dict], height: int = 250):
         hs = [h for h in heads if h["removed"] == removed]
         n = len(hs)
         count = (f"{n} kv head{'s' * (n != 1)}, {n * q} query heads" if q > 1 else f"{n} head{'s' * (n != 1)}")
-        data.append(dict(type="bar", x=[label(h) for h in hs], y=[h["score"] for h in hs],
+        data.append(dict(type="bar", x=[label(h) for h in hs], y=[json_number(h["score"]) for h in hs],
                          name=f"{name} ({count})", marker=dict(color=color),
                          hovertemplate="%{x}: score %{y:.4g} " + name + "<extra></extra>"))
     layout = dict(height=height, barmode="overlay", margin=dict(l=48, r=12, t=30, b=40), template="plotly_white",
@@ -137,7 +144,7 @@ def head_bars_figure(heads: List[dict], height: int = 250):
                   xaxis=dict(title=dict(text=axis, standoff=6),
                              categoryorder="array", categoryarray=[label(h) for h in heads]),
                   yaxis=dict(title=dict(text="head score (mean importance)", standoff=4), rangemode="tozero"))
-    return go.Figure(dict(data=data, layout=layout), _validate=False)
+    return dict(data=data, layout=layout)
 
 
 def histogram_data(card: dict):
@@ -299,10 +306,11 @@ class GroupCardView(widgets.VBox):
         allowed = card["allowed_counts"]
         self._syncing = True
         try:
-            self.slider.max = max(card["max_removable"], 1)
-            self.slider.step = _step(allowed)
-            self.slider.value = len(card["selected"])
-            self.slider.disabled = card["max_removable"] == 0
+            with self.slider.hold_sync():  # one message, one redraw of the slider
+                self.slider.max = max(card["max_removable"], 1)
+                self.slider.step = _step(allowed)
+                self.slider.value = len(card["selected"])
+                self.slider.disabled = card["max_removable"] == 0
         finally:
             self._syncing = False
         if event in ("accept", "skip", "undo", "accept_all", "ignore", "ratio", "options", "restart", "rewalk",
@@ -317,10 +325,10 @@ class GroupCardView(widgets.VBox):
         if card.get("depth"):
             return  # one block: its score is in the title, no histogram
         if card.get("heads"):
-            self.hist.show(head_bars_figure(card["heads"]))
+            self.hist.show_spec(head_bars_spec(card["heads"]))
         else:
             kept, removed, thr = histogram_data(card)
-            self.hist.show(histogram_figure(kept, removed, thr))
+            self.hist.show_spec(histogram_spec(kept, removed, thr))
 
 
 def _step(allowed: List[int]) -> int:
