@@ -5,7 +5,9 @@ by the pruner right before it is shown (``pruner.proposal(group)``: a :class:`~p
 its importance, the channels it proposes to remove, the scope and ratio behind them), so every proposal sees the
 model as the earlier decisions left it. A group the pruner refuses (a guard, an importance without opinion, head
 constraints: :data:`AUTO_SKIP_KINDS`) is logged with its reason and passed over. Every step of the walk is a
-:class:`Decision`; undo restores the model exactly (the graph's own undo) and walks back to that group.
+:class:`Decision`; undo restores the model exactly (the graph's own undo) and walks back to that group (showing the
+proposal made for it before, when the criterion reads the weights alone and nothing it was planned on changed since:
+no second scoring).
 
 Accepting prunes through the pruner's driver (:mod:`prune_explorer.pruner.driver`), the same path as ``step()``:
 after an accept (and after accept-all) the post-prune check runs the model on shape-only stand-ins
