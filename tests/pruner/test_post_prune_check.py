@@ -235,3 +235,19 @@ def test_stand_ins_are_reused_only_while_the_tensor_keeps_its_shape():
     assert stand_ins.of(w, True) is not first and stand_ins.of(w, True).shape == (5, 4)
     assert run_error(model, x, stand_ins=stand_ins) is not None
     assert model[0].weight is w and w.device.type == "cpu"  # the model is left as it was
+
+
+def test_explorer_accept_on_a_llama_checks_shape_only_and_undo_is_exact():
+    model, x = _small_llama(checked=True)
+    state = _state(model)
+    c = ExplorerController(model, x, pruning_ratio=0.5, track_output=False)
+    while c.current is not None and c.current.root_name != "model.layers.0.mlp.gate_proj":
+        c.skip()
+    c.accept()  # layer 0's MLP: the model still runs
+    assert c.pruner.check.runs == {"meta": 0, "index data": 1, "real": 0}
+    assert model.model.layers[0].mlp.gate_proj.out_features < 64
+    with pytest.warns(UserWarning, match="CheckedSiLU expected 64"):
+        d = c.accept()  # layer 1's MLP breaks it: rolled back, a skip
+    assert d.action == "skip" and model.model.layers[1].mlp.gate_proj.out_features == 64
+    c.undo()
+    assert _equal(_state(model), state)
