@@ -162,3 +162,21 @@ def test_matmul_and_roll_match_torch_on_random_arguments():
     assert fast > 400
     a, b = torch.zeros(2, 3), torch.zeros(3, 4)
     assert fast_meta(torch.Tensor.__rmatmul__, "matmul", (_meta(b), _meta(a)), {}) is None
+
+
+def test_masked_fill_matches_torch_on_random_arguments():
+    """Out of place and in place; masks that do not broadcast to the input, or are not boolean, go to PyTorch."""
+    rng = random.Random(0)
+    fast = 0
+    for _ in range(100):
+        shape = [rng.randint(1, 3) for _ in range(rng.randint(1, 3))]
+        mshape = [rng.choice([1, s, s + 1]) for s in shape][rng.randint(0, len(shape) - 1):]
+        x, mask = torch.zeros(shape), torch.zeros(mshape, dtype=torch.bool)
+        fast += _compare("masked_fill", torch.Tensor.masked_fill, (x, mask, -100.0))
+        got = fast_meta(torch.Tensor.masked_fill_, "masked_fill", (_meta(x), _meta(mask), 0.0), {})
+        assert got is None or got.shape == x.shape
+    assert fast > 30
+    x = torch.zeros(2, 3, device="meta")
+    assert fast_meta(torch.Tensor.masked_fill_, "masked_fill", (x, torch.zeros(3, dtype=torch.bool, device="meta"), 1.0),
+                     {}) is x
+    assert fast_meta(torch.Tensor.masked_fill, "masked_fill", (x, torch.zeros(3, device="meta"), 1.0), {}) is None

@@ -42,7 +42,7 @@ class Value:
 
     def __init__(self, uid: int, shape: Tuple[int, ...], producer=None, fields: Optional[List[Field]] = None):
         self.uid = uid
-        self.shape = tuple(int(s) for s in shape)
+        self.shape = tuple(map(int, shape))
         self.producer = producer
         self.fields: List[Field] = fields or []
 

@@ -324,6 +324,19 @@ def _matmul(args, kwargs) -> Optional[torch.Tensor]:
     return torch.empty(batch + (a.shape[-2], b.shape[-1]), dtype=a.dtype, device="meta")
 
 
+def _masked_fill(func, args, kwargs) -> Optional[torch.Tensor]:
+    """``x.masked_fill(mask, value)`` with a boolean mask that broadcasts to ``x`` and a scalar value of ``x``'s kind
+    (``masked_fill_`` returns ``x`` itself)."""
+    if len(args) != 3 or kwargs or not (_is_meta(args[0]) and _is_meta(args[1])):
+        return None
+    x, mask, value = args
+    if mask.dtype != torch.bool or broadcast_shape(x.shape, mask.shape) != tuple(x.shape):
+        return None
+    if not (isinstance(value, (bool, int)) or (isinstance(value, float) and x.dtype.is_floating_point)):
+        return None
+    return x if full_op_name(func).endswith("masked_fill_") else meta_like(x)
+
+
 _COMPOSITE_RULES = {"cat": _cat, "concat": _cat, "concatenate": _cat, "pow": _pow,
                     "scaled_dot_product_attention": _sdpa, "multi_head_attention_forward": _mha, "roll": _roll}
 _REDUCTIONS = {"sum", "mean", "amax", "amin"}
@@ -359,6 +372,8 @@ def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
     check_meta_dtypes(name, args, kwargs)
     if name == "matmul":  # ``a @ b`` only (``__rmatmul__`` swaps the operands, ``@=`` writes in place)
         return _matmul(args, kwargs) if full_op_name(func).rsplit(".", 1)[-1] in ("matmul", "__matmul__") else None
+    if name == "masked_fill":
+        return _masked_fill(func, args, kwargs)
     if name in _COMPOSITE_RULES:
         return _COMPOSITE_RULES[name](args, kwargs)
     if name in _REDUCTIONS:

@@ -31,6 +31,9 @@ from typing import Any, FrozenSet, Iterable, Optional, Tuple
 Source = Tuple[int, int]  # (value uid, dim)
 
 
+_ONE = Fraction(1)  # Fractions are immutable: one shared 1 instead of a new one per atom
+
+
 class Monomial:
     """``coef * prod(atom ** power)``: the value of an int as a function of its sources.
 
@@ -41,12 +44,12 @@ class Monomial:
     __slots__ = ("coef", "powers")
 
     def __init__(self, coef, powers: Tuple[Tuple[Any, int], ...] = ()):
-        self.coef = Fraction(coef)
+        self.coef = coef if type(coef) is Fraction else Fraction(coef)
         self.powers = powers
 
     @staticmethod
     def atom(key) -> "Monomial":
-        return Monomial(1, ((key, 1),))
+        return Monomial(_ONE, ((key, 1),))
 
     def _as_dict(self):
         return dict(self.powers)
