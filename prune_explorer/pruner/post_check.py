@@ -209,10 +209,10 @@ class IndexDataMode(ShapeOnlyMode):
             if any(_is_meta_device(a) for a in rest if isinstance(a, (str, torch.device))) and \
                     not any(isinstance(a, torch.Tensor) for a in rest):
                 dtype = next((a for a in rest if isinstance(a, torch.dtype)), None)
-                if dtype is None or _exact(dtype):  # integer data moved next to meta data stays real
-                    rest = [a for a in args[1:] if not isinstance(a, (str, torch.device))]
-                    kw = {k: v for k, v in kwargs.items() if k != "device"}
-                    return func(first, *rest, **kw) if rest or kw else first
+                if dtype is None:  # integer data moved next to meta data stays real
+                    return first
+                if _exact(dtype):
+                    return first.to(dtype)
         seen = [False, False]
         _devices(args, seen)
         if kwargs:
