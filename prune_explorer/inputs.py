@@ -276,11 +276,12 @@ def _restore_buffers(saved: list) -> None:
 
 
 @contextlib.contextmanager
-def kept_state(model: nn.Module, eval_mode: bool = False, values: bool = True) -> Iterator[None]:
+def kept_state(model: nn.Module, eval_mode: bool = False, values: bool = True,
+               modules: Optional[Sequence[nn.Module]] = None) -> Iterator[None]:
     """Undo, on exit, what a forward pass does to ``model``: buffer values (BatchNorm running statistics, counters)
     and identities, and every submodule's train/eval flag. ``eval_mode=True`` switches to eval inside;
     ``values=False`` keeps no copy of the buffers' values (for a forward pass on meta stand-ins, which never reads
-    nor writes them).
+    nor writes them). ``modules``: ``list(model.modules())`` when the caller already has it.
 
     >>> bn = torch.nn.BatchNorm1d(2)
     >>> with kept_state(bn):
@@ -288,7 +289,7 @@ def kept_state(model: nn.Module, eval_mode: bool = False, values: bool = True) -
     >>> bn.running_mean.tolist(), int(bn.num_batches_tracked)
     ([0.0, 0.0], 0)
     """
-    modules = list(model.modules())
+    modules = list(model.modules()) if modules is None else modules
     flags = [m.training for m in modules]
     saved = _saved_buffers(modules, values)
     try:

@@ -242,15 +242,16 @@ class AttributeTracking:
     """Context manager: every plain int attribute of ``model``'s modules and of the configs they hold reads as a
     :class:`~.traced_int.TracedInt` inside the block (see the module docstring). ``refs`` lists the attributes
     (one :class:`AttributeRef` each). On exit the original ints are put back, and any ``TracedInt`` the forward
-    stored on a module or config (a cached size) becomes a plain int."""
+    stored on a module or config (a cached size) becomes a plain int. ``named_modules``: ``model.named_modules()``
+    when the caller already has it."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, named_modules: Optional[Sequence[Tuple[str, nn.Module]]] = None):
         self.model = model
         self.refs: List[AttributeRef] = []
         self._sequences: List[tuple] = []  # (obj, name, original tuple / list, one AttributeRef per entry)
         self._holders: List[Any] = []  # objects whose __dict__ we touched (modules and configs)
         seen_cfg: Dict[int, str] = {}
-        for mpath, m in model.named_modules():
+        for mpath, m in (model.named_modules() if named_modules is None else named_modules):
             self._holders.append(m)
             spatial = _SPATIAL_ATTRS if isinstance(m, _SPATIAL_LAYERS) else ()
             for k, v in list(m.__dict__.items()):

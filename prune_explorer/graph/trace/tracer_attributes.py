@@ -50,15 +50,19 @@ class AttributeTracer:
         self.constant_ratios: List[tuple] = []
         self._handled: set = set()
 
-    def add_loose_buffers(self, model) -> None:
+    def add_loose_buffers(self, named_modules) -> None:
         """Float buffers of modules that are not layers (a rotary embedding's ``inv_freq``) are followed like loose
-        parameters: their entries can be channels (one frequency per pair of head dims)."""
-        for bname, b in model.named_buffers():
-            if id(b) in self.param_owner or id(b) in self.loose_params or not b.is_floating_point() or b.dim() == 0:
-                continue
-            owner_name, _, attr = bname.rpartition(".")
-            owner = model.get_submodule(owner_name) if owner_name else model
-            self.loose_params[id(b)] = (bname, owner, attr, b)
+        parameters: their entries can be channels (one frequency per pair of head dims). ``named_modules``: the
+        model's ``(qualified name, module)`` pairs (each buffer is named as ``model.named_buffers()`` names it)."""
+        seen = set()
+        for mname, m in named_modules:
+            for attr, b in m._buffers.items():
+                if b is None or id(b) in seen:
+                    continue
+                seen.add(id(b))
+                if id(b) in self.param_owner or id(b) in self.loose_params or not b.is_floating_point() or b.dim() == 0:
+                    continue
+                self.loose_params[id(b)] = (f"{mname}.{attr}" if mname else attr, m, attr, b)
 
     def attribute_space(self, ref: AttributeRef, scale: Fraction):
         """The hidden channel space of attribute ``ref`` used as the size ``scale * ref`` (made on first use); its

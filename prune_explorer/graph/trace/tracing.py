@@ -75,7 +75,8 @@ class Tracer(AttributeTracer):
         self.meta = False  # True when the trace ran on meta-device stand-ins
         self._op_counter: Counter = Counter()
         # module bookkeeping
-        named = list(model.named_modules())  # one walk of the module tree
+        #: ``(qualified name, module)`` of every module, each once (the one walk of the module tree)
+        self.named_modules = named = list(model.named_modules())
         self.module_names = {m: n for n, m in named}
         self.param_owner: Dict[int, nn.Module] = {}  # params/buffers of registered layers -> layer
         #: params/buffers of registered layers -> every such layer holding it (tied weights: an embedding and a head)
@@ -96,13 +97,15 @@ class Tracer(AttributeTracer):
                         users = self.param_users.setdefault(id(t), [])
                         if not users or users[-1] is not m:  # a tensor held twice by one layer counts it once
                             users.append(m)
-        for pname, p in model.named_parameters():
-            if id(p) in self.param_owner:
-                continue
-            owner_name, _, attr = pname.rpartition(".")
-            owner = model.get_submodule(owner_name) if owner_name else model
-            self.loose_params[id(p)] = (pname, owner, attr, p)
-        self.add_loose_buffers(model)
+        seen = set()  # model.named_parameters(), from the walk above: each tensor once, under its first name
+        for mname, m in named:
+            for attr, p in m._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                if id(p) not in self.param_owner:
+                    self.loose_params[id(p)] = (f"{mname}.{attr}" if mname else attr, m, attr, p)
+        self.add_loose_buffers(named)
         self.unwrapped = {}
         for item in (unwrapped_parameters.items() if isinstance(unwrapped_parameters, dict) else (unwrapped_parameters or [])):
             p, dim = item
@@ -402,7 +405,7 @@ class Tracer(AttributeTracer):
         (the same with stand-ins))`` per module that holds tensors: :meth:`swap` puts either pair in place."""
         made: Dict[int, torch.Tensor] = {}
         out = []
-        for m in self.model.modules():
+        for _, m in self.named_modules:
             params, buffers = m._parameters, m._buffers
             if not params and not buffers:
                 continue
@@ -467,11 +470,11 @@ class Tracer(AttributeTracer):
         self._layer_attributes = {}  # id(layer) -> its tracked int attributes (see _plain_attributes)
         inputs = tensors_in(example_inputs)
         try:
-            with torch.no_grad(), kept_state(model, values=not meta):
+            with torch.no_grad(), kept_state(model, values=not meta, modules=[m for _, m in self.named_modules]):
                 for k, t in enumerate(inputs):
                     v = self._new_value(t)
                     v.producer = self._node(f"input_{k}" if len(inputs) > 1 else "input", "input", None, op="input")
-                with AttributeTracking(model) as tracking, TracingMode(self):
+                with AttributeTracking(model, self.named_modules) as tracking, TracingMode(self):
                     self._layer_attributes = tracking.installed_on(self.layers)
                     out = call_model(model, example_inputs, forward_fn, retry=False)
                 if output_transform is not None:
