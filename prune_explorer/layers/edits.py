@@ -148,6 +148,10 @@ class ComposedCuts:
     def composes(self, module: Any) -> bool:
         return self.open and id(module) in self.modules
 
+    def close(self) -> None:
+        """Compose nothing more (the placeholders still pending are dropped with the batch that failed)."""
+        self.open = False
+
     def select(self, old: torch.Tensor, dims_keeps: Sequence[tuple[int, Sequence[int]]]) -> torch.Tensor:
         """A placeholder for ``old`` with ``keep`` along each ``dim`` (``old`` may itself be a placeholder)."""
         entry = self._pending.get(id(old))
@@ -192,21 +196,25 @@ _COMPOSED: ContextVar[Optional[ComposedCuts]] = ContextVar("prune_explorer_compo
 
 
 @contextlib.contextmanager
-def composed_cuts(modules: Iterable[int]) -> Iterator[ComposedCuts]:
-    """Compose the :meth:`LayerEdit.select` calls on the layers ``modules`` (ids) until :meth:`ComposedCuts.flush`
-    (call it before leaving: placeholders left unflushed hold uninitialised values)."""
-    cuts = ComposedCuts(modules)
-    token = _COMPOSED.set(cuts)
+def composed_cuts(cuts: ComposedCuts | Iterable[int]) -> Iterator[ComposedCuts]:
+    """Compose the :meth:`LayerEdit.select` calls on the layers of ``cuts`` (a :class:`ComposedCuts`, or the layers'
+    ids) until :meth:`ComposedCuts.flush` (call it before leaving: placeholders left unflushed hold uninitialised
+    values). Leaving closes ``cuts``; a caller that must survive an interrupt landing in the very exit also closes
+    it in its own rollback (a closed one composes nothing, even while it is still the active one)."""
+    if not isinstance(cuts, ComposedCuts):
+        cuts = ComposedCuts(cuts)
+    prev = _COMPOSED.get()
     try:
+        _COMPOSED.set(cuts)
         yield cuts
     finally:
-        finish(_leave, cuts, token)  # even if an interrupt lands here: no composing context outlives the batch
+        finish(_leave, cuts, prev)
 
 
-def _leave(cuts: ComposedCuts, token) -> None:
-    cuts.open = False
+def _leave(cuts: ComposedCuts, prev: Optional[ComposedCuts]) -> None:
+    cuts.close()
     if _COMPOSED.get() is cuts:
-        _COMPOSED.reset(token)
+        _COMPOSED.set(prev)
 
 
 class LayerEdit:

@@ -92,3 +92,43 @@ def test_a_derived_tensor_reads_the_values_of_a_pending_cut():
         LayerEdit().derive(fc, "weight", lambda t: t * 2).apply()
         cuts.flush()
     assert torch.equal(fc.weight, w[[1, 2, 5]] * 2)
+
+
+def test_an_interrupt_anywhere_in_the_composed_cut_leaves_all_or_nothing_and_no_composing_behind():
+    """Interrupts at every 3rd line run in ``layers/edits.py`` (placeholders, the flush, the composing context) of a
+    batch that composes cuts: the model is pruned completely or not at all, and a layer pruned directly afterwards
+    gets its values at once (no composing context outlives the batch)."""
+    from prune_explorer.graph import model_history
+    from prune_explorer.layers import edits
+
+    from test_prune_atomic import InterruptAtLine
+    from test_prune_groups import X as DX, Dense, _decided
+
+    torch.manual_seed(0)
+    model = Dense().eval()
+    DG = pe.DependencyGraph().build_dependency(model, DX)
+    DG.undo_depth = 1
+    state = _state(model)
+    outcomes, k = set(), 0
+    while True:
+        k += 3 if k else 1
+        decided = _decided(DG, model)
+        with InterruptAtLine(edits, k) as injector:
+            try:
+                DG.prune_groups(decided)
+            except KeyboardInterrupt:
+                pass
+        if not injector.fired:
+            break
+        if DG.history:
+            outcomes.add("pruned")
+            assert model_history(model) == DG.history[-1].entries() and model(DX).shape == (1, 4, 8, 8)
+            DG.undo()
+        else:
+            outcomes.add("rolled back")
+        assert _same(model, state), k
+    assert k > 30 and outcomes == {"pruned", "rolled back"}
+    conv = model.convs[0]  # cut on both sides by the batch: composed there, never again outside it
+    w = conv.weight.detach().clone()
+    pe.prune_conv_out_channels(conv, [0])
+    assert torch.equal(conv.weight, w[1:])

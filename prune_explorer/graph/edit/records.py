@@ -25,7 +25,7 @@ import torch.nn as nn
 from ..._atomic import finish
 from ...errors import OutputShapeWarning, PruningError
 from ...layers.base import CheckedIndices, composes_cuts
-from ...layers.edits import composed_cuts
+from ...layers.edits import ComposedCuts, composed_cuts
 from ..model.channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from ..model.group import Group, GroupItem, fn_name
 from .output_changes import output_changes_message
@@ -380,9 +380,10 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
     done = False
     tied = graph.tied
     originals = held_tensors(tied)
+    cuts = ComposedCuts(_cut_twice(plan))  # a layer cut on both sides: each tensor copied once
     try:
         try:
-            with composed_cuts(_cut_twice(plan)) as cuts:  # a layer cut on both sides: each tensor copied once
+            with composed_cuts(cuts):
                 for s, idxs in plan:
                     _prune_member(graph, s, idxs)
                 cuts.flush()
@@ -407,7 +408,8 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
         done = True
     finally:
         if not done:
-            finish(_roll_back, graph, snapshot, killed, [s for s, _ in plan] + graph.state.attr_spaces, before, attributes)
+            finish(_roll_back, graph, snapshot, killed, [s for s, _ in plan] + graph.state.attr_spaces, before, attributes,
+                   cuts)
     _keep_record(graph, rec, record_history)
     sync_model(graph, record=snapshot[2] if rec._snapshot is not None else None)
     if lint_enabled():
@@ -441,8 +443,10 @@ def _index_array(idxs) -> np.ndarray:
 
 
 def _roll_back(graph, snapshot, killed: np.ndarray, spaces: List[ChannelSpace], before: tuple,
-               attributes: List[tuple]) -> None:
+               attributes: List[tuple], cuts: Optional[ComposedCuts] = None) -> None:
     """Put the model and the graph back as they were before a pruning that did not complete (idempotent)."""
+    if cuts is not None:
+        cuts.close()  # (an interrupt in the exit of its context may have left it active)
     n_history, n_model_history, version = before
     _restore(snapshot)
     for ref, old, _ in attributes:
