@@ -137,3 +137,43 @@ def test_densenet121_batched_step_is_the_sequential_step():
     assert all(torch.equal(u, v) for u, v in zip(a.state_dict().values(), b.state_dict().values()))
     pa.DG.undo()
     assert _same(a, state)
+
+
+class _Tied(torch.nn.Module):
+    """An embedding whose weight the output layer shares: two members of one group cut the same tensor dim."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(20, 16)
+        self.mid, self.mid2 = torch.nn.Linear(16, 32), torch.nn.Linear(32, 16)
+        self.head = torch.nn.Linear(16, 20, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids):
+        h = self.emb(ids)
+        return self.head(h + self.mid2(torch.relu(self.mid(h))))
+
+
+def test_tied_weight_batched_step_is_the_sequential_step():
+    """Tied weights: two members of one group (the embedding's outputs, the output layer's inputs) cut the same
+    tensor dim, and a later group reads through it: one record, the sequential step's model, exact undo."""
+    ids = torch.randint(0, 20, (1, 6), generator=torch.Generator().manual_seed(1))
+    runs = []
+    for batched in (True, False):
+        torch.manual_seed(0)
+        model = _Tied().eval()
+        pr = pe.pruner.MagnitudePruner(model, ids, pe.importance.MagnitudeImportance(p=2), pruning_ratio=0.5)
+        pr.DG.undo_depth = 1 << 20
+        state = _state(model)
+        if not batched:
+            pr.driver.applier = lambda *a: sequential_applier(*a)
+        pr.step()
+        runs.append((model, pr, state))
+    (a, pa, state), (b, pb, _) = runs
+    assert len(pa.DG.history) == 1 < len(pb.DG.history) and pa.history == pb.history
+    assert a.head.weight is a.emb.weight and a.emb.weight.shape == b.emb.weight.shape == (20, 8)
+    assert all(torch.equal(u, v) for u, v in zip(a.state_dict().values(), b.state_dict().values()))
+    with torch.no_grad():
+        assert torch.equal(a(ids), b(ids))
+    pa.DG.undo()
+    assert _same(a, state)
