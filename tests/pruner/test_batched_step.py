@@ -156,7 +156,7 @@ class _Tied(torch.nn.Module):
 
 def test_tied_weight_batched_step_is_the_sequential_step():
     """Tied weights: two members of one group (the embedding's outputs, the output layer's inputs) cut the same
-    tensor dim, and a later group reads through it: one record, the sequential step's model, exact undo."""
+    tensor dim; the next group is decided through the held cuts: one record, the sequential step's model, exact undo."""
     ids = torch.randint(0, 20, (1, 6), generator=torch.Generator().manual_seed(1))
     runs = []
     for batched in (True, False):
