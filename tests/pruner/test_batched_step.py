@@ -1,8 +1,9 @@
 """``pruner.step()`` decides every group, then cuts each tensor once (``batched_applier`` through held cuts): the
 same channels, the same tensors, the same outputs and the same history as pruning group after group (the sequential
 applier), for a DenseNet (every group also cuts the inputs of every later layer), a ResNet, a RegNet (grouped convs:
-a group cuts a conv's inputs, the next reads its outputs), a ViT and a Llama with whole heads, with magnitude, global LAMP, FPGM and Taylor criteria; one undo per record restores the model exactly.
-A criterion that reads more than its channels' weights is decided on the cut model (the held cuts are pruned first)."""
+a group cuts a conv's inputs, the next reads its outputs), a ViT (its hidden group in the batch), tied weights and a
+Llama with whole heads, with magnitude, global LAMP, FPGM and Taylor criteria; one undo per record restores the model
+exactly. A criterion that reads more than its channels' weights is decided on the cut model (the held cuts are pruned first)."""
 
 from __future__ import annotations
 
