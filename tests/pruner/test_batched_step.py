@@ -3,7 +3,8 @@ same channels, the same tensors, the same outputs and the same history as prunin
 applier), for a DenseNet (every group also cuts the inputs of every later layer), a ResNet, a RegNet (grouped convs:
 a group cuts a conv's inputs, the next reads its outputs), a ViT (its hidden group in the batch), tied weights and a
 Llama with whole heads, with magnitude, global LAMP, FPGM and Taylor criteria; one undo per record restores the model
-exactly. A criterion that reads more than its channels' weights is decided on the cut model (the held cuts are pruned first)."""
+exactly. A criterion that reads more than its channels' weights is decided on the cut model (the held cuts are pruned
+first)."""
 
 from __future__ import annotations
 
