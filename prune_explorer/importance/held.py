@@ -14,8 +14,13 @@ families' parts: :mod:`.members`). While it is active (``with held.reading():``)
   so the importance scores are bit for bit those of pruning group by group.
 
 What it cannot reproduce raises :class:`HeldConflict` (the caller then cuts what it holds and decides again on the
-cut model): a parameter whose held cut or whose read is not a plain ``Rows`` selection (gates, grouped convs, a layer
-of no known family), or a read of channels a held cut removes. :meth:`HeldCuts.conflict` says so before deciding.
+cut model): a parameter whose held cut or whose read is not a plain ``Rows`` selection (gates, a grouped conv's input
+side read per group, a layer of no known family), or a read of channels a held cut removes. :meth:`HeldCuts.conflict`
+says so before deciding. (A grouped conv's input cut is held as the plain cut of the offsets it removes from every
+group, so the next group reads its output rows through it.)
+
+A step holds each cut as (channel space, positions): one key per (space, current channel) (``Group.member_keys``), in
+one mask per graph; a group's conflict check is one gather over its keys, and holding it one mask update.
 
 Only criteria that read the weights through :func:`~.members.channel_parts` and nothing else may decide through held
 cuts (:func:`reads_channel_parts_only`); a criterion reading layer-wide statistics (activations, Hessians of inputs,
@@ -215,7 +220,7 @@ def _grouped_in_cut(dep, part: Part, arr: np.ndarray) -> Optional[np.ndarray]:
 
 
 class HeldCuts:
-    """The cuts a batched applier holds (see the module docstring). ``add(items)`` records a group's members (its
+    """The cuts a batched applier holds (see the module docstring). ``add(group)`` records a group's members (its
     items: channel space and positions on the uncut model); ``clear()`` once they are cut."""
 
     def __init__(self):

@@ -153,17 +153,18 @@ def batched_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Callab
                     refused: Optional[Callable[[Cut, PruningError], None]] = None) -> None:
     """An :attr:`PruningDriver.applier` that decides first and cuts once: consecutive plain graph groups are
     collected and pruned together with ``DG.prune_groups`` (one cut per tensor, ONE record; every cut of the batch
-    has that ``record`` and its ``part``); any other cut (attention groups, head dims, extra sources) is pruned on
-    its own after the batch before it was cut.
+    has that ``record`` and its ``part``); any other cut (hand-built attention groups, head dims, extra sources; an
+    attention-dims graph group of a Hugging Face model, whose config sync derives ``head_dim`` from the sizes of one
+    record) is pruned on its own after the batch before it was cut.
 
     The choices stay exactly those of pruning one group after another. The cuts held are recorded as (channel space,
     positions) in the driver's :class:`~prune_explorer.importance.held.HeldCuts`, and the next decisions read the
     model through them (:meth:`PruningDriver.decide`): channel counts as the held cuts leave them, weights without
     the entries they remove (bit for bit the values the cut model has). The held cuts are pruned first
     (:meth:`PruningDriver.before_decide`) only when that cannot be exact: the group's root channels have held cuts,
-    a member's layer is read in a way held cuts cannot be seen through (gates, grouped convs, a layer of no known
-    family, a member with a channel multiple or declared heads), or the criterion reads more than the channels'
-    weights (activation or input statistics, a custom criterion: see
+    a member's layer is read in a way held cuts cannot be seen through (gates, a grouped conv's inputs read per
+    group, a layer of no known family, a member with a channel multiple or declared heads), or the criterion reads
+    more than the channels' weights (activation or input statistics, a custom criterion: see
     :func:`~prune_explorer.importance.held.reads_channel_parts_only`), in which case any held cut of a layer the
     group touches is pruned first, as the model it reads must be cut. So a DenseNet, where every group also cuts
     the inputs of every later layer, is decided in one pass and each tensor is copied once per step, not once per
