@@ -229,8 +229,11 @@ class Walk:
     def _remember_plan(self, cut: Cut) -> None:
         """Keep what ``cut``'s group was planned on, for :meth:`undo` (entries of records gone from the history go)."""
         shown, state = self._shown_state or (None, None)
-        if cut.record is None or state is None or cut.target is not shown or not isinstance(shown, Proposal):
-            return  # (an extra source's proposal, e.g. a depth group's, is planned again)
+        history = self.s.DG.history
+        if cut.record is None or state is None or cut.target is not shown or not isinstance(shown, Proposal) or \
+                cut.part is not None or not history or history[-1] is not cut.record:
+            return  # (an extra source's proposal, e.g. a depth group's, is planned again; so is a group pruned in a
+            # batch, or one the graph keeps no undo record of: the entry would hold that step's tensors for nothing)
         self._planned[id(cut.record)] = (cut.record, state, shown)
         if len(self._planned) > 1:
             live = {id(r) for r in self.s.DG.history}
