@@ -83,7 +83,7 @@ def json_number(v) -> Optional[float]:
 
 
 def _finite(values) -> np.ndarray:
-    a = np.asarray([v for v in values if v is not None], dtype=float)
+    a = np.array(values, dtype=float).reshape(-1)  # (None becomes NaN)
     return a[np.isfinite(a)]
 
 

@@ -31,11 +31,13 @@ DEFAULT_SWEEP_RATIOS = tuple(round(0.1 * i, 1) for i in range(10))  # 0.0 .. 0.9
 
 def _threshold(candidates: List[int], importance: List[float], selected: set) -> Optional[float]:
     """An importance between the highest removed and the lowest kept score (finite scores only)."""
-    removed = [v for c, v in zip(candidates, importance) if c in selected and math.isfinite(v)]
-    kept = [v for c, v in zip(candidates, importance) if c not in selected and math.isfinite(v)]
-    if removed and kept:
-        return (max(removed) + min(kept)) / 2.0
-    return max(removed) if removed else None
+    imp = np.asarray(importance, dtype=float)
+    sel = np.isin(np.asarray(candidates, dtype=np.int64), np.fromiter(selected, dtype=np.int64, count=len(selected)))
+    ok = np.isfinite(imp)
+    removed, kept = imp[ok & sel], imp[ok & ~sel]
+    if removed.size and kept.size:
+        return (float(removed.max()) + float(kept.min())) / 2.0
+    return float(removed.max()) if removed.size else None
 
 
 def _head_bars(group, candidates: List[int], importance: List[float], selected: set,

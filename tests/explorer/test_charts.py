@@ -132,3 +132,14 @@ def test_docstring_examples_run():
     for mod in (charts, plotly_chart):
         result = doctest.testmod(mod)
         assert result.attempted > 0 and result.failed == 0
+
+
+def test_histogram_data_splits_the_finite_scores_by_the_selection():
+    from prune_explorer.explorer.views.group_card import histogram_data
+
+    card = {"candidates": [0, 1, 2, 3, 4], "importance": [0.5, None, float("nan"), 2.0, 0.1], "selected": [0, 2, 4],
+            "threshold": 1.25}
+    kept, removed, thr = histogram_data(card)
+    assert list(kept) == [2.0] and list(removed) == [0.5, 0.1] and thr == 1.25
+    spec = histogram_spec(kept, removed, thr)
+    assert [t["name"] for t in spec["data"]] == ["proposed for removal (2)", "kept (1)"]

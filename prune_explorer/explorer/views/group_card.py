@@ -8,10 +8,10 @@ hand), Undo and Accept all remaining. Groups a guard of the pruner passed over a
 
 from __future__ import annotations
 
-import math
 from typing import List, Optional
 
 import ipywidgets as widgets
+import numpy as np
 
 from ..charts import histogram_spec
 from ..plotly_chart import PlotlyChart
@@ -148,14 +148,12 @@ def head_bars_spec(heads: List[dict], height: int = 250) -> dict:
 
 
 def histogram_data(card: dict):
-    """(kept importances, removed importances, threshold) of a card, finite values only."""
-    sel = set(card["selected"])
-    kept, removed = [], []
-    for c, v in zip(card["candidates"], card["importance"]):
-        if v is None or not math.isfinite(v):
-            continue
-        (removed if c in sel else kept).append(v)
-    return kept, removed, card["threshold"]
+    """(kept importances, removed importances, threshold) of a card, finite values only (numpy arrays, in candidate
+    order)."""
+    imp = np.array(card["importance"], dtype=float).reshape(-1)  # (None becomes NaN)
+    removed = np.isin(np.asarray(card["candidates"], dtype=np.int64), np.asarray(card["selected"], dtype=np.int64))
+    ok = np.isfinite(imp)
+    return imp[ok & ~removed], imp[ok & removed], card["threshold"]
 
 
 class GroupCardView(widgets.VBox):
