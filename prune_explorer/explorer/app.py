@@ -130,7 +130,9 @@ class Explorer:
         self.curves = RatioCurvesView(self)
         self.ignored = IgnoredLayersView(self)
         self.finish = FinishView(self)
-        self.views = [self.header, self.card, self.graph, self.curves, self.ignored, self.finish]
+        # refreshed in this order after a change: the cheap views and the charts first (their messages reach the
+        # page while the graph view, the costliest, works out its styles), the status line last
+        self.views = [self.header, self.card, self.curves, self.graph, self.ignored, self.finish]
         c.subscribe(self._on_change)
         self.main_grid = _grid([self.card, self.graph], "460px")
         self.panels = _grid([self.curves, self.ignored], "420px")
