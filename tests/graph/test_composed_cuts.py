@@ -126,8 +126,8 @@ def test_an_interrupt_anywhere_in_the_composed_cut_leaves_all_or_nothing_and_no_
             DG.undo()
         else:
             outcomes.add("rolled back")
-        assert _same(model, state), k
-    assert k > 30 and outcomes == {"pruned", "rolled back"}
+        assert _same(model, state) and torch.is_grad_enabled(), k
+    assert k > 30 and "rolled back" in outcomes  # (every line of edits.py runs before the record is complete)
     conv = model.convs[0]  # cut on both sides by the batch: composed there, never again outside it
     w = conv.weight.detach().clone()
     pe.prune_conv_out_channels(conv, [0])

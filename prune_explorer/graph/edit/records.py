@@ -20,6 +20,7 @@ import warnings
 from typing import Iterator, List, Optional
 
 import numpy as np
+import torch
 import torch.nn as nn
 
 from ..._atomic import finish
@@ -373,7 +374,7 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
     groups of a batched cut (:func:`prune_groups`), recorded with it."""
     label = root.label if parts is None else _batch_label(parts)
     snapshot = _snapshot(graph, [s for s, _ in plan])
-    before = (len(graph.history), len(model_history(graph.model)), graph.state.version)
+    before = (len(graph.history), len(model_history(graph.model)), graph.state.version, torch.is_grad_enabled())
     plan_ids = [(s.index, s.gids(s.alive_idx[_index_array(idxs)])) for s, idxs in plan]
     classes = graph.classes
     changed_outputs = output_changes_message(graph, killed) if classes.at_output[classes.of[killed]].any() else None
@@ -447,7 +448,8 @@ def _roll_back(graph, snapshot, killed: np.ndarray, spaces: List[ChannelSpace], 
     """Put the model and the graph back as they were before a pruning that did not complete (idempotent)."""
     if cuts is not None:
         cuts.close()  # (an interrupt in the exit of its context may have left it active)
-    n_history, n_model_history, version = before
+    n_history, n_model_history, version, grad_enabled = before
+    torch.set_grad_enabled(grad_enabled)  # an interrupt between a ``with torch.no_grad()`` body and its exit skips the exit
     _restore(snapshot)
     for ref, old, _ in attributes:
         ref.set(old)
