@@ -34,7 +34,7 @@ class LayerCallContext:
         self.couplings = tracer.couplings
 
     def channels(self, module, name: str, side: str, passthrough: bool = False) -> torch.Tensor:
-        return _ids(self.tracer.space(module, name, side, passthrough=passthrough))
+        return self.tracer.space_ids(self.tracer.space(module, name, side, passthrough=passthrough))
 
     def consume(self, x: Optional[Value], dim: int, ids: torch.Tensor, layer: str) -> None:
         if x is None:

@@ -22,11 +22,13 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from .op_names import full_op_name, op_name
 
-__all__ = ["fast_meta", "meta_like", "check_meta_dtypes", "ShapeOnlyMode"]
+__all__ = ["fast_meta", "meta_like", "check_meta_dtypes", "ShapeOnlyMode", "layer_on_meta"]
 
 
 _FAST_UNARY = set("""relu relu6 hardtanh hardswish hardsigmoid silu gelu sigmoid tanh elu leaky_relu selu celu mish
@@ -416,6 +418,50 @@ def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
     if inplace:
         return x if tuple(shape) == tuple(x.shape) and dtype == x.dtype else None
     return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def _conv_call(m, x):
+    if m.padding_mode != "zeros":
+        return None
+    return fast_meta(_CONV_FNS[type(m)], _CONV_NAMES[type(m)], (x, m.weight, m.bias, m.stride, m.padding, m.dilation,
+                                                                m.groups), {})
+
+
+def _batch_norm_call(m, x):
+    if m.training or m.running_mean is None or m.running_var is None:
+        return None  # running statistics updated or batch statistics used: the layer's own forward runs
+    m._check_input_dim(x)
+    return fast_meta(F.batch_norm, "batch_norm", (x, m.running_mean, m.running_var, m.weight, m.bias, False,
+                                                  0.0 if m.momentum is None else m.momentum, m.eps), {})
+
+
+_CONV_FNS = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
+_CONV_NAMES = {nn.Conv1d: "conv1d", nn.Conv2d: "conv2d", nn.Conv3d: "conv3d"}
+#: exact layer type -> ``fn(layer, x)``: the functional call its own ``forward`` makes, on :func:`fast_meta`
+_LAYER_CALLS = {
+    **{t: _conv_call for t in _CONV_FNS},
+    nn.Linear: lambda m, x: fast_meta(F.linear, "linear", (x, m.weight, m.bias), {}),
+    nn.LayerNorm: lambda m, x: fast_meta(F.layer_norm, "layer_norm", (x, m.normalized_shape, m.weight, m.bias, m.eps),
+                                         {}),
+    **{t: _batch_norm_call for t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)},
+}
+
+
+def layer_on_meta(module: nn.Module, args, kwargs) -> Optional[torch.Tensor]:
+    """The output of ``module(*args, **kwargs)`` on meta tensors without running its ``forward``, for torch's own
+    conv / linear / layer norm / eval-mode batch norm layers (exact types, one positional input): what
+    :func:`fast_meta` gives for the functional call that ``forward`` makes with the layer's own arguments. None for
+    any other layer or call (the layer's ``forward`` then runs).
+
+    >>> conv = nn.Conv2d(3, 4, 3, padding=1).to("meta")
+    >>> tuple(layer_on_meta(conv, (torch.empty(2, 3, 8, 8, device="meta"),), {}).shape)
+    (2, 4, 8, 8)
+    """
+    fn = _LAYER_CALLS.get(type(module))
+    if fn is None or kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor) \
+            or args[0].device.type != "meta":
+        return None
+    return fn(module, args[0])
 
 
 class ShapeOnlyMode(TorchFunctionMode):

@@ -35,7 +35,7 @@ from .attributes import AttributeTracking
 from ..model.channel_space import SIDE_OUT, SpaceTable
 from ..model.classes import OUTPUT_REASON
 from .labels import Couplings, Value, new_field
-from .meta_shapes import check_meta_dtypes, fast_meta
+from .meta_shapes import check_meta_dtypes, fast_meta, layer_on_meta
 from ..model.node import Node
 from .op_names import op_name
 from .traced_int import TracedInt
@@ -58,6 +58,7 @@ class Tracer(AttributeTracer):
         self.couplings = Couplings()
         self.context = LayerCallContext(self)
         self.spaces = SpaceTable()
+        self._space_ids: Dict[int, torch.Tensor] = {}  # space index -> its global ids (see space_ids)
         self.values: Dict[int, Value] = {}
         self._by_id: Dict[int, Tuple[Any, Value]] = {}
         self._next_uid = 0
@@ -229,6 +230,14 @@ class Tracer(AttributeTracer):
         self._node(name, "layer", module).spaces.append(s)
         return s
 
+    def space_ids(self, s) -> torch.Tensor:
+        """The global ids of space ``s`` as an int64 tensor, made once per space (a layer called many times, e.g. a
+        shared block, reads the same tensor; label code never writes into an id tensor)."""
+        ids = self._space_ids.get(s.index)
+        if ids is None:
+            ids = self._space_ids[s.index] = torch.as_tensor(s.gids(), dtype=torch.long)
+        return ids
+
     def param_space(self, p, pname, dim):
         key = (id(p), f"dim{dim}")
         s = self.spaces.get(key)
@@ -279,6 +288,27 @@ class Tracer(AttributeTracer):
             finally:
                 self.in_tracer_code = False
         self.layer_depth += 1
+
+    def _wrap_forward(self, module) -> "_ForwardWrap":
+        """Run ``module``'s forward between :meth:`_pre_hook` and :meth:`_post_hook` through an instance attribute
+        ``forward`` (a module without hooks takes ``nn.Module.__call__``'s fast path: the two hooks cost a tenth of
+        the hook machinery). On meta stand-ins, torch's own conv / linear / norm layers skip their forward: their
+        output comes from :func:`~.meta_shapes.layer_on_meta`, the shape their functional call would give. Returns
+        the handle that puts the module's own ``forward`` back."""
+        inner = module.forward
+        before = module.__dict__.get("forward", _NO_FORWARD)
+
+        def forward(*args, **kwargs):
+            with torch._C.DisableTorchFunction():  # the tracer's code: tensor properties read without the mode
+                self._pre_hook(module, args, kwargs)
+                out = layer_on_meta(module, args, kwargs) if not self.in_tracer_code else None
+            if out is None:
+                out = inner(*args, **kwargs)
+            self._post_hook(module, args, kwargs, out)
+            return out
+
+        module.__dict__["forward"] = forward
+        return _ForwardWrap(module, forward, before)
 
     def _plain_attributes(self, module, plain: bool) -> None:
         """While a layer followed as one call runs (and its channel map reads it), its own int attributes are the
@@ -463,9 +493,12 @@ class Tracer(AttributeTracer):
                     self.swap(copies, False)
 
         handles = []
-        for m in self.layers:
-            handles.append(m.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
-            handles.append(m.register_forward_hook(self._post_hook, with_kwargs=True))
+        if meta:  # no hook of the user's (see build.trace_model): each layer's forward is wrapped instead
+            handles = [self._wrap_forward(m) for m in self.layers]
+        else:
+            for m in self.layers:
+                handles.append(m.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+                handles.append(m.register_forward_hook(self._post_hook, with_kwargs=True))
         self._pending = []
         self._layer_attributes = {}  # id(layer) -> its tracked int attributes (see _plain_attributes)
         inputs = tensors_in(example_inputs)
@@ -515,6 +548,26 @@ class Tracer(AttributeTracer):
                 stacklevel=3,
             )
         return out
+
+
+_NO_FORWARD = object()
+
+
+class _ForwardWrap:
+    """Handle of :meth:`Tracer._wrap_forward`: ``remove()`` puts the module's own ``forward`` back."""
+
+    __slots__ = ("module", "wrapper", "before")
+
+    def __init__(self, module, wrapper, before):
+        self.module, self.wrapper, self.before = module, wrapper, before
+
+    def remove(self) -> None:
+        d = self.module.__dict__
+        if d.get("forward") is self.wrapper:
+            if self.before is _NO_FORWARD:
+                del d["forward"]
+            else:
+                d["forward"] = self.before
 
 
 class TracingMode(TorchFunctionMode):

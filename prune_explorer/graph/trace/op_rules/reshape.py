@@ -5,6 +5,7 @@ position by position), ``expand`` and ``cat`` / ``stack`` (the labels of the pie
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..labels import Value, align, compress, merge_fields, varying_dims
@@ -239,6 +240,11 @@ def cat(tracer, call: Call) -> None:
                 for fb in partners:
                     tracer.couplings.unify(fa, fb, reason)
     # the cat dim: concatenate the labels of every piece (unlabeled pieces give -1)
+    if not others:
+        joined = _join_channel_vectors(fields, vals_shapes, d, nd)
+        if joined is not False:
+            out.fields = merge_fields([joined] if joined is not None else [])
+            return
     along = [[f for f in fs if f.shape[d] > 1 or len(fs) == 1] for fs in fields]
     if any(along):
         base_shape = [1] * nd
@@ -262,3 +268,25 @@ def cat(tracer, call: Call) -> None:
         outs = []
     carried = [f for _, f in others]
     out.fields = merge_fields(outs + carried)
+
+
+def _join_channel_vectors(fields, vals_shapes, d: int, nd: int):
+    """The cat dim's labels when every piece holds at most one field, of size 1 off the cat dim (DenseNet's
+    ``torch.cat(features, 1)`` of up to 48 conv outputs ``(1, C_k, 1, 1)``): the pieces' label vectors joined in
+    numpy (``-1`` for a piece that carries none), compressed. Returns ``False`` when the pieces are not of that
+    kind (the general path then runs; it gives the same labels for these pieces, one torch op per piece)."""
+    parts = []
+    for fs, shape in zip(fields, vals_shapes):
+        if len(fs) > 1:
+            return False
+        f = fs[0] if fs else None
+        if f is not None and f.shape[d] > 1:
+            if f.ndim != nd or f.numel() != f.shape[d]:  # sizes are >= 1: every other dim is 1
+                return False
+            parts.append(f.numpy().reshape(-1))
+        else:  # no field, or labels that do not vary along the cat dim: the general path gives -1 too
+            parts.append(np.full(shape[d], -1, dtype=np.int64))
+    joined = np.concatenate(parts)
+    view = [1] * nd
+    view[d] = joined.size
+    return compress(torch.from_numpy(joined).reshape(view))
