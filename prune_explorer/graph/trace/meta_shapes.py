@@ -428,13 +428,13 @@ def _conv_call(m, x):
 
 
 def _batch_norm_call(m, x):
-    if m.training or m.running_mean is None or m.running_var is None:
-        return None  # running statistics updated or batch statistics used: the layer's own forward runs
-    m._check_input_dim(x)
+    if m.training or m.running_mean is None or m.running_var is None or x.dim() not in _BATCH_NORM_DIMS[type(m)]:
+        return None  # statistics updated or batch statistics used, or an input the layer refuses: its forward runs
     return fast_meta(F.batch_norm, "batch_norm", (x, m.running_mean, m.running_var, m.weight, m.bias, False,
                                                   0.0 if m.momentum is None else m.momentum, m.eps), {})
 
 
+_BATCH_NORM_DIMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}  # as their _check_input_dim
 _CONV_FNS = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
 _CONV_NAMES = {nn.Conv1d: "conv1d", nn.Conv2d: "conv2d", nn.Conv3d: "conv3d"}
 #: exact layer type -> ``fn(layer, x)``: the functional call its own ``forward`` makes, on :func:`fast_meta`
