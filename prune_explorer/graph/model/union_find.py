@@ -31,14 +31,20 @@ def connected_components(n: int, a_parts: Sequence[np.ndarray], b_parts: Sequenc
     a, b = a[keep], b[keep]
     if a.size == 0:
         return parent
+    first = True
     while True:
-        pa, pb = parent[a], parent[b]
-        lo, hi = np.minimum(pa, pb), np.maximum(pa, pb)
-        changed = lo != hi
-        if not changed.any():
-            break
+        if first:  # every id is its own root, and a != b: every pair hooks (no gather, no mask)
+            lo, hi = np.minimum(a, b), np.maximum(a, b)
+            first = False
+        else:
+            pa, pb = parent[a], parent[b]
+            lo, hi = np.minimum(pa, pb), np.maximum(pa, pb)
+            changed = lo != hi
+            if not changed.any():
+                break
+            lo, hi = lo[changed], hi[changed]
         # hook every larger root under the smallest root it is paired with
-        np.minimum.at(parent, hi[changed], lo[changed])
+        np.minimum.at(parent, hi, lo)
         # pointer jumping until every node points at its root
         while True:
             grand = parent[parent]

@@ -83,6 +83,10 @@ def kind_of(s: Any, held: Any = ()):
     return "literal"
 
 
+#: argument types that never hold a traced int
+_NO_INTS = frozenset((torch.Tensor, torch.nn.Parameter, int, float, bool, str, type(None)))
+
+
 def traced_ints_in(obj: Any, skip_keys=("dim", "dims", "axis", "dtype")) -> Iterator[TracedInt]:
     """Every :class:`TracedInt` that depends on an attribute inside ``obj`` (args, kwargs, nested tuples, slices)."""
     if isinstance(obj, TracedInt):
@@ -90,7 +94,8 @@ def traced_ints_in(obj: Any, skip_keys=("dim", "dims", "axis", "dtype")) -> Iter
             yield obj
     elif isinstance(obj, (tuple, list)):
         for o in obj:
-            yield from traced_ints_in(o, skip_keys)
+            if type(o) not in _NO_INTS:  # (a list of 48 tensors for DenseNet's cat: no generator each)
+                yield from traced_ints_in(o, skip_keys)
     elif isinstance(obj, dict):
         for k, v in obj.items():
             if k not in skip_keys:
