@@ -145,3 +145,23 @@ def test_step_cuts_independent_groups_once_with_the_choices_of_one_after_another
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
     pr.DG.undo()
     assert _same(model, state)
+
+
+def test_groups_in_any_order_with_unsorted_indices_give_the_entries_of_one_after_another():
+    """Later groups first (a shared space's groups do not remove ascending runs) and indices listed backwards: the
+    entries and tensors are still those of pruning the groups one after another, in the order given."""
+    torch.manual_seed(0)
+    model = Dense(growth=5, depth=4).eval()
+    twin = copy.deepcopy(model)
+    DG = pe.DependencyGraph().build_dependency(model, X)
+    groups = list(DG.get_all_groups(ignored_layers=[model.head]))[::-1]
+    picks = [(g.root_space.name, [int(g.root_idxs[-1]), int(g.root_idxs[1]), int(g.root_idxs[0])]) for g in groups]
+    rec = DG.prune_groups([g.select(idxs) for g, (_, idxs) in zip(groups, picks)])
+    DG2 = pe.DependencyGraph().build_dependency(twin, X)
+    for name, idxs in picks:  # the root channels are not renumbered by the other groups (each has its own root)
+        g = next(g for g in DG2.get_all_groups(ignored_layers=[twin.head]) if g.root_space.name == name)
+        g.select(idxs).prune()
+    assert model_history(twin) == model_history(model) == rec.entries()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    assert [[ids.tolist() for _, ids in p["plan"]] for p in rec.parts] == \
+        [[ids.tolist() for _, ids in r._plan] for r in DG2.history]

@@ -226,36 +226,36 @@ def prune_groups(graph, groups: List[Group]) -> PruneRecord:
 
     Every group's indices are read on the model as it is now; each member space is cut once, with the union of
     what the groups remove from it (a space several groups share, such as the input of a layer after a
-    concatenation, is copied once instead of once per group)."""
+    concatenation, is copied once instead of once per group). The members of all the groups are laid out once
+    in flat arrays (:class:`_BatchMembers`), so the unions, their checks and the groups' history entries cost a few
+    numpy calls per batch, not per member."""
     groups = list(groups)
     if len(groups) == 1:
         return prune_group(graph, groups[0])
     if not groups:
         raise PruningError("prune_groups needs at least one group")
-    merged: dict = {}  # space index -> (space, [index arrays of the groups, in order])
+    spaces: List[ChannelSpace] = []  # one per member of every group, in order ("pairs")
+    arrays: List[np.ndarray] = []
     parts: List[dict] = []
     killed_all = []
+    alive = graph.alive_mask
     for group in groups:
         items = group.items
-        label = group.root_space.label
         if not items or not items[0].idx_array.size:
-            raise PruningError(f"the group rooted at {label} has no channel to remove")
-        plan = []
-        for it in items:  # validated below, once per member space, with the union of the groups' indices
-            s = it.dep.space
-            arr = np.sort(it.idx_array)
-            plan.append((s, arr))
-            merged.setdefault(s.index, (s, []))[1].append(arr)
-        killed = graph.classes.members(group.classes, graph.alive_mask)
+            raise PruningError(f"the group rooted at {group.root_space.label} has no channel to remove")
+        for it in items:
+            spaces.append(it.dep.space)
+            arrays.append(it.idx_array)
+        killed = graph.classes.members(group.classes, alive)
         killed_all.append(killed)
-        parts.append({"group": group, "plan_arrays": plan, "killed": killed, "root_space": group.root_space})
+        parts.append({"killed": killed, "root_space": group.root_space, "members": len(items)})
     killed = np.concatenate(killed_all)
     if not _distinct(killed):
         raise PruningError("prune_groups: the groups share channels; prune them one at a time")
+    batch = _BatchMembers(spaces, arrays)
     plan = []
-    for s, arrays in merged.values():
-        union = np.sort(np.concatenate(arrays)) if len(arrays) > 1 else arrays[0]
-        if not _distinct(union):
+    for k, (s, union) in enumerate(batch.unions()):
+        if k == batch.first_repeat:
             raise PruningError(f"prune_groups: the groups remove the same channels of {s.label}; prune them one at a "
                                "time")
         try:
@@ -264,7 +264,7 @@ def prune_groups(graph, groups: List[Group]) -> PruneRecord:
             raise PruningError(f"cannot prune these {len(groups)} groups together: member {s.label}: {exc}") from None
         plan.append((s, idxs if isinstance(idxs, list) else list(idxs)))
     attributes = attribute_updates(graph, killed, _batch_label(parts))
-    _describe_parts(graph, parts)
+    _describe_parts(graph, parts, batch)
     return _apply_plan(graph, parts[0]["root_space"], plan, killed, False, True, attributes, parts=parts)
 
 
@@ -273,20 +273,123 @@ def _distinct(sorted_or_not: np.ndarray) -> bool:
     return bool((a[1:] != a[:-1]).all())
 
 
-def _describe_parts(graph, parts: List[dict]) -> None:
+class _BatchMembers:
+    """The members of the groups of a batched cut as flat arrays.
+
+    A *pair* is one member of one group (its channel space and the current indices it loses), in group order then
+    item order: ``spaces[p]``, and its indices, sorted, ``values[start[p]:start[p + 1]]`` (``int64``). The member
+    spaces are *merged* in order of first appearance (:meth:`unions`: each space's union of the indices its pairs
+    remove). :meth:`sequential` gives each pair's indices as they would be had the pairs been cut one after
+    another: minus, for each index, the indices below it that earlier pairs of the same space remove. A space whose
+    pairs remove ascending runs (each pair's indices above every earlier pair's, as a DenseNet's concatenations
+    have it) takes one subtraction per pair; any other is worked out pair by pair."""
+
+    def __init__(self, spaces: List[ChannelSpace], arrays: List[np.ndarray]):
+        n = len(spaces)
+        self.spaces = spaces
+        lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=n)
+        start = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=start[1:])
+        values = np.concatenate(arrays).astype(np.int64, copy=False)
+        pair = np.repeat(np.arange(n), lengths)
+        if values.size > 1:
+            down = values[1:] < values[:-1]
+            cut = start[1:-1]
+            down[cut[(cut > 0) & (cut < values.size)] - 1] = False  # (a pair may start below the last one's end)
+            if down.any():  # some pair lists its indices unsorted: sort every pair's (pairs stay in their blocks)
+                values = values[np.lexsort((values, pair))]
+        self.lengths, self.start, self.values, self.pair = lengths, start, values, pair
+        index = np.fromiter((s.index for s in spaces), dtype=np.int64, count=n)
+        uniq, first, inverse = np.unique(index, return_index=True, return_inverse=True)
+        by_first = np.argsort(first, kind="stable")
+        merged_rank = np.empty(uniq.size, dtype=np.int64)
+        merged_rank[by_first] = np.arange(uniq.size)
+        self.merged = [spaces[int(p)] for p in first[by_first]]  # the member spaces, in order of first appearance
+        self.rank = merged_rank[inverse.reshape(-1)]  # pair -> its space's merged rank
+        # the pairs grouped by merged space (in pair order within a space), and their indices laid out that way
+        order = np.argsort(self.rank, kind="stable")
+        lens = lengths[order]
+        flat = np.repeat(start[order] - np.concatenate(([0], np.cumsum(lens)[:-1])), lens) + np.arange(values.size)
+        laid = values[flat]
+        space_lens = np.bincount(self.rank, weights=lengths, minlength=uniq.size).astype(np.int64)
+        space_start = np.zeros(uniq.size + 1, dtype=np.int64)
+        np.cumsum(space_lens, out=space_start[1:])
+        # a space is "runs" when its laid-out indices strictly increase: no repeat, each pair above the earlier ones
+        rank_laid = np.repeat(self.rank[order], lens)
+        bad = (laid[1:] <= laid[:-1]) & (rank_laid[1:] == rank_laid[:-1])
+        self.mixed = np.zeros(uniq.size, dtype=bool)
+        self.mixed[rank_laid[1:][bad]] = True
+        self.laid, self.space_start, self.order = laid, space_start, order
+        self.first_repeat = -1  # merged rank of the first space whose union repeats an index (-1: none)
+        self._unions: List[np.ndarray] = []
+        for k in range(uniq.size):
+            union = laid[space_start[k]:space_start[k + 1]]
+            if self.mixed[k]:
+                union = np.sort(union)
+                if self.first_repeat < 0 and not bool((union[1:] != union[:-1]).all()):
+                    self.first_repeat = k
+            self._unions.append(union)
+
+    def unions(self):
+        """``(space, sorted indices its pairs remove)`` per merged space, in order of first appearance."""
+        return zip(self.merged, self._unions)
+
+    def sequential(self) -> np.ndarray:
+        """Every pair's indices as if the pairs were cut one after another (laid out like :attr:`values`)."""
+        n = len(self.spaces)
+        lens = self.lengths[self.order]
+        earlier = np.concatenate(([0], np.cumsum(lens)[:-1])) - self.space_start[self.rank[self.order]]
+        below = np.empty(n, dtype=np.int64)
+        below[self.order] = earlier  # runs: every index of the earlier pairs of its space lies below
+        seq = self.values - np.repeat(below, self.lengths)
+        if self.mixed.any():
+            removed: dict = {}  # merged rank -> sorted indices earlier pairs remove
+            for p in np.flatnonzero(self.mixed[self.rank]).tolist():
+                k = int(self.rank[p])
+                arr = self.values[self.start[p]:self.start[p + 1]]
+                before = removed.get(k)
+                seq[self.start[p]:self.start[p + 1]] = arr if before is None else arr - np.searchsorted(before, arr)
+                removed[k] = arr if before is None else np.sort(np.concatenate([before, arr]))
+        return seq
+
+    def original_ids(self, graph) -> np.ndarray:
+        """Every pair's indices as global channel ids (laid out like :attr:`values`): ``s.gids(s.alive_idx[idx])``."""
+        alive_ids = np.flatnonzero(graph.alive_mask)
+        offsets = np.fromiter((s.offset for s in self.spaces), dtype=np.int64, count=len(self.spaces))
+        sizes = np.fromiter((s.size for s in self.spaces), dtype=np.int64, count=len(self.spaces))
+        base = np.searchsorted(alive_ids, offsets)
+        count = np.searchsorted(alive_ids, offsets + sizes) - base
+        full = self.lengths > 0
+        lo = self.values[self.start[:-1][full]]
+        hi = self.values[self.start[1:][full] - 1]
+        if (lo < 0).any() or (hi >= count[full]).any():  # not checked by a pruner: each pair on its own
+            return np.concatenate([s.gids(s.alive_idx[self.values[a:b]]) for s, a, b in
+                                   zip(self.spaces, self.start[:-1].tolist(), self.start[1:].tolist())])
+        return alive_ids[np.repeat(base, self.lengths) + self.values]
+
+
+def _describe_parts(graph, parts: List[dict], batch: _BatchMembers) -> None:
     """Fill each part of a batched cut with its history entry (indices as if the groups were pruned one after
-    another, in order), its removed ids and its plan in original ids; drop the group itself."""
-    removed: dict = {}  # space index -> sorted current indices earlier parts remove
+    another, in order) and its plan in original ids, from the flat layout of the batch's members."""
+    seq = batch.sequential().tolist()
+    ids = batch.original_ids(graph)
+    bounds = batch.start.tolist()
+    fns: dict = {}  # space index -> its pruning function's name
     cumulative = np.zeros(0, dtype=np.int64)
+    p = 0
     for part in parts:
-        group = part.pop("group")
         members, plan_ids = [], []
-        for s, arr in part.pop("plan_arrays"):
-            before = removed.get(s.index)
-            seq = arr if before is None else arr - np.searchsorted(before, arr)
-            members.append(_member_entry(s, seq))
-            plan_ids.append((s.index, s.gids(s.alive_idx[arr])))
-            removed[s.index] = arr if before is None else np.sort(np.concatenate([before, arr]))
+        for _ in range(part.pop("members")):
+            s, a, b = batch.spaces[p], bounds[p], bounds[p + 1]
+            fn = fns.get(s.index)
+            if fn is None:
+                fn = fns[s.index] = fn_name(s.handler)
+            entry = {"name": s.name, "fn": fn, "side": s.side, "idxs": seq[a:b]}
+            if s.dim is not None:
+                entry["dim"] = int(s.dim)
+            members.append(entry)
+            plan_ids.append((s.index, ids[a:b]))
+            p += 1
         root = part["root_space"]
         entry = {"root": root.name, "root_fn": fn_name(root.handler), "members": members}
         if graph.state.attr_spaces:  # the size attributes' values once this group and the ones before it are pruned
@@ -298,7 +401,6 @@ def _describe_parts(graph, parts: List[dict]) -> None:
             if updates:
                 entry["attributes"] = [dict(ref.as_dict(), value=int(new)) for ref, _, new in updates]
         part["entry"], part["plan"] = entry, plan_ids
-        del group
 
 
 def _attributes_hit(graph, killed: np.ndarray) -> set:
