@@ -70,6 +70,8 @@ def normalize_side(side: Any) -> str:
     >>> normalize_side(True), normalize_side("in")
     ('out', 'in')
     """
+    if type(side) is str and side in _SIDE_WORDS:  # "out" / "in" as the library passes them
+        return side
     if side is True:
         return "out"
     if side is False:

@@ -37,11 +37,12 @@ def keep_array(n: int, idxs: Iterable[int]) -> np.ndarray:
     [0, 2, 4]
     """
     mask = np.ones(n, dtype=bool)
-    drop = getattr(idxs, "array", None)  # CheckedIndices made from an array keep it
-    if drop is None:
+    drop = getattr(idxs, "array", None)  # CheckedIndices made from an array keep it (sorted: in range if its ends are)
+    if drop is None or not isinstance(drop, np.ndarray) or (drop.size and (drop[0] < 0 or drop[-1] >= n)):
         drop = idxs if isinstance(idxs, np.ndarray) else np.fromiter(idxs, dtype=np.int64)
-    mask[drop[(drop >= 0) & (drop < n)]] = False
-    return np.flatnonzero(mask)
+        drop = drop[(drop >= 0) & (drop < n)]
+    mask[drop] = False
+    return mask.nonzero()[0]
 
 
 def keep_indices(n: int, idxs: Iterable[int]) -> list[int]:
@@ -96,6 +97,25 @@ def derive_tensor(old: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor])
         return derive_param(old, fn)
     with torch.no_grad():
         return _same_layout(fn(old.detach()), old)
+
+
+def _selected(old: torch.Tensor, dims_keeps: Sequence[tuple[int, Sequence[int]]], index: Callable) -> torch.Tensor:
+    """What ``derive_tensor(old, selector(*dims_keeps, index=index))`` returns, without a ``no_grad`` block per
+    tensor: the selections read ``old.detach()`` (and its ``.grad`` detached), so no autograd graph is recorded."""
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        for dim, keep in dims_keeps:
+            t = torch.index_select(t, dim, index(keep, t.device))
+        return t
+
+    data = _same_layout(fn(old.detach()), old)
+    if not isinstance(old, nn.Parameter):
+        return data
+    grad = _same_layout(fn(old.grad.detach()), old.grad) if old.grad is not None else None
+    new = nn.Parameter(data, requires_grad=old.requires_grad)
+    if grad is not None:
+        new.grad = grad
+    return new
 
 
 def selector(*dims_keeps: tuple[int, Sequence[int]], index: Callable = index_tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -255,7 +275,12 @@ class LayerEdit:
         if cuts is not None and cuts.composes(module):
             old = getattr(module, name, None)
             return self if old is None else self.set(module, name, cuts.select(old, dims_keeps))
-        return self.derive(module, name, selector(*dims_keeps, index=self._index))
+        old = getattr(module, name, None)
+        if old is None:
+            return self
+        if cuts is not None:
+            cuts.flush(old)  # a pending cut of ``old`` is copied first
+        return self.set(module, name, _selected(old, dims_keeps, self._index))
 
     def derive(self, module: nn.Module, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> "LayerEdit":
         """``module.name`` (a parameter or buffer; nothing if it is ``None``) -> ``fn(module.name)``."""
