@@ -298,7 +298,7 @@ class BasePruningFunc:
         """Raise if this layer cannot be pruned at all (lazy, parametrised...). Subclasses may extend."""
         if not isinstance(layer, nn.Module):
             return
-        modules = list(layer.named_modules())
+        modules = list(layer.named_modules()) if layer._modules else [("", layer)]
         for prefix, m in modules:
             for name, p in m._parameters.items():
                 if isinstance(p, nn.parameter.UninitializedParameter):
