@@ -39,7 +39,7 @@ import torch.nn as nn
 from .._atomic import finish
 from ..graph.trace.meta_shapes import ShapeOnlyMode, fast_meta, meta_like
 from ..graph.trace.op_names import op_name
-from ..graph.edit.snapshot import restore_modules
+from ..graph.edit.snapshot import module_state, restore_modules
 from ..inputs import call_model, kept_state, map_tensors, to_meta
 
 __all__ = ["run_error", "PostPruneCheck", "Repair", "IndexDataMode"]
@@ -54,25 +54,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-#: attribute types seen that are no lists (their values need no copy)
-_NOT_LISTS: set = set()
-
-
 def _module_states(model: nn.Module):
     """What ``restore_modules`` needs to put every module of ``model`` back as it is now (the format of
     ``graph.edit.snapshot.snapshot_modules``: each module's attribute dict with its lists copied, its parameter and
-    buffer dicts), with the dicts copied in C and only the modules holding a list scanned in Python."""
-    out = []
-    for m in model.modules():
-        attrs = m.__dict__.copy()
-        new_types = set(map(type, attrs.values())) - _NOT_LISTS
-        if new_types:
-            if any(issubclass(t, list) for t in new_types):
-                attrs = {k: (list(v) if isinstance(v, list) else v) for k, v in attrs.items()}
-            else:
-                _NOT_LISTS.update(new_types)
-        out.append((m, attrs, m._parameters.copy(), m._buffers.copy()))
-    return out
+    buffer dicts)."""
+    return [module_state(m) for m in model.modules()]
 
 
 class StandIns:

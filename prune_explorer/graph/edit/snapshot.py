@@ -23,6 +23,23 @@ import torch.nn as nn
 ModuleSnapshot = List[Tuple[nn.Module, dict, dict, dict]]
 
 
+#: attribute value types seen that are not lists (their values need no copy)
+_NOT_LISTS: set = set()
+
+
+def module_state(m: nn.Module) -> Tuple[nn.Module, dict, dict, dict]:
+    """One module's entry of a :data:`ModuleSnapshot`: its attribute dict with its lists copied, its parameter and
+    buffer dicts; the dicts are copied in C, and only a module holding a list is scanned in Python."""
+    attrs = m.__dict__.copy()
+    new_types = set(map(type, attrs.values())) - _NOT_LISTS
+    if new_types:
+        if any(issubclass(t, list) for t in new_types):
+            attrs = {k: (list(v) if isinstance(v, list) else v) for k, v in attrs.items()}
+        else:
+            _NOT_LISTS.update(new_types)
+    return m, attrs, m._parameters.copy(), m._buffers.copy()
+
+
 def snapshot_modules(modules: Iterable[nn.Module]) -> ModuleSnapshot:
     """Snapshot every given module and its submodules (each once)."""
     seen, out = set(), []
@@ -31,8 +48,7 @@ def snapshot_modules(modules: Iterable[nn.Module]) -> ModuleSnapshot:
             if id(m) in seen:
                 continue
             seen.add(id(m))
-            attrs = {k: (list(v) if isinstance(v, list) else v) for k, v in m.__dict__.items()}
-            out.append((m, attrs, dict(m._parameters), dict(m._buffers)))
+            out.append(module_state(m))
     return out
 
 
