@@ -49,11 +49,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
+from .._index import long_array
 from .base import BasePruningFunc, normalize_side
-from .edits import LayerEdit, index_tensor, keep_array, keep_indices
+from .edits import LayerEdit, index_tensor, keep_array
 from .family import LayerFamily, register_family
 from .slicing import Part, Rows, grouped, param_of
 
@@ -89,11 +91,15 @@ def conv_kind(layer: nn.Module) -> str:
     return "grouped"
 
 
+def _index_array(idxs: Sequence[int]) -> np.ndarray:
+    """Checked channel indices as an ``int64`` array (the one a :class:`~.base.CheckedIndices` carries, if any)."""
+    arr = getattr(idxs, "array", None)
+    return long_array(idxs if arr is None else arr)
+
+
 def _group_counts(idxs: Sequence[int], per_group: int, groups: int) -> list[int]:
-    counts = [0] * groups
-    for i in idxs:
-        counts[i // per_group] += 1
-    return counts
+    """How many of the (checked, in range) channels ``idxs`` fall in each block of ``per_group`` channels."""
+    return np.bincount(_index_array(idxs) // per_group, minlength=groups).tolist()
 
 
 def _reduces_multiplier(idxs: Sequence[int], layer: nn.Module) -> bool:
@@ -102,8 +108,20 @@ def _reduces_multiplier(idxs: Sequence[int], layer: nn.Module) -> bool:
     multiplier becomes ``k - m`` (what a graph traced while the conv was grouped asks once its inputs are cut to one
     per group)."""
     k = layer.out_channels // layer.groups
+    if k <= 1:
+        return False
     counts = _group_counts(idxs, k, layer.groups)
-    return k > 1 and len(set(counts)) == 1 and 0 < counts[0] < k
+    return len(set(counts)) == 1 and 0 < counts[0] < k
+
+
+def _same_offsets(idxs: np.ndarray, per_group: int, groups: int) -> bool:
+    """Whether the (checked, sorted) channels ``idxs`` are the same offsets in each of the ``groups`` blocks of
+    ``per_group`` channels."""
+    counts = np.bincount(idxs // per_group, minlength=groups)
+    if (counts != counts[0]).any():
+        return False
+    offsets = (idxs % per_group).reshape(groups, -1) if counts[0] else None
+    return offsets is None or bool((offsets == offsets[0]).all())
 
 
 class ConvPruner(BasePruningFunc):
@@ -196,8 +214,8 @@ class ConvPruner(BasePruningFunc):
                     )
         elif kind == "grouped" and side == "in":
             a = layer.in_channels // g
-            offsets = [sorted(i - q * a for i in idxs if i // a == q) for q in range(g)]
-            if any(o != offsets[0] for o in offsets):
+            if not _same_offsets(_index_array(idxs), a, g):
+                offsets = [sorted(i - q * a for i in idxs if i // a == q) for q in range(g)]
                 shown = {q: o for q, o in enumerate(offsets)}
                 raise self.error(
                     layer, side, idxs,
@@ -234,7 +252,7 @@ class ConvPruner(BasePruningFunc):
             self._remove_out(layer, idxs, "grouped")  # the same count from every block: groups stay
         elif kind == "depthwise":  # one space: input channel c owns outputs c*k .. c*k+k-1
             k = self.channel_multiplier(layer)
-            self._remove_depthwise(layer, sorted({o // k for o in idxs}) if side == "out" else idxs)
+            self._remove_depthwise(layer, np.unique(_index_array(idxs) // k) if side == "out" and k > 1 else idxs)
         elif side == "out":
             self._remove_out(layer, idxs, kind)
         else:
@@ -266,13 +284,19 @@ class ConvPruner(BasePruningFunc):
             weight_keep = (0 if layer.transposed else 1, keep)
         else:  # grouped: the weight stores one group's inputs; the same offsets leave every group
             a = layer.in_channels // layer.groups
-            weight_keep = (1, keep_indices(a, [i for i in idxs if i < a]))
+            arr = _index_array(idxs)
+            weight_keep = (1, keep_array(a, arr[arr < a]))
         LayerEdit().select(layer, "weight", weight_keep).set(layer, "in_channels", len(keep)).apply()
 
-    def _remove_depthwise(self, layer: nn.Module, chans: list[int]) -> None:
+    def _remove_depthwise(self, layer: nn.Module, chans) -> None:
+        """Remove input channels ``chans`` (sorted, unique) and their outputs."""
         k = self.channel_multiplier(layer)
-        keep_in = keep_indices(layer.in_channels, chans)
-        keep_out = keep_indices(layer.out_channels, [c * k + m for c in chans for m in range(k)])
+        keep_in = keep_array(layer.in_channels, chans)
+        if k == 1:
+            keep_out = keep_in
+        else:
+            drop = _index_array(chans)
+            keep_out = keep_array(layer.out_channels, (drop[:, None] * k + np.arange(k)).reshape(-1))
         edit = LayerEdit().select(layer, "weight", (0, keep_in if layer.transposed else keep_out))
         edit.select(layer, "bias", (0, keep_out)).set(layer, "in_channels", len(keep_in))
         edit.set(layer, "out_channels", len(keep_out)).set(layer, "groups", len(keep_in))
