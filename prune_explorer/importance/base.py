@@ -20,6 +20,7 @@ import torch
 
 from .._index import long_array
 from .held import active
+from .held_sums import OWNS_NOTHING
 from .members import Part, channel_parts
 
 __all__ = ["Importance", "GroupImportance", "normalize", "REDUCTIONS", "NORMALIZERS"]
@@ -109,16 +110,17 @@ def root_positions(group) -> Tuple[torch.Tensor, Callable[[Sequence[int]], torch
 
 
 def _member_positions(group, items, n: int):
-    """``(positions, bounds, in_order)`` for every member of ``group`` at once: the root position (in
+    """``(positions, bounds, in_order, sizes)`` for every member of ``group`` at once: the root position (in
     ``group.root_idxs``) of each member channel's root channel, item ``k``'s at ``positions[bounds[k]:bounds[k + 1]]``;
     ``in_order[k]``: item ``k`` maps one channel to each root position, in order; ``True``/``False`` entries, or None
-    for an item that maps a channel outside the group's root channels (reading its positions is an error)."""
+    for an item that maps a channel outside the group's root channels (reading its positions is an error);
+    ``sizes[k]``: item ``k``'s channel count."""
     root_np = group.root_array if hasattr(group, "root_array") else long_array(group.root_idxs)
     sizes = np.fromiter((it.idx_array.size for it in items), dtype=np.int64, count=len(items))
     bounds = np.zeros(sizes.size + 1, dtype=np.int64)
     np.cumsum(sizes, out=bounds[1:])
     if not bounds[-1]:
-        return np.zeros(0, dtype=np.int64), bounds.tolist(), [False] * len(items)
+        return np.zeros(0, dtype=np.int64), bounds.tolist(), [False] * len(items), sizes
     roots = np.concatenate([it.root_array for it in items])
     size = max(int(root_np.max()) + 1 if root_np.size else 0, int(roots.max()) + 1)
     lut = np.full(size, -1, dtype=np.int64)
@@ -134,7 +136,7 @@ def _member_positions(group, items, n: int):
         ok = np.ones(sizes.size, dtype=bool)
         ok[nonempty] = np.logical_and.reduceat(valid, bounds[:-1][nonempty])
         in_order = [o if v else None for o, v in zip(in_order, ok.tolist())]
-    return pos, bounds.tolist(), in_order
+    return pos, bounds.tolist(), in_order, sizes
 
 
 def _positions_of(group, all_pos: np.ndarray, bounds, in_order, k: int) -> np.ndarray:
@@ -142,6 +144,19 @@ def _positions_of(group, all_pos: np.ndarray, bounds, in_order, k: int) -> np.nd
     if in_order[k] is None:
         raise ValueError(f"group member maps to root channels outside group.root_idxs ({group.root_name})")
     return all_pos[bounds[k]:bounds[k + 1]]
+
+
+_COVERED: dict = {}
+
+
+def _all_covered(n: int) -> np.ndarray:
+    """A read-only ``[n]`` mask of ``True``: the ``covered`` of a member with one score per root position (shared
+    by every such member, so a reduction can tell them apart without reading them)."""
+    ones = _COVERED.get(n)
+    if ones is None:
+        ones = _COVERED[n] = np.ones(n, dtype=bool)
+        ones.flags.writeable = False
+    return ones
 
 
 class _UnitSpreader:
@@ -249,17 +264,31 @@ class GroupImportance(Importance):
         p = self.power_p() if held is not None and cls.parts_of is GroupImportance.parts_of and (
             cls.member_position_scores is GroupImportance.member_position_scores) else None
         items = group.items
-        all_pos, bounds, in_order = _member_positions(group, items, n)
+        all_pos, bounds, in_order, sizes = _member_positions(group, items, n)
+        accepts = self.accepts
+        wanted = [(members is None or members(k, item)) and size > 0 and accepts(item.dep)
+                  for k, (item, size) in enumerate(zip(items, sizes.tolist()))]
+        # the plain members' sums at once: one gather over the group's member keys (held_sums)
+        sums, how = (held.space_sums.read(group, items, wanted, sizes, p, self.bias) if p is not None
+                     else (None, None))
+        ones = _all_covered(n)
         for k, item in enumerate(items):
-            if members is not None and not members(k, item):
-                continue
-            idx = item.idx_array
-            if not idx.size or not self.accepts(item.dep):
+            if not wanted[k]:
                 continue
             # the root layer's own channels are their own root channels (the graph maps every channel of a unit to
             # the unit's first root channel, see _UnitSpreader)
             own = k == 0 and item.dep.space is group.root_space
-            s = None if p is None else held.power_sums(item.dep, idx, p, self.bias)
+            h = how[k] if how is not None else None
+            if h is True:
+                s = sums[bounds[k]:bounds[k + 1]]
+                if in_order[k] is True or (own and s.size == n):  # one score per root position, in order
+                    vectors.append((k, s, ones))
+                    continue
+            elif h is OWNS_NOTHING:
+                continue
+            else:
+                s = None if p is None else held.power_sums(item.dep, item.idx_array, p, self.bias)
+            idx = item.idx_array
             ordered = False
             if s is not None:  # the whole member at once (the same values as its parts one by one)
                 if not len(s):
@@ -284,7 +313,7 @@ class GroupImportance(Importance):
                 s = s.reshape(-1).numpy()
             if own and pos.size == n or ordered or (
                     pos.size == n and n and pos[0] == 0 and pos[-1] == n - 1 and (pos[1:] > pos[:-1]).all()):
-                vec, mask = s, np.ones(n, dtype=bool)  # one score per root position, in order
+                vec, mask = s, ones  # one score per root position, in order
             else:
                 vec = np.bincount(pos, weights=s, minlength=n).astype(np.float32)
                 mask = np.zeros(n, dtype=bool)
@@ -316,7 +345,11 @@ class GroupImportance(Importance):
             return np.sum([v for v, _ in vectors], axis=0, dtype=np.float32)
         if r == "mean":
             total = np.sum([v for v, _ in vectors], axis=0, dtype=np.float32)
-            count = np.sum([m for _, m in vectors], axis=0)
+            ones = _all_covered(n)
+            if all(m is ones for _, m in vectors):  # every member covers every root position
+                count = np.full(n, len(vectors), dtype=np.int_)
+            else:
+                count = np.sum([m for _, m in vectors], axis=0)
             return total / np.maximum(count, 1)
         vals = np.stack([v for v, _ in vectors])
         masks = np.stack([m for _, m in vectors])

@@ -40,6 +40,7 @@ import torch
 
 from ..layers.family import FAMILIES
 from ..layers.slicing import Part, Rows
+from .held_sums import SpaceSums
 
 __all__ = ["HeldCuts", "HeldConflict", "MaskedRows", "current_size", "active", "reads_channel_parts_only"]
 
@@ -197,7 +198,13 @@ def every_channel(t: torch.Tensor, dim: int, keeps, p: float, gathers: bool) -> 
         g = g.float()
         v = g * g if p == 2 else (g.abs() if p == 1 else g.abs().pow(p))
         return v.movedim(dim, 0).reshape(size, -1).sum(1)
-    return Rows(dim, torch.arange(size)).power_sum(g, p)
+    rows = _EVERY_ROW.get((dim, size))
+    if rows is None:  # kept: it remembers that it covers every row in order (Rows._covers)
+        rows = _EVERY_ROW[(dim, size)] = Rows(dim, torch.arange(size))
+    return rows.power_sum(g, p)
+
+
+_EVERY_ROW: dict = {}  # (dim, size) -> Rows(dim, arange(size))
 
 
 def _grouped_in_cut(dep, part: Part, arr: np.ndarray) -> Optional[np.ndarray]:
@@ -233,6 +240,10 @@ class HeldCuts:
         self._sums_np: dict = {}  # the same sums as float32 numpy arrays on the CPU (power_sums)
         self._layouts: dict = {}  # space index -> [(param, dim)] cut at its positions, not sharing its mask
         self._reads: dict = {}  # space index -> [(param, dim, is_bias)] its channels own as plain rows, or None
+        self._shared: dict = {}  # space index -> [(id(param), dim)] whose held positions are the space's own
+        self.space_sums = SpaceSums(self)  # every member's sums of a group at once (held_sums)
+        #: what a caller derives from the model while these cuts are held (cleared with them)
+        self.memo: dict = {}
 
     def __bool__(self) -> bool:
         return bool(self._spaces)
@@ -248,6 +259,9 @@ class HeldCuts:
         self._sums_np.clear()
         self._layouts.clear()
         self._reads.clear()
+        self._shared.clear()
+        self.space_sums.clear()
+        self.memo.clear()
 
     def touches(self, owner) -> bool:
         """Whether a held cut touches layer ``owner`` (a module, or a loose parameter)."""
@@ -277,6 +291,8 @@ class HeldCuts:
                 pos = self._spaces[s.index] = _Positions(self._keys[s.offset: s.offset + s.current_size], s.index)
             else:
                 pos.changed()
+                for pid, d in self._shared.get(s.index, ()):
+                    self.space_sums.changed(pid, d, s.index)
             self._owners.add(id(s.owner))
             layout = self._layouts.get(s.index)
             if layout is not None:
@@ -289,6 +305,7 @@ class HeldCuts:
             else:  # what it cuts is not described: every tensor of it is opaque
                 for p in ([owner] if isinstance(owner, torch.Tensor) else list(owner.parameters(recurse=False))):
                     self._opaque[id(p)] = p
+                    self.space_sums.changed(id(p), -1)
 
     def _hold_parts(self, dep, arr: np.ndarray, pos: _Positions) -> None:
         """Hold the cut of positions ``arr`` of ``dep``'s space in the parameters its channels own (their parts).
@@ -309,6 +326,8 @@ class HeldCuts:
                 if same and part.param.shape[d] == pos.mask.size:
                     _, dims = self._params.setdefault(id(part.param), (part.param, {}))
                     if dims.setdefault(d, pos) is pos:
+                        self._shared.setdefault(dep.space.index, []).append((id(part.param), d))
+                        self.space_sums.changed(id(part.param), d, dep.space.index)
                         continue
                 self._cut_dim(part.param, d, idx)
                 layout.append((part.param, d))
@@ -316,6 +335,7 @@ class HeldCuts:
                 cut = _grouped_in_cut(dep, part, arr)
                 if cut is None:
                     self._opaque[id(part.param)] = part.param
+                    self.space_sums.changed(id(part.param), -1)
                 else:  # the same input offsets leave every group: a plain cut of the weight's dim 1
                     self._cut_dim(part.param, 1, cut)
                 plain = False
@@ -323,6 +343,7 @@ class HeldCuts:
             self._layouts[dep.space.index] = layout
 
     def _cut_dim(self, param: torch.Tensor, d: int, idx: np.ndarray) -> None:
+        self.space_sums.changed(id(param), d)
         _, dims = self._params.setdefault(id(param), (param, {}))
         pos = dims.get(d)
         if pos is None:
@@ -389,19 +410,26 @@ class HeldCuts:
                 if r.mask[idx].any():
                     raise HeldConflict("a held cut removes channels this decision reads")
                 size_cut -= r.count
-            gathers = 4 * n < size_cut
-            skey = (pid, param._version, d, p, gathers,
-                    tuple((e, h.version) for e, h in sorted(dims.items()) if e != d) if dims else ())
-            every = self._sums.get(skey)
-            if every is None:
-                keeps = [(e, h.keep) for e, h in sorted(dims.items()) if h.count and e != d]
-                every = self._sums[skey] = every_channel(param.detach(), d, keeps, p, gathers)
-            arr = self._sums_np.get(skey)
-            if arr is None:
-                arr = self._sums_np[skey] = every.to(device="cpu", dtype=torch.float32).numpy()
-            s = arr[idx]
+            s = self._every_sums(param, d, p, 4 * n < size_cut)[idx]
             total = s if total is None else total + s
         return () if total is None else total
+
+    def _every_sums(self, param: torch.Tensor, d: int, p: float, gathers: bool) -> np.ndarray:
+        """Every channel's power sums of ``param`` along ``d`` (uncut positions; the held cuts of its other dims
+        applied; ``gathers``: which of ``Rows.power_sum``'s ways), float32 numpy, from the per-step cache."""
+        pid = id(param)
+        entry = self._params.get(pid)
+        dims = entry[1] if entry is not None else {}
+        skey = (pid, param._version, d, p, gathers,
+                tuple((e, h.version) for e, h in sorted(dims.items()) if e != d) if dims else ())
+        every = self._sums.get(skey)
+        if every is None:
+            keeps = [(e, h.keep) for e, h in sorted(dims.items()) if h.count and e != d]
+            every = self._sums[skey] = every_channel(param.detach(), d, keeps, p, gathers)
+        arr = self._sums_np.get(skey)
+        if arr is None:
+            arr = self._sums_np[skey] = every.to(device="cpu", dtype=torch.float32).numpy()
+        return arr
 
     @staticmethod
     def _read_layout(dep, idx: np.ndarray):

@@ -299,11 +299,19 @@ class PruningDriver:
         options = getattr(self.pruner, "options", None)
         declared = bool(options is not None and (options.out_channel_groups or options.in_channel_groups)) or bool(
             getattr(getattr(self.pruner, "planner", None), "head_layers", None))
-        for it in group.items:
-            s = it.dep.space
-            if not held.holds(s):
+        holds = held.holds
+        spaces = [it.dep.space for it in group.items]
+        if declared:
+            return any(holds(s) for s in spaces)
+        # {space index: its channel multiple > 1}, kept while these cuts are held (the model does not change)
+        multiple = held.memo.setdefault(("multiples", self.graph.version), {})
+        for s in spaces:
+            if not holds(s):
                 continue
-            if declared or channel_multiple(s) > 1:
+            m = multiple.get(s.index)
+            if m is None:
+                m = multiple[s.index] = channel_multiple(s) > 1
+            if m:
                 return True
         return False
 

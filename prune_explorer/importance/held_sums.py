@@ -1,0 +1,183 @@
+"""Every member's power sums of a group read through the held cuts at once: one gather per group.
+
+:meth:`~.held.HeldCuts.power_sums` gives one member's ``sum |w|^p`` per channel from the per-step cache of every
+channel's sums of each parameter; a DenseNet group has one member per later layer of its block, so a step asked it
+thousands of times. :class:`SpaceSums` keeps, per channel space whose channels own plain rows of their parameters
+(a *simple* space, see below), the total over those parameters for *every* channel of the space, written into flat
+``float32`` arrays indexed by the graph's channel keys (``space.offset + channel``, as ``Group.member_keys``): one
+array per ``(p, bias, gathers)``, ``gathers`` being which of ``Rows.power_sum``'s two ways a read of ``n`` channels
+takes (``4 * n < size once cut``). A group's sums are then one gather over its ``member_keys``.
+
+A space is *simple* when every part its channels own (biases only with ``bias``) is the plain rows ``Rows(dim,
+idx)`` of a parameter whose held positions along ``dim`` are the space's own (or none), along dims of the space's
+size, and no held cut of the parameter is opaque: its reads then raise :class:`~.held.HeldConflict` exactly when a
+held cut removes one of the channels read (one gather over the held keys), and its size once cut is the space's.
+Other spaces are read member by member (:meth:`~.held.HeldCuts.power_sums`).
+
+A space's totals depend on the held cuts of its parameters along the *other* dims: the held cuts tell
+:meth:`SpaceSums.changed` which parameter dim changed, and the totals of the spaces reading that parameter along
+another dim (or the same dim without it being their own) are dropped, recomputed on their next read. A parameter
+changed in place (its ``_version``) is read again too. The values are bit for bit those of ``power_sums``: the same
+cached every-channel vectors, added in the parts' order in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+__all__ = ["SpaceSums", "NOT_PLAIN", "OWNS_NOTHING"]
+
+#: a member read one by one (:meth:`~.held.HeldCuts.power_sums` or its parts)
+NOT_PLAIN = None
+#: a member whose channels own no part (biases only, ``bias=False``): not scored
+OWNS_NOTHING = ()
+
+
+class _Space:
+    """A simple space's read: ``layout`` ``[(param, dim)]`` (the parts counted, in order), ``size`` its channels
+    (uncut), ``offset`` its first key, ``versions`` of the parameters (``params``) when ``have`` (``{(p,
+    gathers)}``) was written."""
+
+    __slots__ = ("layout", "params", "size", "offset", "versions", "have")
+
+    def __init__(self, layout, size: int, offset: int):
+        self.layout, self.size, self.offset = layout, size, offset
+        self.params = [param for param, _ in layout]
+        self.versions = [param._version for param in self.params]
+        self.have = set()
+
+
+_NOT_SIMPLE = object()
+
+
+class SpaceSums:
+    """The per-step cache of each simple space's power sums over the graph's channel keys (module docstring).
+    Owned by a :class:`~.held.HeldCuts` (``held``), cleared with it."""
+
+    def __init__(self, held):
+        self._held = held
+        self._spaces: Dict[bool, Dict[int, object]] = {False: {}, True: {}}  # bias -> space index -> _Space/_NOT_SIMPLE
+        self._readers: Dict[int, List[Tuple[bool, int, int]]] = {}  # id(param) -> [(bias, space index, dim)]
+        self._flat: Dict[tuple, np.ndarray] = {}  # (p, bias, gathers) -> float32 [graph channel keys]
+
+    def clear(self) -> None:
+        self._spaces[False].clear()
+        self._spaces[True].clear()
+        self._readers.clear()
+        self._flat.clear()
+
+    # ---- invalidation --------------------------------------------------------------------------------------------
+    def changed(self, pid: int, dim: int, space: Optional[int] = None) -> None:
+        """The held cuts of parameter ``pid`` along ``dim`` changed: drop the totals that may depend on it. ``space``:
+        the index of the space whose own positions those are (its reads along ``dim`` stay valid), None for any other
+        change (a dim's own positions, an opaque cut): every space reading the parameter is dropped."""
+        readers = self._readers.get(pid)
+        if not readers:
+            return
+        keep = []
+        for entry in readers:
+            bias, si, d = entry
+            if space is not None and d == dim and si == space:
+                keep.append(entry)
+            else:
+                self._spaces[bias].pop(si, None)
+        self._readers[pid] = keep
+
+    # ---- reading -------------------------------------------------------------------------------------------------
+    def _space(self, dep, idx: np.ndarray, bias: bool):
+        held = self._held
+        s = dep.space
+        spaces = self._spaces[bias]
+        layout = held._reads.get(s.index, False)
+        if layout is False:
+            layout = held._reads[s.index] = held._read_layout(dep, idx)
+        if layout is None:
+            spaces[s.index] = _NOT_SIMPLE
+            return _NOT_SIMPLE
+        own = held._spaces.get(s.index)
+        size = s.current_size
+        used = []
+        simple = True
+        for param, d, is_bias in layout:
+            if is_bias and not bias:
+                continue
+            pid = id(param)
+            entry = held._params.get(pid)
+            r = entry[1].get(d) if entry is not None else None
+            if pid in held._opaque or param.shape[d] != size or (r is not None and r is not own) or (
+                    r is None and own is not None and own.count):
+                simple = False
+            used.append((param, d))
+        if not simple:  # stays so until the held cuts are cleared (cuts only add positions and opaque tensors)
+            spaces[s.index] = _NOT_SIMPLE
+            return _NOT_SIMPLE
+        entry = spaces[s.index] = _Space(used, size, s.offset)
+        for param, d in used:
+            self._readers.setdefault(id(param), []).append((bias, s.index, d))
+        return entry
+
+    def _fill(self, sp: _Space, p: float, bias: bool, gathers: bool, n_keys: int) -> None:
+        """Write ``sp``'s totals for ``(p, gathers)`` into the flat array (the cached every-channel vectors)."""
+        held = self._held
+        total = None
+        for param, d in sp.layout:
+            s = held._every_sums(param, d, p, gathers)
+            total = s if total is None else total + s
+        flat = self._flat.get((p, bias, gathers))
+        if flat is None or flat.size != n_keys:
+            flat = self._flat[(p, bias, gathers)] = np.zeros(n_keys, dtype=np.float32)
+        flat[sp.offset: sp.offset + sp.size] = total
+        sp.have.add((p, gathers))
+
+    def read(self, group, items, wanted, sizes: np.ndarray, p: float, bias: bool):
+        """``(sums, how)`` for ``group``'s members ``items`` (``group.items``, ``sizes[k]`` channels each):
+        ``how[k]`` is :data:`NOT_PLAIN` (read member ``k`` one by one; also for members not ``wanted[k]``),
+        :data:`OWNS_NOTHING`, or True: its sums are ``sums`` at its slice of ``group.member_keys`` (float32, the
+        concatenation of every member's). Raises :class:`~.held.HeldConflict` when a held cut removes a channel a
+        plain member reads."""
+        from .held import HeldConflict
+
+        held = self._held
+        bias = bool(bias)
+        spaces, own_pos = self._spaces[bias], held._spaces
+        n_keys = group.graph.alive_mask.size
+        how = []
+        mode = []  # per member: 1 / 0 (plain, read the gathered / whole way), -1 (not plain)
+        for it, want, n in zip(items, wanted, sizes.tolist()):
+            if not want or n < 2:
+                how.append(NOT_PLAIN)
+                mode.append(-1)
+                continue
+            dep = it.dep
+            si = dep.space.index
+            sp = spaces.get(si)
+            if sp is None:
+                sp = self._space(dep, it.idx_array, bias)
+            if sp is _NOT_SIMPLE or not sp.layout:
+                how.append(NOT_PLAIN if sp is _NOT_SIMPLE else OWNS_NOTHING)
+                mode.append(-1)
+                continue
+            pos = own_pos.get(si)
+            g = 4 * n < sp.size - (pos.count if pos is not None else 0)
+            versions = [param._version for param in sp.params]
+            if versions != sp.versions:  # changed in place: read again
+                sp.versions, sp.have = versions, set()
+            if (p, g) not in sp.have:
+                self._fill(sp, p, bias, g, n_keys)
+            how.append(True)
+            mode.append(g)
+        mode = np.array(mode, dtype=np.int8)
+        plain = mode >= 0
+        if not plain.any():
+            return None, how
+        keys = group.member_keys
+        held_keys = held._keys
+        if held_keys is not None and held_keys.size == n_keys and (held_keys[keys] & np.repeat(plain, sizes)).any():
+            raise HeldConflict("a held cut removes channels this decision reads")
+        ways = np.unique(mode[plain])
+        if ways.size == 1:
+            return self._flat[(p, bias, bool(ways[0]))][keys], how
+        return np.where(np.repeat(mode == 1, sizes), self._flat[(p, bias, True)][keys],
+                        self._flat[(p, bias, False)][keys]), how
