@@ -312,25 +312,29 @@ class HeldCuts:
         A tensor dim cut at exactly the space's positions (a plain ``Rows`` part of ``arr``) reads the space's
         positions themselves while no other cut shares that dim. When every part is the plain rows ``arr`` of a
         parameter, the next cuts of the same space (by other groups) reuse that layout ``[(param, dim)]`` (the dims
-        that do not read the space's positions) instead of asking the layer family again."""
+        that do not read the space's positions) instead of asking the layer family again (nor does a space whose
+        channels a decision read as plain rows: :meth:`_read_layout`, the same parts whatever the channels)."""
         from .members import raw_channel_parts
 
         layout = []
         plain = True
-        for part in raw_channel_parts(dep, arr):
-            if type(part.select) is Rows:
-                idx = part.select.idx.numpy()
-                d = part.select.dim
-                same = np.array_equal(idx, arr)
+        read = self._reads.get(dep.space.index)
+        parts = ([(param, d, arr) for param, d, _ in read] if read else
+                 [(part.param, part.select.dim, part.select.idx.numpy()) if type(part.select) is Rows else part
+                  for part in raw_channel_parts(dep, arr)])
+        for part in parts:
+            if type(part) is tuple:  # the plain rows idx of param along d
+                param, d, idx = part
+                same = idx is arr or np.array_equal(idx, arr)
                 plain = plain and same
-                if same and part.param.shape[d] == pos.mask.size:
-                    _, dims = self._params.setdefault(id(part.param), (part.param, {}))
+                if same and param.shape[d] == pos.mask.size:
+                    _, dims = self._params.setdefault(id(param), (param, {}))
                     if dims.setdefault(d, pos) is pos:
-                        self._shared.setdefault(dep.space.index, []).append((id(part.param), d))
-                        self.space_sums.changed(id(part.param), d, dep.space.index)
+                        self._shared.setdefault(dep.space.index, []).append((id(param), d))
+                        self.space_sums.changed(id(param), d, dep.space.index)
                         continue
-                self._cut_dim(part.param, d, idx)
-                layout.append((part.param, d))
+                self._cut_dim(param, d, idx)
+                layout.append((param, d))
             else:
                 cut = _grouped_in_cut(dep, part, arr)
                 if cut is None:
