@@ -140,9 +140,12 @@ class SpaceSums:
         from .held import HeldConflict
 
         held = self._held
+        graph = getattr(group, "graph", None)
+        if graph is None or not hasattr(group, "member_keys"):  # not a graph group: member by member
+            return None, [NOT_PLAIN] * len(items)
         bias = bool(bias)
         spaces, own_pos = self._spaces[bias], held._spaces
-        n_keys = group.graph.alive_mask.size
+        n_keys = graph.alive_mask.size
         how = []
         mode = []  # per member: 1 / 0 (plain, read the gathered / whole way), -1 (not plain)
         for it, want, n in zip(items, wanted, sizes.tolist()):
@@ -176,8 +179,8 @@ class SpaceSums:
         held_keys = held._keys
         if held_keys is not None and held_keys.size == n_keys and (held_keys[keys] & np.repeat(plain, sizes)).any():
             raise HeldConflict("a held cut removes channels this decision reads")
-        ways = np.unique(mode[plain])
-        if ways.size == 1:
+        ways = mode[plain]
+        if ways.min() == ways.max():
             return self._flat[(p, bias, bool(ways[0]))][keys], how
         return np.where(np.repeat(mode == 1, sizes), self._flat[(p, bias, True)][keys],
                         self._flat[(p, bias, False)][keys]), how
