@@ -233,7 +233,8 @@ class GroupImportance(Importance):
     def power_p(self) -> Optional[float]:
         """``p`` when a member's scores are exactly the sum over its parts of each channel's ``sum |w|^p`` (as
         ``MagnitudeImportance.member_scores`` computes them): reads through held cuts then take the per-step cache
-        of every channel's sums for a whole member at once (:meth:`~.held.HeldCuts.power_sums`). None otherwise."""
+        of every channel's sums for a whole member at once (:meth:`~.held.HeldCuts.power_sums`; every plain
+        member of a group in one gather: :mod:`.held_sums`). None otherwise."""
         return None
 
     # ---- the shared pipeline ------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ says so before deciding. (A grouped conv's input cut is held as the plain cut of
 group, so the next group reads its output rows through it.)
 
 A step holds each cut as (channel space, positions): one key per (space, current channel) (``Group.member_keys``), in
-one mask per graph; a group's conflict check is one gather over its keys, and holding it one mask update.
+one mask per graph; a group's conflict check is one gather over its keys, and holding it one mask update. The
+power sums of a group's plain members are one gather over its keys too (:mod:`.held_sums`).
 
 Only criteria that read the weights through :func:`~.members.channel_parts` and nothing else may decide through held
 cuts (:func:`reads_channel_parts_only`); a criterion reading layer-wide statistics (activations, Hessians of inputs,
