@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 
 from .._atomic import finish
-from ..graph.trace.meta_shapes import ShapeOnlyMode, fast_meta, meta_like
+from ..graph.trace.meta_shapes import ShapeOnlyMode, fast_meta, meta_like, module_rule
 from ..graph.trace.op_names import op_name
 from ..graph.edit.snapshot import module_state, restore_modules
 from ..inputs import call_model, kept_state, map_tensors, to_meta
@@ -61,27 +61,44 @@ def _module_states(model: nn.Module):
     return [module_state(m) for m in model.modules()]
 
 
+_META = torch.device("meta")
+_PLAIN = (torch.Tensor, nn.Parameter)
+
+
+def _stand_in(t: torch.Tensor) -> torch.Tensor:
+    """:func:`~..graph.trace.meta_shapes.meta_like` (a meta tensor of ``t``'s shape, dtype and strides, contiguous
+    where ``t`` is), for a plain contiguous tensor by ``empty_like`` (no size argument to parse: half the time)."""
+    if type(t) in _PLAIN and t.layout is torch.strided and t.is_contiguous():
+        return torch.empty_like(t, device=_META, memory_format=torch.contiguous_format)
+    return meta_like(t)
+
+
 class StandIns:
     """Meta stand-ins kept from one check to the next: a tensor's stand-in (a ``meta`` tensor of the same shape,
     dtype and strides; a ``Parameter`` for a parameter) is made once and reused while the very tensor (weakly
-    referenced) keeps its shape, strides, dtype and ``requires_grad``. A pruning step replaces only the tensors it
-    cuts, so the next check makes stand-ins for those alone."""
+    referenced) keeps its shape, strides, dtype, ``requires_grad`` and device kind. A pruning step replaces only the
+    tensors it cuts, so the next check makes stand-ins for those alone."""
 
     def __init__(self):
+        #: ``id(tensor) -> (weak reference, (shape, strides, dtype, requires_grad, is_meta), stand-in)``
         self._made: Dict[int, tuple] = {}
+        #: set by :meth:`of` when it is given a tensor that already is a meta tensor (a model built on meta)
+        self.saw_meta = False
 
     def of(self, t: torch.Tensor, param: bool) -> torch.Tensor:
         entry = self._made.get(id(t))
-        if entry is not None:
-            ref, shape, stride, dtype, grad, meta = entry
-            if ref() is t and t.shape == shape and t.dtype == dtype and t.requires_grad == grad and \
-                    t.stride() == stride:
-                return meta
-        meta = meta_like(t)
+        key = (t.shape, t.stride(), t.dtype, t.requires_grad, t.is_meta)
+        if entry is not None and entry[0]() is t and entry[1] == key:
+            if key[4]:
+                self.saw_meta = True
+            return entry[2]
+        meta = _stand_in(t)
         if param:
-            meta = nn.Parameter(meta, requires_grad=t.requires_grad)
+            meta = nn.Parameter(meta, requires_grad=key[3])
+        if key[4]:
+            self.saw_meta = True
         try:
-            self._made[id(t)] = (weakref.ref(t), t.shape, t.stride(), t.dtype, t.requires_grad, meta)
+            self._made[id(t)] = (weakref.ref(t), key, meta)
         except TypeError:  # a tensor type without weak references: no reuse
             pass
         return meta
@@ -98,28 +115,45 @@ def _swap_in_stand_ins(state, stand_ins: StandIns) -> bool:
     several modules or names gets one stand-in (ties stay ties). Returns True if some tensor already was a meta
     tensor (a model built on meta)."""
     seen = set()
-    on_meta = False
+    of = stand_ins.of
+    stand_ins.saw_meta = False
     for m, _attrs, params, buffers in state:
         if params:
-            new = {}
-            for name, p in params.items():
-                if p is not None:
-                    seen.add(id(p))
-                    on_meta = on_meta or p.is_meta
-                    p = stand_ins.of(p, True)
-                new[name] = p
-            m.__dict__["_parameters"] = new
+            seen.update(map(id, params.values()))
+            m.__dict__["_parameters"] = {k: None if p is None else of(p, True) for k, p in params.items()}
         if buffers:
-            new = {}
-            for name, b in buffers.items():
-                if b is not None:
-                    seen.add(id(b))
-                    on_meta = on_meta or b.is_meta
-                    b = stand_ins.of(b, False)
-                new[name] = b
-            m.__dict__["_buffers"] = new
+            seen.update(map(id, buffers.values()))
+            m.__dict__["_buffers"] = {k: None if b is None else of(b, False) for k, b in buffers.items()}
+    seen.discard(id(None))
     stand_ins.forget_others(seen)
-    return on_meta
+    return stand_ins.saw_meta
+
+
+def _shortcut(module: nn.Module, rule: Callable) -> Callable:
+    """``module``'s forward for a shape-only run: ``rule(module, x)`` (:func:`~..graph.trace.meta_shapes.module_rule`,
+    computed with torch functions disabled: no mode dispatch) for one meta input; its own ``forward`` where the rule
+    does not answer (another call, or a mismatch: PyTorch then raises its own error)."""
+    forward = type(module).forward
+
+    def shortcut(*args, **kwargs):
+        if len(args) == 1 and not kwargs:
+            with torch._C.DisableTorchFunction():
+                x = args[0]
+                out = rule(module, x) if isinstance(x, torch.Tensor) and x.is_meta else None
+            if out is not None:
+                return out
+        return forward(module, *args, **kwargs)
+
+    return shortcut
+
+
+def _install_shortcuts(state) -> None:
+    """Give each snapshotted module (``state``, from :func:`_module_states`) that has a shape rule its
+    :func:`_shortcut` as an instance ``forward`` (``restore_modules(state)`` removes them with the rest)."""
+    for m, _attrs, _params, _buffers in state:
+        rule = module_rule(m)
+        if rule is not None:
+            m.__dict__["forward"] = _shortcut(m, rule)
 
 
 def _exact(dtype) -> bool:
@@ -252,12 +286,15 @@ def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callab
                 restore_modules(state)
                 built_on_meta = True
             elif mode == INDEX_DATA:
+                _install_shortcuts(state)
                 with IndexDataMode():
                     call_model(model, _index_data_inputs(example_inputs), forward_fn)
             else:
+                _install_shortcuts(state)
                 with ShapeOnlyMode():
                     call_model(model, to_meta(example_inputs), forward_fn)
             if built_on_meta:
+                _install_shortcuts(state)
                 with ShapeOnlyMode():  # a model built on meta: run it as it is (common ops' shapes computed directly)
                     call_model(model, to_meta(example_inputs), forward_fn)
     except Exception as exc:  # noqa: BLE001 - any failure of the model's forward is the answer

@@ -28,7 +28,8 @@ from torch.overrides import TorchFunctionMode
 
 from .op_names import full_op_name, op_name
 
-__all__ = ["fast_meta", "meta_like", "check_meta_dtypes", "ShapeOnlyMode", "layer_on_meta"]
+__all__ = ["fast_meta", "meta_like", "check_meta_dtypes", "ShapeOnlyMode", "layer_on_meta", "module_on_meta",
+           "module_rule"]
 
 
 _FAST_UNARY = set("""relu relu6 hardtanh hardswish hardsigmoid silu gelu sigmoid tanh elu leaky_relu selu celu mish
@@ -460,6 +461,57 @@ def layer_on_meta(module: nn.Module, args, kwargs) -> Optional[torch.Tensor]:
     (2, 4, 8, 8)
     """
     fn = _LAYER_CALLS.get(type(module))
+    if fn is None or kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor) \
+            or args[0].device.type != "meta":
+        return None
+    return fn(module, args[0])
+
+
+def _elementwise_call(fn, name: str, *keys: str):
+    """The rule of a layer whose ``forward`` is ``fn(input, <its attributes keys>)``: the call ``fn`` hands a torch
+    function mode (``(input,)`` and the attributes as keywords), on :func:`fast_meta`."""
+    return lambda m, x: fast_meta(fn, name, (x,), {k: getattr(m, k) for k in keys})
+
+
+#: exact layer type -> ``fn(layer, x)``: :data:`_LAYER_CALLS` and the element-wise activation / dropout layers and
+#: adaptive average pooling, whose forward is one functional call :func:`fast_meta` answers
+_MODULE_CALLS = {
+    **_LAYER_CALLS,
+    nn.ReLU: _elementwise_call(F.relu, "relu", "inplace"),
+    nn.SiLU: _elementwise_call(F.silu, "silu", "inplace"),
+    nn.Mish: _elementwise_call(F.mish, "mish", "inplace"),
+    nn.Hardswish: _elementwise_call(F.hardswish, "hardswish", "inplace"),
+    nn.Hardsigmoid: _elementwise_call(F.hardsigmoid, "hardsigmoid", "inplace"),
+    nn.LeakyReLU: _elementwise_call(F.leaky_relu, "leaky_relu", "negative_slope", "inplace"),
+    nn.ELU: _elementwise_call(F.elu, "elu", "alpha", "inplace"),
+    nn.GELU: _elementwise_call(F.gelu, "gelu", "approximate"),
+    nn.Sigmoid: _elementwise_call(torch.sigmoid, "sigmoid"),
+    nn.Tanh: _elementwise_call(torch.tanh, "tanh"),
+    nn.Dropout: _elementwise_call(F.dropout, "dropout", "p", "training", "inplace"),
+    nn.AdaptiveAvgPool2d: lambda m, x: fast_meta(F.adaptive_avg_pool2d, "adaptive_avg_pool2d", (x, m.output_size), {}),
+}
+
+
+def module_rule(module: nn.Module):
+    """``fn(module, x)`` giving ``module(x)``'s output on a meta ``x`` (None where :func:`fast_meta` does not answer
+    the call), or None: :func:`layer_on_meta`'s layers and torch's element-wise activation / dropout layers and
+    adaptive average pooling (exact types whose ``forward`` is not overridden on the instance)."""
+    if "forward" in module.__dict__:
+        return None
+    return _MODULE_CALLS.get(type(module))
+
+
+def module_on_meta(module: nn.Module, args, kwargs) -> Optional[torch.Tensor]:
+    """:func:`layer_on_meta` for the layers of :func:`module_rule`: the output of ``module(*args, **kwargs)`` on a
+    meta input without running its ``forward``, exactly what a :class:`ShapeOnlyMode` gives for the functional call
+    that ``forward`` makes (a mismatch gives None: the forward then runs and PyTorch raises its own error).
+
+    >>> relu = nn.ReLU(inplace=True)
+    >>> x = torch.empty(2, 3, device="meta")
+    >>> module_on_meta(relu, (x,), {}) is x
+    True
+    """
+    fn = module_rule(module)
     if fn is None or kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor) \
             or args[0].device.type != "meta":
         return None
