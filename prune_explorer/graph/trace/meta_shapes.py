@@ -476,27 +476,18 @@ def layer_on_meta(module: nn.Module, args, kwargs) -> Optional[torch.Tensor]:
     return fn(module, args[0])
 
 
-def _elementwise_call(fn, name: str, *keys: str):
-    """The rule of a layer whose ``forward`` is ``fn(input, <its attributes keys>)``: the call ``fn`` hands a torch
-    function mode (``(input,)`` and the attributes as keywords), on :func:`fast_meta`."""
-    return lambda m, x: fast_meta(fn, name, (x,), {k: getattr(m, k) for k in keys})
+def _elementwise(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What :func:`fast_meta` gives for the functional call of an element-wise activation / dropout layer (one meta
+    tensor, keyword arguments it accepts): the input itself when ``inplace is True``, else a new tensor like it."""
+    return x if getattr(m, "inplace", False) is True else meta_like(x)
 
 
 #: exact layer type -> ``fn(layer, x)``: :data:`_LAYER_CALLS` and the element-wise activation / dropout layers and
 #: adaptive average pooling, whose forward is one functional call :func:`fast_meta` answers
 _MODULE_CALLS = {
     **_LAYER_CALLS,
-    nn.ReLU: _elementwise_call(F.relu, "relu", "inplace"),
-    nn.SiLU: _elementwise_call(F.silu, "silu", "inplace"),
-    nn.Mish: _elementwise_call(F.mish, "mish", "inplace"),
-    nn.Hardswish: _elementwise_call(F.hardswish, "hardswish", "inplace"),
-    nn.Hardsigmoid: _elementwise_call(F.hardsigmoid, "hardsigmoid", "inplace"),
-    nn.LeakyReLU: _elementwise_call(F.leaky_relu, "leaky_relu", "negative_slope", "inplace"),
-    nn.ELU: _elementwise_call(F.elu, "elu", "alpha", "inplace"),
-    nn.GELU: _elementwise_call(F.gelu, "gelu", "approximate"),
-    nn.Sigmoid: _elementwise_call(torch.sigmoid, "sigmoid"),
-    nn.Tanh: _elementwise_call(torch.tanh, "tanh"),
-    nn.Dropout: _elementwise_call(F.dropout, "dropout", "p", "training", "inplace"),
+    **{t: _elementwise for t in (nn.ReLU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU, nn.ELU,
+                                 nn.GELU, nn.Sigmoid, nn.Tanh, nn.Dropout)},
     nn.AdaptiveAvgPool2d: lambda m, x: fast_meta(F.adaptive_avg_pool2d, "adaptive_avg_pool2d", (x, m.output_size), {}),
 }
 
