@@ -11,12 +11,13 @@ re-applied with the very same channels) and returns them with the error as the r
 ``pruner.skipped`` (kind :data:`~.guards.CHECK`) and warns once.
 
 What it costs: one shape-only forward pass per step when the model runs (the common case; figures in
-``benchmarks/post_prune_check.py``), and the replaced tensors of the step's groups are kept until the check passes
-(that is what the exact rollback needs). Models that cannot run on meta tensors (data-dependent code) were traced
-for real. They are first checked shape-only with their integer data kept real (:class:`IndexDataMode`: token ids,
-positions and the masks made from them are computed on the CPU, every float tensor is a meta stand-in), which runs
-a Hugging Face decoder's mask and position code as it is; where even that cannot run (a branch on a float value),
-a real forward pass under ``torch.no_grad()`` decides, and the model is checked for real from then on.
+``benchmarks/post_prune_check.py``; torch's own conv / linear / norm / activation layers give their output shape
+without running their forward: :func:`_shortcut`), and the replaced tensors of the step's groups are kept until the
+check passes (that is what the exact rollback needs). Models that cannot run on meta tensors (data-dependent code)
+were traced for real. They are first checked shape-only with their integer data kept real (:class:`IndexDataMode`:
+token ids, positions and the masks made from them are computed on the CPU, every float tensor is a meta stand-in),
+which runs a Hugging Face decoder's mask and position code as it is; where even that cannot run (a branch on a float
+value), a real forward pass under ``torch.no_grad()`` decides, and the model is checked for real from then on.
 
 >>> import torch, torch.nn as nn
 >>> run_error(nn.Linear(4, 2), torch.randn(1, 4)) is None
