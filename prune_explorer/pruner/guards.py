@@ -28,7 +28,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ..importance.held import current_size
+from .member_facts import MemberFacts, SpaceFacts
 
 __all__ = ["SkippedGroup", "guard_refusal", "root_limits", "feasible_units", "feasible_prefixes", "chosen_prefix",
            "GUARD", "IMPORTANCE", "TARGET", "CONSTRAINT", "NOT_ACCEPTED", "HEADS", "ERROR", "CHECK"]
@@ -63,19 +63,22 @@ class SkippedGroup:
         return f"step {self.step}: {self.root} skipped ({self.kind}): {self.reason}"
 
 
-def guard_refusal(group, initial_sizes: Dict[int, int], max_pruning_ratio: float) -> Optional[str]:
-    """Why the guards refuse ``group`` (None when it may be pruned). ``initial_sizes``: channel space index ->
-    channels when the pruner was built."""
-    for it in group.items:
-        s = it.dep.space
-        cur = current_size(s)  # as the cuts held for this step leave it
-        init = initial_sizes.get(s.index, s.size)
-        if cur <= 1:
-            return f"single-channel guard: {s.label} has {cur} channel"
-        if cur < init * (1 - max_pruning_ratio):
-            return (f"max_pruning_ratio guard: {s.label} has {cur} channels, fewer than {init} * (1 - "
-                    f"{max_pruning_ratio}) = {init * (1 - max_pruning_ratio):g}")
-    return None
+def guard_refusal(group, initial_sizes: Dict[int, int], max_pruning_ratio: float,
+                  members: Optional[MemberFacts] = None) -> Optional[str]:
+    """Why the guards refuse ``group`` (None when it may be pruned), naming its first member that fails.
+    ``initial_sizes``: channel space index -> channels when the pruner was built; ``members``: the group's
+    :class:`~.member_facts.MemberFacts` when the caller has them (read from ``group`` otherwise)."""
+    if members is None:
+        members = SpaceFacts(group.graph, initial_sizes).members(group)
+    bad = members.below(max_pruning_ratio)  # channel counts as the cuts held for this step leave them
+    if not bad.any():
+        return None
+    k = int(np.argmax(bad))
+    label, cur, init = members.spaces[k].label, int(members.sizes[k]), int(members.initial[k])
+    if cur <= 1:
+        return f"single-channel guard: {label} has {cur} channel"
+    return (f"max_pruning_ratio guard: {label} has {cur} channels, fewer than {init} * (1 - "
+            f"{max_pruning_ratio}) = {init * (1 - max_pruning_ratio):g}")
 
 
 def root_limits(group, initial_sizes: Dict[int, int], max_pruning_ratio: float, round_to: Optional[int],
@@ -96,7 +99,8 @@ def feasible_prefixes(unit_sizes, root_current: int, min_keep: int, round_to, me
     """``(ok, cum)`` for the ranked units: ``cum[k]`` root channels are removed by the first ``k`` units, and
     ``ok[k]`` says whether removing them keeps every constraint (see :func:`feasible_units`; ``ok[0]`` is True)."""
     sizes = unit_sizes if isinstance(unit_sizes, np.ndarray) else np.fromiter(unit_sizes, dtype=np.int64)
-    cum = np.concatenate([[0], np.cumsum(sizes)])
+    cum = np.zeros(sizes.size + 1, dtype=np.result_type(sizes.dtype, np.int64))
+    np.cumsum(sizes, out=cum[1:])
     remaining = root_current - cum
     ok = remaining >= min_keep
     if round_to and round_to > 1:

@@ -29,7 +29,7 @@ from ..errors import PruneExplorerError
 from . import guards as G
 from ..graph.model.explicit import ExplicitGroup
 from ..graph.model.group import DIMS_KIND, HEADS_KIND
-from ..importance.held import current_size
+from .member_facts import MemberFacts, SpaceFacts
 from .proposal import Proposal
 from .scope import LOCAL, ScopeRules, rank_scope
 from .units import member_constraints, rank_units, singleton_units, tied_units
@@ -37,11 +37,6 @@ from .units import member_constraints, rank_units, singleton_units, tied_units
 __all__ = ["Planner"]
 
 _ALL = 1 << 62  # "as many channels as the constraints allow"
-
-
-def _signature(group) -> tuple:
-    """What an importance score depends on besides the weights: each member's space, size and channel count."""
-    return tuple((it.dep.space.index, current_size(it.dep.space), it.idx_array.size) for it in group.items)
 
 
 class Planner:
@@ -73,39 +68,56 @@ class Planner:
         self._importance_cache: Dict[int, tuple] = {}  # root space index -> (signature, scores) of the ranking pass
         self.initial_units: Dict[int, int] = {}  # root space index of a whole-head group -> its heads at first
         self._budget_cache = None  # ((step, graph version), budgets)
+        self._space_facts: Optional[SpaceFacts] = None
+
+    def members(self, group) -> MemberFacts:
+        """``group``'s members as arrays (:mod:`.member_facts`), as the model and the held cuts are now."""
+        if self._space_facts is None:
+            self._space_facts = SpaceFacts(self.graph, self.initial_sizes)
+        return self._space_facts.members(group)
 
     # ---- pieces --------------------------------------------------------------------------------------------------
-    def refusal(self, group) -> Optional[str]:
+    def refusal(self, group, members: Optional[MemberFacts] = None) -> Optional[str]:
         failed = self.check_failed.get(group.root_space.index) if self.check_failed else None
         if failed is not None:
             return f"left alone since a post-prune check: {failed}"
-        return G.guard_refusal(group, self.initial_sizes, self.options.max_pruning_ratio)
+        return G.guard_refusal(group, self.initial_sizes, self.options.max_pruning_ratio,
+                               self.members(group) if members is None else members)
 
     def keeps_head_size(self, group) -> bool:
         """Whether ``prune_head_dims=False`` forbids this graph group (it touches a declared head layer)."""
-        return not self.options.prune_head_dims and any(id(it.dep.layer) in self.head_layers for it in group.items)
+        return (not self.options.prune_head_dims and bool(self.head_layers)
+                and any(id(it.dep.layer) in self.head_layers for it in group.items))
 
-    def units_of(self, group) -> List[List[int]]:
+    def units_of(self, group, members: Optional[MemberFacts] = None) -> List[List[int]]:
         if isinstance(group, ExplicitGroup):
             return group.units
         o = self.options
-        return tied_units(group, o.out_channel_groups, o.in_channel_groups, self.head_layers)
+        if not (o.out_channel_groups or o.in_channel_groups or self.head_layers):
+            return group.units  # nothing declared (tied_units would return them)
+        return tied_units(group, o.out_channel_groups, o.in_channel_groups, self.head_layers,
+                          self.members(group) if members is None else members)
 
     def limits(self, group) -> Tuple[int, int, Optional[int]]:
         return G.root_limits(group, self.initial_sizes, self.options.max_pruning_ratio, self.options.round_to,
                              keep_one_unit=isinstance(group, ExplicitGroup))
 
-    def solve(self, group, ranked_units, n_target: int) -> int:
+    def solve(self, group, ranked_units, n_target: int, members: Optional[MemberFacts] = None) -> int:
         """How many of ``ranked_units`` (a prefix) to remove for about ``n_target`` root channels."""
         cur, min_keep, round_to = self.limits(group)
         return G.feasible_units(map(len, ranked_units), n_target, cur, min_keep, round_to,
-                                member_constraints(group, ranked_units))
+                                member_constraints(group, ranked_units,
+                                                   members=self.members(group) if members is None else members))
 
-    def importance(self, group, store: bool = False):
-        """``estimate_importance``, reusing the score of the ranking pass while the group's members are unchanged."""
+    def importance(self, group, store: bool = False, members: Optional[MemberFacts] = None):
+        """``estimate_importance``, reusing the score of the ranking pass while the group's members are unchanged
+        (the same spaces, channel counts and channels: :meth:`MemberFacts.signature <.member_facts.MemberFacts.
+        signature>`)."""
         key = group.root_space.index
         cached = self._importance_cache.get(key) if not isinstance(group, ExplicitGroup) else None
-        sig = _signature(group) if (store or cached is not None) else None
+        sig = None
+        if store or cached is not None:
+            sig = (self.members(group) if members is None else members).signature()
         if cached is not None and cached[0] == sig:
             return cached[1]
         imp = self.estimate_importance(group)
@@ -122,19 +134,21 @@ class Planner:
 
     def max_removable(self, group) -> int:
         group, imp = self._whole(group)
-        if self.refusal(group) is not None:
+        members = self.members(group)
+        if self.refusal(group, members) is not None:
             return 0
-        ranked, _ = rank_units(group, imp, self.units_of(group))
-        return sum(len(u) for u in ranked[: self.solve(group, ranked, _ALL)])
+        ranked, _ = rank_units(group, imp, self.units_of(group, members))
+        return sum(len(u) for u in ranked[: self.solve(group, ranked, _ALL, members)])
 
     def choose(self, group, n_remove: int) -> List[int]:
         group, imp = self._whole(group)
-        if self.refusal(group) is not None or n_remove <= 0:
+        members = self.members(group)
+        if self.refusal(group, members) is not None or n_remove <= 0:
             return []
         if imp is None:
             imp = self.estimate_importance(group)
-        ranked, _ = rank_units(group, imp, self.units_of(group))
-        k = self.solve(group, ranked, int(n_remove))
+        ranked, _ = rank_units(group, imp, self.units_of(group, members))
+        k = self.solve(group, ranked, int(n_remove), members)
         return sorted(r for u in ranked[:k] for r in u)
 
     # ---- the proposal ----------------------------------------------------------------------------------------------
@@ -179,24 +193,26 @@ class Planner:
             if self.keeps_head_size(full):
                 return skip(G.HEADS, "prune_head_dims=False keeps the head size of declared attention layers")
             made["scope"], made["pruning_ratio"] = self.scopes.scope(full, step)
-        reason = self.refusal(full)
+        members = self.members(full)  # every member's channel counts, initial counts and multiples, read once
+        reason = self.refusal(full, members)
         if reason is not None:
             return skip(G.CHECK if full.root_space.index in self.check_failed else G.GUARD, reason)
-        imp = self.importance(full)
+        imp = self.importance(full, members=members)
         if imp is None:
             return skip(G.IMPORTANCE, f"{type(self.options.importance).__name__} returned None for this group "
                                       "(it cannot score it)")
-        units = self.units_of(full)
+        units = self.units_of(full, members)
         cur, min_keep, round_to = self.limits(full)
         if units and singleton_units(full, units):  # one root channel per unit: ranked and counted in numpy
             order = torch.argsort(imp.float(), stable=True).cpu().numpy()  # as rank_units orders them
             ranked_roots = full.root_array[order]
             ok, cum = G.feasible_prefixes(np.ones(order.size, dtype=np.int64), cur, min_keep, round_to,
-                                          member_constraints(full, None, order=order))
+                                          member_constraints(full, None, order=order, members=members))
         else:
             ranked, _ = rank_units(full, imp, units)
             ranked_roots = None
-            ok, cum = G.feasible_prefixes(map(len, ranked), cur, min_keep, round_to, member_constraints(full, ranked))
+            ok, cum = G.feasible_prefixes(map(len, ranked), cur, min_keep, round_to,
+                                          member_constraints(full, ranked, members=members))
         feasible = np.flatnonzero(ok)
         scope, ratio = made["scope"], made["pruning_ratio"]
         if n_target is None:
@@ -251,11 +267,12 @@ class Planner:
             kind = getattr(group, "kind", None)
             if kind == HEADS_KIND or (kind == DIMS_KIND and not self.options.prune_head_dims):
                 continue  # whole heads are ranked block by block, with head_pruning_ratio
-            if self.refusal(group) is None and not self.keeps_head_size(group):
-                imp = self.importance(group, store=True)
+            facts = self.members(group)
+            if self.refusal(group, facts) is None and not self.keeps_head_size(group):
+                imp = self.importance(group, store=True, members=facts)
                 if imp is not None:
-                    ranked, scores = rank_units(group, imp, self.units_of(group))
-                    cap = sum(len(u) for u in ranked[: self.solve(group, ranked, _ALL)])
+                    ranked, scores = rank_units(group, imp, self.units_of(group, facts))
+                    cap = sum(len(u) for u in ranked[: self.solve(group, ranked, _ALL, facts)])
                     ranking = (scores, torch.tensor([len(u) for u in ranked], dtype=torch.long), cap)
             members[scope].append((group, s.current_size, self.initial_sizes.get(s.index, s.size), ranking))
         budgets: Dict[int, int] = {}

@@ -21,6 +21,7 @@ import torch.nn as nn
 from ..graph.model.union_find import connected_components
 from ..importance.base import root_positions
 from ..importance.held import current_size
+from .member_facts import MemberFacts, SpaceFacts, channel_multiple
 
 __all__ = ["tied_units", "singleton_units", "rank_units", "member_constraints", "channel_multiple"]
 
@@ -41,16 +42,21 @@ def _declared_blocks(item, out_channel_groups: Dict[nn.Module, int], in_channel_
 
 
 def tied_units(group, out_channel_groups: Dict[nn.Module, int], in_channel_groups: Dict[nn.Module, int],
-               head_layers: Dict[int, int]) -> List[List[int]]:
+               head_layers: Dict[int, int], members: Optional[MemberFacts] = None) -> List[List[int]]:
     """The group's units merged with the same-offset ties of declared blocks (``head_layers``: ``{id(layer):
     heads}``). Returns the units as sorted lists of root channels, themselves sorted; the group's own units when
-    nothing is declared for its members."""
+    nothing is declared for its members. ``members``: the group's :class:`~.member_facts.MemberFacts` (their
+    channel counts; read from the group when not given)."""
     units = group.units
+    if not (out_channel_groups or in_channel_groups or head_layers):
+        return units  # nothing declared: no member has blocks
     ties = []
-    for it in group.items:
+    for k, it in enumerate(group.items):
         g = _declared_blocks(it, out_channel_groups, in_channel_groups, head_layers)
-        n = current_size(it.dep.space)
-        if not g or g <= 1 or n % g:
+        if not g or g <= 1:
+            continue
+        n = int(members.sizes[k]) if members is not None else current_size(it.dep.space)
+        if n % g:
             continue
         per = n // g
         offset = it.idx_array % per
@@ -94,25 +100,44 @@ def rank_units(group, importance: Optional[torch.Tensor], units) -> Tuple[List[L
     return [units[i] for i in order], scores[order]
 
 
-def channel_multiple(space) -> int:
-    """The multiple a member's channel count must keep (attention heads, GroupNorm groups...); 1 when none."""
-    pruner = space.pruner
-    if space.dim is None and hasattr(pruner, "channel_multiple"):
-        try:
-            return int(pruner.channel_multiple(space.owner, "in" if space.side == "in" else "out"))
-        except Exception:  # noqa: BLE001 - a layer that cannot say has no multiple
-            return 1
-    return 1
-
-
-def member_constraints(group, unit_order: Optional[List[List[int]]], order: Optional[np.ndarray] = None):
+def member_constraints(group, unit_order: Optional[List[List[int]]], order: Optional[np.ndarray] = None,
+                       members: Optional[MemberFacts] = None):
     """Per constrained member: ``(counts, multiple, size)`` for :func:`~.guards.feasible_prefixes`: ``counts[k]``
     is how many of its channels the first ``k`` units of ``unit_order`` remove, ``multiple`` its channel multiple
     (e.g. attention heads, GroupNorm groups) and ``size`` its current channel count. For :func:`singleton_units`,
-    ``order`` (root positions in rank order, an int array) may stand for ``unit_order`` (then not read)."""
+    ``order`` (root positions in rank order, an int array) may stand for ``unit_order`` (then not read).
+    ``members``: the group's :class:`~.member_facts.MemberFacts` (read from the group when not given).
+
+    A member is constrained when it has a multiple, or loses every channel it has, unless it is one channel per
+    root channel (then the root's own guard, keep >= 1, covers it): the members are screened as arrays, and only
+    the constrained ones are counted one by one."""
+    if members is None:
+        members = SpaceFacts(group.graph, {}).members(group)
+    multiple, size = members.multiples, members.sizes  # size: as the cuts held for this step leave it
+    constrained = np.flatnonzero((multiple > 1) | (members.lost >= size))
+    if not constrained.size:
+        return []
     out = []
+    items = group.items
     root = group.root_array
     root_size = current_size(group.root_space)
+    unit_of = None
+    for k in constrained.tolist():
+        it = items[k]
+        mult, n = int(multiple[k]), int(size[k])
+        if mult <= 1 and n == root_size and np.array_equal(it.root_array, root):
+            continue  # one channel per root channel: the root's own guard (keep >= 1) already covers it
+        if unit_of is None:
+            unit_of, n_units, pos_of = _unit_ranks(group, unit_order, order)
+        per_unit = np.bincount(unit_of[pos_of(it.root_array).numpy()], minlength=n_units)
+        out.append((np.concatenate([[0], np.cumsum(per_unit)]), mult, n))
+    return out
+
+
+def _unit_ranks(group, unit_order: Optional[List[List[int]]], order: Optional[np.ndarray]):
+    """``(unit_of, n_units, pos_of)``: ``unit_of[p]`` is the rank in ``unit_order`` (or ``order``, see
+    :func:`member_constraints`) of the unit holding root position ``p``; ``pos_of`` as :func:`root_positions`."""
+    root = group.root_array
     _, pos_of = root_positions(group)
     n_units = len(unit_order) if order is None else int(order.size)
     unit_of = np.zeros(root.size, dtype=np.int64)  # root position -> its unit's rank in unit_order
@@ -125,15 +150,4 @@ def member_constraints(group, unit_order: Optional[List[List[int]]], order: Opti
         else:
             rank = np.repeat(np.arange(n_units), np.fromiter(map(len, unit_order), dtype=np.int64, count=n_units))
         unit_of[pos_of(flat).numpy()] = rank
-    for it in group.items:
-        s = it.dep.space
-        mult = channel_multiple(s)
-        size = current_size(s)  # as the cuts held for this step leave it
-        full = it.idx_array.size >= size
-        if mult <= 1 and not full:
-            continue
-        if mult <= 1 and size == root_size and np.array_equal(it.root_array, root):
-            continue  # one channel per root channel: the root's own guard (keep >= 1) already covers it
-        per_unit = np.bincount(unit_of[pos_of(it.root_array).numpy()], minlength=n_units)
-        out.append((np.concatenate([[0], np.cumsum(per_unit)]), mult, size))
-    return out
+    return unit_of, n_units, pos_of
