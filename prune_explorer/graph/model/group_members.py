@@ -80,57 +80,26 @@ def group_roots(graph, ignored_layers: Iterable = (), root_module_types: tuple =
     ignored = list(ignored_layers or ())
     ignored_ids = {id(m) for m in ignored}
     blocked = graph._blocked_classes(ignored)
-    prunable_cls = ~graph.classes.kept & ~blocked
+    kept = graph.classes.kept
     covered = np.zeros(graph.classes.of.size, dtype=bool)
     param_roots = getattr(graph, "param_roots", frozenset()) if any(
         issubclass(nn.Linear, t) for t in root_module_types) else frozenset()
-    cands = [s for s in graph.spaces if s.side == SIDE_OUT and id(s.owner) not in ignored_ids
-             and (isinstance(s.owner, root_module_types) or s.index in param_roots)]  # a copy, in gid order
-    k = 0
-    while k < len(cands):
-        version = graph.state.version
-        for k, idxs, classes in _root_candidates(graph, cands, k, prunable_cls, covered, as_built):
-            new = classes[~covered[classes]]
-            covered[new] = True
-            yield GroupRoot(cands[k], idxs, classes, new)
-            if graph.state.version != version and not as_built:  # the caller pruned: look again from here
-                break
-        else:
-            return
-        k += 1
-
-
-def _root_candidates(graph, cands: List[ChannelSpace], start: int, prunable_cls: np.ndarray, covered: np.ndarray,
-                     as_built: bool) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
-    """The spaces of ``cands[start:]`` (output spaces in gid order) that root a group, as :func:`group_roots` walks
-    them with ``covered`` (bool over classes) as it is now, for the alive channels as they are now (every channel
-    when ``as_built``): ``(position in cands, selected root channels (original indices), prunable classes)``. A
-    space roots a group when one of its prunable classes is in no earlier candidate's prunable channels and not
-    ``covered``; it selects its channels of prunable classes. All spaces in a fixed number of array operations,
-    then a few per group."""
-    rest = cands[start:]
-    if not rest:
-        return
-    offsets = np.fromiter((s.offset for s in rest), dtype=np.int64, count=len(rest))
-    sizes = np.fromiter((s.size for s in rest), dtype=np.int64, count=len(rest))
-    total = int(sizes.sum())
-    if total == 0:
-        return
-    ends = np.cumsum(sizes)
-    gids = np.repeat(offsets - (ends - sizes), sizes) + np.arange(total)  # every channel id of the spaces, in order
-    if not as_built:
-        gids = gids[graph.state.alive[gids]]
-    cls = graph.classes.of[gids]
-    keep = prunable_cls[cls]
-    gids, cls = gids[keep], cls[keep]
-    pos = np.searchsorted(offsets, gids, side="right") - 1  # each channel's space (position in ``rest``)
-    fresh = ~covered[cls]
-    _, first = np.unique(cls[fresh], return_index=True)
-    rooting = unique_ints(pos[fresh][first])
-    los = np.searchsorted(pos, rooting)
-    his = np.searchsorted(pos, rooting, side="right")
-    for p, lo, hi in zip(rooting.tolist(), los.tolist(), his.tolist()):
-        yield start + p, gids[lo:hi] - offsets[p], unique_ints(cls[lo:hi])
+    for s in list(graph.spaces):  # a copy: the caller may prune while walking
+        if s.side != SIDE_OUT or id(s.owner) in ignored_ids:
+            continue
+        if not (isinstance(s.owner, root_module_types) or s.index in param_roots):
+            continue
+        idxs = np.arange(s.size) if as_built else s.alive_idx
+        if idxs.size == 0:
+            continue
+        root_cls = graph.classes.of[s.gids(idxs)]
+        prunable = ~kept[root_cls] & ~blocked[root_cls]
+        if not (prunable & ~covered[root_cls]).any():  # nothing new here: no sort needed
+            continue
+        classes = unique_ints(root_cls[prunable])
+        new = classes[~covered[classes]]
+        covered[new] = True
+        yield GroupRoot(s, idxs[in_sorted(root_cls, classes)], classes, new)
 
 
 def dependency(graph, root: ChannelSpace, space: ChannelSpace) -> Dependency:
