@@ -52,7 +52,7 @@ def root_units(root_cls: np.ndarray, root_cur: np.ndarray) -> List[List[int]]:
     cls_sorted, cur_sorted = root_cls[order], root_cur[order]
     bounds = np.flatnonzero(np.diff(cls_sorted)) + 1
     if bounds.size + 1 == cur_sorted.size:  # one channel per class: singletons
-        return np.sort(cur_sorted)[:, None].tolist()  # [[c], ...] made in one call
+        return [[c] for c in np.sort(cur_sorted).tolist()]
     return sorted(chunk.tolist() for chunk in np.split(cur_sorted, bounds))
 
 
