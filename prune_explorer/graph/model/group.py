@@ -191,9 +191,7 @@ class Group:
         self._items: Optional[List[GroupItem]] = None
         self._units: Optional[List[List[int]]] = None
         self._items_version = graph.state.version
-        # (the items list they describe, space index, current index, root channel, member key): the items as flat
-        # arrays, one entry per member channel (set with the items by the graph; None for items set otherwise)
-        self._flat: Optional[tuple] = None
+        self._keys = None  # (the items list they were made from, member_keys)
 
     @property
     def graph(self):
@@ -217,18 +215,9 @@ class Group:
     @property
     def items(self) -> List[GroupItem]:
         if self._items is None or self._items_version != self._graph.state.version:
-            self._set_listing(*self._graph._group_items(self))
+            self._items, self._units = self._graph._group_items(self)
+            self._items_version = self._graph.state.version
         return self._items
-
-    def _set_listing(self, items: List[GroupItem], units: List[List[int]], flat: tuple) -> None:
-        """Keep ``items``, ``units`` and their flat arrays ``(space, idx, roots, keys)`` for this graph version."""
-        self._items, self._units, self._items_version = items, units, self._graph.state.version
-        self._flat = (items,) + tuple(flat)
-
-    def _listed_now(self) -> bool:
-        """Whether the items are computed for the graph as it is now, with their flat arrays."""
-        return (self._items is not None and self._items_version == self._graph.state.version
-                and self._flat is not None and self._flat[0] is self._items and self._flat[1] is not None)
 
     def __iter__(self):
         return iter(self.items)
@@ -245,11 +234,10 @@ class Group:
         space ``offset`` plus the channel's current index. A key names one (channel space, current channel) pair of
         the graph, below ``len(graph.alive_mask)`` (read-only; made once per version of the items)."""
         items = self.items
-        if self._flat is None or self._flat[0] is not items:  # items set by hand: keys from them
+        if self._keys is None or self._keys[0] is not items:
             parts = [it.dep.space.offset + it.idx_array for it in items]
-            keys = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-            self._flat = (items, None, None, None, keys)
-        return self._flat[4]
+            self._keys = (items, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+        return self._keys[1]
 
     @property
     def units(self) -> List[List[int]]:

@@ -24,8 +24,8 @@ from ...errors import PruningError
 from .channel_space import SIDE_OUT, ChannelSpace
 from .group import Dependency, Group, GroupItem
 
-__all__ = ["in_sorted", "root_units", "GroupRoot", "group_roots", "closure", "member_arrays", "group_items",
-           "restricted_items", "subgroup", "dependency", "member_labels"]
+__all__ = ["in_sorted", "root_units", "GroupRoot", "group_roots", "closure", "group_items", "restricted_items", "subgroup",
+           "dependency", "member_labels"]
 
 
 def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -137,98 +137,54 @@ def _positions(sorted_set: np.ndarray, values: np.ndarray) -> np.ndarray:
     return table[np.clip(values, lo, hi) - lo]
 
 
-def _channel_tables(graph) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(count, base, shift)`` for the graph's current alive mask, cached per graph version: ``count[gid]`` is the
-    number of alive ids ``<= gid`` (shape ``(n_ids,)``); per space (shape ``(len(spaces),)``), ``base`` is the number
-    of alive ids before its block and ``shift`` is ``offset - base - 1``. An alive channel ``gid`` of space ``k`` has
-    current index ``count[gid] - 1 - base[k]`` and member key (:attr:`Group.member_keys`) ``count[gid] + shift[k]``.
-    One cumulative sum over the mask per version instead of a per-space rank lookup per member."""
-    st = graph.state
-    cache = st.members_cache
-    if cache is not None and cache[0] == st.version and cache[1] is st.alive:
-        return cache[2]
-    count = np.cumsum(st.alive, dtype=np.int64)
-    offsets = np.fromiter((s.offset for s in st.spaces), dtype=np.int64, count=len(st.spaces))
-    base = count[offsets - 1]  # offsets >= 1: id 0 is FIXED
-    tables = (count, base, offsets - base - 1)
-    st.members_cache = (st.version, st.alive, tables)
-    return tables
-
-
-def member_arrays(graph, group: Group) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A group's member channels as flat arrays, one entry per channel in item order (root space first, then spaces
-    in trace order; current indices ascending within a space): ``(space, idx, roots, keys, root_cls)`` with each
-    channel's space index, current index, the root channel (current index) of its class and its member key; and
-    ``root_cls``, the class of each root channel (the first ``n_root`` entries are the root space's own)."""
-    st = graph.state
+def group_items(graph, group: Group) -> Tuple[List[GroupItem], List[List[int]]]:
+    """``(items, units)`` of a group: its members (root first, then spaces in trace order; indices ascending within
+    a space; each with the root channel it is coupled with) and its units."""
     of = graph.classes.of
     root = group.root_space
-    gids = np.sort(graph.classes.members(group.classes, st.alive))  # ids are allocated space by space
-    gids = gids[st.visible[gids]]  # size attributes are rewritten by prune_group, not group members
+    gids = np.sort(graph.classes.members(group.classes, graph.alive_mask))  # ids are allocated space by space
+    gids = gids[graph.state.visible[gids]]  # size attributes are rewritten by prune_group, not group members
     lo, hi = np.searchsorted(gids, (root.offset, root.offset + root.size))
+    root_gids = gids[lo:hi]
     if lo:
-        gids = np.concatenate([gids[lo:hi], gids[:lo], gids[hi:]])
-    n_root = int(hi - lo)
-    space_idx = st.space_of[gids]
-    count, base, shift = _channel_tables(graph)
-    alive_count = count[gids]
-    cur = alive_count - 1 - base[space_idx]
-    keys = alive_count + shift[space_idx]
-    root_cur = cur[:n_root]
-    root_cls = of[gids[:n_root]]
+        gids = np.concatenate([root_gids, gids[:lo], gids[hi:]])
+    space_idx = graph.state.space_of[gids]
+    root_cur = root.rank[root_gids - root.offset]
+    root_cls = of[root_gids]
     rc_cls, first = np.unique(root_cls, return_index=True)
     # every member channel -> the root channel (current index) of its class; the root's own channels map to
     # themselves (also inside tied units)
-    if rc_cls.size:
-        r_all = root_cur[first[_positions(rc_cls, of[gids])]]
-        r_all[:n_root] = root_cur
-    else:
-        r_all = np.zeros(gids.size, dtype=np.int64)
-    return space_idx, cur, r_all, keys, root_cls
+    pos = _positions(rc_cls, of[gids])
+    r_all = root_cur[first[pos]] if rc_cls.size else np.zeros(gids.size, dtype=np.int64)
+    r_all[: root_gids.size] = root_cur
+    starts = [0] + (np.flatnonzero(np.diff(space_idx)) + 1).tolist() + [gids.size]
+    items: List[GroupItem] = []
+    for a, b in zip(starts[:-1], starts[1:]):
+        if a == b:
+            continue
+        s = graph.spaces[space_idx[a]]
+        items.append(GroupItem.from_arrays(dependency(graph, root, s), s.rank[gids[a:b] - s.offset], r_all[a:b]))
+    return items, root_units(root_cls, root_cur)
 
 
-def _items_of(graph, root: ChannelSpace, space_idx: np.ndarray, idx: np.ndarray, roots: np.ndarray) -> List[GroupItem]:
-    """One :class:`GroupItem` per run of equal ``space_idx`` (the items' arrays are views of ``idx`` / ``roots``)."""
-    if not space_idx.size:
-        return []
-    starts = np.flatnonzero(space_idx[1:] != space_idx[:-1]) + 1
-    cuts = starts.tolist()
-    lo, hi = [0] + cuts, cuts + [int(space_idx.size)]
-    deps, r = graph.state.deps, root.index
-    spaces = graph.spaces
-    make = GroupItem.from_arrays
-    return [make(deps.get((r, k)) or dependency(graph, root, spaces[k]), idx[a:b], roots[a:b])
-            for k, a, b in zip(space_idx[lo].tolist(), lo, hi)]
-
-
-def group_items(graph, group: Group) -> Tuple[List[GroupItem], List[List[int]], tuple]:
-    """``(items, units, flat)`` of a group: its members (root first, then spaces in trace order; indices ascending
-    within a space; each with the root channel it is coupled with), its units, and the same members as flat arrays
-    ``(space, idx, roots, keys)`` (see :func:`member_arrays`), computed in a fixed number of array operations plus one
-    small object per member."""
-    space_idx, cur, r_all, keys, root_cls = member_arrays(graph, group)
-    items = _items_of(graph, group.root_space, space_idx, cur, r_all)
-    return items, root_units(root_cls, cur[: root_cls.size]), (space_idx, cur, r_all, keys)
-
-
-def restricted_items(graph, group: Group, sub: Group) -> Tuple[List[GroupItem], List[List[int]], tuple]:
-    """``sub``'s ``(items, units, flat)`` cut out of ``group``'s (already computed, same graph version, with its flat
-    arrays): every member channel whose root channel ``sub`` selects. Same result as :func:`group_items`, without
-    the graph walk."""
+def restricted_items(group: Group, sub: Group) -> Tuple[List[GroupItem], List[List[int]]]:
+    """``sub``'s items and units cut out of ``group``'s (already computed, same graph version): every member channel
+    whose root channel ``sub`` selects. Same result as :func:`group_items`, without the graph walk."""
     root = group.root_space
     keep = np.zeros(root.current_size, dtype=bool)
     keep[root.rank[sub._root_orig]] = True
-    space_idx, idx, roots, keys = group._flat[1:]
-    m = keep[roots]
-    flat = (space_idx[m], idx[m], roots[m], keys[m])
-    items = _items_of(graph, root, *flat[:3])
+    items: List[GroupItem] = []
+    for it in group._items:
+        m = keep[it.root_array]
+        if m.any():
+            items.append(GroupItem.from_arrays(it.dep, it.idx_array[m], it.root_array[m]))
     units = group._units
     roots = group.root_array
     if len(units) == roots.size and (roots.size < 2 or bool((roots[1:] > roots[:-1]).all())):
         units = list(itertools.compress(units, keep[roots].tolist()))  # one channel per unit: units[k] == [roots[k]]
     else:
         units = [u for u in units if keep[u[0]]]
-    return items, units, flat
+    return items, units
 
 
 def subgroup(graph, group: Group, idxs: Sequence[int], validate: bool = True) -> Group:
@@ -244,8 +200,8 @@ def subgroup(graph, group: Group, idxs: Sequence[int], validate: bool = True) ->
         bad = [int(i) for i, c in zip(idxs, of_idxs) if c in set(outside.tolist())][:5]
         raise PruningError(f"channels {bad} of {root.label} cannot be pruned in this group: {reason}")
     sub = closure(graph, root, cls)  # all of them prunable: they are the group's
-    if group._listed_now() and group.root_space is root:
-        sub._set_listing(*restricted_items(graph, group, sub))
+    if group._items is not None and group._items_version == graph.version and group.root_space is root:
+        sub._items, sub._units = restricted_items(group, sub)
     return sub
 
 

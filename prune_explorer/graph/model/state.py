@@ -101,9 +101,6 @@ class DependencyGraphState:
     deps: Dict[tuple, Any] = field(default_factory=dict)
     #: ``(version, bool mask over classes)``: classes no default group root reaches, or None
     unreached_cache: Optional[tuple] = None
-    #: ``(version, alive, tables)``: per-channel alive counts and per-space bases that turn a group's member ids into
-    #: current indices and member keys (:func:`..model.group_members.member_arrays`), or None
-    members_cache: Optional[tuple] = None
     #: modules with q / k projections, looked for at the first sync after a pruning (None: not yet)
     attention_candidates: Optional[list] = None
     #: a Hugging Face model's modules whose widths its config describes (``hf.scan_modules``), scanned at the first
