@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from .._atomic import finish
-from ..graph.trace.meta_shapes import ShapeOnlyMode, fast_meta, meta_like, module_rule
+from ..graph.trace.meta_shapes import ShapeOnlyMode, fast_meta, meta_like, module_rule, single_meta_input
 from ..graph.trace.op_names import op_name
 from ..graph.edit.snapshot import module_state, restore_modules
 from ..inputs import call_model, kept_state, map_tensors, to_meta
@@ -152,12 +152,11 @@ def _shortcut(module: nn.Module, rule: Callable) -> Callable:
     forward = type(module).forward
 
     def shortcut(*args, **kwargs):
-        if len(args) == 1 and not kwargs:
-            with torch._C.DisableTorchFunction():
-                x = args[0]
-                out = rule(module, x) if isinstance(x, torch.Tensor) and x.is_meta else None
-            if out is not None:
-                return out
+        with torch._C.DisableTorchFunction():
+            x = single_meta_input(args, kwargs)
+            out = None if x is None else rule(module, x)
+        if out is not None:
+            return out
         return forward(module, *args, **kwargs)
 
     return shortcut

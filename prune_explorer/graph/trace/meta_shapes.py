@@ -470,10 +470,17 @@ def layer_on_meta(module: nn.Module, args, kwargs) -> Optional[torch.Tensor]:
     (2, 4, 8, 8)
     """
     fn = _LAYER_CALLS.get(type(module))
-    if fn is None or kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor) \
-            or not args[0].is_meta:
+    x = single_meta_input(args, kwargs) if fn is not None else None
+    return None if x is None else fn(module, x)
+
+
+def single_meta_input(args, kwargs) -> Optional[torch.Tensor]:
+    """The one meta tensor of a layer call ``(args, kwargs)`` that the layer shape rules answer (one positional
+    meta tensor, no keyword arguments), or None for any other call."""
+    if kwargs or len(args) != 1:
         return None
-    return fn(module, args[0])
+    x = args[0]
+    return x if isinstance(x, torch.Tensor) and x.is_meta else None
 
 
 def _elementwise(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -512,10 +519,8 @@ def module_on_meta(module: nn.Module, args, kwargs) -> Optional[torch.Tensor]:
     True
     """
     fn = module_rule(module)
-    if fn is None or kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor) \
-            or not args[0].is_meta:
-        return None
-    return fn(module, args[0])
+    x = single_meta_input(args, kwargs) if fn is not None else None
+    return None if x is None else fn(module, x)
 
 
 class ShapeOnlyMode(TorchFunctionMode):
