@@ -9,12 +9,17 @@ machine busy with other work, ``--threads 1`` gives steadier figures,
 * ``forward``: ``model(x)`` under ``no_grad`` (after one warm-up pass);
 * ``build``: ``MagnitudePruner(model, x, MagnitudeImportance(p=2), pruning_ratio=R, ignored_layers=[classifier])``;
 * ``step``: one ``pruner.step()``;
-* ``(b+s)/fwd``: (build + step) / forward, the figure issue 19 asks to bring to <= 1.0 (bar: 1.5).
+* ``(b+s)/fwd``: (build + step) / forward, the figure issue 19 asks to bring to <= 1.0 (bar: 1.5);
+* ``floor``: the arithmetic any such step must do, timed alone: every conv / linear weight read once along each
+  side (``sum w^2`` per output channel and per input channel) and its kept half copied once (every other output
+  and input channel), with no pruning library involved; ``step/floor`` is what the library adds on top.
 
 Medians of ``--repeats`` fresh models (wall-clock; ratios are what to compare on a shared machine). With
 Torch-Pruning importable (``import torch_pruning as tp``) its build and step are measured alike, alternating with
-ours. Last line: densenet201's step / densenet121's step (goal <= 1.5: a step's cost grows linearly with depth),
-when both models are measured.
+ours. Last lines, when both densenets are measured: densenet201's step / densenet121's step (goal <= 1.5: a step's
+cost grows linearly with depth), next to the same ratio for the arithmetic floor, the forward pass, the groups and
+the weights (a DenseNet layer's input width grows with its depth in the block, so its weights grow with the
+square of the depth).
 """
 
 from __future__ import annotations
@@ -59,6 +64,25 @@ def measure(lib, template, x, ratio):
     return build, step, sum(p.numel() for p in model.parameters())
 
 
+def _weights(model):
+    return [m.weight.detach() for m in model.modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.weight.dim() >= 2]
+
+
+def arithmetic_floor(weights) -> float:
+    """Seconds to read each weight in ``weights`` once per side (output and input channels: ``[out, in, ...]``
+    laid out as torch stores them) and copy its kept half once: the work a step cannot avoid (issue 19)."""
+    t0 = time.perf_counter()
+    for w in weights:
+        rest = list(range(2, w.dim()))
+        (w * w).sum([0] + rest)  # per input channel
+        w.reshape(w.shape[0], -1).pow(2).sum(1)  # per output channel
+        keep_out = torch.arange(0, w.shape[0], 2)
+        keep_in = torch.arange(0, w.shape[1], 2)
+        w.index_select(0, keep_out).index_select(1, keep_in)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
@@ -79,11 +103,11 @@ def main() -> None:
             pass
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, ratio {ns.ratio}, medians of "
           f"{ns.repeats} fresh models (wall ms); Torch-Pruning {'measured' if 'tp' in libs else 'not measured'}")
-    head = f"{'model':<20}{'forward':>9}{'build':>9}{'step':>9}{'(b+s)/fwd':>11}{'params':>9}"
+    head = f"{'model':<20}{'forward':>9}{'build':>9}{'step':>9}{'(b+s)/fwd':>11}{'params':>9}{'floor':>7}{'step/floor':>11}"
     if "tp" in libs:
         head += f"{'tp build':>10}{'tp step':>9}{'tp (b+s)/f':>12}{'tp params':>11}"
     print(head, flush=True)
-    steps = {}
+    steps, floors, fwds, groups, sizes = {}, {}, {}, {}, {}
     for name in ns.models.split(","):
         torch.manual_seed(0)
         template = getattr(torchvision.models, name)().eval()
@@ -91,6 +115,15 @@ def main() -> None:
         with torch.no_grad():
             template(x)
             fwd = statistics.median(_timed(lambda: template(x))[0] for _ in range(max(3, ns.repeats)))
+            weights = _weights(template)
+            arithmetic_floor(weights)
+            floor = statistics.median(arithmetic_floor(weights) for _ in range(max(3, ns.repeats)))
+        floors[name], fwds[name] = floor, fwd
+        sizes[name] = sum(w.numel() for w in weights)
+        if name.startswith("densenet"):
+            model = copy.deepcopy(template)
+            graph = pe.DependencyGraph().build_dependency(model, x, ignored_layers=[_classifier(model)])
+            groups[name] = sum(1 for _ in graph.get_all_groups())
         res = {k: [] for k in libs}
         for _ in range(ns.repeats):
             for k, lib in libs.items():  # alternate, so that drift affects both alike
@@ -109,12 +142,18 @@ def main() -> None:
             s = statistics.median(v[1] for v in r)
             if k == "pe":
                 steps[name] = s
-                row += f"{b * 1e3:>9.0f}{s * 1e3:>9.0f}{(b + s) / fwd:>11.2f}{r[-1][2] / 1e6:>8.2f}M"
+                row += (f"{b * 1e3:>9.0f}{s * 1e3:>9.0f}{(b + s) / fwd:>11.2f}{r[-1][2] / 1e6:>8.2f}M"
+                        f"{floor * 1e3:>7.0f}{s / floor:>11.1f}")
             else:
                 row += f"{b * 1e3:>10.0f}{s * 1e3:>9.0f}{(b + s) / fwd:>12.2f}{r[-1][2] / 1e6:>10.2f}M"
         print(row, flush=True)
     if "densenet121" in steps and "densenet201" in steps:
-        print(f"densenet201 step / densenet121 step: {steps['densenet201'] / steps['densenet121']:.2f} (goal <= 1.5)")
+        def ratio(d):
+            return d["densenet201"] / d["densenet121"]
+
+        print(f"densenet201 step / densenet121 step: {ratio(steps):.2f} (goal <= 1.5)")
+        print(f"  same ratio for: the arithmetic floor {ratio(floors):.2f}, the forward {ratio(fwds):.2f}, the groups "
+              f"{ratio(groups):.2f}, the conv/linear weights {ratio(sizes):.2f}")
 
 
 if __name__ == "__main__":
