@@ -13,6 +13,7 @@ members (``group_reduction``) and normalises the result (``normalizer``), as Tor
 
 from __future__ import annotations
 
+import operator
 from typing import Callable, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -64,13 +65,13 @@ def normalize(x: torch.Tensor, normalizer: Union[str, Callable, None]) -> torch.
         return x
     if normalizer == "mean":
         d = x.mean()
-        return x / d if d != 0 else x
+        return x / d if d.item() != 0 else x
     if normalizer == "max":
         d = x.max()
-        return x / d if d != 0 else x
+        return x / d if d.item() != 0 else x
     if normalizer == "sum":
         d = x.sum()
-        return x / d if d != 0 else x
+        return x / d if d.item() != 0 else x
     if normalizer in ("standardization", "standarization"):
         return (x - x.min()) / (x.max() - x.min() + 1e-8)
     if normalizer == "gaussian":
@@ -145,6 +146,8 @@ def _positions_of(group, all_pos: np.ndarray, bounds, in_order, k: int) -> np.nd
         raise ValueError(f"group member maps to root channels outside group.root_idxs ({group.root_name})")
     return all_pos[bounds[k]:bounds[k + 1]]
 
+
+_first = operator.itemgetter(0)
 
 _COVERED: dict = {}
 
@@ -329,7 +332,7 @@ class GroupImportance(Importance):
         reduced over members and normalised; None when no member was scored."""
         if not vectors:
             return None
-        ordered = [(v, m) for _, v, m in sorted(vectors, key=lambda t: t[0])]
+        ordered = [(v, m) for _, v, m in sorted(vectors, key=_first)]
         out = torch.from_numpy(np.ascontiguousarray(self.reduce(ordered, n), dtype=np.float32))
         return normalize(out, self.normalizer) if self.group_reduction is not None else out
 
