@@ -126,14 +126,18 @@ def _member_positions(group, items, n: int):
     size = max(int(root_np.max()) + 1 if root_np.size else 0, int(roots.max()) + 1)
     lut = np.full(size, -1, dtype=np.int64)
     lut[root_np] = np.arange(root_np.size)
-    pos = np.where(roots >= 0, lut[np.maximum(roots, 0)], -1)
-    nonempty = sizes > 0
+    pos = lut[roots] if roots.min() >= 0 else np.where(roots >= 0, lut[np.maximum(roots, 0)], -1)
     step = np.arange(pos.size) - np.repeat(bounds[:-1], sizes) == pos
-    in_order = np.zeros(sizes.size, dtype=bool)
-    in_order[nonempty] = np.logical_and.reduceat(step, bounds[:-1][nonempty]) & (sizes[nonempty] == n)
-    in_order = in_order.tolist()
-    valid = pos >= 0
-    if not valid.all():
+    if sizes.min() > 0:  # (reduceat reads one entry at an empty item's bound)
+        in_order = (np.logical_and.reduceat(step, bounds[:-1]) & (sizes == n)).tolist()
+    else:
+        nonempty = sizes > 0
+        in_order = np.zeros(sizes.size, dtype=bool)
+        in_order[nonempty] = np.logical_and.reduceat(step, bounds[:-1][nonempty]) & (sizes[nonempty] == n)
+        in_order = in_order.tolist()
+    if pos.min() < 0:
+        valid = pos >= 0
+        nonempty = sizes > 0
         ok = np.ones(sizes.size, dtype=bool)
         ok[nonempty] = np.logical_and.reduceat(valid, bounds[:-1][nonempty])
         in_order = [o if v else None for o, v in zip(in_order, ok.tolist())]
