@@ -13,6 +13,7 @@ members (``group_reduction``) and normalises the result (``normalizer``), as Tor
 
 from __future__ import annotations
 
+import operator
 from typing import Callable, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -64,13 +65,13 @@ def normalize(x: torch.Tensor, normalizer: Union[str, Callable, None]) -> torch.
         return x
     if normalizer == "mean":
         d = x.mean()
-        return x / d if d != 0 else x
+        return x / d if d.item() != 0 else x
     if normalizer == "max":
         d = x.max()
-        return x / d if d != 0 else x
+        return x / d if d.item() != 0 else x
     if normalizer == "sum":
         d = x.sum()
-        return x / d if d != 0 else x
+        return x / d if d.item() != 0 else x
     if normalizer in ("standardization", "standarization"):
         return (x - x.min()) / (x.max() - x.min() + 1e-8)
     if normalizer == "gaussian":
@@ -125,14 +126,18 @@ def _member_positions(group, items, n: int):
     size = max(int(root_np.max()) + 1 if root_np.size else 0, int(roots.max()) + 1)
     lut = np.full(size, -1, dtype=np.int64)
     lut[root_np] = np.arange(root_np.size)
-    pos = np.where(roots >= 0, lut[np.maximum(roots, 0)], -1)
-    nonempty = sizes > 0
+    pos = lut[roots] if roots.min() >= 0 else np.where(roots >= 0, lut[np.maximum(roots, 0)], -1)
     step = np.arange(pos.size) - np.repeat(bounds[:-1], sizes) == pos
-    in_order = np.zeros(sizes.size, dtype=bool)
-    in_order[nonempty] = np.logical_and.reduceat(step, bounds[:-1][nonempty]) & (sizes[nonempty] == n)
-    in_order = in_order.tolist()
-    valid = pos >= 0
-    if not valid.all():
+    if sizes.min() > 0:  # (reduceat reads one entry at an empty item's bound)
+        in_order = (np.logical_and.reduceat(step, bounds[:-1]) & (sizes == n)).tolist()
+    else:
+        nonempty = sizes > 0
+        in_order = np.zeros(sizes.size, dtype=bool)
+        in_order[nonempty] = np.logical_and.reduceat(step, bounds[:-1][nonempty]) & (sizes[nonempty] == n)
+        in_order = in_order.tolist()
+    if pos.min() < 0:
+        valid = pos >= 0
+        nonempty = sizes > 0
         ok = np.ones(sizes.size, dtype=bool)
         ok[nonempty] = np.logical_and.reduceat(valid, bounds[:-1][nonempty])
         in_order = [o if v else None for o, v in zip(in_order, ok.tolist())]
@@ -145,6 +150,8 @@ def _positions_of(group, all_pos: np.ndarray, bounds, in_order, k: int) -> np.nd
         raise ValueError(f"group member maps to root channels outside group.root_idxs ({group.root_name})")
     return all_pos[bounds[k]:bounds[k + 1]]
 
+
+_first = operator.itemgetter(0)
 
 _COVERED: dict = {}
 
@@ -329,7 +336,7 @@ class GroupImportance(Importance):
         reduced over members and normalised; None when no member was scored."""
         if not vectors:
             return None
-        ordered = [(v, m) for _, v, m in sorted(vectors, key=lambda t: t[0])]
+        ordered = [(v, m) for _, v, m in sorted(vectors, key=_first)]
         out = torch.from_numpy(np.ascontiguousarray(self.reduce(ordered, n), dtype=np.float32))
         return normalize(out, self.normalizer) if self.group_reduction is not None else out
 

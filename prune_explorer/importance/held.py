@@ -193,7 +193,7 @@ def every_channel(t: torch.Tensor, dim: int, keeps, p: float, gathers: bool) -> 
     by one; else the whole tensor reduced)."""
     g = t
     for e, keep in keeps:
-        g = g.index_select(e, keep.to(t.device))
+        g = g.index_select(e, keep if t.device.type == "cpu" else keep.to(t.device))
     size = g.shape[dim]
     if gathers:
         g = g.float()
@@ -424,16 +424,18 @@ class HeldCuts:
         applied; ``gathers``: which of ``Rows.power_sum``'s ways), float32 numpy, from the per-step cache."""
         pid = id(param)
         entry = self._params.get(pid)
-        dims = entry[1] if entry is not None else {}
-        skey = (pid, param._version, d, p, gathers,
-                tuple((e, h.version) for e, h in sorted(dims.items()) if e != d) if dims else ())
+        others = sorted((e, h) for e, h in entry[1].items() if e != d) if entry is not None else ()
+        skey = (pid, param._version, d, p, gathers, tuple([(e, h.version) for e, h in others]) if others else ())
+        arr = self._sums_np.get(skey)
+        if arr is not None:
+            return arr
         every = self._sums.get(skey)
         if every is None:
-            keeps = [(e, h.keep) for e, h in sorted(dims.items()) if h.count and e != d]
+            keeps = [(e, h.keep) for e, h in others if h.count]
             every = self._sums[skey] = every_channel(param.detach(), d, keeps, p, gathers)
-        arr = self._sums_np.get(skey)
-        if arr is None:
-            arr = self._sums_np[skey] = every.to(device="cpu", dtype=torch.float32).numpy()
+        if every.dtype != torch.float32 or every.device.type != "cpu":
+            every = every.to(device="cpu", dtype=torch.float32)
+        arr = self._sums_np[skey] = every.numpy()
         return arr
 
     @staticmethod
@@ -444,10 +446,17 @@ class HeldCuts:
         from .members import raw_channel_parts
 
         layout = []
+        n, at = idx.size, idx.__array_interface__["data"][0]
         for part in raw_channel_parts(dep, idx):
-            if type(part.select) is not Rows or not np.array_equal(part.select.idx.numpy(), idx):
+            sel = part.select
+            if type(sel) is not Rows:
                 return None
-            layout.append((part.param, part.select.dim, part.is_bias))
+            # the parts select from idx itself (a view of its memory) as a rule: equal without reading it
+            if not (sel.n == n and sel.idx.data_ptr() == at and sel.idx.dtype == torch.int64 and
+                    sel.idx.is_contiguous() and idx.dtype == np.int64 and idx.flags.c_contiguous) and (
+                    not np.array_equal(sel.idx.numpy(), idx)):
+                return None
+            layout.append((part.param, sel.dim, part.is_bias))
         return layout
 
     def conflict(self, group) -> Optional[str]:

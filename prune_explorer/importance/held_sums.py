@@ -38,15 +38,25 @@ OWNS_NOTHING = ()
 class _Space:
     """A simple space's read: ``layout`` ``[(param, dim)]`` (the parts counted, in order), ``size`` its channels
     (uncut), ``offset`` its first key, ``versions`` of the parameters (``params``) when ``have`` (``{(p,
-    gathers)}``) was written."""
+    gathers)}``) was written; ``single``: the parameter when there is one (its version is ``versions``, an int)."""
 
-    __slots__ = ("layout", "params", "size", "offset", "versions", "have")
+    __slots__ = ("layout", "params", "size", "offset", "versions", "have", "single")
 
     def __init__(self, layout, size: int, offset: int):
         self.layout, self.size, self.offset = layout, size, offset
         self.params = [param for param, _ in layout]
-        self.versions = [param._version for param in self.params]
+        self.single = self.params[0] if len(self.params) == 1 else None
+        self.versions = self._versions()
         self.have = set()
+
+    def _versions(self):
+        return self.single._version if self.single is not None else [param._version for param in self.params]
+
+    def check(self) -> None:
+        """Forget what was written when a parameter changed in place since."""
+        versions = self._versions()
+        if versions != self.versions:
+            self.versions, self.have = versions, set()
 
 
 _NOT_SIMPLE = object()
@@ -146,31 +156,31 @@ class SpaceSums:
         bias = bool(bias)
         spaces, own_pos = self._spaces[bias], held._spaces
         n_keys = graph.alive_mask.size
-        how = []
-        mode = []  # per member: 1 / 0 (plain, read the gathered / whole way), -1 (not plain)
-        for it, want, n in zip(items, wanted, sizes.tolist()):
+        how = [NOT_PLAIN] * len(items)
+        mode = [-1] * len(items)  # per member: 1 / 0 (plain, read the gathered / whole way), -1 (not plain)
+        whole, gathered = (p, False), (p, True)
+        for k, (it, want, n) in enumerate(zip(items, wanted, sizes.tolist())):
             if not want or n < 2:
-                how.append(NOT_PLAIN)
-                mode.append(-1)
                 continue
             dep = it.dep
             si = dep.space.index
             sp = spaces.get(si)
             if sp is None:
                 sp = self._space(dep, it.idx_array, bias)
-            if sp is _NOT_SIMPLE or not sp.layout:
-                how.append(NOT_PLAIN if sp is _NOT_SIMPLE else OWNS_NOTHING)
-                mode.append(-1)
+            if sp is _NOT_SIMPLE:
+                continue
+            if not sp.layout:
+                how[k] = OWNS_NOTHING
                 continue
             pos = own_pos.get(si)
-            g = 4 * n < sp.size - (pos.count if pos is not None else 0)
-            versions = [param._version for param in sp.params]
-            if versions != sp.versions:  # changed in place: read again
-                sp.versions, sp.have = versions, set()
-            if (p, g) not in sp.have:
+            g = 4 * n < (sp.size - pos.count if pos is not None else sp.size)
+            single = sp.single
+            if single is None or single._version != sp.versions:  # changed in place: read again
+                sp.check()
+            if (gathered if g else whole) not in sp.have:
                 self._fill(sp, p, bias, g, n_keys)
-            how.append(True)
-            mode.append(g)
+            how[k] = True
+            mode[k] = g
         mode = np.array(mode, dtype=np.int8)
         plain = mode >= 0
         if not plain.any():

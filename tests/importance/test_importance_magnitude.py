@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -343,3 +345,30 @@ def test_importance_does_not_touch_the_model():
     for k, v in m.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert all(p.grad is None for p in m.parameters())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+@pytest.mark.parametrize("p", [2, 1, 3])
+@pytest.mark.parametrize("shape", [(300, 70, 3, 3), (40, 520, 3, 3), (9, 5), (600, 130), (2, 3, 4, 5), (40,)])
+def test_held_every_channel_is_rows_power_sum_on_the_cut_tensor(shape, p, dtype):
+    """Every channel's sums along a dim, the other dims cut (never built), are bit for bit ``Rows.power_sum`` on the
+    cut tensor: the whole-tensor way for every channel, and the gathering way for a few channels where it reduces
+    each channel's entries contiguous (along dim 0, or a dim followed by more than one entry)."""
+    from prune_explorer.importance.held import every_channel
+    from prune_explorer.layers.slicing import Rows
+
+    g = torch.Generator().manual_seed(0)
+    t = (torch.randn(shape, generator=g) * 3).to(dtype)
+    for dim in range(len(shape)):
+        for cut_dims in ([], [e for e in range(len(shape)) if e != dim][:1], [e for e in range(len(shape)) if e != dim]):
+            keeps = [(e, torch.randperm(shape[e], generator=g)[: max(1, shape[e] * 2 // 3)].sort().values)
+                     for e in cut_dims]
+            cut = t
+            for e, keep in keeps:
+                cut = cut.index_select(e, keep)
+            size = shape[dim]
+            whole = every_channel(t, dim, keeps, p, False)
+            assert torch.equal(whole, Rows(dim, torch.arange(size)).power_sum(cut, p))
+            few = torch.arange(0, size, 5)
+            if 4 * few.numel() < size and few.numel() > 1 and (dim == 0 or math.prod(shape[dim + 1:]) > 1):
+                assert torch.equal(every_channel(t, dim, keeps, p, True)[few], Rows(dim, few).power_sum(cut, p))
