@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..layers.family import FAMILIES
-from ..layers.slicing import Part, Rows
+from ..layers.slicing import Part, Rows, row_sums
 from .held_sums import SpaceSums
 
 __all__ = ["HeldCuts", "HeldConflict", "MaskedRows", "current_size", "active", "reads_channel_parts_only"]
@@ -175,7 +175,7 @@ class MaskedRows:
         if gathers:  # Rows gathers the rows first: gather them, drop the held entries
             g = self._gather(t).float()
             v = g * g if p == 2 else (g.abs() if p == 1 else g.abs().pow(p))
-            return v.movedim(self.dim, 0).reshape(self.n, -1).sum(1)
+            return row_sums(v, self.dim)
         cut = t  # Rows reduces the whole tensor: build the cut tensor (this read covers a quarter of it or more)
         for e, keep in self._keeps(True):
             cut = cut.index_select(e, keep.to(t.device))
@@ -198,7 +198,7 @@ def every_channel(t: torch.Tensor, dim: int, keeps, p: float, gathers: bool) -> 
     if gathers:
         g = g.float()
         v = g * g if p == 2 else (g.abs() if p == 1 else g.abs().pow(p))
-        return v.movedim(dim, 0).reshape(size, -1).sum(1)
+        return row_sums(v, dim)
     rows = _EVERY_ROW.get((dim, size))
     if rows is None:  # kept: it remembers that it covers every row in order (Rows._covers)
         rows = _EVERY_ROW[(dim, size)] = Rows(dim, torch.arange(size))

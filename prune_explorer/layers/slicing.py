@@ -26,7 +26,7 @@ from typing import Callable, List, NamedTuple, Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ["Part", "Rows", "blocks", "grouped", "param_of", "affine_parts"]
+__all__ = ["Part", "Rows", "row_sums", "blocks", "grouped", "param_of", "affine_parts"]
 
 Selector = Callable[[torch.Tensor], torch.Tensor]
 
@@ -77,8 +77,7 @@ class Rows:
             t = t.index_select(self.dim, self.idx.to(t.device))
             t = t.float()
             v = t * t if p == 2 else (t.abs() if p == 1 else t.abs().pow(p))
-            v = v.movedim(self.dim, 0).reshape(self.n, -1)
-            return v.sum(1)
+            return row_sums(v, self.dim)
         lead = math.prod(t.shape[: self.dim])
         if lead == 1 and p in (1, 2):  # channels lead (a weight's output side): one fused pass, no temporary
             t = t if t.dtype in (torch.float16, torch.bfloat16, torch.float32) else t.float()
@@ -97,6 +96,15 @@ class Rows:
         if self._covers(size):
             return v
         return v.index_select(0, self.idx.to(v.device))
+
+
+def row_sums(v: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[v.shape[dim]]``: each entry along ``dim`` summed over every other dim, the rows laid out contiguous first:
+    a reduction over a strided view (``dim`` the last one with entries, as in a linear weight's inputs) adds in an
+    order that depends on how many rows there are, and the held reads (:mod:`prune_explorer.importance.held`) need
+    a row's sum to be bit for bit the same whichever other rows are read with it."""
+    n = v.shape[dim]
+    return v.movedim(dim, 0).reshape(n, -1).contiguous().sum(1)
 
 
 def blocks(n_blocks: int, dim: int, idx: torch.Tensor) -> Selector:
