@@ -46,9 +46,9 @@ def _ids_of(fields) -> np.ndarray:
     return ids[ids >= 0]
 
 
-def _same_classes(of: np.ndarray, src_fields, fields) -> bool:
-    """Whether two lists of label fields hold the same channel classes."""
-    return np.array_equal(unique_ints(of[_ids_of(src_fields)]), unique_ints(of[_ids_of(fields)]))
+def _same_classes(of: np.ndarray, src_ids: np.ndarray, ids: np.ndarray) -> bool:
+    """Whether two sets of channel ids (see :func:`_ids_of`) hold the same channel classes."""
+    return np.array_equal(unique_ints(of[src_ids]), unique_ints(of[ids]))
 
 
 class ChannelClasses:
@@ -84,23 +84,30 @@ class ChannelClasses:
         are computed again), else both are fixed. ``checks``: ``check(of, reasons)`` run last, each may fix more
         classes (the size-attribute checks of :mod:`.attribute_sizes`)."""
         of = connected_components(n, pair_a, pair_b)
+        # each deferred check's ids, read once: (source ids, ids, reason, same classes as far as known)
+        checks_ids = [[_ids_of(d[0]), _ids_of(d[1]), d[2], None] for d in deferred]
         extra_a, extra_b = [], []
-        for d in deferred:
+        for d, c in zip(deferred, checks_ids):
             fallback = d[3] if len(d) > 3 else None
-            if fallback is not None and not _same_classes(of, d[0], d[1]):
-                pa, pb = np.broadcast_arrays(fallback[0].numpy(), fallback[1].numpy())
-                ok = (pa >= 0) & (pb >= 0)
-                extra_a.append(pa[ok])
-                extra_b.append(pb[ok])
+            if fallback is not None:
+                c[3] = _same_classes(of, c[0], c[1])
+                if not c[3]:
+                    pa, pb = np.broadcast_arrays(fallback[0].numpy(), fallback[1].numpy())
+                    ok = (pa >= 0) & (pb >= 0)
+                    extra_a.append(pa[ok])
+                    extra_b.append(pb[ok])
         if extra_a:
             of = connected_components(n, list(pair_a) + extra_a, list(pair_b) + extra_b)
+            for c in checks_ids:  # the new classes are unions of the old: what held the same classes still does
+                if c[3] is False:
+                    c[3] = None
         reasons: Dict[int, str] = {}
         for ids, reason in fixed:
             for c in unique_ints(of[ids]):
                 reasons.setdefault(int(c), reason)
-        for src_fields, fields, reason, *_ in deferred:
-            if not _same_classes(of, src_fields, fields):
-                for c in unique_ints(of[np.concatenate([_ids_of(src_fields), _ids_of(fields)])]):
+        for src_ids, ids, reason, same in checks_ids:
+            if not (same if same is not None else _same_classes(of, src_ids, ids)):
+                for c in unique_ints(of[np.concatenate([src_ids, ids])]):
                     reasons.setdefault(int(c), reason)
         for check in checks:
             check(of, reasons)

@@ -85,9 +85,22 @@ def replay(tracer, call: Call, check_lost: bool = True) -> List[List[torch.Tenso
             per_out[k].append(r)
     for k, o in enumerate(call.outputs):
         o.fields = merge_fields([c for c in (compress(r) for r in per_out[k]) if c is not None])
-    if check_lost:
+    if check_lost and not _keeps_every_label(call, x):
         fix_lost_labels(tracer, call, f"'{call.name}' keeps a fixed subset of these channels (literal index or size)")
     return per_out
+
+
+#: ops whose one output holds every element of their input (moved, or repeated by a broadcast): replayed on a field,
+#: they keep each of its labels
+_KEEP_EVERY_ELEMENT = frozenset("""permute transpose swapaxes swapdims t T mT H mH movedim moveaxis squeeze unsqueeze
+expand expand_as broadcast_to flip fliplr flipud roll""".split())
+
+
+def _keeps_every_label(call: Call, x: Value) -> bool:
+    """Whether :func:`replay` provably lost no label of ``x``: an op of :data:`_KEEP_EVERY_ELEMENT` whose output
+    kept one field per input field (none failed to replay, came out empty or was merged away); then
+    :func:`~.call.fix_lost_labels` would find nothing to fix."""
+    return call.name in _KEEP_EVERY_ELEMENT and len(call.outputs) == 1 and len(call.outputs[0].fields) == len(x.fields)
 
 
 def simple_replay(tracer, call: Call) -> None:
