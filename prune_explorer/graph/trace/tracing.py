@@ -42,6 +42,21 @@ from .traced_int import TracedInt
 from .tracer_attributes import AttributeTracer, without_caches
 
 
+_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
+
+
+def call_tensors(args: tuple, kwargs: dict) -> List[torch.Tensor]:
+    """``tensors_in((args, kwargs))``: the tensors of a call, in order; a call of plain tensors alone (a layer's
+    input, ``a + b``) is answered without the nested walk."""
+    if not kwargs:
+        for a in args:
+            if type(a) not in _PLAIN_TENSORS:
+                break
+        else:
+            return list(args)
+    return tensors_in((args, kwargs))
+
+
 class Tracer(AttributeTracer):
     """Builds channel spaces and couplings from one forward pass. Used by :class:`DependencyGraph`."""
 
@@ -234,8 +249,8 @@ class Tracer(AttributeTracer):
         """The global ids of space ``s`` as an int64 tensor, made once per space (a layer called many times, e.g. a
         shared block, reads the same tensor; label code never writes into an id tensor)."""
         ids = self._space_ids.get(s.index)
-        if ids is None:
-            ids = self._space_ids[s.index] = torch.as_tensor(s.gids(), dtype=torch.long)
+        if ids is None:  # ``s.gids()`` as a tensor, made by torch directly
+            ids = self._space_ids[s.index] = torch.arange(s.offset, s.offset + s.size, dtype=torch.long)
         return ids
 
     def param_space(self, p, pname, dim):
@@ -282,7 +297,7 @@ class Tracer(AttributeTracer):
             self._pending = getattr(self, "_pending", [])
             self.in_tracer_code = True
             try:
-                tensors = tensors_in((args, kwargs))
+                tensors = call_tensors(args, kwargs)
                 self._pending.append((module, [self.value_of(t) for t in tensors]))
                 self._plain_attributes(module, True)
             finally:
@@ -360,7 +375,7 @@ class Tracer(AttributeTracer):
 
     # ---- calls -----------------------------------------------------------------------------------------------
     def on_call(self, func, name, args, kwargs, out) -> None:
-        in_tensors = tensors_in((args, kwargs))
+        in_tensors = call_tensors(args, kwargs)
         out_tensors = tensors_in(out)
         if not out_tensors and name != "__setitem__":
             return
@@ -600,8 +615,11 @@ class TracingMode(TorchFunctionMode):
             for s in sizes[1:]:
                 out = out * s
             return out
-        check_meta_dtypes(name, args, kwargs)
-        out = fast_meta(func, name, args, kwargs) if tr.meta else None
+        if tr.meta:
+            out = fast_meta(func, name, args, kwargs)  # (which checks the dtypes first)
+        else:
+            check_meta_dtypes(name, args, kwargs)
+            out = None
         if out is None:
             out = func(*args, **kwargs)
         tr.in_tracer_code = True
