@@ -43,18 +43,29 @@ from .tracer_attributes import AttributeTracer, without_caches
 
 
 _PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
+#: argument types that hold no tensor and that :func:`~prune_explorer.inputs.tensors_in` does not search
+_ATOMS = frozenset((int, float, bool, complex, str, type(None), TracedInt, slice, type(Ellipsis), torch.dtype,
+                    torch.device, torch.memory_format, torch.layout))
+_SEQUENCES = (tuple, list, torch.Size)
 
 
 def call_tensors(args: tuple, kwargs: dict) -> List[torch.Tensor]:
-    """``tensors_in((args, kwargs))``: the tensors of a call, in order; a call of plain tensors alone (a layer's
-    input, ``a + b``) is answered without the nested walk."""
-    if not kwargs:
-        for a in args:
-            if type(a) not in _PLAIN_TENSORS:
-                break
-        else:
-            return list(args)
-    return tensors_in((args, kwargs))
+    """``tensors_in((args, kwargs))``: the tensors of a call, in order. Arguments that are plain tensors, scalars,
+    or flat tuples / lists of scalars (``x.view(B, N, C)``, ``x.permute((0, 2, 1))``) are read in one loop; anything
+    else (a list of tensors, a tensor subclass, an object) takes the nested walk."""
+    out = []
+    for group in (args, kwargs.values()) if kwargs else (args,):
+        for a in group:
+            t = type(a)
+            if t in _PLAIN_TENSORS:
+                out.append(a)
+            elif t in _ATOMS:
+                continue
+            elif t in _SEQUENCES and all(type(e) in _ATOMS for e in a):
+                continue
+            else:
+                return tensors_in((args, kwargs))
+    return out
 
 
 class Tracer(AttributeTracer):
@@ -250,7 +261,7 @@ class Tracer(AttributeTracer):
         shared block, reads the same tensor; label code never writes into an id tensor)."""
         ids = self._space_ids.get(s.index)
         if ids is None:  # ``s.gids()`` as a tensor, made by torch directly
-            ids = self._space_ids[s.index] = torch.arange(s.offset, s.offset + s.size, dtype=torch.long)
+            ids = self._space_ids[s.index] = torch.arange(s.offset, s.offset + s.size)  # int64
         return ids
 
     def param_space(self, p, pname, dim):
