@@ -153,6 +153,8 @@ def collapse(couplings: "Couplings", f: Field, dims: Sequence[int], reason: str)
 
 def merge_fields(fields: List[Field]) -> List[Field]:
     """Keep at most one field per varying dim (callers unify overlapping fields before merging)."""
+    if len(fields) <= 1:  # (what the loop below keeps of one field)
+        return [f for f in fields if varying_dims(f)]
     out: List[Field] = []
     used: set = set()
     for f in sorted(fields, key=lambda t: -len(varying_dims(t))):
