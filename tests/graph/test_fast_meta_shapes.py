@@ -62,3 +62,27 @@ def test_linear_and_norm_shapes():
     y = torch.zeros(2, 4, 6, 6, device="meta").to(memory_format=torch.channels_last)
     out = _fast_meta(None, "relu", (y,), {})
     assert out.shape == y.shape and out.stride() == y.stride()
+
+
+def test_rows_picked_by_an_index_tensor_match_torch_meta():
+    """``x[index]`` (Swin's relative position bias table): shape and strides as PyTorch's own meta kernel gives."""
+    rng = random.Random(0)
+    fast = 0
+    for _ in range(100):
+        x = torch.empty([rng.randint(1, 6) for _ in range(rng.randint(1, 3))], device="meta")
+        if rng.random() < 0.3 and x.dim() > 1:
+            x = x.transpose(0, -1)  # not contiguous: left to PyTorch
+        index = torch.empty([rng.randint(0, 5) for _ in range(rng.randint(0, 2))], dtype=torch.long, device="meta")
+        got = _fast_meta(torch.Tensor.__getitem__, "__getitem__", (x, index), {})
+        try:
+            ref = x[index]
+        except RuntimeError:  # a 0-d index is read as an int (.item(), refused on meta): left to PyTorch
+            ref = None
+        if got is not None:
+            assert got.shape == ref.shape and got.stride() == ref.stride() and got.dtype == ref.dtype
+            fast += 1
+        else:
+            assert not x.is_contiguous() or index.dim() == 0
+    assert fast > 40
+    mask = torch.empty(3, dtype=torch.bool, device="meta")
+    assert _fast_meta(torch.Tensor.__getitem__, "__getitem__", (torch.empty(3, 2, device="meta"), mask), {}) is None

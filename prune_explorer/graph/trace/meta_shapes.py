@@ -351,8 +351,23 @@ def _masked_fill(func, args, kwargs) -> Optional[torch.Tensor]:
     return x if full_op_name(func).endswith("masked_fill_") else meta_like(x)
 
 
+def _take_rows(args, kwargs) -> Optional[torch.Tensor]:
+    """``x[index]`` with one int64 index tensor (Swin's ``relative_position_bias_table[relative_position_index]``) on a
+    contiguous ``x`` with rows: ``index.shape + x.shape[1:]``, contiguous (PyTorch's meta kernel for it is Python
+    and takes about a millisecond)."""
+    if len(args) != 2 or kwargs or not (_is_meta(args[0]) and _is_meta(args[1])):
+        return None
+    x, index = args
+    # (a 0-d index is read as an int: PyTorch calls .item(), which a meta tensor refuses)
+    if type(index) is not torch.Tensor or index.dtype != torch.long or index.dim() == 0 or x.dim() == 0 \
+            or x.shape[0] == 0 or not x.is_contiguous():
+        return None
+    return torch.empty(tuple(index.shape) + tuple(x.shape[1:]), dtype=x.dtype, device="meta")
+
+
 _COMPOSITE_RULES = {"cat": _cat, "concat": _cat, "concatenate": _cat, "pow": _pow,
-                    "scaled_dot_product_attention": _sdpa, "multi_head_attention_forward": _mha, "roll": _roll}
+                    "scaled_dot_product_attention": _sdpa, "multi_head_attention_forward": _mha, "roll": _roll,
+                    "__getitem__": _take_rows}
 _REDUCTIONS = {"sum", "mean", "amax", "amin"}
 _DTYPE_CHECKED = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear"}
 
@@ -379,7 +394,8 @@ def check_meta_dtypes(name: str, args, kwargs) -> None:
 def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
     """Output of a shape-only op on meta tensors, without running PyTorch's (Python) meta kernels: elementwise
     ops, normalisations, convolutions, linear layers, adaptive average pooling, concatenation, reductions over
-    explicit dims, ``pow``, scaled dot-product attention and ``F.multi_head_attention_forward``.
+    explicit dims, ``pow``, scaled dot-product attention, ``F.multi_head_attention_forward`` and rows picked by an
+    index tensor (``x[index]``).
 
     Returns None when the op is not one of the simple cases (the op then runs normally, and PyTorch raises its own
     error for a call it refuses)."""

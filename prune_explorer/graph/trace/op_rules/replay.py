@@ -56,11 +56,22 @@ def _replay(call: Call, field: torch.Tensor, shape) -> object:
         args = [field] + list(call.args[1:])
         return call.func(*args, **call.kwargs)
     src = full_field(field, shape)
+    if call.name == "__getitem__" and len(call.args) == 2 and not call.kwargs and _meta_rows(call.args[1]) \
+            and len(shape) and shape[0]:
+        # x[index] with a meta index: meta_args_as_zeros would pick row 0 for every entry of the index; that row,
+        # broadcast (a view: no gather of index.numel() rows)
+        index, row = call.args[1], src[0]
+        return row.reshape((1,) * index.dim() + tuple(row.shape)).expand(tuple(index.shape) + tuple(row.shape))
     if call.name in ("view", "view_as"):
         src = src.contiguous()  # an expanded label tensor has zero strides; the data itself was viewable
     args = [src] + [meta_args_as_zeros(a) for a in call.args[1:]]
     kwargs = {k: meta_args_as_zeros(v) for k, v in call.kwargs.items()}
     return call.func(*args, **kwargs)
+
+
+def _meta_rows(index) -> bool:
+    """An int64 meta tensor of at least one dim: ``x[index]`` picks rows of ``x`` (a 0-d one is an int)."""
+    return isinstance(index, torch.Tensor) and index.is_meta and index.dtype == torch.long and index.dim() > 0
 
 
 def _as_outputs(result) -> List[torch.Tensor]:
