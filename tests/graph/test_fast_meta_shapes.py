@@ -86,3 +86,57 @@ def test_rows_picked_by_an_index_tensor_match_torch_meta():
     assert fast > 40
     mask = torch.empty(3, dtype=torch.bool, device="meta")
     assert _fast_meta(torch.Tensor.__getitem__, "__getitem__", (torch.empty(3, 2, device="meta"), mask), {}) is None
+
+
+def test_comparisons_with_a_scalar_match_torch_meta():
+    """``attn_mask != 0`` and its kind: shape, strides and dtype as PyTorch gives them on meta tensors."""
+    import operator
+
+    rng = random.Random(1)
+    fast = 0
+    ops = [(operator.eq, torch.Tensor.__eq__), (operator.ne, torch.Tensor.__ne__), (operator.lt, torch.Tensor.__lt__),
+           (torch.Tensor.le, torch.Tensor.le), (torch.Tensor.gt, torch.Tensor.gt), (torch.ge, torch.ge)]
+    for _ in range(120):
+        dtype = rng.choice([torch.float32, torch.int64, torch.bool, torch.float16])
+        x = torch.empty([rng.randint(0, 4) for _ in range(rng.randint(0, 3))], dtype=dtype, device="meta")
+        if rng.random() < 0.3 and x.dim() > 1:
+            x = x.transpose(0, -1)
+        scalar = rng.choice([0, 1, -2.5, True])
+        call, func = rng.choice(ops)
+        ref = call(x, scalar)
+        got = _fast_meta(func, func.__name__.strip("_"), (x, scalar), {})
+        if got is not None:
+            assert got.shape == ref.shape and got.stride() == ref.stride() and got.dtype == ref.dtype == torch.bool
+            fast += 1
+        else:
+            assert not x.is_contiguous()
+    assert fast > 60
+    x = torch.empty(2, 3, device="meta")
+    assert _fast_meta(torch.Tensor.eq_, "eq", (x, 0), {}) is None  # in place: x's dtype
+    assert _fast_meta(torch.Tensor.eq, "eq", (x, x), {}) is None  # a tensor operand: left to PyTorch
+
+
+def test_softmax_matches_torch_meta():
+    rng = random.Random(2)
+    fast = 0
+    for _ in range(80):
+        x = torch.empty([rng.randint(1, 4) for _ in range(rng.randint(0, 4))], device="meta",
+                        dtype=rng.choice([torch.float32, torch.float16]))
+        if rng.random() < 0.3 and x.dim() > 1:
+            x = x.transpose(0, -1)
+        dim = rng.randint(-max(x.dim(), 1), max(x.dim(), 1) - 1)
+        fn, name = rng.choice([(F.softmax, "softmax"), (F.log_softmax, "log_softmax")])
+        ref = fn(x, dim=dim)
+        got = _fast_meta(fn, name, (x,), {"dim": dim, "_stacklevel": 3, "dtype": None})
+        method = _fast_meta(getattr(torch.Tensor, name), name, (x, dim), {})
+        if got is not None:
+            for out in (got, method):  # (strides of size-1 dims do not matter)
+                assert out.shape == ref.shape and out.dtype == ref.dtype
+                assert [s for s, n in zip(out.stride(), out.shape) if n > 1] == \
+                    [s for s, n in zip(ref.stride(), ref.shape) if n > 1]
+            fast += 1
+        else:
+            assert not x.is_contiguous()
+    assert fast > 40
+    x = torch.empty(2, 3, device="meta")
+    assert _fast_meta(F.softmax, "softmax", (x,), {"dim": 1, "dtype": torch.float64}) is None

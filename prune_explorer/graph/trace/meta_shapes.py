@@ -365,9 +365,40 @@ def _take_rows(args, kwargs) -> Optional[torch.Tensor]:
     return torch.empty(tuple(index.shape) + tuple(x.shape[1:]), dtype=x.dtype, device="meta")
 
 
+_COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge"}
+
+
+def _compare(func, args, kwargs) -> Optional[torch.Tensor]:
+    """``x == 0`` / ``x.ne(0)`` / ``x < 0.5``... of a contiguous real (not complex) meta ``x`` with a Python scalar:
+    a contiguous bool tensor of ``x``'s shape (Swin's ``attn_mask != 0``: PyTorch's meta path for it is Python). The
+    in-place ``eq_`` (``x``'s dtype) and tensor operands are left to PyTorch."""
+    if len(args) != 2 or kwargs or not _is_meta(args[0]) or type(args[1]) not in (int, float, bool):
+        return None
+    x = args[0]
+    short = full_op_name(func).rsplit(".", 1)[-1]
+    if (short.endswith("_") and not short.startswith("__")) or x.dtype.is_complex or not x.is_contiguous():
+        return None
+    return torch.empty(tuple(x.shape), dtype=torch.bool, device="meta")
+
+
+def _softmax(args, kwargs) -> Optional[torch.Tensor]:
+    """``F.softmax(x, dim)`` / ``x.log_softmax(dim)`` of a contiguous floating meta ``x`` with an explicit dim and no
+    ``dtype``: a tensor like ``x`` (PyTorch's meta path for it is Python: tens of microseconds a call)."""
+    x = args[0] if args else None
+    if not _is_meta(x) or not x.dtype.is_floating_point or not x.is_contiguous() or len(args) > 2:
+        return None
+    if set(kwargs) - {"dim", "_stacklevel", "dtype"} or kwargs.get("dtype") is not None:
+        return None
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    n = max(x.dim(), 1)
+    if type(dim) is not int or not -n <= dim < n:
+        return None
+    return meta_like(x)
+
+
 _COMPOSITE_RULES = {"cat": _cat, "concat": _cat, "concatenate": _cat, "pow": _pow,
                     "scaled_dot_product_attention": _sdpa, "multi_head_attention_forward": _mha, "roll": _roll,
-                    "__getitem__": _take_rows}
+                    "__getitem__": _take_rows, "softmax": _softmax, "log_softmax": _softmax}
 _REDUCTIONS = {"sum", "mean", "amax", "amin"}
 _DTYPE_CHECKED = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear"}
 
@@ -394,8 +425,8 @@ def check_meta_dtypes(name: str, args, kwargs) -> None:
 def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
     """Output of a shape-only op on meta tensors, without running PyTorch's (Python) meta kernels: elementwise
     ops, normalisations, convolutions, linear layers, adaptive average pooling, concatenation, reductions over
-    explicit dims, ``pow``, scaled dot-product attention, ``F.multi_head_attention_forward`` and rows picked by an
-    index tensor (``x[index]``).
+    explicit dims, ``pow``, scaled dot-product attention, ``F.multi_head_attention_forward``, rows picked by an
+    index tensor (``x[index]``), comparisons with a scalar and softmax.
 
     Returns None when the op is not one of the simple cases (the op then runs normally, and PyTorch raises its own
     error for a call it refuses)."""
@@ -404,6 +435,8 @@ def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
         return _matmul(args, kwargs) if full_op_name(func).rsplit(".", 1)[-1] in ("matmul", "__matmul__") else None
     if name == "masked_fill":
         return _masked_fill(func, args, kwargs)
+    if name in _COMPARISONS:
+        return _compare(func, args, kwargs)
     if name in _COMPOSITE_RULES:
         return _COMPOSITE_RULES[name](args, kwargs)
     if name in _REDUCTIONS:
