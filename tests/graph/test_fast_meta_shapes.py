@@ -140,3 +140,41 @@ def test_softmax_matches_torch_meta():
     assert fast > 40
     x = torch.empty(2, 3, device="meta")
     assert _fast_meta(F.softmax, "softmax", (x,), {"dim": 1, "dtype": torch.float64}) is None
+
+
+def test_normalize_and_clamp_match_torch_meta():
+    """Swin V2's ``F.normalize(q, dim=-1)`` and ``torch.clamp(logit_scale, max=...)`` on meta tensors."""
+    rng = random.Random(3)
+    fast = 0
+    for _ in range(80):
+        x = torch.empty([rng.randint(1, 4) for _ in range(rng.randint(1, 4))], device="meta")
+        if rng.random() < 0.3 and x.dim() > 1:
+            x = x.transpose(0, -1)  # (normalize keeps this layout)
+        if rng.random() < 0.3:
+            x = torch.empty([2] + list(x.shape), device="meta").permute(*range(1, x.dim() + 1), 0)[..., 1]  # gaps
+        if rng.random() < 0.2 and x.dim() > 1 and x.shape[0] == 1:
+            x = x.expand(3, *x.shape[1:])  # broadcast: normalize left to PyTorch
+        dim = rng.choice([-1, 0, (0, -1), 1])
+        try:
+            ref = F.normalize(x, dim=dim)
+        except (IndexError, RuntimeError):
+            ref = None
+        got = _fast_meta(F.normalize, "normalize", (x,), {"p": 2.0, "dim": dim, "eps": 1e-12, "out": None})
+        if got is not None:
+            assert ref is not None and got.shape == ref.shape and got.dtype == ref.dtype
+            assert [s for s, n in zip(got.stride(), got.shape) if n > 1] == \
+                [s for s, n in zip(ref.stride(), ref.shape) if n > 1]
+            fast += 1
+        if not x.is_contiguous():
+            continue
+        bounds = rng.choice([{"max": 4.6}, {"min": 0}, {"min": -1.0, "max": 2}])
+        ref = torch.clamp(x, **bounds)
+        got = _fast_meta(torch.clamp, "clamp", (x,), bounds)
+        if got is not None:
+            assert got.shape == ref.shape and got.dtype == ref.dtype
+            fast += 1
+    assert fast > 60
+    x = torch.empty(2, 3, device="meta")
+    assert _fast_meta(torch.clamp, "clamp", (x,), {}) is None  # no bound: PyTorch's error
+    assert _fast_meta(torch.Tensor.clamp_, "clamp", (x, 0.0), {}) is x
+    assert _fast_meta(F.normalize, "normalize", (x,), {"dim": (1, -1)}) is None  # a dim twice: PyTorch's error

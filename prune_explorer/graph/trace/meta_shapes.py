@@ -396,9 +396,63 @@ def _softmax(args, kwargs) -> Optional[torch.Tensor]:
     return meta_like(x)
 
 
+def _like_in_layout(x: torch.Tensor) -> Optional[torch.Tensor]:
+    """A new dense meta tensor of ``x``'s shape and dtype whose dims lie in memory in the order of ``x``'s strides
+    (what an element-wise op of ``x`` with broadcast operands gives: Swin V2's ``F.normalize(q)`` of
+    ``q = qkv.permute(2, 0, 3, 1, 4)[0]``). None when two dims of size > 1 have the same stride (no single order)
+    or one is broadcast (stride 0: PyTorch orders those otherwise)."""
+    big = [(st, d) for d, (st, sz) in enumerate(zip(x.stride(), x.shape)) if sz > 1]
+    if len({st for st, _ in big}) != len(big) or any(st == 0 for st, _ in big):
+        return None
+    order = [d for _, d in sorted(big, reverse=True)]  # outermost first
+    ones = [d for d in range(x.dim()) if x.shape[d] <= 1]
+    perm = ones + order
+    out = torch.empty([x.shape[d] for d in perm], dtype=x.dtype, device="meta")
+    return out.permute([perm.index(d) for d in range(x.dim())])
+
+
+def _normalize(args, kwargs) -> Optional[torch.Tensor]:
+    """``F.normalize(x, p, dim, eps)`` of a floating meta ``x`` over distinct, valid dims, no ``out``: ``x / norm``, a
+    dense tensor in ``x``'s layout (:func:`_like_in_layout`; PyTorch runs it as several Python meta kernels, about a
+    millisecond)."""
+    x = args[0] if args else None
+    if not _is_meta(x) or not x.dtype.is_floating_point or len(args) > 1:
+        return None
+    if set(kwargs) - {"p", "dim", "eps", "out"} or kwargs.get("out") is not None:
+        return None
+    p, dim = kwargs.get("p", 2.0), kwargs.get("dim", 1)
+    dims = [dim] if type(dim) is int else list(dim) if type(dim) in (tuple, list) else None
+    n = max(x.dim(), 1)
+    if type(p) not in (int, float) or not dims or not all(type(d) is int and -n <= d < n for d in dims) \
+            or len({d % n for d in dims}) != len(dims):
+        return None
+    return meta_like(x) if x.is_contiguous() else _like_in_layout(x)
+
+
+def _clamp(func, args, kwargs) -> Optional[torch.Tensor]:
+    """``torch.clamp(x, min, max)`` of a contiguous floating meta ``x`` with Python number bounds (at least one):
+    a tensor like ``x`` (``x`` itself in place). Swin V2's ``clamp(logit_scale, max=...)``."""
+    x = args[0] if args else None
+    if not _is_meta(x) or not x.dtype.is_floating_point or not x.is_contiguous() or len(args) > 3:
+        return None
+    if set(kwargs) - {"min", "max"}:
+        return None
+    bounds = list(args[1:]) + [None] * (3 - len(args))
+    for k, name in ((0, "min"), (1, "max")):
+        if name in kwargs:
+            if len(args) > k + 1:
+                return None  # given twice: PyTorch's error
+            bounds[k] = kwargs[name]
+    if all(b is None for b in bounds) or not all(b is None or type(b) in (int, float) for b in bounds):
+        return None
+    short = full_op_name(func).rsplit(".", 1)[-1]
+    return x if short.endswith("_") and not short.startswith("__") else meta_like(x)
+
+
 _COMPOSITE_RULES = {"cat": _cat, "concat": _cat, "concatenate": _cat, "pow": _pow,
                     "scaled_dot_product_attention": _sdpa, "multi_head_attention_forward": _mha, "roll": _roll,
-                    "__getitem__": _take_rows, "softmax": _softmax, "log_softmax": _softmax}
+                    "__getitem__": _take_rows, "softmax": _softmax, "log_softmax": _softmax,
+                    "normalize": _normalize}
 _REDUCTIONS = {"sum", "mean", "amax", "amin"}
 _DTYPE_CHECKED = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear"}
 
@@ -426,7 +480,7 @@ def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
     """Output of a shape-only op on meta tensors, without running PyTorch's (Python) meta kernels: elementwise
     ops, normalisations, convolutions, linear layers, adaptive average pooling, concatenation, reductions over
     explicit dims, ``pow``, scaled dot-product attention, ``F.multi_head_attention_forward``, rows picked by an
-    index tensor (``x[index]``), comparisons with a scalar and softmax.
+    index tensor (``x[index]``), comparisons with a scalar, softmax, ``F.normalize`` and ``clamp``.
 
     Returns None when the op is not one of the simple cases (the op then runs normally, and PyTorch raises its own
     error for a call it refuses)."""
@@ -437,6 +491,8 @@ def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
         return _masked_fill(func, args, kwargs)
     if name in _COMPARISONS:
         return _compare(func, args, kwargs)
+    if name == "clamp":
+        return _clamp(func, args, kwargs)
     if name in _COMPOSITE_RULES:
         return _COMPOSITE_RULES[name](args, kwargs)
     if name in _REDUCTIONS:
