@@ -178,3 +178,31 @@ def test_normalize_and_clamp_match_torch_meta():
     assert _fast_meta(torch.clamp, "clamp", (x,), {}) is None  # no bound: PyTorch's error
     assert _fast_meta(torch.Tensor.clamp_, "clamp", (x, 0.0), {}) is x
     assert _fast_meta(F.normalize, "normalize", (x,), {"dim": (1, -1)}) is None  # a dim twice: PyTorch's error
+
+
+def test_reshape_matches_torch_meta():
+    """A view where PyTorch gives one (same strides), a contiguous copy otherwise; invalid sizes left to PyTorch."""
+    rng = random.Random(11)
+    fast = copies = 0
+    for _ in range(400):
+        nd = rng.randint(0, 4)
+        x = torch.empty([rng.randint(1, 4) for _ in range(nd)], device="meta")
+        if nd > 1 and rng.random() < 0.5:
+            perm = list(range(nd))
+            rng.shuffle(perm)
+            x = x.permute(perm)
+        n = x.numel()
+        sizes = rng.choice([[n], [-1], [1, n], [2, -1], [-1, 2, 2], [n + 1], [-1, -1]]
+                           + ([list(x.shape)[::-1], [x.shape[0], -1]] if nd else []))
+        try:
+            ref = x.reshape(sizes)
+        except RuntimeError:
+            ref = None
+        got = _fast_meta(torch.Tensor.reshape, "reshape", (x, *sizes), {})
+        if ref is None:
+            assert got is None
+        elif got is not None:
+            assert (got.shape, got.stride(), got._is_view()) == (ref.shape, ref.stride(), ref._is_view())
+            fast += 1
+            copies += not got._is_view()
+    assert fast > 200 and copies > 10

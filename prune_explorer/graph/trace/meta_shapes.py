@@ -449,10 +449,40 @@ def _clamp(func, args, kwargs) -> Optional[torch.Tensor]:
     return x if short.endswith("_") and not short.startswith("__") else meta_like(x)
 
 
+def _reshape(args, kwargs) -> Optional[torch.Tensor]:
+    """``x.reshape(*sizes)`` / ``torch.reshape(x, sizes)`` of a meta ``x`` to valid sizes (one ``-1`` at most): a view
+    where ``x.view`` gives one, else a new contiguous tensor, as PyTorch decides (its meta path for reshape is
+    Python: tens of microseconds a call, 53 per swin_t trace). Invalid sizes are left to PyTorch (its error)."""
+    x = args[0] if args else None
+    if not _is_meta(x) or (kwargs and (set(kwargs) != {"shape"} or len(args) > 1)):
+        return None
+    sizes = list(args[1:]) if not kwargs else [kwargs["shape"]]
+    if len(sizes) == 1 and type(sizes[0]) in (tuple, list, torch.Size):
+        sizes = list(sizes[0])
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= -1 for v in sizes) or sizes.count(-1) > 1:
+        return None
+    sizes = [int(v) for v in sizes]
+    known = 1
+    for v in sizes:
+        if v != -1:
+            known *= v
+    n = x.numel()
+    if -1 in sizes:
+        if known == 0 or n % known:
+            return None
+        sizes[sizes.index(-1)] = n // known
+    elif known != n:
+        return None
+    try:
+        return x.view(sizes)
+    except RuntimeError:  # not viewable: reshape copies
+        return torch.empty(sizes, dtype=x.dtype, device="meta")
+
+
 _COMPOSITE_RULES = {"cat": _cat, "concat": _cat, "concatenate": _cat, "pow": _pow,
                     "scaled_dot_product_attention": _sdpa, "multi_head_attention_forward": _mha, "roll": _roll,
                     "__getitem__": _take_rows, "softmax": _softmax, "log_softmax": _softmax,
-                    "normalize": _normalize}
+                    "normalize": _normalize, "reshape": _reshape}
 _REDUCTIONS = {"sum", "mean", "amax", "amin"}
 _DTYPE_CHECKED = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear"}
 
@@ -480,7 +510,7 @@ def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
     """Output of a shape-only op on meta tensors, without running PyTorch's (Python) meta kernels: elementwise
     ops, normalisations, convolutions, linear layers, adaptive average pooling, concatenation, reductions over
     explicit dims, ``pow``, scaled dot-product attention, ``F.multi_head_attention_forward``, rows picked by an
-    index tensor (``x[index]``), comparisons with a scalar, softmax, ``F.normalize`` and ``clamp``.
+    index tensor (``x[index]``), comparisons with a scalar, softmax, ``F.normalize``, ``clamp`` and ``reshape``.
 
     Returns None when the op is not one of the simple cases (the op then runs normally, and PyTorch raises its own
     error for a call it refuses)."""
