@@ -46,9 +46,31 @@ def _ids_of(fields) -> np.ndarray:
     return ids[ids >= 0]
 
 
-def _same_classes(of: np.ndarray, src_fields, fields) -> bool:
-    """Whether two lists of label fields hold the same channel classes."""
-    return np.array_equal(unique_ints(of[_ids_of(src_fields)]), unique_ints(of[_ids_of(fields)]))
+def _same_classes(of: np.ndarray, src_ids: np.ndarray, ids: np.ndarray) -> bool:
+    """Whether two sets of channel ids (see :func:`_ids_of`) hold the same channel classes."""
+    return np.array_equal(unique_ints(of[src_ids]), unique_ints(of[ids]))
+
+
+def _first_reasons(of: np.ndarray, fixed: Sequence[Tuple[np.ndarray, str]]) -> Dict[int, str]:
+    """``{class: reason}`` of the fixed ids: each class keeps the reason of the first entry of ``fixed`` that holds
+    one of its ids, and the dict lists the classes as that loop would have met them (entry by entry, classes in
+    increasing order within an entry). One sort over every fixed id instead of a Python loop over classes.
+
+    >>> of = np.array([0, 1, 1, 3])
+    >>> _first_reasons(of, [(np.array([3, 2]), "a"), (np.array([1, 3]), "b")])
+    {1: 'a', 3: 'a'}
+    """
+    if not fixed:
+        return {}
+    cls = of[np.concatenate([np.asarray(ids, dtype=np.int64).reshape(-1) for ids, _ in fixed])]
+    entry = np.repeat(np.arange(len(fixed)), [np.asarray(ids).size for ids, _ in fixed])
+    order = np.lexsort((entry, cls))  # by class, then entry
+    cls, entry = cls[order], entry[order]
+    first = np.ones(cls.size, dtype=bool)
+    first[1:] = cls[1:] != cls[:-1]
+    cls, entry = cls[first], entry[first]
+    met = np.lexsort((cls, entry))  # the loop's order: by entry, then class
+    return {c: fixed[e][1] for c, e in zip(cls[met].tolist(), entry[met].tolist())}
 
 
 class ChannelClasses:
@@ -84,23 +106,27 @@ class ChannelClasses:
         are computed again), else both are fixed. ``checks``: ``check(of, reasons)`` run last, each may fix more
         classes (the size-attribute checks of :mod:`.attribute_sizes`)."""
         of = connected_components(n, pair_a, pair_b)
+        # each deferred check's ids, read once: (source ids, ids, reason, same classes as far as known)
+        checks_ids = [[_ids_of(d[0]), _ids_of(d[1]), d[2], None] for d in deferred]
         extra_a, extra_b = [], []
-        for d in deferred:
+        for d, c in zip(deferred, checks_ids):
             fallback = d[3] if len(d) > 3 else None
-            if fallback is not None and not _same_classes(of, d[0], d[1]):
-                pa, pb = np.broadcast_arrays(fallback[0].numpy(), fallback[1].numpy())
-                ok = (pa >= 0) & (pb >= 0)
-                extra_a.append(pa[ok])
-                extra_b.append(pb[ok])
+            if fallback is not None:
+                c[3] = _same_classes(of, c[0], c[1])
+                if not c[3]:
+                    pa, pb = np.broadcast_arrays(fallback[0].numpy(), fallback[1].numpy())
+                    ok = (pa >= 0) & (pb >= 0)
+                    extra_a.append(pa[ok])
+                    extra_b.append(pb[ok])
         if extra_a:
             of = connected_components(n, list(pair_a) + extra_a, list(pair_b) + extra_b)
-        reasons: Dict[int, str] = {}
-        for ids, reason in fixed:
-            for c in unique_ints(of[ids]):
-                reasons.setdefault(int(c), reason)
-        for src_fields, fields, reason, *_ in deferred:
-            if not _same_classes(of, src_fields, fields):
-                for c in unique_ints(of[np.concatenate([_ids_of(src_fields), _ids_of(fields)])]):
+            for c in checks_ids:  # the new classes are unions of the old: what held the same classes still does
+                if c[3] is False:
+                    c[3] = None
+        reasons = _first_reasons(of, fixed)
+        for src_ids, ids, reason, same in checks_ids:
+            if not (same if same is not None else _same_classes(of, src_ids, ids)):
+                for c in unique_ints(of[np.concatenate([src_ids, ids])]):
                     reasons.setdefault(int(c), reason)
         for check in checks:
             check(of, reasons)

@@ -253,6 +253,8 @@ class AttributeTracking:
         seen_cfg: Dict[int, str] = {}
         for mpath, m in (model.named_modules() if named_modules is None else named_modules):
             self._holders.append(m)
+            if set(map(type, m.__dict__.values())) <= _NEVER_SIZES:  # (containers, activations: a set made in C)
+                continue
             spatial = _SPATIAL_ATTRS if isinstance(m, _SPATIAL_LAYERS) else ()
             for k, v in list(m.__dict__.items()):
                 if type(v) in _NEVER_SIZES or k in spatial:
@@ -310,9 +312,17 @@ class AttributeTracking:
         self._installed = []
         for holder in self._holders:  # sizes the forward cached on a module or config
             d = holder.__dict__
+            types_held = set(map(type, d.values())) - _NOT_TRACED  # (a set made in C: most holders hold none)
+            if not types_held or not any(issubclass(t, TracedInt) for t in types_held):
+                _NOT_TRACED.update(types_held)
+                continue
             for k, v in list(d.items()):
                 if isinstance(v, TracedInt):
                     d[k] = int(v)
+
+
+#: value types seen in a holder's dict that are not :class:`~.traced_int.TracedInt` (no value of theirs is one)
+_NOT_TRACED: set = set()
 
 
 def resolve_attribute(model: nn.Module, address: dict) -> Tuple[Any, str]:

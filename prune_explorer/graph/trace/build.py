@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch.nn as nn
 from torch.nn.modules import module as torch_module
@@ -18,17 +18,18 @@ from torch.nn.modules import module as torch_module
 from ...errors import TracingError
 from ...inputs import forget_whole, has_meta_tensors, passes_whole, remember_whole
 from ...layers.registry import PRUNER_METHODS, is_pruner
-from ..edit.snapshot import restore_modules, snapshot_modules
+from ..edit.snapshot import module_state, restore_modules
 from .tracing import Tracer
 
 __all__ = ["check_customized_pruners", "has_user_hooks", "trace_model"]
 
 
-def has_user_hooks(model: nn.Module) -> bool:
-    """Hooks a meta-device trace would feed meta tensors to (so the trace then runs for real)."""
+def has_user_hooks(model: nn.Module, modules: Optional[Sequence[nn.Module]] = None) -> bool:
+    """Hooks a meta-device trace would feed meta tensors to (so the trace then runs for real). ``modules``:
+    ``list(model.modules())`` when the caller already has it."""
     if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
         return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    return any(m._forward_hooks or m._forward_pre_hooks for m in (model.modules() if modules is None else modules))
 
 
 def check_customized_pruners(customized_pruners: dict) -> None:
@@ -68,11 +69,13 @@ def trace_model(model: nn.Module, example_inputs, forward_fn: Optional[Callable]
 
 def _trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners, unwrapped_parameters,
                  head_pruning) -> Tracer:
-    if not has_user_hooks(model) and not has_meta_tensors(example_inputs):
-        tracer = Tracer(model, customized_pruners, unwrapped_parameters, head_pruning=head_pruning)
+    tracer = Tracer(model, customized_pruners, unwrapped_parameters, head_pruning=head_pruning)
+    modules = [m for _, m in tracer.named_modules]  # the tracer's one walk of the module tree
+    if not has_user_hooks(model, modules) and not has_meta_tensors(example_inputs):
         # a forward pass may cache things on modules (torchvision's anchor generators keep their anchors):
-        # whatever the meta run stores is put back, so the model is exactly as it was
-        state = snapshot_modules([model])
+        # whatever the meta run stores is put back, so the model is exactly as it was (``snapshot_modules``, from
+        # the walk above)
+        state = [module_state(m) for m in modules]
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -88,6 +91,6 @@ def _trace_model(model, example_inputs, forward_fn, output_transform, customized
             return tracer
         finally:
             restore_modules(state)
-    tracer = Tracer(model, customized_pruners, unwrapped_parameters, head_pruning=head_pruning)
+        tracer = Tracer(model, customized_pruners, unwrapped_parameters, head_pruning=head_pruning)
     tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform)
     return tracer

@@ -88,13 +88,13 @@ def compress(f: Field) -> Optional[Field]:
     # drop each dim's stride-0 (broadcast) positions first
     if 0 in a.strides:
         a = a[tuple(slice(0, 1) if s > 1 and st == 0 else slice(None) for s, st in zip(a.shape, a.strides))]
-    if a.max() < 0:
+    if _max(a) < 0:
         return None
     changed = a.shape != tuple(f.shape)
     for d in range(a.ndim):
         if a.shape[d] > 1:
             first = a[(slice(None),) * d + (slice(0, 1),)]
-            if (a == first).all():
+            if not _count(a != first):
                 a, changed = first, True
     if not changed and f.is_contiguous():
         return f
@@ -153,6 +153,8 @@ def collapse(couplings: "Couplings", f: Field, dims: Sequence[int], reason: str)
 
 def merge_fields(fields: List[Field]) -> List[Field]:
     """Keep at most one field per varying dim (callers unify overlapping fields before merging)."""
+    if len(fields) <= 1:  # (what the loop below keeps of one field)
+        return [f for f in fields if varying_dims(f)]
     out: List[Field] = []
     used: set = set()
     for f in sorted(fields, key=lambda t: -len(varying_dims(t))):
@@ -185,7 +187,7 @@ class Couplings:
         if a.shape != b.shape:
             a, b = np.broadcast_arrays(a, b)
         mask = (a >= 0) & (b >= 0) & (a != b)
-        if mask.any():
+        if _count(mask):
             pa, pb = a[mask], b[mask]
             if pa.size > max(stored, 64):  # many positions repeat the same pair; keep each pair once
                 key = unique_ints((pa << 32) | pb)  # ids are < 2**31 (one per channel of the model)
@@ -206,14 +208,15 @@ class Couplings:
         """Couple ``a`` and ``b`` position by position; a labeled position facing an unlabeled one is fixed."""
         a, b = _as_numpy(a), _as_numpy(b)
         if a.shape == b.shape and a.size and a.flags.c_contiguous and b.flags.c_contiguous \
-                and a.min() >= 0 and b.min() >= 0:
+                and _min(a) >= 0 and _min(b) >= 0:
             # the common case (a layer reading labeled channels): every position labeled on both sides, nothing
             # broadcast; pairs are every position where the ids differ, nothing is fixed
             differ = a != b
-            if differ.all():
+            n_differ = _count(differ)
+            if n_differ == differ.size:
                 self.pair_a.append(a.reshape(-1).copy())
                 self.pair_b.append(b.reshape(-1).copy())
-            elif differ.any():
+            elif n_differ:
                 self.pair_a.append(a[differ])
                 self.pair_b.append(b[differ])
             return
@@ -238,6 +241,19 @@ class Couplings:
         return list(self.fixed)
 
 
+# whole-array reductions without the Python wrappers of ``ndarray.min`` / ``.max`` / ``.all`` (a few microseconds
+# each on the small label arrays, called several times per traced op)
+_count = np.count_nonzero
+
+
+def _min(a: np.ndarray):
+    return np.minimum.reduce(a, axis=None)
+
+
+def _max(a: np.ndarray):
+    return np.maximum.reduce(a, axis=None)
+
+
 def _as_numpy(t: torch.Tensor) -> np.ndarray:
     """A label field as a numpy view (no copy; expanded views keep their zero strides)."""
     _check_real(t)
@@ -255,6 +271,6 @@ def _stored_numel(a: np.ndarray) -> int:
 
 def _check_real(*tensors) -> None:
     for t in tensors:
-        if t.device.type != "cpu" or t.dtype != torch.long:
+        if not t.is_cpu or t.dtype is not torch.long:
             raise RuntimeError(f"internal: a label tensor must be int64 on the CPU, got {t.dtype} on {t.device}")
 

@@ -351,8 +351,138 @@ def _masked_fill(func, args, kwargs) -> Optional[torch.Tensor]:
     return x if full_op_name(func).endswith("masked_fill_") else meta_like(x)
 
 
+def _take_rows(args, kwargs) -> Optional[torch.Tensor]:
+    """``x[index]`` with one int64 index tensor (Swin's ``relative_position_bias_table[relative_position_index]``) on a
+    contiguous ``x`` with rows: ``index.shape + x.shape[1:]``, contiguous (PyTorch's meta kernel for it is Python
+    and takes about a millisecond)."""
+    if len(args) != 2 or kwargs or not (_is_meta(args[0]) and _is_meta(args[1])):
+        return None
+    x, index = args
+    # (a 0-d index is read as an int: PyTorch calls .item(), which a meta tensor refuses)
+    if type(index) is not torch.Tensor or index.dtype != torch.long or index.dim() == 0 or x.dim() == 0 \
+            or x.shape[0] == 0 or not x.is_contiguous():
+        return None
+    return torch.empty(tuple(index.shape) + tuple(x.shape[1:]), dtype=x.dtype, device="meta")
+
+
+_COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge"}
+
+
+def _compare(func, args, kwargs) -> Optional[torch.Tensor]:
+    """``x == 0`` / ``x.ne(0)`` / ``x < 0.5``... of a contiguous real (not complex) meta ``x`` with a Python scalar:
+    a contiguous bool tensor of ``x``'s shape (Swin's ``attn_mask != 0``: PyTorch's meta path for it is Python). The
+    in-place ``eq_`` (``x``'s dtype) and tensor operands are left to PyTorch."""
+    if len(args) != 2 or kwargs or not _is_meta(args[0]) or type(args[1]) not in (int, float, bool):
+        return None
+    x = args[0]
+    short = full_op_name(func).rsplit(".", 1)[-1]
+    if (short.endswith("_") and not short.startswith("__")) or x.dtype.is_complex or not x.is_contiguous():
+        return None
+    return torch.empty(tuple(x.shape), dtype=torch.bool, device="meta")
+
+
+def _softmax(args, kwargs) -> Optional[torch.Tensor]:
+    """``F.softmax(x, dim)`` / ``x.log_softmax(dim)`` of a contiguous floating meta ``x`` with an explicit dim and no
+    ``dtype``: a tensor like ``x`` (PyTorch's meta path for it is Python: tens of microseconds a call)."""
+    x = args[0] if args else None
+    if not _is_meta(x) or not x.dtype.is_floating_point or not x.is_contiguous() or len(args) > 2:
+        return None
+    if set(kwargs) - {"dim", "_stacklevel", "dtype"} or kwargs.get("dtype") is not None:
+        return None
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    n = max(x.dim(), 1)
+    if type(dim) is not int or not -n <= dim < n:
+        return None
+    return meta_like(x)
+
+
+def _like_in_layout(x: torch.Tensor) -> Optional[torch.Tensor]:
+    """A new dense meta tensor of ``x``'s shape and dtype whose dims lie in memory in the order of ``x``'s strides
+    (what an element-wise op of ``x`` with broadcast operands gives: Swin V2's ``F.normalize(q)`` of
+    ``q = qkv.permute(2, 0, 3, 1, 4)[0]``). None when two dims of size > 1 have the same stride (no single order)
+    or one is broadcast (stride 0: PyTorch orders those otherwise)."""
+    big = [(st, d) for d, (st, sz) in enumerate(zip(x.stride(), x.shape)) if sz > 1]
+    if len({st for st, _ in big}) != len(big) or any(st == 0 for st, _ in big):
+        return None
+    order = [d for _, d in sorted(big, reverse=True)]  # outermost first
+    ones = [d for d in range(x.dim()) if x.shape[d] <= 1]
+    perm = ones + order
+    out = torch.empty([x.shape[d] for d in perm], dtype=x.dtype, device="meta")
+    return out.permute([perm.index(d) for d in range(x.dim())])
+
+
+def _normalize(args, kwargs) -> Optional[torch.Tensor]:
+    """``F.normalize(x, p, dim, eps)`` of a floating meta ``x`` over distinct, valid dims, no ``out``: ``x / norm``, a
+    dense tensor in ``x``'s layout (:func:`_like_in_layout`; PyTorch runs it as several Python meta kernels, about a
+    millisecond)."""
+    x = args[0] if args else None
+    if not _is_meta(x) or not x.dtype.is_floating_point or len(args) > 1:
+        return None
+    if set(kwargs) - {"p", "dim", "eps", "out"} or kwargs.get("out") is not None:
+        return None
+    p, dim = kwargs.get("p", 2.0), kwargs.get("dim", 1)
+    dims = [dim] if type(dim) is int else list(dim) if type(dim) in (tuple, list) else None
+    n = max(x.dim(), 1)
+    if type(p) not in (int, float) or not dims or not all(type(d) is int and -n <= d < n for d in dims) \
+            or len({d % n for d in dims}) != len(dims):
+        return None
+    return meta_like(x) if x.is_contiguous() else _like_in_layout(x)
+
+
+def _clamp(func, args, kwargs) -> Optional[torch.Tensor]:
+    """``torch.clamp(x, min, max)`` of a contiguous floating meta ``x`` with Python number bounds (at least one):
+    a tensor like ``x`` (``x`` itself in place). Swin V2's ``clamp(logit_scale, max=...)``."""
+    x = args[0] if args else None
+    if not _is_meta(x) or not x.dtype.is_floating_point or not x.is_contiguous() or len(args) > 3:
+        return None
+    if set(kwargs) - {"min", "max"}:
+        return None
+    bounds = list(args[1:]) + [None] * (3 - len(args))
+    for k, name in ((0, "min"), (1, "max")):
+        if name in kwargs:
+            if len(args) > k + 1:
+                return None  # given twice: PyTorch's error
+            bounds[k] = kwargs[name]
+    if all(b is None for b in bounds) or not all(b is None or type(b) in (int, float) for b in bounds):
+        return None
+    short = full_op_name(func).rsplit(".", 1)[-1]
+    return x if short.endswith("_") and not short.startswith("__") else meta_like(x)
+
+
+def _reshape(args, kwargs) -> Optional[torch.Tensor]:
+    """``x.reshape(*sizes)`` / ``torch.reshape(x, sizes)`` of a meta ``x`` to valid sizes (one ``-1`` at most): a view
+    where ``x.view`` gives one, else a new contiguous tensor, as PyTorch decides (its meta path for reshape is
+    Python: tens of microseconds a call, 53 per swin_t trace). Invalid sizes are left to PyTorch (its error)."""
+    x = args[0] if args else None
+    if not _is_meta(x) or (kwargs and (set(kwargs) != {"shape"} or len(args) > 1)):
+        return None
+    sizes = list(args[1:]) if not kwargs else [kwargs["shape"]]
+    if len(sizes) == 1 and type(sizes[0]) in (tuple, list, torch.Size):
+        sizes = list(sizes[0])
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= -1 for v in sizes) or sizes.count(-1) > 1:
+        return None
+    sizes = [int(v) for v in sizes]
+    known = 1
+    for v in sizes:
+        if v != -1:
+            known *= v
+    n = x.numel()
+    if -1 in sizes:
+        if known == 0 or n % known:
+            return None
+        sizes[sizes.index(-1)] = n // known
+    elif known != n:
+        return None
+    try:
+        return x.view(sizes)
+    except RuntimeError:  # not viewable: reshape copies
+        return torch.empty(sizes, dtype=x.dtype, device="meta")
+
+
 _COMPOSITE_RULES = {"cat": _cat, "concat": _cat, "concatenate": _cat, "pow": _pow,
-                    "scaled_dot_product_attention": _sdpa, "multi_head_attention_forward": _mha, "roll": _roll}
+                    "scaled_dot_product_attention": _sdpa, "multi_head_attention_forward": _mha, "roll": _roll,
+                    "__getitem__": _take_rows, "softmax": _softmax, "log_softmax": _softmax,
+                    "normalize": _normalize, "reshape": _reshape}
 _REDUCTIONS = {"sum", "mean", "amax", "amin"}
 _DTYPE_CHECKED = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear"}
 
@@ -379,7 +509,8 @@ def check_meta_dtypes(name: str, args, kwargs) -> None:
 def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
     """Output of a shape-only op on meta tensors, without running PyTorch's (Python) meta kernels: elementwise
     ops, normalisations, convolutions, linear layers, adaptive average pooling, concatenation, reductions over
-    explicit dims, ``pow``, scaled dot-product attention and ``F.multi_head_attention_forward``.
+    explicit dims, ``pow``, scaled dot-product attention, ``F.multi_head_attention_forward``, rows picked by an
+    index tensor (``x[index]``), comparisons with a scalar, softmax, ``F.normalize``, ``clamp`` and ``reshape``.
 
     Returns None when the op is not one of the simple cases (the op then runs normally, and PyTorch raises its own
     error for a call it refuses)."""
@@ -388,6 +519,10 @@ def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
         return _matmul(args, kwargs) if full_op_name(func).rsplit(".", 1)[-1] in ("matmul", "__matmul__") else None
     if name == "masked_fill":
         return _masked_fill(func, args, kwargs)
+    if name in _COMPARISONS:
+        return _compare(func, args, kwargs)
+    if name == "clamp":
+        return _clamp(func, args, kwargs)
     if name in _COMPOSITE_RULES:
         return _COMPOSITE_RULES[name](args, kwargs)
     if name in _REDUCTIONS:

@@ -22,7 +22,7 @@ sizes) are classified by :func:`kind_of`:
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any, FrozenSet, Iterator, NamedTuple
+from typing import Any, FrozenSet, Iterator, List, NamedTuple
 
 import torch
 
@@ -88,21 +88,36 @@ _NO_INTS = frozenset((torch.Tensor, torch.nn.Parameter, int, float, bool, str, t
 
 
 def traced_ints_in(obj: Any, skip_keys=("dim", "dims", "axis", "dtype")) -> Iterator[TracedInt]:
-    """Every :class:`TracedInt` that depends on an attribute inside ``obj`` (args, kwargs, nested tuples, slices)."""
+    """Every :class:`TracedInt` that depends on an attribute inside ``obj`` (args, kwargs, nested tuples, slices),
+    in order."""
+    out: List[TracedInt] = []
+    _collect_ints(obj, skip_keys, out)
+    return iter(out)
+
+
+def _collect_ints(obj: Any, skip_keys, out: list) -> None:
+    """:func:`traced_ints_in` into ``out``: one call per container (not a generator per item; every traced op's
+    arguments are searched)."""
     if isinstance(obj, TracedInt):
         if obj.attrs:
-            yield obj
+            out.append(obj)
     elif isinstance(obj, (tuple, list)):
         for o in obj:
-            if type(o) not in _NO_INTS:  # (a list of 48 tensors for DenseNet's cat: no generator each)
-                yield from traced_ints_in(o, skip_keys)
+            t = type(o)
+            if t in _NO_INTS:  # (a list of 48 tensors for DenseNet's cat)
+                continue
+            if t is TracedInt:
+                if o.attrs:
+                    out.append(o)
+            else:
+                _collect_ints(o, skip_keys, out)
     elif isinstance(obj, dict):
         for k, v in obj.items():
             if k not in skip_keys:
-                yield from traced_ints_in(v, skip_keys)
+                _collect_ints(v, skip_keys, out)
     elif isinstance(obj, slice):
         for o in (obj.start, obj.stop, obj.step):
-            yield from traced_ints_in(o, skip_keys)
+            _collect_ints(o, skip_keys, out)
 
 
 def attrs_in(obj: Any, skip_keys=("dim", "dims", "axis", "dtype")) -> Iterator[AttributeRef]:

@@ -42,6 +42,32 @@ from .traced_int import TracedInt
 from .tracer_attributes import AttributeTracer, without_caches
 
 
+_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
+#: argument types that hold no tensor and that :func:`~prune_explorer.inputs.tensors_in` does not search
+_ATOMS = frozenset((int, float, bool, complex, str, type(None), TracedInt, slice, type(Ellipsis), torch.dtype,
+                    torch.device, torch.memory_format, torch.layout))
+_SEQUENCES = (tuple, list, torch.Size)
+
+
+def call_tensors(args: tuple, kwargs: dict) -> List[torch.Tensor]:
+    """``tensors_in((args, kwargs))``: the tensors of a call, in order. Arguments that are plain tensors, scalars,
+    or flat tuples / lists of scalars (``x.view(B, N, C)``, ``x.permute((0, 2, 1))``) are read in one loop; anything
+    else (a list of tensors, a tensor subclass, an object) takes the nested walk."""
+    out = []
+    for group in (args, kwargs.values()) if kwargs else (args,):
+        for a in group:
+            t = type(a)
+            if t in _PLAIN_TENSORS:
+                out.append(a)
+            elif t in _ATOMS:
+                continue
+            elif t in _SEQUENCES and all(type(e) in _ATOMS for e in a):
+                continue
+            else:
+                return tensors_in((args, kwargs))
+    return out
+
+
 class Tracer(AttributeTracer):
     """Builds channel spaces and couplings from one forward pass. Used by :class:`DependencyGraph`."""
 
@@ -234,8 +260,8 @@ class Tracer(AttributeTracer):
         """The global ids of space ``s`` as an int64 tensor, made once per space (a layer called many times, e.g. a
         shared block, reads the same tensor; label code never writes into an id tensor)."""
         ids = self._space_ids.get(s.index)
-        if ids is None:
-            ids = self._space_ids[s.index] = torch.as_tensor(s.gids(), dtype=torch.long)
+        if ids is None:  # ``s.gids()`` as a tensor, made by torch directly
+            ids = self._space_ids[s.index] = torch.arange(s.offset, s.offset + s.size)  # int64
         return ids
 
     def param_space(self, p, pname, dim):
@@ -282,7 +308,7 @@ class Tracer(AttributeTracer):
             self._pending = getattr(self, "_pending", [])
             self.in_tracer_code = True
             try:
-                tensors = tensors_in((args, kwargs))
+                tensors = call_tensors(args, kwargs)
                 self._pending.append((module, [self.value_of(t) for t in tensors]))
                 self._plain_attributes(module, True)
             finally:
@@ -360,7 +386,7 @@ class Tracer(AttributeTracer):
 
     # ---- calls -----------------------------------------------------------------------------------------------
     def on_call(self, func, name, args, kwargs, out) -> None:
-        in_tensors = tensors_in((args, kwargs))
+        in_tensors = call_tensors(args, kwargs)
         out_tensors = tensors_in(out)
         if not out_tensors and name != "__setitem__":
             return
@@ -600,8 +626,11 @@ class TracingMode(TorchFunctionMode):
             for s in sizes[1:]:
                 out = out * s
             return out
-        check_meta_dtypes(name, args, kwargs)
-        out = fast_meta(func, name, args, kwargs) if tr.meta else None
+        if tr.meta:
+            out = fast_meta(func, name, args, kwargs)  # (which checks the dtypes first)
+        else:
+            check_meta_dtypes(name, args, kwargs)
+            out = None
         if out is None:
             out = func(*args, **kwargs)
         tr.in_tracer_code = True

@@ -21,6 +21,12 @@ def elementwise(tracer, call: Call, inputs: Optional[Sequence[Value]] = None) ->
     out = call.outputs[0]
     nd = out.ndim
     ins = [v for v in (inputs if inputs is not None else call.inputs) if v.ndim <= nd]
+    if len(ins) == 1:  # one operand (relu, dropout, x * 2.0): its channels meet none, they pass through
+        merged = merge_fields([align(f, nd) for f in ins[0].fields])
+        for o in call.outputs:
+            if o.shape == out.shape:
+                o.fields = list(merged)
+        return
     shapes = [(1,) * (nd - v.ndim) + v.shape for v in ins]
     fields = [[align(f, nd) for f in v.fields] for v in ins]
     reason = f"'{call.name}' combines these channels with a tensor of the same size that carries no prunable channel"

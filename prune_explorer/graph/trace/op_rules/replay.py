@@ -56,11 +56,22 @@ def _replay(call: Call, field: torch.Tensor, shape) -> object:
         args = [field] + list(call.args[1:])
         return call.func(*args, **call.kwargs)
     src = full_field(field, shape)
+    if call.name == "__getitem__" and len(call.args) == 2 and not call.kwargs and _meta_rows(call.args[1]) \
+            and len(shape) and shape[0]:
+        # x[index] with a meta index: meta_args_as_zeros would pick row 0 for every entry of the index; that row,
+        # broadcast (a view: no gather of index.numel() rows)
+        index, row = call.args[1], src[0]
+        return row.reshape((1,) * index.dim() + tuple(row.shape)).expand(tuple(index.shape) + tuple(row.shape))
     if call.name in ("view", "view_as"):
         src = src.contiguous()  # an expanded label tensor has zero strides; the data itself was viewable
     args = [src] + [meta_args_as_zeros(a) for a in call.args[1:]]
     kwargs = {k: meta_args_as_zeros(v) for k, v in call.kwargs.items()}
     return call.func(*args, **kwargs)
+
+
+def _meta_rows(index) -> bool:
+    """An int64 meta tensor of at least one dim: ``x[index]`` picks rows of ``x`` (a 0-d one is an int)."""
+    return isinstance(index, torch.Tensor) and index.is_meta and index.dtype == torch.long and index.dim() > 0
 
 
 def _as_outputs(result) -> List[torch.Tensor]:
@@ -85,9 +96,22 @@ def replay(tracer, call: Call, check_lost: bool = True) -> List[List[torch.Tenso
             per_out[k].append(r)
     for k, o in enumerate(call.outputs):
         o.fields = merge_fields([c for c in (compress(r) for r in per_out[k]) if c is not None])
-    if check_lost:
+    if check_lost and not _keeps_every_label(call, x):
         fix_lost_labels(tracer, call, f"'{call.name}' keeps a fixed subset of these channels (literal index or size)")
     return per_out
+
+
+#: ops whose one output holds every element of their input (moved, or repeated by a broadcast): replayed on a field,
+#: they keep each of its labels
+_KEEP_EVERY_ELEMENT = frozenset("""permute transpose swapaxes swapdims t T mT H mH movedim moveaxis squeeze unsqueeze
+expand expand_as broadcast_to flip fliplr flipud roll""".split())
+
+
+def _keeps_every_label(call: Call, x: Value) -> bool:
+    """Whether :func:`replay` provably lost no label of ``x``: an op of :data:`_KEEP_EVERY_ELEMENT` whose output
+    kept one field per input field (none failed to replay, came out empty or was merged away); then
+    :func:`~.call.fix_lost_labels` would find nothing to fix."""
+    return call.name in _KEEP_EVERY_ELEMENT and len(call.outputs) == 1 and len(call.outputs[0].fields) == len(x.fields)
 
 
 def simple_replay(tracer, call: Call) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+import numpy as np
 import torch
 
 from ..labels import Value, collapse, new_field
@@ -93,7 +94,8 @@ def check_sources(tracer, sources, fields, where: str, line: Optional[torch.Tens
         if g is not None:
             src_line, n = line_of(g, sdim), line.numel()
             if n and src_line.numel() % n == 0:
-                fallback = (src_line, line.repeat(src_line.numel() // n))
+                # ``line.repeat(k)``, in numpy (a small torch op costs several times more)
+                fallback = (src_line, torch.from_numpy(np.tile(line.numpy(), src_line.numel() // n)))
     tracer.deferred_same_channels(src, fields, f"{where}: a size comes from other channels", fallback)
 
 
