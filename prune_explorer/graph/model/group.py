@@ -192,6 +192,7 @@ class Group:
         self._units: Optional[List[List[int]]] = None
         self._items_version = graph.state.version
         self._keys = None  # (the items list they were made from, member_keys)
+        self._layout = None  # the items' flat layout (group_members.MemberLayout) when the graph computed them
 
     @property
     def graph(self):
@@ -215,7 +216,7 @@ class Group:
     @property
     def items(self) -> List[GroupItem]:
         if self._items is None or self._items_version != self._graph.state.version:
-            self._items, self._units = self._graph._group_items(self)
+            self._items, self._units, self._layout = self._graph._group_items(self)
             self._items_version = self._graph.state.version
         return self._items
 
@@ -234,6 +235,9 @@ class Group:
         space ``offset`` plus the channel's current index. A key names one (channel space, current channel) pair of
         the graph, below ``len(graph.alive_mask)`` (read-only; made once per version of the items)."""
         items = self.items
+        layout = self._layout
+        if layout is not None and layout.items is items:
+            return layout.keys
         if self._keys is None or self._keys[0] is not items:
             parts = [it.dep.space.offset + it.idx_array for it in items]
             self._keys = (items, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
