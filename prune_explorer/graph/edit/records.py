@@ -250,8 +250,7 @@ def prune_groups(graph, groups: List[Group]) -> PruneRecord:
         items = group.items
         if not items or not items[0].idx_array.size:
             raise PruningError(f"the group rooted at {group.root_space.label} has no channel to remove")
-        layout = getattr(group, "_layout", None)
-        layouts.append(layout if layout is not None and layout.items is items else MemberLayout.of_items(items))
+        layouts.append(group.member_layout if isinstance(group, Group) else MemberLayout.of_items(items))
         killed = graph.classes.members(group.classes, alive)
         killed_all.append(killed)
         parts.append({"killed": killed, "root_space": group.root_space, "members": len(items)})

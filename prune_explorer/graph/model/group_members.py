@@ -178,14 +178,17 @@ def _items_from(graph, root: ChannelSpace, space: np.ndarray, bounds: np.ndarray
     deps = graph.state.deps
     spaces = graph.spaces
     ri = root.index
-    make = GroupItem.from_arrays
+    new = object.__new__
     items = []
+    append = items.append
     bl = bounds.tolist()
     for k, a, b in zip(space.tolist(), bl, bl[1:]):
         dep = deps.get((ri, k))
         if dep is None:
             dep = dependency(graph, root, spaces[k])
-        items.append(make(dep, idx[a:b], root_idx[a:b]))
+        it = new(GroupItem)  # GroupItem.from_arrays, inlined (one item per member of every group of a step)
+        it.dep, it._idxs, it._root_idxs, it._idx_arr, it._root_arr = dep, None, None, idx[a:b], root_idx[a:b]
+        append(it)
     return items
 
 
@@ -198,7 +201,8 @@ def group_items(graph, group: Group) -> Tuple[List[GroupItem], List[List[int]], 
     # ids are allocated space by space; members are listed class by class, each class ascending: a merge of sorted
     # runs, which the stable sort (timsort) does in about a quarter of the time of the default one
     gids = np.sort(graph.classes.members(group.classes, graph.alive_mask), kind="stable")
-    gids = gids[st.visible[gids]]  # size attributes are rewritten by prune_group, not group members
+    if st.attr_spaces:  # size attributes (the only hidden ids) are rewritten by prune_group, not group members
+        gids = gids[st.visible[gids]]
     lo, hi = np.searchsorted(gids, (root.offset, root.offset + root.size))
     n_root = int(hi - lo)
     if lo:
@@ -219,25 +223,34 @@ def group_items(graph, group: Group) -> Tuple[List[GroupItem], List[List[int]], 
     cur = gids - base  # original indices; current ones where a space lost channels (below)
     bl = None
     for k, s in enumerate(members):
-        if s.current_size != s.size:
+        alive = s._alive_idx if s._alive_idx is not None else s.alive_idx  # (``current_size``, without two calls)
+        if alive.size != s.size:
             if bl is None:
                 bl = bounds.tolist()
             a, b = bl[k], bl[k + 1]
             cur[a:b] = s.rank[cur[a:b]]
-    keys = base + cur
+    keys = gids if bl is None else base + cur  # offset + current index (the original one, where none was pruned)
     root_cur = cur[:n_root]
     cls = of[gids]
     root_cls = cls[:n_root]
-    rc_cls, first = np.unique(root_cls, return_index=True)
+    # one root channel per class, in class order (most groups): the classes' first root channels are all of them
+    singles = n_root < 2 or bool((root_cls[1:] > root_cls[:-1]).all())
     # every member channel -> the root channel (current index) of its class; the root's own channels map to
     # themselves (also inside tied units)
-    if rc_cls.size:
+    if singles and n_root:
+        r_all = root_cur[_positions(root_cls, cls)]
+        r_all[:n_root] = root_cur
+        units = root_cur[:, None].tolist()  # root_units: [[c], ...] (root_cur ascends with the root's ids)
+    elif n_root:
+        rc_cls, first = np.unique(root_cls, return_index=True)
         r_all = root_cur[first[_positions(rc_cls, cls)]]
         r_all[:n_root] = root_cur
+        units = root_units(root_cls, root_cur)
     else:
         r_all = np.zeros(n, dtype=np.int64)
+        units = []
     items = _items_from(graph, root, space, bounds, cur, r_all)
-    return items, root_units(root_cls, root_cur), MemberLayout(items, space, bounds, cur, r_all, keys)
+    return items, units, MemberLayout(items, space, bounds, cur, r_all, keys)
 
 
 def restricted_items(group: Group, sub: Group) -> Tuple[List[GroupItem], List[List[int]], MemberLayout]:
