@@ -63,14 +63,16 @@ def model_history(model: nn.Module) -> List[dict]:
 class PruneRecord:
     """What one ``group.prune()`` changed; JSON-able via :meth:`as_dict`, reversible with :meth:`undo`."""
 
-    def __init__(self, graph, group_root: str, root_fn: str, members: List[dict], killed: np.ndarray, snapshot,
+    def __init__(self, graph, group_root: str, root_fn: str, members, killed: np.ndarray, snapshot,
                  attributes: Optional[List[tuple]] = None):
         self.graph = graph
         #: ``(AttributeRef, old value, new value)`` for every size attribute this pruning rewrote
         self.attributes = list(attributes or ())
         self.root = group_root
         self.root_fn = root_fn
-        self.members = members  # [{"name", "fn", "side", "idxs"}] with current indices at pruning time
+        # [{"name", "fn", "side", "idxs"}] with current indices at pruning time (see :attr:`members`); or the plan
+        # ``[(space, checked indices)]`` they are listed from when first read
+        self._members = members
         self._killed = killed
         self._snapshot = snapshot
         self.undone = False
@@ -80,6 +82,20 @@ class PruneRecord:
         #: for a batched cut (:func:`prune_groups`): one dict per group, ``{"entry": its history entry as if the
         #: groups had been pruned one after another, "root_space", "killed", "plan"}``; None for one group
         self.parts: Optional[List[dict]] = None
+
+    @property
+    def members(self) -> List[dict]:
+        """``[{"name", "fn", "side", "idxs"}]`` (plus ``"dim"`` for a loose parameter): each member space this pruning
+        cut and the current indices it removed, at pruning time (listed on first read: a batched cut of thousands of
+        members is often never asked)."""
+        members = self._members
+        if isinstance(members, _Plan):
+            members = self._members = [_member_entry(s, idxs) for s, idxs in members.plan]
+        return members
+
+    @members.setter
+    def members(self, value: List[dict]) -> None:
+        self._members = value
 
     def entries(self) -> List[dict]:
         """The history entries this record stands for: :meth:`as_dict` for one group; for a batched cut, one entry
@@ -530,8 +546,7 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
         for s in [s for s, _ in plan] + graph.state.attr_spaces:  # size attributes: hidden members, counts changed too
             s.invalidate()
         graph.state.version += 1
-        rec = PruneRecord(graph, root.name, fn_name(root.handler), [_member_entry(s, idxs) for s, idxs in plan],
-                          killed, snapshot, attributes)
+        rec = PruneRecord(graph, root.name, fn_name(root.handler), _Plan(plan), killed, snapshot, attributes)
         rec.exact, rec.root_space, rec._plan, rec.parts = exact, root, plan_ids, parts
         if record_history:
             graph.history.append(rec)
@@ -591,6 +606,16 @@ def _roll_back(graph, snapshot, killed: np.ndarray, spaces: List[ChannelSpace], 
     del graph.history[n_history:]
     del model_history(graph.model)[n_model_history:]
     graph.state.version = max(graph.state.version, version) + 1
+
+
+class _Plan:
+    """A pruning's plan ``[(space, checked indices)]``, kept by its record until :attr:`PruneRecord.members` is read
+    (the indices are the pruners' own lists, never changed afterwards)."""
+
+    __slots__ = ("plan",)
+
+    def __init__(self, plan: list):
+        self.plan = plan
 
 
 def _member_entry(s: ChannelSpace, idxs) -> dict:
