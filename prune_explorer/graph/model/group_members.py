@@ -4,7 +4,9 @@ A :class:`~.group.Group` stores only its root space and its classes. Its items a
 after any prune or undo): every alive channel of its classes, grouped by channel space (root first, then trace
 order), each with the root channel it is coupled with. Its units are the root channels that share a class (a
 grouped convolution ties the same offset of every group: they can only leave together). All of it is vectorised:
-the cost is linear in the number of member channels.
+the cost is linear in the number of member channels, plus one small object per member (its item). The members are
+also kept as flat arrays (:class:`MemberLayout`, ``Group.member_layout``): a selection of the group
+(:func:`restricted_items`), its member keys and a batched cut read those instead of looping over the items.
 
 :func:`group_roots` is the one walk that says which groups a graph has (``DependencyGraph.get_all_groups``
 materialises them; ``measure.sweep.GroupLayout`` counts their channels on the model as built).
