@@ -261,14 +261,15 @@ def restricted_items(group: Group, sub: Group) -> Tuple[List[GroupItem], List[Li
     a few array operations over ``group``'s layout, then one item per member that keeps a channel."""
     root = group.root_space
     lay = group._layout
-    keep = np.zeros(root.current_size, dtype=bool)
-    keep[root.rank[sub._root_orig]] = True
+    n_cur = root.current_size
+    keep = np.zeros(n_cur, dtype=bool)
+    keep[sub._root_orig if n_cur == root.size else root.rank[sub._root_orig]] = True  # (no rank: none pruned)
     m = keep[lay.root]
     count = np.zeros(m.size + 1, dtype=np.int64)
     np.cumsum(m, out=count[1:])
     at = count[lay.bounds]  # each member's first kept channel, in the kept arrays
     nz = np.flatnonzero(at[1:] != at[:-1])  # the members that keep some channel
-    bounds = np.append(at[nz], at[-1])
+    bounds = np.concatenate((at[nz], at[-1:]))
     space = lay.space[nz]
     idx, sel_root, keys = lay.idx[m], lay.root[m], lay.keys[m]
     items = _items_from(sub._graph, root, space, bounds, idx, sel_root)
