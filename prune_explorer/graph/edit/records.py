@@ -90,7 +90,7 @@ class PruneRecord:
         members is often never asked)."""
         members = self._members
         if isinstance(members, _Plan):
-            members = self._members = [_member_entry(s, idxs) for s, idxs in members.plan]
+            members = self._members = [_member_entry(s, idxs) for s, idxs in zip(members.spaces, members.idxs)]
         return members
 
     @members.setter
@@ -609,13 +609,15 @@ def _roll_back(graph, snapshot, killed: np.ndarray, spaces: List[ChannelSpace], 
 
 
 class _Plan:
-    """A pruning's plan ``[(space, checked indices)]``, kept by its record until :attr:`PruneRecord.members` is read
-    (the indices are the pruners' own lists, never changed afterwards)."""
+    """A pruning's plan, kept by its record until :attr:`PruneRecord.members` is read: the member spaces and the
+    indices each lost (the pruners' checked lists, or their ``int64`` arrays where they carry one: arrays are no
+    work for the cyclic garbage collector; neither is changed afterwards)."""
 
-    __slots__ = ("plan",)
+    __slots__ = ("spaces", "idxs")
 
     def __init__(self, plan: list):
-        self.plan = plan
+        self.spaces = [s for s, _ in plan]
+        self.idxs = [i.array if type(i) is CheckedIndices and i.array is not None else i for _, i in plan]
 
 
 def _member_entry(s: ChannelSpace, idxs) -> dict:
