@@ -29,6 +29,7 @@ from ...layers.base import CheckedIndices, composes_cuts
 from ...layers.edits import ComposedCuts, composed_cuts
 from ..model.channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from ..model.group import Group, GroupItem, fn_name
+from ..model.group_members import MemberLayout
 from .output_changes import output_changes_message
 from .attribute_sizes import attribute_updates
 from .lint import lint_enabled
@@ -62,14 +63,16 @@ def model_history(model: nn.Module) -> List[dict]:
 class PruneRecord:
     """What one ``group.prune()`` changed; JSON-able via :meth:`as_dict`, reversible with :meth:`undo`."""
 
-    def __init__(self, graph, group_root: str, root_fn: str, members: List[dict], killed: np.ndarray, snapshot,
+    def __init__(self, graph, group_root: str, root_fn: str, members, killed: np.ndarray, snapshot,
                  attributes: Optional[List[tuple]] = None):
         self.graph = graph
         #: ``(AttributeRef, old value, new value)`` for every size attribute this pruning rewrote
         self.attributes = list(attributes or ())
         self.root = group_root
         self.root_fn = root_fn
-        self.members = members  # [{"name", "fn", "side", "idxs"}] with current indices at pruning time
+        # [{"name", "fn", "side", "idxs"}] with current indices at pruning time (see :attr:`members`); or the plan
+        # ``[(space, checked indices)]`` they are listed from when first read
+        self._members = members
         self._killed = killed
         self._snapshot = snapshot
         self.undone = False
@@ -79,6 +82,20 @@ class PruneRecord:
         #: for a batched cut (:func:`prune_groups`): one dict per group, ``{"entry": its history entry as if the
         #: groups had been pruned one after another, "root_space", "killed", "plan"}``; None for one group
         self.parts: Optional[List[dict]] = None
+
+    @property
+    def members(self) -> List[dict]:
+        """``[{"name", "fn", "side", "idxs"}]`` (plus ``"dim"`` for a loose parameter): each member space this pruning
+        cut and the current indices it removed, at pruning time (listed on first read: a batched cut of thousands of
+        members is often never asked)."""
+        members = self._members
+        if isinstance(members, _Plan):
+            members = self._members = [_member_entry(s, idxs) for s, idxs in zip(members.spaces, members.idxs)]
+        return members
+
+    @members.setter
+    def members(self, value: List[dict]) -> None:
+        self._members = value
 
     def entries(self) -> List[dict]:
         """The history entries this record stands for: :meth:`as_dict` for one group; for a batched cut, one entry
@@ -120,11 +137,18 @@ class PruneRecord:
 
 def checked_idxs(s: ChannelSpace, item: GroupItem):
     """The member's indices as its pruner validates them (raises :class:`PruningError` if it refuses them)."""
+    if getattr(s.pruner, "check", None) is None:
+        return item.idxs
+    return checked_array(s, item.idx_array)
+
+
+def checked_array(s: ChannelSpace, idx: np.ndarray):
+    """:func:`checked_idxs` for indices given as an ``int64`` array (a batched cut's union of one space's indices)."""
     check = getattr(s.pruner, "check", None)
     if check is None:
-        return item.idxs
+        return idx.tolist()
     try:
-        return check(s.owner, item.idx_array, SIDE_IN if s.side == SIDE_IN else SIDE_OUT)
+        return check(s.owner, idx, SIDE_IN if s.side == SIDE_IN else SIDE_OUT)
     except PruningError:
         raise
     except Exception:
@@ -132,7 +156,7 @@ def checked_idxs(s: ChannelSpace, item: GroupItem):
             raise
         # a user's pruner whose channel count cannot be read (Torch-Pruning never asks for it): the graph's
         # indices are already checked against the traced size
-        return item.idxs
+        return idx.tolist()
 
 
 def _snapshot(graph, spaces: List[ChannelSpace]):
@@ -234,8 +258,7 @@ def prune_groups(graph, groups: List[Group]) -> PruneRecord:
         return prune_group(graph, groups[0])
     if not groups:
         raise PruningError("prune_groups needs at least one group")
-    spaces: List[ChannelSpace] = []  # one per member of every group, in order ("pairs")
-    arrays: List[np.ndarray] = []
+    layouts: List[MemberLayout] = []  # each group's members as flat arrays (:class:`~..model.group_members.MemberLayout`)
     parts: List[dict] = []
     killed_all = []
     alive = graph.alive_mask
@@ -243,23 +266,21 @@ def prune_groups(graph, groups: List[Group]) -> PruneRecord:
         items = group.items
         if not items or not items[0].idx_array.size:
             raise PruningError(f"the group rooted at {group.root_space.label} has no channel to remove")
-        for it in items:
-            spaces.append(it.dep.space)
-            arrays.append(it.idx_array)
+        layouts.append(group.member_layout if isinstance(group, Group) else MemberLayout.of_items(items))
         killed = graph.classes.members(group.classes, alive)
         killed_all.append(killed)
         parts.append({"killed": killed, "root_space": group.root_space, "members": len(items)})
     killed = np.concatenate(killed_all)
     if not _distinct_ids(killed, alive.size):
         raise PruningError("prune_groups: the groups share channels; prune them one at a time")
-    batch = _BatchMembers(spaces, arrays)
+    batch = _BatchMembers(graph.spaces, layouts)
     plan = []
     for k, (s, union) in enumerate(batch.unions()):
         if k == batch.first_repeat:
             raise PruningError(f"prune_groups: the groups remove the same channels of {s.label}; prune them one at a "
                                "time")
         try:
-            idxs = checked_idxs(s, GroupItem(None, union, union))
+            idxs = checked_array(s, union)
         except PruningError as exc:
             raise PruningError(f"cannot prune these {len(groups)} groups together: member {s.label}: {exc}") from None
         plan.append((s, idxs if isinstance(idxs, list) else list(idxs)))
@@ -287,13 +308,15 @@ class _BatchMembers:
     pairs remove ascending runs (each pair's indices above every earlier pair's, as a DenseNet's concatenations
     have it) takes one subtraction per pair; any other is worked out pair by pair."""
 
-    def __init__(self, spaces: List[ChannelSpace], arrays: List[np.ndarray]):
-        n = len(spaces)
-        self.spaces = spaces
-        lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=n)
+    def __init__(self, graph_spaces: List[ChannelSpace], layouts: List[MemberLayout]):
+        index = np.concatenate([lay.space for lay in layouts])  # pair -> its space's index in ``graph_spaces``
+        n = index.size
+        self.spaces = [graph_spaces[k] for k in index.tolist()]
+        spaces = self.spaces
+        lengths = np.concatenate([np.diff(lay.bounds) for lay in layouts])
         start = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=start[1:])
-        values = np.concatenate(arrays).astype(np.int64, copy=False)
+        values = np.concatenate([lay.idx for lay in layouts]).astype(np.int64, copy=False)
         pair = np.repeat(np.arange(n), lengths)
         if values.size > 1:
             down = values[1:] < values[:-1]
@@ -302,7 +325,6 @@ class _BatchMembers:
             if down.any():  # some pair lists its indices unsorted: sort every pair's (pairs stay in their blocks)
                 values = values[np.lexsort((values, pair))]
         self.lengths, self.start, self.values, self.pair = lengths, start, values, pair
-        index = np.fromiter((s.index for s in spaces), dtype=np.int64, count=n)
         uniq, first, inverse = np.unique(index, return_index=True, return_inverse=True)
         by_first = np.argsort(first, kind="stable")
         merged_rank = np.empty(uniq.size, dtype=np.int64)
@@ -377,22 +399,24 @@ def _describe_parts(graph, parts: List[dict], batch: _BatchMembers) -> None:
     seq = batch.sequential().tolist()
     ids = batch.original_ids(graph)
     bounds = batch.start.tolist()
-    fns: dict = {}  # space index -> its pruning function's name
+    heads: dict = {}  # space index -> (name, fn name, side, dim) of its members' entries
     cumulative = np.zeros(0, dtype=np.int64)
     p = 0
     for part in parts:
-        members, plan_ids = [], []
-        for _ in range(part.pop("members")):
-            s, a, b = batch.spaces[p], bounds[p], bounds[p + 1]
-            fn = fns.get(s.index)
-            if fn is None:
-                fn = fns[s.index] = fn_name(s.handler)
-            entry = {"name": s.name, "fn": fn, "side": s.side, "idxs": seq[a:b]}
-            if s.dim is not None:
-                entry["dim"] = int(s.dim)
+        n = part.pop("members")
+        members = []
+        for s, a, b in zip(batch.spaces[p:p + n], bounds[p:p + n], bounds[p + 1:p + n + 1]):
+            head = heads.get(s.index)
+            if head is None:
+                head = heads[s.index] = (s.name, fn_name(s.handler), s.side, None if s.dim is None else int(s.dim))
+            name, fn, side, dim = head
+            entry = {"name": name, "fn": fn, "side": side, "idxs": seq[a:b]}
+            if dim is not None:
+                entry["dim"] = dim
             members.append(entry)
-            plan_ids.append((s.index, ids[a:b]))
-            p += 1
+        # the plan in original ids, as flat arrays (listed when a split needs it)
+        plan_ids = _PartPlan(batch.spaces[p:p + n], ids[bounds[p]:bounds[p + n]], batch.start[p:p + n + 1] - bounds[p])
+        p += n
         root = part["root_space"]
         entry = {"root": root.name, "root_fn": fn_name(root.handler), "members": members}
         if graph.state.attr_spaces:  # the size attributes' values once this group and the ones before it are pruned
@@ -404,6 +428,25 @@ def _describe_parts(graph, parts: List[dict], batch: _BatchMembers) -> None:
             if updates:
                 entry["attributes"] = [dict(ref.as_dict(), value=int(new)) for ref, _, new in updates]
         part["entry"], part["plan"] = entry, plan_ids
+
+
+class _PartPlan:
+    """The plan of one part of a batched cut in original ids: ``(space index, original ids its pruner removes)`` per
+    member, in member order, listed on iteration from the batch's flat arrays (``ids[bounds[k]:bounds[k + 1]]`` for
+    ``spaces[k]``): a batch of thousands of members keeps a few arrays, not a tuple per member."""
+
+    __slots__ = ("spaces", "ids", "bounds")
+
+    def __init__(self, spaces: List[ChannelSpace], ids: np.ndarray, bounds: np.ndarray):
+        self.spaces, self.ids, self.bounds = spaces, ids, bounds
+
+    def __iter__(self):
+        b = self.bounds.tolist()
+        ids = self.ids
+        return iter([(s.index, ids[lo:hi]) for s, lo, hi in zip(self.spaces, b, b[1:])])
+
+    def __len__(self) -> int:
+        return len(self.spaces)
 
 
 def _attributes_hit(graph, killed: np.ndarray) -> set:
@@ -503,8 +546,7 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
         for s in [s for s, _ in plan] + graph.state.attr_spaces:  # size attributes: hidden members, counts changed too
             s.invalidate()
         graph.state.version += 1
-        rec = PruneRecord(graph, root.name, fn_name(root.handler), [_member_entry(s, idxs) for s, idxs in plan],
-                          killed, snapshot, attributes)
+        rec = PruneRecord(graph, root.name, fn_name(root.handler), _Plan(plan), killed, snapshot, attributes)
         rec.exact, rec.root_space, rec._plan, rec.parts = exact, root, plan_ids, parts
         if record_history:
             graph.history.append(rec)
@@ -564,6 +606,18 @@ def _roll_back(graph, snapshot, killed: np.ndarray, spaces: List[ChannelSpace], 
     del graph.history[n_history:]
     del model_history(graph.model)[n_model_history:]
     graph.state.version = max(graph.state.version, version) + 1
+
+
+class _Plan:
+    """A pruning's plan, kept by its record until :attr:`PruneRecord.members` is read: the member spaces and the
+    indices each lost (the pruners' checked lists, or their ``int64`` arrays where they carry one: arrays are no
+    work for the cyclic garbage collector; neither is changed afterwards)."""
+
+    __slots__ = ("spaces", "idxs")
+
+    def __init__(self, plan: list):
+        self.spaces = [s for s, _ in plan]
+        self.idxs = [i.array if type(i) is CheckedIndices and i.array is not None else i for _, i in plan]
 
 
 def _member_entry(s: ChannelSpace, idxs) -> dict:

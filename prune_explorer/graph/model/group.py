@@ -191,7 +191,7 @@ class Group:
         self._items: Optional[List[GroupItem]] = None
         self._units: Optional[List[List[int]]] = None
         self._items_version = graph.state.version
-        self._keys = None  # (the items list they were made from, member_keys)
+        self._layout = None  # the items' flat layout (group_members.MemberLayout), see member_layout
 
     @property
     def graph(self):
@@ -215,7 +215,7 @@ class Group:
     @property
     def items(self) -> List[GroupItem]:
         if self._items is None or self._items_version != self._graph.state.version:
-            self._items, self._units = self._graph._group_items(self)
+            self._items, self._units, self._layout = self._graph._group_items(self)
             self._items_version = self._graph.state.version
         return self._items
 
@@ -233,11 +233,21 @@ class Group:
         """One ``int64`` key per member channel, in item order (``items[0]``'s channels first): the member's channel
         space ``offset`` plus the channel's current index. A key names one (channel space, current channel) pair of
         the graph, below ``len(graph.alive_mask)`` (read-only; made once per version of the items)."""
+        return self.member_layout.keys
+
+    @property
+    def member_layout(self):
+        """The members as flat ``int64`` arrays, in item order (a
+        :class:`~prune_explorer.graph.model.group_members.MemberLayout`: each member's space index, the bounds of
+        its channels, their current indices, root indices and :attr:`member_keys`), to read many members without a
+        loop over items. Read-only; made with the items (once per version of them)."""
         items = self.items
-        if self._keys is None or self._keys[0] is not items:
-            parts = [it.dep.space.offset + it.idx_array for it in items]
-            self._keys = (items, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
-        return self._keys[1]
+        layout = self._layout
+        if layout is None or layout.items is not items:
+            from .group_members import MemberLayout
+
+            layout = self._layout = MemberLayout.of_items(items)
+        return layout
 
     @property
     def units(self) -> List[List[int]]:
