@@ -113,9 +113,14 @@ def _selected(old: torch.Tensor, dims_keeps: Sequence[tuple[int, Sequence[int]]]
     tensor: the selections read ``old.detach()`` (and its ``.grad`` detached), so no autograd graph is recorded.
     The index tensors (``index(keep, device)``) are made once for the data and its gradient."""
     data = old.detach()
-    sel = [(dim, index(keep, data.device)) for dim, keep in dims_keeps]
-    for dim, i in sel:
-        data = torch.index_select(data, dim, i)
+    if len(dims_keeps) == 1:
+        dim, keep = dims_keeps[0]
+        sel = ((dim, index(keep, data.device)),)
+        data = torch.index_select(data, dim, sel[0][1])
+    else:
+        sel = [(dim, index(keep, data.device)) for dim, keep in dims_keeps]
+        for dim, i in sel:
+            data = torch.index_select(data, dim, i)
     if old.dim() >= 4:
         data = _same_layout(data, old)
     if not _is_param(old):
@@ -313,6 +318,29 @@ def assign(obj: Any, name: str, value: Any) -> None:
     setattr(obj, name, value)
 
 
+def exchange(obj: Any, name: str, value: Any) -> Any:
+    """``assign(obj, name, value)``, returning what ``read(obj, name, _RAISE)`` gave before: one lookup for a module's
+    parameter or buffer replaced by a new one."""
+    if _plain_access(type(obj), name):
+        d = obj.__dict__
+        if name not in d:
+            params = d["_parameters"]
+            if name in params:
+                if type(value) is nn.Parameter and value.grad_fn is None and not _module_mod._global_parameter_registration_hooks:
+                    old = params[name]
+                    params[name] = value
+                    return old
+            else:
+                buffers = d["_buffers"]
+                if name in buffers and type(value) is torch.Tensor and not _module_mod._global_buffer_registration_hooks:
+                    old = buffers[name]
+                    buffers[name] = value
+                    return old
+    old = read(obj, name, _RAISE)
+    assign(obj, name, value)
+    return old
+
+
 class LayerEdit:
     """Attribute assignments to one or more modules, applied all together or not at all.
 
@@ -355,7 +383,8 @@ class LayerEdit:
             if cuts.composes(module):
                 return self.set(module, name, cuts.select(old, dims_keeps))
             cuts.flush(old)  # a pending cut of ``old`` is copied first
-        return self.set(module, name, _selected(old, dims_keeps, self._index))
+        self._items.append((module, name, _selected(old, dims_keeps, self._index)))
+        return self
 
     def derive(self, module: nn.Module, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> "LayerEdit":
         """``module.name`` (a parameter or buffer; nothing if it is ``None``) -> ``fn(module.name)``."""
@@ -372,9 +401,7 @@ class LayerEdit:
         done: list[tuple[Any, str, Any]] = []
         try:
             for obj, name, value in self._items:
-                old = read(obj, name, _RAISE)
-                assign(obj, name, value)
-                done.append((obj, name, old))
+                done.append((obj, name, exchange(obj, name, value)))
             if finalize is not None:
                 finalize()
         except BaseException:
