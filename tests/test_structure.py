@@ -55,6 +55,9 @@ LIBRARY_INTERNALS = {
     "_flat_weights_names": "torch",
     # torch's op name for cdist's forward (MAC counting of torch.cdist)
     "_cdist_forward": "torch",
+    # the layer pruners store a new parameter / buffer straight in the module's dict only while no registration hook
+    # is installed (layers/edits.py: assign; otherwise setattr, which calls them)
+    "_global_parameter_registration_hooks": "torch", "_global_buffer_registration_hooks": "torch",
 }
 #: names of library modules: a private attribute reached through them is the library's
 LIBRARY_ROOTS = {"torch", "nn", "F", "transformers", "timm", "np", "numpy"}

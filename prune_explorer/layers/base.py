@@ -59,6 +59,10 @@ __all__ = [
 ]
 
 _SIDE_WORDS = {"out": "output", "in": "input"}
+#: how :meth:`BasePruningFunc.check` words the indices and channels of each side in its errors
+_WHAT = {side: (f"{word}-channel indices", f"{word} channels") for side, word in _SIDE_WORDS.items()}
+#: parameter types that are not lazy (no ``isinstance`` through Parameter's metaclass needed)
+_INITIALISED = (nn.Parameter, type(None))
 
 
 def normalize_side(side: Any) -> str:
@@ -220,7 +224,9 @@ class BasePruningFunc:
 
     def get_channels(self, layer: Any, side: Any) -> int | None:
         """``get_out_channels`` or ``get_in_channels`` according to ``side`` (``"out"``/``"in"``)."""
-        return self.get_out_channels(layer) if normalize_side(side) == "out" else self.get_in_channels(layer)
+        if side == "out" or (side != "in" and normalize_side(side) == "out"):
+            return self.get_out_channels(layer)
+        return self.get_in_channels(layer)
 
     # ---- structure --------------------------------------------------------------------------------------
 
@@ -301,7 +307,7 @@ class BasePruningFunc:
         modules = list(layer.named_modules()) if layer._modules else [("", layer)]
         for prefix, m in modules:
             for name, p in m._parameters.items():
-                if isinstance(p, nn.parameter.UninitializedParameter):
+                if type(p) not in _INITIALISED and isinstance(p, nn.parameter.UninitializedParameter):
                     full = f"{prefix}.{name}" if prefix else name
                     raise self.error(
                         layer, side, None, f"its parameter {full!r} is not initialised yet (lazy module)",
@@ -330,26 +336,29 @@ class BasePruningFunc:
         [0, 2]
         """
         side = normalize_side(side)
-        if type(idxs) is CheckedIndices and idxs.key == (id(layer), side, type(self), self.get_channels(layer, side)):
-            return idxs  # this very list was validated for this layer side at its current size
+        if type(idxs) is CheckedIndices:
+            key = idxs.key
+            if key[0] == id(layer) and key[1] == side and key[2] is type(self) and key[3] == self.get_channels(layer, side):
+                return idxs  # this very list was validated for this layer side at its current size
         self.check_layer(layer, side)
         word = _SIDE_WORDS[side]
         n = self.get_channels(layer, side)
+        what, unit = _WHAT[side]
         try:
-            arr = check_indices(idxs, n, what=f"{word}-channel indices", unit=f"{word} channels", sort=True,
-                                min_keep=1)
+            arr = check_indices(idxs, n, what=what, unit=unit, sort=True, min_keep=1)
         except PruningError as e:
             raise self.error(layer, side, None if e.kind in ("type", "duplicate") else e.checked_idxs, e.problem,
                              f"keep at least {max(self.channel_multiple(layer, side), 1)} channel(s)"
                              if e.kind == "empty" else e.fix) from None
-        clean = arr.tolist()
+        key = (id(layer), side, type(self), n)
         if n is None:
             raise self.error(
-                layer, side, clean, f"this layer has no prunable {word} channels",
+                layer, side, arr.tolist(), f"this layer has no prunable {word} channels",
                 f"prune the other side, or leave this layer out of {word}-channel pruning",
             )
-        if not clean:
-            return CheckedIndices(clean, (id(layer), side, type(self), n))
+        if not arr.size:
+            return CheckedIndices((), key)
+        clean = CheckedIndices(arr.tolist(), key, arr)
         m = self.channel_multiple(layer, side)
         if m > 1 and len(clean) % m:
             raise self.error(
@@ -359,7 +368,7 @@ class BasePruningFunc:
                 f"{len(clean) + m - len(clean) % m})",
             )
         self.check_structure(layer, clean, side)
-        return CheckedIndices(clean, (id(layer), side, type(self), n), arr)
+        return clean
 
     # ---- pruning ----------------------------------------------------------------------------------------
 

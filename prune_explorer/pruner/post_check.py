@@ -96,25 +96,27 @@ class StandIns:
     tensors it cuts, so the next check makes stand-ins for those alone."""
 
     def __init__(self):
-        #: ``id(tensor) -> (weak reference, (shape, strides, dtype, requires_grad, is_meta), stand-in)``
+        #: ``id(tensor) -> (weak reference, stand-in, strides, requires_grad)``: the tensor's strides and requires_grad
+        #: when the stand-in (of its shape and dtype) was made
         self._made: Dict[int, tuple] = {}
         #: set by :meth:`of` when it is given a tensor that already is a meta tensor (a model built on meta)
         self.saw_meta = False
 
     def of(self, t: torch.Tensor, param: bool) -> torch.Tensor:
-        entry = self._made.get(id(t))
-        key = (t.shape, t.stride(), t.dtype, t.requires_grad, t.is_meta)
-        if entry is not None and entry[0]() is t and entry[1] == key:
-            if key[4]:
-                self.saw_meta = True
-            return entry[2]
-        meta = _stand_in(t)
-        if param:
-            meta = nn.Parameter(meta, requires_grad=key[3])
-        if key[4]:
+        if t.is_meta:
             self.saw_meta = True
+        entry = self._made.get(id(t))
+        if entry is not None:
+            meta = entry[1]
+            if (entry[0]() is t and meta.shape == t.shape and meta.dtype == t.dtype and entry[3] == t.requires_grad
+                    and entry[2] == t.stride()):
+                return meta
+        meta = _stand_in(t)
+        grad = t.requires_grad
+        if param:
+            meta = nn.Parameter(meta, requires_grad=grad)
         try:
-            self._made[id(t)] = (weakref.ref(t), key, meta)
+            self._made[id(t)] = (weakref.ref(t), meta, t.stride(), grad)
         except TypeError:  # a tensor type without weak references: no reuse
             pass
         return meta
