@@ -88,9 +88,18 @@ class SpaceTable:
         self.spaces: List[ChannelSpace] = []
         self.by_key = {}
         self.next_gid = 1  # 0 is FIXED
+        #: all True; a new space's ``alive`` is the slice of it at the space's ids (one slice instead of an array per
+        #: space; slices of distinct spaces never overlap, and :meth:`bind_alive` replaces them all)
+        self._ones = np.ones(0, dtype=bool)
 
     def add(self, key, **kwargs) -> ChannelSpace:
-        space = ChannelSpace(index=len(self.spaces), offset=self.next_gid, **kwargs)
+        offset = self.next_gid
+        end = offset + int(kwargs["size"])
+        if "alive" not in kwargs:
+            if end > self._ones.size:  # a fresh buffer: the spaces made so far keep theirs
+                self._ones = np.ones(max(2 * end, 4096), dtype=bool)
+            kwargs["alive"] = self._ones[offset:end]
+        space = ChannelSpace(index=len(self.spaces), offset=offset, **kwargs)
         self.next_gid += space.size
         self.spaces.append(space)
         self.by_key[key] = space

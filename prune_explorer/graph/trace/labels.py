@@ -226,6 +226,28 @@ class Couplings:
         self._fix(a[(a >= 0) & (b < 0)], reason)
         self._fix(b[(b >= 0) & (a < 0)], reason)
 
+    def unify_ids(self, ids: torch.Tensor, f: Field, reason: str) -> None:
+        """:meth:`unify` of ``new_field(shape, d, ids)`` with ``f`` when ``f`` varies along ``d`` only (``f.numel() ==
+        ids.numel()``, the common case of a layer reading labeled channels): the same pairs and fixed ids, compared
+        as two 1-d arrays without building the field. ``ids`` are channel ids (all >= 1)."""
+        a, b = _as_numpy(ids).reshape(-1), _as_numpy(f).reshape(-1)
+        if _min(b) >= 0:  # (what unify's common case and its general case both record then)
+            differ = a != b
+            n_differ = _count(differ)
+            if n_differ == differ.size:
+                self.pair_a.append(a.copy())
+                self.pair_b.append(b.copy())
+            elif n_differ:
+                self.pair_a.append(a[differ])
+                self.pair_b.append(b[differ])
+            return
+        labeled = b >= 0
+        mask = labeled & (a != b)
+        if _count(mask):
+            self.pair_a.append(a[mask])
+            self.pair_b.append(b[mask])
+        self._fix(a[~labeled], reason)
+
     def tie_along(self, f: Field, dims: Sequence[int]) -> None:
         """Couple labels that differ only in their position along ``dims`` (e.g. the same offset in every group)."""
         base = f

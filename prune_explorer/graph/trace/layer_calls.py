@@ -47,7 +47,10 @@ class LayerCallContext:
         if f is None:
             self.couplings.fix(ids, f"{layer} reads channels that come from no prunable layer (e.g. the model input)")
             return
-        self.couplings.unify(new_field(x.shape, d, ids), f, f"{layer} reads channels that are fixed")
+        if f.numel() == ids.numel():  # f varies along d only: compared as 1-d arrays
+            self.couplings.unify_ids(ids, f, f"{layer} reads channels that are fixed")
+        else:
+            self.couplings.unify(new_field(x.shape, d, ids), f, f"{layer} reads channels that are fixed")
 
     def fix(self, what, reason: str) -> None:
         if isinstance(what, torch.Tensor):

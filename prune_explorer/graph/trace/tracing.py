@@ -85,6 +85,7 @@ class Tracer(AttributeTracer):
         self.context = LayerCallContext(self)
         self.spaces = SpaceTable()
         self._space_ids: Dict[int, torch.Tensor] = {}  # space index -> its global ids (see space_ids)
+        self._id_block = torch.arange(0)  # ids 0 .. n - 1, sliced by space_ids
         self.values: Dict[int, Value] = {}
         self._by_id: Dict[int, Tuple[Any, Value]] = {}
         self._next_uid = 0
@@ -260,8 +261,11 @@ class Tracer(AttributeTracer):
         """The global ids of space ``s`` as an int64 tensor, made once per space (a layer called many times, e.g. a
         shared block, reads the same tensor; label code never writes into an id tensor)."""
         ids = self._space_ids.get(s.index)
-        if ids is None:  # ``s.gids()`` as a tensor, made by torch directly
-            ids = self._space_ids[s.index] = torch.arange(s.offset, s.offset + s.size)  # int64
+        if ids is None:  # ``s.gids()`` as a tensor: a slice of one block of consecutive ids
+            end = s.offset + s.size
+            if end > self._id_block.shape[0]:
+                self._id_block = torch.arange(max(2 * end, 4096))  # int64; the slices made so far keep the old one
+            ids = self._space_ids[s.index] = self._id_block[s.offset:end]
         return ids
 
     def param_space(self, p, pname, dim):
