@@ -15,6 +15,12 @@ def _meta(t):
     return t.to("meta")
 
 
+def _random_meta(rng, most_size: int, most_dims: int):
+    """A meta tensor of 1..most_dims dims of 1..most_size entries each, transposed (first and last dim) 3 times in 10."""
+    x = torch.empty([rng.randint(1, most_size) for _ in range(rng.randint(1, most_dims))], device="meta")
+    return x.transpose(0, -1) if rng.random() < 0.3 and x.dim() > 1 else x
+
+
 def test_conv_shapes_match_torch_on_random_arguments():
     rng = random.Random(0)
     fast = 0
@@ -69,9 +75,7 @@ def test_rows_picked_by_an_index_tensor_match_torch_meta():
     rng = random.Random(0)
     fast = 0
     for _ in range(100):
-        x = torch.empty([rng.randint(1, 6) for _ in range(rng.randint(1, 3))], device="meta")
-        if rng.random() < 0.3 and x.dim() > 1:
-            x = x.transpose(0, -1)  # not contiguous: left to PyTorch
+        x = _random_meta(rng, 6, 3)  # transposed ones are not contiguous: left to PyTorch
         index = torch.empty([rng.randint(0, 5) for _ in range(rng.randint(0, 2))], dtype=torch.long, device="meta")
         got = _fast_meta(torch.Tensor.__getitem__, "__getitem__", (x, index), {})
         try:
@@ -147,9 +151,7 @@ def test_normalize_and_clamp_match_torch_meta():
     rng = random.Random(3)
     fast = 0
     for _ in range(80):
-        x = torch.empty([rng.randint(1, 4) for _ in range(rng.randint(1, 4))], device="meta")
-        if rng.random() < 0.3 and x.dim() > 1:
-            x = x.transpose(0, -1)  # (normalize keeps this layout)
+        x = _random_meta(rng, 4, 4)  # (normalize keeps a transposed layout)
         if rng.random() < 0.3:
             x = torch.empty([2] + list(x.shape), device="meta").permute(*range(1, x.dim() + 1), 0)[..., 1]  # gaps
         if rng.random() < 0.2 and x.dim() > 1 and x.shape[0] == 1:
