@@ -277,6 +277,12 @@ def _plain_access(tp: type, name: str) -> bool:
 _RAISE = object()
 
 
+def _hooked(kind: str) -> bool:
+    """Whether torch's global ``kind`` ("parameter" / "buffer") registration hooks are installed, or this torch keeps
+    them somewhere unknown (then ``setattr`` runs, which calls them)."""
+    return getattr(_module_mod, f"_global_{kind}_registration_hooks", True) != {}
+
+
 def read(obj: Any, name: str, default: Any = None) -> Any:
     """``getattr(obj, name, default)`` (``getattr(obj, name)`` when ``default`` is :data:`_RAISE`); for a module's
     parameter, buffer or attribute straight from its dicts (what ``getattr`` returns there, without
@@ -308,11 +314,11 @@ def assign(obj: Any, name: str, value: Any) -> None:
                 d[name] = value
                 return
         elif name in params:
-            if type(value) is nn.Parameter and value.grad_fn is None and not _module_mod._global_parameter_registration_hooks:
+            if type(value) is nn.Parameter and value.grad_fn is None and not _hooked("parameter"):
                 params[name] = value
                 return
         elif name in buffers:
-            if type(value) is torch.Tensor and not _module_mod._global_buffer_registration_hooks:
+            if type(value) is torch.Tensor and not _hooked("buffer"):
                 buffers[name] = value
                 return
     setattr(obj, name, value)
@@ -326,13 +332,13 @@ def exchange(obj: Any, name: str, value: Any) -> Any:
         if name not in d:
             params = d["_parameters"]
             if name in params:
-                if type(value) is nn.Parameter and value.grad_fn is None and not _module_mod._global_parameter_registration_hooks:
+                if type(value) is nn.Parameter and value.grad_fn is None and not _hooked("parameter"):
                     old = params[name]
                     params[name] = value
                     return old
             else:
                 buffers = d["_buffers"]
-                if name in buffers and type(value) is torch.Tensor and not _module_mod._global_buffer_registration_hooks:
+                if name in buffers and type(value) is torch.Tensor and not _hooked("buffer"):
                     old = buffers[name]
                     buffers[name] = value
                     return old
