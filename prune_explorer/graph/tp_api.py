@@ -165,7 +165,7 @@ class TorchPruningGraphAPI:
                 arr = check_indices(m.get("idxs"), s.current_size, what=f"{s.label} 'idxs'", of=s.label, min_keep=1)
                 items.append(GroupItem(self._dependency(root, s), arr, arr))
             group = Group(self, root, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
-            group._items, group._units, group._items_version = items, [[int(i)] for i in items[0].idx_array], self.state.version
+            group._set_listing(items, [[int(i)] for i in items[0].idx_array])
             return group, True
         if not isinstance(entry, (list, tuple)) or len(entry) != 3:
             raise PruningError("an entry is [module_name, is_out_channel_pruning, idxs] or a record dict")

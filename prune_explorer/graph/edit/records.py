@@ -137,8 +137,6 @@ class PruneRecord:
 
 def checked_idxs(s: ChannelSpace, item: GroupItem):
     """The member's indices as its pruner validates them (raises :class:`PruningError` if it refuses them)."""
-    if getattr(s.pruner, "check", None) is None:
-        return item.idxs
     return checked_array(s, item.idx_array)
 
 

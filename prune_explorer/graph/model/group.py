@@ -215,9 +215,20 @@ class Group:
     @property
     def items(self) -> List[GroupItem]:
         if self._items is None or self._items_version != self._graph.state.version:
-            self._items, self._units, self._layout = self._graph._group_items(self)
-            self._items_version = self._graph.state.version
+            self._set_listing(*self._graph._group_items(self))
         return self._items
+
+    def _set_listing(self, items: List[GroupItem], units: List[List[int]], layout=None) -> None:
+        """Keep ``items``, ``units`` and their flat layout (a ``group_members.MemberLayout``; None: made from the
+        items when :attr:`member_layout` is read) for the graph as it is now."""
+        self._items, self._units, self._layout = items, units, layout
+        self._items_version = self._graph.state.version
+
+    def _listed_now(self) -> bool:
+        """Whether the items are listed for the graph as it is now, with their flat layout."""
+        layout = self._layout
+        return (self._items is not None and self._items_version == self._graph.state.version
+                and layout is not None and layout.items is self._items)
 
     def __iter__(self):
         return iter(self.items)

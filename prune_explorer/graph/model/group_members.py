@@ -295,9 +295,8 @@ def subgroup(graph, group: Group, idxs: Sequence[int], validate: bool = True) ->
         bad = [int(i) for i, c in zip(idxs, of_idxs) if c in set(outside.tolist())][:5]
         raise PruningError(f"channels {bad} of {root.label} cannot be pruned in this group: {reason}")
     sub = closure(graph, root, cls)  # all of them prunable: they are the group's
-    if group._items is not None and group._items_version == graph.version and group._layout is not None and \
-            group._layout.items is group._items:
-        sub._items, sub._units, sub._layout = restricted_items(group, sub)
+    if group._listed_now():
+        sub._set_listing(*restricted_items(group, sub))
     return sub
 
 
