@@ -40,7 +40,7 @@ import torch.nn as nn
 from .._atomic import finish
 from ..graph.trace.meta_shapes import ShapeOnlyMode, fast_meta, meta_like, module_rule, single_meta_input
 from ..graph.trace.op_names import op_name
-from ..graph.edit.snapshot import module_state, restore_modules
+from ..graph.edit.snapshot import restore_modules, snapshot_modules
 from ..inputs import call_model, kept_state, map_tensors, to_meta
 
 __all__ = ["run_error", "PostPruneCheck", "Repair", "IndexDataMode"]
@@ -53,28 +53,6 @@ def _describe(exc: BaseException) -> str:
     if len(text) > _MAX_ERROR_CHARS:
         text = text[: _MAX_ERROR_CHARS - 3] + "..."
     return f"{type(exc).__name__}: {text}"
-
-
-def _all_modules(model: nn.Module) -> List[nn.Module]:
-    """``list(model.modules())`` (the same modules in the same order, each once) by one loop instead of a chain of
-    generators, one per level: 0.26 instead of 0.6 ms on densenet201's 713 modules."""
-    out, seen, stack = [], set(), [model]
-    while stack:
-        m = stack.pop()
-        if id(m) in seen:
-            continue
-        seen.add(id(m))
-        out.append(m)
-        if m._modules:
-            stack.extend(reversed([s for s in m._modules.values() if s is not None]))
-    return out
-
-
-def _module_states(model: nn.Module):
-    """What ``restore_modules`` needs to put every module of ``model`` back as it is now (the format of
-    ``graph.edit.snapshot.snapshot_modules``: each module's attribute dict with its lists copied, its parameter and
-    buffer dicts)."""
-    return [module_state(m) for m in _all_modules(model)]
 
 
 _META = torch.device("meta")
@@ -128,8 +106,8 @@ class StandIns:
 
 
 def _swap_in_stand_ins(state, stand_ins: StandIns) -> bool:
-    """Replace every parameter and buffer of the snapshotted modules (``state``, from :func:`_module_states`) by its
-    meta stand-in, in the modules' own dicts (``restore_modules(state)`` puts the real ones back). A tensor shared by
+    """Replace every parameter and buffer of the snapshotted modules (``state``, from ``snapshot_modules([model])``)
+    by its meta stand-in, in the modules' own dicts (``restore_modules(state)`` puts the real ones back). A tensor shared by
     several modules or names gets one stand-in (ties stay ties). Returns True if some tensor already was a meta
     tensor (a model built on meta)."""
     seen = set()
@@ -165,7 +143,7 @@ def _shortcut(module: nn.Module, rule: Callable) -> Callable:
 
 
 def _install_shortcuts(state) -> None:
-    """Give each snapshotted module (``state``, from :func:`_module_states`) that has a shape rule its
+    """Give each snapshotted module (``state``, from ``snapshot_modules([model])``) that has a shape rule its
     :func:`_shortcut` as an instance ``forward`` (``restore_modules(state)`` removes them with the rest)."""
     for m, _attrs, _params, _buffers in state:
         rule = module_rule(m)
@@ -289,7 +267,7 @@ def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callab
     one across steps).
     """
     mode = mode or (META if on_meta else REAL)
-    state = _module_states(model)
+    state = snapshot_modules([model])
     try:
         with torch.no_grad():
             built_on_meta = False
