@@ -42,6 +42,7 @@ from ..graph.trace.meta_shapes import ShapeOnlyMode, fast_meta, meta_like, modul
 from ..graph.trace.op_names import op_name
 from ..graph.edit.snapshot import restore_modules, snapshot_modules
 from ..inputs import call_model, kept_state, map_tensors, to_meta
+from .check_memo import BlockMemo
 
 __all__ = ["run_error", "PostPruneCheck", "Repair", "IndexDataMode"]
 
@@ -142,13 +143,18 @@ def _shortcut(module: nn.Module, rule: Callable) -> Callable:
     return shortcut
 
 
-def _install_shortcuts(state) -> None:
+def _install_shortcuts(state, memo: Optional[BlockMemo] = None) -> None:
     """Give each snapshotted module (``state``, from ``snapshot_modules([model])``) that has a shape rule its
-    :func:`_shortcut` as an instance ``forward`` (``restore_modules(state)`` removes them with the rest)."""
+    :func:`_shortcut` as an instance ``forward``, and every other one ``memo``'s remembering ``forward`` where a memo
+    is given (``restore_modules(state)`` removes them with the rest)."""
+    ruled = set()
     for m, _attrs, _params, _buffers in state:
         rule = module_rule(m)
         if rule is not None:
             m.__dict__["forward"] = _shortcut(m, rule)
+            ruled.add(id(m))
+    if memo is not None:
+        memo.install(state, skip=lambda m: id(m) in ruled)
 
 
 def _exact(dtype) -> bool:
@@ -254,7 +260,8 @@ META, INDEX_DATA, REAL = "meta", "index data", "real"
 
 
 def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callable] = None,
-              on_meta: bool = True, mode: Optional[str] = None, stand_ins: Optional[StandIns] = None) -> Optional[str]:
+              on_meta: bool = True, mode: Optional[str] = None, stand_ins: Optional[StandIns] = None,
+              memo: Optional[BlockMemo] = None) -> Optional[str]:
     """Run ``model`` once on ``example_inputs`` and return why it failed (``"ErrorType: message"``), or None.
 
     ``on_meta=True`` (``mode="meta"``): on shape-only stand-ins (``meta`` tensors for every parameter, buffer and
@@ -264,7 +271,8 @@ def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callab
     exactly as it was, including attributes its forward may cache. Only ``Exception`` is caught:
     ``KeyboardInterrupt`` propagates. A model whose parameters or buffers are already ``meta`` tensors (built on the
     meta device) runs as it is, on meta, either way. ``stand_ins``: the :class:`StandIns` to reuse (a check keeps
-    one across steps).
+    one across steps); ``memo``: the :class:`~.check_memo.BlockMemo` that answers for the modules unchanged since
+    its previous run (shape-only runs; a check keeps one across steps).
     """
     mode = mode or (META if on_meta else REAL)
     state = snapshot_modules([model])
@@ -281,15 +289,15 @@ def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callab
                 restore_modules(state)
                 built_on_meta = True
             elif mode == INDEX_DATA:
-                _install_shortcuts(state)
+                _install_shortcuts(state, memo)
                 with IndexDataMode():
                     call_model(model, _index_data_inputs(example_inputs), forward_fn)
             else:
-                _install_shortcuts(state)
+                _install_shortcuts(state, memo)
                 with ShapeOnlyMode():
                     call_model(model, to_meta(example_inputs), forward_fn)
             if built_on_meta:
-                _install_shortcuts(state)
+                _install_shortcuts(state, memo)
                 with ShapeOnlyMode():  # a model built on meta: run it as it is (common ops' shapes computed directly)
                     call_model(model, to_meta(example_inputs), forward_fn)
     except Exception as exc:  # noqa: BLE001 - any failure of the model's forward is the answer
@@ -338,6 +346,8 @@ class PostPruneCheck:
         #: runs for real); None until then
         self.index_data_ok: Optional[bool] = None
         self.stand_ins = StandIns()  # kept across checks: only the tensors a step replaced get new ones
+        #: kept across checks: from the second check on, only the modules changed since the previous one run again
+        self.memo: Optional[BlockMemo] = BlockMemo()
         #: how many runs of each mode (``"meta"``, ``"index data"``, ``"real"``) the check made so far
         self.runs: Dict[str, int] = {META: 0, INDEX_DATA: 0, REAL: 0}
 
@@ -348,7 +358,9 @@ class PostPruneCheck:
 
     def _run(self, mode: str) -> Optional[str]:
         self.runs[mode] += 1
-        return run_error(self.graph.model, self.example_inputs, self.forward_fn, mode=mode, stand_ins=self.stand_ins)
+        memo = self.memo if sum(self.runs.values()) > 1 else None  # no use for a model checked once
+        return run_error(self.graph.model, self.example_inputs, self.forward_fn, mode=mode, stand_ins=self.stand_ins,
+                         memo=memo)
 
     def error(self) -> Optional[str]:
         """Why the model does not run now, or None.
