@@ -83,9 +83,9 @@ class SpaceFacts:
             self._floors = (max_pruning_ratio, np.fmax(2.0, self.initial * (1 - max_pruning_ratio)))
         return self._floors[1]
 
-    def read(self, index: np.ndarray, spaces: List) -> np.ndarray:
-        """``int64 [n, 2]``: the channel count (held cuts not applied) and the channel multiple of the spaces
-        ``spaces`` (whose indices are ``index``), each read once per graph version."""
+    def read(self, index: np.ndarray) -> np.ndarray:
+        """``int64 [n, 2]``: the channel count (held cuts not applied) and the channel multiple of the graph's
+        spaces ``index`` (``space.index`` values), each read once per graph version."""
         version = self.graph.version
         if version != self._seen_version:
             self._table = np.full((self.initial.size, 2), -1, dtype=np.int64)
@@ -93,8 +93,9 @@ class SpaceFacts:
         table = self._table
         out = table[index]
         if out.size and out.min() < 0:
+            spaces = self.graph.spaces
             for k in np.flatnonzero(out[:, 1] < 0).tolist():
-                s = spaces[k]
+                s = spaces[int(index[k])]
                 table[index[k]] = out[k] = (s.current_size, channel_multiple(s))
         return out
 
@@ -110,7 +111,7 @@ class SpaceFacts:
             index = np.fromiter((it.dep.space.index for it in items), dtype=np.int64, count=len(items))
             lost = np.fromiter((it.idx_array.size for it in items), dtype=np.int64, count=len(items))
         spaces = [it.dep.space for it in items]
-        facts = self.read(index, spaces)
+        facts = self.read(index)
         held = active()
         if held:  # a space's held cuts change with every group held: read each (held.current_size)
             sizes = np.fromiter(map(held.current_size, spaces), dtype=np.int64, count=len(spaces))

@@ -67,11 +67,16 @@ class Planner:
         self._budget_cache = None  # ((step, graph version), budgets)
         self._space_facts: Optional[SpaceFacts] = None
 
-    def members(self, group) -> MemberFacts:
-        """``group``'s members as arrays (:mod:`.member_facts`), as the model and the held cuts are now."""
+    @property
+    def space_facts(self) -> SpaceFacts:
+        """The channel spaces' initial counts, counts and multiples (:class:`~.member_facts.SpaceFacts`)."""
         if self._space_facts is None:
             self._space_facts = SpaceFacts(self.graph, self.initial_sizes)
-        return self._space_facts.members(group)
+        return self._space_facts
+
+    def members(self, group) -> MemberFacts:
+        """``group``'s members as arrays (:mod:`.member_facts`), as the model and the held cuts are now."""
+        return self.space_facts.members(group)
 
     # ---- pieces --------------------------------------------------------------------------------------------------
     def refusal(self, group, members: Optional[MemberFacts] = None) -> Optional[str]:
