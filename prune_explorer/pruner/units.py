@@ -141,7 +141,7 @@ class RankedUnits:
 def _plain_scores(importance: torch.Tensor) -> Optional[np.ndarray]:
     """``importance`` as a float32 numpy array when it is a plain CPU float32 vector (read in numpy); else None (the
     scores are then computed in torch: the same values)."""
-    if (importance.dtype == torch.float32 and importance.device.type == "cpu" and importance.dim() == 1
+    if (importance.dtype == torch.float32 and importance.is_cpu and importance.dim() == 1
             and not importance.requires_grad):
         return importance.numpy()
     return None
