@@ -45,10 +45,10 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
 from .._gc import gc_paused
 from ..errors import PruningError
+from ..graph.model.group import Group
 from ..importance.held import HeldConflict, HeldCuts, reads_channel_parts_only
 from .post_check import Repair, warn_rolled_back
 from .proposal import Proposal
-from .units import channel_multiple
 
 __all__ = ["PruningDriver", "Cut", "Applied", "sequential_applier", "batched_applier", "ROLLBACK", "KEEP",
            "KEEP_ON_INTERRUPT"]
@@ -120,9 +120,19 @@ def sequential_applier(driver: "PruningDriver", cuts: Iterable[Cut], pruned: Cal
 def _graph_group(group) -> bool:
     """A group the graph derives from its channel classes (not a hand-built attention group), attention-dims ones
     (one offset in every head, e.g. a transformer's hidden size) included: the graph prunes it like any other."""
-    from ..graph import Group
-
     return type(group) is Group and group.kind in _BATCHED_KINDS
+
+
+_BASE_ESTIMATE: list = []
+
+
+def _base_estimate():
+    """``BasePruner.estimate_importance`` (base_pruner imports this module: read on first use)."""
+    if not _BASE_ESTIMATE:
+        from .base_pruner import BasePruner
+
+        _BASE_ESTIMATE.append(BasePruner.estimate_importance)
+    return _BASE_ESTIMATE[0]
 
 
 def _hf_config(driver) -> bool:
@@ -283,12 +293,10 @@ class PruningDriver:
         """Whether ``group`` may be decided through held cuts: a plain graph group, scored by a criterion that reads
         only its channels' weights (:func:`~prune_explorer.importance.held.reads_channel_parts_only`) through the
         pruner's own ``estimate_importance``."""
-        from .base_pruner import BasePruner
-
         if not _graph_group(group):
             return False
         pruner = self.pruner
-        if type(pruner).estimate_importance is not BasePruner.estimate_importance:
+        if type(pruner).estimate_importance is not _base_estimate():
             return False
         return reads_channel_parts_only(getattr(pruner, "importance", None))
 
@@ -297,23 +305,15 @@ class PruningDriver:
         (heads, GroupNorm groups) or a declared block (``num_heads``, ``in/out_channel_groups``)."""
         held = self._held
         options = getattr(self.pruner, "options", None)
+        planner = self.pruner.planner
         declared = bool(options is not None and (options.out_channel_groups or options.in_channel_groups)) or bool(
-            getattr(getattr(self.pruner, "planner", None), "head_layers", None))
-        holds = held.holds
-        spaces = [it.dep.space for it in group.items]
-        if declared:
-            return any(holds(s) for s in spaces)
-        # {space index: its channel multiple > 1}, kept while these cuts are held (the model does not change)
-        multiple = held.memo.setdefault(("multiples", self.graph.version), {})
-        for s in spaces:
-            if not holds(s):
-                continue
-            m = multiple.get(s.index)
-            if m is None:
-                m = multiple[s.index] = channel_multiple(s) > 1
-            if m:
-                return True
-        return False
+            getattr(planner, "head_layers", None))
+        layout = group.member_layout
+        index = layout.space
+        if not declared:  # only the members with a channel multiple (read once per graph version) matter
+            index = index[planner.space_facts.read(index)[:, 1] > 1]
+        spaces = self.graph.spaces
+        return any(held.holds(spaces[k]) for k in index.tolist())
 
     def _cut_decided(self) -> None:
         """Prune the cuts a batched applier holds (the groups that follow are decided on the model they leave)."""

@@ -30,7 +30,7 @@ import numpy as np
 
 from .member_facts import MemberFacts, SpaceFacts
 
-__all__ = ["SkippedGroup", "guard_refusal", "root_limits", "feasible_units", "feasible_prefixes", "chosen_prefix",
+__all__ = ["SkippedGroup", "guard_refusal", "root_limits", "feasible_units", "feasible_prefixes", "chosen_prefix", "Prefixes",
            "GUARD", "IMPORTANCE", "TARGET", "CONSTRAINT", "NOT_ACCEPTED", "HEADS", "ERROR", "CHECK"]
 
 # the kinds of SkippedGroup (why a step left a group alone)
@@ -147,3 +147,57 @@ def chosen_prefix(ok, cum, n_target: int) -> int:
     distance = np.abs(cum[feasible] - n_target)
     best = np.flatnonzero(distance == distance.min())
     return int(feasible[best[-1]])
+
+
+class Prefixes:
+    """The feasible prefixes of a group's ranked units (:func:`feasible_prefixes`) and the choice among them
+    (:func:`chosen_prefix`), for one proposal. ``unit_sizes``: the ranked units' channel counts, or None when each
+    unit is one root channel (``n_units`` of them); the other arguments as :func:`feasible_prefixes` takes them.
+
+    With one root channel per unit, no ``round_to`` and no member counts (most groups), the feasible prefixes are the
+    first ``last + 1`` (``last = max(0, min(n_units, root_current - min_keep))``: the root keeps ``min_keep``) and
+    every answer is arithmetic; otherwise they are read from :func:`feasible_prefixes`.
+
+    >>> p = Prefixes(None, 10, root_current=16, min_keep=8, round_to=None, member_counts=[])
+    >>> p.max_removable, p.choose(5), p.choose(12), p.down(12), p.removed(5)
+    (8, 5, 8, 8, 5)
+    """
+
+    __slots__ = ("_last", "ok", "cum", "_feasible")
+
+    def __init__(self, unit_sizes: Optional[np.ndarray], n_units: int, root_current: int, min_keep: int, round_to,
+                 member_counts=()):
+        if unit_sizes is None and not member_counts and not (round_to and round_to > 1):
+            self._last = max(0, min(n_units, root_current - min_keep))
+            self.ok = self.cum = self._feasible = None
+            return
+        if unit_sizes is None:
+            unit_sizes = np.ones(n_units, dtype=np.int64)
+        self._last = None
+        self.ok, self.cum = feasible_prefixes(unit_sizes, root_current, min_keep, round_to, member_counts)
+        self._feasible = np.flatnonzero(self.ok)
+
+    @property
+    def max_removable(self) -> int:
+        """The most root channels a feasible prefix removes."""
+        return self._last if self.cum is None else int(self.cum[self._feasible[-1]])
+
+    def choose(self, n_target: int) -> int:
+        """:func:`chosen_prefix` for ``n_target >= 0`` root channels: how many units to remove."""
+        return min(n_target, self._last) if self.cum is None else chosen_prefix(self.ok, self.cum, n_target)
+
+    def down(self, n: int) -> int:
+        """:func:`feasible_units` for ``n >= 0`` root channels: the longest feasible prefix removing at most ``n``."""
+        if self.cum is None:
+            return min(n, self._last)
+        return int(self._feasible[self.cum[self._feasible] <= n][-1])
+
+    def removed(self, k: int) -> int:
+        """The root channels the first ``k`` units remove."""
+        return k if self.cum is None else int(self.cum[k])
+
+    def next_after_none(self) -> Optional[int]:
+        """The root channels of the smallest feasible prefix that removes some (None when only removing none is)."""
+        if self.cum is None:
+            return 1 if self._last else None
+        return int(self.cum[self._feasible[1]]) if self._feasible.size > 1 else None

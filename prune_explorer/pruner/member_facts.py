@@ -73,7 +73,7 @@ class SpaceFacts:
         self.initial = np.fromiter((initial_sizes.get(s.index, s.size) for s in spaces), dtype=np.int64,
                                    count=len(spaces))
         self._seen_version = None
-        self._sizes = self._multiples = None  # [n_spaces] int64, -1: not read yet at this version
+        self._table = None  # [n_spaces, 2] int64: (channel count, channel multiple), -1: not read yet at this version
         self._floors = (None, None)  # (max_pruning_ratio, floors)
 
     def floors(self, max_pruning_ratio: float) -> np.ndarray:
@@ -83,35 +83,38 @@ class SpaceFacts:
             self._floors = (max_pruning_ratio, np.fmax(2.0, self.initial * (1 - max_pruning_ratio)))
         return self._floors[1]
 
-    def _fresh(self) -> None:
+    def read(self, index: np.ndarray) -> np.ndarray:
+        """``int64 [n, 2]``: the channel count (held cuts not applied) and the channel multiple of the graph's
+        spaces ``index`` (``space.index`` values), each read once per graph version."""
         version = self.graph.version
         if version != self._seen_version:
-            n = self.initial.size
-            self._sizes = np.full(n, -1, dtype=np.int64)
-            self._multiples = np.full(n, -1, dtype=np.int64)
+            self._table = np.full((self.initial.size, 2), -1, dtype=np.int64)
             self._seen_version = version
-
-    @staticmethod
-    def _filled(table: np.ndarray, index: np.ndarray, spaces: List, read) -> np.ndarray:
-        """``table[index]``, reading ``read(space)`` for the entries not read yet."""
+        table = self._table
         out = table[index]
-        missing = np.flatnonzero(out < 0)
-        for k in missing.tolist():
-            table[index[k]] = out[k] = read(spaces[k])
+        if out.size and out.min() < 0:
+            spaces = self.graph.spaces
+            for k in np.flatnonzero(out[:, 1] < 0).tolist():
+                s = spaces[int(index[k])]
+                table[index[k]] = out[k] = (s.current_size, channel_multiple(s))
         return out
 
     def members(self, group) -> MemberFacts:
         """The :class:`MemberFacts` of ``group`` (a group of this graph) as the model and the held cuts are now."""
-        self._fresh()
-        items = group.items
-        n = len(items)
+        layout = getattr(group, "member_layout", None)  # a Group's members as flat arrays (no loop over items)
+        if layout is not None:
+            items = layout.items
+            index = layout.space
+            lost = np.diff(layout.bounds)
+        else:
+            items = group.items
+            index = np.fromiter((it.dep.space.index for it in items), dtype=np.int64, count=len(items))
+            lost = np.fromiter((it.idx_array.size for it in items), dtype=np.int64, count=len(items))
         spaces = [it.dep.space for it in items]
-        index = np.fromiter((s.index for s in spaces), dtype=np.int64, count=n)
-        lost = np.fromiter((it.idx_array.size for it in items), dtype=np.int64, count=n)
+        facts = self.read(index)
         held = active()
         if held:  # a space's held cuts change with every group held: read each (held.current_size)
-            sizes = np.fromiter(map(held.current_size, spaces), dtype=np.int64, count=n)
+            sizes = np.fromiter(map(held.current_size, spaces), dtype=np.int64, count=len(spaces))
         else:
-            sizes = self._filled(self._sizes, index, spaces, lambda s: s.current_size)
-        multiples = self._filled(self._multiples, index, spaces, channel_multiple)
-        return MemberFacts(spaces, index, lost, sizes, multiples, self)
+            sizes = facts[:, 0]
+        return MemberFacts(spaces, index, lost, sizes, facts[:, 1], self)

@@ -18,7 +18,6 @@ Every refusal is a proposal with nothing proposed and a ``skip_kind`` / ``skip_r
 
 from __future__ import annotations
 
-import itertools
 from collections import defaultdict
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -32,11 +31,9 @@ from ..graph.model.group import DIMS_KIND, HEADS_KIND
 from .member_facts import MemberFacts, SpaceFacts
 from .proposal import Proposal
 from .scope import LOCAL, ScopeRules, rank_scope
-from .units import member_constraints, rank_units, singleton_units, tied_units
+from .units import RankedUnits, member_constraints, ranked_units, tied_units
 
 __all__ = ["Planner"]
-
-_ALL = 1 << 62  # "as many channels as the constraints allow"
 
 
 class Planner:
@@ -70,11 +67,16 @@ class Planner:
         self._budget_cache = None  # ((step, graph version), budgets)
         self._space_facts: Optional[SpaceFacts] = None
 
-    def members(self, group) -> MemberFacts:
-        """``group``'s members as arrays (:mod:`.member_facts`), as the model and the held cuts are now."""
+    @property
+    def space_facts(self) -> SpaceFacts:
+        """The channel spaces' initial counts, counts and multiples (:class:`~.member_facts.SpaceFacts`)."""
         if self._space_facts is None:
             self._space_facts = SpaceFacts(self.graph, self.initial_sizes)
-        return self._space_facts.members(group)
+        return self._space_facts
+
+    def members(self, group) -> MemberFacts:
+        """``group``'s members as arrays (:mod:`.member_facts`), as the model and the held cuts are now."""
+        return self.space_facts.members(group)
 
     # ---- pieces --------------------------------------------------------------------------------------------------
     def refusal(self, group, members: Optional[MemberFacts] = None) -> Optional[str]:
@@ -102,12 +104,14 @@ class Planner:
         return G.root_limits(group, self.initial_sizes, self.options.max_pruning_ratio, self.options.round_to,
                              keep_one_unit=isinstance(group, ExplicitGroup))
 
-    def solve(self, group, ranked_units, n_target: int, members: Optional[MemberFacts] = None) -> int:
-        """How many of ``ranked_units`` (a prefix) to remove for about ``n_target`` root channels."""
-        cur, min_keep, round_to = self.limits(group)
-        return G.feasible_units(map(len, ranked_units), n_target, cur, min_keep, round_to,
-                                member_constraints(group, ranked_units,
-                                                   members=self.members(group) if members is None else members))
+    def prefixes(self, group, ranking: RankedUnits, members: Optional[MemberFacts] = None,
+                 limits: Optional[Tuple[int, int, Optional[int]]] = None) -> G.Prefixes:
+        """Which prefixes of ``ranking`` (the group's :class:`~.units.RankedUnits`) the root's limits (``limits``:
+        :meth:`limits`, read when not given), ``round_to`` and the member constraints allow."""
+        cur, min_keep, round_to = self.limits(group) if limits is None else limits
+        constraints = member_constraints(group, ranking, self.members(group) if members is None else members)
+        return G.Prefixes(None if ranking.singles else ranking.sizes, ranking.order.size, cur, min_keep, round_to,
+                          constraints)
 
     def importance(self, group, store: bool = False, members: Optional[MemberFacts] = None):
         """``estimate_importance``, reusing the score of the ranking pass while the group's members are unchanged
@@ -137,8 +141,7 @@ class Planner:
         members = self.members(group)
         if self.refusal(group, members) is not None:
             return 0
-        ranked, _ = rank_units(group, imp, self.units_of(group, members))
-        return sum(len(u) for u in ranked[: self.solve(group, ranked, _ALL, members)])
+        return self.prefixes(group, ranked_units(group, imp, self.units_of(group, members)), members).max_removable
 
     def choose(self, group, n_remove: int) -> List[int]:
         group, imp = self._whole(group)
@@ -147,9 +150,9 @@ class Planner:
             return []
         if imp is None:
             imp = self.estimate_importance(group)
-        ranked, _ = rank_units(group, imp, self.units_of(group, members))
-        k = self.solve(group, ranked, int(n_remove), members)
-        return sorted(r for u in ranked[:k] for r in u)
+        ranking = ranked_units(group, imp, self.units_of(group, members))
+        prefixes = self.prefixes(group, ranking, members)
+        return np.sort(ranking.roots[: prefixes.removed(prefixes.down(int(n_remove)))]).tolist()
 
     # ---- the proposal ----------------------------------------------------------------------------------------------
     def proposal(self, group, step: int, budgets: Dict[int, int], on_pruned=None) -> Proposal:
@@ -203,17 +206,8 @@ class Planner:
                                       "(it cannot score it)")
         units = self.units_of(full, members)
         cur, min_keep, round_to = self.limits(full)
-        if units and singleton_units(full, units):  # one root channel per unit: ranked and counted in numpy
-            order = torch.argsort(imp.float(), stable=True).cpu().numpy()  # as rank_units orders them
-            ranked_roots = full.root_array[order]
-            ok, cum = G.feasible_prefixes(np.ones(order.size, dtype=np.int64), cur, min_keep, round_to,
-                                          member_constraints(full, None, order=order, members=members))
-        else:
-            ranked, _ = rank_units(full, imp, units)
-            ranked_roots = None
-            ok, cum = G.feasible_prefixes(map(len, ranked), cur, min_keep, round_to,
-                                          member_constraints(full, ranked, members=members))
-        feasible = np.flatnonzero(ok)
+        ranking = ranked_units(full, imp, units)  # the units in rank order, as arrays
+        prefixes = self.prefixes(full, ranking, members, (cur, min_keep, round_to))
         scope, ratio = made["scope"], made["pruning_ratio"]
         if n_target is None:
             if scope.startswith(LOCAL + ":"):
@@ -222,7 +216,7 @@ class Planner:
             else:
                 n_target = budgets.get(full.root_space.index, 0)
         n_target = max(0, int(n_target))
-        made.update(importance=imp, prune_units=units, max_removable=int(cum[feasible[-1]]), n_target=n_target)
+        made.update(importance=imp, prune_units=units, max_removable=prefixes.max_removable, n_target=n_target)
         if n_target <= 0:
             return skip(G.TARGET, f"nothing to remove at step {step}: the target ratio {ratio:.3f} is already "
                                   f"reached in scope {scope}")
@@ -233,12 +227,10 @@ class Planner:
                                           f"{cur - n_target}, which rounds up to {kept_up}: nothing to remove at "
                                           f"step {step}")
             n_target = cur - kept_up
-        k = G.chosen_prefix(ok, cum, n_target)
-        chosen = (ranked_roots[:k] if ranked_roots is not None
-                  else np.fromiter(itertools.chain.from_iterable(ranked[:k]), dtype=np.int64))
-        proposed = np.sort(chosen).tolist()
+        # the root channels of the chosen prefix of units
+        proposed = np.sort(ranking.roots[: prefixes.removed(prefixes.choose(n_target))]).tolist()
         if not proposed:
-            near = int(cum[feasible[1]]) if feasible.size > 1 else None
+            near = prefixes.next_after_none()
             return skip(G.CONSTRAINT, (
                 f"the target asks for {n_target} channels, but the nearest removal that keeps the constraints "
                 + (f"is {near} channels, farther from the target than removing none " if near else "removes none ")
@@ -271,9 +263,9 @@ class Planner:
             if self.refusal(group, facts) is None and not self.keeps_head_size(group):
                 imp = self.importance(group, store=True, members=facts)
                 if imp is not None:
-                    ranked, scores = rank_units(group, imp, self.units_of(group, facts))
-                    cap = sum(len(u) for u in ranked[: self.solve(group, ranked, _ALL, facts)])
-                    ranking = (scores, torch.tensor([len(u) for u in ranked], dtype=torch.long), cap)
+                    ranked = ranked_units(group, imp, self.units_of(group, facts))
+                    cap = self.prefixes(group, ranked, facts).max_removable
+                    ranking = (ranked.scores, torch.from_numpy(ranked.sizes), cap)
             members[scope].append((group, s.current_size, self.initial_sizes.get(s.index, s.size), ranking))
         budgets: Dict[int, int] = {}
         for scope, entries in members.items():

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..graph.model.group_members import MemberLayout
 from ..graph.model.union_find import connected_components
 from ..importance.base import root_positions
 from ..importance.held import current_size
 from .member_facts import MemberFacts, SpaceFacts, channel_multiple
 
-__all__ = ["tied_units", "singleton_units", "rank_units", "member_constraints", "channel_multiple"]
+__all__ = ["tied_units", "singleton_units", "ranked_units", "RankedUnits", "member_constraints", "channel_multiple"]
 
 
 def _declared_blocks(item, out_channel_groups: Dict[nn.Module, int], in_channel_groups: Dict[nn.Module, int],
@@ -83,71 +84,175 @@ def singleton_units(group, units) -> bool:
     return len(units) == root.size and (root.size < 2 or bool((root[1:] > root[:-1]).all()))
 
 
-def rank_units(group, importance: Optional[torch.Tensor], units) -> Tuple[List[List[int]], torch.Tensor]:
-    """``(units in increasing score order, their scores)``; a unit's score is the mean of its channels'
-    ``importance`` (one score per channel of ``group.root_idxs``). Without importance: unchanged, zero scores."""
+class RankedUnits:
+    """A group's units (``n_units`` lists of root channels) in increasing score order, as arrays
+    (:func:`ranked_units`); ties keep the listed order:
+
+    * ``order``: ``int64 [n_units]``, the listed units' indices in rank order;
+    * ``sizes``: ``int64 [n_units]``, the channel count of each unit, in rank order (all one when ``singles``: each
+      unit one root channel, unit ``k`` is root position ``k``);
+    * ``roots``: ``int64 [sizes.sum()]``, their root channels, unit after unit (each unit's as listed): the first
+      ``k`` units remove ``roots[:sizes[:k].sum()]``;
+    * ``scores``: a float32 tensor ``[n_units]``, each unit's score (the mean of its channels' importance), in rank
+      order;
+    * :meth:`ranks`: the rank of the unit holding given root channels.
+
+    What a proposal does not read (``sizes`` of single channels, ``scores``, the ranks' table) is made on first read.
+    """
+
+    __slots__ = ("order", "roots", "singles", "_sizes", "_scores", "_group", "_ranks")
+
+    def __init__(self, group, order: np.ndarray, roots: np.ndarray, sizes: Optional[np.ndarray], scores):
+        self._group, self.order, self.roots, self._sizes, self._scores = group, order, roots, sizes, scores
+        self.singles = sizes is None
+        self._ranks = None
+
+    @property
+    def sizes(self) -> np.ndarray:
+        if self._sizes is None:
+            self._sizes = np.ones(self.order.size, dtype=np.int64)
+        return self._sizes
+
+    @property
+    def scores(self) -> torch.Tensor:
+        if callable(self._scores):
+            self._scores = self._scores()
+        return self._scores
+
+    def ranks(self, root_idxs: np.ndarray) -> np.ndarray:
+        """``int64``: per root channel in ``root_idxs``, the rank of the unit holding it (0 for a root channel that
+        no unit holds). Raises ValueError for a channel that is not one of the group's root channels."""
+        table = self._ranks
+        if table is None:  # root channel -> rank; -1: not a root channel
+            root = self._group.root_array
+            table = self._ranks = np.full(int(root.max()) + 1 if root.size else 0, -1, dtype=np.int64)
+            table[root] = 0
+            table[self.roots] = np.repeat(np.arange(self.order.size), self.sizes) if not self.singles else (
+                np.arange(self.order.size))
+        try:
+            out = table[root_idxs] if root_idxs.size and root_idxs.min() >= 0 else None
+        except IndexError:
+            out = None
+        if root_idxs.size and (out is None or out.min() < 0):
+            raise ValueError(f"group member maps to root channels outside group.root_idxs ({self._group.root_name})")
+        return out if root_idxs.size else root_idxs
+
+
+def _plain_scores(importance: torch.Tensor) -> Optional[np.ndarray]:
+    """``importance`` as a float32 numpy array when it is a plain CPU float32 vector (read in numpy); else None (the
+    scores are then computed in torch: the same values)."""
+    if (importance.dtype == torch.float32 and importance.is_cpu and importance.dim() == 1
+            and not importance.requires_grad):
+        return importance.numpy()
+    return None
+
+
+def ranked_units(group, importance: Optional[torch.Tensor], units) -> RankedUnits:
+    """``units`` (lists of root channels) ranked by the mean ``importance`` of their channels (one score per channel
+    of ``group.root_idxs``), as a :class:`RankedUnits`; without importance: in listed order, zero scores.
+
+    The order is the stable ``argsort`` of the scores, and a unit's score sums its channels' scores one after
+    another in float32 then divides by its size (what ``index_add_`` and ``/`` give); plain CPU float32 scores are
+    ranked in numpy (``np.add.at`` and a stable ``np.argsort``: the same sums and the same order, NaN last in both,
+    with less call overhead on a few hundred scores; a NaN's sign bit may differ), others in torch."""
+    root = group.root_array
+    n_units = len(units)
     if importance is None or not units:
-        return units, torch.zeros(len(units))
-    if singleton_units(group, units):  # units[k] == [root[k]]
-        order = torch.argsort(importance.float(), stable=True)
-        return list(map(units.__getitem__, order.tolist())), importance.float()[order]
+        order = np.arange(n_units)
+        lens = np.fromiter(map(len, units), dtype=np.int64, count=n_units)
+        flat = np.fromiter(itertools.chain.from_iterable(units), dtype=np.int64, count=int(lens.sum()))
+        return RankedUnits(group, order, flat, lens, lambda: torch.zeros(n_units))
+    values = _plain_scores(importance)
+    if singleton_units(group, units):  # units[k] == [root[k]]: a ranking is a permutation of root positions
+        if values is not None:
+            order = np.argsort(values, kind="stable")
+            return RankedUnits(group, order, root[order], None, lambda: torch.from_numpy(values[order]))
+        order_t = torch.argsort(importance.float(), stable=True)
+        order = order_t.cpu().numpy()
+        return RankedUnits(group, order, root[order], None, lambda: importance.float()[order_t])
     _, pos_of = root_positions(group)
-    pos = pos_of(list(itertools.chain.from_iterable(units)))
-    uid = torch.from_numpy(np.repeat(np.arange(len(units)), [len(u) for u in units]))
-    sums = torch.zeros(len(units), dtype=torch.float32).index_add_(0, uid, importance.float()[pos])
-    scores = sums / torch.bincount(uid, minlength=len(units)).float()
-    order = torch.argsort(scores, stable=True).tolist()
-    return [units[i] for i in order], scores[order]
+    lens = np.fromiter(map(len, units), dtype=np.int64, count=n_units)
+    starts = np.zeros(n_units + 1, dtype=np.int64)
+    np.cumsum(lens, out=starts[1:])
+    flat = np.fromiter(itertools.chain.from_iterable(units), dtype=np.int64, count=int(starts[-1]))
+    pos = pos_of(flat)
+    uid = np.repeat(np.arange(n_units), lens)
+    if values is not None:
+        sums = np.zeros(n_units, dtype=np.float32)
+        with np.errstate(all="ignore"):  # inf - inf is NaN without a warning, as in torch
+            np.add.at(sums, uid, values[pos.numpy()])
+            scores = sums / lens.astype(np.float32)
+        order = np.argsort(scores, kind="stable")
+        ranked_scores = lambda: torch.from_numpy(scores[order])  # noqa: E731
+    else:
+        uid_t = torch.from_numpy(uid)
+        sums_t = torch.zeros(n_units, dtype=torch.float32).index_add_(0, uid_t, importance.float()[pos])
+        scores_t = sums_t / torch.from_numpy(lens).float()
+        order_t = torch.argsort(scores_t, stable=True)
+        order = order_t.cpu().numpy()
+        ranked_scores = lambda: scores_t[order_t]  # noqa: E731
+    sizes = lens[order]
+    ranked_starts = np.zeros(n_units, dtype=np.int64)
+    np.cumsum(sizes[:-1], out=ranked_starts[1:])
+    roots = flat[np.arange(flat.size) + np.repeat(starts[order] - ranked_starts, sizes)]
+    return RankedUnits(group, order, roots, sizes, ranked_scores)
 
 
-def member_constraints(group, unit_order: Optional[List[List[int]]], order: Optional[np.ndarray] = None,
-                       members: Optional[MemberFacts] = None):
+def member_constraints(group, ranking: RankedUnits, members: Optional[MemberFacts] = None):
     """Per constrained member: ``(counts, multiple, size)`` for :func:`~.guards.feasible_prefixes`: ``counts[k]``
-    is how many of its channels the first ``k`` units of ``unit_order`` remove, ``multiple`` its channel multiple
-    (e.g. attention heads, GroupNorm groups) and ``size`` its current channel count. For :func:`singleton_units`,
-    ``order`` (root positions in rank order, an int array) may stand for ``unit_order`` (then not read).
-    ``members``: the group's :class:`~.member_facts.MemberFacts` (read from the group when not given).
+    is how many of its channels the first ``k`` units of ``ranking`` (a :class:`RankedUnits` of the group) remove,
+    ``multiple`` its channel multiple (e.g. attention heads, GroupNorm groups) and ``size`` its current channel
+    count. ``members``: the group's :class:`~.member_facts.MemberFacts` (read from the group when not given).
 
     A member is constrained when it has a multiple, or loses every channel it has, unless it is one channel per
-    root channel (then the root's own guard, keep >= 1, covers it): the members are screened as arrays, and only
-    the constrained ones are counted one by one."""
+    root channel in root order (its counts are then the root's own) without a multiple and with the root's channel
+    count (then the root's own guard, keep >= 1, covers it). The members are screened as arrays (the group's flat
+    member layout), and the other constrained ones counted together."""
     if members is None:
         members = SpaceFacts(group.graph, {}).members(group)
-    multiple, size = members.multiples, members.sizes  # size: as the cuts held for this step leave it
-    constrained = np.flatnonzero((multiple > 1) | (members.lost >= size))
+    multiple, size, lost = members.multiples, members.sizes, members.lost  # size: as the held cuts leave it
+    several = multiple > 1
+    constrained = several | (lost >= size)
+    if not constrained.any():
+        return []
+    layout = _layout(group)
+    bounds, member_roots = layout.bounds, layout.root
+    root = group.root_array
+    n_root = root.size
+    # plain members: one channel per root channel, in root order
+    if n_root and lost.min() == lost.max() == n_root:  # every member has as many channels as the root
+        plain = (member_roots.reshape(-1, n_root) == root).all(axis=1)
+    else:
+        plain = np.zeros(lost.size, dtype=bool)
+        maybe = np.flatnonzero(constrained & (lost == n_root))
+        if maybe.size:
+            plain[maybe] = (member_roots[bounds[maybe, None] + np.arange(n_root)] == root).all(axis=1)
+    constrained &= ~(plain & ~several & (size == current_size(group.root_space)))
+    constrained = np.flatnonzero(constrained)
     if not constrained.size:
         return []
-    out = []
-    items = group.items
-    root = group.root_array
-    root_size = current_size(group.root_space)
-    unit_of = None
-    for k in constrained.tolist():
-        it = items[k]
-        mult, n = int(multiple[k]), int(size[k])
-        if mult <= 1 and n == root_size and np.array_equal(it.root_array, root):
-            continue  # one channel per root channel: the root's own guard (keep >= 1) already covers it
-        if unit_of is None:
-            unit_of, n_units, pos_of = _unit_ranks(group, unit_order, order)
-        per_unit = np.bincount(unit_of[pos_of(it.root_array).numpy()], minlength=n_units)
-        out.append((np.concatenate([[0], np.cumsum(per_unit)]), mult, n))
-    return out
+    sizes = ranking.sizes
+    n_units = sizes.size
+    root_cum = np.zeros(n_units + 1, dtype=np.int64)
+    np.cumsum(sizes, out=root_cum[1:])
+    if root_cum[-1] != n_root:  # units that do not hold each root channel once: every member counted
+        plain[:] = False
+    general = constrained[~plain[constrained]]
+    if general.size:  # every other constrained member's channels, member after member, counted together
+        m = general.size
+        counts = lost[general]
+        firsts = np.zeros(m, dtype=np.int64)
+        np.cumsum(counts[:-1], out=firsts[1:])
+        at = np.arange(int(firsts[-1] + counts[-1])) + np.repeat(bounds[general] - firsts, counts)
+        per_unit = np.bincount(np.repeat(np.arange(m) * n_units, counts) + ranking.ranks(member_roots[at]),
+                               minlength=m * n_units)
+        cum = np.zeros((m, n_units + 1), dtype=np.int64)
+        np.cumsum(per_unit.reshape(m, n_units), axis=1, out=cum[:, 1:])
+        rows = iter(cum)
+    return [(root_cum if plain[k] else next(rows), int(multiple[k]), int(size[k])) for k in constrained.tolist()]
 
 
-def _unit_ranks(group, unit_order: Optional[List[List[int]]], order: Optional[np.ndarray]):
-    """``(unit_of, n_units, pos_of)``: ``unit_of[p]`` is the rank in ``unit_order`` (or ``order``, see
-    :func:`member_constraints`) of the unit holding root position ``p``; ``pos_of`` as :func:`root_positions`."""
-    root = group.root_array
-    _, pos_of = root_positions(group)
-    n_units = len(unit_order) if order is None else int(order.size)
-    unit_of = np.zeros(root.size, dtype=np.int64)  # root position -> its unit's rank in unit_order
-    if order is not None:
-        unit_of[order] = np.arange(n_units)
-    elif unit_order:
-        flat = np.fromiter(itertools.chain.from_iterable(unit_order), dtype=np.int64)
-        if flat.size == n_units:  # one channel per unit (the common case)
-            rank = np.arange(n_units)
-        else:
-            rank = np.repeat(np.arange(n_units), np.fromiter(map(len, unit_order), dtype=np.int64, count=n_units))
-        unit_of[pos_of(flat).numpy()] = rank
-    return unit_of, n_units, pos_of
+def _layout(group) -> MemberLayout:
+    """``group``'s members as flat arrays (a graph group keeps them; any other is read from its items)."""
+    layout = getattr(group, "member_layout", None)
+    return layout if layout is not None else MemberLayout.of_items(list(group.items))
