@@ -86,6 +86,9 @@ class Tracer(AttributeTracer):
         self.spaces = SpaceTable()
         self._space_ids: Dict[int, torch.Tensor] = {}  # space index -> its global ids (see space_ids)
         self._id_block = torch.arange(0)  # ids 0 .. n - 1, sliced by space_ids
+        #: id(tensor) -> (tensor, first id): id tensors holding consecutive ids along one dim (a space's ids, and the
+        #: fields a layer labels its output with), see :meth:`consecutive_from`
+        self._consecutive: Dict[int, Tuple[torch.Tensor, int]] = {}
         self.values: Dict[int, Value] = {}
         self._by_id: Dict[int, Tuple[Any, Value]] = {}
         self._next_uid = 0
@@ -266,7 +269,20 @@ class Tracer(AttributeTracer):
             if end > self._id_block.shape[0]:
                 self._id_block = torch.arange(max(2 * end, 4096))  # int64; the slices made so far keep the old one
             ids = self._space_ids[s.index] = self._id_block[s.offset:end]
+            self._consecutive[id(ids)] = (ids, s.offset)
         return ids
+
+    def consecutive_from(self, t: torch.Tensor) -> Optional[int]:
+        """The first id of ``t`` when it holds consecutive ids along its one varying dim (a space's ids from
+        :meth:`space_ids`, or a field made of them by :meth:`mark_consecutive`), else None."""
+        hit = self._consecutive.get(id(t))
+        return hit[1] if hit is not None and hit[0] is t else None
+
+    def mark_consecutive(self, field: torch.Tensor, ids: torch.Tensor) -> None:
+        """``field`` is ``ids`` reshaped (same ids in the same order): it is consecutive when ``ids`` is."""
+        hit = self._consecutive.get(id(ids))
+        if hit is not None and hit[0] is ids:
+            self._consecutive[id(field)] = (field, hit[1])
 
     def param_space(self, p, pname, dim):
         key = (id(p), f"dim{dim}")
@@ -500,7 +516,7 @@ class Tracer(AttributeTracer):
         """Drop the record of the traced values (their calls and labels), which the graph does not need once built; the
         channel spaces, nodes, couplings and outputs stay. The tracer cannot record any more. (No tensor of the model's
         is kept by then: each call forgets its arguments as soon as its rule has run.)"""
-        self.values, self._by_id, self._pending = {}, {}, []
+        self.values, self._by_id, self._pending, self._consecutive = {}, {}, [], {}
         self.context = None
 
     def run(self, example_inputs, forward_fn: Optional[Callable] = None, output_transform: Optional[Callable] = None,
