@@ -25,15 +25,13 @@ def connected_components(n: int, a_parts: Sequence[np.ndarray], b_parts: Sequenc
     parent = np.arange(n, dtype=np.int64)
     if not a_parts:
         return parent
-    a = np.concatenate([np.asarray(p, dtype=np.int64).ravel() for p in a_parts])
-    b = np.concatenate([np.asarray(p, dtype=np.int64).ravel() for p in b_parts])
-    keep = a != b
-    a, b = a[keep], b[keep]
+    a = _flat_ids(a_parts)
+    b = _flat_ids(b_parts)
     if a.size == 0:
         return parent
     first = True
     while True:
-        if first:  # every id is its own root, and a != b: every pair hooks (no gather, no mask)
+        if first:  # every id is its own root: every pair hooks (no gather, no mask; a pair a == b hooks a to itself)
             lo, hi = np.minimum(a, b), np.maximum(a, b)
             first = False
         else:
@@ -52,3 +50,10 @@ def connected_components(n: int, a_parts: Sequence[np.ndarray], b_parts: Sequenc
                 break
             parent = grand
     return parent
+
+
+def _flat_ids(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """The id arrays of ``parts`` as one flat int64 array (no conversion for parts that are int64 already)."""
+    flat = [p.reshape(-1) if isinstance(p, np.ndarray) and p.dtype == np.int64 else
+            np.asarray(p, dtype=np.int64).reshape(-1) for p in parts]
+    return flat[0] if len(flat) == 1 else np.concatenate(flat)
