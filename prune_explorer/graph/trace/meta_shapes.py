@@ -605,6 +605,17 @@ def _conv2d_layer(m, x):
     return torch.empty((n, o, oh, ow), dtype=x.dtype, device="meta")
 
 
+def _linear_layer(m, x):
+    """``F.linear`` of an ``nn.Linear`` on :func:`fast_meta`, read straight from its dicts when its weight is a 2-d
+    meta parameter of ``x``'s dtype that fits ``x``'s last dim; any other call takes :func:`fast_meta`."""
+    w = m.__dict__["_parameters"].get("weight")
+    if type(w) is nn.Parameter and w.is_meta and w.dtype == x.dtype and w.dim() == 2 and x.dim() >= 1:
+        shape = x.shape
+        if shape[-1] == w.shape[1]:
+            return torch.empty(tuple(shape[:-1]) + (w.shape[0],), dtype=x.dtype, device="meta")
+    return fast_meta(F.linear, "linear", (x, m.weight, m.bias), {})
+
+
 def _batch_norm_layer(m, x):
     """:func:`_batch_norm_call` of an eval-mode ``nn.BatchNorm2d`` read straight from its dicts (running statistics
     and affine tensors all of ``x``'s channel count): the same output; any other call takes
@@ -627,7 +638,7 @@ _CONV_NAMES = {nn.Conv1d: "conv1d", nn.Conv2d: "conv2d", nn.Conv3d: "conv3d"}
 #: exact layer type -> ``fn(layer, x)``: the functional call its own ``forward`` makes, on :func:`fast_meta`
 _LAYER_CALLS = {
     **{t: _conv_call for t in _CONV_FNS},
-    nn.Linear: lambda m, x: fast_meta(F.linear, "linear", (x, m.weight, m.bias), {}),
+    nn.Linear: _linear_layer,
     nn.LayerNorm: lambda m, x: fast_meta(F.layer_norm, "layer_norm", (x, m.normalized_shape, m.weight, m.bias, m.eps),
                                          {}),
     **{t: _batch_norm_call for t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)},
