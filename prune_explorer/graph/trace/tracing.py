@@ -68,11 +68,41 @@ def call_tensors(args: tuple, kwargs: dict) -> List[torch.Tensor]:
     return out
 
 
+def named_modules_of(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """``list(model.named_modules())``: every module once, with its qualified name, in the same order, made by one
+    loop instead of torch's chain of generators (one per level of nesting). A model holding a module that
+    overrides ``named_modules``, ``__eq__`` or ``__hash__`` (which torch's walk relies on) is walked by torch.
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU()))
+    >>> [name for name, _ in named_modules_of(net)] == [name for name, _ in net.named_modules()]
+    True
+    """
+    out, seen, stack = [], set(), [("", model)]
+    while stack:
+        prefix, m = stack.pop()
+        if id(m) in seen:
+            continue
+        t = type(m)
+        if t.named_modules is not _NAMED_MODULES or t.__eq__ is not _OBJECT_EQ or t.__hash__ is not _OBJECT_HASH:
+            return list(model.named_modules())
+        seen.add(id(m))
+        out.append((prefix, m))
+        subs = m._modules
+        if subs:
+            items = [(f"{prefix}.{n}" if prefix else n, c) for n, c in subs.items() if c is not None]
+            items.reverse()
+            stack.extend(items)
+    return out
+
+
+_NAMED_MODULES, _OBJECT_EQ, _OBJECT_HASH = nn.Module.named_modules, object.__eq__, object.__hash__
+
+
 class Tracer(AttributeTracer):
     """Builds channel spaces and couplings from one forward pass. Used by :class:`DependencyGraph`."""
 
     def __init__(self, model: nn.Module, customized_pruners=None, unwrapped_parameters=None,
-                 head_pruning: str = "dims"):
+                 head_pruning: str = "dims", named_modules: Optional[List[Tuple[str, nn.Module]]] = None):
         self.model = model
         self.init_attribute_state(head_pruning)
         #: layer type -> pruner: the built-in families', overridden by the user's ``customized_pruners``
@@ -106,8 +136,9 @@ class Tracer(AttributeTracer):
         self.meta = False  # True when the trace ran on meta-device stand-ins
         self._op_counter: Counter = Counter()
         # module bookkeeping
-        #: ``(qualified name, module)`` of every module, each once (the one walk of the module tree)
-        self.named_modules = named = list(model.named_modules())
+        #: ``(qualified name, module)`` of every module, each once (the one walk of the module tree; ``named_modules``:
+        #: the caller's :func:`named_modules_of` when it made it already)
+        self.named_modules = named = list(named_modules) if named_modules is not None else named_modules_of(model)
         self.module_names = {m: n for n, m in named}
         self.param_owner: Dict[int, nn.Module] = {}  # params/buffers of registered layers -> layer
         #: params/buffers of registered layers -> every such layer holding it (tied weights: an embedding and a head)
@@ -491,16 +522,18 @@ class Tracer(AttributeTracer):
         return out
 
     def _stand_in(self, t: torch.Tensor, made: dict, param: bool) -> torch.Tensor:
-        meta = made.get(id(t))
+        key = id(t)
+        meta = made.get(key)
         if meta is not None:
             return meta
         meta = torch.empty_like(t, device="meta")
-        if param:
-            meta = nn.Parameter(meta, requires_grad=t.requires_grad)
-        made[id(t)] = meta
+        if param:  # nn.Parameter(meta, requires_grad=...), which makes this one call for a plain tensor
+            meta = torch.Tensor._make_subclass(nn.Parameter, meta, t.requires_grad) if type(meta) is torch.Tensor \
+                else nn.Parameter(meta, requires_grad=t.requires_grad)
+        made[key] = meta
         for table in (self.param_owner, self.param_users, self.loose_params):
-            if id(t) in table:
-                table[id(meta)] = table[id(t)]
+            if key in table:
+                table[id(meta)] = table[key]
         return meta
 
     @staticmethod
