@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..._index import unique_ints
+from ..model.union_find import range_pairs
 
 Field = torch.Tensor  # int64, ndim == value.ndim, broadcastable to value.shape
 
@@ -270,10 +271,9 @@ class Couplings:
         classes the pairs make do not depend on their order)."""
         a, b = list(self.pair_a), list(self.pair_b)
         if self.ranges:
-            a0, b0, n = np.array(self.ranges, dtype=np.int64).T
-            within = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
-            a.append(np.repeat(a0, n) + within)
-            b.append(np.repeat(b0, n) + within)
+            ra, rb = range_pairs(self.ranges)
+            a.append(ra)
+            b.append(rb)
         return a, b
 
     def fixed_as_numpy(self):
