@@ -527,9 +527,8 @@ class Tracer(AttributeTracer):
         if meta is not None:
             return meta
         meta = torch.empty_like(t, device="meta")
-        if param:  # nn.Parameter(meta, requires_grad=...), which makes this one call for a plain tensor
-            meta = torch.Tensor._make_subclass(nn.Parameter, meta, t.requires_grad) if type(meta) is torch.Tensor \
-                else nn.Parameter(meta, requires_grad=t.requires_grad)
+        if param:
+            meta = nn.Parameter(meta, requires_grad=t.requires_grad)
         made[key] = meta
         for table in (self.param_owner, self.param_users, self.loose_params):
             if key in table:
