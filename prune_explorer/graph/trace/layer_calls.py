@@ -50,7 +50,7 @@ class LayerCallContext:
         n = ids.numel()
         if f.numel() == n:  # f varies along d only: compared as 1-d arrays
             a0, b0 = self.tracer.consecutive_from(ids), self.tracer.consecutive_from(f)
-            if a0 is not None and b0 is not None:  # two blocks of consecutive ids: unify_ids's pairs as 3 ints
+            if a0 is not None and b0 is not None and n:  # two blocks of consecutive ids: unify_ids's pairs as 3 ints
                 if a0 != b0:
                     self.couplings.pair_range(a0, b0, n)
                 return

@@ -309,6 +309,18 @@ class Tracer(AttributeTracer):
         hit = self._consecutive.get(id(t))
         return hit[1] if hit is not None and hit[0] is t else None
 
+    def unify(self, a: torch.Tensor, b: torch.Tensor, reason: str) -> None:
+        """``couplings.unify(a, b, reason)``; two fields of one shape that hold consecutive ids (see
+        :meth:`consecutive_from`) are coupled as one range (the same pairs: every position labeled on both sides)."""
+        if a.shape == b.shape:
+            a0 = self.consecutive_from(a)
+            b0 = self.consecutive_from(b) if a0 is not None else None
+            if b0 is not None and a.numel():
+                if a0 != b0:
+                    self.couplings.pair_range(a0, b0, a.numel())
+                return
+        self.couplings.unify(a, b, reason)
+
     def mark_consecutive(self, field: torch.Tensor, ids: torch.Tensor) -> None:
         """``field`` is ``ids`` reshaped (same ids in the same order): it is consecutive when ``ids`` is."""
         hit = self._consecutive.get(id(ids))
