@@ -81,7 +81,9 @@ def _trace_model(model, example_inputs, forward_fn, output_transform, customized
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform, meta=True)
+                # (keep_state=False: the snapshot above puts back all that the tracer's own one would)
+                tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform, meta=True,
+                           keep_state=False)
             if tracer.internal_errors:
                 raise RuntimeError("internal errors on meta")
         except Exception:

@@ -15,6 +15,7 @@ train/eval mode and hooks. It runs under ``torch.no_grad()``: no autograd graph 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 import weakref
 from collections import Counter
@@ -564,10 +565,12 @@ class Tracer(AttributeTracer):
         self.context = None
 
     def run(self, example_inputs, forward_fn: Optional[Callable] = None, output_transform: Optional[Callable] = None,
-            meta: bool = False):
+            meta: bool = False, keep_state: bool = True):
         """Trace one forward pass. With ``meta=True`` nothing is computed: parameters, buffers and inputs are
         replaced by meta-device stand-ins for the duration of the call, so only shapes flow (raises on
-        data-dependent code; the caller then traces for real)."""
+        data-dependent code; the caller then traces for real). ``keep_state=False``: no :func:`kept_state` around the
+        pass, for a caller that puts every module back itself (``build.trace_model`` snapshots them all around a meta
+        trace)."""
         model = self.model
         self.meta = meta
         user_forward = forward_fn
@@ -593,7 +596,9 @@ class Tracer(AttributeTracer):
         self._layer_attributes = {}  # id(layer) -> its tracked int attributes (see _plain_attributes)
         inputs = tensors_in(example_inputs)
         try:
-            with torch.no_grad(), kept_state(model, values=not meta, modules=[m for _, m in self.named_modules]):
+            kept = kept_state(model, values=not meta, modules=[m for _, m in self.named_modules]) if keep_state \
+                else contextlib.nullcontext()
+            with torch.no_grad(), kept:
                 for k, t in enumerate(inputs):
                     v = self._new_value(t)
                     v.producer = self._node(f"input_{k}" if len(inputs) > 1 else "input", "input", None, op="input")
