@@ -227,6 +227,9 @@ def cat(tracer, call: Call) -> None:
     others = []
     for k, fs in enumerate(fields):
         for f in fs:
+            n = f.numel()
+            if n and n == f.shape[d]:  # (a vector along the cat dim, every other dim 1: DenseNet's pieces)
+                continue
             vd = varying_dims(f) - {d}
             if not vd:
                 continue
@@ -281,8 +284,10 @@ def _join_channel_vectors(fields, vals_shapes, d: int, nd: int, consecutive_from
     numpy (``-1`` for a piece that carries none), compressed. Returns ``False`` when the pieces are not of that
     kind (the general path then runs; it gives the same labels for these pieces, one torch op per piece).
     ``consecutive_from(f)``: the first id of a field known to hold consecutive ids (``Tracer.consecutive_from``),
-    whose labels are then made by ``np.arange`` instead of read from the tensor."""
+    whose labels are then made by ``np.arange`` instead of read from the tensor; when every piece is such a field,
+    the joined labels are distinct ids >= 1 along the cat dim, which :func:`compress` would return as they are."""
     parts = []
+    all_consecutive = True
     for fs, shape in zip(fields, vals_shapes):
         if len(fs) > 1:
             return False
@@ -292,10 +297,16 @@ def _join_channel_vectors(fields, vals_shapes, d: int, nd: int, consecutive_from
             if f.ndim != nd or n != f.shape[d]:  # sizes are >= 1: every other dim is 1
                 return False
             start = consecutive_from(f)
-            parts.append(f.numpy().reshape(-1) if start is None else np.arange(start, start + n, dtype=np.int64))
+            if start is None:
+                all_consecutive = False
+                parts.append(f.numpy().reshape(-1))
+            else:
+                parts.append(np.arange(start, start + n, dtype=np.int64))
         else:  # no field, or labels that do not vary along the cat dim: the general path gives -1 too
+            all_consecutive = False
             parts.append(np.full(shape[d], -1, dtype=np.int64))
     joined = np.concatenate(parts)
     view = [1] * nd
     view[d] = joined.size
-    return compress(torch.from_numpy(joined).reshape(view))
+    labels = torch.from_numpy(joined).reshape(view)
+    return labels if all_consecutive else compress(labels)
