@@ -37,6 +37,7 @@ from .edit import records
 from .trace.attributes import own_configs
 from .edit.attribute_sizes import attribute_spaces, check_attribute_ratios, check_attribute_scales
 from .trace.build import check_customized_pruners, trace_model
+from .trace.tracing import named_modules_of
 from .model.channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from .model.classes import ChannelClasses
 from .model.group import Group, fn_name
@@ -114,9 +115,10 @@ class DependencyGraph(TorchPruningGraphAPI):
 
     def _build(self, model, example_inputs, forward_fn, output_transform, unwrapped_parameters, customized_pruners,
                ignored_layers, head_pruning) -> None:
-        own_configs(model)  # pruning rewrites config fields: never those of a config shared with other models
+        named = named_modules_of(model)  # the one walk of the module tree, for the configs and the tracer
+        own_configs(model, [m for _, m in named])  # pruning rewrites config fields: never those of a shared config
         tracer = trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners,
-                             unwrapped_parameters, head_pruning)
+                             unwrapped_parameters, head_pruning, named_modules=named)
         st = self.state
         st.tied = tied_parameters(model)  # their users' channels are coupled; pruning keeps each one a single tensor
         couple_tied_spaces(tracer, st.tied)

@@ -99,13 +99,15 @@ class ChannelClasses:
     @classmethod
     def build(cls, n: int, pair_a: Sequence[np.ndarray], pair_b: Sequence[np.ndarray],
               fixed: Sequence[Tuple[np.ndarray, str]], output_ids: List[np.ndarray],
-              deferred: Sequence[tuple], checks: Sequence[Callable] = ()) -> "ChannelClasses":
+              deferred: Sequence[tuple], checks: Sequence[Callable] = (),
+              ranges: Sequence[Tuple[int, int, int]] = ()) -> "ChannelClasses":
         """Classes of ``n`` channel ids from coupled pairs, fixed ids (with reasons), ids reaching an output, and
         deferred checks ``(source fields, fields, reason[, fallback])``: a size read from another tensor must follow
         the same classes; if it does not, the ``fallback`` pairs ``(a, b)`` are coupled when given (then the classes
         are computed again), else both are fixed. ``checks``: ``check(of, reasons)`` run last, each may fix more
-        classes (the size-attribute checks of :mod:`.attribute_sizes`)."""
-        of = connected_components(n, pair_a, pair_b)
+        classes (the size-attribute checks of :mod:`.attribute_sizes`). ``ranges``: more coupled pairs, as blocks
+        ``(a0, b0, k)`` of consecutive ids (see :func:`.union_find.connected_components`)."""
+        of = connected_components(n, pair_a, pair_b, ranges)
         # each deferred check's ids, read once: (source ids, ids, reason, same classes as far as known)
         checks_ids = [[_ids_of(d[0]), _ids_of(d[1]), d[2], None] for d in deferred]
         extra_a, extra_b = [], []
@@ -119,7 +121,7 @@ class ChannelClasses:
                     extra_a.append(pa[ok])
                     extra_b.append(pb[ok])
         if extra_a:
-            of = connected_components(n, list(pair_a) + extra_a, list(pair_b) + extra_b)
+            of = connected_components(n, list(pair_a) + extra_a, list(pair_b) + extra_b, ranges)
             for c in checks_ids:  # the new classes are unions of the old: what held the same classes still does
                 if c[3] is False:
                     c[3] = None
@@ -145,8 +147,9 @@ class ChannelClasses:
                 output_ids.append(ids)
             else:
                 fixed.append((ids, reason))
-        a, b = tracer.couplings.as_numpy()
-        return cls.build(tracer.spaces.next_gid, a, b, fixed, output_ids, tracer.deferred, checks)
+        c = tracer.couplings
+        return cls.build(tracer.spaces.next_gid, list(c.pair_a), list(c.pair_b), fixed, output_ids, tracer.deferred,
+                         checks, ranges=list(c.ranges))
 
     def members(self, classes: np.ndarray, alive: np.ndarray) -> np.ndarray:
         """The alive channel ids of ``classes`` (class by class)."""

@@ -86,10 +86,15 @@ def group_roots(graph, ignored_layers: Iterable = (), root_module_types: tuple =
     covered = np.zeros(graph.classes.of.size, dtype=bool)
     param_roots = getattr(graph, "param_roots", frozenset()) if any(
         issubclass(nn.Linear, t) for t in root_module_types) else frozenset()
+    is_root_type = {}  # type -> isinstance against root_module_types (a library type's check walks the MRO by name)
     for s in list(graph.spaces):  # a copy: the caller may prune while walking
         if s.side != SIDE_OUT or id(s.owner) in ignored_ids:
             continue
-        if not (isinstance(s.owner, root_module_types) or s.index in param_roots):
+        t = type(s.owner)
+        root_type = is_root_type.get(t)
+        if root_type is None:
+            root_type = is_root_type[t] = isinstance(s.owner, root_module_types)
+        if not (root_type or s.index in param_roots):
             continue
         idxs = np.arange(s.size) if as_built else s.alive_idx
         if idxs.size == 0:

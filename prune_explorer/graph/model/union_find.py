@@ -15,25 +15,42 @@ Example::
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 
-def connected_components(n: int, a_parts: Sequence[np.ndarray], b_parts: Sequence[np.ndarray]) -> np.ndarray:
-    """Return ``labels`` (int64, shape ``(n,)``): the smallest id of each channel's component."""
+def connected_components(n: int, a_parts: Sequence[np.ndarray], b_parts: Sequence[np.ndarray],
+                         ranges: Sequence[Tuple[int, int, int]] = ()) -> np.ndarray:
+    """Return ``labels`` (int64, shape ``(n,)``): the smallest id of each channel's component.
+
+    ``ranges``: more pairs, ``(a0, b0, k)`` for ``(a0 + i, b0 + i)``, ``i < k`` (two blocks of consecutive ids, see
+    ``Couplings.pair_range``). Blocks joined by ranges are folded onto their lowest block first (:func:`_fold_blocks`),
+    so only the other pairs go through the vectorised union-find; the labels are the same.
+
+    >>> connected_components(8, [np.array([2])], [np.array([6])], ranges=[(4, 1, 2), (6, 4, 2)]).tolist()
+    [0, 1, 1, 3, 1, 1, 1, 1]
+    """
+    if ranges:
+        mapped = _fold_blocks(n, ranges)
+        if mapped is None:  # blocks that are not whole, disjoint ones: every pair as such
+            a, b = range_pairs(ranges)
+            return connected_components(n, list(a_parts) + [a], list(b_parts) + [b])
+        # the other pairs between the folded ids: the smallest folded id of a component is its smallest id (an id
+        # folds onto a smaller id of its own component)
+        labels = connected_components(n, [mapped[_flat_ids(a_parts)]] if a_parts else [],
+                                      [mapped[_flat_ids(b_parts)]] if b_parts else [])
+        return labels[mapped]
     parent = np.arange(n, dtype=np.int64)
     if not a_parts:
         return parent
-    a = np.concatenate([np.asarray(p, dtype=np.int64).ravel() for p in a_parts])
-    b = np.concatenate([np.asarray(p, dtype=np.int64).ravel() for p in b_parts])
-    keep = a != b
-    a, b = a[keep], b[keep]
+    a = _flat_ids(a_parts)
+    b = _flat_ids(b_parts)
     if a.size == 0:
         return parent
     first = True
     while True:
-        if first:  # every id is its own root, and a != b: every pair hooks (no gather, no mask)
+        if first:  # every id is its own root: every pair hooks (no gather, no mask; a pair a == b hooks a to itself)
             lo, hi = np.minimum(a, b), np.maximum(a, b)
             first = False
         else:
@@ -52,3 +69,55 @@ def connected_components(n: int, a_parts: Sequence[np.ndarray], b_parts: Sequenc
                 break
             parent = grand
     return parent
+
+
+def _flat_ids(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """The id arrays of ``parts`` as one flat int64 array (no conversion for parts that are int64 already)."""
+    flat = [p.reshape(-1) if isinstance(p, np.ndarray) and p.dtype == np.int64 else
+            np.asarray(p, dtype=np.int64).reshape(-1) for p in parts]
+    return flat[0] if len(flat) == 1 else np.concatenate(flat)
+
+
+def range_pairs(ranges: Sequence[Tuple[int, int, int]]) -> Tuple[np.ndarray, np.ndarray]:
+    """The pairs of ``ranges`` (``(a0, b0, k)``: ``(a0 + i, b0 + i)`` for ``i < k``) as two int64 arrays, in order.
+
+    >>> [p.tolist() for p in range_pairs([(5, 1, 2), (9, 3, 1)])]
+    [[5, 6, 9], [1, 2, 3]]
+    """
+    a0, b0, k = np.array(ranges, dtype=np.int64).reshape(-1, 3).T
+    within = np.arange(int(k.sum()), dtype=np.int64) - np.repeat(np.cumsum(k) - k, k)
+    return np.repeat(a0, k) + within, np.repeat(b0, k) + within
+
+
+def _fold_blocks(n: int, ranges: Sequence[Tuple[int, int, int]]) -> Optional[np.ndarray]:
+    """``mapped`` (int64, ``(n,)``): each id of a block of consecutive ids joined to others by ``ranges`` replaced by
+    the id at the same offset of the lowest block it is joined to (every other id is itself). None unless each block
+    start comes with one length and the blocks do not overlap (then the ranges are taken as plain pairs)."""
+    length, parent = {}, {}
+    for a0, b0, k in ranges:
+        for s in (a0, b0):
+            if length.setdefault(s, k) != k:
+                return None
+            parent.setdefault(s, s)
+
+    def root(s):
+        while parent[s] != s:
+            parent[s] = parent[parent[s]]
+            s = parent[s]
+        return s
+
+    for a0, b0, _ in ranges:
+        ra, rb = root(a0), root(b0)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    starts = sorted(length)
+    ends = [s + length[s] for s in starts]
+    if starts[0] < 1 or ends[-1] > n or any(e > s for e, s in zip(ends, starts[1:])):
+        return None
+    moved = [s for s in starts if root(s) != s]
+    mapped = np.arange(n, dtype=np.int64)
+    if moved:
+        k = [length[s] for s in moved]
+        ids, folded = range_pairs(list(zip(moved, [root(s) for s in moved], k)))
+        mapped[ids] = folded
+    return mapped

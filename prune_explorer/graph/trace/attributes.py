@@ -177,7 +177,7 @@ def config_like(v: Any) -> bool:
     return callable(getattr(v, "to_dict", None)) and hasattr(v, "model_type")
 
 
-def own_configs(model: nn.Module) -> int:
+def own_configs(model: nn.Module, modules: Optional[Sequence[nn.Module]] = None) -> int:
     """Give ``model`` config objects of its own: every config a module holds (:func:`config_like`) is replaced, in
     every module that holds it, by one deep copy (nested configs such as ``config.text_config`` stay the same objects
     as the modules that hold them see them). Returns the number of configs copied.
@@ -188,11 +188,12 @@ def own_configs(model: nn.Module) -> int:
     it (a real model built from ``cfg`` afterwards comes out already narrow, and a plan made on ``meta`` does not
     fit it). Called once per model by :meth:`~prune_explorer.DependencyGraph.build_dependency` before tracing;
     configs made here are never copied again (so every graph on the model refers to the same objects). A config
-    that cannot be deep-copied stays shared."""
+    that cannot be deep-copied stays shared. ``modules``: ``list(model.modules())`` when the caller has it."""
     held: Dict[int, Any] = {}
-    for m in model.modules():
+    modules = list(model.modules()) if modules is None else modules
+    for m in modules:
         for v in m.__dict__.values():
-            if type(v) in _NEVER_SIZES or type(v) is int:
+            if type(v) in _NOT_CONFIGS:
                 continue
             if config_like(v) and _OWNED_CONFIGS.get(id(v)) is not v:
                 held[id(v)] = v
@@ -205,7 +206,7 @@ def own_configs(model: nn.Module) -> int:
         except Exception:  # noqa: BLE001 - an exotic object in the config: keep sharing it
             memo.pop(id(v), None)
     copies = {i: memo[i] for i in held if i in memo}
-    for m in model.modules():
+    for m in modules:
         for k, v in list(m.__dict__.items()):
             new = copies.get(id(v))
             if new is not None and config_like(v):
@@ -236,6 +237,8 @@ _SPATIAL_LAYERS = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.mo
 #: types of a module attribute that is never an int size nor a config (skipped without further checks)
 _NEVER_SIZES = frozenset((bool, float, str, type(None), dict, set, collections.OrderedDict, torch.Tensor,
                           nn.Parameter))
+#: types of a module attribute that is never a config (:func:`config_like` is False for each)
+_NOT_CONFIGS = _NEVER_SIZES | {int, tuple, list}
 
 
 class AttributeTracking:
@@ -256,13 +259,17 @@ class AttributeTracking:
             if set(map(type, m.__dict__.values())) <= _NEVER_SIZES:  # (containers, activations: a set made in C)
                 continue
             spatial = _SPATIAL_ATTRS if isinstance(m, _SPATIAL_LAYERS) else ()
-            for k, v in list(m.__dict__.items()):
-                if type(v) in _NEVER_SIZES or k in spatial:
+            for k, v in m.__dict__.items():  # (nothing below writes the dict)
+                t = type(v)
+                if t in _NEVER_SIZES or k in spatial:
                     continue
-                if _plain_int(v) and not k.startswith("__"):
-                    self.refs.append(AttributeRef(m, k, v, mpath, None))
-                elif _int_sequence(v) and not k.startswith("_"):
-                    self._sequences.append((m, k, v, [AttributeRef(m, k, e, mpath, None, i) for i, e in enumerate(v)]))
+                if t is int:  # (_plain_int)
+                    if not k.startswith("__"):
+                        self.refs.append(AttributeRef(m, k, v, mpath, None))
+                elif t is tuple or t is list:  # never a config
+                    if _int_sequence(v) and not k.startswith("_"):
+                        self._sequences.append((m, k, v, [AttributeRef(m, k, e, mpath, None, i)
+                                                          for i, e in enumerate(v)]))
                 elif config_like(v) and id(v) not in seen_cfg:
                     seen_cfg[id(v)] = mpath
                     self._holders.append(v)

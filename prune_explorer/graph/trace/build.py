@@ -44,16 +44,17 @@ def check_customized_pruners(customized_pruners: dict) -> None:
 
 def trace_model(model: nn.Module, example_inputs, forward_fn: Optional[Callable] = None,
                 output_transform: Optional[Callable] = None, customized_pruners: Optional[dict] = None,
-                unwrapped_parameters=None, head_pruning: str = "dims") -> Tracer:
+                unwrapped_parameters=None, head_pruning: str = "dims", named_modules=None) -> Tracer:
     """The finished :class:`~.tracing.Tracer` of one forward pass (see the module docstring). Warnings the library
     raised during a meta trace that succeeded are re-raised here (those of a meta trace given up on are dropped).
-    ``head_pruning``: see :meth:`~.dependency_graph.DependencyGraph.build_dependency`.
+    ``head_pruning``: see :meth:`~.dependency_graph.DependencyGraph.build_dependency`. ``named_modules``: the model's
+    :func:`~.tracing.named_modules_of` when the caller has it.
 
     A list / tuple of inputs is traced as ``model(*x)``; if the model fails on that, it is traced again with a fresh
     tracer as ``model(x)`` (:func:`~prune_explorer.inputs.call_model`'s rule, which the other calls then follow)."""
     try:
         return _trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners,
-                            unwrapped_parameters, head_pruning)
+                            unwrapped_parameters, head_pruning, named_modules)
     except TracingError:
         if forward_fn is not None or passes_whole(model, example_inputs) or not isinstance(example_inputs, (list, tuple)):
             raise
@@ -61,15 +62,16 @@ def trace_model(model: nn.Module, example_inputs, forward_fn: Optional[Callable]
     remember_whole(model, example_inputs)
     try:
         return _trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners,
-                            unwrapped_parameters, head_pruning)
+                            unwrapped_parameters, head_pruning, named_modules)
     except TracingError:
         forget_whole(model, example_inputs)
         raise error from None
 
 
 def _trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners, unwrapped_parameters,
-                 head_pruning) -> Tracer:
-    tracer = Tracer(model, customized_pruners, unwrapped_parameters, head_pruning=head_pruning)
+                 head_pruning, named_modules=None) -> Tracer:
+    tracer = Tracer(model, customized_pruners, unwrapped_parameters, head_pruning=head_pruning,
+                    named_modules=named_modules)
     modules = [m for _, m in tracer.named_modules]  # the tracer's one walk of the module tree
     if not has_user_hooks(model, modules) and not has_meta_tensors(example_inputs):
         # a forward pass may cache things on modules (torchvision's anchor generators keep their anchors):
@@ -79,7 +81,9 @@ def _trace_model(model, example_inputs, forward_fn, output_transform, customized
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform, meta=True)
+                # (keep_state=False: the snapshot above puts back all that the tracer's own one would)
+                tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform, meta=True,
+                           keep_state=False)
             if tracer.internal_errors:
                 raise RuntimeError("internal errors on meta")
         except Exception:
@@ -91,6 +95,7 @@ def _trace_model(model, example_inputs, forward_fn, output_transform, customized
             return tracer
         finally:
             restore_modules(state)
-        tracer = Tracer(model, customized_pruners, unwrapped_parameters, head_pruning=head_pruning)
+        tracer = Tracer(model, customized_pruners, unwrapped_parameters, head_pruning=head_pruning,
+                        named_modules=tracer.named_modules)
     tracer.run(example_inputs, forward_fn=forward_fn, output_transform=output_transform)
     return tracer

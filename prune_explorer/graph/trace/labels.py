@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..._index import unique_ints
+from ..model.union_find import range_pairs
 
 Field = torch.Tensor  # int64, ndim == value.ndim, broadcastable to value.shape
 
@@ -178,6 +179,9 @@ class Couplings:
         self.pair_a: List[np.ndarray] = []
         self.pair_b: List[np.ndarray] = []
         self.fixed: List[Tuple[np.ndarray, str]] = []
+        #: ``(a0, b0, n)``: ids ``a0 + k`` and ``b0 + k`` coupled for ``k < n`` (two blocks of consecutive ids, a layer
+        #: reading another layer's channels as they were made); expanded into pairs by :meth:`as_numpy`
+        self.ranges: List[Tuple[int, int, int]] = []
 
     def pair(self, a: torch.Tensor, b: torch.Tensor) -> None:
         self._pair(_as_numpy(a), _as_numpy(b))
@@ -256,8 +260,21 @@ class Couplings:
                 base = base.narrow(d, 0, 1)
         self.pair(f, base)
 
+    def pair_range(self, a0: int, b0: int, n: int) -> None:
+        """Couple ids ``a0 .. a0 + n - 1`` with ``b0 .. b0 + n - 1`` position by position (``a0 != b0``, all ids
+        >= 1): what :meth:`unify_ids` records for two blocks of consecutive ids, kept as three ints until
+        :meth:`as_numpy`."""
+        self.ranges.append((a0, b0, n))
+
     def as_numpy(self):
-        return list(self.pair_a), list(self.pair_b)
+        """``(pair_a, pair_b)``: lists of id arrays, the ranges of :meth:`pair_range` last (as one array each; the
+        classes the pairs make do not depend on their order)."""
+        a, b = list(self.pair_a), list(self.pair_b)
+        if self.ranges:
+            ra, rb = range_pairs(self.ranges)
+            a.append(ra)
+            b.append(rb)
+        return a, b
 
     def fixed_as_numpy(self):
         return list(self.fixed)

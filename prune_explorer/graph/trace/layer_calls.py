@@ -47,7 +47,13 @@ class LayerCallContext:
         if f is None:
             self.couplings.fix(ids, f"{layer} reads channels that come from no prunable layer (e.g. the model input)")
             return
-        if f.numel() == ids.numel():  # f varies along d only: compared as 1-d arrays
+        n = ids.numel()
+        if f.numel() == n:  # f varies along d only: compared as 1-d arrays
+            a0, b0 = self.tracer.consecutive_from(ids), self.tracer.consecutive_from(f)
+            if a0 is not None and b0 is not None and n:  # two blocks of consecutive ids: unify_ids's pairs as 3 ints
+                if a0 != b0:
+                    self.couplings.pair_range(a0, b0, n)
+                return
             self.couplings.unify_ids(ids, f, f"{layer} reads channels that are fixed")
         else:
             self.couplings.unify(new_field(x.shape, d, ids), f, f"{layer} reads channels that are fixed")
@@ -93,7 +99,12 @@ class LayerCallContext:
         return [f.unsqueeze(-1) for f in x.fields if f.ndim + 1 == out.ndim]
 
     def label(self, out: Value, dim: int, ids: Optional[torch.Tensor], carried: Sequence = ()) -> None:
-        out.fields = ([new_field(out.shape, dim % out.ndim, ids)] if ids is not None else []) + list(carried)
+        if ids is None:
+            out.fields = list(carried)
+            return
+        f = new_field(out.shape, dim % out.ndim, ids)
+        self.tracer.mark_consecutive(f, ids)
+        out.fields = [f, *carried]
 
     def unlabel(self, *values: Value) -> None:
         for v in values:

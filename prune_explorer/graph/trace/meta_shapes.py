@@ -581,16 +581,68 @@ def _batch_norm_call(m, x):
                                                   0.0 if m.momentum is None else m.momentum, m.eps), {})
 
 
+def _conv2d_layer(m, x):
+    """:func:`_conv_call` of an ``nn.Conv2d`` read straight from its dicts, for the plain case (zeros padding, int
+    tuples, a meta weight of ``x``'s dtype, a 4-d input that fits): the same output; any other call takes
+    :func:`_conv_call`."""
+    d = m.__dict__
+    w = d["_parameters"].get("weight")
+    stride, padding, dilation, groups = d.get("stride"), d.get("padding"), d.get("dilation"), d.get("groups")
+    if (d.get("padding_mode") != "zeros" or type(w) is not nn.Parameter or not w.is_meta or w.dtype != x.dtype
+            or x.dim() != 4 or w.dim() != 4 or type(groups) is not int or groups < 1
+            or type(stride) is not tuple or type(padding) is not tuple or type(dilation) is not tuple
+            or len(stride) != 2 or len(padding) != 2 or len(dilation) != 2):
+        return _conv_call(m, x)
+    n, c, h, wd = x.shape
+    o, i, kh, kw = w.shape
+    if c != i * groups or o % groups:
+        return _conv_call(m, x)
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if oh <= 0 or ow <= 0 or type(oh) is not int or type(ow) is not int:
+        return _conv_call(m, x)
+    return torch.empty((n, o, oh, ow), dtype=x.dtype, device="meta")
+
+
+def _linear_layer(m, x):
+    """``F.linear`` of an ``nn.Linear`` on :func:`fast_meta`, read straight from its dicts when its weight is a 2-d
+    meta parameter of ``x``'s dtype that fits ``x``'s last dim; any other call takes :func:`fast_meta`."""
+    w = m.__dict__["_parameters"].get("weight")
+    if type(w) is nn.Parameter and w.is_meta and w.dtype == x.dtype and w.dim() == 2 and x.dim() >= 1:
+        shape = x.shape
+        if shape[-1] == w.shape[1]:
+            return torch.empty(tuple(shape[:-1]) + (w.shape[0],), dtype=x.dtype, device="meta")
+    return fast_meta(F.linear, "linear", (x, m.weight, m.bias), {})
+
+
+def _batch_norm_layer(m, x):
+    """:func:`_batch_norm_call` of an eval-mode ``nn.BatchNorm2d`` read straight from its dicts (running statistics
+    and affine tensors all of ``x``'s channel count): the same output; any other call takes
+    :func:`_batch_norm_call`."""
+    d = m.__dict__
+    buffers, params = d["_buffers"], d["_parameters"]
+    mean, var = buffers.get("running_mean"), buffers.get("running_var")
+    if d.get("training") is not False or mean is None or var is None or x.dim() != 4:
+        return _batch_norm_call(m, x)
+    n = x.shape[1]
+    w, b = params.get("weight"), params.get("bias")
+    if mean.numel() != n or var.numel() != n or (w is not None and w.numel() != n) or (b is not None and b.numel() != n):
+        return _batch_norm_call(m, x)
+    return meta_like(x)
+
+
 _BATCH_NORM_DIMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}  # as their _check_input_dim
 _CONV_FNS = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
 _CONV_NAMES = {nn.Conv1d: "conv1d", nn.Conv2d: "conv2d", nn.Conv3d: "conv3d"}
 #: exact layer type -> ``fn(layer, x)``: the functional call its own ``forward`` makes, on :func:`fast_meta`
 _LAYER_CALLS = {
     **{t: _conv_call for t in _CONV_FNS},
-    nn.Linear: lambda m, x: fast_meta(F.linear, "linear", (x, m.weight, m.bias), {}),
+    nn.Linear: _linear_layer,
     nn.LayerNorm: lambda m, x: fast_meta(F.layer_norm, "layer_norm", (x, m.normalized_shape, m.weight, m.bias, m.eps),
                                          {}),
     **{t: _batch_norm_call for t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)},
+    nn.Conv2d: _conv2d_layer, nn.BatchNorm2d: _batch_norm_layer,  # the common cases, fewer checks
 }
 
 

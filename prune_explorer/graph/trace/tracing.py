@@ -15,6 +15,7 @@ train/eval mode and hooks. It runs under ``torch.no_grad()``: no autograd graph 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 import weakref
 from collections import Counter
@@ -68,11 +69,41 @@ def call_tensors(args: tuple, kwargs: dict) -> List[torch.Tensor]:
     return out
 
 
+def named_modules_of(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """``list(model.named_modules())``: every module once, with its qualified name, in the same order, made by one
+    loop instead of torch's chain of generators (one per level of nesting). A model holding a module that
+    overrides ``named_modules``, ``__eq__`` or ``__hash__`` (which torch's walk relies on) is walked by torch.
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU()))
+    >>> [name for name, _ in named_modules_of(net)] == [name for name, _ in net.named_modules()]
+    True
+    """
+    out, seen, stack = [], set(), [("", model)]
+    while stack:
+        prefix, m = stack.pop()
+        if id(m) in seen:
+            continue
+        t = type(m)
+        if t.named_modules is not _NAMED_MODULES or t.__eq__ is not _OBJECT_EQ or t.__hash__ is not _OBJECT_HASH:
+            return list(model.named_modules())
+        seen.add(id(m))
+        out.append((prefix, m))
+        subs = m._modules
+        if subs:
+            items = [(f"{prefix}.{n}" if prefix else n, c) for n, c in subs.items() if c is not None]
+            items.reverse()
+            stack.extend(items)
+    return out
+
+
+_NAMED_MODULES, _OBJECT_EQ, _OBJECT_HASH = nn.Module.named_modules, object.__eq__, object.__hash__
+
+
 class Tracer(AttributeTracer):
     """Builds channel spaces and couplings from one forward pass. Used by :class:`DependencyGraph`."""
 
     def __init__(self, model: nn.Module, customized_pruners=None, unwrapped_parameters=None,
-                 head_pruning: str = "dims"):
+                 head_pruning: str = "dims", named_modules: Optional[List[Tuple[str, nn.Module]]] = None):
         self.model = model
         self.init_attribute_state(head_pruning)
         #: layer type -> pruner: the built-in families', overridden by the user's ``customized_pruners``
@@ -86,6 +117,9 @@ class Tracer(AttributeTracer):
         self.spaces = SpaceTable()
         self._space_ids: Dict[int, torch.Tensor] = {}  # space index -> its global ids (see space_ids)
         self._id_block = torch.arange(0)  # ids 0 .. n - 1, sliced by space_ids
+        #: id(tensor) -> (tensor, first id): id tensors holding consecutive ids along one dim (a space's ids, and the
+        #: fields a layer labels its output with), see :meth:`consecutive_from`
+        self._consecutive: Dict[int, Tuple[torch.Tensor, int]] = {}
         self.values: Dict[int, Value] = {}
         self._by_id: Dict[int, Tuple[Any, Value]] = {}
         self._next_uid = 0
@@ -103,8 +137,9 @@ class Tracer(AttributeTracer):
         self.meta = False  # True when the trace ran on meta-device stand-ins
         self._op_counter: Counter = Counter()
         # module bookkeeping
-        #: ``(qualified name, module)`` of every module, each once (the one walk of the module tree)
-        self.named_modules = named = list(model.named_modules())
+        #: ``(qualified name, module)`` of every module, each once (the one walk of the module tree; ``named_modules``:
+        #: the caller's :func:`named_modules_of` when it made it already)
+        self.named_modules = named = list(named_modules) if named_modules is not None else named_modules_of(model)
         self.module_names = {m: n for n, m in named}
         self.param_owner: Dict[int, nn.Module] = {}  # params/buffers of registered layers -> layer
         #: params/buffers of registered layers -> every such layer holding it (tied weights: an embedding and a head)
@@ -266,7 +301,32 @@ class Tracer(AttributeTracer):
             if end > self._id_block.shape[0]:
                 self._id_block = torch.arange(max(2 * end, 4096))  # int64; the slices made so far keep the old one
             ids = self._space_ids[s.index] = self._id_block[s.offset:end]
+            self._consecutive[id(ids)] = (ids, s.offset)
         return ids
+
+    def consecutive_from(self, t: torch.Tensor) -> Optional[int]:
+        """The first id of ``t`` when it holds consecutive ids along its one varying dim (a space's ids from
+        :meth:`space_ids`, or a field made of them by :meth:`mark_consecutive`), else None."""
+        hit = self._consecutive.get(id(t))
+        return hit[1] if hit is not None and hit[0] is t else None
+
+    def unify(self, a: torch.Tensor, b: torch.Tensor, reason: str) -> None:
+        """``couplings.unify(a, b, reason)``; two fields of one shape that hold consecutive ids (see
+        :meth:`consecutive_from`) are coupled as one range (the same pairs: every position labeled on both sides)."""
+        if a.shape == b.shape:
+            a0 = self.consecutive_from(a)
+            b0 = self.consecutive_from(b) if a0 is not None else None
+            if b0 is not None and a.numel():
+                if a0 != b0:
+                    self.couplings.pair_range(a0, b0, a.numel())
+                return
+        self.couplings.unify(a, b, reason)
+
+    def mark_consecutive(self, field: torch.Tensor, ids: torch.Tensor) -> None:
+        """``field`` is ``ids`` reshaped (same ids in the same order): it is consecutive when ``ids`` is."""
+        hit = self._consecutive.get(id(ids))
+        if hit is not None and hit[0] is ids:
+            self._consecutive[id(field)] = (field, hit[1])
 
     def param_space(self, p, pname, dim):
         key = (id(p), f"dim{dim}")
@@ -475,16 +535,17 @@ class Tracer(AttributeTracer):
         return out
 
     def _stand_in(self, t: torch.Tensor, made: dict, param: bool) -> torch.Tensor:
-        meta = made.get(id(t))
+        key = id(t)
+        meta = made.get(key)
         if meta is not None:
             return meta
         meta = torch.empty_like(t, device="meta")
         if param:
             meta = nn.Parameter(meta, requires_grad=t.requires_grad)
-        made[id(t)] = meta
+        made[key] = meta
         for table in (self.param_owner, self.param_users, self.loose_params):
-            if id(t) in table:
-                table[id(meta)] = table[id(t)]
+            if key in table:
+                table[id(meta)] = table[key]
         return meta
 
     @staticmethod
@@ -500,14 +561,16 @@ class Tracer(AttributeTracer):
         """Drop the record of the traced values (their calls and labels), which the graph does not need once built; the
         channel spaces, nodes, couplings and outputs stay. The tracer cannot record any more. (No tensor of the model's
         is kept by then: each call forgets its arguments as soon as its rule has run.)"""
-        self.values, self._by_id, self._pending = {}, {}, []
+        self.values, self._by_id, self._pending, self._consecutive = {}, {}, [], {}
         self.context = None
 
     def run(self, example_inputs, forward_fn: Optional[Callable] = None, output_transform: Optional[Callable] = None,
-            meta: bool = False):
+            meta: bool = False, keep_state: bool = True):
         """Trace one forward pass. With ``meta=True`` nothing is computed: parameters, buffers and inputs are
         replaced by meta-device stand-ins for the duration of the call, so only shapes flow (raises on
-        data-dependent code; the caller then traces for real)."""
+        data-dependent code; the caller then traces for real). ``keep_state=False``: no :func:`kept_state` around the
+        pass, for a caller that puts every module back itself (``build.trace_model`` snapshots them all around a meta
+        trace)."""
         model = self.model
         self.meta = meta
         user_forward = forward_fn
@@ -533,7 +596,9 @@ class Tracer(AttributeTracer):
         self._layer_attributes = {}  # id(layer) -> its tracked int attributes (see _plain_attributes)
         inputs = tensors_in(example_inputs)
         try:
-            with torch.no_grad(), kept_state(model, values=not meta, modules=[m for _, m in self.named_modules]):
+            kept = kept_state(model, values=not meta, modules=[m for _, m in self.named_modules]) if keep_state \
+                else contextlib.nullcontext()
+            with torch.no_grad(), kept:
                 for k, t in enumerate(inputs):
                     v = self._new_value(t)
                     v.producer = self._node(f"input_{k}" if len(inputs) > 1 else "input", "input", None, op="input")

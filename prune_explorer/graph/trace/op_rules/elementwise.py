@@ -48,7 +48,7 @@ def elementwise(tracer, call: Call, inputs: Optional[Sequence[Value]] = None) ->
                 full = {d for d in vd if shapes[j][d] > 1}
                 for g in fields[j]:
                     if varying_dims(g) & full:
-                        tracer.couplings.unify(f, g, reason)
+                        tracer.unify(f, g, reason)
     merged = merge_fields([f for fi in fields for f in fi])
     for o in call.outputs:
         if o.shape == out.shape:

@@ -207,8 +207,13 @@ def cat(tracer, call: Call) -> None:
     out = call.outputs[0]
     nd = out.ndim
     # torch.cat skips 1-D empty tensors whatever the dim (a Hugging Face cache starts as torch.tensor([]))
-    tensors = [t for t in tensors if not (call.name != "stack" and t.dim() == 1 and t.numel() == 0 and nd != 1)]
-    vals = [tracer.value_of(t) for t in tensors]
+    kept = [t for t in tensors if not (call.name != "stack" and t.dim() == 1 and t.numel() == 0 and nd != 1)]
+    if call.args and tensors is call.args[0] and type(tensors) in (list, tuple) and len(kept) == len(tensors) \
+            and len(call.inputs) >= len(kept):
+        vals = call.inputs[:len(kept)]  # the call's values of its first argument's tensors, in order (their value_of)
+    else:
+        vals = [tracer.value_of(t) for t in kept]
+    tensors = kept
     dim = arg(call, 1, "dim", 0)
     d = norm_dim(dim, nd)
     if call.name == "stack":
@@ -222,6 +227,9 @@ def cat(tracer, call: Call) -> None:
     others = []
     for k, fs in enumerate(fields):
         for f in fs:
+            n = f.numel()
+            if n and n == f.shape[d]:  # (a vector along the cat dim, every other dim 1: DenseNet's pieces)
+                continue
             vd = varying_dims(f) - {d}
             if not vd:
                 continue
@@ -241,7 +249,7 @@ def cat(tracer, call: Call) -> None:
                     tracer.couplings.unify(fa, fb, reason)
     # the cat dim: concatenate the labels of every piece (unlabeled pieces give -1)
     if not others:
-        joined = _join_channel_vectors(fields, vals_shapes, d, nd)
+        joined = _join_channel_vectors(fields, vals_shapes, d, nd, tracer.consecutive_from)
         if joined is not False:
             out.fields = merge_fields([joined] if joined is not None else [])
             return
@@ -270,23 +278,35 @@ def cat(tracer, call: Call) -> None:
     out.fields = merge_fields(outs + carried)
 
 
-def _join_channel_vectors(fields, vals_shapes, d: int, nd: int):
+def _join_channel_vectors(fields, vals_shapes, d: int, nd: int, consecutive_from=lambda f: None):
     """The cat dim's labels when every piece holds at most one field, of size 1 off the cat dim (DenseNet's
     ``torch.cat(features, 1)`` of up to 48 conv outputs ``(1, C_k, 1, 1)``): the pieces' label vectors joined in
     numpy (``-1`` for a piece that carries none), compressed. Returns ``False`` when the pieces are not of that
-    kind (the general path then runs; it gives the same labels for these pieces, one torch op per piece)."""
+    kind (the general path then runs; it gives the same labels for these pieces, one torch op per piece).
+    ``consecutive_from(f)``: the first id of a field known to hold consecutive ids (``Tracer.consecutive_from``),
+    whose labels are then made by ``np.arange`` instead of read from the tensor; when every piece is such a field,
+    the joined labels are distinct ids >= 1 along the cat dim, which :func:`compress` would return as they are."""
     parts = []
+    all_consecutive = True
     for fs, shape in zip(fields, vals_shapes):
         if len(fs) > 1:
             return False
         f = fs[0] if fs else None
         if f is not None and f.shape[d] > 1:
-            if f.ndim != nd or f.numel() != f.shape[d]:  # sizes are >= 1: every other dim is 1
+            n = f.numel()
+            if f.ndim != nd or n != f.shape[d]:  # sizes are >= 1: every other dim is 1
                 return False
-            parts.append(f.numpy().reshape(-1))
+            start = consecutive_from(f)
+            if start is None:
+                all_consecutive = False
+                parts.append(f.numpy().reshape(-1))
+            else:
+                parts.append(np.arange(start, start + n, dtype=np.int64))
         else:  # no field, or labels that do not vary along the cat dim: the general path gives -1 too
+            all_consecutive = False
             parts.append(np.full(shape[d], -1, dtype=np.int64))
     joined = np.concatenate(parts)
     view = [1] * nd
     view[d] = joined.size
-    return compress(torch.from_numpy(joined).reshape(view))
+    labels = torch.from_numpy(joined).reshape(view)
+    return labels if all_consecutive else compress(labels)
