@@ -331,7 +331,7 @@ class _BatchMembers:
         by_first = np.argsort(first, kind="stable")
         merged_rank = np.empty(uniq.size, dtype=np.int64)
         merged_rank[by_first] = np.arange(uniq.size)
-        self.merged = [spaces[int(p)] for p in first[by_first]]  # the member spaces, in order of first appearance
+        self.merged = [spaces[p] for p in first[by_first].tolist()]  # the member spaces, in order of first appearance
         self.rank = merged_rank[inverse.reshape(-1)]  # pair -> its space's merged rank
         # the pairs grouped by merged space (in pair order within a space), and their indices laid out that way
         order = np.argsort(self.rank, kind="stable")
@@ -383,10 +383,12 @@ class _BatchMembers:
     def original_ids(self, graph) -> np.ndarray:
         """Every pair's indices as global channel ids (laid out like :attr:`values`): ``s.gids(s.alive_idx[idx])``."""
         alive_ids = np.flatnonzero(graph.alive_mask)
-        offsets = np.fromiter((s.offset for s in self.spaces), dtype=np.int64, count=len(self.spaces))
-        sizes = np.fromiter((s.size for s in self.spaces), dtype=np.int64, count=len(self.spaces))
+        merged = self.merged  # read per merged space, then spread to the pairs
+        offsets = np.fromiter((s.offset for s in merged), dtype=np.int64, count=len(merged))
+        sizes = np.fromiter((s.size for s in merged), dtype=np.int64, count=len(merged))
         base = np.searchsorted(alive_ids, offsets)
-        count = np.searchsorted(alive_ids, offsets + sizes) - base
+        count = (np.searchsorted(alive_ids, offsets + sizes) - base)[self.rank]
+        base = base[self.rank]
         full = self.lengths > 0
         lo = self.values[self.start[:-1][full]]
         hi = self.values[self.start[1:][full] - 1]
@@ -402,21 +404,20 @@ def _describe_parts(graph, parts: List[dict], batch: _BatchMembers) -> None:
     seq = batch.sequential().tolist()
     ids = batch.original_ids(graph)
     bounds = batch.start.tolist()
-    heads: dict = {}  # space index -> (name, fn name, side, dim) of its members' entries
+    # (name, fn name, side, dim) of the entries of each merged space's members, then of each pair's
+    heads = [(s.name, fn_name(s.handler), s.side, None if s.dim is None else int(s.dim)) for s in batch.merged]
+    loose = any(h[3] is not None for h in heads)
+    heads = [heads[r] for r in batch.rank.tolist()]
     cumulative = np.zeros(0, dtype=np.int64)
     p = 0
     for part in parts:
         n = part.pop("members")
-        members = []
-        for s, a, b in zip(batch.spaces[p:p + n], bounds[p:p + n], bounds[p + 1:p + n + 1]):
-            head = heads.get(s.index)
-            if head is None:
-                head = heads[s.index] = (s.name, fn_name(s.handler), s.side, None if s.dim is None else int(s.dim))
-            name, fn, side, dim = head
-            entry = {"name": name, "fn": fn, "side": side, "idxs": seq[a:b]}
-            if dim is not None:
-                entry["dim"] = dim
-            members.append(entry)
+        members = [{"name": h[0], "fn": h[1], "side": h[2], "idxs": seq[a:b]}
+                   for h, a, b in zip(heads[p:p + n], bounds[p:p + n], bounds[p + 1:p + n + 1])]
+        if loose:  # a loose parameter: the tensor dim that shrank
+            for entry, h in zip(members, heads[p:p + n]):
+                if h[3] is not None:
+                    entry["dim"] = h[3]
         # the plan in original ids, as flat arrays (listed when a split needs it)
         plan_ids = _PartPlan(batch.spaces[p:p + n], ids[bounds[p]:bounds[p + n]], batch.start[p:p + n + 1] - bounds[p])
         p += n
