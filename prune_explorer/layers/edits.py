@@ -280,7 +280,11 @@ _RAISE = object()
 def _hooked(kind: str) -> bool:
     """Whether torch's global ``kind`` ("parameter" / "buffer") registration hooks are installed, or this torch keeps
     them somewhere unknown (then ``setattr`` runs, which calls them)."""
-    return getattr(_module_mod, f"_global_{kind}_registration_hooks", True) != {}
+    return getattr(_module_mod, _HOOK_DICTS[kind], True) != {}
+
+
+#: where torch keeps its global registration hooks of each kind
+_HOOK_DICTS = {kind: f"_global_{kind}_registration_hooks" for kind in ("parameter", "buffer")}
 
 
 def read(obj: Any, name: str, default: Any = None) -> Any:
