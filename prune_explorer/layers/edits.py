@@ -27,8 +27,8 @@ from torch.nn.modules import module as _module_mod
 from .._atomic import finish
 from .._index import long_array, long_tensor
 
-__all__ = ["LayerEdit", "CutSpec", "keep_array", "keep_indices", "index_tensor", "derive_param", "derive_tensor", "selector",
-           "ComposedCuts", "composed_cuts"]
+__all__ = ["LayerEdit", "CutSpec", "keep_array", "keep_indices", "index_tensor", "derive_param", "derive_tensor",
+           "selector", "ComposedCuts", "composed_cuts"]
 
 
 def keep_array(n: int, idxs: Iterable[int]) -> np.ndarray:

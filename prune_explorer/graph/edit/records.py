@@ -537,11 +537,11 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
     cuts = ComposedCuts(_cut_twice(rest))  # a layer cut on both sides: each tensor copied once
     try:
         try:
+            cut_layers(specified)  # first, on the layers the plan's checks saw: each tensor copied once
             with composed_cuts(cuts):
                 for s, idxs in rest:
                     _prune_member(graph, s, idxs)
                 cuts.flush()
-            cut_layers(specified)  # the layers whose pruners describe their cuts: one pass, each tensor copied once
             retie(tied, originals, label)  # a tied parameter stays one tensor
             for ref, _, new in attributes:
                 ref.set(new)
