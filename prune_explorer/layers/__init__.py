@@ -7,7 +7,7 @@ channels ``idxs`` by building new tensors, updates the layer's attributes, and l
 the request is invalid (:class:`~prune_explorer.errors.PruningError`). See :mod:`.base` for the rules and
 :mod:`.family` for what a family defines.
 
-Every module of this package other than the shared machinery (``base``, ``edits``, ``family``,
+Every module of this package other than the shared machinery (``base``, ``batch_cut``, ``edits``, ``family``,
 ``library_types``, ``registry``, ``slicing``) is a family module: it is imported here, registers its :class:`~.family.LayerFamily`, and the names in
 its ``__all__`` become names of this package (and of ``prune_explorer``). Adding a layer family is adding one
 module.
@@ -29,7 +29,7 @@ from .edits import LayerEdit, keep_indices
 from .family import FAMILIES, ChannelMapContext, FamilyRegistry, LayerFamily, register_family
 from .slicing import Part
 
-_MACHINERY = {"base", "edits", "family", "library_types", "registry", "slicing"}
+_MACHINERY = {"base", "batch_cut", "edits", "family", "library_types", "registry", "slicing"}
 
 __all__ = [
     "BasePruningFunc", "describe_layer", "keep_indices", "normalize_indices", "normalize_side",

@@ -47,7 +47,7 @@ from torch import nn
 
 from ..errors import PruningError
 from ..validation import check_indices, short_list
-from .edits import LayerEdit, derive_param, keep_array, selector
+from .edits import CutSpec, derive_param, keep_array, selector
 
 __all__ = [
     "BasePruningFunc",
@@ -191,7 +191,11 @@ class BasePruningFunc:
     #: True when this very class (not inherited: set it in the class body) prunes only through
     #: :meth:`LayerEdit.select <.edits.LayerEdit.select>`, :meth:`~.edits.LayerEdit.derive` and
     #: :meth:`~.edits.LayerEdit.set`, reading no tensor value otherwise: a batch cutting such a layer on both sides
-    #: then copies each of its tensors once (:func:`~.edits.composed_cuts`). See :func:`composes_cuts`.
+    #: then copies each of its tensors once (:func:`~.edits.composed_cuts`). See :func:`composes_cuts`. Such a class
+    #: also promises that its :meth:`remove` applies :meth:`cut_spec` wherever that returns a spec, and that
+    #: :meth:`cut_spec` reads the layer's attributes, not its tensors: a batch then cuts its layers from their specs
+    #: (:func:`~.batch_cut.cut_layers`), without calling :meth:`prune_out_channels` / :meth:`prune_in_channels`
+    #: when the class keeps this base class's (check, then remove).
     COMPOSABLE_CUTS: bool = False
 
     def __init__(self, pruning_dim: int = 1) -> None:
@@ -304,6 +308,12 @@ class BasePruningFunc:
         """Raise if this layer cannot be pruned at all (lazy, parametrised...). Subclasses may extend."""
         if not isinstance(layer, nn.Module):
             return
+        if not layer._modules:  # a leaf: its own parameters only (and no parametrizations child)
+            for name, p in layer._parameters.items():
+                if type(p) not in _INITIALISED and isinstance(p, nn.parameter.UninitializedParameter):
+                    break
+            else:
+                return
         modules = list(layer.named_modules()) if layer._modules else [("", layer)]
         for prefix, m in modules:
             for name, p in m._parameters.items():
@@ -370,6 +380,25 @@ class BasePruningFunc:
         self.check_structure(layer, clean, side)
         return clean
 
+    def check_sorted(self, layer: Any, idxs: np.ndarray, side: Any) -> list[int]:
+        """:meth:`check` of ``idxs``, a 1-D ``int64`` array the caller knows to be sorted and duplicate-free (a batch's
+        union of the indices its groups remove from one layer side): the same answer, or the same error, without
+        re-reading the indices' type, order and uniqueness. A pruner with its own :meth:`check` is asked that."""
+        if type(self).check is not BasePruningFunc.check:
+            return self.check(layer, idxs, side)
+        side = normalize_side(side)
+        n = self.get_channels(layer, side)
+        size = idxs.size
+        if n is None or not size or size >= n or idxs[0] < 0 or idxs[-1] >= n:
+            return self.check(layer, idxs, side)  # its error (or its empty answer)
+        self.check_layer(layer, side)
+        m = self.channel_multiple(layer, side)
+        if m > 1 and size % m:
+            return self.check(layer, idxs, side)
+        clean = CheckedIndices(idxs.tolist(), (id(layer), side, type(self), n), idxs)
+        self.check_structure(layer, clean, side)
+        return clean
+
     # ---- pruning ----------------------------------------------------------------------------------------
 
     def prune_out_channels(self, layer: Any, idxs: Sequence[int]) -> Any:
@@ -397,18 +426,33 @@ class BasePruningFunc:
     #: :meth:`remove` keeps the other entries of each tensor along its dim and updates :attr:`CHANNEL_ATTRS`.
     SLICED_TENSORS: dict[str, dict[str, int]] | None = None
 
+    def cut_spec(self, layer: Any, idxs: list[int], side: str) -> CutSpec | None:
+        """The removal of channels ``idxs`` (checked: sorted, unique, in range, not empty) on ``side`` (``"out"`` or
+        ``"in"``) as data (:class:`~.edits.CutSpec`: the tensors' kept entries, the attributes' new values), or None
+        when this pruner's removal is not plain selections. Here: from :attr:`SLICED_TENSORS` and
+        :attr:`CHANNEL_ATTRS` (None without them); pruners of other layers override it.
+
+        >>> from prune_explorer.layers import LinearPruner
+        >>> [(name, dims) for _, name, dims, _ in LinearPruner().cut_spec(nn.Linear(4, 3), [1], "in").items]
+        [('weight', ((1, array([0, 2, 3])),)), ('in_features', None)]
+        """
+        if self.SLICED_TENSORS is None or self.CHANNEL_ATTRS is None:
+            return None
+        keep = keep_array(self.get_channels(layer, side), idxs)
+        spec = CutSpec()
+        for name, dim in self.SLICED_TENSORS[side].items():
+            spec.select(layer, name, (dim, keep))
+        return spec.set(layer, self.CHANNEL_ATTRS[0 if side == "out" else 1], len(keep))
+
     def remove(self, layer: Any, idxs: list[int], side: str) -> None:
         """Remove the channels ``idxs`` (checked: sorted, unique, in range, not empty) on ``side`` (``"out"`` or
-        ``"in"``): build the new tensors and assign them with one :class:`~.edits.LayerEdit`. Here: from
-        :attr:`SLICED_TENSORS`; pruners of other layers override it (a customised pruner may override
+        ``"in"``): build the new tensors and assign them with one :class:`~.edits.LayerEdit`. Here: what
+        :meth:`cut_spec` describes; pruners of other layers override either (a customised pruner may override
         ``prune_out_channels`` / ``prune_in_channels`` instead)."""
-        if self.SLICED_TENSORS is None or self.CHANNEL_ATTRS is None:
+        spec = self.cut_spec(layer, idxs, side)
+        if spec is None:
             raise NotImplementedError(f"{type(self).__name__}.prune_{side}_channels")
-        keep = keep_array(self.get_channels(layer, side), idxs)
-        edit = LayerEdit()
-        for name, dim in self.SLICED_TENSORS[side].items():
-            edit.select(layer, name, (dim, keep))
-        edit.set(layer, self.CHANNEL_ATTRS[0 if side == "out" else 1], len(keep)).apply()
+        spec.apply()
 
     # ---- Torch-Pruning compatibility helpers -------------------------------------------------------------
 

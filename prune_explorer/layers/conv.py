@@ -55,7 +55,7 @@ from torch import nn
 
 from .._index import long_array
 from .base import BasePruningFunc, normalize_side
-from .edits import LayerEdit, index_tensor, keep_array
+from .edits import CutSpec, LayerEdit, index_tensor, keep_array
 from .family import LayerFamily, register_family
 from .slicing import Part, Rows, grouped, param_of
 
@@ -238,8 +238,23 @@ class ConvPruner(BasePruningFunc):
 
     # ---- pruning ----------------------------------------------------------------------------------------
 
+    def cut_spec(self, layer: nn.Module, idxs: list[int], side: str) -> CutSpec | None:
+        """The removal of channels ``idxs`` of ``side`` as selections (see the module docstring for the three kinds
+        of convolution); None for the output channels of a grouped transposed conv (each group keeps its own
+        offsets of the weight's dim 1: not one selection per dim, see :meth:`remove`)."""
+        kind = conv_kind(layer)
+        if kind == "depthwise" and side == "out" and _reduces_multiplier(idxs, layer):
+            return self._out_spec(layer, idxs, "grouped")  # the same count from every block: groups stay
+        if kind == "depthwise":  # one space: input channel c owns outputs c*k .. c*k+k-1
+            k = self.channel_multiplier(layer)
+            return self._depthwise_spec(layer, np.unique(_index_array(idxs) // k) if side == "out" and k > 1 else idxs)
+        if side == "out":
+            return self._out_spec(layer, idxs, kind)
+        return self._in_spec(layer, idxs, kind)
+
     def remove(self, layer: nn.Module, idxs: list[int], side: str) -> None:
-        """Remove channels ``idxs`` of ``side`` (see the module docstring for the three kinds of convolution).
+        """Remove channels ``idxs`` of ``side``: :meth:`cut_spec`, or for the output channels of a grouped transposed
+        conv, a weight rebuilt group by group.
 
         >>> ConvPruner().prune_out_channels(nn.Conv1d(2, 5, 3), [4]).out_channels
         4
@@ -247,38 +262,33 @@ class ConvPruner(BasePruningFunc):
         >>> ConvPruner().prune_in_channels(conv, [1, 3])
         Conv2d(2, 4, kernel_size=(1, 1), stride=(1, 1), groups=2)
         """
-        kind = conv_kind(layer)
-        if kind == "depthwise" and side == "out" and _reduces_multiplier(idxs, layer):
-            self._remove_out(layer, idxs, "grouped")  # the same count from every block: groups stay
-        elif kind == "depthwise":  # one space: input channel c owns outputs c*k .. c*k+k-1
-            k = self.channel_multiplier(layer)
-            self._remove_depthwise(layer, np.unique(_index_array(idxs) // k) if side == "out" and k > 1 else idxs)
-        elif side == "out":
-            self._remove_out(layer, idxs, kind)
-        else:
-            self._remove_in(layer, idxs, kind)
+        spec = self.cut_spec(layer, idxs, side)
+        if spec is not None:
+            spec.apply()
+            return
+        keep = keep_array(layer.out_channels, idxs)  # grouped transposed: (in, out/G, k...)
+        g, a, b = layer.groups, layer.in_channels // layer.groups, layer.out_channels // layer.groups
+        offs = [[o - q * b for o in keep if o // b == q] for q in range(g)]
 
-    def _remove_out(self, layer: nn.Module, idxs: list[int], kind: str) -> None:
-        keep = keep_array(layer.out_channels, idxs)
-        edit = LayerEdit()
-        if not layer.transposed or kind == "dense":
-            edit.select(layer, "weight", (1 if layer.transposed else 0, keep))
-        else:  # grouped transposed: (in, out/G, k...); each group keeps its own offsets
-            g, a, b = layer.groups, layer.in_channels // layer.groups, layer.out_channels // layer.groups
-            offs = [[o - q * b for o in keep if o // b == q] for q in range(g)]
+        def per_group(w: torch.Tensor) -> torch.Tensor:
+            parts = [torch.index_select(w[q * a:(q + 1) * a], 1, index_tensor(offs[q], w.device)) for q in range(g)]
+            return torch.cat(parts, 0)
 
-            def per_group(w: torch.Tensor) -> torch.Tensor:
-                parts = [
-                    torch.index_select(w[q * a:(q + 1) * a], 1, index_tensor(offs[q], w.device)) for q in range(g)
-                ]
-                return torch.cat(parts, 0)
-
-            edit.derive(layer, "weight", per_group)
+        edit = LayerEdit().derive(layer, "weight", per_group)
         edit.select(layer, "bias", (0, keep)).set(layer, "out_channels", len(keep))
         self.select_per_out_channel(layer, edit, keep)
         edit.apply()
 
-    def _remove_in(self, layer: nn.Module, idxs: list[int], kind: str) -> None:
+    def _out_spec(self, layer: nn.Module, idxs: list[int], kind: str) -> CutSpec | None:
+        if layer.transposed and kind != "dense":
+            return None
+        keep = keep_array(layer.out_channels, idxs)
+        spec = CutSpec().select(layer, "weight", (1 if layer.transposed else 0, keep))
+        spec.select(layer, "bias", (0, keep)).set(layer, "out_channels", len(keep))
+        self.select_per_out_channel(layer, spec, keep)
+        return spec
+
+    def _in_spec(self, layer: nn.Module, idxs: list[int], kind: str) -> CutSpec:
         keep = keep_array(layer.in_channels, idxs)
         if layer.transposed or kind == "dense":
             weight_keep = (0 if layer.transposed else 1, keep)
@@ -286,9 +296,9 @@ class ConvPruner(BasePruningFunc):
             a = layer.in_channels // layer.groups
             arr = _index_array(idxs)
             weight_keep = (1, keep_array(a, arr[arr < a]))
-        LayerEdit().select(layer, "weight", weight_keep).set(layer, "in_channels", len(keep)).apply()
+        return CutSpec().select(layer, "weight", weight_keep).set(layer, "in_channels", len(keep))
 
-    def _remove_depthwise(self, layer: nn.Module, chans) -> None:
+    def _depthwise_spec(self, layer: nn.Module, chans) -> CutSpec:
         """Remove input channels ``chans`` (sorted, unique) and their outputs."""
         k = self.channel_multiplier(layer)
         keep_in = keep_array(layer.in_channels, chans)
@@ -297,15 +307,16 @@ class ConvPruner(BasePruningFunc):
         else:
             drop = _index_array(chans)
             keep_out = keep_array(layer.out_channels, (drop[:, None] * k + np.arange(k)).reshape(-1))
-        edit = LayerEdit().select(layer, "weight", (0, keep_in if layer.transposed else keep_out))
-        edit.select(layer, "bias", (0, keep_out)).set(layer, "in_channels", len(keep_in))
-        edit.set(layer, "out_channels", len(keep_out)).set(layer, "groups", len(keep_in))
-        self.select_per_out_channel(layer, edit, keep_out)
-        edit.apply()
+        spec = CutSpec().select(layer, "weight", (0, keep_in if layer.transposed else keep_out))
+        spec.select(layer, "bias", (0, keep_out)).set(layer, "in_channels", len(keep_in))
+        spec.set(layer, "out_channels", len(keep_out)).set(layer, "groups", len(keep_in))
+        self.select_per_out_channel(layer, spec, keep_out)
+        return spec
 
-    def select_per_out_channel(self, layer: nn.Module, edit: LayerEdit, keep_out) -> None:
-        """Add to ``edit`` the layer's other per-output-channel tensors (kept entries ``keep_out``); none here (a
-        conv subclass with a per-channel gain, :mod:`.timm_std_conv`, overrides it)."""
+    def select_per_out_channel(self, layer: nn.Module, edit, keep_out) -> None:
+        """Add to ``edit`` (a :class:`~.edits.CutSpec` or :class:`~.edits.LayerEdit`: its ``select``) the layer's
+        other per-output-channel tensors (kept entries ``keep_out``); none here (a conv subclass with a per-channel
+        gain, :mod:`.timm_std_conv`, overrides it)."""
 
 
 class DepthwiseConvPruner(ConvPruner):

@@ -27,8 +27,8 @@ from torch.nn.modules import module as _module_mod
 from .._atomic import finish
 from .._index import long_array, long_tensor
 
-__all__ = ["LayerEdit", "keep_array", "keep_indices", "index_tensor", "derive_param", "derive_tensor", "selector",
-           "ComposedCuts", "composed_cuts"]
+__all__ = ["LayerEdit", "CutSpec", "keep_array", "keep_indices", "index_tensor", "derive_param", "derive_tensor",
+           "selector", "ComposedCuts", "composed_cuts"]
 
 
 def keep_array(n: int, idxs: Iterable[int]) -> np.ndarray:
@@ -280,7 +280,11 @@ _RAISE = object()
 def _hooked(kind: str) -> bool:
     """Whether torch's global ``kind`` ("parameter" / "buffer") registration hooks are installed, or this torch keeps
     them somewhere unknown (then ``setattr`` runs, which calls them)."""
-    return getattr(_module_mod, f"_global_{kind}_registration_hooks", True) != {}
+    return getattr(_module_mod, _HOOK_DICTS[kind], True) != {}
+
+
+#: where torch keeps its global registration hooks of each kind
+_HOOK_DICTS = {kind: f"_global_{kind}_registration_hooks" for kind in ("parameter", "buffer")}
 
 
 def read(obj: Any, name: str, default: Any = None) -> Any:
@@ -345,6 +349,53 @@ def exchange(obj: Any, name: str, value: Any) -> Any:
     old = read(obj, name, _RAISE)
     assign(obj, name, value)
     return old
+
+
+class CutSpec:
+    """A layer cut as data: the tensors it selects entries of and the attributes it sets, in order, not applied yet
+    (what a pruner's :meth:`~.base.BasePruningFunc.cut_spec` returns). :meth:`apply` makes them with one
+    :class:`LayerEdit`; a batch cutting many layers composes the selections of every cut of one tensor and copies it
+    once (:func:`~.batch_cut.cut_layers`).
+
+    ``items``: ``(obj, name, dims_keeps, value)`` per step: ``dims_keeps`` is a tuple of ``(dim, keep)`` for
+    :meth:`select` (``keep``: the entries kept along ``dim``), None for :meth:`set` (then ``value`` is assigned).
+
+    >>> import torch.nn as nn
+    >>> fc = nn.Linear(4, 3)
+    >>> CutSpec().select(fc, "weight", (0, [0, 2])).select(fc, "bias", (0, [0, 2])).set(fc, "out_features", 2).apply()
+    >>> fc
+    Linear(in_features=4, out_features=2, bias=True)
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, str, Any, Any]] = []
+
+    def select(self, module: nn.Module, name: str, *dims_keeps: tuple[int, Sequence[int]]) -> "CutSpec":
+        """``module.name`` (a parameter or buffer; nothing if it is ``None``) -> its entries ``keep`` along ``dim`` for
+        each ``(dim, keep)`` (as :meth:`LayerEdit.select`)."""
+        self.items.append((module, name, dims_keeps, None))
+        return self
+
+    def set(self, obj: Any, name: str, value: Any) -> "CutSpec":
+        """Assign ``obj.name = value``."""
+        self.items.append((obj, name, None, value))
+        return self
+
+    def edit(self) -> "LayerEdit":
+        """The :class:`LayerEdit` making these steps (its selections are composed inside :func:`composed_cuts`)."""
+        edit = LayerEdit()
+        for obj, name, dims_keeps, value in self.items:
+            if dims_keeps is None:
+                edit.set(obj, name, value)
+            else:
+                edit.select(obj, name, *dims_keeps)
+        return edit
+
+    def apply(self) -> None:
+        """Make every step, all of them or (on any error) none."""
+        self.edit().apply()
 
 
 class LayerEdit:

@@ -41,6 +41,7 @@ class EmbeddingPruner(BasePruningFunc):
     CHANNEL_ATTRS = ("embedding_dim", None)  # the input is token ids, not channels
 
     SLICED_TENSORS = {"out": {"weight": 1}}  # embedding features: columns of the weight
+    COMPOSABLE_CUTS = True
 
     def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
         """Not supported: the input of an embedding is token ids (``num_embeddings``), not channels."""

@@ -36,7 +36,7 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 
 from ..errors import PruningError
 from .base import BasePruningFunc, normalize_indices
-from .edits import LayerEdit, keep_array
+from .edits import CutSpec, keep_array
 from .family import LayerFamily, register_family
 from .slicing import affine_parts
 
@@ -93,6 +93,7 @@ class BatchnormPruner(_NumFeaturesPruner):
     """
 
     TARGET_MODULES = (_BatchNorm,)
+    COMPOSABLE_CUTS = True
 
 
 class InstanceNormPruner(_NumFeaturesPruner):
@@ -104,6 +105,7 @@ class InstanceNormPruner(_NumFeaturesPruner):
     """
 
     TARGET_MODULES = (_InstanceNorm,)
+    COMPOSABLE_CUTS = True
 
 
 class GroupNormPruner(_CoupledPruner):
@@ -120,6 +122,7 @@ class GroupNormPruner(_CoupledPruner):
     CHANNEL_ATTRS = ("num_channels", "num_channels")
     SLICED_TENSORS = dict.fromkeys(("out", "in"), {"weight": 0, "bias": 0})
     CHANNEL_BLOCKS_ATTR = "num_groups"
+    COMPOSABLE_CUTS = True
 
 
 _LAYERNORM_TYPES: tuple[type, ...] = (nn.LayerNorm,) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
@@ -137,15 +140,16 @@ class LayernormPruner(_CoupledPruner):
     """
 
     TARGET_MODULES = _LAYERNORM_TYPES
+    COMPOSABLE_CUTS = True
 
     def get_out_channels(self, layer: nn.Module) -> int:
         return layer.normalized_shape[-1]
 
-    def remove(self, layer: nn.Module, idxs: list[int], side: str) -> None:
+    def cut_spec(self, layer: nn.Module, idxs: list[int], side: str) -> CutSpec:
         shape = tuple(layer.normalized_shape)
         keep = keep_array(shape[-1], idxs)
-        edit = LayerEdit().select(layer, "weight", (-1, keep)).select(layer, "bias", (-1, keep))
-        edit.set(layer, "normalized_shape", (*shape[:-1], len(keep))).apply()
+        spec = CutSpec().select(layer, "weight", (-1, keep)).select(layer, "bias", (-1, keep))
+        return spec.set(layer, "normalized_shape", (*shape[:-1], len(keep)))
 
 
 class PReLUPruner(_CoupledPruner):
@@ -160,6 +164,7 @@ class PReLUPruner(_CoupledPruner):
     """
 
     TARGET_MODULES = (nn.PReLU,)
+    COMPOSABLE_CUTS = True
 
     def get_out_channels(self, layer: nn.PReLU) -> int | None:
         return None if layer.num_parameters == 1 else layer.num_parameters
@@ -172,10 +177,12 @@ class PReLUPruner(_CoupledPruner):
                 raise self.error(layer, None, None, e.problem, e.fix) from None
         return super().check(layer, idxs, side)
 
-    def remove(self, layer: nn.PReLU, idxs: list[int], side: str) -> None:
+    def cut_spec(self, layer: nn.PReLU, idxs: list[int], side: str) -> CutSpec:
+        spec = CutSpec()
         if layer.num_parameters > 1:  # one shared slope: nothing to remove
             keep = keep_array(layer.num_parameters, idxs)
-            LayerEdit().select(layer, "weight", (0, keep)).set(layer, "num_parameters", len(keep)).apply()
+            spec.select(layer, "weight", (0, keep)).set(layer, "num_parameters", len(keep))
+        return spec
 
 
 BATCHNORM_PRUNER = BatchnormPruner()

@@ -43,6 +43,7 @@ class Conv1DPruner(BasePruningFunc):
 
     CHANNEL_ATTRS = ("nf", "nx")
     SLICED_TENSORS = {"out": {"weight": 1, "bias": 0}, "in": {"weight": 0}}
+    COMPOSABLE_CUTS = True
 
 
 CONV1D_PRUNER = Conv1DPruner()

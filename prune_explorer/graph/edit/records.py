@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Iterator, List, Optional
+from typing import Iterable, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -25,7 +25,8 @@ import torch.nn as nn
 
 from ..._atomic import finish
 from ...errors import OutputShapeWarning, PruningError
-from ...layers.base import CheckedIndices, composes_cuts
+from ...layers.base import BasePruningFunc, CheckedIndices, composes_cuts
+from ...layers.batch_cut import cut_layers
 from ...layers.edits import ComposedCuts, composed_cuts
 from ..model.channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from ..model.group import Group, GroupItem, fn_name
@@ -78,7 +79,8 @@ class PruneRecord:
         self.undone = False
         self.exact = False  # True for a hand-built group pruned with prune_group(exact=True)
         self.root_space: Optional[ChannelSpace] = None  # the group's root channel space
-        self._plan: List[tuple] = []  # (space index, original ids its pruner removed), in pruning order
+        #: ``(space index, original ids its pruner removed)`` per member, in pruning order, on iteration
+        self._plan: Iterable[tuple] = []
         #: for a batched cut (:func:`prune_groups`): one dict per group, ``{"entry": its history entry as if the
         #: groups had been pruned one after another, "root_space", "killed", "plan"}``; None for one group
         self.parts: Optional[List[dict]] = None
@@ -140,9 +142,11 @@ def checked_idxs(s: ChannelSpace, item: GroupItem):
     return checked_array(s, item.idx_array)
 
 
-def checked_array(s: ChannelSpace, idx: np.ndarray):
-    """:func:`checked_idxs` for indices given as an ``int64`` array (a batched cut's union of one space's indices)."""
-    check = getattr(s.pruner, "check", None)
+def checked_array(s: ChannelSpace, idx: np.ndarray, sorted_unique: bool = False):
+    """:func:`checked_idxs` for indices given as an ``int64`` array (a batched cut's union of one space's indices;
+    ``sorted_unique``: known to be sorted and duplicate-free, which a pruner's ``check_sorted`` need not read again)."""
+    pruner = s.pruner
+    check = getattr(pruner, "check_sorted" if sorted_unique and isinstance(pruner, BasePruningFunc) else "check", None)
     if check is None:
         return idx.tolist()
     try:
@@ -278,7 +282,7 @@ def prune_groups(graph, groups: List[Group]) -> PruneRecord:
             raise PruningError(f"prune_groups: the groups remove the same channels of {s.label}; prune them one at a "
                                "time")
         try:
-            idxs = checked_array(s, union)
+            idxs = checked_array(s, union, sorted_unique=True)
         except PruningError as exc:
             raise PruningError(f"cannot prune these {len(groups)} groups together: member {s.label}: {exc}") from None
         plan.append((s, idxs if isinstance(idxs, list) else list(idxs)))
@@ -327,7 +331,7 @@ class _BatchMembers:
         by_first = np.argsort(first, kind="stable")
         merged_rank = np.empty(uniq.size, dtype=np.int64)
         merged_rank[by_first] = np.arange(uniq.size)
-        self.merged = [spaces[int(p)] for p in first[by_first]]  # the member spaces, in order of first appearance
+        self.merged = [spaces[p] for p in first[by_first].tolist()]  # the member spaces, in order of first appearance
         self.rank = merged_rank[inverse.reshape(-1)]  # pair -> its space's merged rank
         # the pairs grouped by merged space (in pair order within a space), and their indices laid out that way
         order = np.argsort(self.rank, kind="stable")
@@ -354,7 +358,8 @@ class _BatchMembers:
             self._unions.append(union)
 
     def unions(self):
-        """``(space, sorted indices its pairs remove)`` per merged space, in order of first appearance."""
+        """``(space, sorted indices its pairs remove)`` per merged space, in order of first appearance (``int64``;
+        duplicate-free in every space before :attr:`first_repeat`)."""
         return zip(self.merged, self._unions)
 
     def sequential(self) -> np.ndarray:
@@ -378,10 +383,12 @@ class _BatchMembers:
     def original_ids(self, graph) -> np.ndarray:
         """Every pair's indices as global channel ids (laid out like :attr:`values`): ``s.gids(s.alive_idx[idx])``."""
         alive_ids = np.flatnonzero(graph.alive_mask)
-        offsets = np.fromiter((s.offset for s in self.spaces), dtype=np.int64, count=len(self.spaces))
-        sizes = np.fromiter((s.size for s in self.spaces), dtype=np.int64, count=len(self.spaces))
+        merged = self.merged  # read per merged space, then spread to the pairs
+        offsets = np.fromiter((s.offset for s in merged), dtype=np.int64, count=len(merged))
+        sizes = np.fromiter((s.size for s in merged), dtype=np.int64, count=len(merged))
         base = np.searchsorted(alive_ids, offsets)
-        count = np.searchsorted(alive_ids, offsets + sizes) - base
+        count = (np.searchsorted(alive_ids, offsets + sizes) - base)[self.rank]
+        base = base[self.rank]
         full = self.lengths > 0
         lo = self.values[self.start[:-1][full]]
         hi = self.values[self.start[1:][full] - 1]
@@ -397,21 +404,20 @@ def _describe_parts(graph, parts: List[dict], batch: _BatchMembers) -> None:
     seq = batch.sequential().tolist()
     ids = batch.original_ids(graph)
     bounds = batch.start.tolist()
-    heads: dict = {}  # space index -> (name, fn name, side, dim) of its members' entries
+    # (name, fn name, side, dim) of the entries of each merged space's members, then of each pair's
+    heads = [(s.name, fn_name(s.handler), s.side, None if s.dim is None else int(s.dim)) for s in batch.merged]
+    loose = any(h[3] is not None for h in heads)
+    heads = [heads[r] for r in batch.rank.tolist()]
     cumulative = np.zeros(0, dtype=np.int64)
     p = 0
     for part in parts:
         n = part.pop("members")
-        members = []
-        for s, a, b in zip(batch.spaces[p:p + n], bounds[p:p + n], bounds[p + 1:p + n + 1]):
-            head = heads.get(s.index)
-            if head is None:
-                head = heads[s.index] = (s.name, fn_name(s.handler), s.side, None if s.dim is None else int(s.dim))
-            name, fn, side, dim = head
-            entry = {"name": name, "fn": fn, "side": side, "idxs": seq[a:b]}
-            if dim is not None:
-                entry["dim"] = dim
-            members.append(entry)
+        members = [{"name": h[0], "fn": h[1], "side": h[2], "idxs": seq[a:b]}
+                   for h, a, b in zip(heads[p:p + n], bounds[p:p + n], bounds[p + 1:p + n + 1])]
+        if loose:  # a loose parameter: the tensor dim that shrank
+            for entry, h in zip(members, heads[p:p + n]):
+                if h[3] is not None:
+                    entry["dim"] = h[3]
         # the plan in original ids, as flat arrays (listed when a split needs it)
         plan_ids = _PartPlan(batch.spaces[p:p + n], ids[bounds[p]:bounds[p + n]], batch.start[p:p + n + 1] - bounds[p])
         p += n
@@ -429,8 +435,8 @@ def _describe_parts(graph, parts: List[dict], batch: _BatchMembers) -> None:
 
 
 class _PartPlan:
-    """The plan of one part of a batched cut in original ids: ``(space index, original ids its pruner removes)`` per
-    member, in member order, listed on iteration from the batch's flat arrays (``ids[bounds[k]:bounds[k + 1]]`` for
+    """A plan in original ids (a record's, or one part's of a batched cut): ``(space index, original ids its pruner
+    removes)`` per member, in member order, listed on iteration from flat arrays (``ids[bounds[k]:bounds[k + 1]]`` for
     ``spaces[k]``): a batch of thousands of members keeps a few arrays, not a tuple per member."""
 
     __slots__ = ("spaces", "ids", "bounds")
@@ -521,17 +527,19 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
     label = root.label if parts is None else _batch_label(parts)
     snapshot = _snapshot(graph, [s for s, _ in plan])
     before = (len(graph.history), len(model_history(graph.model)), graph.state.version, torch.is_grad_enabled())
-    plan_ids = [(s.index, s.gids(s.alive_idx[_index_array(idxs)])) for s, idxs in plan]
+    plan_ids = _plan_ids(graph, plan)
     classes = graph.classes
     changed_outputs = output_changes_message(graph, killed) if classes.at_output[classes.of[killed]].any() else None
     done = False
     tied = graph.tied
     originals = held_tensors(tied)
-    cuts = ComposedCuts(_cut_twice(plan))  # a layer cut on both sides: each tensor copied once
+    specified, rest = _split_cuts(plan)
+    cuts = ComposedCuts(_cut_twice(rest))  # a layer cut on both sides: each tensor copied once
     try:
         try:
+            cut_layers(specified)  # first, on the layers the plan's checks saw: each tensor copied once
             with composed_cuts(cuts):
-                for s, idxs in plan:
+                for s, idxs in rest:
                     _prune_member(graph, s, idxs)
                 cuts.flush()
             retie(tied, originals, label)  # a tied parameter stays one tensor
@@ -565,6 +573,53 @@ def _apply_plan(graph, root: ChannelSpace, plan: list, killed: np.ndarray, exact
                       f"{changed_outputs}. Code that relies on their sizes must follow.", OutputShapeWarning,
                       stacklevel=5)
     return rec
+
+
+#: the base class's ``prune_out_channels`` / ``prune_in_channels`` (check, then remove): the side each one cuts
+_BASE_SIDES = {BasePruningFunc.prune_out_channels: "out", BasePruningFunc.prune_in_channels: "in"}
+
+
+def _split_cuts(plan: list) -> tuple:
+    """``(specified, rest)``: the cuts :func:`~prune_explorer.layers.batch_cut.cut_layers` makes from their pruners'
+    specs, as ``(layer, pruner, side, checked indices)`` (a module's member whose handler is its pruner's base
+    ``prune_out_channels`` / ``prune_in_channels``, the pruner's own class declaring ``COMPOSABLE_CUTS``, its
+    indices checked by that pruner); the other members ``(space, indices)`` in plan order (with every member of a
+    layer one of them cuts: a layer is cut one way)."""
+    sides = []
+    for s, idxs in plan:
+        side = None
+        if s.dim is None and type(idxs) is CheckedIndices:
+            pruner, handler = s.pruner, s.handler
+            if getattr(handler, "__self__", None) is pruner and composes_cuts(pruner):
+                side = _BASE_SIDES.get(handler.__func__)
+        sides.append(side)
+    if None in sides:
+        plain = {id(s.owner) for (s, _), side in zip(plan, sides) if side is None}
+        sides = [None if side is None or id(s.owner) in plain else side for (s, _), side in zip(plan, sides)]
+    specified = [(s.owner, s.pruner, side, idxs) for (s, idxs), side in zip(plan, sides) if side is not None]
+    return specified, [member for member, side in zip(plan, sides) if side is None]
+
+
+def _plan_ids(graph, plan: list) -> "_PartPlan":
+    """The plan in original ids, ``(space index, s.gids(s.alive_idx[idxs]))`` per member on iteration, worked out for
+    every member at once from the global alive mask (one member at a time where a pruner left indices unchecked)."""
+    spaces = [s for s, _ in plan]
+    arrays = [_index_array(idxs) for _, idxs in plan]
+    n = len(arrays)
+    lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=n)
+    bounds = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=bounds[1:])
+    values = np.concatenate(arrays) if n else np.zeros(0, dtype=np.int64)
+    alive_ids = np.flatnonzero(graph.alive_mask)
+    offsets = np.fromiter((s.offset for s in spaces), dtype=np.int64, count=n)
+    sizes = np.fromiter((s.size for s in spaces), dtype=np.int64, count=n)
+    base = np.searchsorted(alive_ids, offsets)
+    count = np.searchsorted(alive_ids, offsets + sizes) - base
+    if values.size and (int(values.min()) < 0 or bool((values >= np.repeat(count, lengths)).any())):
+        ids = np.concatenate([s.gids(s.alive_idx[a]) for s, a in zip(spaces, arrays)])
+    else:
+        ids = alive_ids[np.repeat(base, lengths) + values]
+    return _PartPlan(spaces, ids, bounds)
 
 
 def _cut_twice(plan: list) -> set:

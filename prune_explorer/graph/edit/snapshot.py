@@ -31,6 +31,8 @@ def module_state(m: nn.Module) -> Tuple[nn.Module, dict, dict, dict]:
     """One module's entry of a :data:`ModuleSnapshot`: its attribute dict with its lists copied, its parameter and
     buffer dicts; the dicts are copied in C, and only a module holding a list is scanned in Python."""
     attrs = m.__dict__.copy()
+    if _NOT_LISTS.issuperset(map(type, attrs.values())):  # (no set built for the usual module)
+        return m, attrs, m._parameters.copy(), m._buffers.copy()
     new_types = set(map(type, attrs.values())) - _NOT_LISTS
     if new_types:
         if any(issubclass(t, list) for t in new_types):
