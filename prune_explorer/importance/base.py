@@ -117,12 +117,17 @@ def _member_positions(group, items, n: int):
     for an item that maps a channel outside the group's root channels (reading its positions is an error);
     ``sizes[k]``: item ``k``'s channel count."""
     root_np = group.root_array if hasattr(group, "root_array") else long_array(group.root_idxs)
-    sizes = np.fromiter((it.idx_array.size for it in items), dtype=np.int64, count=len(items))
-    bounds = np.zeros(sizes.size + 1, dtype=np.int64)
-    np.cumsum(sizes, out=bounds[1:])
+    lay = _layout_of(group, items)
+    if lay is not None:  # the group's flat arrays (Group.member_layout): no pass over the items
+        bounds = lay.bounds
+        sizes = np.diff(bounds)
+    else:
+        sizes = np.fromiter((it.idx_array.size for it in items), dtype=np.int64, count=len(items))
+        bounds = np.zeros(sizes.size + 1, dtype=np.int64)
+        np.cumsum(sizes, out=bounds[1:])
     if not bounds[-1]:
         return np.zeros(0, dtype=np.int64), bounds.tolist(), [False] * len(items), sizes
-    roots = np.concatenate([it.root_array for it in items])
+    roots = lay.root if lay is not None else np.concatenate([it.root_array for it in items])
     size = max(int(root_np.max()) + 1 if root_np.size else 0, int(roots.max()) + 1)
     lut = np.full(size, -1, dtype=np.int64)
     lut[root_np] = np.arange(root_np.size)
@@ -142,6 +147,15 @@ def _member_positions(group, items, n: int):
         ok[nonempty] = np.logical_and.reduceat(valid, bounds[:-1][nonempty])
         in_order = [o if v else None for o, v in zip(in_order, ok.tolist())]
     return pos, bounds.tolist(), in_order, sizes
+
+
+def _layout_of(group, items):
+    """``group.member_layout`` when it lists ``items`` (a graph group's members as flat arrays), else None."""
+    try:
+        lay = group.member_layout
+    except AttributeError:
+        return None
+    return lay if lay.items is items else None
 
 
 def _positions_of(group, all_pos: np.ndarray, bounds, in_order, k: int) -> np.ndarray:
@@ -273,9 +287,12 @@ class GroupImportance(Importance):
             cls.member_position_scores is GroupImportance.member_position_scores) else None
         items = group.items
         all_pos, bounds, in_order, sizes = _member_positions(group, items, n)
-        accepts = self.accepts
-        wanted = [(members is None or members(k, item)) and size > 0 and accepts(item.dep)
-                  for k, (item, size) in enumerate(zip(items, sizes.tolist()))]
+        if members is None and self.target_types is None and type(self).accepts is GroupImportance.accepts:
+            wanted = (sizes > 0).tolist()  # every member with channels
+        else:
+            accepts = self.accepts
+            wanted = [(members is None or members(k, item)) and size > 0 and accepts(item.dep)
+                      for k, (item, size) in enumerate(zip(items, sizes.tolist()))]
         # the plain members' sums at once: one gather over the group's member keys (held_sums)
         sums, how = (held.space_sums.read(group, items, wanted, sizes, p, self.bias) if p is not None
                      else (None, None))
