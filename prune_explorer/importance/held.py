@@ -41,7 +41,7 @@ import torch
 
 from .._index import long_tensor
 from ..layers.family import FAMILIES
-from ..layers.slicing import Part, Rows, every_power_sum, row_sums
+from ..layers.slicing import Part, Rows, every_power_sum, row_power_sums
 from .held_sums import SpaceSums
 
 __all__ = ["HeldCuts", "HeldConflict", "MaskedRows", "current_size", "active", "reads_channel_parts_only"]
@@ -174,9 +174,7 @@ class MaskedRows:
                 every = self._sums[key] = self._every_channel(t, p, gathers)
             return every.index_select(0, self.idx.to(every.device))
         if gathers:  # Rows gathers the rows first: gather them, drop the held entries
-            g = self._gather(t).float()
-            v = g * g if p == 2 else (g.abs() if p == 1 else g.abs().pow(p))
-            return row_sums(v, self.dim)
+            return row_power_sums(self._gather(t), self.dim, p)
         cut = t  # Rows reduces the whole tensor: build the cut tensor (this read covers a quarter of it or more)
         for e, keep in self._keeps(True):
             cut = cut.index_select(e, keep.to(t.device))
@@ -195,11 +193,7 @@ def every_channel(t: torch.Tensor, dim: int, keeps, p: float, gathers: bool) -> 
     g = t
     for e, keep in keeps:
         g = g.index_select(e, keep if t.device.type == "cpu" else keep.to(t.device))
-    if gathers:
-        g = g.float()
-        v = g * g if p == 2 else (g.abs() if p == 1 else g.abs().pow(p))
-        return row_sums(v, dim)
-    return every_power_sum(g, dim, p)
+    return row_power_sums(g, dim, p) if gathers else every_power_sum(g, dim, p)
 
 
 def _grouped_in_cut(dep, part: Part, arr: np.ndarray) -> Optional[np.ndarray]:

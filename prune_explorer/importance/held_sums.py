@@ -177,7 +177,8 @@ class SpaceSums:
                 how[k] = OWNS_NOTHING
                 every_plain = False
                 continue
-            g = 4 * n < _cut_size(sp, own_pos.get(si))
+            pos = own_pos.get(si)
+            g = 4 * n < (sp.size - pos.count if pos is not None else sp.size)  # (_cut_size, inline)
             single = sp.single
             if single is None or single._version != sp.versions:  # changed in place: read again
                 sp.check()

@@ -26,7 +26,7 @@ from typing import Callable, List, NamedTuple, Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ["Part", "Rows", "row_sums", "every_power_sum", "blocks", "grouped", "param_of", "affine_parts"]
+__all__ = ["Part", "Rows", "row_sums", "row_power_sums", "every_power_sum", "blocks", "grouped", "param_of", "affine_parts"]
 
 Selector = Callable[[torch.Tensor], torch.Tensor]
 
@@ -74,10 +74,7 @@ class Rows:
         size = t.shape[self.dim]
         if 4 * self.n < size:  # a few channels of many (the inputs of a layer after a concatenation): gather them
             # first, so that scoring every group of a layer reads its weight about once, not once per group
-            t = t.index_select(self.dim, self.idx.to(t.device))
-            t = t.float()
-            v = t * t if p == 2 else (t.abs() if p == 1 else t.abs().pow(p))
-            return row_sums(v, self.dim)
+            return row_power_sums(t.index_select(self.dim, self.idx.to(t.device)), self.dim, p)
         v = every_power_sum(t, self.dim, p)
         if self._covers(size):
             return v
@@ -104,6 +101,24 @@ def every_power_sum(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
         v = b if v is None else v.add_(b)
     v = v.reshape(size, -1)
     return v.sum(1) if v.shape[1] > 1 else v.reshape(size)
+
+
+def row_power_sums(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
+    """``[t.shape[dim]]``: ``sum |x|^p`` of each entry along ``dim`` over every other dim, in float32: ``|t|^p``
+    written straight into a buffer laid out with the rows contiguous, each row then summed (the values, and the
+    order they are added in, of :func:`row_sums` over ``|t.float()|^p``, without the temporary it copies)."""
+    n = t.shape[dim]
+    x = t.movedim(dim, 0)
+    if x.dtype != torch.float32:
+        x = x.float()
+    buf = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    if p == 2:
+        torch.mul(x, x, out=buf)
+    else:
+        torch.abs(x, out=buf)
+        if p != 1:
+            buf.pow_(p)
+    return buf.reshape(n, -1).sum(1)
 
 
 def row_sums(v: torch.Tensor, dim: int) -> torch.Tensor:
