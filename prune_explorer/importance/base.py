@@ -372,8 +372,16 @@ class GroupImportance(Importance):
         if not vectors:
             return None
         ordered = [(v, m) for _, v, m in sorted(vectors, key=_first)]
-        out = torch.from_numpy(np.ascontiguousarray(self.reduce(ordered, n), dtype=np.float32))
-        return normalize(out, self.normalizer) if self.group_reduction is not None else out
+        total = np.ascontiguousarray(self.reduce(ordered, n), dtype=np.float32)
+        out = torch.from_numpy(total)
+        if self.group_reduction is None:
+            return out
+        if self.normalizer == "mean" and total.ndim == 1 and total.size:
+            # normalize(out, "mean") without two of its tensor ops: x.mean() of a float32 CPU tensor is its sum
+            # divided by the count in float32, and x / d divides in float32
+            d = np.float32(out.sum().item()) / np.float32(total.size)
+            return torch.from_numpy(total / d) if d != 0 else out
+        return normalize(out, self.normalizer)
 
     def reduce(self, vectors, n: int) -> np.ndarray:
         """Combine the members' ``(scores, covered)`` numpy vectors per root channel (see ``group_reduction``)."""

@@ -196,6 +196,19 @@ def every_channel(t: torch.Tensor, dim: int, keeps, p: float, gathers: bool) -> 
     return row_power_sums(g, dim, p) if gathers else every_power_sum(g, dim, p)
 
 
+def _members():
+    """The :mod:`.members` module (it imports this one: looked up on first use, then kept)."""
+    global _MEMBERS
+    if _MEMBERS is None:
+        from . import members
+
+        _MEMBERS = members
+    return _MEMBERS
+
+
+_MEMBERS = None
+
+
 def _grouped_in_cut(dep, part: Part, arr: np.ndarray) -> Optional[np.ndarray]:
     """The positions of weight dim 1 that cutting input channels ``arr`` of a grouped (not depthwise, not transposed)
     convolution removes, when ``part`` is that weight: it stores one group's ``a = in_channels / groups`` inputs,
@@ -436,11 +449,9 @@ class HeldCuts:
         """``[(param, dim, is_bias)]`` when every part channels ``idx`` (``int64``, non-empty) of ``dep`` own is the
         plain rows ``idx`` of a parameter along ``dim`` (then any channels of that space own the same rows of the
         same tensors); else None."""
-        from .members import parts_at
-
         layout = []
         t = torch.from_numpy(idx) if idx.dtype == np.int64 and idx.ndim == 1 else long_tensor(idx)
-        for part in parts_at(dep, t):
+        for part in _members().parts_at(dep, t):
             sel = part.select
             if type(sel) is not Rows:
                 return None
