@@ -136,10 +136,14 @@ def _member_positions(group, items, n: int):
     if not bounds[-1]:
         return np.zeros(0, dtype=np.int64), bounds.tolist(), [False] * len(items), sizes
     roots = lay.root if lay is not None else np.concatenate([it.root_array for it in items])
-    size = max(int(root_np.max()) + 1 if root_np.size else 0, int(roots.max()) + 1)
-    lut = np.full(size, -1, dtype=np.int64)
-    lut[root_np] = np.arange(root_np.size)
-    pos = lut[roots] if roots.min() >= 0 else np.where(roots >= 0, lut[np.maximum(roots, 0)], -1)
+    lo, hi, m = int(roots.min()), int(roots.max()), root_np.size
+    if 0 <= lo and hi < m and root_np[0] == 0 and root_np[-1] == m - 1 and (
+            m < 3 or bool((root_np[1:] > root_np[:-1]).all())):
+        pos = roots  # the root channels are 0, 1, ..., m - 1 (a whole layer, the usual group): their own positions
+    else:
+        lut = np.full(max(int(root_np.max()) + 1 if m else 0, hi + 1), -1, dtype=np.int64)
+        lut[root_np] = np.arange(m)
+        pos = lut[roots] if lo >= 0 else np.where(roots >= 0, lut[np.maximum(roots, 0)], -1)
     step = np.arange(pos.size) - np.repeat(bounds[:-1], sizes) == pos
     if sizes.min() > 0:  # (reduceat reads one entry at an empty item's bound)
         in_order = (np.logical_and.reduceat(step, bounds[:-1]) & (sizes == n)).tolist()
