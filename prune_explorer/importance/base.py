@@ -13,6 +13,7 @@ members (``group_reduction``) and normalises the result (``normalizer``), as Tor
 
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import Callable, Iterable, Optional, Sequence, Tuple, Union
 
@@ -92,11 +93,19 @@ def root_positions(group) -> Tuple[torch.Tensor, Callable[[Sequence[int]], torch
     """``(root, pos)``: the group's root channels as a tensor, and a function mapping root channel indices (as in
     ``group[k].root_idxs``) to positions in ``group.root_idxs``."""
     root_np = group.root_array if hasattr(group, "root_array") else long_array(group.root_idxs)
-    size = int(root_np.max()) + 1 if root_np.size else 0
-    lut = np.full(size, -1, dtype=np.int64)
-    lut[root_np] = np.arange(root_np.size)
+    return torch.from_numpy(root_np), _position_map(group, root_np)
+
+
+def _position_map(group, root_np: np.ndarray) -> Callable[[Sequence[int]], torch.Tensor]:
+    """:func:`root_positions`' ``pos`` for root channels ``root_np`` (its table made on the first call)."""
+    lut = None
 
     def pos(root_idxs: Sequence[int]) -> torch.Tensor:
+        nonlocal lut
+        if lut is None:
+            size = int(root_np.max()) + 1 if root_np.size else 0
+            lut = np.full(size, -1, dtype=np.int64)
+            lut[root_np] = np.arange(root_np.size)
         r = long_array(root_idxs)
         try:
             out = lut[r] if r.size and r.min() >= 0 else None  # too large: IndexError
@@ -106,8 +115,7 @@ def root_positions(group) -> Tuple[torch.Tensor, Callable[[Sequence[int]], torch
             raise ValueError(f"group member maps to root channels outside group.root_idxs ({group.root_name})")
         return torch.from_numpy(out if r.size else r)
 
-    root = torch.from_numpy(root_np)
-    return root, pos
+    return pos
 
 
 def _member_positions(group, items, n: int):
@@ -117,16 +125,25 @@ def _member_positions(group, items, n: int):
     for an item that maps a channel outside the group's root channels (reading its positions is an error);
     ``sizes[k]``: item ``k``'s channel count."""
     root_np = group.root_array if hasattr(group, "root_array") else long_array(group.root_idxs)
-    sizes = np.fromiter((it.idx_array.size for it in items), dtype=np.int64, count=len(items))
-    bounds = np.zeros(sizes.size + 1, dtype=np.int64)
-    np.cumsum(sizes, out=bounds[1:])
+    lay = _layout_of(group, items)
+    if lay is not None:  # the group's flat arrays (Group.member_layout): no pass over the items
+        bounds = lay.bounds
+        sizes = np.diff(bounds)
+    else:
+        sizes = np.fromiter((it.idx_array.size for it in items), dtype=np.int64, count=len(items))
+        bounds = np.zeros(sizes.size + 1, dtype=np.int64)
+        np.cumsum(sizes, out=bounds[1:])
     if not bounds[-1]:
         return np.zeros(0, dtype=np.int64), bounds.tolist(), [False] * len(items), sizes
-    roots = np.concatenate([it.root_array for it in items])
-    size = max(int(root_np.max()) + 1 if root_np.size else 0, int(roots.max()) + 1)
-    lut = np.full(size, -1, dtype=np.int64)
-    lut[root_np] = np.arange(root_np.size)
-    pos = lut[roots] if roots.min() >= 0 else np.where(roots >= 0, lut[np.maximum(roots, 0)], -1)
+    roots = lay.root if lay is not None else np.concatenate([it.root_array for it in items])
+    lo, hi, m = int(roots.min()), int(roots.max()), root_np.size
+    if 0 <= lo and hi < m and root_np[0] == 0 and root_np[-1] == m - 1 and (
+            m < 3 or bool((root_np[1:] > root_np[:-1]).all())):
+        pos = roots  # the root channels are 0, 1, ..., m - 1 (a whole layer, the usual group): their own positions
+    else:
+        lut = np.full(max(int(root_np.max()) + 1 if m else 0, hi + 1), -1, dtype=np.int64)
+        lut[root_np] = np.arange(m)
+        pos = lut[roots] if lo >= 0 else np.where(roots >= 0, lut[np.maximum(roots, 0)], -1)
     step = np.arange(pos.size) - np.repeat(bounds[:-1], sizes) == pos
     if sizes.min() > 0:  # (reduceat reads one entry at an empty item's bound)
         in_order = (np.logical_and.reduceat(step, bounds[:-1]) & (sizes == n)).tolist()
@@ -142,6 +159,15 @@ def _member_positions(group, items, n: int):
         ok[nonempty] = np.logical_and.reduceat(valid, bounds[:-1][nonempty])
         in_order = [o if v else None for o, v in zip(in_order, ok.tolist())]
     return pos, bounds.tolist(), in_order, sizes
+
+
+def _layout_of(group, items):
+    """``group.member_layout`` when it lists ``items`` (a graph group's members as flat arrays), else None."""
+    try:
+        lay = group.member_layout
+    except AttributeError:
+        return None
+    return lay if lay.items is items else None
 
 
 def _positions_of(group, all_pos: np.ndarray, bounds, in_order, k: int) -> np.ndarray:
@@ -181,26 +207,35 @@ class _UnitSpreader:
         if not self.active:
             return
         uid = np.arange(n)  # singleton units keep their own id
-        for k, u in enumerate(units):
-            uid[pos_of(u).numpy()] = n + k
+        lengths = np.fromiter(map(len, units), dtype=np.int64, count=len(units))
+        # every unit's channels at once (units are disjoint): their positions, each set to its unit's id
+        uid[pos_of(list(itertools.chain.from_iterable(units))).numpy()] = np.repeat(
+            np.arange(n, n + len(units)), lengths)
         self.uid = np.unique(uid, return_inverse=True)[1].reshape(-1)
         self.n_units = int(self.uid.max()) + 1
         self.size = np.bincount(self.uid, minlength=self.n_units)
+        self.order = np.argsort(self.uid, kind="stable")  # positions unit by unit (ids 0..n_units-1, none empty)
+        self.starts = np.zeros(self.n_units, dtype=np.int64)
+        np.cumsum(self.size[:-1], out=self.starts[1:])
 
     def __call__(self, vec: np.ndarray, mask: np.ndarray, pos: np.ndarray):
         if not self.active:
             return vec, mask
-        hits = np.bincount(pos, minlength=vec.size)
-        lo = np.full(self.n_units, 1 << 30, dtype=np.int64)
-        np.minimum.at(lo, self.uid, hits)
-        hi = np.zeros(self.n_units, dtype=np.int64)
-        np.maximum.at(hi, self.uid, hits)
+        hits = np.bincount(pos, minlength=vec.size)[self.order]  # per position, unit by unit
+        lo = np.minimum.reduceat(hits, self.starts)
+        hi = np.maximum.reduceat(hits, self.starts)
         uneven = (lo != hi)[self.uid]
         if not uneven.any():
             return vec, mask
         total = np.bincount(self.uid, weights=vec, minlength=self.n_units)
         even = (total[self.uid] / self.size[self.uid]).astype(np.float32)
         return np.where(uneven, even, vec), mask | uneven
+
+
+def _add_rows(vectors) -> np.ndarray:
+    """``np.sum(vectors, axis=0, dtype=np.float32)`` (the rows added one after another into a float32 total)
+    without numpy's wrapper."""
+    return np.add.reduce(np.array(vectors), axis=0, dtype=np.float32)
 
 
 class GroupImportance(Importance):
@@ -263,8 +298,9 @@ class GroupImportance(Importance):
         :meth:`combine` on the vectors of every member is ``self(group)``: a caller that can only hold some
         members' weights at a time (a checkpoint streamed block by block) gathers the vectors of each part and
         combines them once, with the same result."""
-        root, pos_of = root_positions(group)
-        n = root.numel()
+        root_np = group.root_array if hasattr(group, "root_array") else long_array(group.root_idxs)
+        pos_of = _position_map(group, root_np)
+        n = root_np.size
         spread = _UnitSpreader(group, pos_of, n)
         vectors = []
         held = active()
@@ -273,9 +309,12 @@ class GroupImportance(Importance):
             cls.member_position_scores is GroupImportance.member_position_scores) else None
         items = group.items
         all_pos, bounds, in_order, sizes = _member_positions(group, items, n)
-        accepts = self.accepts
-        wanted = [(members is None or members(k, item)) and size > 0 and accepts(item.dep)
-                  for k, (item, size) in enumerate(zip(items, sizes.tolist()))]
+        if members is None and self.target_types is None and type(self).accepts is GroupImportance.accepts:
+            wanted = (sizes > 0).tolist()  # every member with channels
+        else:
+            accepts = self.accepts
+            wanted = [(members is None or members(k, item)) and size > 0 and accepts(item.dep)
+                      for k, (item, size) in enumerate(zip(items, sizes.tolist()))]
         # the plain members' sums at once: one gather over the group's member keys (held_sums)
         sums, how = (held.space_sums.read(group, items, wanted, sizes, p, self.bias) if p is not None
                      else (None, None))
@@ -337,8 +376,16 @@ class GroupImportance(Importance):
         if not vectors:
             return None
         ordered = [(v, m) for _, v, m in sorted(vectors, key=_first)]
-        out = torch.from_numpy(np.ascontiguousarray(self.reduce(ordered, n), dtype=np.float32))
-        return normalize(out, self.normalizer) if self.group_reduction is not None else out
+        total = np.ascontiguousarray(self.reduce(ordered, n), dtype=np.float32)
+        out = torch.from_numpy(total)
+        if self.group_reduction is None:
+            return out
+        if self.normalizer == "mean" and total.ndim == 1 and total.size:
+            # normalize(out, "mean") without two of its tensor ops: x.mean() of a float32 CPU tensor is its sum
+            # divided by the count in float32, and x / d divides in float32
+            d = np.float32(out.sum().item()) / np.float32(total.size)
+            return torch.from_numpy(total / d) if d != 0 else out
+        return normalize(out, self.normalizer)
 
     def reduce(self, vectors, n: int) -> np.ndarray:
         """Combine the members' ``(scores, covered)`` numpy vectors per root channel (see ``group_reduction``)."""
@@ -350,14 +397,14 @@ class GroupImportance(Importance):
         if r == "gate":
             return vectors[-1][0]
         if r == "sum":
-            return np.sum([v for v, _ in vectors], axis=0, dtype=np.float32)
+            return _add_rows([v for v, _ in vectors])
         if r == "mean":
-            total = np.sum([v for v, _ in vectors], axis=0, dtype=np.float32)
+            total = _add_rows([v for v, _ in vectors])
             ones = _all_covered(n)
             if all(m is ones for _, m in vectors):  # every member covers every root position
-                count = np.full(n, len(vectors), dtype=np.int_)
-            else:
-                count = np.sum([m for _, m in vectors], axis=0)
+                # (float32 / int64 count is a float64 division: the same with the count as a float64)
+                return np.true_divide(total, np.float64(len(vectors)), dtype=np.float64)
+            count = np.sum([m for _, m in vectors], axis=0)
             return total / np.maximum(count, 1)
         vals = np.stack([v for v, _ in vectors])
         masks = np.stack([m for _, m in vectors])

@@ -39,8 +39,9 @@ from typing import Dict, Iterator, Optional
 import numpy as np
 import torch
 
+from .._index import long_tensor
 from ..layers.family import FAMILIES
-from ..layers.slicing import Part, Rows, row_sums
+from ..layers.slicing import Part, Rows, every_power_sum, row_power_sums
 from .held_sums import SpaceSums
 
 __all__ = ["HeldCuts", "HeldConflict", "MaskedRows", "current_size", "active", "reads_channel_parts_only"]
@@ -173,9 +174,7 @@ class MaskedRows:
                 every = self._sums[key] = self._every_channel(t, p, gathers)
             return every.index_select(0, self.idx.to(every.device))
         if gathers:  # Rows gathers the rows first: gather them, drop the held entries
-            g = self._gather(t).float()
-            v = g * g if p == 2 else (g.abs() if p == 1 else g.abs().pow(p))
-            return row_sums(v, self.dim)
+            return row_power_sums(self._gather(t), self.dim, p)
         cut = t  # Rows reduces the whole tensor: build the cut tensor (this read covers a quarter of it or more)
         for e, keep in self._keeps(True):
             cut = cut.index_select(e, keep.to(t.device))
@@ -194,18 +193,20 @@ def every_channel(t: torch.Tensor, dim: int, keeps, p: float, gathers: bool) -> 
     g = t
     for e, keep in keeps:
         g = g.index_select(e, keep if t.device.type == "cpu" else keep.to(t.device))
-    size = g.shape[dim]
-    if gathers:
-        g = g.float()
-        v = g * g if p == 2 else (g.abs() if p == 1 else g.abs().pow(p))
-        return row_sums(v, dim)
-    rows = _EVERY_ROW.get((dim, size))
-    if rows is None:  # kept: it remembers that it covers every row in order (Rows._covers)
-        rows = _EVERY_ROW[(dim, size)] = Rows(dim, torch.arange(size))
-    return rows.power_sum(g, p)
+    return row_power_sums(g, dim, p) if gathers else every_power_sum(g, dim, p)
 
 
-_EVERY_ROW: dict = {}  # (dim, size) -> Rows(dim, arange(size))
+def _members():
+    """The :mod:`.members` module (it imports this one: looked up on first use, then kept)."""
+    global _MEMBERS
+    if _MEMBERS is None:
+        from . import members
+
+        _MEMBERS = members
+    return _MEMBERS
+
+
+_MEMBERS = None
 
 
 def _grouped_in_cut(dep, part: Part, arr: np.ndarray) -> Optional[np.ndarray]:
@@ -424,8 +425,13 @@ class HeldCuts:
         applied; ``gathers``: which of ``Rows.power_sum``'s ways), float32 numpy, from the per-step cache."""
         pid = id(param)
         entry = self._params.get(pid)
-        others = sorted((e, h) for e, h in entry[1].items() if e != d) if entry is not None else ()
-        skey = (pid, param._version, d, p, gathers, tuple([(e, h.version) for e, h in others]) if others else ())
+        dims = entry[1] if entry is not None else None
+        if not dims or (len(dims) == 1 and d in dims):  # no held cut along another dim
+            others = ()
+            skey = (pid, param._version, d, p, gathers, ())
+        else:
+            others = sorted((e, h) for e, h in dims.items() if e != d)
+            skey = (pid, param._version, d, p, gathers, tuple([(e, h.version) for e, h in others]))
         arr = self._sums_np.get(skey)
         if arr is not None:
             return arr
@@ -440,21 +446,17 @@ class HeldCuts:
 
     @staticmethod
     def _read_layout(dep, idx: np.ndarray):
-        """``[(param, dim, is_bias)]`` when every part channels ``idx`` of ``dep`` own is the plain rows ``idx`` of
-        a parameter along ``dim`` (then any channels of that space own the same rows of the same tensors); else
-        None."""
-        from .members import raw_channel_parts
-
+        """``[(param, dim, is_bias)]`` when every part channels ``idx`` (``int64``, non-empty) of ``dep`` own is the
+        plain rows ``idx`` of a parameter along ``dim`` (then any channels of that space own the same rows of the
+        same tensors); else None."""
         layout = []
-        n, at = idx.size, idx.__array_interface__["data"][0]
-        for part in raw_channel_parts(dep, idx):
+        t = torch.from_numpy(idx) if idx.dtype == np.int64 and idx.ndim == 1 else long_tensor(idx)
+        for part in _members().parts_at(dep, t):
             sel = part.select
             if type(sel) is not Rows:
                 return None
-            # the parts select from idx itself (a view of its memory) as a rule: equal without reading it
-            if not (sel.n == n and sel.idx.data_ptr() == at and sel.idx.dtype == torch.int64 and
-                    sel.idx.is_contiguous() and idx.dtype == np.int64 and idx.flags.c_contiguous) and (
-                    not np.array_equal(sel.idx.numpy(), idx)):
+            # the parts select through t itself as a rule: equal without reading it
+            if sel.idx is not t and not (sel.n == idx.size and np.array_equal(sel.idx.numpy(), idx)):
                 return None
             layout.append((part.param, sel.dim, part.is_bias))
         return layout

@@ -156,41 +156,54 @@ class SpaceSums:
         bias = bool(bias)
         spaces, own_pos = self._spaces[bias], held._spaces
         n_keys = graph.alive_mask.size
+        lay = group.member_layout
+        space_of = lay.space.tolist() if lay.items is items else [it.dep.space.index for it in items]
         how = [NOT_PLAIN] * len(items)
-        mode = [-1] * len(items)  # per member: 1 / 0 (plain, read the gathered / whole way), -1 (not plain)
+        every_plain = True  # every member with channels is plain (the conflict check reads all of the keys)
+        ways = set()  # the ways (gathered or not) the plain members take
         whole, gathered = (p, False), (p, True)
-        for k, (it, want, n) in enumerate(zip(items, wanted, sizes.tolist())):
+        for k, (si, want, n) in enumerate(zip(space_of, wanted, sizes.tolist())):
             if not want or n < 2:
+                every_plain = every_plain and not n
                 continue
-            dep = it.dep
-            si = dep.space.index
             sp = spaces.get(si)
             if sp is None:
-                sp = self._space(dep, it.idx_array, bias)
+                it = items[k]
+                sp = self._space(it.dep, it.idx_array, bias)
             if sp is _NOT_SIMPLE:
+                every_plain = False
                 continue
             if not sp.layout:
                 how[k] = OWNS_NOTHING
+                every_plain = False
                 continue
             pos = own_pos.get(si)
-            g = 4 * n < (sp.size - pos.count if pos is not None else sp.size)
+            g = 4 * n < (sp.size - pos.count if pos is not None else sp.size)  # (_cut_size, inline)
             single = sp.single
             if single is None or single._version != sp.versions:  # changed in place: read again
                 sp.check()
             if (gathered if g else whole) not in sp.have:
                 self._fill(sp, p, bias, g, n_keys)
             how[k] = True
-            mode[k] = g
-        mode = np.array(mode, dtype=np.int8)
-        plain = mode >= 0
-        if not plain.any():
+            ways.add(g)
+        if not ways:
             return None, how
-        keys = group.member_keys
+        keys = lay.keys
         held_keys = held._keys
-        if held_keys is not None and held_keys.size == n_keys and (held_keys[keys] & np.repeat(plain, sizes)).any():
-            raise HeldConflict("a held cut removes channels this decision reads")
-        ways = mode[plain]
-        if ways.min() == ways.max():
-            return self._flat[(p, bias, bool(ways[0]))][keys], how
-        return np.where(np.repeat(mode == 1, sizes), self._flat[(p, bias, True)][keys],
+        if held_keys is not None and held_keys.size == n_keys:
+            hit = held_keys[keys]
+            if not every_plain:
+                hit &= np.repeat(np.fromiter([h is True for h in how], dtype=bool, count=len(how)), sizes)
+            if hit.any():
+                raise HeldConflict("a held cut removes channels this decision reads")
+        if len(ways) == 1:
+            return self._flat[(p, bias, ways.pop())][keys], how
+        mode = np.fromiter([h is True and 4 * n < _cut_size(spaces[si], own_pos.get(si))
+                            for h, si, n in zip(how, space_of, sizes.tolist())], dtype=bool, count=len(how))
+        return np.where(np.repeat(mode, sizes), self._flat[(p, bias, True)][keys],
                         self._flat[(p, bias, False)][keys]), how
+
+
+def _cut_size(sp: _Space, pos) -> int:
+    """``sp``'s channel count once its held cuts (``pos``, or None) are applied."""
+    return sp.size - pos.count if pos is not None else sp.size

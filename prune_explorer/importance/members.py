@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import List, Sequence
 
+import torch
 import torch.nn as nn
 
 from .._index import long_tensor
@@ -32,7 +33,7 @@ from ..layers.family import FAMILIES
 from ..layers.slicing import Part, Rows
 from .held import active
 
-__all__ = ["Part", "channel_parts", "raw_channel_parts"]
+__all__ = ["Part", "channel_parts", "raw_channel_parts", "parts_at"]
 
 
 def _generic_parts(layer, side: str, n_channels: int, idx) -> List[Part]:
@@ -64,11 +65,18 @@ def channel_parts(dep, idxs: Sequence[int]) -> List[Part]:
 
 def raw_channel_parts(dep, idxs: Sequence[int]) -> List[Part]:
     """:func:`channel_parts` on the model as it is (no held cuts)."""
-    space = dep.space
-    layer = space.owner
     idx = long_tensor(idxs)
     if idx.numel() == 0:
         return []
+    return parts_at(dep, idx)
+
+
+def parts_at(dep, idx: torch.Tensor) -> List[Part]:
+    """:func:`raw_channel_parts` of the channels ``idx`` (a non-empty 1-d ``torch.long`` tensor, on the CPU), handed
+    to the layer family as it is: a plain part selects through this very tensor as a rule (``Rows(dim, idx)``), which
+    :meth:`~.held.HeldCuts._read_layout` tells by identity, without comparing indices."""
+    space = dep.space
+    layer = space.owner
     family = FAMILIES.family_of(layer)
     if family is not None and family.parts is not None:
         return family.parts(layer, space, idx)

@@ -26,7 +26,7 @@ from typing import Callable, List, NamedTuple, Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ["Part", "Rows", "row_sums", "blocks", "grouped", "param_of", "affine_parts"]
+__all__ = ["Part", "Rows", "row_sums", "row_power_sums", "every_power_sum", "blocks", "grouped", "param_of", "affine_parts"]
 
 Selector = Callable[[torch.Tensor], torch.Tensor]
 
@@ -74,28 +74,51 @@ class Rows:
         size = t.shape[self.dim]
         if 4 * self.n < size:  # a few channels of many (the inputs of a layer after a concatenation): gather them
             # first, so that scoring every group of a layer reads its weight about once, not once per group
-            t = t.index_select(self.dim, self.idx.to(t.device))
-            t = t.float()
-            v = t * t if p == 2 else (t.abs() if p == 1 else t.abs().pow(p))
-            return row_sums(v, self.dim)
-        lead = math.prod(t.shape[: self.dim])
-        if lead == 1 and p in (1, 2):  # channels lead (a weight's output side): one fused pass, no temporary
-            t = t if t.dtype in (torch.float16, torch.bfloat16, torch.float32) else t.float()
-            v = torch.linalg.vector_norm(t.reshape(size, -1), p, dim=1, dtype=torch.float32)
-            v = v * v if p == 2 else v
-        else:  # over the leading dims first (outer reductions, vectorised along the channels), then the rest
-            rows = t.float().reshape(lead, -1)
-            v = None
-            for start in range(0, lead, _BLOCK_ROWS):  # |x|^p of a block of rows at a time: the temporary stays in
-                b = rows[start:start + _BLOCK_ROWS]  # cache (the blocks depend on ``lead`` only, never on ``size``)
-                b = b * b if p == 2 else (b.abs() if p == 1 else b.abs().pow(p))
-                b = b.sum(0) if b.shape[0] > 1 else b.reshape(-1)
-                v = b if v is None else v.add_(b)
-            v = v.reshape(size, -1)
-            v = v.sum(1) if v.shape[1] > 1 else v.reshape(size)
+            return row_power_sums(t.index_select(self.dim, self.idx.to(t.device)), self.dim, p)
+        v = every_power_sum(t, self.dim, p)
         if self._covers(size):
             return v
         return v.index_select(0, self.idx.to(v.device))
+
+
+def every_power_sum(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
+    """``[t.shape[dim]]``: ``sum |x|^p`` of every entry along ``dim`` (over every other dim), in float32, reduced in
+    place (the way :meth:`Rows.power_sum` takes for a quarter of the rows or more: its values for any rows are
+    these at those rows)."""
+    size = t.shape[dim]
+    lead = math.prod(t.shape[:dim]) if dim else 1
+    if lead == 1 and p in (1, 2):  # channels lead (a weight's output side): one fused pass, no temporary
+        t = t if t.dtype in (torch.float16, torch.bfloat16, torch.float32) else t.float()
+        v = torch.linalg.vector_norm(t.reshape(size, -1), p, dim=1, dtype=torch.float32)
+        return v * v if p == 2 else v
+    # over the leading dims first (outer reductions, vectorised along the channels), then the rest
+    rows = t.float().reshape(lead, -1)
+    v = None
+    for start in range(0, lead, _BLOCK_ROWS):  # |x|^p of a block of rows at a time: the temporary stays in
+        b = rows[start:start + _BLOCK_ROWS]  # cache (the blocks depend on ``lead`` only, never on ``size``)
+        b = b * b if p == 2 else (b.abs() if p == 1 else b.abs().pow(p))
+        b = b.sum(0) if b.shape[0] > 1 else b.reshape(-1)
+        v = b if v is None else v.add_(b)
+    v = v.reshape(size, -1)
+    return v.sum(1) if v.shape[1] > 1 else v.reshape(size)
+
+
+def row_power_sums(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
+    """``[t.shape[dim]]``: ``sum |x|^p`` of each entry along ``dim`` over every other dim, in float32: ``|t|^p``
+    written straight into a buffer laid out with the rows contiguous, each row then summed (the values, and the
+    order they are added in, of :func:`row_sums` over ``|t.float()|^p``, without the temporary it copies)."""
+    n = t.shape[dim]
+    x = t.movedim(dim, 0)
+    if x.dtype != torch.float32:
+        x = x.float()
+    buf = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    if p == 2:
+        torch.mul(x, x, out=buf)
+    else:
+        torch.abs(x, out=buf)
+        if p != 1:
+            buf.pow_(p)
+    return buf.reshape(n, -1).sum(1)
 
 
 def row_sums(v: torch.Tensor, dim: int) -> torch.Tensor:
