@@ -4,14 +4,12 @@ list changed in place, a parameter resized in place, integer data that changed u
 
 from __future__ import annotations
 
-import copy
 import types
 
 import pytest
 import torch
 from torch import nn
 
-import prune_explorer as pe
 from prune_explorer.explorer import ExplorerController
 from prune_explorer.pruner.check_memo import BlockMemo
 from prune_explorer.pruner.post_check import INDEX_DATA, META, StandIns, run_error
@@ -137,20 +135,12 @@ def test_a_call_that_raised_is_not_remembered():
     assert first is not None and check(model) == first
 
 
-def _small_llama():
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
-                                   use_cache=False)
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    return model, {"input_ids": torch.randint(0, 64, (1, 12), generator=torch.Generator().manual_seed(1))}
-
-
 def test_explorer_walk_on_a_llama_answers_unchanged_layers_and_agrees_with_a_full_run():
     """Accepting groups one by one: after each, the check runs only what changed (the other layers answer), and a
     check without the memo agrees; a break made by hand in an untouched layer is still caught."""
-    model, x = _small_llama()
+    from tests.pruner.test_post_prune_check import _small_llama
+
+    model, x = _small_llama(checked=False, layers=3)
     c = ExplorerController(model, x, pruning_ratio=0.5, track_output=False)
     check = c.pruner.check
     c.accept()  # the first check runs everything, without the memo (a model checked once has no use for it)

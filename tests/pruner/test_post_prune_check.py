@@ -177,10 +177,10 @@ class CheckedSiLU(nn.Module):
         return torch.nn.functional.silu(x)
 
 
-def _small_llama(checked: bool):
+def _small_llama(checked: bool, layers: int = 2):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
                                    use_cache=False)
     model = transformers.LlamaForCausalLM(cfg).eval()
