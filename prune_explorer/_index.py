@@ -9,6 +9,8 @@ They trust their input to be integers (callers that face user input validate it 
 ([3, 1], [0, 1, 2])
 >>> unique_ints(np.array([5, 2, 5, 7, 2])).tolist()
 [2, 5, 7]
+>>> concat_ranges(np.array([10, 3]), np.array([2, 3])).tolist()
+[10, 11, 3, 4, 5]
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["long_array", "long_tensor", "unique_ints"]
+__all__ = ["long_array", "long_tensor", "unique_ints", "concat_ranges"]
 
 
 def long_array(idxs: Any) -> np.ndarray:
@@ -51,3 +53,11 @@ def unique_ints(a: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(s[1:], s[:-1], out=keep[1:])
     return s[keep]
+
+
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``int64 [lengths.sum()]``: the ranges ``starts[i], starts[i] + 1, ..., starts[i] + lengths[i] - 1``, one after
+    another (the positions of blocks laid end to end, in a flat array that holds them elsewhere)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()), dtype=np.int64)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .._index import concat_ranges
 from ..graph.model.group_members import MemberLayout
 from ..graph.model.union_find import connected_components
 from ..importance.base import root_positions
@@ -192,9 +193,7 @@ def ranked_units(group, importance: Optional[torch.Tensor], units) -> RankedUnit
         order = order_t.cpu().numpy()
         ranked_scores = lambda: scores_t[order_t]  # noqa: E731
     sizes = lens[order]
-    ranked_starts = np.zeros(n_units, dtype=np.int64)
-    np.cumsum(sizes[:-1], out=ranked_starts[1:])
-    roots = flat[np.arange(flat.size) + np.repeat(starts[order] - ranked_starts, sizes)]
+    roots = flat[concat_ranges(starts[order], sizes)]
     return RankedUnits(group, order, roots, sizes, ranked_scores)
 
 
@@ -241,9 +240,7 @@ def member_constraints(group, ranking: RankedUnits, members: Optional[MemberFact
     if general.size:  # every other constrained member's channels, member after member, counted together
         m = general.size
         counts = lost[general]
-        firsts = np.zeros(m, dtype=np.int64)
-        np.cumsum(counts[:-1], out=firsts[1:])
-        at = np.arange(int(firsts[-1] + counts[-1])) + np.repeat(bounds[general] - firsts, counts)
+        at = concat_ranges(bounds[general], counts)
         per_unit = np.bincount(np.repeat(np.arange(m) * n_units, counts) + ranking.ranks(member_roots[at]),
                                minlength=m * n_units)
         cum = np.zeros((m, n_units + 1), dtype=np.int64)

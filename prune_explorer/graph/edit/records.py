@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..._atomic import finish
+from ..._index import concat_ranges
 from ...errors import OutputShapeWarning, PruningError
 from ...layers.base import BasePruningFunc, CheckedIndices, composes_cuts
 from ...layers.batch_cut import cut_layers
@@ -336,8 +337,7 @@ class _BatchMembers:
         # the pairs grouped by merged space (in pair order within a space), and their indices laid out that way
         order = np.argsort(self.rank, kind="stable")
         lens = lengths[order]
-        flat = np.repeat(start[order] - np.concatenate(([0], np.cumsum(lens)[:-1])), lens) + np.arange(values.size)
-        laid = values[flat]
+        laid = values[concat_ranges(start[order], lens)]
         space_lens = np.bincount(self.rank, weights=lengths, minlength=uniq.size).astype(np.int64)
         space_start = np.zeros(uniq.size + 1, dtype=np.int64)
         np.cumsum(space_lens, out=space_start[1:])

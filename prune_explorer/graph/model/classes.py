@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from ..._index import unique_ints
+from ..._index import concat_ranges, unique_ints
 from .union_find import connected_components
 
 #: Why channels that reach the model's outputs are kept fixed by the automatic tools. Unlike the other reasons, it
@@ -158,6 +158,5 @@ class ChannelClasses:
         total = int(lens.sum())
         if total == 0:
             return np.empty(0, dtype=np.int64)
-        idx = np.repeat(starts - np.cumsum(np.concatenate([[0], lens[:-1]])), lens) + np.arange(total)
-        gids = self._order[idx]
+        gids = self._order[concat_ranges(starts, lens)]
         return gids[alive[gids]]

@@ -19,6 +19,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..._index import concat_ranges
+
 
 def connected_components(n: int, a_parts: Sequence[np.ndarray], b_parts: Sequence[np.ndarray],
                          ranges: Sequence[Tuple[int, int, int]] = ()) -> np.ndarray:
@@ -85,8 +87,7 @@ def range_pairs(ranges: Sequence[Tuple[int, int, int]]) -> Tuple[np.ndarray, np.
     [[5, 6, 9], [1, 2, 3]]
     """
     a0, b0, k = np.array(ranges, dtype=np.int64).reshape(-1, 3).T
-    within = np.arange(int(k.sum()), dtype=np.int64) - np.repeat(np.cumsum(k) - k, k)
-    return np.repeat(a0, k) + within, np.repeat(b0, k) + within
+    return concat_ranges(a0, k), concat_ranges(b0, k)
 
 
 def _fold_blocks(n: int, ranges: Sequence[Tuple[int, int, int]]) -> Optional[np.ndarray]:
