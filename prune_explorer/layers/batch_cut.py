@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Tuple
 import numpy as np
 import torch
 
-from .edits import _selected, assign, read
+from .edits import _selected, assign, index_array, read
 
 __all__ = ["cut_layers"]
 
@@ -77,7 +77,7 @@ def _copy(pending: Dict[tuple, list]) -> None:
         key = id(keep) if device.type == "cpu" else (id(keep), device)
         hit = index.get(key)
         if hit is None or hit[0] is not keep:
-            t = torch.from_numpy(_int64(keep))
+            t = torch.from_numpy(index_array(keep))
             hit = index[key] = (keep, t if device.type == "cpu" else t.to(device))
         return hit[1]
 
@@ -89,18 +89,7 @@ def _copy(pending: Dict[tuple, list]) -> None:
             keeps: Dict[int, np.ndarray] = {}
             nd = old.dim()
             for dim, keep in dims_keeps:
-                d, k = dim % nd, _int64(keep)
+                d, k = dim % nd, index_array(keep)
                 keeps[d] = keeps[d][k] if d in keeps else k
             dims_keeps = sorted(keeps.items())  # the leading dim first: whole rows, then the others
         assign(module, name, _selected(old, dims_keeps, index_of))
-
-
-def _int64(keep: Any) -> np.ndarray:
-    """A selection's kept entries as a 1-D ``int64`` array (``keep_array`` gives one already)."""
-    if type(keep) is np.ndarray and keep.dtype is _INT64 and keep.ndim == 1:
-        return keep
-    array = getattr(keep, "array", None)  # a CheckedIndices list carries its array
-    return np.asarray(keep if array is None else array, dtype=np.int64).reshape(-1)
-
-
-_INT64 = np.dtype(np.int64)

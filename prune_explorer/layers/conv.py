@@ -53,9 +53,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._index import long_array
 from .base import BasePruningFunc, normalize_side
-from .edits import CutSpec, LayerEdit, index_tensor, keep_array
+from .edits import CutSpec, LayerEdit, index_array, index_tensor, keep_array
 from .family import LayerFamily, register_family
 from .slicing import Part, Rows, grouped, param_of
 
@@ -91,15 +90,9 @@ def conv_kind(layer: nn.Module) -> str:
     return "grouped"
 
 
-def _index_array(idxs: Sequence[int]) -> np.ndarray:
-    """Checked channel indices as an ``int64`` array (the one a :class:`~.base.CheckedIndices` carries, if any)."""
-    arr = getattr(idxs, "array", None)
-    return long_array(idxs if arr is None else arr)
-
-
 def _group_counts(idxs: Sequence[int], per_group: int, groups: int) -> list[int]:
     """How many of the (checked, in range) channels ``idxs`` fall in each block of ``per_group`` channels."""
-    return np.bincount(_index_array(idxs) // per_group, minlength=groups).tolist()
+    return np.bincount(index_array(idxs) // per_group, minlength=groups).tolist()
 
 
 def _reduces_multiplier(idxs: Sequence[int], layer: nn.Module) -> bool:
@@ -214,7 +207,7 @@ class ConvPruner(BasePruningFunc):
                     )
         elif kind == "grouped" and side == "in":
             a = layer.in_channels // g
-            if not _same_offsets(_index_array(idxs), a, g):
+            if not _same_offsets(index_array(idxs), a, g):
                 offsets = [sorted(i - q * a for i in idxs if i // a == q) for q in range(g)]
                 shown = {q: o for q, o in enumerate(offsets)}
                 raise self.error(
@@ -247,7 +240,7 @@ class ConvPruner(BasePruningFunc):
             return self._out_spec(layer, idxs, "grouped")  # the same count from every block: groups stay
         if kind == "depthwise":  # one space: input channel c owns outputs c*k .. c*k+k-1
             k = self.channel_multiplier(layer)
-            return self._depthwise_spec(layer, np.unique(_index_array(idxs) // k) if side == "out" and k > 1 else idxs)
+            return self._depthwise_spec(layer, np.unique(index_array(idxs) // k) if side == "out" and k > 1 else idxs)
         if side == "out":
             return self._out_spec(layer, idxs, kind)
         return self._in_spec(layer, idxs, kind)
@@ -294,7 +287,7 @@ class ConvPruner(BasePruningFunc):
             weight_keep = (0 if layer.transposed else 1, keep)
         else:  # grouped: the weight stores one group's inputs; the same offsets leave every group
             a = layer.in_channels // layer.groups
-            arr = _index_array(idxs)
+            arr = index_array(idxs)
             weight_keep = (1, keep_array(a, arr[arr < a]))
         return CutSpec().select(layer, "weight", weight_keep).set(layer, "in_channels", len(keep))
 
@@ -305,7 +298,7 @@ class ConvPruner(BasePruningFunc):
         if k == 1:
             keep_out = keep_in
         else:
-            drop = _index_array(chans)
+            drop = index_array(chans)
             keep_out = keep_array(layer.out_channels, (drop[:, None] * k + np.arange(k)).reshape(-1))
         spec = CutSpec().select(layer, "weight", (0, keep_in if layer.transposed else keep_out))
         spec.select(layer, "bias", (0, keep_out)).set(layer, "in_channels", len(keep_in))

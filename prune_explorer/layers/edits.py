@@ -31,6 +31,13 @@ __all__ = ["LayerEdit", "CutSpec", "keep_array", "keep_indices", "index_tensor",
            "selector", "ComposedCuts", "composed_cuts"]
 
 
+def index_array(idxs: Iterable[int]) -> np.ndarray:
+    """Channel indices as a 1-D ``int64`` numpy array: the array a checked index list
+    (:class:`~.base.CheckedIndices`) carries when it has one, else :func:`~prune_explorer._index.long_array`."""
+    array = getattr(idxs, "array", None)
+    return long_array(idxs if array is None else array)
+
+
 def keep_array(n: int, idxs: Iterable[int]) -> np.ndarray:
     """The channels that stay, as a sorted ``int64`` numpy array (the complement of ``idxs`` in ``range(n)``).
 
@@ -199,8 +206,7 @@ class ComposedCuts:
             source, keeps = old, {}
         for dim, keep in dims_keeps:
             d = dim % old.dim()
-            k = getattr(keep, "array", None)  # a CheckedIndices list carries its array
-            k = long_array(keep if k is None else k)
+            k = index_array(keep)
             keeps[d] = keeps[d][k] if d in keeps else k
         shape = [int(keeps[d].size) if d in keeps else n for d, n in enumerate(source.shape)]
         fmt = _channels_last(source)

@@ -28,7 +28,7 @@ from ..._index import concat_ranges
 from ...errors import OutputShapeWarning, PruningError
 from ...layers.base import BasePruningFunc, CheckedIndices, composes_cuts
 from ...layers.batch_cut import cut_layers
-from ...layers.edits import ComposedCuts, composed_cuts
+from ...layers.edits import ComposedCuts, composed_cuts, index_array
 from ..model.channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from ..model.group import Group, GroupItem, fn_name
 from ..model.group_members import MemberLayout
@@ -604,7 +604,7 @@ def _plan_ids(graph, plan: list) -> "_PartPlan":
     """The plan in original ids, ``(space index, s.gids(s.alive_idx[idxs]))`` per member on iteration, worked out for
     every member at once from the global alive mask (one member at a time where a pruner left indices unchecked)."""
     spaces = [s for s, _ in plan]
-    arrays = [_index_array(idxs) for _, idxs in plan]
+    arrays = [index_array(idxs) for _, idxs in plan]
     n = len(arrays)
     lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=n)
     bounds = np.zeros(n + 1, dtype=np.int64)
@@ -635,12 +635,6 @@ def _cut_twice(plan: list) -> set:
             if not (composes_cuts(s.pruner) and getattr(s.handler, "__self__", None) is s.pruner):
                 refused.add(key)
     return {key for key, n in count.items() if n > 1 and key not in refused}
-
-
-def _index_array(idxs) -> np.ndarray:
-    """A member's indices as an ``int64`` array (the array a :class:`CheckedIndices` carries, when it has one)."""
-    array = getattr(idxs, "array", None) if isinstance(idxs, CheckedIndices) else None
-    return array if array is not None else np.asarray(idxs, dtype=np.int64)
 
 
 def _roll_back(graph, snapshot, killed: np.ndarray, spaces: List[ChannelSpace], before: tuple,
