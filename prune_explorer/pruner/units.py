@@ -122,21 +122,16 @@ class RankedUnits:
 
     def ranks(self, root_idxs: np.ndarray) -> np.ndarray:
         """``int64``: per root channel in ``root_idxs``, the rank of the unit holding it (0 for a root channel that
-        no unit holds). Raises ValueError for a channel that is not one of the group's root channels."""
-        table = self._ranks
-        if table is None:  # root channel -> rank; -1: not a root channel
-            root = self._group.root_array
-            table = self._ranks = np.full(int(root.max()) + 1 if root.size else 0, -1, dtype=np.int64)
-            table[root] = 0
-            table[self.roots] = np.repeat(np.arange(self.order.size), self.sizes) if not self.singles else (
-                np.arange(self.order.size))
-        try:
-            out = table[root_idxs] if root_idxs.size and root_idxs.min() >= 0 else None
-        except IndexError:
-            out = None
-        if root_idxs.size and (out is None or out.min() < 0):
-            raise ValueError(f"group member maps to root channels outside group.root_idxs ({self._group.root_name})")
-        return out if root_idxs.size else root_idxs
+        no unit holds). Raises ValueError for a channel that is not one of the group's root channels (the group's
+        position map, :func:`~prune_explorer.importance.base.root_positions`, tells)."""
+        if self._ranks is None:  # root position -> rank of its unit
+            _, pos_of = root_positions(self._group)
+            by_pos = np.zeros(self._group.root_array.size, dtype=np.int64)
+            by_pos[pos_of(self.roots).numpy()] = (np.arange(self.order.size) if self.singles else
+                                                  np.repeat(np.arange(self.order.size), self.sizes))
+            self._ranks = (by_pos, pos_of)
+        by_pos, pos_of = self._ranks
+        return by_pos[pos_of(root_idxs).numpy()] if root_idxs.size else root_idxs
 
 
 def _plain_scores(importance: torch.Tensor) -> Optional[np.ndarray]:
