@@ -32,6 +32,7 @@ touches a layer it holds cuts of.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from contextvars import ContextVar
 from typing import Dict, Iterator, Optional
@@ -196,17 +197,12 @@ def every_channel(t: torch.Tensor, dim: int, keeps, p: float, gathers: bool) -> 
     return row_power_sums(g, dim, p) if gathers else every_power_sum(g, dim, p)
 
 
+@functools.lru_cache(maxsize=1)
 def _members():
     """The :mod:`.members` module (it imports this one: looked up on first use, then kept)."""
-    global _MEMBERS
-    if _MEMBERS is None:
-        from . import members
+    from . import members
 
-        _MEMBERS = members
-    return _MEMBERS
-
-
-_MEMBERS = None
+    return members
 
 
 def _grouped_in_cut(dep, part: Part, arr: np.ndarray) -> Optional[np.ndarray]:

@@ -178,7 +178,7 @@ class SpaceSums:
                 every_plain = False
                 continue
             pos = own_pos.get(si)
-            g = 4 * n < (sp.size - pos.count if pos is not None else sp.size)  # (_cut_size, inline)
+            g = 4 * n < _cut_size(sp, pos)
             single = sp.single
             if single is None or single._version != sp.versions:  # changed in place: read again
                 sp.check()

@@ -26,7 +26,7 @@ from typing import Callable, List, NamedTuple, Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ["Part", "Rows", "row_sums", "row_power_sums", "every_power_sum", "blocks", "grouped", "param_of", "affine_parts"]
+__all__ = ["Part", "Rows", "row_power_sums", "every_power_sum", "blocks", "grouped", "param_of", "affine_parts"]
 
 Selector = Callable[[torch.Tensor], torch.Tensor]
 
@@ -105,8 +105,10 @@ def every_power_sum(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
 
 def row_power_sums(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
     """``[t.shape[dim]]``: ``sum |x|^p`` of each entry along ``dim`` over every other dim, in float32: ``|t|^p``
-    written straight into a buffer laid out with the rows contiguous, each row then summed (the values, and the
-    order they are added in, of :func:`row_sums` over ``|t.float()|^p``, without the temporary it copies)."""
+    written straight into a buffer laid out with the rows contiguous, each row then summed. A reduction over a
+    strided view (``dim`` the last one with entries, as in a linear weight's inputs) would add in an order that
+    depends on how many rows there are; the held reads (:mod:`prune_explorer.importance.held`) need a row's sum to be
+    bit for bit the same whichever other rows are read with it."""
     n = t.shape[dim]
     x = t.movedim(dim, 0)
     if x.dtype != torch.float32:
@@ -119,15 +121,6 @@ def row_power_sums(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
         if p != 1:
             buf.pow_(p)
     return buf.reshape(n, -1).sum(1)
-
-
-def row_sums(v: torch.Tensor, dim: int) -> torch.Tensor:
-    """``[v.shape[dim]]``: each entry along ``dim`` summed over every other dim, the rows laid out contiguous first:
-    a reduction over a strided view (``dim`` the last one with entries, as in a linear weight's inputs) adds in an
-    order that depends on how many rows there are, and the held reads (:mod:`prune_explorer.importance.held`) need
-    a row's sum to be bit for bit the same whichever other rows are read with it."""
-    n = v.shape[dim]
-    return v.movedim(dim, 0).reshape(n, -1).contiguous().sum(1)
 
 
 def blocks(n_blocks: int, dim: int, idx: torch.Tensor) -> Selector:

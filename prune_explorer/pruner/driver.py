@@ -40,6 +40,7 @@ Extension points (documented contracts; keep them small):
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
@@ -123,16 +124,12 @@ def _graph_group(group) -> bool:
     return type(group) is Group and group.kind in _BATCHED_KINDS
 
 
-_BASE_ESTIMATE: list = []
-
-
+@functools.lru_cache(maxsize=1)
 def _base_estimate():
-    """``BasePruner.estimate_importance`` (base_pruner imports this module: read on first use)."""
-    if not _BASE_ESTIMATE:
-        from .base_pruner import BasePruner
+    """``BasePruner.estimate_importance`` (base_pruner imports this module: read on first use, then kept)."""
+    from .base_pruner import BasePruner
 
-        _BASE_ESTIMATE.append(BasePruner.estimate_importance)
-    return _BASE_ESTIMATE[0]
+    return BasePruner.estimate_importance
 
 
 def _hf_config(driver) -> bool:
