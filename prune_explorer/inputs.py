@@ -40,7 +40,8 @@ import torch.utils._pytree as pytree
 from torch.nn.utils.rnn import PackedSequence
 
 __all__ = ["CALL_CONVENTION", "as_call_args", "call_model", "tensors_in", "map_tensors", "to_meta", "to_device",
-           "has_meta_tensors", "kept_state", "passes_whole", "pass_whole", "remember_whole", "forget_whole"]
+           "has_meta_tensors", "kept_state", "passes_whole", "pass_whole", "remember_whole", "forget_whole",
+           "flatten", "unflatten"]
 
 #: how :func:`call_model` passes inputs, worded for error messages
 CALL_CONVENTION = ("a tensor is passed as model(x), a tuple/list as model(*x) (or, if that fails, whole as model(x)), "
@@ -210,6 +211,30 @@ def _opaque(x: Any) -> bool:
     return isinstance(x, PackedSequence)
 
 
+_PLAIN_CONTAINERS = (list, tuple, dict)
+
+
+def _not_plain(x: Any) -> bool:
+    return type(x) not in _PLAIN_CONTAINERS
+
+
+def flatten(obj: Any, plain_only: bool = False) -> Tuple[list, Any]:
+    """``(leaves, spec)``: the values inside ``obj`` in order and its structure (:func:`unflatten` rebuilds it), by
+    the walk :func:`map_tensors` makes. ``plain_only``: open only plain tuples, lists and dicts (namedtuples,
+    registered types and dataclasses are then leaves too).
+
+    >>> leaves, spec = flatten(([1, "a"], {"k": None}), plain_only=True)
+    >>> leaves, unflatten([2, "b", None], spec)
+    ([1, 'a', None], ([2, 'b'], {'k': None}))
+    """
+    return pytree.tree_flatten(obj, is_leaf=_not_plain if plain_only else _opaque)
+
+
+def unflatten(leaves: Sequence[Any], spec: Any) -> Any:
+    """The structure ``spec`` (from :func:`flatten`) rebuilt around ``leaves``."""
+    return pytree.tree_unflatten(list(leaves), spec)
+
+
 def map_tensors(fn: Callable[[torch.Tensor], Any], obj: Any) -> Any:
     """``obj`` rebuilt with ``fn(t)`` in place of every tensor ``t`` (other leaves kept as they are).
 
@@ -220,8 +245,8 @@ def map_tensors(fn: Callable[[torch.Tensor], Any], obj: Any) -> Any:
     >>> map_tensors(lambda t: t * 2, (torch.ones(1), [torch.ones(2)], "keep"))
     (tensor([2.]), [tensor([2., 2.])], 'keep')
     """
-    leaves, spec = pytree.tree_flatten(obj, is_leaf=_opaque)
-    return pytree.tree_unflatten([_map_leaf(fn, leaf) for leaf in leaves], spec)
+    leaves, spec = flatten(obj)
+    return unflatten([_map_leaf(fn, leaf) for leaf in leaves], spec)
 
 
 def _map_leaf(fn: Callable[[torch.Tensor], Any], leaf: Any) -> Any:

@@ -50,6 +50,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from ..inputs import flatten, unflatten
+
 __all__ = ["BlockMemo"]
 
 #: calls remembered per module (a block applied several times in one forward pass, with different inputs)
@@ -64,56 +66,35 @@ _NO = object()  # a value a call cannot be remembered with
 
 
 # ---- inputs and outputs ------------------------------------------------------------------------------------------
+def _leaf_token(value: Any):
+    """What a call argument that is not a container says for a shape-only run: a tensor's type, device kind, shape,
+    strides, dtype and ``requires_grad``, any other immutable value itself; :data:`_NO` for a value that cannot be
+    remembered (another object, a float tensor off the meta device, a big integer tensor)."""
+    if isinstance(value, torch.Tensor):
+        if type(value) not in (torch.Tensor, nn.Parameter) or value.layout is not torch.strided:
+            return _NO
+        if value.device.type != "meta" and (value.dtype.is_floating_point or value.dtype.is_complex
+                                            or value.numel() > _MAX_REAL_ELEMENTS):
+            return _NO
+        return (type(value), value.device.type, value.shape, value.stride(), value.dtype, value.requires_grad)
+    if isinstance(value, _IMMUTABLE):
+        return (type(value), value)
+    return _NO
+
+
 class _Signature:
-    """What a call's arguments are, as far as a shape-only run can tell: ``tokens``, a flat list of comparable Python
-    values (each tensor's type, device kind, shape, strides, dtype; every other value and the containers' types,
-    lengths and keys), and ``reals``, the real (integer) tensors, whose values count. ``ok`` is False for arguments
-    that cannot be remembered (another object, a float tensor off the meta device, a big integer tensor)."""
+    """What a call's arguments are, as far as a shape-only run can tell: ``tokens``, their structure (plain tuples,
+    lists and dicts, :func:`~prune_explorer.inputs.flatten`) and each leaf's :func:`_leaf_token`, and ``reals``, the
+    real (integer) tensors, whose values count. ``ok`` is False for arguments that cannot be remembered."""
 
     __slots__ = ("tokens", "reals", "versions", "ok")
 
     def __init__(self, args, kwargs):
-        self.tokens: list = []
-        self.reals: list = []
-        self.versions: list = []  # each real tensor's _version, to tell a call that wrote into its inputs
-        self.ok = True
-        self._add(args, 0)
-        if kwargs:
-            self._add(kwargs, 0)
-
-    def _add(self, value: Any, depth: int) -> None:
-        tokens = self.tokens
-        if isinstance(value, torch.Tensor):
-            if type(value) not in (torch.Tensor, nn.Parameter) or value.layout is not torch.strided:
-                self.ok = False
-                return
-            tokens.append((type(value), value.device.type, value.shape, value.stride(), value.dtype,
-                           value.requires_grad))
-            if value.device.type != "meta":
-                if value.dtype.is_floating_point or value.dtype.is_complex or value.numel() > _MAX_REAL_ELEMENTS:
-                    self.ok = False
-                    return
-                self.reals.append(value)
-                self.versions.append(value._version)
-            return
-        if isinstance(value, _IMMUTABLE):
-            tokens.append((type(value), value))
-            return
-        kind = type(value)
-        if depth >= 4 or kind not in (list, tuple, dict):
-            self.ok = False
-            return
-        tokens.append((kind, len(value)))
-        if kind is dict:
-            for k, v in value.items():
-                if not isinstance(k, _IMMUTABLE):
-                    self.ok = False
-                    return
-                tokens.append(k)
-                self._add(v, depth + 1)
-        else:
-            for v in value:
-                self._add(v, depth + 1)
+        leaves, spec = flatten((args, kwargs), plain_only=True)
+        self.tokens = [spec] + [_leaf_token(v) for v in leaves]
+        self.ok = not any(t is _NO for t in self.tokens)
+        self.reals = [v for v in leaves if isinstance(v, torch.Tensor) and v.device.type != "meta"] if self.ok else []
+        self.versions = [t._version for t in self.reals]  # to tell a call that wrote into its inputs
 
     def untouched(self) -> bool:
         """Whether no real input was written in place since (its ``_version``)."""
@@ -130,39 +111,32 @@ class _Signature:
                 and all(map(torch.equal, self.reals, other.reals)))
 
 
-def _template(out: Any, depth: int = 0) -> Any:
-    """How to give ``out`` back (:func:`_replay`), or :data:`_NO`."""
-    if isinstance(out, torch.Tensor):
-        if type(out) is not torch.Tensor or out.layout is not torch.strided:
+def _template(out: Any) -> Any:
+    """How to give ``out`` back (:func:`_replay`): its structure (plain tuples, lists and dicts) and each leaf (a meta
+    tensor's shape, strides and dtype, a real integer tensor's copy, an immutable value), or :data:`_NO`."""
+    leaves, spec = flatten(out, plain_only=True)
+    kept = []
+    for v in leaves:
+        if isinstance(v, torch.Tensor):
+            if type(v) is not torch.Tensor or v.layout is not torch.strided:
+                return _NO
+            if v.device.type == "meta":
+                kept.append(("meta", tuple(v.shape), v.stride(), v.dtype))
+            elif v.dtype.is_floating_point or v.dtype.is_complex or v.numel() > _MAX_REAL_ELEMENTS:
+                return _NO
+            else:
+                kept.append(("real", v.clone()))
+        elif isinstance(v, _IMMUTABLE):
+            kept.append(("value", v))
+        else:
             return _NO
-        if out.device.type == "meta":
-            return ("meta", tuple(out.shape), out.stride(), out.dtype)
-        if out.dtype.is_floating_point or out.dtype.is_complex or out.numel() > _MAX_REAL_ELEMENTS:
-            return _NO
-        return ("real", out.clone())
-    if isinstance(out, _IMMUTABLE):
-        return ("value", out)
-    if depth < 4 and type(out) in (list, tuple):
-        parts = [_template(v, depth + 1) for v in out]
-        return _NO if any(p is _NO for p in parts) else (type(out).__name__, parts)
-    if depth < 4 and type(out) is dict:
-        parts = {k: _template(v, depth + 1) for k, v in out.items()}
-        return _NO if any(p is _NO for p in parts.values()) else ("dict", parts)
-    return _NO
+    return spec, kept
 
 
 def _replay(tpl: Any) -> Any:
-    kind = tpl[0]
-    if kind == "meta":
-        return torch.empty_strided(tpl[1], tpl[2], dtype=tpl[3], device="meta")
-    if kind == "real":
-        return tpl[1].clone()
-    if kind == "value":
-        return tpl[1]
-    if kind == "dict":
-        return {k: _replay(v) for k, v in tpl[1].items()}
-    parts = [_replay(v) for v in tpl[1]]
-    return parts if kind == "list" else tuple(parts)
+    spec, kept = tpl
+    return unflatten([torch.empty_strided(k[1], k[2], dtype=k[3], device="meta") if k[0] == "meta" else
+                      k[1].clone() if k[0] == "real" else k[1] for k in kept], spec)
 
 
 # ---- what a module's output shape depends on ---------------------------------------------------------------------
