@@ -113,6 +113,17 @@ def row_power_sums(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
     x = t.movedim(dim, 0)
     if x.dtype != torch.float32:
         x = x.float()
+    flat = _transposed(x, n)
+    if flat is not None:  # a transposed matrix (a linear weight's or 1x1 conv's inputs): the rows laid out
+        buf = torch.empty(flat.shape, dtype=torch.float32, device=x.device)  # contiguous by torch's transposing
+        buf.copy_(flat)  # copy (several times faster than an element-wise op writing across layouts), then
+        if p == 2:  # |x|^p in place: the same values
+            buf.mul_(buf)
+        else:
+            buf.abs_()
+            if p != 1:
+                buf.pow_(p)
+        return buf.sum(1)
     buf = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     if p == 2:
         torch.mul(x, x, out=buf)
@@ -121,6 +132,18 @@ def row_power_sums(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
         if p != 1:
             buf.pow_(p)
     return buf.reshape(n, -1).sum(1)
+
+
+def _transposed(x: torch.Tensor, n: int):
+    """``x`` (``n`` rows first) as an ``[n, k]`` view when that view is a contiguous ``[k, n]`` matrix transposed
+    (``k > 1``, ``n > 1``), else None."""
+    if x.dim() < 2 or n < 2 or x.stride(0) != 1:
+        return None
+    try:
+        flat = x.view(n, -1)
+    except RuntimeError:
+        return None
+    return flat if flat.shape[1] > 1 and flat.stride(1) == n else None
 
 
 def blocks(n_blocks: int, dim: int, idx: torch.Tensor) -> Selector:

@@ -40,7 +40,7 @@ def _every_reference(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
 
 
 SHAPES = [(300, 70, 3, 3), (40, 520, 3, 3), (9, 5), (600, 130), (2, 3, 4, 5), (40,), (16, 40, 1, 1),
-          (128, 512, 1, 1), (96, 1024), (200, 1, 3, 3)]
+          (128, 512, 1, 1), (96, 1024), (200, 1, 3, 3), (3, 40, 1, 1), (40, 1, 1, 1)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
