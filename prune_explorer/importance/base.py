@@ -201,24 +201,35 @@ class _UnitSpreader:
     layer's own scores are kept per channel). Works on numpy vectors of length ``n`` (root positions)."""
 
     def __init__(self, group, pos_of, n: int):
-        all_units = group.units if n else []
+        self._group, self._pos_of, self._n = group, pos_of, n
+        self.active = None  # the units are read on the first call (most groups never spread a member)
+
+    def _read_units(self) -> None:
+        n = self._n
+        all_units = self._group.units if n else []
         units = [u for u in all_units if len(u) > 1] if len(all_units) != n else []  # n units of n channels: singles
         self.active = bool(units)
         if not self.active:
             return
-        uid = np.arange(n)  # singleton units keep their own id
         lengths = np.fromiter(map(len, units), dtype=np.int64, count=len(units))
-        # every unit's channels at once (units are disjoint): their positions, each set to its unit's id
-        uid[pos_of(list(itertools.chain.from_iterable(units))).numpy()] = np.repeat(
-            np.arange(n, n + len(units)), lengths)
-        self.uid = np.unique(uid, return_inverse=True)[1].reshape(-1)
-        self.n_units = int(self.uid.max()) + 1
+        # every unit's channels at once (units are disjoint): their positions, each set to its unit's id (n + j;
+        # singleton units keep their own position as id)
+        chans = np.fromiter(itertools.chain.from_iterable(units), dtype=np.int64, count=int(lengths.sum()))
+        raw = np.arange(n)
+        raw[self._pos_of(chans).numpy()] = np.repeat(np.arange(n, n + len(units)), lengths)
+        used = np.zeros(n + len(units), dtype=bool)  # the ids in use, renumbered 0.. in order (np.unique's ids)
+        used[raw] = True
+        dense = np.cumsum(used) - 1
+        self.uid = dense[raw]
+        self.n_units = int(dense[-1]) + 1
         self.size = np.bincount(self.uid, minlength=self.n_units)
         self.order = np.argsort(self.uid, kind="stable")  # positions unit by unit (ids 0..n_units-1, none empty)
         self.starts = np.zeros(self.n_units, dtype=np.int64)
         np.cumsum(self.size[:-1], out=self.starts[1:])
 
     def __call__(self, vec: np.ndarray, mask: np.ndarray, pos: np.ndarray):
+        if self.active is None:
+            self._read_units()
         if not self.active:
             return vec, mask
         hits = np.bincount(pos, minlength=vec.size)[self.order]  # per position, unit by unit
