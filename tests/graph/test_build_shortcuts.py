@@ -1,0 +1,29 @@
+"""More of the build's shortcuts give what the general paths give: tied parameters read from the one module walk,
+the pruner's option index without a parameter table."""
+
+import torch.nn as nn
+
+from prune_explorer.graph.edit.tied import tied_parameters
+from prune_explorer.graph.trace.tracing import named_modules_of
+
+
+def _tied_model():
+    emb, head = nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)
+    head.weight = emb.weight
+    block = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    inner = nn.Sequential(block, head)
+    twice = nn.Linear(4, 4)
+    twice.other = nn.Parameter(twice.weight.detach())  # a second name on one module, its own tensor
+    twice.register_parameter("again", twice.weight)  # one tensor under two names of one module
+    return nn.ModuleDict({"emb": emb, "inner": inner, "block_again": block, "twice": twice, "head_again": head})
+
+
+def _names(tied):
+    return [[(id(m), attr, name) for (m, attr), name in aliases] for aliases in tied]
+
+
+def test_tied_parameters_from_the_module_walk_are_the_walk_of_every_path():
+    for model in (_tied_model(), nn.Sequential(nn.Linear(2, 2)), _tied_model()["inner"]):
+        expected = tied_parameters(model)
+        assert _names(tied_parameters(model, named_modules_of(model))) == _names(expected)
+    assert len(tied_parameters(_tied_model())) == 2
