@@ -1,10 +1,12 @@
 """More of the build's shortcuts give what the general paths give: tied parameters read from the one module walk,
 the pruner's option index without a parameter table."""
 
+import pytest
 import torch.nn as nn
 
 from prune_explorer.graph.edit.tied import tied_parameters
 from prune_explorer.graph.trace.tracing import named_modules_of
+from prune_explorer.pruner.config import PrunerConfigError, _ModelIndex, check_options
 
 
 def _tied_model():
@@ -27,3 +29,15 @@ def test_tied_parameters_from_the_module_walk_are_the_walk_of_every_path():
         expected = tied_parameters(model)
         assert _names(tied_parameters(model, named_modules_of(model))) == _names(expected)
     assert len(tied_parameters(_tied_model())) == 2
+
+
+def test_option_index_names_parameters_without_a_table_made_up_front():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.Linear(4, 2)))
+    index = _ModelIndex(model)
+    assert index.modules == {id(m): n for n, m in model.named_modules()}
+    assert index.name(model[1][0].weight, "x") == "1.0.weight"
+    assert index.params == {id(p): n for n, p in model.named_parameters()}
+    opts = check_options(model, importance=abs, ignored_layers=[model[0].bias])
+    assert opts.ignored_layers == [model[0].bias]
+    with pytest.raises(PrunerConfigError, match="not a parameter of the model"):
+        check_options(model, importance=abs, ignored_layers=[nn.Linear(2, 2).weight])
