@@ -1,10 +1,13 @@
 """More of the build's shortcuts give what the general paths give: tied parameters read from the one module walk,
-the pruner's option index without a parameter table."""
+the pruner's option index without a parameter table, the traced ints of a call's arguments."""
 
 import pytest
+import torch
 import torch.nn as nn
 
 from prune_explorer.graph.edit.tied import tied_parameters
+from prune_explorer.graph.trace.attributes import AttributeTracking
+from prune_explorer.graph.trace.size_args import call_traced_ints, traced_ints_in
 from prune_explorer.graph.trace.tracing import named_modules_of
 from prune_explorer.pruner.config import PrunerConfigError, _ModelIndex, check_options
 
@@ -41,3 +44,18 @@ def test_option_index_names_parameters_without_a_table_made_up_front():
     assert opts.ignored_layers == [model[0].bias]
     with pytest.raises(PrunerConfigError, match="not a parameter of the model"):
         check_options(model, importance=abs, ignored_layers=[nn.Linear(2, 2).weight])
+
+
+def test_call_traced_ints_are_traced_ints_in_the_argument_pair():
+    m = nn.Module()
+    m.heads, m.dim, m.plain = 4, 8, 3
+    with AttributeTracking(m) as tracking:
+        heads, dim = m.heads, m.dim
+        x = torch.zeros(2, 32)
+        cases = [((x, 2, heads, dim), {}), ((x, (heads, dim * 2)), {"dim": heads}),
+                 (([x, x], slice(0, dim)), {"size": [heads, 1], "dtype": None}), ((x,), {}), ((), {"n": dim})]
+        for args, kwargs in cases:
+            expected = list(traced_ints_in((args, kwargs)))
+            got = call_traced_ints(args, kwargs)
+            assert [id(t) for t in got] == [id(t) for t in expected]
+        assert len(tracking.refs) == 3 and len(call_traced_ints(*cases[1])) == 2
