@@ -120,7 +120,7 @@ class DependencyGraph(TorchPruningGraphAPI):
         tracer = trace_model(model, example_inputs, forward_fn, output_transform, customized_pruners,
                              unwrapped_parameters, head_pruning, named_modules=named)
         st = self.state
-        st.tied = tied_parameters(model)  # their users' channels are coupled; pruning keeps each one a single tensor
+        st.tied = tied_parameters(model, named)  # their users' channels are coupled; pruning keeps each one a single tensor
         couple_tied_spaces(tracer, st.tied)
         st.traced_on_meta = tracer.meta
         st.head_pruning = head_pruning

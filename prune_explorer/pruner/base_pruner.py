@@ -285,21 +285,33 @@ class BasePruner(PruningSteps):
         return calibrate(self.model, self.calibration, collectors)
 
     def _record_initial_sizes(self) -> None:
-        spaces = self.DG.spaces
-        self._init_size = {s.index: s.current_size for s in spaces}
-        self._init_shape = {}
-        for s in spaces:
-            w = s.owner if s.dim is not None else getattr(s.owner, "weight", None)
-            self._init_shape[s.index] = tuple(w.shape) if isinstance(w, torch.Tensor) else None
-        self.layer_init_out_ch = {}
-        self.layer_init_in_ch = {}
-        for s in spaces:
+        """The sizes the model has when the pruner is built, read in one pass over the spaces: ``_init_size`` (space
+        index -> channels), ``_init_shape`` (space index -> shape of the owner's weight, or of the loose parameter;
+        None without one), ``layer_init_out_ch`` / ``layer_init_in_ch`` (layer -> its first output / input space's
+        channels)."""
+        init_size, init_shape, out_ch, in_ch = {}, {}, {}, {}
+        shapes = {}  # id(layer) -> its weight's shape (a layer with two spaces reads it once)
+        for s in self.DG.spaces:
+            n = init_size[s.index] = s.current_size
+            owner = s.owner
             if s.dim is not None:
+                init_shape[s.index] = tuple(owner.shape) if isinstance(owner, torch.Tensor) else None
                 continue
-            if s.side == "out" or s.passthrough:
-                self.layer_init_out_ch.setdefault(s.owner, s.current_size)
-            if s.side == "in" or s.passthrough:
-                self.layer_init_in_ch.setdefault(s.owner, s.current_size)
+            key = id(owner)
+            shape = shapes.get(key, shapes)
+            if shape is shapes:
+                w = getattr(owner, "weight", None)
+                shape = shapes[key] = tuple(w.shape) if isinstance(w, torch.Tensor) else None
+            init_shape[s.index] = shape
+            if s.passthrough:
+                out_ch.setdefault(owner, n)
+                in_ch.setdefault(owner, n)
+            elif s.side == "out":
+                out_ch.setdefault(owner, n)
+            elif s.side == "in":
+                in_ch.setdefault(owner, n)
+        self._init_size, self._init_shape = init_size, init_shape
+        self.layer_init_out_ch, self.layer_init_in_ch = out_ch, in_ch
 
     def _check_declared_heads(self) -> None:
         """``num_heads`` checked against the heads the graph found (see

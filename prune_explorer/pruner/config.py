@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from ..errors import PruneExplorerError
 from ..graph import DEFAULT_ROOT_TYPES
+from ..graph.trace.tracing import named_modules_of
 from ..validation import check_ratio, check_ratios, is_ratio, resolve_layers
 from .schedulers import linear_scheduler
 
@@ -75,15 +76,24 @@ class _ModelIndex:
     """Qualified names of the model's modules and parameters, for checking that options name the model's own."""
 
     def __init__(self, model: nn.Module):
-        self.modules = {id(m): n for n, m in model.named_modules()}
-        self.params = {id(p): n for n, p in model.named_parameters()}
+        self.model = model
+        self.modules = {id(m): n for n, m in named_modules_of(model)}
+        self._params: Optional[Dict[int, str]] = None  # made on the first parameter an option names
+
+    @property
+    def params(self) -> Dict[int, str]:
+        """``id(parameter) -> qualified name`` (``model.named_parameters()``), made once, when first read."""
+        if self._params is None:
+            self._params = {id(p): n for n, p in self.model.named_parameters()}
+        return self._params
 
     def name(self, obj, option: str) -> str:
         if isinstance(obj, nn.Parameter):
-            if id(obj) not in self.params:
+            params = self.params
+            if id(obj) not in params:
                 raise PrunerConfigError(f"{option}: a Parameter of shape {tuple(obj.shape)} is not a parameter of the "
                                         "model. Fix: pass parameters from model.parameters()")
-            return self.params[id(obj)]
+            return params[id(obj)]
         if isinstance(obj, nn.Module):
             if id(obj) not in self.modules:
                 raise PrunerConfigError(f"{option}: {type(obj).__name__} {obj!r:.80} is not a submodule of the model. "

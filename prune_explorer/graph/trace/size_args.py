@@ -22,7 +22,7 @@ sizes) are classified by :func:`kind_of`:
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any, FrozenSet, Iterator, List, NamedTuple
+from typing import Any, FrozenSet, Iterator, List, NamedTuple, Optional
 
 import torch
 
@@ -93,6 +93,19 @@ def traced_ints_in(obj: Any, skip_keys=("dim", "dims", "axis", "dtype")) -> Iter
     out: List[TracedInt] = []
     _collect_ints(obj, skip_keys, out)
     return iter(out)
+
+
+def call_traced_ints(args: tuple, kwargs: Optional[dict]) -> List[TracedInt]:
+    """``list(traced_ints_in((args, kwargs)))`` for one call's positional and keyword arguments, read without the
+    outer pair (the same ints in the same order; every traced op's arguments are searched)."""
+    out: List[TracedInt] = []
+    _collect_ints(args, _SKIP_KEYS, out)
+    if kwargs:
+        _collect_ints(kwargs, _SKIP_KEYS, out)
+    return out
+
+
+_SKIP_KEYS = ("dim", "dims", "axis", "dtype")  # (traced_ints_in's default: keyword arguments that are no size)
 
 
 def _collect_ints(obj: Any, skip_keys, out: list) -> None:

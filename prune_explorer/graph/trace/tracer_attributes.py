@@ -25,7 +25,7 @@ import torch
 from .attributes import ATTRIBUTE_PRUNER, AttributeRef, AttributeSize
 from ..model.channel_space import SIDE_OUT
 from .labels import Value
-from .size_args import attribute_ratio, kind_attrs, traced_ints_in
+from .size_args import attribute_ratio, call_traced_ints, kind_attrs
 
 __all__ = ["AttributeTracer", "without_caches"]
 
@@ -108,7 +108,7 @@ class AttributeTracer:
     def check_attribute_uses(self, name: str, args, kwargs) -> None:
         """After op ``name``'s rule: the attributes among its int arguments that the rule did not follow keep their
         value (a ratio of two, ``num_heads // num_key_value_heads``, must stay constant instead)."""
-        for t in traced_ints_in((args, kwargs)):
+        for t in call_traced_ints(args, kwargs):
             self.read_attributes.update((id(r.obj), r.name) for r in t.attrs)
             if all(id(r) in self._handled for r in t.attrs):
                 continue

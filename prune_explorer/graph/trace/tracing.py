@@ -560,7 +560,11 @@ class Tracer(AttributeTracer):
     def close(self) -> None:
         """Drop the record of the traced values (their calls and labels), which the graph does not need once built; the
         channel spaces, nodes, couplings and outputs stay. The tracer cannot record any more. (No tensor of the model's
-        is kept by then: each call forgets its arguments as soon as its rule has run.)"""
+        is kept by then: each call forgets its arguments as soon as its rule has run.) Each value forgets the call that
+        made it: a call and its outputs refer to each other, so without that the record would wait for the cyclic
+        garbage collector, whose next pass (right after the build) would then walk all of it."""
+        for v in self.values.values():
+            v.producer = None
         self.values, self._by_id, self._pending, self._consecutive = {}, {}, [], {}
         self.context = None
 
