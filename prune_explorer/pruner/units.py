@@ -101,12 +101,14 @@ class RankedUnits:
     What a proposal does not read (``sizes`` of single channels, ``scores``, the ranks' table) is made on first read.
     """
 
-    __slots__ = ("order", "roots", "singles", "_sizes", "_scores", "_group", "_ranks")
+    __slots__ = ("order", "roots", "singles", "_sizes", "_scores", "_group", "_ranks", "_pos_of")
 
-    def __init__(self, group, order: np.ndarray, roots: np.ndarray, sizes: Optional[np.ndarray], scores):
+    def __init__(self, group, order: np.ndarray, roots: np.ndarray, sizes: Optional[np.ndarray], scores,
+                 pos_of=None):
         self._group, self.order, self.roots, self._sizes, self._scores = group, order, roots, sizes, scores
         self.singles = sizes is None
         self._ranks = None
+        self._pos_of = pos_of  # the group's position map (root_positions), when the ranking read it already
 
     @property
     def sizes(self) -> np.ndarray:
@@ -125,7 +127,7 @@ class RankedUnits:
         no unit holds). Raises ValueError for a channel that is not one of the group's root channels (the group's
         position map, :func:`~prune_explorer.importance.base.root_positions`, tells)."""
         if self._ranks is None:  # root position -> rank of its unit
-            _, pos_of = root_positions(self._group)
+            pos_of = self._pos_of if self._pos_of is not None else root_positions(self._group)[1]
             by_pos = np.zeros(self._group.root_array.size, dtype=np.int64)
             by_pos[pos_of(self.roots).numpy()] = (np.arange(self.order.size) if self.singles else
                                                   np.repeat(np.arange(self.order.size), self.sizes))
@@ -189,7 +191,7 @@ def ranked_units(group, importance: Optional[torch.Tensor], units) -> RankedUnit
         ranked_scores = lambda: scores_t[order_t]  # noqa: E731
     sizes = lens[order]
     roots = flat[concat_ranges(starts[order], sizes)]
-    return RankedUnits(group, order, roots, sizes, ranked_scores)
+    return RankedUnits(group, order, roots, sizes, ranked_scores, pos_of)
 
 
 def member_constraints(group, ranking: RankedUnits, members: Optional[MemberFacts] = None):
