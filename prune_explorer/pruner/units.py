@@ -122,6 +122,12 @@ class RankedUnits:
             self._scores = self._scores()
         return self._scores
 
+    def first_roots(self, n: int) -> List[int]:
+        """The first ``n`` root channels in rank order (those the first units remove), sorted, as a list."""
+        chosen = self.roots[:n].copy()
+        chosen.sort()  # (what np.sort does, without its Python wrapper)
+        return chosen.tolist()
+
     def ranks(self, root_idxs: np.ndarray) -> np.ndarray:
         """``int64``: per root channel in ``root_idxs``, the rank of the unit holding it (0 for a root channel that
         no unit holds). Raises ValueError for a channel that is not one of the group's root channels (the group's
