@@ -26,6 +26,8 @@ from typing import Callable, List, NamedTuple, Sequence
 import torch
 import torch.nn as nn
 
+from .edits import read
+
 __all__ = ["Part", "Rows", "row_power_sums", "every_power_sum", "blocks", "grouped", "param_of", "affine_parts"]
 
 Selector = Callable[[torch.Tensor], torch.Tensor]
@@ -178,8 +180,9 @@ def grouped(groups: int, chan_dim: int, other_dim: int, idx: torch.Tensor) -> Se
 
 
 def param_of(module: nn.Module, name: str):
-    """``module.name`` if it is a tensor (a parameter or buffer), else None."""
-    p = getattr(module, name, None)
+    """``module.name`` if it is a tensor (a parameter or buffer), else None (read from the module's dicts where
+    ``getattr`` would only look there: :func:`~.edits.read`)."""
+    p = read(module, name)
     return p if isinstance(p, torch.Tensor) else None
 
 

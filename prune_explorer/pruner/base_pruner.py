@@ -38,6 +38,7 @@ from __future__ import annotations
 import warnings
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -374,7 +375,10 @@ class BasePruner(PruningSteps):
             return None
         if not isinstance(imp, torch.Tensor):
             imp = torch.as_tensor(imp)
-        imp = imp.detach().to("cpu", torch.float32).reshape(-1) if imp.dim() <= 1 else imp
+        plain = (type(imp) is torch.Tensor and imp.dtype == torch.float32 and imp.is_cpu and imp.dim() == 1
+                 and not imp.requires_grad)  # (what the criteria return: read as it is, its NaN test in numpy)
+        if not plain:
+            imp = imp.detach().to("cpu", torch.float32).reshape(-1) if imp.dim() <= 1 else imp
         n = len(group.root_idxs)
         if imp.dim() != 1 or imp.numel() != n:
             raise PruneExplorerError(
@@ -382,8 +386,12 @@ class BasePruner(PruningSteps):
                 f"{group.root_name}, which covers {n} channels; an importance must return one score per channel of "
                 "group.root_idxs"
             )
-        nan = torch.isnan(imp)
-        if bool(nan.any()):
+        if plain:  # a NaN anywhere makes the minimum NaN
+            has_nan = n > 0 and bool(np.isnan(np.minimum.reduce(imp.numpy())))
+        else:
+            has_nan = bool(torch.isnan(imp).any())
+        if has_nan:
+            nan = torch.isnan(imp)
             raise PruneExplorerError(
                 f"{type(self.importance).__name__} returned NaN scores for {int(nan.sum())} of the {n} channels of the "
                 f"group rooted at {group.root_name}, so they cannot be ranked. The usual cause is NaN or infinite "

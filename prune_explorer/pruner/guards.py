@@ -71,7 +71,7 @@ def guard_refusal(group, initial_sizes: Dict[int, int], max_pruning_ratio: float
     if members is None:
         members = SpaceFacts(group.graph, initial_sizes).members(group)
     bad = members.below(max_pruning_ratio)  # channel counts as the cuts held for this step leave them
-    if not bad.any():
+    if not np.count_nonzero(bad):
         return None
     k = int(np.argmax(bad))
     label, cur, init = members.spaces[k].label, int(members.sizes[k]), int(members.initial[k])
@@ -100,7 +100,7 @@ def feasible_prefixes(unit_sizes, root_current: int, min_keep: int, round_to, me
     ``ok[k]`` says whether removing them keeps every constraint (see :func:`feasible_units`; ``ok[0]`` is True)."""
     sizes = unit_sizes if isinstance(unit_sizes, np.ndarray) else np.fromiter(unit_sizes, dtype=np.int64)
     cum = np.zeros(sizes.size + 1, dtype=np.result_type(sizes.dtype, np.int64))
-    np.cumsum(sizes, out=cum[1:])
+    np.add.accumulate(sizes, out=cum[1:], dtype=cum.dtype)
     remaining = root_current - cum
     ok = remaining >= min_keep
     if round_to and round_to > 1:
@@ -140,7 +140,7 @@ def chosen_prefix(ok, cum, n_target: int) -> int:
     (2, 2, 0)
     """
     ok, cum = np.asarray(ok, dtype=bool), np.asarray(cum)
-    feasible = np.flatnonzero(ok)
+    feasible = ok.nonzero()[0]
     down = int(feasible[cum[feasible] <= n_target][-1])
     if down > 0 or n_target <= 0:
         return down
@@ -175,7 +175,7 @@ class Prefixes:
             unit_sizes = np.ones(n_units, dtype=np.int64)
         self._last = None
         self.ok, self.cum = feasible_prefixes(unit_sizes, root_current, min_keep, round_to, member_counts)
-        self._feasible = np.flatnonzero(self.ok)
+        self._feasible = self.ok.nonzero()[0]
 
     @property
     def max_removable(self) -> int:

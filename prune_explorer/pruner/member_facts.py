@@ -92,9 +92,10 @@ class SpaceFacts:
             self._seen_version = version
         table = self._table
         out = table[index]
-        if out.size and out.min() < 0:
+        missing = (out[:, 1] < 0).nonzero()[0]  # rows not read yet at this version (both columns -1)
+        if missing.size:
             spaces = self.graph.spaces
-            for k in np.flatnonzero(out[:, 1] < 0).tolist():
+            for k in missing.tolist():
                 s = spaces[int(index[k])]
                 table[index[k]] = out[k] = (s.current_size, channel_multiple(s))
         return out
@@ -105,7 +106,8 @@ class SpaceFacts:
         if layout is not None:
             items = layout.items
             index = layout.space
-            lost = np.diff(layout.bounds)
+            bounds = layout.bounds
+            lost = bounds[1:] - bounds[:-1]
         else:
             items = group.items
             index = np.fromiter((it.dep.space.index for it in items), dtype=np.int64, count=len(items))

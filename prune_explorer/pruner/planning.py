@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-import numpy as np
 import torch
 
 from ..errors import PruneExplorerError
@@ -152,7 +151,7 @@ class Planner:
             imp = self.estimate_importance(group)
         ranking = ranked_units(group, imp, self.units_of(group, members))
         prefixes = self.prefixes(group, ranking, members)
-        return np.sort(ranking.roots[: prefixes.removed(prefixes.down(int(n_remove)))]).tolist()
+        return ranking.first_roots(prefixes.removed(prefixes.down(int(n_remove))))
 
     # ---- the proposal ----------------------------------------------------------------------------------------------
     def proposal(self, group, step: int, budgets: Dict[int, int], on_pruned=None) -> Proposal:
@@ -228,7 +227,7 @@ class Planner:
                                           f"step {step}")
             n_target = cur - kept_up
         # the root channels of the chosen prefix of units
-        proposed = np.sort(ranking.roots[: prefixes.removed(prefixes.choose(n_target))]).tolist()
+        proposed = ranking.first_roots(prefixes.removed(prefixes.choose(n_target)))
         if not proposed:
             near = prefixes.next_after_none()
             return skip(G.CONSTRAINT, (

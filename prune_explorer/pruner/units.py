@@ -82,7 +82,7 @@ def singleton_units(group, units) -> bool:
     """Whether ``units`` hold one root channel each, the group's root channels ascending (as groups list them):
     then ``units[k] == [group.root_array[k]]``, and a ranking is a permutation of root positions."""
     root = group.root_array
-    return len(units) == root.size and (root.size < 2 or bool((root[1:] > root[:-1]).all()))
+    return len(units) == root.size and (root.size < 2 or not np.count_nonzero(root[1:] <= root[:-1]))
 
 
 class RankedUnits:
@@ -101,12 +101,14 @@ class RankedUnits:
     What a proposal does not read (``sizes`` of single channels, ``scores``, the ranks' table) is made on first read.
     """
 
-    __slots__ = ("order", "roots", "singles", "_sizes", "_scores", "_group", "_ranks")
+    __slots__ = ("order", "roots", "singles", "_sizes", "_scores", "_group", "_ranks", "_pos_of")
 
-    def __init__(self, group, order: np.ndarray, roots: np.ndarray, sizes: Optional[np.ndarray], scores):
+    def __init__(self, group, order: np.ndarray, roots: np.ndarray, sizes: Optional[np.ndarray], scores,
+                 pos_of=None):
         self._group, self.order, self.roots, self._sizes, self._scores = group, order, roots, sizes, scores
         self.singles = sizes is None
         self._ranks = None
+        self._pos_of = pos_of  # the group's position map (root_positions), when the ranking read it already
 
     @property
     def sizes(self) -> np.ndarray:
@@ -120,15 +122,21 @@ class RankedUnits:
             self._scores = self._scores()
         return self._scores
 
+    def first_roots(self, n: int) -> List[int]:
+        """The first ``n`` root channels in rank order (those the first units remove), sorted, as a list."""
+        chosen = self.roots[:n].copy()
+        chosen.sort()  # (what np.sort does, without its Python wrapper)
+        return chosen.tolist()
+
     def ranks(self, root_idxs: np.ndarray) -> np.ndarray:
         """``int64``: per root channel in ``root_idxs``, the rank of the unit holding it (0 for a root channel that
         no unit holds). Raises ValueError for a channel that is not one of the group's root channels (the group's
         position map, :func:`~prune_explorer.importance.base.root_positions`, tells)."""
         if self._ranks is None:  # root position -> rank of its unit
-            _, pos_of = root_positions(self._group)
+            pos_of = self._pos_of if self._pos_of is not None else root_positions(self._group)[1]
             by_pos = np.zeros(self._group.root_array.size, dtype=np.int64)
             by_pos[pos_of(self.roots).numpy()] = (np.arange(self.order.size) if self.singles else
-                                                  np.repeat(np.arange(self.order.size), self.sizes))
+                                                  np.arange(self.order.size).repeat(self.sizes))
             self._ranks = (by_pos, pos_of)
         by_pos, pos_of = self._ranks
         return by_pos[pos_of(root_idxs).numpy()] if root_idxs.size else root_idxs
@@ -161,7 +169,7 @@ def ranked_units(group, importance: Optional[torch.Tensor], units) -> RankedUnit
     values = _plain_scores(importance)
     if singleton_units(group, units):  # units[k] == [root[k]]: a ranking is a permutation of root positions
         if values is not None:
-            order = np.argsort(values, kind="stable")
+            order = values.argsort(kind="stable")
             return RankedUnits(group, order, root[order], None, lambda: torch.from_numpy(values[order]))
         order_t = torch.argsort(importance.float(), stable=True)
         order = order_t.cpu().numpy()
@@ -169,16 +177,16 @@ def ranked_units(group, importance: Optional[torch.Tensor], units) -> RankedUnit
     _, pos_of = root_positions(group)
     lens = np.fromiter(map(len, units), dtype=np.int64, count=n_units)
     starts = np.zeros(n_units + 1, dtype=np.int64)
-    np.cumsum(lens, out=starts[1:])
+    np.add.accumulate(lens, out=starts[1:])
     flat = np.fromiter(itertools.chain.from_iterable(units), dtype=np.int64, count=int(starts[-1]))
     pos = pos_of(flat)
-    uid = np.repeat(np.arange(n_units), lens)
+    uid = np.arange(n_units).repeat(lens)
     if values is not None:
         sums = np.zeros(n_units, dtype=np.float32)
         with np.errstate(all="ignore"):  # inf - inf is NaN without a warning, as in torch
             np.add.at(sums, uid, values[pos.numpy()])
             scores = sums / lens.astype(np.float32)
-        order = np.argsort(scores, kind="stable")
+        order = scores.argsort(kind="stable")
         ranked_scores = lambda: torch.from_numpy(scores[order])  # noqa: E731
     else:
         uid_t = torch.from_numpy(uid)
@@ -189,7 +197,7 @@ def ranked_units(group, importance: Optional[torch.Tensor], units) -> RankedUnit
         ranked_scores = lambda: scores_t[order_t]  # noqa: E731
     sizes = lens[order]
     roots = flat[concat_ranges(starts[order], sizes)]
-    return RankedUnits(group, order, roots, sizes, ranked_scores)
+    return RankedUnits(group, order, roots, sizes, ranked_scores, pos_of)
 
 
 def member_constraints(group, ranking: RankedUnits, members: Optional[MemberFacts] = None):
@@ -207,28 +215,28 @@ def member_constraints(group, ranking: RankedUnits, members: Optional[MemberFact
     multiple, size, lost = members.multiples, members.sizes, members.lost  # size: as the held cuts leave it
     several = multiple > 1
     constrained = several | (lost >= size)
-    if not constrained.any():
+    if not np.count_nonzero(constrained):
         return []
     layout = _layout(group)
     bounds, member_roots = layout.bounds, layout.root
     root = group.root_array
     n_root = root.size
     # plain members: one channel per root channel, in root order
-    if n_root and lost.min() == lost.max() == n_root:  # every member has as many channels as the root
-        plain = (member_roots.reshape(-1, n_root) == root).all(axis=1)
+    if n_root and not np.count_nonzero(lost != n_root):  # every member has as many channels as the root
+        plain = _all_rows(member_roots.reshape(-1, n_root) == root)
     else:
         plain = np.zeros(lost.size, dtype=bool)
-        maybe = np.flatnonzero(constrained & (lost == n_root))
+        maybe = (constrained & (lost == n_root)).nonzero()[0]
         if maybe.size:
-            plain[maybe] = (member_roots[bounds[maybe, None] + np.arange(n_root)] == root).all(axis=1)
+            plain[maybe] = _all_rows(member_roots[bounds[maybe, None] + np.arange(n_root)] == root)
     constrained &= ~(plain & ~several & (size == current_size(group.root_space)))
-    constrained = np.flatnonzero(constrained)
+    constrained = constrained.nonzero()[0]
     if not constrained.size:
         return []
     sizes = ranking.sizes
     n_units = sizes.size
     root_cum = np.zeros(n_units + 1, dtype=np.int64)
-    np.cumsum(sizes, out=root_cum[1:])
+    np.add.accumulate(sizes, out=root_cum[1:], dtype=np.int64)
     if root_cum[-1] != n_root:  # units that do not hold each root channel once: every member counted
         plain[:] = False
     general = constrained[~plain[constrained]]
@@ -236,12 +244,17 @@ def member_constraints(group, ranking: RankedUnits, members: Optional[MemberFact
         m = general.size
         counts = lost[general]
         at = concat_ranges(bounds[general], counts)
-        per_unit = np.bincount(np.repeat(np.arange(m) * n_units, counts) + ranking.ranks(member_roots[at]),
+        per_unit = np.bincount((np.arange(m) * n_units).repeat(counts) + ranking.ranks(member_roots[at]),
                                minlength=m * n_units)
         cum = np.zeros((m, n_units + 1), dtype=np.int64)
-        np.cumsum(per_unit.reshape(m, n_units), axis=1, out=cum[:, 1:])
+        np.add.accumulate(per_unit.reshape(m, n_units), axis=1, out=cum[:, 1:], dtype=np.int64)
         rows = iter(cum)
     return [(root_cum if plain[k] else next(rows), int(multiple[k]), int(size[k])) for k in constrained.tolist()]
+
+
+def _all_rows(equal: np.ndarray) -> np.ndarray:
+    """``equal.all(axis=1)`` of a 2-D boolean array, as the ufunc's own reduction (no Python wrapper per call)."""
+    return np.logical_and.reduce(equal, axis=1)
 
 
 def _layout(group) -> MemberLayout:
