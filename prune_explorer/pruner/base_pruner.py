@@ -362,7 +362,10 @@ class BasePruner(PruningSteps):
             return None
         if not isinstance(imp, torch.Tensor):
             imp = torch.as_tensor(imp)
-        imp = imp.detach().to("cpu", torch.float32).reshape(-1) if imp.dim() <= 1 else imp
+        if imp.dim() == 1 and imp.dtype is torch.float32 and imp.device.type == "cpu" and not imp.requires_grad:
+            imp = imp.detach()  # one float32 CPU vector already (GroupImportance's): what detach / to / reshape give
+        elif imp.dim() <= 1:
+            imp = imp.detach().to("cpu", torch.float32).reshape(-1)
         n = len(group.root_idxs)
         if imp.dim() != 1 or imp.numel() != n:
             raise PruneExplorerError(
