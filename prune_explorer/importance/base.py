@@ -118,17 +118,16 @@ def _position_map(group, root_np: np.ndarray) -> Callable[[Sequence[int]], torch
     return pos
 
 
-def _member_positions(group, items, n: int):
+def _member_positions(group, items, n: int, root_np: np.ndarray):
     """``(positions, bounds, in_order, sizes)`` for every member of ``group`` at once: the root position (in
-    ``group.root_idxs``) of each member channel's root channel, item ``k``'s at ``positions[bounds[k]:bounds[k + 1]]``;
-    ``in_order[k]``: item ``k`` maps one channel to each root position, in order; ``True``/``False`` entries, or None
-    for an item that maps a channel outside the group's root channels (reading its positions is an error);
-    ``sizes[k]``: item ``k``'s channel count."""
-    root_np = group.root_array if hasattr(group, "root_array") else long_array(group.root_idxs)
+    ``group.root_idxs``, given as ``root_np``) of each member channel's root channel, item ``k``'s at
+    ``positions[bounds[k]:bounds[k + 1]]``; ``in_order[k]``: item ``k`` maps one channel to each root position, in
+    order; ``True``/``False`` entries, or None for an item that maps a channel outside the group's root channels
+    (reading its positions is an error); ``sizes[k]``: item ``k``'s channel count."""
     lay = _layout_of(group, items)
     if lay is not None:  # the group's flat arrays (Group.member_layout): no pass over the items
         bounds = lay.bounds
-        sizes = np.diff(bounds)
+        sizes = bounds[1:] - bounds[:-1]  # (np.diff's values without its wrapper)
     else:
         sizes = np.fromiter((it.idx_array.size for it in items), dtype=np.int64, count=len(items))
         bounds = np.zeros(sizes.size + 1, dtype=np.int64)
@@ -144,7 +143,7 @@ def _member_positions(group, items, n: int):
         lut = np.full(max(int(root_np.max()) + 1 if m else 0, hi + 1), -1, dtype=np.int64)
         lut[root_np] = np.arange(m)
         pos = lut[roots] if lo >= 0 else np.where(roots >= 0, lut[np.maximum(roots, 0)], -1)
-    step = np.arange(pos.size) - np.repeat(bounds[:-1], sizes) == pos
+    step = np.arange(pos.size) - bounds[:-1].repeat(sizes) == pos
     if sizes.min() > 0:  # (reduceat reads one entry at an empty item's bound)
         in_order = (np.logical_and.reduceat(step, bounds[:-1]) & (sizes == n)).tolist()
     else:
@@ -152,7 +151,7 @@ def _member_positions(group, items, n: int):
         in_order = np.zeros(sizes.size, dtype=bool)
         in_order[nonempty] = np.logical_and.reduceat(step, bounds[:-1][nonempty]) & (sizes[nonempty] == n)
         in_order = in_order.tolist()
-    if pos.min() < 0:
+    if pos is not roots and pos.min() < 0:  # (the roots as their own positions are >= 0)
         valid = pos >= 0
         nonempty = sizes > 0
         ok = np.ones(sizes.size, dtype=bool)
@@ -335,7 +334,7 @@ class GroupImportance(Importance):
         p = self.power_p() if held is not None and cls.parts_of is GroupImportance.parts_of and (
             cls.member_position_scores is GroupImportance.member_position_scores) else None
         items = group.items
-        all_pos, bounds, in_order, sizes = _member_positions(group, items, n)
+        all_pos, bounds, in_order, sizes = _member_positions(group, items, n, root_np)
         if members is None and self.target_types is None and type(self).accepts is GroupImportance.accepts:
             wanted = (sizes > 0).tolist()  # every member with channels
         else:
