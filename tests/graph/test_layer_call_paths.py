@@ -1,10 +1,14 @@
 """The layer-call shortcuts of the tracer give what the general paths give: a label field made from separate view
-sizes is the reshape by a list."""
+sizes is the reshape by a list; the layer context's field rules (fix the dims a layer mixes, carry the ones it
+keeps) checked on the layer's own dim before building a field's set of varying dims."""
+
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from prune_explorer.graph.trace.labels import field_view, new_field
+from prune_explorer.graph.trace.labels import Couplings, Value, field_view, new_field, varying_dims
+from prune_explorer.graph.trace.layer_calls import LayerCallContext, _varies_along
 
 
 @pytest.mark.parametrize("shape", [(5,), (2, 5), (1, 5, 3, 3), (2, 3, 5, 4, 4)])
@@ -24,3 +28,31 @@ def test_new_field_is_the_list_reshape(shape):
 def test_new_field_of_non_contiguous_ids():
     ids = torch.arange(12).reshape(3, 4).t().reshape(-1)[::2]  # strided: reshape copies as before
     assert torch.equal(new_field((1, 6, 2), 1, ids), ids.reshape([1, 6, 1]))
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 1, 1), (3, 1, 1), (1,), (2, 5), (1, 1, 4, 1), (4, 4)])
+@pytest.mark.parametrize("dim", [-1, 0, 1, 2, 3, 7])
+def test_varies_along_is_membership_of_varying_dims(shape, dim):
+    f = torch.zeros(shape, dtype=torch.long)
+    assert _varies_along(f, dim) == (dim in varying_dims(f))
+
+
+def test_fix_other_dims_and_carried_are_the_set_rules():
+    """One input field on the layer's dim, one on a kept dim, one on a mixed dim, one of another rank."""
+    tracer = SimpleNamespace(couplings=Couplings())
+    ctx = LayerCallContext(tracer)
+    x = Value(0, (2, 6, 4, 3))
+    on_dim, kept, mixed = (torch.arange(1, 7).reshape(1, 6, 1, 1), torch.arange(7, 9).reshape(2, 1, 1, 1),
+                           torch.arange(9, 13).reshape(1, 1, 4, 1))
+    low_rank = torch.arange(13, 16).reshape(1, 3)
+    x.fields = [on_dim, kept, mixed, low_rank]
+    out = Value(1, (2, 8, 4, 3))
+    for dim, keep in [(1, {0}), (1, [0, 2]), (2, set()), (-1, {0, 1}), (0, range(4))]:
+        want_fixed = [f for f in x.fields if dim not in varying_dims(f) and not varying_dims(f) <= set(keep)]
+        want_carried = [f for f in x.fields
+                        if dim not in varying_dims(f) and varying_dims(f) <= set(keep) and f.ndim == out.ndim]
+        tracer.couplings = ctx.couplings = Couplings()
+        ctx.fix_other_dims(x, dim, keep, "mixed")
+        fixed = [f for f, _ in ctx.couplings.fixed]
+        assert [g.tolist() for g in fixed] == [g.reshape(-1).tolist() for g in want_fixed]
+        assert [id(g) for g in ctx.carried(x, out, dim, keep)] == [id(g) for g in want_carried]
