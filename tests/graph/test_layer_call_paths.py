@@ -1,12 +1,13 @@
 """The layer-call shortcuts of the tracer give what the general paths give: a label field made from separate view
 sizes is the reshape by a list; the layer context's field rules (fix the dims a layer mixes, carry the ones it
-keeps) checked on the layer's own dim before building a field's set of varying dims."""
+keeps) checked on the layer's own dim before building a field's set of varying dims; a space added by position."""
 
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from prune_explorer.graph.model.channel_space import SpaceTable
 from prune_explorer.graph.trace.labels import Couplings, Value, field_view, new_field, varying_dims
 from prune_explorer.graph.trace.layer_calls import LayerCallContext, _varies_along
 
@@ -56,3 +57,19 @@ def test_fix_other_dims_and_carried_are_the_set_rules():
         fixed = [f for f, _ in ctx.couplings.fixed]
         assert [g.tolist() for g in fixed] == [g.reshape(-1).tolist() for g in want_fixed]
         assert [id(g) for g in ctx.carried(x, out, dim, keep)] == [id(g) for g in want_carried]
+
+
+def test_space_table_add_by_position_fills_every_field():
+    table = SpaceTable()
+    owner, handler = object(), print
+    a = table.add(("a", "out"), owner=owner, name="a", side="out", size=3, pruner="P", handler=handler)
+    b = table.add(("b", "out"), owner, "b", "out", 5000, "Q", handler, True)
+    c = table.add(("p", 1), owner=owner, name="p", side="out", size=2, pruner="R", handler=handler, dim=1)
+    assert [(s.index, s.offset, s.size, s.name, s.side, s.pruner, s.passthrough, s.dim) for s in (a, b, c)] == [
+        (0, 1, 3, "a", "out", "P", False, None), (1, 4, 5000, "b", "out", "Q", True, None),
+        (2, 5004, 2, "p", "out", "R", False, 1)]
+    assert a.owner is owner and a.handler is handler and table.get(("b", "out")) is b and table.next_gid == 5006
+    for s in (a, b, c):
+        assert s.alive.shape == (s.size,) and s.alive.dtype == bool and s.alive.all()
+    a.alive[0] = False  # each space's mask is its own (slices of distinct spaces never overlap)
+    assert b.alive.all() and c.alive.all()
