@@ -1,15 +1,19 @@
 """The layer-call shortcuts of the tracer give what the general paths give: a label field made from separate view
 sizes is the reshape by a list; the layer context's field rules (fix the dims a layer mixes, carry the ones it
-keeps) checked on the layer's own dim before building a field's set of varying dims; a space added by position."""
+keeps) checked on the layer's own dim before building a field's set of varying dims; a space added by position; the
+outcomes of consume."""
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
 from prune_explorer.graph.model.channel_space import SpaceTable
 from prune_explorer.graph.trace.labels import Couplings, Value, field_view, new_field, varying_dims
 from prune_explorer.graph.trace.layer_calls import LayerCallContext, _varies_along
+from prune_explorer.graph.trace.tracing import Tracer
 
 
 @pytest.mark.parametrize("shape", [(5,), (2, 5), (1, 5, 3, 3), (2, 3, 5, 4, 4)])
@@ -73,3 +77,30 @@ def test_space_table_add_by_position_fills_every_field():
         assert s.alive.shape == (s.size,) and s.alive.dtype == bool and s.alive.all()
     a.alive[0] = False  # each space's mask is its own (slices of distinct spaces never overlap)
     assert b.alive.all() and c.alive.all()
+
+
+def test_consume_outcomes():
+    """A size that does not match, a 0-d input, an unlabeled input: fixed; consecutive ids: one range pair;
+    other ids: unified position by position; a negative dim counts from the end."""
+    tracer = Tracer(nn.Identity())
+    ctx = tracer.context
+    ids = tracer.space_ids(SimpleNamespace(index=0, offset=10, size=4))
+    x = Value(0, (2, 4, 3))
+    ctx.consume(Value(1, (2, 5)), 1, ids, "a")
+    ctx.consume(Value(2, ()), 0, ids, "b")
+    ctx.consume(x, 1, ids, "c")
+    assert [r for _, r in tracer.couplings.fixed] == [
+        "a reads an input whose size does not match its channel count",
+        "b reads an input whose size does not match its channel count",
+        "c reads channels that come from no prunable layer (e.g. the model input)"]
+    src = tracer.space_ids(SimpleNamespace(index=1, offset=20, size=4))
+    x.fields = [src.reshape(1, 4, 1)]
+    tracer.mark_consecutive(x.fields[0], src)
+    ctx.consume(x, -2, ids, "d")
+    c = tracer.couplings
+    assert c.ranges == [(10, 20, 4)]
+    y = Value(3, (3, 4))
+    y.fields = [torch.tensor([[5, 7, 6, 8]])]
+    ctx.consume(y, -1, ids, "e")
+    pairs = {frozenset(p) for p in zip(np.concatenate(c.pair_a).tolist(), np.concatenate(c.pair_b).tolist())}
+    assert pairs == {frozenset(p) for p in [(10, 5), (11, 7), (12, 6), (13, 8)]}

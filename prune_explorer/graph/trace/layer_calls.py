@@ -39,17 +39,18 @@ class LayerCallContext:
     def consume(self, x: Optional[Value], dim: int, ids: torch.Tensor, layer: str) -> None:
         if x is None:
             return
-        d = dim % x.ndim if x.ndim else 0
-        if x.ndim == 0 or x.shape[d] != ids.numel():
+        shape, n = x.shape, ids.numel()
+        d = dim % len(shape) if shape else 0
+        if not shape or shape[d] != n:
             self.couplings.fix(ids, f"{layer} reads an input whose size does not match its channel count")
             return
         f = x.field_on(d)
         if f is None:
             self.couplings.fix(ids, f"{layer} reads channels that come from no prunable layer (e.g. the model input)")
             return
-        n = ids.numel()
         if f.numel() == n:  # f varies along d only: compared as 1-d arrays
-            a0, b0 = self.tracer.consecutive_from(ids), self.tracer.consecutive_from(f)
+            consecutive_from = self.tracer.consecutive_from
+            a0, b0 = consecutive_from(ids), consecutive_from(f)
             if a0 is not None and b0 is not None and n:  # two blocks of consecutive ids: unify_ids's pairs as 3 ints
                 if a0 != b0:
                     self.couplings.pair_range(a0, b0, n)
