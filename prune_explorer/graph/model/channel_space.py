@@ -92,14 +92,16 @@ class SpaceTable:
         #: space; slices of distinct spaces never overlap, and :meth:`bind_alive` replaces them all)
         self._ones = np.ones(0, dtype=bool)
 
-    def add(self, key, **kwargs) -> ChannelSpace:
+    def add(self, key, owner, name: str, side: str, size: int, pruner, handler: Callable, passthrough: bool = False,
+            dim: Optional[int] = None) -> ChannelSpace:
+        """A new space under ``key`` with the next ``size`` ids (the fields of :class:`ChannelSpace`, passed to it
+        by position: a dataclass reads those faster than keywords)."""
         offset = self.next_gid
-        end = offset + int(kwargs["size"])
-        if "alive" not in kwargs:
-            if end > self._ones.size:  # a fresh buffer: the spaces made so far keep theirs
-                self._ones = np.ones(max(2 * end, 4096), dtype=bool)
-            kwargs["alive"] = self._ones[offset:end]
-        space = ChannelSpace(index=len(self.spaces), offset=offset, **kwargs)
+        end = offset + int(size)
+        if end > self._ones.size:  # a fresh buffer: the spaces made so far keep theirs
+            self._ones = np.ones(max(2 * end, 4096), dtype=bool)
+        space = ChannelSpace(len(self.spaces), owner, name, side, offset, size, pruner, handler, passthrough, dim,
+                             self._ones[offset:end])
         self.next_gid += space.size
         self.spaces.append(space)
         self.by_key[key] = space

@@ -39,17 +39,18 @@ class LayerCallContext:
     def consume(self, x: Optional[Value], dim: int, ids: torch.Tensor, layer: str) -> None:
         if x is None:
             return
-        d = dim % x.ndim if x.ndim else 0
-        if x.ndim == 0 or x.shape[d] != ids.numel():
+        shape, n = x.shape, ids.numel()
+        d = dim % len(shape) if shape else 0
+        if not shape or shape[d] != n:
             self.couplings.fix(ids, f"{layer} reads an input whose size does not match its channel count")
             return
         f = x.field_on(d)
         if f is None:
             self.couplings.fix(ids, f"{layer} reads channels that come from no prunable layer (e.g. the model input)")
             return
-        n = ids.numel()
         if f.numel() == n:  # f varies along d only: compared as 1-d arrays
-            a0, b0 = self.tracer.consecutive_from(ids), self.tracer.consecutive_from(f)
+            consecutive_from = self.tracer.consecutive_from
+            a0, b0 = consecutive_from(ids), consecutive_from(f)
             if a0 is not None and b0 is not None and n:  # two blocks of consecutive ids: unify_ids's pairs as 3 ints
                 if a0 != b0:
                     self.couplings.pair_range(a0, b0, n)
@@ -77,9 +78,13 @@ class LayerCallContext:
         t.contracted_ids.append(ids)
 
     def fix_other_dims(self, x: Value, feature_dim: int, keep: set, reason: str) -> None:
+        keep_set = None
         for f in x.fields:
-            vd = varying_dims(f)
-            if feature_dim not in vd and not vd <= set(keep):
+            if _varies_along(f, feature_dim):  # the layer's own channels: not fixed here
+                continue
+            if keep_set is None:
+                keep_set = set(keep)
+            if not varying_dims(f) <= keep_set:
                 self.couplings.fix(f, reason)
 
     def fix_dims(self, x: Value, dims: set, reason: str) -> None:
@@ -89,9 +94,13 @@ class LayerCallContext:
 
     def carried(self, x: Value, out: Value, feature_dim: int, keep: set) -> list:
         fields = []
+        keep_set = None
         for f in x.fields:
-            vd = varying_dims(f)
-            if feature_dim not in vd and vd <= set(keep) and f.ndim == out.ndim:
+            if _varies_along(f, feature_dim):  # (a layer's input usually holds only the field it reads)
+                continue
+            if keep_set is None:
+                keep_set = set(keep)
+            if varying_dims(f) <= keep_set and f.ndim == out.ndim:
                 fields.append(f)
         return fields
 
@@ -112,6 +121,14 @@ class LayerCallContext:
 
     def elementwise(self, call, inputs: Sequence[Value]) -> None:
         elementwise(self.tracer, call, inputs=list(inputs))
+
+
+def _varies_along(f: torch.Tensor, dim: int) -> bool:
+    """``dim in varying_dims(f)`` without building the set: ``dim`` a plain int (a negative one is never in it)."""
+    if type(dim) is not int:
+        return dim in varying_dims(f)
+    shape = f.shape
+    return 0 <= dim < len(shape) and shape[dim] > 1
 
 
 def custom_channel_map(ctx: LayerCallContext, module, name: str, call, x: Value) -> None:

@@ -277,7 +277,7 @@ class Tracer(AttributeTracer):
         """The channel space of ``module``'s ``side`` (made on first use). ``size``: the channel count when the
         caller already knows it (else the pruner's ``get_out_channels`` / ``get_in_channels``)."""
         key = (id(module), SIDE_OUT if passthrough else side)
-        s = self.spaces.get(key)
+        s = self.spaces.by_key.get(key)
         if s is not None:
             return s
         pruner = self.pruner_for(module)

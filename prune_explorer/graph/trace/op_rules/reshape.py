@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..labels import Value, align, compress, merge_fields, varying_dims
+from ..labels import Value, align, compress, field_view, merge_fields, varying_dims
 from ..size_args import AttrSize, MixedSize, OpaqueSize, kind_attrs, kind_of
 from ..traced_int import TracedInt
 from .call import Call, arg, norm_dim, unlabeled
@@ -306,7 +306,5 @@ def _join_channel_vectors(fields, vals_shapes, d: int, nd: int, consecutive_from
             all_consecutive = False
             parts.append(np.full(shape[d], -1, dtype=np.int64))
     joined = np.concatenate(parts)
-    view = [1] * nd
-    view[d] = joined.size
-    labels = torch.from_numpy(joined).reshape(view)
+    labels = torch.from_numpy(joined).reshape(*field_view(nd, d, joined.size))
     return labels if all_consecutive else compress(labels)
