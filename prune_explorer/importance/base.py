@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .._index import long_array
+from ..graph.model.group_members import layout_of
 from .held import active
 from .held_sums import OWNS_NOTHING
 from .members import Part, channel_parts
@@ -124,17 +125,12 @@ def _member_positions(group, items, n: int, root_np: np.ndarray):
     ``positions[bounds[k]:bounds[k + 1]]``; ``in_order[k]``: item ``k`` maps one channel to each root position, in
     order; ``True``/``False`` entries, or None for an item that maps a channel outside the group's root channels
     (reading its positions is an error); ``sizes[k]``: item ``k``'s channel count."""
-    lay = _layout_of(group, items)
-    if lay is not None:  # the group's flat arrays (Group.member_layout): no pass over the items
-        bounds = lay.bounds
-        sizes = bounds[1:] - bounds[:-1]  # (np.diff's values without its wrapper)
-    else:
-        sizes = np.fromiter((it.idx_array.size for it in items), dtype=np.int64, count=len(items))
-        bounds = np.zeros(sizes.size + 1, dtype=np.int64)
-        np.cumsum(sizes, out=bounds[1:])
+    lay = layout_of(group, items)  # the group's flat arrays (Group.member_layout): no pass over the items
+    bounds = lay.bounds
+    sizes = bounds[1:] - bounds[:-1]  # (np.diff's values without its wrapper)
     if not bounds[-1]:
         return np.zeros(0, dtype=np.int64), bounds.tolist(), [False] * len(items), sizes
-    roots = lay.root if lay is not None else np.concatenate([it.root_array for it in items])
+    roots = lay.root
     lo, hi, m = int(roots.min()), int(roots.max()), root_np.size
     if 0 <= lo and hi < m and root_np[0] == 0 and root_np[-1] == m - 1 and (
             m < 3 or bool((root_np[1:] > root_np[:-1]).all())):
@@ -158,15 +154,6 @@ def _member_positions(group, items, n: int, root_np: np.ndarray):
         ok[nonempty] = np.logical_and.reduceat(valid, bounds[:-1][nonempty])
         in_order = [o if v else None for o, v in zip(in_order, ok.tolist())]
     return pos, bounds.tolist(), in_order, sizes
-
-
-def _layout_of(group, items):
-    """``group.member_layout`` when it lists ``items`` (a graph group's members as flat arrays), else None."""
-    try:
-        lay = group.member_layout
-    except AttributeError:
-        return None
-    return lay if lay.items is items else None
 
 
 def _positions_of(group, all_pos: np.ndarray, bounds, in_order, k: int) -> np.ndarray:

@@ -27,6 +27,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..graph.model.group_members import layout_of
+
 __all__ = ["SpaceSums", "NOT_PLAIN", "OWNS_NOTHING"]
 
 #: a member read one by one (:meth:`~.held.HeldCuts.power_sums` or its parts)
@@ -156,8 +158,8 @@ class SpaceSums:
         bias = bool(bias)
         spaces, own_pos = self._spaces[bias], held._spaces
         n_keys = graph.alive_mask.size
-        lay = group.member_layout
-        space_of = lay.space.tolist() if lay.items is items else [it.dep.space.index for it in items]
+        lay = layout_of(group, items)
+        space_of = lay.space.tolist()
         how = [NOT_PLAIN] * len(items)
         every_plain = True  # every member with channels is plain (the conflict check reads all of the keys)
         ways = set()  # the ways (gathered or not) the plain members take

@@ -15,6 +15,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from ..graph.model.group_members import layout_of
 from ..importance.held import active
 
 __all__ = ["SpaceFacts", "MemberFacts", "channel_multiple"]
@@ -102,16 +103,9 @@ class SpaceFacts:
 
     def members(self, group) -> MemberFacts:
         """The :class:`MemberFacts` of ``group`` (a group of this graph) as the model and the held cuts are now."""
-        layout = getattr(group, "member_layout", None)  # a Group's members as flat arrays (no loop over items)
-        if layout is not None:
-            items = layout.items
-            index = layout.space
-            bounds = layout.bounds
-            lost = bounds[1:] - bounds[:-1]
-        else:
-            items = group.items
-            index = np.fromiter((it.dep.space.index for it in items), dtype=np.int64, count=len(items))
-            lost = np.fromiter((it.idx_array.size for it in items), dtype=np.int64, count=len(items))
+        layout = layout_of(group)  # a Group's members as flat arrays (no loop over items)
+        items, index, bounds = layout.items, layout.space, layout.bounds
+        lost = bounds[1:] - bounds[:-1]
         spaces = [it.dep.space for it in items]
         facts = self.read(index)
         held = active()

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from .._index import concat_ranges
-from ..graph.model.group_members import MemberLayout
+from ..graph.model.group_members import layout_of
 from ..graph.model.union_find import connected_components
 from ..importance.base import root_positions
 from ..importance.held import current_size
@@ -217,7 +217,7 @@ def member_constraints(group, ranking: RankedUnits, members: Optional[MemberFact
     constrained = several | (lost >= size)
     if not np.count_nonzero(constrained):
         return []
-    layout = _layout(group)
+    layout = layout_of(group)
     bounds, member_roots = layout.bounds, layout.root
     root = group.root_array
     n_root = root.size
@@ -257,7 +257,3 @@ def _all_rows(equal: np.ndarray) -> np.ndarray:
     return np.logical_and.reduce(equal, axis=1)
 
 
-def _layout(group) -> MemberLayout:
-    """``group``'s members as flat arrays (a graph group keeps them; any other is read from its items)."""
-    layout = getattr(group, "member_layout", None)
-    return layout if layout is not None else MemberLayout.of_items(list(group.items))

@@ -31,7 +31,7 @@ from ...layers.batch_cut import cut_layers
 from ...layers.edits import ComposedCuts, composed_cuts, index_array
 from ..model.channel_space import SIDE_IN, SIDE_OUT, ChannelSpace
 from ..model.group import Group, GroupItem, fn_name
-from ..model.group_members import MemberLayout
+from ..model.group_members import MemberLayout, layout_of
 from .output_changes import output_changes_message
 from .attribute_sizes import attribute_updates
 from .lint import lint_enabled
@@ -269,7 +269,7 @@ def prune_groups(graph, groups: List[Group]) -> PruneRecord:
         items = group.items
         if not items or not items[0].idx_array.size:
             raise PruningError(f"the group rooted at {group.root_space.label} has no channel to remove")
-        layouts.append(group.member_layout if isinstance(group, Group) else MemberLayout.of_items(items))
+        layouts.append(layout_of(group, items))
         killed = graph.classes.members(group.classes, alive)
         killed_all.append(killed)
         parts.append({"killed": killed, "root_space": group.root_space, "members": len(items)})

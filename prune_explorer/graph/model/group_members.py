@@ -27,7 +27,7 @@ from .channel_space import SIDE_OUT, ChannelSpace
 from .group import Dependency, Group, GroupItem
 
 __all__ = ["in_sorted", "root_units", "GroupRoot", "group_roots", "closure", "group_items", "restricted_items", "subgroup",
-           "dependency", "member_labels", "MemberLayout"]
+           "dependency", "member_labels", "MemberLayout", "layout_of"]
 
 
 def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -176,6 +176,26 @@ class MemberLayout:
         else:
             idx = root = keys = np.zeros(0, dtype=np.int64)
         return cls(items, space, bounds, idx, root, keys)
+
+
+def layout_of(group, items: Optional[Sequence[GroupItem]] = None) -> MemberLayout:
+    """``group``'s members as flat arrays: a graph group's own :attr:`~.group.Group.member_layout` (kept with its
+    items) when it lists ``items`` (the very list; ``None``: the group's items), else one made from ``items`` (or
+    ``group.items``) in one pass. The one place that chooses between the two (criteria, proposals and the batched
+    cut read members through it).
+
+    >>> from types import SimpleNamespace
+    >>> lay = layout_of(SimpleNamespace(items=[]))  # not a graph group: made from its items
+    >>> lay.bounds.tolist(), lay.keys.size
+    ([0], 0)
+    """
+    try:
+        lay = group.member_layout
+    except AttributeError:  # not a graph group (a Group built by hand, a group-like object)
+        lay = None
+    if lay is not None and (items is None or lay.items is items):
+        return lay
+    return MemberLayout.of_items(list(group.items) if items is None else list(items))
 
 
 def _items_from(graph, root: ChannelSpace, space: np.ndarray, bounds: np.ndarray, idx: np.ndarray,
