@@ -93,8 +93,13 @@ def _check_choice(name: str, value, choices) -> None:
 def root_positions(group) -> Tuple[torch.Tensor, Callable[[Sequence[int]], torch.Tensor]]:
     """``(root, pos)``: the group's root channels as a tensor, and a function mapping root channel indices (as in
     ``group[k].root_idxs``) to positions in ``group.root_idxs``."""
-    root_np = group.root_array if hasattr(group, "root_array") else long_array(group.root_idxs)
+    root_np = _root_array(group)
     return torch.from_numpy(root_np), _position_map(group, root_np)
+
+
+def _root_array(group) -> np.ndarray:
+    """``group.root_idxs`` as an ``int64`` array (a graph group keeps it as ``root_array``)."""
+    return group.root_array if hasattr(group, "root_array") else long_array(group.root_idxs)
 
 
 def _position_map(group, root_np: np.ndarray) -> Callable[[Sequence[int]], torch.Tensor]:
@@ -311,7 +316,7 @@ class GroupImportance(Importance):
         :meth:`combine` on the vectors of every member is ``self(group)``: a caller that can only hold some
         members' weights at a time (a checkpoint streamed block by block) gathers the vectors of each part and
         combines them once, with the same result."""
-        root_np = group.root_array if hasattr(group, "root_array") else long_array(group.root_idxs)
+        root_np = _root_array(group)
         pos_of = _position_map(group, root_np)
         n = root_np.size
         spread = _UnitSpreader(group, pos_of, n)
