@@ -42,24 +42,16 @@ TIED_REASON = "a tied parameter is shared with layers whose channels are fixed"
 
 def tied_parameters(model: nn.Module, named_modules=None) -> List[Aliases]:
     """Every parameter registered on more than one module, with the ``(module, attribute)`` holding it and its
-    qualified name, in ``named_modules`` order. ``named_modules``: the model's
-    :func:`~prune_explorer.graph.trace.tracing.named_modules_of` when the caller has it (each module once, under its
-    first name: the same aliases in the same order as the walk of every path, since a module met again on another
-    path holds the same ``(module, attribute)`` pairs, and everything under it was met the first time)."""
+    qualified name, in module-walk order. ``named_modules``: the model's
+    :func:`~prune_explorer.graph.trace.tracing.named_modules_of` when the caller has it, else
+    ``model.named_modules()``; each module is met once, under its first name: the same aliases in the same order as a
+    walk of every path would give, since a module met again on another path holds the same ``(module, attribute)``
+    pairs, and everything under it was met the first time."""
     by_id: Dict[int, list] = {}  # id(parameter) -> [(module, attribute, module name)]
-    if named_modules is None:
-        seen = set()
-        for mname, m in model.named_modules(remove_duplicate=False):
-            for attr, p in m._parameters.items():
-                if p is None or (id(m), attr) in seen:
-                    continue
-                seen.add((id(m), attr))
+    for mname, m in (model.named_modules() if named_modules is None else named_modules):
+        for attr, p in m._parameters.items():
+            if p is not None:
                 by_id.setdefault(id(p), []).append((m, attr, mname))
-    else:
-        for mname, m in named_modules:
-            for attr, p in m._parameters.items():
-                if p is not None:
-                    by_id.setdefault(id(p), []).append((m, attr, mname))
     return [[((m, attr), f"{mname}.{attr}" if mname else attr) for m, attr, mname in entries]
             for entries in by_id.values() if len(entries) > 1]
 
