@@ -256,7 +256,7 @@ class AttributeTracking:
         seen_cfg: Dict[int, str] = {}
         for mpath, m in (model.named_modules() if named_modules is None else named_modules):
             self._holders.append(m)
-            if set(map(type, m.__dict__.values())) <= _NEVER_SIZES:  # (containers, activations: a set made in C)
+            if _NEVER_SIZES.issuperset(map(type, m.__dict__.values())):  # (containers, activations: no set built)
                 continue
             spatial = _SPATIAL_ATTRS if isinstance(m, _SPATIAL_LAYERS) else ()
             for k, v in m.__dict__.items():  # (nothing below writes the dict)
@@ -267,7 +267,7 @@ class AttributeTracking:
                     if not k.startswith("__"):
                         self.refs.append(AttributeRef(m, k, v, mpath, None))
                 elif t is tuple or t is list:  # never a config
-                    if _int_sequence(v) and not k.startswith("_"):
+                    if not k.startswith("_") and _int_sequence(v):
                         self._sequences.append((m, k, v, [AttributeRef(m, k, e, mpath, None, i)
                                                           for i, e in enumerate(v)]))
                 elif config_like(v) and id(v) not in seen_cfg:
@@ -319,7 +319,9 @@ class AttributeTracking:
         self._installed = []
         for holder in self._holders:  # sizes the forward cached on a module or config
             d = holder.__dict__
-            types_held = set(map(type, d.values())) - _NOT_TRACED  # (a set made in C: most holders hold none)
+            if _NOT_TRACED.issuperset(map(type, d.values())):  # (most holders: no set built)
+                continue
+            types_held = set(map(type, d.values())) - _NOT_TRACED
             if not types_held or not any(issubclass(t, TracedInt) for t in types_held):
                 _NOT_TRACED.update(types_held)
                 continue
