@@ -192,7 +192,10 @@ def own_configs(model: nn.Module, modules: Optional[Sequence[nn.Module]] = None)
     held: Dict[int, Any] = {}
     modules = list(model.modules()) if modules is None else modules
     for m in modules:
-        for v in m.__dict__.values():
+        values = m.__dict__.values()
+        if _NOT_CONFIGS.issuperset(map(type, values)):  # (the usual module: one pass in C)
+            continue
+        for v in values:
             if type(v) in _NOT_CONFIGS:
                 continue
             if config_like(v) and _OWNED_CONFIGS.get(id(v)) is not v:
@@ -259,9 +262,9 @@ class AttributeTracking:
             if _NEVER_SIZES.issuperset(map(type, m.__dict__.values())):  # (containers, activations: no set built)
                 continue
             spatial = _SPATIAL_ATTRS if isinstance(m, _SPATIAL_LAYERS) else ()
-            for k, v in m.__dict__.items():  # (nothing below writes the dict)
+            for k, v in [kv for kv in m.__dict__.items() if type(kv[1]) not in _NEVER_SIZES]:
                 t = type(v)
-                if t in _NEVER_SIZES or k in spatial:
+                if k in spatial:
                     continue
                 if t is int:  # (_plain_int)
                     if not k.startswith("__"):
