@@ -133,3 +133,16 @@ def test_whatever_the_forward_writes_the_model_keeps_its_own_dicts(mode):
     seen = model[0].seen
     assert run_error(model, torch.randn(2, 4), mode=mode) is None
     assert _dicts(model) == before and model[0].seen is seen and seen == [1]
+
+
+def test_a_module_that_cannot_be_lent_leaves_none_lent():
+    """A scripted module's parameter dict is torch's wrapper, which has no copy: the error propagates (as from a
+    snapshot) and the modules lent before it have their own dicts back."""
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    model.add_module("scripted", torch.jit.script(nn.Linear(3, 2)))
+    before = _dicts(model)
+    with pytest.raises(AttributeError):
+        lend_modules([model])
+    with pytest.raises(AttributeError):
+        snapshot_modules([model])
+    assert _dicts(model) == before

@@ -99,10 +99,15 @@ def lend_modules(modules: Iterable[nn.Module]) -> ModuleSnapshot:
     (True, 8)
     """
     out = []
-    for m in all_modules(modules):
-        attrs = m.__dict__
-        _set_dict(m, "__dict__", _working_copy(attrs))
-        out.append((m, attrs, attrs["_parameters"], attrs["_buffers"]))
+    try:
+        for m in all_modules(modules):
+            attrs = m.__dict__
+            work = _working_copy(attrs)
+            out.append((m, attrs, attrs["_parameters"], attrs["_buffers"]))
+            _set_dict(m, "__dict__", work)
+    except BaseException:  # (a module without plain parameter / buffer dicts: none is left lent)
+        return_modules(out)
+        raise
     return out
 
 
