@@ -60,14 +60,6 @@ _META = torch.device("meta")
 _PLAIN = (torch.Tensor, nn.Parameter)
 
 
-def _stand_in(t: torch.Tensor) -> torch.Tensor:
-    """:func:`~..graph.trace.meta_shapes.meta_like` (a meta tensor of ``t``'s shape, dtype and strides, contiguous
-    where ``t`` is), for a plain contiguous tensor by ``empty_like`` (no size argument to parse: half the time)."""
-    if type(t) in _PLAIN and t.layout is torch.strided and t.is_contiguous():
-        return torch.empty_like(t, device=_META, memory_format=torch.contiguous_format)
-    return meta_like(t)
-
-
 def _still(entry: tuple, t: torch.Tensor) -> bool:
     """Whether the stand-in ``entry`` (:attr:`StandIns._made`) still stands for ``t``: the very tensor, with the same
     shape, dtype, ``requires_grad`` and strides."""
@@ -98,7 +90,13 @@ class StandIns:
         return self._make(t, param)
 
     def _make(self, t: torch.Tensor, param: bool) -> torch.Tensor:
-        meta = _stand_in(t)
+        """``t``'s new stand-in, remembered: :func:`~..graph.trace.meta_shapes.meta_like` (a meta tensor of ``t``'s
+        shape, dtype and strides, contiguous where ``t`` is), for a plain contiguous tensor by ``empty_like`` (no size
+        argument to parse: half the time); a ``Parameter`` with ``t``'s ``requires_grad`` for a parameter."""
+        if type(t) in _PLAIN and t.layout is torch.strided and t.is_contiguous():
+            meta = torch.empty_like(t, device=_META, memory_format=torch.contiguous_format)
+        else:
+            meta = meta_like(t)
         grad = t.requires_grad
         if param:
             meta = nn.Parameter(meta, requires_grad=grad)
@@ -115,12 +113,12 @@ class StandIns:
         some tensor already was a meta tensor (a model built on meta)."""
         made, make = self._made, self._make
         saw_meta = False
-        seen = set()
+        slots = 0  # parameter and buffer slots: at least the number of live tensors
         for m, _attrs, params, buffers in state:
             for tensors, key, param in ((params, "_parameters", True), (buffers, "_buffers", False)):
                 if not tensors:
                     continue
-                seen.update(map(id, tensors.values()))
+                slots += len(tensors)
                 metas = {}
                 for k, t in tensors.items():
                     if t is None:
@@ -131,8 +129,9 @@ class StandIns:
                     entry = made.get(id(t))
                     metas[k] = entry[1] if entry is not None and _still(entry, t) else make(t, param)
                 m.__dict__[key] = metas
-        seen.discard(id(None))
-        self.forget_others(seen)
+        if len(made) > 2 * slots + 64:  # (then more than twice the live tensors: forget_others trims the table)
+            self.forget_others({id(t) for _m, _a, params, buffers in state
+                                for tensors in (params, buffers) for t in tensors.values() if t is not None})
         self.saw_meta = saw_meta
         return saw_meta
 

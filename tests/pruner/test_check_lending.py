@@ -146,3 +146,21 @@ def test_a_module_that_cannot_be_lent_leaves_none_lent():
     with pytest.raises(AttributeError):
         snapshot_modules([model])
     assert _dicts(model) == before
+
+
+def test_the_stand_ins_of_replaced_tensors_are_forgotten_and_the_live_ones_kept():
+    """Each check makes stand-ins for the tensors replaced since the last one; the entries of the dead ones are
+    dropped once the table holds more than twice the model's tensors (plus 64), the live ones' stand-ins stay."""
+    model = nn.Sequential(*[nn.Linear(4, 4) for _ in range(10)])  # 20 tensors
+    stand_ins, x = StandIns(), torch.randn(1, 4)
+    kept = model[0].weight
+    sizes = []
+    for _ in range(12):
+        for layer in model[1:]:
+            layer.weight = nn.Parameter(torch.randn(4, 4))  # 9 new tensors per round
+        assert run_error(model, x, stand_ins=stand_ins) is None
+        sizes.append(len(stand_ins._made))
+        assert id(kept) in stand_ins._made
+    assert max(sizes) <= 2 * 20 + 64 + 9 and min(sizes[-3:]) < max(sizes)  # trimmed, and not above the bound
+    first = stand_ins.of(kept, True)
+    assert run_error(model, x, stand_ins=stand_ins) is None and stand_ins.of(kept, True) is first
