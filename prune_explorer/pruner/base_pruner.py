@@ -51,7 +51,7 @@ from .post_check import PostPruneCheck
 from ..graph.model.group import HEADS_KIND
 from .planning import Planner
 from .proposal import Proposal
-from .report import PruningReport, build_report, zero_groups_warning
+from .report import PruningReport, build_report, parameter_count, zero_groups_warning
 from .schedulers import linear_scheduler
 from .scope import ScopeRules
 from .stepping import PruningSteps
@@ -231,7 +231,7 @@ class BasePruner(PruningSteps):
                           "depth with one pruner (prune_depth=True), or save the model with save_pretrained",
                           stacklevel=2)
         #: the model's parameter count when the pruner was built (see :meth:`report`)
-        self.initial_params = sum(int(p.numel()) for p in model.parameters())
+        self.initial_params = parameter_count(model)
         self._check_declared_heads()
         nothing = zero_groups_warning(self)
         if nothing is not None:

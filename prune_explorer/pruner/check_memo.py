@@ -50,6 +50,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from ..graph.edit.snapshot import lists_copied
 from ..inputs import flatten, unflatten
 
 __all__ = ["BlockMemo"]
@@ -220,9 +221,10 @@ class BlockMemo:
         return self._counter
 
     def install(self, state, skip: Callable[[nn.Module], bool]) -> None:
-        """Version every module of ``state`` (``snapshot_modules([model])`` of the run, taken before the stand-ins
-        were swapped in; the modules now hold them) and give each one that is not a container and not ``skip(m)``
-        (it has a shape rule) a remembering ``forward`` in its own ``__dict__`` (the run's restore removes it)."""
+        """Version every module of ``state`` (``lend_modules([model])`` of the run: the modules' own dicts, as they
+        were before the stand-ins were swapped into the working copies the modules now hold) and give each one that
+        is not a container and not ``skip(m)`` (it has a shape rule) a remembering ``forward`` in its working
+        ``__dict__`` (gone when the run returns the modules' own dicts)."""
         structure = tuple(map(id, [e[0] for e in state]))
         if structure != self._structure:
             self._structure = structure
@@ -246,7 +248,8 @@ class BlockMemo:
                 if id(o) not in self._objects:
                     self._objects[id(o)] = (o, _copy_attrs(o.__dict__), self._new_version())
             v = versions[id(m)] = self._new_version()
-            modules[id(m)] = (m, own, params, buffers, list(found.values()), v)
+            # (lists copied: ``own`` holds the module's own lists, which the model may change in place)
+            modules[id(m)] = (m, lists_copied(own), params, buffers, list(found.values()), v)
         self._versions = versions
         self._tokens = {}
         for m, _attrs, _params, _buffers in state:

@@ -40,7 +40,7 @@ import torch.nn as nn
 from .._atomic import finish
 from ..graph.trace.meta_shapes import ShapeOnlyMode, fast_meta, meta_like, module_rule, single_meta_input
 from ..graph.trace.op_names import op_name
-from ..graph.edit.snapshot import restore_modules, snapshot_modules
+from ..graph.edit.snapshot import lend_modules, return_modules
 from ..inputs import call_model, kept_state, map_tensors, to_meta
 from .check_memo import BlockMemo
 
@@ -60,12 +60,12 @@ _META = torch.device("meta")
 _PLAIN = (torch.Tensor, nn.Parameter)
 
 
-def _stand_in(t: torch.Tensor) -> torch.Tensor:
-    """:func:`~..graph.trace.meta_shapes.meta_like` (a meta tensor of ``t``'s shape, dtype and strides, contiguous
-    where ``t`` is), for a plain contiguous tensor by ``empty_like`` (no size argument to parse: half the time)."""
-    if type(t) in _PLAIN and t.layout is torch.strided and t.is_contiguous():
-        return torch.empty_like(t, device=_META, memory_format=torch.contiguous_format)
-    return meta_like(t)
+def _still(entry: tuple, t: torch.Tensor) -> bool:
+    """Whether the stand-in ``entry`` (:attr:`StandIns._made`) still stands for ``t``: the very tensor, with the same
+    shape, dtype, ``requires_grad`` and strides."""
+    meta = entry[1]
+    return (entry[0]() is t and meta.shape == t.shape and meta.dtype == t.dtype and entry[3] == t.requires_grad
+            and entry[2] == t.stride())
 
 
 class StandIns:
@@ -85,12 +85,18 @@ class StandIns:
         if t.is_meta:
             self.saw_meta = True
         entry = self._made.get(id(t))
-        if entry is not None:
-            meta = entry[1]
-            if (entry[0]() is t and meta.shape == t.shape and meta.dtype == t.dtype and entry[3] == t.requires_grad
-                    and entry[2] == t.stride()):
-                return meta
-        meta = _stand_in(t)
+        if entry is not None and _still(entry, t):
+            return entry[1]
+        return self._make(t, param)
+
+    def _make(self, t: torch.Tensor, param: bool) -> torch.Tensor:
+        """``t``'s new stand-in, remembered: :func:`~..graph.trace.meta_shapes.meta_like` (a meta tensor of ``t``'s
+        shape, dtype and strides, contiguous where ``t`` is), for a plain contiguous tensor by ``empty_like`` (no size
+        argument to parse: half the time); a ``Parameter`` with ``t``'s ``requires_grad`` for a parameter."""
+        if type(t) in _PLAIN and t.layout is torch.strided and t.is_contiguous():
+            meta = torch.empty_like(t, device=_META, memory_format=torch.contiguous_format)
+        else:
+            meta = meta_like(t)
         grad = t.requires_grad
         if param:
             meta = nn.Parameter(meta, requires_grad=grad)
@@ -100,30 +106,39 @@ class StandIns:
             pass
         return meta
 
+    def swap_in(self, state) -> bool:
+        """Replace every parameter and buffer of the lent modules (``state``, from ``lend_modules([model])``) by its
+        stand-in (:meth:`of`, in one loop), in the modules' working dicts (``return_modules(state)`` puts their own
+        dicts back). A tensor shared by several modules or names gets one stand-in (ties stay ties). Returns True if
+        some tensor already was a meta tensor (a model built on meta)."""
+        made, make = self._made, self._make
+        saw_meta = False
+        slots = 0  # parameter and buffer slots: at least the number of live tensors
+        for m, _attrs, params, buffers in state:
+            for tensors, key, param in ((params, "_parameters", True), (buffers, "_buffers", False)):
+                if not tensors:
+                    continue
+                slots += len(tensors)
+                metas = {}
+                for k, t in tensors.items():
+                    if t is None:
+                        metas[k] = None
+                        continue
+                    if t.is_meta:
+                        saw_meta = True
+                    entry = made.get(id(t))
+                    metas[k] = entry[1] if entry is not None and _still(entry, t) else make(t, param)
+                m.__dict__[key] = metas
+        if len(made) > 2 * slots + 64:  # (then more than twice the live tensors: forget_others trims the table)
+            self.forget_others({id(t) for _m, _a, params, buffers in state
+                                for tensors in (params, buffers) for t in tensors.values() if t is not None})
+        self.saw_meta = saw_meta
+        return saw_meta
+
     def forget_others(self, keep: set) -> None:
         """Drop the entries of tensors not in ``keep`` (ids) once they outnumber the live ones."""
         if len(self._made) > 2 * len(keep) + 64:
             self._made = {k: v for k, v in self._made.items() if k in keep}
-
-
-def _swap_in_stand_ins(state, stand_ins: StandIns) -> bool:
-    """Replace every parameter and buffer of the snapshotted modules (``state``, from ``snapshot_modules([model])``)
-    by its meta stand-in, in the modules' own dicts (``restore_modules(state)`` puts the real ones back). A tensor shared by
-    several modules or names gets one stand-in (ties stay ties). Returns True if some tensor already was a meta
-    tensor (a model built on meta)."""
-    seen = set()
-    of = stand_ins.of
-    stand_ins.saw_meta = False
-    for m, _attrs, params, buffers in state:
-        if params:
-            seen.update(map(id, params.values()))
-            m.__dict__["_parameters"] = {k: None if p is None else of(p, True) for k, p in params.items()}
-        if buffers:
-            seen.update(map(id, buffers.values()))
-            m.__dict__["_buffers"] = {k: None if b is None else of(b, False) for k, b in buffers.items()}
-    seen.discard(id(None))
-    stand_ins.forget_others(seen)
-    return stand_ins.saw_meta
 
 
 def _shortcut(module: nn.Module, rule: Callable) -> Callable:
@@ -144,9 +159,9 @@ def _shortcut(module: nn.Module, rule: Callable) -> Callable:
 
 
 def _install_shortcuts(state, memo: Optional[BlockMemo] = None) -> None:
-    """Give each snapshotted module (``state``, from ``snapshot_modules([model])``) that has a shape rule its
-    :func:`_shortcut` as an instance ``forward``, and every other one ``memo``'s remembering ``forward`` where a memo
-    is given (``restore_modules(state)`` removes them with the rest)."""
+    """Give each lent module (``state``, from ``lend_modules([model])``) that has a shape rule its :func:`_shortcut`
+    as an instance ``forward``, and every other one ``memo``'s remembering ``forward`` where a memo is given
+    (``return_modules(state)`` removes them with the rest)."""
     ruled = set()
     for m, _attrs, _params, _buffers in state:
         rule = module_rule(m)
@@ -275,7 +290,7 @@ def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callab
     its previous run (shape-only runs; a check keeps one across steps).
     """
     mode = mode or (META if on_meta else REAL)
-    state = snapshot_modules([model])
+    state = lend_modules([model])  # the model runs on working copies of its modules' dicts
     try:
         with torch.no_grad():
             built_on_meta = False
@@ -285,8 +300,9 @@ def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callab
                 if not built_on_meta:
                     with kept_state(model):
                         call_model(model, example_inputs, forward_fn)
-            elif _swap_in_stand_ins(state, stand_ins or StandIns()):  # the finally puts the real tensors back
-                restore_modules(state)
+            elif (stand_ins or StandIns()).swap_in(state):  # the finally puts the real tensors back
+                return_modules(state)
+                lend_modules([model])  # (new working copies, of the same own dicts)
                 built_on_meta = True
             elif mode == INDEX_DATA:
                 _install_shortcuts(state, memo)
@@ -303,7 +319,7 @@ def run_error(model: nn.Module, example_inputs: Any, forward_fn: Optional[Callab
     except Exception as exc:  # noqa: BLE001 - any failure of the model's forward is the answer
         return _describe(exc)
     finally:
-        finish(restore_modules, state)  # never leave the model half restored, even if interrupted here
+        finish(return_modules, state)  # never leave the model half restored, even if interrupted here
     return None
 
 

@@ -30,8 +30,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
+import torch.nn as nn
+
 from ..graph import FixedWidth
 from ..graph.model.classes import OUTPUT_REASON
+from ..graph.trace.tracing import named_modules_of
 
 __all__ = ["GroupReport", "PruningReport", "build_report", "zero_groups_warning"]
 
@@ -120,8 +123,16 @@ class PruningReport:
                 f"{len(self.fixed)} fixed widths)")
 
 
-def _param_count(model) -> int:
-    return sum(int(p.numel()) for p in model.parameters())
+def parameter_count(model: nn.Module) -> int:
+    """``sum(p.numel() for p in model.parameters())``: each parameter once (by identity), from the one-loop module
+    walk (:func:`~..graph.trace.tracing.named_modules_of`) instead of torch's generators, one per level."""
+    seen, n = set(), 0
+    for _, m in named_modules_of(model):
+        for p in m._parameters.values():
+            if p is not None and id(p) not in seen:
+                seen.add(id(p))
+                n += int(p.numel())
+    return n
 
 
 def build_report(pruner) -> PruningReport:
@@ -141,7 +152,7 @@ def build_report(pruner) -> PruningReport:
                                   members=DG.member_labels(r.classes), skipped=skipped.get(space.name)))
     fixed = DG.fixed_widths(ignored, pruner.root_module_types)
     return PruningReport(model=type(pruner.model).__name__, groups=groups, fixed=fixed,
-                         params_before=pruner.initial_params, params_after=_param_count(pruner.model))
+                         params_before=pruner.initial_params, params_after=parameter_count(pruner.model))
 
 
 def main_reasons(rows: List[FixedWidth], top: int = 3) -> List[str]:

@@ -192,7 +192,10 @@ def own_configs(model: nn.Module, modules: Optional[Sequence[nn.Module]] = None)
     held: Dict[int, Any] = {}
     modules = list(model.modules()) if modules is None else modules
     for m in modules:
-        for v in m.__dict__.values():
+        values = m.__dict__.values()
+        if _NOT_CONFIGS.issuperset(map(type, values)):  # (the usual module: one pass in C)
+            continue
+        for v in values:
             if type(v) in _NOT_CONFIGS:
                 continue
             if config_like(v) and _OWNED_CONFIGS.get(id(v)) is not v:
@@ -256,18 +259,18 @@ class AttributeTracking:
         seen_cfg: Dict[int, str] = {}
         for mpath, m in (model.named_modules() if named_modules is None else named_modules):
             self._holders.append(m)
-            if set(map(type, m.__dict__.values())) <= _NEVER_SIZES:  # (containers, activations: a set made in C)
+            if _NEVER_SIZES.issuperset(map(type, m.__dict__.values())):  # (containers, activations: no set built)
                 continue
             spatial = _SPATIAL_ATTRS if isinstance(m, _SPATIAL_LAYERS) else ()
-            for k, v in m.__dict__.items():  # (nothing below writes the dict)
+            for k, v in [kv for kv in m.__dict__.items() if type(kv[1]) not in _NEVER_SIZES]:
                 t = type(v)
-                if t in _NEVER_SIZES or k in spatial:
+                if k in spatial:
                     continue
                 if t is int:  # (_plain_int)
                     if not k.startswith("__"):
                         self.refs.append(AttributeRef(m, k, v, mpath, None))
                 elif t is tuple or t is list:  # never a config
-                    if _int_sequence(v) and not k.startswith("_"):
+                    if not k.startswith("_") and _int_sequence(v):
                         self._sequences.append((m, k, v, [AttributeRef(m, k, e, mpath, None, i)
                                                           for i, e in enumerate(v)]))
                 elif config_like(v) and id(v) not in seen_cfg:
@@ -319,7 +322,9 @@ class AttributeTracking:
         self._installed = []
         for holder in self._holders:  # sizes the forward cached on a module or config
             d = holder.__dict__
-            types_held = set(map(type, d.values())) - _NOT_TRACED  # (a set made in C: most holders hold none)
+            if _NOT_TRACED.issuperset(map(type, d.values())):  # (most holders: no set built)
+                continue
+            types_held = set(map(type, d.values())) - _NOT_TRACED
             if not types_held or not any(issubclass(t, TracedInt) for t in types_held):
                 _NOT_TRACED.update(types_held)
                 continue

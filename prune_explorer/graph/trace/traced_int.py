@@ -32,6 +32,7 @@ Source = Tuple[int, int]  # (value uid, dim)
 
 
 _ONE = Fraction(1)  # Fractions are immutable: one shared 1 instead of a new one per atom
+_NO_SOURCES: FrozenSet = frozenset()
 
 
 class Monomial:
@@ -115,8 +116,11 @@ class TracedInt(int):
 
     @classmethod
     def of_attribute(cls, value: int, ref) -> "TracedInt":
-        """The value of attribute ``ref`` (an :class:`~.attributes.AttributeRef`)."""
-        return cls(value, (), False, (ref,), Monomial.atom(ref))
+        """The value of attribute ``ref`` (an :class:`~.attributes.AttributeRef`): what ``cls(value, (), False,
+        (ref,), Monomial.atom(ref))`` makes, its fields set directly (a trace installs one per int attribute)."""
+        obj = int.__new__(cls, value)
+        obj.sources, obj.attrs, obj.exact, obj.expr = _NO_SOURCES, frozenset((ref,)), False, Monomial.atom(ref)
+        return obj
 
     def __repr__(self) -> str:  # keep printing identical to a plain int
         return int.__repr__(self)

@@ -97,6 +97,14 @@ def named_modules_of(model: nn.Module) -> List[Tuple[str, nn.Module]]:
 
 
 _NAMED_MODULES, _OBJECT_EQ, _OBJECT_HASH = nn.Module.named_modules, object.__eq__, object.__hash__
+_META = torch.device("meta")
+
+
+def _meta_stand_in(t: torch.Tensor, param: bool) -> torch.Tensor:
+    """``t``'s meta stand-in for a trace: ``empty_like`` on the meta device (its shape, dtype and strides), a
+    ``Parameter`` with ``t``'s ``requires_grad`` for a parameter."""
+    meta = torch.empty_like(t, device=_META)
+    return nn.Parameter(meta, requires_grad=t.requires_grad) if param else meta
 
 
 class Tracer(AttributeTracer):
@@ -524,29 +532,30 @@ class Tracer(AttributeTracer):
         registered under the originals' identities. Returns ``(module, (its parameter dict, its buffer dict),
         (the same with stand-ins))`` per module that holds tensors: :meth:`swap` puts either pair in place."""
         made: Dict[int, torch.Tensor] = {}
+        tables = [t for t in (self.param_owner, self.param_users, self.loose_params) if t]
         out = []
         for _, m in self.named_modules:
             params, buffers = m._parameters, m._buffers
             if not params and not buffers:
                 continue
-            metas = ({name: None if p is None else self._stand_in(p, made, True) for name, p in params.items()},
-                     {name: None if b is None else self._stand_in(b, made, False) for name, b in buffers.items()})
-            out.append((m, (params, buffers), metas))
+            metas = []
+            for tensors, param in ((params, True), (buffers, False)):
+                copies = {}
+                for name, t in tensors.items():
+                    if t is None:
+                        copies[name] = None
+                        continue
+                    key = id(t)
+                    meta = made.get(key)
+                    if meta is None:
+                        meta = made[key] = _meta_stand_in(t, param)
+                        for table in tables:
+                            if key in table:
+                                table[id(meta)] = table[key]
+                    copies[name] = meta
+                metas.append(copies)
+            out.append((m, (params, buffers), tuple(metas)))
         return out
-
-    def _stand_in(self, t: torch.Tensor, made: dict, param: bool) -> torch.Tensor:
-        key = id(t)
-        meta = made.get(key)
-        if meta is not None:
-            return meta
-        meta = torch.empty_like(t, device="meta")
-        if param:
-            meta = nn.Parameter(meta, requires_grad=t.requires_grad)
-        made[key] = meta
-        for table in (self.param_owner, self.param_users, self.loose_params):
-            if key in table:
-                table[id(meta)] = table[key]
-        return meta
 
     @staticmethod
     def swap(copies: list, meta: bool) -> None:
