@@ -123,22 +123,36 @@ def _every_power_root(t: torch.Tensor, dim: int, p: float):
     # over the leading dims first (outer reductions, vectorised along the channels), then the rest
     rows = (t if t.dtype == torch.float32 else t.float()).reshape(lead, -1)
     if lead <= _BLOCK_ROWS:  # one block: the rows themselves (the view rows[0:lead] is)
-        v = _block_power_sum(rows, p)
-    else:
-        v = None
-        for start in range(0, lead, _BLOCK_ROWS):  # |x|^p of a block of rows at a time: the temporary stays in
-            b = _block_power_sum(rows[start:start + _BLOCK_ROWS], p)  # cache (the blocks depend on ``lead`` only,
-            v = b if v is None else v.add_(b)  # never on ``size``)
+        b = _power(rows, p)
+        v = b.sum(0) if lead > 1 else b.reshape(-1)
+    else:  # |x|^p of a block of rows at a time: the temporary stays in cache (the blocks depend on ``lead`` only,
+        # never on ``size``); the later blocks write it into the first block's (one allocation, not one per block)
+        buf = _power(rows[:_BLOCK_ROWS], p)
+        v = buf.sum(0)
+        for start in range(_BLOCK_ROWS, lead, _BLOCK_ROWS):
+            b = rows[start:start + _BLOCK_ROWS]
+            sq = buf[:b.shape[0]]
+            _power_into(b, p, sq)
+            v.add_(sq.sum(0) if sq.shape[0] > 1 else sq.reshape(-1))
     if size and v.shape[0] == size:  # one entry per channel: v.reshape(size) is v
         return v, False
     v = v.reshape(size, -1)
     return (v.sum(1) if v.shape[1] > 1 else v.reshape(size)), False
 
 
-def _block_power_sum(b: torch.Tensor, p: float) -> torch.Tensor:
-    """``|b|^p`` of a block of rows summed over its rows (float32)."""
-    b = b * b if p == 2 else (b.abs() if p == 1 else b.abs().pow(p))
-    return b.sum(0) if b.shape[0] > 1 else b.reshape(-1)
+def _power(x: torch.Tensor, p: float) -> torch.Tensor:
+    """``|x|^p`` as a new tensor (``x * x`` for ``p = 2``)."""
+    return x * x if p == 2 else (x.abs() if p == 1 else x.abs().pow(p))
+
+
+def _power_into(x: torch.Tensor, p: float, out: torch.Tensor) -> None:
+    """``out[...] = |x|^p``: :func:`_power`'s values written into ``out`` (contiguous, of ``x``'s shape)."""
+    if p == 2:
+        torch.mul(x, x, out=out)
+    else:
+        torch.abs(x, out=out)
+        if p != 1:
+            out.pow_(p)
 
 
 def row_power_sums(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
@@ -163,12 +177,7 @@ def row_power_sums(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
                 buf.pow_(p)
         return buf.sum(1)
     buf = torch.empty(x.shape, dtype=torch.float32, device=x.device)
-    if p == 2:
-        torch.mul(x, x, out=buf)
-    else:
-        torch.abs(x, out=buf)
-        if p != 1:
-            buf.pow_(p)
+    _power_into(x, p, buf)
     return buf.reshape(n, -1).sum(1)
 
 
