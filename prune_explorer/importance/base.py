@@ -99,7 +99,8 @@ def root_positions(group) -> Tuple[torch.Tensor, Callable[[Sequence[int]], torch
 
 def _root_array(group) -> np.ndarray:
     """``group.root_idxs`` as an ``int64`` array (a graph group keeps it as ``root_array``)."""
-    return group.root_array if hasattr(group, "root_array") else long_array(group.root_idxs)
+    arr = getattr(group, "root_array", None)  # (one read of the property: hasattr would read it too)
+    return arr if arr is not None else long_array(group.root_idxs)
 
 
 def _position_map(group, root_np: np.ndarray) -> Callable[[Sequence[int]], torch.Tensor]:
@@ -210,17 +211,17 @@ class _UnitSpreader:
         # singleton units keep their own position as id)
         chans = np.fromiter(itertools.chain.from_iterable(units), dtype=np.int64, count=int(lengths.sum()))
         raw = np.arange(n)
-        raw[self._pos_of(chans).numpy()] = np.repeat(np.arange(n, n + len(units)), lengths)
+        raw[self._pos_of(chans).numpy()] = np.arange(n, n + len(units)).repeat(lengths)
         used = np.zeros(n + len(units), dtype=bool)  # the ids in use, renumbered 0.. in order (np.unique's ids)
         used[raw] = True
-        dense = np.cumsum(used) - 1
+        dense = np.add.accumulate(used, dtype=np.int64) - 1  # (np.cumsum's values without its wrapper)
         self.uid = dense[raw]
         self.n_units = int(dense[-1]) + 1
         self.size = np.bincount(self.uid, minlength=self.n_units)
         self.size_at = self.size[self.uid]  # per position, its unit's channel count
-        self.order = np.argsort(self.uid, kind="stable")  # positions unit by unit (ids 0..n_units-1, none empty)
+        self.order = self.uid.argsort(kind="stable")  # positions unit by unit (ids 0..n_units-1, none empty)
         self.starts = np.zeros(self.n_units, dtype=np.int64)
-        np.cumsum(self.size[:-1], out=self.starts[1:])
+        np.add.accumulate(self.size[:-1], out=self.starts[1:])
 
     def __call__(self, vec: np.ndarray, mask: np.ndarray, pos: np.ndarray):
         """``(vec, mask)`` evened out: a member's scores ``vec`` at the positions ``pos`` its channels map to, and
@@ -230,14 +231,14 @@ class _UnitSpreader:
         if not self.active:
             return vec, mask
         last = self._last
-        if last is not None and last[0].size == pos.size and np.array_equal(last[0], pos):
+        if last is not None and last[0].size == pos.size and np.logical_and.reduce(last[0] == pos):
             _, uneven, spread_mask = last  # (``mask`` is made from ``pos``: the same as that call's)
         else:
             hits = np.bincount(pos, minlength=vec.size)[self.order]  # per position, unit by unit
             lo = np.minimum.reduceat(hits, self.starts)
             hi = np.maximum.reduceat(hits, self.starts)
             uneven = (lo != hi)[self.uid]
-            if uneven.any():
+            if np.logical_or.reduce(uneven):
                 spread_mask = mask | uneven
                 spread_mask.flags.writeable = False  # (shared by the members that map their channels alike)
             else:

@@ -149,8 +149,6 @@ class SpaceSums:
         :data:`OWNS_NOTHING`, or True: its sums are ``sums`` at its slice of ``group.member_keys`` (float32, the
         concatenation of every member's). Raises :class:`~.held.HeldConflict` when a held cut removes a channel a
         plain member reads."""
-        from .held import HeldConflict
-
         held = self._held
         graph = getattr(group, "graph", None)
         if graph is None or not hasattr(group, "member_keys"):  # not a graph group: member by member
@@ -196,7 +194,9 @@ class SpaceSums:
             hit = held_keys[keys]
             if not every_plain:
                 hit &= np.repeat(np.fromiter([h is True for h in how], dtype=bool, count=len(how)), sizes)
-            if hit.any():
+            if np.logical_or.reduce(hit):  # (hit.any() without its Python wrapper)
+                from .held import HeldConflict  # (held imports this module)
+
                 raise HeldConflict("a held cut removes channels this decision reads")
         if len(ways) == 1:
             return self._flat[(p, bias, ways.pop())][keys], how

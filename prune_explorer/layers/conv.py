@@ -373,18 +373,23 @@ def conv_channel_map(ctx, module: nn.Module, name: str, call, x) -> None:
 def conv_parts(layer: nn.Module, space, idx) -> list[Part]:
     """Out: weight rows (dim 1 when transposed) and bias; in: weight dim 1 (dim 0 when transposed); a grouped
     conv's side stored once per group is read through :func:`~.slicing.grouped`; depthwise: weight[c], bias[c]."""
-    w, b = param_of(layer, "weight"), param_of(layer, "bias")
+    w = param_of(layer, "weight")
     transposed = bool(getattr(layer, "transposed", False))
     g = layer.groups
     out_dim, in_dim = (1, 0) if transposed else (0, 1)
-    bias = [Part(b, Rows(0, idx), True)] if b is not None else []
     if space.passthrough:  # depthwise: weight dim 0 holds the channel either way (in = out = groups)
-        return [Part(w, Rows(0, idx), False)] + bias
+        return [Part(w, Rows(0, idx), False)] + _conv_bias(layer, idx)
     if space.side == "out":
         sel = Rows(out_dim, idx) if g == 1 or not transposed else grouped(g, out_dim, in_dim, idx)
-        return [Part(w, sel, False)] + bias
+        return [Part(w, sel, False)] + _conv_bias(layer, idx)
     sel = Rows(in_dim, idx) if g == 1 or transposed else grouped(g, in_dim, out_dim, idx)
-    return [Part(w, sel, False)]
+    return [Part(w, sel, False)]  # (the bias belongs to the output channels: not read for the inputs)
+
+
+def _conv_bias(layer: nn.Module, idx) -> list[Part]:
+    """``[bias[c]]`` of output channels ``idx`` (none without a bias)."""
+    b = param_of(layer, "bias")
+    return [Part(b, Rows(0, idx), True)] if b is not None else []
 
 
 CONV_FAMILY = register_family(LayerFamily(

@@ -23,12 +23,14 @@ from __future__ import annotations
 import math
 from typing import Callable, List, NamedTuple, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from .edits import read
 
-__all__ = ["Part", "Rows", "row_power_sums", "every_power_sum", "blocks", "grouped", "param_of", "affine_parts"]
+__all__ = ["Part", "Rows", "row_power_sums", "every_power_sum", "every_power_sum_array", "blocks", "grouped", "param_of",
+           "affine_parts"]
 
 Selector = Callable[[torch.Tensor], torch.Tensor]
 
@@ -87,22 +89,70 @@ def every_power_sum(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
     """``[t.shape[dim]]``: ``sum |x|^p`` of every entry along ``dim`` (over every other dim), in float32, reduced in
     place (the way :meth:`Rows.power_sum` takes for a quarter of the rows or more: its values for any rows are
     these at those rows)."""
-    size = t.shape[dim]
-    lead = math.prod(t.shape[:dim]) if dim else 1
+    v, square = _every_power_root(t, dim, p)
+    return v * v if square else v
+
+
+def every_power_sum_array(t: torch.Tensor, dim: int, p: float) -> np.ndarray:
+    """:func:`every_power_sum` as a float32 numpy array (on the CPU), with fewer torch calls (the held reads of a
+    pruning step make one per parameter and dim): a 1-d float32 CPU tensor's ``|x|`` (and ``|x| * |x|`` for ``p =
+    2``) in numpy, which is what the norm of a one-entry row gives (NaN included: its sign cleared, its payload
+    kept); the last square of a norm taken in numpy (the same float32 products). ``t`` does not require grad."""
+    if p in (1, 2) and t.dim() == 1 and t.dtype == torch.float32 and t.device.type == "cpu":
+        a = np.abs(t.numpy())
+        return _square(a) if p == 2 else a
+    v, square = _every_power_root(t, dim, p)
+    a = (v if v.device.type == "cpu" else v.cpu()).numpy()
+    return _square(a) if square else a
+
+
+def _square(a: np.ndarray) -> np.ndarray:
+    """``a * a`` without numpy's overflow warning (torch's product, which this stands for, warns of nothing)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return a * a
+
+
+def _every_power_root(t: torch.Tensor, dim: int, p: float):
+    """``(v, square)``: :func:`every_power_sum` is ``v * v`` when ``square`` (a 2-norm per channel), else ``v``."""
+    shape = t.shape
+    size = shape[dim]
+    lead = math.prod(shape[:dim]) if dim else 1
     if lead == 1 and p in (1, 2):  # channels lead (a weight's output side): one fused pass, no temporary
         t = t if t.dtype in (torch.float16, torch.bfloat16, torch.float32) else t.float()
-        v = torch.linalg.vector_norm(t.reshape(size, -1), p, dim=1, dtype=torch.float32)
-        return v * v if p == 2 else v
+        return torch.linalg.vector_norm(t.reshape(size, -1), p, dim=1, dtype=torch.float32), p == 2
     # over the leading dims first (outer reductions, vectorised along the channels), then the rest
-    rows = t.float().reshape(lead, -1)
-    v = None
-    for start in range(0, lead, _BLOCK_ROWS):  # |x|^p of a block of rows at a time: the temporary stays in
-        b = rows[start:start + _BLOCK_ROWS]  # cache (the blocks depend on ``lead`` only, never on ``size``)
-        b = b * b if p == 2 else (b.abs() if p == 1 else b.abs().pow(p))
-        b = b.sum(0) if b.shape[0] > 1 else b.reshape(-1)
-        v = b if v is None else v.add_(b)
+    rows = (t if t.dtype == torch.float32 else t.float()).reshape(lead, -1)
+    if lead <= _BLOCK_ROWS:  # one block: the rows themselves (the view rows[0:lead] is)
+        b = _power(rows, p)
+        v = b.sum(0) if lead > 1 else b.reshape(-1)
+    else:  # |x|^p of a block of rows at a time: the temporary stays in cache (the blocks depend on ``lead`` only,
+        # never on ``size``); the later blocks write it into the first block's (one allocation, not one per block)
+        buf = _power(rows[:_BLOCK_ROWS], p)
+        v = buf.sum(0)
+        for start in range(_BLOCK_ROWS, lead, _BLOCK_ROWS):
+            b = rows[start:start + _BLOCK_ROWS]
+            sq = buf[:b.shape[0]]
+            _power_into(b, p, sq)
+            v.add_(sq.sum(0) if sq.shape[0] > 1 else sq.reshape(-1))
+    if size and v.shape[0] == size:  # one entry per channel: v.reshape(size) is v
+        return v, False
     v = v.reshape(size, -1)
-    return v.sum(1) if v.shape[1] > 1 else v.reshape(size)
+    return (v.sum(1) if v.shape[1] > 1 else v.reshape(size)), False
+
+
+def _power(x: torch.Tensor, p: float) -> torch.Tensor:
+    """``|x|^p`` as a new tensor (``x * x`` for ``p = 2``)."""
+    return x * x if p == 2 else (x.abs() if p == 1 else x.abs().pow(p))
+
+
+def _power_into(x: torch.Tensor, p: float, out: torch.Tensor) -> None:
+    """``out[...] = |x|^p``: :func:`_power`'s values written into ``out`` (contiguous, of ``x``'s shape)."""
+    if p == 2:
+        torch.mul(x, x, out=out)
+    else:
+        torch.abs(x, out=out)
+        if p != 1:
+            out.pow_(p)
 
 
 def row_power_sums(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
@@ -127,12 +177,7 @@ def row_power_sums(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
                 buf.pow_(p)
         return buf.sum(1)
     buf = torch.empty(x.shape, dtype=torch.float32, device=x.device)
-    if p == 2:
-        torch.mul(x, x, out=buf)
-    else:
-        torch.abs(x, out=buf)
-        if p != 1:
-            buf.pow_(p)
+    _power_into(x, p, buf)
     return buf.reshape(n, -1).sum(1)
 
 

@@ -1,16 +1,20 @@
 """The reductions behind the held reads keep their exact values: ``slicing.row_power_sums`` and
 ``slicing.every_power_sum`` give, bit for bit, what the plain formulas give (``|t|^p`` built as a tensor, its rows
 laid out contiguous and summed; the whole tensor reduced over its leading dims in blocks of rows, then the rest), for
-every dim, dtype, power and layout (a transposed view included)."""
+every dim, dtype, power and layout (a transposed view included); ``slicing.every_power_sum_array`` (the held reads'
+numpy form: a 1-d tensor's ``|x|`` in numpy, the last square of a norm in numpy) gives the same bits as
+``every_power_sum`` on random tensors, on every float32 bit pattern class (NaN, infinities, subnormals) and on the
+parameters of a real model."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from prune_explorer.layers.slicing import every_power_sum, row_power_sums
+from prune_explorer.layers.slicing import every_power_sum, every_power_sum_array, row_power_sums
 
 
 def _power(t: torch.Tensor, p: float) -> torch.Tensor:
@@ -56,3 +60,53 @@ def test_power_sums_are_the_plain_formulas(shape, p, dtype):
             assert got.dtype == torch.float32 and torch.equal(got, _rows_reference(x, dim, p)), (dim, x.stride())
             if x.is_contiguous():
                 assert torch.equal(every_power_sum(x, dim, p), _every_reference(x, dim, p)), dim
+
+
+def _same_bits(a: np.ndarray, b: torch.Tensor) -> bool:
+    b = b.numpy()
+    return a.dtype == np.float32 and a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@pytest.mark.parametrize("p", [2, 1, 3])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_power_sum_array_is_every_power_sum(shape, p):
+    g = torch.Generator().manual_seed(2)
+    for dtype in (torch.float32, torch.float16, torch.float64):
+        t = (torch.randn(shape, generator=g) * 3).to(dtype)
+        for dim in range(t.dim()):
+            assert _same_bits(every_power_sum_array(t, dim, p), every_power_sum(t, dim, p)), (dtype, dim)
+            assert _same_bits(every_power_sum_array(t, dim, p), _every_reference(t, dim, p)), (dtype, dim)
+
+
+@pytest.mark.parametrize("p", [2, 1])
+def test_every_power_sum_array_of_a_vector_is_the_norm_of_each_entry(p):
+    """A 1-d tensor's sums come from numpy (``|x|``, squared for p = 2): the bits torch's norm of a one-entry row
+    gives, for random bit patterns of every exponent and the special values (NaN sign cleared, payload kept)."""
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2 ** 32, size=200_000, dtype=np.uint64).astype(np.uint32)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-45, 1e-38, 3.4e38, -3.4e38, 1.0,
+                        -1.0, 1.8446744e19, 1.0842022e-19], dtype=np.float32)
+    x = np.concatenate([bits.view(np.float32), special])
+    t = torch.from_numpy(x)
+    assert _same_bits(every_power_sum_array(t, 0, p), every_power_sum(t, 0, p))
+    assert _same_bits(every_power_sum_array(t[::3], 0, p), every_power_sum(t[::3].contiguous(), 0, p))
+
+
+def test_every_power_sum_array_on_a_real_model():
+    """Every parameter of a torchvision model, every dim (and each dim with another cut, as the held reads cut
+    it): the numpy form is the tensor form, bit for bit."""
+    torchvision = pytest.importorskip("torchvision")
+    from prune_explorer.importance.held import every_channel
+
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v3_small()
+    for name, param in model.named_parameters():
+        t = param.detach()
+        for dim in range(t.dim()):
+            for p in (2, 1):
+                assert _same_bits(every_power_sum_array(t, dim, p), every_power_sum(t, dim, p)), (name, dim, p)
+                keeps = [(e, torch.arange(0, t.shape[e], 2)) for e in range(t.dim()) if e != dim and t.shape[e] > 1]
+                for gathers in (False, True):
+                    for cut in (keeps[:1], keeps[:2]):
+                        want = every_channel(t, dim, cut, p, gathers)
+                        assert _same_bits(every_channel(t, dim, cut, p, gathers, as_array=True), want), name

@@ -287,3 +287,35 @@ def test_channels_last_weights_stay_channels_last(device):
     assert conv.weight.grad.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(1, 3, 6, 6, device=device).to(memory_format=torch.channels_last)
     assert conv(x).shape == (1, 5, 4, 4)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_parts_own_the_bias_on_the_output_side_only(bias):
+    """A conv's output channels (and a depthwise conv's channels) own their weight rows and bias entries; its input
+    channels own weight columns only: the rows each part selects are the layer's own entries."""
+    import prune_explorer as pe
+    from prune_explorer.importance.members import raw_channel_parts
+
+    m = nn.Sequential(nn.Conv2d(4, 6, 3, bias=bias), nn.Conv2d(6, 6, 3, groups=6, bias=bias),
+                      nn.Conv2d(6, 5, 1, bias=bias))
+    dg = pe.DependencyGraph().build_dependency(m, torch.randn(1, 4, 9, 9))
+    idx = [1, 4]
+    group = dg.get_pruning_group(m[0], pe.prune_conv_out_channels, idx)
+    seen = 0
+    for it in group.items:
+        layer, space = it.dep.space.owner, it.dep.space
+        if not isinstance(layer, nn.Conv2d):
+            continue
+        parts = raw_channel_parts(it.dep, it.idxs)
+        w = layer.weight.detach()
+        if space.side == "in" and not space.passthrough:  # m[2]'s inputs: weight columns, no bias
+            assert [p.is_bias for p in parts] == [False]
+            assert torch.equal(parts[0].select(w), w[:, idx].transpose(0, 1).reshape(2, -1))
+        else:  # m[0]'s outputs, m[1]'s channels (depthwise)
+            assert [p.is_bias for p in parts] == ([False, True] if bias else [False])
+            assert torch.equal(parts[0].select(w), w[idx].reshape(2, -1))
+            if bias:
+                b = layer.bias.detach()
+                assert torch.equal(parts[1].select(b), b[idx].reshape(2, 1))
+        seen += 1
+    assert seen == 3
