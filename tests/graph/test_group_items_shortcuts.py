@@ -1,7 +1,9 @@
 """A group's members (``group_members.group_items``) through its shortcuts give what the general path gives, on real
 torchvision models before and after a pruning step: the ids sorted by a mask over their span (``_sorted_ids``), the
 units and root channels of root classes that repeat one increasing run (``_root_period``: a grouped conv's offsets;
-one root channel per class), the positions of consecutive classes without a table (``_class_positions``)."""
+one root channel per class), the positions of consecutive classes without a table (``_class_positions``); a
+selection (``subgroup``) of a group of one-channel units is the closure of its channels, and its members cut out
+of the group's (``restricted_items``) are those the graph walk lists."""
 
 import numpy as np
 import pytest
@@ -9,8 +11,9 @@ import torch
 import torchvision
 
 import prune_explorer as pe
-from prune_explorer.graph.model.group_members import (_class_positions, _positions, _root_period, _sorted_ids,
-                                                      group_items, root_units)
+from prune_explorer._index import unique_ints
+from prune_explorer.graph.model.group_members import (_class_positions, _one_channel_units, _positions, _root_period,
+                                                      _sorted_ids, closure, group_items, root_units)
 
 
 def _pruner(name: str):
@@ -89,3 +92,29 @@ def test_root_period_and_class_positions_on_small_cases():
     assert _class_positions(first, 4, values).tolist() == _positions(first, values).tolist()  # not all the classes
     ids = np.concatenate([np.arange(c, 9000, 1000) for c in range(1000)])  # 1000 runs of 9 ids over a span of 9000
     assert np.array_equal(_sorted_ids(ids, 1000), np.sort(ids, kind="stable"))
+
+
+@pytest.mark.parametrize("name", ["regnet_y_400mf", "efficientnet_b0"])
+def test_selections_are_the_closure_and_list_the_graph_walk(name):
+    p = _pruner(name)
+    shortcut = 0
+    for step in range(2):
+        graph = p.DG
+        for group in p.graph_groups():
+            root, roots = group.root_space, group.root_array  # (lists the group)
+            shortcut += _one_channel_units(group.units, roots) and roots.size == root.current_size
+            for chosen, validate in ((roots[::3].tolist(), False), (roots[1::2].tolist(), True)):
+                sub = group.select(chosen, validate=validate)
+                cls = unique_ints(graph.classes.of[root.gids(root.alive_idx[np.asarray(chosen, dtype=np.int64)])])
+                want = closure(graph, root, cls)
+                assert np.array_equal(sub.classes, want.classes) and np.array_equal(sub._root_orig, want._root_orig)
+                assert sub._root_orig.dtype == want._root_orig.dtype == np.int64
+                items, units, lay = group_items(graph, want)  # the graph walk
+                assert sub.units == units
+                assert [it.dep for it in sub.items] == [it.dep for it in items]
+                for f in ("space", "bounds", "idx", "root", "keys"):
+                    got, expect = getattr(sub.member_layout, f), getattr(lay, f)
+                    assert got.dtype == np.int64 and np.array_equal(got, expect)
+                assert all(it.idx_array.base is not None for it in sub.items)  # views of the layout's arrays
+        p.step()
+    assert shortcut

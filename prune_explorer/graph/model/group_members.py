@@ -334,27 +334,33 @@ def group_items(graph, group: Group) -> Tuple[List[GroupItem], List[List[int]], 
     return items, units, MemberLayout(items, space, bounds, cur, r_all, keys)
 
 
-def restricted_items(group: Group, sub: Group) -> Tuple[List[GroupItem], List[List[int]], MemberLayout]:
+def _one_channel_units(units: List[List[int]], roots: np.ndarray) -> bool:
+    """Whether ``units`` (a listed graph group's) hold one root channel each, the root channels ``roots`` ascending:
+    then ``units[k] == [roots[k]]``, and each of the group's classes has one root channel."""
+    return len(units) == roots.size and (roots.size < 2 or bool((roots[1:] > roots[:-1]).all()))
+
+
+def restricted_items(group: Group, sub: Group, one_channel_units: Optional[bool] = None
+                     ) -> Tuple[List[GroupItem], List[List[int]], MemberLayout]:
     """``sub``'s items, units and layout cut out of ``group``'s (already computed, same graph version): every
     member channel whose root channel ``sub`` selects. Same result as :func:`group_items`, without the graph walk:
-    a few array operations over ``group``'s layout, then one item per member that keeps a channel."""
+    a few array operations over ``group``'s layout, then one item per member that keeps a channel.
+    ``one_channel_units``: :func:`_one_channel_units` of ``group`` when the caller asked already."""
     root = group.root_space
     lay = group._layout
     n_cur = root.current_size
     keep = np.zeros(n_cur, dtype=bool)
     keep[sub._root_orig if n_cur == root.size else root.rank[sub._root_orig]] = True  # (no rank: none pruned)
-    m = keep[lay.root]
-    count = np.zeros(m.size + 1, dtype=np.int64)
-    np.cumsum(m, out=count[1:])
-    at = count[lay.bounds]  # each member's first kept channel, in the kept arrays
-    nz = np.flatnonzero(at[1:] != at[:-1])  # the members that keep some channel
+    sel = keep[lay.root].nonzero()[0]  # the member channels kept, ascending
+    at = sel.searchsorted(lay.bounds)  # each member's first kept channel, in the kept arrays (a bool cumsum is slower)
+    nz = (at[1:] != at[:-1]).nonzero()[0]  # the members that keep some channel
     bounds = np.concatenate((at[nz], at[-1:]))
     space = lay.space[nz]
-    idx, sel_root, keys = lay.idx[m], lay.root[m], lay.keys[m]
+    idx, sel_root, keys = lay.idx[sel], lay.root[sel], lay.keys[sel]
     items = _items_from(sub._graph, root, space, bounds, idx, sel_root)
     units = group._units
     roots = group.root_array
-    if len(units) == roots.size and (roots.size < 2 or bool((roots[1:] > roots[:-1]).all())):
+    if one_channel_units if one_channel_units is not None else _one_channel_units(units, roots):
         units = list(itertools.compress(units, keep[roots].tolist()))  # one channel per unit: units[k] == [roots[k]]
     else:
         units = [u for u in units if keep[u[0]]]
@@ -368,14 +374,21 @@ def subgroup(graph, group: Group, idxs: Sequence[int], validate: bool = True) ->
     orig = root.alive_idx[idxs]
     of_idxs = graph.classes.of[root.gids(orig)]
     cls = unique_ints(of_idxs)
-    outside = cls[~in_sorted(cls, group.classes)]
-    if outside.size:
-        reason = graph.classes.reasons.get(int(outside[0]), "it is not part of this group (ignored or fixed)")
-        bad = [int(i) for i, c in zip(idxs, of_idxs) if c in set(outside.tolist())][:5]
-        raise PruningError(f"channels {bad} of {root.label} cannot be pruned in this group: {reason}")
-    sub = closure(graph, root, cls)  # all of them prunable: they are the group's
-    if group._listed_now():
-        sub._set_listing(*restricted_items(group, sub))
+    listed = group._listed_now()
+    single = listed and _one_channel_units(group._units, group.root_array)
+    if single and group.root_array.size == root.current_size:
+        # every alive root channel is the group's (their classes are its classes), one per class: the closure of
+        # ``idxs`` is their own channels
+        sub = Group(graph, root, cls, unique_ints(orig))
+    else:
+        outside = cls[~in_sorted(cls, group.classes)]
+        if outside.size:
+            reason = graph.classes.reasons.get(int(outside[0]), "it is not part of this group (ignored or fixed)")
+            bad = [int(i) for i, c in zip(idxs, of_idxs) if c in set(outside.tolist())][:5]
+            raise PruningError(f"channels {bad} of {root.label} cannot be pruned in this group: {reason}")
+        sub = closure(graph, root, cls)  # all of them prunable: they are the group's
+    if listed:
+        sub._set_listing(*restricted_items(group, sub, single))
     return sub
 
 
