@@ -105,6 +105,11 @@ def test_selections_are_the_closure_and_list_the_graph_walk(name):
             shortcut += _one_channel_units(group.units, roots) and roots.size == root.current_size
             for chosen, validate in ((roots[::3].tolist(), False), (roots[1::2].tolist(), True)):
                 sub = group.select(chosen, validate=validate)
+                if chosen:  # a selection of a selection whose units were not read yet (they are made on first read)
+                    part = sub.root_array[::2].tolist()
+                    inner = sub.select(part)
+                    inner_cls = unique_ints(graph.classes.of[root.gids(root.alive_idx[np.asarray(part, dtype=np.int64)])])
+                    assert inner.units == group_items(graph, closure(graph, root, inner_cls))[1]
                 cls = unique_ints(graph.classes.of[root.gids(root.alive_idx[np.asarray(chosen, dtype=np.int64)])])
                 want = closure(graph, root, cls)
                 assert np.array_equal(sub.classes, want.classes) and np.array_equal(sub._root_orig, want._root_orig)

@@ -14,9 +14,10 @@ materialises them; ``measure.sweep.GroupLayout`` counts their channels on the mo
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch.nn as nn
@@ -341,11 +342,12 @@ def _one_channel_units(units: List[List[int]], roots: np.ndarray) -> bool:
 
 
 def restricted_items(group: Group, sub: Group, one_channel_units: Optional[bool] = None
-                     ) -> Tuple[List[GroupItem], List[List[int]], MemberLayout]:
+                     ) -> Tuple[List[GroupItem], Callable[[], List[List[int]]], MemberLayout]:
     """``sub``'s items, units and layout cut out of ``group``'s (already computed, same graph version): every
     member channel whose root channel ``sub`` selects. Same result as :func:`group_items`, without the graph walk:
-    a few array operations over ``group``'s layout, then one item per member that keeps a channel.
-    ``one_channel_units``: :func:`_one_channel_units` of ``group`` when the caller asked already."""
+    a few array operations over ``group``'s layout, then one item per member that keeps a channel; the units as a
+    function that makes them (:func:`_kept_units`, run when ``sub.units`` is first read: a pruning step never reads
+    a selection's). ``one_channel_units``: :func:`_one_channel_units` of ``group`` when the caller asked already."""
     root = group.root_space
     lay = group._layout
     n_cur = root.current_size
@@ -358,13 +360,17 @@ def restricted_items(group: Group, sub: Group, one_channel_units: Optional[bool]
     space = lay.space[nz]
     idx, sel_root, keys = lay.idx[sel], lay.root[sel], lay.keys[sel]
     items = _items_from(sub._graph, root, space, bounds, idx, sel_root)
-    units = group._units
-    roots = group.root_array
+    return items, functools.partial(_kept_units, group.units, group.root_array, keep, one_channel_units), MemberLayout(
+        items, space, bounds, idx, sel_root, keys)
+
+
+def _kept_units(units: List[List[int]], roots: np.ndarray, keep: np.ndarray,
+                one_channel_units: Optional[bool] = None) -> List[List[int]]:
+    """The units of a selection (:func:`restricted_items`, made when its ``units`` are first read): those of its
+    group's ``units`` (root channels ``roots``) whose channels ``keep`` (``bool [current root channels]``) holds."""
     if one_channel_units if one_channel_units is not None else _one_channel_units(units, roots):
-        units = list(itertools.compress(units, keep[roots].tolist()))  # one channel per unit: units[k] == [roots[k]]
-    else:
-        units = [u for u in units if keep[u[0]]]
-    return items, units, MemberLayout(items, space, bounds, idx, sel_root, keys)
+        return list(itertools.compress(units, keep[roots].tolist()))  # one channel per unit: units[k] == [roots[k]]
+    return [u for u in units if keep[u[0]]]
 
 
 def subgroup(graph, group: Group, idxs: Sequence[int], validate: bool = True) -> Group:
@@ -375,7 +381,7 @@ def subgroup(graph, group: Group, idxs: Sequence[int], validate: bool = True) ->
     of_idxs = graph.classes.of[root.gids(orig)]
     cls = unique_ints(of_idxs)
     listed = group._listed_now()
-    single = listed and _one_channel_units(group._units, group.root_array)
+    single = listed and _one_channel_units(group.units, group.root_array)
     if single and group.root_array.size == root.current_size:
         # every alive root channel is the group's (their classes are its classes), one per class: the closure of
         # ``idxs`` is their own channels
