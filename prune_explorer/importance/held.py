@@ -316,18 +316,16 @@ class HeldCuts:
         parameter, the next cuts of the same space (by other groups) reuse that layout ``[(param, dim)]`` (the dims
         that do not read the space's positions) instead of asking the layer family again (nor does a space whose
         channels a decision read as plain rows: :meth:`_read_layout`, the same parts whatever the channels)."""
-        from .members import raw_channel_parts
-
         layout = []
         plain = True
         read = self._reads.get(dep.space.index)
         parts = ([(param, d, arr) for param, d, _ in read] if read else
                  [(part.param, part.select.dim, part.select.idx.numpy()) if type(part.select) is Rows else part
-                  for part in raw_channel_parts(dep, arr)])
+                  for part in _members().raw_channel_parts(dep, arr)])
         for part in parts:
             if type(part) is tuple:  # the plain rows idx of param along d
                 param, d, idx = part
-                same = idx is arr or np.array_equal(idx, arr)
+                same = idx is arr or (idx.size == arr.size and np.array_equal(idx, arr))
                 plain = plain and same
                 if same and param.shape[d] == pos.mask.size:
                     _, dims = self._params.setdefault(id(param), (param, {}))

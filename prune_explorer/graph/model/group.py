@@ -218,9 +218,10 @@ class Group:
             self._set_listing(*self._graph._group_items(self))
         return self._items
 
-    def _set_listing(self, items: List[GroupItem], units: List[List[int]], layout=None) -> None:
-        """Keep ``items``, ``units`` and their flat layout (a ``group_members.MemberLayout``; None: made from the
-        items when :attr:`member_layout` is read) for the graph as it is now."""
+    def _set_listing(self, items: List[GroupItem], units, layout=None) -> None:
+        """Keep ``items``, ``units`` (the list, or a function that makes it when :attr:`units` is first read) and
+        their flat layout (a ``group_members.MemberLayout``; None: made from the items when :attr:`member_layout` is
+        read) for the graph as it is now."""
         self._items, self._units, self._layout = items, units, layout
         self._items_version = self._graph.state.version
 
@@ -264,7 +265,10 @@ class Group:
     def units(self) -> List[List[int]]:
         """Root channel indices that can only be removed together (most units hold one channel)."""
         self.items
-        return self._units
+        units = self._units
+        if not isinstance(units, list):  # made on first read (a selection's: most are never read)
+            units = self._units = units()
+        return units
 
     # ---- what the group is about -----------------------------------------------------------------------------
     @property
