@@ -94,22 +94,13 @@ def every_power_sum(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
 
 
 def every_power_sum_array(t: torch.Tensor, dim: int, p: float) -> np.ndarray:
-    """:func:`every_power_sum` as a float32 numpy array (on the CPU), with fewer torch calls (the held reads of a
-    pruning step make one per parameter and dim): a 1-d float32 CPU tensor's ``|x|`` (and ``|x| * |x|`` for ``p =
-    2``) in numpy, which is what the norm of a one-entry row gives (NaN included: its sign cleared, its payload
-    kept); the last square of a norm taken in numpy (the same float32 products). ``t`` does not require grad."""
-    if p in (1, 2) and t.dim() == 1 and t.dtype == torch.float32 and t.device.type == "cpu":
-        a = np.abs(t.numpy())
-        return _square(a) if p == 2 else a
-    v, square = _every_power_root(t, dim, p)
-    a = (v if v.device.type == "cpu" else v.cpu()).numpy()
-    return _square(a) if square else a
-
-
-def _square(a: np.ndarray) -> np.ndarray:
-    """``a * a`` without numpy's overflow warning (torch's product, which this stands for, warns of nothing)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return a * a
+    """:func:`every_power_sum` as a float32 numpy array (on the CPU): the held reads of a pruning step keep their
+    sums in numpy. Computed by torch, as :func:`every_power_sum` computes it, never by numpy: the two may round a
+    subnormal differently (the floating-point state of the thread that runs the arithmetic: flush-to-zero is set per
+    thread, and torch may reduce on its own threads), and the pruning must choose the same channels either way.
+    ``t`` does not require grad."""
+    v = every_power_sum(t, dim, p)
+    return (v if v.device.type == "cpu" else v.cpu()).numpy()
 
 
 def _every_power_root(t: torch.Tensor, dim: int, p: float):

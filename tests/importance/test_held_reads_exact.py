@@ -2,9 +2,8 @@
 ``slicing.every_power_sum`` give, bit for bit, what the plain formulas give (``|t|^p`` built as a tensor, its rows
 laid out contiguous and summed; the whole tensor reduced over its leading dims in blocks of rows, then the rest), for
 every dim, dtype, power and layout (a transposed view included); ``slicing.every_power_sum_array`` (the held reads'
-numpy form: a 1-d tensor's ``|x|`` in numpy, the last square of a norm in numpy) gives the same bits as
-``every_power_sum`` on random tensors, on every float32 bit pattern class (NaN, infinities, subnormals) and on the
-parameters of a real model."""
+numpy form) gives the same bits as ``every_power_sum`` and the plain formulas on random tensors and on the
+parameters of a real model (each dim, with other dims cut as the held reads cut them)."""
 
 from __future__ import annotations
 
@@ -76,20 +75,6 @@ def test_every_power_sum_array_is_every_power_sum(shape, p):
         for dim in range(t.dim()):
             assert _same_bits(every_power_sum_array(t, dim, p), every_power_sum(t, dim, p)), (dtype, dim)
             assert _same_bits(every_power_sum_array(t, dim, p), _every_reference(t, dim, p)), (dtype, dim)
-
-
-@pytest.mark.parametrize("p", [2, 1])
-def test_every_power_sum_array_of_a_vector_is_the_norm_of_each_entry(p):
-    """A 1-d tensor's sums come from numpy (``|x|``, squared for p = 2): the bits torch's norm of a one-entry row
-    gives, for random bit patterns of every exponent and the special values (NaN sign cleared, payload kept)."""
-    rng = np.random.default_rng(0)
-    bits = rng.integers(0, 2 ** 32, size=200_000, dtype=np.uint64).astype(np.uint32)
-    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-45, 1e-38, 3.4e38, -3.4e38, 1.0,
-                        -1.0, 1.8446744e19, 1.0842022e-19], dtype=np.float32)
-    x = np.concatenate([bits.view(np.float32), special])
-    t = torch.from_numpy(x)
-    assert _same_bits(every_power_sum_array(t, 0, p), every_power_sum(t, 0, p))
-    assert _same_bits(every_power_sum_array(t[::3], 0, p), every_power_sum(t[::3].contiguous(), 0, p))
 
 
 def test_every_power_sum_array_on_a_real_model():
