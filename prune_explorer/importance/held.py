@@ -42,7 +42,7 @@ import torch
 
 from .._index import long_tensor
 from ..layers.family import FAMILIES
-from ..layers.slicing import Part, Rows, every_power_sum, every_power_sum_array, row_power_sums
+from ..layers.slicing import Part, Rows, every_power_sum, row_power_sums
 from .held_sums import SpaceSums
 
 __all__ = ["HeldCuts", "HeldConflict", "MaskedRows", "current_size", "active", "reads_channel_parts_only"]
@@ -187,18 +187,14 @@ class MaskedRows:
         return every_channel(t, self.dim, self._keeps(False), p, gathers)
 
 
-def every_channel(t: torch.Tensor, dim: int, keeps, p: float, gathers: bool, as_array: bool = False):
+def every_channel(t: torch.Tensor, dim: int, keeps, p: float, gathers: bool) -> torch.Tensor:
     """Every channel's power sum along ``dim`` (uncut positions), the other dims cut (``keeps``: ``[(dim, kept
     positions)]``), as ``Rows.power_sum`` computes it on the cut tensor (``gathers``: rows gathered then reduced one
-    by one; else the whole tensor reduced). A tensor, or with ``as_array`` a float32 numpy array (the same values;
-    ``t`` detached)."""
+    by one; else the whole tensor reduced)."""
     g = t
     for e, keep in keeps:
         g = g.index_select(e, keep if t.device.type == "cpu" else keep.to(t.device))
-    if gathers:
-        v = row_power_sums(g, dim, p)
-        return v if not as_array else (v if v.device.type == "cpu" else v.cpu()).numpy()
-    return every_power_sum_array(g, dim, p) if as_array else every_power_sum(g, dim, p)
+    return row_power_sums(g, dim, p) if gathers else every_power_sum(g, dim, p)
 
 
 @functools.lru_cache(maxsize=1)
@@ -433,11 +429,10 @@ class HeldCuts:
         arr = self._sums_np.get(skey)
         if arr is not None:
             return arr
-        every = self._sums.get(skey)  # (read by a MaskedRows of this step)
+        every = self._sums.get(skey)
         if every is None:
             keeps = [(e, h.keep) for e, h in others if h.count]
-            arr = self._sums_np[skey] = every_channel(param.detach(), d, keeps, p, gathers, as_array=True)
-            return arr
+            every = self._sums[skey] = every_channel(param.detach(), d, keeps, p, gathers)
         if every.dtype != torch.float32 or every.device.type != "cpu":
             every = every.to(device="cpu", dtype=torch.float32)
         arr = self._sums_np[skey] = every.numpy()

@@ -23,14 +23,12 @@ from __future__ import annotations
 import math
 from typing import Callable, List, NamedTuple, Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 from .edits import read
 
-__all__ = ["Part", "Rows", "row_power_sums", "every_power_sum", "every_power_sum_array", "blocks", "grouped", "param_of",
-           "affine_parts"]
+__all__ = ["Part", "Rows", "row_power_sums", "every_power_sum", "blocks", "grouped", "param_of", "affine_parts"]
 
 Selector = Callable[[torch.Tensor], torch.Tensor]
 
@@ -89,28 +87,13 @@ def every_power_sum(t: torch.Tensor, dim: int, p: float) -> torch.Tensor:
     """``[t.shape[dim]]``: ``sum |x|^p`` of every entry along ``dim`` (over every other dim), in float32, reduced in
     place (the way :meth:`Rows.power_sum` takes for a quarter of the rows or more: its values for any rows are
     these at those rows)."""
-    v, square = _every_power_root(t, dim, p)
-    return v * v if square else v
-
-
-def every_power_sum_array(t: torch.Tensor, dim: int, p: float) -> np.ndarray:
-    """:func:`every_power_sum` as a float32 numpy array (on the CPU): the held reads of a pruning step keep their
-    sums in numpy. Computed by torch, as :func:`every_power_sum` computes it, never by numpy: the two may round a
-    subnormal differently (the floating-point state of the thread that runs the arithmetic: flush-to-zero is set per
-    thread, and torch may reduce on its own threads), and the pruning must choose the same channels either way.
-    ``t`` does not require grad."""
-    v = every_power_sum(t, dim, p)
-    return (v if v.device.type == "cpu" else v.cpu()).numpy()
-
-
-def _every_power_root(t: torch.Tensor, dim: int, p: float):
-    """``(v, square)``: :func:`every_power_sum` is ``v * v`` when ``square`` (a 2-norm per channel), else ``v``."""
     shape = t.shape
     size = shape[dim]
     lead = math.prod(shape[:dim]) if dim else 1
     if lead == 1 and p in (1, 2):  # channels lead (a weight's output side): one fused pass, no temporary
         t = t if t.dtype in (torch.float16, torch.bfloat16, torch.float32) else t.float()
-        return torch.linalg.vector_norm(t.reshape(size, -1), p, dim=1, dtype=torch.float32), p == 2
+        v = torch.linalg.vector_norm(t.reshape(size, -1), p, dim=1, dtype=torch.float32)
+        return v * v if p == 2 else v
     # over the leading dims first (outer reductions, vectorised along the channels), then the rest
     rows = (t if t.dtype == torch.float32 else t.float()).reshape(lead, -1)
     if lead <= _BLOCK_ROWS:  # one block: the rows themselves (the view rows[0:lead] is)
@@ -126,9 +109,9 @@ def _every_power_root(t: torch.Tensor, dim: int, p: float):
             _power_into(b, p, sq)
             v.add_(sq.sum(0) if sq.shape[0] > 1 else sq.reshape(-1))
     if size and v.shape[0] == size:  # one entry per channel: v.reshape(size) is v
-        return v, False
+        return v
     v = v.reshape(size, -1)
-    return (v.sum(1) if v.shape[1] > 1 else v.reshape(size)), False
+    return v.sum(1) if v.shape[1] > 1 else v.reshape(size)
 
 
 def _power(x: torch.Tensor, p: float) -> torch.Tensor:
