@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from .._atomic import finish
-from ..graph.trace.meta_shapes import ShapeOnlyMode, fast_meta, meta_like, module_rule, single_meta_input
+from ..graph.trace.meta_shapes import META_DEVICE, ShapeOnlyMode, fast_meta, meta_like, module_rule, single_meta_input
 from ..graph.trace.op_names import op_name
 from ..graph.edit.snapshot import lend_modules, return_modules
 from ..inputs import call_model, kept_state, map_tensors, to_meta
@@ -56,7 +56,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-_META = torch.device("meta")
 _PLAIN = (torch.Tensor, nn.Parameter)
 
 
@@ -94,7 +93,7 @@ class StandIns:
         shape, dtype and strides, contiguous where ``t`` is), for a plain contiguous tensor by ``empty_like`` (no size
         argument to parse: half the time); a ``Parameter`` with ``t``'s ``requires_grad`` for a parameter."""
         if type(t) in _PLAIN and t.layout is torch.strided and t.is_contiguous():
-            meta = torch.empty_like(t, device=_META, memory_format=torch.contiguous_format)
+            meta = torch.empty_like(t, device=META_DEVICE, memory_format=torch.contiguous_format)
         else:
             meta = meta_like(t)
         grad = t.requires_grad

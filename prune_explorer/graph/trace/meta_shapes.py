@@ -30,14 +30,15 @@ from torch.overrides import TorchFunctionMode
 
 from .op_names import full_op_name, op_name
 
-__all__ = ["fast_meta", "meta_like", "check_meta_dtypes", "ShapeOnlyMode", "layer_on_meta", "module_on_meta",
-           "module_rule"]
+__all__ = ["META_DEVICE", "fast_meta", "meta_like", "check_meta_dtypes", "ShapeOnlyMode", "layer_on_meta",
+           "module_on_meta", "module_rule"]
 
 
 _FAST_UNARY = set("""relu relu6 hardtanh hardswish hardsigmoid silu gelu sigmoid tanh elu leaky_relu selu celu mish
 softplus softsign dropout dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout clone contiguous neg abs
 exp log sqrt rsqrt reciprocal square sign erf logsigmoid tanhshrink hardshrink softshrink""".split())
-_META = torch.device("meta")  # (a device object: torch parses the string "meta" on every call, ~0.2 us)
+#: the meta device, as a device object (torch parses the string "meta" on every call, ~0.2 us)
+META_DEVICE = torch.device("meta")
 _FAST_BINARY = {"add", "sub", "mul", "div", "true_divide", "rsub"}
 _SHAPE_PRESERVING_NORMS = {"batch_norm", "layer_norm", "group_norm", "instance_norm"}
 
@@ -46,8 +47,8 @@ def meta_like(x: torch.Tensor) -> torch.Tensor:
     """A new meta tensor shaped like ``x`` (``torch.empty_like`` on meta runs a Python reference: ~40x slower; the
     shape as a tuple: ``torch.empty`` parses a ``torch.Size`` 1 us slower)."""
     if x.is_contiguous() or 0 in x.stride():
-        return torch.empty(tuple(x.shape), dtype=x.dtype, device=_META)
-    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=_META)
+        return torch.empty(tuple(x.shape), dtype=x.dtype, device=META_DEVICE)
+    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=META_DEVICE)
 
 
 def broadcast_shape(a, b) -> Optional[tuple]:
@@ -115,14 +116,14 @@ def _fast_meta_layer(name, args, kwargs):
             return None
         bias, stride, padding, dilation, groups = tuple(args[2:]) + _CONV_DEFAULTS[len(args) - 2:]
         shape = _conv_shape(x, w, stride, padding, dilation, groups)
-        return None if shape is None else torch.empty(shape, dtype=x.dtype, device=_META)
+        return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META_DEVICE)
     if name == "linear":
         w = args[1] if len(args) > 1 else kwargs.get("weight")
         if not isinstance(w, torch.Tensor) or not w.is_meta or w.dim() != 2 or x.dim() < 1:
             return None
         if x.shape[-1] != w.shape[1] or w.dtype != x.dtype or set(kwargs) - {"weight", "bias"}:
             return None
-        return torch.empty(tuple(x.shape[:-1]) + (w.shape[0],), dtype=x.dtype, device=_META)
+        return torch.empty(tuple(x.shape[:-1]) + (w.shape[0],), dtype=x.dtype, device=META_DEVICE)
     if name in ("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d"):
         n = int(name[-2])
         size = args[1] if len(args) > 1 else kwargs.get("output_size")
@@ -134,7 +135,7 @@ def _fast_meta_layer(name, args, kwargs):
         size = tuple(x.shape[-n + k] if s is None else s for k, s in enumerate(size))
         if not all(isinstance(s, int) and s > 0 for s in size):
             return None
-        return torch.empty(tuple(x.shape[:-n]) + size, dtype=x.dtype, device=_META)
+        return torch.empty(tuple(x.shape[:-n]) + size, dtype=x.dtype, device=META_DEVICE)
     return None
 
 
@@ -190,7 +191,7 @@ def _cat(args, kwargs) -> Optional[torch.Tensor]:
         if len(set(map(others, shapes))) != 1:
             return None
     shape = first.shape
-    return torch.empty(shape[:d] + (sum(map(itemgetter(d), shapes)),) + shape[d + 1:], dtype=dtype, device=_META)
+    return torch.empty(shape[:d] + (sum(map(itemgetter(d), shapes)),) + shape[d + 1:], dtype=dtype, device=META_DEVICE)
 
 
 _META_AND_DTYPE = attrgetter("is_meta", "dtype")
@@ -215,7 +216,7 @@ def _reduce(name, args, kwargs) -> Optional[torch.Tensor]:
         return None
     shape = [1 if k in norm else s for k, s in enumerate(x.shape)] if keepdim else \
         [s for k, s in enumerate(x.shape) if k not in norm]
-    return torch.empty(shape, dtype=x.dtype, device=_META)
+    return torch.empty(shape, dtype=x.dtype, device=META_DEVICE)
 
 
 def _pow(args, kwargs) -> Optional[torch.Tensor]:
@@ -261,7 +262,7 @@ def _sdpa(args, kwargs) -> Optional[torch.Tensor]:
                 return None
         except RuntimeError:
             return None
-    return torch.empty(tuple(batch_q) + (q.shape[-2], v.shape[-1]), dtype=q.dtype, device=_META)
+    return torch.empty(tuple(batch_q) + (q.shape[-2], v.shape[-1]), dtype=q.dtype, device=META_DEVICE)
 
 
 def _mha(args, kwargs) -> Optional[tuple]:
@@ -301,12 +302,12 @@ def _mha(args, kwargs) -> Optional[tuple]:
     for mask_name in ("key_padding_mask", "attn_mask"):
         if a.get(mask_name) is not None:
             return None
-    out = torch.empty(q.shape, dtype=q.dtype, device=_META)
+    out = torch.empty(q.shape, dtype=q.dtype, device=META_DEVICE)
     if not a.get("need_weights", True):
         return out, None
     n = (q.shape[1],) if q.dim() == 3 else ()
     heads = () if a.get("average_attn_weights", True) else (h,)
-    return out, torch.empty(n + heads + (q.shape[0], k.shape[0]), dtype=q.dtype, device=_META)
+    return out, torch.empty(n + heads + (q.shape[0], k.shape[0]), dtype=q.dtype, device=META_DEVICE)
 
 
 def _roll(args, kwargs) -> Optional[torch.Tensor]:
@@ -323,7 +324,7 @@ def _roll(args, kwargs) -> Optional[torch.Tensor]:
         return None
     if any(not -nd <= d < nd for d in dims):
         return None
-    return torch.empty(x.shape, dtype=x.dtype, device=_META)
+    return torch.empty(x.shape, dtype=x.dtype, device=META_DEVICE)
 
 
 def _matmul(args, kwargs) -> Optional[torch.Tensor]:
@@ -336,7 +337,7 @@ def _matmul(args, kwargs) -> Optional[torch.Tensor]:
     batch = broadcast_shape(a.shape[:-2], b.shape[:-2])
     if batch is None:
         return None
-    return torch.empty(batch + (a.shape[-2], b.shape[-1]), dtype=a.dtype, device=_META)
+    return torch.empty(batch + (a.shape[-2], b.shape[-1]), dtype=a.dtype, device=META_DEVICE)
 
 
 def _masked_fill(func, args, kwargs) -> Optional[torch.Tensor]:
@@ -363,7 +364,7 @@ def _take_rows(args, kwargs) -> Optional[torch.Tensor]:
     if type(index) is not torch.Tensor or index.dtype != torch.long or index.dim() == 0 or x.dim() == 0 \
             or x.shape[0] == 0 or not x.is_contiguous():
         return None
-    return torch.empty(tuple(index.shape) + tuple(x.shape[1:]), dtype=x.dtype, device=_META)
+    return torch.empty(tuple(index.shape) + tuple(x.shape[1:]), dtype=x.dtype, device=META_DEVICE)
 
 
 _COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge"}
@@ -379,7 +380,7 @@ def _compare(func, args, kwargs) -> Optional[torch.Tensor]:
     short = full_op_name(func).rsplit(".", 1)[-1]
     if (short.endswith("_") and not short.startswith("__")) or x.dtype.is_complex or not x.is_contiguous():
         return None
-    return torch.empty(tuple(x.shape), dtype=torch.bool, device=_META)
+    return torch.empty(tuple(x.shape), dtype=torch.bool, device=META_DEVICE)
 
 
 def _softmax(args, kwargs) -> Optional[torch.Tensor]:
@@ -408,7 +409,7 @@ def _like_in_layout(x: torch.Tensor) -> Optional[torch.Tensor]:
     order = [d for _, d in sorted(big, reverse=True)]  # outermost first
     ones = [d for d in range(x.dim()) if x.shape[d] <= 1]
     perm = ones + order
-    out = torch.empty([x.shape[d] for d in perm], dtype=x.dtype, device=_META)
+    out = torch.empty([x.shape[d] for d in perm], dtype=x.dtype, device=META_DEVICE)
     return out.permute([perm.index(d) for d in range(x.dim())])
 
 
@@ -477,7 +478,7 @@ def _reshape(args, kwargs) -> Optional[torch.Tensor]:
     try:
         return x.view(sizes)
     except RuntimeError:  # not viewable: reshape copies
-        return torch.empty(sizes, dtype=x.dtype, device=_META)
+        return torch.empty(sizes, dtype=x.dtype, device=META_DEVICE)
 
 
 _COMPOSITE_RULES = {"cat": _cat, "concat": _cat, "concatenate": _cat, "pow": _pow,
@@ -565,7 +566,7 @@ def fast_meta(func, name: str, args, kwargs) -> Optional[torch.Tensor]:
         return None
     if inplace:
         return x if tuple(shape) == tuple(x.shape) and dtype == x.dtype else None
-    return torch.empty(shape, dtype=dtype, device=_META)
+    return torch.empty(shape, dtype=dtype, device=META_DEVICE)
 
 
 def _conv_call(m, x):
@@ -603,7 +604,7 @@ def _conv2d_layer(m, x):
     ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     if oh <= 0 or ow <= 0 or type(oh) is not int or type(ow) is not int:
         return _conv_call(m, x)
-    return torch.empty((n, o, oh, ow), dtype=x.dtype, device=_META)
+    return torch.empty((n, o, oh, ow), dtype=x.dtype, device=META_DEVICE)
 
 
 def _linear_layer(m, x):
@@ -613,7 +614,7 @@ def _linear_layer(m, x):
     if type(w) is nn.Parameter and w.is_meta and w.dtype == x.dtype and w.dim() == 2 and x.dim() >= 1:
         shape = x.shape
         if shape[-1] == w.shape[1]:
-            return torch.empty(tuple(shape[:-1]) + (w.shape[0],), dtype=x.dtype, device=_META)
+            return torch.empty(tuple(shape[:-1]) + (w.shape[0],), dtype=x.dtype, device=META_DEVICE)
     return fast_meta(F.linear, "linear", (x, m.weight, m.bias), {})
 
 

@@ -36,7 +36,7 @@ from .attributes import AttributeTracking
 from ..model.channel_space import SIDE_OUT, SpaceTable
 from ..model.classes import OUTPUT_REASON
 from .labels import Couplings, Value, new_field
-from .meta_shapes import check_meta_dtypes, fast_meta, layer_on_meta
+from .meta_shapes import META_DEVICE, check_meta_dtypes, fast_meta, layer_on_meta
 from ..model.node import Node
 from .op_names import op_name
 from .traced_int import TracedInt
@@ -97,13 +97,12 @@ def named_modules_of(model: nn.Module) -> List[Tuple[str, nn.Module]]:
 
 
 _NAMED_MODULES, _OBJECT_EQ, _OBJECT_HASH = nn.Module.named_modules, object.__eq__, object.__hash__
-_META = torch.device("meta")
 
 
 def _meta_stand_in(t: torch.Tensor, param: bool) -> torch.Tensor:
     """``t``'s meta stand-in for a trace: ``empty_like`` on the meta device (its shape, dtype and strides), a
     ``Parameter`` with ``t``'s ``requires_grad`` for a parameter."""
-    meta = torch.empty_like(t, device=_META)
+    meta = torch.empty_like(t, device=META_DEVICE)
     return nn.Parameter(meta, requires_grad=t.requires_grad) if param else meta
 
 
