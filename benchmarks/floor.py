@@ -33,7 +33,6 @@ import gc
 import os
 import statistics
 import sys
-import time
 import warnings
 
 import torch
@@ -42,6 +41,7 @@ import torchvision
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import prune_explorer as pe  # noqa: E402
+from timing import seconds, timed  # noqa: E402
 
 MODELS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "regnet_y_400mf", "densenet121",
           "densenet201", "vit_b_16", "swin_t"]
@@ -49,12 +49,6 @@ MODELS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", 
 
 def _classifier(model):
     return [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 @contextlib.contextmanager
@@ -89,10 +83,10 @@ def measure(lib, template, x, ratio):
     """(build s, step s, parameters left) for one fresh copy of ``template``."""
     model = copy.deepcopy(template)
     gc.collect()
-    build, pruner = _timed(lambda: lib.pruner.MagnitudePruner(
+    build, pruner = timed(lambda: lib.pruner.MagnitudePruner(
         model, x, lib.importance.MagnitudeImportance(p=2), pruning_ratio=ratio, ignored_layers=[_classifier(model)]))
-    step, _ = _timed(pruner.step)
-    return build, step, sum(p.numel() for p in model.parameters())
+    step = seconds(pruner.step)
+    return build.wall, step, sum(p.numel() for p in model.parameters())
 
 
 def _weights(model):
@@ -103,15 +97,16 @@ def _weights(model):
 def arithmetic_floor(weights) -> float:
     """Seconds to read each weight in ``weights`` once per side (output and input channels: ``[out, in, ...]``
     laid out as torch stores them) and copy its kept half once: the work a step cannot avoid (issue 19)."""
-    t0 = time.perf_counter()
-    for w in weights:
-        rest = list(range(2, w.dim()))
-        (w * w).sum([0] + rest)  # per input channel
-        w.reshape(w.shape[0], -1).pow(2).sum(1)  # per output channel
-        keep_out = torch.arange(0, w.shape[0], 2)
-        keep_in = torch.arange(0, w.shape[1], 2)
-        w.index_select(0, keep_out).index_select(1, keep_in)
-    return time.perf_counter() - t0
+    def work():
+        for w in weights:
+            rest = list(range(2, w.dim()))
+            (w * w).sum([0] + rest)  # per input channel
+            w.reshape(w.shape[0], -1).pow(2).sum(1)  # per output channel
+            keep_out = torch.arange(0, w.shape[0], 2)
+            keep_in = torch.arange(0, w.shape[1], 2)
+            w.index_select(0, keep_out).index_select(1, keep_in)
+
+    return seconds(work)
 
 
 def main() -> None:
@@ -145,7 +140,7 @@ def main() -> None:
         x = torch.randn(1, 3, 224, 224)
         with torch.no_grad():
             template(x)
-            fwd = statistics.median(_timed(lambda: template(x))[0] for _ in range(max(3, ns.repeats)))
+            fwd = statistics.median(seconds(lambda: template(x)) for _ in range(max(3, ns.repeats)))
             weights = _weights(template)
             arithmetic_floor(weights)
             floor = min(arithmetic_floor(weights) for _ in range(max(5, ns.repeats)))  # a lower bound: the least
